@@ -1,0 +1,46 @@
+//! dcache's storage engine. No networking: the server drives it through [`Store`] and [`Shard`].
+//!
+//! ```text
+//!                    Store (N shards, N a power of two)
+//!   key ──xxh3──► hash ─┬─ top bits pick the shard ──► Mutex<Shard>
+//!                       └─ full hash probes the shard's table
+//!
+//!   Shard ┬ table:   hash → slot index          (hashbrown, no keys stored twice)
+//!         ├ slots:   Vec<Option<Entry>>          (stable indices, free list)
+//!         ├ policy:  eviction state by slot      (lru, lfu, random; see policy/)
+//!         ├ expires: BTreeSet<(expire_ms, slot)> (active expiry, volatile-ttl)
+//!         └ clock:   hybrid logical clock        (a version for every write)
+//! ```
+//!
+//! A key's hash is computed once; the shard lock is held only while the caller touches the shard,
+//! never across I/O. Each shard owns `1/N` of the memory budget and of the entry budget, and evicts
+//! within itself, so the sum over shards never exceeds the store's limit.
+//!
+//! Time is always passed in (`now`, Unix milliseconds), so that the engine never reads a clock
+//! and every TTL path is testable without waiting.
+
+mod clock;
+mod config;
+mod entry;
+mod glob;
+mod memory;
+pub mod policy;
+mod shard;
+mod store;
+
+pub use clock::{Hlc, Version};
+pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
+pub use entry::{Entry, HashValue, Value};
+pub use glob::glob_match;
+pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size};
+pub use shard::{Lookup, Shard, ShardStats};
+pub use store::{Key, MultiLock, ScanFilter, Stats, Store};
+
+/// A write that the store refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The memory budget is spent and the policy may not evict (`noeviction`, or a volatile
+    /// policy with no key that has a TTL).
+    #[error("OOM command not allowed when used memory > 'maxmemory'.")]
+    OutOfMemory,
+}

@@ -1,0 +1,88 @@
+//! Doubly linked lists threaded through a vector indexed by slot: the building block of the
+//! LRU and LFU policies. Safe code, O(1) per operation, 8 bytes per slot.
+
+pub(crate) const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    pub prev: u32,
+    pub next: u32,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            prev: NIL,
+            next: NIL,
+        }
+    }
+}
+
+/// One list's ends. Several lists may share one `links` vector (LFU keeps one per frequency).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct List {
+    pub head: u32,
+    pub tail: u32,
+}
+
+impl Default for List {
+    fn default() -> Self {
+        List {
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl List {
+    pub fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+
+    pub fn push_front(&mut self, links: &mut [Link], slot: u32) {
+        links[slot as usize] = Link {
+            prev: NIL,
+            next: self.head,
+        };
+        if self.head != NIL {
+            links[self.head as usize].prev = slot;
+        } else {
+            self.tail = slot;
+        }
+        self.head = slot;
+    }
+
+    pub fn unlink(&mut self, links: &mut [Link], slot: u32) {
+        let Link { prev, next } = links[slot as usize];
+        if prev != NIL {
+            links[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            links[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        links[slot as usize] = Link::default();
+    }
+
+    /// Walks from the tail (the oldest) towards the head.
+    pub fn iter_from_tail<'a>(&self, links: &'a [Link]) -> impl Iterator<Item = u32> + 'a {
+        let mut at = self.tail;
+        std::iter::from_fn(move || {
+            (at != NIL).then(|| {
+                let slot = at;
+                at = links[slot as usize].prev;
+                slot
+            })
+        })
+    }
+}
+
+/// Grows `links` so that `slot` is a valid index.
+pub(crate) fn ensure(links: &mut Vec<Link>, slot: u32) {
+    if links.len() <= slot as usize {
+        links.resize(slot as usize + 1, Link::default());
+    }
+}

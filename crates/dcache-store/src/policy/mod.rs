@@ -1,0 +1,68 @@
+//! Eviction policies. Each one lives in its own file, implements [`EvictionPolicy`] and passes the
+//! shared suite in `tests/policy_suite.rs`.
+//!
+//! A policy sees only slot indices: the shard tells it when a slot is filled, read or written,
+//! and emptied, and asks it for a victim. It never sees keys or values, so one policy serves every
+//! value type, and the shard alone owns memory accounting.
+//!
+//! | policy | exact or approximate | state per entry | victim |
+//! |---|---|---|---|
+//! | [`Lru`] | exact | 8 bytes (list links) | least recently used |
+//! | [`Lfu`] | exact counts up to 255, halved as they age | 9 bytes | least frequently used, the least recent among equals |
+//! | [`RandomPolicy`] | uniform | 4 bytes | any entry |
+
+mod lfu;
+pub(crate) mod list;
+mod lru;
+mod random;
+
+pub use lfu::Lfu;
+pub use lru::Lru;
+pub use random::RandomPolicy;
+
+use crate::config::PolicyKind;
+
+/// How many candidates a victim search may look at before giving up. Reached only when most
+/// entries are not eligible (a volatile policy over mostly persistent keys).
+pub const MAX_VICTIM_SCAN: usize = 1024;
+
+/// An eviction policy's bookkeeping for one shard.
+pub trait EvictionPolicy: Send + std::fmt::Debug {
+    /// A slot was filled with a new entry.
+    fn insert(&mut self, slot: u32);
+    /// An entry was read or written.
+    fn access(&mut self, slot: u32);
+    /// A slot was emptied (deleted, expired or evicted).
+    fn remove(&mut self, slot: u32);
+    /// The entry to evict next among those for which `eligible` holds, without removing it.
+    /// `None` when no eligible entry was found within [`MAX_VICTIM_SCAN`] candidates.
+    fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32>;
+    /// Forgets every slot.
+    fn clear(&mut self);
+    /// The access frequency the policy keeps for a slot, where it keeps one (`OBJECT FREQ`).
+    fn frequency(&self, _slot: u32) -> Option<u32> {
+        None
+    }
+}
+
+/// Which bookkeeping a kind of policy keeps; kinds with the same one can switch without losing
+/// what it learned.
+#[must_use]
+pub fn bookkeeping(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::Lru | PolicyKind::NoEviction | PolicyKind::Ttl => "lru",
+        PolicyKind::Lfu => "lfu",
+        PolicyKind::Random => "random",
+    }
+}
+
+/// The policy state for a kind of policy. `NoEviction` and `Ttl` need none of their own; they
+/// keep an LRU order so that switching policy at run time has something to start from.
+#[must_use]
+pub fn for_kind(kind: PolicyKind, seed: u64) -> Box<dyn EvictionPolicy> {
+    match kind {
+        PolicyKind::Lru | PolicyKind::NoEviction | PolicyKind::Ttl => Box::new(Lru::default()),
+        PolicyKind::Lfu => Box::new(Lfu::default()),
+        PolicyKind::Random => Box::new(RandomPolicy::new(seed)),
+    }
+}

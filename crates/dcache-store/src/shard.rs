@@ -1,0 +1,550 @@
+//! One shard: a hash table over a slab of entries, the eviction policy's state, the expiry index
+//! and the shard's share of the budgets. Everything here runs under the shard's lock.
+
+use std::collections::BTreeSet;
+use std::ops::Deref;
+
+use hashbrown::HashTable;
+
+use crate::StoreError;
+use crate::clock::Hlc;
+use crate::config::{EvictionScope, PolicyKind, PolicyName};
+use crate::entry::{Entry, Value};
+use crate::memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size};
+use crate::policy::{self, EvictionPolicy};
+use crate::store::{Key, hash_key};
+
+/// How a lookup counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A read by a command: counts a hit or a miss and refreshes the entry for the policy.
+    Read,
+    /// A read as part of a write: refreshes the entry, counts nothing.
+    Write,
+    /// Looks without touching anything (TYPE, TTL, OBJECT, SCAN's TYPE filter).
+    Peek,
+}
+
+/// Counters kept per shard and summed by [`crate::Store::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub expired: u64,
+    pub evicted: u64,
+}
+
+#[derive(Debug)]
+pub struct Shard {
+    table: HashTable<u32>,
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    policy: Box<dyn EvictionPolicy>,
+    policy_name: PolicyName,
+    /// `(expire_at, slot)` for every key with a TTL.
+    expires: BTreeSet<(u64, u32)>,
+    clock: Hlc,
+    /// The store's key-hash seed, to rehash keys when the table grows.
+    hash_seed: u64,
+    seed: u64,
+    rng: u64,
+    used: usize,
+    /// Memory budget in bytes; 0 is unlimited.
+    budget: usize,
+    /// Entry budget; 0 is unlimited.
+    max_entries: usize,
+    stats: ShardStats,
+}
+
+impl Shard {
+    pub(crate) fn new(
+        policy_name: PolicyName,
+        budget: usize,
+        max_entries: usize,
+        node_id: u16,
+        hash_seed: u64,
+        seed: u64,
+    ) -> Self {
+        Self {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            policy: policy::for_kind(policy_name.kind, seed),
+            policy_name,
+            expires: BTreeSet::new(),
+            clock: Hlc::new(node_id),
+            hash_seed,
+            seed,
+            rng: seed | 1,
+            used: 0,
+            budget,
+            max_entries,
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// Number of keys, including expired keys not yet reclaimed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Keys with a TTL.
+    #[must_use]
+    pub fn volatile_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    /// Accounted bytes.
+    #[must_use]
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    pub(crate) fn reset_stats(&mut self) {
+        self.stats = ShardStats::default();
+    }
+
+    /// The hybrid logical clock that versions this shard's writes.
+    pub fn clock(&mut self) -> &mut Hlc {
+        &mut self.clock
+    }
+
+    fn find(&self, key: &Key<'_>) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(key.hash, |&i| {
+                slots[i as usize]
+                    .as_ref()
+                    .is_some_and(|e| *e.key == *key.bytes)
+            })
+            .copied()
+    }
+
+    fn entry_at(&self, slot: u32) -> &Entry {
+        self.slots[slot as usize].as_ref().expect("a live slot")
+    }
+
+    fn entry_at_mut(&mut self, slot: u32) -> &mut Entry {
+        self.slots[slot as usize].as_mut().expect("a live slot")
+    }
+
+    fn mem_of(entry: &Entry) -> usize {
+        ENTRY_OVERHEAD
+            + alloc_size(entry.key.len())
+            + entry.value.mem()
+            + if entry.expire_at != 0 {
+                VOLATILE_OVERHEAD
+            } else {
+                0
+            }
+    }
+
+    /// Finds a live entry: reclaims it if expired, and touches it as `mode` says.
+    fn lookup_slot(&mut self, key: &Key<'_>, now: u64, mode: Lookup) -> Option<u32> {
+        let found = self.find(key);
+        let slot = match found {
+            Some(slot) if self.entry_at(slot).is_expired(now) => {
+                self.remove_slot(slot);
+                self.stats.expired += 1;
+                None
+            }
+            other => other,
+        };
+        match (slot, mode) {
+            (Some(slot), Lookup::Read | Lookup::Write) => {
+                if mode == Lookup::Read {
+                    self.stats.hits += 1;
+                }
+                self.policy.access(slot);
+                self.entry_at_mut(slot).touched = (now / 1000) as u32;
+            }
+            (None, Lookup::Read) => self.stats.misses += 1,
+            _ => {}
+        }
+        slot
+    }
+
+    /// The live entry for `key`.
+    pub fn get(&mut self, key: &Key<'_>, now: u64, mode: Lookup) -> Option<&Entry> {
+        let slot = self.lookup_slot(key, now, mode)?;
+        Some(self.entry_at(slot))
+    }
+
+    /// Whether a write may proceed: `Err(OutOfMemory)` when the shard is over its memory budget
+    /// and could not evict its way back under it. Called before every write that may grow memory.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfMemory`], with Redis's wording.
+    pub fn check_room(&mut self) -> Result<(), StoreError> {
+        self.enforce(None);
+        if self.budget != 0 && self.used > self.budget {
+            return Err(StoreError::OutOfMemory);
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to `value`, replacing whatever was there, and returns the old value. With
+    /// `keep_ttl` an existing TTL survives; otherwise the key gets `expire_at` (or none).
+    pub fn set(
+        &mut self,
+        key: &Key<'_>,
+        value: Value,
+        expire_at: Option<u64>,
+        keep_ttl: bool,
+        now: u64,
+    ) -> Option<Value> {
+        match self.lookup_slot(key, now, Lookup::Write) {
+            Some(slot) => {
+                let version = self.clock.tick(now);
+                let entry = self.entry_at_mut(slot);
+                let before = Self::mem_of(entry);
+                let old = std::mem::replace(&mut entry.value, value);
+                entry.version = version;
+                let after = Self::mem_of(entry);
+                self.used = self.used + after - before;
+                if !keep_ttl {
+                    self.set_expire_slot(slot, expire_at.unwrap_or(0));
+                }
+                self.enforce(Some(slot));
+                Some(old)
+            }
+            None => {
+                let slot = self.insert_new(key, value, now);
+                if let Some(at) = expire_at {
+                    self.set_expire_slot(slot, at);
+                }
+                self.enforce(Some(slot));
+                None
+            }
+        }
+    }
+
+    fn insert_new(&mut self, key: &Key<'_>, value: Value, now: u64) -> u32 {
+        let entry = Entry {
+            key: key.bytes.into(),
+            value,
+            expire_at: 0,
+            version: self.clock.tick(now),
+            touched: (now / 1000) as u32,
+        };
+        self.used += Self::mem_of(&entry);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries per shard")
+            }
+        };
+        let (slots, seed) = (&self.slots, self.hash_seed);
+        self.table.insert_unique(key.hash, slot, |&i| {
+            hash_key(seed, &slots[i as usize].as_ref().expect("a live slot").key)
+        });
+        self.policy.insert(slot);
+        slot
+    }
+
+    /// Changes a live entry's expiry time (0: none), keeping the index and the count in step.
+    fn set_expire_slot(&mut self, slot: u32, expire_at: u64) {
+        let entry = self.slots[slot as usize].as_mut().expect("a live slot");
+        let old = std::mem::replace(&mut entry.expire_at, expire_at);
+        if old == expire_at {
+            return;
+        }
+        if old != 0 {
+            self.expires.remove(&(old, slot));
+            self.used -= VOLATILE_OVERHEAD;
+        }
+        if expire_at != 0 {
+            self.expires.insert((expire_at, slot));
+            self.used += VOLATILE_OVERHEAD;
+        }
+    }
+
+    /// Removes `key` and returns its entry.
+    pub fn remove(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+        let slot = self.lookup_slot(key, now, Lookup::Peek)?;
+        Some(self.remove_slot(slot))
+    }
+
+    fn remove_slot(&mut self, slot: u32) -> Entry {
+        let entry = self.slots[slot as usize].take().expect("a live slot");
+        let hash = hash_key(self.hash_seed, &entry.key);
+        self.table
+            .find_entry(hash, |&i| i == slot)
+            .expect("a live slot is in the table")
+            .remove();
+        if entry.expire_at != 0 {
+            self.expires.remove(&(entry.expire_at, slot));
+        }
+        self.policy.remove(slot);
+        self.used -= Self::mem_of(&entry);
+        self.free.push(slot);
+        entry
+    }
+
+    /// Sets or clears a live key's TTL. Returns false when the key does not exist.
+    pub fn set_expire(&mut self, key: &Key<'_>, expire_at: Option<u64>, now: u64) -> bool {
+        let Some(slot) = self.lookup_slot(key, now, Lookup::Write) else {
+            return false;
+        };
+        self.set_expire_slot(slot, expire_at.unwrap_or(0));
+        let version = self.clock.tick(now);
+        self.entry_at_mut(slot).version = version;
+        true
+    }
+
+    /// A handle to change the value of `key` in place, created by `create` when the key is absent
+    /// (or `None` without `create`). Memory, version and eviction are brought up to date when the
+    /// handle is dropped, and only if the value was borrowed mutably. A hash left empty by a change
+    /// is removed, as Redis removes empty aggregates; so create one only to put a field in it.
+    pub fn modify(
+        &mut self,
+        key: &Key<'_>,
+        now: u64,
+        create: Option<&dyn Fn() -> Value>,
+    ) -> Option<Modify<'_>> {
+        let slot = match (self.lookup_slot(key, now, Lookup::Write), create) {
+            (Some(slot), _) => slot,
+            (None, Some(create)) => self.insert_new(key, create(), now),
+            (None, None) => return None,
+        };
+        let before = Self::mem_of(self.entry_at(slot));
+        Some(Modify {
+            shard: self,
+            slot,
+            before,
+            now,
+            changed: false,
+        })
+    }
+
+    /// The most entries the shard may evict in one go before it stops trying: an entry larger than
+    /// the whole budget would otherwise empty the shard.
+    fn over_limits(&self) -> bool {
+        (self.budget != 0 && self.used > self.budget)
+            || (self.max_entries != 0 && self.table.len() > self.max_entries)
+    }
+
+    fn pick_victim(&mut self, protect: Option<u32>) -> Option<u32> {
+        let slots = &self.slots;
+        let volatile = self.policy_name.scope == EvictionScope::Volatile;
+        match self.policy_name.kind {
+            PolicyKind::NoEviction => None,
+            PolicyKind::Ttl => self
+                .expires
+                .iter()
+                .map(|&(_, slot)| slot)
+                .find(|&slot| Some(slot) != protect),
+            _ => self.policy.victim(&mut |slot| {
+                Some(slot) != protect
+                    && (!volatile
+                        || slots[slot as usize]
+                            .as_ref()
+                            .is_some_and(|e| e.expire_at != 0))
+            }),
+        }
+    }
+
+    /// Evicts until the shard is within its budgets or no victim is left. `protect` is the entry
+    /// just written, which is never its own victim.
+    fn enforce(&mut self, protect: Option<u32>) {
+        while self.over_limits() {
+            let Some(victim) = self.pick_victim(protect) else {
+                break;
+            };
+            self.remove_slot(victim);
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// Reclaims up to `max` expired entries, the soonest-expired first. Returns how many.
+    pub fn expire_some(&mut self, now: u64, max: usize) -> usize {
+        let mut removed = 0;
+        while removed < max {
+            match self.expires.first() {
+                Some(&(at, slot)) if at <= now => {
+                    self.remove_slot(slot);
+                    self.stats.expired += 1;
+                    removed += 1;
+                }
+                _ => break,
+            }
+        }
+        removed
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A uniformly random live key, reclaiming expired ones it meets.
+    pub fn random_key(&mut self, now: u64) -> Option<Box<[u8]>> {
+        while !self.table.is_empty() {
+            let slot = match self.slots.len() {
+                n if self.table.len() * 8 >= n => (self.next_random() % n as u64) as u32,
+                // Sparse slab: pick the n-th live slot rather than probing empty ones.
+                _ => {
+                    let nth = (self.next_random() % self.table.len() as u64) as usize;
+                    self.slots
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.is_some())
+                        .nth(nth)?
+                        .0 as u32
+                }
+            };
+            let Some(entry) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
+            if entry.is_expired(now) {
+                self.remove_slot(slot);
+                self.stats.expired += 1;
+                continue;
+            }
+            return Some(entry.key.clone());
+        }
+        None
+    }
+
+    /// Visits live entries from slab position `from`, up to `count` of them, and returns the next
+    /// position (or `None` when the shard is done). Entries present for the whole of a scan are
+    /// visited exactly once; slots never move, so the position is a stable cursor.
+    pub fn scan(
+        &self,
+        from: usize,
+        count: usize,
+        now: u64,
+        mut visit: impl FnMut(&Entry),
+    ) -> Option<usize> {
+        let mut seen = 0;
+        for (i, slot) in self.slots.iter().enumerate().skip(from) {
+            if seen >= count {
+                return Some(i);
+            }
+            if let Some(entry) = slot {
+                if !entry.is_expired(now) {
+                    visit(entry);
+                    seen += 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.expires.clear();
+        self.policy.clear();
+        self.used = 0;
+    }
+
+    pub(crate) fn set_budgets(&mut self, budget: usize, max_entries: usize) {
+        self.budget = budget;
+        self.max_entries = max_entries;
+        self.enforce(None);
+    }
+
+    pub(crate) fn set_policy(&mut self, name: PolicyName) {
+        let old = std::mem::replace(&mut self.policy_name, name);
+        if policy::bookkeeping(old.kind) != policy::bookkeeping(name.kind) {
+            self.policy = policy::for_kind(name.kind, self.seed);
+            for (slot, entry) in self.slots.iter().enumerate() {
+                if entry.is_some() {
+                    self.policy.insert(slot as u32);
+                }
+            }
+        }
+        self.enforce(None);
+    }
+
+    /// The policy's access frequency for `key` (`OBJECT FREQ`), when the policy keeps one.
+    pub fn frequency(&mut self, key: &Key<'_>, now: u64) -> Option<Option<u32>> {
+        let slot = self.lookup_slot(key, now, Lookup::Peek)?;
+        Some(self.policy.frequency(slot))
+    }
+}
+
+/// A value being changed in place. See [`Shard::modify`].
+pub struct Modify<'a> {
+    shard: &'a mut Shard,
+    slot: u32,
+    before: usize,
+    now: u64,
+    changed: bool,
+}
+
+impl Modify<'_> {
+    #[must_use]
+    pub fn entry(&self) -> &Entry {
+        self.shard.entry_at(self.slot)
+    }
+
+    /// The value, for changing. Marks the entry as written.
+    pub fn value_mut(&mut self) -> &mut Value {
+        self.changed = true;
+        &mut self.shard.entry_at_mut(self.slot).value
+    }
+
+    /// Sets or clears the TTL.
+    pub fn set_expire(&mut self, expire_at: Option<u64>) {
+        self.changed = true;
+        let before_ttl = self.shard.used;
+        self.shard
+            .set_expire_slot(self.slot, expire_at.unwrap_or(0));
+        // set_expire_slot counted the TTL's cost itself; keep `before` comparable.
+        self.before = self.before + self.shard.used - before_ttl;
+    }
+}
+
+impl Deref for Modify<'_> {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.entry().value
+    }
+}
+
+impl Drop for Modify<'_> {
+    fn drop(&mut self) {
+        let shard = &mut *self.shard;
+        let slot = self.slot;
+        if !self.changed {
+            // An empty hash that was created and then left alone is not kept.
+            if matches!(&shard.entry_at(slot).value, Value::Hash(h) if h.is_empty()) {
+                shard.remove_slot(slot);
+            }
+            return;
+        }
+        let version = shard.clock.tick(self.now);
+        let entry = shard.entry_at_mut(slot);
+        entry.version = version;
+        let after = Shard::mem_of(entry);
+        let empty = matches!(&entry.value, Value::Hash(h) if h.is_empty());
+        shard.used = shard.used + after - self.before;
+        if empty {
+            shard.remove_slot(slot);
+        } else {
+            shard.enforce(Some(slot));
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The store: shards, key hashing, locking, and operations that span shards.
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::config::{PolicyName, StoreConfig};
+use crate::entry::Entry;
+use crate::shard::{Shard, ShardStats};
+
+/// The keyspace hash: xxh3 with a per-store seed (so that keys chosen to collide on one server
+/// do not collide on another).
+#[must_use]
+pub(crate) fn hash_key(seed: u64, key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, seed)
+}
+
+/// A key with its hash, computed once and used for both the shard and the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    pub bytes: &'a [u8],
+    pub hash: u64,
+}
+
+/// Store-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub keys: usize,
+    pub volatile_keys: usize,
+    pub used: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub expired: u64,
+    pub evicted: u64,
+}
+
+/// Filters for [`Store::scan`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanFilter<'a> {
+    pub pattern: Option<&'a [u8]>,
+    pub type_name: Option<&'a str>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    shards: Box<[Mutex<Shard>]>,
+    shard_bits: u32,
+    seed: u64,
+    settings: Mutex<StoreConfig>,
+}
+
+/// Several shards locked at once, in index order (so that two multi-key commands never deadlock).
+pub struct MultiLock<'a> {
+    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+    store: &'a Store,
+}
+
+impl MultiLock<'_> {
+    /// The locked shard that holds `key`.
+    ///
+    /// # Panics
+    /// When `key`'s shard was not among those locked.
+    pub fn shard(&mut self, key: &Key<'_>) -> &mut Shard {
+        let index = self.store.shard_index(key);
+        let at = self
+            .guards
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .expect("the key's shard is locked");
+        &mut self.guards[at].1
+    }
+}
+
+impl Store {
+    #[must_use]
+    pub fn new(config: StoreConfig) -> Self {
+        let n = config.shards.max(1).next_power_of_two();
+        let shards = (0..n)
+            .map(|i| {
+                Mutex::new(Shard::new(
+                    config.policy,
+                    config.maxmemory.div_ceil(n),
+                    config.max_entries.div_ceil(n),
+                    config.node_id,
+                    config.seed,
+                    config
+                        .seed
+                        .wrapping_add(i as u64)
+                        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        | 1,
+                ))
+            })
+            .collect();
+        Self {
+            shards,
+            shard_bits: n.trailing_zeros(),
+            seed: config.seed,
+            settings: Mutex::new(config),
+        }
+    }
+
+    /// Hashes a key.
+    #[must_use]
+    pub fn key<'a>(&self, bytes: &'a [u8]) -> Key<'a> {
+        Key {
+            bytes,
+            hash: hash_key(self.seed, bytes),
+        }
+    }
+
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    #[must_use]
+    pub fn shard_index(&self, key: &Key<'_>) -> usize {
+        // The top bits pick the shard; the table probes with the low bits, so the two are
+        // independent.
+        key.hash.checked_shr(64 - self.shard_bits).unwrap_or(0) as usize
+    }
+
+    /// Locks the shard that holds `key`.
+    pub fn lock(&self, key: &Key<'_>) -> MutexGuard<'_, Shard> {
+        self.shards[self.shard_index(key)].lock()
+    }
+
+    /// Locks shard `index`.
+    pub fn lock_shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+        self.shards[index].lock()
+    }
+
+    /// Locks every shard that holds one of `keys`, in index order.
+    pub fn lock_many(&self, keys: &[Key<'_>]) -> MultiLock<'_> {
+        let mut indices: Vec<usize> = keys.iter().map(|k| self.shard_index(k)).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        MultiLock {
+            guards: indices
+                .into_iter()
+                .map(|i| (i, self.shards[i].lock()))
+                .collect(),
+            store: self,
+        }
+    }
+
+    /// The settings in force (with `maxmemory` and the policy as last set).
+    #[must_use]
+    pub fn settings(&self) -> StoreConfig {
+        self.settings.lock().clone()
+    }
+
+    /// Changes the memory budget, evicting at once if the store is over the new one.
+    pub fn set_maxmemory(&self, bytes: usize) {
+        let mut settings = self.settings.lock();
+        settings.maxmemory = bytes;
+        let n = self.shards.len();
+        for shard in &self.shards {
+            shard
+                .lock()
+                .set_budgets(bytes.div_ceil(n), settings.max_entries.div_ceil(n));
+        }
+    }
+
+    /// Changes the eviction policy.
+    pub fn set_policy(&self, policy: PolicyName) {
+        let mut settings = self.settings.lock();
+        settings.policy = policy;
+        for shard in &self.shards {
+            shard.lock().set_policy(policy);
+        }
+    }
+
+    /// Sums the shards' counters. Locks each shard in turn, briefly.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for shard in &self.shards {
+            let shard = shard.lock();
+            let ShardStats {
+                hits,
+                misses,
+                expired,
+                evicted,
+            } = shard.stats();
+            total.keys += shard.len();
+            total.volatile_keys += shard.volatile_len();
+            total.used += shard.used();
+            total.hits += hits;
+            total.misses += misses;
+            total.expired += expired;
+            total.evicted += evicted;
+        }
+        total
+    }
+
+    /// Zeroes the hit, miss, expiry and eviction counters (`CONFIG RESETSTAT`).
+    pub fn reset_stats(&self) {
+        for shard in &self.shards {
+            shard.lock().reset_stats();
+        }
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Accounted bytes over all shards.
+    #[must_use]
+    pub fn used_memory(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().used()).sum()
+    }
+
+    /// Removes every key.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            shard.lock().clear();
+        }
+    }
+
+    /// One round of active expiry: each shard reclaims up to `per_shard` expired keys, holding its
+    /// lock only for that. Returns how many keys were reclaimed.
+    pub fn expire_cycle(&self, now: u64, per_shard: usize) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().expire_some(now, per_shard))
+            .sum()
+    }
+
+    /// A random live key.
+    pub fn random_key(&self, now: u64, pick: u64) -> Option<Box<[u8]>> {
+        let n = self.shards.len();
+        (0..n).find_map(|i| self.shards[(pick as usize + i) % n].lock().random_key(now))
+    }
+
+    /// One step of a cursor-based scan over all shards. The cursor packs the shard index in its
+    /// top bits and the slab position in the rest; 0 starts and ends a scan. Visits about `count`
+    /// entries that pass `filter`'s type test; the caller applies the pattern to the keys.
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now: u64,
+        filter: ScanFilter<'_>,
+        mut visit: impl FnMut(&Entry),
+    ) -> u64 {
+        let position_bits = 64 - self.shard_bits.max(1);
+        let mut shard = (cursor >> position_bits) as usize;
+        let mut position = (cursor & ((1 << position_bits) - 1)) as usize;
+        let mut budget = count.max(1);
+        while shard < self.shards.len() {
+            let guard = self.shards[shard].lock();
+            let mut seen = 0;
+            let next = guard.scan(position, budget, now, |entry| {
+                seen += 1;
+                let type_ok = filter
+                    .type_name
+                    .is_none_or(|t| t.eq_ignore_ascii_case(entry.value().type_name()));
+                let pattern_ok = filter
+                    .pattern
+                    .is_none_or(|p| crate::glob::glob_match(p, entry.key()));
+                if type_ok && pattern_ok {
+                    visit(entry);
+                }
+            });
+            budget = budget.saturating_sub(seen);
+            match next {
+                Some(position) => return ((shard as u64) << position_bits) | position as u64,
+                None => {
+                    shard += 1;
+                    position = 0;
+                }
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        if shard >= self.shards.len() {
+            0
+        } else {
+            (shard as u64) << position_bits
+        }
+    }
+}

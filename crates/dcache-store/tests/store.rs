@@ -1,0 +1,231 @@
+//! The store's behaviour: TTLs (lazy and active), memory accounting, budgets, scans, in-place
+//! changes. Time is passed in, so nothing here waits.
+
+use std::collections::HashSet;
+
+use dcache_store::{HashValue, Lookup, ScanFilter, Store, StoreConfig, StoreError, Value};
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn set(store: &Store, key: &str, value: &str, expire_at: Option<u64>) {
+    let key = store.key(key.as_bytes());
+    store
+        .lock(&key)
+        .set(&key, Value::from(value.as_bytes()), expire_at, false, NOW);
+}
+
+fn get(store: &Store, key: &str, now: u64) -> Option<Vec<u8>> {
+    let key = store.key(key.as_bytes());
+    let mut shard = store.lock(&key);
+    match shard.get(&key, now, Lookup::Read)?.value() {
+        Value::Str(s) => Some(s.to_vec()),
+        Value::Hash(_) => panic!("not a string"),
+    }
+}
+
+#[test]
+fn keys_expire_on_access_at_the_millisecond() {
+    let store = Store::new(StoreConfig::default());
+    set(&store, "k", "v", Some(NOW + 100));
+    assert_eq!(get(&store, "k", NOW + 99).as_deref(), Some(&b"v"[..]));
+    assert_eq!(get(&store, "k", NOW + 100), None);
+    let stats = store.stats();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.expired, stats.keys),
+        (1, 1, 1, 0)
+    );
+}
+
+#[test]
+fn active_expiry_reclaims_keys_nobody_reads() {
+    let store = Store::new(StoreConfig::default());
+    for i in 0..10_000 {
+        set(&store, &format!("k{i}"), "value", Some(NOW + 100));
+    }
+    set(&store, "forever", "value", None);
+    let full = store.used_memory();
+    assert_eq!(store.expire_cycle(NOW + 99, usize::MAX), 0);
+    // Bounded work per round: each shard reclaims at most 10 keys.
+    let first = store.expire_cycle(NOW + 100, 10);
+    assert_eq!(first, 10 * store.shard_count());
+    while store.expire_cycle(NOW + 100, 10) > 0 {}
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.stats().expired, 10_000);
+    assert!(
+        store.used_memory() < full / 1000,
+        "memory is reclaimed with the keys"
+    );
+}
+
+#[test]
+fn accounting_returns_to_zero_after_every_kind_of_change() {
+    let store = Store::new(StoreConfig::default().shards(2));
+    set(&store, "a", "1", None);
+    set(&store, "a", "a longer value than before", Some(NOW + 10));
+    let key = store.key(b"h");
+    {
+        let mut shard = store.lock(&key);
+        let mut m = shard
+            .modify(&key, NOW, Some(&|| Value::Hash(Box::default())))
+            .unwrap();
+        let Value::Hash(h) = m.value_mut() else {
+            unreachable!()
+        };
+        h.insert(b"f1", b"v1");
+        h.insert(b"f2", b"v2");
+        h.insert(b"f1", b"a longer v1");
+        m.set_expire(Some(NOW + 1000));
+    }
+    assert!(store.used_memory() > 0);
+    {
+        let mut shard = store.lock(&key);
+        let mut m = shard.modify(&key, NOW, None).unwrap();
+        m.set_expire(None);
+        let Value::Hash(h) = m.value_mut() else {
+            unreachable!()
+        };
+        assert!(h.remove(b"f1") && h.remove(b"f2") && !h.remove(b"f3"));
+    }
+    // A hash left empty is removed.
+    assert!(store.lock(&key).get(&key, NOW, Lookup::Peek).is_none());
+    let a = store.key(b"a");
+    assert!(store.lock(&a).remove(&a, NOW).is_some());
+    assert_eq!(store.used_memory(), 0);
+    assert_eq!(store.len(), 0);
+}
+
+#[test]
+fn noeviction_refuses_writes_once_over_budget() {
+    let store = Store::new(StoreConfig::default().shards(1).maxmemory(10_000));
+    let mut written = 0;
+    let err = loop {
+        let bytes = format!("key:{written}");
+        let key = store.key(bytes.as_bytes());
+        let mut shard = store.lock(&key);
+        if let Err(e) = shard.check_room() {
+            break e;
+        }
+        shard.set(&key, Value::from(vec![0; 100]), None, false, NOW);
+        written += 1;
+        assert!(written < 1_000, "never refused");
+    };
+    assert_eq!(err, StoreError::OutOfMemory);
+    assert_eq!(
+        err.to_string(),
+        "OOM command not allowed when used memory > 'maxmemory'."
+    );
+    assert_eq!(store.len(), written);
+    assert_eq!(store.stats().evicted, 0);
+}
+
+#[test]
+fn lowering_maxmemory_evicts_at_once() {
+    let store = Store::new(
+        StoreConfig::default()
+            .shards(4)
+            .policy("allkeys-lru".parse().unwrap()),
+    );
+    for i in 0..1_000 {
+        set(&store, &format!("k{i}"), "some value", None);
+    }
+    let used = store.used_memory();
+    store.set_maxmemory(used / 2);
+    assert!(store.used_memory() <= used / 2);
+    assert!(
+        store.len() < 600 && store.len() > 400,
+        "about half remain: {}",
+        store.len()
+    );
+}
+
+#[test]
+fn switching_policy_keeps_every_key_evictable() {
+    let store = Store::new(
+        StoreConfig::default()
+            .shards(1)
+            .policy("allkeys-lru".parse().unwrap()),
+    );
+    for i in 0..100 {
+        set(&store, &format!("k{i}"), "v", None);
+    }
+    store.set_policy("allkeys-lfu".parse().unwrap());
+    store.set_policy("allkeys-random".parse().unwrap());
+    let used = store.used_memory();
+    store.set_maxmemory(1);
+    assert_eq!(store.len(), 0, "all {used} bytes evicted");
+}
+
+#[test]
+fn a_full_scan_visits_every_key_once_and_filters() {
+    let store = Store::new(StoreConfig::default().shards(8));
+    for i in 0..1_000 {
+        set(&store, &format!("user:{i}"), "v", None);
+    }
+    let key = store.key(b"session:1");
+    store.lock(&key).set(
+        &key,
+        Value::Hash(Box::new(HashValue::default())),
+        None,
+        false,
+        NOW,
+    );
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let mut rounds = 0;
+    loop {
+        cursor = store.scan(cursor, 37, NOW, ScanFilter::default(), |e| {
+            seen.push(e.key().to_vec())
+        });
+        rounds += 1;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert!(rounds > 10, "COUNT bounds each round");
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 1_001);
+    assert_eq!(seen.len(), 1_001);
+
+    let mut hashes = Vec::new();
+    let filter = ScanFilter {
+        pattern: Some(b"session:*"),
+        type_name: Some("hash"),
+    };
+    let mut cursor = 0;
+    loop {
+        cursor = store.scan(cursor, 100, NOW, filter, |e| hashes.push(e.key().to_vec()));
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!(hashes, vec![b"session:1".to_vec()]);
+}
+
+#[test]
+fn versions_grow_with_every_write() {
+    let store = Store::new(StoreConfig::default().node_id(5));
+    let key = store.key(b"k");
+    let mut shard = store.lock(&key);
+    shard.set(&key, Value::from(&b"1"[..]), None, false, NOW);
+    let v1 = shard.get(&key, NOW, Lookup::Peek).unwrap().version();
+    shard.set(&key, Value::from(&b"2"[..]), None, false, NOW);
+    let v2 = shard.get(&key, NOW, Lookup::Peek).unwrap().version();
+    assert!(shard.set_expire(&key, Some(NOW + 5), NOW));
+    let v3 = shard.get(&key, NOW, Lookup::Peek).unwrap().version();
+    assert!(v1 < v2 && v2 < v3);
+    assert_eq!(v3.node(), 5);
+}
+
+#[test]
+fn random_key_finds_live_keys_only() {
+    let store = Store::new(StoreConfig::default().shards(4));
+    assert_eq!(store.random_key(NOW, 1), None);
+    set(&store, "dead", "v", Some(NOW + 1));
+    set(&store, "alive", "v", None);
+    for pick in 0..20 {
+        assert_eq!(
+            store.random_key(NOW + 5, pick).as_deref(),
+            Some(&b"alive"[..])
+        );
+    }
+}

@@ -20,6 +20,11 @@ impl<'a> ReplyWriter<'a> {
         self.resp3
     }
 
+    /// Switches protocol version for the replies that follow (`HELLO`).
+    pub fn set_resp3(&mut self, resp3: bool) {
+        self.resp3 = resp3;
+    }
+
     /// Bytes written so far, across all replies in the buffer.
     #[must_use]
     pub fn len(&self) -> usize {

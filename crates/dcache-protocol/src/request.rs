@@ -345,15 +345,13 @@ fn split_inline(
                 let Some(&c) = line.get(i) else {
                     return Err(ProtocolError::UnbalancedQuotes);
                 };
-                if c == b'\\' && line.get(i + 1) == Some(&b'x') {
-                    if let (Some(h), Some(l)) = (
-                        line.get(i + 2).and_then(|&b| hex(b)),
-                        line.get(i + 3).and_then(|&b| hex(b)),
-                    ) {
-                        out.push(h * 16 + l);
-                        i += 4;
-                        continue;
-                    }
+                let escaped_hex = (c == b'\\' && line.get(i + 1) == Some(&b'x'))
+                    .then(|| Some(hex(*line.get(i + 2)?)? * 16 + hex(*line.get(i + 3)?)?))
+                    .flatten();
+                if let Some(byte) = escaped_hex {
+                    out.push(byte);
+                    i += 4;
+                    continue;
                 }
                 if c == b'\\' && i + 1 < line.len() {
                     out.push(match line[i + 1] {

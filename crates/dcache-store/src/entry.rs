@@ -151,6 +151,25 @@ impl Entry {
         self.version
     }
 
+    /// What the entry costs in memory, as the store accounts it (`MEMORY USAGE`).
+    #[must_use]
+    pub fn memory_usage(&self) -> usize {
+        crate::memory::ENTRY_OVERHEAD
+            + crate::memory::alloc_size(self.key.len())
+            + self.value.mem()
+            + if self.expire_at != 0 {
+                crate::memory::VOLATILE_OVERHEAD
+            } else {
+                0
+            }
+    }
+
+    /// Seconds since the entry was last read or written (`OBJECT IDLETIME`).
+    #[must_use]
+    pub fn idle_seconds(&self, now: u64) -> u64 {
+        (now / 1000).saturating_sub(u64::from(self.touched))
+    }
+
     #[must_use]
     pub(crate) fn is_expired(&self, now: u64) -> bool {
         self.expire_at != 0 && self.expire_at <= now

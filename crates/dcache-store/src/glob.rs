@@ -25,12 +25,10 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                     continue;
                 }
                 b'[' => {
-                    if let Some((matched, next)) = class(pattern, p, text[t]) {
-                        if matched {
-                            p = next;
-                            t += 1;
-                            continue;
-                        }
+                    if let Some((true, next)) = class(pattern, p, text[t]) {
+                        p = next;
+                        t += 1;
+                        continue;
                     }
                 }
                 b'\\' if p + 1 < pattern.len() => {

@@ -438,11 +438,9 @@ impl Shard {
             if seen >= count {
                 return Some(i);
             }
-            if let Some(entry) = slot {
-                if !entry.is_expired(now) {
-                    visit(entry);
-                    seen += 1;
-                }
+            if let Some(entry) = slot.as_ref().filter(|e| !e.is_expired(now)) {
+                visit(entry);
+                seen += 1;
             }
         }
         None

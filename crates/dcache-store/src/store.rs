@@ -142,7 +142,6 @@ impl Store {
     }
 
     /// The settings in force (with `maxmemory` and the policy as last set).
-    #[must_use]
     pub fn settings(&self) -> StoreConfig {
         self.settings.lock().clone()
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use dcache_store::{HashValue, Lookup, ScanFilter, Store, StoreConfig, StoreError, Value};
+use dcache_store::{Lookup, ScanFilter, Store, StoreConfig, StoreError, Value};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -162,13 +162,9 @@ fn a_full_scan_visits_every_key_once_and_filters() {
         set(&store, &format!("user:{i}"), "v", None);
     }
     let key = store.key(b"session:1");
-    store.lock(&key).set(
-        &key,
-        Value::Hash(Box::new(HashValue::default())),
-        None,
-        false,
-        NOW,
-    );
+    store
+        .lock(&key)
+        .set(&key, Value::Hash(Box::default()), None, false, NOW);
     let mut seen = Vec::new();
     let mut cursor = 0;
     let mut rounds = 0;

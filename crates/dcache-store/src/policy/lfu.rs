@@ -1,6 +1,6 @@
 //! Least-frequently-used with aging.
 //!
-//! Every entry has an access count (1 on insert, +1 per access, at most 255) and sits in the list
+//! Every entry has an access count (1 on insert, +1 per access, saturating at 255) and sits in the list
 //! for its count; within a count, lists are in recency order. The victim is the least recent entry
 //! of the lowest non-empty count, found through a 256-bit occupancy map.
 //!
@@ -10,8 +10,6 @@
 
 use super::list::{Link, List, NIL, ensure};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
-
-const MAX_FREQ: u8 = u8::MAX;
 
 #[derive(Debug)]
 pub struct Lfu {
@@ -98,7 +96,7 @@ impl EvictionPolicy for Lfu {
 
     fn access(&mut self, slot: u32) {
         let freq = self.unlink(slot);
-        self.push(slot, freq.saturating_add(1).min(MAX_FREQ));
+        self.push(slot, freq.saturating_add(1));
         self.accesses_since_aging += 1;
         if self.accesses_since_aging >= (self.len * 10).max(1024) {
             self.age();

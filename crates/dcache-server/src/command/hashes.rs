@@ -1,0 +1,323 @@
+//! Hash commands: field/value maps under one key, as web sessions use them.
+
+use dcache_protocol::Args;
+use dcache_store::{HashValue, Lookup, Value, glob_match};
+
+use super::keys::{cursor_arg, scan_options};
+use super::{CmdResult, Ctx, Error, OVERFLOW, WRONGTYPE, int_arg, is, parse_float};
+
+fn as_hash(value: &Value) -> Result<&HashValue, Error> {
+    match value {
+        Value::Hash(h) => Ok(h),
+        Value::Str(_) => Err(WRONGTYPE.into()),
+    }
+}
+
+fn new_hash() -> Value {
+    Value::Hash(Box::default())
+}
+
+/// Runs `f` on the hash at `key`, creating it if absent. Memory, version and eviction are settled
+/// when `f` returns; a hash left empty is removed.
+fn with_hash<R>(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    f: impl FnOnce(&mut HashValue) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let key = ctx.key(key);
+    let mut shard = ctx.lock_for_write(&key)?;
+    let mut handle = shard
+        .modify(&key, ctx.now, Some(&new_hash))
+        .expect("created when absent");
+    as_hash(&handle)?;
+    let Value::Hash(hash) = handle.value_mut() else {
+        unreachable!("checked above")
+    };
+    f(hash)
+}
+
+/// Runs `f` on the hash at `key` for reading; `None` when the key is missing.
+fn read_hash<R>(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    f: impl FnOnce(&HashValue) -> R,
+) -> Result<Option<R>, Error> {
+    let key = ctx.key(key);
+    let mut shard = ctx.lock(&key);
+    match shard.get(&key, ctx.now, Lookup::Read) {
+        Some(entry) => Ok(Some(f(as_hash(entry.value())?))),
+        None => Ok(None),
+    }
+}
+
+fn field_pairs(args: Args<'_>, cmd: &str) -> Result<(), Error> {
+    if !args.len().is_multiple_of(2) {
+        return Err(format!("ERR wrong number of arguments for '{cmd}' command").into());
+    }
+    Ok(())
+}
+
+fn set_fields(ctx: &Ctx<'_>, args: Args<'_>) -> Result<i64, Error> {
+    with_hash(ctx, args.get(1), |h| {
+        let mut added = 0;
+        for i in (2..args.len()).step_by(2) {
+            added += i64::from(h.insert(args.get(i), args.get(i + 1)));
+        }
+        Ok(added)
+    })
+}
+
+pub fn hset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    field_pairs(args, "hset")?;
+    let added = set_fields(ctx, args)?;
+    ctx.out.int(added);
+    Ok(())
+}
+
+pub fn hmset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    field_pairs(args, "hmset")?;
+    set_fields(ctx, args)?;
+    ctx.out.ok();
+    Ok(())
+}
+
+pub fn hsetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let set = with_hash(ctx, args.get(1), |h| {
+        Ok(h.get(args.get(2)).is_none() && h.insert(args.get(2), args.get(3)))
+    })?;
+    ctx.out.int(i64::from(set));
+    Ok(())
+}
+
+pub fn hget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let field = match shard.get(&key, ctx.now, Lookup::Read) {
+        Some(entry) => as_hash(entry.value())?.get(args.get(2)),
+        None => None,
+    };
+    ctx.out.bulk_or_null(field);
+    Ok(())
+}
+
+pub fn hmget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let hash = match shard.get(&key, ctx.now, Lookup::Read) {
+        Some(entry) => Some(as_hash(entry.value())?),
+        None => None,
+    };
+    ctx.out.array(args.len() - 2);
+    for field in args.iter_from(2) {
+        ctx.out.bulk_or_null(hash.and_then(|h| h.get(field)));
+    }
+    Ok(())
+}
+
+pub fn hdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let removed = match shard.modify(&key, ctx.now, None) {
+        None => 0,
+        Some(mut handle) => {
+            as_hash(&handle)?;
+            let Value::Hash(hash) = handle.value_mut() else {
+                unreachable!("checked above")
+            };
+            args.iter_from(2).filter(|f| hash.remove(f)).count()
+        }
+    };
+    drop(shard);
+    ctx.out.int(removed as i64);
+    Ok(())
+}
+
+/// Writes the whole hash: as a map, its fields, or its values.
+fn dump(ctx: &mut Ctx<'_>, args: Args<'_>, fields: bool, values: bool) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let Some(entry) = shard.get(&key, ctx.now, Lookup::Read) else {
+        drop(shard);
+        if fields && values {
+            ctx.out.map(0);
+        } else {
+            ctx.out.array(0);
+        }
+        return Ok(());
+    };
+    let hash = as_hash(entry.value())?;
+    if fields && values {
+        ctx.out.map(hash.len());
+    } else {
+        ctx.out.array(hash.len());
+    }
+    for (f, v) in hash.iter() {
+        if fields {
+            ctx.out.bulk(f);
+        }
+        if values {
+            ctx.out.bulk(v);
+        }
+    }
+    Ok(())
+}
+
+pub fn hgetall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    dump(ctx, args, true, true)
+}
+
+pub fn hkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    dump(ctx, args, true, false)
+}
+
+pub fn hvals(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    dump(ctx, args, false, true)
+}
+
+pub fn hlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let len = read_hash(ctx, args.get(1), HashValue::len)?.unwrap_or(0);
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+pub fn hexists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let found = read_hash(ctx, args.get(1), |h| h.get(args.get(2)).is_some())?.unwrap_or(false);
+    ctx.out.int(i64::from(found));
+    Ok(())
+}
+
+pub fn hstrlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let len = read_hash(ctx, args.get(1), |h| {
+        h.get(args.get(2)).map_or(0, <[u8]>::len)
+    })?;
+    ctx.out.int(len.unwrap_or(0) as i64);
+    Ok(())
+}
+
+pub fn hincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let delta = int_arg(args.get(3))?;
+    let field = args.get(2);
+    let next = with_hash(ctx, args.get(1), |h| {
+        let current = match h.get(field) {
+            Some(v) => dcache_protocol::request::parse_i64(v)
+                .ok_or(Error::from("ERR hash value is not an integer"))?,
+            None => 0,
+        };
+        let next = current.checked_add(delta).ok_or(Error::from(OVERFLOW))?;
+        h.insert(field, itoa::Buffer::new().format(next).as_bytes());
+        Ok(next)
+    })?;
+    ctx.out.int(next);
+    Ok(())
+}
+
+pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let delta = parse_float(args.get(3)).ok_or(Error::from(super::NOT_FLOAT))?;
+    let field = args.get(2);
+    let text = with_hash(ctx, args.get(1), |h| {
+        let current = match h.get(field) {
+            Some(v) => parse_float(v).ok_or(Error::from("ERR hash value is not a float"))?,
+            None => 0.0,
+        };
+        let next = current + delta;
+        if !next.is_finite() {
+            return Err("ERR increment would produce NaN or Infinity".into());
+        }
+        let text = dcache_protocol::reply::format_double(next);
+        h.insert(field, text.as_bytes());
+        Ok(text)
+    })?;
+    ctx.out.bulk(text.as_bytes());
+    Ok(())
+}
+
+pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let count = if args.len() >= 3 {
+        Some(int_arg(args.get(2))?)
+    } else {
+        None
+    };
+    let with_values = match args.len() {
+        2 | 3 => false,
+        4 if is(args.get(3), "WITHVALUES") => true,
+        _ => return Err(super::SYNTAX.into()),
+    };
+    let mut rng = ctx.now ^ ctx.conn.info.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let picked: Option<Vec<(Vec<u8>, Vec<u8>)>> = read_hash(ctx, args.get(1), |h| {
+        let fields: Vec<_> = h.iter().collect();
+        let n = fields.len() as u64;
+        let owned = |(f, v): (&[u8], &[u8])| (f.to_vec(), v.to_vec());
+        match count {
+            None => vec![owned(fields[(next() % n) as usize])],
+            Some(c) if c >= 0 => {
+                // Distinct fields: a partial Fisher-Yates shuffle.
+                let mut fields = fields;
+                let take = (c as usize).min(fields.len());
+                for i in 0..take {
+                    let j = i + (next() % (fields.len() - i) as u64) as usize;
+                    fields.swap(i, j);
+                }
+                fields.into_iter().take(take).map(owned).collect()
+            }
+            Some(c) => (0..c.unsigned_abs())
+                .map(|_| owned(fields[(next() % n) as usize]))
+                .collect(),
+        }
+    })?;
+    match (count, picked) {
+        (None, None) => ctx.out.null(),
+        (None, Some(one)) => ctx.out.bulk(&one[0].0),
+        (Some(_), picked) => {
+            let picked = picked.unwrap_or_default();
+            if with_values && ctx.out.resp3() {
+                ctx.out.array(picked.len());
+                for (f, v) in &picked {
+                    ctx.out.array(2);
+                    ctx.out.bulk(f);
+                    ctx.out.bulk(v);
+                }
+            } else {
+                ctx.out
+                    .array(picked.len() * if with_values { 2 } else { 1 });
+                for (f, v) in &picked {
+                    ctx.out.bulk(f);
+                    if with_values {
+                        ctx.out.bulk(v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// HSCAN returns the whole hash in one round (cursor 0), which Redis's contract allows and which
+/// Redis itself does for small hashes.
+pub fn hscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    cursor_arg(args.get(2))?;
+    let opts = scan_options(args, 3, false, true)?;
+    let pairs = read_hash(ctx, args.get(1), |h| {
+        h.iter()
+            .filter(|(f, _)| opts.pattern.is_none_or(|p| glob_match(p, f)))
+            .map(|(f, v)| (f.to_vec(), v.to_vec()))
+            .collect::<Vec<_>>()
+    })?
+    .unwrap_or_default();
+    ctx.out.array(2);
+    ctx.out.bulk(b"0");
+    ctx.out
+        .array(pairs.len() * if opts.novalues { 1 } else { 2 });
+    for (f, v) in &pairs {
+        ctx.out.bulk(f);
+        if !opts.novalues {
+            ctx.out.bulk(v);
+        }
+    }
+    Ok(())
+}

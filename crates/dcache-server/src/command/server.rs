@@ -1,0 +1,470 @@
+//! Server commands: COMMAND, INFO, CONFIG, DBSIZE, FLUSHDB/FLUSHALL, TIME, MEMORY, OBJECT.
+
+use dcache_protocol::Args;
+use dcache_store::{Lookup, PolicyKind, PolicyName, Value, glob_match};
+
+use super::{
+    ADMIN, CONNECTION, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX,
+    WRITE, help, int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
+};
+use crate::config::ByteSize;
+
+fn flag_names(cmd: &Command) -> Vec<&'static str> {
+    [
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (NO_AUTH, "no_auth"),
+        (FAST, "fast"),
+    ]
+    .iter()
+    .filter(|(bit, _)| cmd.flags & bit != 0)
+    .map(|(_, name)| *name)
+    .collect()
+}
+
+fn acl_categories(cmd: &Command) -> Vec<String> {
+    let mut cats = vec![format!("@{}", cmd.group)];
+    if cmd.flags & WRITE != 0 {
+        cats.push("@write".into());
+    }
+    if cmd.flags & READONLY != 0 {
+        cats.push("@read".into());
+    }
+    if cmd.flags & FAST != 0 {
+        cats.push("@fast".into());
+    } else {
+        cats.push("@slow".into());
+    }
+    if cmd.flags & (ADMIN | CONNECTION) == ADMIN {
+        cats.push("@admin".into());
+        cats.push("@dangerous".into());
+    }
+    cats
+}
+
+/// One command as `COMMAND INFO` describes it (Redis 7's ten fields).
+fn command_info(ctx: &mut Ctx<'_>, cmd: &Command) {
+    ctx.out.array(10);
+    ctx.out.bulk(cmd.name.as_bytes());
+    ctx.out.int(i64::from(cmd.arity));
+    let flags = flag_names(cmd);
+    ctx.out.set(flags.len());
+    for f in flags {
+        ctx.out.simple(f);
+    }
+    ctx.out.int(i64::from(cmd.first_key));
+    ctx.out.int(i64::from(cmd.last_key));
+    ctx.out.int(i64::from(cmd.step));
+    let cats = acl_categories(cmd);
+    ctx.out.set(cats.len());
+    for c in &cats {
+        ctx.out.simple(c);
+    }
+    ctx.out.set(0);
+    ctx.out.array(0);
+    ctx.out.array(0);
+}
+
+fn command_docs(ctx: &mut Ctx<'_>, cmd: &Command) {
+    ctx.out.bulk(cmd.name.as_bytes());
+    ctx.out.map(3);
+    ctx.out.bulk(b"summary");
+    ctx.out.bulk(cmd.summary.as_bytes());
+    ctx.out.bulk(b"since");
+    ctx.out.bulk(b"1.0.0");
+    ctx.out.bulk(b"group");
+    ctx.out.bulk(cmd.group.as_bytes());
+}
+
+pub fn command(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if args.len() == 1 {
+        ctx.out.array(table().len());
+        for cmd in table() {
+            command_info(ctx, cmd);
+        }
+        return Ok(());
+    }
+    let sub = args.get(1);
+    match sub.to_ascii_uppercase().as_slice() {
+        b"COUNT" => ctx.out.int(table().len() as i64),
+        b"LIST" => {
+            ctx.out.array(table().len());
+            for cmd in table() {
+                ctx.out.bulk(cmd.name.as_bytes());
+            }
+        }
+        b"INFO" => {
+            let names: Vec<&[u8]> = args.iter_from(2).collect();
+            if names.is_empty() {
+                ctx.out.array(table().len());
+                for cmd in table() {
+                    command_info(ctx, cmd);
+                }
+            } else {
+                ctx.out.array(names.len());
+                for name in names {
+                    match lookup(name) {
+                        Some((_, cmd)) => command_info(ctx, cmd),
+                        None => ctx.out.null_array(),
+                    }
+                }
+            }
+        }
+        b"DOCS" => {
+            let cmds: Vec<&Command> = if args.len() == 2 {
+                table().iter().collect()
+            } else {
+                args.iter_from(2)
+                    .filter_map(|n| lookup(n).map(|(_, c)| c))
+                    .collect()
+            };
+            ctx.out.map(cmds.len());
+            for cmd in cmds {
+                command_docs(ctx, cmd);
+            }
+        }
+        b"HELP" => help(
+            &mut ctx.out,
+            &[
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "    Return details about all commands.",
+                "COUNT",
+                "    Return the total number of commands.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about commands.",
+                "INFO [<command-name> ...]",
+                "    Return details about the given commands, or all of them.",
+                "LIST",
+                "    Return the names of all commands.",
+            ],
+        ),
+        _ => return Err(unknown_subcommand(sub, "command")),
+    }
+    Ok(())
+}
+
+pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let sections: Vec<String> = args
+        .iter_from(1)
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+        .collect();
+    let text = crate::info::render(ctx.shared, &sections, ctx.now);
+    ctx.out.verbatim(text.as_bytes());
+    Ok(())
+}
+
+/// Settings that CONFIG GET shows. The second field tells whether CONFIG SET may change it.
+const PARAMETERS: &[(&str, bool)] = &[
+    ("bind", false),
+    ("port", false),
+    ("maxmemory", true),
+    ("maxmemory-policy", true),
+    ("requirepass", true),
+    ("proto-max-bulk-len", true),
+    ("client-query-buffer-limit", true),
+    ("maxclients", true),
+    ("hz", true),
+    ("threads", false),
+    ("shards", false),
+    ("max-args", true),
+    ("node-id", false),
+    ("databases", false),
+    ("save", false),
+    ("appendonly", false),
+    ("timeout", false),
+];
+
+fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
+    match name {
+        "bind" => config.bind.clone(),
+        "port" => config.port.to_string(),
+        "maxmemory" => config.maxmemory.0.to_string(),
+        "maxmemory-policy" => config.maxmemory_policy.clone(),
+        "requirepass" => config.requirepass.clone(),
+        "proto-max-bulk-len" => config.proto_max_bulk_len.0.to_string(),
+        "client-query-buffer-limit" => config.client_query_buffer_limit.0.to_string(),
+        "maxclients" => config.maxclients.to_string(),
+        "hz" => config.hz.to_string(),
+        "threads" => config.threads.to_string(),
+        "shards" => config.shards.to_string(),
+        "max-args" => config.max_args.to_string(),
+        "node-id" => config.node_id.to_string(),
+        "databases" => "1".into(),
+        "appendonly" => "no".into(),
+        "timeout" => "0".into(),
+        _ => String::new(),
+    }
+}
+
+fn set_parameter(ctx: &Ctx<'_>, name: &str, value: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(value).into_owned();
+    let memory = || {
+        text.parse::<ByteSize>()
+            .map_err(|_| "argument must be a memory value".to_owned())
+    };
+    let number = || {
+        text.parse::<usize>()
+            .map_err(|_| "argument couldn't be parsed into an integer".to_owned())
+    };
+    let store = &ctx.shared.store;
+    match name {
+        "maxmemory" => {
+            let bytes = memory()?;
+            ctx.shared.update_config(|c| c.maxmemory = bytes);
+            store.set_maxmemory(bytes.0);
+        }
+        "maxmemory-policy" => {
+            let policy: PolicyName = text.parse().map_err(|_| "argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-lfu, allkeys-lfu, volatile-random, allkeys-random, volatile-ttl, noeviction".to_owned())?;
+            ctx.shared
+                .update_config(|c| c.maxmemory_policy = policy.to_string());
+            store.set_policy(policy);
+        }
+        "requirepass" => ctx.shared.update_config(|c| c.requirepass = text.clone()),
+        "proto-max-bulk-len" => {
+            let bytes = memory()?;
+            if bytes.0 < 1024 * 1024 {
+                return Err(
+                    "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
+                );
+            }
+            ctx.shared.update_config(|c| c.proto_max_bulk_len = bytes);
+        }
+        "client-query-buffer-limit" => {
+            let bytes = memory()?;
+            if bytes.0 < 1024 * 1024 {
+                return Err(
+                    "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
+                );
+            }
+            ctx.shared
+                .update_config(|c| c.client_query_buffer_limit = bytes);
+        }
+        "maxclients" => {
+            let n = number()?;
+            if n == 0 {
+                return Err("argument must be between 1 and 4294967295 inclusive".into());
+            }
+            ctx.shared.update_config(|c| c.maxclients = n);
+        }
+        "hz" => {
+            let n = number()?;
+            if !(1..=500).contains(&n) {
+                return Err("argument must be between 1 and 500 inclusive".into());
+            }
+            ctx.shared.update_config(|c| c.hz = n as u32);
+        }
+        "max-args" => {
+            let n = number()?;
+            if n == 0 {
+                return Err("argument must be at least 1".into());
+            }
+            ctx.shared.update_config(|c| c.max_args = n);
+        }
+        _ => return Err("can't set immutable config".into()),
+    }
+    Ok(())
+}
+
+pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let sub = args.get(1);
+    match sub.to_ascii_uppercase().as_slice() {
+        b"GET" => {
+            if args.len() < 3 {
+                return Err(subcommand_arity("config", sub));
+            }
+            let config = ctx.shared.config();
+            let matched: Vec<&str> = PARAMETERS
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| {
+                    args.iter_from(2)
+                        .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+                })
+                .collect();
+            ctx.out.map(matched.len());
+            for name in matched {
+                ctx.out.bulk(name.as_bytes());
+                ctx.out.bulk(parameter_value(&config, name).as_bytes());
+            }
+        }
+        b"SET" => {
+            if args.len() < 4 || !args.len().is_multiple_of(2) {
+                return Err(subcommand_arity("config", sub));
+            }
+            for i in (2..args.len()).step_by(2) {
+                let name = String::from_utf8_lossy(args.get(i)).to_ascii_lowercase();
+                if !PARAMETERS.iter().any(|(p, _)| *p == name) {
+                    return Err(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                    )
+                    .into());
+                }
+            }
+            for i in (2..args.len()).step_by(2) {
+                let name = String::from_utf8_lossy(args.get(i)).to_ascii_lowercase();
+                set_parameter(ctx, &name, args.get(i + 1)).map_err(|e| {
+                    Error::from(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                    ))
+                })?;
+            }
+            ctx.out.ok();
+        }
+        b"RESETSTAT" => {
+            ctx.shared.stats.reset();
+            ctx.shared.store.reset_stats();
+            ctx.out.ok();
+        }
+        b"HELP" => help(
+            &mut ctx.out,
+            &[
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
+            ],
+        ),
+        _ => return Err(unknown_subcommand(sub, "config")),
+    }
+    Ok(())
+}
+
+pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.out.int(ctx.shared.store.len() as i64);
+    Ok(())
+}
+
+pub fn flush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    match args.len() {
+        1 => {}
+        2 if is(args.get(1), "ASYNC") || is(args.get(1), "SYNC") => {}
+        _ => return Err(SYNTAX.into()),
+    }
+    ctx.shared.store.clear();
+    ctx.out.ok();
+    Ok(())
+}
+
+pub fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ctx.out.array(2);
+    ctx.out.bulk_int(now.as_secs() as i64);
+    ctx.out.bulk_int(i64::from(now.subsec_micros()));
+    Ok(())
+}
+
+pub fn memory(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let sub = args.get(1);
+    match sub.to_ascii_uppercase().as_slice() {
+        b"USAGE" => {
+            match args.len() {
+                3 => {}
+                5 if is(args.get(3), "SAMPLES") => {
+                    int_arg(args.get(4))?;
+                }
+                _ => return Err(SYNTAX.into()),
+            }
+            let key = ctx.key(args.get(2));
+            let usage = ctx
+                .lock(&key)
+                .get(&key, ctx.now, Lookup::Peek)
+                .map(dcache_store::Entry::memory_usage);
+            match usage {
+                Some(bytes) => ctx.out.int(bytes as i64),
+                None => ctx.out.null(),
+            }
+        }
+        b"HELP" => help(
+            &mut ctx.out,
+            &[
+                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "USAGE <key> [SAMPLES <count>]",
+                "    Return memory in bytes used by <key> and its value.",
+            ],
+        ),
+        _ => return Err(unknown_subcommand(sub, "memory")),
+    }
+    Ok(())
+}
+
+/// Redis's encoding names: small values in compact encodings, larger ones in general ones.
+fn encoding(value: &Value) -> &'static str {
+    match value {
+        Value::Str(s) if s.len() <= 20 && dcache_protocol::request::parse_i64(s).is_some() => "int",
+        Value::Str(s) if s.len() <= 44 => "embstr",
+        Value::Str(_) => "raw",
+        Value::Hash(h)
+            if h.len() <= 128 && h.iter().all(|(f, v)| f.len() <= 64 && v.len() <= 64) =>
+        {
+            "listpack"
+        }
+        Value::Hash(_) => "hashtable",
+    }
+}
+
+pub fn object(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let sub = args.get(1);
+    if is(sub, "HELP") {
+        help(
+            &mut ctx.out,
+            &[
+                "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "ENCODING <key>",
+                "    Return the kind of internal representation used to store the value of <key>.",
+                "FREQ <key>",
+                "    Return the access frequency of <key> (LFU policies only).",
+                "IDLETIME <key>",
+                "    Return the idle time of <key> in seconds (not under LFU policies).",
+                "REFCOUNT <key>",
+                "    Return the reference count of <key>'s value.",
+            ],
+        );
+        return Ok(());
+    }
+    if args.len() != 3 {
+        return Err(subcommand_arity("object", sub));
+    }
+    let key = ctx.key(args.get(2));
+    let policy = ctx.shared.store.settings().policy.kind;
+    let mut shard = ctx.lock(&key);
+    match sub.to_ascii_uppercase().as_slice() {
+        b"ENCODING" => match shard.get(&key, ctx.now, Lookup::Peek) {
+            Some(entry) => ctx.out.bulk(encoding(entry.value()).as_bytes()),
+            None => ctx.out.null(),
+        },
+        b"REFCOUNT" => match shard.get(&key, ctx.now, Lookup::Peek) {
+            Some(_) => ctx.out.int(1),
+            None => ctx.out.null(),
+        },
+        b"IDLETIME" => {
+            if policy == PolicyKind::Lfu {
+                return Err("ERR An LRU maxmemory policy is not selected, access time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
+            }
+            match shard.get(&key, ctx.now, Lookup::Peek) {
+                Some(entry) => ctx.out.int(entry.idle_seconds(ctx.now) as i64),
+                None => ctx.out.null(),
+            }
+        }
+        b"FREQ" => {
+            let not_lfu = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
+            if policy != PolicyKind::Lfu {
+                return Err(not_lfu.into());
+            }
+            match shard.frequency(&key, ctx.now) {
+                Some(Some(freq)) => ctx.out.int(i64::from(freq)),
+                Some(None) => return Err(not_lfu.into()),
+                None => ctx.out.null(),
+            }
+        }
+        _ => return Err(unknown_subcommand(sub, "object")),
+    }
+    Ok(())
+}

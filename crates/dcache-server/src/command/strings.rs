@@ -1,0 +1,523 @@
+//! String commands: GET, SET and its variants, multi-key MGET/MSET, ranges and counters.
+
+use dcache_protocol::Args;
+use dcache_store::{Lookup, Value};
+
+use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, SYNTAX, WRONGTYPE, int_arg, parse_float};
+
+/// The bytes of a string value, or WRONGTYPE.
+pub(super) fn as_str(value: &Value) -> Result<&[u8], Error> {
+    match value {
+        Value::Str(s) => Ok(s),
+        Value::Hash(_) => Err(WRONGTYPE.into()),
+    }
+}
+
+/// A relative expiry of `amount` units of `unit_ms` from `now`, or an absolute one, as an
+/// absolute Unix time in milliseconds. Refuses non-positive and overflowing times with Redis's
+/// message for `cmd`.
+pub(super) fn expire_time(
+    amount: &[u8],
+    unit_ms: i64,
+    absolute: bool,
+    now: u64,
+    cmd: &str,
+) -> Result<u64, Error> {
+    let n = int_arg(amount)?;
+    let invalid = || Error::from(format!("ERR invalid expire time in '{cmd}' command"));
+    if n <= 0 {
+        return Err(invalid());
+    }
+    let ms = n.checked_mul(unit_ms).ok_or_else(invalid)?;
+    let at = if absolute {
+        Some(ms)
+    } else {
+        ms.checked_add(now as i64)
+    };
+    at.map(|t| t as u64).ok_or_else(invalid)
+}
+
+fn check_size(ctx: &Ctx<'_>, len: usize) -> CmdResult {
+    if len > ctx.shared.config().proto_max_bulk_len.0 {
+        return Err("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into());
+    }
+    Ok(())
+}
+
+pub fn get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    match shard.get(&key, ctx.now, Lookup::Read) {
+        Some(entry) => ctx.out.bulk(as_str(entry.value())?),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+/// Options of SET (and the expiry options GETEX shares).
+#[derive(Default)]
+struct SetOptions {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keep_ttl: bool,
+    expire_at: Option<u64>,
+}
+
+fn parse_set_options(ctx: &Ctx<'_>, args: Args<'_>, from: usize) -> Result<SetOptions, Error> {
+    let mut opts = SetOptions::default();
+    let mut expiry_given = false;
+    let mut i = from;
+    while i < args.len() {
+        let arg = args.get(i);
+        let unit = match arg.to_ascii_uppercase().as_slice() {
+            b"NX" if !opts.xx => {
+                opts.nx = true;
+                None
+            }
+            b"XX" if !opts.nx => {
+                opts.xx = true;
+                None
+            }
+            b"GET" => {
+                opts.get = true;
+                None
+            }
+            b"KEEPTTL" if !expiry_given => {
+                opts.keep_ttl = true;
+                expiry_given = true;
+                None
+            }
+            b"EX" if !expiry_given => Some((1000, false)),
+            b"PX" if !expiry_given => Some((1, false)),
+            b"EXAT" if !expiry_given => Some((1000, true)),
+            b"PXAT" if !expiry_given => Some((1, true)),
+            _ => return Err(SYNTAX.into()),
+        };
+        if let Some((unit_ms, absolute)) = unit {
+            if i + 1 >= args.len() {
+                return Err(SYNTAX.into());
+            }
+            opts.expire_at = Some(expire_time(
+                args.get(i + 1),
+                unit_ms,
+                absolute,
+                ctx.now,
+                "set",
+            )?);
+            expiry_given = true;
+            i += 1;
+        }
+        i += 1;
+    }
+    Ok(opts)
+}
+
+pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let opts = parse_set_options(ctx, args, 3)?;
+    let value = args.get(2);
+    check_size(ctx, value.len())?;
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock_for_write(&key)?;
+    let existing = shard.get(&key, ctx.now, Lookup::Write);
+    let old = match existing {
+        Some(entry) if opts.get => Some(as_str(entry.value())?.to_vec()),
+        _ => None,
+    };
+    let exists = existing.is_some();
+    if (opts.nx && exists) || (opts.xx && !exists) {
+        drop(shard);
+        match (opts.get, old) {
+            (true, Some(old)) => ctx.out.bulk(&old),
+            _ => ctx.out.null(),
+        }
+        return Ok(());
+    }
+    shard.set(
+        &key,
+        Value::from(value),
+        opts.expire_at,
+        opts.keep_ttl,
+        ctx.now,
+    );
+    drop(shard);
+    match (opts.get, old) {
+        (true, Some(old)) => ctx.out.bulk(&old),
+        (true, None) => ctx.out.null(),
+        (false, _) => ctx.out.ok(),
+    }
+    Ok(())
+}
+
+pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    check_size(ctx, args.get(2).len())?;
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock_for_write(&key)?;
+    let exists = shard.get(&key, ctx.now, Lookup::Write).is_some();
+    if !exists {
+        shard.set(&key, Value::from(args.get(2)), None, false, ctx.now);
+    }
+    ctx.out.int(i64::from(!exists));
+    Ok(())
+}
+
+fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit_ms: i64, cmd: &str) -> CmdResult {
+    let expire_at = expire_time(args.get(2), unit_ms, false, ctx.now, cmd)?;
+    check_size(ctx, args.get(3).len())?;
+    let key = ctx.key(args.get(1));
+    ctx.lock_for_write(&key)?.set(
+        &key,
+        Value::from(args.get(3)),
+        Some(expire_at),
+        false,
+        ctx.now,
+    );
+    ctx.out.ok();
+    Ok(())
+}
+
+pub fn setex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    set_with_expiry(ctx, args, 1000, "setex")
+}
+
+pub fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    set_with_expiry(ctx, args, 1, "psetex")
+}
+
+pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    // None: leave the TTL; Some(None): persist; Some(Some(t)): expire at t.
+    let mut change: Option<Option<u64>> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let unit = match args.get(i).to_ascii_uppercase().as_slice() {
+            b"PERSIST" if change.is_none() => {
+                change = Some(None);
+                i += 1;
+                continue;
+            }
+            b"EX" => (1000, false),
+            b"PX" => (1, false),
+            b"EXAT" => (1000, true),
+            b"PXAT" => (1, true),
+            _ => return Err(SYNTAX.into()),
+        };
+        if change.is_some() || i + 1 >= args.len() {
+            return Err(SYNTAX.into());
+        }
+        change = Some(Some(expire_time(
+            args.get(i + 1),
+            unit.0,
+            unit.1,
+            ctx.now,
+            "getex",
+        )?));
+        i += 2;
+    }
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let Some(entry) = shard.get(&key, ctx.now, Lookup::Read) else {
+        drop(shard);
+        ctx.out.null();
+        return Ok(());
+    };
+    let value = as_str(entry.value())?.to_vec();
+    match change {
+        Some(Some(at)) if at <= ctx.now => {
+            shard.remove(&key, ctx.now);
+        }
+        Some(at) => {
+            shard.set_expire(&key, at, ctx.now);
+        }
+        None => {}
+    }
+    drop(shard);
+    ctx.out.bulk(&value);
+    Ok(())
+}
+
+pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    match shard.get(&key, ctx.now, Lookup::Read) {
+        None => ctx.out.null(),
+        Some(entry) => {
+            as_str(entry.value())?;
+            if let Some(entry) = shard.remove(&key, ctx.now) {
+                ctx.out.bulk(as_str(entry.value())?);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    check_size(ctx, args.get(2).len())?;
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock_for_write(&key)?;
+    if let Some(entry) = shard.get(&key, ctx.now, Lookup::Read) {
+        as_str(entry.value())?;
+    }
+    match shard.set(&key, Value::from(args.get(2)), None, false, ctx.now) {
+        Some(Value::Str(old)) => ctx.out.bulk(&old),
+        _ => ctx.out.null(),
+    }
+    Ok(())
+}
+
+pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let keys: Vec<_> = args.iter_from(1).map(|k| ctx.key(k)).collect();
+    let mut locked = ctx.lock_many(&keys);
+    ctx.out.array(keys.len());
+    for key in &keys {
+        match locked
+            .shard(key)
+            .get(key, ctx.now, Lookup::Read)
+            .map(|e| e.value())
+        {
+            Some(Value::Str(s)) => ctx.out.bulk(s),
+            _ => ctx.out.null(),
+        }
+    }
+    Ok(())
+}
+
+fn mset_pairs<'a>(
+    ctx: &Ctx<'_>,
+    args: Args<'a>,
+    cmd: &str,
+) -> Result<Vec<(dcache_store::Key<'a>, &'a [u8])>, Error> {
+    if args.len().is_multiple_of(2) {
+        return Err(format!("ERR wrong number of arguments for '{cmd}' command").into());
+    }
+    let pairs: Vec<_> = (1..args.len())
+        .step_by(2)
+        .map(|i| (ctx.key(args.get(i)), args.get(i + 1)))
+        .collect();
+    for (_, value) in &pairs {
+        check_size(ctx, value.len())?;
+    }
+    Ok(pairs)
+}
+
+/// Sets every pair atomically (all the shards involved are locked together). With `only_new`,
+/// sets nothing if any key exists. Returns whether it set.
+fn mset_all(ctx: &mut Ctx<'_>, args: Args<'_>, cmd: &str, only_new: bool) -> Result<bool, Error> {
+    let pairs = mset_pairs(ctx, args, cmd)?;
+    let keys: Vec<_> = pairs.iter().map(|(k, _)| *k).collect();
+    let mut locked = ctx.lock_many(&keys);
+    for key in &keys {
+        locked.shard(key).check_room()?;
+    }
+    if only_new
+        && keys
+            .iter()
+            .any(|k| locked.shard(k).get(k, ctx.now, Lookup::Peek).is_some())
+    {
+        return Ok(false);
+    }
+    for (key, value) in &pairs {
+        locked
+            .shard(key)
+            .set(key, Value::from(*value), None, false, ctx.now);
+    }
+    Ok(true)
+}
+
+pub fn mset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    mset_all(ctx, args, "mset", false)?;
+    ctx.out.ok();
+    Ok(())
+}
+
+pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let set = mset_all(ctx, args, "msetnx", true)?;
+    ctx.out.int(i64::from(set));
+    Ok(())
+}
+
+pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let suffix = args.get(2);
+    let max = ctx.shared.config().proto_max_bulk_len.0;
+    let mut shard = ctx.lock_for_write(&key)?;
+    let mut value = shard
+        .modify(&key, ctx.now, Some(&|| Value::Str(Box::default())))
+        .expect("created when absent");
+    let current = as_str(&value)?;
+    if current.len() + suffix.len() > max {
+        return Err("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into());
+    }
+    let mut grown = Vec::with_capacity(current.len() + suffix.len());
+    grown.extend_from_slice(current);
+    grown.extend_from_slice(suffix);
+    let len = grown.len();
+    *value.value_mut() = Value::from(grown);
+    drop(value);
+    drop(shard);
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let len = match shard.get(&key, ctx.now, Lookup::Read) {
+        Some(entry) => as_str(entry.value())?.len(),
+        None => 0,
+    };
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+/// Redis's range rule: negative indices count from the end, both ends inclusive, clamped.
+pub(super) fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let end = if end < 0 { len + end } else { end.min(len - 1) };
+    (start <= end && start < len && end >= 0).then(|| (start as usize, end as usize + 1))
+}
+
+pub fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let start = int_arg(args.get(2))?;
+    let end = int_arg(args.get(3))?;
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let Some(entry) = shard.get(&key, ctx.now, Lookup::Read) else {
+        drop(shard);
+        ctx.out.bulk(b"");
+        return Ok(());
+    };
+    let s = as_str(entry.value())?;
+    match clamp_range(start, end, s.len()) {
+        Some((from, to)) => ctx.out.bulk(&s[from..to]),
+        None => ctx.out.bulk(b""),
+    }
+    Ok(())
+}
+
+pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let offset = int_arg(args.get(2))?;
+    if offset < 0 {
+        return Err("ERR offset is out of range".into());
+    }
+    let offset = offset as usize;
+    let patch = args.get(3);
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock_for_write(&key)?;
+    if patch.is_empty() {
+        let len = match shard.get(&key, ctx.now, Lookup::Write) {
+            Some(entry) => as_str(entry.value())?.len(),
+            None => 0,
+        };
+        drop(shard);
+        ctx.out.int(len as i64);
+        return Ok(());
+    }
+    if offset.saturating_add(patch.len()) > ctx.shared.config().proto_max_bulk_len.0 {
+        return Err("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into());
+    }
+    let mut value = shard
+        .modify(&key, ctx.now, Some(&|| Value::Str(Box::default())))
+        .expect("created when absent");
+    let mut bytes = as_str(&value)?.to_vec();
+    if bytes.len() < offset + patch.len() {
+        bytes.resize(offset + patch.len(), 0);
+    }
+    bytes[offset..offset + patch.len()].copy_from_slice(patch);
+    let len = bytes.len();
+    *value.value_mut() = Value::from(bytes);
+    drop(value);
+    drop(shard);
+    ctx.out.int(len as i64);
+    Ok(())
+}
+
+/// Adds `delta` to the integer at `key` (0 when absent), keeping its TTL.
+fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
+    let key = ctx.key(key);
+    let mut shard = ctx.lock_for_write(&key)?;
+    let current = match shard.get(&key, ctx.now, Lookup::Write) {
+        Some(entry) => int_arg(as_str(entry.value())?)?,
+        None => 0,
+    };
+    let next = current.checked_add(delta).ok_or(Error::from(OVERFLOW))?;
+    let mut buf = itoa::Buffer::new();
+    shard.set(
+        &key,
+        Value::from(buf.format(next).as_bytes()),
+        None,
+        true,
+        ctx.now,
+    );
+    drop(shard);
+    ctx.out.int(next);
+    Ok(())
+}
+
+pub fn incr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    incr_by(ctx, args.get(1), 1)
+}
+
+pub fn decr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    incr_by(ctx, args.get(1), -1)
+}
+
+pub fn incrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let delta = int_arg(args.get(2))?;
+    incr_by(ctx, args.get(1), delta)
+}
+
+pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let delta = int_arg(args.get(2))?;
+    if delta == i64::MIN {
+        return Err("ERR decrement would overflow".into());
+    }
+    incr_by(ctx, args.get(1), -delta)
+}
+
+pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let delta = parse_float(args.get(2)).ok_or(Error::from(NOT_FLOAT))?;
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock_for_write(&key)?;
+    let current = match shard.get(&key, ctx.now, Lookup::Write) {
+        Some(entry) => parse_float(as_str(entry.value())?).ok_or(Error::from(NOT_FLOAT))?,
+        None => 0.0,
+    };
+    let next = current + delta;
+    if !next.is_finite() {
+        return Err("ERR increment would produce NaN or Infinity".into());
+    }
+    let text = dcache_protocol::reply::format_double(next);
+    shard.set(&key, Value::from(text.as_bytes()), None, true, ctx.now);
+    drop(shard);
+    ctx.out.bulk(text.as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clamp_range;
+
+    #[test]
+    fn ranges_follow_redis() {
+        let s = "This is a string";
+        let table = [
+            ((0, 3), Some("This")),
+            ((-3, -1), Some("ing")),
+            ((0, -1), Some(s)),
+            ((10, 100), Some("string")),
+            ((5, 3), None),
+            ((-100, 3), Some("This")),
+            ((100, 200), None),
+            ((0, -100), None),
+        ];
+        for ((start, end), expected) in table {
+            let got = clamp_range(start, end, s.len()).map(|(a, b)| &s[a..b]);
+            assert_eq!(got, expected, "{start}..{end}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! One client connection: read what arrived, answer every complete request in it, write once.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::{Buf, BytesMut};
+use dcache_protocol::{ReplyWriter, RequestParser, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::command::{self, Ctx};
+use crate::state::{ClientInfo, Shared};
+
+/// Replies are flushed early once this much is waiting, so that a long pipeline of large values
+/// does not pile up in memory.
+const FLUSH_AT: usize = 1 << 20;
+/// Buffers that grew past this for one large request are given back afterwards.
+const SHRINK_ABOVE: usize = 1 << 20;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Per-connection state that commands may change.
+#[derive(Debug)]
+pub struct ConnState {
+    pub info: Arc<ClientInfo>,
+    pub resp3: bool,
+    pub authenticated: bool,
+    /// Set by QUIT: close once the reply is written.
+    pub quit: bool,
+}
+
+/// Serves one client until it leaves, breaks the protocol, is killed, or the node shuts down.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut socket: TcpStream,
+    info: Arc<ClientInfo>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = socket.set_nodelay(true);
+    let mut state = ConnState {
+        info: Arc::clone(&info),
+        resp3: false,
+        authenticated: shared.config().requirepass.is_empty(),
+        quit: false,
+    };
+    let mut parser = RequestParser::new(shared.limits());
+    let mut epoch = shared.config_epoch();
+    let mut query_limit = shared.config().client_query_buffer_limit.0;
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+
+    loop {
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            read = socket.read_buf(&mut input) => read,
+            _ = shutdown.changed() => break,
+            () = info.kill.notified() => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if shared.config_epoch() != epoch {
+            epoch = shared.config_epoch();
+            parser.set_limits(shared.limits());
+            query_limit = shared.config().client_query_buffer_limit.0;
+        }
+        let now = shared.clock.now_ms();
+        info.last_active_ms.store(now, Relaxed);
+
+        let mut offset = 0;
+        let mut close = false;
+        let mut written = 0;
+        while offset < input.len() && !close {
+            match parser.parse(&input[offset..]) {
+                Ok(Status::Complete(used)) => {
+                    let args = parser.args(&input[offset..]);
+                    if !args.is_empty() {
+                        let resp3 = state.resp3;
+                        let mut ctx = Ctx {
+                            shared: &shared,
+                            conn: &mut state,
+                            out: ReplyWriter::new(&mut output, resp3),
+                            now,
+                        };
+                        command::execute(&mut ctx, args);
+                        close = state.quit;
+                    }
+                    offset += used;
+                    if output.len() >= FLUSH_AT {
+                        if socket.write_all(&output).await.is_err() {
+                            return finish(&shared, &info);
+                        }
+                        written += output.len();
+                        output.clear();
+                    }
+                }
+                Ok(Status::Incomplete) => break,
+                Err(e) => {
+                    ReplyWriter::new(&mut output, false).error(&format!("ERR {e}"));
+                    tracing::debug!(client = info.id, addr = %info.addr, "protocol error: {e}");
+                    close = true;
+                }
+            }
+        }
+        input.advance(offset);
+        if input.len() > query_limit {
+            tracing::warn!(
+                client = info.id,
+                addr = %info.addr,
+                "closing client that reached max query buffer length ({} bytes)",
+                input.len()
+            );
+            close = true;
+        }
+        info.query_buffer.store(input.len(), Relaxed);
+        if !output.is_empty() {
+            if socket.write_all(&output).await.is_err() {
+                break;
+            }
+            written += output.len();
+            output.clear();
+        }
+        shared.stats.net(info.id, n, written);
+        if close {
+            break;
+        }
+        if input.capacity() > SHRINK_ABOVE && input.len() < READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&input);
+            input = fresh;
+        }
+        if output.capacity() > SHRINK_ABOVE {
+            output = Vec::with_capacity(READ_CHUNK);
+        }
+    }
+    let _ = socket.shutdown().await;
+    finish(&shared, &info);
+}
+
+fn finish(shared: &Shared, info: &ClientInfo) {
+    shared.unregister_client(info.id);
+}

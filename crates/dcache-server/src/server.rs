@@ -1,0 +1,240 @@
+//! The listener: accepts clients, runs background cycles, shuts down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::NodeConfig;
+use crate::state::Shared;
+
+/// How long shutdown waits for connections to finish what they are doing.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Expired keys each shard gives up per expiry round; a round holds each shard's lock only this
+/// long.
+const EXPIRE_PER_SHARD: usize = 256;
+
+/// Builds a [`Server`].
+#[must_use]
+pub struct ServerBuilder {
+    config: NodeConfig,
+    clock: Arc<dyn Clock>,
+    admin: Option<SocketAddr>,
+    config_file: Option<String>,
+}
+
+impl ServerBuilder {
+    /// The clock the node reads (tests pass a [`crate::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Listen for admin HTTP here, whatever `admin-port` says (tests pass `127.0.0.1:0`).
+    pub fn admin_addr(mut self, addr: SocketAddr) -> Self {
+        self.admin = Some(addr);
+        self
+    }
+
+    /// The file the config came from, for INFO.
+    pub fn config_file(mut self, path: impl Into<String>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Binds the listeners.
+    ///
+    /// # Errors
+    /// An invalid config, or an address that cannot be bound (named in the error).
+    pub async fn bind(self) -> anyhow::Result<Server> {
+        let config = self.config;
+        config.validate().map_err(anyhow::Error::msg)?;
+        let address = format!("{}:{}", config.bind, config.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let admin_address = match (self.admin, config.admin_port) {
+            (Some(addr), _) => Some(addr.to_string()),
+            (None, 0) => None,
+            (None, port) => Some(format!("{}:{port}", config.bind)),
+        };
+        let admin = match admin_address {
+            Some(address) => Some(
+                TcpListener::bind(&address)
+                    .await
+                    .with_context(|| format!("cannot listen for admin HTTP on {address}"))?,
+            ),
+            None => None,
+        };
+        let local_addr = listener.local_addr()?;
+        let shared = Shared::new(config, self.clock, local_addr, self.config_file)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Server {
+            shared: Arc::new(shared),
+            listener,
+            admin,
+        })
+    }
+}
+
+/// A bound node, ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Server {
+    pub fn builder(config: NodeConfig) -> ServerBuilder {
+        ServerBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            admin: None,
+            config_file: None,
+        }
+    }
+
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    #[must_use]
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    #[must_use]
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets connections finish the
+    /// requests they hold (for up to five seconds) and returns.
+    ///
+    /// # Errors
+    /// A failure of the listener itself.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            shared,
+            listener,
+            admin,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let background = tokio::spawn(background(Arc::clone(&shared), stop_rx.clone()));
+        let admin_task = admin.map(|listener| {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(crate::metrics::serve_admin(
+                listener,
+                Arc::clone(&shared),
+                async move {
+                    let _ = stop.changed().await;
+                },
+            ))
+        });
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            while connections.try_join_next().is_some() {}
+            shared
+                .stats
+                .connections_received
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let local = socket.local_addr().unwrap_or(shared.local_addr);
+            match shared.register_client(addr, local) {
+                Some(info) => {
+                    connections.spawn(crate::connection::serve(
+                        Arc::clone(&shared),
+                        socket,
+                        info,
+                        stop_rx.clone(),
+                    ));
+                }
+                None => {
+                    shared
+                        .stats
+                        .rejected_connections
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    connections.spawn(async move {
+                        let mut socket = socket;
+                        let _ = socket
+                            .write_all(b"-ERR max number of clients reached\r\n")
+                            .await;
+                        let _ = socket.shutdown().await;
+                    });
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            "shutting down: no new connections, draining {}",
+            connections.len()
+        );
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("{} connections did not finish in time", connections.len());
+            connections.abort_all();
+        }
+        let _ = background.await;
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// The periodic work: active expiry and ops/s sampling, `hz` times a second.
+async fn background(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let period = Duration::from_millis(1000 / u64::from(shared.config().hz.max(1)));
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        // A quarter of the period at most, as Redis's active expiry allows itself.
+        active_expire(&shared, period / 4);
+        let now = shared.clock.now_ms();
+        let total = shared.stats.total_commands();
+        shared.ops.lock().sample(now, total);
+    }
+}
+
+/// One active expiry cycle: rounds over all shards until nothing more is expired or the time
+/// budget is spent. Returns how many keys it reclaimed.
+pub fn active_expire(shared: &Shared, budget: Duration) -> usize {
+    let deadline = Instant::now() + budget;
+    let now = shared.clock.now_ms();
+    let mut total = 0;
+    loop {
+        let removed = shared.store.expire_cycle(now, EXPIRE_PER_SHARD);
+        total += removed;
+        if removed == 0 || Instant::now() >= deadline {
+            return total;
+        }
+        // Let the connections on this worker run between rounds.
+        std::thread::yield_now();
+    }
+}

@@ -1,0 +1,176 @@
+//! What every connection shares: the store, the live configuration, counters and the client list.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use dcache_protocol::Limits;
+use dcache_store::{Store, StoreConfig};
+use parking_lot::{Mutex, RwLock};
+
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::stats::{OpsSampler, Stats};
+
+/// One connected client, as `CLIENT LIST` shows it.
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub created_ms: u64,
+    pub name: Mutex<String>,
+    pub lib_name: Mutex<String>,
+    pub lib_ver: Mutex<String>,
+    /// Index of the last command in the command table (`u16::MAX` before the first).
+    pub last_command: std::sync::atomic::AtomicU16,
+    pub last_active_ms: AtomicU64,
+    pub resp: AtomicU8,
+    pub query_buffer: AtomicUsize,
+    /// Set by `CLIENT KILL`, which also wakes the connection through `kill`.
+    pub killed: AtomicBool,
+    pub kill: tokio::sync::Notify,
+}
+
+/// The node's shared state.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Store,
+    config: RwLock<NodeConfig>,
+    /// Bumped on every `CONFIG SET`, so that connections re-read their limits only then.
+    config_epoch: AtomicU64,
+    pub clock: Arc<dyn Clock>,
+    pub stats: Stats,
+    pub ops: Mutex<OpsSampler>,
+    clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
+    connected: AtomicUsize,
+    next_client_id: AtomicU64,
+    pub started: Instant,
+    pub started_ms: u64,
+    /// The address the node really listens on (its port may have been 0 in the config).
+    pub local_addr: SocketAddr,
+    pub config_file: Option<String>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: NodeConfig,
+        clock: Arc<dyn Clock>,
+        local_addr: SocketAddr,
+        config_file: Option<String>,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let store = Store::new(
+            StoreConfig::default()
+                .shards(config.shards)
+                .maxmemory(config.maxmemory.0)
+                .policy(config.policy()?)
+                .node_id(config.node_id)
+                .seed(seed()),
+        );
+        let started_ms = clock.now_ms();
+        Ok(Self {
+            store,
+            config: RwLock::new(config),
+            config_epoch: AtomicU64::new(0),
+            clock,
+            stats: Stats::default(),
+            ops: Mutex::default(),
+            clients: Mutex::default(),
+            connected: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+            started: Instant::now(),
+            started_ms,
+            local_addr,
+            config_file,
+        })
+    }
+
+    /// A copy of the configuration in force.
+    #[must_use]
+    pub fn config(&self) -> NodeConfig {
+        self.config.read().clone()
+    }
+
+    /// Changes the configuration with `change`, which validates and applies the new values.
+    pub fn update_config<R>(&self, change: impl FnOnce(&mut NodeConfig) -> R) -> R {
+        let mut config = self.config.write();
+        let result = change(&mut config);
+        self.config_epoch.fetch_add(1, Relaxed);
+        result
+    }
+
+    #[must_use]
+    pub fn config_epoch(&self) -> u64 {
+        self.config_epoch.load(Relaxed)
+    }
+
+    /// Request limits from the configuration.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        let config = self.config.read();
+        Limits {
+            max_bulk_len: config.proto_max_bulk_len.0,
+            max_args: config.max_args,
+            ..Limits::default()
+        }
+    }
+
+    /// Registers a new client unless `maxclients` are already connected.
+    pub(crate) fn register_client(
+        &self,
+        addr: SocketAddr,
+        local_addr: SocketAddr,
+    ) -> Option<Arc<ClientInfo>> {
+        let max = self.config.read().maxclients;
+        if self.connected.fetch_add(1, Relaxed) >= max {
+            self.connected.fetch_sub(1, Relaxed);
+            return None;
+        }
+        let now = self.clock.now_ms();
+        let info = Arc::new(ClientInfo {
+            id: self.next_client_id.fetch_add(1, Relaxed),
+            addr,
+            local_addr,
+            created_ms: now,
+            name: Mutex::default(),
+            lib_name: Mutex::default(),
+            lib_ver: Mutex::default(),
+            last_command: u16::MAX.into(),
+            last_active_ms: AtomicU64::new(now),
+            resp: AtomicU8::new(2),
+            query_buffer: AtomicUsize::new(0),
+            killed: AtomicBool::new(false),
+            kill: tokio::sync::Notify::new(),
+        });
+        self.clients.lock().insert(info.id, Arc::clone(&info));
+        Some(info)
+    }
+
+    pub(crate) fn unregister_client(&self, id: u64) {
+        if self.clients.lock().remove(&id).is_some() {
+            self.connected.fetch_sub(1, Relaxed);
+        }
+    }
+
+    #[must_use]
+    pub fn connected_clients(&self) -> usize {
+        self.connected.load(Relaxed)
+    }
+
+    /// The connected clients, oldest first.
+    #[must_use]
+    pub fn clients(&self) -> Vec<Arc<ClientInfo>> {
+        let mut list: Vec<_> = self.clients.lock().values().cloned().collect();
+        list.sort_by_key(|c| c.id);
+        list
+    }
+}
+
+/// A per-process random seed for the key hash, without a dependency: std's `RandomState` is
+/// seeded from the OS.
+fn seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+}

@@ -1,0 +1,159 @@
+//! `dcache node`: one node, configured from a file and the command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use dcache_server::{ByteSize, LogFormat, NodeConfig, Server};
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Port to listen on (same as --port).
+    #[arg(value_name = "PORT", conflicts_with = "port")]
+    port_arg: Option<u16>,
+    /// Port to listen on [default: 5000].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long)]
+    bind: Option<String>,
+    /// Read settings from this TOML file (see config/node.toml); options given here override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Memory budget for the data set, e.g. 256mb or 2gb (0: no limit).
+    #[arg(long, value_parser = parse_bytes)]
+    maxmemory: Option<ByteSize>,
+    /// Eviction policy: allkeys-lru, allkeys-lfu, noeviction, volatile-ttl, … (or lru, lfu).
+    #[arg(long)]
+    maxmemory_policy: Option<String>,
+    /// Worker threads (0: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Storage shards (rounded up to a power of two).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Password clients must give with AUTH.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Port for admin HTTP: /metrics and /health (0: none).
+    #[arg(long)]
+    admin_port: Option<u16>,
+    /// Log format: pretty or json.
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+    /// Log level or tracing filter (RUST_LOG overrides it).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Most simultaneous clients.
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// This node's id in entry versions (0-1023).
+    #[arg(long)]
+    node_id: Option<u16>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn parse_bytes(s: &str) -> Result<ByteSize, String> {
+    s.parse()
+}
+
+impl NodeArgs {
+    fn config(&self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                NodeConfig::from_toml(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("invalid config in {}", path.display()))?
+            }
+            None => NodeConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { config.$field = v.clone(); } )* };
+        }
+        set!(
+            port,
+            bind,
+            maxmemory,
+            maxmemory_policy,
+            threads,
+            shards,
+            requirepass,
+            admin_port,
+            log_format,
+            log_level,
+            maxclients,
+            node_id
+        );
+        if let Some(port) = self.port_arg {
+            config.port = port;
+        }
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+}
+
+fn init_logging(config: &NodeConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    init_logging(&config);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        runtime.worker_threads(config.threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let mut builder = Server::builder(config.clone());
+        if let Some(path) = &args.config {
+            builder = builder.config_file(path.display().to_string());
+        }
+        let server = builder.bind().await?;
+        let admin = server
+            .admin_addr()
+            .map(|a| format!(", admin http://{a}/metrics"))
+            .unwrap_or_default();
+        let maxmemory = match config.maxmemory.0 {
+            0 => "no limit".to_owned(),
+            n => ByteSize(n).to_string(),
+        };
+        println!(
+            "dcache node listening on {} (policy {}, maxmemory {maxmemory}{admin})",
+            server.local_addr(),
+            config.policy().map_err(anyhow::Error::msg)?,
+        );
+        server.run(shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received, shutting down");
+}

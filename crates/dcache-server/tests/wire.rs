@@ -14,13 +14,28 @@ const TABLE: &[(&[u8], &[u8])] = &[
     (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n", b"+OK\r\n"),
     (b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"$2\r\nv1\r\n"),
     (b"GET missing\r\n", b"$-1\r\n"),
-    (b"GET\r\n", b"-ERR wrong number of arguments for 'get' command\r\n"),
-    (b"NOSUCH a b\r\n", b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n"),
+    (
+        b"GET\r\n",
+        b"-ERR wrong number of arguments for 'get' command\r\n",
+    ),
+    (
+        b"NOSUCH a b\r\n",
+        b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n",
+    ),
     (b"HSET h f v\r\n", b":1\r\n"),
-    (b"GET h\r\n", b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    (b"INCR k\r\n", b"-ERR value is not an integer or out of range\r\n"),
+    (
+        b"GET h\r\n",
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    ),
+    (
+        b"INCR k\r\n",
+        b"-ERR value is not an integer or out of range\r\n",
+    ),
     (b"SET k v XX NX\r\n", b"-ERR syntax error\r\n"),
-    (b"SET k v EX 0\r\n", b"-ERR invalid expire time in 'set' command\r\n"),
+    (
+        b"SET k v EX 0\r\n",
+        b"-ERR invalid expire time in 'set' command\r\n",
+    ),
     (b"MGET k missing h\r\n", b"*3\r\n$2\r\nv1\r\n$-1\r\n$-1\r\n"),
     (b"SELECT 1\r\n", b"-ERR DB index is out of range\r\n"),
     (b"SELECT 0\r\n", b"+OK\r\n"),
@@ -56,7 +71,9 @@ async fn a_pipeline_is_answered_in_order() {
     let mut expected = Vec::new();
     for i in 0..500 {
         request.extend_from_slice(format!("SET key:{i} value:{i}\r\nGET key:{i}\r\n").as_bytes());
-        expected.extend_from_slice(format!("+OK\r\n${}\r\nvalue:{i}\r\n", format!("value:{i}").len()).as_bytes());
+        expected.extend_from_slice(
+            format!("+OK\r\n${}\r\nvalue:{i}\r\n", format!("value:{i}").len()).as_bytes(),
+        );
     }
     // Split the pipeline at an awkward place to exercise partial requests.
     let (a, b) = request.split_at(request.len() / 3 + 7);
@@ -70,14 +87,33 @@ async fn a_pipeline_is_answered_in_order() {
 async fn hello_3_switches_to_resp3_replies() {
     let node = start(test_config()).await;
     let mut stream = node.raw().await;
-    stream.write_all(b"HELLO 3\r\nGET nothing\r\n").await.unwrap();
+    stream
+        .write_all(b"HELLO 3\r\nGET nothing\r\n")
+        .await
+        .unwrap();
     let got = read_until(&mut stream, b"_\r\n").await;
-    assert!(got.starts_with(b"%7\r\n$6\r\nserver\r\n"), "{}", String::from_utf8_lossy(&got));
-    assert!(got.ends_with(b"*0\r\n_\r\n"), "{}", String::from_utf8_lossy(&got));
-    let got = exchange(&mut stream, b"HSET h a 1\r\nHGETALL h\r\nINCRBYFLOAT f 1.5\r\n", 0).await;
+    assert!(
+        got.starts_with(b"%7\r\n$6\r\nserver\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        got.ends_with(b"*0\r\n_\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let got = exchange(
+        &mut stream,
+        b"HSET h a 1\r\nHGETALL h\r\nINCRBYFLOAT f 1.5\r\n",
+        0,
+    )
+    .await;
     let got = [got, read_n(&mut stream, 27).await].concat();
     assert_eq!(got, b":1\r\n%1\r\n$1\r\na\r\n$1\r\n1\r\n$3\r\n1.5\r\n");
-    assert_eq!(exchange(&mut stream, b"HELLO 4\r\n", 38).await, b"-NOPROTO unsupported protocol version\r\n");
+    assert_eq!(
+        exchange(&mut stream, b"HELLO 4\r\n", 38).await,
+        b"-NOPROTO unsupported protocol version\r\n"
+    );
 }
 
 #[tokio::test]
@@ -86,10 +122,22 @@ async fn a_malformed_frame_closes_only_that_connection() {
     let mut good = node.raw().await;
     assert_eq!(exchange(&mut good, b"SET a 1\r\n", 5).await, b"+OK\r\n");
     let cases: &[(&[u8], &str)] = &[
-        (b"*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'\r\n"),
-        (b"*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*1\r\n$-3\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"set \"a\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"),
+        (
+            b"*1\r\n+PING\r\n",
+            "-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"*x\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$-3\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"set \"a\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
     ];
     for (request, reply) in cases {
         let mut bad = node.raw().await;
@@ -143,7 +191,10 @@ async fn maxclients_refuses_extra_connections_with_an_error() {
     assert_eq!(exchange(&mut b, b"PING\r\n", 7).await, b"+PONG\r\n");
     let mut c = node.raw().await;
     let got = read_n(&mut c, 38).await;
-    assert_eq!(String::from_utf8_lossy(&got), "-ERR max number of clients reached\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "-ERR max number of clients reached\r\n"
+    );
     assert!(is_closed(&mut c).await);
     drop(a);
     // The slot frees once the server has seen the disconnect.
@@ -153,7 +204,10 @@ async fn maxclients_refuses_extra_connections_with_an_error() {
         if exchange(&mut d, b"PING\r\n", 7).await == b"+PONG\r\n" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "a freed slot is never reused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a freed slot is never reused"
+        );
         tokio::task::yield_now().await;
     }
 }
@@ -164,14 +218,21 @@ async fn auth_is_required_when_a_password_is_set() {
     config.requirepass = "s3cret".into();
     let node = start(config).await;
     let mut s = node.raw().await;
-    assert_eq!(exchange(&mut s, b"GET k\r\n", 33).await, b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(
+        exchange(&mut s, b"GET k\r\n", 33).await,
+        b"-NOAUTH Authentication required.\r\n"
+    );
     let wrong = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
     assert_eq!(exchange(&mut s, b"AUTH nope\r\n", wrong.len()).await, wrong);
     assert_eq!(exchange(&mut s, b"AUTH s3cret\r\n", 5).await, b"+OK\r\n");
     assert_eq!(exchange(&mut s, b"GET k\r\n", 5).await, b"$-1\r\n");
     let mut t = node.raw().await;
     let got = exchange(&mut t, b"HELLO 3 AUTH default s3cret\r\n", 4).await;
-    assert!(got.starts_with(b"%7\r\n"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"%7\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 #[tokio::test]

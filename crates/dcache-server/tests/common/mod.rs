@@ -115,7 +115,8 @@ pub async fn read_until(stream: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.ends_with(suffix) {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await
+        {
             Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
             _ => break,
         }
@@ -127,7 +128,8 @@ pub async fn read_n(stream: &mut TcpStream, expected: usize) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while got.len() < expected {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await
+        {
             Ok(Ok(0)) | Err(_) => break,
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
             Ok(Err(_)) => break,
@@ -150,7 +152,10 @@ pub async fn is_closed(stream: &mut TcpStream) -> bool {
 }
 
 /// Runs one command through the redis crate and returns its raw value.
-pub async fn cmd(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> redis::RedisResult<redis::Value> {
+pub async fn cmd(
+    con: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> redis::RedisResult<redis::Value> {
     let mut c = redis::cmd(args[0]);
     for a in &args[1..] {
         c.arg(*a);

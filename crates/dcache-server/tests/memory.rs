@@ -1,0 +1,197 @@
+//! Memory budget, eviction and expiry through a live node, with jemalloc as the allocator (as the
+//! `dcache` binary has it), so that the store's accounting can be checked against the allocator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, start_manual, test_config};
+use dcache_server::{ByteSize, active_expire};
+use redis::aio::MultiplexedConnection;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn info_field(info: &str, name: &str) -> usize {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("INFO has no {name}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn info(c: &mut MultiplexedConnection) -> String {
+    redis::cmd("INFO").arg("all").query_async(c).await.unwrap()
+}
+
+/// Writes `count` keys of `size`-byte values, in pipelines of 1,000.
+async fn fill(
+    c: &mut MultiplexedConnection,
+    prefix: &str,
+    count: usize,
+    size: usize,
+) -> redis::RedisResult<()> {
+    let value = vec![b'v'; size];
+    for start in (0..count).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 1000).min(count) {
+            pipe.cmd("SET")
+                .arg(format!("{prefix}:{i:08}"))
+                .arg(&value)
+                .ignore();
+        }
+        pipe.query_async::<()>(c).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxmemory_holds_after_writing_three_times_the_limit() {
+    let limit = 16 * 1024 * 1024;
+    let mut config = test_config();
+    config.maxmemory = ByteSize(limit);
+    config.maxmemory_policy = "allkeys-lru".into();
+    let node = start(config).await;
+    let mut c = node.client().await;
+    fill(&mut c, "k", 3 * limit / 1024, 1024).await.unwrap();
+    let info = info(&mut c).await;
+    let used = info_field(&info, "used_memory");
+    assert!(used <= limit, "used_memory {used} > maxmemory {limit}");
+    assert!(
+        used > limit * 9 / 10,
+        "the budget is used, not wasted: {used}"
+    );
+    assert!(info_field(&info, "evicted_keys") > 0);
+    // The resident-memory side of this is checked on the real binary, in its own process:
+    // crates/dcache/tests/node_memory.rs.
+}
+
+#[tokio::test]
+async fn noeviction_refuses_writes_with_redis_wording_and_keeps_reads_and_deletes() {
+    let mut config = test_config();
+    config.maxmemory = ByteSize(2 * 1024 * 1024);
+    config.maxmemory_policy = "noeviction".into();
+    let node = start(config).await;
+    let mut c = node.client().await;
+    let value = vec![b'v'; 1024];
+    let mut refused = None;
+    for i in 0..10_000 {
+        let reply: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("k:{i:08}"))
+            .arg(&value)
+            .query_async(&mut c)
+            .await;
+        if let Err(e) = reply {
+            refused = Some(e);
+            break;
+        }
+    }
+    let err = refused.expect("writes are refused once 2 MiB are used");
+    assert_eq!(err.code(), Some("OOM"));
+    assert_eq!(
+        err.detail(),
+        Some("command not allowed when used memory > 'maxmemory'.")
+    );
+    let info = info(&mut c).await;
+    assert_eq!(info_field(&info, "evicted_keys"), 0);
+    let value: Option<Vec<u8>> = redis::cmd("GET")
+        .arg("k:00000000")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(value.map(|v| v.len()), Some(1024));
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("k:00000000")
+        .arg("k:00000001")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    // Raising the limit lets writes through again.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("64mb")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("v")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_nobody_reads_are_reclaimed_by_the_expiry_cycle() {
+    let node = start_manual(test_config()).await;
+    let mut c = node.client().await;
+    let mut other = node.client().await;
+    for start in (0..100_000).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..start + 1000 {
+            pipe.cmd("SET")
+                .arg(format!("t:{i}"))
+                .arg("some value")
+                .arg("PX")
+                .arg(100)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut c).await.unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("keep")
+        .arg("v")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(node.shared.store.used_memory() > 100_000 * 20);
+    node.advance_ms(100);
+    // Two seconds of the background task at hz 10: twenty cycles with a quarter period each.
+    // Another client is served between cycles (each cycle holds a shard for at most 256 keys).
+    for _ in 0..20 {
+        active_expire(&node.shared, Duration::from_millis(25));
+        let pong: String = redis::cmd("PING").query_async(&mut other).await.unwrap();
+        assert_eq!(pong, "PONG");
+    }
+    let keys: usize = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(keys, 1);
+    let info = info(&mut c).await;
+    assert_eq!(info_field(&info, "expired_keys"), 100_000);
+    let keep_cost = node.shared.store.used_memory();
+    assert!(
+        keep_cost < 500,
+        "only one small key is accounted: {keep_cost}"
+    );
+}
+
+#[tokio::test]
+async fn the_background_task_expires_keys_on_its_own() {
+    let node = start(test_config()).await;
+    let mut c = node.client().await;
+    for i in 0..1000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(1)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    // Bounded wait for the node's own cycle (10 a second); nothing reads the keys.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let keys: usize = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+        if keys == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{keys} keys never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -41,8 +41,9 @@ impl Node {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // The shell's own `kill`, so that no extra package is needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
             .status()
             .unwrap();
         assert!(status.success());

@@ -59,6 +59,15 @@ impl Frame {
             line(out, prefix, itoa::Buffer::new().format(n).as_bytes());
         }
         match self {
+            // A line cannot hold CR LF: such text goes out as a bulk string or a blob error.
+            Frame::Simple(s) if s.contains("\r\n") => {
+                Frame::Bulk(Bytes::copy_from_slice(s.as_bytes())).encode(out);
+            }
+            Frame::Error(s) if s.contains("\r\n") => {
+                len(out, b'!', s.len());
+                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
             Frame::Simple(s) => line(out, b'+', s.as_bytes()),
             Frame::Error(s) => line(out, b'-', s.as_bytes()),
             Frame::Integer(i) => line(out, b':', itoa::Buffer::new().format(*i).as_bytes()),

@@ -263,6 +263,11 @@ fn frames_parse_every_resp3_type() {
         Frame::parse(b"?\r\n"),
         Err(ProtocolError::InvalidType(b'?'))
     );
+    // A blob error may hold CR LF; it is written back as a blob error, not a broken line.
+    let (blob, _) = Frame::parse(b"!4\r\na\r\nb\r\n").unwrap().unwrap();
+    let mut out = Vec::new();
+    blob.encode(&mut out);
+    assert_eq!(out, b"!4\r\na\r\nb\r\n");
     let deep = "*1\r\n".repeat(200);
     assert_eq!(Frame::parse(deep.as_bytes()), Err(ProtocolError::TooDeep));
 }

@@ -6,7 +6,8 @@
 //!                       └─ full hash probes the shard's table
 //!
 //!   Shard ┬ table:   hash → slot index          (hashbrown, no keys stored twice)
-//!         ├ slots:   Vec<Option<Entry>>          (stable indices, free list)
+//!         ├ slots:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
+//!         ├ hashes:  slot → fields               (for entries that are hashes)
 //!         ├ policy:  eviction state by slot      (lru, lfu, random; see policy/)
 //!         ├ expires: BTreeSet<(expire_ms, slot)> (active expiry, volatile-ttl)
 //!         └ clock:   hybrid logical clock        (a version for every write)
@@ -30,10 +31,10 @@ mod store;
 
 pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
-pub use entry::{Entry, HashValue, Value};
+pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size};
-pub use shard::{Lookup, Shard, ShardStats};
+pub use shard::{Lookup, Modify, Shard, ShardStats};
 pub use store::{Key, MultiLock, ScanFilter, Stats, Store};
 
 /// A write that the store refused.

@@ -2,17 +2,29 @@
 //! and the shard's share of the budgets. Everything here runs under the shard's lock.
 
 use std::collections::BTreeSet;
-use std::ops::Deref;
 
 use hashbrown::HashTable;
 
 use crate::StoreError;
 use crate::clock::Hlc;
 use crate::config::{EvictionScope, PolicyKind, PolicyName};
-use crate::entry::{Entry, Value};
-use crate::memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size};
+use crate::entry::{Entry, EntryRef, HASH_BASE, HashValue, Kind, OwnedEntry, OwnedValue, Value};
+use crate::memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
 use crate::store::{Key, hash_key};
+
+/// What an entry costs, as the store accounts it: its slot and table share, its allocation, its
+/// hash fields if it is a hash, its place in the expiry index if it has a TTL.
+pub(crate) fn entry_mem(entry: &Entry, hash: Option<&HashValue>) -> usize {
+    ENTRY_OVERHEAD
+        + entry.data_mem()
+        + hash.map_or(0, |h| HASH_BASE + h.mem())
+        + if entry.expire_raw() != 0 {
+            VOLATILE_OVERHEAD
+        } else {
+            0
+        }
+}
 
 /// How a lookup counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +50,8 @@ pub struct ShardStats {
 pub struct Shard {
     table: HashTable<u32>,
     slots: Vec<Option<Entry>>,
+    /// The fields of every hash entry, by slot.
+    hashes: hashbrown::HashMap<u32, HashValue>,
     free: Vec<u32>,
     policy: Box<dyn EvictionPolicy>,
     policy_name: PolicyName,
@@ -68,6 +82,7 @@ impl Shard {
         Self {
             table: HashTable::new(),
             slots: Vec::new(),
+            hashes: hashbrown::HashMap::new(),
             free: Vec::new(),
             policy: policy::for_kind(policy_name.kind, seed),
             policy_name,
@@ -126,7 +141,7 @@ impl Shard {
             .find(key.hash, |&i| {
                 slots[i as usize]
                     .as_ref()
-                    .is_some_and(|e| *e.key == *key.bytes)
+                    .is_some_and(|e| e.key() == key.bytes)
             })
             .copied()
     }
@@ -139,15 +154,15 @@ impl Shard {
         self.slots[slot as usize].as_mut().expect("a live slot")
     }
 
-    fn mem_of(entry: &Entry) -> usize {
-        ENTRY_OVERHEAD
-            + alloc_size(entry.key.len())
-            + entry.value.mem()
-            + if entry.expire_at != 0 {
-                VOLATILE_OVERHEAD
-            } else {
-                0
-            }
+    fn mem_at(&self, slot: u32) -> usize {
+        entry_mem(self.entry_at(slot), self.hashes.get(&slot))
+    }
+
+    fn entry_ref(&self, slot: u32) -> EntryRef<'_> {
+        EntryRef {
+            entry: self.entry_at(slot),
+            hash: self.hashes.get(&slot),
+        }
     }
 
     /// Finds a live entry: reclaims it if expired, and touches it as `mode` says.
@@ -176,9 +191,9 @@ impl Shard {
     }
 
     /// The live entry for `key`.
-    pub fn get(&mut self, key: &Key<'_>, now: u64, mode: Lookup) -> Option<&Entry> {
+    pub fn get(&mut self, key: &Key<'_>, now: u64, mode: Lookup) -> Option<EntryRef<'_>> {
         let slot = self.lookup_slot(key, now, mode)?;
-        Some(self.entry_at(slot))
+        Some(self.entry_ref(slot))
     }
 
     /// Whether a write may proceed: `Err(OutOfMemory)` when the shard is over its memory budget
@@ -194,51 +209,63 @@ impl Shard {
         Ok(())
     }
 
-    /// Sets `key` to `value`, replacing whatever was there, and returns the old value. With
-    /// `keep_ttl` an existing TTL survives; otherwise the key gets `expire_at` (or none).
+    /// Sets `key` to `value`, replacing whatever was there. With `keep_ttl` an existing TTL
+    /// survives; otherwise the key gets `expire_at` (or none).
     pub fn set(
         &mut self,
         key: &Key<'_>,
-        value: Value,
+        value: Value<'_>,
         expire_at: Option<u64>,
         keep_ttl: bool,
         now: u64,
-    ) -> Option<Value> {
+    ) {
         match self.lookup_slot(key, now, Lookup::Write) {
             Some(slot) => {
+                let before = self.mem_at(slot);
                 let version = self.clock.tick(now);
-                let entry = self.entry_at_mut(slot);
-                let before = Self::mem_of(entry);
-                let old = std::mem::replace(&mut entry.value, value);
-                entry.version = version;
-                let after = Self::mem_of(entry);
-                self.used = self.used + after - before;
-                if !keep_ttl {
-                    self.set_expire_slot(slot, expire_at.unwrap_or(0));
+                let old_expire = self.entry_at(slot).expire_raw();
+                let expire = if keep_ttl {
+                    old_expire
+                } else {
+                    expire_at.unwrap_or(0)
+                };
+                let touched = (now / 1000) as u32;
+                let entry = match value {
+                    Value::Str(s) => {
+                        self.hashes.remove(&slot);
+                        Entry::string(key.bytes, s, expire, touched, version)
+                    }
+                    Value::Hash(h) => {
+                        self.hashes.insert(slot, h.clone());
+                        Entry::hash(key.bytes, expire, touched, version)
+                    }
+                };
+                self.slots[slot as usize] = Some(entry);
+                if old_expire != expire {
+                    if old_expire != 0 {
+                        self.expires.remove(&(old_expire, slot));
+                    }
+                    if expire != 0 {
+                        self.expires.insert((expire, slot));
+                    }
                 }
+                self.used = self.used + self.mem_at(slot) - before;
                 self.enforce(Some(slot));
-                Some(old)
             }
             None => {
-                let slot = self.insert_new(key, value, now);
-                if let Some(at) = expire_at {
-                    self.set_expire_slot(slot, at);
-                }
+                let slot = self.insert_new(key, value, expire_at.unwrap_or(0), now);
                 self.enforce(Some(slot));
-                None
             }
         }
     }
 
-    fn insert_new(&mut self, key: &Key<'_>, value: Value, now: u64) -> u32 {
-        let entry = Entry {
-            key: key.bytes.into(),
-            value,
-            expire_at: 0,
-            version: self.clock.tick(now),
-            touched: (now / 1000) as u32,
+    fn insert_new(&mut self, key: &Key<'_>, value: Value<'_>, expire_at: u64, now: u64) -> u32 {
+        let version = self.clock.tick(now);
+        let touched = (now / 1000) as u32;
+        let entry = match value {
+            Value::Str(s) => Entry::string(key.bytes, s, expire_at, touched, version),
+            Value::Hash(_) => Entry::hash(key.bytes, expire_at, touched, version),
         };
-        self.used += Self::mem_of(&entry);
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(entry);
@@ -249,9 +276,16 @@ impl Shard {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries per shard")
             }
         };
+        if let Value::Hash(h) = value {
+            self.hashes.insert(slot, h.clone());
+        }
+        if expire_at != 0 {
+            self.expires.insert((expire_at, slot));
+        }
+        self.used += self.mem_at(slot);
         let (slots, seed) = (&self.slots, self.hash_seed);
         self.table.insert_unique(key.hash, slot, |&i| {
-            hash_key(seed, &slots[i as usize].as_ref().expect("a live slot").key)
+            hash_key(seed, slots[i as usize].as_ref().expect("a live slot").key())
         });
         self.policy.insert(slot);
         slot
@@ -259,41 +293,51 @@ impl Shard {
 
     /// Changes a live entry's expiry time (0: none), keeping the index and the count in step.
     fn set_expire_slot(&mut self, slot: u32, expire_at: u64) {
-        let entry = self.slots[slot as usize].as_mut().expect("a live slot");
-        let old = std::mem::replace(&mut entry.expire_at, expire_at);
+        let old = self.entry_at(slot).expire_raw();
         if old == expire_at {
             return;
         }
+        let before = self.mem_at(slot);
         if old != 0 {
             self.expires.remove(&(old, slot));
-            self.used -= VOLATILE_OVERHEAD;
         }
         if expire_at != 0 {
             self.expires.insert((expire_at, slot));
-            self.used += VOLATILE_OVERHEAD;
         }
+        self.entry_at_mut(slot).set_expire(expire_at);
+        self.used = self.used + self.mem_at(slot) - before;
     }
 
     /// Removes `key` and returns its entry.
-    pub fn remove(&mut self, key: &Key<'_>, now: u64) -> Option<Entry> {
+    pub fn remove(&mut self, key: &Key<'_>, now: u64) -> Option<OwnedEntry> {
         let slot = self.lookup_slot(key, now, Lookup::Peek)?;
         Some(self.remove_slot(slot))
     }
 
-    fn remove_slot(&mut self, slot: u32) -> Entry {
+    fn remove_slot(&mut self, slot: u32) -> OwnedEntry {
+        self.used -= self.mem_at(slot);
         let entry = self.slots[slot as usize].take().expect("a live slot");
-        let hash = hash_key(self.hash_seed, &entry.key);
+        let hash = self.hashes.remove(&slot);
+        let table_hash = hash_key(self.hash_seed, entry.key());
         self.table
-            .find_entry(hash, |&i| i == slot)
+            .find_entry(table_hash, |&i| i == slot)
             .expect("a live slot is in the table")
             .remove();
-        if entry.expire_at != 0 {
-            self.expires.remove(&(entry.expire_at, slot));
+        let expire_at = entry.expire_raw();
+        if expire_at != 0 {
+            self.expires.remove(&(expire_at, slot));
         }
         self.policy.remove(slot);
-        self.used -= Self::mem_of(&entry);
         self.free.push(slot);
-        entry
+        OwnedEntry {
+            key: entry.key().into(),
+            value: match hash {
+                Some(h) => OwnedValue::Hash(Box::new(h)),
+                None => OwnedValue::Str(entry.str_value().into()),
+            },
+            expire_at: (expire_at != 0).then_some(expire_at),
+            version: entry.version,
+        }
     }
 
     /// Sets or clears a live key's TTL. Returns false when the key does not exist.
@@ -307,22 +351,20 @@ impl Shard {
         true
     }
 
-    /// A handle to change the value of `key` in place, created by `create` when the key is absent
-    /// (or `None` without `create`). Memory, version and eviction are brought up to date when the
-    /// handle is dropped, and only if the value was borrowed mutably. A hash left empty by a change
-    /// is removed, as Redis removes empty aggregates; so create one only to put a field in it.
-    pub fn modify(
-        &mut self,
-        key: &Key<'_>,
-        now: u64,
-        create: Option<&dyn Fn() -> Value>,
-    ) -> Option<Modify<'_>> {
+    /// A handle to change the value of `key` in place, created as an empty value of `create`'s
+    /// kind when the key is absent (or `None` without `create`). Memory, version and eviction
+    /// are brought up to date when the handle is dropped, and only if something was changed. A
+    /// hash left empty is removed, as Redis removes empty aggregates.
+    pub fn modify(&mut self, key: &Key<'_>, now: u64, create: Option<Kind>) -> Option<Modify<'_>> {
         let slot = match (self.lookup_slot(key, now, Lookup::Write), create) {
             (Some(slot), _) => slot,
-            (None, Some(create)) => self.insert_new(key, create(), now),
+            (None, Some(Kind::Str)) => self.insert_new(key, Value::Str(&[]), 0, now),
+            (None, Some(Kind::Hash)) => {
+                self.insert_new(key, Value::Hash(&HashValue::default()), 0, now)
+            }
             (None, None) => return None,
         };
-        let before = Self::mem_of(self.entry_at(slot));
+        let before = self.mem_at(slot);
         Some(Modify {
             shard: self,
             slot,
@@ -354,7 +396,7 @@ impl Shard {
                     && (!volatile
                         || slots[slot as usize]
                             .as_ref()
-                            .is_some_and(|e| e.expire_at != 0))
+                            .is_some_and(|e| e.expire_raw() != 0))
             }),
         }
     }
@@ -418,7 +460,7 @@ impl Shard {
                 self.stats.expired += 1;
                 continue;
             }
-            return Some(entry.key.clone());
+            return Some(entry.key().into());
         }
         None
     }
@@ -431,7 +473,7 @@ impl Shard {
         from: usize,
         count: usize,
         now: u64,
-        mut visit: impl FnMut(&Entry),
+        mut visit: impl FnMut(EntryRef<'_>),
     ) -> Option<usize> {
         let mut seen = 0;
         for (i, slot) in self.slots.iter().enumerate().skip(from) {
@@ -439,7 +481,12 @@ impl Shard {
                 return Some(i);
             }
             if let Some(entry) = slot.as_ref().filter(|e| !e.is_expired(now)) {
-                visit(entry);
+                let hash = if entry.is_hash() {
+                    self.hashes.get(&(i as u32))
+                } else {
+                    None
+                };
+                visit(EntryRef { entry, hash });
                 seen += 1;
             }
         }
@@ -450,6 +497,7 @@ impl Shard {
     pub fn clear(&mut self) {
         self.table.clear();
         self.slots.clear();
+        self.hashes.clear();
         self.free.clear();
         self.expires.clear();
         self.policy.clear();
@@ -493,53 +541,61 @@ pub struct Modify<'a> {
 
 impl Modify<'_> {
     #[must_use]
-    pub fn entry(&self) -> &Entry {
-        self.shard.entry_at(self.slot)
+    pub fn entry(&self) -> EntryRef<'_> {
+        self.shard.entry_ref(self.slot)
     }
 
-    /// The value, for changing. Marks the entry as written.
-    pub fn value_mut(&mut self) -> &mut Value {
+    #[must_use]
+    pub fn value(&self) -> Value<'_> {
+        self.entry().value()
+    }
+
+    /// Replaces the value with a string.
+    pub fn set_str(&mut self, value: &[u8]) {
         self.changed = true;
-        &mut self.shard.entry_at_mut(self.slot).value
+        self.shard.hashes.remove(&self.slot);
+        self.shard.entry_at_mut(self.slot).set_str(value);
+    }
+
+    /// The hash, for changing; `None` when the value is not a hash.
+    pub fn hash_mut(&mut self) -> Option<&mut HashValue> {
+        let hash = self.shard.hashes.get_mut(&self.slot)?;
+        self.changed = true;
+        Some(hash)
     }
 
     /// Sets or clears the TTL.
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
         self.changed = true;
-        let before_ttl = self.shard.used;
+        let used_before = self.shard.used;
         self.shard
             .set_expire_slot(self.slot, expire_at.unwrap_or(0));
-        // set_expire_slot counted the TTL's cost itself; keep `before` comparable.
-        self.before = self.before + self.shard.used - before_ttl;
-    }
-}
-
-impl Deref for Modify<'_> {
-    type Target = Value;
-
-    fn deref(&self) -> &Value {
-        &self.entry().value
+        // set_expire_slot accounted the TTL's cost itself; keep `before` in step with `used`.
+        self.before = self
+            .before
+            .wrapping_add(self.shard.used.wrapping_sub(used_before));
     }
 }
 
 impl Drop for Modify<'_> {
     fn drop(&mut self) {
-        let shard = &mut *self.shard;
         let slot = self.slot;
+        let shard = &mut *self.shard;
+        let empty_hash = shard.hashes.get(&slot).is_some_and(HashValue::is_empty);
         if !self.changed {
             // An empty hash that was created and then left alone is not kept.
-            if matches!(&shard.entry_at(slot).value, Value::Hash(h) if h.is_empty()) {
+            if empty_hash {
                 shard.remove_slot(slot);
             }
             return;
         }
         let version = shard.clock.tick(self.now);
-        let entry = shard.entry_at_mut(slot);
-        entry.version = version;
-        let after = Shard::mem_of(entry);
-        let empty = matches!(&entry.value, Value::Hash(h) if h.is_empty());
-        shard.used = shard.used + after - self.before;
-        if empty {
+        shard.entry_at_mut(slot).version = version;
+        shard.used = shard
+            .used
+            .wrapping_add(shard.mem_at(slot))
+            .wrapping_sub(self.before);
+        if empty_hash {
             shard.remove_slot(slot);
         } else {
             shard.enforce(Some(slot));

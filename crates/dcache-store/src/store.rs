@@ -3,7 +3,7 @@
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::config::{PolicyName, StoreConfig};
-use crate::entry::Entry;
+use crate::entry::EntryRef;
 use crate::shard::{Shard, ShardStats};
 
 /// The keyspace hash: xxh3 with a per-store seed (so that keys chosen to collide on one server
@@ -244,7 +244,7 @@ impl Store {
         count: usize,
         now: u64,
         filter: ScanFilter<'_>,
-        mut visit: impl FnMut(&Entry),
+        mut visit: impl FnMut(EntryRef<'_>),
     ) -> u64 {
         let position_bits = 64 - self.shard_bits.max(1);
         let mut shard = (cursor >> position_bits) as usize;

@@ -102,7 +102,7 @@ fn every_policy_keeps_a_store_within_its_entry_budget() {
             // Volatile policies need keys with a TTL to evict.
             store.lock(&key).set(
                 &key,
-                Value::from(&b"v"[..]),
+                Value::Str(b"v"),
                 Some(now + 1_000_000 + u64::from(i)),
                 false,
                 now,
@@ -133,7 +133,7 @@ fn every_policy_keeps_a_store_within_its_memory_budget() {
                 .expect("an evicting policy always makes room");
             shard.set(
                 &key,
-                Value::from(vec![7; 100]),
+                Value::Str(&[7; 100]),
                 Some(now + 1_000_000),
                 false,
                 now,
@@ -166,14 +166,14 @@ fn volatile_policies_never_evict_persistent_keys() {
             let key = store.key(bytes.as_bytes());
             store
                 .lock(&key)
-                .set(&key, Value::from(&b"v"[..]), None, false, now);
+                .set(&key, Value::Str(b"v"), None, false, now);
         }
         for i in 0..100u32 {
             let bytes = format!("volatile:{i}");
             let key = store.key(bytes.as_bytes());
             store
                 .lock(&key)
-                .set(&key, Value::from(&b"v"[..]), Some(now + 60_000), false, now);
+                .set(&key, Value::Str(b"v"), Some(now + 60_000), false, now);
         }
         for i in 0..40u32 {
             let bytes = format!("persistent:{i}");

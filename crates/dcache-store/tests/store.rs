@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use dcache_store::{Lookup, ScanFilter, Store, StoreConfig, StoreError, Value};
+use dcache_store::{HashValue, Kind, Lookup, ScanFilter, Store, StoreConfig, StoreError, Value};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -11,7 +11,7 @@ fn set(store: &Store, key: &str, value: &str, expire_at: Option<u64>) {
     let key = store.key(key.as_bytes());
     store
         .lock(&key)
-        .set(&key, Value::from(value.as_bytes()), expire_at, false, NOW);
+        .set(&key, Value::Str(value.as_bytes()), expire_at, false, NOW);
 }
 
 fn get(store: &Store, key: &str, now: u64) -> Option<Vec<u8>> {
@@ -65,12 +65,8 @@ fn accounting_returns_to_zero_after_every_kind_of_change() {
     let key = store.key(b"h");
     {
         let mut shard = store.lock(&key);
-        let mut m = shard
-            .modify(&key, NOW, Some(&|| Value::Hash(Box::default())))
-            .unwrap();
-        let Value::Hash(h) = m.value_mut() else {
-            unreachable!()
-        };
+        let mut m = shard.modify(&key, NOW, Some(Kind::Hash)).unwrap();
+        let h = m.hash_mut().unwrap();
         h.insert(b"f1", b"v1");
         h.insert(b"f2", b"v2");
         h.insert(b"f1", b"a longer v1");
@@ -81,9 +77,7 @@ fn accounting_returns_to_zero_after_every_kind_of_change() {
         let mut shard = store.lock(&key);
         let mut m = shard.modify(&key, NOW, None).unwrap();
         m.set_expire(None);
-        let Value::Hash(h) = m.value_mut() else {
-            unreachable!()
-        };
+        let h = m.hash_mut().unwrap();
         assert!(h.remove(b"f1") && h.remove(b"f2") && !h.remove(b"f3"));
     }
     // A hash left empty is removed.
@@ -105,7 +99,7 @@ fn noeviction_refuses_writes_once_over_budget() {
         if let Err(e) = shard.check_room() {
             break e;
         }
-        shard.set(&key, Value::from(vec![0; 100]), None, false, NOW);
+        shard.set(&key, Value::Str(&[0; 100]), None, false, NOW);
         written += 1;
         assert!(written < 1_000, "never refused");
     };
@@ -164,7 +158,7 @@ fn a_full_scan_visits_every_key_once_and_filters() {
     let key = store.key(b"session:1");
     store
         .lock(&key)
-        .set(&key, Value::Hash(Box::default()), None, false, NOW);
+        .set(&key, Value::Hash(&HashValue::default()), None, false, NOW);
     let mut seen = Vec::new();
     let mut cursor = 0;
     let mut rounds = 0;
@@ -202,9 +196,9 @@ fn versions_grow_with_every_write() {
     let store = Store::new(StoreConfig::default().node_id(5));
     let key = store.key(b"k");
     let mut shard = store.lock(&key);
-    shard.set(&key, Value::from(&b"1"[..]), None, false, NOW);
+    shard.set(&key, Value::Str(b"1"), None, false, NOW);
     let v1 = shard.get(&key, NOW, Lookup::Peek).unwrap().version();
-    shard.set(&key, Value::from(&b"2"[..]), None, false, NOW);
+    shard.set(&key, Value::Str(b"2"), None, false, NOW);
     let v2 = shard.get(&key, NOW, Lookup::Peek).unwrap().version();
     assert!(shard.set_expire(&key, Some(NOW + 5), NOW));
     let v3 = shard.get(&key, NOW, Lookup::Peek).unwrap().version();

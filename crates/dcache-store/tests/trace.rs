@@ -58,7 +58,7 @@ fn exact_lru_reproduces_the_published_oltp_figure() {
         if shard.get(&key, now, Lookup::Read).is_some() {
             hits += 1;
         } else {
-            shard.set(&key, Value::from(&b""[..]), None, false, now);
+            shard.set(&key, Value::Str(b""), None, false, now);
         }
     }
     let ratio = hits as f64 * 100.0 / pages.len() as f64;

@@ -1,20 +1,16 @@
 //! Hash commands: field/value maps under one key, as web sessions use them.
 
 use dcache_protocol::Args;
-use dcache_store::{HashValue, Lookup, Value, glob_match};
+use dcache_store::{HashValue, Kind, Lookup, Value, glob_match};
 
 use super::keys::{cursor_arg, scan_options};
 use super::{CmdResult, Ctx, Error, OVERFLOW, WRONGTYPE, int_arg, is, parse_float};
 
-fn as_hash(value: &Value) -> Result<&HashValue, Error> {
+fn as_hash(value: Value<'_>) -> Result<&HashValue, Error> {
     match value {
         Value::Hash(h) => Ok(h),
         Value::Str(_) => Err(WRONGTYPE.into()),
     }
-}
-
-fn new_hash() -> Value {
-    Value::Hash(Box::default())
 }
 
 /// Runs `f` on the hash at `key`, creating it if absent. Memory, version and eviction are settled
@@ -27,12 +23,9 @@ fn with_hash<R>(
     let key = ctx.key(key);
     let mut shard = ctx.lock_for_write(&key)?;
     let mut handle = shard
-        .modify(&key, ctx.now, Some(&new_hash))
+        .modify(&key, ctx.now, Some(Kind::Hash))
         .expect("created when absent");
-    as_hash(&handle)?;
-    let Value::Hash(hash) = handle.value_mut() else {
-        unreachable!("checked above")
-    };
+    let hash = handle.hash_mut().ok_or(Error::from(WRONGTYPE))?;
     f(hash)
 }
 
@@ -120,10 +113,7 @@ pub fn hdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let removed = match shard.modify(&key, ctx.now, None) {
         None => 0,
         Some(mut handle) => {
-            as_hash(&handle)?;
-            let Value::Hash(hash) = handle.value_mut() else {
-                unreachable!("checked above")
-            };
+            let hash = handle.hash_mut().ok_or(Error::from(WRONGTYPE))?;
             args.iter_from(2).filter(|f| hash.remove(f)).count()
         }
     };

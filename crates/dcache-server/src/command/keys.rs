@@ -175,10 +175,13 @@ fn move_key(ctx: &Ctx<'_>, src: &[u8], dst: &[u8], only_new: bool) -> Option<boo
         return Some(false);
     }
     let entry = locked.shard(&src).remove(&src, ctx.now)?;
-    let expire_at = entry.expire_at();
-    locked
-        .shard(&dst)
-        .set(&dst, entry.value().clone(), expire_at, false, ctx.now);
+    locked.shard(&dst).set(
+        &dst,
+        entry.value.as_value(),
+        entry.expire_at,
+        false,
+        ctx.now,
+    );
     Some(true)
 }
 
@@ -228,7 +231,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     };
-    let (value, expire_at) = (entry.value().clone(), entry.expire_at());
+    let (value, expire_at) = (entry.value().to_owned(), entry.expire_at());
     let target = locked.shard(&dst);
     if !replace && target.get(&dst, ctx.now, Lookup::Peek).is_some() {
         drop(locked);
@@ -236,7 +239,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     }
     target.check_room()?;
-    target.set(&dst, value, expire_at, false, ctx.now);
+    target.set(&dst, value.as_value(), expire_at, false, ctx.now);
     drop(locked);
     ctx.out.int(1);
     Ok(())

@@ -376,7 +376,7 @@ pub fn memory(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let usage = ctx
                 .lock(&key)
                 .get(&key, ctx.now, Lookup::Peek)
-                .map(dcache_store::Entry::memory_usage);
+                .map(|entry| entry.memory_usage());
             match usage {
                 Some(bytes) => ctx.out.int(bytes as i64),
                 None => ctx.out.null(),
@@ -396,7 +396,7 @@ pub fn memory(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// Redis's encoding names: small values in compact encodings, larger ones in general ones.
-fn encoding(value: &Value) -> &'static str {
+fn encoding(value: Value<'_>) -> &'static str {
     match value {
         Value::Str(s) if s.len() <= 20 && dcache_protocol::request::parse_i64(s).is_some() => "int",
         Value::Str(s) if s.len() <= 44 => "embstr",

@@ -1,12 +1,12 @@
 //! String commands: GET, SET and its variants, multi-key MGET/MSET, ranges and counters.
 
 use dcache_protocol::Args;
-use dcache_store::{Lookup, Value};
+use dcache_store::{Kind, Lookup, Value};
 
 use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, SYNTAX, WRONGTYPE, int_arg, parse_float};
 
 /// The bytes of a string value, or WRONGTYPE.
-pub(super) fn as_str(value: &Value) -> Result<&[u8], Error> {
+pub(super) fn as_str(value: Value<'_>) -> Result<&[u8], Error> {
     match value {
         Value::Str(s) => Ok(s),
         Value::Hash(_) => Err(WRONGTYPE.into()),
@@ -135,7 +135,7 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     shard.set(
         &key,
-        Value::from(value),
+        Value::Str(value),
         opts.expire_at,
         opts.keep_ttl,
         ctx.now,
@@ -155,7 +155,7 @@ pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut shard = ctx.lock_for_write(&key)?;
     let exists = shard.get(&key, ctx.now, Lookup::Write).is_some();
     if !exists {
-        shard.set(&key, Value::from(args.get(2)), None, false, ctx.now);
+        shard.set(&key, Value::Str(args.get(2)), None, false, ctx.now);
     }
     ctx.out.int(i64::from(!exists));
     Ok(())
@@ -167,7 +167,7 @@ fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit_ms: i64, cmd: &str) -
     let key = ctx.key(args.get(1));
     ctx.lock_for_write(&key)?.set(
         &key,
-        Value::from(args.get(3)),
+        Value::Str(args.get(3)),
         Some(expire_at),
         false,
         ctx.now,
@@ -243,7 +243,7 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         Some(entry) => {
             as_str(entry.value())?;
             if let Some(entry) = shard.remove(&key, ctx.now) {
-                ctx.out.bulk(as_str(entry.value())?);
+                ctx.out.bulk(as_str(entry.value.as_value())?);
             }
         }
     }
@@ -254,13 +254,13 @@ pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     check_size(ctx, args.get(2).len())?;
     let key = ctx.key(args.get(1));
     let mut shard = ctx.lock_for_write(&key)?;
-    if let Some(entry) = shard.get(&key, ctx.now, Lookup::Read) {
-        as_str(entry.value())?;
-    }
-    match shard.set(&key, Value::from(args.get(2)), None, false, ctx.now) {
-        Some(Value::Str(old)) => ctx.out.bulk(&old),
-        _ => ctx.out.null(),
-    }
+    let old = match shard.get(&key, ctx.now, Lookup::Read) {
+        Some(entry) => Some(as_str(entry.value())?.to_vec()),
+        None => None,
+    };
+    shard.set(&key, Value::Str(args.get(2)), None, false, ctx.now);
+    drop(shard);
+    ctx.out.bulk_or_null(old.as_deref());
     Ok(())
 }
 
@@ -318,7 +318,7 @@ fn mset_all(ctx: &mut Ctx<'_>, args: Args<'_>, cmd: &str, only_new: bool) -> Res
     for (key, value) in &pairs {
         locked
             .shard(key)
-            .set(key, Value::from(*value), None, false, ctx.now);
+            .set(key, Value::Str(value), None, false, ctx.now);
     }
     Ok(true)
 }
@@ -341,9 +341,9 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let max = ctx.shared.config().proto_max_bulk_len.0;
     let mut shard = ctx.lock_for_write(&key)?;
     let mut value = shard
-        .modify(&key, ctx.now, Some(&|| Value::Str(Box::default())))
+        .modify(&key, ctx.now, Some(Kind::Str))
         .expect("created when absent");
-    let current = as_str(&value)?;
+    let current = as_str(value.value())?;
     if current.len() + suffix.len() > max {
         return Err("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into());
     }
@@ -351,7 +351,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     grown.extend_from_slice(current);
     grown.extend_from_slice(suffix);
     let len = grown.len();
-    *value.value_mut() = Value::from(grown);
+    value.set_str(&grown);
     drop(value);
     drop(shard);
     ctx.out.int(len as i64);
@@ -421,15 +421,15 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into());
     }
     let mut value = shard
-        .modify(&key, ctx.now, Some(&|| Value::Str(Box::default())))
+        .modify(&key, ctx.now, Some(Kind::Str))
         .expect("created when absent");
-    let mut bytes = as_str(&value)?.to_vec();
+    let mut bytes = as_str(value.value())?.to_vec();
     if bytes.len() < offset + patch.len() {
         bytes.resize(offset + patch.len(), 0);
     }
     bytes[offset..offset + patch.len()].copy_from_slice(patch);
     let len = bytes.len();
-    *value.value_mut() = Value::from(bytes);
+    value.set_str(&bytes);
     drop(value);
     drop(shard);
     ctx.out.int(len as i64);
@@ -448,7 +448,7 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
     let mut buf = itoa::Buffer::new();
     shard.set(
         &key,
-        Value::from(buf.format(next).as_bytes()),
+        Value::Str(buf.format(next).as_bytes()),
         None,
         true,
         ctx.now,
@@ -492,7 +492,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err("ERR increment would produce NaN or Infinity".into());
     }
     let text = dcache_protocol::reply::format_double(next);
-    shard.set(&key, Value::from(text.as_bytes()), None, true, ctx.now);
+    shard.set(&key, Value::Str(text.as_bytes()), None, true, ctx.now);
     drop(shard);
     ctx.out.bulk(text.as_bytes());
     Ok(())

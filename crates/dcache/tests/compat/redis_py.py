@@ -1,0 +1,45 @@
+"""redis-py against a running dcache node, in RESP2 and RESP3.
+
+Usage: python3 redis_py.py PORT. Exits non-zero on the first mismatch.
+"""
+
+import sys
+
+import redis
+
+port = int(sys.argv[1])
+for proto in (2, 3):
+    r = redis.Redis(port=port, protocol=proto, decode_responses=True)
+    assert r.ping()
+    r.flushall()
+    assert r.set("a", "1", ex=100)
+    assert r.get("a") == "1"
+    assert r.ttl("a") == 100
+    assert r.incr("a") == 2
+    assert r.set("a", "x", nx=True) is None
+    r.hset("sess", mapping={"user": "ann", "cart": "3"})
+    assert r.hgetall("sess") == {"user": "ann", "cart": "3"}
+    assert r.hincrby("sess", "cart", 2) == 5
+    assert r.hincrbyfloat("sess", "score", 0.5) == 0.5
+    p = r.pipeline(transaction=False)
+    for i in range(100):
+        p.set(f"k{i}", i)
+    p.execute()
+    assert r.mget(["k1", "k2", "nope"]) == ["1", "2", None]
+    assert sorted(r.scan_iter(match="k9*", count=7)) == ["k9"] + [f"k9{i}" for i in range(10)]
+    assert r.exists("k1", "k2", "nope") == 2
+    assert r.delete("k1", "k2") == 2
+    info = r.info()
+    assert info["redis_version"] and info["connected_clients"] >= 1
+    assert r.config_get("maxmemory")["maxmemory"] == "0"
+    assert r.client_id() > 0
+    assert r.incrbyfloat("f", 1.5) == 1.5
+    assert r.getex("a", persist=True) == "2" and r.ttl("a") == -1
+    try:
+        r.hset("a", "f", "v")
+        raise AssertionError("HSET on a string must fail")
+    except redis.ResponseError as e:
+        assert str(e).startswith("WRONGTYPE"), e
+    r.flushall()
+    assert r.dbsize() == 0
+    print(f"redis-py {redis.__version__} RESP{proto}: ok")

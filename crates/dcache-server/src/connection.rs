@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use dcache_protocol::{ReplyWriter, RequestParser, Status};
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::command::{self, Ctx};
 use crate::state::{ClientInfo, Shared};
+use crate::stats::LocalStats;
 
 /// Replies are flushed early once this much is waiting, so that a long pipeline of large values
 /// does not pile up in memory.
@@ -27,6 +29,10 @@ pub struct ConnState {
     pub authenticated: bool,
     /// Set by QUIT: close once the reply is written.
     pub quit: bool,
+    /// `proto-max-bulk-len`, refreshed when the configuration changes.
+    pub max_bulk_len: usize,
+    /// Counts for the batch in hand.
+    pub stats: LocalStats,
 }
 
 /// Serves one client until it leaves, breaks the protocol, is killed, or the node shuts down.
@@ -42,21 +48,28 @@ pub(crate) async fn serve(
         resp3: false,
         authenticated: shared.config().requirepass.is_empty(),
         quit: false,
+        max_bulk_len: shared.config().proto_max_bulk_len.0,
+        stats: LocalStats::default(),
     };
     let mut parser = RequestParser::new(shared.limits());
     let mut epoch = shared.config_epoch();
     let mut query_limit = shared.config().client_query_buffer_limit.0;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // Created once: both register their waker on the first poll and stay registered.
+    let stop = shutdown.changed();
+    let killed = info.kill.notified();
+    tokio::pin!(stop, killed);
 
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
         let read = tokio::select! {
+            biased;
             read = socket.read_buf(&mut input) => read,
-            _ = shutdown.changed() => break,
-            () = info.kill.notified() => break,
+            _ = &mut stop => break,
+            () = &mut killed => break,
         };
         let n = match read {
             Ok(0) | Err(_) => break,
@@ -66,9 +79,11 @@ pub(crate) async fn serve(
             epoch = shared.config_epoch();
             parser.set_limits(shared.limits());
             query_limit = shared.config().client_query_buffer_limit.0;
+            state.max_bulk_len = shared.config().proto_max_bulk_len.0;
         }
         let now = shared.clock.now_ms();
         info.last_active_ms.store(now, Relaxed);
+        let mut clock = Instant::now();
 
         let mut offset = 0;
         let mut close = false;
@@ -85,7 +100,7 @@ pub(crate) async fn serve(
                             out: ReplyWriter::new(&mut output, resp3),
                             now,
                         };
-                        command::execute(&mut ctx, args);
+                        command::execute(&mut ctx, args, &mut clock);
                         close = state.quit;
                     }
                     offset += used;
@@ -106,6 +121,7 @@ pub(crate) async fn serve(
             }
         }
         input.advance(offset);
+        shared.stats.flush(info.id, &mut state.stats);
         if input.len() > query_limit {
             tracing::warn!(
                 client = info.id,

@@ -55,6 +55,55 @@ impl Row {
     }
 }
 
+#[derive(Debug)]
+struct LocalCommand {
+    index: u16,
+    calls: u64,
+    nanos: u64,
+    failed: u64,
+}
+
+/// One connection's counts for the batch of requests in hand, added to the shared rows once per
+/// batch ([`Stats::flush`]) instead of once per command.
+#[derive(Debug, Default)]
+pub struct LocalStats {
+    /// In first-seen order; a batch rarely holds more than a few different commands.
+    commands: Vec<LocalCommand>,
+    latency: [u64; LATENCY_BUCKETS_US.len() + 1],
+    latency_nanos: u64,
+}
+
+impl LocalStats {
+    /// Records one executed command.
+    pub fn record(&mut self, index: usize, elapsed: Duration, failed: bool) {
+        let nanos = elapsed.as_nanos() as u64;
+        let index = index as u16;
+        let at = match self.commands.iter().position(|c| c.index == index) {
+            Some(at) => at,
+            None => {
+                self.commands.push(LocalCommand {
+                    index,
+                    calls: 0,
+                    nanos: 0,
+                    failed: 0,
+                });
+                self.commands.len() - 1
+            }
+        };
+        let c = &mut self.commands[at];
+        c.calls += 1;
+        c.nanos += nanos;
+        c.failed += u64::from(failed);
+        let micros = nanos / 1000;
+        let bucket = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&bound| micros < bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.latency[bucket] += 1;
+        self.latency_nanos += nanos;
+    }
+}
+
 /// A summed snapshot of one command's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommandTotals {
@@ -86,23 +135,27 @@ impl Stats {
         &self.rows[client as usize % ROWS]
     }
 
-    /// Records one executed command.
-    pub fn command(&self, client: u64, index: usize, elapsed: Duration, failed: bool) {
-        let row = self.row(client);
-        let nanos = elapsed.as_nanos() as u64;
-        let counters = &row.commands[index];
-        counters.calls.fetch_add(1, Relaxed);
-        counters.nanos.fetch_add(nanos, Relaxed);
-        if failed {
-            counters.failed.fetch_add(1, Relaxed);
+    /// Adds what a connection counted during one batch of requests, and clears it.
+    pub fn flush(&self, client: u64, local: &mut LocalStats) {
+        if local.commands.is_empty() {
+            return;
         }
-        let micros = nanos / 1000;
-        let bucket = LATENCY_BUCKETS_US
-            .iter()
-            .position(|&bound| micros < bound)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        row.latency[bucket].fetch_add(1, Relaxed);
-        row.latency_nanos.fetch_add(nanos, Relaxed);
+        let row = self.row(client);
+        for c in local.commands.drain(..) {
+            let counters = &row.commands[c.index as usize];
+            counters.calls.fetch_add(c.calls, Relaxed);
+            counters.nanos.fetch_add(c.nanos, Relaxed);
+            if c.failed > 0 {
+                counters.failed.fetch_add(c.failed, Relaxed);
+            }
+        }
+        for (shared, local) in row.latency.iter().zip(local.latency.iter_mut()) {
+            if *local > 0 {
+                shared.fetch_add(std::mem::take(local), Relaxed);
+            }
+        }
+        row.latency_nanos
+            .fetch_add(std::mem::take(&mut local.latency_nanos), Relaxed);
     }
 
     /// Records a command refused before it ran (arity, authentication, memory).

@@ -235,6 +235,17 @@ impl Entry {
         at != 0 && at <= now
     }
 
+    /// Replaces a string value of the same length in place; false (and no change) otherwise.
+    pub(crate) fn overwrite_str(&mut self, value: &[u8]) -> bool {
+        let start = (self.meta & KEY_LEN_MASK) as usize;
+        let end = self.data.len() - self.tail();
+        if self.is_hash() || end - start != value.len() {
+            return false;
+        }
+        self.data[start..end].copy_from_slice(value);
+        true
+    }
+
     /// Replaces the string value, keeping key and TTL.
     pub(crate) fn set_str(&mut self, value: &[u8]) {
         *self = Self::build(

@@ -154,14 +154,25 @@ impl Shard {
         self.slots[slot as usize].as_mut().expect("a live slot")
     }
 
+    /// The hash fields of a hash entry (`None` for strings, without a look-up).
+    fn hash_of(&self, slot: u32, entry: &Entry) -> Option<&HashValue> {
+        if entry.is_hash() {
+            self.hashes.get(&slot)
+        } else {
+            None
+        }
+    }
+
     fn mem_at(&self, slot: u32) -> usize {
-        entry_mem(self.entry_at(slot), self.hashes.get(&slot))
+        let entry = self.entry_at(slot);
+        entry_mem(entry, self.hash_of(slot, entry))
     }
 
     fn entry_ref(&self, slot: u32) -> EntryRef<'_> {
+        let entry = self.entry_at(slot);
         EntryRef {
-            entry: self.entry_at(slot),
-            hash: self.hashes.get(&slot),
+            entry,
+            hash: self.hash_of(slot, entry),
         }
     }
 
@@ -230,11 +241,22 @@ impl Shard {
                     expire_at.unwrap_or(0)
                 };
                 let touched = (now / 1000) as u32;
+                let current = self.entry_at_mut(slot);
+                if let Value::Str(s) = value
+                    && expire == old_expire
+                    && current.overwrite_str(s)
+                {
+                    // Same size, same TTL: the bytes were replaced in place.
+                    current.version = version;
+                    current.touched = touched;
+                    self.enforce(Some(slot));
+                    return;
+                }
+                if current.is_hash() {
+                    self.hashes.remove(&slot);
+                }
                 let entry = match value {
-                    Value::Str(s) => {
-                        self.hashes.remove(&slot);
-                        Entry::string(key.bytes, s, expire, touched, version)
-                    }
+                    Value::Str(s) => Entry::string(key.bytes, s, expire, touched, version),
                     Value::Hash(h) => {
                         self.hashes.insert(slot, h.clone());
                         Entry::hash(key.bytes, expire, touched, version)

@@ -117,8 +117,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&config);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.threads > 0 {
+    // One thread needs no work stealing: the single-threaded scheduler does less per wake-up.
+    let mut runtime = if config.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.threads > 1 {
         runtime.worker_threads(config.threads);
     }
     let runtime = runtime

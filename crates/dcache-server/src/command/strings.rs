@@ -38,7 +38,7 @@ pub(super) fn expire_time(
 }
 
 fn check_size(ctx: &Ctx<'_>, len: usize) -> CmdResult {
-    if len > ctx.shared.config().proto_max_bulk_len.0 {
+    if len > ctx.conn.max_bulk_len {
         return Err("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into());
     }
     Ok(())
@@ -119,32 +119,40 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     check_size(ctx, value.len())?;
     let key = ctx.key(args.get(1));
     let mut shard = ctx.lock_for_write(&key)?;
+    let conditional = opts.nx || opts.xx || opts.get;
+    if !conditional {
+        shard.set(
+            &key,
+            Value::Str(value),
+            opts.expire_at,
+            opts.keep_ttl,
+            ctx.now,
+        );
+        drop(shard);
+        ctx.out.ok();
+        return Ok(());
+    }
     let existing = shard.get(&key, ctx.now, Lookup::Write);
     let old = match existing {
         Some(entry) if opts.get => Some(as_str(entry.value())?.to_vec()),
         _ => None,
     };
     let exists = existing.is_some();
-    if (opts.nx && exists) || (opts.xx && !exists) {
-        drop(shard);
-        match (opts.get, old) {
-            (true, Some(old)) => ctx.out.bulk(&old),
-            _ => ctx.out.null(),
-        }
-        return Ok(());
+    let write = !((opts.nx && exists) || (opts.xx && !exists));
+    if write {
+        shard.set(
+            &key,
+            Value::Str(value),
+            opts.expire_at,
+            opts.keep_ttl,
+            ctx.now,
+        );
     }
-    shard.set(
-        &key,
-        Value::Str(value),
-        opts.expire_at,
-        opts.keep_ttl,
-        ctx.now,
-    );
     drop(shard);
-    match (opts.get, old) {
-        (true, Some(old)) => ctx.out.bulk(&old),
-        (true, None) => ctx.out.null(),
-        (false, _) => ctx.out.ok(),
+    match (opts.get, write) {
+        (true, _) => ctx.out.bulk_or_null(old.as_deref()),
+        (false, true) => ctx.out.ok(),
+        (false, false) => ctx.out.null(),
     }
     Ok(())
 }
@@ -338,7 +346,7 @@ pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = ctx.key(args.get(1));
     let suffix = args.get(2);
-    let max = ctx.shared.config().proto_max_bulk_len.0;
+    let max = ctx.conn.max_bulk_len;
     let mut shard = ctx.lock_for_write(&key)?;
     let mut value = shard
         .modify(&key, ctx.now, Some(Kind::Str))
@@ -417,7 +425,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.int(len as i64);
         return Ok(());
     }
-    if offset.saturating_add(patch.len()) > ctx.shared.config().proto_max_bulk_len.0 {
+    if offset.saturating_add(patch.len()) > ctx.conn.max_bulk_len {
         return Err("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into());
     }
     let mut value = shard

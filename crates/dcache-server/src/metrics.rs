@@ -159,19 +159,22 @@ impl Collector for NodeCollector {
                     }
                 }
                 "dcache_command_duration_seconds" => {
+                    // Per-bucket counts: the encoder makes them cumulative.
                     let (counts, sum_nanos) = self.shared.stats.latency();
-                    let mut cumulative = 0;
-                    let mut buckets = Vec::with_capacity(counts.len());
-                    for (i, count) in counts.iter().enumerate() {
-                        cumulative += count;
-                        let bound = LATENCY_BUCKETS_US
-                            .get(i)
-                            .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
-                        buckets.push((bound, cumulative));
-                    }
+                    let total: u64 = counts.iter().sum();
+                    let buckets: Vec<(f64, u64)> = counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &count)| {
+                            let bound = LATENCY_BUCKETS_US
+                                .get(i)
+                                .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
+                            (bound, count)
+                        })
+                        .collect();
                     metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                         sum_nanos as f64 / 1e9,
-                        cumulative,
+                        total,
                         &buckets,
                         None,
                     )?;

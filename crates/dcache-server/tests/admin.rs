@@ -1,0 +1,129 @@
+//! The admin HTTP listener: `/health` and Prometheus `/metrics`, read with a plain HTTP/1.1
+//! request over loopback.
+
+mod common;
+
+use common::{start, test_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the admin listener answers")
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_owned(), body.to_owned())
+}
+
+/// The value of the first sample line that starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{metrics}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_and_metrics_reflect_the_node() {
+    let node = start(test_config()).await;
+    let admin = node.admin.expect("the test node has an admin listener");
+    let (head, body) = http_get(admin, "/health").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body.trim(), "ok");
+
+    let mut c = node.client().await;
+    for i in 0..5 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let _: Option<String> = redis::cmd("GET")
+        .arg("k1")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: Option<String> = redis::cmd("GET")
+        .arg("missing")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: redis::RedisResult<()> = redis::cmd("INCR").arg("k1").query_async(&mut c).await;
+
+    let (head, metrics) = http_get(admin, "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        sample(&metrics, "dcache_commands_total{command=\"set\"}"),
+        5.0
+    );
+    assert_eq!(
+        sample(&metrics, "dcache_commands_total{command=\"get\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&metrics, "dcache_command_errors_total{command=\"incr\"}"),
+        1.0
+    );
+    assert_eq!(sample(&metrics, "dcache_keyspace_hits_total"), 1.0);
+    assert_eq!(sample(&metrics, "dcache_keyspace_misses_total"), 1.0);
+    assert_eq!(sample(&metrics, "dcache_keys"), 5.0);
+    assert_eq!(sample(&metrics, "dcache_connections"), 1.0);
+    assert!(sample(&metrics, "dcache_memory_used_bytes") > 0.0);
+    // Every executed command is timed once (the client's own hand-shake commands included).
+    let executed: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("dcache_commands_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(executed >= 8.0);
+    assert_eq!(
+        sample(&metrics, "dcache_command_duration_seconds_count"),
+        executed
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "dcache_command_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        executed
+    );
+    // Buckets are cumulative: never decreasing, ending at the count.
+    let buckets: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("dcache_command_duration_seconds_bucket{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 22);
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    for name in [
+        "dcache_evicted_keys_total",
+        "dcache_expired_keys_total",
+        "dcache_net_input_bytes_total",
+    ] {
+        sample(&metrics, name);
+    }
+    // Every metric the node declares is exported.
+    for (name, _, _) in dcache_server::metrics::METRICS {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "{name} missing"
+        );
+    }
+
+    let (head, _) = http_get(admin, "/nope").await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}

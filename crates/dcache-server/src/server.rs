@@ -185,6 +185,7 @@ impl Server {
             }
         }
         drop(listener);
+        while connections.try_join_next().is_some() {}
         tracing::info!(
             "shutting down: no new connections, draining {}",
             connections.len()

@@ -558,6 +558,20 @@ async fn server_commands() {
     let docs: Value = q(&mut c, &["COMMAND", "DOCS", "set"]).await;
     assert!(format!("{docs:?}").contains("summary"));
 
+    // The same slots as Redis Cluster (these two are Redis's own answers).
+    assert_eq!(
+        q::<i64>(&mut c, &["CLUSTER", "KEYSLOT", "foo"]).await,
+        12182
+    );
+    assert_eq!(
+        q::<i64>(&mut c, &["CLUSTER", "KEYSLOT", "{user1000}.following"]).await,
+        3443
+    );
+    assert_eq!(
+        err(&mut c, &["CLUSTER", "NODES"]).await,
+        "ERR This instance has cluster support disabled"
+    );
+
     assert_eq!(q::<String>(&mut c, &["FLUSHALL"]).await, "OK");
     assert_eq!(q::<i64>(&mut c, &["DBSIZE"]).await, 0);
     assert!(

@@ -5,6 +5,7 @@
 //! replication; key positions drive `COMMAND INFO` and, later, slot checks. Handlers live by family
 //! in the files beside this one; each parses its own arguments and applies itself to the store.
 
+mod cluster;
 mod connection;
 mod expire;
 mod hashes;
@@ -155,6 +156,7 @@ commands! {
     "flushall", -1, WRITE, (0, 0, 0), "server", server::flush, "Removes all keys.";
     "time", 1, FAST, (0, 0, 0), "server", server::time, "Returns the server time.";
     "memory", -2, READONLY, (0, 0, 0), "server", server::memory, "Memory introspection: USAGE.";
+    "cluster", -2, 0, (0, 0, 0), "cluster", cluster::cluster, "Cluster commands: KEYSLOT (the rest arrives with the cluster protocol).";
     "object", -2, READONLY, (2, 2, 1), "generic", server::object, "Inspects a key: ENCODING, FREQ, IDLETIME, REFCOUNT.";
     // strings
     "get", 2, READONLY | FAST, (1, 1, 1), "string", strings::get, "Returns the string value of a key.";

@@ -198,6 +198,13 @@ impl NodeConfig {
         if self.node_id >= 1024 {
             return Err(format!("node-id {} is out of range (0-1023)", self.node_id));
         }
+        if self.proto_max_bulk_len.0 > dcache_store::MAX_KEY_LEN {
+            return Err(format!(
+                "proto-max-bulk-len {} is over the largest key the store takes ({} bytes)",
+                self.proto_max_bulk_len.0,
+                dcache_store::MAX_KEY_LEN
+            ));
+        }
         if self.hz == 0 || self.hz > 500 {
             return Err(format!("hz {} is out of range (1-500)", self.hz));
         }
@@ -252,6 +259,7 @@ mod tests {
                 .contains("unknown field")
         );
         assert!(NodeConfig::from_toml("maxmemory-policy = \"mru\"").is_err());
+        assert!(NodeConfig::from_toml("proto-max-bulk-len = \"1gb\"").is_err());
     }
 
     #[test]

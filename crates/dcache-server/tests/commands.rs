@@ -503,6 +503,10 @@ async fn server_commands() {
         err(&mut c, &["CONFIG", "SET", "nope", "1"]).await,
         "ERR Unknown option or number of arguments for CONFIG SET - 'nope'"
     );
+    assert_eq!(
+        err(&mut c, &["CONFIG", "SET", "proto-max-bulk-len", "2gb"]).await,
+        "ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be between 1048576 and 1073741823 inclusive"
+    );
     let save: Vec<String> = q(&mut c, &["CONFIG", "GET", "save"]).await;
     assert_eq!(save, ["save", ""]);
 

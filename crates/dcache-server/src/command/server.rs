@@ -225,10 +225,11 @@ fn set_parameter(ctx: &Ctx<'_>, name: &str, value: &[u8]) -> Result<(), String> 
         "requirepass" => ctx.shared.update_config(|c| c.requirepass = text.clone()),
         "proto-max-bulk-len" => {
             let bytes = memory()?;
-            if bytes.0 < 1024 * 1024 {
-                return Err(
-                    "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
-                );
+            if bytes.0 < 1024 * 1024 || bytes.0 > dcache_store::MAX_KEY_LEN {
+                return Err(format!(
+                    "argument must be between 1048576 and {} inclusive",
+                    dcache_store::MAX_KEY_LEN
+                ));
             }
             ctx.shared.update_config(|c| c.proto_max_bulk_len = bytes);
         }

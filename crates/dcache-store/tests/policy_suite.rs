@@ -72,18 +72,11 @@ fn slots_are_reused_after_clear_and_remove() {
 }
 
 fn all_policy_names() -> Vec<PolicyName> {
-    [
-        "allkeys-lru",
-        "allkeys-lfu",
-        "allkeys-random",
-        "volatile-lru",
-        "volatile-lfu",
-        "volatile-random",
-        "volatile-ttl",
-    ]
-    .iter()
-    .map(|n| n.parse().unwrap())
-    .collect()
+    PolicyName::ALL
+        .iter()
+        .filter(|n| **n != "noeviction")
+        .map(|n| n.parse().unwrap())
+        .collect()
 }
 
 #[test]

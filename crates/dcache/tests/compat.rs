@@ -1,8 +1,11 @@
 //! Compatibility with clients other than the `redis` crate: redis-py drives the built binary.
 //! CI installs redis-py (`.ci/run`); elsewhere the test says it skipped when redis-py is absent.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
+
+use common::Node;
 
 #[test]
 fn redis_py_works_in_resp2_and_resp3() {
@@ -18,27 +21,14 @@ fn redis_py_works_in_resp2_and_resp3() {
         println!("skipped: redis-py is not installed (python3 -m pip install redis)");
         return;
     }
-    let mut node = Command::new(env!("CARGO_BIN_EXE_dcache"))
-        .args(["node", "--port", "0", "--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(node.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .expect("the start-up line names the address");
+    let node = Node::start(&[]);
+    let port = node.port.to_string();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/redis_py.py");
     let out = Command::new("python3")
-        .args([script, port])
+        .args([script, &port])
         .output()
         .unwrap();
-    let _ = node.kill();
-    let _ = node.wait();
+    drop(node);
     println!("{}", String::from_utf8_lossy(&out.stdout));
     assert!(
         out.status.success(),

@@ -1,62 +1,11 @@
 //! End-to-end tests of the built `dcache` binary: start-up line, graceful stop, errors, and the
 //! memory budget measured on the node's own process.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-struct Node {
-    child: Child,
-    port: u16,
-    line: String,
-}
+use std::process::Command;
 
-impl Node {
-    /// Starts `dcache node --port 0 …` and reads the port from its start-up line.
-    fn start(args: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
-            .args(["node", "--port", "0", "--log-level", "warn"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in start-up line {line:?}"));
-        Node { child, port, line }
-    }
-
-    fn client(&self) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        // The shell's own `kill`, so that no extra package is needed.
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Node;
 
 fn info_field(info: &str, name: &str) -> usize {
     info.lines()

@@ -119,26 +119,18 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     check_size(ctx, value.len())?;
     let key = ctx.key(args.get(1));
     let mut shard = ctx.lock_for_write(&key)?;
-    let conditional = opts.nx || opts.xx || opts.get;
-    if !conditional {
-        shard.set(
-            &key,
-            Value::Str(value),
-            opts.expire_at,
-            opts.keep_ttl,
-            ctx.now,
-        );
-        drop(shard);
-        ctx.out.ok();
-        return Ok(());
-    }
-    let existing = shard.get(&key, ctx.now, Lookup::Write);
-    let old = match existing {
-        Some(entry) if opts.get => Some(as_str(entry.value())?.to_vec()),
-        _ => None,
+    // A plain SET needs no look-up before it writes.
+    let (write, old) = if opts.nx || opts.xx || opts.get {
+        let existing = shard.get(&key, ctx.now, Lookup::Write);
+        let old = match existing {
+            Some(entry) if opts.get => Some(as_str(entry.value())?.to_vec()),
+            _ => None,
+        };
+        let exists = existing.is_some();
+        (!((opts.nx && exists) || (opts.xx && !exists)), old)
+    } else {
+        (true, None)
     };
-    let exists = existing.is_some();
-    let write = !((opts.nx && exists) || (opts.xx && !exists));
     if write {
         shard.set(
             &key,

@@ -1,0 +1,61 @@
+//! Starts the built `dcache` binary as a node on a free port.
+
+#![allow(dead_code, reason = "each test file uses its own part of this helper")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+pub struct Node {
+    pub child: Child,
+    pub port: u16,
+    /// The start-up line the node printed.
+    pub line: String,
+}
+
+impl Node {
+    /// Starts `dcache node --port 0 …` and reads the port from its start-up line.
+    pub fn start(args: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
+            .args(["node", "--port", "0", "--log-level", "warn"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in start-up line {line:?}"));
+        Node { child, port, line }
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM (through the shell's own `kill`, so no extra package is needed) and waits.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

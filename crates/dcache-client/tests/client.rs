@@ -1,0 +1,245 @@
+//! The client against real nodes started in-process on 127.0.0.1:0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dcache_client::{Client, Error, Frame, SetOptions};
+use dcache_server::{NodeConfig, Server};
+use tokio::sync::oneshot;
+
+struct Nodes {
+    addrs: Vec<String>,
+    stops: Vec<Option<oneshot::Sender<()>>>,
+    tasks: Vec<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
+}
+
+async fn nodes(n: usize) -> Nodes {
+    let mut out = Nodes {
+        addrs: Vec::new(),
+        stops: Vec::new(),
+        tasks: Vec::new(),
+    };
+    for _ in 0..n {
+        let config = NodeConfig {
+            port: 0,
+            shards: 4,
+            ..NodeConfig::default()
+        };
+        let server = Server::builder(config).bind().await.unwrap();
+        out.addrs.push(server.local_addr().to_string());
+        let (stop, stopped) = oneshot::channel::<()>();
+        out.stops.push(Some(stop));
+        out.tasks.push(Some(tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }))));
+    }
+    out
+}
+
+impl Nodes {
+    async fn stop(&mut self, i: usize) {
+        let _ = self.stops[i].take().unwrap().send(());
+        self.tasks[i].take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for stop in self.stops.iter_mut().filter_map(Option::take) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn client(addrs: &[String]) -> Client {
+    Client::builder()
+        .nodes(addrs.iter().cloned())
+        .connect_timeout(Duration::from_millis(500))
+        .request_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap()
+}
+
+fn dbsize(frame: Frame) -> i64 {
+    match frame {
+        Frame::Integer(n) => n,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn keys_are_routed_to_the_node_placement_names() {
+    let nodes = nodes(3).await;
+    let c = client(&nodes.addrs).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("user:{i}")).collect();
+    for k in &keys {
+        c.set(k, "v").await.unwrap();
+    }
+    let mut total = 0;
+    for addr in &nodes.addrs {
+        let here = dbsize(c.node_cmd(addr, &["DBSIZE"]).await.unwrap());
+        assert!(here > 50, "{addr} holds {here} of 300 keys");
+        total += here;
+        for k in keys
+            .iter()
+            .filter(|k| c.topology().node_for(k.as_bytes()) == addr)
+        {
+            assert_eq!(
+                c.node_cmd(addr, &["EXISTS", k]).await.unwrap(),
+                Frame::Integer(1),
+                "{k} on {addr}"
+            );
+        }
+    }
+    assert_eq!(total, 300);
+}
+
+#[tokio::test]
+async fn typed_commands() {
+    let nodes = nodes(2).await;
+    let c = client(&nodes.addrs).await;
+    assert_eq!(c.get("nope").await.unwrap(), None);
+    c.set("a", "1").await.unwrap();
+    assert_eq!(c.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(c.incr("a").await.unwrap(), 2);
+    assert_eq!(c.incr_by("a", 10).await.unwrap(), 12);
+    assert!(
+        !c.set_with(
+            "a",
+            "x",
+            SetOptions {
+                nx: true,
+                ..SetOptions::default()
+            }
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        c.set_with(
+            "t",
+            "x",
+            SetOptions {
+                ttl: Some(Duration::from_secs(60)),
+                ..SetOptions::default()
+            }
+        )
+        .await
+        .unwrap()
+    );
+    let ttl = c.ttl("t").await.unwrap().unwrap();
+    assert!(ttl > Duration::from_secs(59) && ttl <= Duration::from_secs(60));
+    assert!(c.expire("a", Duration::from_secs(30)).await.unwrap());
+    assert!(!c.expire("missing", Duration::from_secs(30)).await.unwrap());
+    assert!(c.hset("s", "user", "ann").await.unwrap());
+    assert_eq!(
+        c.hget("s", "user").await.unwrap().as_deref(),
+        Some(&b"ann"[..])
+    );
+    assert_eq!(c.hgetall("s").await.unwrap().len(), 1);
+    match c.incr("s").await {
+        Err(Error::Server(msg)) => assert!(msg.starts_with("WRONGTYPE"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn multi_key_commands_split_by_node_and_merge_in_order() {
+    let nodes = nodes(3).await;
+    let c = client(&nodes.addrs).await;
+    let pairs: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("k{i}"), format!("v{i}")))
+        .collect();
+    c.mset(&pairs).await.unwrap();
+    let mut keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    keys.insert(50, "missing".into());
+    let values = c.mget(&keys).await.unwrap();
+    for (key, value) in keys.iter().zip(&values) {
+        match key.as_str() {
+            "missing" => assert_eq!(value, &None),
+            k => assert_eq!(value.as_deref(), Some(format!("v{}", &k[1..]).as_bytes())),
+        }
+    }
+    assert_eq!(c.exists(&keys).await.unwrap(), 100);
+    assert_eq!(c.del(&keys[..10]).await.unwrap(), 10);
+    assert_eq!(c.exists(&keys).await.unwrap(), 90);
+}
+
+#[tokio::test]
+async fn many_requests_in_flight_on_one_connection_get_their_own_replies() {
+    let nodes = nodes(1).await;
+    let c = Arc::new(client(&nodes.addrs).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let c = Arc::clone(&c);
+        tasks.spawn(async move {
+            for j in 0..50 {
+                let key = format!("k{i}:{j}");
+                c.set(&key, &key).await.unwrap();
+                assert_eq!(c.get(&key).await.unwrap().as_deref(), Some(key.as_bytes()));
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let commands = vec![vec!["SET", "p", "1"], vec!["INCR", "p"], vec!["GET", "p"]];
+    let replies = c.pipeline(b"p", &commands).await.unwrap();
+    assert_eq!(replies[1], Frame::Integer(2));
+    assert_eq!(replies[2], Frame::Bulk("2".into()));
+}
+
+#[tokio::test]
+async fn a_down_node_fails_fast_with_its_name_and_the_others_keep_serving() {
+    let mut nodes = nodes(3).await;
+    let c = client(&nodes.addrs).await;
+    c.set("warm", "up").await.unwrap();
+    let down = nodes.addrs[1].clone();
+    nodes.stop(1).await;
+    let key_on = |node: &str| {
+        (0..)
+            .map(|i| format!("key{i}"))
+            .find(|k| c.topology().node_for(k.as_bytes()) == node)
+            .unwrap()
+    };
+    match c.get(key_on(&down)).await {
+        Err(Error::Unavailable { node, .. }) => assert_eq!(node, down),
+        other => panic!("expected the node to be unavailable, got {other:?}"),
+    }
+    assert!(c.node_is_down(&down));
+    // While it is marked down, its keys fail without a connection attempt.
+    match c.get(key_on(&down)).await {
+        Err(Error::Unavailable { node, reason }) => {
+            assert_eq!(node, down);
+            assert!(reason.contains("marked down"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    for alive in [&nodes.addrs[0], &nodes.addrs[2]] {
+        let key = key_on(alive);
+        c.set(&key, "v").await.unwrap();
+        assert_eq!(c.get(&key).await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
+}
+
+#[tokio::test]
+async fn a_silent_node_times_out_with_its_name() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let c = Client::builder()
+        .nodes([addr.clone()])
+        .request_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(c.get("k").await, Err(Error::Timeout { node: addr }));
+    hold.abort();
+}

@@ -320,6 +320,17 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// Splits a command line into arguments with Redis's quoting rules, as `redis-cli` and inline
+/// requests do.
+///
+/// # Errors
+/// [`ProtocolError::UnbalancedQuotes`].
+pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    let (mut out, mut spans) = (Vec::new(), Vec::new());
+    split_inline(line, &mut out, &mut spans)?;
+    Ok(spans.iter().map(|&(s, e)| out[s..e].to_vec()).collect())
+}
+
 /// Splits an inline line into arguments with Redis's quoting rules (`sdssplitargs`): double quotes
 /// with `\n \r \t \b \a \xHH` escapes, single quotes with `\'`, and a closing quote that must be
 /// followed by a space or the end of the line.

@@ -1,7 +1,11 @@
 //! `dcache`: the command line.
 //!
+//! * `dcache launch` runs a local cluster (three nodes on ports 5000-5002 by default).
+//! * `dcache cli [COMMAND]` is a redis-cli-like shell that routes through the client library.
 //! * `dcache node [PORT]` runs one node in the foreground until Ctrl-C or SIGTERM.
 
+mod cli;
+mod launch;
 mod node;
 
 use clap::{Parser, Subcommand};
@@ -32,12 +36,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a local cluster of nodes as child processes, until Ctrl-C.
+    Launch(launch::LaunchArgs),
+    /// A redis-cli-like shell over the cluster: one command, or one per line from standard input.
+    Cli(cli::CliArgs),
     /// Run one cache node in the foreground.
     Node(node::NodeArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
+        Command::Launch(args) => launch::run(args),
+        Command::Cli(args) => cli::run(args),
         Command::Node(args) => node::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dcache: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,260 @@
+//! `dcache launch`: a local cluster of nodes as child processes, each with its own log, stopped
+//! together on Ctrl-C or SIGTERM.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// The first node's port; the others follow it. 0 lets each node take any free port.
+    #[arg(long, default_value_t = 5000)]
+    base_port: u16,
+    /// Restart a node that dies.
+    #[arg(long)]
+    restart: bool,
+    /// Where the nodes' logs go [default: a folder in the system's temporary directory].
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Passed to every node.
+    #[arg(long)]
+    maxmemory: Option<String>,
+    /// Passed to every node.
+    #[arg(long)]
+    maxmemory_policy: Option<String>,
+    /// Passed to every node.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Passed to every node.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Further `dcache node` options, after `--`.
+    #[arg(last = true)]
+    node_args: Vec<String>,
+}
+
+/// One node the launcher runs.
+#[derive(Clone)]
+struct Spec {
+    index: usize,
+    port: u16,
+    log: PathBuf,
+    args: Vec<String>,
+}
+
+struct Running {
+    pid: u32,
+    addr: String,
+}
+
+impl LaunchArgs {
+    fn node_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut pass = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(flag.to_owned());
+                args.push(v);
+            }
+        };
+        pass("--maxmemory", self.maxmemory.clone());
+        pass("--maxmemory-policy", self.maxmemory_policy.clone());
+        pass("--threads", self.threads.map(|t| t.to_string()));
+        pass("--requirepass", self.requirepass.clone());
+        args.extend(self.node_args.iter().cloned());
+        args
+    }
+}
+
+/// Starts one node and waits for the line that says it listens.
+async fn start(spec: &Spec) -> anyhow::Result<(Child, Running)> {
+    let exe = std::env::current_exe().context("cannot find the dcache executable")?;
+    let log =
+        File::create(&spec.log).with_context(|| format!("cannot write {}", spec.log.display()))?;
+    let mut child = Command::new(exe)
+        .arg("node")
+        .arg("--port")
+        .arg(spec.port.to_string())
+        .arg("--node-id")
+        .arg(spec.index.to_string())
+        .args(&spec.args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start a node")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await;
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .map(str::to_owned);
+    match (read, addr) {
+        (Ok(Ok(_)), Some(addr)) => {
+            let pid = child.id().unwrap_or_default();
+            Ok((child, Running { pid, addr }))
+        }
+        _ => {
+            let _ = child.kill().await;
+            let log = std::fs::read_to_string(&spec.log).unwrap_or_default();
+            bail!(
+                "node {} did not start; its log ({}) says:\n{}",
+                spec.index + 1,
+                spec.log.display(),
+                log.trim()
+            )
+        }
+    }
+}
+
+/// Asks a process to stop the way Ctrl-C would (SIGTERM), through the shell's own `kill`.
+fn terminate(pid: u32) {
+    let _ = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid} 2>/dev/null")])
+        .status();
+}
+
+pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    // Every port must be free before anything starts, so that a clash leaves nothing running.
+    if args.base_port != 0 {
+        for i in 0..args.nodes {
+            let port = args
+                .base_port
+                .checked_add(i)
+                .with_context(|| format!("port {} + {i} is past 65535", args.base_port))?;
+            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                bail!("port {port} is already in use ({e}); choose another --base-port");
+            }
+        }
+    }
+    let log_dir = args.log_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("dcache-launch-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let node_args = args.node_args();
+    let specs: Vec<Spec> = (0..usize::from(args.nodes))
+        .map(|i| {
+            let port = if args.base_port == 0 {
+                0
+            } else {
+                args.base_port + i as u16
+            };
+            Spec {
+                index: i,
+                port,
+                log: log_dir.join(format!("node-{}.log", i + 1)),
+                args: node_args.clone(),
+            }
+        })
+        .collect();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(supervise(specs, args.restart))
+}
+
+async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut running: Vec<Running> = Vec::new();
+    let mut waits = JoinSet::new();
+    for spec in &specs {
+        match start(spec).await {
+            Ok((mut child, node)) => {
+                let index = spec.index;
+                waits.spawn(async move { (index, child.wait().await) });
+                running.push(node);
+            }
+            Err(e) => {
+                for node in &running {
+                    terminate(node.pid);
+                }
+                while waits.join_next().await.is_some() {}
+                return Err(e);
+            }
+        }
+    }
+    println!("dcache: {} nodes running", running.len());
+    println!("  {:<5} {:<22} {:<8} log", "node", "address", "pid");
+    for (spec, node) in specs.iter().zip(&running) {
+        println!(
+            "  {:<5} {:<22} {:<8} {}",
+            spec.index + 1,
+            node.addr,
+            node.pid,
+            spec.log.display()
+        );
+    }
+    let nodes: Vec<&str> = running.iter().map(|n| n.addr.as_str()).collect();
+    println!(
+        "Connect with: dcache cli --nodes {}   (or redis-cli -p PORT for one node)",
+        nodes.join(",")
+    );
+    println!("Ctrl-C stops them all.");
+
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            Some(done) = waits.join_next() => {
+                let (index, status) = done.expect("wait tasks do not panic");
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                eprintln!(
+                    "dcache: node {} ({}) exited: {status}; log: {}",
+                    index + 1,
+                    running[index].addr,
+                    specs[index].log.display()
+                );
+                if restart {
+                    let mut spec = specs[index].clone();
+                    // Come back on the same address.
+                    if let Some(port) = running[index].addr.rsplit(':').next().and_then(|p| p.parse().ok()) {
+                        spec.port = port;
+                    }
+                    match start(&spec).await {
+                        Ok((mut child, node)) => {
+                            eprintln!("dcache: node {} restarted (pid {})", index + 1, node.pid);
+                            running[index] = node;
+                            waits.spawn(async move { (index, child.wait().await) });
+                        }
+                        Err(e) => eprintln!("dcache: could not restart node {}: {e}", index + 1),
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("dcache: stopping {} nodes", waits.len());
+    for node in &running {
+        terminate(node.pid);
+    }
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while waits.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        eprintln!("dcache: some nodes did not stop within 10 s; killing them");
+        waits.abort_all();
+    }
+    Ok(())
+}

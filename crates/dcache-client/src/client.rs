@@ -175,14 +175,78 @@ impl Client {
             .ok_or_else(|| Error::Invalid(format!("{node} is not one of the client's nodes")))
     }
 
-    /// Runs any command on the node that owns its key (or the first node for keyless commands)
-    /// and returns the reply; error replies become [`Error::Server`].
+    /// Runs any command and returns the reply; error replies become [`Error::Server`].
+    ///
+    /// A command goes to the node that owns its key. Multi-key commands are split by node and
+    /// merged (MGET in the caller's order; DEL, UNLINK, EXISTS and TOUCH summed; MSET on every
+    /// node, atomic per node only). DBSIZE is summed and KEYS concatenated over all nodes, and
+    /// FLUSHDB/FLUSHALL run on all of them. Other keyless commands (PING, INFO, SCAN, …) go to
+    /// the first node.
     ///
     /// # Errors
     /// The node's error reply, a timeout, or an unreachable node.
     pub async fn cmd<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<Frame, Error> {
-        if args.is_empty() {
+        let Some(name) = args.first() else {
             return Err(Error::Invalid("a command needs a name".into()));
+        };
+        let name = String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase();
+        let rest = &args[1..];
+        match name.as_str() {
+            "mget" if !rest.is_empty() => {
+                let values = self.mget(rest).await?;
+                return Ok(Frame::Array(
+                    values
+                        .into_iter()
+                        .map(|v| v.map_or(Frame::Null, Frame::Bulk))
+                        .collect(),
+                ));
+            }
+            "del" | "unlink" | "exists" | "touch" if !rest.is_empty() => {
+                let count = self
+                    .count_keys(name.to_ascii_uppercase().as_bytes(), rest)
+                    .await?;
+                return Ok(Frame::Integer(count as i64));
+            }
+            "mset" if !rest.is_empty() && rest.len().is_multiple_of(2) => {
+                let pairs: Vec<(&[u8], &[u8])> = rest
+                    .chunks(2)
+                    .map(|p| (p[0].as_ref(), p[1].as_ref()))
+                    .collect();
+                self.mset(&pairs).await?;
+                return Ok(Frame::Simple("OK".into()));
+            }
+            "dbsize" | "keys" | "flushdb" | "flushall" => {
+                let requests = self
+                    .topology
+                    .nodes()
+                    .map(|n| {
+                        (
+                            n.to_owned(),
+                            args.iter().map(|a| a.as_ref().to_vec()).collect(),
+                        )
+                    })
+                    .collect();
+                let replies = self.fan_out(requests).await?;
+                return Ok(match name.as_str() {
+                    "dbsize" => Frame::Integer(
+                        replies
+                            .iter()
+                            .map(|(node, f)| as_int(f, node))
+                            .sum::<Result<i64, Error>>()?,
+                    ),
+                    "keys" => Frame::Array(
+                        replies
+                            .into_iter()
+                            .flat_map(|(_, f)| match f {
+                                Frame::Array(items) => items,
+                                other => vec![other],
+                            })
+                            .collect(),
+                    ),
+                    _ => Frame::Simple("OK".into()),
+                });
+            }
+            _ => {}
         }
         let node = match routing_key(args) {
             Some(key) => self.topology.node_for(key).to_owned(),

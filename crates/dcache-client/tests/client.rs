@@ -164,6 +164,45 @@ async fn multi_key_commands_split_by_node_and_merge_in_order() {
     assert_eq!(c.exists(&keys).await.unwrap(), 100);
     assert_eq!(c.del(&keys[..10]).await.unwrap(), 10);
     assert_eq!(c.exists(&keys).await.unwrap(), 90);
+
+    // The raw command interface splits and merges the same way (dcache cli relies on it).
+    let mget = c
+        .cmd(&["MGET", "k99", "missing", "k0", "k42"])
+        .await
+        .unwrap();
+    assert_eq!(
+        mget,
+        Frame::Array(vec![
+            Frame::Bulk("v99".into()),
+            Frame::Null,
+            Frame::Null,
+            Frame::Bulk("v42".into())
+        ])
+    );
+    assert_eq!(
+        c.cmd(&["MSET", "x", "1", "y", "2", "z", "3"])
+            .await
+            .unwrap(),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(
+        c.cmd(&["EXISTS", "x", "y", "z", "nope"]).await.unwrap(),
+        Frame::Integer(3)
+    );
+    assert_eq!(c.cmd(&["DBSIZE"]).await.unwrap(), Frame::Integer(93));
+    let Frame::Array(keys) = c.cmd(&["KEYS", "*"]).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(keys.len(), 93);
+    assert_eq!(
+        c.cmd(&["DEL", "x", "y", "z"]).await.unwrap(),
+        Frame::Integer(3)
+    );
+    assert_eq!(
+        c.cmd(&["FLUSHALL"]).await.unwrap(),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(c.cmd(&["DBSIZE"]).await.unwrap(), Frame::Integer(0));
 }
 
 #[tokio::test]

@@ -1,18 +1,23 @@
 //! One node's connection: pipelined, many requests in flight, replies matched in order.
 //!
-//! A writer task takes requests from a channel, tells the reader how many replies to expect and
-//! where to send them, and writes every request waiting in the channel with one syscall. The
-//! reader parses replies as they arrive and completes requests in order. When either side fails,
-//! every request in flight fails with [`Error::Unavailable`], the connection is dropped, and the
-//! next request reconnects, after a back-off that grows while the node keeps failing.
+//! One task owns the socket. It takes requests from a channel, appends them to its write buffer
+//! and to its queue of requests in flight, writes whatever the socket accepts, and parses replies
+//! as they arrive, completing requests in order. Reading and writing never wait on each other, so
+//! a long pipeline cannot deadlock against a node that is busy answering it. The task also keeps
+//! the one timer of the connection: the deadline of the oldest request in flight; a request that
+//! passes it fails with [`Error::Timeout`] and its reply, when it comes, is dropped.
+//!
+//! When the socket fails, every request in flight fails with [`Error::Unavailable`], the
+//! connection is dropped, and the next request reconnects, after a back-off that grows while the
+//! node keeps failing.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use dcache_protocol::Frame;
-use std::sync::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -114,11 +119,8 @@ impl Connection {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
         let (tx, rx) = mpsc::channel::<Request>(1024);
-        let (pending_tx, pending_rx) = mpsc::unbounded_channel::<(usize, Reply)>();
-        tokio::spawn(write_loop(Arc::clone(self), writer, rx, pending_tx));
-        tokio::spawn(read_loop(Arc::clone(self), reader, pending_rx));
+        tokio::spawn(run(Arc::clone(self), stream, rx));
         let mut state = self.state.lock().expect("not poisoned");
         state.sender = Some(tx.clone());
         state.failures = 0;
@@ -142,85 +144,168 @@ impl Connection {
             })
             .await
             .map_err(|_| self.unavailable("connection closed"))?;
-        match tokio::time::timeout(self.timeouts.request, wait).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.unavailable("connection closed")),
-            Err(_) => Err(Error::Timeout {
-                node: self.addr.clone(),
-            }),
-        }
+        // The connection task answers every request: with replies, a timeout, or a failure.
+        wait.await
+            .unwrap_or_else(|_| Err(self.unavailable("connection closed")))
     }
 }
 
-async fn write_loop(
-    conn: Arc<Connection>,
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut requests: mpsc::Receiver<Request>,
-    pending: mpsc::UnboundedSender<(usize, Reply)>,
-) {
-    let mut buf = Vec::new();
-    while let Some(first) = requests.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = requests.try_recv() {
-            batch.push(more);
-            if batch.len() >= 256 {
-                break;
+/// A request in flight: how many replies it waits for, those received so far, where to send
+/// them (taken when the request times out), and its deadline.
+struct InFlight {
+    replies: usize,
+    frames: Vec<Frame>,
+    reply: Option<Reply>,
+    deadline: Instant,
+}
+
+/// Stop taking new requests while this much is waiting to be written.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+
+async fn run(conn: Arc<Connection>, stream: TcpStream, mut requests: mpsc::Receiver<Request>) {
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut output: Vec<u8> = Vec::new();
+    let mut written = 0;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut open = true;
+    // One timer for the connection, moved only when the oldest waiting request changes.
+    let timer = tokio::time::sleep(conn.timeouts.request);
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    let reason = loop {
+        // Requests time out in the order they were sent; skip those that already have.
+        let deadline = in_flight
+            .iter()
+            .find(|r| r.reply.is_some())
+            .map(|r| r.deadline);
+        if let Some(at) = deadline
+            && armed != Some(at)
+        {
+            timer.as_mut().reset(at);
+            armed = Some(at);
+        }
+        // Write what we can now; wait for the socket only when it is full.
+        if written < output.len() {
+            match stream.try_write(&output[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => break e.to_string(),
+            }
+            if written == output.len() {
+                output.clear();
+                written = 0;
             }
         }
-        buf.clear();
-        for request in batch {
-            buf.extend_from_slice(&request.bytes);
-            if pending.send((request.replies, request.reply)).is_err() {
-                return;
+        let pending_write = written < output.len();
+        tokio::select! {
+            biased;
+            request = requests.recv(), if open && output.len() - written < WRITE_HIGH_WATER => {
+                match request {
+                    Some(first) => {
+                        let now = Instant::now();
+                        let mut next = Some(first);
+                        let mut yielded = false;
+                        loop {
+                            while let Some(request) = next {
+                                output.extend_from_slice(&request.bytes);
+                                in_flight.push_back(InFlight {
+                                    replies: request.replies,
+                                    frames: Vec::with_capacity(request.replies),
+                                    reply: Some(request.reply),
+                                    deadline: now + conn.timeouts.request,
+                                });
+                                next = requests.try_recv().ok();
+                            }
+                            // Let the tasks that are ready to send do so, so that their
+                            // requests leave in this write rather than one write each.
+                            if yielded {
+                                break;
+                            }
+                            tokio::task::yield_now().await;
+                            yielded = true;
+                            next = requests.try_recv().ok();
+                        }
+                    }
+                    // Every handle is gone: finish what is in flight, then stop.
+                    None => open = false,
+                }
+            }
+            ready = stream.writable(), if pending_write => {
+                if let Err(e) = ready {
+                    break e.to_string();
+                }
+                match stream.try_write(&output[written..]) {
+                    Ok(n) => {
+                        written += n;
+                        if written == output.len() {
+                            output.clear();
+                            written = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => break e.to_string(),
+                }
+            }
+            ready = stream.readable() => {
+                if let Err(e) = ready {
+                    break e.to_string();
+                }
+                match stream.try_read_buf(&mut input) {
+                    Ok(0) => break "connection closed by the node".to_owned(),
+                    Ok(_) => {
+                        if let Err(e) = complete(&mut input, &mut in_flight) {
+                            break e;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => break e.to_string(),
+                }
+            }
+            () = &mut timer, if deadline.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                // Their replies will still come, in order; they are dropped on arrival.
+                for request in in_flight.iter_mut().take_while(|r| r.deadline <= now) {
+                    if let Some(reply) = request.reply.take() {
+                        let _ = reply.send(Err(Error::Timeout { node: conn.addr.clone() }));
+                    }
+                }
             }
         }
-        if let Err(e) = writer.write_all(&buf).await {
-            conn.record_failure(&e.to_string());
+        if !open && in_flight.is_empty() && written == output.len() {
             return;
         }
+    };
+    conn.record_failure(&reason);
+    for request in in_flight {
+        if let Some(reply) = request.reply {
+            let _ = reply.send(Err(conn.unavailable(reason.clone())));
+        }
+    }
+    requests.close();
+    while let Ok(request) = requests.try_recv() {
+        let _ = request.reply.send(Err(conn.unavailable(reason.clone())));
     }
 }
 
-async fn read_loop(
-    conn: Arc<Connection>,
-    mut reader: tokio::net::tcp::OwnedReadHalf,
-    mut pending: mpsc::UnboundedReceiver<(usize, Reply)>,
-) {
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let reason = 'outer: loop {
-        let Some((count, reply)) = pending.recv().await else {
-            break "connection dropped".to_owned();
+/// Parses every complete reply in `input` and hands each request its replies, in order.
+fn complete(input: &mut BytesMut, in_flight: &mut VecDeque<InFlight>) -> Result<(), String> {
+    loop {
+        let Some((frame, used)) =
+            Frame::parse(input).map_err(|e| format!("protocol error: {e}"))?
+        else {
+            return Ok(());
         };
-        let mut frames = Vec::with_capacity(count);
-        while frames.len() < count {
-            match Frame::parse(&input) {
-                Ok(Some((frame, used))) => {
-                    input.advance(used);
-                    frames.push(frame);
-                }
-                Ok(None) => match reader.read_buf(&mut input).await {
-                    Ok(0) => {
-                        let _ = reply.send(Err(conn.unavailable("connection closed by the node")));
-                        break 'outer "connection closed by the node".to_owned();
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = reply.send(Err(conn.unavailable(e.to_string())));
-                        break 'outer e.to_string();
-                    }
-                },
-                Err(e) => {
-                    let _ = reply.send(Err(conn.unavailable(format!("protocol error: {e}"))));
-                    break 'outer format!("protocol error: {e}");
-                }
+        input.advance(used);
+        let Some(request) = in_flight.front_mut() else {
+            return Err("a reply arrived that nothing asked for".into());
+        };
+        request.frames.push(frame);
+        if request.frames.len() == request.replies {
+            let done = in_flight.pop_front().expect("checked");
+            if let Some(reply) = done.reply {
+                let _ = reply.send(Ok(done.frames));
             }
         }
-        // The caller may have given up (timeout); its reply is dropped, order is kept.
-        let _ = reply.send(Ok(frames));
-    };
-    conn.record_failure(&reason);
-    pending.close();
-    while let Some((_, reply)) = pending.recv().await {
-        let _ = reply.send(Err(conn.unavailable(reason.clone())));
     }
 }

@@ -118,3 +118,69 @@ fn a_port_in_use_is_named_and_nothing_is_left_running() {
         }
     }
 }
+
+#[test]
+fn restart_brings_a_dead_node_back_on_its_address() {
+    let log_dir = std::env::temp_dir().join(format!("dcache-restart-test-{}", std::process::id()));
+    let mut launch = Command::new(env!("CARGO_BIN_EXE_dcache"))
+        .args([
+            "launch",
+            "--nodes",
+            "2",
+            "--base-port",
+            "0",
+            "--restart",
+            "--log-dir",
+        ])
+        .arg(&log_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut nodes = Vec::new();
+    for line in BufReader::new(launch.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("Connect with:") {
+            break;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [_, addr, pid, _] = words[..] {
+            if addr.starts_with("127.0.0.1:") {
+                nodes.push((addr.to_owned(), pid.to_owned()));
+            }
+        }
+    }
+    assert_eq!(nodes.len(), 2);
+    let (addr, pid) = nodes[0].clone();
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("kill -KILL {pid}")])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut stderr = BufReader::new(launch.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("restarted") {
+            break;
+        }
+    }
+    assert!(said.contains("node 1") && said.contains("exited"), "{said}");
+    assert!(said.contains("restarted"), "{said}");
+    // Back on the same address, serving.
+    let mut c = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", launch.id())])
+        .status();
+    assert!(launch.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&log_dir);
+}

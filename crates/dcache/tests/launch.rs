@@ -144,10 +144,10 @@ fn restart_brings_a_dead_node_back_on_its_address() {
             break;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        if let [_, addr, pid, _] = words[..] {
-            if addr.starts_with("127.0.0.1:") {
-                nodes.push((addr.to_owned(), pid.to_owned()));
-            }
+        if let [_, addr, pid, _] = words[..]
+            && addr.starts_with("127.0.0.1:")
+        {
+            nodes.push((addr.to_owned(), pid.to_owned()));
         }
     }
     assert_eq!(nodes.len(), 2);

@@ -6,6 +6,8 @@ use anyhow::Context;
 use clap::Args;
 use dcache_client::{Client, Error, Frame};
 
+use crate::cli_hints::Hints;
+
 /// The nodes `dcache launch` starts by default.
 pub const DEFAULT_NODES: &str = "127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002";
 
@@ -15,7 +17,7 @@ pub struct CliArgs {
     #[arg(long, default_value = DEFAULT_NODES, value_delimiter = ',')]
     nodes: Vec<String>,
     /// A command to run; without one, commands are read from standard input (one per line) or,
-    /// on a terminal, from a prompt.
+    /// on a terminal, from a prompt with history and hints.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
@@ -35,30 +37,35 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         let stdin = std::io::stdin();
-        let interactive = stdin.is_terminal();
-        let prompt = format!("dcache {}> ", args.nodes.join(","));
-        let mut lines = stdin.lock().lines();
-        loop {
-            if interactive {
-                write!(out, "{prompt}")?;
-                out.flush()?;
-            }
-            let Some(line) = lines.next() else { break };
-            let line = line?;
-            let words = match dcache_protocol::request::split_args(line.as_bytes()) {
-                Ok(words) => words,
-                Err(_) => {
-                    writeln!(out, "Invalid argument(s)")?;
-                    continue;
+        if !stdin.is_terminal() {
+            for line in stdin.lock().lines() {
+                let line = line?;
+                if let Some(words) = words_of(&line, &mut out)? {
+                    let reply = client.cmd(&words).await;
+                    print_reply(&mut out, reply, pretty)?;
                 }
-            };
-            if words.is_empty() {
-                continue;
             }
-            if interactive
-                && (words[0].eq_ignore_ascii_case(b"quit")
-                    || words[0].eq_ignore_ascii_case(b"exit"))
-            {
+            return Ok(());
+        }
+        // A terminal: a prompt with history (up/down) and argument hints.
+        let mut editor: rustyline::Editor<Hints, rustyline::history::DefaultHistory> =
+            rustyline::Editor::new().context("cannot open the terminal")?;
+        editor.set_helper(Some(Hints));
+        let prompt = "dcache> ";
+        loop {
+            let line = match editor.readline(prompt) {
+                Ok(line) => line,
+                Err(
+                    rustyline::error::ReadlineError::Interrupted
+                    | rustyline::error::ReadlineError::Eof,
+                ) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let _ = editor.add_history_entry(line.as_str());
+            let Some(words) = words_of(&line, &mut out)? else {
+                continue;
+            };
+            if words[0].eq_ignore_ascii_case(b"quit") || words[0].eq_ignore_ascii_case(b"exit") {
                 break;
             }
             let reply = client.cmd(&words).await;
@@ -66,6 +73,19 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The words of a command line, with redis-cli's quoting; `None` for a blank or invalid line
+/// (which says so).
+fn words_of(line: &str, out: &mut impl Write) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+    match dcache_protocol::request::split_args(line.as_bytes()) {
+        Ok(words) if words.is_empty() => Ok(None),
+        Ok(words) => Ok(Some(words)),
+        Err(_) => {
+            writeln!(out, "Invalid argument(s)")?;
+            Ok(None)
+        }
+    }
 }
 
 fn print_reply(

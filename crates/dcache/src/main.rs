@@ -5,6 +5,7 @@
 //! * `dcache node [PORT]` runs one node in the foreground until Ctrl-C or SIGTERM.
 
 mod cli;
+mod cli_hints;
 mod launch;
 mod node;
 

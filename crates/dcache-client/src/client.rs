@@ -19,6 +19,7 @@ pub struct ClientBuilder {
     nodes: Vec<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    fallback: bool,
 }
 
 impl Default for ClientBuilder {
@@ -27,6 +28,7 @@ impl Default for ClientBuilder {
             nodes: Vec::new(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            fallback: false,
         }
     }
 }
@@ -53,6 +55,13 @@ impl ClientBuilder {
         self
     }
 
+    /// When a key's node is unavailable, send its requests to the next node in the key's
+    /// placement instead of failing: for a cache, a miss is better than an error.
+    pub fn fallback(mut self, fallback: bool) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
     /// The client. Connections open on first use, so a node that is down now does not stop the
     /// client from serving the others.
     ///
@@ -71,6 +80,7 @@ impl ClientBuilder {
         Ok(Client {
             topology,
             connections,
+            fallback: self.fallback,
         })
     }
 }
@@ -90,6 +100,7 @@ pub struct SetOptions {
 pub struct Client {
     topology: Topology,
     connections: HashMap<String, Arc<Connection>>,
+    fallback: bool,
 }
 
 /// Commands that take no key; they go to the first node.
@@ -248,16 +259,25 @@ impl Client {
             }
             _ => {}
         }
-        let node = match routing_key(args) {
-            Some(key) => self.topology.node_for(key).to_owned(),
-            None => self
+        let Some(key) = routing_key(args) else {
+            let first = self
                 .topology
                 .nodes()
                 .next()
                 .expect("at least one node")
-                .to_owned(),
+                .to_owned();
+            return self.node_cmd(&first, args).await;
         };
-        self.node_cmd(&node, args).await
+        let mut result = self.node_cmd(self.topology.node_for(key), args).await;
+        if self.fallback {
+            for next in self.topology.nodes_for(key).skip(1) {
+                match result {
+                    Err(Error::Unavailable { .. }) => result = self.node_cmd(next, args).await,
+                    _ => break,
+                }
+            }
+        }
+        result
     }
 
     /// Runs a command on one given node.

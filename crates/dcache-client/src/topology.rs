@@ -11,14 +11,16 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Places the slots over `nodes` (addresses such as `127.0.0.1:5000`), one replica each.
+    /// Places the slots over `nodes` (addresses such as `127.0.0.1:5000`). Each slot gets an
+    /// ordered list of up to three nodes: the first serves it, the others are where a client with
+    /// fallback goes when the first is down.
     ///
     /// # Errors
     /// No nodes, or a node listed twice.
     pub fn from_nodes(nodes: &[String]) -> Result<Self, Error> {
         let members: Vec<Member> = nodes.iter().map(|n| Member::new(n.clone(), 1)).collect();
         let placement =
-            Placement::compute(&members, 1).map_err(|e| Error::Invalid(e.to_string()))?;
+            Placement::compute(&members, 3).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(Self { placement })
     }
 
@@ -31,5 +33,10 @@ impl Topology {
     #[must_use]
     pub fn node_for(&self, key: &[u8]) -> &str {
         &self.placement.primary(slot(key)).id
+    }
+
+    /// The nodes for `key` in order of preference: the one that serves it, then the fallbacks.
+    pub fn nodes_for(&self, key: &[u8]) -> impl Iterator<Item = &str> {
+        self.placement.replicas(slot(key)).map(|m| m.id.as_str())
     }
 }

@@ -263,6 +263,38 @@ async fn a_down_node_fails_fast_with_its_name_and_the_others_keep_serving() {
 }
 
 #[tokio::test]
+async fn with_fallback_a_down_nodes_keys_go_to_the_next_node() {
+    let mut nodes = nodes(3).await;
+    let c = Client::builder()
+        .nodes(nodes.addrs.iter().cloned())
+        .fallback(true)
+        .build()
+        .await
+        .unwrap();
+    let down = nodes.addrs[0].clone();
+    let key = (0..)
+        .map(|i| format!("key{i}"))
+        .find(|k| c.topology().node_for(k.as_bytes()) == down)
+        .unwrap();
+    c.set(&key, "before").await.unwrap();
+    nodes.stop(0).await;
+    // The value lived on the node that is gone: a miss, not an error.
+    assert_eq!(c.get(&key).await.unwrap(), None);
+    c.set(&key, "after").await.unwrap();
+    assert_eq!(c.get(&key).await.unwrap().as_deref(), Some(&b"after"[..]));
+    let next = c
+        .topology()
+        .nodes_for(key.as_bytes())
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        c.node_cmd(&next, &["GET", &key]).await.unwrap(),
+        Frame::Bulk("after".into())
+    );
+}
+
+#[tokio::test]
 async fn a_silent_node_times_out_with_its_name() {
     // Accepts connections and never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -3,11 +3,13 @@
 //! * `dcache launch` runs a local cluster (three nodes on ports 5000-5002 by default).
 //! * `dcache cli [COMMAND]` is a redis-cli-like shell that routes through the client library.
 //! * `dcache node [PORT]` runs one node in the foreground until Ctrl-C or SIGTERM.
+//! * `dcache sim --trace FILE` replays a cache trace through the policies and Belady's optimum.
 
 mod cli;
 mod cli_hints;
 mod launch;
 mod node;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +45,8 @@ enum Command {
     Cli(cli::CliArgs),
     /// Run one cache node in the foreground.
     Node(node::NodeArgs),
+    /// Replay a cache trace through the eviction policies and Belady's optimum.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Launch(args) => launch::run(args),
         Command::Cli(args) => cli::run(args),
         Command::Node(args) => node::run(args),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 
 mod belady;
 mod trace;
+mod workload;
 
 use std::path::PathBuf;
 
@@ -14,8 +15,19 @@ use dcache_store::{Lookup, PolicyName, Store, StoreConfig, Value};
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// The trace file (`.zst` is decompressed on the fly).
+    #[arg(
+        long,
+        conflicts_with = "workload",
+        required_unless_present = "workload"
+    )]
+    trace: Option<PathBuf>,
+    /// A generated workload instead of a trace: `zipf:S:N:LEN`, `loop:N:LEN`, `scan:S:N:LEN` or
+    /// `shift:S:N:LEN` (e.g. `zipf:1.0:1000000:10000000`).
     #[arg(long)]
-    trace: PathBuf,
+    workload: Option<String>,
+    /// Seed for generated workloads (printed, so that a run can be replayed).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Its format.
     #[arg(long, value_enum, default_value = "arc")]
     format: trace::Format,
@@ -54,7 +66,14 @@ fn replay(trace: &[u64], capacity: usize, policy: PolicyName) -> u64 {
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
-    let trace = trace::read(&args.trace, args.format)?;
+    let trace = match (&args.trace, &args.workload) {
+        (Some(path), _) => trace::read(path, args.format)?,
+        (None, Some(spec)) => {
+            eprintln!("workload {spec}, seed {}", args.seed);
+            workload::generate(spec, args.seed)?
+        }
+        (None, None) => anyhow::bail!("give --trace or --workload"),
+    };
     anyhow::ensure!(!trace.is_empty(), "the trace is empty");
     let policies: Vec<(String, PolicyName)> = args
         .policies

@@ -48,10 +48,10 @@ impl Value<'_> {
     }
 
     #[must_use]
-    pub fn to_owned(&self) -> OwnedValue {
+    pub fn into_owned(self) -> OwnedValue {
         match self {
-            Value::Str(s) => OwnedValue::Str((*s).into()),
-            Value::Hash(h) => OwnedValue::Hash(Box::new((*h).clone())),
+            Value::Str(s) => OwnedValue::Str(s.into()),
+            Value::Hash(h) => OwnedValue::Hash(Box::new(h.clone())),
         }
     }
 }

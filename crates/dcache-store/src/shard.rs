@@ -333,10 +333,32 @@ impl Shard {
     /// Removes `key` and returns its entry.
     pub fn remove(&mut self, key: &Key<'_>, now: u64) -> Option<OwnedEntry> {
         let slot = self.lookup_slot(key, now, Lookup::Peek)?;
-        Some(self.remove_slot(slot))
+        let (entry, hash) = self.remove_slot(slot);
+        let expire_at = entry.expire_raw();
+        Some(OwnedEntry {
+            key: entry.key().into(),
+            value: match hash {
+                Some(h) => OwnedValue::Hash(Box::new(h)),
+                None => OwnedValue::Str(entry.str_value().into()),
+            },
+            expire_at: (expire_at != 0).then_some(expire_at),
+            version: entry.version,
+        })
     }
 
-    fn remove_slot(&mut self, slot: u32) -> OwnedEntry {
+    /// Removes `key`; true when it was there. Unlike [`Shard::remove`], copies nothing out.
+    pub fn delete(&mut self, key: &Key<'_>, now: u64) -> bool {
+        match self.lookup_slot(key, now, Lookup::Peek) {
+            Some(slot) => {
+                self.remove_slot(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Empties a slot and gives back what it held, without copying: eviction and expiry drop it.
+    fn remove_slot(&mut self, slot: u32) -> (Entry, Option<HashValue>) {
         self.used -= self.mem_at(slot);
         let entry = self.slots[slot as usize].take().expect("a live slot");
         let hash = self.hashes.remove(&slot);
@@ -351,15 +373,7 @@ impl Shard {
         }
         self.policy.remove(slot);
         self.free.push(slot);
-        OwnedEntry {
-            key: entry.key().into(),
-            value: match hash {
-                Some(h) => OwnedValue::Hash(Box::new(h)),
-                None => OwnedValue::Str(entry.str_value().into()),
-            },
-            expire_at: (expire_at != 0).then_some(expire_at),
-            version: entry.version,
-        }
+        (entry, hash)
     }
 
     /// Sets or clears a live key's TTL. Returns false when the key does not exist.

@@ -62,7 +62,7 @@ fn set_expiry(
         return Ok(());
     }
     if at <= ctx.now as i64 {
-        shard.remove(&key, ctx.now);
+        shard.delete(&key, ctx.now);
     } else {
         shard.set_expire(&key, Some(at as u64), ctx.now);
     }

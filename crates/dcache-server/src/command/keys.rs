@@ -10,7 +10,7 @@ pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut locked = ctx.lock_many(&keys);
     let removed = keys
         .iter()
-        .filter(|k| locked.shard(k).remove(k, ctx.now).is_some())
+        .filter(|k| locked.shard(k).delete(k, ctx.now))
         .count();
     drop(locked);
     ctx.out.int(removed as i64);
@@ -231,7 +231,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     };
-    let (value, expire_at) = (entry.value().to_owned(), entry.expire_at());
+    let (value, expire_at) = (entry.value().into_owned(), entry.expire_at());
     let target = locked.shard(&dst);
     if !replace && target.get(&dst, ctx.now, Lookup::Peek).is_some() {
         drop(locked);

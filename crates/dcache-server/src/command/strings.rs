@@ -223,7 +223,7 @@ pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let value = as_str(entry.value())?.to_vec();
     match change {
         Some(Some(at)) if at <= ctx.now => {
-            shard.remove(&key, ctx.now);
+            shard.delete(&key, ctx.now);
         }
         Some(at) => {
             shard.set_expire(&key, at, ctx.now);

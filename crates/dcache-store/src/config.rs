@@ -16,6 +16,12 @@ pub enum PolicyKind {
     Random,
     /// The key closest to expiring (volatile keys only).
     Ttl,
+    /// SIEVE (NSDI 2024).
+    Sieve,
+    /// S3-FIFO (SOSP 2023).
+    S3Fifo,
+    /// W-TinyLFU (ACM ToS 2017).
+    WTinyLfu,
 }
 
 /// Which keys may be evicted.
@@ -27,7 +33,8 @@ pub enum EvictionScope {
 }
 
 /// A `maxmemory-policy` value. Accepts Redis's names (`allkeys-lru`, `volatile-ttl`, …) and the
-/// plain ones (`lru`, `lfu`, `random`), which mean the `allkeys-` form.
+/// plain ones (`lru`, `lfu`, `random`, `sieve`, `s3fifo`, `w-tinylfu`), which mean the `allkeys-`
+/// form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PolicyName {
     pub kind: PolicyKind,
@@ -50,6 +57,12 @@ impl PolicyName {
         "volatile-lfu",
         "volatile-random",
         "volatile-ttl",
+        "allkeys-sieve",
+        "allkeys-s3fifo",
+        "allkeys-w-tinylfu",
+        "volatile-sieve",
+        "volatile-s3fifo",
+        "volatile-w-tinylfu",
     ];
 }
 
@@ -58,7 +71,7 @@ impl FromStr for PolicyName {
 
     fn from_str(s: &str) -> Result<Self, String> {
         use EvictionScope::{AllKeys, Volatile};
-        use PolicyKind::{Lfu, Lru, NoEviction, Random, Ttl};
+        use PolicyKind::{Lfu, Lru, NoEviction, Random, S3Fifo, Sieve, Ttl, WTinyLfu};
         let (kind, scope) = match s.to_ascii_lowercase().as_str() {
             "noeviction" => (NoEviction, AllKeys),
             "allkeys-lru" | "lru" => (Lru, AllKeys),
@@ -68,9 +81,15 @@ impl FromStr for PolicyName {
             "volatile-lfu" => (Lfu, Volatile),
             "volatile-random" => (Random, Volatile),
             "volatile-ttl" => (Ttl, Volatile),
+            "allkeys-sieve" | "sieve" => (Sieve, AllKeys),
+            "allkeys-s3fifo" | "s3fifo" => (S3Fifo, AllKeys),
+            "allkeys-w-tinylfu" | "w-tinylfu" => (WTinyLfu, AllKeys),
+            "volatile-sieve" => (Sieve, Volatile),
+            "volatile-s3fifo" => (S3Fifo, Volatile),
+            "volatile-w-tinylfu" => (WTinyLfu, Volatile),
             _ => {
                 return Err(format!(
-                    "unknown eviction policy '{s}' (expected one of: {}, lru, lfu, random)",
+                    "unknown eviction policy '{s}' (expected one of: {}, or a policy's name without its allkeys- prefix)",
                     PolicyName::ALL.join(", ")
                 ));
             }
@@ -91,6 +110,9 @@ impl fmt::Display for PolicyName {
             PolicyKind::Lfu => write!(f, "{scope}-lfu"),
             PolicyKind::Random => write!(f, "{scope}-random"),
             PolicyKind::Ttl => f.write_str("volatile-ttl"),
+            PolicyKind::Sieve => write!(f, "{scope}-sieve"),
+            PolicyKind::S3Fifo => write!(f, "{scope}-s3fifo"),
+            PolicyKind::WTinyLfu => write!(f, "{scope}-w-tinylfu"),
         }
     }
 }

@@ -309,7 +309,7 @@ impl Shard {
         self.table.insert_unique(key.hash, slot, |&i| {
             hash_key(seed, slots[i as usize].as_ref().expect("a live slot").key())
         });
-        self.policy.insert(slot);
+        self.policy.insert(slot, key.hash);
         slot
     }
 
@@ -551,8 +551,9 @@ impl Shard {
         if policy::bookkeeping(old.kind) != policy::bookkeeping(name.kind) {
             self.policy = policy::for_kind(name.kind, self.seed);
             for (slot, entry) in self.slots.iter().enumerate() {
-                if entry.is_some() {
-                    self.policy.insert(slot as u32);
+                if let Some(entry) = entry {
+                    let hash = hash_key(self.hash_seed, entry.key());
+                    self.policy.insert(slot as u32, hash);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! The shared conformance suite: every eviction policy passes these, through the trait and
 //! through a store that uses it. Policy-specific behaviour is tested after the shared part.
 
-use dcache_store::policy::{EvictionPolicy, Lfu, Lru, RandomPolicy};
+use dcache_store::policy::{EvictionPolicy, Lfu, Lru, RandomPolicy, S3Fifo, Sieve, WTinyLfu};
 use dcache_store::{Lookup, PolicyName, Store, StoreConfig, Value};
 
 fn policies() -> Vec<(&'static str, Box<dyn EvictionPolicy>)> {
@@ -9,14 +9,22 @@ fn policies() -> Vec<(&'static str, Box<dyn EvictionPolicy>)> {
         ("lru", Box::new(Lru::default())),
         ("lfu", Box::new(Lfu::default())),
         ("random", Box::new(RandomPolicy::new(42))),
+        ("sieve", Box::new(Sieve::default())),
+        ("s3fifo", Box::new(S3Fifo::default())),
+        ("w-tinylfu", Box::new(WTinyLfu::default())),
     ]
+}
+
+/// A well-spread stand-in for a key's hash.
+fn key_hash(slot: u32) -> u64 {
+    (u64::from(slot) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[test]
 fn victims_are_live_and_removed_slots_never_come_back() {
     for (name, mut policy) in policies() {
         for slot in 0..100 {
-            policy.insert(slot);
+            policy.insert(slot, key_hash(slot));
         }
         for slot in (0..100).step_by(2) {
             policy.remove(slot);
@@ -36,13 +44,13 @@ fn victims_are_live_and_removed_slots_never_come_back() {
 fn victims_respect_eligibility() {
     for (name, mut policy) in policies() {
         for slot in 0..64 {
-            policy.insert(slot);
+            policy.insert(slot, key_hash(slot));
             policy.access(slot);
         }
         for _ in 0..8 {
             let victim = policy
                 .victim(&mut |slot| slot % 8 == 3)
-                .expect("an eligible slot");
+                .unwrap_or_else(|| panic!("{name}: an eligible slot"));
             assert_eq!(victim % 8, 3, "{name}");
             policy.remove(victim);
         }
@@ -54,7 +62,7 @@ fn victims_respect_eligibility() {
 fn slots_are_reused_after_clear_and_remove() {
     for (name, mut policy) in policies() {
         for slot in 0..10 {
-            policy.insert(slot);
+            policy.insert(slot, key_hash(slot));
         }
         policy.clear();
         assert_eq!(
@@ -62,11 +70,11 @@ fn slots_are_reused_after_clear_and_remove() {
             None,
             "{name}: empty after clear"
         );
-        policy.insert(3);
+        policy.insert(3, key_hash(3));
         policy.access(3);
         assert_eq!(policy.victim(&mut |_| true), Some(3), "{name}");
         policy.remove(3);
-        policy.insert(3);
+        policy.insert(3, key_hash(3));
         assert_eq!(policy.victim(&mut |_| true), Some(3), "{name}");
     }
 }
@@ -184,7 +192,7 @@ fn volatile_policies_never_evict_persistent_keys() {
 fn lru_evicts_in_exact_recency_order() {
     let mut lru = Lru::default();
     for slot in 0..5 {
-        lru.insert(slot);
+        lru.insert(slot, key_hash(slot));
     }
     lru.access(0);
     lru.access(2);
@@ -200,14 +208,14 @@ fn lru_evicts_in_exact_recency_order() {
 fn lfu_keeps_frequent_keys_through_a_scan() {
     let mut lfu = Lfu::default();
     for slot in 0..10 {
-        lfu.insert(slot);
+        lfu.insert(slot, key_hash(slot));
         for _ in 0..5 {
             lfu.access(slot);
         }
     }
     // A scan of one-hit keys must be evicted before any of the hot ones.
     for slot in 10..1_000 {
-        lfu.insert(slot);
+        lfu.insert(slot, key_hash(slot));
         let victim = lfu.victim(&mut |_| true).unwrap();
         assert!(victim >= 10, "hot slot {victim} evicted by a scan");
         lfu.remove(victim);
@@ -219,14 +227,14 @@ fn lfu_keeps_frequent_keys_through_a_scan() {
 fn lfu_ages_so_that_old_popularity_decays() {
     let mut lfu = Lfu::default();
     // Slot 0 was very popular long ago.
-    lfu.insert(0);
+    lfu.insert(0, key_hash(0));
     for _ in 0..200 {
         lfu.access(0);
     }
     let before = lfu.frequency(0).unwrap();
     // Later traffic goes to other slots only.
     for slot in 1..=10 {
-        lfu.insert(slot);
+        lfu.insert(slot, key_hash(slot));
     }
     for round in 0..2_000u32 {
         lfu.access(1 + round % 10);
@@ -246,7 +254,7 @@ fn lfu_ages_so_that_old_popularity_decays() {
 fn random_eviction_is_spread_over_all_keys() {
     let mut policy = RandomPolicy::new(7);
     for slot in 0..100 {
-        policy.insert(slot);
+        policy.insert(slot, key_hash(slot));
     }
     let mut hits = [0u32; 100];
     for _ in 0..10_000 {
@@ -256,4 +264,101 @@ fn random_eviction_is_spread_over_all_keys() {
         hits.iter().all(|&h| h > 40 && h < 200),
         "uneven picks: {hits:?}"
     );
+}
+
+/// Evicts one victim and returns it.
+fn evict(policy: &mut dyn EvictionPolicy) -> u32 {
+    let victim = policy.victim(&mut |_| true).expect("a victim");
+    policy.remove(victim);
+    victim
+}
+
+#[test]
+fn sieve_spares_visited_entries_and_keeps_its_hand() {
+    let mut sieve = Sieve::default();
+    for slot in 0..6 {
+        sieve.insert(slot, key_hash(slot));
+    }
+    sieve.access(0);
+    sieve.access(2);
+    // The hand starts at the oldest entry, clears 0's bit, passes it and stops at 1.
+    assert_eq!(evict(&mut sieve), 1);
+    // It goes on from where it stopped: 2 is spared, 3 goes; 0 is not looked at again yet.
+    assert_eq!(evict(&mut sieve), 3);
+    // A new entry goes in at the head, which the hand reaches before it wraps round to the tail.
+    sieve.insert(1, key_hash(1));
+    sieve.access(4);
+    assert_eq!(evict(&mut sieve), 5);
+    assert_eq!(evict(&mut sieve), 1);
+    // Wrapped round: 0 and 2 lost their bits on the first pass, and 0 is the oldest.
+    assert_eq!(evict(&mut sieve), 0);
+    assert_eq!(evict(&mut sieve), 2);
+    assert_eq!(evict(&mut sieve), 4);
+}
+
+#[test]
+fn s3fifo_filters_one_hit_wonders_and_remembers_what_it_filtered() {
+    let mut s3 = S3Fifo::default();
+    // Ten entries hit twice in the small queue, then a scan of 1,000 entries seen once, in a
+    // cache of 20: the scan must go through the small queue without touching the ten.
+    for slot in 0..10 {
+        s3.insert(slot, key_hash(slot));
+        s3.access(slot);
+        s3.access(slot);
+    }
+    for slot in 10..1_010 {
+        s3.insert(slot, key_hash(slot));
+        if slot >= 20 {
+            let victim = evict(&mut s3);
+            assert!(victim >= 10, "hot slot {victim} evicted by a scan");
+        }
+    }
+    // A key filtered out recently (the ghost remembers as many as the cache holds) that comes
+    // back is admitted to the main queue: it outlives newer one-hit entries.
+    let returning = key_hash(995);
+    let victim = evict(&mut s3);
+    assert!(victim >= 1_000, "the scan's tail goes first, got {victim}");
+    s3.insert(5_000, returning);
+    for slot in 6_000..6_030 {
+        s3.insert(slot, key_hash(slot));
+        let victim = evict(&mut s3);
+        assert_ne!(victim, 5_000, "the returning key stays in the main queue");
+    }
+}
+
+#[test]
+fn w_tinylfu_admits_by_frequency() {
+    let mut policy = WTinyLfu::default();
+    // A cache of 200: 100 keys seen often, then 100 seen once.
+    for slot in 0..100 {
+        policy.insert(slot, key_hash(slot));
+        for _ in 0..4 {
+            policy.access(slot);
+        }
+    }
+    for slot in 100..200 {
+        policy.insert(slot, key_hash(slot));
+    }
+    // A scan of new keys: each one leaves the window as a candidate less frequent than any
+    // victim in the main space, so the candidates are what goes.
+    for slot in 200..2_000 {
+        policy.insert(slot, key_hash(slot));
+        let victim = evict(&mut policy);
+        assert!(
+            victim >= 100,
+            "frequent slot {victim} lost to a one-hit key"
+        );
+    }
+    assert!(policy.frequency(7).unwrap() >= 4);
+    // A new key requested more often than the main space's coldest entries is admitted: it
+    // survives while colder entries go.
+    policy.insert(9_000, key_hash(9_000));
+    for _ in 0..6 {
+        policy.access(9_000);
+    }
+    for slot in 10_000..10_010 {
+        policy.insert(slot, key_hash(slot));
+        let victim = evict(&mut policy);
+        assert_ne!(victim, 9_000, "a frequent newcomer is admitted");
+    }
 }

@@ -217,7 +217,12 @@ fn set_parameter(ctx: &Ctx<'_>, name: &str, value: &[u8]) -> Result<(), String> 
             store.set_maxmemory(bytes.0);
         }
         "maxmemory-policy" => {
-            let policy: PolicyName = text.parse().map_err(|_| "argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-lfu, allkeys-lfu, volatile-random, allkeys-random, volatile-ttl, noeviction".to_owned())?;
+            let policy: PolicyName = text.parse().map_err(|_| {
+                format!(
+                    "argument(s) must be one of the following: {}",
+                    PolicyName::ALL.join(", ")
+                )
+            })?;
             ctx.shared
                 .update_config(|c| c.maxmemory_policy = policy.to_string());
             store.set_policy(policy);
@@ -456,7 +461,11 @@ pub fn object(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         b"FREQ" => {
             let not_lfu = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
-            if policy != PolicyKind::Lfu {
+            // The policies that count accesses; SIEVE's one bit and LRU's order are not counts.
+            if !matches!(
+                policy,
+                PolicyKind::Lfu | PolicyKind::S3Fifo | PolicyKind::WTinyLfu
+            ) {
                 return Err(not_lfu.into());
             }
             match shard.frequency(&key, ctx.now) {

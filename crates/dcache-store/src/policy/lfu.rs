@@ -85,7 +85,7 @@ impl Lfu {
 }
 
 impl EvictionPolicy for Lfu {
-    fn insert(&mut self, slot: u32) {
+    fn insert(&mut self, slot: u32, _hash: u64) {
         ensure(&mut self.links, slot);
         if self.freq.len() <= slot as usize {
             self.freq.resize(slot as usize + 1, 0);

@@ -10,7 +10,7 @@ pub struct Lru {
 }
 
 impl EvictionPolicy for Lru {
-    fn insert(&mut self, slot: u32) {
+    fn insert(&mut self, slot: u32, _hash: u64) {
         ensure(&mut self.links, slot);
         self.order.push_front(&mut self.links, slot);
     }

@@ -10,15 +10,24 @@
 //! | [`Lru`] | exact | 8 bytes (list links) | least recently used |
 //! | [`Lfu`] | exact counts up to 255, halved as they age | 9 bytes | least frequently used, the least recent among equals |
 //! | [`RandomPolicy`] | uniform | 4 bytes | any entry |
+//! | [`Sieve`] | approximate | 9 bytes | the first unvisited entry at or after the hand |
+//! | [`S3Fifo`] | approximate | 24 bytes, and about 40 per ghost key (as many as entries) | the small queue's oldest entry not hit twice, else the main queue's oldest not hit since its last turn |
+//! | [`WTinyLfu`] | approximate | 24 bytes, and 12-24 bytes of sketch and doorkeeper per entry | the less frequent of the window's oldest and probation's oldest |
 
 mod lfu;
 pub(crate) mod list;
 mod lru;
 mod random;
+mod s3fifo;
+mod sieve;
+mod tinylfu;
 
 pub use lfu::Lfu;
 pub use lru::Lru;
 pub use random::RandomPolicy;
+pub use s3fifo::S3Fifo;
+pub use sieve::Sieve;
+pub use tinylfu::WTinyLfu;
 
 use crate::config::PolicyKind;
 
@@ -29,7 +38,7 @@ pub const MAX_VICTIM_SCAN: usize = 1024;
 /// An eviction policy's bookkeeping for one shard.
 pub trait EvictionPolicy: Send + std::fmt::Debug {
     /// A slot was filled with a new entry.
-    fn insert(&mut self, slot: u32);
+    fn insert(&mut self, slot: u32, hash: u64);
     /// An entry was read or written.
     fn access(&mut self, slot: u32);
     /// A slot was emptied (deleted, expired or evicted).
@@ -53,6 +62,9 @@ pub fn bookkeeping(kind: PolicyKind) -> &'static str {
         PolicyKind::Lru | PolicyKind::NoEviction | PolicyKind::Ttl => "lru",
         PolicyKind::Lfu => "lfu",
         PolicyKind::Random => "random",
+        PolicyKind::Sieve => "sieve",
+        PolicyKind::S3Fifo => "s3fifo",
+        PolicyKind::WTinyLfu => "w-tinylfu",
     }
 }
 
@@ -64,5 +76,8 @@ pub fn for_kind(kind: PolicyKind, seed: u64) -> Box<dyn EvictionPolicy> {
         PolicyKind::Lru | PolicyKind::NoEviction | PolicyKind::Ttl => Box::new(Lru::default()),
         PolicyKind::Lfu => Box::new(Lfu::default()),
         PolicyKind::Random => Box::new(RandomPolicy::new(seed)),
+        PolicyKind::Sieve => Box::new(Sieve::default()),
+        PolicyKind::S3Fifo => Box::new(S3Fifo::default()),
+        PolicyKind::WTinyLfu => Box::new(WTinyLfu::default()),
     }
 }

@@ -32,7 +32,7 @@ impl RandomPolicy {
 }
 
 impl EvictionPolicy for RandomPolicy {
-    fn insert(&mut self, slot: u32) {
+    fn insert(&mut self, slot: u32, _hash: u64) {
         if self.position.len() <= slot as usize {
             self.position.resize(slot as usize + 1, ABSENT);
         }

@@ -1,0 +1,345 @@
+//! W-TinyLFU: a small LRU window in front of a segmented LRU main space, with admission to the main
+//! space decided by an approximate frequency history of recently seen keys.
+//!
+//! Gil Einziger, Roy Friedman and Ben Manes, "TinyLFU: A Highly Efficient Cache Admission Policy",
+//! ACM Transactions on Storage 13(4), 2017.
+//!
+//! - The frequency history is a count-min sketch of 4-bit counters (four rows) behind a
+//!   doorkeeper, a Bloom filter that absorbs each key's first occurrence so that one-hit wonders
+//!   never reach the counters. Every insert and hit is recorded. After ten times as many records as
+//!   the sketch has counters per row, every counter is halved and the doorkeeper is cleared (the
+//!   paper's reset), so the history follows changes in popularity.
+//! - New entries enter the window, an LRU holding 1 % of the entries. The window's oldest entry
+//!   leaves it for the main space's probation segment as a *candidate*.
+//! - The main space is a segmented LRU: a hit in probation promotes the entry to the protected
+//!   segment (80 % of the main space), whose overflow is demoted back to probation's head.
+//! - When a victim is needed and a candidate is waiting, the candidate and probation's oldest entry
+//!   are compared by estimated frequency; the candidate is admitted only if it is more frequent,
+//!   otherwise it is the victim. With no candidate, probation's oldest entry is the victim.
+//!
+//! Sizes are reckoned against the most entries the shard has held, since its budget is in bytes.
+
+use super::list::{Link, List, NIL, ensure};
+use super::{EvictionPolicy, MAX_VICTIM_SCAN};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Region {
+    #[default]
+    None,
+    Window,
+    Probation,
+    Protected,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotState {
+    hash: u64,
+    region: Region,
+}
+
+#[derive(Debug)]
+pub struct WTinyLfu {
+    links: Vec<Link>,
+    state: Vec<SlotState>,
+    window: List,
+    probation: List,
+    protected: List,
+    window_len: usize,
+    protected_len: usize,
+    len: usize,
+    /// The most entries held at once: the cache's size in entries, as far as the policy can tell.
+    capacity: usize,
+    /// The last entry moved from the window to probation that has not yet faced a victim.
+    candidate: u32,
+    sketch: FrequencySketch,
+}
+
+impl Default for WTinyLfu {
+    fn default() -> Self {
+        WTinyLfu {
+            links: Vec::new(),
+            state: Vec::new(),
+            window: List::default(),
+            probation: List::default(),
+            protected: List::default(),
+            window_len: 0,
+            protected_len: 0,
+            len: 0,
+            capacity: 0,
+            candidate: NIL,
+            sketch: FrequencySketch::new(64),
+        }
+    }
+}
+
+impl WTinyLfu {
+    fn push(&mut self, slot: u32, region: Region) {
+        let list = match region {
+            Region::Window => {
+                self.window_len += 1;
+                &mut self.window
+            }
+            Region::Probation => &mut self.probation,
+            Region::Protected => {
+                self.protected_len += 1;
+                &mut self.protected
+            }
+            Region::None => unreachable!("a slot is pushed into a region"),
+        };
+        list.push_front(&mut self.links, slot);
+        self.state[slot as usize].region = region;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        match self.state[slot as usize].region {
+            Region::Window => {
+                self.window.unlink(&mut self.links, slot);
+                self.window_len -= 1;
+            }
+            Region::Probation => self.probation.unlink(&mut self.links, slot),
+            Region::Protected => {
+                self.protected.unlink(&mut self.links, slot);
+                self.protected_len -= 1;
+            }
+            Region::None => {}
+        }
+        self.state[slot as usize].region = Region::None;
+        if self.candidate == slot {
+            self.candidate = NIL;
+        }
+    }
+
+    fn move_to(&mut self, slot: u32, region: Region) {
+        self.unlink(slot);
+        self.push(slot, region);
+    }
+
+    fn window_target(&self) -> usize {
+        (self.capacity / 100).max(1)
+    }
+
+    fn protected_target(&self) -> usize {
+        (self.capacity - self.window_target().min(self.capacity)) * 4 / 5
+    }
+
+    fn estimate(&self, slot: u32) -> u32 {
+        self.sketch.estimate(self.state[slot as usize].hash)
+    }
+
+    /// The main space's next victim: probation's oldest entry other than `not`, else protected's.
+    fn main_victim(&self, not: u32) -> Option<u32> {
+        let mut probation = self.probation.iter_from_tail(&self.links);
+        probation
+            .find(|&slot| slot != not)
+            .or_else(|| (self.protected.tail != NIL).then_some(self.protected.tail))
+    }
+
+    /// Oldest first: window, probation, protected; the first eligible within the scan limit.
+    fn any_eligible(&self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
+        let links = &self.links;
+        self.window
+            .iter_from_tail(links)
+            .chain(self.probation.iter_from_tail(links))
+            .chain(self.protected.iter_from_tail(links))
+            .take(MAX_VICTIM_SCAN)
+            .find(|&slot| eligible(slot))
+    }
+}
+
+impl EvictionPolicy for WTinyLfu {
+    fn insert(&mut self, slot: u32, hash: u64) {
+        ensure(&mut self.links, slot);
+        if self.state.len() <= slot as usize {
+            self.state.resize(slot as usize + 1, SlotState::default());
+        }
+        self.state[slot as usize] = SlotState {
+            hash,
+            region: Region::None,
+        };
+        self.len += 1;
+        if self.len > self.capacity {
+            self.capacity = self.len;
+            self.sketch.ensure_width(self.capacity);
+        }
+        self.sketch.record(hash);
+        self.push(slot, Region::Window);
+        while self.window_len > self.window_target() {
+            let oldest = self.window.tail;
+            self.move_to(oldest, Region::Probation);
+            self.candidate = oldest;
+        }
+    }
+
+    fn access(&mut self, slot: u32) {
+        self.sketch.record(self.state[slot as usize].hash);
+        match self.state[slot as usize].region {
+            Region::Window => self.move_to(slot, Region::Window),
+            Region::Probation | Region::Protected => {
+                self.move_to(slot, Region::Protected);
+                if self.protected_len > self.protected_target() {
+                    let demoted = self.protected.tail;
+                    self.move_to(demoted, Region::Probation);
+                }
+            }
+            Region::None => {}
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        self.unlink(slot);
+        self.len -= 1;
+    }
+
+    fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
+        let candidate = std::mem::replace(&mut self.candidate, NIL);
+        let chosen = match (candidate, self.main_victim(candidate)) {
+            (NIL, victim) => victim.or((self.window.tail != NIL).then_some(self.window.tail)),
+            (candidate, None) => Some(candidate),
+            (candidate, Some(victim)) => {
+                if self.estimate(candidate) > self.estimate(victim) {
+                    Some(victim)
+                } else {
+                    Some(candidate)
+                }
+            }
+        };
+        match chosen {
+            Some(slot) if eligible(slot) => Some(slot),
+            _ => self.any_eligible(eligible),
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = WTinyLfu::default();
+    }
+
+    fn frequency(&self, slot: u32) -> Option<u32> {
+        match self.state.get(slot as usize) {
+            Some(state) if state.region != Region::None => Some(self.estimate(slot)),
+            _ => None,
+        }
+    }
+}
+
+/// A count-min sketch of 4-bit counters behind a doorkeeper Bloom filter.
+#[derive(Debug)]
+struct FrequencySketch {
+    /// `ROWS` rows of `width` counters, sixteen to a word.
+    counters: Vec<u64>,
+    doorkeeper: Vec<u64>,
+    width: usize,
+    records: usize,
+}
+
+const ROWS: usize = 4;
+const COUNTER_MAX: u64 = 15;
+
+impl FrequencySketch {
+    /// A sketch for a cache of `capacity` entries (rounded up to a power of two): four counters
+    /// per entry in each row, and a doorkeeper of 32 bits per entry.
+    fn new(capacity: usize) -> Self {
+        let width = 4 * capacity.next_power_of_two().max(16);
+        FrequencySketch {
+            counters: vec![0; ROWS * width / 16],
+            doorkeeper: vec![0; 8 * width / 64],
+            width,
+            records: 0,
+        }
+    }
+
+    /// Grows the sketch to fit a cache of `capacity` entries, keeping every estimate: indices are
+    /// hash bits under a power-of-two mask, so a counter at column `c` of the old width belongs at
+    /// every column of the new width whose low bits are `c`. The same holds for the doorkeeper.
+    fn ensure_width(&mut self, capacity: usize) {
+        let grown = FrequencySketch::new(capacity);
+        if grown.width <= self.width {
+            return;
+        }
+        let old = std::mem::replace(self, grown);
+        for row in 0..ROWS {
+            for column in 0..self.width {
+                let value = old.counter(row * old.width + column % old.width);
+                let index = row * self.width + column;
+                self.counters[index / 16] |= value << ((index % 16) * 4);
+            }
+        }
+        let old_bits = old.doorkeeper.len() * 64;
+        for bit in 0..self.doorkeeper.len() * 64 {
+            let from = bit % old_bits;
+            if old.doorkeeper[from / 64] & (1 << (from % 64)) != 0 {
+                self.doorkeeper[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        self.records = old.records;
+    }
+
+    /// SplitMix64's finaliser: every output bit depends on every input bit. Shards pick entries by
+    /// some bits of the key's hash, so those bits are equal for every key a shard's policy sees;
+    /// each row and each doorkeeper probe hashes the key's hash again with its own constant, so
+    /// that two keys that meet in one row are unlikely to meet in another.
+    fn mix(hash: u64, salt: u64) -> u64 {
+        let mut z = hash ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn counter_index(&self, row: usize, hash: u64) -> usize {
+        let column = Self::mix(hash, row as u64 + 1) as usize & (self.width - 1);
+        row * self.width + column
+    }
+
+    fn counter(&self, index: usize) -> u64 {
+        (self.counters[index / 16] >> ((index % 16) * 4)) & 0xf
+    }
+
+    fn doorkeeper_bits(&self, hash: u64) -> [usize; 2] {
+        let mask = self.doorkeeper.len() * 64 - 1;
+        [
+            Self::mix(hash, 101) as usize & mask,
+            Self::mix(hash, 102) as usize & mask,
+        ]
+    }
+
+    fn in_doorkeeper(&self, hash: u64) -> bool {
+        self.doorkeeper_bits(hash)
+            .iter()
+            .all(|&bit| self.doorkeeper[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+
+    fn record(&mut self, hash: u64) {
+        if self.in_doorkeeper(hash) {
+            for row in 0..ROWS {
+                let index = self.counter_index(row, hash);
+                if self.counter(index) < COUNTER_MAX {
+                    self.counters[index / 16] += 1 << ((index % 16) * 4);
+                }
+            }
+        } else {
+            for bit in self.doorkeeper_bits(hash) {
+                self.doorkeeper[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        self.records += 1;
+        if self.records >= 10 * self.width / 4 {
+            self.reset();
+        }
+    }
+
+    fn estimate(&self, hash: u64) -> u32 {
+        let counted = (0..ROWS)
+            .map(|row| self.counter(self.counter_index(row, hash)))
+            .min()
+            .unwrap_or(0);
+        counted as u32 + u32::from(self.in_doorkeeper(hash))
+    }
+
+    /// Halves every counter and clears the doorkeeper.
+    fn reset(&mut self) {
+        for word in &mut self.counters {
+            *word = (*word >> 1) & 0x7777_7777_7777_7777;
+        }
+        self.doorkeeper.fill(0);
+        self.records /= 2;
+    }
+}

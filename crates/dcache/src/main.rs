@@ -4,11 +4,14 @@
 //! * `dcache cli [COMMAND]` is a redis-cli-like shell that routes through the client library.
 //! * `dcache node [PORT]` runs one node in the foreground until Ctrl-C or SIGTERM.
 //! * `dcache sim --trace FILE` replays a cache trace through the policies and Belady's optimum.
+//! * `dcache bench` generates load against a node, a Redis or memcached server, or a cluster.
 
+mod bench;
 mod cli;
 mod cli_hints;
 mod launch;
 mod node;
+mod random;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +50,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Replay a cache trace through the eviction policies and Belady's optimum.
     Sim(sim::SimArgs),
+    /// Generate load against a server or a cluster and report throughput, latency and hit ratio.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Cli(args) => cli::run(args),
         Command::Node(args) => node::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -161,7 +161,7 @@ impl Default for NodeConfig {
             bind: "127.0.0.1".into(),
             port: 5000,
             maxmemory: ByteSize(0),
-            maxmemory_policy: "allkeys-lru".into(),
+            maxmemory_policy: "allkeys-s3fifo".into(),
             threads: 0,
             shards: 64,
             requirepass: String::new(),

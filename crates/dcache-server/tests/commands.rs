@@ -454,7 +454,7 @@ async fn server_commands() {
         "connected_clients:1",
         "used_memory:",
         "maxmemory:0",
-        "maxmemory_policy:allkeys-lru",
+        "maxmemory_policy:allkeys-s3fifo",
         "keyspace_hits:0",
         "keyspace_misses:1",
         "expired_keys:0",
@@ -473,7 +473,7 @@ async fn server_commands() {
     let config: std::collections::HashMap<String, String> =
         q(&mut c, &["CONFIG", "GET", "maxmemory*"]).await;
     assert_eq!(config.len(), 2);
-    assert_eq!(config["maxmemory-policy"], "allkeys-lru");
+    assert_eq!(config["maxmemory-policy"], "allkeys-s3fifo");
     assert_eq!(
         q::<String>(
             &mut c,

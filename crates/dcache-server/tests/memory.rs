@@ -147,7 +147,8 @@ async fn expired_keys_nobody_reads_are_reclaimed_by_the_expiry_cycle() {
         .query_async(&mut c)
         .await
         .unwrap();
-    assert!(node.shared.store.used_memory() > 100_000 * 20);
+    let peak = node.shared.store.used_memory();
+    assert!(peak > 100_000 * 20);
     node.advance_ms(100);
     // Two seconds of the background task at hz 10: twenty cycles with a quarter period each.
     // Another client is served between cycles (each cycle holds a shard for at most 256 keys).
@@ -160,10 +161,14 @@ async fn expired_keys_nobody_reads_are_reclaimed_by_the_expiry_cycle() {
     assert_eq!(keys, 1);
     let info = info(&mut c).await;
     assert_eq!(info_field(&info, "expired_keys"), 100_000);
+    // Shards left empty give their structures back; the one that holds "keep" keeps its slab
+    // and index at the size they grew to, as an allocator would report them: at most its share
+    // of the peak.
     let keep_cost = node.shared.store.used_memory();
+    let shards = node.shared.store.shard_count();
     assert!(
-        keep_cost < 500,
-        "only one small key is accounted: {keep_cost}"
+        keep_cost < peak / shards,
+        "one small key and one shard's structures are accounted: {keep_cost} of {peak}"
     );
 }
 

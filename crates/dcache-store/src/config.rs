@@ -197,6 +197,10 @@ mod tests {
             "lfu".parse::<PolicyName>().unwrap().to_string(),
             "allkeys-lfu"
         );
+        assert_eq!(
+            "w-tinylfu".parse::<PolicyName>().unwrap().to_string(),
+            "allkeys-w-tinylfu"
+        );
         assert!("mru".parse::<PolicyName>().is_err());
     }
 }

@@ -115,10 +115,10 @@ impl Shard {
         self.expires.len()
     }
 
-    /// Accounted bytes.
+    /// Accounted bytes: the entries and the structures that hold them.
     #[must_use]
     pub fn used(&self) -> usize {
-        self.used
+        self.used + self.structure_bytes()
     }
 
     #[must_use]
@@ -163,9 +163,27 @@ impl Shard {
         }
     }
 
+    /// An entry's own cost; its slot and table share are counted with the structures
+    /// (`structure_bytes`).
     fn mem_at(&self, slot: u32) -> usize {
         let entry = self.entry_at(slot);
-        entry_mem(entry, self.hash_of(slot, entry))
+        entry_mem(entry, self.hash_of(slot, entry)) - ENTRY_OVERHEAD
+    }
+
+    /// The slab, its free list, the hash table and the policy's bookkeeping, as allocated: they
+    /// keep their capacity when entries go, until the shard is empty.
+    fn structure_bytes(&self) -> usize {
+        let table = if self.table.capacity() == 0 {
+            0
+        } else {
+            // hashbrown fills at most 7/8 of a power-of-two number of buckets, each a 4-byte
+            // index and a control byte, plus one group of trailing control bytes.
+            (self.table.capacity() * 8 / 7).next_power_of_two() * 5 + 16
+        };
+        self.slots.capacity() * size_of::<Option<Entry>>()
+            + self.free.capacity() * size_of::<u32>()
+            + table
+            + self.policy.memory()
     }
 
     fn entry_ref(&self, slot: u32) -> EntryRef<'_> {
@@ -214,7 +232,7 @@ impl Shard {
     /// [`StoreError::OutOfMemory`], with Redis's wording.
     pub fn check_room(&mut self) -> Result<(), StoreError> {
         self.enforce(None);
-        if self.budget != 0 && self.used > self.budget {
+        if self.budget != 0 && self.used() > self.budget {
             return Err(StoreError::OutOfMemory);
         }
         Ok(())
@@ -294,6 +312,9 @@ impl Shard {
                 slot
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact(self.slots.len() / 8 + 16);
+                }
                 self.slots.push(Some(entry));
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries per shard")
             }
@@ -373,6 +394,13 @@ impl Shard {
         }
         self.policy.remove(slot);
         self.free.push(slot);
+        if self.table.is_empty() {
+            // Nothing refers to any slot now: give the structures' memory back.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.table = HashTable::new();
+            self.policy.clear();
+        }
         (entry, hash)
     }
 
@@ -413,7 +441,7 @@ impl Shard {
     /// The most entries the shard may evict in one go before it stops trying: an entry larger than
     /// the whole budget would otherwise empty the shard.
     fn over_limits(&self) -> bool {
-        (self.budget != 0 && self.used > self.budget)
+        (self.budget != 0 && self.used() > self.budget)
             || (self.max_entries != 0 && self.table.len() > self.max_entries)
     }
 

@@ -23,7 +23,7 @@ pub struct NodeArgs {
     /// Memory budget for the data set, e.g. 256mb or 2gb (0: no limit).
     #[arg(long, value_parser = parse_bytes)]
     maxmemory: Option<ByteSize>,
-    /// Eviction policy: allkeys-lru, allkeys-lfu, allkeys-s3fifo, allkeys-sieve, allkeys-w-tinylfu,
+    /// Eviction policy (default allkeys-s3fifo): allkeys-lru, allkeys-lfu, allkeys-sieve, allkeys-w-tinylfu,
     /// noeviction, volatile-ttl, … (or lru, lfu, s3fifo, sieve, w-tinylfu).
     #[arg(long)]
     maxmemory_policy: Option<String>,

@@ -8,7 +8,9 @@
 //! is halved, so that a key that was popular long ago loses its protection against keys that are
 //! popular now. Halving walks every entry once, which amortises to well under one step per access.
 
-use super::list::{Link, List, NIL, ensure};
+use crate::memory::grow_to;
+
+use super::list::{Link, List, NIL, ensure, heap_bytes};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug)]
@@ -87,9 +89,7 @@ impl Lfu {
 impl EvictionPolicy for Lfu {
     fn insert(&mut self, slot: u32, _hash: u64) {
         ensure(&mut self.links, slot);
-        if self.freq.len() <= slot as usize {
-            self.freq.resize(slot as usize + 1, 0);
-        }
+        grow_to(&mut self.freq, slot as usize + 1, 0);
         self.push(slot, 1);
         self.len += 1;
     }
@@ -119,6 +119,10 @@ impl EvictionPolicy for Lfu {
 
     fn clear(&mut self) {
         *self = Lfu::default();
+    }
+
+    fn memory(&self) -> usize {
+        heap_bytes(&self.links) + heap_bytes(&self.freq) + size_of::<[List; 256]>()
     }
 
     fn frequency(&self, slot: u32) -> Option<u32> {

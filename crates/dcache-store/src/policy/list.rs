@@ -82,7 +82,10 @@ impl List {
 
 /// Grows `links` so that `slot` is a valid index.
 pub(crate) fn ensure(links: &mut Vec<Link>, slot: u32) {
-    if links.len() <= slot as usize {
-        links.resize(slot as usize + 1, Link::default());
-    }
+    crate::memory::grow_to(links, slot as usize + 1, Link::default());
+}
+
+/// Heap bytes of a vector's whole allocation, used or not.
+pub(crate) fn heap_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * size_of::<T>()
 }

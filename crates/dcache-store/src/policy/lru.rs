@@ -1,6 +1,6 @@
 //! Exact least-recently-used: one list in access order, most recent at the head.
 
-use super::list::{Link, List, ensure};
+use super::list::{Link, List, ensure, heap_bytes};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug, Default)]
@@ -34,7 +34,10 @@ impl EvictionPolicy for Lru {
     }
 
     fn clear(&mut self) {
-        self.links.clear();
-        self.order = List::default();
+        *self = Lru::default();
+    }
+
+    fn memory(&self) -> usize {
+        heap_bytes(&self.links)
     }
 }

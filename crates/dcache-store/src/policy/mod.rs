@@ -46,8 +46,10 @@ pub trait EvictionPolicy: Send + std::fmt::Debug {
     /// The entry to evict next among those for which `eligible` holds, without removing it.
     /// `None` when no eligible entry was found within [`MAX_VICTIM_SCAN`] candidates.
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32>;
-    /// Forgets every slot.
+    /// Forgets every slot and frees what it held.
     fn clear(&mut self);
+    /// Heap bytes the policy holds, counted against `maxmemory` with the entries.
+    fn memory(&self) -> usize;
     /// The access frequency the policy keeps for a slot, where it keeps one (`OBJECT FREQ`).
     fn frequency(&self, _slot: u32) -> Option<u32> {
         None

@@ -1,6 +1,9 @@
 //! Uniformly random eviction (`allkeys-random`, `volatile-random`): a dense array of live slots and
 //! each slot's position in it, so that insert, remove and a uniform pick are all O(1).
 
+use crate::memory::grow_to;
+
+use super::list::heap_bytes;
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 const ABSENT: u32 = u32::MAX;
@@ -33,9 +36,7 @@ impl RandomPolicy {
 
 impl EvictionPolicy for RandomPolicy {
     fn insert(&mut self, slot: u32, _hash: u64) {
-        if self.position.len() <= slot as usize {
-            self.position.resize(slot as usize + 1, ABSENT);
-        }
+        grow_to(&mut self.position, slot as usize + 1, ABSENT);
         self.position[slot as usize] = self.live.len() as u32;
         self.live.push(slot);
     }
@@ -63,7 +64,11 @@ impl EvictionPolicy for RandomPolicy {
     }
 
     fn clear(&mut self) {
-        self.live.clear();
-        self.position.clear();
+        self.live = Vec::new();
+        self.position = Vec::new();
+    }
+
+    fn memory(&self) -> usize {
+        heap_bytes(&self.live) + heap_bytes(&self.position)
     }
 }

@@ -12,7 +12,8 @@
 //!   is evicted and its key remembered in the ghost queue. Otherwise victims come from the main
 //!   queue's tail: an entry whose counter is above zero goes back to the head with the counter
 //!   lowered by one.
-//! - The ghost queue remembers as many keys as the cache holds entries, by 64-bit hash.
+//! - The ghost queue remembers as many keys as the cache holds entries, by 32-bit fingerprint,
+//!   in 12 to 24 bytes a key.
 //!
 //! Two of those are tunables of the paper that we set by measurement (`docs/EVICTION.md`): the
 //! small-to-main threshold (the paper's figures use 1 or 2 hits; 2 hits is 0.6 points better on
@@ -21,11 +22,9 @@
 //! The small queue's share is reckoned against the entries present when a victim is needed, since
 //! the shard's budget is in bytes, not entries.
 
-use std::collections::VecDeque;
+use crate::memory::grow_to;
 
-use hashbrown::HashMap;
-
-use super::list::{Link, List, ensure};
+use super::list::{Link, List, ensure, heap_bytes};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 /// The counter's ceiling: two bits.
@@ -54,7 +53,8 @@ pub struct S3Fifo {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct SlotState {
-    hash: u64,
+    /// The key's fingerprint, for the ghost queue.
+    hash: u32,
     queue: Queue,
     freq: u8,
 }
@@ -100,9 +100,8 @@ impl S3Fifo {
 impl EvictionPolicy for S3Fifo {
     fn insert(&mut self, slot: u32, hash: u64) {
         ensure(&mut self.links, slot);
-        if self.state.len() <= slot as usize {
-            self.state.resize(slot as usize + 1, SlotState::default());
-        }
+        grow_to(&mut self.state, slot as usize + 1, SlotState::default());
+        let hash = fingerprint(hash);
         self.state[slot as usize] = SlotState {
             hash,
             queue: Queue::None,
@@ -174,35 +173,140 @@ impl EvictionPolicy for S3Fifo {
         *self = S3Fifo::default();
     }
 
+    fn memory(&self) -> usize {
+        heap_bytes(&self.links) + heap_bytes(&self.state) + heap_bytes(&self.ghost.cells)
+    }
+
     fn frequency(&self, slot: u32) -> Option<u32> {
         self.state.get(slot as usize).map(|s| u32::from(s.freq))
     }
 }
 
-/// Recently evicted keys, by hash, oldest first. Each key maps to the sequence number of its latest
-/// addition, so that an older copy leaving the queue does not forget a newer one.
-#[derive(Debug, Default)]
-struct Ghost {
-    order: VecDeque<(u64, u64)>,
-    latest: HashMap<u64, u64>,
-    next_seq: u64,
+/// 32 bits of the key's hash: two keys share a fingerprint with probability 2^-32, which at worst
+/// admits one key to the main queue that should have gone to the small one.
+fn fingerprint(hash: u64) -> u32 {
+    ((hash >> 32) ^ hash) as u32
 }
 
+/// Recently evicted keys: the last `capacity` fingerprints added, in an open-addressing table of
+/// `(fingerprint, sequence number)` pairs, 8 bytes each. An entry is live while fewer than
+/// `capacity` keys have been added after it; stale entries are simply overwritten, so the table
+/// needs no queue beside it (the layout the S3-FIFO authors suggest for a ghost in an index).
+#[derive(Debug, Default)]
+struct Ghost {
+    /// `fingerprint << 32 | sequence`; 0 is an empty cell (fingerprint 0 is stored as 1).
+    cells: Vec<u64>,
+    capacity: u32,
+    next_seq: u32,
+}
+
+/// Cells probed from a fingerprint's home cell.
+const PROBES: usize = 16;
+
 impl Ghost {
-    fn add(&mut self, hash: u64, capacity: usize) {
-        self.order.push_back((hash, self.next_seq));
-        self.latest.insert(hash, self.next_seq);
-        self.next_seq += 1;
-        while self.order.len() > capacity {
-            let (old, seq) = self.order.pop_front().expect("not empty");
-            if self.latest.get(&old) == Some(&seq) {
-                self.latest.remove(&old);
+    fn live(&self, cell: u64) -> bool {
+        cell != 0 && self.next_seq.wrapping_sub(cell as u32) < self.capacity
+    }
+
+    fn home(&self, fingerprint: u32) -> usize {
+        // Fibonacci hashing spreads fingerprints that differ in their low bits.
+        (u64::from(fingerprint).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
+            & (self.cells.len() - 1)
+    }
+
+    /// Remembers `capacity` keys from now on, resizing the table when it has fewer than 1.5
+    /// cells per key, or more than twice what that needs (so that a capacity that wavers about a
+    /// boundary does not rebuild the table at every step), keeping the live cells.
+    fn resize(&mut self, capacity: usize) {
+        let capacity = u32::try_from(capacity.max(1)).unwrap_or(u32::MAX);
+        let cells = (capacity as usize * 3 / 2).next_power_of_two().max(PROBES);
+        self.capacity = capacity;
+        if cells > self.cells.len() || cells * 2 < self.cells.len() {
+            let old = std::mem::replace(&mut self.cells, vec![0; cells]);
+            for cell in old {
+                if self.live(cell) {
+                    self.put(cell);
+                }
             }
         }
     }
 
-    /// Whether `hash` is remembered; forgets it if so.
-    fn take(&mut self, hash: u64) -> bool {
-        self.latest.remove(&hash).is_some()
+    fn add(&mut self, fingerprint: u32, capacity: usize) {
+        if capacity != self.capacity as usize || self.cells.is_empty() {
+            self.resize(capacity);
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.put(u64::from(fingerprint.max(1)) << 32 | u64::from(self.next_seq));
+    }
+
+    /// Writes a cell at the first free, stale or same-key cell of its probe run, or over the
+    /// oldest cell of the run when all are live.
+    fn put(&mut self, cell: u64) {
+        let fingerprint = (cell >> 32) as u32;
+        let (home, mask) = (self.home(fingerprint), self.cells.len() - 1);
+        let mut target = home;
+        for i in 0..PROBES {
+            let at = (home + i) & mask;
+            let old = self.cells[at];
+            if !self.live(old) || (old >> 32) as u32 == fingerprint {
+                target = at;
+                break;
+            }
+            let age = |c: u64| self.next_seq.wrapping_sub(c as u32);
+            if age(old) > age(self.cells[target]) {
+                target = at;
+            }
+        }
+        self.cells[target] = cell;
+    }
+
+    /// Whether `fingerprint` is remembered; forgets it if so.
+    fn take(&mut self, fingerprint: u32) -> bool {
+        if self.cells.is_empty() {
+            return false;
+        }
+        let fingerprint = fingerprint.max(1);
+        let (home, mask) = (self.home(fingerprint), self.cells.len() - 1);
+        for i in 0..PROBES {
+            let at = (home + i) & mask;
+            let cell = self.cells[at];
+            if self.live(cell) && (cell >> 32) as u32 == fingerprint {
+                self.cells[at] = 0;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ghost;
+
+    #[test]
+    fn ghost_remembers_the_last_keys_up_to_its_capacity() {
+        let mut ghost = Ghost::default();
+        let fp = |i: u32| i.wrapping_mul(0x9e37_79b9) | 1;
+        for i in 0..10_000 {
+            ghost.add(fp(i), 1_000);
+        }
+        let remembered: Vec<u32> = (0..10_000).filter(|&i| ghost.take(fp(i))).collect();
+        // The newest thousand, all of them (a key is taken once).
+        assert_eq!(remembered.len(), 1_000);
+        assert_eq!((remembered[0], remembered[999]), (9_000, 9_999));
+        assert!(!ghost.take(fp(9_999)), "taken keys are forgotten");
+        // The table stays within 1.5-3 cells a key (8 bytes a cell).
+        assert!(
+            (1_500..=3_000).contains(&ghost.cells.len()),
+            "{}",
+            ghost.cells.len()
+        );
+        // A smaller capacity shrinks the table and keeps the newest keys.
+        for i in 20_000..20_100 {
+            ghost.add(fp(i), 100);
+        }
+        assert!(ghost.cells.len() <= 300, "{}", ghost.cells.len());
+        assert!(ghost.take(fp(20_099)));
+        assert!(!ghost.take(fp(19_999)));
     }
 }

@@ -9,7 +9,9 @@
 //! first entry whose bit is clear. Unlike CLOCK, survivors stay where they are instead of moving to
 //! the head, so old popular entries sit behind the hand while new ones are sifted out quickly.
 
-use super::list::{Link, List, NIL, ensure};
+use crate::memory::grow_to;
+
+use super::list::{Link, List, NIL, ensure, heap_bytes};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug)]
@@ -37,9 +39,7 @@ impl Default for Sieve {
 impl EvictionPolicy for Sieve {
     fn insert(&mut self, slot: u32, _hash: u64) {
         ensure(&mut self.links, slot);
-        if self.visited.len() <= slot as usize {
-            self.visited.resize(slot as usize + 1, false);
-        }
+        grow_to(&mut self.visited, slot as usize + 1, false);
         self.visited[slot as usize] = false;
         self.queue.push_front(&mut self.links, slot);
         self.len += 1;
@@ -81,6 +81,10 @@ impl EvictionPolicy for Sieve {
 
     fn clear(&mut self) {
         *self = Sieve::default();
+    }
+
+    fn memory(&self) -> usize {
+        heap_bytes(&self.links) + heap_bytes(&self.visited)
     }
 
     fn frequency(&self, slot: u32) -> Option<u32> {

@@ -19,7 +19,9 @@
 //!
 //! Sizes are reckoned against the most entries the shard has held, since its budget is in bytes.
 
-use super::list::{Link, List, NIL, ensure};
+use crate::memory::grow_to;
+
+use super::list::{Link, List, NIL, ensure, heap_bytes};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,7 +35,8 @@ enum Region {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct SlotState {
-    hash: u64,
+    /// 32 bits of the key's hash: enough to address the sketch.
+    hash: u32,
     region: Region,
 }
 
@@ -149,9 +152,8 @@ impl WTinyLfu {
 impl EvictionPolicy for WTinyLfu {
     fn insert(&mut self, slot: u32, hash: u64) {
         ensure(&mut self.links, slot);
-        if self.state.len() <= slot as usize {
-            self.state.resize(slot as usize + 1, SlotState::default());
-        }
+        grow_to(&mut self.state, slot as usize + 1, SlotState::default());
+        let hash = ((hash >> 32) ^ hash) as u32;
         self.state[slot as usize] = SlotState {
             hash,
             region: Region::None,
@@ -211,6 +213,13 @@ impl EvictionPolicy for WTinyLfu {
 
     fn clear(&mut self) {
         *self = WTinyLfu::default();
+    }
+
+    fn memory(&self) -> usize {
+        heap_bytes(&self.links)
+            + heap_bytes(&self.state)
+            + heap_bytes(&self.sketch.counters)
+            + heap_bytes(&self.sketch.doorkeeper)
     }
 
     fn frequency(&self, slot: u32) -> Option<u32> {
@@ -277,14 +286,14 @@ impl FrequencySketch {
     /// some bits of the key's hash, so those bits are equal for every key a shard's policy sees;
     /// each row and each doorkeeper probe hashes the key's hash again with its own constant, so
     /// that two keys that meet in one row are unlikely to meet in another.
-    fn mix(hash: u64, salt: u64) -> u64 {
-        let mut z = hash ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    fn mix(hash: u32, salt: u64) -> u64 {
+        let mut z = u64::from(hash) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
 
-    fn counter_index(&self, row: usize, hash: u64) -> usize {
+    fn counter_index(&self, row: usize, hash: u32) -> usize {
         let column = Self::mix(hash, row as u64 + 1) as usize & (self.width - 1);
         row * self.width + column
     }
@@ -293,7 +302,7 @@ impl FrequencySketch {
         (self.counters[index / 16] >> ((index % 16) * 4)) & 0xf
     }
 
-    fn doorkeeper_bits(&self, hash: u64) -> [usize; 2] {
+    fn doorkeeper_bits(&self, hash: u32) -> [usize; 2] {
         let mask = self.doorkeeper.len() * 64 - 1;
         [
             Self::mix(hash, 101) as usize & mask,
@@ -301,13 +310,13 @@ impl FrequencySketch {
         ]
     }
 
-    fn in_doorkeeper(&self, hash: u64) -> bool {
+    fn in_doorkeeper(&self, hash: u32) -> bool {
         self.doorkeeper_bits(hash)
             .iter()
             .all(|&bit| self.doorkeeper[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
-    fn record(&mut self, hash: u64) {
+    fn record(&mut self, hash: u32) {
         if self.in_doorkeeper(hash) {
             for row in 0..ROWS {
                 let index = self.counter_index(row, hash);
@@ -326,7 +335,7 @@ impl FrequencySketch {
         }
     }
 
-    fn estimate(&self, hash: u64) -> u32 {
+    fn estimate(&self, hash: u32) -> u32 {
         let counted = (0..ROWS)
             .map(|row| self.counter(self.counter_index(row, hash)))
             .min()

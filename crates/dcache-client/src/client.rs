@@ -9,7 +9,7 @@ use dcache_protocol::Frame;
 use dcache_protocol::reply::encode_command;
 use tokio::task::JoinSet;
 
-use crate::connection::{Connection, Timeouts};
+use crate::connection::{Connection, Settings};
 use crate::{Error, Topology};
 
 /// Builds a [`Client`].
@@ -20,6 +20,8 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     request_timeout: Duration,
     fallback: bool,
+    max_connections: usize,
+    resp3: bool,
 }
 
 impl Default for ClientBuilder {
@@ -29,6 +31,8 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             fallback: false,
+            max_connections: 4,
+            resp3: true,
         }
     }
 }
@@ -62,6 +66,20 @@ impl ClientBuilder {
         self
     }
 
+    /// The most connections to one node (default 4, at least 1). A node starts with one; another
+    /// opens when every open one has many requests in flight.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Ask each node for RESP3 (`HELLO 3`) when connecting (default); a node that refuses is
+    /// spoken to in RESP2. Replies are understood in either.
+    pub fn resp3(mut self, resp3: bool) -> Self {
+        self.resp3 = resp3;
+        self
+    }
+
     /// The client. Connections open on first use, so a node that is down now does not stop the
     /// client from serving the others.
     ///
@@ -69,13 +87,15 @@ impl ClientBuilder {
     /// No nodes, or a node listed twice.
     pub async fn build(self) -> Result<Client, Error> {
         let topology = Topology::from_nodes(&self.nodes)?;
-        let timeouts = Timeouts {
-            connect: self.connect_timeout,
-            request: self.request_timeout,
+        let settings = Settings {
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+            resp3: self.resp3,
         };
         let connections = topology
             .nodes()
-            .map(|n| (n.to_owned(), Connection::new(n.to_owned(), timeouts)))
+            .map(|n| (n.to_owned(), Connection::new(n.to_owned(), settings)))
             .collect();
         Ok(Client {
             topology,
@@ -172,6 +192,20 @@ impl Client {
     #[must_use]
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// How many connections are open to `node` (0 before its first request).
+    #[must_use]
+    pub fn open_connections(&self, node: &str) -> usize {
+        self.connections
+            .get(node)
+            .map_or(0, |c| c.open_connections())
+    }
+
+    /// The RESP version spoken with `node` (2 or 3), as its latest connection agreed.
+    #[must_use]
+    pub fn protocol(&self, node: &str) -> Option<usize> {
+        self.connections.get(node).map(|c| c.protocol())
     }
 
     /// Whether `node` is marked down after failures (its requests fail fast until it is retried).

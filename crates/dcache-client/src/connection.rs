@@ -1,23 +1,29 @@
-//! One node's connection: pipelined, many requests in flight, replies matched in order.
+//! One node's connections: pipelined, many requests in flight on each, replies matched in order.
 //!
-//! One task owns the socket. It takes requests from a channel, appends them to its write buffer
+//! A node starts with one connection and opens more, up to a small pool, when every open one has
+//! many requests in flight; each request goes to the least busy. A new connection asks for RESP3
+//! with `HELLO 3` and stays on RESP2 when the node refuses.
+//!
+//! One task owns each socket. It takes requests from a channel, appends them to its write buffer
 //! and to its queue of requests in flight, writes whatever the socket accepts, and parses replies
 //! as they arrive, completing requests in order. Reading and writing never wait on each other, so
 //! a long pipeline cannot deadlock against a node that is busy answering it. The task also keeps
 //! the one timer of the connection: the deadline of the oldest request in flight; a request that
 //! passes it fails with [`Error::Timeout`] and its reply, when it comes, is dropped.
 //!
-//! When the socket fails, every request in flight fails with [`Error::Unavailable`], the
-//! connection is dropped, and the next request reconnects, after a back-off that grows while the
-//! node keeps failing.
+//! When a socket fails, every request in flight on it fails with [`Error::Unavailable`],
+//! the node's connections are dropped, and the next request reconnects, after a back-off that
+//! grows while the node keeps failing.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use dcache_protocol::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -33,13 +39,27 @@ struct Request {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub connect: Duration,
-    pub request: Duration,
+pub(crate) struct Settings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// The most connections to one node.
+    pub max_connections: usize,
+    /// Ask for RESP3 (`HELLO 3`) on every new connection.
+    pub resp3: bool,
+}
+
+/// One open connection: the way to its task, and how many requests it has in flight.
+#[derive(Clone)]
+struct Lane {
+    sender: mpsc::Sender<Request>,
+    load: Arc<AtomicUsize>,
 }
 
 struct State {
-    sender: Option<mpsc::Sender<Request>>,
+    lanes: Vec<Lane>,
+    /// Bumped whenever the connections are dropped, so that a failure reported by a connection
+    /// of an older generation does not drop newer ones.
+    generation: u64,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: String,
@@ -47,33 +67,52 @@ struct State {
 
 pub(crate) struct Connection {
     addr: String,
-    timeouts: Timeouts,
+    settings: Settings,
     state: Mutex<State>,
-    /// Serialises reconnection so that a burst of requests opens one socket, not many.
+    /// Serialises connecting so that a burst of requests opens one socket, not many.
     connecting: tokio::sync::Mutex<()>,
+    /// The protocol the last connection agreed on (2 or 3).
+    protocol: AtomicUsize,
 }
+
+/// A connection with this many requests in flight is busy: when every open one is, the next
+/// request opens another (up to `max_connections`). One connection carries 64 in flight at
+/// twice the `redis` crate's rate (docs/PERFORMANCE.md), so a pool only helps beyond that.
+const BUSY: usize = 128;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Connection {
-    pub(crate) fn new(addr: String, timeouts: Timeouts) -> Arc<Self> {
+    pub(crate) fn new(addr: String, settings: Settings) -> Arc<Self> {
         Arc::new(Self {
             addr,
-            timeouts,
+            settings,
             state: Mutex::new(State {
-                sender: None,
+                lanes: Vec::new(),
+                generation: 0,
                 failures: 0,
                 retry_at: None,
                 last_error: String::new(),
             }),
             connecting: tokio::sync::Mutex::new(()),
+            protocol: AtomicUsize::new(2),
         })
     }
 
     /// Whether the node is in back-off after failures (requests fail fast until it ends).
     pub(crate) fn is_down(&self) -> bool {
         let state = self.state.lock().expect("not poisoned");
-        state.sender.is_none() && state.retry_at.is_some_and(|t| Instant::now() < t)
+        state.lanes.is_empty() && state.retry_at.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Open connections.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.state.lock().expect("not poisoned").lanes.len()
+    }
+
+    /// The protocol version the newest connection speaks (2 or 3).
+    pub(crate) fn protocol(&self) -> usize {
+        self.protocol.load(Ordering::Relaxed)
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> Error {
@@ -83,49 +122,107 @@ impl Connection {
         }
     }
 
-    fn record_failure(&self, reason: &str) {
+    /// A connection of `generation` failed: drop the node's connections and back off.
+    fn record_failure(&self, generation: u64, reason: &str) {
         let mut state = self.state.lock().expect("not poisoned");
-        state.sender = None;
+        if generation != state.generation {
+            return;
+        }
+        state.lanes.clear();
+        state.generation += 1;
         state.failures += 1;
         let backoff = Duration::from_millis(50 << state.failures.min(7)).min(MAX_BACKOFF);
         state.retry_at = Some(Instant::now() + backoff);
         state.last_error = reason.to_owned();
     }
 
-    async fn sender(self: &Arc<Self>) -> Result<mpsc::Sender<Request>, Error> {
-        {
+    /// The least busy open connection, or a new one when there is none or all are busy.
+    async fn lane(self: &Arc<Self>) -> Result<Lane, Error> {
+        let least_busy = {
             let state = self.state.lock().expect("not poisoned");
-            if let Some(sender) = &state.sender {
-                return Ok(sender.clone());
-            }
-            if state.retry_at.is_some_and(|t| Instant::now() < t) {
-                return Err(self.unavailable(format!("marked down after: {}", state.last_error)));
-            }
-        }
-        let _guard = self.connecting.lock().await;
-        if let Some(sender) = &self.state.lock().expect("not poisoned").sender {
-            return Ok(sender.clone());
-        }
-        let connect = tokio::time::timeout(self.timeouts.connect, TcpStream::connect(&self.addr));
-        let stream = match connect.await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                self.record_failure(&e.to_string());
-                return Err(self.unavailable(e.to_string()));
-            }
-            Err(_) => {
-                self.record_failure("connect timed out");
-                return Err(self.unavailable("connect timed out"));
+            let best = state
+                .lanes
+                .iter()
+                .min_by_key(|l| l.load.load(Ordering::Relaxed))
+                .cloned();
+            match best {
+                Some(lane)
+                    if lane.load.load(Ordering::Relaxed) < BUSY
+                        || state.lanes.len() >= self.settings.max_connections =>
+                {
+                    return Ok(lane);
+                }
+                None if state.retry_at.is_some_and(|t| Instant::now() < t) => {
+                    return Err(
+                        self.unavailable(format!("marked down after: {}", state.last_error))
+                    );
+                }
+                other => other,
             }
         };
+        // Only one task connects at a time; while it does, the others use what is open.
+        let _guard = match (&least_busy, self.connecting.try_lock()) {
+            (_, Ok(guard)) => guard,
+            (Some(lane), Err(_)) => return Ok(lane.clone()),
+            (None, Err(_)) => self.connecting.lock().await,
+        };
+        if least_busy.is_none()
+            && let Some(lane) = self.state.lock().expect("not poisoned").lanes.first()
+        {
+            return Ok(lane.clone());
+        }
+        let generation = self.state.lock().expect("not poisoned").generation;
+        match self.open().await {
+            Ok((stream, protocol)) => {
+                self.protocol.store(protocol, Ordering::Relaxed);
+                let (tx, rx) = mpsc::channel::<Request>(1024);
+                let lane = Lane {
+                    sender: tx,
+                    load: Arc::new(AtomicUsize::new(0)),
+                };
+                tokio::spawn(run(Arc::clone(self), stream, rx, generation));
+                let mut state = self.state.lock().expect("not poisoned");
+                state.lanes.push(lane.clone());
+                state.failures = 0;
+                state.retry_at = None;
+                Ok(lane)
+            }
+            // A failure to add a connection beside working ones is not the node failing.
+            Err(_) if least_busy.is_some() => Ok(least_busy.expect("checked")),
+            Err(e) => {
+                let reason = match &e {
+                    Error::Unavailable { reason, .. } => reason.clone(),
+                    other => other.to_string(),
+                };
+                self.record_failure(generation, &reason);
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects (within the connect timeout), and asks for RESP3 when so configured (a request
+    /// like any other, within the request timeout): the stream and the protocol agreed.
+    async fn open(&self) -> Result<(TcpStream, usize), Error> {
+        let connect = tokio::time::timeout(
+            self.settings.connect_timeout,
+            TcpStream::connect(&self.addr),
+        );
+        let mut stream = match connect.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(self.unavailable(e.to_string())),
+            Err(_) => return Err(self.unavailable("connect timed out")),
+        };
         let _ = stream.set_nodelay(true);
-        let (tx, rx) = mpsc::channel::<Request>(1024);
-        tokio::spawn(run(Arc::clone(self), stream, rx));
-        let mut state = self.state.lock().expect("not poisoned");
-        state.sender = Some(tx.clone());
-        state.failures = 0;
-        state.retry_at = None;
-        Ok(tx)
+        if !self.settings.resp3 {
+            return Ok((stream, 2));
+        }
+        match tokio::time::timeout(self.settings.request_timeout, hello3(&mut stream)).await {
+            Ok(Ok(protocol)) => Ok((stream, protocol)),
+            Ok(Err(reason)) => Err(self.unavailable(reason)),
+            Err(_) => Err(Error::Timeout {
+                node: self.addr.clone(),
+            }),
+        }
     }
 
     /// Sends already-encoded commands and waits for their `replies` replies.
@@ -134,19 +231,26 @@ impl Connection {
         bytes: Vec<u8>,
         replies: usize,
     ) -> Result<Vec<Frame>, Error> {
-        let sender = self.sender().await?;
+        let lane = self.lane().await?;
         let (reply, wait) = oneshot::channel();
-        sender
+        lane.load.fetch_add(1, Ordering::Relaxed);
+        let sent = lane
+            .sender
             .send(Request {
                 bytes,
                 replies,
                 reply,
             })
-            .await
-            .map_err(|_| self.unavailable("connection closed"))?;
+            .await;
         // The connection task answers every request: with replies, a timeout, or a failure.
-        wait.await
-            .unwrap_or_else(|_| Err(self.unavailable("connection closed")))
+        let result = match sent {
+            Ok(()) => wait
+                .await
+                .unwrap_or_else(|_| Err(self.unavailable("connection closed"))),
+            Err(_) => Err(self.unavailable("connection closed")),
+        };
+        lane.load.fetch_sub(1, Ordering::Relaxed);
+        result
     }
 }
 
@@ -162,14 +266,45 @@ struct InFlight {
 /// Stop taking new requests while this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
 
-async fn run(conn: Arc<Connection>, stream: TcpStream, mut requests: mpsc::Receiver<Request>) {
+/// `HELLO 3` on a fresh connection: 3 when the node agrees, 2 when it answers with an error (a
+/// node that does not know RESP3, or wants AUTH first).
+async fn hello3(stream: &mut TcpStream) -> Result<usize, String> {
+    stream
+        .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut input = Vec::with_capacity(512);
+    loop {
+        if stream
+            .read_buf(&mut input)
+            .await
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            return Err("connection closed by the node during HELLO".into());
+        }
+        match Frame::parse(&input).map_err(|e| format!("protocol error: {e}"))? {
+            None => {}
+            Some((Frame::Map(_), used)) if used == input.len() => return Ok(3),
+            Some((Frame::Error(_), used)) if used == input.len() => return Ok(2),
+            Some((other, _)) => return Err(format!("unexpected reply to HELLO: {other:?}")),
+        }
+    }
+}
+
+async fn run(
+    conn: Arc<Connection>,
+    stream: TcpStream,
+    mut requests: mpsc::Receiver<Request>,
+    generation: u64,
+) {
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut output: Vec<u8> = Vec::new();
     let mut written = 0;
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut open = true;
     // One timer for the connection, moved only when the oldest waiting request changes.
-    let timer = tokio::time::sleep(conn.timeouts.request);
+    let timer = tokio::time::sleep(conn.settings.request_timeout);
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     let reason = loop {
@@ -212,7 +347,7 @@ async fn run(conn: Arc<Connection>, stream: TcpStream, mut requests: mpsc::Recei
                                     replies: request.replies,
                                     frames: Vec::with_capacity(request.replies),
                                     reply: Some(request.reply),
-                                    deadline: now + conn.timeouts.request,
+                                    deadline: now + conn.settings.request_timeout,
                                 });
                                 next = requests.try_recv().ok();
                             }
@@ -276,7 +411,7 @@ async fn run(conn: Arc<Connection>, stream: TcpStream, mut requests: mpsc::Recei
             return;
         }
     };
-    conn.record_failure(&reason);
+    conn.record_failure(generation, &reason);
     for request in in_flight {
         if let Some(reply) = request.reply {
             let _ = reply.send(Err(conn.unavailable(reason.clone())));

@@ -314,3 +314,97 @@ async fn a_silent_node_times_out_with_its_name() {
     assert_eq!(c.get("k").await, Err(Error::Timeout { node: addr }));
     hold.abort();
 }
+
+#[tokio::test]
+async fn connections_grow_to_a_small_pool_under_load_only() {
+    let nodes = nodes(1).await;
+    let node = nodes.addrs[0].clone();
+    let quiet = client(&nodes.addrs).await;
+    for i in 0..200 {
+        quiet.set(format!("q{i}"), "v").await.unwrap();
+    }
+    assert_eq!(quiet.open_connections(&node), 1, "one at a time needs one");
+
+    let c = Arc::new(
+        Client::builder()
+            .nodes([node.clone()])
+            .max_connections(3)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1_000 {
+        let c = Arc::clone(&c);
+        tasks.spawn(async move {
+            for j in 0..10 {
+                let key = format!("k{i}:{j}");
+                c.set(&key, &key).await.unwrap();
+                assert_eq!(c.get(&key).await.unwrap().as_deref(), Some(key.as_bytes()));
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let open = c.open_connections(&node);
+    assert!((2..=3).contains(&open), "{open} connections under load");
+    assert_eq!(dbsize(c.cmd(&["DBSIZE"]).await.unwrap()), 10_200);
+}
+
+#[tokio::test]
+async fn speaks_resp3_where_the_node_agrees_and_resp2_where_it_refuses() {
+    let nodes = nodes(1).await;
+    let node = nodes.addrs[0].clone();
+    let c = client(&nodes.addrs).await;
+    c.hset("h", "f", "v").await.unwrap();
+    assert_eq!(c.protocol(&node), Some(3));
+    // RESP3 answers HGETALL with a map.
+    assert!(matches!(
+        c.cmd(&["HGETALL", "h"]).await.unwrap(),
+        Frame::Map(_)
+    ));
+    assert_eq!(c.hgetall("h").await.unwrap(), [("f".into(), "v".into())]);
+
+    let resp2 = Client::builder()
+        .nodes([node.clone()])
+        .resp3(false)
+        .build()
+        .await
+        .unwrap();
+    assert!(matches!(
+        resp2.cmd(&["HGETALL", "h"]).await.unwrap(),
+        Frame::Array(_)
+    ));
+    assert_eq!(resp2.protocol(&node), Some(2));
+
+    // A server that does not know HELLO: the client stays on RESP2 and carries on.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0; 1024];
+        let mut first = true;
+        while socket.read(&mut buf).await.unwrap_or(0) > 0 {
+            let reply: &[u8] = if first {
+                b"-ERR unknown command 'HELLO'\r\n"
+            } else {
+                b"+PONG\r\n"
+            };
+            first = false;
+            socket.write_all(reply).await.unwrap();
+        }
+    });
+    let c = Client::builder()
+        .nodes([old.clone()])
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.cmd(&["PING"]).await.unwrap(),
+        Frame::Simple("PONG".into())
+    );
+    assert_eq!(c.protocol(&old), Some(2));
+    server.abort();
+}

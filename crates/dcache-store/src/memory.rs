@@ -7,11 +7,11 @@
 
 use crate::entry::Entry;
 
-/// What one entry's share of the shard's structures comes to on average, for `MEMORY USAGE`: its
-/// slot in the slab (which grows by doubling, so on average a third again as much as in use), and
-/// the hash table's index and control byte at hashbrown's 7/8 load factor. The shard's own
-/// accounting (`used_memory`) counts those structures as allocated instead, with the eviction
-/// policy's bookkeeping (`EvictionPolicy::memory`).
+/// What one entry costs beyond its key and value allocations: its slot in the shard's slab (which
+/// grows by doubling, so on average a third again as much as in use), and the hash table's index
+/// and control byte at hashbrown's 7/8 load factor. The eviction policy's bookkeeping is counted
+/// apart (`EvictionPolicy::memory`). Like Redis's `used_memory`, this counts what the live entries
+/// need: slots freed by deletion or eviction are reused, not returned.
 pub const ENTRY_OVERHEAD: usize =
     std::mem::size_of::<Option<Entry>>() * 4 / 3 + (std::mem::size_of::<u32>() + 1) * 8 / 7;
 
@@ -32,19 +32,6 @@ pub fn alloc_size(n: usize) -> usize {
             let step = 1usize << (group - 2);
             n.div_ceil(step) * step
         }
-    }
-}
-
-/// Grows a slot-indexed vector to `len` (filling with `fill`) by an eighth at a time rather than by
-/// doubling: the store counts these vectors as allocated, and a doubling would make a shard's
-/// accounted memory jump by half its structures at once, evicting entries to pay for room it
-/// does not yet use. An eighth keeps pushes amortised O(1).
-pub(crate) fn grow_to<T: Clone>(v: &mut Vec<T>, len: usize, fill: T) {
-    if v.len() < len {
-        if v.capacity() < len {
-            v.reserve_exact(len - v.len() + len / 8 + 16);
-        }
-        v.resize(len, fill);
     }
 }
 

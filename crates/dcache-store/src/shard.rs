@@ -115,10 +115,11 @@ impl Shard {
         self.expires.len()
     }
 
-    /// Accounted bytes: the entries and the structures that hold them.
+    /// Accounted bytes: the entries (each with its share of the slab and the index) and the
+    /// eviction policy's bookkeeping.
     #[must_use]
     pub fn used(&self) -> usize {
-        self.used + self.structure_bytes()
+        self.used + self.policy.memory(self.table.len())
     }
 
     #[must_use]
@@ -163,27 +164,9 @@ impl Shard {
         }
     }
 
-    /// An entry's own cost; its slot and table share are counted with the structures
-    /// (`structure_bytes`).
     fn mem_at(&self, slot: u32) -> usize {
         let entry = self.entry_at(slot);
-        entry_mem(entry, self.hash_of(slot, entry)) - ENTRY_OVERHEAD
-    }
-
-    /// The slab, its free list, the hash table and the policy's bookkeeping, as allocated: they
-    /// keep their capacity when entries go, until the shard is empty.
-    fn structure_bytes(&self) -> usize {
-        let table = if self.table.capacity() == 0 {
-            0
-        } else {
-            // hashbrown fills at most 7/8 of a power-of-two number of buckets, each a 4-byte
-            // index and a control byte, plus one group of trailing control bytes.
-            (self.table.capacity() * 8 / 7).next_power_of_two() * 5 + 16
-        };
-        self.slots.capacity() * size_of::<Option<Entry>>()
-            + self.free.capacity() * size_of::<u32>()
-            + table
-            + self.policy.memory()
+        entry_mem(entry, self.hash_of(slot, entry))
     }
 
     fn entry_ref(&self, slot: u32) -> EntryRef<'_> {
@@ -312,9 +295,6 @@ impl Shard {
                 slot
             }
             None => {
-                if self.slots.len() == self.slots.capacity() {
-                    self.slots.reserve_exact(self.slots.len() / 8 + 16);
-                }
                 self.slots.push(Some(entry));
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries per shard")
             }
@@ -392,10 +372,11 @@ impl Shard {
         if expire_at != 0 {
             self.expires.remove(&(expire_at, slot));
         }
-        self.policy.remove(slot);
+        self.policy.remove(slot, table_hash);
         self.free.push(slot);
         if self.table.is_empty() {
-            // Nothing refers to any slot now: give the structures' memory back.
+            // Nothing refers to any slot now: give the slab's, the index's and the policy's
+            // memory back.
             self.slots = Vec::new();
             self.free = Vec::new();
             self.table = HashTable::new();

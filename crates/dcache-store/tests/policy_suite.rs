@@ -27,14 +27,14 @@ fn victims_are_live_and_removed_slots_never_come_back() {
             policy.insert(slot, key_hash(slot));
         }
         for slot in (0..100).step_by(2) {
-            policy.remove(slot);
+            policy.remove(slot, key_hash(slot));
         }
         let mut evicted = Vec::new();
         while let Some(victim) = policy.victim(&mut |_| true) {
             assert!(victim % 2 == 1, "{name}: victim {victim} was removed");
             assert!(!evicted.contains(&victim), "{name}: victim {victim} twice");
             evicted.push(victim);
-            policy.remove(victim);
+            policy.remove(victim, key_hash(victim));
         }
         assert_eq!(evicted.len(), 50, "{name}: every live slot is evicted once");
     }
@@ -52,7 +52,7 @@ fn victims_respect_eligibility() {
                 .victim(&mut |slot| slot % 8 == 3)
                 .unwrap_or_else(|| panic!("{name}: an eligible slot"));
             assert_eq!(victim % 8, 3, "{name}");
-            policy.remove(victim);
+            policy.remove(victim, key_hash(victim));
         }
         assert_eq!(policy.victim(&mut |_| false), None, "{name}");
     }
@@ -73,7 +73,7 @@ fn slots_are_reused_after_clear_and_remove() {
         policy.insert(3, key_hash(3));
         policy.access(3);
         assert_eq!(policy.victim(&mut |_| true), Some(3), "{name}");
-        policy.remove(3);
+        policy.remove(3, key_hash(3));
         policy.insert(3, key_hash(3));
         assert_eq!(policy.victim(&mut |_| true), Some(3), "{name}");
     }
@@ -199,7 +199,7 @@ fn lru_evicts_in_exact_recency_order() {
     let mut order = Vec::new();
     while let Some(v) = lru.victim(&mut |_| true) {
         order.push(v);
-        lru.remove(v);
+        lru.remove(v, key_hash(v));
     }
     assert_eq!(order, [1, 3, 4, 0, 2]);
 }
@@ -218,7 +218,7 @@ fn lfu_keeps_frequent_keys_through_a_scan() {
         lfu.insert(slot, key_hash(slot));
         let victim = lfu.victim(&mut |_| true).unwrap();
         assert!(victim >= 10, "hot slot {victim} evicted by a scan");
-        lfu.remove(victim);
+        lfu.remove(victim, key_hash(victim));
     }
     assert_eq!(lfu.frequency(3), Some(6));
 }
@@ -269,7 +269,7 @@ fn random_eviction_is_spread_over_all_keys() {
 /// Evicts one victim and returns it.
 fn evict(policy: &mut dyn EvictionPolicy) -> u32 {
     let victim = policy.victim(&mut |_| true).expect("a victim");
-    policy.remove(victim);
+    policy.remove(victim, key_hash(victim));
     victim
 }
 

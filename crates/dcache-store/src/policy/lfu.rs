@@ -8,9 +8,7 @@
 //! is halved, so that a key that was popular long ago loses its protection against keys that are
 //! popular now. Halving walks every entry once, which amortises to well under one step per access.
 
-use crate::memory::grow_to;
-
-use super::list::{Link, List, NIL, ensure, heap_bytes};
+use super::list::{Link, List, NIL, ensure, per_entry};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug)]
@@ -89,7 +87,9 @@ impl Lfu {
 impl EvictionPolicy for Lfu {
     fn insert(&mut self, slot: u32, _hash: u64) {
         ensure(&mut self.links, slot);
-        grow_to(&mut self.freq, slot as usize + 1, 0);
+        if self.freq.len() <= slot as usize {
+            self.freq.resize(slot as usize + 1, 0);
+        }
         self.push(slot, 1);
         self.len += 1;
     }
@@ -103,7 +103,7 @@ impl EvictionPolicy for Lfu {
         }
     }
 
-    fn remove(&mut self, slot: u32) {
+    fn remove(&mut self, slot: u32, _hash: u64) {
         self.unlink(slot);
         self.len -= 1;
     }
@@ -121,8 +121,8 @@ impl EvictionPolicy for Lfu {
         *self = Lfu::default();
     }
 
-    fn memory(&self) -> usize {
-        heap_bytes(&self.links) + heap_bytes(&self.freq) + size_of::<[List; 256]>()
+    fn memory(&self, entries: usize) -> usize {
+        per_entry(entries, size_of::<Link>() + 1) + size_of::<[List; 256]>()
     }
 
     fn frequency(&self, slot: u32) -> Option<u32> {

@@ -82,10 +82,14 @@ impl List {
 
 /// Grows `links` so that `slot` is a valid index.
 pub(crate) fn ensure(links: &mut Vec<Link>, slot: u32) {
-    crate::memory::grow_to(links, slot as usize + 1, Link::default());
+    if links.len() <= slot as usize {
+        links.resize(slot as usize + 1, Link::default());
+    }
 }
 
-/// Heap bytes of a vector's whole allocation, used or not.
-pub(crate) fn heap_bytes<T>(v: &Vec<T>) -> usize {
-    v.capacity() * size_of::<T>()
+/// What `bytes` of per-slot state cost for `entries` live entries, the way the shard counts its
+/// slab (`memory::ENTRY_OVERHEAD`): slot-indexed arrays grow by doubling, so on average a third
+/// again as much as in use.
+pub(crate) fn per_entry(entries: usize, bytes: usize) -> usize {
+    entries * bytes * 4 / 3
 }

@@ -1,6 +1,6 @@
 //! Exact least-recently-used: one list in access order, most recent at the head.
 
-use super::list::{Link, List, ensure, heap_bytes};
+use super::list::{Link, List, ensure, per_entry};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ impl EvictionPolicy for Lru {
         }
     }
 
-    fn remove(&mut self, slot: u32) {
+    fn remove(&mut self, slot: u32, _hash: u64) {
         self.order.unlink(&mut self.links, slot);
     }
 
@@ -37,7 +37,7 @@ impl EvictionPolicy for Lru {
         *self = Lru::default();
     }
 
-    fn memory(&self) -> usize {
-        heap_bytes(&self.links)
+    fn memory(&self, entries: usize) -> usize {
+        per_entry(entries, size_of::<Link>())
     }
 }

@@ -41,15 +41,18 @@ pub trait EvictionPolicy: Send + std::fmt::Debug {
     fn insert(&mut self, slot: u32, hash: u64);
     /// An entry was read or written.
     fn access(&mut self, slot: u32);
-    /// A slot was emptied (deleted, expired or evicted).
-    fn remove(&mut self, slot: u32);
+    /// A slot was emptied (deleted, expired or evicted); `hash` is its key's hash, as given to
+    /// `insert`.
+    fn remove(&mut self, slot: u32, hash: u64);
     /// The entry to evict next among those for which `eligible` holds, without removing it.
     /// `None` when no eligible entry was found within [`MAX_VICTIM_SCAN`] candidates.
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32>;
     /// Forgets every slot and frees what it held.
     fn clear(&mut self);
-    /// Heap bytes the policy holds, counted against `maxmemory` with the entries.
-    fn memory(&self) -> usize;
+    /// Bytes of bookkeeping for `entries` live entries, counted against `maxmemory` with them:
+    /// per-slot state the way the shard counts its slab ([`list::per_entry`]), plus whatever the
+    /// policy keeps beside it (ghost keys, sketches) as allocated.
+    fn memory(&self, entries: usize) -> usize;
     /// The access frequency the policy keeps for a slot, where it keeps one (`OBJECT FREQ`).
     fn frequency(&self, _slot: u32) -> Option<u32> {
         None

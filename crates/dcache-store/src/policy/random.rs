@@ -1,9 +1,7 @@
 //! Uniformly random eviction (`allkeys-random`, `volatile-random`): a dense array of live slots and
 //! each slot's position in it, so that insert, remove and a uniform pick are all O(1).
 
-use crate::memory::grow_to;
-
-use super::list::heap_bytes;
+use super::list::per_entry;
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 const ABSENT: u32 = u32::MAX;
@@ -36,14 +34,16 @@ impl RandomPolicy {
 
 impl EvictionPolicy for RandomPolicy {
     fn insert(&mut self, slot: u32, _hash: u64) {
-        grow_to(&mut self.position, slot as usize + 1, ABSENT);
+        if self.position.len() <= slot as usize {
+            self.position.resize(slot as usize + 1, ABSENT);
+        }
         self.position[slot as usize] = self.live.len() as u32;
         self.live.push(slot);
     }
 
     fn access(&mut self, _slot: u32) {}
 
-    fn remove(&mut self, slot: u32) {
+    fn remove(&mut self, slot: u32, _hash: u64) {
         let at = std::mem::replace(&mut self.position[slot as usize], ABSENT) as usize;
         let last = self.live.pop().expect("a removed slot was live");
         if last != slot {
@@ -68,7 +68,7 @@ impl EvictionPolicy for RandomPolicy {
         self.position = Vec::new();
     }
 
-    fn memory(&self) -> usize {
-        heap_bytes(&self.live) + heap_bytes(&self.position)
+    fn memory(&self, entries: usize) -> usize {
+        per_entry(entries, 2 * size_of::<u32>())
     }
 }

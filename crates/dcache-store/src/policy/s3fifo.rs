@@ -22,9 +22,7 @@
 //! The small queue's share is reckoned against the entries present when a victim is needed, since
 //! the shard's budget is in bytes, not entries.
 
-use crate::memory::grow_to;
-
-use super::list::{Link, List, ensure, heap_bytes};
+use super::list::{Link, List, ensure, per_entry};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 /// The counter's ceiling: two bits.
@@ -49,12 +47,14 @@ pub struct S3Fifo {
     small_len: usize,
     main_len: usize,
     ghost: Ghost,
+    /// The victim last chosen from the small queue: its key joins the ghost when it is removed.
+    to_ghost: Option<u32>,
 }
 
+/// A slot's queue and counter: two bytes. The key's fingerprint is not kept: the shard gives the
+/// key's hash back when it removes the victim, which is when the ghost needs it.
 #[derive(Debug, Clone, Copy, Default)]
 struct SlotState {
-    /// The key's fingerprint, for the ghost queue.
-    hash: u32,
     queue: Queue,
     freq: u8,
 }
@@ -100,14 +100,17 @@ impl S3Fifo {
 impl EvictionPolicy for S3Fifo {
     fn insert(&mut self, slot: u32, hash: u64) {
         ensure(&mut self.links, slot);
-        grow_to(&mut self.state, slot as usize + 1, SlotState::default());
-        let hash = fingerprint(hash);
+        if self.to_ghost == Some(slot) {
+            self.to_ghost = None;
+        }
+        if self.state.len() <= slot as usize {
+            self.state.resize(slot as usize + 1, SlotState::default());
+        }
         self.state[slot as usize] = SlotState {
-            hash,
             queue: Queue::None,
             freq: 0,
         };
-        let queue = if self.ghost.take(hash) {
+        let queue = if self.ghost.take(fingerprint(hash)) {
             Queue::Main
         } else {
             Queue::Small
@@ -120,8 +123,13 @@ impl EvictionPolicy for S3Fifo {
         *freq = (*freq + 1).min(MAX_FREQ);
     }
 
-    fn remove(&mut self, slot: u32) {
+    fn remove(&mut self, slot: u32, hash: u64) {
         self.unlink(slot);
+        if self.to_ghost == Some(slot) {
+            self.to_ghost = None;
+            self.ghost
+                .add(fingerprint(hash), self.small_len + self.main_len + 1);
+        }
     }
 
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
@@ -141,9 +149,7 @@ impl EvictionPolicy for S3Fifo {
                 if !eligible(slot) {
                     break;
                 }
-                if from_small {
-                    self.ghost.add(state.hash, self.small_len + self.main_len);
-                }
+                self.to_ghost = from_small.then_some(slot);
                 return Some(slot);
             }
             // Enough hits in the small queue earn the move to main with the counter cleared; in the
@@ -160,12 +166,7 @@ impl EvictionPolicy for S3Fifo {
             .chain(self.main.iter_from_tail(links))
             .take(MAX_VICTIM_SCAN)
             .find(|&slot| eligible(slot))?;
-        if self.state[slot as usize].queue == Queue::Small {
-            self.ghost.add(
-                self.state[slot as usize].hash,
-                self.small_len + self.main_len,
-            );
-        }
+        self.to_ghost = (self.state[slot as usize].queue == Queue::Small).then_some(slot);
         Some(slot)
     }
 
@@ -173,8 +174,9 @@ impl EvictionPolicy for S3Fifo {
         *self = S3Fifo::default();
     }
 
-    fn memory(&self) -> usize {
-        heap_bytes(&self.links) + heap_bytes(&self.state) + heap_bytes(&self.ghost.cells)
+    fn memory(&self, entries: usize) -> usize {
+        per_entry(entries, size_of::<Link>() + size_of::<SlotState>())
+            + size_of_val(self.ghost.cells.as_slice())
     }
 
     fn frequency(&self, slot: u32) -> Option<u32> {

@@ -9,9 +9,7 @@
 //! first entry whose bit is clear. Unlike CLOCK, survivors stay where they are instead of moving to
 //! the head, so old popular entries sit behind the hand while new ones are sifted out quickly.
 
-use crate::memory::grow_to;
-
-use super::list::{Link, List, NIL, ensure, heap_bytes};
+use super::list::{Link, List, NIL, ensure, per_entry};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug)]
@@ -39,7 +37,9 @@ impl Default for Sieve {
 impl EvictionPolicy for Sieve {
     fn insert(&mut self, slot: u32, _hash: u64) {
         ensure(&mut self.links, slot);
-        grow_to(&mut self.visited, slot as usize + 1, false);
+        if self.visited.len() <= slot as usize {
+            self.visited.resize(slot as usize + 1, false);
+        }
         self.visited[slot as usize] = false;
         self.queue.push_front(&mut self.links, slot);
         self.len += 1;
@@ -49,7 +49,7 @@ impl EvictionPolicy for Sieve {
         self.visited[slot as usize] = true;
     }
 
-    fn remove(&mut self, slot: u32) {
+    fn remove(&mut self, slot: u32, _hash: u64) {
         if self.hand == slot {
             self.hand = self.links[slot as usize].prev;
         }
@@ -83,8 +83,8 @@ impl EvictionPolicy for Sieve {
         *self = Sieve::default();
     }
 
-    fn memory(&self) -> usize {
-        heap_bytes(&self.links) + heap_bytes(&self.visited)
+    fn memory(&self, entries: usize) -> usize {
+        per_entry(entries, size_of::<Link>() + 1)
     }
 
     fn frequency(&self, slot: u32) -> Option<u32> {

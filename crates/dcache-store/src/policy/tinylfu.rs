@@ -19,9 +19,7 @@
 //!
 //! Sizes are reckoned against the most entries the shard has held, since its budget is in bytes.
 
-use crate::memory::grow_to;
-
-use super::list::{Link, List, NIL, ensure, heap_bytes};
+use super::list::{Link, List, NIL, ensure, per_entry};
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,7 +150,9 @@ impl WTinyLfu {
 impl EvictionPolicy for WTinyLfu {
     fn insert(&mut self, slot: u32, hash: u64) {
         ensure(&mut self.links, slot);
-        grow_to(&mut self.state, slot as usize + 1, SlotState::default());
+        if self.state.len() <= slot as usize {
+            self.state.resize(slot as usize + 1, SlotState::default());
+        }
         let hash = ((hash >> 32) ^ hash) as u32;
         self.state[slot as usize] = SlotState {
             hash,
@@ -187,7 +187,7 @@ impl EvictionPolicy for WTinyLfu {
         }
     }
 
-    fn remove(&mut self, slot: u32) {
+    fn remove(&mut self, slot: u32, _hash: u64) {
         self.unlink(slot);
         self.len -= 1;
     }
@@ -215,11 +215,10 @@ impl EvictionPolicy for WTinyLfu {
         *self = WTinyLfu::default();
     }
 
-    fn memory(&self) -> usize {
-        heap_bytes(&self.links)
-            + heap_bytes(&self.state)
-            + heap_bytes(&self.sketch.counters)
-            + heap_bytes(&self.sketch.doorkeeper)
+    fn memory(&self, entries: usize) -> usize {
+        per_entry(entries, size_of::<Link>() + size_of::<SlotState>())
+            + size_of_val(self.sketch.counters.as_slice())
+            + size_of_val(self.sketch.doorkeeper.as_slice())
     }
 
     fn frequency(&self, slot: u32) -> Option<u32> {

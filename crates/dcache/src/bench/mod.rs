@@ -49,9 +49,10 @@ pub struct BenchArgs {
     /// `hot:F:P` (a fraction F of the keys gets a fraction P of the requests).
     #[arg(long, default_value = "uniform")]
     distribution: String,
-    /// Key length in bytes (at least long enough for the key's number).
-    #[arg(long, default_value_t = 16)]
-    key_size: usize,
+    /// Key length in bytes, fixed (`16`) or a range (`16-64`: each key's length is fixed by its
+    /// number, so it is the same key every time); at least long enough for the key's number.
+    #[arg(long, default_value = "16")]
+    key_size: String,
     /// Value length in bytes, fixed (`64`) or a range (`64-1024`, uniform).
     #[arg(long, default_value = "64")]
     value_size: String,
@@ -139,7 +140,7 @@ struct Plan {
     pipeline: usize,
     keys: Keys,
     key_count: u64,
-    key_size: usize,
+    key_sizes: (usize, usize),
     values: (usize, usize),
     reads: f64,
     /// Requests not yet handed out (when bounded by count).
@@ -178,7 +179,14 @@ impl Plan {
         out.clear();
         let digits = id.to_string();
         out.extend_from_slice(b"key:");
-        let pad = self.key_size.saturating_sub(4 + digits.len());
+        let (lo, hi) = self.key_sizes;
+        let len = if hi > lo {
+            // The key's own number picks its length, so that every request for it agrees.
+            lo + (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % (hi - lo + 1)
+        } else {
+            lo
+        };
+        let pad = len.saturating_sub(4 + digits.len());
         out.extend(std::iter::repeat_n(b'0', pad));
         out.extend_from_slice(digits.as_bytes());
     }
@@ -245,8 +253,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     runtime.block_on(bench(args))
 }
 
-fn parse_value_size(spec: &str) -> anyhow::Result<(usize, usize)> {
-    let bad = || format!("--value-size takes a length or a range like 64-1024, got {spec:?}");
+fn parse_size(flag: &str, spec: &str) -> anyhow::Result<(usize, usize)> {
+    let bad = || format!("{flag} takes a length or a range like 64-1024, got {spec:?}");
     let (lo, hi) = match spec.split_once('-') {
         Some((lo, hi)) => (lo.parse().with_context(bad)?, hi.parse().with_context(bad)?),
         None => {
@@ -268,13 +276,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--reads is a fraction between 0 and 1");
     }
     let plan = |deadline| -> anyhow::Result<Arc<Plan>> {
-        let values = parse_value_size(&args.value_size)?;
+        let values = parse_size("--value-size", &args.value_size)?;
         Ok(Arc::new(Plan {
             protocol: args.protocol,
             pipeline: args.pipeline,
             keys: Keys::parse(&args.distribution, args.keys)?,
             key_count: args.keys,
-            key_size: args.key_size,
+            key_sizes: parse_size("--key-size", &args.key_size)?,
             values,
             reads: args.reads,
             remaining: AtomicU64::new(args.requests),
@@ -647,10 +655,11 @@ mod tests {
     }
 
     #[test]
-    fn value_sizes_parse() {
-        assert_eq!(parse_value_size("64").unwrap(), (64, 64));
-        assert_eq!(parse_value_size("64-1024").unwrap(), (64, 1024));
-        assert!(parse_value_size("1024-64").is_err());
-        assert!(parse_value_size("big").is_err());
+    fn sizes_parse() {
+        assert_eq!(parse_size("--value-size", "64").unwrap(), (64, 64));
+        assert_eq!(parse_size("--value-size", "64-1024").unwrap(), (64, 1024));
+        assert!(parse_size("--value-size", "1024-64").is_err());
+        let err = parse_size("--key-size", "big").unwrap_err().to_string();
+        assert!(err.contains("--key-size"), "{err}");
     }
 }

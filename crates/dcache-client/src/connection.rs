@@ -11,9 +11,10 @@
 //! the one timer of the connection: the deadline of the oldest request in flight; a request that
 //! passes it fails with [`Error::Timeout`] and its reply, when it comes, is dropped.
 //!
-//! When a socket fails, every request in flight on it fails with [`Error::Unavailable`],
-//! the node's connections are dropped, and the next request reconnects, after a back-off that
-//! grows while the node keeps failing.
+//! When a socket fails, every request in flight on it fails with [`Error::Unavailable`] and the
+//! node's connections are dropped. The node is then down: its requests fail fast while a
+//! background probe reconnects after a back-off that grows while the node keeps failing (50 ms
+//! doubling to 5 s), so that the first request after it comes back finds a connection open.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ struct State {
     failures: u32,
     retry_at: Option<Instant>,
     last_error: String,
+    /// A probe task is waiting to reconnect.
+    probing: bool,
 }
 
 pub(crate) struct Connection {
@@ -93,6 +96,7 @@ impl Connection {
                 failures: 0,
                 retry_at: None,
                 last_error: String::new(),
+                probing: false,
             }),
             connecting: tokio::sync::Mutex::new(()),
             protocol: AtomicUsize::new(2),
@@ -122,8 +126,9 @@ impl Connection {
         }
     }
 
-    /// A connection of `generation` failed: drop the node's connections and back off.
-    fn record_failure(&self, generation: u64, reason: &str) {
+    /// A connection of `generation` failed: drop the node's connections, back off, and probe
+    /// the node in the background until it answers again.
+    fn record_failure(self: &Arc<Self>, generation: u64, reason: &str) {
         let mut state = self.state.lock().expect("not poisoned");
         if generation != state.generation {
             return;
@@ -134,6 +139,10 @@ impl Connection {
         let backoff = Duration::from_millis(50 << state.failures.min(7)).min(MAX_BACKOFF);
         state.retry_at = Some(Instant::now() + backoff);
         state.last_error = reason.to_owned();
+        if !state.probing {
+            state.probing = true;
+            tokio::spawn(probe(Arc::downgrade(self)));
+        }
     }
 
     /// The least busy open connection, or a new one when there is none or all are busy.
@@ -265,6 +274,29 @@ struct InFlight {
 
 /// Stop taking new requests while this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
+
+/// Reconnects to a down node when its back-off ends, again after each failure, until it answers or
+/// the client is dropped.
+async fn probe(conn: std::sync::Weak<Connection>) {
+    loop {
+        let retry_at = {
+            let Some(c) = conn.upgrade() else { return };
+            let mut state = c.state.lock().expect("not poisoned");
+            match state.retry_at {
+                Some(at) if state.lanes.is_empty() => at,
+                // Connected again (by this probe or by a request), or nothing to wait for.
+                _ => {
+                    state.probing = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(retry_at).await;
+        let Some(c) = conn.upgrade() else { return };
+        // On failure `lane` backs off again, and the next turn waits for that.
+        let _ = c.lane().await;
+    }
+}
 
 /// `HELLO 3` on a fresh connection: 3 when the node agrees, 2 when it answers with an error (a
 /// node that does not know RESP3, or wants AUTH first).

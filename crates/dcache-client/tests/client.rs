@@ -408,3 +408,37 @@ async fn speaks_resp3_where_the_node_agrees_and_resp2_where_it_refuses() {
     assert_eq!(c.protocol(&old), Some(2));
     server.abort();
 }
+
+#[tokio::test]
+async fn a_down_node_is_probed_in_the_background_and_used_again_when_it_returns() {
+    let mut nodes = nodes(1).await;
+    let node = nodes.addrs[0].clone();
+    let c = client(&nodes.addrs).await;
+    c.set("k", "v").await.unwrap();
+    nodes.stop(0).await;
+    assert!(matches!(c.get("k").await, Err(Error::Unavailable { .. })));
+    assert!(c.node_is_down(&node));
+
+    // The node comes back on the same address; no request is made meanwhile.
+    let config = NodeConfig {
+        port: node.rsplit(':').next().unwrap().parse().unwrap(),
+        shards: 4,
+        ..NodeConfig::default()
+    };
+    let server = Server::builder(config).bind().await.unwrap();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    // Bounded wait for the probe (its back-off is at most a few hundred ms by now).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while c.open_connections(&node) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the probe reconnects without a request");
+    assert!(!c.node_is_down(&node));
+    c.set("k", "again").await.unwrap();
+    assert_eq!(c.get("k").await.unwrap().as_deref(), Some(&b"again"[..]));
+}

@@ -170,7 +170,15 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    ap.add_argument("--chart-only", action="store_true",
+                    help="redraw docs/perf/compare.png from docs/perf/compare.json; run nothing")
     args = ap.parse_args()
+    if args.chart_only:
+        with open(os.path.join(OUT_DIR, "compare.json")) as f:
+            result = json.load(f)
+        names = list(result["memory_bytes_per_key"])
+        chart(result, names, os.path.join(OUT_DIR, "compare.png"))
+        return
     if os.cpu_count() < 2:
         sys.exit("needs two cores: servers on core 0, the load generator on core 1")
     ensure_tools()
@@ -310,17 +318,26 @@ def chart(result, names, path):
     keys = sorted(med, key=lambda k: (k[3], k[0], k[1], k[2]))
     labels = [f"{t} P{p}\n{'zipf' if d.startswith('zipf') else 'unif'} {s}B"
               for t, p, d, s in keys]
-    fig, axes = plt.subplots(2, 1, figsize=(16, 9), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(16, 12), sharex=True)
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(keys))]
         axes[0].bar(xs, [med[k][name]["cpu_us"] for k in keys], width, label=name)
         axes[1].bar(xs, [med[k][name]["ops"] / 1000 for k in keys], width, label=name)
+    refs = [n for n in names if n != "dcache"]
+    width = 0.8 / len(refs)
+    for i, ref in enumerate(refs):
+        xs = [x + (i - (len(refs) - 1) / 2) * width for x in range(len(keys))]
+        axes[2].bar(xs, [med[k]["dcache"]["cpu_us"] / med[k][ref]["cpu_us"] for k in keys],
+                    width, label=f"dcache ÷ {ref}")
+    axes[2].axhline(1.0, color="black", linewidth=0.8)
     axes[0].set_ylabel("server CPU µs per request\n(lower is better)")
     axes[1].set_ylabel("thousand ops/s\n(higher is better)")
-    axes[1].set_xticks(range(len(keys)))
-    axes[1].set_xticklabels(labels, fontsize=8)
+    axes[2].set_ylabel("CPU per request, ratio\n(below 1: dcache cheaper)")
+    axes[2].set_xticks(range(len(keys)))
+    axes[2].set_xticklabels(labels, fontsize=8)
     axes[0].legend()
+    axes[2].legend()
     axes[0].set_title(f"dcache, redis-server and memcached, one core each "
                       f"({result['machine']['cpu']}); medians of {result['args']['rounds']} rounds")
     for ax in axes:

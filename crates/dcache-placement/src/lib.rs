@@ -14,6 +14,9 @@
 //!   only and balances within one slot of the quotas; when a member joins or leaves it moves more
 //!   than the ideal share (up to 1.39× on a join at 64 members, see `docs/HASHING.md`), which is
 //!   the open problem of this crate.
+//! * [`Placement::rebalance`] derives the next epoch's placement from the last one instead: a
+//!   join moves exactly the newcomer's quota, a leave exactly the leaver's slots, balance stays
+//!   within one slot of the quotas; it depends on history, so it needs an epoch-numbered topology.
 
 mod crc16;
 mod rendezvous;

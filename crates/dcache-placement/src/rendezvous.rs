@@ -120,40 +120,45 @@ fn quotas(members: &[Member]) -> Vec<usize> {
     quotas
 }
 
-impl Placement {
-    /// The placement of every slot over `members` with `rf` replicas per slot (at most the number
-    /// of members). The order of `members` does not matter.
-    ///
-    /// # Errors
-    /// No members, a member of weight 0, two members with one id, or `rf` of 0.
-    pub fn compute(members: &[Member], rf: usize) -> Result<Placement, PlacementError> {
-        if members.is_empty() {
-            return Err(PlacementError::NoMembers);
+/// The checked, id-sorted member list and the replication factor capped at its length.
+fn validate(members: &[Member], rf: usize) -> Result<(Vec<Member>, usize), PlacementError> {
+    if members.is_empty() {
+        return Err(PlacementError::NoMembers);
+    }
+    if rf == 0 {
+        return Err(PlacementError::ZeroReplicationFactor);
+    }
+    let mut members = members.to_vec();
+    members.sort_by(|a, b| a.id.cmp(&b.id));
+    for pair in members.windows(2) {
+        if pair[0].id == pair[1].id {
+            return Err(PlacementError::DuplicateId(pair[0].id.clone()));
         }
-        if rf == 0 {
-            return Err(PlacementError::ZeroReplicationFactor);
-        }
-        let mut members = members.to_vec();
-        members.sort_by(|a, b| a.id.cmp(&b.id));
-        for pair in members.windows(2) {
-            if pair[0].id == pair[1].id {
-                return Err(PlacementError::DuplicateId(pair[0].id.clone()));
-            }
-        }
-        if let Some(m) = members.iter().find(|m| m.weight == 0) {
-            return Err(PlacementError::ZeroWeight(m.id.clone()));
-        }
-        assert!(
-            members.len() <= usize::from(u16::MAX),
-            "at most 65,535 members"
-        );
-        let rf = rf.min(members.len());
+    }
+    if let Some(m) = members.iter().find(|m| m.weight == 0) {
+        return Err(PlacementError::ZeroWeight(m.id.clone()));
+    }
+    assert!(
+        members.len() <= usize::from(u16::MAX),
+        "at most 65,535 members"
+    );
+    let rf = rf.min(members.len());
+    Ok((members, rf))
+}
+
+/// What the matching needs to know about the members.
+struct Scores {
+    n: usize,
+    hashes: Vec<u64>,
+    /// Each slot's ranking of the members: score descending, then id ascending (members are
+    /// sorted by id, so the index breaks ties). `n` entries per slot.
+    ranking: Vec<u16>,
+}
+
+impl Scores {
+    fn new(members: &[Member]) -> Scores {
         let n = members.len();
         let hashes: Vec<u64> = members.iter().map(|m| id_hash(m.id.as_bytes())).collect();
-        let quotas = quotas(&members);
-
-        // Each slot's ranking of the members: score descending, then id ascending (members are
-        // sorted by id, so the index breaks ties).
         let mut ranking = vec![0u16; SLOTS * n];
         let mut scored: Vec<(u64, u16)> = Vec::with_capacity(n);
         for slot in 0..SLOTS {
@@ -169,59 +174,176 @@ impl Placement {
                 ranking[slot * n + k] = i;
             }
         }
+        Scores { n, hashes, ranking }
+    }
 
+    /// Gives each slot of `free` a member for `position`: the stable matching of those slots
+    /// with the members, each taking at most `capacity[m]` of them, then slots left over to their
+    /// best-ranked member not yet in their set, over capacity.
+    fn fill(
+        &self,
+        mut free: Vec<u16>,
+        capacity: &[usize],
+        sets: &mut [u16],
+        rf: usize,
+        position: usize,
+    ) {
+        let n = self.n;
+        let mut next = vec![0usize; SLOTS];
+        // Per member: the slots it holds for this position, worst first.
+        let mut held: Vec<Held> = (0..n).map(|_| BinaryHeap::new()).collect();
+        // Slots propose in ascending order (popped from the end).
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        let mut leftover = Vec::new();
+        while let Some(slot) = free.pop() {
+            let s = slot as usize;
+            let taken = &sets[s * rf..s * rf + position];
+            let mut placed = false;
+            while next[s] < n {
+                let m = self.ranking[s * n + next[s]] as usize;
+                next[s] += 1;
+                if taken.contains(&(m as u16)) || capacity[m] == 0 {
+                    continue;
+                }
+                // A pair beats another for a member by score, then by the smaller slot.
+                let offer = Reverse((score(slot, self.hashes[m]), Reverse(slot)));
+                let heap = &mut held[m];
+                if heap.len() < capacity[m] {
+                    heap.push(offer);
+                    placed = true;
+                    break;
+                }
+                let worst = heap.peek().expect("a full member holds slots");
+                if offer < *worst {
+                    let Reverse((_, Reverse(bumped))) = heap.pop().expect("checked");
+                    heap.push(offer);
+                    free.push(bumped);
+                    placed = true;
+                    break;
+                }
+            }
+            if !placed {
+                leftover.push(slot);
+            }
+        }
+        for (m, heap) in held.iter().enumerate() {
+            for Reverse((_, Reverse(slot))) in heap.iter() {
+                sets[*slot as usize * rf + position] = m as u16;
+            }
+        }
+        leftover.sort_unstable();
+        for slot in leftover {
+            let s = slot as usize;
+            let best = (0..n)
+                .map(|k| self.ranking[s * n + k])
+                .find(|m| !sets[s * rf..s * rf + position].contains(m))
+                .expect("rf is at most the number of members");
+            sets[s * rf + position] = best;
+        }
+    }
+}
+
+impl Placement {
+    /// The placement of every slot over `members` with `rf` replicas per slot (at most the number
+    /// of members). The order of `members` does not matter.
+    ///
+    /// # Errors
+    /// No members, a member of weight 0, two members with one id, or `rf` of 0.
+    pub fn compute(members: &[Member], rf: usize) -> Result<Placement, PlacementError> {
+        let (members, rf) = validate(members, rf)?;
+        let scores = Scores::new(&members);
+        let quotas = quotas(&members);
         let mut sets = vec![u16::MAX; SLOTS * rf];
         for position in 0..rf {
-            let mut next = vec![0usize; SLOTS];
-            // Per member: the slots it holds for this position, worst first.
-            let mut held: Vec<Held> = (0..n).map(|_| BinaryHeap::new()).collect();
-            let mut free: Vec<u16> = (0..SLOTS as u16).rev().collect();
-            let mut leftover = Vec::new();
-            while let Some(slot) = free.pop() {
+            scores.fill(
+                (0..SLOTS as u16).collect(),
+                &quotas,
+                &mut sets,
+                rf,
+                position,
+            );
+        }
+        Ok(Placement { members, rf, sets })
+    }
+
+    /// The next epoch's placement, from this one: for a cluster that keeps its topology in
+    /// numbered epochs, so that each placement can be derived from the one before.
+    ///
+    /// At every replica position, a slot keeps its member unless that member left, is already
+    /// earlier in the slot's set, or holds more than its quota under `members` (it then gives up
+    /// its lowest-scoring slots, down to its quota). The slots so freed are matched with the
+    /// members below quota, each taking up to its shortfall, as [`Placement::compute`] matches
+    /// all slots. So a member that joins takes exactly its quota, from the members whose quota
+    /// shrank; a member that leaves moves only its own slots; and every member holds its quota
+    /// exactly at every position where the sets' distinctness allows it.
+    ///
+    /// # Errors
+    /// As [`Placement::compute`].
+    pub fn rebalance(&self, members: &[Member], rf: usize) -> Result<Placement, PlacementError> {
+        let (members, rf) = validate(members, rf)?;
+        let scores = Scores::new(&members);
+        let quotas = quotas(&members);
+        // This placement's member indices in the new list (None: gone).
+        let new_index: Vec<Option<u16>> = self
+            .members
+            .iter()
+            .map(|old| {
+                members
+                    .binary_search_by(|m| m.id.cmp(&old.id))
+                    .ok()
+                    .map(|i| i as u16)
+            })
+            .collect();
+        let mut sets = vec![u16::MAX; SLOTS * rf];
+        for position in 0..rf {
+            let mut held: Vec<Vec<u16>> = vec![Vec::new(); members.len()];
+            let mut free = Vec::new();
+            for slot in 0..SLOTS {
+                let kept = (position < self.rf)
+                    .then(|| new_index[self.sets[slot * self.rf + position] as usize])
+                    .flatten()
+                    .filter(|m| !sets[slot * rf..slot * rf + position].contains(m));
+                match kept {
+                    Some(m) => held[m as usize].push(slot as u16),
+                    None => free.push(slot as u16),
+                }
+            }
+            // Members below quota; a slot is of use to them only if one of them is not yet in
+            // its set.
+            let short: Vec<u16> = (0..members.len() as u16)
+                .filter(|&m| held[m as usize].len() < quotas[m as usize])
+                .collect();
+            let useful = |slot: u16, sets: &[u16]| {
                 let s = slot as usize;
-                let taken = &sets[s * rf..s * rf + position];
-                let mut placed = false;
-                while next[s] < n {
-                    let m = ranking[s * n + next[s]] as usize;
-                    next[s] += 1;
-                    if taken.contains(&(m as u16)) || quotas[m] == 0 {
-                        continue;
+                short
+                    .iter()
+                    .any(|m| !sets[s * rf..s * rf + position].contains(m))
+            };
+            let mut shortfall = vec![0usize; members.len()];
+            for (m, slots) in held.iter_mut().enumerate() {
+                if slots.len() > quotas[m] {
+                    // Give up the lowest-scoring slots (ties to the larger slot) that a member
+                    // below quota can take; a slot none of them can take stays, over quota.
+                    let h = scores.hashes[m];
+                    slots.sort_unstable_by_key(|&s| (Reverse(score(s, h)), s));
+                    let excess = slots.len() - quotas[m];
+                    let mut release = Vec::with_capacity(excess);
+                    for i in (0..slots.len()).rev() {
+                        if release.len() == excess {
+                            break;
+                        }
+                        if useful(slots[i], &sets) {
+                            release.push(slots.remove(i));
+                        }
                     }
-                    // A pair beats another for a member by score, then by the smaller slot.
-                    let offer = Reverse((score(slot, hashes[m]), Reverse(slot)));
-                    let heap = &mut held[m];
-                    if heap.len() < quotas[m] {
-                        heap.push(offer);
-                        placed = true;
-                        break;
-                    }
-                    let worst = heap.peek().expect("a full member holds slots");
-                    if offer < *worst {
-                        let Reverse((_, Reverse(bumped))) = heap.pop().expect("checked");
-                        heap.push(offer);
-                        free.push(bumped);
-                        placed = true;
-                        break;
-                    }
+                    free.extend(release);
                 }
-                if !placed {
-                    leftover.push(slot);
-                }
-            }
-            for (m, heap) in held.iter().enumerate() {
-                for Reverse((_, Reverse(slot))) in heap.iter() {
-                    sets[*slot as usize * rf + position] = m as u16;
+                shortfall[m] = quotas[m].saturating_sub(slots.len());
+                for &slot in slots.iter() {
+                    sets[slot as usize * rf + position] = m as u16;
                 }
             }
-            leftover.sort_unstable();
-            for slot in leftover {
-                let s = slot as usize;
-                let best = (0..n)
-                    .map(|k| ranking[s * n + k])
-                    .find(|m| !sets[s * rf..s * rf + position].contains(m))
-                    .expect("rf is at most the number of members");
-                sets[s * rf + position] = best;
-            }
+            scores.fill(free, &shortfall, &mut sets, rf, position);
         }
         Ok(Placement { members, rf, sets })
     }

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from markers import replace_between
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICKS = os.sysconf("SC_CLK_TCK")
 PERF_DOC = os.path.join(ROOT, "docs", "PERFORMANCE.md")
@@ -232,14 +234,7 @@ def main():
         with open(os.path.join(OUT_DIR, "compare.json"), "w") as f:
             json.dump(result, f, indent=1)
         chart(result, names, os.path.join(OUT_DIR, "compare.png"))
-        with open(PERF_DOC) as f:
-            doc = f.read()
-        if BEGIN not in doc or END not in doc:
-            sys.exit(f"the markers {BEGIN} and {END} are missing from docs/PERFORMANCE.md")
-        head, rest = doc.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        with open(PERF_DOC, "w") as f:
-            f.write(head + BEGIN + "\n" + table + "\n" + END + tail)
+        replace_between(PERF_DOC, BEGIN, END, table)
         print("\nwrote docs/PERFORMANCE.md, docs/perf/compare.json, docs/perf/compare.png")
 
 

@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from markers import replace_between
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "EVICTION.md")
 OUT_DIR = os.path.join(ROOT, "docs", "eviction")
@@ -134,14 +136,7 @@ def main():
             r = results[name]
             run = {**r["run"], "argv": r["run"]["argv"].split(" ")}
             sections.append(table(run, r["result"]))
-    with open(DOC) as f:
-        doc = f.read()
-    if BEGIN not in doc or END not in doc:
-        sys.exit(f"the markers {BEGIN} and {END} are missing from docs/EVICTION.md")
-    head, rest = doc.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    with open(DOC, "w") as f:
-        f.write(head + BEGIN + "\n" + "\n\n".join(sections) + "\n" + END + tail)
+    replace_between(DOC, BEGIN, END, "\n\n".join(sections))
     print("wrote docs/EVICTION.md and docs/eviction/")
 
 

@@ -352,8 +352,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         total.merge(&result.context("a connection task panicked")??);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    if let Some(bar) = progress {
-        bar.abort();
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
     }
     report(&args, &total, elapsed);
     Ok(())
@@ -524,13 +525,14 @@ async fn drive_client(
     Ok(tally)
 }
 
-/// A progress bar on standard error while the run goes (drawn only on a terminal).
+/// A progress bar on standard error while the run goes (drawn only on a terminal), and the task
+/// that moves it; the caller stops the task and clears the bar.
 fn progress_bar(
     plan: &Arc<Plan>,
     duration: Option<f64>,
     requests: u64,
     json: bool,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
     if json {
         return None;
     }
@@ -542,20 +544,21 @@ fn progress_bar(
         indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}")
             .expect("a valid template"),
     );
-    let (plan, started) = (plan.clone(), Instant::now());
-    Some(tokio::spawn(async move {
+    let (plan, started, shown) = (plan.clone(), Instant::now(), bar.clone());
+    let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tick.tick().await;
             let done = plan.done.load(Ordering::Relaxed);
             let secs = started.elapsed().as_secs_f64();
-            bar.set_position(match duration {
+            shown.set_position(match duration {
                 Some(_) => (secs * 1000.0) as u64,
                 None => done,
             });
-            bar.set_message(format!("{:.0} ops/s", done as f64 / secs.max(1e-9)));
+            shown.set_message(format!("{:.0} ops/s", done as f64 / secs.max(1e-9)));
         }
-    }))
+    });
+    Some((bar, ticker))
 }
 
 fn report(args: &BenchArgs, total: &Tally, elapsed: f64) {

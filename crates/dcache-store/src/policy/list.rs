@@ -23,6 +23,7 @@ impl Default for Link {
 pub(crate) struct List {
     pub head: u32,
     pub tail: u32,
+    count: u32,
 }
 
 impl Default for List {
@@ -30,11 +31,17 @@ impl Default for List {
         List {
             head: NIL,
             tail: NIL,
+            count: 0,
         }
     }
 }
 
 impl List {
+    /// Slots in the list.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
     pub fn is_empty(&self) -> bool {
         self.head == NIL
     }
@@ -50,6 +57,7 @@ impl List {
             self.tail = slot;
         }
         self.head = slot;
+        self.count += 1;
     }
 
     pub fn unlink(&mut self, links: &mut [Link], slot: u32) {
@@ -65,6 +73,7 @@ impl List {
             self.tail = prev;
         }
         links[slot as usize] = Link::default();
+        self.count -= 1;
     }
 
     /// Walks from the tail (the oldest) towards the head.

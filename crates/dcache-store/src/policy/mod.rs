@@ -59,6 +59,13 @@ pub trait EvictionPolicy: Send + std::fmt::Debug {
     }
 }
 
+/// 32 bits of a key's hash, for policies that remember keys compactly (S3-FIFO's ghost, W-TinyLFU's
+/// sketch): two keys share one with probability 2^-32, which at worst lends one key the other's
+/// history.
+pub(crate) fn fingerprint(hash: u64) -> u32 {
+    ((hash >> 32) ^ hash) as u32
+}
+
 /// Which bookkeeping a kind of policy keeps; kinds with the same one can switch without losing
 /// what it learned.
 #[must_use]

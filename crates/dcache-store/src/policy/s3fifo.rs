@@ -23,7 +23,7 @@
 //! the shard's budget is in bytes, not entries.
 
 use super::list::{Link, List, ensure, per_entry};
-use super::{EvictionPolicy, MAX_VICTIM_SCAN};
+use super::{EvictionPolicy, MAX_VICTIM_SCAN, fingerprint};
 
 /// The counter's ceiling: two bits.
 const MAX_FREQ: u8 = 3;
@@ -44,8 +44,6 @@ pub struct S3Fifo {
     state: Vec<SlotState>,
     small: List,
     main: List,
-    small_len: usize,
-    main_len: usize,
     ghost: Ghost,
     /// The victim last chosen from the small queue: its key joins the ghost when it is removed.
     to_ghost: Option<u32>,
@@ -62,14 +60,8 @@ struct SlotState {
 impl S3Fifo {
     fn push(&mut self, slot: u32, queue: Queue) {
         let list = match queue {
-            Queue::Small => {
-                self.small_len += 1;
-                &mut self.small
-            }
-            Queue::Main => {
-                self.main_len += 1;
-                &mut self.main
-            }
+            Queue::Small => &mut self.small,
+            Queue::Main => &mut self.main,
             Queue::None => unreachable!("a slot is pushed onto a queue"),
         };
         list.push_front(&mut self.links, slot);
@@ -78,14 +70,8 @@ impl S3Fifo {
 
     fn unlink(&mut self, slot: u32) {
         match self.state[slot as usize].queue {
-            Queue::Small => {
-                self.small.unlink(&mut self.links, slot);
-                self.small_len -= 1;
-            }
-            Queue::Main => {
-                self.main.unlink(&mut self.links, slot);
-                self.main_len -= 1;
-            }
+            Queue::Small => self.small.unlink(&mut self.links, slot),
+            Queue::Main => self.main.unlink(&mut self.links, slot),
             Queue::None => {}
         }
         self.state[slot as usize].queue = Queue::None;
@@ -128,16 +114,16 @@ impl EvictionPolicy for S3Fifo {
         if self.to_ghost == Some(slot) {
             self.to_ghost = None;
             self.ghost
-                .add(fingerprint(hash), self.small_len + self.main_len + 1);
+                .add(fingerprint(hash), self.small.len() + self.main.len() + 1);
         }
     }
 
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
         // Each step moves an entry from small to main (once per entry) or lowers a counter (at most
         // three times per entry) until it reaches an entry to evict.
-        for _ in 0..4 * (self.small_len + self.main_len) {
+        for _ in 0..4 * (self.small.len() + self.main.len()) {
             let from_small =
-                self.main_len == 0 || self.small_len * 10 >= self.small_len + self.main_len;
+                self.main.is_empty() || self.small.len() * 10 >= self.small.len() + self.main.len();
             let slot = if from_small {
                 self.small.tail
             } else {
@@ -182,12 +168,6 @@ impl EvictionPolicy for S3Fifo {
     fn frequency(&self, slot: u32) -> Option<u32> {
         self.state.get(slot as usize).map(|s| u32::from(s.freq))
     }
-}
-
-/// 32 bits of the key's hash: two keys share a fingerprint with probability 2^-32, which at worst
-/// admits one key to the main queue that should have gone to the small one.
-fn fingerprint(hash: u64) -> u32 {
-    ((hash >> 32) ^ hash) as u32
 }
 
 /// Recently evicted keys: the last `capacity` fingerprints added, in an open-addressing table of

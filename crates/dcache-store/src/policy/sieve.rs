@@ -19,7 +19,6 @@ pub struct Sieve {
     queue: List,
     /// Where the next search starts; `NIL` means at the tail.
     hand: u32,
-    len: usize,
 }
 
 impl Default for Sieve {
@@ -29,7 +28,6 @@ impl Default for Sieve {
             visited: Vec::new(),
             queue: List::default(),
             hand: NIL,
-            len: 0,
         }
     }
 }
@@ -42,7 +40,6 @@ impl EvictionPolicy for Sieve {
         }
         self.visited[slot as usize] = false;
         self.queue.push_front(&mut self.links, slot);
-        self.len += 1;
     }
 
     fn access(&mut self, slot: u32) {
@@ -54,14 +51,13 @@ impl EvictionPolicy for Sieve {
             self.hand = self.links[slot as usize].prev;
         }
         self.queue.unlink(&mut self.links, slot);
-        self.len -= 1;
     }
 
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
         let mut at = self.hand;
         let mut skipped = 0;
         // Every step either clears a bit (at most `len` of them) or skips an ineligible entry.
-        while skipped < MAX_VICTIM_SCAN.min(self.len) {
+        while skipped < MAX_VICTIM_SCAN.min(self.queue.len()) {
             if at == NIL {
                 at = self.queue.tail;
             }

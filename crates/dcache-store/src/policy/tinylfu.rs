@@ -20,7 +20,7 @@
 //! Sizes are reckoned against the most entries the shard has held, since its budget is in bytes.
 
 use super::list::{Link, List, NIL, ensure, per_entry};
-use super::{EvictionPolicy, MAX_VICTIM_SCAN};
+use super::{EvictionPolicy, MAX_VICTIM_SCAN, fingerprint};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Region {
@@ -45,8 +45,6 @@ pub struct WTinyLfu {
     window: List,
     probation: List,
     protected: List,
-    window_len: usize,
-    protected_len: usize,
     len: usize,
     /// The most entries held at once: the cache's size in entries, as far as the policy can tell.
     capacity: usize,
@@ -63,8 +61,6 @@ impl Default for WTinyLfu {
             window: List::default(),
             probation: List::default(),
             protected: List::default(),
-            window_len: 0,
-            protected_len: 0,
             len: 0,
             capacity: 0,
             candidate: NIL,
@@ -76,15 +72,9 @@ impl Default for WTinyLfu {
 impl WTinyLfu {
     fn push(&mut self, slot: u32, region: Region) {
         let list = match region {
-            Region::Window => {
-                self.window_len += 1;
-                &mut self.window
-            }
+            Region::Window => &mut self.window,
             Region::Probation => &mut self.probation,
-            Region::Protected => {
-                self.protected_len += 1;
-                &mut self.protected
-            }
+            Region::Protected => &mut self.protected,
             Region::None => unreachable!("a slot is pushed into a region"),
         };
         list.push_front(&mut self.links, slot);
@@ -93,15 +83,9 @@ impl WTinyLfu {
 
     fn unlink(&mut self, slot: u32) {
         match self.state[slot as usize].region {
-            Region::Window => {
-                self.window.unlink(&mut self.links, slot);
-                self.window_len -= 1;
-            }
+            Region::Window => self.window.unlink(&mut self.links, slot),
             Region::Probation => self.probation.unlink(&mut self.links, slot),
-            Region::Protected => {
-                self.protected.unlink(&mut self.links, slot);
-                self.protected_len -= 1;
-            }
+            Region::Protected => self.protected.unlink(&mut self.links, slot),
             Region::None => {}
         }
         self.state[slot as usize].region = Region::None;
@@ -153,7 +137,7 @@ impl EvictionPolicy for WTinyLfu {
         if self.state.len() <= slot as usize {
             self.state.resize(slot as usize + 1, SlotState::default());
         }
-        let hash = ((hash >> 32) ^ hash) as u32;
+        let hash = fingerprint(hash);
         self.state[slot as usize] = SlotState {
             hash,
             region: Region::None,
@@ -165,7 +149,7 @@ impl EvictionPolicy for WTinyLfu {
         }
         self.sketch.record(hash);
         self.push(slot, Region::Window);
-        while self.window_len > self.window_target() {
+        while self.window.len() > self.window_target() {
             let oldest = self.window.tail;
             self.move_to(oldest, Region::Probation);
             self.candidate = oldest;
@@ -178,7 +162,7 @@ impl EvictionPolicy for WTinyLfu {
             Region::Window => self.move_to(slot, Region::Window),
             Region::Probation | Region::Protected => {
                 self.move_to(slot, Region::Protected);
-                if self.protected_len > self.protected_target() {
+                if self.protected.len() > self.protected_target() {
                     let demoted = self.protected.tail;
                     self.move_to(demoted, Region::Probation);
                 }

@@ -387,12 +387,12 @@ async fn preload(target: &Target, plan: &Arc<Plan>, connections: usize) -> anyho
                             encode_set(plan.protocol, &key, plan.value(&mut rng), &mut out);
                         }
                         stream.write_all(&out).await?;
-                        let mut tally = Tally::new();
+                        let mut refused = false;
                         read_replies(&mut stream, &mut buf, plan.protocol, chunk.len(), |r| {
-                            tally.count(r, 1)
+                            refused |= r == Reply::Error;
                         })
                         .await?;
-                        if tally.errors > 0 {
+                        if refused {
                             bail!("the server refused a preload SET (is it out of memory?)");
                         }
                     }

@@ -221,13 +221,15 @@ pub(crate) async fn serve<S>(
             );
             break;
         }
-        info.query_buffer.store(input.len(), Relaxed);
-        info.output_buffer.store(output.pending(), Relaxed);
         if input.capacity() > SHRINK_ABOVE && input.len() < READ_CHUNK {
             let mut fresh = BytesMut::with_capacity(READ_CHUNK);
             fresh.extend_from_slice(&input);
             input = fresh;
         }
+        info.query_buffer.store(input.len(), Relaxed);
+        info.output_buffer.store(output.pending(), Relaxed);
+        info.buffer_capacity
+            .store(input.capacity() + output.buf.capacity(), Relaxed);
     }
     let mut socket = reader.unsplit(writer);
     let _ = socket.shutdown().await;

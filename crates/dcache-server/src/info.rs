@@ -134,7 +134,8 @@ fn memory(out: &mut String, shared: &Shared) {
          used_memory_human:{}\r\n\
          used_memory_rss:{rss}\r\n\
          used_memory_rss_human:{}\r\n\
-         used_memory_dataset:{used}\r\n\
+         used_memory_dataset:{}\r\n\
+         used_memory_calibration:{}\r\n\
          maxmemory:{}\r\n\
          maxmemory_human:{}\r\n\
          maxmemory_policy:{}\r\n\
@@ -144,6 +145,8 @@ fn memory(out: &mut String, shared: &Shared) {
          mem_fragmentation_ratio:{:.2}\r\n",
         human_bytes(used),
         human_bytes(rss),
+        shared.store.accounted_memory(),
+        shared.store.calibration(),
         config.maxmemory.0,
         human_bytes(config.maxmemory.0),
         config.maxmemory_policy,

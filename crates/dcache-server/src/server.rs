@@ -218,12 +218,35 @@ async fn background(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         // A quarter of the period at most, as Redis's active expiry allows itself.
         active_expire(&shared, period / 4);
+        calibrate(&shared);
         let now = shared.clock.now_ms();
         close_idle_clients(&shared, now);
         shared.background_cycle_done();
         let total = shared.stats.total_commands();
         shared.ops.lock().sample(now, total);
     }
+}
+
+/// Makes the memory budget count what the allocator really holds for the data: whatever it has
+/// handed out since the node started beyond what the store accounts for its entries and the
+/// clients hold in their buffers (size classes the estimate misses, the slab's and tables' spare
+/// room, the policies' structures) is set as the store's calibration, and the store evicts if
+/// that puts it over `maxmemory`. Evicting lowers the allocator's count and the accounted bytes
+/// alike, so the calibration does not feed on itself. Client buffers are left out: a value on its
+/// way in would otherwise count twice, and a transient one would evict data. Does nothing where
+/// jemalloc is not the allocator (its count is then about zero).
+pub fn calibrate(shared: &Shared) {
+    let (allocated, _) = crate::info::allocator_stats();
+    let buffers: usize = shared
+        .clients()
+        .iter()
+        .map(|c| c.buffer_capacity.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    let beyond = allocated
+        .saturating_sub(shared.base_allocated)
+        .saturating_sub(shared.store.accounted_memory())
+        .saturating_sub(buffers);
+    shared.store.set_calibration(beyond);
 }
 
 /// Closes the clients idle for longer than `timeout` seconds (0: never), as Redis's client cron

@@ -30,6 +30,9 @@ pub struct ClientInfo {
     pub query_buffer: AtomicUsize,
     /// Replies produced and not yet taken by the socket.
     pub output_buffer: AtomicUsize,
+    /// What the connection's input and output buffers hold from the allocator (their capacity),
+    /// which memory calibration leaves out of the data's share.
+    pub buffer_capacity: AtomicUsize,
     /// Set by `CLIENT KILL`, which also wakes the connection through `kill`.
     pub killed: AtomicBool,
     pub kill: tokio::sync::Notify,
@@ -53,6 +56,9 @@ pub struct Shared {
     /// The address the node really listens on (its port may have been 0 in the config).
     pub local_addr: SocketAddr,
     pub config_file: Option<String>,
+    /// What the allocator had handed out when the node started, before any data: the part of
+    /// its count that calibration leaves out.
+    pub base_allocated: usize,
     /// Background cycles run so far, and a wake-up for each, so that tests wait for a cycle
     /// instead of sleeping.
     background_cycles: AtomicU64,
@@ -90,6 +96,7 @@ impl Shared {
             started_ms,
             local_addr,
             config_file,
+            base_allocated: crate::info::allocator_stats().0,
             background_cycles: AtomicU64::new(0),
             background_tick: tokio::sync::Notify::new(),
         })
@@ -168,6 +175,7 @@ impl Shared {
             resp: AtomicU8::new(2),
             query_buffer: AtomicUsize::new(0),
             output_buffer: AtomicUsize::new(0),
+            buffer_capacity: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
         });

@@ -229,7 +229,18 @@ impl Store {
 
     /// Sets what the allocator holds for the data beyond what the entries account (measured by
     /// the server from the allocator's statistics); it counts against the budget from now on.
+    /// When it grows, the store first evicts to make room for it, so that `used_memory` is never
+    /// seen over `maxmemory`.
+    ///
+    /// The caller must hold no shard lock.
     pub fn set_calibration(&self, bytes: usize) {
+        let limit = self.budget.limit();
+        if bytes > self.budget.calibration() && limit != 0 {
+            let start = self.evict_cursor.fetch_add(1, Relaxed);
+            self.evict_while(start, true, || {
+                self.budget.accounted().saturating_add(bytes) > limit
+            });
+        }
         self.budget.set_calibration(bytes);
     }
 

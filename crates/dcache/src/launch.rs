@@ -26,7 +26,7 @@ pub struct LaunchArgs {
     /// Where the nodes' logs go [default: a folder in the system's temporary directory].
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// Passed to every node.
+    /// Passed to every node [default: half of the machine's memory, shared by the nodes].
     #[arg(long)]
     maxmemory: Option<String>,
     /// Passed to every node.
@@ -66,7 +66,15 @@ impl LaunchArgs {
                 args.push(v);
             }
         };
-        pass("--maxmemory", self.maxmemory.clone());
+        // The nodes share the machine: each takes its part of the half a lone node would take.
+        let share = crate::node::available_memory()
+            .map(|m| (m / 2 / usize::from(self.nodes.max(1))).to_string());
+        let told = self.node_args.iter().any(|a| a.starts_with("--maxmemory="))
+            || self.node_args.iter().any(|a| a == "--maxmemory");
+        pass(
+            "--maxmemory",
+            self.maxmemory.clone().or(share.filter(|_| !told)),
+        );
         pass("--maxmemory-policy", self.maxmemory_policy.clone());
         pass("--threads", self.threads.map(|t| t.to_string()));
         pass("--requirepass", self.requirepass.clone());

@@ -20,7 +20,8 @@ pub struct NodeArgs {
     /// Read settings from this TOML file (see config/node.toml); options given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Memory budget for the data set, e.g. 256mb or 2gb (0: no limit).
+    /// Memory budget for the data set, e.g. 256mb or 2gb (0: no limit) [default: half of the
+    /// machine's memory, or of its cgroup's limit when that is lower].
     #[arg(long, value_parser = parse_bytes)]
     maxmemory: Option<ByteSize>,
     /// Eviction policy (default allkeys-s3fifo): allkeys-lru, allkeys-lfu, allkeys-sieve, allkeys-w-tinylfu,
@@ -61,17 +62,27 @@ fn parse_bytes(s: &str) -> Result<ByteSize, String> {
 }
 
 impl NodeArgs {
-    fn config(&self) -> anyhow::Result<NodeConfig> {
+    /// The effective configuration, and whether `maxmemory` is the default share of the machine.
+    fn config(&self) -> anyhow::Result<(NodeConfig, bool)> {
+        let mut maxmemory_given = self.maxmemory.is_some();
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
+                maxmemory_given |= text
+                    .parse::<toml::Table>()
+                    .is_ok_and(|t| t.contains_key("maxmemory"));
                 NodeConfig::from_toml(&text)
                     .map_err(anyhow::Error::msg)
                     .with_context(|| format!("invalid config in {}", path.display()))?
             }
             None => NodeConfig::default(),
         };
+        let mut share = false;
+        if !maxmemory_given && let Some(memory) = available_memory() {
+            config.maxmemory = ByteSize(memory / 2);
+            share = true;
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { config.$field = v.clone(); } )* };
         }
@@ -93,7 +104,37 @@ impl NodeArgs {
             config.port = port;
         }
         config.validate().map_err(anyhow::Error::msg)?;
-        Ok(config)
+        Ok((config, share))
+    }
+}
+
+/// The memory this process may use: the machine's, or its cgroup's limit when that is lower.
+/// `None` where neither can be read.
+pub fn available_memory() -> Option<usize> {
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+                .map(|kb| kb * 1024)
+        });
+    // cgroup v2, then v1; "max" or a huge v1 number mean no limit.
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| {
+        std::fs::read_to_string(path)
+            .ok()?
+            .trim()
+            .parse::<usize>()
+            .ok()
+    });
+    match (machine, cgroup) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
     }
 }
 
@@ -112,7 +153,7 @@ fn init_logging(config: &NodeConfig) {
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let (config, share) = args.config()?;
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());
@@ -143,7 +184,11 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         let maxmemory = match config.maxmemory.0 {
             0 => "no limit".to_owned(),
-            n => ByteSize(n).to_string(),
+            n if share => format!(
+                "{}: half of the memory here; --maxmemory to change",
+                human(n)
+            ),
+            n => human(n),
         };
         println!(
             "dcache node listening on {} (policy {}, maxmemory {maxmemory}{admin})",
@@ -152,6 +197,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         );
         server.run(shutdown_signal()).await
     })
+}
+
+/// Bytes in the largest binary unit, rounded: `11.7gb`, `256mb`.
+fn human(n: usize) -> String {
+    match ByteSize(n).to_string() {
+        exact if exact.len() <= 8 => exact,
+        _ => dcache_server::config::human_bytes(n).to_ascii_lowercase() + "b",
+    }
 }
 
 async fn shutdown_signal() {

@@ -373,8 +373,12 @@ pub fn memory(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         b"USAGE" => {
             match args.len() {
                 3 => {}
+                // Redis refuses a negative sample count as a syntax error; 0 means "all", and
+                // dcache measures every value exactly anyway, so no count sizes any work.
                 5 if is(args.get(3), "SAMPLES") => {
-                    int_arg(args.get(4))?;
+                    if int_arg(args.get(4))? < 0 {
+                        return Err(SYNTAX.into());
+                    }
                 }
                 _ => return Err(SYNTAX.into()),
             }

@@ -347,6 +347,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         b"RESETSTAT" => {
             ctx.shared.stats.reset();
             ctx.shared.store.reset_stats();
+            ctx.shared.ops.lock().clear();
             ctx.out.ok();
         }
         b"HELP" => help(

@@ -203,6 +203,9 @@ pub fn hincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let delta = parse_float(args.get(3)).ok_or(Error::from(super::NOT_FLOAT))?;
+    if !delta.is_finite() {
+        return Err("ERR value is NaN or Infinity".into());
+    }
     let field = args.get(2);
     let text = with_hash(ctx, args.get(1), |h| {
         let current = match h.get(field) {
@@ -213,7 +216,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !next.is_finite() {
             return Err("ERR increment would produce NaN or Infinity".into());
         }
-        let text = dcache_protocol::reply::format_double(next);
+        let text = super::format_float_value(next);
         h.insert(field, text.as_bytes());
         Ok(text)
     })?;

@@ -1,10 +1,12 @@
 //! The fuzzer's parts: a seeded generator of requests over the command table and a raw RESP
-//! connection that reads one reply with a deadline.
+//! connection that reads one reply with a deadline. `differential` compares with Redis.
 
 #![allow(
     dead_code,
     reason = "each fuzz test file uses its own part of this module"
 )]
+
+pub mod differential;
 
 use std::net::SocketAddr;
 use std::time::Duration;

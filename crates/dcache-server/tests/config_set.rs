@@ -20,7 +20,9 @@ const NOT_MEMORY: &str = "argument must be a memory value";
 async fn every_settable_parameter_has_a_usable_range() {
     let node = start(test_config()).await;
     let mut c = node.client().await;
-    let cases: &[(&str, &[&str], &[(&str, &str)])] = &[
+    // (parameter, values it takes, values it refuses with the reason)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: &[Case<'_>] = &[
         (
             "max-args",
             &["1024", "2147483647", "1048576"],

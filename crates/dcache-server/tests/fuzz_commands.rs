@@ -63,10 +63,7 @@ async fn no_command_breaks_the_node() {
         for _ in 0..settings.commands {
             let request = fuzz::command(&mut rng, Mode::Hostile);
             sent.push(fuzz::show(&request));
-            let failure = match conn.call(&request).await {
-                Ok(_) => None,
-                Err(e) => Some(e),
-            };
+            let failure = conn.call(&request).await.err();
             let alive = Conn::connect(addr).await.ping().await;
             if let Some(e) = failure.or_else(|| (!alive).then(|| "PING got no answer".into())) {
                 panic!(

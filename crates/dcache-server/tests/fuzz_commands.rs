@@ -57,7 +57,7 @@ async fn no_command_breaks_the_node() {
     for sequence in 0..settings.sequences {
         let mut conn = Conn::connect(addr).await;
         let mut sent: Vec<String> = Vec::new();
-        for request in fuzz::setup() {
+        for request in fuzz::setup(&mut rng) {
             conn.call(&request).await.expect("set-up commands answer");
         }
         for _ in 0..settings.commands {

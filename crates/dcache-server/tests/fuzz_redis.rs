@@ -33,7 +33,7 @@ async fn replies_match_redis() {
     for sequence in 0..settings.sequences {
         let mut ours = Conn::connect(node.addr).await;
         let mut theirs = Conn::connect(redis.addr).await;
-        for request in fuzz::reset().into_iter().chain(fuzz::setup()) {
+        for request in fuzz::reset().into_iter().chain(fuzz::setup(&mut rng)) {
             ours.call(&request)
                 .await
                 .expect("dcache answers the set-up");

@@ -26,6 +26,10 @@ pub fn normalise(request: &[Vec<u8>], reply: Frame) -> Frame {
             pairs = sort(pairs);
             Frame::Array(pairs)
         }
+        (b"hgetall", Frame::Map(mut pairs)) => {
+            pairs.sort_by_key(|pair| format!("{pair:?}"));
+            Frame::Map(pairs)
+        }
         // Redis formats names into errors with `%s`, which stops at a NUL byte.
         (_, Frame::Error(text)) => Frame::Error(match text.find('\0') {
             Some(nul) => text[..nul].to_owned(),

@@ -60,10 +60,27 @@ async fn no_command_breaks_the_node() {
         for request in fuzz::setup(&mut rng) {
             conn.call(&request).await.expect("set-up commands answer");
         }
-        for _ in 0..settings.commands {
-            let request = fuzz::command(&mut rng, Mode::Hostile);
-            sent.push(fuzz::show(&request));
-            let failure = conn.call(&request).await.err();
+        let mut left = settings.commands;
+        while left > 0 {
+            // Mostly one command at a time; now and then a pipeline of up to 16 in one write.
+            let size = if rng.below(8) == 0 {
+                2 + rng.below(15)
+            } else {
+                1
+            }
+            .min(left);
+            left -= size;
+            let mut batch = Vec::with_capacity(size);
+            while batch.len() < size {
+                let request = fuzz::command(&mut rng, Mode::Hostile);
+                // What may close the connection goes alone, so that no reply goes missing.
+                if size > 1 && fuzz::may_close(&request) {
+                    continue;
+                }
+                sent.push(fuzz::show(&request));
+                batch.push(request);
+            }
+            let failure = conn.pipeline(&batch).await.err();
             let alive = Conn::connect(addr).await.ping().await;
             if let Some(e) = failure.or_else(|| (!alive).then(|| "PING got no answer".into())) {
                 panic!(
@@ -72,7 +89,7 @@ async fn no_command_breaks_the_node() {
                     sent.join("\n")
                 );
             }
-            if fuzz::may_close(&request) {
+            if batch.iter().any(|r| fuzz::may_close(r)) {
                 conn = Conn::connect(addr).await;
             }
         }

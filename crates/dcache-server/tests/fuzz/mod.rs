@@ -450,28 +450,57 @@ impl Conn {
     /// # Errors
     /// The connection closed or broke, the reply did not parse, or it took too long.
     pub async fn call(&mut self, request: &[Vec<u8>]) -> Result<Frame, String> {
+        let mut replies = self
+            .pipeline(std::slice::from_ref(&request.to_vec()))
+            .await?;
+        Ok(replies.remove(0))
+    }
+
+    /// Sends every request in one write, as a pipelining client does, and reads one reply for
+    /// each.
+    ///
+    /// # Errors
+    /// As [`Conn::call`], for any of the replies.
+    pub async fn pipeline(&mut self, requests: &[Vec<Vec<u8>>]) -> Result<Vec<Frame>, String> {
         let mut out = Vec::new();
-        dcache_protocol::reply::encode_command(request.iter(), &mut out);
+        for request in requests {
+            dcache_protocol::reply::encode_command(request.iter(), &mut out);
+        }
         self.socket
             .write_all(&out)
             .await
             .map_err(|e| format!("write failed: {e}"))?;
         let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
-        loop {
+        let mut replies = Vec::with_capacity(requests.len());
+        while replies.len() < requests.len() {
             if let Some((frame, used)) =
                 Frame::parse(&self.buf).map_err(|e| format!("bad reply: {e}"))?
             {
                 self.buf.drain(..used);
-                return Ok(frame);
+                replies.push(frame);
+                continue;
             }
             let mut chunk = [0u8; 64 * 1024];
             match tokio::time::timeout_at(deadline, self.socket.read(&mut chunk)).await {
-                Err(_) => return Err(format!("no reply within {REPLY_TIMEOUT:?}")),
-                Ok(Ok(0)) => return Err("connection closed without a reply".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "reply {} of {} did not come within {REPLY_TIMEOUT:?}",
+                        replies.len() + 1,
+                        requests.len()
+                    ));
+                }
+                Ok(Ok(0)) => {
+                    return Err(format!(
+                        "connection closed after {} of {} replies",
+                        replies.len(),
+                        requests.len()
+                    ));
+                }
                 Ok(Err(e)) => return Err(format!("read failed: {e}")),
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
+        Ok(replies)
     }
 
     pub async fn ping(&mut self) -> bool {

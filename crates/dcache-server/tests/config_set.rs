@@ -13,6 +13,10 @@ fn between(low: u64, high: u64) -> String {
     format!("argument must be between {low} and {high} inclusive")
 }
 
+fn output_limit(which: &str) -> String {
+    format!("the {which} limit must be 0 or between 1048576 and 9223372036854775807 inclusive")
+}
+
 const NOT_INTEGER: &str = "argument couldn't be parsed into an integer";
 const NOT_MEMORY: &str = "argument must be a memory value";
 
@@ -82,6 +86,29 @@ async fn every_settable_parameter_has_a_usable_range() {
             "maxmemory",
             &["0", "100k", "1gb", "0"],
             &[("-1", NOT_MEMORY), ("lots", NOT_MEMORY)],
+        ),
+        (
+            "timeout",
+            &["0", "2147483647", "0"],
+            &[
+                ("2147483648", &between(0, 2147483647)),
+                ("-1", &between(0, 2147483647)),
+                ("soon", NOT_INTEGER),
+            ],
+        ),
+        (
+            "client-output-buffer-limit",
+            &[
+                "normal 1mb 0 0",
+                "normal 0 1048576 0",
+                "normal 0 0 0",
+                "normal 1gb 256mb 60",
+            ],
+            &[
+                ("normal 1 0 0", &output_limit("hard")),
+                ("normal 1048575 0 0", &output_limit("hard")),
+                ("normal 0 1kb 60", &output_limit("soft")),
+            ],
         ),
     ];
     for (name, good, bad) in cases {

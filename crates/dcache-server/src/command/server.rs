@@ -9,7 +9,7 @@ use super::{
     ADMIN, CONNECTION, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX,
     WRITE, help, int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
 };
-use crate::config::{ByteSize, ranges};
+use crate::config::{ByteSize, OutputBufferLimit, ranges};
 
 fn flag_names(cmd: &Command) -> Vec<&'static str> {
     [
@@ -167,6 +167,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("requirepass", true),
     ("proto-max-bulk-len", true),
     ("client-query-buffer-limit", true),
+    ("client-output-buffer-limit", true),
     ("maxclients", true),
     ("hz", true),
     ("threads", false),
@@ -176,7 +177,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("databases", false),
     ("save", false),
     ("appendonly", false),
-    ("timeout", false),
+    ("timeout", true),
 ];
 
 fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
@@ -196,7 +197,8 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "node-id" => config.node_id.to_string(),
         "databases" => "1".into(),
         "appendonly" => "no".into(),
-        "timeout" => "0".into(),
+        "timeout" => config.timeout.to_string(),
+        "client-output-buffer-limit" => config.client_output_buffer_limit.to_string(),
         _ => String::new(),
     }
 }
@@ -211,6 +213,8 @@ enum Change {
     Maxclients(usize),
     Hz(u32),
     MaxArgs(usize),
+    ClientOutputBufferLimit(OutputBufferLimit),
+    Timeout(u64),
 }
 
 /// Parses a memory value the way Redis does (no sign, no fraction) and checks it against `range`.
@@ -259,6 +263,12 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         "maxclients" => Change::Maxclients(integer_in(&text, &ranges::MAXCLIENTS)? as usize),
         "hz" => Change::Hz(integer_in(&text, &ranges::HZ)? as u32),
         "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
+        "client-output-buffer-limit" => {
+            let limit: OutputBufferLimit = text.parse()?;
+            ranges::check_output_buffer_limit(&limit)?;
+            Change::ClientOutputBufferLimit(limit)
+        }
+        "timeout" => Change::Timeout(integer_in(&text, &ranges::TIMEOUT)?),
         _ => return Err("can't set immutable config".into()),
     })
 }
@@ -285,6 +295,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
         Change::Maxclients(n) => ctx.shared.update_config(|c| c.maxclients = n),
         Change::Hz(n) => ctx.shared.update_config(|c| c.hz = n),
         Change::MaxArgs(n) => ctx.shared.update_config(|c| c.max_args = n),
+        Change::ClientOutputBufferLimit(limit) => ctx
+            .shared
+            .update_config(|c| c.client_output_buffer_limit = limit),
+        Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
     }
 }
 

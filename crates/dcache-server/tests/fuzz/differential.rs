@@ -30,11 +30,13 @@ pub fn normalise(request: &[Vec<u8>], reply: Frame) -> Frame {
             pairs.sort_by_key(|pair| format!("{pair:?}"));
             Frame::Map(pairs)
         }
-        // Redis formats names into errors with `%s`, which stops at a NUL byte.
-        (_, Frame::Error(text)) => Frame::Error(match text.find('\0') {
-            Some(nul) => text[..nul].to_owned(),
-            None => text,
-        }),
+        // Redis formats names into errors with `%s`, which stops at a NUL byte, and then trims
+        // the CR or LF the cut may leave at the end (dcache has made it a space): both sides are
+        // cut at the NUL and trimmed.
+        (_, Frame::Error(text)) => {
+            let cut = text.find('\0').map_or(text.as_str(), |nul| &text[..nul]);
+            Frame::Error(cut.trim_end().to_owned())
+        }
         (_, reply) => reply,
     }
 }

@@ -216,9 +216,12 @@ const WORDS: &[&str] = &[
     "ASYNC",
     "default",
 ];
-/// Settings the fuzzer may change. Not `requirepass` or `maxclients` (they lock the checking
-/// connections out by design) and not the request limits, which guard the test process itself.
+/// Settings the fuzzer may change. Not `requirepass`, `maxclients` or `timeout` (they lock out or
+/// close the checking connections by design) and not the request limits, which guard the test
+/// process itself. `client-output-buffer-limit` only ever gets one word here, so its parser sees
+/// garbage but no limit is ever set from the generator.
 const CONFIG_NAMES: &[&str] = &[
+    "client-output-buffer-limit",
     "hz",
     "max-args",
     "maxmemory-policy",
@@ -390,6 +393,12 @@ pub fn reset() -> Vec<Vec<Vec<u8>>> {
             "64mb",
             "maxmemory-policy",
             "allkeys-lru",
+        ],
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal 1gb 256mb 60",
         ],
     ]
     .iter()

@@ -308,9 +308,15 @@ fn arg(rng: &mut Rng, mode: Mode) -> Vec<u8> {
 /// One request: a command from the table, its name in random case, and arguments that mostly
 /// fit its arity, sometimes not, sometimes far too many.
 pub fn command(rng: &mut Rng, mode: Mode) -> Vec<Vec<u8>> {
+    command_among(rng, mode, |_| true)
+}
+
+/// As [`command`], among the table's commands that `known` accepts (the differential mode passes
+/// the other server's command list).
+pub fn command_among(rng: &mut Rng, mode: Mode, known: impl Fn(&str) -> bool) -> Vec<Vec<u8>> {
     let commands: Vec<_> = table()
         .iter()
-        .filter(|c| mode == Mode::Hostile || compared(c.name))
+        .filter(|c| mode == Mode::Hostile || (compared(c.name) && known(c.name)))
         .collect();
     let cmd = rng.pick(&commands);
     let name: Vec<u8> = cmd

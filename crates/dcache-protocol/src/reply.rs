@@ -56,9 +56,11 @@ impl<'a> ReplyWriter<'a> {
     /// An error reply. `msg` starts with its code, e.g. `ERR syntax error` or `WRONGTYPE …`.
     pub fn error(&mut self, msg: &str) {
         self.out.push(b'-');
-        // An error line cannot carry CR or LF; Redis replaces them with spaces too.
+        // An error line cannot carry CR or LF. Redis trims them from both ends of the message
+        // and replaces the ones inside with spaces; so does this.
         self.out.extend(
-            msg.bytes()
+            msg.trim_matches(['\r', '\n'])
+                .bytes()
                 .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
         );
         self.out.extend_from_slice(b"\r\n");

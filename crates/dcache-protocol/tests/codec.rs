@@ -231,6 +231,12 @@ fn replies_in_both_protocol_versions() {
             b"-ERR bad  thing\r\n",
             b"-ERR bad  thing\r\n",
         ),
+        // Redis trims CR and LF from the ends before it replaces the ones inside.
+        (
+            |w| w.error("ERR Unsupported option \r"),
+            b"-ERR Unsupported option \r\n",
+            b"-ERR Unsupported option \r\n",
+        ),
     ];
     for (write, resp2, resp3) in table {
         for (resp3_mode, expected) in [(false, resp2), (true, resp3)] {

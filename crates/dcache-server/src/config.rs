@@ -97,6 +97,60 @@ pub fn human_bytes(n: usize) -> String {
     format!("{n}B")
 }
 
+/// The values within which a node stays usable, for the settings `CONFIG SET` can change. A
+/// config file and `CONFIG SET` hold to the same ranges, so that no setting can lock every client
+/// out (`max-args 1` would refuse every request, `CONFIG SET` included) or stall the node.
+pub mod ranges {
+    use std::ops::RangeInclusive;
+
+    /// Redis's minimum: a request argument can always be a megabyte. The top is the largest key
+    /// the store takes.
+    pub const PROTO_MAX_BULK_LEN: RangeInclusive<u64> =
+        1024 * 1024..=dcache_store::MAX_KEY_LEN as u64;
+    /// Redis's range.
+    pub const CLIENT_QUERY_BUFFER_LIMIT: RangeInclusive<u64> = 1024 * 1024..=i64::MAX as u64;
+    /// Enough for `CONFIG SET` with several pairs, `MSET` of hundreds of keys and every other
+    /// ordinary request; the top is the largest multibulk count the parser reads.
+    pub const MAX_ARGS: RangeInclusive<u64> = 1024..=i32::MAX as u64;
+    /// Redis's range.
+    pub const MAXCLIENTS: RangeInclusive<u64> = 1..=u32::MAX as u64;
+    /// Redis clamps `hz` to 1-500 silently; dcache refuses what it would not use.
+    pub const HZ: RangeInclusive<u64> = 1..=500;
+    /// Redis's range.
+    pub const TIMEOUT: RangeInclusive<u64> = 0..=i32::MAX as u64;
+    /// A hard or soft `client-output-buffer-limit` is 0 (off) or in this range. The node checks
+    /// the limit with a batch's replies still unsent, so a limit of a few bytes would disconnect
+    /// every client after its first command, `CONFIG SET` included.
+    pub const OUTPUT_BUFFER_LIMIT: RangeInclusive<u64> = 1024 * 1024..=i64::MAX as u64;
+
+    /// Checks both limits of a `client-output-buffer-limit`.
+    ///
+    /// # Errors
+    /// Which limit is out of range, and the range.
+    pub fn check_output_buffer_limit(limit: &super::OutputBufferLimit) -> Result<(), String> {
+        for (which, bytes) in [("hard", limit.hard), ("soft", limit.soft)] {
+            if bytes != 0 && !OUTPUT_BUFFER_LIMIT.contains(&(bytes as u64)) {
+                return Err(format!(
+                    "the {which} limit must be 0 or between {} and {} inclusive",
+                    OUTPUT_BUFFER_LIMIT.start(),
+                    OUTPUT_BUFFER_LIMIT.end()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Redis's wording for a value outside `range`.
+    #[must_use]
+    pub fn message(range: &RangeInclusive<u64>) -> String {
+        format!(
+            "argument must be between {} and {} inclusive",
+            range.start(),
+            range.end()
+        )
+    }
+}
+
 /// `client-output-buffer-limit` for ordinary clients: unsent replies past `hard` bytes, or past
 /// `soft` bytes for `soft_seconds` in a row, disconnect the client. 0 turns a limit off. Written
 /// as Redis writes one class: `normal 1gb 256mb 60`.
@@ -284,8 +338,32 @@ impl NodeConfig {
                 dcache_store::MAX_KEY_LEN
             ));
         }
-        if self.hz == 0 || self.hz > 500 {
-            return Err(format!("hz {} is out of range (1-500)", self.hz));
+        let checks = [
+            (
+                "proto-max-bulk-len",
+                self.proto_max_bulk_len.0 as u64,
+                ranges::PROTO_MAX_BULK_LEN,
+            ),
+            (
+                "client-query-buffer-limit",
+                self.client_query_buffer_limit.0 as u64,
+                ranges::CLIENT_QUERY_BUFFER_LIMIT,
+            ),
+            ("max-args", self.max_args as u64, ranges::MAX_ARGS),
+            ("maxclients", self.maxclients as u64, ranges::MAXCLIENTS),
+            ("hz", u64::from(self.hz), ranges::HZ),
+            ("timeout", self.timeout, ranges::TIMEOUT),
+        ];
+        ranges::check_output_buffer_limit(&self.client_output_buffer_limit)
+            .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
+        for (name, value, range) in checks {
+            if !range.contains(&value) {
+                return Err(format!(
+                    "{name} {value} is out of range ({}-{})",
+                    range.start(),
+                    range.end()
+                ));
+            }
         }
         Ok(())
     }
@@ -357,6 +435,43 @@ mod tests {
         );
         assert!(NodeConfig::from_toml("maxmemory-policy = \"mru\"").is_err());
         assert!(NodeConfig::from_toml("proto-max-bulk-len = \"1gb\"").is_err());
+    }
+
+    #[test]
+    fn settings_outside_their_usable_range_are_refused() {
+        for (text, ok) in [
+            ("max-args = 1023", false),
+            ("max-args = 1024", true),
+            ("max-args = 2147483647", true),
+            ("max-args = 2147483648", false),
+            ("proto-max-bulk-len = 1048575", false),
+            ("proto-max-bulk-len = \"1mb\"", true),
+            ("client-query-buffer-limit = 1048575", false),
+            ("client-query-buffer-limit = \"1mb\"", true),
+            ("maxclients = 0", false),
+            ("maxclients = 1", true),
+            ("maxclients = 4294967295", true),
+            ("maxclients = 4294967296", false),
+            ("hz = 0", false),
+            ("hz = 1", true),
+            ("hz = 500", true),
+            ("hz = 501", false),
+            ("timeout = 2147483647", true),
+            ("timeout = 2147483648", false),
+            ("client-output-buffer-limit = \"normal 1mb 0 0\"", true),
+            ("client-output-buffer-limit = \"normal 0 0 0\"", true),
+            ("client-output-buffer-limit = \"normal 1 0 0\"", false),
+            ("client-output-buffer-limit = \"normal 0 1kb 10\"", false),
+        ] {
+            let result = NodeConfig::from_toml(text);
+            assert_eq!(result.is_ok(), ok, "{text}: {result:?}");
+            if let Err(e) = result {
+                assert!(
+                    e.contains("out of range") || e.contains("limit must be 0 or between"),
+                    "{text}: {e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -262,11 +262,41 @@ impl OpsSampler {
         self.samples.push_back((now_ms, total_commands));
     }
 
+    /// Forgets the samples (`CONFIG RESETSTAT` zeroes the command total they count from).
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+
+    /// The rate between the oldest and the newest sample. A total that went down (the counters
+    /// were reset between the two) gives 0 rather than a wrapped or panicking subtraction.
     #[must_use]
     pub fn ops_per_sec(&self) -> u64 {
         match (self.samples.front(), self.samples.back()) {
-            (Some(&(t0, c0)), Some(&(t1, c1))) if t1 > t0 => (c1 - c0) * 1000 / (t1 - t0),
+            (Some(&(t0, c0)), Some(&(t1, c1))) if t1 > t0 => {
+                c1.saturating_sub(c0).saturating_mul(1000) / (t1 - t0)
+            }
             _ => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpsSampler;
+
+    #[test]
+    fn a_reset_between_samples_reads_as_zero_ops() {
+        let mut ops = OpsSampler::default();
+        ops.sample(1_000, 500);
+        ops.sample(2_000, 1_500);
+        assert_eq!(ops.ops_per_sec(), 1_000);
+        // CONFIG RESETSTAT zeroed the total; the fuzzer found INFO then panicking a worker.
+        ops.sample(3_000, 20);
+        assert_eq!(ops.ops_per_sec(), 0);
+        ops.clear();
+        assert_eq!(ops.ops_per_sec(), 0);
+        ops.sample(4_000, 20);
+        ops.sample(5_000, 70);
+        assert_eq!(ops.ops_per_sec(), 50);
     }
 }

@@ -152,7 +152,7 @@ async fn a_malformed_frame_closes_only_that_connection() {
 async fn limits_are_enforced_with_redis_wording() {
     let mut config = test_config();
     config.proto_max_bulk_len = ByteSize(1024 * 1024);
-    config.max_args = 4;
+    config.max_args = 1024;
     config.client_query_buffer_limit = ByteSize(2 * 1024 * 1024);
     let node = start(config).await;
 
@@ -161,7 +161,7 @@ async fn limits_are_enforced_with_redis_wording() {
     assert_eq!(got, b"-ERR Protocol error: invalid bulk length\r\n");
 
     let mut s = node.raw().await;
-    let got = exchange(&mut s, b"*5\r\n", 100).await;
+    let got = exchange(&mut s, b"*1025\r\n", 100).await;
     assert_eq!(got, b"-ERR Protocol error: invalid multibulk length\r\n");
 
     // A request that never ends: once the unparsed input passes the query buffer limit, the

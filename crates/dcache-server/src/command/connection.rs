@@ -159,10 +159,28 @@ const CLIENT_HELP: &[&str] = &[
     "    Return the ID of the current connection.",
     "INFO",
     "    Return information about the current client connection.",
-    "KILL ID <client-id> | ADDR <ip:port>",
-    "    Kill connections by id or address.",
-    "LIST",
-    "    Return information about client connections.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]",
+    "      Return clients of specified IDs only.",
     "SETINFO <LIB-NAME|LIB-VER> <value>",
     "    Set client library name or version.",
     "SETNAME <name>",
@@ -170,6 +188,92 @@ const CLIENT_HELP: &[&str] = &[
     "HELP",
     "    Print this help.",
 ];
+
+/// Whether a client type name means the normal clients (true) or another kind that dcache does
+/// not have (false).
+fn client_type(name: &[u8]) -> Result<bool, Error> {
+    match name.to_ascii_lowercase().as_slice() {
+        b"normal" => Ok(true),
+        b"master" | b"replica" | b"slave" | b"pubsub" => Ok(false),
+        _ => Err(format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(name)
+        )
+        .into()),
+    }
+}
+
+/// CLIENT KILL, in both of Redis's forms: `KILL <ip:port>` (replies OK, or an error when no
+/// client has that address) and `KILL <filter> <value> ...` (replies how many it killed, and by
+/// default spares the caller: SKIPME yes).
+fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if args.len() == 3 {
+        let target = args.get(2);
+        let victim = ctx
+            .shared
+            .clients()
+            .into_iter()
+            .find(|c| c.addr.to_string().as_bytes() == target);
+        let Some(victim) = victim else {
+            return Err("ERR No such client".into());
+        };
+        victim.killed.store(true, Relaxed);
+        victim.kill.notify_one();
+        ctx.out.ok();
+        return Ok(());
+    }
+    let (mut id, mut addr, mut laddr) = (None, None, None);
+    let (mut normal, mut skip_me) = (true, true);
+    let mut i = 2;
+    while i < args.len() {
+        if i + 1 >= args.len() {
+            return Err(SYNTAX.into());
+        }
+        let (filter, value) = (args.get(i), args.get(i + 1));
+        if is(filter, "ID") {
+            match int_arg(value) {
+                Ok(n) if n > 0 => id = Some(n as u64),
+                _ => return Err("ERR client-id should be greater than 0".into()),
+            }
+        } else if is(filter, "TYPE") {
+            normal = client_type(value)?;
+        } else if is(filter, "ADDR") {
+            addr = Some(value);
+        } else if is(filter, "LADDR") {
+            laddr = Some(value);
+        } else if is(filter, "USER") {
+            if value != b"default" {
+                return Err(
+                    format!("ERR No such user '{}'", String::from_utf8_lossy(value)).into(),
+                );
+            }
+        } else if is(filter, "SKIPME") {
+            skip_me = match value.to_ascii_lowercase().as_slice() {
+                b"yes" => true,
+                b"no" => false,
+                _ => return Err(SYNTAX.into()),
+            };
+        } else {
+            return Err(SYNTAX.into());
+        }
+        i += 2;
+    }
+    let mut killed = 0;
+    for c in ctx.shared.clients() {
+        let hit = normal
+            && id.is_none_or(|id| c.id == id)
+            && addr.is_none_or(|a| c.addr.to_string().as_bytes() == a)
+            && laddr.is_none_or(|a| c.local_addr.to_string().as_bytes() == a)
+            && !(skip_me && c.id == ctx.conn.info.id);
+        if hit {
+            c.killed.store(true, Relaxed);
+            c.kill.notify_one();
+            killed += 1;
+        }
+    }
+    ctx.out.int(killed);
+    Ok(())
+}
 
 pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let sub = args.get(1);
@@ -222,43 +326,32 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out.verbatim(line.as_bytes());
         }
         b"LIST" => {
+            // Every client here is a normal one: TYPE normal lists them all, the other types none.
+            let mut ids: Option<Vec<u64>> = None;
+            let mut normal = true;
+            if n == 4 && is(args.get(2), "TYPE") {
+                normal = client_type(args.get(3))?;
+            } else if n > 3 && is(args.get(2), "ID") {
+                let mut list = Vec::with_capacity(n - 3);
+                for arg in args.iter_from(3) {
+                    match int_arg(arg) {
+                        Ok(id) if id > 0 => list.push(id as u64),
+                        _ => return Err("ERR Invalid client ID".into()),
+                    }
+                }
+                ids = Some(list);
+            } else if n != 2 {
+                return Err(SYNTAX.into());
+            }
             let mut text = String::new();
             for c in ctx.shared.clients() {
-                text.push_str(&client_line(ctx, &c));
+                if normal && ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+                    text.push_str(&client_line(ctx, &c));
+                }
             }
             ctx.out.verbatim(text.as_bytes());
         }
-        b"KILL" => {
-            if n != 4 {
-                return Err(SYNTAX.into());
-            }
-            let target = args.get(3);
-            let by_id = is(args.get(2), "ID");
-            if !by_id && !is(args.get(2), "ADDR") {
-                return Err(SYNTAX.into());
-            }
-            let id = if by_id {
-                Some(int_arg(target)? as u64)
-            } else {
-                None
-            };
-            let mut killed = 0;
-            for c in ctx.shared.clients() {
-                let hit = match id {
-                    Some(id) => c.id == id,
-                    None => c.addr.to_string().as_bytes() == target,
-                };
-                if hit {
-                    c.killed.store(true, Relaxed);
-                    c.kill.notify_one();
-                    killed += 1;
-                }
-            }
-            if killed == 0 {
-                return Err("ERR No such client".into());
-            }
-            ctx.out.int(killed);
-        }
+        b"KILL" => client_kill(ctx, args)?,
         b"HELP" => help(&mut ctx.out, CLIENT_HELP),
         _ => return Err(unknown_subcommand(sub, "client")),
     }

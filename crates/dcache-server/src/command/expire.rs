@@ -13,7 +13,6 @@ fn set_expiry(
     absolute: bool,
     cmd: &str,
 ) -> CmdResult {
-    let amount = int_arg(args.get(2))?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in args.iter_from(3) {
         match opt.to_ascii_uppercase().as_slice() {
@@ -34,6 +33,8 @@ fn set_expiry(
     if gt && lt {
         return Err("ERR GT and LT options at the same time are not compatible".into());
     }
+    // Redis reads the options first and the time after them.
+    let amount = int_arg(args.get(2))?;
     let invalid = || Error::from(format!("ERR invalid expire time in '{cmd}' command"));
     let ms = amount.checked_mul(unit_ms).ok_or_else(invalid)?;
     let at = if absolute {

@@ -203,6 +203,9 @@ pub fn hincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let delta = parse_float(args.get(3)).ok_or(Error::from(super::NOT_FLOAT))?;
+    if !delta.is_finite() {
+        return Err("ERR value is NaN or Infinity".into());
+    }
     let field = args.get(2);
     let text = with_hash(ctx, args.get(1), |h| {
         let current = match h.get(field) {
@@ -213,7 +216,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !next.is_finite() {
             return Err("ERR increment would produce NaN or Infinity".into());
         }
-        let text = dcache_protocol::reply::format_double(next);
+        let text = super::format_float_value(next);
         h.insert(field, text.as_bytes());
         Ok(text)
     })?;
@@ -221,9 +224,32 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
+/// Redis's message for a count that no reply could hold.
+const OUT_OF_RANGE: &str = "ERR value is out of range";
+
+/// Bytes one bulk string of `len` bytes takes in a reply: `$<len>\r\n<data>\r\n`.
+fn bulk_size(len: usize) -> usize {
+    let digits = len.checked_ilog10().unwrap_or(0) as usize + 1;
+    len + digits + 5
+}
+
+/// HRANDFIELD key [count [WITHVALUES]].
+///
+/// The count comes from the client, so nothing is sized by it: a positive count picks at most
+/// the hash's own fields, and a negative one (repetitions allowed) is written pick by pick. A
+/// negative count whose reply could be larger than `proto-max-bulk-len` is refused with Redis's
+/// out-of-range error rather than built: Redis would stream it for as long as it takes, which for
+/// `-9223372036854775807` is forever and holds a worker (and the shard lock) all along.
 pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let count = if args.len() >= 3 {
-        Some(int_arg(args.get(2))?)
+        let c = int_arg(args.get(2))?;
+        if c == i64::MIN {
+            return Err(
+                "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+                    .into(),
+            );
+        }
+        Some(c)
     } else {
         None
     };
@@ -232,6 +258,9 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         4 if is(args.get(3), "WITHVALUES") => true,
         _ => return Err(super::SYNTAX.into()),
     };
+    if with_values && count.is_some_and(|c| c.unsigned_abs() > (i64::MAX / 2) as u64) {
+        return Err(OUT_OF_RANGE.into());
+    }
     let mut rng = ctx.now ^ ctx.conn.info.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491;
     let mut next = move || {
         rng ^= rng << 13;
@@ -239,49 +268,76 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         rng ^= rng << 17;
         rng
     };
-    let picked: Option<Vec<(Vec<u8>, Vec<u8>)>> = read_hash(ctx, args.get(1), |h| {
-        let fields: Vec<_> = h.iter().collect();
-        let n = fields.len() as u64;
-        let owned = |(f, v): (&[u8], &[u8])| (f.to_vec(), v.to_vec());
-        match count {
-            None => vec![owned(fields[(next() % n) as usize])],
-            Some(c) if c >= 0 => {
-                // Distinct fields: a partial Fisher-Yates shuffle.
-                let mut fields = fields;
-                let take = (c as usize).min(fields.len());
-                for i in 0..take {
-                    let j = i + (next() % (fields.len() - i) as u64) as usize;
-                    fields.swap(i, j);
-                }
-                fields.into_iter().take(take).map(owned).collect()
+    let max_reply = ctx.conn.max_bulk_len;
+    let key = ctx.key(args.get(1));
+    let mut shard = ctx.lock(&key);
+    let hash = match shard.get(&key, ctx.now, Lookup::Read) {
+        Some(entry) => Some(as_hash(entry.value())?),
+        None => None,
+    };
+    let (Some(hash), Some(count)) = (hash, count) else {
+        match (hash, count) {
+            (Some(hash), None) => {
+                let pick = (next() % hash.len() as u64) as usize;
+                let field = hash.iter().nth(pick).map(|(f, _)| f);
+                ctx.out.bulk_or_null(field);
             }
-            Some(c) => (0..c.unsigned_abs())
-                .map(|_| owned(fields[(next() % n) as usize]))
-                .collect(),
+            (None, None) => ctx.out.null(),
+            (_, Some(_)) => ctx.out.array(0),
         }
-    })?;
-    match (count, picked) {
-        (None, None) => ctx.out.null(),
-        (None, Some(one)) => ctx.out.bulk(&one[0].0),
-        (Some(_), picked) => {
-            let picked = picked.unwrap_or_default();
-            if with_values && ctx.out.resp3() {
-                ctx.out.array(picked.len());
-                for (f, v) in &picked {
-                    ctx.out.array(2);
-                    ctx.out.bulk(f);
-                    ctx.out.bulk(v);
-                }
-            } else {
-                ctx.out
-                    .array(picked.len() * if with_values { 2 } else { 1 });
-                for (f, v) in &picked {
-                    ctx.out.bulk(f);
-                    if with_values {
-                        ctx.out.bulk(v);
+        return Ok(());
+    };
+    if count == 0 {
+        ctx.out.array(0);
+        return Ok(());
+    }
+    // Indexes into the hash for random access: sized by the hash, never by the count.
+    let mut fields: Vec<(&[u8], &[u8])> = hash.iter().collect();
+    let picks = if count > 0 {
+        // Distinct fields: a partial Fisher-Yates shuffle over the hash's own fields.
+        let take = usize::try_from(count).map_or(fields.len(), |c| c.min(fields.len()));
+        for i in 0..take {
+            let j = i + (next() % (fields.len() - i) as u64) as usize;
+            fields.swap(i, j);
+        }
+        take
+    } else {
+        let largest = fields
+            .iter()
+            .map(|(f, v)| {
+                bulk_size(f.len())
+                    + if with_values {
+                        bulk_size(v.len()) + 4
+                    } else {
+                        0
                     }
-                }
-            }
+            })
+            .max()
+            .unwrap_or(0);
+        let picks = count.unsigned_abs();
+        if picks.saturating_mul(largest as u64) > max_reply as u64 {
+            return Err(OUT_OF_RANGE.into());
+        }
+        picks as usize
+    };
+    let resp3_pairs = with_values && ctx.out.resp3();
+    ctx.out.array(if with_values && !resp3_pairs {
+        picks * 2
+    } else {
+        picks
+    });
+    for i in 0..picks {
+        let (f, v) = if count > 0 {
+            fields[i]
+        } else {
+            fields[(next() % fields.len() as u64) as usize]
+        };
+        if resp3_pairs {
+            ctx.out.array(2);
+        }
+        ctx.out.bulk(f);
+        if with_values {
+            ctx.out.bulk(v);
         }
     }
     Ok(())

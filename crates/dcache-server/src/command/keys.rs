@@ -213,7 +213,15 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             replace = true;
             i += 1;
         } else if is(args.get(i), "DB") && i + 1 < args.len() {
-            if int_arg(args.get(i + 1))? != 0 {
+            // Redis reads the index as a C int before it looks for the database.
+            let db = int_arg(args.get(i + 1))?;
+            if i32::try_from(db).is_err() {
+                return Err(
+                    "ERR value is out of range, value must between -2147483648 and 2147483647"
+                        .into(),
+                );
+            }
+            if db != 0 {
                 return Err("ERR DB index is out of range".into());
             }
             i += 2;

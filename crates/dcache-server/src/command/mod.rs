@@ -401,6 +401,22 @@ pub fn parse_float(arg: &[u8]) -> Option<f64> {
     text.parse::<f64>().ok()
 }
 
+/// Formats the result of INCRBYFLOAT and HINCRBYFLOAT. Redis prints the `long double` with 17
+/// decimals and trims the zeros, so an integral result shows every digit
+/// (`-9223372036854775808`, where the shortest round-trip form would end in `...776000`); other
+/// results take the shortest form that reads back the same (`0.3` rather than the 17 decimals
+/// of the `f64` nearest to it, which Redis's wider `long double` does not show either).
+#[must_use]
+pub fn format_float_value(value: f64) -> String {
+    if value.is_finite() && value.fract() == 0.0 {
+        // -0.0 prints as "-0"; Redis prints "0".
+        let text = format!("{value:.0}");
+        if text == "-0" { "0".to_owned() } else { text }
+    } else {
+        dcache_protocol::reply::format_double(value)
+    }
+}
+
 /// Replies with a list of help lines, as every `… HELP` subcommand does.
 pub fn help(out: &mut ReplyWriter<'_>, lines: &[&str]) {
     out.array(lines.len());

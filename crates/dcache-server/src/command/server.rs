@@ -1,5 +1,7 @@
 //! Server commands: COMMAND, INFO, CONFIG, DBSIZE, FLUSHDB/FLUSHALL, TIME, MEMORY, OBJECT.
 
+use std::ops::RangeInclusive;
+
 use dcache_protocol::Args;
 use dcache_store::{Lookup, PolicyKind, PolicyName, Value, glob_match};
 
@@ -7,7 +9,7 @@ use super::{
     ADMIN, CONNECTION, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX,
     WRITE, help, int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
 };
-use crate::config::ByteSize;
+use crate::config::{ByteSize, OutputBufferLimit, ranges};
 
 fn flag_names(cmd: &Command) -> Vec<&'static str> {
     [
@@ -201,92 +203,103 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
     }
 }
 
-fn set_parameter(ctx: &Ctx<'_>, name: &str, value: &[u8]) -> Result<(), String> {
+/// One validated `CONFIG SET` change, applied only once every pair of the command has passed.
+enum Change {
+    Maxmemory(ByteSize),
+    Policy(PolicyName),
+    Requirepass(String),
+    ProtoMaxBulkLen(ByteSize),
+    ClientQueryBufferLimit(ByteSize),
+    Maxclients(usize),
+    Hz(u32),
+    MaxArgs(usize),
+    ClientOutputBufferLimit(OutputBufferLimit),
+    Timeout(u64),
+}
+
+/// Parses a memory value the way Redis does (no sign, no fraction) and checks it against `range`.
+fn memory_in(text: &str, range: Option<&RangeInclusive<u64>>) -> Result<ByteSize, String> {
+    if text.starts_with(['-', '+']) {
+        return Err("argument must be a memory value".to_owned());
+    }
+    let bytes = text
+        .parse::<ByteSize>()
+        .map_err(|_| "argument must be a memory value".to_owned())?;
+    match range {
+        Some(range) if !range.contains(&(bytes.0 as u64)) => Err(ranges::message(range)),
+        _ => Ok(bytes),
+    }
+}
+
+/// Parses an integer the way Redis's numeric settings do and checks it against `range`: a
+/// negative or huge number is out of range, text is not an integer.
+fn integer_in(text: &str, range: &RangeInclusive<u64>) -> Result<u64, String> {
+    let n = dcache_protocol::request::parse_i64(text.as_bytes())
+        .ok_or_else(|| "argument couldn't be parsed into an integer".to_owned())?;
+    u64::try_from(n)
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| ranges::message(range))
+}
+
+fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
     let text = String::from_utf8_lossy(value).into_owned();
-    let memory = || {
-        text.parse::<ByteSize>()
-            .map_err(|_| "argument must be a memory value".to_owned())
-    };
-    let number = || {
-        text.parse::<usize>()
-            .map_err(|_| "argument couldn't be parsed into an integer".to_owned())
-    };
+    Ok(match name {
+        "maxmemory" => Change::Maxmemory(memory_in(&text, None)?),
+        "maxmemory-policy" => Change::Policy(text.parse().map_err(|_| {
+            format!(
+                "argument(s) must be one of the following: {}",
+                PolicyName::ALL.join(", ")
+            )
+        })?),
+        "requirepass" => Change::Requirepass(text),
+        "proto-max-bulk-len" => {
+            Change::ProtoMaxBulkLen(memory_in(&text, Some(&ranges::PROTO_MAX_BULK_LEN))?)
+        }
+        "client-query-buffer-limit" => Change::ClientQueryBufferLimit(memory_in(
+            &text,
+            Some(&ranges::CLIENT_QUERY_BUFFER_LIMIT),
+        )?),
+        "maxclients" => Change::Maxclients(integer_in(&text, &ranges::MAXCLIENTS)? as usize),
+        "hz" => Change::Hz(integer_in(&text, &ranges::HZ)? as u32),
+        "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
+        "client-output-buffer-limit" => {
+            let limit: OutputBufferLimit = text.parse()?;
+            ranges::check_output_buffer_limit(&limit)?;
+            Change::ClientOutputBufferLimit(limit)
+        }
+        "timeout" => Change::Timeout(integer_in(&text, &ranges::TIMEOUT)?),
+        _ => return Err("can't set immutable config".into()),
+    })
+}
+
+fn apply(ctx: &Ctx<'_>, change: Change) {
     let store = &ctx.shared.store;
-    match name {
-        "maxmemory" => {
-            let bytes = memory()?;
+    match change {
+        Change::Maxmemory(bytes) => {
             ctx.shared.update_config(|c| c.maxmemory = bytes);
             store.set_maxmemory(bytes.0);
         }
-        "maxmemory-policy" => {
-            let policy: PolicyName = text.parse().map_err(|_| {
-                format!(
-                    "argument(s) must be one of the following: {}",
-                    PolicyName::ALL.join(", ")
-                )
-            })?;
+        Change::Policy(policy) => {
             ctx.shared
                 .update_config(|c| c.maxmemory_policy = policy.to_string());
             store.set_policy(policy);
         }
-        "requirepass" => ctx.shared.update_config(|c| c.requirepass = text.clone()),
-        "proto-max-bulk-len" => {
-            let bytes = memory()?;
-            if bytes.0 < 1024 * 1024 || bytes.0 > dcache_store::MAX_KEY_LEN {
-                return Err(format!(
-                    "argument must be between 1048576 and {} inclusive",
-                    dcache_store::MAX_KEY_LEN
-                ));
-            }
-            ctx.shared.update_config(|c| c.proto_max_bulk_len = bytes);
+        Change::Requirepass(password) => ctx.shared.update_config(|c| c.requirepass = password),
+        Change::ProtoMaxBulkLen(bytes) => {
+            ctx.shared.update_config(|c| c.proto_max_bulk_len = bytes)
         }
-        "client-query-buffer-limit" => {
-            let bytes = memory()?;
-            if bytes.0 < 1024 * 1024 {
-                return Err(
-                    "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
-                );
-            }
-            ctx.shared
-                .update_config(|c| c.client_query_buffer_limit = bytes);
-        }
-        "client-output-buffer-limit" => {
-            let limit = text.parse()?;
-            ctx.shared
-                .update_config(|c| c.client_output_buffer_limit = limit);
-        }
-        "timeout" => {
-            let seconds = text
-                .parse::<u64>()
-                .ok()
-                .filter(|&s| s <= i32::MAX as u64)
-                .ok_or("argument must be between 0 and 2147483647 inclusive")?;
-            ctx.shared.update_config(|c| c.timeout = seconds);
-        }
-        "maxclients" => {
-            let n = number()?;
-            if n == 0 {
-                return Err("argument must be between 1 and 4294967295 inclusive".into());
-            }
-            ctx.shared.update_config(|c| c.maxclients = n);
-        }
-        "hz" => {
-            let n = number()?;
-            if !(1..=500).contains(&n) {
-                return Err("argument must be between 1 and 500 inclusive".into());
-            }
-            ctx.shared.update_config(|c| c.hz = n as u32);
-        }
-        "max-args" => {
-            let n = number()?;
-            if n == 0 {
-                return Err("argument must be at least 1".into());
-            }
-            ctx.shared.update_config(|c| c.max_args = n);
-        }
-        _ => return Err("can't set immutable config".into()),
+        Change::ClientQueryBufferLimit(bytes) => ctx
+            .shared
+            .update_config(|c| c.client_query_buffer_limit = bytes),
+        Change::Maxclients(n) => ctx.shared.update_config(|c| c.maxclients = n),
+        Change::Hz(n) => ctx.shared.update_config(|c| c.hz = n),
+        Change::MaxArgs(n) => ctx.shared.update_config(|c| c.max_args = n),
+        Change::ClientOutputBufferLimit(limit) => ctx
+            .shared
+            .update_config(|c| c.client_output_buffer_limit = limit),
+        Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
     }
-    Ok(())
 }
 
 pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -324,19 +337,31 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                     .into());
                 }
             }
+            // Redis's CONFIG SET is all or nothing: every pair is checked before any applies.
+            let mut changes = Vec::with_capacity(args.len() / 2);
+            let mut seen: Vec<String> = Vec::with_capacity(args.len() / 2);
             for i in (2..args.len()).step_by(2) {
                 let name = String::from_utf8_lossy(args.get(i)).to_ascii_lowercase();
-                set_parameter(ctx, &name, args.get(i + 1)).map_err(|e| {
+                let failed = |e: String| {
                     Error::from(format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
                     ))
-                })?;
+                };
+                if seen.contains(&name) {
+                    return Err(failed("duplicate parameter".into()));
+                }
+                changes.push(parse_parameter(&name, args.get(i + 1)).map_err(failed)?);
+                seen.push(name);
+            }
+            for change in changes {
+                apply(ctx, change);
             }
             ctx.out.ok();
         }
         b"RESETSTAT" => {
             ctx.shared.stats.reset();
             ctx.shared.store.reset_stats();
+            ctx.shared.ops.lock().clear();
             ctx.out.ok();
         }
         b"HELP" => help(
@@ -388,8 +413,12 @@ pub fn memory(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         b"USAGE" => {
             match args.len() {
                 3 => {}
+                // Redis refuses a negative sample count as a syntax error; 0 means "all", and
+                // dcache measures every value exactly anyway, so no count sizes any work.
                 5 if is(args.get(3), "SAMPLES") => {
-                    int_arg(args.get(4))?;
+                    if int_arg(args.get(4))? < 0 {
+                        return Err(SYNTAX.into());
+                    }
                 }
                 _ => return Err(SYNTAX.into()),
             }

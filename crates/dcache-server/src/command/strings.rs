@@ -3,7 +3,9 @@
 use dcache_protocol::Args;
 use dcache_store::{Kind, Lookup, Value};
 
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, SYNTAX, WRONGTYPE, int_arg, parse_float};
+use super::{
+    CmdResult, Ctx, Error, NOT_FLOAT, OVERFLOW, SYNTAX, WRONGTYPE, int_arg, is, parse_float,
+};
 
 /// The bytes of a string value, or WRONGTYPE.
 pub(super) fn as_str(value: Value<'_>) -> Result<&[u8], Error> {
@@ -54,67 +56,97 @@ pub fn get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// Options of SET (and the expiry options GETEX shares).
+/// How an expiry argument counts time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+}
+
+impl Unit {
+    fn parse(word: &[u8]) -> Option<Unit> {
+        match word.to_ascii_uppercase().as_slice() {
+            b"EX" => Some(Unit::Ex),
+            b"PX" => Some(Unit::Px),
+            b"EXAT" => Some(Unit::ExAt),
+            b"PXAT" => Some(Unit::PxAt),
+            _ => None,
+        }
+    }
+
+    /// Milliseconds per unit, and whether the time is absolute.
+    fn scale(self) -> (i64, bool) {
+        match self {
+            Unit::Ex => (1000, false),
+            Unit::Px => (1, false),
+            Unit::ExAt => (1000, true),
+            Unit::PxAt => (1, true),
+        }
+    }
+}
+
+/// The options SET and GETEX share, parsed the way Redis's `parseExtendedStringArgumentsOrReply`
+/// does: an option may repeat (the last expiry wins), options that contradict each other are a
+/// syntax error, and the expiry's value is only read later, after the syntax is known good.
 #[derive(Default)]
-struct SetOptions {
+struct SetOptions<'a> {
     nx: bool,
     xx: bool,
     get: bool,
     keep_ttl: bool,
-    expire_at: Option<u64>,
+    persist: bool,
+    expiry: Option<(Unit, &'a [u8])>,
 }
 
-fn parse_set_options(ctx: &Ctx<'_>, args: Args<'_>, from: usize) -> Result<SetOptions, Error> {
+/// Parses the options from `from` on; `set` selects SET's options (NX, XX, GET, KEEPTTL), else
+/// GETEX's (PERSIST).
+fn parse_set_options(args: Args<'_>, from: usize, set: bool) -> Result<SetOptions<'_>, Error> {
     let mut opts = SetOptions::default();
-    let mut expiry_given = false;
     let mut i = from;
     while i < args.len() {
         let arg = args.get(i);
-        let unit = match arg.to_ascii_uppercase().as_slice() {
-            b"NX" if !opts.xx => {
-                opts.nx = true;
-                None
-            }
-            b"XX" if !opts.nx => {
-                opts.xx = true;
-                None
-            }
-            b"GET" => {
-                opts.get = true;
-                None
-            }
-            b"KEEPTTL" if !expiry_given => {
-                opts.keep_ttl = true;
-                expiry_given = true;
-                None
-            }
-            b"EX" if !expiry_given => Some((1000, false)),
-            b"PX" if !expiry_given => Some((1, false)),
-            b"EXAT" if !expiry_given => Some((1000, true)),
-            b"PXAT" if !expiry_given => Some((1, true)),
-            _ => return Err(SYNTAX.into()),
-        };
-        if let Some((unit_ms, absolute)) = unit {
-            if i + 1 >= args.len() {
-                return Err(SYNTAX.into());
-            }
-            opts.expire_at = Some(expire_time(
-                args.get(i + 1),
-                unit_ms,
-                absolute,
-                ctx.now,
-                "set",
-            )?);
-            expiry_given = true;
+        let unit = opts.expiry.map(|(u, _)| u);
+        if set && is(arg, "NX") && !opts.xx {
+            opts.nx = true;
+        } else if set && is(arg, "XX") && !opts.nx {
+            opts.xx = true;
+        } else if set && is(arg, "GET") {
+            opts.get = true;
+        } else if set && is(arg, "KEEPTTL") && unit.is_none() {
+            opts.keep_ttl = true;
+        } else if !set && is(arg, "PERSIST") && unit.is_none() {
+            opts.persist = true;
+        } else if let Some(next) = Unit::parse(arg)
+            .filter(|u| unit.is_none_or(|had| had == *u))
+            .filter(|_| !opts.keep_ttl && !opts.persist && i + 1 < args.len())
+        {
+            opts.expiry = Some((next, args.get(i + 1)));
             i += 1;
+        } else {
+            return Err(SYNTAX.into());
         }
         i += 1;
     }
     Ok(opts)
 }
 
+impl SetOptions<'_> {
+    /// The absolute expiry the options ask for, in Unix milliseconds.
+    fn expire_at(&self, now: u64, cmd: &str) -> Result<Option<u64>, Error> {
+        self.expiry
+            .map(|(unit, amount)| {
+                let (unit_ms, absolute) = unit.scale();
+                expire_time(amount, unit_ms, absolute, now, cmd)
+            })
+            .transpose()
+    }
+}
+
 pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let opts = parse_set_options(ctx, args, 3)?;
+    let opts = parse_set_options(args, 3, true)?;
+    let expire_at = opts.expire_at(ctx.now, "set")?;
     let value = args.get(2);
     check_size(ctx, value.len())?;
     let key = ctx.key(args.get(1));
@@ -132,13 +164,7 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         (true, None)
     };
     if write {
-        shard.set(
-            &key,
-            Value::Str(value),
-            opts.expire_at,
-            opts.keep_ttl,
-            ctx.now,
-        );
+        shard.set(&key, Value::Str(value), expire_at, opts.keep_ttl, ctx.now);
     }
     drop(shard);
     match (opts.get, write) {
@@ -185,34 +211,9 @@ pub fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    // None: leave the TTL; Some(None): persist; Some(Some(t)): expire at t.
-    let mut change: Option<Option<u64>> = None;
-    let mut i = 2;
-    while i < args.len() {
-        let unit = match args.get(i).to_ascii_uppercase().as_slice() {
-            b"PERSIST" if change.is_none() => {
-                change = Some(None);
-                i += 1;
-                continue;
-            }
-            b"EX" => (1000, false),
-            b"PX" => (1, false),
-            b"EXAT" => (1000, true),
-            b"PXAT" => (1, true),
-            _ => return Err(SYNTAX.into()),
-        };
-        if change.is_some() || i + 1 >= args.len() {
-            return Err(SYNTAX.into());
-        }
-        change = Some(Some(expire_time(
-            args.get(i + 1),
-            unit.0,
-            unit.1,
-            ctx.now,
-            "getex",
-        )?));
-        i += 2;
-    }
+    // Redis's order: the syntax, then the key (missing: nil, whatever the expiry says), then its
+    // type, and only then the expiry's value.
+    let opts = parse_set_options(args, 2, false)?;
     let key = ctx.key(args.get(1));
     let mut shard = ctx.lock(&key);
     let Some(entry) = shard.get(&key, ctx.now, Lookup::Read) else {
@@ -221,12 +222,15 @@ pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     };
     let value = as_str(entry.value())?.to_vec();
-    match change {
-        Some(Some(at)) if at <= ctx.now => {
+    match opts.expire_at(ctx.now, "getex")? {
+        Some(at) if at <= ctx.now => {
             shard.delete(&key, ctx.now);
         }
         Some(at) => {
-            shard.set_expire(&key, at, ctx.now);
+            shard.set_expire(&key, Some(at), ctx.now);
+        }
+        None if opts.persist => {
+            shard.set_expire(&key, None, ctx.now);
         }
         None => {}
     }
@@ -366,16 +370,19 @@ pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// Redis's range rule: negative indices count from the end, both ends inclusive, clamped.
+/// Redis's range rule, step for step (`getrangeCommand`): negative indices count from the end;
+/// both negative with the start after the end is empty; then each end is clamped into the
+/// string, so an end far before the start still selects the first byte (`0 -100` gives the first
+/// byte, as Redis 7 answers).
 pub(super) fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
     let len = len as i64;
-    let start = if start < 0 {
-        (len + start).max(0)
-    } else {
-        start
-    };
-    let end = if end < 0 { len + end } else { end.min(len - 1) };
-    (start <= end && start < len && end >= 0).then(|| (start as usize, end as usize + 1))
+    // `len + x` cannot overflow: len >= 0 and x < 0.
+    let start = if start < 0 { len + start } else { start }.max(0);
+    let end = if end < 0 { len + end } else { end }.max(0).min(len - 1);
+    (len > 0 && start <= end).then(|| (start as usize, end as usize + 1))
 }
 
 pub fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -408,11 +415,12 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.admit(&key, offset)?;
     }
     let mut shard = ctx.lock_for_write(&key)?;
+    // Redis's order: the key's type, then an empty patch (which changes nothing), then the size.
+    let len = match shard.get(&key, ctx.now, Lookup::Write) {
+        Some(entry) => as_str(entry.value())?.len(),
+        None => 0,
+    };
     if patch.is_empty() {
-        let len = match shard.get(&key, ctx.now, Lookup::Write) {
-            Some(entry) => as_str(entry.value())?.len(),
-            None => 0,
-        };
         drop(shard);
         ctx.out.int(len as i64);
         return Ok(());
@@ -480,18 +488,19 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let delta = parse_float(args.get(2)).ok_or(Error::from(NOT_FLOAT))?;
     let key = ctx.key(args.get(1));
     let mut shard = ctx.lock_for_write(&key)?;
+    // Redis's order: the key's type, its value, then the increment.
     let current = match shard.get(&key, ctx.now, Lookup::Write) {
         Some(entry) => parse_float(as_str(entry.value())?).ok_or(Error::from(NOT_FLOAT))?,
         None => 0.0,
     };
+    let delta = parse_float(args.get(2)).ok_or(Error::from(NOT_FLOAT))?;
     let next = current + delta;
     if !next.is_finite() {
         return Err("ERR increment would produce NaN or Infinity".into());
     }
-    let text = dcache_protocol::reply::format_double(next);
+    let text = super::format_float_value(next);
     shard.set(&key, Value::Str(text.as_bytes()), None, true, ctx.now);
     drop(shard);
     ctx.out.bulk(text.as_bytes());
@@ -513,7 +522,12 @@ mod tests {
             ((5, 3), None),
             ((-100, 3), Some("This")),
             ((100, 200), None),
-            ((0, -100), None),
+            ((0, -100), Some("T")),
+            ((-9223372036854775807, -9223372036854775807), Some("T")),
+            ((-100, -200), None),
+            ((-1, -2), None),
+            ((i64::MIN, i64::MAX), Some(s)),
+            ((i64::MAX, i64::MIN), None),
         ];
         for ((start, end), expected) in table {
             let got = clamp_range(start, end, s.len()).map(|(a, b)| &s[a..b]);

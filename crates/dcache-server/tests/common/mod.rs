@@ -162,3 +162,24 @@ pub async fn cmd(
     }
     c.query_async(con).await
 }
+
+/// Runs a command that must succeed and converts its reply.
+pub async fn query<T: redis::FromRedisValue>(
+    con: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> T {
+    let value = cmd(con, args)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    redis::from_redis_value(value).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// The error line of a command that must fail (code and detail, as Redis sends them).
+pub async fn error_text(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> String {
+    match cmd(con, args).await {
+        Ok(v) => panic!("{args:?} should fail, got {v:?}"),
+        Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or(""))
+            .trim()
+            .to_owned(),
+    }
+}

@@ -15,7 +15,32 @@ pub struct Node {
 impl Node {
     /// Starts `dcache node --port 0 …` and reads the port from its start-up line.
     pub fn start(args: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_dcache")), args)
+    }
+
+    /// Starts the node under `prlimit --as=<bytes>`: an allocation past the address-space limit
+    /// fails, and the node aborts rather than take the machine's memory. `prlimit` execs the
+    /// node, so the child is the node itself.
+    pub fn start_limited(address_space: u64, args: &[&str]) -> Node {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--as={address_space}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_dcache"));
+        Self::spawn(command, args)
+    }
+
+    /// Whether `prlimit` (util-linux) can be run here.
+    pub fn can_limit() -> bool {
+        Command::new("prlimit")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Node {
+        let mut child = command
             .args(["node", "--port", "0", "--log-level", "warn"])
             .args(args)
             .stdout(Stdio::piped())

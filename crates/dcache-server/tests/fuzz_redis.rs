@@ -1,0 +1,100 @@
+//! The command fuzzer's differential mode: seeded random sequences, restricted to the commands
+//! whose replies are deterministic (`fuzz/differential.rs` lists the others and why), sent to an
+//! in-process node and to a real `redis-server`; the first reply that differs fails the test
+//! with the seed and the sequence that led to it.
+//!
+//! `redis-server` comes from the system (`apt-get install redis-server`). Without it the test
+//! says it skipped, except under CI (`CI=true`), where it fails: CI installs it (`.ci/run`).
+//! The seed and the environment variables are those of `fuzz_commands.rs`.
+
+mod common;
+
+mod fuzz;
+
+use common::{start, test_config};
+use dcache_protocol::Frame;
+use dcache_server::ByteSize;
+use fuzz::differential::{RedisServer, Verdict, compare, normalise};
+use fuzz::{Conn, Mode, Rng, Settings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_match_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let settings = Settings::from_env(30, 150);
+    settings.announce("replies_match_redis");
+    // Only commands this redis-server has: a command dcache adds is compared once Redis has it.
+    let mut probe = Conn::connect(redis.addr).await;
+    let list = probe
+        .call(&[b"COMMAND".to_vec(), b"LIST".to_vec()])
+        .await
+        .expect("redis answers COMMAND LIST");
+    let redis_commands: Vec<String> = match list {
+        Frame::Array(names) | Frame::Set(names) => names
+            .iter()
+            .filter_map(|n| n.as_bytes())
+            .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+            .collect(),
+        other => panic!("COMMAND LIST gave {other:?}"),
+    };
+    let compared: Vec<&str> = dcache_server::command::table()
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| fuzz::compared(n) && redis_commands.iter().any(|c| c == n))
+        .collect();
+    fuzz::say(&format!(
+        "replies_match_redis: {} commands compared: {}",
+        compared.len(),
+        compared.join(" ")
+    ));
+    let mut config = test_config();
+    // Small limits keep the in-process node small. No generated request comes near them (nor
+    // near Redis's 512 MB), so both servers answer such requests alike.
+    config.proto_max_bulk_len = ByteSize(1024 * 1024);
+    config.maxmemory = ByteSize(64 * 1024 * 1024);
+    let node = start(config).await;
+    let mut rng = Rng::new(settings.seed);
+    for sequence in 0..settings.sequences {
+        let mut ours = Conn::connect(node.addr).await;
+        let mut theirs = Conn::connect(redis.addr).await;
+        for request in fuzz::reset().into_iter().chain(fuzz::setup(&mut rng)) {
+            ours.call(&request)
+                .await
+                .expect("dcache answers the set-up");
+            theirs
+                .call(&request)
+                .await
+                .expect("redis answers the set-up");
+        }
+        let mut sent = Vec::new();
+        for _ in 0..settings.commands {
+            let request = fuzz::command_among(&mut rng, Mode::Differential, |name| {
+                redis_commands.iter().any(|c| c == name)
+            });
+            sent.push(fuzz::show(&request));
+            let a = ours.call(&request).await;
+            let b = theirs.call(&request).await;
+            let (a, b) = match (a, b) {
+                (Ok(a), Ok(b)) => (normalise(&request, a), normalise(&request, b)),
+                (a, b) => panic!(
+                    "seed {} sequence {sequence}: dcache {a:?}, redis {b:?}\nafter:\n{}",
+                    settings.seed,
+                    sent.join("\n")
+                ),
+            };
+            match compare(&request, &a, &b) {
+                Verdict::Same => {}
+                Verdict::Tolerated(resync) => {
+                    theirs.call(&resync).await.expect("redis answers");
+                }
+                Verdict::Different => panic!(
+                    "seed {} sequence {sequence}: replies differ\n  dcache: {a:?}\n  redis:  {b:?}\nafter (replay with DCACHE_FUZZ_SEED={}):\n{}",
+                    settings.seed,
+                    settings.seed,
+                    sent.join("\n")
+                ),
+            }
+        }
+    }
+}

@@ -10,6 +10,8 @@
 //!        │
 //!        ├── background task (server.rs): active expiry, ops/s sampling, `hz` times a second
 //!        └── admin HTTP (metrics.rs): /metrics (Prometheus), /health
+//!
+//!   security.rs: cross-protocol detection, protected mode, the admin token check
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one; the binary sets the number of workers. Time comes
@@ -21,6 +23,7 @@ pub mod config;
 pub mod connection;
 pub mod info;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod stats;

@@ -51,6 +51,9 @@ pub struct Shared {
     /// The address the node really listens on (its port may have been 0 in the config).
     pub local_addr: SocketAddr,
     pub config_file: Option<String>,
+    /// When the last cross-protocol attack was logged (Unix ms), so that a flood of them writes
+    /// one line a minute, not one per connection.
+    pub(crate) attack_logged_ms: AtomicU64,
 }
 
 impl Shared {
@@ -84,6 +87,7 @@ impl Shared {
             started_ms,
             local_addr,
             config_file,
+            attack_logged_ms: AtomicU64::new(0),
         })
     }
 

@@ -250,6 +250,13 @@ pub fn lookup(name: &[u8]) -> Option<(usize, &'static Command)> {
 /// request.
 pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     let name = args.get(0);
+    if crate::security::is_http_request(name) {
+        // Close without a reply and without running what follows in the buffer: that is the
+        // attacker's payload (an HTTP body full of commands).
+        crate::security::log_http_attack(ctx.shared, &ctx.conn.info, ctx.now);
+        ctx.conn.quit = true;
+        return;
+    }
     let Some((index, cmd)) = lookup(name) else {
         ctx.out.error(&unknown_command(args));
         return;

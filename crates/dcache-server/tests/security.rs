@@ -1,0 +1,129 @@
+//! A node on a real network: cross-protocol attacks, unauthenticated limits, protected mode.
+//! Everything here talks to the node over loopback with raw bytes, as an attacker would.
+
+mod common;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::{cmd, exchange, start, test_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Everything the node logs while this test binary runs.
+fn log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads until the peer closes (or ten seconds pass: then `None`), returning what it sent.
+async fn read_to_close(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut got),
+    )
+    .await;
+    match read {
+        Ok(_) => Some(got),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn an_http_post_is_cut_off_before_its_body_runs() {
+    let log = log();
+    let node = start(test_config()).await;
+    let mut bystander = node.client().await;
+    let mut attacker = node.raw().await;
+    let body = "SET k v\r\nSET k2 v2\r\n";
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    attacker.write_all(request.as_bytes()).await.unwrap();
+    let reply = read_to_close(&mut attacker)
+        .await
+        .expect("the node closes the connection");
+    assert_eq!(String::from_utf8_lossy(&reply), "", "no reply at all");
+
+    for key in ["k", "k2"] {
+        assert_eq!(
+            cmd(&mut bystander, &["EXISTS", key]).await.unwrap(),
+            redis::Value::Int(0),
+            "{key} must not be set"
+        );
+    }
+    assert_eq!(
+        cmd(&mut bystander, &["SET", "mine", "1"]).await.unwrap(),
+        redis::Value::Okay
+    );
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(
+        text.contains(
+            "Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: \
+             commands to dcache."
+        ),
+        "log: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_host_header_closes_even_after_an_innocent_line() {
+    let node = start(test_config()).await;
+    let mut attacker = node.raw().await;
+    // GET is a real command: its line gets its error, then the Host: header ends the connection.
+    attacker
+        .write_all(b"GET / HTTP/1.1\r\nhOsT: example\r\n\r\nSET k v\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut attacker)
+        .await
+        .expect("the node closes the connection");
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    let mut other = node.raw().await;
+    assert_eq!(exchange(&mut other, b"EXISTS k\r\n", 4).await, b":0\r\n");
+}
+
+#[tokio::test]
+async fn post_as_a_multibulk_request_closes_too() {
+    let node = start(test_config()).await;
+    let mut attacker = node.raw().await;
+    attacker
+        .write_all(b"*1\r\n$4\r\npost\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_to_close(&mut attacker).await.as_deref(),
+        Some(&b""[..])
+    );
+    let mut other = node.raw().await;
+    assert_eq!(exchange(&mut other, b"EXISTS k\r\n", 4).await, b":0\r\n");
+}

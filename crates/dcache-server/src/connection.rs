@@ -52,6 +52,7 @@ pub(crate) async fn serve(
         stats: LocalStats::default(),
     };
     let mut parser = RequestParser::new(shared.limits());
+    parser.set_unauthenticated(!state.authenticated);
     let mut epoch = shared.config_epoch();
     let mut query_limit = shared.config().client_query_buffer_limit.0;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
@@ -102,6 +103,7 @@ pub(crate) async fn serve(
                         };
                         command::execute(&mut ctx, args, &mut clock);
                         close = state.quit;
+                        parser.set_unauthenticated(!state.authenticated);
                     }
                     offset += used;
                     if output.len() >= FLUSH_AT {

@@ -127,3 +127,105 @@ async fn post_as_a_multibulk_request_closes_too() {
     let mut other = node.raw().await;
     assert_eq!(exchange(&mut other, b"EXISTS k\r\n", 4).await, b":0\r\n");
 }
+
+fn with_password() -> dcache_server::NodeConfig {
+    let mut config = test_config();
+    config.requirepass = "s3cret".into();
+    config
+}
+
+#[tokio::test]
+async fn before_auth_more_than_ten_arguments_is_a_protocol_error() {
+    let node = start(with_password()).await;
+    let mut s = node.raw().await;
+    // Refused on the count line alone: the node never waits for the arguments.
+    s.write_all(b"*11\r\n").await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read_to_close(&mut s).await.expect("closed")),
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    let mut s = node.raw().await;
+    let ten = "*10\r\n$3\r\nDEL\r\n".to_owned() + &"$1\r\nk\r\n".repeat(9);
+    let noauth = b"-NOAUTH Authentication required.\r\n";
+    assert_eq!(exchange(&mut s, ten.as_bytes(), noauth.len()).await, noauth);
+}
+
+#[tokio::test]
+async fn before_auth_an_argument_over_16_kib_is_a_protocol_error() {
+    let node = start(with_password()).await;
+    let mut s = node.raw().await;
+    s.write_all(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read_to_close(&mut s).await.expect("closed")),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    // 16 KiB exactly is still a request, answered (wrongly authenticated) on an open connection.
+    let mut s = node.raw().await;
+    let mut request = b"*2\r\n$4\r\nAUTH\r\n$16384\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'p', 16384));
+    request.extend_from_slice(b"\r\n");
+    let wrong = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    assert_eq!(exchange(&mut s, &request, wrong.len()).await, wrong);
+    let noauth = b"-NOAUTH Authentication required.\r\n";
+    assert_eq!(exchange(&mut s, b"PING\r\n", noauth.len()).await, noauth);
+}
+
+#[tokio::test]
+async fn auth_lifts_the_limits_for_the_rest_of_the_same_pipeline() {
+    let node = start(with_password()).await;
+    let mut s = node.raw().await;
+    let value = "v".repeat(20_000);
+    let mut request = b"AUTH s3cret\r\n".to_vec();
+    request.extend_from_slice(b"*11\r\n$4\r\nMSET\r\n");
+    for i in 0..5 {
+        request.extend_from_slice(format!("$2\r\nk{i}\r\n$1\r\n{i}\r\n").as_bytes());
+    }
+    request.extend_from_slice(
+        format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$20000\r\n{value}\r\n").as_bytes(),
+    );
+    request.extend_from_slice(b"STRLEN big\r\nGET k4\r\n");
+    let expected = b"+OK\r\n+OK\r\n+OK\r\n:20000\r\n$1\r\n4\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&exchange(&mut s, &request, expected.len()).await),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+#[tokio::test]
+async fn ping_needs_auth_but_hello_auth_and_quit_do_not() {
+    let node = start(with_password()).await;
+    let mut s = node.raw().await;
+    let noauth = b"-NOAUTH Authentication required.\r\n";
+    assert_eq!(exchange(&mut s, b"PING\r\n", noauth.len()).await, noauth);
+    let got = exchange(&mut s, b"HELLO 3 AUTH default s3cret\r\n", 4).await;
+    assert!(
+        got.starts_with(b"%7\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut s = node.raw().await;
+    assert_eq!(
+        exchange(&mut s, b"AUTH s3cret\r\nPING\r\n", 12).await,
+        b"+OK\r\n+PONG\r\n"
+    );
+    let mut s = node.raw().await;
+    s.write_all(b"QUIT\r\n").await.unwrap();
+    assert_eq!(
+        read_to_close(&mut s).await.as_deref(),
+        Some(&b"+OK\r\n"[..])
+    );
+}
+
+#[tokio::test]
+async fn without_a_password_there_is_no_unauthenticated_limit() {
+    let node = start(test_config()).await;
+    let mut s = node.raw().await;
+    let mut request = b"*11\r\n$4\r\nMSET\r\n".to_vec();
+    for i in 0..5 {
+        request.extend_from_slice(format!("$2\r\nk{i}\r\n$1\r\n{i}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"PING\r\n");
+    assert_eq!(exchange(&mut s, &request, 12).await, b"+OK\r\n+PONG\r\n");
+}

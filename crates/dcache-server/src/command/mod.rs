@@ -140,7 +140,7 @@ macro_rules! commands {
 
 commands! {
     // connection
-    "ping", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::ping, "Returns the server's liveliness response.";
+    "ping", -1, FAST | CONNECTION, (0, 0, 0), "connection", connection::ping, "Returns the server's liveliness response.";
     "echo", 2, FAST | CONNECTION, (0, 0, 0), "connection", connection::echo, "Returns the given string.";
     "hello", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::hello, "Handshakes with the server: protocol version, authentication, name.";
     "auth", -2, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::auth, "Authenticates the connection.";

@@ -97,6 +97,50 @@ pub fn human_bytes(n: usize) -> String {
     format!("{n}B")
 }
 
+/// A Redis `yes`/`no` setting. TOML takes `"yes"`/`"no"` or `true`/`false`; it prints as
+/// `"yes"`/`"no"`, the way `CONFIG GET` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct YesNo(pub bool);
+
+impl FromStr for YesNo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "yes" => Ok(YesNo(true)),
+            "no" => Ok(YesNo(false)),
+            _ => Err("argument must be 'yes' or 'no'".into()),
+        }
+    }
+}
+
+impl fmt::Display for YesNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0 { "yes" } else { "no" })
+    }
+}
+
+impl Serialize for YesNo {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for YesNo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(b) => Ok(YesNo(b)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,6 +181,8 @@ pub struct NodeConfig {
     pub shards: usize,
     /// Password for `AUTH`; empty means none.
     pub requirepass: String,
+    /// Refuse clients from other hosts while the node listens beyond loopback without a password.
+    pub protected_mode: YesNo,
     /// Port for `/metrics` and `/health`; 0 means no admin listener.
     pub admin_port: u16,
     pub log_format: LogFormat,
@@ -165,6 +211,7 @@ impl Default for NodeConfig {
             threads: 0,
             shards: 64,
             requirepass: String::new(),
+            protected_mode: YesNo(true),
             admin_port: 0,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
@@ -245,6 +292,32 @@ mod tests {
         assert!("12xb".parse::<ByteSize>().is_err());
         assert!("-1".parse::<ByteSize>().is_err());
         assert!("".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn yes_no_settings_take_words_or_booleans() {
+        for (text, on) in [
+            ("protected-mode = \"yes\"", true),
+            ("protected-mode = \"NO\"", false),
+            ("protected-mode = false", false),
+            ("protected-mode = true", true),
+        ] {
+            assert_eq!(
+                NodeConfig::from_toml(text).unwrap().protected_mode,
+                YesNo(on),
+                "{text}"
+            );
+        }
+        assert!(
+            NodeConfig::from_toml("protected-mode = \"maybe\"")
+                .unwrap_err()
+                .contains("argument must be 'yes' or 'no'")
+        );
+        assert!(
+            NodeConfig::default()
+                .to_toml()
+                .contains("protected-mode = \"yes\"")
+        );
     }
 
     #[test]

@@ -29,6 +29,6 @@ pub mod state;
 pub mod stats;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ByteSize, LogFormat, NodeConfig};
+pub use config::{ByteSize, LogFormat, NodeConfig, YesNo};
 pub use server::{Server, ServerBuilder, active_expire};
 pub use state::Shared;

@@ -95,7 +95,7 @@ pub const METRICS: &[(&str, MetricType, &str)] = &[
     (
         "dcache_connections_rejected",
         MetricType::Counter,
-        "Connections refused because of maxclients.",
+        "Connections refused: maxclients reached, or protected mode.",
     ),
     (
         "dcache_net_input_bytes",

@@ -159,6 +159,10 @@ impl Server {
                 .stats
                 .connections_received
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if crate::security::refuses(&shared, addr.ip()) {
+                refuse(&shared, &mut connections, socket, crate::security::DENIED);
+                continue;
+            }
             let local = socket.local_addr().unwrap_or(shared.local_addr);
             match shared.register_client(addr, local) {
                 Some(info) => {
@@ -169,19 +173,12 @@ impl Server {
                         stop_rx.clone(),
                     ));
                 }
-                None => {
-                    shared
-                        .stats
-                        .rejected_connections
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    connections.spawn(async move {
-                        let mut socket = socket;
-                        let _ = socket
-                            .write_all(b"-ERR max number of clients reached\r\n")
-                            .await;
-                        let _ = socket.shutdown().await;
-                    });
-                }
+                None => refuse(
+                    &shared,
+                    &mut connections,
+                    socket,
+                    "-ERR max number of clients reached\r\n",
+                ),
             }
         }
         drop(listener);
@@ -205,6 +202,24 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Answers a client that will not be served with `error` and closes it, without holding up
+/// the accept loop.
+fn refuse(
+    shared: &Shared,
+    connections: &mut JoinSet<()>,
+    mut socket: tokio::net::TcpStream,
+    error: &'static str,
+) {
+    shared
+        .stats
+        .rejected_connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    connections.spawn(async move {
+        let _ = socket.write_all(error.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    });
 }
 
 /// The periodic work: active expiry and ops/s sampling, `hz` times a second.

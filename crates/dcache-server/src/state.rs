@@ -110,6 +110,12 @@ impl Shared {
         self.config_epoch.load(Relaxed)
     }
 
+    /// The addresses the node's client listeners are bound to, for protected mode.
+    #[must_use]
+    pub fn bound_ips(&self) -> Vec<std::net::IpAddr> {
+        vec![self.local_addr.ip()]
+    }
+
     /// Request limits from the configuration.
     #[must_use]
     pub fn limits(&self) -> Limits {

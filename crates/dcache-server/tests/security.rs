@@ -229,3 +229,37 @@ async fn without_a_password_there_is_no_unauthenticated_limit() {
     request.extend_from_slice(b"PING\r\n");
     assert_eq!(exchange(&mut s, &request, 12).await, b"+OK\r\n+PONG\r\n");
 }
+
+// A peer from another host cannot be made over loopback, so the refusal itself is tested in
+// `security::tests` (the decision, and a node's live configuration feeding it). Here: loopback
+// clients are served under protected mode, and CONFIG reads and changes it.
+#[tokio::test]
+async fn protected_mode_serves_loopback_and_is_configurable() {
+    let node = start(test_config()).await;
+    let mut c = node.client().await;
+    let get = || ["CONFIG", "GET", "protected-mode"];
+    assert_eq!(
+        cmd(&mut c, &get()).await.unwrap(),
+        redis::Value::Array(vec![
+            redis::Value::BulkString(b"protected-mode".to_vec()),
+            redis::Value::BulkString(b"yes".to_vec()),
+        ])
+    );
+    assert_eq!(
+        cmd(&mut c, &["CONFIG", "SET", "protected-mode", "no"])
+            .await
+            .unwrap(),
+        redis::Value::Okay
+    );
+    assert!(!node.shared.config().protected_mode.0);
+    let err = cmd(&mut c, &["CONFIG", "SET", "protected-mode", "maybe"])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.detail(),
+        Some(
+            "CONFIG SET failed (possibly related to argument 'protected-mode') - argument must \
+             be 'yes' or 'no'"
+        )
+    );
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use dcache_server::{ByteSize, LogFormat, NodeConfig, Server};
+use dcache_server::{ByteSize, LogFormat, NodeConfig, Server, YesNo};
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -36,6 +36,9 @@ pub struct NodeArgs {
     /// Password clients must give with AUTH.
     #[arg(long)]
     requirepass: Option<String>,
+    /// yes: refuse clients from other hosts while listening beyond loopback without a password.
+    #[arg(long, value_name = "yes|no")]
+    protected_mode: Option<YesNo>,
     /// Port for admin HTTP: /metrics and /health (0: none).
     #[arg(long)]
     admin_port: Option<u16>,
@@ -83,6 +86,7 @@ impl NodeArgs {
             threads,
             shards,
             requirepass,
+            protected_mode,
             admin_port,
             log_format,
             log_level,

@@ -163,6 +163,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("maxmemory", true),
     ("maxmemory-policy", true),
     ("requirepass", true),
+    ("protected-mode", true),
     ("proto-max-bulk-len", true),
     ("client-query-buffer-limit", true),
     ("maxclients", true),
@@ -184,6 +185,7 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "maxmemory" => config.maxmemory.0.to_string(),
         "maxmemory-policy" => config.maxmemory_policy.clone(),
         "requirepass" => config.requirepass.clone(),
+        "protected-mode" => config.protected_mode.to_string(),
         "proto-max-bulk-len" => config.proto_max_bulk_len.0.to_string(),
         "client-query-buffer-limit" => config.client_query_buffer_limit.0.to_string(),
         "maxclients" => config.maxclients.to_string(),
@@ -228,6 +230,10 @@ fn set_parameter(ctx: &Ctx<'_>, name: &str, value: &[u8]) -> Result<(), String> 
             store.set_policy(policy);
         }
         "requirepass" => ctx.shared.update_config(|c| c.requirepass = text.clone()),
+        "protected-mode" => {
+            let on: crate::config::YesNo = text.parse()?;
+            ctx.shared.update_config(|c| c.protected_mode = on);
+        }
         "proto-max-bulk-len" => {
             let bytes = memory()?;
             if bytes.0 < 1024 * 1024 || bytes.0 > dcache_store::MAX_KEY_LEN {

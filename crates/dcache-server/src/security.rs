@@ -7,6 +7,9 @@
 //! * Protected mode: a node that listens beyond loopback with no password answers clients from
 //!   other hosts with [`DENIED`] and closes, so that a node exposed by mistake is not an open
 //!   store. The decision is [`protected_mode_refuses`], a pure function.
+//! * Admin HTTP: with a password, `/metrics` and `/health` want `Authorization: Bearer
+//!   <password>` ([`admin_authorized`], compared in constant time); without one, the admin
+//!   listener binds only to loopback ([`check_admin_bind`]).
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -92,6 +95,54 @@ pub fn refuses(shared: &Shared, peer: IpAddr) -> bool {
     )
 }
 
+/// Compares a secret with what a client sent in time that depends only on their lengths, so that
+/// response times do not reveal how much of a guess was right.
+#[must_use]
+pub fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != secret.len());
+    for (i, &s) in secret.iter().enumerate() {
+        diff |= s ^ given.get(i).copied().unwrap_or(!s);
+    }
+    // Keeps the optimiser from turning the loop into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
+/// Whether an admin HTTP request may be answered. `authorization` is its `Authorization` header;
+/// `password` the node's `requirepass`; `loopback_only` whether the admin listener is on
+/// loopback. Without a password only a loopback listener answers: a password cleared with
+/// `CONFIG SET` must not leave an exposed listener open.
+#[must_use]
+pub fn admin_authorized(authorization: Option<&[u8]>, password: &str, loopback_only: bool) -> bool {
+    if password.is_empty() {
+        return loopback_only;
+    }
+    let Some(value) = authorization else {
+        return false;
+    };
+    // The scheme is case-insensitive (RFC 9110 section 11.1); one space separates it from the token.
+    match value.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => {
+            constant_time_eq(token, password.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// Checks where admin HTTP is about to listen: anywhere with a password, only loopback without.
+///
+/// # Errors
+/// A non-loopback address with no password set, explained.
+pub fn check_admin_bind(addrs: &[std::net::SocketAddr], password_set: bool) -> Result<(), String> {
+    match addrs.iter().find(|a| !is_loopback(a.ip())) {
+        Some(addr) if !password_set => Err(format!(
+            "refusing to serve admin HTTP on {addr} without a password: anyone who reaches it \
+             could read the node's metrics. Set requirepass (scrapers then send \
+             'Authorization: Bearer <password>') or put admin HTTP on a loopback address"
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -163,6 +214,48 @@ mod tests {
             c.protected_mode = crate::config::YesNo(false);
         });
         assert!(!refuses(&shared, REMOTE4));
+    }
+
+    #[test]
+    fn constant_time_eq_is_plain_equality() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(constant_time_eq(b"", b""));
+        for given in [&b"s3cre"[..], b"s3crex", b"s3cret!", b"", b"S3cret"] {
+            assert!(!constant_time_eq(given, b"s3cret"), "{given:?}");
+        }
+        // A byte that XORs to zero against the missing position must not pass.
+        assert!(!constant_time_eq(b"ab", b"ab\0"));
+        assert!(!constant_time_eq(b"x", b""));
+    }
+
+    #[test]
+    fn admin_requests_need_the_bearer_password_when_one_is_set() {
+        let ok = |h: Option<&str>| admin_authorized(h.map(str::as_bytes), "pw", false);
+        assert!(ok(Some("Bearer pw")));
+        assert!(ok(Some("bearer pw")));
+        assert!(!ok(None));
+        assert!(!ok(Some("Bearer")));
+        assert!(!ok(Some("Bearer  pw")));
+        assert!(!ok(Some("Bearer pw2")));
+        assert!(!ok(Some("Basic cHc=")));
+        assert!(!ok(Some("pw")));
+        // No password: only a loopback listener answers, whatever the header says.
+        assert!(admin_authorized(None, "", true));
+        assert!(!admin_authorized(Some(b"Bearer x"), "", false));
+    }
+
+    #[test]
+    fn admin_http_binds_beyond_loopback_only_with_a_password() {
+        let at = |s: &str| [s.parse::<std::net::SocketAddr>().unwrap()];
+        assert!(check_admin_bind(&at("127.0.0.1:9100"), false).is_ok());
+        assert!(check_admin_bind(&at("[::1]:9100"), false).is_ok());
+        let err = check_admin_bind(&at("0.0.0.0:9100"), false).unwrap_err();
+        assert!(
+            err.contains("0.0.0.0:9100") && err.contains("requirepass"),
+            "{err}"
+        );
+        assert!(check_admin_bind(&at("[::]:9100"), false).is_err());
+        assert!(check_admin_bind(&at("0.0.0.0:9100"), true).is_ok());
     }
 
     #[test]

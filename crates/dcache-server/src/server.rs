@@ -66,11 +66,7 @@ impl ServerBuilder {
             (None, port) => Some(format!("{}:{port}", config.bind)),
         };
         let admin = match admin_address {
-            Some(address) => Some(
-                TcpListener::bind(&address)
-                    .await
-                    .with_context(|| format!("cannot listen for admin HTTP on {address}"))?,
-            ),
+            Some(address) => Some(bind_admin(&address, !config.requirepass.is_empty()).await?),
             None => None,
         };
         let local_addr = listener.local_addr()?;
@@ -82,6 +78,19 @@ impl ServerBuilder {
             admin,
         })
     }
+}
+
+/// Binds admin HTTP, after checking that the address is loopback or a password is set: a refused
+/// address is never listened on, not even for a moment.
+async fn bind_admin(address: &str, password_set: bool) -> anyhow::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("cannot resolve admin HTTP address {address}"))?
+        .collect();
+    crate::security::check_admin_bind(&addrs, password_set).map_err(anyhow::Error::msg)?;
+    TcpListener::bind(&addrs[..])
+        .await
+        .with_context(|| format!("cannot listen for admin HTTP on {address}"))
 }
 
 /// A bound node, ready to run.

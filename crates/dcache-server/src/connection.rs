@@ -1,4 +1,19 @@
-//! One client connection: read what arrived, answer every complete request in it, write once.
+//! One client connection: read what arrived, answer every complete request in it, write.
+//!
+//! The connection never stops reading while its replies wait to be written: a client may send a
+//! whole pipeline before it reads anything (Redis allows it, and a client that writes 4 MB of
+//! requests before reading would otherwise wait forever on a node waiting for it). Unsent replies
+//! are bounded instead, by `client-output-buffer-limit`: past the hard limit, or past the soft
+//! limit for longer than its seconds, the client is disconnected with a log line, as Redis does.
+//!
+//! ```text
+//!   select (biased) ── stop / kill ──► close
+//!        ├── write what is pending (when there is some)
+//!        └── read into `input` ──► parse every complete request ──► execute ──► `output`
+//! ```
+//!
+//! Writing comes before reading in the select, so that a plain request/response client costs the
+//! same system calls as a loop that writes after every batch: one read, one write.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -6,17 +21,17 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use dcache_protocol::{ReplyWriter, RequestParser, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::command::{self, Ctx};
+use crate::config::OutputBufferLimit;
 use crate::state::{ClientInfo, Shared};
 use crate::stats::LocalStats;
 
-/// Replies are flushed early once this much is waiting, so that a long pipeline of large values
-/// does not pile up in memory.
-const FLUSH_AT: usize = 1 << 20;
+/// A batch stops executing requests once this much output waits, and goes back to writing: a
+/// pipeline of large values is answered as the client reads it rather than all at once.
+const EXECUTE_UNTIL: usize = 1 << 20;
 /// Buffers that grew past this for one large request are given back afterwards.
 const SHRINK_ABOVE: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
@@ -35,14 +50,59 @@ pub struct ConnState {
     pub stats: LocalStats,
 }
 
+/// Replies produced but not yet taken by the socket.
+struct Output {
+    buf: Vec<u8>,
+    /// How much of `buf` is already written.
+    sent: usize,
+    /// When the pending bytes first went over the soft limit, if they still are.
+    over_soft_since: Option<Instant>,
+}
+
+impl Output {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.buf.len() {
+            self.buf.clear();
+            self.sent = 0;
+            if self.buf.capacity() > SHRINK_ABOVE {
+                self.buf = Vec::with_capacity(READ_CHUNK);
+            }
+        }
+    }
+
+    /// Why the client must go, if its unsent replies broke the limit.
+    fn over_limit(&mut self, limit: &OutputBufferLimit) -> Option<&'static str> {
+        let pending = self.pending();
+        if limit.hard != 0 && pending > limit.hard {
+            return Some("hard");
+        }
+        if limit.soft != 0 && pending > limit.soft {
+            let since = *self.over_soft_since.get_or_insert_with(Instant::now);
+            if since.elapsed().as_secs() >= limit.soft_seconds {
+                return Some("soft");
+            }
+        } else {
+            self.over_soft_since = None;
+        }
+        None
+    }
+}
+
 /// Serves one client until it leaves, breaks the protocol, is killed, or the node shuts down.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
-    mut socket: TcpStream,
+    socket: S,
     info: Arc<ClientInfo>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = socket.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut reader, mut writer) = tokio::io::split(socket);
     let mut state = ConnState {
         info: Arc::clone(&info),
         resp3: false,
@@ -55,8 +115,15 @@ pub(crate) async fn serve(
     parser.set_unauthenticated(!state.authenticated);
     let mut epoch = shared.config_epoch();
     let mut query_limit = shared.config().client_query_buffer_limit.0;
+    let mut output_limit = shared.config().client_output_buffer_limit;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut output = Output {
+        buf: Vec::with_capacity(READ_CHUNK),
+        sent: 0,
+        over_soft_since: None,
+    };
+    // Set when the client must go once its pending replies are written (QUIT, a protocol error).
+    let mut closing = false;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
@@ -66,30 +133,50 @@ pub(crate) async fn serve(
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        let read = tokio::select! {
+        let pending = output.pending() > 0;
+        // A closing client is sent what it is owed and read no further.
+        if closing && !pending {
+            break;
+        }
+        let n = tokio::select! {
             biased;
-            read = socket.read_buf(&mut input) => read,
             _ = &mut stop => break,
             () = &mut killed => break,
+            wrote = writer.write(&output.buf[output.sent..]), if pending => {
+                match wrote {
+                    Ok(0) | Err(_) => return finish(&shared, &info),
+                    Ok(n) => {
+                        output.advance(n);
+                        shared.stats.net(info.id, 0, n);
+                    }
+                }
+                // More requests may be waiting for room in the output.
+                0
+            }
+            read = reader.read_buf(&mut input), if !closing => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
         };
-        let n = match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+        if n == 0 && (input.is_empty() || output.pending() >= EXECUTE_UNTIL) {
+            continue;
+        }
         if shared.config_epoch() != epoch {
             epoch = shared.config_epoch();
             parser.set_limits(shared.limits());
-            query_limit = shared.config().client_query_buffer_limit.0;
-            state.max_bulk_len = shared.config().proto_max_bulk_len.0;
+            let config = shared.config();
+            query_limit = config.client_query_buffer_limit.0;
+            output_limit = config.client_output_buffer_limit;
+            state.max_bulk_len = config.proto_max_bulk_len.0;
         }
         let now = shared.clock.now_ms();
-        info.last_active_ms.store(now, Relaxed);
+        if n > 0 {
+            info.last_active_ms.store(now, Relaxed);
+        }
         let mut clock = Instant::now();
 
         let mut offset = 0;
-        let mut close = false;
-        let mut written = 0;
-        while offset < input.len() && !close {
+        while offset < input.len() && !closing && output.pending() < EXECUTE_UNTIL {
             match parser.parse(&input[offset..]) {
                 Ok(Status::Complete(used)) => {
                     let args = parser.args(&input[offset..]);
@@ -98,32 +185,26 @@ pub(crate) async fn serve(
                         let mut ctx = Ctx {
                             shared: &shared,
                             conn: &mut state,
-                            out: ReplyWriter::new(&mut output, resp3),
+                            out: ReplyWriter::new(&mut output.buf, resp3),
                             now,
                         };
                         command::execute(&mut ctx, args, &mut clock);
-                        close = state.quit;
+                        closing = state.quit;
                         parser.set_unauthenticated(!state.authenticated);
                     }
                     offset += used;
-                    if output.len() >= FLUSH_AT {
-                        if socket.write_all(&output).await.is_err() {
-                            return finish(&shared, &info);
-                        }
-                        written += output.len();
-                        output.clear();
-                    }
                 }
                 Ok(Status::Incomplete) => break,
                 Err(e) => {
-                    ReplyWriter::new(&mut output, false).error(&format!("ERR {e}"));
+                    ReplyWriter::new(&mut output.buf, false).error(&format!("ERR {e}"));
                     tracing::debug!(client = info.id, addr = %info.addr, "protocol error: {e}");
-                    close = true;
+                    closing = true;
                 }
             }
         }
         input.advance(offset);
         shared.stats.flush(info.id, &mut state.stats);
+        shared.stats.net(info.id, n, 0);
         if input.len() > query_limit {
             tracing::warn!(
                 client = info.id,
@@ -131,29 +212,26 @@ pub(crate) async fn serve(
                 "closing client that reached max query buffer length ({} bytes)",
                 input.len()
             );
-            close = true;
-        }
-        info.query_buffer.store(input.len(), Relaxed);
-        if !output.is_empty() {
-            if socket.write_all(&output).await.is_err() {
-                break;
-            }
-            written += output.len();
-            output.clear();
-        }
-        shared.stats.net(info.id, n, written);
-        if close {
             break;
         }
+        if let Some(which) = output.over_limit(&output_limit) {
+            tracing::warn!(
+                client = info.id,
+                addr = %info.addr,
+                "closing client over the {which} client-output-buffer-limit ({} bytes of replies unread; limit {output_limit})",
+                output.pending()
+            );
+            break;
+        }
+        info.query_buffer.store(input.len(), Relaxed);
+        info.output_buffer.store(output.pending(), Relaxed);
         if input.capacity() > SHRINK_ABOVE && input.len() < READ_CHUNK {
             let mut fresh = BytesMut::with_capacity(READ_CHUNK);
             fresh.extend_from_slice(&input);
             input = fresh;
         }
-        if output.capacity() > SHRINK_ABOVE {
-            output = Vec::with_capacity(READ_CHUNK);
-        }
     }
+    let mut socket = reader.unsplit(writer);
     let _ = socket.shutdown().await;
     finish(&shared, &info);
 }

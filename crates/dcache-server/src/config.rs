@@ -141,6 +141,39 @@ impl<'de> Deserialize<'de> for YesNo {
     }
 }
 
+/// Redis's `tls-auth-clients`: whether TLS clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsAuthClients {
+    #[default]
+    Yes,
+    No,
+    Optional,
+}
+
+impl FromStr for TlsAuthClients {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "yes" => Ok(Self::Yes),
+            "no" => Ok(Self::No),
+            "optional" => Ok(Self::Optional),
+            _ => Err("argument(s) must be one of the following: no, yes, optional".into()),
+        }
+    }
+}
+
+impl fmt::Display for TlsAuthClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Yes => "yes",
+            Self::No => "no",
+            Self::Optional => "optional",
+        })
+    }
+}
+
 /// `client-output-buffer-limit` for ordinary clients: unsent replies past `hard` bytes, or past
 /// `soft` bytes for `soft_seconds` in a row, disconnect the client. 0 turns a limit off. Written
 /// as Redis writes one class: `normal 1gb 256mb 60`.
@@ -248,6 +281,18 @@ pub struct NodeConfig {
     pub requirepass: String,
     /// Refuse clients from other hosts while the node listens beyond loopback without a password.
     pub protected_mode: YesNo,
+    /// Port for TLS clients, beside the plain port; 0 means no TLS. With a TLS port set, port 0
+    /// turns the plain listener off (as in Redis).
+    pub tls_port: u16,
+    /// The node's certificate chain (PEM), required with `tls-port`.
+    pub tls_cert_file: String,
+    /// The private key of `tls-cert-file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: String,
+    /// CA certificates (PEM) that client certificates must chain to; empty asks for none.
+    pub tls_ca_cert_file: String,
+    /// With `tls-ca-cert-file`: whether clients must present a certificate (`yes`), may
+    /// (`optional`: verified when presented) or are not asked (`no`).
+    pub tls_auth_clients: TlsAuthClients,
     /// Port for `/metrics` and `/health`; 0 means no admin listener.
     pub admin_port: u16,
     pub log_format: LogFormat,
@@ -283,6 +328,11 @@ impl Default for NodeConfig {
             shards: 64,
             requirepass: String::new(),
             protected_mode: YesNo(true),
+            tls_port: 0,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_cert_file: String::new(),
+            tls_auth_clients: TlsAuthClients::Yes,
             admin_port: 0,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
@@ -333,6 +383,9 @@ impl NodeConfig {
         }
         if self.hz == 0 || self.hz > 500 {
             return Err(format!("hz {} is out of range (1-500)", self.hz));
+        }
+        if self.tls_port != 0 && (self.tls_cert_file.is_empty() || self.tls_key_file.is_empty()) {
+            return Err("tls-port needs tls-cert-file and tls-key-file".into());
         }
         Ok(())
     }
@@ -397,6 +450,22 @@ mod tests {
                 .to_toml()
                 .contains("protected-mode = \"yes\"")
         );
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let config = NodeConfig::from_toml(
+            "tls-port = 6380\ntls-cert-file = \"node.crt\"\ntls-key-file = \"node.key\"\n\
+             tls-auth-clients = \"optional\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.tls_auth_clients, TlsAuthClients::Optional);
+        assert_eq!(
+            NodeConfig::from_toml("tls-port = 6380\ntls-cert-file = \"node.crt\"\n").unwrap_err(),
+            "tls-port needs tls-cert-file and tls-key-file"
+        );
+        assert!(NodeConfig::from_toml("tls-auth-clients = \"maybe\"").is_err());
+        assert_eq!("OPTIONAL".parse(), Ok(TlsAuthClients::Optional));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   TcpListener ── accept ──► one task per connection (connection.rs)
-//!        │                      read ► parse every complete request ► execute ► write once
+//!   (plain, and TLS           read ► parse every complete request ► execute ► write once
+//!    after tls.rs's handshake)
 //!        │                                                   │
 //!        │                                   command table (command/): arity, flags, handler
 //!        │                                                   │
@@ -27,8 +28,9 @@ pub mod security;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ByteSize, LogFormat, NodeConfig, YesNo};
+pub use config::{ByteSize, LogFormat, NodeConfig, TlsAuthClients, YesNo};
 pub use server::{Server, ServerBuilder, active_expire};
 pub use state::Shared;

@@ -149,6 +149,12 @@ impl Server {
         self.shared.local_addr
     }
 
+    /// The plain listener's address, unless port 0 turned it off beside a TLS port.
+    #[must_use]
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The TLS listener's address, when there is one.
     #[must_use]
     pub fn tls_addr(&self) -> Option<SocketAddr> {

@@ -165,10 +165,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .admin_addr()
             .map(|a| format!(", admin http://{a}/metrics"))
             .unwrap_or_default();
-        let tls = server
-            .tls_addr()
-            .map(|a| format!(", tls {a}"))
-            .unwrap_or_default();
+        // With plain connections off, the address named first is the TLS one.
+        let tls = match (server.plain_addr(), server.tls_addr()) {
+            (Some(_), Some(tls)) => format!(", tls {tls}"),
+            (None, Some(_)) => ", tls only".to_owned(),
+            _ => String::new(),
+        };
         let maxmemory = match config.maxmemory.0 {
             0 => "no limit".to_owned(),
             n => ByteSize(n).to_string(),

@@ -13,11 +13,13 @@
 //!        └── admin HTTP (metrics.rs): /metrics (Prometheus), /health
 //!
 //!   security.rs: cross-protocol detection, protected mode, the admin token check
+//!   acl.rs: ACL users, checked once per command in dispatch
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one; the binary sets the number of workers. Time comes
 //! from an injected [`Clock`], so TTL behaviour is tested by moving a clock, not by sleeping.
 
+pub mod acl;
 pub mod clock;
 pub mod command;
 pub mod config;

@@ -30,6 +30,8 @@ pub struct ClientInfo {
     pub query_buffer: AtomicUsize,
     /// Replies produced and not yet taken by the socket.
     pub output_buffer: AtomicUsize,
+    /// The ACL user the client runs as: `default` until `AUTH user pass` names another.
+    pub user: Mutex<String>,
     /// Set by `CLIENT KILL`, which also wakes the connection through `kill`.
     pub killed: AtomicBool,
     pub kill: tokio::sync::Notify,
@@ -44,6 +46,8 @@ pub struct Shared {
     config_epoch: AtomicU64,
     pub clock: Arc<dyn Clock>,
     pub stats: Stats,
+    /// ACL users.
+    pub acl: crate::acl::Acl,
     pub ops: Mutex<OpsSampler>,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
@@ -85,6 +89,7 @@ impl Shared {
             config_epoch: AtomicU64::new(0),
             clock,
             stats: Stats::default(),
+            acl: crate::acl::Acl::default(),
             ops: Mutex::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
@@ -178,6 +183,7 @@ impl Shared {
             resp: AtomicU8::new(2),
             query_buffer: AtomicUsize::new(0),
             output_buffer: AtomicUsize::new(0),
+            user: Mutex::new("default".into()),
             killed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
         });

@@ -5,6 +5,7 @@
 //! replication; key positions drive `COMMAND INFO` and, later, slot checks. Handlers live by family
 //! in the files beside this one; each parses its own arguments and applies itself to the store.
 
+mod acl;
 mod cluster;
 mod connection;
 mod expire;
@@ -154,6 +155,7 @@ commands! {
     "auth", -2, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::auth, "Authenticates the connection.";
     "select", 2, FAST | CONNECTION, (0, 0, 0), "connection", connection::select, "Changes the selected database (only 0 exists).";
     "quit", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::quit, "Closes the connection.";
+    "acl", -2, 0, (0, 0, 0), "server", acl::acl, "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.";
     "client", -2, CONNECTION, (0, 0, 0), "connection", connection::client, "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL.";
     // server
     "command", -1, CONNECTION, (0, 0, 0), "server", server::command, "Returns details about commands: COUNT, INFO, DOCS, LIST.";
@@ -285,6 +287,15 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     if !ctx.conn.authenticated && cmd.flags & NO_AUTH == 0 {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
         ctx.out.error("NOAUTH Authentication required.");
+        return;
+    }
+    if let Err(e) = ctx
+        .shared
+        .acl
+        .check(&ctx.conn.info.user.lock(), index, args)
+    {
+        ctx.shared.stats.rejected(ctx.conn.info.id, index);
+        ctx.out.error(&e);
         return;
     }
     let grows = cmd.flags & DENYOOM != 0;

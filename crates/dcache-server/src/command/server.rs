@@ -4,8 +4,8 @@ use dcache_protocol::Args;
 use dcache_store::{Lookup, PolicyKind, PolicyName, Value, glob_match};
 
 use super::{
-    ADMIN, CONNECTION, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX,
-    WRITE, help, int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
+    ADMIN, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX, WRITE, help,
+    int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
 };
 use crate::config::ByteSize;
 
@@ -25,23 +25,10 @@ fn flag_names(cmd: &Command) -> Vec<&'static str> {
 }
 
 fn acl_categories(cmd: &Command) -> Vec<String> {
-    let mut cats = vec![format!("@{}", cmd.group)];
-    if cmd.flags & WRITE != 0 {
-        cats.push("@write".into());
-    }
-    if cmd.flags & READONLY != 0 {
-        cats.push("@read".into());
-    }
-    if cmd.flags & FAST != 0 {
-        cats.push("@fast".into());
-    } else {
-        cats.push("@slow".into());
-    }
-    if cmd.flags & (ADMIN | CONNECTION) == ADMIN {
-        cats.push("@admin".into());
-        cats.push("@dangerous".into());
-    }
-    cats
+    crate::acl::command_categories(cmd)
+        .iter()
+        .map(|c| format!("@{c}"))
+        .collect()
 }
 
 /// One command as `COMMAND INFO` describes it (Redis 7's ten fields).

@@ -209,7 +209,8 @@ fn unit_of(command: usize, args: Args<'_>) -> Option<usize> {
     let sub = args.iter().nth(1)?;
     range.into_iter().find(|&u| {
         let name = &UNITS.units[u].fullname;
-        name[name.find('|').map_or(0, |i| i + 1)..]
+        name.split_once('|')
+            .map_or(name.as_str(), |(_, sub)| sub)
             .as_bytes()
             .eq_ignore_ascii_case(sub)
     })

@@ -195,8 +195,10 @@ mod tests {
 
     #[test]
     fn a_node_reads_protected_mode_from_its_live_configuration() {
-        let mut config = crate::NodeConfig::default();
-        config.bind = "0.0.0.0".into();
+        let config = crate::NodeConfig {
+            bind: "0.0.0.0".into(),
+            ..crate::NodeConfig::default()
+        };
         // Not bound: only the address the decision reads.
         let shared = Shared::new(
             config,

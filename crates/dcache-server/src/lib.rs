@@ -1,11 +1,11 @@
 //! One dcache node: a Redis-protocol server over the `dcache-store` engine.
 //!
 //! ```text
-//!   TcpListener ── accept ──► one task per connection (connection.rs)
-//!   (plain, and TLS           read ► parse every complete request ► execute ► write once
-//!    after tls.rs's handshake)
+//!   TcpListener (plain) ─┬─ accept ──► one task per connection (connection.rs)
+//!   TcpListener (TLS) ───┘             (TLS: tls.rs's handshake first)
+//!        │                      read ► parse every complete request ► execute ► write once
 //!        │                                                   │
-//!        │                                   command table (command/): arity, flags, handler
+//!        │                command table (command/): arity, flags, ACL check (acl.rs), handler
 //!        │                                                   │
 //!        │                                        Store: lock one shard, no I/O under it
 //!        │
@@ -13,7 +13,6 @@
 //!        └── admin HTTP (metrics.rs): /metrics (Prometheus), /health
 //!
 //!   security.rs: cross-protocol detection, protected mode, the admin token check
-//!   acl.rs: ACL users, checked once per command in dispatch
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one; the binary sets the number of workers. Time comes

@@ -13,6 +13,11 @@ use crate::ProtocolError;
 /// Redis's `PROTO_INLINE_MAX_SIZE`: the longest inline request, and the longest length line.
 pub const INLINE_MAX: usize = 64 * 1024;
 
+/// Most arguments in one request from a client that has not authenticated (Redis's figure).
+pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
+/// Largest argument from a client that has not authenticated (Redis's figure).
+pub const UNAUTHENTICATED_MAX_BULK_LEN: usize = 16 * 1024;
+
 /// Limits on what one request may hold. The defaults are Redis's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -66,6 +71,10 @@ pub struct RequestParser {
     scratch: Vec<u8>,
     source: Source,
     partial: Option<Partial>,
+    /// The client has not authenticated yet, so the tighter `UNAUTHENTICATED_*` limits apply on
+    /// top of `limits`: a stranger who has not given the password cannot make the node buffer
+    /// more than a few hundred kilobytes for it.
+    unauthenticated: bool,
 }
 
 /// The arguments of one request, borrowed from the input or from the parser.
@@ -131,6 +140,7 @@ impl RequestParser {
             scratch: Vec::new(),
             source: Source::Input,
             partial: None,
+            unauthenticated: false,
         }
     }
 
@@ -141,6 +151,19 @@ impl RequestParser {
 
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+
+    /// Applies, or lifts once the client has authenticated, Redis's limits for clients that have
+    /// not: at most [`UNAUTHENTICATED_MAX_ARGS`] arguments of at most
+    /// [`UNAUTHENTICATED_MAX_BULK_LEN`] bytes, refused with their own errors. Call it between
+    /// requests.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
+    }
+
+    #[must_use]
+    pub fn is_unauthenticated(&self) -> bool {
+        self.unauthenticated
     }
 
     /// True while a multibulk request is known to be only partly received.
@@ -187,6 +210,9 @@ impl RequestParser {
         if count > i64::from(i32::MAX) {
             return Err(ProtocolError::InvalidMultibulkLength);
         }
+        if self.unauthenticated && count > UNAUTHENTICATED_MAX_ARGS as i64 {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
         self.spans.clear();
         self.source = Source::Input;
         if count <= 0 {
@@ -224,6 +250,9 @@ impl RequestParser {
             let len = usize::try_from(len).map_err(|_| ProtocolError::InvalidBulkLength)?;
             if len > self.limits.max_bulk_len {
                 return Err(ProtocolError::InvalidBulkLength);
+            }
+            if self.unauthenticated && len > UNAUTHENTICATED_MAX_BULK_LEN {
+                return Err(ProtocolError::UnauthenticatedBulkLength);
             }
             let data_end = data_start + len;
             if input.len() < data_end + 2 {

@@ -171,6 +171,58 @@ fn limits_are_configurable() {
 }
 
 #[test]
+fn unauthenticated_clients_get_redis_limits_until_lifted() {
+    let mut parser = RequestParser::default();
+    parser.set_unauthenticated(true);
+    let ten = "*10\r\n".to_owned() + &"$1\r\nx\r\n".repeat(10);
+    assert_eq!(
+        parser.parse(ten.as_bytes()),
+        Ok(Status::Complete(ten.len()))
+    );
+    assert_eq!(
+        parser.parse(b"*11\r\n"),
+        Err(ProtocolError::UnauthenticatedMultibulkLength)
+    );
+    let mut exact = b"*1\r\n$16384\r\n".to_vec();
+    exact.extend(std::iter::repeat_n(b'a', 16384));
+    exact.extend_from_slice(b"\r\n");
+    assert_eq!(parser.parse(&exact), Ok(Status::Complete(exact.len())));
+    // Refused on the length line, before the bytes arrive.
+    assert_eq!(
+        parser.parse(b"*2\r\n$3\r\nGET\r\n$16385\r\n"),
+        Err(ProtocolError::UnauthenticatedBulkLength)
+    );
+    assert_eq!(
+        ProtocolError::UnauthenticatedBulkLength.to_string(),
+        "Protocol error: unauthenticated bulk length"
+    );
+    assert_eq!(
+        ProtocolError::UnauthenticatedMultibulkLength.to_string(),
+        "Protocol error: unauthenticated multibulk length"
+    );
+    // The configured limits still come first: Redis checks them before the unauthenticated ones.
+    assert_eq!(
+        parser.parse(b"*2147483648\r\n"),
+        Err(ProtocolError::InvalidMultibulkLength)
+    );
+    assert_eq!(
+        parser.parse(b"*1\r\n$-1\r\n"),
+        Err(ProtocolError::InvalidBulkLength)
+    );
+    parser.set_unauthenticated(false);
+    let eleven = "*11\r\n".to_owned() + &"$1\r\nx\r\n".repeat(11);
+    assert_eq!(
+        parser.parse(eleven.as_bytes()),
+        Ok(Status::Complete(eleven.len()))
+    );
+    let big = format!("*1\r\n$16385\r\n{}\r\n", "a".repeat(16385));
+    assert_eq!(
+        parser.parse(big.as_bytes()),
+        Ok(Status::Complete(big.len()))
+    );
+}
+
+#[test]
 fn incomplete_requests_resume_byte_by_byte() {
     let input = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n";
     let mut parser = RequestParser::default();

@@ -151,6 +151,83 @@ pub mod ranges {
     }
 }
 
+/// A Redis `yes`/`no` setting. TOML takes `"yes"`/`"no"` or `true`/`false`; it prints as
+/// `"yes"`/`"no"`, the way `CONFIG GET` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct YesNo(pub bool);
+
+impl FromStr for YesNo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "yes" => Ok(YesNo(true)),
+            "no" => Ok(YesNo(false)),
+            _ => Err("argument must be 'yes' or 'no'".into()),
+        }
+    }
+}
+
+impl fmt::Display for YesNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0 { "yes" } else { "no" })
+    }
+}
+
+impl Serialize for YesNo {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for YesNo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(b) => Ok(YesNo(b)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Redis's `tls-auth-clients`: whether TLS clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsAuthClients {
+    #[default]
+    Yes,
+    No,
+    Optional,
+}
+
+impl FromStr for TlsAuthClients {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "yes" => Ok(Self::Yes),
+            "no" => Ok(Self::No),
+            "optional" => Ok(Self::Optional),
+            _ => Err("argument(s) must be one of the following: no, yes, optional".into()),
+        }
+    }
+}
+
+impl fmt::Display for TlsAuthClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Yes => "yes",
+            Self::No => "no",
+            Self::Optional => "optional",
+        })
+    }
+}
+
 /// `client-output-buffer-limit` for ordinary clients: unsent replies past `hard` bytes, or past
 /// `soft` bytes for `soft_seconds` in a row, disconnect the client. 0 turns a limit off. Written
 /// as Redis writes one class: `normal 1gb 256mb 60`.
@@ -256,6 +333,20 @@ pub struct NodeConfig {
     pub shards: usize,
     /// Password for `AUTH`; empty means none.
     pub requirepass: String,
+    /// Refuse clients from other hosts while the node listens beyond loopback without a password.
+    pub protected_mode: YesNo,
+    /// Port for TLS clients, beside the plain port; 0 means no TLS. With a TLS port set, port 0
+    /// turns the plain listener off (as in Redis).
+    pub tls_port: u16,
+    /// The node's certificate chain (PEM), required with `tls-port`.
+    pub tls_cert_file: String,
+    /// The private key of `tls-cert-file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: String,
+    /// CA certificates (PEM) that client certificates must chain to; empty asks for none.
+    pub tls_ca_cert_file: String,
+    /// With `tls-ca-cert-file`: whether clients must present a certificate (`yes`), may
+    /// (`optional`: verified when presented) or are not asked (`no`).
+    pub tls_auth_clients: TlsAuthClients,
     /// Port for `/metrics` and `/health`; 0 means no admin listener.
     pub admin_port: u16,
     pub log_format: LogFormat,
@@ -290,6 +381,12 @@ impl Default for NodeConfig {
             threads: 0,
             shards: 64,
             requirepass: String::new(),
+            protected_mode: YesNo(true),
+            tls_port: 0,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_cert_file: String::new(),
+            tls_auth_clients: TlsAuthClients::Yes,
             admin_port: 0,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
@@ -365,6 +462,9 @@ impl NodeConfig {
                 ));
             }
         }
+        if self.tls_port != 0 && (self.tls_cert_file.is_empty() || self.tls_key_file.is_empty()) {
+            return Err("tls-port needs tls-cert-file and tls-key-file".into());
+        }
         Ok(())
     }
 
@@ -402,6 +502,48 @@ mod tests {
         assert!("12xb".parse::<ByteSize>().is_err());
         assert!("-1".parse::<ByteSize>().is_err());
         assert!("".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn yes_no_settings_take_words_or_booleans() {
+        for (text, on) in [
+            ("protected-mode = \"yes\"", true),
+            ("protected-mode = \"NO\"", false),
+            ("protected-mode = false", false),
+            ("protected-mode = true", true),
+        ] {
+            assert_eq!(
+                NodeConfig::from_toml(text).unwrap().protected_mode,
+                YesNo(on),
+                "{text}"
+            );
+        }
+        assert!(
+            NodeConfig::from_toml("protected-mode = \"maybe\"")
+                .unwrap_err()
+                .contains("argument must be 'yes' or 'no'")
+        );
+        assert!(
+            NodeConfig::default()
+                .to_toml()
+                .contains("protected-mode = \"yes\"")
+        );
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let config = NodeConfig::from_toml(
+            "tls-port = 6380\ntls-cert-file = \"node.crt\"\ntls-key-file = \"node.key\"\n\
+             tls-auth-clients = \"optional\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.tls_auth_clients, TlsAuthClients::Optional);
+        assert_eq!(
+            NodeConfig::from_toml("tls-port = 6380\ntls-cert-file = \"node.crt\"\n").unwrap_err(),
+            "tls-port needs tls-cert-file and tls-key-file"
+        );
+        assert!(NodeConfig::from_toml("tls-auth-clients = \"maybe\"").is_err());
+        assert_eq!("OPTIONAL".parse(), Ok(TlsAuthClients::Optional));
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub(crate) async fn serve<S>(
         stats: LocalStats::default(),
     };
     let mut parser = RequestParser::new(shared.limits());
+    parser.set_unauthenticated(!state.authenticated);
     let mut epoch = shared.config_epoch();
     let mut query_limit = shared.config().client_query_buffer_limit.0;
     let mut output_limit = shared.config().client_output_buffer_limit;
@@ -189,6 +190,7 @@ pub(crate) async fn serve<S>(
                         };
                         command::execute(&mut ctx, args, &mut clock);
                         closing = state.quit;
+                        parser.set_unauthenticated(!state.authenticated);
                     }
                     offset += used;
                 }

@@ -1,31 +1,37 @@
 //! One dcache node: a Redis-protocol server over the `dcache-store` engine.
 //!
 //! ```text
-//!   TcpListener ── accept ──► one task per connection (connection.rs)
+//!   TcpListener (plain) ─┬─ accept ──► one task per connection (connection.rs)
+//!   TcpListener (TLS) ───┘             (TLS: tls.rs's handshake first)
 //!        │                      read ► parse every complete request ► execute ► write once
 //!        │                                                   │
-//!        │                                   command table (command/): arity, flags, handler
+//!        │                command table (command/): arity, flags, ACL check (acl.rs), handler
 //!        │                                                   │
 //!        │                                        Store: lock one shard, no I/O under it
 //!        │
 //!        ├── background task (server.rs): active expiry, ops/s sampling, `hz` times a second
 //!        └── admin HTTP (metrics.rs): /metrics (Prometheus), /health
+//!
+//!   security.rs: cross-protocol detection, protected mode, the admin token check
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one; the binary sets the number of workers. Time comes
 //! from an injected [`Clock`], so TTL behaviour is tested by moving a clock, not by sleeping.
 
+pub mod acl;
 pub mod clock;
 pub mod command;
 pub mod config;
 pub mod connection;
 pub mod info;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ByteSize, LogFormat, NodeConfig};
+pub use config::{ByteSize, LogFormat, NodeConfig, TlsAuthClients, YesNo};
 pub use server::{Server, ServerBuilder, active_expire};
 pub use state::Shared;

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::command::table;
+use crate::security::admin_authorized;
 use crate::state::Shared;
 use crate::stats::LATENCY_BUCKETS_US;
 
@@ -95,7 +96,7 @@ pub const METRICS: &[(&str, MetricType, &str)] = &[
     (
         "dcache_connections_rejected",
         MetricType::Counter,
-        "Connections refused because of maxclients.",
+        "Connections refused: maxclients reached, or protected mode.",
     ),
     (
         "dcache_net_input_bytes",
@@ -201,12 +202,26 @@ pub fn render(shared: &Arc<Shared>) -> String {
     text
 }
 
-/// Serves `/metrics` and `/health` until `shutdown` completes.
+fn unauthorized() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        "send 'Authorization: Bearer <requirepass>'\n",
+    )
+        .into_response()
+}
+
+/// Serves `/metrics` and `/health` until `shutdown` completes. With `requirepass` set, every
+/// request needs `Authorization: Bearer <requirepass>`; without it, only a loopback listener
+/// answers.
 pub async fn serve_admin(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let loopback_only = listener.local_addr()?.ip().to_canonical().is_loopback();
+    let checker = Arc::clone(&shared);
     let app = Router::new()
         .route(
             "/metrics",
@@ -223,7 +238,24 @@ pub async fn serve_admin(
                 }
             }),
         )
-        .route("/health", get(|| async { "ok\n" }));
+        .route("/health", get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let password = checker.config().requirepass;
+                let authorization = request
+                    .headers()
+                    .get(axum::http::header::AUTHORIZATION)
+                    .map(axum::http::HeaderValue::as_bytes);
+                let allowed = admin_authorized(authorization, &password, loopback_only);
+                async move {
+                    if allowed {
+                        next.run(request).await
+                    } else {
+                        unauthorized()
+                    }
+                }
+            },
+        ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -27,6 +27,7 @@ pub struct ServerBuilder {
     config: NodeConfig,
     clock: Arc<dyn Clock>,
     admin: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
     config_file: Option<String>,
 }
 
@@ -43,6 +44,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Listen for TLS clients here, whatever `tls-port` says (tests pass `127.0.0.1:0`). The plain
+    /// listener stays as the config has it.
+    pub fn tls_addr(mut self, addr: SocketAddr) -> Self {
+        self.tls = Some(addr);
+        self
+    }
+
     /// The file the config came from, for INFO.
     pub fn config_file(mut self, path: impl Into<String>) -> Self {
         self.config_file = Some(path.into());
@@ -56,38 +64,72 @@ impl ServerBuilder {
     pub async fn bind(self) -> anyhow::Result<Server> {
         let config = self.config;
         config.validate().map_err(anyhow::Error::msg)?;
-        let address = format!("{}:{}", config.bind, config.port);
-        let listener = TcpListener::bind(&address)
-            .await
-            .with_context(|| format!("cannot listen on {address}"))?;
+        let listener = match crate::tls::plain_address(&config) {
+            Some(address) => Some(
+                TcpListener::bind(&address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address}"))?,
+            ),
+            None => None,
+        };
+        let tls_address = match (self.tls, config.tls_port) {
+            (Some(addr), _) => Some(addr.to_string()),
+            (None, 0) => None,
+            (None, port) => Some(format!("{}:{port}", config.bind)),
+        };
+        let tls = match tls_address {
+            Some(address) => {
+                let acceptor = crate::tls::acceptor(&config).context("cannot set up TLS")?;
+                let listener = TcpListener::bind(&address)
+                    .await
+                    .with_context(|| format!("cannot listen for TLS on {address}"))?;
+                Some((listener, acceptor))
+            }
+            None => None,
+        };
         let admin_address = match (self.admin, config.admin_port) {
             (Some(addr), _) => Some(addr.to_string()),
             (None, 0) => None,
             (None, port) => Some(format!("{}:{port}", config.bind)),
         };
         let admin = match admin_address {
-            Some(address) => Some(
-                TcpListener::bind(&address)
-                    .await
-                    .with_context(|| format!("cannot listen for admin HTTP on {address}"))?,
-            ),
+            Some(address) => Some(bind_admin(&address, !config.requirepass.is_empty()).await?),
             None => None,
         };
-        let local_addr = listener.local_addr()?;
+        let local_addr = match (&listener, &tls) {
+            (Some(plain), _) => plain.local_addr()?,
+            (None, Some((tls, _))) => tls.local_addr()?,
+            (None, None) => unreachable!("port 0 without a TLS port asks for any free port"),
+        };
         let shared = Shared::new(config, self.clock, local_addr, self.config_file)
             .map_err(anyhow::Error::msg)?;
         Ok(Server {
             shared: Arc::new(shared),
             listener,
+            tls,
             admin,
         })
     }
 }
 
+/// Binds admin HTTP, after checking that the address is loopback or a password is set: a refused
+/// address is never listened on, not even for a moment.
+async fn bind_admin(address: &str, password_set: bool) -> anyhow::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("cannot resolve admin HTTP address {address}"))?
+        .collect();
+    crate::security::check_admin_bind(&addrs, password_set).map_err(anyhow::Error::msg)?;
+    TcpListener::bind(&addrs[..])
+        .await
+        .with_context(|| format!("cannot listen for admin HTTP on {address}"))
+}
+
 /// A bound node, ready to run.
 pub struct Server {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     admin: Option<TcpListener>,
 }
 
@@ -97,6 +139,7 @@ impl Server {
             config,
             clock: Arc::new(SystemClock),
             admin: None,
+            tls: None,
             config_file: None,
         }
     }
@@ -104,6 +147,18 @@ impl Server {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// The plain listener's address, unless port 0 turned it off beside a TLS port.
+    #[must_use]
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The TLS listener's address, when there is one.
+    #[must_use]
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     #[must_use]
@@ -125,6 +180,7 @@ impl Server {
         let Server {
             shared,
             listener,
+            tls,
             admin,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -142,17 +198,19 @@ impl Server {
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
-            let (socket, addr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off briefly, keep serving.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
+            let (accepted, over_tls) = tokio::select! {
+                accepted = accept(listener.as_ref()) => (accepted, false),
+                accepted = accept(tls.as_ref().map(|(l, _)| l)) => (accepted, true),
                 () = &mut shutdown => break,
+            };
+            let (socket, addr) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             };
             while connections.try_join_next().is_some() {}
             shared
@@ -160,9 +218,23 @@ impl Server {
                 .connections_received
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = socket.set_nodelay(true);
+            // A TLS client is checked after its handshake, so that it can read the refusal.
+            if !over_tls && crate::security::refuses(&shared, addr.ip()) {
+                refuse(&shared, &mut connections, socket, crate::security::DENIED);
+                continue;
+            }
             let local = socket.local_addr().unwrap_or(shared.local_addr);
-            match shared.register_client(addr, local) {
-                Some(info) => {
+            match (shared.register_client(addr, local), &tls) {
+                (Some(info), Some((_, acceptor))) if over_tls => {
+                    connections.spawn(crate::tls::serve(
+                        Arc::clone(&shared),
+                        acceptor.clone(),
+                        socket,
+                        info,
+                        stop_rx.clone(),
+                    ));
+                }
+                (Some(info), _) => {
                     connections.spawn(crate::connection::serve(
                         Arc::clone(&shared),
                         socket,
@@ -170,22 +242,18 @@ impl Server {
                         stop_rx.clone(),
                     ));
                 }
-                None => {
-                    shared
-                        .stats
-                        .rejected_connections
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    connections.spawn(async move {
-                        let mut socket = socket;
-                        let _ = socket
-                            .write_all(b"-ERR max number of clients reached\r\n")
-                            .await;
-                        let _ = socket.shutdown().await;
-                    });
-                }
+                // Plain text would only confuse a TLS client's handshake: it is just closed.
+                (None, _) if over_tls => refuse(&shared, &mut connections, socket, ""),
+                (None, _) => refuse(
+                    &shared,
+                    &mut connections,
+                    socket,
+                    "-ERR max number of clients reached\r\n",
+                ),
             }
         }
         drop(listener);
+        drop(tls);
         while connections.try_join_next().is_some() {}
         tracing::info!(
             "shutting down: no new connections, draining {}",
@@ -206,6 +274,34 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers a client that will not be served with `error` and closes it, without holding up
+/// the accept loop.
+fn refuse(
+    shared: &Shared,
+    connections: &mut JoinSet<()>,
+    mut socket: tokio::net::TcpStream,
+    error: &'static str,
+) {
+    shared
+        .stats
+        .rejected_connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    connections.spawn(async move {
+        let _ = socket.write_all(error.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    });
 }
 
 /// The periodic work: active expiry and ops/s sampling, `hz` times a second.

@@ -33,6 +33,8 @@ pub struct ClientInfo {
     /// What the connection's input and output buffers hold from the allocator (their capacity),
     /// which memory calibration leaves out of the data's share.
     pub buffer_capacity: AtomicUsize,
+    /// The ACL user the client runs as: `default` until `AUTH user pass` names another.
+    pub user: Mutex<String>,
     /// Set by `CLIENT KILL`, which also wakes the connection through `kill`.
     pub killed: AtomicBool,
     pub kill: tokio::sync::Notify,
@@ -47,6 +49,8 @@ pub struct Shared {
     config_epoch: AtomicU64,
     pub clock: Arc<dyn Clock>,
     pub stats: Stats,
+    /// ACL users.
+    pub acl: crate::acl::Acl,
     pub ops: Mutex<OpsSampler>,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
@@ -59,6 +63,9 @@ pub struct Shared {
     /// What the allocator had handed out when the node started, before any data: the part of
     /// its count that calibration leaves out.
     pub base_allocated: usize,
+    /// When the last cross-protocol attack was logged (Unix ms), so that a flood of them writes
+    /// one line a minute, not one per connection.
+    pub(crate) attack_logged_ms: AtomicU64,
     /// Background cycles run so far, and a wake-up for each, so that tests wait for a cycle
     /// instead of sleeping.
     background_cycles: AtomicU64,
@@ -88,6 +95,7 @@ impl Shared {
             config_epoch: AtomicU64::new(0),
             clock,
             stats: Stats::default(),
+            acl: crate::acl::Acl::default(),
             ops: Mutex::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
@@ -97,6 +105,7 @@ impl Shared {
             local_addr,
             config_file,
             base_allocated: crate::info::allocator_stats().0,
+            attack_logged_ms: AtomicU64::new(0),
             background_cycles: AtomicU64::new(0),
             background_tick: tokio::sync::Notify::new(),
         })
@@ -119,6 +128,12 @@ impl Shared {
     #[must_use]
     pub fn config_epoch(&self) -> u64 {
         self.config_epoch.load(Relaxed)
+    }
+
+    /// The addresses the node's client listeners are bound to, for protected mode.
+    #[must_use]
+    pub fn bound_ips(&self) -> Vec<std::net::IpAddr> {
+        vec![self.local_addr.ip()]
     }
 
     /// Marks the end of one background cycle.
@@ -176,6 +191,7 @@ impl Shared {
             query_buffer: AtomicUsize::new(0),
             output_buffer: AtomicUsize::new(0),
             buffer_capacity: AtomicUsize::new(0),
+            user: Mutex::new("default".into()),
             killed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
         });

@@ -7,19 +7,7 @@ use common::{start, test_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("the admin listener answers")
-    .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (head.to_owned(), body.to_owned())
+    http_get_with(addr, path, None).await
 }
 
 /// The value of the first sample line that starts with `series` (name and labels).
@@ -126,4 +114,79 @@ async fn health_and_metrics_reflect_the_node() {
 
     let (head, _) = http_get(admin, "/nope").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let header = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the admin listener answers")
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn with_a_password_admin_http_wants_the_bearer_token() {
+    let mut config = test_config();
+    config.requirepass = "s3cret".into();
+    let node = start(config).await;
+    let admin = node.admin.expect("the test node has an admin listener");
+    for path in ["/metrics", "/health"] {
+        for wrong in [
+            None,
+            Some("Bearer nope"),
+            Some("Basic czNjcmV0"),
+            Some("s3cret"),
+        ] {
+            let (head, body) = http_get_with(admin, path, wrong).await;
+            assert!(head.starts_with("HTTP/1.1 401"), "{path} {wrong:?}: {head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("www-authenticate: bearer"),
+                "{head}"
+            );
+            assert!(!body.contains("dcache_"), "{body}");
+        }
+        let (head, body) = http_get_with(admin, path, Some("Bearer s3cret")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert!(!body.is_empty());
+    }
+    // A password changed at run time is the one asked for from then on.
+    node.shared
+        .update_config(|c| c.requirepass = "other".into());
+    let (head, _) = http_get_with(admin, "/health", Some("Bearer s3cret")).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let (head, _) = http_get_with(admin, "/health", Some("Bearer other")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+#[tokio::test]
+async fn without_a_password_admin_http_refuses_to_listen_beyond_loopback() {
+    // Refused before binding: this never listens on 0.0.0.0.
+    let err = dcache_server::Server::builder(test_config())
+        .admin_addr("0.0.0.0:0".parse().unwrap())
+        .bind()
+        .await
+        .err()
+        .expect("the node refuses to start");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("refusing to serve admin HTTP on 0.0.0.0:0 without a password"),
+        "{text}"
+    );
 }

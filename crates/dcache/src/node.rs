@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use dcache_server::{ByteSize, LogFormat, NodeConfig, Server};
+use dcache_server::{ByteSize, LogFormat, NodeConfig, Server, TlsAuthClients, YesNo};
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -37,6 +37,24 @@ pub struct NodeArgs {
     /// Password clients must give with AUTH.
     #[arg(long)]
     requirepass: Option<String>,
+    /// yes: refuse clients from other hosts while listening beyond loopback without a password.
+    #[arg(long, value_name = "yes|no")]
+    protected_mode: Option<YesNo>,
+    /// Port for TLS clients beside the plain port (0: no TLS; then --port 0 turns plain off).
+    #[arg(long)]
+    tls_port: Option<u16>,
+    /// The node's certificate chain (PEM), for --tls-port.
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: Option<String>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key_file: Option<String>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    tls_ca_cert_file: Option<String>,
+    /// With --tls-ca-cert-file: clients must (yes), may (optional) or need not (no) present a certificate.
+    #[arg(long, value_name = "yes|no|optional")]
+    tls_auth_clients: Option<TlsAuthClients>,
     /// Port for admin HTTP: /metrics and /health (0: none).
     #[arg(long)]
     admin_port: Option<u16>,
@@ -94,6 +112,12 @@ impl NodeArgs {
             threads,
             shards,
             requirepass,
+            protected_mode,
+            tls_port,
+            tls_cert_file,
+            tls_key_file,
+            tls_ca_cert_file,
+            tls_auth_clients,
             admin_port,
             log_format,
             log_level,
@@ -182,6 +206,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .admin_addr()
             .map(|a| format!(", admin http://{a}/metrics"))
             .unwrap_or_default();
+        // With plain connections off, the address named first is the TLS one.
+        let tls = match (server.plain_addr(), server.tls_addr()) {
+            (Some(_), Some(tls)) => format!(", tls {tls}"),
+            (None, Some(_)) => ", tls only".to_owned(),
+            _ => String::new(),
+        };
         let maxmemory = match config.maxmemory.0 {
             0 => "no limit".to_owned(),
             n if share => format!(
@@ -191,7 +221,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             n => human(n),
         };
         println!(
-            "dcache node listening on {} (policy {}, maxmemory {maxmemory}{admin})",
+            "dcache node listening on {} (policy {}, maxmemory {maxmemory}{tls}{admin})",
             server.local_addr(),
             config.policy().map_err(anyhow::Error::msg)?,
         );

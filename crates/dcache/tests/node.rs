@@ -178,3 +178,20 @@ fn policy_bookkeeping_counts_against_the_budget() {
         );
     }
 }
+
+#[test]
+fn security_options_reach_the_config() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dcache"))
+        .args(["node", "--protected-mode", "no", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("protected-mode = \"no\""), "{text}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_dcache"))
+        .args(["node", "--protected-mode", "maybe", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("argument must be 'yes' or 'no'"));
+}

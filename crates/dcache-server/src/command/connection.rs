@@ -25,15 +25,17 @@ pub fn echo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// Checks a password against `requirepass`.
+/// Checks a user's password (the default user's is `requirepass`) and runs the connection as
+/// that user from then on.
 fn check_password(ctx: &mut Ctx<'_>, user: Option<&[u8]>, password: &[u8]) -> CmdResult {
     let required = ctx.shared.config().requirepass;
     if required.is_empty() && user.is_none() {
         return Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into());
     }
-    let user_ok = user.is_none_or(|u| u == b"default");
-    if user_ok && (required.is_empty() || password == required.as_bytes()) {
+    let user = user.unwrap_or(b"default");
+    if ctx.shared.acl.authenticate(user, password, &required) {
         ctx.conn.authenticated = true;
+        *ctx.conn.info.user.lock() = String::from_utf8_lossy(user).into_owned();
         Ok(())
     } else {
         Err("WRONGPASS invalid username-password pair or user is disabled.".into())
@@ -135,7 +137,7 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let last = c.last_command.load(Relaxed);
     let cmd = super::table().get(last as usize).map_or("NULL", |c| c.name);
     format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
@@ -145,6 +147,7 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
         c.query_buffer.load(Relaxed),
         c.output_buffer.load(Relaxed),
         cmd,
+        c.user.lock(),
         c.resp.load(Relaxed),
         c.lib_name.lock(),
         c.lib_ver.lock(),

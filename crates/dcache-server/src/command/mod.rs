@@ -5,6 +5,7 @@
 //! replication; key positions drive `COMMAND INFO` and, later, slot checks. Handlers live by family
 //! in the files beside this one; each parses its own arguments and applies itself to the store.
 
+mod acl;
 mod cluster;
 mod connection;
 mod expire;
@@ -148,12 +149,13 @@ macro_rules! commands {
 
 commands! {
     // connection
-    "ping", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::ping, "Returns the server's liveliness response.";
+    "ping", -1, FAST | CONNECTION, (0, 0, 0), "connection", connection::ping, "Returns the server's liveliness response.";
     "echo", 2, FAST | CONNECTION, (0, 0, 0), "connection", connection::echo, "Returns the given string.";
     "hello", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::hello, "Handshakes with the server: protocol version, authentication, name.";
     "auth", -2, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::auth, "Authenticates the connection.";
     "select", 2, FAST | CONNECTION, (0, 0, 0), "connection", connection::select, "Changes the selected database (only 0 exists).";
     "quit", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::quit, "Closes the connection.";
+    "acl", -2, 0, (0, 0, 0), "server", acl::acl, "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.";
     "client", -2, CONNECTION, (0, 0, 0), "connection", connection::client, "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL.";
     // server
     "command", -1, CONNECTION, (0, 0, 0), "server", server::command, "Returns details about commands: COUNT, INFO, DOCS, LIST.";
@@ -258,6 +260,13 @@ pub fn lookup(name: &[u8]) -> Option<(usize, &'static Command)> {
 /// request.
 pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     let name = args.get(0);
+    if crate::security::is_http_request(name) {
+        // Close without a reply and without running what follows in the buffer: that is the
+        // attacker's payload (an HTTP body full of commands).
+        crate::security::log_http_attack(ctx.shared, &ctx.conn.info, ctx.now);
+        ctx.conn.quit = true;
+        return;
+    }
     let Some((index, cmd)) = lookup(name) else {
         ctx.out.error(&unknown_command(args));
         return;
@@ -278,6 +287,15 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     if !ctx.conn.authenticated && cmd.flags & NO_AUTH == 0 {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
         ctx.out.error("NOAUTH Authentication required.");
+        return;
+    }
+    if let Err(e) = ctx
+        .shared
+        .acl
+        .check(&ctx.conn.info.user.lock(), index, args)
+    {
+        ctx.shared.stats.rejected(ctx.conn.info.id, index);
+        ctx.out.error(&e);
         return;
     }
     let grows = cmd.flags & DENYOOM != 0;

@@ -6,8 +6,8 @@ use dcache_protocol::Args;
 use dcache_store::{Lookup, PolicyKind, PolicyName, Value, glob_match};
 
 use super::{
-    ADMIN, CONNECTION, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX,
-    WRITE, help, int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
+    ADMIN, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX, WRITE, help,
+    int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
 };
 use crate::config::{ByteSize, OutputBufferLimit, ranges};
 
@@ -27,23 +27,10 @@ fn flag_names(cmd: &Command) -> Vec<&'static str> {
 }
 
 fn acl_categories(cmd: &Command) -> Vec<String> {
-    let mut cats = vec![format!("@{}", cmd.group)];
-    if cmd.flags & WRITE != 0 {
-        cats.push("@write".into());
-    }
-    if cmd.flags & READONLY != 0 {
-        cats.push("@read".into());
-    }
-    if cmd.flags & FAST != 0 {
-        cats.push("@fast".into());
-    } else {
-        cats.push("@slow".into());
-    }
-    if cmd.flags & (ADMIN | CONNECTION) == ADMIN {
-        cats.push("@admin".into());
-        cats.push("@dangerous".into());
-    }
-    cats
+    crate::acl::command_categories(cmd)
+        .iter()
+        .map(|c| format!("@{c}"))
+        .collect()
 }
 
 /// One command as `COMMAND INFO` describes it (Redis 7's ten fields).
@@ -165,6 +152,12 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("maxmemory", true),
     ("maxmemory-policy", true),
     ("requirepass", true),
+    ("protected-mode", true),
+    ("tls-port", false),
+    ("tls-cert-file", false),
+    ("tls-key-file", false),
+    ("tls-ca-cert-file", false),
+    ("tls-auth-clients", false),
     ("proto-max-bulk-len", true),
     ("client-query-buffer-limit", true),
     ("client-output-buffer-limit", true),
@@ -187,6 +180,12 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "maxmemory" => config.maxmemory.0.to_string(),
         "maxmemory-policy" => config.maxmemory_policy.clone(),
         "requirepass" => config.requirepass.clone(),
+        "protected-mode" => config.protected_mode.to_string(),
+        "tls-port" => config.tls_port.to_string(),
+        "tls-cert-file" => config.tls_cert_file.clone(),
+        "tls-key-file" => config.tls_key_file.clone(),
+        "tls-ca-cert-file" => config.tls_ca_cert_file.clone(),
+        "tls-auth-clients" => config.tls_auth_clients.to_string(),
         "proto-max-bulk-len" => config.proto_max_bulk_len.0.to_string(),
         "client-query-buffer-limit" => config.client_query_buffer_limit.0.to_string(),
         "maxclients" => config.maxclients.to_string(),
@@ -215,6 +214,7 @@ enum Change {
     MaxArgs(usize),
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
+    ProtectedMode(crate::config::YesNo),
 }
 
 /// Parses a memory value the way Redis does (no sign, no fraction) and checks it against `range`.
@@ -253,6 +253,7 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
             )
         })?),
         "requirepass" => Change::Requirepass(text),
+        "protected-mode" => Change::ProtectedMode(text.parse()?),
         "proto-max-bulk-len" => {
             Change::ProtoMaxBulkLen(memory_in(&text, Some(&ranges::PROTO_MAX_BULK_LEN))?)
         }
@@ -289,6 +290,7 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
         Change::ProtoMaxBulkLen(bytes) => {
             ctx.shared.update_config(|c| c.proto_max_bulk_len = bytes)
         }
+        Change::ProtectedMode(on) => ctx.shared.update_config(|c| c.protected_mode = on),
         Change::ClientQueryBufferLimit(bytes) => ctx
             .shared
             .update_config(|c| c.client_query_buffer_limit = bytes),

@@ -50,6 +50,13 @@ async fn start_with(mut config: NodeConfig, manual: bool) -> TestNode {
         builder = builder.clock(clock.clone());
     }
     let server = builder.bind().await.expect("the node binds");
+    let mut node = run(server);
+    node.clock = clock;
+    node
+}
+
+/// Runs a node that the caller built and bound itself (for options `start` does not set).
+pub fn run(server: Server) -> TestNode {
     let addr = server.local_addr();
     let admin = server.admin_addr();
     let shared = server.shared();
@@ -61,7 +68,7 @@ async fn start_with(mut config: NodeConfig, manual: bool) -> TestNode {
         addr,
         admin,
         shared,
-        clock,
+        clock: None,
         stop: Some(stop),
         task: Some(task),
     }

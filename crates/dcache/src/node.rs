@@ -97,14 +97,18 @@ impl NodeArgs {
     }
 }
 
+/// Logs go to standard error, one write per event (never held in a buffer until exit), with
+/// colours only when standard error is a terminal: a log file gets plain text.
 fn init_logging(config: &NodeConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -132,6 +136,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
+        // Before the start-up line: whoever reads it may send SIGTERM at once, and that must
+        // stop the node gracefully, not kill it.
+        let stop = shutdown_signal()?;
         let mut builder = Server::builder(config.clone());
         if let Some(path) = &args.config {
             builder = builder.config_file(path.display().to_string());
@@ -145,21 +152,34 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             0 => "no limit".to_owned(),
             n => ByteSize(n).to_string(),
         };
+        let policy = config.policy().map_err(anyhow::Error::msg)?;
         println!(
-            "dcache node listening on {} (policy {}, maxmemory {maxmemory}{admin})",
+            "dcache node listening on {} (policy {policy}, maxmemory {maxmemory}{admin})",
             server.local_addr(),
-            config.policy().map_err(anyhow::Error::msg)?,
         );
-        server.run(shutdown_signal()).await
+        // The same in the log, which may be all an operator has (`dcache launch` keeps one per
+        // node).
+        tracing::info!(
+            addr = %server.local_addr(),
+            %policy,
+            maxmemory,
+            node_id = config.node_id,
+            "node started"
+        );
+        server.run(stop).await
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM; the handlers are in place as soon as this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("signal received, shutting down");
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received, shutting down");
+    })
 }

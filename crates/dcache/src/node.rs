@@ -1,55 +1,82 @@
 //! `dcache node`: one node, configured from a file and the command line.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use clap::Args;
 use dcache_server::{ByteSize, LogFormat, NodeConfig, Server};
 
+/// The settings a node takes when neither a file nor an option names them; `--help` shows them.
+static DEFAULTS: LazyLock<NodeConfig> = LazyLock::new(NodeConfig::default);
+
+/// Help text that ends with the value the option takes when not given. (clap's own
+/// `default_value` would also apply it, over whatever `--config` says.)
+fn with_default(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [default: {default}]")
+}
+
+// The options are `Option`s so that only those given override `--config`; their help texts are
+// built at run time from `NodeConfig::default()` so that they cannot drift from it.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// Port to listen on (same as --port).
     #[arg(value_name = "PORT", conflicts_with = "port")]
     port_arg: Option<u16>,
-    /// Port to listen on [default: 5000].
-    #[arg(long)]
+    #[arg(long, help = with_default("Port to listen on", DEFAULTS.port))]
     port: Option<u16>,
-    /// Address to listen on [default: 127.0.0.1].
-    #[arg(long)]
+    #[arg(long, help = with_default("Address to listen on", &DEFAULTS.bind))]
     bind: Option<String>,
     /// Read settings from this TOML file (see config/node.toml); options given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Memory budget for the data set, e.g. 256mb or 2gb (0: no limit).
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = parse_bytes, help = with_default(
+        "Memory budget for the data set, e.g. 256mb or 2gb (0: no limit)",
+        DEFAULTS.maxmemory,
+    ))]
     maxmemory: Option<ByteSize>,
-    /// Eviction policy (default allkeys-s3fifo): allkeys-lru, allkeys-lfu, allkeys-sieve, allkeys-w-tinylfu,
-    /// noeviction, volatile-ttl, … (or lru, lfu, s3fifo, sieve, w-tinylfu).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Eviction policy: allkeys-s3fifo, allkeys-lru, allkeys-lfu, allkeys-sieve, \
+         allkeys-w-tinylfu, allkeys-random, volatile-lru, volatile-ttl, noeviction, … \
+         (or lru, lfu, s3fifo, sieve, w-tinylfu)",
+        &DEFAULTS.maxmemory_policy,
+    ))]
     maxmemory_policy: Option<String>,
-    /// Worker threads (0: one per core).
-    #[arg(long)]
+    #[arg(long, help = with_default("Worker threads (0: one per core)", DEFAULTS.threads))]
     threads: Option<usize>,
-    /// Storage shards (rounded up to a power of two).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Storage shards (rounded up to a power of two)",
+        DEFAULTS.shards,
+    ))]
     shards: Option<usize>,
-    /// Password clients must give with AUTH.
+    /// Password clients must give with AUTH [default: none].
     #[arg(long)]
     requirepass: Option<String>,
-    /// Port for admin HTTP: /metrics and /health (0: none).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Port for admin HTTP: /metrics and /health (0: none)",
+        DEFAULTS.admin_port,
+    ))]
     admin_port: Option<u16>,
-    /// Log format: pretty or json.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Log format: pretty or json",
+        format!("{:?}", DEFAULTS.log_format).to_lowercase(),
+    ))]
     log_format: Option<LogFormat>,
-    /// Log level or tracing filter (RUST_LOG overrides it).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Log level or tracing filter (RUST_LOG overrides it)",
+        &DEFAULTS.log_level,
+    ))]
     log_level: Option<String>,
-    /// Most simultaneous clients.
-    #[arg(long)]
+    #[arg(long, help = with_default("Most simultaneous clients", DEFAULTS.maxclients))]
     maxclients: Option<usize>,
-    /// This node's id in entry versions (0-1023).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "This node's id, 0-1023. Every write is stamped with a version: a hybrid logical clock \
+         time (milliseconds and a counter) and the id of the node that wrote it, which breaks \
+         the tie between two nodes' writes at the same time. Give each node its own \
+         (dcache launch does); with the cluster protocol it will also name the node in the \
+         cluster",
+        DEFAULTS.node_id,
+    ))]
     node_id: Option<u16>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
@@ -182,4 +209,56 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         }
         tracing::info!("signal received, shutting down");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    /// Every setting shows what it is when not given, and the default shown is the one applied.
+    #[test]
+    fn help_shows_every_default() {
+        use clap::CommandFactory;
+        let help = Wrap::command().render_help().to_string();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (option, default) in [
+            ("--port", "5000"),
+            ("--bind", "127.0.0.1"),
+            ("--maxmemory", "0"),
+            ("--maxmemory-policy", "allkeys-s3fifo"),
+            ("--threads", "0"),
+            ("--shards", "64"),
+            ("--requirepass", "none"),
+            ("--admin-port", "0"),
+            ("--log-format", "pretty"),
+            ("--log-level", "info"),
+            ("--maxclients", "10000"),
+            ("--node-id", "0"),
+        ] {
+            let from = flat
+                .find(&format!("{option} <"))
+                .unwrap_or_else(|| panic!("no {option} in:\n{help}"));
+            let rest = &flat[from..];
+            let end = rest[2..].find(" --").map_or(rest.len(), |i| i + 2);
+            assert!(
+                rest[..end].contains(&format!("[default: {default}]")),
+                "{option}: {}",
+                &rest[..end]
+            );
+        }
+        assert!(flat.contains("hybrid logical clock"), "{help}");
+        // The defaults shown are the ones a node takes.
+        let given = <Wrap as clap::Parser>::parse_from(["node"]).node.config().unwrap();
+        assert_eq!(given, NodeConfig::default());
+        assert_eq!(
+            (given.port, given.shards, given.maxclients),
+            (5000, 64, 10_000)
+        );
+    }
 }

@@ -24,10 +24,14 @@ use crate::random::{Rng, Zipf};
 pub use wire::Protocol;
 use wire::{Reply, encode_get, encode_set, parse_reply};
 
+/// Where `dcache node` listens by default, and the first node of `dcache launch`.
+const DEFAULT_SERVER: &str = "127.0.0.1:5000";
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The server, `HOST:PORT`.
-    #[arg(long, default_value = "127.0.0.1:6379", conflicts_with = "cluster")]
+    /// The server, `HOST:PORT`: by default the first node `dcache launch` or `dcache node`
+    /// starts (give Redis's `127.0.0.1:6379` or memcached's `127.0.0.1:11211` to compare).
+    #[arg(long, default_value = DEFAULT_SERVER, conflicts_with = "cluster")]
     server: String,
     /// A dcache cluster instead (comma-separated `HOST:PORT`s), driven through dcache-client:
     /// `--connections` × `--pipeline` requests in flight over the client's connections.
@@ -655,6 +659,23 @@ mod tests {
             }
             assert!(seen.iter().all(|&c| c > 0), "{spec}: {seen:?}");
         }
+    }
+
+    #[test]
+    fn the_default_target_is_a_local_dcache_node() {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let args = <Wrap as clap::Parser>::parse_from(["bench"]).bench;
+        assert_eq!(args.server, "127.0.0.1:5000");
+        assert_eq!(args.protocol, Protocol::Resp);
+        // The same port `dcache node` takes when given none.
+        assert_eq!(
+            args.server,
+            format!("127.0.0.1:{}", dcache_server::NodeConfig::default().port)
+        );
     }
 
     #[test]

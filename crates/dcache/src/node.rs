@@ -254,7 +254,10 @@ mod tests {
         }
         assert!(flat.contains("hybrid logical clock"), "{help}");
         // The defaults shown are the ones a node takes.
-        let given = <Wrap as clap::Parser>::parse_from(["node"]).node.config().unwrap();
+        let given = <Wrap as clap::Parser>::parse_from(["node"])
+            .node
+            .config()
+            .unwrap();
         assert_eq!(given, NodeConfig::default());
         assert_eq!(
             (given.port, given.shards, given.maxclients),

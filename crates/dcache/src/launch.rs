@@ -200,10 +200,10 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(supervise(specs, args.restart))
+    runtime.block_on(supervise(specs, args.restart, args.requirepass.is_some()))
 }
 
-async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
+async fn supervise(specs: Vec<Spec>, restart: bool, has_password: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Before any node starts: a SIGTERM that arrived between the table and the handler would
     // kill the launcher outright and leave its nodes running as orphans.
@@ -239,10 +239,22 @@ async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
         );
     }
     let nodes: Vec<&str> = running.iter().map(|n| n.addr.as_str()).collect();
+    // The password is the caller's own (it is on their command line); the hint names it rather
+    // than echoing it into logs and scrollback.
+    let (cli_auth, redis_auth) = if has_password {
+        (" -a PASSWORD", " -a PASSWORD")
+    } else {
+        ("", "")
+    };
     say!(
-        "Connect with: dcache cli --nodes {}   (or redis-cli -p PORT for one node)",
+        "Connect with: dcache cli --nodes {}{cli_auth}   (or redis-cli -p PORT{redis_auth} for one node)",
         nodes.join(",")
     );
+    if has_password {
+        say!(
+            "  PASSWORD is the --requirepass value; DCACHE_PASSWORD=PASSWORD in the environment works too."
+        );
+    }
     say!("Ctrl-C stops them all.");
 
     loop {

@@ -349,3 +349,46 @@ fn a_closed_standard_output_does_not_bring_launch_down() {
     );
     let _ = std::fs::remove_dir_all(&log_dir);
 }
+
+/// With `--requirepass`, launch says how to connect with the password, and `dcache cli` gets in
+/// with `-a` or `DCACHE_PASSWORD`, and not without.
+#[test]
+fn launch_with_a_password_says_how_to_connect_and_cli_uses_it() {
+    let launch = Launch::start("auth-test", &["--nodes", "3", "--requirepass", "s3cret"]);
+    assert_eq!(launch.nodes.len(), 3, "launch printed:\n{}", launch.table);
+    let connect = launch
+        .table
+        .lines()
+        .find(|l| l.starts_with("Connect with:"))
+        .unwrap();
+    assert!(connect.contains(" -a PASSWORD"), "{connect}");
+    assert!(!launch.table.contains("s3cret"), "{}", launch.table);
+    let nodes = launch.addrs().join(",");
+    let cli = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dcache"));
+        cmd.args(["cli", "--nodes", &nodes]).args(args);
+        cmd.env_remove("DCACHE_PASSWORD");
+        if let Some(password) = env {
+            cmd.env("DCACHE_PASSWORD", password);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        cli(&["SET", "greeting", "hello"], None),
+        (true, "NOAUTH Authentication required.\n".to_owned())
+    );
+    assert_eq!(
+        cli(&["-a", "s3cret", "SET", "greeting", "hello"], None),
+        (true, "OK\n".to_owned())
+    );
+    assert_eq!(
+        cli(&["GET", "greeting"], Some("s3cret")),
+        (true, "hello\n".to_owned())
+    );
+    let (ok, said) = cli(&["--password", "wrong", "GET", "greeting"], None);
+    assert!(!ok && said.contains("WRONGPASS"), "{said}");
+}

@@ -60,6 +60,8 @@ pub(crate) async fn serve(
     let stop = shutdown.changed();
     let killed = info.kill.notified();
     tokio::pin!(stop, killed);
+    // Set when the node stops: this turn answers what had arrived, and is the last.
+    let mut stopping = false;
 
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
@@ -68,7 +70,13 @@ pub(crate) async fn serve(
         let read = tokio::select! {
             biased;
             read = socket.read_buf(&mut input) => read,
-            _ = &mut stop => break,
+            _ = &mut stop => {
+                stopping = true;
+                match read_arrived(&socket, &mut input, query_limit) {
+                    0 => break,
+                    n => Ok(n),
+                }
+            }
             () = &mut killed => break,
         };
         let n = match read {
@@ -140,7 +148,7 @@ pub(crate) async fn serve(
             output.clear();
         }
         shared.stats.net(info.id, n, written);
-        if close {
+        if close || stopping {
             break;
         }
         if input.capacity() > SHRINK_ABOVE && input.len() < READ_CHUNK {
@@ -154,6 +162,33 @@ pub(crate) async fn serve(
     }
     let _ = socket.shutdown().await;
     finish(&shared, &info);
+}
+
+/// Whatever the client had sent when the node began to stop, read straight from the kernel
+/// without waiting: the bytes returned. tokio reads a socket only once its driver has seen it
+/// ready, which may come after the stop (it always does on a single-threaded runtime), and
+/// requests already sent must be answered, not reset. A duplicate of the descriptor shares the
+/// socket (and its non-blocking mode); closing it closes nothing else.
+fn read_arrived(socket: &TcpStream, input: &mut BytesMut, limit: usize) -> usize {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let Ok(fd) = socket.as_fd().try_clone_to_owned() else {
+        return 0;
+    };
+    let mut socket = std::net::TcpStream::from(fd);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut total = 0;
+    while input.len() <= limit {
+        match socket.read(&mut chunk) {
+            Ok(n) if n > 0 => {
+                input.extend_from_slice(&chunk[..n]);
+                total += n;
+            }
+            // Nothing more now (WouldBlock), the client's end, or a failure: done.
+            _ => break,
+        }
+    }
+    total
 }
 
 fn finish(shared: &Shared, info: &ClientInfo) {

@@ -185,16 +185,26 @@ mod tests {
         assert_eq!(ratio(replay(&trace, 1000, "lru".parse().unwrap())), "32.83");
     }
 
-    /// Issue 4's target: S3-FIFO's published behaviour on OLTP at 1,000 pages is at least 40.8 %.
+    /// S3-FIFO's two tunables (small-queue share, ghost size) were chosen on OLTP, so OLTP cannot
+    /// tell whether they generalise. P3 (a workstation disk trace, not looked at when tuning)
+    /// can: at 65,536 pages S3-FIFO hits 30.6 % where LRU hits 12.7 % (docs/EVICTION.md's
+    /// method). The test asks for 1.5 times LRU's hits, a margin any sound setting keeps and
+    /// one that LRU-like behaviour (a small queue that admits everything) does not reach.
     #[test]
-    fn s3fifo_reaches_its_published_oltp_figure() {
-        let Some(path) = trace::tests::oltp() else {
+    fn s3fifo_beats_lru_on_a_trace_it_was_not_tuned_on() {
+        let Some(path) = trace::tests::arc("P3.lis.zst") else {
             return;
         };
         let trace = trace::read(&path, trace::Format::Arc).unwrap();
-        let hits = replay(&trace, 1000, "s3fifo".parse().unwrap());
-        let ratio = hits as f64 * 100.0 / trace.len() as f64;
-        assert!(ratio >= 40.8, "S3-FIFO hits {ratio:.2} % on OLTP at 1,000");
+        let lru = replay(&trace, 65_536, "lru".parse().unwrap());
+        let s3fifo = replay(&trace, 65_536, "s3fifo".parse().unwrap());
+        let pct = |hits: u64| hits as f64 * 100.0 / trace.len() as f64;
+        assert!(
+            s3fifo as f64 >= 1.5 * lru as f64,
+            "P3 at 65,536: S3-FIFO {:.2} %, LRU {:.2} %",
+            pct(s3fifo),
+            pct(lru)
+        );
     }
 
     fn miss_ratio(trace: &[u64], size: usize, policy: &str) -> f64 {

@@ -180,18 +180,19 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             n => ByteSize(n).to_string(),
         };
         let policy = config.policy().map_err(anyhow::Error::msg)?;
-        println!(
-            "dcache node listening on {} (policy {policy}, maxmemory {maxmemory}{admin})",
-            server.local_addr(),
-        );
         // The same in the log, which may be all an operator has (`dcache launch` keeps one per
-        // node).
+        // node), and written first: launch copies the start-up line into the same file once it
+        // has read it, so the order in the file is fixed.
         tracing::info!(
             addr = %server.local_addr(),
             %policy,
             maxmemory,
             node_id = config.node_id,
             "node started"
+        );
+        println!(
+            "dcache node listening on {} (policy {policy}, maxmemory {maxmemory}{admin})",
+            server.local_addr(),
         );
         server.run(stop).await
     })

@@ -97,6 +97,71 @@ pub fn human_bytes(n: usize) -> String {
     format!("{n}B")
 }
 
+/// `client-output-buffer-limit` for ordinary clients: unsent replies past `hard` bytes, or past
+/// `soft` bytes for `soft_seconds` in a row, disconnect the client. 0 turns a limit off. Written
+/// as Redis writes one class: `normal 1gb 256mb 60`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBufferLimit {
+    pub hard: usize,
+    pub soft: usize,
+    pub soft_seconds: u64,
+}
+
+impl FromStr for OutputBufferLimit {
+    type Err = String;
+
+    /// Takes `[normal] hard soft seconds`; other classes are refused, since a node has no
+    /// replica or pub/sub clients yet.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let values = match words.as_slice() {
+            [class, rest @ ..] if class.eq_ignore_ascii_case("normal") => rest,
+            [class, ..] if class.parse::<ByteSize>().is_err() => {
+                return Err(format!(
+                    "Invalid client class specified in buffer limit configuration ('{class}'; only 'normal' is supported)"
+                ));
+            }
+            all => all,
+        };
+        let [hard, soft, seconds] = values else {
+            return Err("Wrong number of arguments in buffer limit configuration.".into());
+        };
+        Ok(Self {
+            hard: hard.parse::<ByteSize>()?.0,
+            soft: soft.parse::<ByteSize>()?.0,
+            soft_seconds: seconds
+                .parse()
+                .map_err(|_| format!("invalid soft limit seconds '{seconds}'"))?,
+        })
+    }
+}
+
+impl fmt::Display for OutputBufferLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "normal {} {} {}",
+            ByteSize(self.hard),
+            ByteSize(self.soft),
+            self.soft_seconds
+        )
+    }
+}
+
+impl Serialize for OutputBufferLimit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputBufferLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +212,12 @@ pub struct NodeConfig {
     pub max_args: usize,
     /// Largest unparsed input kept for one client before it is disconnected.
     pub client_query_buffer_limit: ByteSize,
+    /// Unsent replies one client may hold before it is disconnected: `normal hard soft seconds`.
+    /// The node keeps reading a client's requests while their replies wait, so this, not the
+    /// client's reading, is what bounds them.
+    pub client_output_buffer_limit: OutputBufferLimit,
+    /// Seconds a client may stay idle before it is closed; 0 never closes one.
+    pub timeout: u64,
     /// Most simultaneous clients.
     pub maxclients: usize,
     /// Background cycles per second (active expiry, ops/s sampling).
@@ -171,6 +242,14 @@ impl Default for NodeConfig {
             proto_max_bulk_len: ByteSize(512 * 1024 * 1024),
             max_args: 1024 * 1024,
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
+            // Large enough for any single reply (proto-max-bulk-len is 512 MB), small enough that
+            // a client that never reads cannot grow the node without bound.
+            client_output_buffer_limit: OutputBufferLimit {
+                hard: 1 << 30,
+                soft: 256 << 20,
+                soft_seconds: 60,
+            },
+            timeout: 0,
             maxclients: 10_000,
             hz: 10,
             node_id: 0,
@@ -245,6 +324,24 @@ mod tests {
         assert!("12xb".parse::<ByteSize>().is_err());
         assert!("-1".parse::<ByteSize>().is_err());
         assert!("".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn output_buffer_limits_parse_like_redis() {
+        let limit: OutputBufferLimit = "normal 64mb 16mb 30".parse().unwrap();
+        assert_eq!(
+            limit,
+            OutputBufferLimit {
+                hard: 64 << 20,
+                soft: 16 << 20,
+                soft_seconds: 30
+            }
+        );
+        assert_eq!(limit.to_string().parse::<OutputBufferLimit>(), Ok(limit));
+        assert_eq!("0 0 0".parse::<OutputBufferLimit>().unwrap().hard, 0);
+        assert!("pubsub 32mb 8mb 60".parse::<OutputBufferLimit>().is_err());
+        assert!("normal 1mb".parse::<OutputBufferLimit>().is_err());
+        assert!("normal 1mb 1xb 3".parse::<OutputBufferLimit>().is_err());
     }
 
     #[test]

@@ -1,4 +1,24 @@
-//! One client connection: read what arrived, answer every complete request in it, write once.
+//! One client connection: read what arrived, answer every complete request in it, write.
+//!
+//! The connection never stops reading while its replies wait to be written: a client may send a
+//! whole pipeline before it reads anything (Redis allows it, and a client that writes 4 MB of
+//! requests before reading would otherwise wait forever on a node waiting for it). Unsent replies
+//! are bounded instead, by `client-output-buffer-limit`: past the hard limit, or past the soft
+//! limit for longer than its seconds, the client is disconnected with a log line, as Redis does.
+//!
+//! When the node stops, the connection answers what the client had sent: it goes on reading and
+//! writing until every reply is written and nothing more has arrived for [`LINGER`] (the server
+//! bounds the whole drain). Breaking at once would reset requests already in the kernel's buffer,
+//! which tokio learns of only when its driver next runs.
+//!
+//! ```text
+//!   select (biased) ── kill ──► close;  stop ──► answer what arrived, then close
+//!        ├── write what is pending (when there is some)
+//!        └── read into `input` ──► parse every complete request ──► execute ──► `output`
+//! ```
+//!
+//! Writing comes before reading in the select, so that a plain request/response client costs the
+//! same system calls as a loop that writes after every batch: one read, one write.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -6,20 +26,23 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use dcache_protocol::{ReplyWriter, RequestParser, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::command::{self, Ctx};
+use crate::config::OutputBufferLimit;
 use crate::state::{ClientInfo, Shared};
 use crate::stats::LocalStats;
 
-/// Replies are flushed early once this much is waiting, so that a long pipeline of large values
-/// does not pile up in memory.
-const FLUSH_AT: usize = 1 << 20;
+/// A batch stops executing requests once this much output waits, and goes back to writing: a
+/// pipeline of large values is answered as the client reads it rather than all at once.
+const EXECUTE_UNTIL: usize = 1 << 20;
 /// Buffers that grew past this for one large request are given back afterwards.
 const SHRINK_ABOVE: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
+/// After the node stops, a connection with no replies left to write closes once nothing has
+/// arrived for this long: ample for requests already sent to be seen, short beside the drain.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Per-connection state that commands may change.
 #[derive(Debug)]
@@ -35,14 +58,59 @@ pub struct ConnState {
     pub stats: LocalStats,
 }
 
+/// Replies produced but not yet taken by the socket.
+struct Output {
+    buf: Vec<u8>,
+    /// How much of `buf` is already written.
+    sent: usize,
+    /// When the pending bytes first went over the soft limit, if they still are.
+    over_soft_since: Option<Instant>,
+}
+
+impl Output {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.buf.len() {
+            self.buf.clear();
+            self.sent = 0;
+            if self.buf.capacity() > SHRINK_ABOVE {
+                self.buf = Vec::with_capacity(READ_CHUNK);
+            }
+        }
+    }
+
+    /// Why the client must go, if its unsent replies broke the limit.
+    fn over_limit(&mut self, limit: &OutputBufferLimit) -> Option<&'static str> {
+        let pending = self.pending();
+        if limit.hard != 0 && pending > limit.hard {
+            return Some("hard");
+        }
+        if limit.soft != 0 && pending > limit.soft {
+            let since = *self.over_soft_since.get_or_insert_with(Instant::now);
+            if since.elapsed().as_secs() >= limit.soft_seconds {
+                return Some("soft");
+            }
+        } else {
+            self.over_soft_since = None;
+        }
+        None
+    }
+}
+
 /// Serves one client until it leaves, breaks the protocol, is killed, or the node shuts down.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
-    mut socket: TcpStream,
+    socket: S,
     info: Arc<ClientInfo>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = socket.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut reader, mut writer) = tokio::io::split(socket);
     let mut state = ConnState {
         info: Arc::clone(&info),
         resp3: false,
@@ -54,49 +122,74 @@ pub(crate) async fn serve(
     let mut parser = RequestParser::new(shared.limits());
     let mut epoch = shared.config_epoch();
     let mut query_limit = shared.config().client_query_buffer_limit.0;
+    let mut output_limit = shared.config().client_output_buffer_limit;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut output = Output {
+        buf: Vec::with_capacity(READ_CHUNK),
+        sent: 0,
+        over_soft_since: None,
+    };
+    // Set when the client must go once its pending replies are written (QUIT, a protocol error).
+    let mut closing = false;
+    // Set when the node stops: answer what arrived, then go.
+    let mut stopping = false;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
     tokio::pin!(stop, killed);
-    // Set when the node stops: this turn answers what had arrived, and is the last.
-    let mut stopping = false;
 
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        let read = tokio::select! {
+        let pending = output.pending() > 0;
+        // A closing client is sent what it is owed and read no further.
+        if closing && !pending {
+            break;
+        }
+        let n = tokio::select! {
             biased;
-            read = socket.read_buf(&mut input) => read,
-            _ = &mut stop => {
+            _ = &mut stop, if !stopping => {
                 stopping = true;
-                match read_arrived(&socket, &mut input, query_limit) {
-                    0 => break,
-                    n => Ok(n),
-                }
+                0
             }
             () = &mut killed => break,
+            wrote = writer.write(&output.buf[output.sent..]), if pending => {
+                match wrote {
+                    Ok(0) | Err(_) => return finish(&shared, &info),
+                    Ok(n) => {
+                        output.advance(n);
+                        shared.stats.net(info.id, 0, n);
+                    }
+                }
+                // More requests may be waiting for room in the output.
+                0
+            }
+            read = reader.read_buf(&mut input), if !closing => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            () = tokio::time::sleep(LINGER), if stopping && !pending => break,
         };
-        let n = match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+        if n == 0 && (input.is_empty() || output.pending() >= EXECUTE_UNTIL) {
+            continue;
+        }
         if shared.config_epoch() != epoch {
             epoch = shared.config_epoch();
             parser.set_limits(shared.limits());
-            query_limit = shared.config().client_query_buffer_limit.0;
-            state.max_bulk_len = shared.config().proto_max_bulk_len.0;
+            let config = shared.config();
+            query_limit = config.client_query_buffer_limit.0;
+            output_limit = config.client_output_buffer_limit;
+            state.max_bulk_len = config.proto_max_bulk_len.0;
         }
         let now = shared.clock.now_ms();
-        info.last_active_ms.store(now, Relaxed);
+        if n > 0 {
+            info.last_active_ms.store(now, Relaxed);
+        }
         let mut clock = Instant::now();
 
         let mut offset = 0;
-        let mut close = false;
-        let mut written = 0;
-        while offset < input.len() && !close {
+        while offset < input.len() && !closing && output.pending() < EXECUTE_UNTIL {
             match parser.parse(&input[offset..]) {
                 Ok(Status::Complete(used)) => {
                     let args = parser.args(&input[offset..]);
@@ -105,31 +198,25 @@ pub(crate) async fn serve(
                         let mut ctx = Ctx {
                             shared: &shared,
                             conn: &mut state,
-                            out: ReplyWriter::new(&mut output, resp3),
+                            out: ReplyWriter::new(&mut output.buf, resp3),
                             now,
                         };
                         command::execute(&mut ctx, args, &mut clock);
-                        close = state.quit;
+                        closing = state.quit;
                     }
                     offset += used;
-                    if output.len() >= FLUSH_AT {
-                        if socket.write_all(&output).await.is_err() {
-                            return finish(&shared, &info);
-                        }
-                        written += output.len();
-                        output.clear();
-                    }
                 }
                 Ok(Status::Incomplete) => break,
                 Err(e) => {
-                    ReplyWriter::new(&mut output, false).error(&format!("ERR {e}"));
+                    ReplyWriter::new(&mut output.buf, false).error(&format!("ERR {e}"));
                     tracing::debug!(client = info.id, addr = %info.addr, "protocol error: {e}");
-                    close = true;
+                    closing = true;
                 }
             }
         }
         input.advance(offset);
         shared.stats.flush(info.id, &mut state.stats);
+        shared.stats.net(info.id, n, 0);
         if input.len() > query_limit {
             tracing::warn!(
                 client = info.id,
@@ -137,58 +224,28 @@ pub(crate) async fn serve(
                 "closing client that reached max query buffer length ({} bytes)",
                 input.len()
             );
-            close = true;
-        }
-        info.query_buffer.store(input.len(), Relaxed);
-        if !output.is_empty() {
-            if socket.write_all(&output).await.is_err() {
-                break;
-            }
-            written += output.len();
-            output.clear();
-        }
-        shared.stats.net(info.id, n, written);
-        if close || stopping {
             break;
         }
+        if let Some(which) = output.over_limit(&output_limit) {
+            tracing::warn!(
+                client = info.id,
+                addr = %info.addr,
+                "closing client over the {which} client-output-buffer-limit ({} bytes of replies unread; limit {output_limit})",
+                output.pending()
+            );
+            break;
+        }
+        info.query_buffer.store(input.len(), Relaxed);
+        info.output_buffer.store(output.pending(), Relaxed);
         if input.capacity() > SHRINK_ABOVE && input.len() < READ_CHUNK {
             let mut fresh = BytesMut::with_capacity(READ_CHUNK);
             fresh.extend_from_slice(&input);
             input = fresh;
         }
-        if output.capacity() > SHRINK_ABOVE {
-            output = Vec::with_capacity(READ_CHUNK);
-        }
     }
+    let mut socket = reader.unsplit(writer);
     let _ = socket.shutdown().await;
     finish(&shared, &info);
-}
-
-/// Whatever the client had sent when the node began to stop, read straight from the kernel
-/// without waiting: the bytes returned. tokio reads a socket only once its driver has seen it
-/// ready, which may come after the stop (it always does on a single-threaded runtime), and
-/// requests already sent must be answered, not reset. A duplicate of the descriptor shares the
-/// socket (and its non-blocking mode); closing it closes nothing else.
-fn read_arrived(socket: &TcpStream, input: &mut BytesMut, limit: usize) -> usize {
-    use std::io::Read;
-    use std::os::fd::AsFd;
-    let Ok(fd) = socket.as_fd().try_clone_to_owned() else {
-        return 0;
-    };
-    let mut socket = std::net::TcpStream::from(fd);
-    let mut chunk = vec![0u8; READ_CHUNK];
-    let mut total = 0;
-    while input.len() <= limit {
-        match socket.read(&mut chunk) {
-            Ok(n) if n > 0 => {
-                input.extend_from_slice(&chunk[..n]);
-                total += n;
-            }
-            // Nothing more now (WouldBlock), the client's end, or a failure: done.
-            _ => break,
-        }
-    }
-    total
 }
 
 fn finish(shared: &Shared, info: &ClientInfo) {

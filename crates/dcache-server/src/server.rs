@@ -159,6 +159,7 @@ impl Server {
                 .stats
                 .connections_received
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = socket.set_nodelay(true);
             let local = socket.local_addr().unwrap_or(shared.local_addr);
             match shared.register_client(addr, local) {
                 Some(info) => {
@@ -218,8 +219,34 @@ async fn background(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         // A quarter of the period at most, as Redis's active expiry allows itself.
         active_expire(&shared, period / 4);
         let now = shared.clock.now_ms();
+        close_idle_clients(&shared, now);
+        shared.background_cycle_done();
         let total = shared.stats.total_commands();
         shared.ops.lock().sample(now, total);
+    }
+}
+
+/// Closes the clients idle for longer than `timeout` seconds (0: never), as Redis's client cron
+/// does. The check runs here, `hz` times a second, rather than as a timer in every connection.
+fn close_idle_clients(shared: &Shared, now: u64) {
+    let timeout = shared.config().timeout;
+    if timeout == 0 {
+        return;
+    }
+    for client in shared.clients() {
+        let idle = now.saturating_sub(
+            client
+                .last_active_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if idle / 1000 > timeout
+            && !client
+                .killed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::debug!(client = client.id, addr = %client.addr, "closing client idle for {} s", idle / 1000);
+            client.kill.notify_one();
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ClientInfo {
     pub last_active_ms: AtomicU64,
     pub resp: AtomicU8,
     pub query_buffer: AtomicUsize,
+    /// Replies produced and not yet taken by the socket.
+    pub output_buffer: AtomicUsize,
     /// Set by `CLIENT KILL`, which also wakes the connection through `kill`.
     pub killed: AtomicBool,
     pub kill: tokio::sync::Notify,
@@ -51,6 +53,10 @@ pub struct Shared {
     /// The address the node really listens on (its port may have been 0 in the config).
     pub local_addr: SocketAddr,
     pub config_file: Option<String>,
+    /// Background cycles run so far, and a wake-up for each, so that tests wait for a cycle
+    /// instead of sleeping.
+    background_cycles: AtomicU64,
+    background_tick: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -84,6 +90,8 @@ impl Shared {
             started_ms,
             local_addr,
             config_file,
+            background_cycles: AtomicU64::new(0),
+            background_tick: tokio::sync::Notify::new(),
         })
     }
 
@@ -104,6 +112,24 @@ impl Shared {
     #[must_use]
     pub fn config_epoch(&self) -> u64 {
         self.config_epoch.load(Relaxed)
+    }
+
+    /// Marks the end of one background cycle.
+    pub(crate) fn background_cycle_done(&self) {
+        self.background_cycles.fetch_add(1, Relaxed);
+        self.background_tick.notify_waiters();
+    }
+
+    /// Waits until `n` more background cycles (expiry, idle clients, calibration) have run.
+    pub async fn wait_background_cycles(&self, n: u64) {
+        let target = self.background_cycles.load(Relaxed) + n;
+        loop {
+            let tick = self.background_tick.notified();
+            if self.background_cycles.load(Relaxed) >= target {
+                return;
+            }
+            tick.await;
+        }
     }
 
     /// Request limits from the configuration.
@@ -141,6 +167,7 @@ impl Shared {
             last_active_ms: AtomicU64::new(now),
             resp: AtomicU8::new(2),
             query_buffer: AtomicUsize::new(0),
+            output_buffer: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
         });

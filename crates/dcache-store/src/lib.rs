@@ -14,8 +14,11 @@
 //! ```
 //!
 //! A key's hash is computed once; the shard lock is held only while the caller touches the shard,
-//! never across I/O. Each shard owns `1/N` of the memory budget and of the entry budget, and evicts
-//! within itself, so the sum over shards never exceeds the store's limit.
+//! never across I/O. The memory budget is one for the whole store: each shard adds what it accounts
+//! to a shared total as it changes. A write first asks [`Store::admit`] for room (eviction from
+//! its own shard, then from the others in turn, or `-OOM`), then locks its shard; a shard that
+//! goes over after a write evicts from itself, never the entry just written. The entry budget
+//! (for the simulator) is per shard.
 //!
 //! Time is always passed in (`now`, Unix milliseconds), so that the engine never reads a clock
 //! and every TTL path is testable without waiting.
@@ -33,7 +36,7 @@ pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
 pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
-pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size};
+pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use shard::{Lookup, Modify, Shard, ShardStats};
 pub use store::{Key, MultiLock, ScanFilter, Stats, Store};
 

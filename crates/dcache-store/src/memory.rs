@@ -5,7 +5,75 @@
 //! the eviction policy's bookkeeping. The server's memory tests compare this count against
 //! jemalloc's own `stats.allocated`; `docs/PERFORMANCE.md` records the calibration.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use crate::entry::Entry;
+
+/// The store's one memory budget, shared by its shards. Each shard accounts its own entries and
+/// adds the changes here as it makes them, so that the limit holds for the store as a whole
+/// whatever the sizes of the values and however unevenly keys fall on shards.
+///
+/// `calibration` is what the allocator really holds for the data beyond what the entries account
+/// (size-class rounding the estimate misses, fragmentation, the slab's and the table's spare
+/// room): the server measures it from jemalloc's statistics and sets it here, so that the limit
+/// bounds real memory rather than an estimate of it.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    limit: AtomicUsize,
+    accounted: AtomicUsize,
+    calibration: AtomicUsize,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit: AtomicUsize::new(limit),
+            ..Self::default()
+        }
+    }
+
+    /// The limit in bytes; 0 is none.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Relaxed)
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Relaxed);
+    }
+
+    /// What counts against the limit: the entries as accounted, plus the calibration.
+    pub(crate) fn used(&self) -> usize {
+        self.accounted.load(Relaxed) + self.calibration.load(Relaxed)
+    }
+
+    /// The entries as the shards account them, without the calibration.
+    pub(crate) fn accounted(&self) -> usize {
+        self.accounted.load(Relaxed)
+    }
+
+    pub(crate) fn set_calibration(&self, bytes: usize) {
+        self.calibration.store(bytes, Relaxed);
+    }
+
+    pub(crate) fn calibration(&self) -> usize {
+        self.calibration.load(Relaxed)
+    }
+
+    /// Whether `need` more bytes stay within the limit.
+    pub(crate) fn fits(&self, need: usize) -> bool {
+        let limit = self.limit();
+        limit == 0 || self.used().saturating_add(need) <= limit
+    }
+
+    /// Moves the accounted total from `before` to `after` (one shard's share).
+    pub(crate) fn update(&self, before: usize, after: usize) {
+        if after > before {
+            self.accounted.fetch_add(after - before, Relaxed);
+        } else if before > after {
+            self.accounted.fetch_sub(before - after, Relaxed);
+        }
+    }
+}
 
 /// What one entry costs beyond its key and value allocations: its slot in the shard's slab (which
 /// grows by doubling, so on average a third again as much as in use), and the hash table's index
@@ -18,6 +86,14 @@ pub const ENTRY_OVERHEAD: usize =
 /// What an entry with a TTL costs in the expiry index (a B-tree of `(u64, u32)`: 16 bytes a key
 /// plus node overhead).
 pub const VOLATILE_OVERHEAD: usize = 32;
+
+/// A bound on what a write of `payload` bytes of keys and values adds to one entry's accounted
+/// memory: its share of slab and index, its TTL, and its allocation rounded to a size class. What
+/// [`crate::Store::admit`] is asked to make room for before a write.
+#[must_use]
+pub fn write_cost(payload: usize) -> usize {
+    ENTRY_OVERHEAD + VOLATILE_OVERHEAD + alloc_size(payload.saturating_add(16))
+}
 
 /// The size jemalloc really hands out for a request of `n` bytes: 8, then steps of 16 up to 128,
 /// then four classes per doubling.

@@ -2,14 +2,14 @@
 //! and the shard's share of the budgets. Everything here runs under the shard's lock.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::StoreError;
 use crate::clock::Hlc;
 use crate::config::{EvictionScope, PolicyKind, PolicyName};
 use crate::entry::{Entry, EntryRef, HASH_BASE, HashValue, Kind, OwnedEntry, OwnedValue, Value};
-use crate::memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
+use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
 use crate::store::{Key, hash_key};
 
@@ -63,8 +63,12 @@ pub struct Shard {
     seed: u64,
     rng: u64,
     used: usize,
-    /// Memory budget in bytes; 0 is unlimited.
-    budget: usize,
+    /// The store's memory budget, shared with the other shards.
+    budget: Arc<Budget>,
+    /// This shard's `used()` as last added to the budget.
+    published: usize,
+    /// The entry written last, which eviction spares: a write never evicts what it just wrote.
+    protect: Option<u32>,
     /// Entry budget; 0 is unlimited.
     max_entries: usize,
     stats: ShardStats,
@@ -73,7 +77,7 @@ pub struct Shard {
 impl Shard {
     pub(crate) fn new(
         policy_name: PolicyName,
-        budget: usize,
+        budget: Arc<Budget>,
         max_entries: usize,
         node_id: u16,
         hash_seed: u64,
@@ -93,6 +97,8 @@ impl Shard {
             rng: seed | 1,
             used: 0,
             budget,
+            published: 0,
+            protect: None,
             max_entries,
             stats: ShardStats::default(),
         }
@@ -208,19 +214,6 @@ impl Shard {
         Some(self.entry_ref(slot))
     }
 
-    /// Whether a write may proceed: `Err(OutOfMemory)` when the shard is over its memory budget
-    /// and could not evict its way back under it. Called before every write that may grow memory.
-    ///
-    /// # Errors
-    /// [`StoreError::OutOfMemory`], with Redis's wording.
-    pub fn check_room(&mut self) -> Result<(), StoreError> {
-        self.enforce(None);
-        if self.budget != 0 && self.used() > self.budget {
-            return Err(StoreError::OutOfMemory);
-        }
-        Ok(())
-    }
-
     /// Sets `key` to `value`, replacing whatever was there. With `keep_ttl` an existing TTL
     /// survives; otherwise the key gets `expire_at` (or none).
     pub fn set(
@@ -329,6 +322,7 @@ impl Shard {
         }
         self.entry_at_mut(slot).set_expire(expire_at);
         self.used = self.used + self.mem_at(slot) - before;
+        self.publish();
     }
 
     /// Removes `key` and returns its entry.
@@ -361,6 +355,9 @@ impl Shard {
     /// Empties a slot and gives back what it held, without copying: eviction and expiry drop it.
     fn remove_slot(&mut self, slot: u32) -> (Entry, Option<HashValue>) {
         self.used -= self.mem_at(slot);
+        if self.protect == Some(slot) {
+            self.protect = None;
+        }
         let entry = self.slots[slot as usize].take().expect("a live slot");
         let hash = self.hashes.remove(&slot);
         let table_hash = hash_key(self.hash_seed, entry.key());
@@ -382,6 +379,7 @@ impl Shard {
             self.table = HashTable::new();
             self.policy.clear();
         }
+        self.publish();
         (entry, hash)
     }
 
@@ -419,11 +417,30 @@ impl Shard {
         })
     }
 
-    /// The most entries the shard may evict in one go before it stops trying: an entry larger than
-    /// the whole budget would otherwise empty the shard.
-    fn over_limits(&self) -> bool {
-        (self.budget != 0 && self.used() > self.budget)
-            || (self.max_entries != 0 && self.table.len() > self.max_entries)
+    /// Adds this shard's change in accounted bytes since the last call to the shared budget.
+    fn publish(&mut self) {
+        let used = self.used();
+        self.budget.update(self.published, used);
+        self.published = used;
+    }
+
+    /// Whether the store is over its memory budget or this shard over its entry budget.
+    fn over_limits(&mut self) -> bool {
+        self.publish();
+        !self.budget.fits(0) || (self.max_entries != 0 && self.table.len() > self.max_entries)
+    }
+
+    /// Evicts one entry by the policy; with `spare_written`, never the one written last. False
+    /// when the policy has no victim here.
+    pub(crate) fn evict_one(&mut self, spare_written: bool) -> bool {
+        match self.pick_victim(if spare_written { self.protect } else { None }) {
+            Some(victim) => {
+                self.remove_slot(victim);
+                self.stats.evicted += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     fn pick_victim(&mut self, protect: Option<u32>) -> Option<u32> {
@@ -446,16 +463,14 @@ impl Shard {
         }
     }
 
-    /// Evicts until the shard is within its budgets or no victim is left. `protect` is the entry
-    /// just written, which is never its own victim.
-    fn enforce(&mut self, protect: Option<u32>) {
-        while self.over_limits() {
-            let Some(victim) = self.pick_victim(protect) else {
-                break;
-            };
-            self.remove_slot(victim);
-            self.stats.evicted += 1;
+    /// Evicts from this shard until the store is within its memory budget and the shard within
+    /// its entry budget, or no victim is left here (the store then evicts from other shards).
+    /// `written` is the entry just written, which is never its own victim.
+    fn enforce(&mut self, written: Option<u32>) {
+        if written.is_some() {
+            self.protect = written;
         }
+        while self.over_limits() && self.evict_one(true) {}
     }
 
     /// Reclaims up to `max` expired entries, the soonest-expired first. Returns how many.
@@ -547,10 +562,12 @@ impl Shard {
         self.expires.clear();
         self.policy.clear();
         self.used = 0;
+        self.protect = None;
+        self.publish();
     }
 
-    pub(crate) fn set_budgets(&mut self, budget: usize, max_entries: usize) {
-        self.budget = budget;
+    /// Changes the entry budget and evicts down to the budgets in force.
+    pub(crate) fn set_max_entries(&mut self, max_entries: usize) {
         self.max_entries = max_entries;
         self.enforce(None);
     }

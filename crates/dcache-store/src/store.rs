@@ -1,9 +1,14 @@
 //! The store: shards, key hashing, locking, and operations that span shards.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::StoreError;
 use crate::config::{PolicyName, StoreConfig};
 use crate::entry::EntryRef;
+use crate::memory::Budget;
 use crate::shard::{Shard, ShardStats};
 
 /// The keyspace hash: xxh3 with a per-store seed (so that keys chosen to collide on one server
@@ -43,6 +48,9 @@ pub struct ScanFilter<'a> {
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     shard_bits: u32,
+    budget: Arc<Budget>,
+    /// Where eviction from other shards starts next, so that no shard is always first.
+    evict_cursor: AtomicUsize,
     seed: u64,
     settings: Mutex<StoreConfig>,
 }
@@ -72,11 +80,12 @@ impl Store {
     #[must_use]
     pub fn new(config: StoreConfig) -> Self {
         let n = config.shards.max(1).next_power_of_two();
+        let budget = Arc::new(Budget::new(config.maxmemory));
         let shards = (0..n)
             .map(|i| {
                 Mutex::new(Shard::new(
                     config.policy,
-                    config.maxmemory.div_ceil(n),
+                    Arc::clone(&budget),
                     config.max_entries.div_ceil(n),
                     config.node_id,
                     config.seed,
@@ -91,6 +100,8 @@ impl Store {
         Self {
             shards,
             shard_bits: n.trailing_zeros(),
+            budget,
+            evict_cursor: AtomicUsize::new(0),
             seed: config.seed,
             settings: Mutex::new(config),
         }
@@ -150,12 +161,88 @@ impl Store {
     pub fn set_maxmemory(&self, bytes: usize) {
         let mut settings = self.settings.lock();
         settings.maxmemory = bytes;
+        self.budget.set_limit(bytes);
         let n = self.shards.len();
         for shard in &self.shards {
             shard
                 .lock()
-                .set_budgets(bytes.div_ceil(n), settings.max_entries.div_ceil(n));
+                .set_max_entries(settings.max_entries.div_ceil(n));
         }
+        drop(settings);
+        self.evict_while(0, false, || !self.budget.fits(0));
+    }
+
+    /// Makes room for a write of about `need` bytes to `key`, before its shard is locked:
+    /// evicts from the key's own shard first, then from the others in turn, until the write fits
+    /// within the memory budget. Cheap when it already fits (two atomic loads).
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfMemory`] when the write can never fit (`need` exceeds the whole
+    /// budget), or when the policy has nothing left to evict (`noeviction`, or a volatile policy
+    /// with no key that has a TTL) and the write does not fit.
+    ///
+    /// The caller must hold no shard lock.
+    pub fn admit(&self, key: &Key<'_>, need: usize) -> Result<(), StoreError> {
+        if self.budget.fits(need) {
+            return Ok(());
+        }
+        if need > self.budget.limit() {
+            return Err(StoreError::OutOfMemory);
+        }
+        if self.evict_while(self.shard_index(key), false, || !self.budget.fits(need)) {
+            Ok(())
+        } else {
+            Err(StoreError::OutOfMemory)
+        }
+    }
+
+    /// Evicts from any shard until the store is within its memory budget again, after a write
+    /// that took more than it was admitted for. Returns whether it is within.
+    ///
+    /// The caller must hold no shard lock.
+    pub fn settle(&self) -> bool {
+        if self.budget.fits(0) {
+            return true;
+        }
+        let start = self.evict_cursor.fetch_add(1, Relaxed);
+        self.evict_while(start, true, || !self.budget.fits(0))
+    }
+
+    /// Evicts by each shard's policy, shard after shard from `start`, while `over()` holds; with
+    /// `spare_written`, never the entry each shard wrote last. Returns true once `over()` no
+    /// longer holds, false when every shard ran out of victims.
+    fn evict_while(&self, start: usize, spare_written: bool, over: impl Fn() -> bool) -> bool {
+        let n = self.shards.len();
+        for i in 0..n {
+            let mut shard = self.shards[(start + i) % n].lock();
+            while over() {
+                if !shard.evict_one(spare_written) {
+                    break;
+                }
+            }
+            if !over() {
+                return true;
+            }
+        }
+        !over()
+    }
+
+    /// Sets what the allocator holds for the data beyond what the entries account (measured by
+    /// the server from the allocator's statistics); it counts against the budget from now on.
+    pub fn set_calibration(&self, bytes: usize) {
+        self.budget.set_calibration(bytes);
+    }
+
+    /// The calibration in force; see [`Store::set_calibration`].
+    #[must_use]
+    pub fn calibration(&self) -> usize {
+        self.budget.calibration()
+    }
+
+    /// What the entries account for, without the calibration.
+    #[must_use]
+    pub fn accounted_memory(&self) -> usize {
+        self.budget.accounted()
     }
 
     /// Changes the eviction policy.
@@ -181,12 +268,12 @@ impl Store {
             } = shard.stats();
             total.keys += shard.len();
             total.volatile_keys += shard.volatile_len();
-            total.used += shard.used();
             total.hits += hits;
             total.misses += misses;
             total.expired += expired;
             total.evicted += evicted;
         }
+        total.used = self.used_memory();
         total
     }
 
@@ -207,10 +294,11 @@ impl Store {
         self.len() == 0
     }
 
-    /// Accounted bytes over all shards.
+    /// What counts against `maxmemory`: the entries over all shards as accounted, plus the
+    /// calibration.
     #[must_use]
     pub fn used_memory(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().used()).sum()
+        self.budget.used()
     }
 
     /// Removes every key.

@@ -128,11 +128,10 @@ fn every_policy_keeps_a_store_within_its_memory_budget() {
         for i in 0..10_000u32 {
             let bytes = i.to_be_bytes();
             let key = store.key(&bytes);
-            let mut shard = store.lock(&key);
-            shard
-                .check_room()
+            store
+                .admit(&key, dcache_store::write_cost(104))
                 .expect("an evicting policy always makes room");
-            shard.set(
+            store.lock(&key).set(
                 &key,
                 Value::Str(&[7; 100]),
                 Some(now + 1_000_000),

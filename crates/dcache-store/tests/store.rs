@@ -88,6 +88,95 @@ fn accounting_returns_to_zero_after_every_kind_of_change() {
     assert_eq!(store.len(), 0);
 }
 
+/// Writes `value_len`-byte values through admission until `count` writes or the first refusal;
+/// checks the budget after every write. Returns the refusal, if any.
+fn fill(store: &Store, budget: usize, value_len: usize, count: usize) -> Option<StoreError> {
+    let value = vec![b'v'; value_len];
+    for i in 0..count {
+        let bytes = format!("key:{i}");
+        let key = store.key(bytes.as_bytes());
+        if let Err(e) = store.admit(&key, dcache_store::write_cost(bytes.len() + value_len)) {
+            return Some(e);
+        }
+        store
+            .lock(&key)
+            .set(&key, Value::Str(&value), None, false, NOW);
+        assert!(store.settle(), "nothing left to evict after write {i}");
+        let used = store.used_memory();
+        assert!(
+            used <= budget,
+            "write {i} of {value_len} bytes: used {used} > budget {budget}"
+        );
+    }
+    None
+}
+
+#[test]
+fn the_budget_holds_for_the_whole_store_whatever_the_value_size() {
+    // 64 shards and values up to a third of the budget: each value is far larger than a 64th.
+    let budget = 4 << 20;
+    for name in dcache_store::PolicyName::ALL
+        .iter()
+        .filter(|n| n.starts_with("allkeys"))
+    {
+        for value_len in [10, 1_000, 100_000, 600_000, 1_400_000] {
+            let store = Store::new(
+                StoreConfig::default()
+                    .shards(64)
+                    .maxmemory(budget)
+                    .policy(name.parse().unwrap()),
+            );
+            let writes = (3 * budget / dcache_store::write_cost(value_len)).max(20);
+            assert_eq!(fill(&store, budget, value_len, writes), None, "{name}");
+            assert!(store.stats().evicted > 0, "{name} {value_len}");
+            // Eviction made room for every write, and left the store well used.
+            let used = store.used_memory();
+            assert!(
+                used + 2 * dcache_store::write_cost(value_len) > budget,
+                "{name} {value_len}: only {used} of {budget} used"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_value_larger_than_the_whole_budget_is_refused() {
+    let store = Store::new(StoreConfig::default().maxmemory(1 << 20));
+    let key = store.key(b"big");
+    assert_eq!(
+        store.admit(&key, dcache_store::write_cost(2 << 20)),
+        Err(StoreError::OutOfMemory)
+    );
+    // Nothing was evicted for it.
+    set(&store, "small", "x", None);
+    assert_eq!(
+        store.admit(&key, dcache_store::write_cost(2 << 20)),
+        Err(StoreError::OutOfMemory)
+    );
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn noeviction_refuses_only_when_the_store_is_full() {
+    for value_len in [10, 1_000, 60_000] {
+        let budget = 8 << 20;
+        let store = Store::new(
+            StoreConfig::default()
+                .shards(64)
+                .maxmemory(budget)
+                .policy("noeviction".parse().unwrap()),
+        );
+        let err = fill(&store, budget, value_len, 10_000_000).expect("refused at some point");
+        assert_eq!(err, StoreError::OutOfMemory);
+        let used = store.used_memory();
+        assert!(
+            used + dcache_store::write_cost(value_len + 16) > budget * 99 / 100,
+            "{value_len}: refused with {used} of {budget} used"
+        );
+        assert_eq!(store.stats().evicted, 0);
+    }
+}
+
 #[test]
 fn noeviction_refuses_writes_once_over_budget() {
     let store = Store::new(StoreConfig::default().shards(1).maxmemory(10_000));
@@ -95,11 +184,12 @@ fn noeviction_refuses_writes_once_over_budget() {
     let err = loop {
         let bytes = format!("key:{written}");
         let key = store.key(bytes.as_bytes());
-        let mut shard = store.lock(&key);
-        if let Err(e) = shard.check_room() {
+        if let Err(e) = store.admit(&key, dcache_store::write_cost(bytes.len() + 100)) {
             break e;
         }
-        shard.set(&key, Value::Str(&[0; 100]), None, false, NOW);
+        store
+            .lock(&key)
+            .set(&key, Value::Str(&[0; 100]), None, false, NOW);
         written += 1;
         assert!(written < 1_000, "never refused");
     };

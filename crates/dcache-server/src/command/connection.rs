@@ -135,7 +135,7 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let last = c.last_command.load(Relaxed);
     let cmd = super::table().get(last as usize).map_or("NULL", |c| c.name);
     format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
@@ -143,6 +143,7 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
         ctx.now.saturating_sub(c.created_ms) / 1000,
         ctx.now.saturating_sub(c.last_active_ms.load(Relaxed)) / 1000,
         c.query_buffer.load(Relaxed),
+        c.output_buffer.load(Relaxed),
         cmd,
         c.resp.load(Relaxed),
         c.lib_name.lock(),

@@ -225,6 +225,11 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if src.bytes == dst.bytes {
         return Err("ERR source and destination objects are the same".into());
     }
+    let size = ctx
+        .lock(&src)
+        .get(&src, ctx.now, Lookup::Peek)
+        .map_or(0, |e| e.memory_usage());
+    ctx.admit(&dst, size)?;
     let mut locked = ctx.lock_many(&[src, dst]);
     let Some(entry) = locked.shard(&src).get(&src, ctx.now, Lookup::Peek) else {
         drop(locked);
@@ -238,7 +243,6 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     }
-    target.check_room()?;
     target.set(&dst, value.as_value(), expire_at, false, ctx.now);
     drop(locked);
     ctx.out.int(1);

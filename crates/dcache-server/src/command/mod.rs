@@ -111,12 +111,20 @@ impl<'a> Ctx<'a> {
         self.shared.store.lock(key)
     }
 
-    /// Locks the shard of `key` for a write that may grow memory: evicts first if the shard is
-    /// over budget, and refuses with `-OOM` if it cannot get under it.
+    /// Locks the shard of `key` for a write that may grow memory. Dispatch has already made room
+    /// for the command's arguments (`DENYOOM`); a handler that will write more than its
+    /// arguments (SETRANGE's offset, COPY's source) asks [`Ctx::admit`] for the rest first.
     pub fn lock_for_write(&self, key: &Key<'_>) -> Result<MutexGuard<'a, Shard>, Error> {
-        let mut shard = self.shared.store.lock(key);
-        shard.check_room()?;
-        Ok(shard)
+        Ok(self.shared.store.lock(key))
+    }
+
+    /// Makes room for `bytes` more than the arguments of a write to `key`, or refuses with
+    /// `-OOM`. Call with no shard locked.
+    pub fn admit(&self, key: &Key<'_>, bytes: usize) -> Result<(), Error> {
+        Ok(self
+            .shared
+            .store
+            .admit(key, dcache_store::write_cost(bytes))?)
     }
 }
 
@@ -272,8 +280,19 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error("NOAUTH Authentication required.");
         return;
     }
+    let grows = cmd.flags & DENYOOM != 0;
+    if grows && let Err(e) = admit(ctx, cmd, args) {
+        ctx.shared.stats.rejected(ctx.conn.info.id, index);
+        ctx.out.error(&e.0);
+        return;
+    }
     let mark = ctx.out.len();
     let result = (cmd.handler)(ctx, args);
+    if grows {
+        // The arguments bound what most writes add; this catches the rest (a hash field that
+        // replaced a shorter one in a bigger allocation class, say) before the next command.
+        ctx.shared.store.settle();
+    }
     let failed = result.is_err();
     if let Err(Error(msg)) = result {
         ctx.out.truncate(mark);
@@ -284,6 +303,34 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         .stats
         .record(index, now.saturating_duration_since(*clock), failed);
     *clock = now;
+}
+
+/// Makes room in the memory budget for a command that may grow memory, before it runs: what its
+/// arguments would cost stored as new entries, one per key. The room is made by eviction, from the
+/// first key's shard first; `-OOM` when the policy may not evict or the write can never fit.
+fn admit(ctx: &Ctx<'_>, cmd: &Command, args: Args<'_>) -> CmdResult {
+    let payload: usize = args.iter_from(1).map(<[u8]>::len).sum();
+    let keys = match (cmd.first_key, cmd.last_key, cmd.step) {
+        (first, _, _) if first <= 0 => 1,
+        (first, last, step) => {
+            let last = if last < 0 {
+                args.len() as i32 + last
+            } else {
+                last
+            };
+            ((last - first) / step.max(1) + 1).max(1) as usize
+        }
+    };
+    let need = payload + (keys - 1) * dcache_store::write_cost(0);
+    let hint = ctx.key(if cmd.first_key > 0 {
+        args.get(cmd.first_key as usize)
+    } else {
+        b""
+    });
+    Ok(ctx
+        .shared
+        .store
+        .admit(&hint, dcache_store::write_cost(need))?)
 }
 
 fn unknown_command(args: Args<'_>) -> String {

@@ -165,6 +165,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("requirepass", true),
     ("proto-max-bulk-len", true),
     ("client-query-buffer-limit", true),
+    ("client-output-buffer-limit", true),
     ("maxclients", true),
     ("hz", true),
     ("threads", false),
@@ -174,7 +175,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("databases", false),
     ("save", false),
     ("appendonly", false),
-    ("timeout", false),
+    ("timeout", true),
 ];
 
 fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
@@ -194,7 +195,8 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "node-id" => config.node_id.to_string(),
         "databases" => "1".into(),
         "appendonly" => "no".into(),
-        "timeout" => "0".into(),
+        "timeout" => config.timeout.to_string(),
+        "client-output-buffer-limit" => config.client_output_buffer_limit.to_string(),
         _ => String::new(),
     }
 }
@@ -247,6 +249,19 @@ fn set_parameter(ctx: &Ctx<'_>, name: &str, value: &[u8]) -> Result<(), String> 
             }
             ctx.shared
                 .update_config(|c| c.client_query_buffer_limit = bytes);
+        }
+        "client-output-buffer-limit" => {
+            let limit = text.parse()?;
+            ctx.shared
+                .update_config(|c| c.client_output_buffer_limit = limit);
+        }
+        "timeout" => {
+            let seconds = text
+                .parse::<u64>()
+                .ok()
+                .filter(|&s| s <= i32::MAX as u64)
+                .ok_or("argument must be between 0 and 2147483647 inclusive")?;
+            ctx.shared.update_config(|c| c.timeout = seconds);
         }
         "maxclients" => {
             let n = number()?;

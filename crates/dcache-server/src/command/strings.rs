@@ -305,9 +305,6 @@ fn mset_all(ctx: &mut Ctx<'_>, args: Args<'_>, cmd: &str, only_new: bool) -> Res
     let pairs = mset_pairs(ctx, args, cmd)?;
     let keys: Vec<_> = pairs.iter().map(|(k, _)| *k).collect();
     let mut locked = ctx.lock_many(&keys);
-    for key in &keys {
-        locked.shard(key).check_room()?;
-    }
     if only_new
         && keys
             .iter()
@@ -407,6 +404,9 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let offset = offset as usize;
     let patch = args.get(3);
     let key = ctx.key(args.get(1));
+    if !patch.is_empty() && offset.saturating_add(patch.len()) <= ctx.conn.max_bulk_len {
+        ctx.admit(&key, offset)?;
+    }
     let mut shard = ctx.lock_for_write(&key)?;
     if patch.is_empty() {
         let len = match shard.get(&key, ctx.now, Lookup::Write) {

@@ -9,7 +9,7 @@ use dcache_protocol::Frame;
 use dcache_protocol::reply::encode_command;
 use tokio::task::JoinSet;
 
-use crate::connection::{Connection, Settings};
+use crate::connection::{Auth, Connection, Password, Settings};
 use crate::{Error, Topology};
 
 /// Builds a [`Client`].
@@ -22,6 +22,8 @@ pub struct ClientBuilder {
     fallback: bool,
     max_connections: usize,
     resp3: bool,
+    username: Option<String>,
+    password: Option<Password>,
 }
 
 impl Default for ClientBuilder {
@@ -33,6 +35,8 @@ impl Default for ClientBuilder {
             fallback: false,
             max_connections: 4,
             resp3: true,
+            username: None,
+            password: None,
         }
     }
 }
@@ -80,6 +84,21 @@ impl ClientBuilder {
         self
     }
 
+    /// Authenticate every new connection with this password (the nodes' `requirepass`): in the
+    /// `HELLO 3 AUTH` handshake, or with `AUTH` when speaking RESP2. A node that rejects it is
+    /// unavailable, with its error (`WRONGPASS …`) as the reason.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(Password(password.into()));
+        self
+    }
+
+    /// The user to authenticate as, with [`password`](Self::password) (default: `default`, the
+    /// only user of a node configured by `requirepass`). Without a password it is not used.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
     /// The client. Connections open on first use, so a node that is down now does not stop the
     /// client from serving the others.
     ///
@@ -92,10 +111,21 @@ impl ClientBuilder {
             request_timeout: self.request_timeout,
             max_connections: self.max_connections,
             resp3: self.resp3,
+            auth: self.password.map(|password| {
+                Arc::new(Auth {
+                    username: self.username,
+                    password,
+                })
+            }),
         };
         let connections = topology
             .nodes()
-            .map(|n| (n.to_owned(), Connection::new(n.to_owned(), settings)))
+            .map(|n| {
+                (
+                    n.to_owned(),
+                    Connection::new(n.to_owned(), settings.clone()),
+                )
+            })
             .collect();
         Ok(Client {
             topology,

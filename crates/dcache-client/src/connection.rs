@@ -2,7 +2,8 @@
 //!
 //! A node starts with one connection and opens more, up to a small pool, when every open one has
 //! many requests in flight; each request goes to the least busy. A new connection asks for RESP3
-//! with `HELLO 3` and stays on RESP2 when the node refuses.
+//! with `HELLO 3` (`HELLO 3 AUTH user password` when the client has a password) and stays on
+//! RESP2 when the node refuses, authenticating then with `AUTH`.
 //!
 //! One task owns each socket. It takes requests from a channel, appends them to its write buffer
 //! and to its queue of requests in flight, writes whatever the socket accepts, and parses replies
@@ -39,7 +40,25 @@ struct Request {
     reply: Reply,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Credentials every new connection presents.
+#[derive(Debug)]
+pub(crate) struct Auth {
+    /// `None`: the default user (`AUTH password`, `HELLO 3 AUTH default password`).
+    pub username: Option<String>,
+    pub password: Password,
+}
+
+/// A password that `{:?}` does not print, so that debug output of a client cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<hidden>)")
+    }
+}
+
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -47,6 +66,7 @@ pub(crate) struct Settings {
     pub max_connections: usize,
     /// Ask for RESP3 (`HELLO 3`) on every new connection.
     pub resp3: bool,
+    pub auth: Option<Arc<Auth>>,
 }
 
 /// One open connection: the way to its task, and how many requests it has in flight.
@@ -222,12 +242,17 @@ impl Connection {
             Err(_) => return Err(self.unavailable("connect timed out")),
         };
         let _ = stream.set_nodelay(true);
-        if !self.settings.resp3 {
+        if !self.settings.resp3 && self.settings.auth.is_none() {
             return Ok((stream, 2));
         }
-        match tokio::time::timeout(self.settings.request_timeout, hello3(&mut stream)).await {
+        let handshake = handshake(
+            &mut stream,
+            self.settings.resp3,
+            self.settings.auth.as_deref(),
+        );
+        match tokio::time::timeout(self.settings.request_timeout, handshake).await {
             Ok(Ok(protocol)) => Ok((stream, protocol)),
-            Ok(Err(reason)) => Err(self.unavailable(reason)),
+            Ok(Err(Refused(reason))) => Err(self.unavailable(reason)),
             Err(_) => Err(Error::Timeout {
                 node: self.addr.clone(),
             }),
@@ -298,28 +323,79 @@ async fn probe(conn: std::sync::Weak<Connection>) {
     }
 }
 
-/// `HELLO 3` on a fresh connection: 3 when the node agrees, 2 when it answers with an error (a
-/// node that does not know RESP3, or wants AUTH first).
-async fn hello3(stream: &mut TcpStream) -> Result<usize, String> {
+/// Why a handshake failed: the node's error (`WRONGPASS …`) or what went wrong on the socket.
+struct Refused(String);
+
+/// The start of a fresh connection: `HELLO 3` (with `AUTH` when there is a password) when
+/// `resp3`, then, if the node does not speak RESP3, `AUTH` on its own. The protocol agreed: 3 when
+/// the node accepted `HELLO 3`, else 2.
+async fn handshake(
+    stream: &mut TcpStream,
+    resp3: bool,
+    auth: Option<&Auth>,
+) -> Result<usize, Refused> {
+    let user = auth.map(|a| a.username.as_deref().unwrap_or("default"));
+    if resp3 {
+        let mut hello = vec!["HELLO", "3"];
+        if let (Some(auth), Some(user)) = (auth, user) {
+            hello.extend(["AUTH", user, auth.password.0.as_str()]);
+        }
+        match roundtrip(stream, &hello).await? {
+            Frame::Map(_) => return Ok(3),
+            // No RESP3 (a node without HELLO, or an older protocol): RESP2, and AUTH below.
+            Frame::Error(e) if e.starts_with("NOPROTO") || e.starts_with("ERR unknown command") => {
+            }
+            // Without a password, any refusal (NOAUTH: the node wants one) leaves RESP2, and
+            // the node's NOAUTH answers to each command say what is missing.
+            Frame::Error(_) if auth.is_none() => return Ok(2),
+            Frame::Error(e) => return Err(Refused(e)),
+            other => return Err(Refused(format!("unexpected reply to HELLO: {other:?}"))),
+        }
+    }
+    if let Some(auth) = auth {
+        let command = match &auth.username {
+            Some(user) => vec!["AUTH", user.as_str(), auth.password.0.as_str()],
+            None => vec!["AUTH", auth.password.0.as_str()],
+        };
+        match roundtrip(stream, &command).await? {
+            Frame::Simple(ok) if ok == "OK" => {}
+            Frame::Error(e) => return Err(Refused(e)),
+            other => return Err(Refused(format!("unexpected reply to AUTH: {other:?}"))),
+        }
+    }
+    Ok(2)
+}
+
+/// Sends one command on a connection that has nothing else in flight and reads its one reply.
+async fn roundtrip(stream: &mut TcpStream, command: &[&str]) -> Result<Frame, Refused> {
+    let mut request = Vec::new();
+    dcache_protocol::reply::encode_command(command.iter(), &mut request);
     stream
-        .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+        .write_all(&request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Refused(e.to_string()))?;
     let mut input = Vec::with_capacity(512);
     loop {
         if stream
             .read_buf(&mut input)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Refused(e.to_string()))?
             == 0
         {
-            return Err("connection closed by the node during HELLO".into());
+            return Err(Refused(format!(
+                "connection closed by the node during {}",
+                command[0]
+            )));
         }
-        match Frame::parse(&input).map_err(|e| format!("protocol error: {e}"))? {
+        match Frame::parse(&input).map_err(|e| Refused(format!("protocol error: {e}")))? {
             None => {}
-            Some((Frame::Map(_), used)) if used == input.len() => return Ok(3),
-            Some((Frame::Error(_), used)) if used == input.len() => return Ok(2),
-            Some((other, _)) => return Err(format!("unexpected reply to HELLO: {other:?}")),
+            Some((frame, used)) if used == input.len() => return Ok(frame),
+            Some((other, _)) => {
+                return Err(Refused(format!(
+                    "more than one reply to {}: {other:?}",
+                    command[0]
+                )));
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dcache_client::{Client, Error, Frame, SetOptions};
-use dcache_server::{NodeConfig, Server};
+use dcache_server::{ManualClock, NodeConfig, Server};
 use tokio::sync::oneshot;
 
 struct Nodes {
@@ -13,7 +13,15 @@ struct Nodes {
     tasks: Vec<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
 }
 
+/// 2026-06-01T00:00:00Z: where the nodes' manual clocks start.
+const T0: u64 = 1_780_272_000_000;
+
 async fn nodes(n: usize) -> Nodes {
+    nodes_with(n, &NodeConfig::default(), None).await
+}
+
+/// `n` nodes with `config` (port and shards set here), on `clock` when given.
+async fn nodes_with(n: usize, config: &NodeConfig, clock: Option<Arc<ManualClock>>) -> Nodes {
     let mut out = Nodes {
         addrs: Vec::new(),
         stops: Vec::new(),
@@ -23,9 +31,13 @@ async fn nodes(n: usize) -> Nodes {
         let config = NodeConfig {
             port: 0,
             shards: 4,
-            ..NodeConfig::default()
+            ..config.clone()
         };
-        let server = Server::builder(config).bind().await.unwrap();
+        let mut builder = Server::builder(config);
+        if let Some(clock) = &clock {
+            builder = builder.clock(clock.clone());
+        }
+        let server = builder.bind().await.unwrap();
         out.addrs.push(server.local_addr().to_string());
         let (stop, stopped) = oneshot::channel::<()>();
         out.stops.push(Some(stop));
@@ -97,7 +109,9 @@ async fn keys_are_routed_to_the_node_placement_names() {
 
 #[tokio::test]
 async fn typed_commands() {
-    let nodes = nodes(2).await;
+    // Time stands still on the nodes, so that a TTL reads back exactly as it was set.
+    let clock = Arc::new(ManualClock::new(T0));
+    let nodes = nodes_with(2, &NodeConfig::default(), Some(clock.clone())).await;
     let c = client(&nodes.addrs).await;
     assert_eq!(c.get("nope").await.unwrap(), None);
     c.set("a", "1").await.unwrap();
@@ -128,8 +142,11 @@ async fn typed_commands() {
         .await
         .unwrap()
     );
-    let ttl = c.ttl("t").await.unwrap().unwrap();
-    assert!(ttl > Duration::from_secs(59) && ttl <= Duration::from_secs(60));
+    assert_eq!(c.ttl("t").await.unwrap(), Some(Duration::from_secs(60)));
+    clock.advance_ms(25_000);
+    assert_eq!(c.ttl("t").await.unwrap(), Some(Duration::from_secs(35)));
+    clock.advance_ms(35_000);
+    assert_eq!(c.get("t").await.unwrap(), None, "expired at 60 s");
     assert!(c.expire("a", Duration::from_secs(30)).await.unwrap());
     assert!(!c.expire("missing", Duration::from_secs(30)).await.unwrap());
     assert!(c.hset("s", "user", "ann").await.unwrap());
@@ -208,7 +225,15 @@ async fn multi_key_commands_split_by_node_and_merge_in_order() {
 #[tokio::test]
 async fn many_requests_in_flight_on_one_connection_get_their_own_replies() {
     let nodes = nodes(1).await;
-    let c = Arc::new(client(&nodes.addrs).await);
+    let node = nodes.addrs[0].clone();
+    let c = Arc::new(
+        Client::builder()
+            .nodes([node.clone()])
+            .max_connections(1)
+            .build()
+            .await
+            .unwrap(),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..64 {
         let c = Arc::clone(&c);
@@ -223,6 +248,15 @@ async fn many_requests_in_flight_on_one_connection_get_their_own_replies() {
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
+    // One connection, counted from both ends: the client's and the node's.
+    assert_eq!(c.open_connections(&node), 1);
+    let (Frame::Bulk(list) | Frame::Verbatim { text: list, .. }) =
+        c.cmd(&["CLIENT", "LIST"]).await.unwrap()
+    else {
+        panic!("CLIENT LIST is text");
+    };
+    let list = String::from_utf8_lossy(&list).into_owned();
+    assert_eq!(list.lines().count(), 1, "{list}");
     let commands = vec![vec!["SET", "p", "1"], vec!["INCR", "p"], vec!["GET", "p"]];
     let replies = c.pipeline(b"p", &commands).await.unwrap();
     assert_eq!(replies[1], Frame::Integer(2));
@@ -409,28 +443,67 @@ async fn speaks_resp3_where_the_node_agrees_and_resp2_where_it_refuses() {
     server.abort();
 }
 
+/// A stand-in for a node's address that outlives the node behind it: a listener the test keeps,
+/// which refuses connections (accepts and closes them) while "down" and relays them to a real
+/// node while "up". Taking a node down and bringing it back this way needs no port to be freed
+/// and bound again, which another process could take in between.
+struct Switch {
+    addr: String,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Switch {
+    async fn new(backend: String) -> Switch {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    drop(socket);
+                    continue;
+                }
+                let (backend, mut down) = (backend.clone(), watch.clone());
+                tokio::spawn(async move {
+                    let mut node = tokio::net::TcpStream::connect(&backend).await.unwrap();
+                    // Relays until either side closes or the switch goes down, which cuts it.
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut socket, &mut node) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Switch { addr, up, task }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[tokio::test]
 async fn a_down_node_is_probed_in_the_background_and_used_again_when_it_returns() {
-    let mut nodes = nodes(1).await;
-    let node = nodes.addrs[0].clone();
-    let c = client(&nodes.addrs).await;
+    let nodes = nodes(1).await;
+    let switch = Switch::new(nodes.addrs[0].clone()).await;
+    let node = switch.addr.clone();
+    let c = client(std::slice::from_ref(&node)).await;
     c.set("k", "v").await.unwrap();
-    nodes.stop(0).await;
+    switch.set(false);
     assert!(matches!(c.get("k").await, Err(Error::Unavailable { .. })));
     assert!(c.node_is_down(&node));
 
     // The node comes back on the same address; no request is made meanwhile.
-    let config = NodeConfig {
-        port: node.rsplit(':').next().unwrap().parse().unwrap(),
-        shards: 4,
-        ..NodeConfig::default()
-    };
-    let server = Server::builder(config).bind().await.unwrap();
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    // Bounded wait for the probe (its back-off is at most a few hundred ms by now).
+    switch.set(true);
+    // The probe reports to nobody, so poll for its connection, bounded (its back-off is at most
+    // a few hundred ms by now).
     tokio::time::timeout(Duration::from_secs(10), async {
         while c.open_connections(&node) == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -439,6 +512,78 @@ async fn a_down_node_is_probed_in_the_background_and_used_again_when_it_returns(
     .await
     .expect("the probe reconnects without a request");
     assert!(!c.node_is_down(&node));
+    assert_eq!(c.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
     c.set("k", "again").await.unwrap();
     assert_eq!(c.get("k").await.unwrap().as_deref(), Some(&b"again"[..]));
+}
+
+#[tokio::test]
+async fn a_password_is_presented_on_every_new_connection() {
+    let config = NodeConfig {
+        requirepass: "sekret".into(),
+        ..NodeConfig::default()
+    };
+    let nodes = nodes_with(2, &config, None).await;
+    let builder = || {
+        Client::builder()
+            .nodes(nodes.addrs.iter().cloned())
+            .request_timeout(Duration::from_secs(5))
+    };
+
+    // Without it, the node says what is missing.
+    let none = builder().build().await.unwrap();
+    assert_eq!(
+        none.get("k").await,
+        Err(Error::Server("NOAUTH Authentication required.".into()))
+    );
+
+    // With it, in RESP3 (HELLO 3 AUTH), on every connection each node gets: 3,000 SETs from
+    // 1,000 tasks at once, so that the pool may grow (whether it does depends on how fast the
+    // node answers; every connection it opens must get in).
+    let c = Arc::new(builder().password("sekret").build().await.unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1_000 {
+        let c = Arc::clone(&c);
+        tasks.spawn(async move {
+            for j in 0..3 {
+                let key = format!("k{i}:{j}");
+                c.set(&key, "v").await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let mut total = 0;
+    for node in &nodes.addrs {
+        assert!(c.open_connections(node) >= 1);
+        total += dbsize(c.node_cmd(node, &["DBSIZE"]).await.unwrap());
+    }
+    assert_eq!(total, 3_000);
+    for node in &nodes.addrs {
+        assert_eq!(c.protocol(node), Some(3));
+    }
+
+    // In RESP2 (AUTH), and naming the user.
+    let resp2 = builder()
+        .resp3(false)
+        .username("default")
+        .password("sekret")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(resp2.get("k0:0").await.unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(resp2.protocol(&nodes.addrs[0]), Some(2));
+
+    // A wrong one: the node is unavailable, and the reason is the node's own.
+    let wrong = builder().password("nope").build().await.unwrap();
+    match wrong.get("k").await {
+        Err(Error::Unavailable { reason, .. }) => {
+            assert!(reason.starts_with("WRONGPASS"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The password does not show in debug output.
+    let debug = format!("{:?}", builder().password("sekret"));
+    assert!(!debug.contains("sekret"), "{debug}");
 }

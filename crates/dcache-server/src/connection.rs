@@ -6,8 +6,13 @@
 //! are bounded instead, by `client-output-buffer-limit`: past the hard limit, or past the soft
 //! limit for longer than its seconds, the client is disconnected with a log line, as Redis does.
 //!
+//! When the node stops, the connection answers what the client had sent: it goes on reading and
+//! writing until every reply is written and nothing more has arrived for [`LINGER`] (the server
+//! bounds the whole drain). Breaking at once would reset requests already in the kernel's buffer,
+//! which tokio learns of only when its driver next runs.
+//!
 //! ```text
-//!   select (biased) ── stop / kill ──► close
+//!   select (biased) ── kill ──► close;  stop ──► answer what arrived, then close
 //!        ├── write what is pending (when there is some)
 //!        └── read into `input` ──► parse every complete request ──► execute ──► `output`
 //! ```
@@ -35,6 +40,9 @@ const EXECUTE_UNTIL: usize = 1 << 20;
 /// Buffers that grew past this for one large request are given back afterwards.
 const SHRINK_ABOVE: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
+/// After the node stops, a connection with no replies left to write closes once nothing has
+/// arrived for this long: ample for requests already sent to be seen, short beside the drain.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Per-connection state that commands may change.
 #[derive(Debug)]
@@ -124,6 +132,8 @@ pub(crate) async fn serve<S>(
     };
     // Set when the client must go once its pending replies are written (QUIT, a protocol error).
     let mut closing = false;
+    // Set when the node stops: answer what arrived, then go.
+    let mut stopping = false;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
@@ -140,7 +150,10 @@ pub(crate) async fn serve<S>(
         }
         let n = tokio::select! {
             biased;
-            _ = &mut stop => break,
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                0
+            }
             () = &mut killed => break,
             wrote = writer.write(&output.buf[output.sent..]), if pending => {
                 match wrote {
@@ -157,6 +170,7 @@ pub(crate) async fn serve<S>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
+            () = tokio::time::sleep(LINGER), if stopping && !pending => break,
         };
         if n == 0 && (input.is_empty() || output.pending() >= EXECUTE_UNTIL) {
             continue;

@@ -190,3 +190,63 @@ async fn without_a_password_admin_http_refuses_to_listen_beyond_loopback() {
         "{text}"
     );
 }
+
+/// The eviction and expiry counters move when a key is evicted or expires, by as much as INFO
+/// says.
+#[tokio::test]
+async fn eviction_and_expiry_counters_move() {
+    let config = dcache_server::NodeConfig {
+        maxmemory: dcache_server::ByteSize(1 << 20),
+        maxmemory_policy: "allkeys-lru".into(),
+        ..test_config()
+    };
+    let node = common::start_manual(config).await;
+    let admin = node.admin.expect("the test node has an admin listener");
+    let (_, before) = http_get(admin, "/metrics").await;
+    assert_eq!(sample(&before, "dcache_evicted_keys_total"), 0.0);
+    assert_eq!(sample(&before, "dcache_expired_keys_total"), 0.0);
+
+    let mut c = node.client().await;
+    let _: () = redis::cmd("SET")
+        .arg("short")
+        .arg("v")
+        .arg("PX")
+        .arg(100)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    node.advance_ms(101);
+    let gone: Option<String> = redis::cmd("GET")
+        .arg("short")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(gone, None);
+    // Three times the budget in 1 KiB values: some must go.
+    let value = vec![b'x'; 1024];
+    let mut pipe = redis::pipe();
+    for i in 0..3 * 1024 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(&value).ignore();
+    }
+    let _: () = pipe.query_async(&mut c).await.unwrap();
+
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in INFO"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (_, after) = http_get(admin, "/metrics").await;
+    let evicted = sample(&after, "dcache_evicted_keys_total");
+    assert!(evicted > 0.0, "nothing evicted:\n{after}");
+    assert_eq!(evicted, field("evicted_keys"));
+    assert_eq!(sample(&after, "dcache_expired_keys_total"), 1.0);
+    assert_eq!(field("expired_keys"), 1.0);
+}

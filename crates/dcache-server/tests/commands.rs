@@ -24,8 +24,9 @@ async fn err(con: &mut MultiplexedConnection, args: &[&str]) -> String {
     }
 }
 
+/// A node on a manual clock: TTLs read back exactly as set, however slow the machine.
 async fn node() -> (TestNode, MultiplexedConnection) {
-    let node = start(test_config()).await;
+    let node = start_manual(test_config()).await;
     let con = node.client().await;
     (node, con)
 }
@@ -389,32 +390,40 @@ async fn hashes_hold_sessions() {
         q::<i64>(&mut c, &["HDEL", "s", "user", "nope", "new"]).await,
         2
     );
-    let one: String = q(&mut c, &["HRANDFIELD", "s"]).await;
-    assert!(all.contains_key(&one) || one == "score");
-    assert_eq!(
-        q::<Vec<String>>(&mut c, &["HRANDFIELD", "s", "3"])
-            .await
-            .len(),
-        3
+    // What the hash holds now: "user" and "new" are gone, "score" came.
+    let now: std::collections::HashMap<&str, &str> = [
+        ("cart", "5"),
+        ("theme", "dark"),
+        ("lang", "en"),
+        ("score", "1.5"),
+    ]
+    .into();
+    for _ in 0..20 {
+        let one: String = q(&mut c, &["HRANDFIELD", "s"]).await;
+        assert!(now.contains_key(one.as_str()), "{one}");
+    }
+    let three: Vec<String> = q(&mut c, &["HRANDFIELD", "s", "3"]).await;
+    let distinct: std::collections::HashSet<&str> = three.iter().map(String::as_str).collect();
+    assert_eq!(distinct.len(), 3, "{three:?}");
+    assert!(distinct.iter().all(|f| now.contains_key(f)), "{three:?}");
+    let mut every: Vec<String> = q(&mut c, &["HRANDFIELD", "s", "100"]).await;
+    every.sort();
+    assert_eq!(every, ["cart", "lang", "score", "theme"]);
+    let repeats: Vec<String> = q(&mut c, &["HRANDFIELD", "s", "-8"]).await;
+    assert_eq!(repeats.len(), 8);
+    assert!(
+        repeats.iter().all(|f| now.contains_key(f.as_str())),
+        "{repeats:?}"
     );
-    assert_eq!(
-        q::<Vec<String>>(&mut c, &["HRANDFIELD", "s", "100"])
-            .await
-            .len(),
-        4
-    );
-    assert_eq!(
-        q::<Vec<String>>(&mut c, &["HRANDFIELD", "s", "-8"])
-            .await
-            .len(),
-        8
-    );
-    assert_eq!(
-        q::<Vec<String>>(&mut c, &["HRANDFIELD", "s", "2", "WITHVALUES"])
-            .await
-            .len(),
-        4
-    );
+    let pairs: Vec<String> = q(&mut c, &["HRANDFIELD", "s", "2", "WITHVALUES"]).await;
+    assert_eq!(pairs.len(), 4);
+    for pair in pairs.chunks(2) {
+        assert_eq!(
+            now.get(pair[0].as_str()),
+            Some(&pair[1].as_str()),
+            "{pairs:?}"
+        );
+    }
     let (cursor, fields): (String, Vec<String>) =
         q(&mut c, &["HSCAN", "s", "0", "MATCH", "c*"]).await;
     assert_eq!(
@@ -649,12 +658,49 @@ async fn resp3_through_the_redis_crate() {
     assert_eq!(missing, Value::Nil);
 }
 
+/// A stop with requests in flight: a pipelined batch whose replies (50 MB) cannot all fit in the
+/// socket buffers is sent, the node is told to stop before any reply is read, and still every
+/// request is answered, in order, before the connection closes and the node stops listening.
 #[tokio::test]
-async fn graceful_shutdown_finishes_and_stops_listening() {
+async fn graceful_shutdown_answers_the_requests_in_flight_and_stops_listening() {
+    use tokio::io::AsyncWriteExt;
     let node = start(test_config()).await;
     let addr = node.addr;
-    let mut c = node.client().await;
-    q::<()>(&mut c, &["SET", "k", "v"]).await;
-    node.stop().await.unwrap();
+    let mut raw = node.raw().await;
+    let big = vec![b'x'; 1 << 20];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", big.len()).into_bytes();
+    set.extend_from_slice(&big);
+    set.extend_from_slice(b"\r\n");
+    assert_eq!(common::exchange(&mut raw, &set, 5).await, b"+OK\r\n");
+
+    let (gets, incrs) = (50, 1000);
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..gets {
+        batch.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n");
+        expected.extend_from_slice(format!("${}\r\n", big.len()).as_bytes());
+        expected.extend_from_slice(&big);
+        expected.extend_from_slice(b"\r\n");
+    }
+    for i in 1..=incrs {
+        batch.extend_from_slice(b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n");
+        expected.extend_from_slice(format!(":{i}\r\n").as_bytes());
+    }
+    raw.write_all(&batch).await.unwrap();
+    let stopping = tokio::spawn(node.stop());
+    // The node stops accepting first; until then nothing is read, so the replies are in flight.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::task::yield_now().await;
+    }
+    let got = common::read_n(&mut raw, expected.len()).await;
+    assert_eq!(got.len(), expected.len(), "replies cut short");
+    assert!(got == expected, "replies differ from the requests' answers");
+    assert!(
+        common::is_closed(&mut raw).await,
+        "the connection closes after"
+    );
+    stopping.await.unwrap().unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

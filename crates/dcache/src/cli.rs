@@ -16,6 +16,13 @@ pub struct CliArgs {
     /// The nodes, comma-separated; keys are routed among them.
     #[arg(long, default_value = DEFAULT_NODES, value_delimiter = ',')]
     nodes: Vec<String>,
+    /// The nodes' password (their --requirepass), sent on every connection; DCACHE_PASSWORD in
+    /// the environment does the same without showing it in the process list.
+    #[arg(long, short = 'a')]
+    password: Option<String>,
+    /// The user to authenticate as, with the password [default: default].
+    #[arg(long)]
+    user: Option<String>,
     /// A command to run; without one, commands are read from standard input (one per line) or,
     /// on a terminal, from a prompt with history and hints.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -28,7 +35,18 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let client = Client::builder().nodes(args.nodes.clone()).build().await?;
+        let mut builder = Client::builder().nodes(args.nodes.clone());
+        let password = args
+            .password
+            .clone()
+            .or_else(|| std::env::var("DCACHE_PASSWORD").ok());
+        if let Some(password) = password {
+            builder = builder.password(password);
+            if let Some(user) = &args.user {
+                builder = builder.username(user.clone());
+            }
+        }
+        let client = builder.build().await?;
         let pretty = std::io::stdout().is_terminal();
         let mut out = std::io::stdout().lock();
         if !args.command.is_empty() {

@@ -2,6 +2,7 @@
 //! together on Ctrl-C or SIGTERM.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,6 +12,19 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
+
+/// `println!`/`eprintln!` that ignore a closed output: whoever read the table may have gone
+/// (`dcache launch | head`), and that must not bring the launcher down and orphan its nodes.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! esay {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
@@ -84,10 +98,18 @@ impl LaunchArgs {
 }
 
 /// Starts one node and waits for the line that says it listens.
+///
+/// The node's standard error (its tracing log) goes straight to its log file; its standard output
+/// comes here, so that the launcher learns the address from the start-up line, and is then copied
+/// into the same file line by line as it arrives. Both share one open file (one offset), so
+/// neither overwrites the other.
 async fn start(spec: &Spec) -> anyhow::Result<(Child, Running)> {
     let exe = std::env::current_exe().context("cannot find the dcache executable")?;
-    let log =
+    let mut log =
         File::create(&spec.log).with_context(|| format!("cannot write {}", spec.log.display()))?;
+    let node_stderr = log
+        .try_clone()
+        .with_context(|| format!("cannot share {}", spec.log.display()))?;
     let mut child = Command::new(exe)
         .arg("node")
         .arg("--port")
@@ -96,17 +118,24 @@ async fn start(spec: &Spec) -> anyhow::Result<(Child, Running)> {
         .arg(spec.index.to_string())
         .args(&spec.args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
+        .stderr(Stdio::from(node_stderr))
         .kill_on_drop(true)
         .spawn()
         .context("cannot start a node")?;
-    let stdout = child.stdout.take().expect("piped");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
     let mut line = String::new();
-    let read = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await;
+    let read = tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line)).await;
+    // A log the launcher cannot write is no reason to stop the node: the copy just ends.
+    let _ = log.write_all(line.as_bytes());
+    tokio::spawn(async move {
+        let mut line = String::new();
+        while matches!(stdout.read_line(&mut line).await, Ok(n) if n > 0) {
+            if log.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+            line.clear();
+        }
+    });
     let addr = line
         .split("listening on ")
         .nth(1)
@@ -179,11 +208,15 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(supervise(specs, args.restart))
+    runtime.block_on(supervise(specs, args.restart, args.requirepass.is_some()))
 }
 
-async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
+async fn supervise(specs: Vec<Spec>, restart: bool, has_password: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    // Before any node starts: a SIGTERM that arrived between the table and the handler would
+    // kill the launcher outright and leave its nodes running as orphans.
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut running: Vec<Running> = Vec::new();
     let mut waits = JoinSet::new();
     for spec in &specs {
@@ -202,10 +235,10 @@ async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
             }
         }
     }
-    println!("dcache: {} nodes running", running.len());
-    println!("  {:<5} {:<22} {:<8} log", "node", "address", "pid");
+    say!("dcache: {} nodes running", running.len());
+    say!("  {:<5} {:<22} {:<8} log", "node", "address", "pid");
     for (spec, node) in specs.iter().zip(&running) {
-        println!(
+        say!(
             "  {:<5} {:<22} {:<8} {}",
             spec.index + 1,
             node.addr,
@@ -214,21 +247,32 @@ async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
         );
     }
     let nodes: Vec<&str> = running.iter().map(|n| n.addr.as_str()).collect();
-    println!(
-        "Connect with: dcache cli --nodes {}   (or redis-cli -p PORT for one node)",
+    // The password is the caller's own (it is on their command line); the hint names it rather
+    // than echoing it into logs and scrollback.
+    let (cli_auth, redis_auth) = if has_password {
+        (" -a PASSWORD", " -a PASSWORD")
+    } else {
+        ("", "")
+    };
+    say!(
+        "Connect with: dcache cli --nodes {}{cli_auth}   (or redis-cli -p PORT{redis_auth} for one node)",
         nodes.join(",")
     );
-    println!("Ctrl-C stops them all.");
+    if has_password {
+        say!(
+            "  PASSWORD is the --requirepass value; DCACHE_PASSWORD=PASSWORD in the environment works too."
+        );
+    }
+    say!("Ctrl-C stops them all.");
 
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             Some(done) = waits.join_next() => {
                 let (index, status) = done.expect("wait tasks do not panic");
                 let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                eprintln!(
+                esay!(
                     "dcache: node {} ({}) exited: {status}; log: {}",
                     index + 1,
                     running[index].addr,
@@ -242,17 +286,17 @@ async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
                     }
                     match start(&spec).await {
                         Ok((mut child, node)) => {
-                            eprintln!("dcache: node {} restarted (pid {})", index + 1, node.pid);
+                            esay!("dcache: node {} restarted (pid {})", index + 1, node.pid);
                             running[index] = node;
                             waits.spawn(async move { (index, child.wait().await) });
                         }
-                        Err(e) => eprintln!("dcache: could not restart node {}: {e}", index + 1),
+                        Err(e) => esay!("dcache: could not restart node {}: {e}", index + 1),
                     }
                 }
             }
         }
     }
-    eprintln!("dcache: stopping {} nodes", waits.len());
+    esay!("dcache: stopping {} nodes", waits.len());
     for node in &running {
         terminate(node.pid);
     }
@@ -261,7 +305,7 @@ async fn supervise(specs: Vec<Spec>, restart: bool) -> anyhow::Result<()> {
     })
     .await;
     if drained.is_err() {
-        eprintln!("dcache: some nodes did not stop within 10 s; killing them");
+        esay!("dcache: some nodes did not stop within 10 s; killing them");
         waits.abort_all();
     }
     Ok(())

@@ -1,40 +1,54 @@
 //! `dcache node`: one node, configured from a file and the command line.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use clap::Args;
 use dcache_server::{ByteSize, LogFormat, NodeConfig, Server, TlsAuthClients, YesNo};
 
+/// The settings a node takes when neither a file nor an option names them; `--help` shows them.
+static DEFAULTS: LazyLock<NodeConfig> = LazyLock::new(NodeConfig::default);
+
+/// Help text that ends with the value the option takes when not given. (clap's own
+/// `default_value` would also apply it, over whatever `--config` says.)
+fn with_default(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [default: {default}]")
+}
+
+// The options are `Option`s so that only those given override `--config`; their help texts are
+// built at run time from `NodeConfig::default()` so that they cannot drift from it.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// Port to listen on (same as --port).
     #[arg(value_name = "PORT", conflicts_with = "port")]
     port_arg: Option<u16>,
-    /// Port to listen on [default: 5000].
-    #[arg(long)]
+    #[arg(long, help = with_default("Port to listen on", DEFAULTS.port))]
     port: Option<u16>,
-    /// Address to listen on [default: 127.0.0.1].
-    #[arg(long)]
+    #[arg(long, help = with_default("Address to listen on", &DEFAULTS.bind))]
     bind: Option<String>,
     /// Read settings from this TOML file (see config/node.toml); options given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Memory budget for the data set, e.g. 256mb or 2gb (0: no limit) [default: half of the
-    /// machine's memory, or of its cgroup's limit when that is lower].
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = parse_bytes, help =
+        "Memory budget for the data set, e.g. 256mb or 2gb (0: no limit) [default: half of the \
+         machine's memory, or of its cgroup's limit when that is lower]")]
     maxmemory: Option<ByteSize>,
-    /// Eviction policy (default allkeys-s3fifo): allkeys-lru, allkeys-lfu, allkeys-sieve, allkeys-w-tinylfu,
-    /// noeviction, volatile-ttl, … (or lru, lfu, s3fifo, sieve, w-tinylfu).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Eviction policy: allkeys-s3fifo, allkeys-lru, allkeys-lfu, allkeys-sieve, \
+         allkeys-w-tinylfu, allkeys-random, volatile-lru, volatile-ttl, noeviction, … \
+         (or lru, lfu, s3fifo, sieve, w-tinylfu)",
+        &DEFAULTS.maxmemory_policy,
+    ))]
     maxmemory_policy: Option<String>,
-    /// Worker threads (0: one per core).
-    #[arg(long)]
+    #[arg(long, help = with_default("Worker threads (0: one per core)", DEFAULTS.threads))]
     threads: Option<usize>,
-    /// Storage shards (rounded up to a power of two).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Storage shards (rounded up to a power of two)",
+        DEFAULTS.shards,
+    ))]
     shards: Option<usize>,
-    /// Password clients must give with AUTH.
+    /// Password clients must give with AUTH [default: none].
     #[arg(long)]
     requirepass: Option<String>,
     /// yes: refuse clients from other hosts while listening beyond loopback without a password.
@@ -55,20 +69,31 @@ pub struct NodeArgs {
     /// With --tls-ca-cert-file: clients must (yes), may (optional) or need not (no) present a certificate.
     #[arg(long, value_name = "yes|no|optional")]
     tls_auth_clients: Option<TlsAuthClients>,
-    /// Port for admin HTTP: /metrics and /health (0: none).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Port for admin HTTP: /metrics and /health (0: none)",
+        DEFAULTS.admin_port,
+    ))]
     admin_port: Option<u16>,
-    /// Log format: pretty or json.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Log format: pretty or json",
+        format!("{:?}", DEFAULTS.log_format).to_lowercase(),
+    ))]
     log_format: Option<LogFormat>,
-    /// Log level or tracing filter (RUST_LOG overrides it).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Log level or tracing filter (RUST_LOG overrides it)",
+        &DEFAULTS.log_level,
+    ))]
     log_level: Option<String>,
-    /// Most simultaneous clients.
-    #[arg(long)]
+    #[arg(long, help = with_default("Most simultaneous clients", DEFAULTS.maxclients))]
     maxclients: Option<usize>,
-    /// This node's id in entry versions (0-1023).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "This node's id, 0-1023. Every write is stamped with a version: a hybrid logical clock \
+         time (milliseconds and a counter) and the id of the node that wrote it, which breaks \
+         the tie between two nodes' writes at the same time. Give each node its own \
+         (dcache launch does); with the cluster protocol it will also name the node in the \
+         cluster",
+        DEFAULTS.node_id,
+    ))]
     node_id: Option<u16>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
@@ -162,14 +187,18 @@ pub fn available_memory() -> Option<usize> {
     }
 }
 
+/// Logs go to standard error, one write per event (never held in a buffer until exit), with
+/// colours only when standard error is a terminal: a log file gets plain text.
 fn init_logging(config: &NodeConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -197,6 +226,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
+        // Before the start-up line: whoever reads it may send SIGTERM at once, and that must
+        // stop the node gracefully, not kill it.
+        let stop = shutdown_signal()?;
         let mut builder = Server::builder(config.clone());
         if let Some(path) = &args.config {
             builder = builder.config_file(path.display().to_string());
@@ -220,12 +252,22 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             ),
             n => human(n),
         };
-        println!(
-            "dcache node listening on {} (policy {}, maxmemory {maxmemory}{tls}{admin})",
-            server.local_addr(),
-            config.policy().map_err(anyhow::Error::msg)?,
+        let policy = config.policy().map_err(anyhow::Error::msg)?;
+        // The same in the log, which may be all an operator has (`dcache launch` keeps one per
+        // node), and written first: launch copies the start-up line into the same file once it
+        // has read it, so the order in the file is fixed.
+        tracing::info!(
+            addr = %server.local_addr(),
+            %policy,
+            maxmemory,
+            node_id = config.node_id,
+            "node started"
         );
-        server.run(shutdown_signal()).await
+        println!(
+            "dcache node listening on {} (policy {policy}, maxmemory {maxmemory}{tls}{admin})",
+            server.local_addr(),
+        );
+        server.run(stop).await
     })
 }
 
@@ -237,12 +279,83 @@ fn human(n: usize) -> String {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM; the handlers are in place as soon as this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received, shutting down");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        node: NodeArgs,
     }
-    tracing::info!("signal received, shutting down");
+
+    /// Every setting shows what it is when not given, and the default shown is the one applied.
+    #[test]
+    fn help_shows_every_default() {
+        use clap::CommandFactory;
+        let help = Wrap::command().render_help().to_string();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (option, default) in [
+            ("--port", "5000"),
+            ("--bind", "127.0.0.1"),
+            (
+                "--maxmemory",
+                "half of the machine's memory, or of its cgroup's limit when that is lower",
+            ),
+            ("--maxmemory-policy", "allkeys-s3fifo"),
+            ("--threads", "0"),
+            ("--shards", "64"),
+            ("--requirepass", "none"),
+            ("--admin-port", "0"),
+            ("--log-format", "pretty"),
+            ("--log-level", "info"),
+            ("--maxclients", "10000"),
+            ("--node-id", "0"),
+        ] {
+            let from = flat
+                .find(&format!("{option} <"))
+                .unwrap_or_else(|| panic!("no {option} in:\n{help}"));
+            let rest = &flat[from..];
+            let end = rest[2..].find(" --").map_or(rest.len(), |i| i + 2);
+            assert!(
+                rest[..end].contains(&format!("[default: {default}]")),
+                "{option}: {}",
+                &rest[..end]
+            );
+        }
+        assert!(flat.contains("hybrid logical clock"), "{help}");
+        // The defaults shown are the ones a node takes.
+        let (given, share) = <Wrap as clap::Parser>::parse_from(["node"])
+            .node
+            .config()
+            .unwrap();
+        // The machine's memory is readable here, so maxmemory is the share of it.
+        assert!(share);
+        assert_eq!(given.maxmemory.0, available_memory().unwrap() / 2);
+        assert_eq!(
+            NodeConfig {
+                maxmemory: NodeConfig::default().maxmemory,
+                ..given.clone()
+            },
+            NodeConfig::default()
+        );
+        assert_eq!(
+            (given.port, given.shards, given.maxclients),
+            (5000, 64, 10_000)
+        );
+    }
 }

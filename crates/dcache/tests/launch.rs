@@ -1,8 +1,12 @@
 //! End-to-end: `dcache launch` starts a local cluster, `dcache cli` writes through the client
-//! library, keys spread evenly, and everything stops on SIGTERM.
+//! library, keys spread evenly, options reach the nodes, logs fill as the nodes run, and
+//! everything stops on SIGTERM.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 fn dbsize(addr: &str) -> usize {
     let mut c = redis::Client::open(format!("redis://{addr}/"))
@@ -12,35 +16,125 @@ fn dbsize(addr: &str) -> usize {
     redis::cmd("DBSIZE").query(&mut c).unwrap()
 }
 
-#[test]
-fn launch_then_cli_spreads_keys_over_three_nodes_and_stops_cleanly() {
-    let log_dir = std::env::temp_dir().join(format!("dcache-launch-test-{}", std::process::id()));
-    let mut launch = Command::new(env!("CARGO_BIN_EXE_dcache"))
-        .args(["launch", "--nodes", "3", "--base-port", "0", "--log-dir"])
-        .arg(&log_dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut addrs = Vec::new();
-    let mut table = String::new();
-    for line in BufReader::new(launch.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        table.push_str(&line);
-        table.push('\n');
-        if line.starts_with("Connect with:") {
-            break;
+/// A running `dcache launch` with its own log folder; killed (with its nodes) if a test fails.
+struct Launch {
+    child: Child,
+    log_dir: PathBuf,
+    /// Each node's address and pid, from the table launch prints.
+    nodes: Vec<(String, String)>,
+    table: String,
+    /// Kept open: launch writes more after the table.
+    _stdout: Box<dyn BufRead>,
+}
+
+impl Launch {
+    fn start(name: &str, args: &[&str]) -> Launch {
+        let log_dir = std::env::temp_dir().join(format!("dcache-{name}-{}", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
+            .args(["launch", "--base-port", "0", "--log-dir"])
+            .arg(&log_dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut nodes = Vec::new();
+        let mut table = String::new();
+        // launch prints its table only once every node has started (or exits on failure).
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut read = String::new();
+        while stdout.read_line(&mut read).unwrap() > 0 {
+            let text = std::mem::take(&mut read);
+            let line = text.trim_end();
+            table.push_str(line);
+            table.push('\n');
+            if line.starts_with("Connect with:") {
+                break;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [_, addr, pid, _] = words[..]
+                && addr.starts_with("127.0.0.1:")
+            {
+                nodes.push((addr.to_owned(), pid.to_owned()));
+            }
         }
-        if let Some(addr) = line
-            .split_whitespace()
-            .find(|w| w.starts_with("127.0.0.1:"))
-        {
-            addrs.push(addr.to_owned());
+        Launch {
+            child,
+            log_dir,
+            nodes,
+            table,
+            _stdout: Box::new(stdout),
         }
     }
-    assert_eq!(addrs.len(), 3, "launch printed:\n{table}");
+
+    fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|(a, _)| a.clone()).collect()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SIGTERM so that launch stops its nodes too; a SIGKILL would orphan them.
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -TERM {}", self.child.id())])
+                .status();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.log_dir);
+    }
+}
+
+/// The lines of `stderr`, read on a thread so that a test can wait for one with a deadline.
+fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Collects lines until one contains `word`; panics with what came if none does within `limit`.
+fn wait_for_line(lines: &mpsc::Receiver<String>, word: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut said = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                said.push_str(&line);
+                said.push('\n');
+                if line.contains(word) {
+                    return said;
+                }
+            }
+            Err(_) => panic!("no line with {word:?} within {limit:?}; got:\n{said}"),
+        }
+    }
+}
+
+#[test]
+fn launch_then_cli_spreads_keys_over_three_nodes_and_stops_cleanly() {
+    let mut launch = Launch::start("launch-test", &["--nodes", "3"]);
+    let addrs = launch.addrs();
+    assert_eq!(addrs.len(), 3, "launch printed:\n{}", launch.table);
     for i in 1..=3 {
         assert!(
-            log_dir.join(format!("node-{i}.log")).exists(),
+            launch.log_dir.join(format!("node-{i}.log")).exists(),
             "each node has its own log"
         );
     }
@@ -78,19 +172,13 @@ fn launch_then_cli_spreads_keys_over_three_nodes_and_stops_cleanly() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&one.stdout), "value-7\n");
 
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", launch.id())])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(launch.wait().unwrap().success());
+    assert!(launch.stop().success());
     for addr in &addrs {
         assert!(
             std::net::TcpStream::connect(addr).is_err(),
             "{addr} still listens after stop"
         );
     }
-    let _ = std::fs::remove_dir_all(&log_dir);
 }
 
 #[test]
@@ -121,37 +209,10 @@ fn a_port_in_use_is_named_and_nothing_is_left_running() {
 
 #[test]
 fn restart_brings_a_dead_node_back_on_its_address() {
-    let log_dir = std::env::temp_dir().join(format!("dcache-restart-test-{}", std::process::id()));
-    let mut launch = Command::new(env!("CARGO_BIN_EXE_dcache"))
-        .args([
-            "launch",
-            "--nodes",
-            "2",
-            "--base-port",
-            "0",
-            "--restart",
-            "--log-dir",
-        ])
-        .arg(&log_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut nodes = Vec::new();
-    for line in BufReader::new(launch.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("Connect with:") {
-            break;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let [_, addr, pid, _] = words[..]
-            && addr.starts_with("127.0.0.1:")
-        {
-            nodes.push((addr.to_owned(), pid.to_owned()));
-        }
-    }
-    assert_eq!(nodes.len(), 2);
-    let (addr, pid) = nodes[0].clone();
+    let mut launch = Launch::start("restart-test", &["--nodes", "2", "--restart"]);
+    assert_eq!(launch.nodes.len(), 2, "launch printed:\n{}", launch.table);
+    let (addr, pid) = launch.nodes[0].clone();
+    let stderr = lines_of(launch.child.stderr.take().unwrap());
     assert!(
         Command::new("sh")
             .args(["-c", &format!("kill -KILL {pid}")])
@@ -159,18 +220,9 @@ fn restart_brings_a_dead_node_back_on_its_address() {
             .unwrap()
             .success()
     );
-    let mut stderr = BufReader::new(launch.stderr.take().unwrap()).lines();
-    let mut said = String::new();
-    for line in stderr.by_ref() {
-        let line = line.unwrap();
-        said.push_str(&line);
-        said.push('\n');
-        if line.contains("restarted") {
-            break;
-        }
-    }
+    // A restart that fails or hangs must fail the test, not hang it: the wait is bounded.
+    let said = wait_for_line(&stderr, "restarted", Duration::from_secs(60));
     assert!(said.contains("node 1") && said.contains("exited"), "{said}");
-    assert!(said.contains("restarted"), "{said}");
     // Back on the same address, serving.
     let mut c = redis::Client::open(format!("redis://{addr}/"))
         .unwrap()
@@ -178,9 +230,164 @@ fn restart_brings_a_dead_node_back_on_its_address() {
         .unwrap();
     let pong: String = redis::cmd("PING").query(&mut c).unwrap();
     assert_eq!(pong, "PONG");
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", launch.id())])
-        .status();
-    assert!(launch.wait().unwrap().success());
-    let _ = std::fs::remove_dir_all(&log_dir);
+    assert!(launch.stop().success());
+}
+
+/// Each node's log fills while it runs (not at exit): the node's own "node started" line, then
+/// its start-up line as launch copied it, with no terminal colour codes, since it is a file.
+#[test]
+fn node_logs_fill_as_the_nodes_run_and_hold_no_colour_codes() {
+    let launch = Launch::start("log-test", &["--nodes", "1"]);
+    let (addr, _) = &launch.nodes[0];
+    // Both lines are in the file by now: the node logs before it prints its start-up line, and
+    // launch copies that line into the log before it prints its table.
+    let log = std::fs::read(launch.log_dir.join("node-1.log")).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "{text}");
+    assert!(lines[0].contains("node started"), "{text}");
+    assert!(
+        lines[1].starts_with(&format!("dcache node listening on {addr} ")),
+        "{text}"
+    );
+    assert!(!log.contains(&0x1b), "an ESC byte in the log:\n{text}");
+}
+
+fn config_get(addr: &str, name: &str) -> String {
+    let mut c = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(pair.len(), 2, "CONFIG GET {name}: {pair:?}");
+    pair[1].clone()
+}
+
+/// The options launch names and anything after `--` reach every node.
+#[test]
+fn launch_passes_node_options_through() {
+    let launch = Launch::start(
+        "pass-test",
+        &[
+            "--nodes",
+            "2",
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--maxmemory",
+            "64mb",
+            "--",
+            "--maxclients",
+            "77",
+        ],
+    );
+    assert_eq!(launch.nodes.len(), 2, "launch printed:\n{}", launch.table);
+    for addr in launch.addrs() {
+        assert_eq!(config_get(&addr, "maxmemory-policy"), "allkeys-lru");
+        assert_eq!(config_get(&addr, "maxmemory"), (64 << 20).to_string());
+        assert_eq!(config_get(&addr, "maxclients"), "77");
+    }
+}
+
+/// Whoever reads launch's table may be gone (`dcache launch | head -1`): launch keeps running its
+/// nodes and still stops them on SIGTERM.
+#[test]
+fn a_closed_standard_output_does_not_bring_launch_down() {
+    let log_dir = std::env::temp_dir().join(format!("dcache-epipe-test-{}", std::process::id()));
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let launch = Command::new(env!("CARGO_BIN_EXE_dcache"))
+        .args(["launch", "--nodes", "1", "--base-port", "0", "--log-dir"])
+        .arg(&log_dir)
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stopped (with its node) however the test ends.
+    let mut launch = Launch {
+        child: launch,
+        log_dir: log_dir.clone(),
+        nodes: Vec::new(),
+        table: String::new(),
+        _stdout: Box::new(std::io::empty()),
+    };
+    // No table to read: the node's address comes from its log, which launch starts with the
+    // node's start-up line. Nothing signals that moment, so poll, bounded.
+    let log = log_dir.join("node-1.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("dcache node listening on "))
+            .and_then(|rest| rest.split(' ').next())
+        {
+            break addr.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no start-up line in the log");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut c = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: String = redis::cmd("PING").query(&mut c).unwrap();
+    // Launch writes its table into the closed pipe right after this node started; dying of that
+    // would show here or, at the latest, in its exit status below.
+    assert!(
+        launch.child.try_wait().unwrap().is_none(),
+        "launch died when its output closed"
+    );
+    drop(c);
+    assert!(launch.stop().success());
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "{addr} still listens after stop"
+    );
+}
+
+/// With `--requirepass`, launch says how to connect with the password, and `dcache cli` gets in
+/// with `-a` or `DCACHE_PASSWORD`, and not without.
+#[test]
+fn launch_with_a_password_says_how_to_connect_and_cli_uses_it() {
+    let launch = Launch::start("auth-test", &["--nodes", "3", "--requirepass", "s3cret"]);
+    assert_eq!(launch.nodes.len(), 3, "launch printed:\n{}", launch.table);
+    let connect = launch
+        .table
+        .lines()
+        .find(|l| l.starts_with("Connect with:"))
+        .unwrap();
+    assert!(connect.contains(" -a PASSWORD"), "{connect}");
+    assert!(!launch.table.contains("s3cret"), "{}", launch.table);
+    let nodes = launch.addrs().join(",");
+    let cli = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dcache"));
+        cmd.args(["cli", "--nodes", &nodes]).args(args);
+        cmd.env_remove("DCACHE_PASSWORD");
+        if let Some(password) = env {
+            cmd.env("DCACHE_PASSWORD", password);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        cli(&["SET", "greeting", "hello"], None),
+        (true, "NOAUTH Authentication required.\n".to_owned())
+    );
+    assert_eq!(
+        cli(&["-a", "s3cret", "SET", "greeting", "hello"], None),
+        (true, "OK\n".to_owned())
+    );
+    assert_eq!(
+        cli(&["GET", "greeting"], Some("s3cret")),
+        (true, "hello\n".to_owned())
+    );
+    let (ok, said) = cli(&["--password", "wrong", "GET", "greeting"], None);
+    assert!(!ok && said.contains("WRONGPASS"), "{said}");
 }

@@ -37,6 +37,60 @@ fn prints_one_line_serves_and_stops_on_sigterm() {
     assert!(status.success(), "graceful stop exits 0: {status:?}");
 }
 
+/// SIGTERM with requests in flight: a pipelined batch whose replies (50 MB) cannot fit in the
+/// socket buffers is sent, SIGTERM follows before a byte is read, and every request is answered
+/// in order before the connection closes and the node exits 0.
+#[test]
+fn sigterm_answers_the_requests_in_flight() {
+    use std::io::{Read, Write};
+    let mut node = Node::start(&[]);
+    let addr = format!("127.0.0.1:{}", node.port);
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let big = vec![b'x'; 1 << 20];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", big.len()).into_bytes();
+    set.extend_from_slice(&big);
+    set.extend_from_slice(b"\r\n");
+    raw.write_all(&set).unwrap();
+    let mut ok = [0u8; 5];
+    raw.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..50 {
+        batch.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n");
+        expected.extend_from_slice(format!("${}\r\n", big.len()).as_bytes());
+        expected.extend_from_slice(&big);
+        expected.extend_from_slice(b"\r\n");
+    }
+    for i in 1..=1000 {
+        batch.extend_from_slice(b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n");
+        expected.extend_from_slice(format!(":{i}\r\n").as_bytes());
+    }
+    raw.write_all(&batch).unwrap();
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", node.child.id())])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The node stops accepting first; until then nothing is read, so the replies are in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still accepting");
+        std::thread::yield_now();
+    }
+    let mut got = Vec::with_capacity(expected.len());
+    raw.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), expected.len(), "replies cut short or extra");
+    assert!(got == expected, "replies differ from the requests' answers");
+    let status = node.child.wait().unwrap();
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+}
+
 #[test]
 fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -24,10 +24,14 @@ use crate::random::{Rng, Zipf};
 pub use wire::Protocol;
 use wire::{Reply, encode_get, encode_set, parse_reply};
 
+/// Where `dcache node` listens by default, and the first node of `dcache launch`.
+const DEFAULT_SERVER: &str = "127.0.0.1:5000";
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The server, `HOST:PORT`.
-    #[arg(long, default_value = "127.0.0.1:6379", conflicts_with = "cluster")]
+    /// The server, `HOST:PORT`: by default the first node `dcache launch` or `dcache node`
+    /// starts (give Redis's `127.0.0.1:6379` or memcached's `127.0.0.1:11211` to compare).
+    #[arg(long, default_value = DEFAULT_SERVER, conflicts_with = "cluster")]
     server: String,
     /// A dcache cluster instead (comma-separated `HOST:PORT`s), driven through dcache-client:
     /// `--connections` × `--pipeline` requests in flight over the client's connections.
@@ -561,11 +565,35 @@ fn progress_bar(
     Some((bar, ticker))
 }
 
+/// The latency percentiles the report gives, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Latencies {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p99_9: f64,
+    max: f64,
+}
+
+impl Latencies {
+    /// From a histogram of microseconds.
+    fn of(h: &Histogram<u64>) -> Latencies {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Latencies {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p99_9: ms(0.999),
+            max: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
 fn report(args: &BenchArgs, total: &Tally, elapsed: f64) {
     let h = &total.latency;
     let requests = h.len();
     let ops = requests as f64 / elapsed;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let l = Latencies::of(h);
     let gets = total.hits + total.misses;
     let hit_ratio = (gets > 0).then(|| total.hits as f64 / gets as f64);
     let target = if args.cluster.is_empty() {
@@ -587,8 +615,7 @@ fn report(args: &BenchArgs, total: &Tally, elapsed: f64) {
             "seconds": elapsed,
             "ops_per_sec": ops,
             "latency_ms": {
-                "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p99_9": ms(0.999),
-                "max": h.max() as f64 / 1000.0,
+                "p50": l.p50, "p90": l.p90, "p99": l.p99, "p99_9": l.p99_9, "max": l.max,
             },
             "gets": gets,
             "hits": total.hits,
@@ -611,11 +638,7 @@ fn report(args: &BenchArgs, total: &Tally, elapsed: f64) {
     println!("  {requests} requests in {elapsed:.2} s: {ops:.0} ops/s");
     println!(
         "  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-        ms(0.5),
-        ms(0.9),
-        ms(0.99),
-        ms(0.999),
-        h.max() as f64 / 1000.0
+        l.p50, l.p90, l.p99, l.p99_9, l.max
     );
     match hit_ratio {
         Some(r) => println!(
@@ -655,6 +678,52 @@ mod tests {
             }
             assert!(seen.iter().all(|&c| c > 0), "{spec}: {seen:?}");
         }
+    }
+
+    /// Known samples give known percentiles: 1..=1000 µs, one each, and one slow outlier;
+    /// the histogram keeps three significant digits.
+    #[test]
+    fn latencies_are_the_percentiles_of_what_was_counted() {
+        let mut tally = Tally::new();
+        for micros in 1..=1000 {
+            tally.count(Reply::Hit, micros);
+        }
+        tally.count(Reply::Miss, 2_500_000);
+        // A reply faster than the clock can tell counts as 1 µs, not as nothing.
+        tally.count(Reply::Stored, 0);
+        let mut merged = Tally::new();
+        merged.merge(&tally);
+        assert_eq!((merged.hits, merged.misses, merged.errors), (1000, 1, 0));
+        let l = Latencies::of(&merged.latency);
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 1e-9;
+        // 1002 samples: the median is the 501st smallest, 500 µs (1 µs comes twice).
+        for (name, got, want) in [
+            ("p50", l.p50, 0.500),
+            ("p90", l.p90, 0.901),
+            ("p99", l.p99, 0.991),
+            ("p99.9", l.p99_9, 1.000),
+            ("max", l.max, 2_500.0),
+        ] {
+            assert!(close(got, want), "{name}: {got} ms, want {want}");
+        }
+        assert_eq!(merged.latency.min(), 1);
+    }
+
+    #[test]
+    fn the_default_target_is_a_local_dcache_node() {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let args = <Wrap as clap::Parser>::parse_from(["bench"]).bench;
+        assert_eq!(args.server, "127.0.0.1:5000");
+        assert_eq!(args.protocol, Protocol::Resp);
+        // The same port `dcache node` takes when given none.
+        assert_eq!(
+            args.server,
+            format!("127.0.0.1:{}", dcache_server::NodeConfig::default().port)
+        );
     }
 
     #[test]

@@ -184,6 +184,48 @@ mod tests {
         }
     }
 
+    /// Empty values come back as replies of their own, however the bytes are cut, and the
+    /// reply after one is read from the right place.
+    #[test]
+    fn empty_values_are_hits_and_what_follows_is_read() {
+        for (protocol, empty, next, want_next) in [
+            (
+                Protocol::Resp,
+                &b"$0\r\n\r\n"[..],
+                &b"+OK\r\n"[..],
+                Reply::Stored,
+            ),
+            (
+                Protocol::Memcache,
+                &b"VALUE k 0 0\r\n\r\nEND\r\n"[..],
+                &b"STORED\r\n"[..],
+                Reply::Stored,
+            ),
+        ] {
+            for cut in 0..empty.len() {
+                assert_eq!(parse_reply(protocol, &empty[..cut]), Ok(None), "{cut}");
+            }
+            let wire = [empty, next].concat();
+            assert_eq!(
+                parse_reply(protocol, &wire),
+                Ok(Some((Reply::Hit, empty.len()))),
+                "{protocol:?}"
+            );
+            assert_eq!(
+                all(protocol, &wire),
+                [Reply::Hit, want_next],
+                "{protocol:?}"
+            );
+        }
+        // An empty value is written with its length (tests/bench.rs reads one back from a node).
+        let mut out = Vec::new();
+        encode_set(Protocol::Resp, b"k", b"", &mut out);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+        out.clear();
+        encode_set(Protocol::Memcache, b"k", b"", &mut out);
+        assert_eq!(out, b"set k 0 0 0\r\n\r\n");
+    }
+
     #[test]
     fn requests_are_well_formed() {
         let mut out = Vec::new();

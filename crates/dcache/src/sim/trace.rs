@@ -87,21 +87,38 @@ pub(crate) mod tests {
         assert_eq!(parse(text.as_bytes(), Format::Plain).unwrap(), [0, 1, 0]);
     }
 
-    /// The OLTP trace, when the traces folder is there (`shared/traces` beside the checkout, or
-    /// `DCACHE_TRACES`).
-    pub(crate) fn oltp() -> Option<std::path::PathBuf> {
+    /// An ARC trace (`OLTP.lis.zst`, `P3.lis.zst`, …), when the traces folder is there
+    /// (`shared/traces` beside the checkout, or `DCACHE_TRACES`). Without it a test skips and
+    /// says so on standard error (which cargo shows even for a passing test); under CI (`CI`
+    /// set), which has the folder, a missing trace fails the test instead.
+    pub(crate) fn arc(name: &str) -> Option<std::path::PathBuf> {
+        use std::io::Write;
         let dir = std::env::var_os("DCACHE_TRACES")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {
                 std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces")
             });
-        let path = dir.join("arc/OLTP.lis.zst");
+        let path = dir.join("arc").join(name);
         if path.exists() {
-            Some(path)
-        } else {
-            println!("skipped: the ARC traces are not there (set DCACHE_TRACES to their folder)");
-            None
+            return Some(path);
         }
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"),
+            "CI must have the ARC traces: {} is missing",
+            path.display()
+        );
+        // Straight to the stream: libtest captures `eprintln!` of a passing test, and a skip
+        // nobody sees passes for a success.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {} is not there (set DCACHE_TRACES to the traces folder)",
+            path.display()
+        );
+        None
+    }
+
+    pub(crate) fn oltp() -> Option<std::path::PathBuf> {
+        arc("OLTP.lis.zst")
     }
 
     #[test]

@@ -159,6 +159,13 @@ async fn acl_subcommands_answer_as_redis_does() {
     );
     ask(&mut admin, "ACL GETUSER app\r\n", &getuser).await;
     ask(&mut admin, "ACL GETUSER nobody\r\n", "$-1\r\n").await;
+    // HELP takes nothing more (found by the differential fuzzer).
+    ask(
+        &mut admin,
+        "ACL HELP extra\r\n",
+        "-ERR wrong number of arguments for 'acl|help' command\r\n",
+    )
+    .await;
     ask(
         &mut admin,
         "ACL SETUSER x +nosuch\r\n",

@@ -38,7 +38,7 @@ pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, 
 pub use glob::glob_match;
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use shard::{Lookup, Modify, Shard, ShardStats};
-pub use store::{Key, MultiLock, ScanFilter, Stats, Store};
+pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
 
 /// A write that the store refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

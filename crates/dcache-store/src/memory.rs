@@ -17,11 +17,16 @@ use crate::entry::Entry;
 /// (size-class rounding the estimate misses, fragmentation, the slab's and the table's spare
 /// room): the server measures it from jemalloc's statistics and sets it here, so that the limit
 /// bounds real memory rather than an estimate of it.
+///
+/// `reserved` is room promised to writes admitted but not yet finished: admission adds to it
+/// only while accounted + calibration + reserved stays within the limit, so that writers running
+/// at once cannot each see the same free room and together overshoot it.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
     limit: AtomicUsize,
     accounted: AtomicUsize,
     calibration: AtomicUsize,
+    reserved: AtomicUsize,
 }
 
 impl Budget {
@@ -59,10 +64,42 @@ impl Budget {
         self.calibration.load(Relaxed)
     }
 
-    /// Whether `need` more bytes stay within the limit.
+    /// Whether `need` more bytes, beside those reserved, stay within the limit.
     pub(crate) fn fits(&self, need: usize) -> bool {
         let limit = self.limit();
-        limit == 0 || self.used().saturating_add(need) <= limit
+        limit == 0
+            || self
+                .used()
+                .saturating_add(self.reserved.load(Relaxed))
+                .saturating_add(need)
+                <= limit
+    }
+
+    /// Reserves `need` bytes if they fit beside what is used and reserved, and returns how many
+    /// it reserved: with no limit, none.
+    pub(crate) fn reserve(&self, need: usize) -> Option<usize> {
+        if self.limit() == 0 {
+            return Some(0);
+        }
+        let mut reserved = self.reserved.load(Relaxed);
+        loop {
+            let total = self.used().saturating_add(reserved).saturating_add(need);
+            if total > self.limit() {
+                return None;
+            }
+            match self
+                .reserved
+                .compare_exchange_weak(reserved, reserved + need, Relaxed, Relaxed)
+            {
+                Ok(_) => return Some(need),
+                Err(now) => reserved = now,
+            }
+        }
+    }
+
+    /// Gives back a reservation.
+    pub(crate) fn release(&self, need: usize) {
+        self.reserved.fetch_sub(need, Relaxed);
     }
 
     /// Moves the accounted total from `before` to `after` (one shard's share).

@@ -55,6 +55,23 @@ pub struct Store {
     settings: Mutex<StoreConfig>,
 }
 
+/// Room reserved in the memory budget for one write, given back when dropped. See
+/// [`Store::admit`].
+#[must_use = "the room is given back as soon as this is dropped"]
+#[derive(Debug)]
+pub struct Room<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        if self.bytes != 0 {
+            self.budget.release(self.bytes);
+        }
+    }
+}
+
 /// Several shards locked at once, in index order (so that two multi-key commands never deadlock).
 pub struct MultiLock<'a> {
     guards: Vec<(usize, MutexGuard<'a, Shard>)>,
@@ -172,9 +189,11 @@ impl Store {
         self.evict_while(0, false, || !self.budget.fits(0));
     }
 
-    /// Makes room for a write of about `need` bytes to `key`, before its shard is locked:
-    /// evicts from the key's own shard first, then from the others in turn, until the write fits
-    /// within the memory budget. Cheap when it already fits (two atomic loads).
+    /// Makes room for a write of about `need` bytes to `key` and reserves it, before the key's
+    /// shard is locked: evicts from the key's own shard first, then from the others in turn,
+    /// until the write fits within the memory budget beside what other writes in progress have
+    /// reserved. Cheap when it already fits (a few atomic operations). The room stays reserved
+    /// until the returned [`Room`] is dropped, when the write is done.
     ///
     /// # Errors
     /// [`StoreError::OutOfMemory`] when the write can never fit (`need` exceeds the whole
@@ -182,17 +201,27 @@ impl Store {
     /// with no key that has a TTL) and the write does not fit.
     ///
     /// The caller must hold no shard lock.
-    pub fn admit(&self, key: &Key<'_>, need: usize) -> Result<(), StoreError> {
-        if self.budget.fits(need) {
-            return Ok(());
+    pub fn admit(&self, key: &Key<'_>, need: usize) -> Result<Room<'_>, StoreError> {
+        let room = |bytes| Room {
+            budget: &self.budget,
+            bytes,
+        };
+        if let Some(bytes) = self.budget.reserve(need) {
+            return Ok(room(bytes));
         }
         if need > self.budget.limit() {
             return Err(StoreError::OutOfMemory);
         }
-        if self.evict_while(self.shard_index(key), false, || !self.budget.fits(need)) {
-            Ok(())
-        } else {
-            Err(StoreError::OutOfMemory)
+        let mut start = self.shard_index(key);
+        loop {
+            if !self.evict_while(start, false, || !self.budget.fits(need)) {
+                return Err(StoreError::OutOfMemory);
+            }
+            if let Some(bytes) = self.budget.reserve(need) {
+                return Ok(room(bytes));
+            }
+            // Another writer took the room just made: make more, from elsewhere.
+            start = self.evict_cursor.fetch_add(1, Relaxed);
         }
     }
 

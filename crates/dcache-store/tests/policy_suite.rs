@@ -128,7 +128,7 @@ fn every_policy_keeps_a_store_within_its_memory_budget() {
         for i in 0..10_000u32 {
             let bytes = i.to_be_bytes();
             let key = store.key(&bytes);
-            store
+            let _room = store
                 .admit(&key, dcache_store::write_cost(104))
                 .expect("an evicting policy always makes room");
             store.lock(&key).set(

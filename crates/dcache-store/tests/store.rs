@@ -95,12 +95,14 @@ fn fill(store: &Store, budget: usize, value_len: usize, count: usize) -> Option<
     for i in 0..count {
         let bytes = format!("key:{i}");
         let key = store.key(bytes.as_bytes());
-        if let Err(e) = store.admit(&key, dcache_store::write_cost(bytes.len() + value_len)) {
-            return Some(e);
-        }
+        let room = match store.admit(&key, dcache_store::write_cost(bytes.len() + value_len)) {
+            Ok(room) => room,
+            Err(e) => return Some(e),
+        };
         store
             .lock(&key)
             .set(&key, Value::Str(&value), None, false, NOW);
+        drop(room);
         assert!(store.settle(), "nothing left to evict after write {i}");
         let used = store.used_memory();
         assert!(
@@ -144,14 +146,14 @@ fn a_value_larger_than_the_whole_budget_is_refused() {
     let store = Store::new(StoreConfig::default().maxmemory(1 << 20));
     let key = store.key(b"big");
     assert_eq!(
-        store.admit(&key, dcache_store::write_cost(2 << 20)),
-        Err(StoreError::OutOfMemory)
+        store.admit(&key, dcache_store::write_cost(2 << 20)).err(),
+        Some(StoreError::OutOfMemory)
     );
     // Nothing was evicted for it.
     set(&store, "small", "x", None);
     assert_eq!(
-        store.admit(&key, dcache_store::write_cost(2 << 20)),
-        Err(StoreError::OutOfMemory)
+        store.admit(&key, dcache_store::write_cost(2 << 20)).err(),
+        Some(StoreError::OutOfMemory)
     );
     assert_eq!(store.len(), 1);
 }
@@ -308,4 +310,70 @@ fn random_key_finds_live_keys_only() {
             Some(&b"alive"[..])
         );
     }
+}
+
+#[test]
+fn the_budget_holds_with_many_writers_at_once_on_uneven_shards() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let budget = 2 << 20;
+    let store = Store::new(
+        StoreConfig::default()
+            .shards(16)
+            .maxmemory(budget)
+            .policy("allkeys-lru".parse().unwrap()),
+    );
+    // Nine keys in ten fall on shard 0; the rest anywhere.
+    let keys: Vec<String> = (0..200_000)
+        .map(|i| format!("key:{i}"))
+        .filter(|k| store.shard_index(&store.key(k.as_bytes())) == 0)
+        .take(3_000)
+        .chain((0..300).map(|i| format!("elsewhere:{i}")))
+        .collect();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let checker = scope.spawn(|| {
+            let mut highest = 0;
+            while !done.load(Relaxed) {
+                highest = highest.max(store.used_memory());
+            }
+            highest
+        });
+        let writers: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (store, keys) = (&store, &keys);
+                scope.spawn(move || {
+                    let mut rng = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    for _ in 0..3_000 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let key = &keys[(rng % keys.len() as u64) as usize];
+                        let len = [10, 1_000, 30_000][(rng >> 40) as usize % 3];
+                        let key = store.key(key.as_bytes());
+                        let room = store
+                            .admit(&key, dcache_store::write_cost(key.bytes.len() + len))
+                            .expect("LRU always makes room");
+                        store
+                            .lock(&key)
+                            .set(&key, Value::Str(&vec![b'v'; len]), None, false, NOW);
+                        drop(room);
+                        store.settle();
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        // Set before any writer's failure is raised, so that the checker always stops.
+        done.store(true, Relaxed);
+        let highest = checker.join().unwrap();
+        for result in results {
+            result.unwrap();
+        }
+        assert!(
+            highest <= budget,
+            "used_memory reached {highest} of {budget}"
+        );
+    });
+    assert!(store.used_memory() <= budget);
+    assert!(store.stats().evicted > 0);
 }

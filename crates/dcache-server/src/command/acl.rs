@@ -153,7 +153,10 @@ pub fn acl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             }
             _ => return Err(subcommand_arity("acl", sub)),
         },
-        b"HELP" => help(&mut ctx.out, ACL_HELP),
+        b"HELP" => {
+            arity(n == 2)?;
+            help(&mut ctx.out, ACL_HELP);
+        }
         _ => return Err(unknown_subcommand(sub, "acl")),
     }
     Ok(())

@@ -237,7 +237,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         .lock(&src)
         .get(&src, ctx.now, Lookup::Peek)
         .map_or(0, |e| e.memory_usage());
-    ctx.admit(&dst, size)?;
+    let _room = ctx.admit(&dst, size)?;
     let mut locked = ctx.lock_many(&[src, dst]);
     let Some(entry) = locked.shard(&src).get(&src, ctx.now, Lookup::Peek) else {
         drop(locked);

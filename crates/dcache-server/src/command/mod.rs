@@ -120,8 +120,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// Makes room for `bytes` more than the arguments of a write to `key`, or refuses with
-    /// `-OOM`. Call with no shard locked.
-    pub fn admit(&self, key: &Key<'_>, bytes: usize) -> Result<(), Error> {
+    /// `-OOM`; keep the room until the write is done. Call with no shard locked.
+    pub fn admit(&self, key: &Key<'_>, bytes: usize) -> Result<dcache_store::Room<'a>, Error> {
         Ok(self
             .shared
             .store
@@ -299,14 +299,22 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         return;
     }
     let grows = cmd.flags & DENYOOM != 0;
-    if grows && let Err(e) = admit(ctx, cmd, args) {
-        ctx.shared.stats.rejected(ctx.conn.info.id, index);
-        ctx.out.error(&e.0);
-        return;
-    }
+    let room = if grows {
+        match admit(ctx, cmd, args) {
+            Ok(room) => Some(room),
+            Err(e) => {
+                ctx.shared.stats.rejected(ctx.conn.info.id, index);
+                ctx.out.error(&e.0);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mark = ctx.out.len();
     let result = (cmd.handler)(ctx, args);
     if grows {
+        drop(room);
         // The arguments bound what most writes add; this catches the rest (a hash field that
         // replaced a shorter one in a bigger allocation class, say) before the next command.
         ctx.shared.store.settle();
@@ -326,7 +334,11 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
 /// Makes room in the memory budget for a command that may grow memory, before it runs: what its
 /// arguments would cost stored as new entries, one per key. The room is made by eviction, from the
 /// first key's shard first; `-OOM` when the policy may not evict or the write can never fit.
-fn admit(ctx: &Ctx<'_>, cmd: &Command, args: Args<'_>) -> CmdResult {
+fn admit<'a>(
+    ctx: &Ctx<'a>,
+    cmd: &Command,
+    args: Args<'_>,
+) -> Result<dcache_store::Room<'a>, Error> {
     let payload: usize = args.iter_from(1).map(<[u8]>::len).sum();
     let keys = match (cmd.first_key, cmd.last_key, cmd.step) {
         (first, _, _) if first <= 0 => 1,

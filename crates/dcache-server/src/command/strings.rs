@@ -411,9 +411,12 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let offset = offset as usize;
     let patch = args.get(3);
     let key = ctx.key(args.get(1));
-    if !patch.is_empty() && offset.saturating_add(patch.len()) <= ctx.conn.max_bulk_len {
-        ctx.admit(&key, offset)?;
-    }
+    let _room = if !patch.is_empty() && offset.saturating_add(patch.len()) <= ctx.conn.max_bulk_len
+    {
+        Some(ctx.admit(&key, offset)?)
+    } else {
+        None
+    };
     let mut shard = ctx.lock_for_write(&key)?;
     // Redis's order: the key's type, then an empty patch (which changes nothing), then the size.
     let len = match shard.get(&key, ctx.now, Lookup::Write) {

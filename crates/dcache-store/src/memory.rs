@@ -133,13 +133,18 @@ pub fn write_cost(payload: usize) -> usize {
 }
 
 /// The size jemalloc really hands out for a request of `n` bytes: 8, then steps of 16 up to 128,
-/// then four classes per doubling.
+/// then four classes per doubling up to its largest small class (14 KiB); above that a large
+/// allocation takes whole pages (its statistics count 102,400 bytes for a 100,016-byte value, not
+/// the 112 KiB class).
 #[must_use]
 pub fn alloc_size(n: usize) -> usize {
+    const SMALL_MAX: usize = 14 * 1024;
+    const PAGE: usize = 4096;
     match n {
         0 => 0,
         1..=8 => 8,
         9..=128 => n.div_ceil(16) * 16,
+        _ if n > SMALL_MAX => n.div_ceil(PAGE) * PAGE,
         _ => {
             let group = usize::BITS - 1 - (n - 1).leading_zeros();
             let step = 1usize << (group - 2);
@@ -169,6 +174,9 @@ mod tests {
             (1000, 1024),
             (1025, 1280),
             (4097, 5120),
+            (14_336, 14_336),
+            (14_337, 16_384),
+            (100_016, 102_400),
         ];
         for (n, expected) in table {
             assert_eq!(alloc_size(n), expected, "alloc_size({n})");

@@ -2,6 +2,8 @@
 //! library, keys spread evenly, options reach the nodes, logs fill as the nodes run, and
 //! everything stops on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
@@ -73,12 +75,7 @@ impl Launch {
 
     /// SIGTERM, then the exit status.
     fn stop(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
+        common::terminate(&mut self.child)
     }
 }
 

@@ -67,14 +67,9 @@ impl Node {
             .unwrap()
     }
 
-    /// Sends SIGTERM (through the shell's own `kill`, so no extra package is needed) and waits.
+    /// Sends SIGTERM and waits.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
+        terminate(&mut self.child)
     }
 }
 
@@ -83,4 +78,15 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM to `child` (through the shell's own `kill`, so no extra package is needed) and
+/// waits for it.
+pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap()
 }

@@ -134,6 +134,8 @@ pub(crate) async fn serve<S>(
     let mut closing = false;
     // Set when the node stops: answer what arrived, then go.
     let mut stopping = false;
+    // Set when the client has closed its side: what it sent is still run and answered.
+    let mut eof = false;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
@@ -145,7 +147,7 @@ pub(crate) async fn serve<S>(
         }
         let pending = output.pending() > 0;
         // A closing client is sent what it is owed and read no further.
-        if closing && !pending {
+        if !pending && (closing || (eof && input.is_empty())) {
             break;
         }
         let n = tokio::select! {
@@ -161,16 +163,28 @@ pub(crate) async fn serve<S>(
                     Ok(n) => {
                         output.advance(n);
                         shared.stats.net(info.id, 0, n);
+                        // A client reading a long reply is not idle, and what its buffers hold
+                        // is what memory calibration leaves out.
+                        info.last_active_ms.store(shared.clock.now_ms(), Relaxed);
+                        info.output_buffer.store(output.pending(), Relaxed);
+                        info.buffer_capacity
+                            .store(input.capacity() + output.buf.capacity(), Relaxed);
                     }
                 }
                 // More requests may be waiting for room in the output.
                 0
             }
-            read = reader.read_buf(&mut input), if !closing => match read {
-                Ok(0) | Err(_) => break,
+            read = reader.read_buf(&mut input), if !closing && !eof => match read {
+                Err(_) => break,
+                // Redis runs every request it has read before acting on the close.
+                Ok(0) => {
+                    eof = true;
+                    0
+                }
                 Ok(n) => n,
             },
-            () = tokio::time::sleep(LINGER), if stopping && !pending => break,
+            // An async block, so that no timer is made unless it is polled.
+            () = async { tokio::time::sleep(LINGER).await }, if stopping && !pending => break,
         };
         if n == 0 && (input.is_empty() || output.pending() >= EXECUTE_UNTIL) {
             continue;
@@ -217,6 +231,10 @@ pub(crate) async fn serve<S>(
             }
         }
         input.advance(offset);
+        // After the close nothing more arrives: what is left unparsed can never complete.
+        if eof && output.pending() < EXECUTE_UNTIL {
+            closing = true;
+        }
         shared.stats.flush(info.id, &mut state.stats);
         shared.stats.net(info.id, n, 0);
         if input.len() > query_limit {

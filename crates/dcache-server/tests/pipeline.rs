@@ -181,3 +181,38 @@ async fn an_idle_client_is_closed_after_timeout_seconds() {
     kept.write_all(b"PING\r\n").await.unwrap();
     assert_eq!(common::read_n(&mut kept, 7).await, b"+PONG\r\n");
 }
+
+#[tokio::test]
+async fn a_client_that_closes_after_its_pipeline_still_has_every_request_run_and_answered() {
+    let node = start(test_config()).await;
+    let mut con = node.client().await;
+    // A 2 MB reply first, so that the node has more output waiting than it executes ahead of.
+    let big = "v".repeat(2 << 20);
+    cmd(&mut con, &["SET", "big", &big]).await.unwrap();
+    let mut stream = node.raw().await;
+    stream
+        .write_all(b"GET big\r\nSET a 1\r\nSET b 2\r\n")
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let expected = format!("${}\r\n{big}\r\n+OK\r\n+OK\r\n", big.len()).into_bytes();
+    let got = read_all(&mut stream, expected.len() + 1).await;
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "replies differ");
+    let b = cmd(&mut con, &["GET", "b"]).await.unwrap();
+    assert_eq!(b, redis::Value::BulkString(b"2".to_vec()));
+}
+
+#[tokio::test]
+async fn a_client_that_kills_itself_gets_its_reply_before_the_close() {
+    let node = start(test_config()).await;
+    let mut stream = node.raw().await;
+    stream.write_all(b"CLIENT ID\r\n").await.unwrap();
+    let id = String::from_utf8(common::read_until(&mut stream, b"\r\n").await).unwrap();
+    let id = id.trim().trim_start_matches(':');
+    let kill = format!("CLIENT KILL ID {id} SKIPME no\r\nPING\r\n");
+    stream.write_all(kill.as_bytes()).await.unwrap();
+    // The kill's count, then nothing more: the PING behind it is not run.
+    let got = read_all(&mut stream, 1 << 10).await;
+    assert_eq!(got, b":1\r\n");
+}

@@ -64,6 +64,26 @@ impl Budget {
         self.calibration.load(Relaxed)
     }
 
+    /// Whether what is used (not counting reservations) is over the limit: what eviction after a
+    /// write looks at. The write's own reservation is still held then, and its bytes are already
+    /// in `accounted`: counting both would evict for it twice.
+    pub(crate) fn over(&self) -> bool {
+        let limit = self.limit();
+        limit != 0 && self.used() > limit
+    }
+
+    /// Whether a write of `need` bytes could ever get room by eviction now: not when the
+    /// calibration and other writes' reservations alone leave too little.
+    pub(crate) fn could_fit(&self, need: usize) -> bool {
+        let limit = self.limit();
+        limit == 0
+            || self
+                .calibration()
+                .saturating_add(self.reserved.load(Relaxed))
+                .saturating_add(need)
+                <= limit
+    }
+
     /// Whether `need` more bytes, beside those reserved, stay within the limit.
     pub(crate) fn fits(&self, need: usize) -> bool {
         let limit = self.limit();

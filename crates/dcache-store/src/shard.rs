@@ -427,7 +427,7 @@ impl Shard {
     /// Whether the store is over its memory budget or this shard over its entry budget.
     fn over_limits(&mut self) -> bool {
         self.publish();
-        !self.budget.fits(0) || (self.max_entries != 0 && self.table.len() > self.max_entries)
+        self.budget.over() || (self.max_entries != 0 && self.table.len() > self.max_entries)
     }
 
     /// Evicts one entry by the policy; with `spare_written`, never the one written last. False

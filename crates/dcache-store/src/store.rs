@@ -186,7 +186,7 @@ impl Store {
                 .set_max_entries(settings.max_entries.div_ceil(n));
         }
         drop(settings);
-        self.evict_while(0, false, || !self.budget.fits(0));
+        self.evict_while(0, false, || self.budget.over());
     }
 
     /// Makes room for a write of about `need` bytes to `key` and reserves it, before the key's
@@ -209,11 +209,26 @@ impl Store {
         if let Some(bytes) = self.budget.reserve(need) {
             return Ok(room(bytes));
         }
-        if need > self.budget.limit() {
+        if need
+            > self
+                .budget
+                .limit()
+                .saturating_sub(self.budget.calibration())
+        {
             return Err(StoreError::OutOfMemory);
         }
         let mut start = self.shard_index(key);
         loop {
+            // Other writes' reservations are released within microseconds, as they finish;
+            // evicting meanwhile could empty the store and still not make room.
+            let mut waits = 0;
+            while !self.budget.could_fit(need) {
+                if waits == 1_000 {
+                    return Err(StoreError::OutOfMemory);
+                }
+                waits += 1;
+                std::thread::yield_now();
+            }
             if !self.evict_while(start, false, || !self.budget.fits(need)) {
                 return Err(StoreError::OutOfMemory);
             }
@@ -230,11 +245,11 @@ impl Store {
     ///
     /// The caller must hold no shard lock.
     pub fn settle(&self) -> bool {
-        if self.budget.fits(0) {
+        if !self.budget.over() {
             return true;
         }
         let start = self.evict_cursor.fetch_add(1, Relaxed);
-        self.evict_while(start, true, || !self.budget.fits(0))
+        self.evict_while(start, true, || self.budget.over())
     }
 
     /// Evicts by each shard's policy, shard after shard from `start`, while `over()` holds; with

@@ -172,9 +172,22 @@ fn fill_three_times(policy: &str, limit_mb: usize, value_len: usize) -> Filled {
         peak_rss_growth =
             peak_rss_growth.max(info_field(&info, "used_memory_rss").saturating_sub(base_rss));
     }
-    let info: String = redis::cmd("INFO").arg("all").query(&mut c).unwrap();
-    let used = info_field(&info, "used_memory");
-    let allocated = info_field(&info, "allocator_allocated").saturating_sub(base_allocated);
+    // The calibration runs ten times a second, so the allocator's count may lead used_memory by
+    // what arrived since the last cycle; on a busy machine that can be more than the slack. Read
+    // until the two agree within a tenth of the limit, for at most ten seconds: the calibration
+    // must catch up.
+    let slack = limit / 10;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (info, used, allocated) = loop {
+        let info: String = redis::cmd("INFO").arg("all").query(&mut c).unwrap();
+        let used = info_field(&info, "used_memory");
+        let allocated = info_field(&info, "allocator_allocated").saturating_sub(base_allocated);
+        let agree = allocated <= used + slack && used <= allocated + slack;
+        if agree || std::time::Instant::now() >= deadline {
+            break (info, used, allocated);
+        }
+        std::thread::yield_now();
+    };
     let keys: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
     let evicted = info_field(&info, "evicted_keys");
     println!(

@@ -132,6 +132,17 @@ fn valid_name(name: &[u8]) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(name).into_owned())
 }
 
+/// Closes client `c`. The caller itself is closed once its reply is written, as Redis does; any
+/// other client at once.
+fn kill(ctx: &mut Ctx<'_>, c: &crate::state::ClientInfo) {
+    c.killed.store(true, Relaxed);
+    if c.id == ctx.conn.info.id {
+        ctx.conn.quit = true;
+    } else {
+        c.kill.notify_one();
+    }
+}
+
 /// One line of `CLIENT LIST`, with Redis's field names.
 fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let last = c.last_command.load(Relaxed);
@@ -220,8 +231,7 @@ fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let Some(victim) = victim else {
             return Err("ERR No such client".into());
         };
-        victim.killed.store(true, Relaxed);
-        victim.kill.notify_one();
+        kill(ctx, &victim);
         ctx.out.ok();
         return Ok(());
     }
@@ -269,8 +279,7 @@ fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             && laddr.is_none_or(|a| c.local_addr.to_string().as_bytes() == a)
             && !(skip_me && c.id == ctx.conn.info.id);
         if hit {
-            c.killed.store(true, Relaxed);
-            c.kill.notify_one();
+            kill(ctx, &c);
             killed += 1;
         }
     }

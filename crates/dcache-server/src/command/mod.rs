@@ -313,10 +313,12 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     };
     let mark = ctx.out.len();
     let result = (cmd.handler)(ctx, args);
-    if grows {
-        drop(room);
+    drop(room);
+    if cmd.flags & WRITE != 0 {
         // The arguments bound what most writes add; this catches the rest (a hash field that
-        // replaced a shorter one in a bigger allocation class, say) before the next command.
+        // replaced a shorter one in a bigger allocation class, say), and writes that grow memory
+        // without being admitted (EXPIRE's index entry, RENAME to a longer name), before the
+        // next command. Two atomic loads when within the budget.
         ctx.shared.store.settle();
     }
     let failed = result.is_err();

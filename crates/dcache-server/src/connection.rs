@@ -265,9 +265,10 @@ pub(crate) async fn serve<S>(
         info.buffer_capacity
             .store(input.capacity() + output.buf.capacity(), Relaxed);
     }
+    // Gone from the client list before the peer can see the close.
+    finish(&shared, &info);
     let mut socket = reader.unsplit(writer);
     let _ = socket.shutdown().await;
-    finish(&shared, &info);
 }
 
 fn finish(shared: &Shared, info: &ClientInfo) {

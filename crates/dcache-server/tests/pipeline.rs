@@ -24,6 +24,24 @@ async fn read_all(stream: &mut tokio::net::TcpStream, limit: usize) -> Vec<u8> {
     got
 }
 
+/// A node with `limit` as its client-output-buffer-limit and a 10 KB value at `k`.
+async fn node_with_output_limit(
+    limit: &str,
+) -> (common::TestNode, redis::aio::MultiplexedConnection) {
+    let node = start(test_config()).await;
+    let mut con = node.client().await;
+    cmd(
+        &mut con,
+        &["CONFIG", "SET", "client-output-buffer-limit", limit],
+    )
+    .await
+    .unwrap();
+    cmd(&mut con, &["SET", "k", &"v".repeat(10_000)])
+        .await
+        .unwrap();
+    (node, con)
+}
+
 #[tokio::test]
 async fn a_client_that_writes_a_whole_pipeline_before_reading_gets_every_reply() {
     let node = start(test_config()).await;
@@ -48,21 +66,7 @@ async fn a_client_that_writes_a_whole_pipeline_before_reading_gets_every_reply()
 
 #[tokio::test]
 async fn a_client_over_the_hard_output_limit_is_disconnected_and_others_keep_working() {
-    let node = start(test_config()).await;
-    let mut con = node.client().await;
-    cmd(
-        &mut con,
-        &[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            "normal 1mb 0 0",
-        ],
-    )
-    .await
-    .unwrap();
-    let value = "v".repeat(10_000);
-    cmd(&mut con, &["SET", "k", &value]).await.unwrap();
+    let (node, mut con) = node_with_output_limit("normal 1mb 0 0").await;
 
     // 2,000 replies of 10 KB (20 MB) asked for by a client that reads nothing.
     let mut greedy = node.raw().await;
@@ -71,8 +75,6 @@ async fn a_client_over_the_hard_output_limit_is_disconnected_and_others_keep_wor
         is_closed(&mut greedy).await,
         "the greedy client was not closed"
     );
-    let got = read_all(&mut node.raw().await, 0).await;
-    assert!(got.is_empty());
 
     // Everybody else is served, and the node counts no client beyond the one it kept.
     let pong = cmd(&mut con, &["PING"]).await.unwrap();
@@ -86,20 +88,8 @@ async fn a_client_over_the_hard_output_limit_is_disconnected_and_others_keep_wor
 
 #[tokio::test]
 async fn the_soft_output_limit_disconnects_a_client_over_it_for_its_seconds() {
-    let node = start(test_config()).await;
-    let mut con = node.client().await;
     // Soft limit 1 MB for 0 seconds: over it at all is too long.
-    cmd(
-        &mut con,
-        &[
-            "CONFIG",
-            "SET",
-            "client-output-buffer-limit",
-            "normal 0 1mb 0",
-        ],
-    )
-    .await
-    .unwrap();
+    let (node, mut con) = node_with_output_limit("normal 0 1mb 0").await;
     let got = cmd(&mut con, &["CONFIG", "GET", "client-output-buffer-limit"])
         .await
         .unwrap();
@@ -110,9 +100,6 @@ async fn the_soft_output_limit_disconnects_a_client_over_it_for_its_seconds() {
             redis::Value::BulkString(b"normal 0 1mb 0".to_vec()),
         ])
     );
-    cmd(&mut con, &["SET", "k", &"v".repeat(10_000)])
-        .await
-        .unwrap();
     let mut greedy = node.raw().await;
     greedy.write_all(&GET_K.repeat(2_000)).await.unwrap();
     assert!(is_closed(&mut greedy).await);

@@ -338,10 +338,13 @@ pub fn calibrate(shared: &Shared) {
         .iter()
         .map(|c| c.buffer_capacity.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
+    // A write in progress has allocated its value before its shard accounts it; its reservation
+    // covers that, so a 20 MB value on its way in is not taken for 20 MB of overhead.
     let beyond = allocated
         .saturating_sub(shared.base_allocated)
         .saturating_sub(shared.store.accounted_memory())
-        .saturating_sub(buffers);
+        .saturating_sub(buffers)
+        .saturating_sub(shared.store.reserved_memory());
     shared.store.set_calibration(beyond);
 }
 

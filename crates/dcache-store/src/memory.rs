@@ -117,6 +117,11 @@ impl Budget {
         }
     }
 
+    /// Room reserved by writes in progress.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved.load(Relaxed)
+    }
+
     /// Gives back a reservation.
     pub(crate) fn release(&self, need: usize) {
         self.reserved.fetch_sub(need, Relaxed);

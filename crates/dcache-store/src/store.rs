@@ -280,8 +280,9 @@ impl Store {
     pub fn set_calibration(&self, bytes: usize) {
         let limit = self.budget.limit();
         if bytes > self.budget.calibration() && limit != 0 {
+            // Any entry may go, the one written last included: no write is in hand here.
             let start = self.evict_cursor.fetch_add(1, Relaxed);
-            self.evict_while(start, true, || {
+            self.evict_while(start, false, || {
                 self.budget.accounted().saturating_add(bytes) > limit
             });
         }
@@ -292,6 +293,13 @@ impl Store {
     #[must_use]
     pub fn calibration(&self) -> usize {
         self.budget.calibration()
+    }
+
+    /// Room reserved by writes in progress ([`Store::admit`]): an upper bound on what they have
+    /// allocated and not yet accounted.
+    #[must_use]
+    pub fn reserved_memory(&self) -> usize {
+        self.budget.reserved()
     }
 
     /// What the entries account for, without the calibration.

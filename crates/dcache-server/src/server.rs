@@ -345,7 +345,14 @@ pub fn calibrate(shared: &Shared) {
         .saturating_sub(shared.store.accounted_memory())
         .saturating_sub(buffers)
         .saturating_sub(shared.store.reserved_memory());
-    shared.store.set_calibration(beyond);
+    // Only what lasts two cycles counts: a buffer growing by copying (a large value on its way
+    // in) holds twice its size for a moment, and that is not the data's overhead.
+    let lasting = beyond.min(
+        shared
+            .last_calibration_sample
+            .swap(beyond, std::sync::atomic::Ordering::Relaxed),
+    );
+    shared.store.set_calibration(lasting);
 }
 
 /// Closes the clients idle for longer than `timeout` seconds (0: never), as Redis's client cron

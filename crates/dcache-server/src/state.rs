@@ -63,6 +63,8 @@ pub struct Shared {
     /// What the allocator had handed out when the node started, before any data: the part of
     /// its count that calibration leaves out.
     pub base_allocated: usize,
+    /// The allocator's count beyond the data at the last calibration (see `server::calibrate`).
+    pub(crate) last_calibration_sample: AtomicUsize,
     /// When the last cross-protocol attack was logged (Unix ms), so that a flood of them writes
     /// one line a minute, not one per connection.
     pub(crate) attack_logged_ms: AtomicU64,
@@ -105,6 +107,7 @@ impl Shared {
             local_addr,
             config_file,
             base_allocated: crate::info::allocator_stats().0,
+            last_calibration_sample: AtomicUsize::new(0),
             attack_logged_ms: AtomicU64::new(0),
             background_cycles: AtomicU64::new(0),
             background_tick: tokio::sync::Notify::new(),

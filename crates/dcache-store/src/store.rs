@@ -280,9 +280,8 @@ impl Store {
     pub fn set_calibration(&self, bytes: usize) {
         let limit = self.budget.limit();
         if bytes > self.budget.calibration() && limit != 0 {
-            // Any entry may go, the one written last included: no write is in hand here.
             let start = self.evict_cursor.fetch_add(1, Relaxed);
-            self.evict_while(start, false, || {
+            self.evict_while(start, true, || {
                 self.budget.accounted().saturating_add(bytes) > limit
             });
         }

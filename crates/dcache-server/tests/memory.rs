@@ -63,16 +63,9 @@ async fn maxmemory_holds_after_writing_three_times_the_limit() {
         "the budget is used, not wasted: {used}"
     );
     assert!(info_field(&info, "evicted_keys") > 0);
-    // used_memory is calibrated against jemalloc's own count (this test links it as the
-    // allocator): what jemalloc handed out since the node started, less this process's other
-    // allocations (the client, the test harness: well under a tenth of the limit), agrees with it.
-    let allocated = info_field(&info, "allocator_allocated") - node.shared.base_allocated;
-    assert!(
-        allocated + limit / 10 >= used && allocated <= used + limit / 10,
-        "jemalloc holds {allocated}, used_memory says {used}"
-    );
-    // The resident-memory side of this is checked on the real binary, in its own process, for
-    // every value size: crates/dcache/tests/node.rs.
+    // The comparison with jemalloc's own count (used_memory is calibrated against it) needs a
+    // process of its own: the tests here share one allocator. It is made on the real binary,
+    // with the resident-memory bound, for every value size: crates/dcache/tests/node.rs.
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ fn with_hash<R>(
     f: impl FnOnce(&mut HashValue) -> Result<R, Error>,
 ) -> Result<R, Error> {
     let key = ctx.key(key);
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     let mut handle = shard
         .modify(&key, ctx.now, Some(Kind::Hash))
         .expect("created when absent");

@@ -107,16 +107,11 @@ impl<'a> Ctx<'a> {
         self.shared.store.lock_many(keys)
     }
 
-    /// Locks the shard of `key` for reading or for a write that cannot grow memory.
+    /// Locks the shard of `key`. A write that may grow memory has had room made for its
+    /// arguments by dispatch (`DENYOOM`); one that writes more (SETRANGE's offset, COPY's source)
+    /// asks [`Ctx::admit`] for the rest first.
     pub fn lock(&self, key: &Key<'_>) -> MutexGuard<'a, Shard> {
         self.shared.store.lock(key)
-    }
-
-    /// Locks the shard of `key` for a write that may grow memory. Dispatch has already made room
-    /// for the command's arguments (`DENYOOM`); a handler that will write more than its
-    /// arguments (SETRANGE's offset, COPY's source) asks [`Ctx::admit`] for the rest first.
-    pub fn lock_for_write(&self, key: &Key<'_>) -> Result<MutexGuard<'a, Shard>, Error> {
-        Ok(self.shared.store.lock(key))
     }
 
     /// Makes room for `bytes` more than the arguments of a write to `key`, or refuses with

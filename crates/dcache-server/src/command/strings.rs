@@ -150,7 +150,7 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let value = args.get(2);
     check_size(ctx, value.len())?;
     let key = ctx.key(args.get(1));
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     // A plain SET needs no look-up before it writes.
     let (write, old) = if opts.nx || opts.xx || opts.get {
         let existing = shard.get(&key, ctx.now, Lookup::Write);
@@ -178,7 +178,7 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     check_size(ctx, args.get(2).len())?;
     let key = ctx.key(args.get(1));
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     let exists = shard.get(&key, ctx.now, Lookup::Write).is_some();
     if !exists {
         shard.set(&key, Value::Str(args.get(2)), None, false, ctx.now);
@@ -191,7 +191,7 @@ fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit_ms: i64, cmd: &str) -
     let expire_at = expire_time(args.get(2), unit_ms, false, ctx.now, cmd)?;
     check_size(ctx, args.get(3).len())?;
     let key = ctx.key(args.get(1));
-    ctx.lock_for_write(&key)?.set(
+    ctx.lock(&key).set(
         &key,
         Value::Str(args.get(3)),
         Some(expire_at),
@@ -257,7 +257,7 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     check_size(ctx, args.get(2).len())?;
     let key = ctx.key(args.get(1));
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     let old = match shard.get(&key, ctx.now, Lookup::Read) {
         Some(entry) => Some(as_str(entry.value())?.to_vec()),
         None => None,
@@ -340,7 +340,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = ctx.key(args.get(1));
     let suffix = args.get(2);
     let max = ctx.conn.max_bulk_len;
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     let mut value = shard
         .modify(&key, ctx.now, Some(Kind::Str))
         .expect("created when absent");
@@ -417,7 +417,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     } else {
         None
     };
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     // Redis's order: the key's type, then an empty patch (which changes nothing), then the size.
     let len = match shard.get(&key, ctx.now, Lookup::Write) {
         Some(entry) => as_str(entry.value())?.len(),
@@ -450,7 +450,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// Adds `delta` to the integer at `key` (0 when absent), keeping its TTL.
 fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
     let key = ctx.key(key);
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     let current = match shard.get(&key, ctx.now, Lookup::Write) {
         Some(entry) => int_arg(as_str(entry.value())?)?,
         None => 0,
@@ -492,7 +492,7 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = ctx.key(args.get(1));
-    let mut shard = ctx.lock_for_write(&key)?;
+    let mut shard = ctx.lock(&key);
     // Redis's order: the key's type, its value, then the increment.
     let current = match shard.get(&key, ctx.now, Lookup::Write) {
         Some(entry) => parse_float(as_str(entry.value())?).ok_or(Error::from(NOT_FLOAT))?,

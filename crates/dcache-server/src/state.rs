@@ -52,6 +52,8 @@ pub struct Shared {
     /// ACL users.
     pub acl: crate::acl::Acl,
     pub ops: Mutex<OpsSampler>,
+    /// The cluster state, when `cluster-enabled` is on.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -80,6 +82,7 @@ impl Shared {
         clock: Arc<dyn Clock>,
         local_addr: SocketAddr,
         config_file: Option<String>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Result<Self, String> {
         config.validate()?;
         let store = Store::new(
@@ -99,6 +102,7 @@ impl Shared {
             stats: Stats::default(),
             acl: crate::acl::Acl::default(),
             ops: Mutex::default(),
+            cluster,
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

@@ -15,7 +15,9 @@ const SECTIONS: &[&str] = &[
     "keyspace",
     "commandstats",
 ];
-const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "cluster", "keyspace"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server", "clients", "memory", "stats", "cluster", "keyspace",
+];
 
 /// The process's resident set size in bytes, from `/proc/self/status` (0 where unavailable).
 #[must_use]

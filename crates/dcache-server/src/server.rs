@@ -267,6 +267,10 @@ impl Server {
                 accepted = accept(listener.as_ref()) => (accepted, false),
                 accepted = accept(tls.as_ref().map(|(l, _)| l)) => (accepted, true),
                 () = &mut shutdown => break,
+                () = shared.exit_requested() => {
+                    tracing::info!("left the cluster: stopping");
+                    break;
+                }
             };
             let (socket, addr) = match accepted {
                 Ok(pair) => pair,

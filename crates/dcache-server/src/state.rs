@@ -74,6 +74,8 @@ pub struct Shared {
     /// instead of sleeping.
     background_cycles: AtomicU64,
     background_tick: tokio::sync::Notify,
+    /// Set when the node has left its cluster and must stop.
+    exit: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ impl Shared {
             attack_logged_ms: AtomicU64::new(0),
             background_cycles: AtomicU64::new(0),
             background_tick: tokio::sync::Notify::new(),
+            exit: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -159,6 +162,17 @@ impl Shared {
             }
             tick.await;
         }
+    }
+
+    /// Asks the node to stop, as its shutdown signal would.
+    pub fn request_exit(&self) {
+        self.exit.send_replace(true);
+    }
+
+    /// Completes once [`Shared::request_exit`] was called.
+    pub async fn exit_requested(&self) {
+        let mut exit = self.exit.subscribe();
+        let _ = exit.wait_for(|&e| e).await;
     }
 
     /// Request limits from the configuration.

@@ -112,7 +112,11 @@ async fn a_node_alone_is_a_cluster_serving_every_slot() {
     assert_eq!(fields[0], id);
     assert_eq!(
         fields[1],
-        format!("127.0.0.1:{}@{}", node.addr.port(), node.addr.port() + 10000)
+        format!(
+            "127.0.0.1:{}@{}",
+            node.addr.port(),
+            node.addr.port() + 10000
+        )
     );
     assert_eq!(fields[2], "myself,master");
     assert_eq!(fields[3], "-");
@@ -212,10 +216,7 @@ async fn keys_of_other_nodes_are_redirected_to_their_owner() {
     let key = "somekey";
     let slot = dcache_placement::slot(key.as_bytes());
     let owner = t.owner(slot).unwrap();
-    let owner_node = nodes
-        .iter()
-        .find(|n| n.addr.port() == owner.port)
-        .unwrap();
+    let owner_node = nodes.iter().find(|n| n.addr.port() == owner.port).unwrap();
     for node in &nodes {
         let mut con = node.client().await;
         if node.addr.port() == owner.port {

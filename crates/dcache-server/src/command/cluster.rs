@@ -67,13 +67,15 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         b"COUNTKEYSINSLOT" => {
             arity(3)?;
             let slot = slot_arg(args.get(2))?;
-            ctx.out.int(keys_in_slot(ctx, slot, usize::MAX).len() as i64);
+            ctx.out
+                .int(keys_in_slot(ctx, slot, usize::MAX).len() as i64);
         }
         b"GETKEYSINSLOT" => {
             arity(4)?;
             let slot = slot_arg(args.get(2))?;
             let count = int_arg(args.get(3))?;
-            let count = usize::try_from(count).map_err(|_| Error::from("ERR Invalid number of keys"))?;
+            let count =
+                usize::try_from(count).map_err(|_| Error::from("ERR Invalid number of keys"))?;
             let keys = keys_in_slot(ctx, slot, count);
             ctx.out.array(keys.len());
             for key in &keys {
@@ -96,6 +98,20 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 );
             }
             propose(&cluster, Change::Forget(id));
+            ctx.out.ok();
+        }
+        // dcache's own: what `dcache cluster leave` and `dcache cluster rebalance` send.
+        b"LEAVE" => {
+            arity(2)?;
+            if view.myself().is_none() {
+                return Err("ERR This node is not a member of the cluster".into());
+            }
+            propose(&cluster, Change::Leave(view.me.clone()));
+            ctx.out.ok();
+        }
+        b"REBALANCE" => {
+            arity(2)?;
+            propose(&cluster, Change::Rebalance);
             ctx.out.ok();
         }
         _ => return Err(unknown_subcommand(sub, "cluster")),
@@ -121,11 +137,17 @@ fn keys_in_slot(ctx: &Ctx<'_>, slot: u16, count: usize) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
     let mut cursor = 0;
     loop {
-        cursor = ctx.shared.store.scan(cursor, 1024, ctx.now, dcache_store::ScanFilter::default(), |e| {
-            if keys.len() < count && dcache_placement::slot(e.key()) == slot {
-                keys.push(e.key().to_vec());
-            }
-        });
+        cursor = ctx.shared.store.scan(
+            cursor,
+            1024,
+            ctx.now,
+            dcache_store::ScanFilter::default(),
+            |e| {
+                if keys.len() < count && dcache_placement::slot(e.key()) == slot {
+                    keys.push(e.key().to_vec());
+                }
+            },
+        );
         if cursor == 0 || keys.len() >= count {
             return keys;
         }
@@ -141,14 +163,18 @@ fn slot_arg(arg: &[u8]) -> Result<u16, Error> {
 
 fn info(view: &View) -> String {
     let t = &view.topology;
-    let assigned = view.ranges().iter().map(|&(a, b, _)| usize::from(b - a) + 1).sum::<usize>();
+    let assigned = view
+        .ranges()
+        .iter()
+        .map(|&(a, b, _)| usize::from(b - a) + 1)
+        .sum::<usize>();
     let ok = view.slots_ok();
-    let state = if ok == dcache_placement::SLOTS { "ok" } else { "fail" };
-    let serving = t
-        .slot_counts()
-        .values()
-        .filter(|&&n| n > 0)
-        .count();
+    let state = if ok == dcache_placement::SLOTS {
+        "ok"
+    } else {
+        "fail"
+    };
+    let serving = t.slot_counts().values().filter(|&&n| n > 0).count();
     let moving = t
         .nodes
         .keys()
@@ -248,8 +274,11 @@ fn nodes(view: &View) -> String {
             flags.push("myself");
         }
         flags.push("master");
-        if node.state == NodeState::Failed {
-            flags.push("fail");
+        match node.state {
+            NodeState::Failed => flags.push("fail"),
+            // Not a Redis flag; Redis tools ignore flags they do not know.
+            NodeState::Leaving => flags.push("leaving"),
+            NodeState::Online => {}
         }
         let link = if node.state == NodeState::Failed {
             "disconnected"
@@ -274,7 +303,7 @@ fn nodes(view: &View) -> String {
             }
         }
         // Slots on their way out, as Redis shows them: [slot->-destination].
-        for (slot, to) in t.moving_from(&node.id).into_iter().take(64) {
+        for (slot, to) in t.moving_from(&node.id) {
             let _ = write!(out, " [{slot}->-{to}]");
         }
         out.push('\n');
@@ -306,6 +335,8 @@ const HELP: &[&str] = &[
     "    Return key names stored by this node in a slot.",
     "INFO",
     "    Return information about the cluster.",
+    "LEAVE",
+    "    Hand this node's slots to the others, then leave the cluster and stop (dcache).",
     "KEYSLOT <key>",
     "    Return the hash slot for <key>.",
     "MYID",
@@ -315,6 +346,8 @@ const HELP: &[&str] = &[
     "NODES",
     "    Return cluster configuration seen by node. Output format:",
     "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "REBALANCE",
+    "    Move slots until every node holds its share (dcache).",
     "SHARDS",
     "    Return information about slot range mappings and the nodes associated with them.",
     "SLOTS",

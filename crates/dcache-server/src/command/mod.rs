@@ -310,7 +310,11 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
             Ok(room) => Some(room),
             Err(e) => {
                 if watched {
-                    ctx.shared.cluster.as_ref().expect("watched").leave(std::iter::empty());
+                    ctx.shared
+                        .cluster
+                        .as_ref()
+                        .expect("watched")
+                        .leave(std::iter::empty());
                 }
                 ctx.shared.stats.rejected(ctx.conn.info.id, index);
                 ctx.out.error(&e.0);

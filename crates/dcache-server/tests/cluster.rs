@@ -160,7 +160,11 @@ async fn a_node_alone_is_a_cluster_serving_every_slot() {
     assert_eq!(keys, ["{u1}a", "{u1}b"]);
     assert_eq!(
         error_text(&mut con, &["CLUSTER", "COUNTKEYSINSLOT", "16384"]).await,
-        "ERR Invalid or out of range slot"
+        "ERR Invalid slot"
+    );
+    assert_eq!(
+        error_text(&mut con, &["CLUSTER", "GETKEYSINSLOT", "1", "-1"]).await,
+        "ERR Invalid slot or number of keys"
     );
     assert_eq!(
         error_text(&mut con, &["CLUSTER", "FORGET", &id]).await,

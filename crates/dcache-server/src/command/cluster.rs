@@ -10,7 +10,7 @@ use super::{CmdResult, Ctx, Error, help, int_arg, subcommand_arity, unknown_subc
 use crate::cluster::View;
 
 const DISABLED: &str = "ERR This instance has cluster support disabled";
-const BAD_SLOT: &str = "ERR Invalid or out of range slot";
+const BAD_SLOT: &str = "ERR Invalid slot";
 
 pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let sub = args.get(1);
@@ -72,10 +72,10 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         b"GETKEYSINSLOT" => {
             arity(4)?;
-            let slot = slot_arg(args.get(2))?;
-            let count = int_arg(args.get(3))?;
-            let count =
-                usize::try_from(count).map_err(|_| Error::from("ERR Invalid number of keys"))?;
+            const BAD: &str = "ERR Invalid slot or number of keys";
+            let slot = slot_arg(args.get(2)).map_err(|_| Error::from(BAD))?;
+            let count = usize::try_from(int_arg(args.get(3)).map_err(|_| Error::from(BAD))?)
+                .map_err(|_| Error::from(BAD))?;
             let keys = keys_in_slot(ctx, slot, count);
             ctx.out.array(keys.len());
             for key in &keys {

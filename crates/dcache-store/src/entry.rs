@@ -11,7 +11,7 @@
 //!
 //! A string entry is one allocation holding its key and its value; a TTL costs eight bytes in the
 //! same allocation, and only for keys that have one. A hash entry's allocation holds its key
-//! (and TTL); its fields live in the shard's side table of hashes, keyed by slot.
+//! (and TTL); its fields live in the shard's side table of hashes, keyed by cell.
 
 use crate::clock::Version;
 use crate::memory::alloc_size;
@@ -26,7 +26,7 @@ const VOLATILE_BIT: u32 = 1 << 31;
 /// Bytes that a hash field costs beyond its name and value: hashbrown's bucket (two boxed slices)
 /// and control byte at 7/8 load.
 const HASH_FIELD_OVERHEAD: usize = (32 + 1) * 8 / 7;
-/// A hash value's fixed part: its slot in the shard's side table and the empty map.
+/// A hash value's fixed part: its cell in the shard's side table and the empty map.
 pub(crate) const HASH_BASE: usize = 96;
 
 /// A value, borrowed from the store or given to it. Strings hold any bytes; integers and floats

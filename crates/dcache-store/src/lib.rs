@@ -5,11 +5,11 @@
 //!   key ──xxh3──► hash ─┬─ top bits pick the shard ──► Mutex<Shard>
 //!                       └─ full hash probes the shard's table
 //!
-//!   Shard ┬ table:   hash → slot index          (hashbrown, no keys stored twice)
-//!         ├ slots:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
-//!         ├ hashes:  slot → fields               (for entries that are hashes)
-//!         ├ policy:  eviction state by slot      (lru, lfu, random; see policy/)
-//!         ├ expires: BTreeSet<(expire_ms, slot)> (active expiry, volatile-ttl)
+//!   Shard ┬ table:   hash → cell index          (hashbrown, no keys stored twice)
+//!         ├ cells:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
+//!         ├ hashes:  cell → fields               (for entries that are hashes)
+//!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
+//!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
 //!         └ clock:   hybrid logical clock        (a version for every write)
 //! ```
 //!
@@ -19,6 +19,10 @@
 //! its own shard, then from the others in turn, or `-OOM`), then locks its shard; a shard that
 //! goes over after a write evicts from itself, never the entry just written. The entry budget
 //! (for the simulator) is per shard.
+//!
+//! Words: a *cell* is an entry's place in its shard's slab (a `u32` index that the table, the
+//! policy and the expiry index refer to); a *slot* is always the cluster hash slot of a key
+//! (`dcache_placement::slot`, 0..16384).
 //!
 //! Time is always passed in (`now`, Unix milliseconds), so that the engine never reads a clock
 //! and every TTL path is testable without waiting.

@@ -11,7 +11,12 @@ use crate::config::{EvictionScope, PolicyKind, PolicyName};
 use crate::entry::{Entry, EntryRef, HASH_BASE, HashValue, Kind, OwnedEntry, OwnedValue, Value};
 use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
+use crate::slot_index::SlotIndex;
 use crate::store::{Key, hash_key};
+
+mod transfer;
+
+pub use transfer::DumpCursor;
 
 /// What an entry costs, as the store accounts it: its cell and table share, its allocation, its
 /// hash fields if it is a hash, its place in the expiry index if it has a TTL.
@@ -57,6 +62,8 @@ pub struct Shard {
     policy_name: PolicyName,
     /// `(expire_at, cell)` for every key with a TTL.
     expires: BTreeSet<(u64, u32)>,
+    /// Cluster slot → the cells of its keys.
+    by_slot: SlotIndex,
     clock: Hlc,
     /// The store's key-hash seed, to rehash keys when the table grows.
     hash_seed: u64,
@@ -82,6 +89,7 @@ impl Shard {
         node_id: u16,
         hash_seed: u64,
         seed: u64,
+        shard_bits: u32,
     ) -> Self {
         Self {
             table: HashTable::new(),
@@ -91,6 +99,7 @@ impl Shard {
             policy: policy::for_kind(policy_name.kind, seed),
             policy_name,
             expires: BTreeSet::new(),
+            by_slot: SlotIndex::new(shard_bits),
             clock: Hlc::new(node_id),
             hash_seed,
             seed,
@@ -278,10 +287,23 @@ impl Shard {
     fn insert_new(&mut self, key: &Key<'_>, value: Value<'_>, expire_at: u64, now: u64) -> u32 {
         let version = self.clock.tick(now);
         let touched = (now / 1000) as u32;
-        let entry = match value {
-            Value::Str(s) => Entry::string(key.bytes, s, expire_at, touched, version),
-            Value::Hash(_) => Entry::hash(key.bytes, expire_at, touched, version),
-        };
+        match value {
+            Value::Str(s) => self.insert_entry(
+                key,
+                Entry::string(key.bytes, s, expire_at, touched, version),
+                None,
+            ),
+            Value::Hash(h) => self.insert_entry(
+                key,
+                Entry::hash(key.bytes, expire_at, touched, version),
+                Some(h.clone()),
+            ),
+        }
+    }
+
+    /// Puts a new entry (absent from the table) in a free cell and indexes it everywhere.
+    fn insert_entry(&mut self, key: &Key<'_>, entry: Entry, hash: Option<HashValue>) -> u32 {
+        let expire_at = entry.expire_raw();
         let cell = match self.free.pop() {
             Some(cell) => {
                 self.cells[cell as usize] = Some(entry);
@@ -292,8 +314,8 @@ impl Shard {
                 u32::try_from(self.cells.len() - 1).expect("fewer than 2^32 entries per shard")
             }
         };
-        if let Value::Hash(h) = value {
-            self.hashes.insert(cell, h.clone());
+        if let Some(h) = hash {
+            self.hashes.insert(cell, h);
         }
         if expire_at != 0 {
             self.expires.insert((expire_at, cell));
@@ -304,6 +326,7 @@ impl Shard {
             hash_key(seed, cells[i as usize].as_ref().expect("a live cell").key())
         });
         self.policy.insert(cell, key.hash);
+        self.by_slot.insert(key.slot, cell);
         cell
     }
 
@@ -370,6 +393,8 @@ impl Shard {
             self.expires.remove(&(expire_at, cell));
         }
         self.policy.remove(cell, table_hash);
+        self.by_slot
+            .remove(dcache_placement::slot(entry.key()), cell);
         self.free.push(cell);
         if self.table.is_empty() {
             // Nothing refers to any cell now: give the slab's, the index's and the policy's
@@ -378,6 +403,7 @@ impl Shard {
             self.free = Vec::new();
             self.table = HashTable::new();
             self.policy.clear();
+            self.by_slot.clear();
         }
         self.publish();
         (entry, hash)
@@ -561,6 +587,7 @@ impl Shard {
         self.free.clear();
         self.expires.clear();
         self.policy.clear();
+        self.by_slot.clear();
         self.used = 0;
         self.protect = None;
         self.publish();

@@ -9,7 +9,7 @@
 //! | change | applies when the entry there is | then |
 //! |---|---|---|
 //! | `Put { value, expire_at }` | absent, or older than the effect | replaces the entry (an expiry already past removes it) |
-//! | `Append(value)` | of exactly the effect's version, and of the same type | adds the value's parts to it (a hash's fields, a string's bytes) |
+//! | `Append(value)` | a hash of exactly the effect's version | adds the value's fields to it |
 //! | `Delete` | older than the effect | removes it |
 //!
 //! So a duplicate or a late copy does nothing. `Append` carries the rest of a value too large for
@@ -71,7 +71,9 @@ pub enum Change {
         value: OwnedValue,
         expire_at: Option<u64>,
     },
-    /// More of the value that the `Put` of the same version began.
+    /// More of the value that the `Put` of the same version began: a hash's further fields
+    /// (lists, sets and sorted sets will add their elements the same way). Strings always go
+    /// whole: an `Append` of a string applies to nothing.
     Append(OwnedValue),
     /// The key is gone: deleted, or expired.
     Delete,

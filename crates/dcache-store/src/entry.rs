@@ -84,6 +84,9 @@ pub enum Kind {
     Hash,
 }
 
+/// A hash field: its name and its value.
+type Field = (Box<[u8]>, Box<[u8]>);
+
 /// A hash: field → value, with its own memory count kept up to date by every change.
 ///
 /// A hash table whose buckets can be read by index, so that a large hash can be streamed a
@@ -92,7 +95,7 @@ pub enum Kind {
 /// that a stream can tell when the buckets it has passed may have moved.
 #[derive(Clone, Default)]
 pub struct HashValue {
-    table: HashTable<(Box<[u8]>, Box<[u8]>)>,
+    table: HashTable<Field>,
     hasher: DefaultHashBuilder,
     mem: usize,
     rebuilds: u32,

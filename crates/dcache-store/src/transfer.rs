@@ -133,6 +133,8 @@ impl Store {
 
     /// `key`'s current state as an effect, to send after a write during a migration (or to a
     /// replica): a `Put` of its whole value, or, when it is absent, a `Delete` at a new version.
+    /// It copies the whole value under the shard's lock: for a large hash, field-level effects
+    /// (issue 10) will be cheaper.
     pub fn effect_of(&self, key: &[u8], now: u64) -> Effect {
         let key = self.key(key);
         self.lock(&key).effect_of(&key, now)

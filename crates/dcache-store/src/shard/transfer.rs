@@ -240,27 +240,21 @@ impl Shard {
                     return false;
                 };
                 let before = self.mem_at(cell);
-                match value {
-                    OwnedValue::Hash(more) => {
-                        let Some(h) = self.hashes.get_mut(&cell) else {
-                            return false;
-                        };
-                        for (f, v) in more.iter() {
-                            h.insert(f, v);
-                        }
-                    }
-                    OwnedValue::Str(more) => {
-                        let entry = self.entry_at_mut(cell);
-                        if entry.is_hash() {
-                            return false;
-                        }
-                        let whole = [entry.str_value(), &more].concat();
-                        entry.set_str(&whole);
+                // Only a hash's parts travel apart: a string always goes whole (its parts
+                // would need offsets to be applied twice harmlessly).
+                let (OwnedValue::Hash(more), Some(h)) = (value, self.hashes.get_mut(&cell)) else {
+                    return false;
+                };
+                let mut changed = false;
+                for (f, v) in more.iter() {
+                    if h.get(f) != Some(v) {
+                        h.insert(f, v);
+                        changed = true;
                     }
                 }
                 self.used = self.used + self.mem_at(cell) - before;
                 self.enforce(Some(cell));
-                true
+                changed
             }
         }
     }

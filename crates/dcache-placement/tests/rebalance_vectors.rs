@@ -108,8 +108,7 @@ fn rebalance_follows_the_pinned_chains() {
         let text = serde_json::to_string_pretty(&generated).unwrap();
         std::fs::write(path, text + "\n").unwrap();
     }
-    let pinned: Vectors =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let pinned: Vectors = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(pinned.spec_version, dcache_placement::SPEC_VERSION);
     for (chain, want) in generated.chains.iter().zip(&pinned.chains) {
         for (i, (got, want)) in chain.steps.iter().zip(&want.steps).enumerate() {

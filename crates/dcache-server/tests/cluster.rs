@@ -14,32 +14,36 @@ use dcache_server::cluster::{LocalControl, random_node_id};
 use dcache_server::{ClusterLink, NodeConfig, Server};
 use redis::Value;
 
+/// A node following `control`'s topology; not a member until it joins.
+async fn member(control: &Arc<LocalControl>, config: NodeConfig) -> (TestNode, Node) {
+    let me = random_node_id();
+    let server = Server::builder(config)
+        .cluster(ClusterLink {
+            me: me.clone(),
+            control: control.clone(),
+            topology: control.subscribe(),
+        })
+        .bind()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let node = Node {
+        id: me,
+        host: "127.0.0.1".into(),
+        port: addr.port(),
+        bus_port: 0,
+        state: NodeState::Online,
+    };
+    (run(server), node)
+}
+
 /// `n` nodes of one cluster, every slot at its owner (nothing to migrate: the nodes are empty).
 async fn cluster(n: usize) -> (Arc<LocalControl>, Vec<TestNode>) {
     let control = LocalControl::new();
     let mut nodes = Vec::new();
     for _ in 0..n {
-        let me = random_node_id();
-        let server = Server::builder(test_config())
-            .cluster(ClusterLink {
-                me: me.clone(),
-                control: control.clone(),
-                topology: control.subscribe(),
-            })
-            .bind()
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        let node = run(server);
-        control
-            .apply(&Change::Join(Node {
-                id: me,
-                host: "127.0.0.1".into(),
-                port: addr.port(),
-                bus_port: 0,
-                state: NodeState::Online,
-            }))
-            .unwrap();
+        let (node, me) = member(&control, test_config()).await;
+        control.apply(&Change::Join(me)).unwrap();
         settle(&control);
         nodes.push(node);
     }
@@ -326,4 +330,126 @@ async fn writes_to_a_paused_slot_are_asked_to_try_again() {
     cluster.settle(&[slot]);
     let _: () = query(&mut con, &["SET", "k", "3"]).await;
     assert!(cluster.take_dirty().is_empty());
+}
+
+/// Waits until the topology has no slot left to move (bounded).
+async fn until_settled(control: &LocalControl) -> Arc<dcache_cluster::Topology> {
+    let mut rx = control.subscribe();
+    let settled = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rx.wait_for(|t| t.target.is_none()),
+    )
+    .await
+    .expect("the migration ends within a minute")
+    .unwrap();
+    Arc::clone(&settled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_moves_the_newcomers_slots_with_their_keys_while_a_writer_runs() {
+    let control = LocalControl::new();
+    let (a, a_node) = member(&control, test_config()).await;
+    control.apply(&Change::Join(a_node.clone())).unwrap();
+    a.shared.cluster.as_ref().unwrap().wait_for_epoch(1).await;
+    let mut con = a.client().await;
+    // Strings, a hash big enough to go in parts, keys with a TTL.
+    const KEYS: usize = 20_000;
+    let mut pipe = redis::pipe();
+    for i in 0..KEYS {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let () = pipe.query_async(&mut con).await.unwrap();
+    let mut pipe = redis::pipe();
+    for f in 0..5_000 {
+        pipe.cmd("HSET")
+            .arg("big")
+            .arg(format!("f{f}"))
+            .arg("x".repeat(100))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut con).await.unwrap();
+    let _: () = query(&mut con, &["SET", "ttl-key", "v", "EX", "1000"]).await;
+
+    // A writer through the cluster client, before, during and after the move.
+    let client = redis::cluster::ClusterClient::new(vec![a.url()]).unwrap();
+    let mut writer = client.get_async_connection().await.unwrap();
+    let (b, b_node) = member(&control, test_config()).await;
+    let before = control.subscribe().borrow().slots.clone().unwrap();
+    let writes = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..3_000u32 {
+            let key = format!("w{}", i % 500);
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&key)
+                .arg(i)
+                .query_async(&mut writer)
+                .await;
+            if r.is_ok() {
+                acked.push((key, i));
+            }
+        }
+        acked
+    });
+    control.apply(&Change::Join(b_node.clone())).unwrap();
+    let settled = until_settled(&control).await;
+    let acked = writes.await.unwrap();
+    assert!(!acked.is_empty());
+
+    // Exactly the newcomer's quota moved, and only to it.
+    let after = settled.slots.clone().unwrap();
+    let moved: Vec<u16> = (0..SLOTS as u16)
+        .filter(|&s| !before.same_set(&after, s))
+        .collect();
+    assert_eq!(moved.len(), SLOTS / 2);
+    assert!(moved.iter().all(|&s| after.primary(s).id == b_node.id));
+
+    // Both nodes have taken the last topology, then every key reads back through the cluster.
+    for node in [&a, &b] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(settled.epoch)
+            .await;
+    }
+    let mut reader = client.get_async_connection().await.unwrap();
+    for i in 0..KEYS {
+        let v: Option<usize> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i), "k{i}");
+    }
+    let fields: i64 = redis::cmd("HLEN")
+        .arg("big")
+        .query_async(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(fields, 5_000);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("ttl-key")
+        .query_async(&mut reader)
+        .await
+        .unwrap();
+    assert!((990..=1000).contains(&ttl), "{ttl}");
+    // The last acknowledged write of every key is what it holds.
+    let mut last = std::collections::HashMap::new();
+    for (key, i) in acked {
+        last.insert(key, i);
+    }
+    for (key, i) in last {
+        let v: Option<u32> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i), "{key}");
+    }
+    // Each node holds only its own slots' keys: the source dropped what it handed off.
+    let total = KEYS + 2 + 500;
+    assert_eq!(a.shared.store.len() + b.shared.store.len(), total);
+    for s in &moved {
+        assert_eq!(a.shared.store.count_in_slot(*s), 0, "slot {s}");
+    }
 }

@@ -67,8 +67,7 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         b"COUNTKEYSINSLOT" => {
             arity(3)?;
             let slot = slot_arg(args.get(2))?;
-            ctx.out
-                .int(keys_in_slot(ctx, slot, usize::MAX).len() as i64);
+            ctx.out.int(ctx.shared.store.count_in_slot(slot) as i64);
         }
         b"GETKEYSINSLOT" => {
             arity(4)?;
@@ -76,7 +75,7 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let slot = slot_arg(args.get(2)).map_err(|_| Error::from(BAD))?;
             let count = usize::try_from(int_arg(args.get(3)).map_err(|_| Error::from(BAD))?)
                 .map_err(|_| Error::from(BAD))?;
-            let keys = keys_in_slot(ctx, slot, count);
+            let keys = ctx.shared.store.keys_in_slot(slot, count);
             ctx.out.array(keys.len());
             for key in &keys {
                 ctx.out.bulk(key);
@@ -100,7 +99,13 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             propose(&cluster, Change::Forget(id));
             ctx.out.ok();
         }
-        // dcache's own: what `dcache cluster leave` and `dcache cluster rebalance` send.
+        // dcache's own: a slot migration's records (`crate::migrate`), and what `dcache cluster
+        // leave` and `dcache cluster rebalance` send.
+        b"IMPORT" => {
+            arity(3)?;
+            let applied = crate::migrate::import(ctx.shared, args.get(2), ctx.now)?;
+            ctx.out.int(applied as i64);
+        }
         b"LEAVE" => {
             arity(2)?;
             if view.myself().is_none() {
@@ -130,28 +135,6 @@ fn propose(cluster: &std::sync::Arc<crate::cluster::Cluster>, change: Change) {
             tracing::warn!("cluster change {change:?} not applied: {e}");
         }
     });
-}
-
-/// Up to `count` keys of `slot`. A whole scan until the store indexes keys by slot.
-fn keys_in_slot(ctx: &Ctx<'_>, slot: u16, count: usize) -> Vec<Vec<u8>> {
-    let mut keys = Vec::new();
-    let mut cursor = 0;
-    loop {
-        cursor = ctx.shared.store.scan(
-            cursor,
-            1024,
-            ctx.now,
-            dcache_store::ScanFilter::default(),
-            |e| {
-                if keys.len() < count && dcache_placement::slot(e.key()) == slot {
-                    keys.push(e.key().to_vec());
-                }
-            },
-        );
-        if cursor == 0 || keys.len() >= count {
-            return keys;
-        }
-    }
 }
 
 fn slot_arg(arg: &[u8]) -> Result<u16, Error> {

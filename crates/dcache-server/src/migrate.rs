@@ -119,13 +119,15 @@ fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology) {
     };
     for slot in 0..SLOTS as u16 {
         let lost = !keeps(next, slot) && (keeps(previous, slot) || previous.epoch == 0);
+        // Taken from a node now failed (not from one that left: a leaver is removed only once
+        // its last slots have moved, copied).
         let rescued = next.owner(slot).is_some_and(|n| n.id == me)
             && previous.owner(slot).is_some_and(|n| {
                 n.id != me
                     && next
                         .nodes
                         .get(&n.id)
-                        .is_none_or(|n| n.state == NodeState::Failed)
+                        .is_some_and(|n| n.state == NodeState::Failed)
             });
         if lost || rescued {
             let removed = delete_slot(shared, slot);

@@ -432,7 +432,8 @@ async fn a_join_moves_the_newcomers_slots_with_their_keys_while_a_writer_runs() 
         .query_async(&mut reader)
         .await
         .unwrap();
-    assert!((990..=1000).contains(&ttl), "{ttl}");
+    // The move keeps the absolute expiry (the test may take a while on a loaded machine).
+    assert!((900..=1000).contains(&ttl), "{ttl}");
     // The last acknowledged write of every key is what it holds.
     let mut last = std::collections::HashMap::new();
     for (key, i) in acked {
@@ -452,4 +453,139 @@ async fn a_join_moves_the_newcomers_slots_with_their_keys_while_a_writer_runs() 
     for s in &moved {
         assert_eq!(a.shared.store.count_in_slot(*s), 0, "slot {s}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_hands_off_its_keys_and_stops() {
+    let (control, nodes) = cluster(3).await;
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..3_000 {
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let before = control.subscribe().borrow().clone();
+    let leaver = &nodes[2];
+    let leaver_id = before
+        .nodes
+        .values()
+        .find(|n| n.port == leaver.addr.port())
+        .unwrap()
+        .id
+        .clone();
+    let held = leaver.shared.store.len();
+    assert!(held > 0);
+    let mut direct = leaver.client().await;
+    let ok: String = query(&mut direct, &["CLUSTER", "LEAVE"]).await;
+    assert_eq!(ok, "OK");
+    // The node stops by itself once the others serve its slots.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        leaver.shared.exit_requested(),
+    )
+    .await
+    .expect("the leaver stops within a minute");
+    let after = until_settled(&control).await;
+    assert!(!after.nodes.contains_key(&leaver_id));
+    assert!(after.all_served());
+    // Only the leaver's slots moved.
+    let (old, new) = (before.slots.clone().unwrap(), after.slots.clone().unwrap());
+    for s in 0..SLOTS as u16 {
+        assert_eq!(
+            old.same_set(&new, s),
+            old.primary(s).id != leaver_id,
+            "slot {s}"
+        );
+    }
+    for node in &nodes[..2] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(after.epoch)
+            .await;
+    }
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..3_000 {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i), "k{i}");
+    }
+    assert_eq!(
+        nodes[0].shared.store.len() + nodes[1].shared.store.len(),
+        3_000
+    );
+}
+
+#[tokio::test]
+async fn a_failed_nodes_slots_are_served_empty_by_the_survivors() {
+    let (control, nodes) = cluster(3).await;
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..1_000 {
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let t = control.subscribe().borrow().clone();
+    let dead = t
+        .nodes
+        .values()
+        .find(|n| n.port == nodes[2].addr.port())
+        .unwrap()
+        .id
+        .clone();
+    let lost: Vec<usize> = (0..1_000)
+        .filter(|i| {
+            t.owner(dcache_placement::slot(format!("k{i}").as_bytes()))
+                .unwrap()
+                .id
+                == dead
+        })
+        .collect();
+    let t = control.apply(&Change::Fail(dead)).unwrap();
+    for node in &nodes[..2] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(t.epoch)
+            .await;
+    }
+    // A new client learns the new table; the dead node's keys are misses, the others are there.
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..1_000 {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if lost.contains(&i) {
+            assert_eq!(v, None);
+        } else {
+            assert_eq!(v, Some(i as i64));
+        }
+    }
+    // And writes to those slots succeed at once.
+    let k = format!("k{}", lost[0]);
+    let () = redis::cmd("SET")
+        .arg(&k)
+        .arg("again")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let nodes_text: String = query(&mut nodes[0].client().await, &["CLUSTER", "NODES"]).await;
+    assert!(nodes_text.contains("master,fail"), "{nodes_text}");
 }

@@ -55,8 +55,8 @@
 //! (< 1 %); the expected wait is one to two periods. Suspicion lasts `S = 5·G`, enough for the
 //! suspect to hear of it and refute it over a lossy link (10 % loss is tested).
 
-mod machine;
 mod driver;
+mod machine;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
@@ -65,8 +65,8 @@ use std::time::Duration;
 use foca::Identity;
 use serde::{Deserialize, Serialize};
 
+pub use self::driver::{DEFAULT_NODE_TIMEOUT, Detector, DetectorConfig};
 pub use self::machine::{Effects, SwimCore, Timer};
-pub use self::driver::{Detector, DetectorConfig, DEFAULT_NODE_TIMEOUT};
 use crate::topology::NodeId;
 
 /// What the detector learned about another member. Events for one node come in the order they
@@ -172,7 +172,10 @@ impl Timing {
     #[must_use]
     pub fn worst_case_detection(&self, nodes: u32) -> Duration {
         let others = nodes.saturating_sub(1).max(1);
-        self.probe_period * (2 * others - 1) + self.probe_period + self.suspect_to_down + self.gossip_every
+        self.probe_period * (2 * others - 1)
+            + self.probe_period
+            + self.suspect_to_down
+            + self.gossip_every
     }
 
     /// foca's configuration for these periods.

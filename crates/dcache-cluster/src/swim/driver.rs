@@ -67,14 +67,18 @@ impl Detector {
     ///
     /// # Panics
     /// If `node_timeout` is under 20 ms.
-    pub async fn start(config: DetectorConfig) -> std::io::Result<(Self, mpsc::Receiver<MemberEvent>)> {
+    pub async fn start(
+        config: DetectorConfig,
+    ) -> std::io::Result<(Self, mpsc::Receiver<MemberEvent>)> {
         let timing = Timing::from_node_timeout(config.node_timeout);
         let socket = UdpSocket::bind(config.bus).await?;
         let bus = socket.local_addr()?;
         // A restarted node must beat its previous life: the wall clock does, across restarts.
         let generation = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
         let seed = std::collections::hash_map::RandomState::new().hash_one((&config.id, bus));
         tracing::debug!(node = %config.id, %bus, generation, seed, "swim: starting");
         let me = SwimId {
@@ -236,7 +240,11 @@ impl Task {
     async fn fire_due(&mut self) {
         let now = Instant::now();
         let mut due = Vec::new();
-        while self.timers.peek().is_some_and(|Reverse(next)| next.at <= now) {
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse(next)| next.at <= now)
+        {
             let Reverse(next) = self.timers.pop().expect("peeked");
             due.push(next.timer);
         }

@@ -61,9 +61,9 @@ impl SwimCore {
         self.foca.identity()
     }
 
-    /// The nodes foca counts as alive or suspect now.
-    pub fn active(&self) -> impl Iterator<Item = &NodeId> {
-        self.foca.iter_members().map(|member| &member.id().node)
+    /// The members foca counts as alive or suspect now.
+    pub fn active(&self) -> impl Iterator<Item = &SwimId> {
+        self.foca.iter_members().map(foca::Member::id)
     }
 
     /// A datagram from the bus. Garbage and stale datagrams are dropped (logged at debug).
@@ -117,10 +117,7 @@ impl SwimCore {
     }
 
     fn is_active(&self, node: &str) -> bool {
-        matches!(
-            self.reported.get(node),
-            Some(State::Alive | State::Suspect)
-        )
+        matches!(self.reported.get(node), Some(State::Alive | State::Suspect))
     }
 
     fn finish(&mut self, step: &str, result: Result<(), foca::Error>) -> Effects {

@@ -54,6 +54,13 @@
 //! the first to probe `X`, and the chance that none has within 5 periods is about `e^-5`
 //! (< 1 %); the expected wait is one to two periods. Suspicion lasts `S = 5·G`, enough for the
 //! suspect to hear of it and refute it over a lossy link (10 % loss is tested).
+//!
+//! In the simulation of `tests/swim_sim.rs` (default timing, 0.2–3 ms latency, no loss), from
+//! a kill to `Down` at each survivor: 3 nodes, 199 seeds: mean 0.77 s, worst 1.10 s; 4 nodes:
+//! 0.78 s, 1.30 s; 8 nodes: 0.81 s, 1.40 s; 64 nodes, 29 seeds: 0.98 s, 1.60 s.
+//!
+//! A member that leaves ([`Detector::shutdown`]) says so, and is reported down within a
+//! gossip round instead.
 
 mod driver;
 mod machine;
@@ -147,13 +154,16 @@ const MAX_PACKET: usize = 1400;
 /// stale. Memory is bounded by node ids anyway (one entry per id).
 const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(3600);
 
+/// Below this the probe cycle rounds to nothing.
+pub const MIN_NODE_TIMEOUT: Duration = Duration::from_millis(20);
+
 impl Timing {
     /// # Panics
-    /// If `node_timeout` is under 20 ms (the probe cycle would round to nothing).
+    /// If `node_timeout` is under [`MIN_NODE_TIMEOUT`].
     #[must_use]
     pub fn from_node_timeout(node_timeout: Duration) -> Self {
         assert!(
-            node_timeout >= Duration::from_millis(20),
+            node_timeout >= MIN_NODE_TIMEOUT,
             "node timeout {node_timeout:?} is too short for SWIM"
         );
         let probe_period = node_timeout / 10;

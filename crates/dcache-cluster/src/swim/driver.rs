@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Effects, MemberEvent, SwimCore, SwimId, Timer, Timing};
+use super::{Effects, MIN_NODE_TIMEOUT, MemberEvent, SwimCore, SwimId, Timer, Timing};
 use crate::topology::NodeId;
 
 /// Redis Cluster's default is 15 s; a cache wants its slots served again sooner.
@@ -63,13 +63,19 @@ impl Detector {
     /// Binds the bus address (UDP) and starts the task.
     ///
     /// # Errors
-    /// If the socket cannot be bound.
-    ///
-    /// # Panics
-    /// If `node_timeout` is under 20 ms.
+    /// If the socket cannot be bound, or the node timeout is under [`MIN_NODE_TIMEOUT`].
     pub async fn start(
         config: DetectorConfig,
     ) -> std::io::Result<(Self, mpsc::Receiver<MemberEvent>)> {
+        if config.node_timeout < MIN_NODE_TIMEOUT {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "node timeout {:?} is under {MIN_NODE_TIMEOUT:?}",
+                    config.node_timeout
+                ),
+            ));
+        }
         let timing = Timing::from_node_timeout(config.node_timeout);
         let socket = UdpSocket::bind(config.bus).await?;
         let bus = socket.local_addr()?;
@@ -204,7 +210,8 @@ impl Task {
                         let effects = self.core.handle_datagram(&buf[..len]);
                         self.apply(effects).await;
                     }
-                    // Linux reports an earlier datagram refused by a closed port here.
+                    // Some platforms report here that an earlier datagram was refused by a
+                    // closed port; the socket stays usable.
                     Err(error) => tracing::debug!(%error, "swim: receive failed"),
                 },
                 () = sleep_until(next_timer) => self.fire_due().await,

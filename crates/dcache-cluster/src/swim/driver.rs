@@ -101,7 +101,7 @@ impl Detector {
             socket,
             timers: BinaryHeap::new(),
             next_seq: 0,
-            pending: VecDeque::new(),
+            pending: Backlog::default(),
             events: Some(events_tx),
         };
         let task = tokio::spawn(task.run(members_rx, stop_rx));
@@ -154,7 +154,7 @@ struct Task {
     timers: BinaryHeap<Reverse<Due>>,
     next_seq: u64,
     /// Events not yet in the channel, at most one per node (the latest).
-    pending: VecDeque<MemberEvent>,
+    pending: Backlog,
     /// `None` once the receiver is gone: detection goes on, nobody listens.
     events: Option<mpsc::Sender<MemberEvent>>,
 }
@@ -229,7 +229,7 @@ impl Task {
                 }
                 permit = reserve(listening), if wants_room => match permit {
                     Ok(permit) => {
-                        if let Some(event) = self.pending.pop_front() {
+                        if let Some(event) = self.pending.pop() {
                             permit.send(event);
                         }
                     }
@@ -280,11 +280,33 @@ impl Task {
         if self.events.is_some() {
             for event in effects.events {
                 tracing::info!(?event, "swim");
-                // The latest state per node is what matters; the bound is the member count.
-                self.pending.retain(|queued| queued.node() != event.node());
-                self.pending.push_back(event);
+                self.pending.push(event);
             }
         }
+    }
+}
+
+/// Events waiting for room in the channel. The latest state per node is what matters, so a
+/// new event replaces the one waiting for its node: the backlog never outgrows the members.
+#[derive(Default)]
+struct Backlog(VecDeque<MemberEvent>);
+
+impl Backlog {
+    fn push(&mut self, event: MemberEvent) {
+        self.0.retain(|queued| queued.node() != event.node());
+        self.0.push_back(event);
+    }
+
+    fn pop(&mut self) -> Option<MemberEvent> {
+        self.0.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -301,5 +323,24 @@ async fn reserve(
     match events {
         Some(events) => events.reserve_owned().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_keeps_the_latest_event_per_node_in_order() {
+        let mut backlog = Backlog::default();
+        let (a, b) = ("a".to_owned(), "b".to_owned());
+        backlog.push(MemberEvent::Up(a.clone()));
+        backlog.push(MemberEvent::Up(b.clone()));
+        backlog.push(MemberEvent::Suspect(a.clone()));
+        backlog.push(MemberEvent::Down(a.clone()));
+        assert_eq!(backlog.pop(), Some(MemberEvent::Up(b)));
+        assert_eq!(backlog.pop(), Some(MemberEvent::Down(a)));
+        assert_eq!(backlog.pop(), None);
+        assert!(backlog.is_empty());
     }
 }

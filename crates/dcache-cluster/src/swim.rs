@@ -61,11 +61,30 @@
 //!
 //! A member that leaves ([`Detector::shutdown`]) says so, and is reported down within a
 //! gossip round instead.
+//!
+//! # Wiring
+//!
+//! ```no_run
+//! # async fn wire(id: String, bus: std::net::SocketAddr, topology: dcache_cluster::Topology)
+//! # -> std::io::Result<()> {
+//! use dcache_cluster::swim::{bus_members, Detector, DetectorConfig, MemberEvent};
+//!
+//! let (detector, mut events) = Detector::start(DetectorConfig::new(id, bus)).await?;
+//! // At start and after every applied change: SWIM follows the agreed topology.
+//! detector.set_members(bus_members(&topology));
+//! while let Some(event) = events.recv().await {
+//!     if let MemberEvent::Down(node) = event {
+//!         // The Raft leader proposes Change::Fail(node).
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod driver;
 mod machine;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::time::Duration;
 
@@ -74,7 +93,29 @@ use serde::{Deserialize, Serialize};
 
 pub use self::driver::{DEFAULT_NODE_TIMEOUT, Detector, DetectorConfig};
 pub use self::machine::{Effects, SwimCore, Timer};
-use crate::topology::NodeId;
+use crate::topology::{NodeId, Topology};
+
+/// The bus address of every member of `topology`, failed ones included (that is how they are
+/// found again when they come back), for [`Detector::set_members`]. An IP literal is taken as
+/// it is; a host name goes through the system resolver (blocking), and a member whose name
+/// does not resolve is left out until the next call.
+#[must_use]
+pub fn bus_members(topology: &Topology) -> Vec<(NodeId, SocketAddr)> {
+    topology
+        .nodes
+        .values()
+        .filter_map(|node| {
+            let bus = (node.host.as_str(), node.bus_port).to_socket_addrs();
+            match bus.map(|mut found| found.next()) {
+                Ok(Some(bus)) => Some((node.id.clone(), bus)),
+                Ok(None) | Err(_) => {
+                    tracing::warn!(node = %node.id, host = %node.host, "swim: bus host does not resolve");
+                    None
+                }
+            }
+        })
+        .collect()
+}
 
 /// What the detector learned about another member. Events for one node come in the order they
 /// happened; a consumer that lags sees only the latest one per node.
@@ -236,6 +277,30 @@ mod tests {
         assert!(timing.worst_case_detection(5) > timing.node_timeout);
         // foca wants the indirect cycle to fit in the period.
         assert!(timing.probe_rtt * 2 < timing.probe_period);
+    }
+
+    #[test]
+    fn bus_members_lists_every_member_at_its_bus_port() {
+        use crate::topology::{Change, Node, NodeState};
+        let mut topology = Topology::default();
+        for (id, host, bus_port) in [("a", "127.0.0.1", 17000), ("b", "::1", 17001)] {
+            let node = Node {
+                id: id.repeat(40),
+                host: host.to_owned(),
+                port: bus_port - 10000,
+                bus_port,
+                state: NodeState::Online,
+            };
+            topology.apply(&Change::Join(node)).unwrap();
+        }
+        topology.apply(&Change::Fail("b".repeat(40))).unwrap();
+        assert_eq!(
+            bus_members(&topology),
+            vec![
+                ("a".repeat(40), "127.0.0.1:17000".parse().unwrap()),
+                ("b".repeat(40), "[::1]:17001".parse().unwrap()),
+            ]
+        );
     }
 
     #[test]

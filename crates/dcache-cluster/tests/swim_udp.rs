@@ -79,9 +79,12 @@ async fn a_detector_that_shuts_down_is_reported_down_by_the_others() {
 }
 
 #[tokio::test]
-async fn a_node_timeout_too_short_for_swim_is_refused() {
-    let config = DetectorConfig::new(node_id(0), SocketAddr::from(([127, 0, 0, 1], 0)))
+async fn a_node_timeout_too_short_for_swim_or_a_wildcard_bus_is_refused() {
+    let short = DetectorConfig::new(node_id(0), SocketAddr::from(([127, 0, 0, 1], 0)))
         .node_timeout(Duration::from_millis(5));
-    let error = Detector::start(config).await.err().expect("refused");
-    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    let wildcard = DetectorConfig::new(node_id(0), SocketAddr::from(([0, 0, 0, 0], 0)));
+    for config in [short, wildcard] {
+        let error = Detector::start(config).await.err().expect("refused");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    }
 }

@@ -63,17 +63,22 @@ impl Detector {
     /// Binds the bus address (UDP) and starts the task.
     ///
     /// # Errors
-    /// If the socket cannot be bound, or the node timeout is under [`MIN_NODE_TIMEOUT`].
+    /// If the socket cannot be bound; `InvalidInput` if the node timeout is under
+    /// [`MIN_NODE_TIMEOUT`] or the bus address is a wildcard (the others could not reply).
     pub async fn start(
         config: DetectorConfig,
     ) -> std::io::Result<(Self, mpsc::Receiver<MemberEvent>)> {
+        let invalid = |why: String| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
         if config.node_timeout < MIN_NODE_TIMEOUT {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "node timeout {:?} is under {MIN_NODE_TIMEOUT:?}",
-                    config.node_timeout
-                ),
+            return invalid(format!(
+                "node timeout {:?} is under {MIN_NODE_TIMEOUT:?}",
+                config.node_timeout
+            ));
+        }
+        if config.bus.ip().is_unspecified() {
+            return invalid(format!(
+                "bus address {} is a wildcard: the others reply to the address it advertises",
+                config.bus
             ));
         }
         let timing = Timing::from_node_timeout(config.node_timeout);

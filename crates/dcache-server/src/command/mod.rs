@@ -161,7 +161,10 @@ commands! {
     "flushall", -1, WRITE, (0, 0, 0), "server", server::flush, "Removes all keys.";
     "time", 1, FAST, (0, 0, 0), "server", server::time, "Returns the server time.";
     "memory", -2, READONLY, (0, 0, 0), "server", server::memory, "Memory introspection: USAGE.";
-    "cluster", -2, 0, (0, 0, 0), "cluster", cluster::cluster, "Cluster commands: KEYSLOT (the rest arrives with the cluster protocol).";
+    "cluster", -2, 0, (0, 0, 0), "cluster", cluster::cluster, "Cluster commands: SLOTS, SHARDS, NODES, INFO, MYID, MYSHARDID, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT, FORGET.";
+    "readonly", 1, FAST | CONNECTION, (0, 0, 0), "cluster", cluster::readonly, "Lets reads of this connection go to replicas.";
+    "readwrite", 1, FAST | CONNECTION, (0, 0, 0), "cluster", cluster::readonly, "Sends reads of this connection to primaries again.";
+    "asking", 1, FAST | CONNECTION, (0, 0, 0), "cluster", cluster::readonly, "Marks the next command as following an -ASK redirect.";
     "object", -2, READONLY, (2, 2, 1), "generic", server::object, "Inspects a key: ENCODING, FREQ, IDLETIME, REFCOUNT.";
     // strings
     "get", 2, READONLY | FAST, (1, 1, 1), "string", strings::get, "Returns the string value of a key.";
@@ -293,11 +296,26 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error(&e);
         return;
     }
+    let watched = match route(ctx, cmd, args) {
+        Ok(watched) => watched,
+        Err(e) => {
+            ctx.shared.stats.rejected(ctx.conn.info.id, index);
+            ctx.out.error(&e);
+            return;
+        }
+    };
     let grows = cmd.flags & DENYOOM != 0;
     let room = if grows {
         match admit(ctx, cmd, args) {
             Ok(room) => Some(room),
             Err(e) => {
+                if watched {
+                    ctx.shared
+                        .cluster
+                        .as_ref()
+                        .expect("watched")
+                        .leave(std::iter::empty());
+                }
                 ctx.shared.stats.rejected(ctx.conn.info.id, index);
                 ctx.out.error(&e.0);
                 return;
@@ -309,6 +327,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     let mark = ctx.out.len();
     let result = (cmd.handler)(ctx, args);
     drop(room);
+    if watched {
+        let cluster = ctx.shared.cluster.as_ref().expect("watched");
+        cluster.leave(key_args(cmd, args));
+    }
     if cmd.flags & WRITE != 0 {
         // The arguments bound what most writes add; this catches the rest (a hash field that
         // replaced a shorter one in a bigger allocation class, say), and writes that grow memory
@@ -326,6 +348,47 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         .stats
         .record(index, now.saturating_duration_since(*clock), failed);
     *clock = now;
+}
+
+/// The arguments of a request that are keys, by the table's key positions.
+pub fn key_args<'a>(cmd: &Command, args: Args<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let (first, step) = (cmd.first_key, cmd.step.max(1));
+    let last = if cmd.last_key < 0 {
+        args.len() as i32 + cmd.last_key
+    } else {
+        cmd.last_key.min(args.len() as i32 - 1)
+    };
+    let range = if first > 0 && first <= last {
+        (first..=last).step_by(step as usize)
+    } else {
+        // An empty range.
+        (1..=0).step_by(1)
+    };
+    range.map(move |i| args.get(i as usize))
+}
+
+/// Sends a keyed request where the cluster serves its slot: `-MOVED` to the owner, `-CROSSSLOT`
+/// for keys of several slots, `-CLUSTERDOWN` for a slot no one serves, `-TRYAGAIN` while the
+/// slot is paused for the end of a migration. `Ok(true)` for a write to a slot being migrated
+/// away, which the migration must see (then [`crate::cluster::Cluster::leave`] after it ran).
+fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<bool, String> {
+    let Some(cluster) = ctx.shared.cluster.as_deref() else {
+        return Ok(false);
+    };
+    if cmd.first_key <= 0 {
+        return Ok(false);
+    }
+    ctx.conn.asking = false;
+    let view = ctx.conn.view(cluster);
+    let writes = cmd.flags & WRITE != 0;
+    match cluster.route(&view, key_args(cmd, args), writes) {
+        crate::cluster::Route::Refuse(msg) => Err(msg),
+        crate::cluster::Route::Here {
+            slot: Some(slot),
+            watched: true,
+        } => cluster.enter(slot).map(|()| true).map_err(str::to_owned),
+        crate::cluster::Route::Here { .. } => Ok(false),
+    }
 }
 
 /// Makes room in the memory budget for a command that may grow memory, before it runs: what its

@@ -11,6 +11,7 @@
 //! [`Topology`] is a pure state machine: the same changes in the same order give the same
 //! topology on every node, so the Raft log is all a node needs to agree with the others.
 
+pub mod swim;
 pub mod topology;
 
 pub use topology::{Change, ChangeError, Node, NodeId, NodeState, Topology};

@@ -153,35 +153,15 @@ pub struct Client {
     fallback: bool,
 }
 
-/// Commands that take no key; they go to the first node.
-const KEYLESS: &[&str] = &[
-    "ping",
-    "echo",
-    "info",
-    "dbsize",
-    "flushdb",
-    "flushall",
-    "time",
-    "config",
-    "client",
-    "command",
-    "hello",
-    "auth",
-    "select",
-    "quit",
-    "keys",
-    "scan",
-    "randomkey",
-    "cluster",
-];
-
-/// The key a command is routed by, if it has one.
+/// The key a command is routed by, if it has one: its first key argument, as the command table
+/// says. A command the table does not know is routed by its first argument, a guess that holds
+/// for most commands.
 fn routing_key<A: AsRef<[u8]>>(args: &[A]) -> Option<&[u8]> {
-    let name = String::from_utf8_lossy(args.first()?.as_ref()).to_ascii_lowercase();
-    match name.as_str() {
-        n if KEYLESS.contains(&n) => None,
-        "memory" | "object" => args.get(2).map(AsRef::as_ref),
-        _ => args.get(1).map(AsRef::as_ref),
+    match dcache_protocol::commands::lookup(args.first()?.as_ref()) {
+        Some((_, spec)) => dcache_protocol::commands::keys(spec, args)
+            .next()
+            .map(|i| args[i].as_ref()),
+        None => args.get(1).map(AsRef::as_ref),
     }
 }
 

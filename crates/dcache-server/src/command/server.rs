@@ -95,7 +95,13 @@ fn command_info(ctx: &mut Ctx<'_>, cmd: &Command, sub: Option<&CommandSpec>) {
         None => ctx.out.bulk(cmd.name.as_bytes()),
     }
     ctx.out.int(i64::from(spec.arity));
-    let flags: Vec<&str> = spec.redis_flags().collect();
+    // A container that needs a subcommand has no flags of its own in Redis 7: they are its
+    // subcommands'. (Ours keep theirs for the ACL categories they imply.)
+    let flags: Vec<&str> = if sub.is_none() && !cmd.subcommands.is_empty() && cmd.arity == -2 {
+        Vec::new()
+    } else {
+        spec.redis_flags().collect()
+    };
     ctx.out.set(flags.len());
     for f in flags {
         ctx.out.simple(f);
@@ -236,7 +242,7 @@ pub fn command(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 command_docs(ctx, cmd.name, cmd.spec, cmd.group);
             }
         }
-        b"GETKEYS" | b"GETKEYSANDFLAGS" if args.len() >= 3 => {
+        b"GETKEYS" | b"GETKEYSANDFLAGS" if args.len() >= 4 => {
             command_getkeys(ctx, args, sub.len() > b"GETKEYS".len())?;
         }
         b"HELP" if args.len() == 2 => help(

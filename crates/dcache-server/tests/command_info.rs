@@ -2,11 +2,14 @@
 //! clients route by (arity, flags, key range, subcommands), `GETKEYS` and its errors.
 //!
 //! `redis-server` comes from the system; without it the comparisons are skipped (and the test
-//! fails under CI, as `fuzz_redis.rs` does), the checks of our own table still run.
+//! fails under CI, as `fuzz_redis.rs` does), the checks of our own table still run. The same
+//! goes for redis-py (`python3 -m pip install redis`), whose cluster client parses `COMMAND`.
 
 mod common;
 
 mod fuzz;
+
+use std::io::Write;
 
 use common::{start, test_config};
 use dcache_protocol::Frame;
@@ -90,7 +93,6 @@ async fn command_counts_lists_and_documents_the_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_info_and_getkeys_match_redis() {
     let Some(redis) = RedisServer::start() else {
-        println!("SKIPPED: redis-server is not installed");
         return;
     };
     let node = start(test_config()).await;
@@ -153,4 +155,46 @@ async fn command_info_and_getkeys_match_redis() {
             "{words:?}"
         );
     }
+}
+
+/// Whether the environment says this is CI, where every optional tool must be installed.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_parses_command_and_finds_keys() {
+    let has_redis_py = std::process::Command::new("python3")
+        .args(["-c", "import redis"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_redis_py {
+        assert!(
+            !in_ci(),
+            "CI must install redis-py (python3 -m pip install redis)"
+        );
+        // Straight to standard error: cargo shows it even for a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: redis-py is not installed (python3 -m pip install redis)"
+        );
+        return;
+    }
+    let node = start(test_config()).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scripts/redis_py_command.py"
+    );
+    let port = node.addr.port().to_string();
+    let out = tokio::process::Command::new("python3")
+        .args([script, &port])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,16 +1,29 @@
 //! The client API: typed commands, a raw `cmd`, and multi-key commands split by node.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dcache_placement::slot;
 use dcache_protocol::Frame;
+use dcache_protocol::commands::{self, CommandSpec};
 use dcache_protocol::reply::encode_command;
 use tokio::task::JoinSet;
 
+use crate::cluster::{Redirect, SlotMap, redirect};
 use crate::connection::{Auth, Connection, Password, Settings};
 use crate::{Error, Topology};
+
+/// Redirects (`-MOVED`, `-ASK`) followed for one request before giving up: a map that keeps
+/// pointing elsewhere is a cluster in flux, and the caller hears of it.
+const MAX_REDIRECTS: usize = 16;
+/// Waits after `-TRYAGAIN` or `-CLUSTERDOWN` before giving up, each twice the last from
+/// [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], and never past the request timeout.
+const MAX_RETRIES: u32 = 6;
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Builds a [`Client`].
 #[must_use]
@@ -24,6 +37,7 @@ pub struct ClientBuilder {
     resp3: bool,
     username: Option<String>,
     password: Option<Password>,
+    cluster: bool,
 }
 
 impl Default for ClientBuilder {
@@ -37,6 +51,7 @@ impl Default for ClientBuilder {
             resp3: true,
             username: None,
             password: None,
+            cluster: false,
         }
     }
 }
@@ -99,13 +114,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Cluster mode: the nodes are seeds of one cluster that speaks the Redis Cluster protocol
+    /// (dcache nodes, or Redis Cluster). The client learns which node serves each slot from
+    /// `CLUSTER SLOTS`, follows `-MOVED` (and refreshes its map) and `-ASK`, retries
+    /// `-TRYAGAIN` and `-CLUSTERDOWN` a few times, and splits multi-key commands by slot.
+    /// Without it (the default), the nodes are independent caches placed by `dcache-placement`.
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
     /// The client. Connections open on first use, so a node that is down now does not stop the
-    /// client from serving the others.
+    /// client from serving the others. In cluster mode, the slot map is fetched now, from the
+    /// first seed that answers.
     ///
     /// # Errors
-    /// No nodes, or a node listed twice.
+    /// No nodes, or a node listed twice; in cluster mode, no seed answering `CLUSTER SLOTS`.
     pub async fn build(self) -> Result<Client, Error> {
-        let topology = Topology::from_nodes(&self.nodes)?;
         let settings = Settings {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
@@ -118,6 +143,30 @@ impl ClientBuilder {
                 })
             }),
         };
+        if self.cluster {
+            if self.nodes.is_empty() {
+                return Err(Error::Invalid(
+                    "a cluster needs at least one seed node".into(),
+                ));
+            }
+            let client = Client {
+                routing: Routing::Cluster(ClusterState {
+                    seeds: self.nodes,
+                    map: RwLock::new(
+                        SlotMap::parse(&Frame::Array(Vec::new()), "").expect("an empty map parses"),
+                    ),
+                    stale: AtomicBool::new(false),
+                    refreshing: tokio::sync::Mutex::new(()),
+                    refreshes: AtomicU64::new(0),
+                }),
+                connections: RwLock::new(HashMap::new()),
+                settings,
+                fallback: self.fallback,
+            };
+            client.refresh().await?;
+            return Ok(client);
+        }
+        let topology = Topology::from_nodes(&self.nodes)?;
         let connections = topology
             .nodes()
             .map(|n| {
@@ -128,8 +177,9 @@ impl ClientBuilder {
             })
             .collect();
         Ok(Client {
-            topology,
-            connections,
+            routing: Routing::Static(topology),
+            connections: RwLock::new(connections),
+            settings,
             fallback: self.fallback,
         })
     }
@@ -148,41 +198,30 @@ pub struct SetOptions {
 
 /// A dcache client. Cheap to share: wrap it in an `Arc`.
 pub struct Client {
-    topology: Topology,
-    connections: HashMap<String, Arc<Connection>>,
+    routing: Routing,
+    /// One pool per node; in cluster mode, nodes join as the slot map names them.
+    connections: RwLock<HashMap<String, Arc<Connection>>>,
+    settings: Settings,
     fallback: bool,
 }
 
-/// Commands that take no key; they go to the first node.
-const KEYLESS: &[&str] = &[
-    "ping",
-    "echo",
-    "info",
-    "dbsize",
-    "flushdb",
-    "flushall",
-    "time",
-    "config",
-    "client",
-    "command",
-    "hello",
-    "auth",
-    "select",
-    "quit",
-    "keys",
-    "scan",
-    "randomkey",
-    "cluster",
-];
+/// How keys find their node.
+enum Routing {
+    /// Independent nodes, slots placed over them by `dcache-placement`.
+    Static(Topology),
+    /// One cluster that says which node serves each slot.
+    Cluster(ClusterState),
+}
 
-/// The key a command is routed by, if it has one.
-fn routing_key<A: AsRef<[u8]>>(args: &[A]) -> Option<&[u8]> {
-    let name = String::from_utf8_lossy(args.first()?.as_ref()).to_ascii_lowercase();
-    match name.as_str() {
-        n if KEYLESS.contains(&n) => None,
-        "memory" | "object" => args.get(2).map(AsRef::as_ref),
-        _ => args.get(1).map(AsRef::as_ref),
-    }
+struct ClusterState {
+    seeds: Vec<String>,
+    map: RwLock<SlotMap>,
+    /// A `-MOVED` showed the map is out of date: the next request refreshes it first. (The
+    /// slot that moved is corrected at once; the others that moved with it are found so.)
+    stale: AtomicBool,
+    /// One refresh at a time; `refreshes` tells a request that waited whether one just ended.
+    refreshing: tokio::sync::Mutex<()>,
+    refreshes: AtomicU64,
 }
 
 fn as_int(frame: &Frame, node: &str) -> Result<i64, Error> {
@@ -192,11 +231,11 @@ fn as_int(frame: &Frame, node: &str) -> Result<i64, Error> {
     }
 }
 
-fn as_opt_bytes(frame: Frame, node: &str) -> Result<Option<Bytes>, Error> {
+fn as_opt_bytes(frame: Frame, node: impl FnOnce() -> String) -> Result<Option<Bytes>, Error> {
     match frame {
         Frame::Bulk(b) => Ok(Some(b)),
         Frame::Null => Ok(None),
-        other => Err(unexpected(&other, node)),
+        other => Err(unexpected(&other, &node())),
     }
 }
 
@@ -219,44 +258,92 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// The static placement, when the client is not in cluster mode.
     #[must_use]
-    pub fn topology(&self) -> &Topology {
-        &self.topology
+    pub fn topology(&self) -> Option<&Topology> {
+        match &self.routing {
+            Routing::Static(topology) => Some(topology),
+            Routing::Cluster(_) => None,
+        }
+    }
+
+    /// Whether the client is in cluster mode.
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.routing, Routing::Cluster(_))
+    }
+
+    /// The node that serves `key` now (in cluster mode, as far as the client knows).
+    #[must_use]
+    pub fn node_for(&self, key: &[u8]) -> Option<String> {
+        match &self.routing {
+            Routing::Static(topology) => Some(topology.node_for(key).to_owned()),
+            Routing::Cluster(cluster) => cluster.node(slot(key)),
+        }
+    }
+
+    /// The nodes that serve keys: every node in static mode, the slots' owners in cluster mode.
+    #[must_use]
+    pub fn nodes(&self) -> Vec<String> {
+        match &self.routing {
+            Routing::Static(topology) => topology.nodes().map(str::to_owned).collect(),
+            Routing::Cluster(cluster) => cluster.map.read().expect("not poisoned").primaries(),
+        }
     }
 
     /// How many connections are open to `node` (0 before its first request).
     #[must_use]
     pub fn open_connections(&self, node: &str) -> usize {
-        self.connections
-            .get(node)
-            .map_or(0, |c| c.open_connections())
+        self.pool(node).map_or(0, |c| c.open_connections())
     }
 
     /// The RESP version spoken with `node` (2 or 3), as its latest connection agreed.
     #[must_use]
     pub fn protocol(&self, node: &str) -> Option<usize> {
-        self.connections.get(node).map(|c| c.protocol())
+        self.pool(node).map(|c| c.protocol())
     }
 
     /// Whether `node` is marked down after failures (its requests fail fast until it is retried).
     #[must_use]
     pub fn node_is_down(&self, node: &str) -> bool {
-        self.connections.get(node).is_some_and(|c| c.is_down())
+        self.pool(node).is_some_and(|c| c.is_down())
     }
 
-    fn connection(&self, node: &str) -> Result<&Arc<Connection>, Error> {
+    fn pool(&self, node: &str) -> Option<Arc<Connection>> {
         self.connections
+            .read()
+            .expect("not poisoned")
             .get(node)
-            .ok_or_else(|| Error::Invalid(format!("{node} is not one of the client's nodes")))
+            .cloned()
+    }
+
+    /// The connections to `node`; in cluster mode a node the client has not met yet gets them.
+    fn connection(&self, node: &str) -> Result<Arc<Connection>, Error> {
+        if let Some(pool) = self.pool(node) {
+            return Ok(pool);
+        }
+        match self.routing {
+            Routing::Static(_) => Err(Error::Invalid(format!(
+                "{node} is not one of the client's nodes"
+            ))),
+            Routing::Cluster(_) => Ok(Arc::clone(
+                self.connections
+                    .write()
+                    .expect("not poisoned")
+                    .entry(node.to_owned())
+                    .or_insert_with(|| Connection::new(node.to_owned(), self.settings.clone())),
+            )),
+        }
     }
 
     /// Runs any command and returns the reply; error replies become [`Error::Server`].
     ///
-    /// A command goes to the node that owns its key. Multi-key commands are split by node and
-    /// merged (MGET in the caller's order; DEL, UNLINK, EXISTS and TOUCH summed; MSET on every
-    /// node, atomic per node only). DBSIZE is summed and KEYS concatenated over all nodes, and
-    /// FLUSHDB/FLUSHALL run on all of them. Other keyless commands (PING, INFO, SCAN, …) go to
-    /// the first node.
+    /// A command goes to the node that serves its first key (the command table in
+    /// `dcache-protocol` says where the keys are). Multi-key commands are split by node (by slot
+    /// in cluster mode, where a node refuses keys of several slots) and merged: MGET in the
+    /// caller's order; DEL, UNLINK, EXISTS and TOUCH summed; MSET atomic per part only. Keyless
+    /// commands that Redis tips as for all shards run on every node (DBSIZE summed, KEYS
+    /// concatenated, FLUSHALL and PING on all); other keyless commands go to one node.
     ///
     /// # Errors
     /// The node's error reply, a timeout, or an unreachable node.
@@ -264,10 +351,10 @@ impl Client {
         let Some(name) = args.first() else {
             return Err(Error::Invalid("a command needs a name".into()));
         };
-        let name = String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase();
+        let spec = commands::lookup(name.as_ref()).map(|(_, spec)| spec);
         let rest = &args[1..];
-        match name.as_str() {
-            "mget" if !rest.is_empty() => {
+        match spec.map(|s| s.name) {
+            Some("mget") if !rest.is_empty() => {
                 let values = self.mget(rest).await?;
                 return Ok(Frame::Array(
                     values
@@ -276,13 +363,13 @@ impl Client {
                         .collect(),
                 ));
             }
-            "del" | "unlink" | "exists" | "touch" if !rest.is_empty() => {
+            Some(name @ ("del" | "unlink" | "exists" | "touch")) if !rest.is_empty() => {
                 let count = self
                     .count_keys(name.to_ascii_uppercase().as_bytes(), rest)
                     .await?;
                 return Ok(Frame::Integer(count as i64));
             }
-            "mset" if !rest.is_empty() && rest.len().is_multiple_of(2) => {
+            Some("mset") if !rest.is_empty() && rest.len().is_multiple_of(2) => {
                 let pairs: Vec<(&[u8], &[u8])> = rest
                     .chunks(2)
                     .map(|p| (p[0].as_ref(), p[1].as_ref()))
@@ -290,51 +377,41 @@ impl Client {
                 self.mset(&pairs).await?;
                 return Ok(Frame::Simple("OK".into()));
             }
-            "dbsize" | "keys" | "flushdb" | "flushall" => {
-                let requests = self
-                    .topology
-                    .nodes()
-                    .map(|n| {
-                        (
-                            n.to_owned(),
-                            args.iter().map(|a| a.as_ref().to_vec()).collect(),
-                        )
-                    })
-                    .collect();
-                let replies = self.fan_out(requests).await?;
-                return Ok(match name.as_str() {
-                    "dbsize" => Frame::Integer(
-                        replies
-                            .iter()
-                            .map(|(node, f)| as_int(f, node))
-                            .sum::<Result<i64, Error>>()?,
-                    ),
-                    "keys" => Frame::Array(
-                        replies
-                            .into_iter()
-                            .flat_map(|(_, f)| match f {
-                                Frame::Array(items) => items,
-                                other => vec![other],
-                            })
-                            .collect(),
-                    ),
-                    _ => Frame::Simple("OK".into()),
-                });
-            }
             _ => {}
         }
-        let Some(key) = routing_key(args) else {
-            let first = self
-                .topology
-                .nodes()
-                .next()
-                .expect("at least one node")
-                .to_owned();
-            return self.node_cmd(&first, args).await;
+        if let Some(spec) = spec.filter(|s| broadcast(s)) {
+            return self.broadcast(spec, args).await;
+        }
+        let key = match spec {
+            Some(spec) => commands::keys(spec, args).next().map(|i| args[i].as_ref()),
+            // A command the table does not know: its first argument is the best guess.
+            None => args.get(1).map(AsRef::as_ref),
         };
-        let mut result = self.node_cmd(self.topology.node_for(key), args).await;
+        match key {
+            Some(key) => self.keyed(key, args).await,
+            None => match &self.routing {
+                Routing::Static(topology) => {
+                    let first = topology
+                        .nodes()
+                        .next()
+                        .expect("at least one node")
+                        .to_owned();
+                    self.node_cmd(&first, args).await
+                }
+                Routing::Cluster(_) => self.cluster_request(None, args).await,
+            },
+        }
+    }
+
+    /// Runs a command whose routing key is `key` on the node that serves it.
+    async fn keyed<A: AsRef<[u8]>>(&self, key: &[u8], args: &[A]) -> Result<Frame, Error> {
+        let topology = match &self.routing {
+            Routing::Static(topology) => topology,
+            Routing::Cluster(_) => return self.cluster_request(Some(slot(key)), args).await,
+        };
+        let mut result = self.node_cmd(topology.node_for(key), args).await;
         if self.fallback {
-            for next in self.topology.nodes_for(key).skip(1) {
+            for next in topology.nodes_for(key).skip(1) {
                 match result {
                     Err(Error::Unavailable { .. }) => result = self.node_cmd(next, args).await,
                     _ => break,
@@ -344,10 +421,48 @@ impl Client {
         result
     }
 
+    /// Runs a keyless command that Redis tips as for all shards on every node, and merges the
+    /// replies as its response policy says: summed, the first when all succeeded, or arrays
+    /// concatenated.
+    async fn broadcast<A: AsRef<[u8]>>(
+        &self,
+        spec: &CommandSpec,
+        args: &[A],
+    ) -> Result<Frame, Error> {
+        if let Routing::Cluster(_) = self.routing {
+            self.refresh_if_stale().await;
+        }
+        let requests = self
+            .nodes()
+            .into_iter()
+            .map(|n| (n, args.iter().map(|a| a.as_ref().to_vec()).collect()))
+            .collect();
+        let mut replies = self.fan_out(requests).await?;
+        Ok(match spec.tip("response_policy") {
+            Some("agg_sum") => Frame::Integer(
+                replies
+                    .iter()
+                    .map(|(node, f)| as_int(f, node))
+                    .sum::<Result<i64, Error>>()?,
+            ),
+            Some(_) => replies.swap_remove(0).1,
+            None => Frame::Array(
+                replies
+                    .into_iter()
+                    .flat_map(|(_, f)| match f {
+                        Frame::Array(items) | Frame::Set(items) => items,
+                        other => vec![other],
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
     /// Runs a command on one given node.
     ///
     /// # Errors
-    /// As [`Client::cmd`], and [`Error::Invalid`] for a node the client does not know.
+    /// As [`Client::cmd`], and [`Error::Invalid`] for a node the client does not know (in
+    /// static mode; a cluster client talks to any node).
     pub async fn node_cmd<A: AsRef<[u8]>>(&self, node: &str, args: &[A]) -> Result<Frame, Error> {
         let mut bytes = Vec::new();
         encode_command(args.iter().map(AsRef::as_ref), &mut bytes);
@@ -356,10 +471,10 @@ impl Client {
     }
 
     /// Sends several commands to the node of `key` in one write and returns every reply, errors
-    /// included, in order.
+    /// included, in order. In cluster mode redirects are returned as they are, not followed.
     ///
     /// # Errors
-    /// A timeout or an unreachable node.
+    /// A timeout or an unreachable node; in cluster mode, no node serving the slot.
     pub async fn pipeline<A: AsRef<[u8]>>(
         &self,
         key: &[u8],
@@ -369,14 +484,14 @@ impl Client {
         for args in commands {
             encode_command(args.iter().map(AsRef::as_ref), &mut bytes);
         }
-        let node = self.topology.node_for(key);
-        self.connection(node)?.send(bytes, commands.len()).await
+        let node = self.node_for(key).ok_or_else(|| unserved(slot(key)))?;
+        self.connection(&node)?.send(bytes, commands.len()).await
     }
 
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         let key = key.as_ref();
-        let node = self.topology.node_for(key).to_owned();
-        as_opt_bytes(self.cmd(&[b"GET".as_slice(), key]).await?, &node)
+        let reply = self.keyed(key, &[b"GET".as_slice(), key]).await?;
+        as_opt_bytes(reply, || self.describe(key))
     }
 
     pub async fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), Error> {
@@ -392,30 +507,32 @@ impl Client {
         value: impl AsRef<[u8]>,
         options: SetOptions,
     ) -> Result<bool, Error> {
-        let mut args: Vec<Vec<u8>> = vec![
-            b"SET".to_vec(),
-            key.as_ref().to_vec(),
-            value.as_ref().to_vec(),
-        ];
-        if let Some(ttl) = options.ttl {
-            args.push(b"PX".to_vec());
-            args.push(ttl.as_millis().max(1).to_string().into_bytes());
+        let key = key.as_ref();
+        let mut args: Vec<&[u8]> = vec![b"SET", key, value.as_ref()];
+        let ttl;
+        if let Some(t) = options.ttl {
+            ttl = t.as_millis().max(1).to_string();
+            args.push(b"PX");
+            args.push(ttl.as_bytes());
         }
         if options.nx {
-            args.push(b"NX".to_vec());
+            args.push(b"NX");
         }
         if options.xx {
-            args.push(b"XX".to_vec());
+            args.push(b"XX");
         }
-        Ok(!matches!(self.cmd(&args).await?, Frame::Null))
+        Ok(!matches!(self.keyed(key, &args).await?, Frame::Null))
     }
 
     pub async fn incr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64, Error> {
         let key = key.as_ref();
         let reply = self
-            .cmd(&[b"INCRBY".as_slice(), key, delta.to_string().as_bytes()])
+            .keyed(
+                key,
+                &[b"INCRBY".as_slice(), key, delta.to_string().as_bytes()],
+            )
             .await?;
-        as_int(&reply, self.topology.node_for(key))
+        as_int(&reply, &self.describe(key))
     }
 
     pub async fn incr(&self, key: impl AsRef<[u8]>) -> Result<i64, Error> {
@@ -427,16 +544,16 @@ impl Client {
         let key = key.as_ref();
         let ms = ttl.as_millis().to_string();
         let reply = self
-            .cmd(&[b"PEXPIRE".as_slice(), key, ms.as_bytes()])
+            .keyed(key, &[b"PEXPIRE".as_slice(), key, ms.as_bytes()])
             .await?;
-        Ok(as_int(&reply, self.topology.node_for(key))? == 1)
+        Ok(as_int(&reply, &self.describe(key))? == 1)
     }
 
     /// The remaining TTL: `None` when the key does not exist or has no TTL.
     pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Duration>, Error> {
         let key = key.as_ref();
-        let reply = self.cmd(&[b"PTTL".as_slice(), key]).await?;
-        let ms = as_int(&reply, self.topology.node_for(key))?;
+        let reply = self.keyed(key, &[b"PTTL".as_slice(), key]).await?;
+        let ms = as_int(&reply, &self.describe(key))?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
     }
 
@@ -448,9 +565,12 @@ impl Client {
     ) -> Result<bool, Error> {
         let key = key.as_ref();
         let reply = self
-            .cmd(&[b"HSET".as_slice(), key, field.as_ref(), value.as_ref()])
+            .keyed(
+                key,
+                &[b"HSET".as_slice(), key, field.as_ref(), value.as_ref()],
+            )
             .await?;
-        Ok(as_int(&reply, self.topology.node_for(key))? == 1)
+        Ok(as_int(&reply, &self.describe(key))? == 1)
     }
 
     pub async fn hget(
@@ -459,17 +579,15 @@ impl Client {
         field: impl AsRef<[u8]>,
     ) -> Result<Option<Bytes>, Error> {
         let key = key.as_ref();
-        let node = self.topology.node_for(key).to_owned();
-        as_opt_bytes(
-            self.cmd(&[b"HGET".as_slice(), key, field.as_ref()]).await?,
-            &node,
-        )
+        let reply = self
+            .keyed(key, &[b"HGET".as_slice(), key, field.as_ref()])
+            .await?;
+        as_opt_bytes(reply, || self.describe(key))
     }
 
     pub async fn hgetall(&self, key: impl AsRef<[u8]>) -> Result<Vec<(Bytes, Bytes)>, Error> {
         let key = key.as_ref();
-        let node = self.topology.node_for(key).to_owned();
-        match self.cmd(&[b"HGETALL".as_slice(), key]).await? {
+        match self.keyed(key, &[b"HGETALL".as_slice(), key]).await? {
             Frame::Array(items) => {
                 let mut pairs = Vec::with_capacity(items.len() / 2);
                 let mut it = items.into_iter();
@@ -485,24 +603,114 @@ impl Client {
                     _ => None,
                 })
                 .collect()),
-            other => Err(unexpected(&other, &node)),
+            other => Err(unexpected(&other, &self.describe(key))),
         }
     }
 
-    /// Groups `keys` (with their positions) by node.
-    fn by_node<'k, K: AsRef<[u8]>>(
-        &self,
-        keys: &'k [K],
-    ) -> HashMap<String, Vec<(usize, &'k [u8])>> {
-        let mut groups: HashMap<String, Vec<(usize, &[u8])>> = HashMap::new();
+    /// The node of `key` for an error message: only built when something went wrong.
+    fn describe(&self, key: &[u8]) -> String {
+        self.node_for(key)
+            .unwrap_or_else(|| format!("slot {}", slot(key)))
+    }
+
+    /// Groups `keys` (with their positions) by node in static mode, by slot in cluster mode:
+    /// each group is one request.
+    fn groups<'k, K: AsRef<[u8]>>(&self, keys: &'k [K]) -> Vec<Group<'k>> {
+        let mut groups: HashMap<GroupKey, Vec<(usize, &[u8])>> = HashMap::new();
         for (i, key) in keys.iter().enumerate() {
             let key = key.as_ref();
-            groups
-                .entry(self.topology.node_for(key).to_owned())
-                .or_default()
-                .push((i, key));
+            let at = match &self.routing {
+                Routing::Static(topology) => GroupKey::Node(topology.node_for(key).to_owned()),
+                Routing::Cluster(_) => GroupKey::Slot(slot(key)),
+            };
+            groups.entry(at).or_default().push((i, key));
         }
         groups
+            .into_iter()
+            .map(|(at, keys)| Group { at, keys })
+            .collect()
+    }
+
+    /// Runs one request per group (`requests[i]` for `groups[i]`) and returns the replies in
+    /// the same order: in parallel over nodes, each node's share in one write; in cluster
+    /// mode, a request that gets a redirect or whose node fails is run again alone, following
+    /// redirects.
+    async fn run_groups(
+        &self,
+        groups: &[Group<'_>],
+        requests: Vec<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Frame>, Error> {
+        let Routing::Cluster(cluster) = &self.routing else {
+            let per_node = groups
+                .iter()
+                .zip(requests)
+                .map(|(g, args)| match &g.at {
+                    GroupKey::Node(node) => (node.clone(), args),
+                    GroupKey::Slot(_) => unreachable!("static groups are by node"),
+                })
+                .collect();
+            // Static groups are one per node, so the replies come back by node.
+            let mut by_node: HashMap<String, Frame> =
+                self.fan_out(per_node).await?.into_iter().collect();
+            return Ok(groups
+                .iter()
+                .map(|g| match &g.at {
+                    GroupKey::Node(node) => by_node.remove(node).expect("a reply per node"),
+                    GroupKey::Slot(_) => unreachable!("static groups are by node"),
+                })
+                .collect());
+        };
+        self.refresh_if_stale().await;
+        // Each node's groups in one pipelined write.
+        let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut replies: Vec<Option<Frame>> = vec![None; groups.len()];
+        for (i, g) in groups.iter().enumerate() {
+            let GroupKey::Slot(s) = g.at else {
+                unreachable!("cluster groups are by slot")
+            };
+            if let Some(node) = cluster.node(s) {
+                by_node.entry(node).or_default().push(i);
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for (node, members) in by_node {
+            let conn = self.connection(&node)?;
+            let mut bytes = Vec::new();
+            for &i in &members {
+                encode_command(requests[i].iter(), &mut bytes);
+            }
+            tasks.spawn(async move {
+                let frames = conn.send(bytes, members.len()).await;
+                (members, frames)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (members, frames) = done.expect("request tasks do not panic");
+            // A node that failed leaves its groups to the one-by-one path below.
+            if let Ok(frames) = frames {
+                for (i, frame) in members.into_iter().zip(frames) {
+                    let redirected =
+                        matches!(&frame, Frame::Error(msg) if redirect(msg, "").is_some());
+                    if !redirected {
+                        replies[i] = Some(frame);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (i, reply) in replies.into_iter().enumerate() {
+            let frame = match reply {
+                Some(frame) => check(frame)?,
+                None => {
+                    let GroupKey::Slot(s) = groups[i].at else {
+                        unreachable!("cluster groups are by slot")
+                    };
+                    self.cluster_request(Some(s), &requests[i]).await?
+                }
+            };
+            out.push(frame);
+        }
+        Ok(out)
     }
 
     /// Runs one command per node in parallel: `name` followed by that node's arguments.
@@ -512,7 +720,7 @@ impl Client {
     ) -> Result<Vec<(String, Frame)>, Error> {
         let mut tasks = JoinSet::new();
         for (node, args) in requests {
-            let conn = Arc::clone(self.connection(&node)?);
+            let conn = self.connection(&node)?;
             tasks.spawn(async move {
                 let mut bytes = Vec::new();
                 encode_command(args.iter(), &mut bytes);
@@ -542,63 +750,290 @@ impl Client {
     }
 
     async fn count_keys<K: AsRef<[u8]>>(&self, name: &[u8], keys: &[K]) -> Result<u64, Error> {
-        let requests = self
-            .by_node(keys)
-            .into_iter()
-            .map(|(node, group)| {
+        let groups = self.groups(keys);
+        let requests = groups
+            .iter()
+            .map(|g| {
                 let mut args = vec![name.to_vec()];
-                args.extend(group.iter().map(|(_, k)| k.to_vec()));
-                (node, args)
+                args.extend(g.keys.iter().map(|(_, k)| k.to_vec()));
+                args
             })
             .collect();
         let mut total = 0;
-        for (node, frame) in self.fan_out(requests).await? {
-            total += as_int(&frame, &node)? as u64;
+        for (g, frame) in groups.iter().zip(self.run_groups(&groups, requests).await?) {
+            total += as_int(&frame, &g.at.to_string())? as u64;
         }
         Ok(total)
     }
 
     /// The values of `keys`, in the caller's order, fetched from every node in parallel.
     pub async fn mget<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>, Error> {
-        let groups = self.by_node(keys);
+        let groups = self.groups(keys);
         let requests = groups
             .iter()
-            .map(|(node, group)| {
+            .map(|g| {
                 let mut args = vec![b"MGET".to_vec()];
-                args.extend(group.iter().map(|(_, k)| k.to_vec()));
-                (node.clone(), args)
+                args.extend(g.keys.iter().map(|(_, k)| k.to_vec()));
+                args
             })
             .collect();
         let mut values = vec![None; keys.len()];
-        for (node, frame) in self.fan_out(requests).await? {
+        for (g, frame) in groups.iter().zip(self.run_groups(&groups, requests).await?) {
             let Frame::Array(items) = frame else {
-                return Err(unexpected(&frame, &node));
+                return Err(unexpected(&frame, &g.at.to_string()));
             };
-            for ((i, _), item) in groups[&node].iter().zip(items) {
-                values[*i] = as_opt_bytes(item, &node)?;
+            for ((i, _), item) in g.keys.iter().zip(items) {
+                values[*i] = as_opt_bytes(item, || g.at.to_string())?;
             }
         }
         Ok(values)
     }
 
-    /// Sets every pair; each node's share is set atomically, the whole is not.
+    /// Sets every pair; each node's (in cluster mode, each slot's) share is set atomically, the
+    /// whole is not.
     pub async fn mset<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         pairs: &[(K, V)],
     ) -> Result<(), Error> {
         let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| k.as_ref()).collect();
-        let requests = self
-            .by_node(&keys)
-            .into_iter()
-            .map(|(node, group)| {
+        let groups = self.groups(&keys);
+        let requests = groups
+            .iter()
+            .map(|g| {
                 let mut args = vec![b"MSET".to_vec()];
-                for (i, key) in group {
+                for &(i, key) in &g.keys {
                     args.push(key.to_vec());
                     args.push(pairs[i].1.as_ref().to_vec());
                 }
-                (node, args)
+                args
             })
             .collect();
-        self.fan_out(requests).await.map(|_| ())
+        self.run_groups(&groups, requests).await.map(|_| ())
     }
+
+    /// Refreshes the slot map if a redirect showed it out of date.
+    async fn refresh_if_stale(&self) {
+        if let Routing::Cluster(cluster) = &self.routing
+            && cluster.stale.load(Ordering::Relaxed)
+        {
+            // A failed refresh leaves the map as it was: requests still follow redirects.
+            let _ = self.refresh().await;
+        }
+    }
+
+    /// Fetches the slot map with `CLUSTER SLOTS` from the first node that answers: the nodes
+    /// of the current map, then the seeds. Concurrent callers share one refresh.
+    ///
+    /// # Errors
+    /// No node answered with a slot map: the last failure.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let Routing::Cluster(cluster) = &self.routing else {
+            return Ok(());
+        };
+        let seen = cluster.refreshes.load(Ordering::Acquire);
+        let _one = cluster.refreshing.lock().await;
+        if cluster.refreshes.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        cluster.stale.store(false, Ordering::Relaxed);
+        let mut candidates: Vec<String> =
+            cluster.map.read().expect("not poisoned").nodes().to_vec();
+        for seed in &cluster.seeds {
+            if !candidates.contains(seed) {
+                candidates.push(seed.clone());
+            }
+        }
+        let mut last = Error::Invalid("no nodes to ask for the slot map".into());
+        for node in candidates {
+            let map = match self.node_cmd(&node, &["CLUSTER", "SLOTS"]).await {
+                Ok(reply) => {
+                    SlotMap::parse(&reply, &node).map_err(|reason| Error::UnexpectedReply {
+                        node: node.clone(),
+                        reply: reason,
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            match map {
+                Ok(map) => {
+                    *cluster.map.write().expect("not poisoned") = map;
+                    cluster.refreshes.fetch_add(1, Ordering::Release);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs one command in cluster mode on the node of `slot` (any node for `None`), following
+    /// redirects: `-MOVED` corrects the map and marks it stale, `-ASK` asks the other node once
+    /// after `ASKING`, `-TRYAGAIN` and `-CLUSTERDOWN` wait and retry (bounded in count and by
+    /// the request timeout). A node that cannot be reached makes the client refresh its map
+    /// and retry once, if the slot has moved to another node.
+    async fn cluster_request<A: AsRef<[u8]>>(
+        &self,
+        slot: Option<u16>,
+        args: &[A],
+    ) -> Result<Frame, Error> {
+        let Routing::Cluster(cluster) = &self.routing else {
+            unreachable!("cluster requests come from cluster mode")
+        };
+        self.refresh_if_stale().await;
+        let route = || match slot {
+            Some(s) => cluster.node(s),
+            None => cluster.any(),
+        };
+        let deadline = Instant::now() + self.settings.request_timeout;
+        let mut node = route();
+        let mut asking = false;
+        let mut redirects = 0;
+        let mut retries = 0;
+        let mut reconnected = false;
+        loop {
+            let Some(target) = node.clone() else {
+                // No node serves the slot as far as the map knows: ask the cluster again.
+                if retries < MAX_RETRIES && Instant::now() < deadline {
+                    retries += 1;
+                    tokio::time::sleep(backoff(retries)).await;
+                    let _ = self.refresh().await;
+                    node = route();
+                    continue;
+                }
+                return Err(slot.map_or_else(
+                    || Error::Invalid("the cluster has no nodes".into()),
+                    unserved,
+                ));
+            };
+            let conn = self.connection(&target)?;
+            let mut bytes = Vec::new();
+            let replies = if asking {
+                encode_command([b"ASKING".as_slice()], &mut bytes);
+                2
+            } else {
+                1
+            };
+            encode_command(args.iter().map(AsRef::as_ref), &mut bytes);
+            let frame = match conn.send(bytes, replies).await {
+                Ok(mut frames) => frames.pop().expect("a reply per command"),
+                Err(e @ Error::Unavailable { .. }) if !reconnected => {
+                    reconnected = true;
+                    // Retry only where the map now points elsewhere: the same node again would
+                    // fail again, and a write may have reached it.
+                    let _ = self.refresh().await;
+                    node = route();
+                    if node.as_deref() == Some(target.as_str()) || node.is_none() {
+                        return Err(e);
+                    }
+                    asking = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Frame::Error(message) = frame else {
+                return Ok(frame);
+            };
+            match redirect(&message, &target) {
+                None => return Err(Error::Server(message)),
+                Some(_) if redirects >= MAX_REDIRECTS => return Err(Error::Server(message)),
+                Some(Redirect::Moved {
+                    slot: moved,
+                    node: to,
+                }) => {
+                    redirects += 1;
+                    cluster.moved(moved, &to);
+                    node = Some(to);
+                    asking = false;
+                }
+                Some(Redirect::Ask { node: to }) => {
+                    redirects += 1;
+                    node = Some(to);
+                    asking = true;
+                }
+                Some(Redirect::Retry) => {
+                    retries += 1;
+                    if retries > MAX_RETRIES || Instant::now() >= deadline {
+                        return Err(Error::Server(message));
+                    }
+                    tokio::time::sleep(backoff(retries)).await;
+                    if message.starts_with("CLUSTERDOWN") {
+                        let _ = self.refresh().await;
+                    }
+                    node = route();
+                    asking = false;
+                }
+            }
+        }
+    }
+}
+
+impl ClusterState {
+    fn node(&self, slot: u16) -> Option<String> {
+        self.map
+            .read()
+            .expect("not poisoned")
+            .node(slot)
+            .map(str::to_owned)
+    }
+
+    /// A node for a keyless command: the first that serves slots, or a seed.
+    fn any(&self) -> Option<String> {
+        self.map
+            .read()
+            .expect("not poisoned")
+            .primaries()
+            .into_iter()
+            .next()
+            .or_else(|| self.seeds.first().cloned())
+    }
+
+    fn moved(&self, slot: u16, node: &str) {
+        self.map.write().expect("not poisoned").set(slot, node);
+        self.stale.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Where one group of a multi-key command goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum GroupKey {
+    Node(String),
+    Slot(u16),
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupKey::Node(node) => f.write_str(node),
+            GroupKey::Slot(s) => write!(f, "slot {s}"),
+        }
+    }
+}
+
+/// The keys of one request of a split multi-key command, with their positions in the
+/// caller's list.
+struct Group<'k> {
+    at: GroupKey,
+    keys: Vec<(usize, &'k [u8])>,
+}
+
+/// Whether a keyless command runs on every node: Redis tips it for all shards, with replies
+/// a client can merge (summed, all succeeded, or arrays concatenated). INFO (a `special`
+/// policy) and RANDOMKEY (one key, not a list) go to one node.
+fn broadcast(spec: &CommandSpec) -> bool {
+    spec.keys.is_empty()
+        && spec.tip("request_policy") == Some("all_shards")
+        && match spec.tip("response_policy") {
+            Some(policy) => policy == "agg_sum" || policy == "all_succeeded",
+            None => spec.tips.contains(&"nondeterministic_output_order"),
+        }
+}
+
+fn backoff(retry: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << retry.min(16))
+        .min(MAX_BACKOFF)
+}
+
+fn unserved(slot: u16) -> Error {
+    Error::Server(format!("CLUSTERDOWN Hash slot not served (slot {slot})"))
 }

@@ -8,11 +8,19 @@
 //!         come back in request order) and completes each request's oneshot.
 //! ```
 //!
-//! Today the topology is static: the node list given to the builder, placed with
-//! `dcache-placement` exactly as a cluster will place it. When nodes learn their topology from the
-//! cluster, [`Topology`] is what changes; the `Client` API does not.
+//! Two modes, one API:
+//! * static (the default): the node list given to the builder, each node an independent cache,
+//!   slots placed over them with `dcache-placement` ([`Topology`]);
+//! * cluster ([`ClientBuilder::cluster`]): the nodes are seeds of one cluster speaking the Redis
+//!   Cluster protocol; the client learns the slot map from `CLUSTER SLOTS`, follows `-MOVED`
+//!   and `-ASK`, retries `-TRYAGAIN`/`-CLUSTERDOWN`, and splits multi-key commands by slot
+//!   (`cluster.rs`).
+//!
+//! Where a command's keys are comes from the command table in `dcache_protocol::commands`, the
+//! one the server dispatches by.
 
 mod client;
+mod cluster;
 mod connection;
 mod error;
 mod topology;

@@ -95,7 +95,7 @@ async fn keys_are_routed_to_the_node_placement_names() {
         total += here;
         for k in keys
             .iter()
-            .filter(|k| c.topology().node_for(k.as_bytes()) == addr)
+            .filter(|k| c.topology().unwrap().node_for(k.as_bytes()) == addr)
         {
             assert_eq!(
                 c.node_cmd(addr, &["EXISTS", k]).await.unwrap(),
@@ -273,7 +273,7 @@ async fn a_down_node_fails_fast_with_its_name_and_the_others_keep_serving() {
     let key_on = |node: &str| {
         (0..)
             .map(|i| format!("key{i}"))
-            .find(|k| c.topology().node_for(k.as_bytes()) == node)
+            .find(|k| c.topology().unwrap().node_for(k.as_bytes()) == node)
             .unwrap()
     };
     match c.get(key_on(&down)).await {
@@ -308,7 +308,7 @@ async fn with_fallback_a_down_nodes_keys_go_to_the_next_node() {
     let down = nodes.addrs[0].clone();
     let key = (0..)
         .map(|i| format!("key{i}"))
-        .find(|k| c.topology().node_for(k.as_bytes()) == down)
+        .find(|k| c.topology().unwrap().node_for(k.as_bytes()) == down)
         .unwrap();
     c.set(&key, "before").await.unwrap();
     nodes.stop(0).await;
@@ -318,6 +318,7 @@ async fn with_fallback_a_down_nodes_keys_go_to_the_next_node() {
     assert_eq!(c.get(&key).await.unwrap().as_deref(), Some(&b"after"[..]));
     let next = c
         .topology()
+        .unwrap()
         .nodes_for(key.as_bytes())
         .nth(1)
         .unwrap()

@@ -12,8 +12,11 @@
 //!   Arguments are spans into the caller's buffer, so a request allocates nothing.
 //! * [`reply`] writes replies. One writer serves both protocol versions: a map is a map in RESP3
 //!   and a flat array in RESP2, a null is `_` or `$-1`, and so on.
+//! * [`commands`] is the command table: names, arity, flags, key positions, docs. The server
+//!   pairs its rows with handlers; clients route by its key positions.
 //! * [`frame`] is a generic RESP value with a parser and encoder, for clients and tests.
 
+pub mod commands;
 pub mod frame;
 pub mod reply;
 pub mod request;

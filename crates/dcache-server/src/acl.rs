@@ -48,36 +48,6 @@ pub const CATEGORIES: &[&str] = &[
     "scripting",
 ];
 
-/// The subcommands of each container command, all of them: a subcommand missing here could only
-/// be run by a user allowed every subcommand of its container.
-const SUBCOMMANDS: &[(&str, &[&str])] = &[
-    (
-        "acl",
-        &[
-            "cat", "deluser", "getuser", "help", "list", "setuser", "users", "whoami",
-        ],
-    ),
-    (
-        "client",
-        &[
-            "getname", "help", "id", "info", "kill", "list", "setinfo", "setname",
-        ],
-    ),
-    (
-        "cluster",
-        &[
-            "help", "info", "keyslot", "myid", "nodes", "shards", "slots",
-        ],
-    ),
-    ("command", &["count", "docs", "help", "info", "list"]),
-    ("config", &["get", "help", "resetstat", "set"]),
-    ("memory", &["help", "usage"]),
-    (
-        "object",
-        &["encoding", "freq", "help", "idletime", "refcount"],
-    ),
-];
-
 /// Categories that Redis's command docs give beyond what flags and group imply.
 const EXTRA: &[(&str, &[&str])] = &[
     ("acl|deluser", &["admin", "dangerous"]),
@@ -93,9 +63,6 @@ const EXTRA: &[(&str, &[&str])] = &[
     ("info", &["dangerous"]),
     ("keys", &["dangerous"]),
 ];
-
-/// Key positions of subcommands whose container's row has none (first, last, step).
-const SUBCOMMAND_KEYS: &[(&str, (i32, i32, i32))] = &[("memory|usage", (2, 2, 1))];
 
 fn category_bit(name: &str) -> Option<u32> {
     CATEGORIES.iter().position(|c| *c == name).map(|i| 1 << i)
@@ -143,7 +110,13 @@ fn extra(fullname: &str) -> u32 {
 /// The categories of a command (a container's own, without its subcommands'), by name.
 #[must_use]
 pub fn command_categories(cmd: &Command) -> Vec<&'static str> {
-    let cats = implied(cmd) | extra(cmd.name);
+    unit_categories(cmd, None)
+}
+
+/// The categories of a command, or of its subcommand `fullname` (`client|kill`), by name.
+#[must_use]
+pub fn unit_categories(cmd: &Command, fullname: Option<&str>) -> Vec<&'static str> {
+    let cats = implied(cmd) | extra(cmd.name) | fullname.map_or(0, extra);
     CATEGORIES
         .iter()
         .enumerate()
@@ -158,7 +131,6 @@ struct Unit {
     /// `get`, or `client|kill`.
     fullname: String,
     categories: u32,
-    keys: (i32, i32, i32),
 }
 
 /// Every unit, and for each command the range of its units.
@@ -172,27 +144,20 @@ static UNITS: LazyLock<Units> = LazyLock::new(|| {
     let mut by_command = Vec::new();
     for cmd in command::table() {
         let start = units.len();
-        let keys = (cmd.first_key, cmd.last_key, cmd.step);
-        match SUBCOMMANDS.iter().find(|(name, _)| *name == cmd.name) {
-            Some((_, subs)) => {
-                for sub in *subs {
-                    let fullname = format!("{}|{sub}", cmd.name);
-                    let keys = SUBCOMMAND_KEYS
-                        .iter()
-                        .find(|(name, _)| *name == fullname)
-                        .map_or(keys, |(_, k)| *k);
-                    units.push(Unit {
-                        categories: implied(cmd) | extra(cmd.name) | extra(&fullname),
-                        fullname,
-                        keys,
-                    });
-                }
-            }
-            None => units.push(Unit {
+        // A container's units are its subcommands, all of them (the spec table lists every one
+        // its handler serves): one missing would be runnable only by a user allowed them all.
+        if cmd.subcommands.is_empty() {
+            units.push(Unit {
                 fullname: cmd.name.to_owned(),
                 categories: implied(cmd) | extra(cmd.name),
-                keys,
-            }),
+            });
+        }
+        for sub in cmd.subcommands {
+            let fullname = format!("{}|{}", cmd.name, sub.name);
+            units.push(Unit {
+                categories: implied(cmd) | extra(cmd.name) | extra(&fullname),
+                fullname,
+            });
         }
         by_command.push(start..units.len());
     }
@@ -214,19 +179,6 @@ fn unit_of(command: usize, args: Args<'_>) -> Option<usize> {
             .as_bytes()
             .eq_ignore_ascii_case(sub)
     })
-}
-
-/// The arguments a request names as keys, from a (first, last, step) specification.
-fn key_args<'a>(
-    (first, last, step): (i32, i32, i32),
-    args: Args<'a>,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let n = args.len() as i32;
-    let last = if last < 0 { n + last } else { last.min(n - 1) };
-    let positions = if first <= 0 { 0..0 } else { first..last + 1 };
-    positions
-        .step_by(step.max(1) as usize)
-        .map(move |i| args.get(i as usize))
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -539,10 +491,7 @@ impl Acl {
             }
         }
         if !user.all_keys {
-            let keys = unit.map_or((cmd.first_key, cmd.last_key, cmd.step), |u| {
-                UNITS.units[u].keys
-            });
-            for key in key_args(keys, args) {
+            for key in dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i)) {
                 if !user
                     .patterns
                     .iter()
@@ -735,16 +684,8 @@ mod tests {
     }
 
     #[test]
-    fn every_container_in_the_subcommand_list_is_a_command() {
-        for (name, subs) in SUBCOMMANDS {
-            assert!(command::lookup(name.as_bytes()).is_some(), "{name}");
-            assert!(subs.windows(2).all(|w| w[0] < w[1]), "{name}: sorted");
-        }
-        let named = EXTRA
-            .iter()
-            .map(|(n, _)| *n)
-            .chain(SUBCOMMAND_KEYS.iter().map(|(n, _)| *n));
-        for name in named {
+    fn every_name_with_extra_categories_is_a_unit() {
+        for name in EXTRA.iter().map(|(n, _)| *n) {
             assert!(
                 UNITS.units.iter().any(|u| u.fullname == name),
                 "{name} is a unit"

@@ -5,7 +5,8 @@
 //! DCACHE_BLESS=1 cargo test -p dcache-server --test commands_doc
 //! ```
 
-use dcache_server::command::{self, Command};
+use dcache_protocol::commands::{CommandSpec, KeySpec};
+use dcache_server::command;
 
 const FLAGS: [(u16, &str); 7] = [
     (command::WRITE, "write"),
@@ -18,7 +19,7 @@ const FLAGS: [(u16, &str); 7] = [
 ];
 
 /// Redis's arity convention in words: `n` exactly, `-n` at least n (the name counts).
-fn arity(cmd: &Command) -> String {
+fn arity(cmd: &CommandSpec) -> String {
     if cmd.arity < 0 {
         format!("≥ {}", -cmd.arity)
     } else {
@@ -27,32 +28,57 @@ fn arity(cmd: &Command) -> String {
 }
 
 /// The arguments that are keys, counted from 1 after the name: `1`, `1..2`, `1..last`,
-/// `1..last step 2`, or `—`.
-fn keys(cmd: &Command) -> String {
-    if cmd.first_key == 0 {
-        return "—".into();
+/// `1..last step 2`, `keys counted by 2`, or `—`; a container's are its subcommands'
+/// (`usage: 2`).
+fn keys(cmd: &CommandSpec) -> String {
+    let own = cmd.keys.iter().map(key_spec).collect::<Vec<_>>().join(", ");
+    let subs: Vec<String> = cmd
+        .subcommands
+        .iter()
+        .filter(|s| !s.keys.is_empty())
+        .map(|s| format!("{}: {}", s.name, keys(s)))
+        .collect();
+    match (own.is_empty(), subs.is_empty()) {
+        (true, true) => "—".into(),
+        (false, true) => own,
+        (true, false) => subs.join(", "),
+        (false, false) => format!("{own}, {}", subs.join(", ")),
     }
-    let last = match cmd.last_key {
-        -1 => "last".to_owned(),
-        n if n < 0 => format!("last{}", n + 1),
-        n => n.to_string(),
-    };
-    let mut text = if last == cmd.first_key.to_string() {
-        last
-    } else {
-        format!("{}..{last}", cmd.first_key)
-    };
-    if cmd.step > 1 {
-        text.push_str(&format!(" step {}", cmd.step));
+}
+
+fn key_spec(spec: &KeySpec) -> String {
+    match *spec {
+        KeySpec::Range { first, last, step } => {
+            let last = match last {
+                -1 => "last".to_owned(),
+                n if n < 0 => format!("last{}", n + 1),
+                n => n.to_string(),
+            };
+            let mut text = if last == first.to_string() {
+                last
+            } else {
+                format!("{first}..{last}")
+            };
+            if step > 1 {
+                text.push_str(&format!(" step {step}"));
+            }
+            text
+        }
+        KeySpec::Counted { at, step } => {
+            let mut text = format!("keys counted by {at}");
+            if step > 1 {
+                text.push_str(&format!(" step {step}"));
+            }
+            text
+        }
     }
-    text
 }
 
 fn render() -> String {
     let mut doc = String::from(
         "# Commands\n\n\
          Every command a dcache node serves, generated from its command table\n\
-         (`crates/dcache-server/src/command/mod.rs`); do not edit by hand. To regenerate:\n\
+         (`crates/dcache-protocol/src/commands.rs`); do not edit by hand. To regenerate:\n\
          `DCACHE_BLESS=1 cargo test -p dcache-server --test commands_doc`.\n\n\
          Arity counts the command name, as Redis's `COMMAND INFO` does (`≥ n`: at least n).\n\
          Keys are argument positions after the name. Flags: `write` changes data, `readonly`\n\
@@ -73,7 +99,7 @@ fn render() -> String {
             cmd.name.to_ascii_uppercase(),
             cmd.group,
             arity(cmd),
-            keys(cmd),
+            keys(cmd.spec),
             flags.join(", "),
             cmd.summary.replace('|', "\\|"),
         ));
@@ -107,27 +133,47 @@ fn commands_md_matches_the_command_table() {
     );
 }
 
-/// The renderings the table uses, on shapes it has and one it may get.
+/// The renderings the table uses, on shapes it has and ones it may get.
 #[test]
 fn key_positions_and_arity_read_as_words() {
-    fn row(arity: i32, (first_key, last_key, step): (i32, i32, i32)) -> Command {
-        Command {
+    fn row(arity: i32, keys: &'static [KeySpec]) -> CommandSpec {
+        CommandSpec {
             name: "x",
             arity,
             flags: 0,
-            first_key,
-            last_key,
-            step,
+            keys,
             group: "g",
+            since: "1.0.0",
+            complexity: "O(1)",
             summary: "",
-            handler: |_, _| Ok(()),
+            tips: &[],
+            subcommands: &[],
         }
     }
-    assert_eq!(keys(&row(2, (1, 1, 1))), "1");
-    assert_eq!(keys(&row(-3, (1, -1, 2))), "1..last step 2");
-    assert_eq!(keys(&row(3, (1, 2, 1))), "1..2");
-    assert_eq!(keys(&row(-1, (0, 0, 0))), "—");
-    assert_eq!(keys(&row(-4, (2, -2, 1))), "2..last-1");
-    assert_eq!(arity(&row(-3, (0, 0, 0))), "≥ 3");
-    assert_eq!(arity(&row(4, (0, 0, 0))), "4");
+    const fn range(first: usize, last: isize, step: usize) -> KeySpec {
+        KeySpec::Range { first, last, step }
+    }
+    const ONE: &[KeySpec] = &[range(1, 1, 1)];
+    const PAIRS: &[KeySpec] = &[range(1, -1, 2)];
+    const TWO: &[KeySpec] = &[range(1, 2, 1)];
+    const BUT_LAST: &[KeySpec] = &[range(2, -2, 1)];
+    const COUNTED: &[KeySpec] = &[range(1, 1, 1), KeySpec::Counted { at: 2, step: 1 }];
+    const SECOND: &[KeySpec] = &[range(2, 2, 1)];
+    assert_eq!(keys(&row(2, ONE)), "1");
+    assert_eq!(keys(&row(-3, PAIRS)), "1..last step 2");
+    assert_eq!(keys(&row(3, TWO)), "1..2");
+    assert_eq!(keys(&row(-1, &[])), "—");
+    assert_eq!(keys(&row(-4, BUT_LAST)), "2..last-1");
+    assert_eq!(keys(&row(-4, COUNTED)), "1, keys counted by 2");
+    let usage = CommandSpec {
+        name: "usage",
+        ..row(-3, SECOND)
+    };
+    let memory = CommandSpec {
+        subcommands: Box::leak(Box::new([usage])),
+        ..row(-2, &[])
+    };
+    assert_eq!(keys(&memory), "usage: 2");
+    assert_eq!(arity(&row(-3, &[])), "≥ 3");
+    assert_eq!(arity(&row(4, &[])), "4");
 }

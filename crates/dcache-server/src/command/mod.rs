@@ -1,9 +1,11 @@
 //! The command table and dispatch.
 //!
-//! Each command is a row: name, arity (Redis's convention: `n` exactly, `-n` at least), flags, key
-//! positions and handler. Flags drive authentication, out-of-memory refusals and, later,
-//! replication; key positions drive `COMMAND INFO` and, later, slot checks. Handlers live by family
-//! in the files beside this one; each parses its own arguments and applies itself to the store.
+//! What a command is (name, arity, flags, key positions, docs) lives once, in
+//! `dcache_protocol::commands`, which clients read too; this table pairs each of those specs with
+//! its handler, by name. Flags drive authentication, out-of-memory refusals and, later,
+//! replication; key positions drive admission, ACL key checks, `COMMAND` and slot checks (find
+//! them with `dcache_protocol::commands::keys`). Handlers live by family in the files beside this
+//! one; each parses its own arguments and applies itself to the store.
 
 mod acl;
 mod cluster;
@@ -27,20 +29,9 @@ use parking_lot::MutexGuard;
 use crate::connection::ConnState;
 use crate::state::Shared;
 
-/// Changes data.
-pub const WRITE: u16 = 1;
-/// Only reads data.
-pub const READONLY: u16 = 1 << 1;
-/// May grow memory: refused with `-OOM` when the budget is spent and nothing can be evicted.
-pub const DENYOOM: u16 = 1 << 2;
-/// Administrative.
-pub const ADMIN: u16 = 1 << 3;
-/// Allowed before `AUTH`.
-pub const NO_AUTH: u16 = 1 << 4;
-/// Constant or logarithmic time.
-pub const FAST: u16 = 1 << 5;
-/// About the connection rather than data.
-pub const CONNECTION: u16 = 1 << 6;
+pub use dcache_protocol::commands::{
+    ADMIN, CONNECTION, CommandSpec, DENYOOM, FAST, NO_AUTH, READONLY, WRITE,
+};
 
 /// A command's answer when it fails: the error line without its leading `-`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,18 +64,20 @@ pub const NOT_FLOAT: &str = "ERR value is not a valid float";
 pub const SYNTAX: &str = "ERR syntax error";
 pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
 
-/// One row of the command table.
+/// One row of the command table: a command's spec (shared with clients, in `dcache-protocol`)
+/// and the handler that runs it. Derefs to the spec, so `cmd.name`, `cmd.flags`, … read it.
 #[derive(Debug)]
 pub struct Command {
-    pub name: &'static str,
-    pub arity: i32,
-    pub flags: u16,
-    pub first_key: i32,
-    pub last_key: i32,
-    pub step: i32,
-    pub group: &'static str,
-    pub summary: &'static str,
+    pub spec: &'static CommandSpec,
     pub handler: Handler,
+}
+
+impl std::ops::Deref for Command {
+    type Target = CommandSpec;
+
+    fn deref(&self) -> &CommandSpec {
+        self.spec
+    }
 }
 
 /// What a handler sees: the shared state, its connection, the reply writer and the time.
@@ -124,133 +117,119 @@ impl<'a> Ctx<'a> {
     }
 }
 
-macro_rules! commands {
-    ($( $name:literal, $arity:expr, $flags:expr, ($first:expr, $last:expr, $step:expr), $group:literal, $handler:path, $summary:literal; )*) => {
-        static TABLE: &[Command] = &[
-            $( Command {
-                name: $name,
-                arity: $arity,
-                flags: $flags,
-                first_key: $first,
-                last_key: $last,
-                step: $step,
-                group: $group,
-                summary: $summary,
-                handler: $handler,
-            }, )*
-        ];
-    };
-}
+/// Each command's handler, by name. Every command of the spec table has one, and nothing else
+/// does (checked when the table is built, and by a test).
+const HANDLERS: &[(&str, Handler)] = &[
+    ("ping", connection::ping),
+    ("echo", connection::echo),
+    ("hello", connection::hello),
+    ("auth", connection::auth),
+    ("select", connection::select),
+    ("quit", connection::quit),
+    ("acl", acl::acl),
+    ("client", connection::client),
+    ("command", server::command),
+    ("info", server::info),
+    ("config", server::config),
+    ("dbsize", server::dbsize),
+    ("flushdb", server::flush),
+    ("flushall", server::flush),
+    ("time", server::time),
+    ("memory", server::memory),
+    ("cluster", cluster::cluster),
+    ("readonly", cluster::readonly),
+    ("readwrite", cluster::readonly),
+    ("asking", cluster::readonly),
+    ("object", server::object),
+    ("get", strings::get),
+    ("set", strings::set),
+    ("setnx", strings::setnx),
+    ("setex", strings::setex),
+    ("psetex", strings::psetex),
+    ("getex", strings::getex),
+    ("getdel", strings::getdel),
+    ("getset", strings::getset),
+    ("mget", strings::mget),
+    ("mset", strings::mset),
+    ("msetnx", strings::msetnx),
+    ("append", strings::append),
+    ("strlen", strings::strlen),
+    ("getrange", strings::getrange),
+    ("substr", strings::getrange),
+    ("setrange", strings::setrange),
+    ("incr", strings::incr),
+    ("decr", strings::decr),
+    ("incrby", strings::incrby),
+    ("decrby", strings::decrby),
+    ("incrbyfloat", strings::incrbyfloat),
+    ("del", keys::del),
+    ("unlink", keys::del),
+    ("exists", keys::exists),
+    ("touch", keys::touch),
+    ("type", keys::type_),
+    ("keys", keys::keys),
+    ("scan", keys::scan),
+    ("randomkey", keys::randomkey),
+    ("rename", keys::rename),
+    ("renamenx", keys::renamenx),
+    ("copy", keys::copy),
+    ("expire", expire::expire),
+    ("pexpire", expire::pexpire),
+    ("expireat", expire::expireat),
+    ("pexpireat", expire::pexpireat),
+    ("ttl", expire::ttl),
+    ("pttl", expire::pttl),
+    ("expiretime", expire::expiretime),
+    ("pexpiretime", expire::pexpiretime),
+    ("persist", expire::persist),
+    ("hset", hashes::hset),
+    ("hmset", hashes::hmset),
+    ("hsetnx", hashes::hsetnx),
+    ("hget", hashes::hget),
+    ("hmget", hashes::hmget),
+    ("hdel", hashes::hdel),
+    ("hgetall", hashes::hgetall),
+    ("hkeys", hashes::hkeys),
+    ("hvals", hashes::hvals),
+    ("hlen", hashes::hlen),
+    ("hexists", hashes::hexists),
+    ("hincrby", hashes::hincrby),
+    ("hincrbyfloat", hashes::hincrbyfloat),
+    ("hstrlen", hashes::hstrlen),
+    ("hrandfield", hashes::hrandfield),
+    ("hscan", hashes::hscan),
+];
 
-commands! {
-    // connection
-    "ping", -1, FAST | CONNECTION, (0, 0, 0), "connection", connection::ping, "Returns the server's liveliness response.";
-    "echo", 2, FAST | CONNECTION, (0, 0, 0), "connection", connection::echo, "Returns the given string.";
-    "hello", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::hello, "Handshakes with the server: protocol version, authentication, name.";
-    "auth", -2, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::auth, "Authenticates the connection.";
-    "select", 2, FAST | CONNECTION, (0, 0, 0), "connection", connection::select, "Changes the selected database (only 0 exists).";
-    "quit", -1, NO_AUTH | FAST | CONNECTION, (0, 0, 0), "connection", connection::quit, "Closes the connection.";
-    "acl", -2, 0, (0, 0, 0), "server", acl::acl, "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.";
-    "client", -2, CONNECTION, (0, 0, 0), "connection", connection::client, "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL.";
-    // server
-    "command", -1, CONNECTION, (0, 0, 0), "server", server::command, "Returns details about commands: COUNT, INFO, DOCS, LIST.";
-    "info", -1, 0, (0, 0, 0), "server", server::info, "Returns information and statistics about the server.";
-    "config", -2, ADMIN, (0, 0, 0), "server", server::config, "Gets and sets configuration: GET, SET, RESETSTAT.";
-    "dbsize", 1, READONLY | FAST, (0, 0, 0), "server", server::dbsize, "Returns the number of keys.";
-    "flushdb", -1, WRITE, (0, 0, 0), "server", server::flush, "Removes all keys.";
-    "flushall", -1, WRITE, (0, 0, 0), "server", server::flush, "Removes all keys.";
-    "time", 1, FAST, (0, 0, 0), "server", server::time, "Returns the server time.";
-    "memory", -2, READONLY, (0, 0, 0), "server", server::memory, "Memory introspection: USAGE.";
-    "cluster", -2, 0, (0, 0, 0), "cluster", cluster::cluster, "Cluster commands: SLOTS, SHARDS, NODES, INFO, MYID, MYSHARDID, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT, FORGET.";
-    "readonly", 1, FAST | CONNECTION, (0, 0, 0), "cluster", cluster::readonly, "Lets reads of this connection go to replicas.";
-    "readwrite", 1, FAST | CONNECTION, (0, 0, 0), "cluster", cluster::readonly, "Sends reads of this connection to primaries again.";
-    "asking", 1, FAST | CONNECTION, (0, 0, 0), "cluster", cluster::readonly, "Marks the next command as following an -ASK redirect.";
-    "object", -2, READONLY, (2, 2, 1), "generic", server::object, "Inspects a key: ENCODING, FREQ, IDLETIME, REFCOUNT.";
-    // strings
-    "get", 2, READONLY | FAST, (1, 1, 1), "string", strings::get, "Returns the string value of a key.";
-    "set", -3, WRITE | DENYOOM, (1, 1, 1), "string", strings::set, "Sets the string value of a key, with optional expiry and conditions.";
-    "setnx", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::setnx, "Sets a key only if it does not exist.";
-    "setex", 4, WRITE | DENYOOM, (1, 1, 1), "string", strings::setex, "Sets a key with an expiry in seconds.";
-    "psetex", 4, WRITE | DENYOOM, (1, 1, 1), "string", strings::psetex, "Sets a key with an expiry in milliseconds.";
-    "getex", -2, WRITE | FAST, (1, 1, 1), "string", strings::getex, "Returns a string and optionally changes its expiry.";
-    "getdel", 2, WRITE | FAST, (1, 1, 1), "string", strings::getdel, "Returns a string and deletes the key.";
-    "getset", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::getset, "Sets a string and returns the previous value.";
-    "mget", -2, READONLY | FAST, (1, -1, 1), "string", strings::mget, "Returns the values of several keys.";
-    "mset", -3, WRITE | DENYOOM, (1, -1, 2), "string", strings::mset, "Sets several keys atomically.";
-    "msetnx", -3, WRITE | DENYOOM, (1, -1, 2), "string", strings::msetnx, "Sets several keys only if none exists.";
-    "append", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::append, "Appends to a string.";
-    "strlen", 2, READONLY | FAST, (1, 1, 1), "string", strings::strlen, "Returns the length of a string.";
-    "getrange", 4, READONLY, (1, 1, 1), "string", strings::getrange, "Returns a substring.";
-    "substr", 4, READONLY, (1, 1, 1), "string", strings::getrange, "Returns a substring (old name of GETRANGE).";
-    "setrange", 4, WRITE | DENYOOM, (1, 1, 1), "string", strings::setrange, "Overwrites part of a string at an offset.";
-    "incr", 2, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::incr, "Increments an integer by one.";
-    "decr", 2, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::decr, "Decrements an integer by one.";
-    "incrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::incrby, "Increments an integer by a number.";
-    "decrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::decrby, "Decrements an integer by a number.";
-    "incrbyfloat", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "string", strings::incrbyfloat, "Increments a float by a number.";
-    // keys
-    "del", -2, WRITE, (1, -1, 1), "generic", keys::del, "Deletes keys.";
-    "unlink", -2, WRITE | FAST, (1, -1, 1), "generic", keys::del, "Deletes keys.";
-    "exists", -2, READONLY | FAST, (1, -1, 1), "generic", keys::exists, "Counts how many of the keys exist.";
-    "touch", -2, READONLY | FAST, (1, -1, 1), "generic", keys::touch, "Refreshes keys' last access time.";
-    "type", 2, READONLY | FAST, (1, 1, 1), "generic", keys::type_, "Returns the type of a key's value.";
-    "keys", 2, READONLY, (0, 0, 0), "generic", keys::keys, "Returns all keys that match a pattern.";
-    "scan", -2, READONLY, (0, 0, 0), "generic", keys::scan, "Iterates over the keys.";
-    "randomkey", 1, READONLY, (0, 0, 0), "generic", keys::randomkey, "Returns a random key.";
-    "rename", 3, WRITE, (1, 2, 1), "generic", keys::rename, "Renames a key, replacing the destination.";
-    "renamenx", 3, WRITE | FAST, (1, 2, 1), "generic", keys::renamenx, "Renames a key if the new name is free.";
-    "copy", -3, WRITE | DENYOOM, (1, 2, 1), "generic", keys::copy, "Copies a key's value to another key.";
-    "expire", -3, WRITE | FAST, (1, 1, 1), "generic", expire::expire, "Sets a key's time to live in seconds.";
-    "pexpire", -3, WRITE | FAST, (1, 1, 1), "generic", expire::pexpire, "Sets a key's time to live in milliseconds.";
-    "expireat", -3, WRITE | FAST, (1, 1, 1), "generic", expire::expireat, "Sets a key's expiry as a Unix time in seconds.";
-    "pexpireat", -3, WRITE | FAST, (1, 1, 1), "generic", expire::pexpireat, "Sets a key's expiry as a Unix time in milliseconds.";
-    "ttl", 2, READONLY | FAST, (1, 1, 1), "generic", expire::ttl, "Returns a key's time to live in seconds.";
-    "pttl", 2, READONLY | FAST, (1, 1, 1), "generic", expire::pttl, "Returns a key's time to live in milliseconds.";
-    "expiretime", 2, READONLY | FAST, (1, 1, 1), "generic", expire::expiretime, "Returns a key's expiry as a Unix time in seconds.";
-    "pexpiretime", 2, READONLY | FAST, (1, 1, 1), "generic", expire::pexpiretime, "Returns a key's expiry as a Unix time in milliseconds.";
-    "persist", 2, WRITE | FAST, (1, 1, 1), "generic", expire::persist, "Removes a key's expiry.";
-    // hashes
-    "hset", -4, WRITE | DENYOOM | FAST, (1, 1, 1), "hash", hashes::hset, "Sets fields of a hash; returns how many are new.";
-    "hmset", -4, WRITE | DENYOOM | FAST, (1, 1, 1), "hash", hashes::hmset, "Sets fields of a hash.";
-    "hsetnx", 4, WRITE | DENYOOM | FAST, (1, 1, 1), "hash", hashes::hsetnx, "Sets a field only if it does not exist.";
-    "hget", 3, READONLY | FAST, (1, 1, 1), "hash", hashes::hget, "Returns the value of a field.";
-    "hmget", -3, READONLY | FAST, (1, 1, 1), "hash", hashes::hmget, "Returns the values of several fields.";
-    "hdel", -3, WRITE | FAST, (1, 1, 1), "hash", hashes::hdel, "Deletes fields.";
-    "hgetall", 2, READONLY, (1, 1, 1), "hash", hashes::hgetall, "Returns all fields and values.";
-    "hkeys", 2, READONLY, (1, 1, 1), "hash", hashes::hkeys, "Returns all fields.";
-    "hvals", 2, READONLY, (1, 1, 1), "hash", hashes::hvals, "Returns all values.";
-    "hlen", 2, READONLY | FAST, (1, 1, 1), "hash", hashes::hlen, "Returns the number of fields.";
-    "hexists", 3, READONLY | FAST, (1, 1, 1), "hash", hashes::hexists, "Tells whether a field exists.";
-    "hincrby", 4, WRITE | DENYOOM | FAST, (1, 1, 1), "hash", hashes::hincrby, "Increments an integer field.";
-    "hincrbyfloat", 4, WRITE | DENYOOM | FAST, (1, 1, 1), "hash", hashes::hincrbyfloat, "Increments a float field.";
-    "hstrlen", 3, READONLY | FAST, (1, 1, 1), "hash", hashes::hstrlen, "Returns the length of a field's value.";
-    "hrandfield", -2, READONLY, (1, 1, 1), "hash", hashes::hrandfield, "Returns random fields.";
-    "hscan", -3, READONLY, (1, 1, 1), "hash", hashes::hscan, "Iterates over the fields of a hash.";
-}
+/// The spec table with handlers, in the spec table's order, so that an index is the same in both.
+static TABLE: LazyLock<Vec<Command>> = LazyLock::new(|| {
+    assert_eq!(
+        HANDLERS.len(),
+        dcache_protocol::commands::COMMANDS.len(),
+        "a handler for every command and a command for every handler"
+    );
+    dcache_protocol::commands::COMMANDS
+        .iter()
+        .map(|spec| Command {
+            spec,
+            handler: HANDLERS
+                .iter()
+                .find(|(name, _)| *name == spec.name)
+                .unwrap_or_else(|| panic!("no handler for {}", spec.name))
+                .1,
+        })
+        .collect()
+});
 
 /// The command table.
 #[must_use]
 pub fn table() -> &'static [Command] {
-    TABLE
+    &TABLE
 }
-
-static INDEX: LazyLock<hashbrown::HashMap<&'static [u8], usize>> = LazyLock::new(|| {
-    TABLE
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.name.as_bytes(), i))
-        .collect()
-});
 
 /// Finds a command by name, in any case.
 #[must_use]
 pub fn lookup(name: &[u8]) -> Option<(usize, &'static Command)> {
-    let mut buf = [0u8; 16];
-    let lower = buf.get_mut(..name.len())?;
-    for (d, s) in lower.iter_mut().zip(name) {
-        *d = s.to_ascii_lowercase();
-    }
-    INDEX.get(&*lower).map(|&i| (i, &TABLE[i]))
+    dcache_protocol::commands::lookup(name).map(|(i, _)| (i, &TABLE[i]))
 }
 
 /// Runs one request and writes its reply. `clock` is when the previous request finished (or the
@@ -329,7 +308,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     drop(room);
     if watched {
         let cluster = ctx.shared.cluster.as_ref().expect("watched");
-        cluster.leave(key_args(cmd, args));
+        cluster.leave(dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i)));
     }
     if cmd.flags & WRITE != 0 {
         // The arguments bound what most writes add; this catches the rest (a hash field that
@@ -350,23 +329,6 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     *clock = now;
 }
 
-/// The arguments of a request that are keys, by the table's key positions.
-pub fn key_args<'a>(cmd: &Command, args: Args<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let (first, step) = (cmd.first_key, cmd.step.max(1));
-    let last = if cmd.last_key < 0 {
-        args.len() as i32 + cmd.last_key
-    } else {
-        cmd.last_key.min(args.len() as i32 - 1)
-    };
-    let range = if first > 0 && first <= last {
-        (first..=last).step_by(step as usize)
-    } else {
-        // An empty range.
-        (1..=0).step_by(1)
-    };
-    range.map(move |i| args.get(i as usize))
-}
-
 /// Sends a keyed request where the cluster serves its slot: `-MOVED` to the owner, `-CROSSSLOT`
 /// for keys of several slots, `-CLUSTERDOWN` for a slot no one serves, `-TRYAGAIN` while the
 /// slot is paused for the end of a migration. `Ok(true)` for a write to a slot being migrated
@@ -375,13 +337,16 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<bool, Strin
     let Some(cluster) = ctx.shared.cluster.as_deref() else {
         return Ok(false);
     };
-    if cmd.first_key <= 0 {
+    let mut keys = dcache_protocol::commands::keys(cmd.spec, &args)
+        .map(|i| args.get(i))
+        .peekable();
+    if keys.peek().is_none() {
         return Ok(false);
     }
     ctx.conn.asking = false;
     let view = ctx.conn.view(cluster);
     let writes = cmd.flags & WRITE != 0;
-    match cluster.route(&view, key_args(cmd, args), writes) {
+    match cluster.route(&view, keys, writes) {
         crate::cluster::Route::Refuse(msg) => Err(msg),
         crate::cluster::Route::Here {
             slot: Some(slot),
@@ -400,23 +365,11 @@ fn admit<'a>(
     args: Args<'_>,
 ) -> Result<dcache_store::Room<'a>, Error> {
     let payload: usize = args.iter_from(1).map(<[u8]>::len).sum();
-    let keys = match (cmd.first_key, cmd.last_key, cmd.step) {
-        (first, _, _) if first <= 0 => 1,
-        (first, last, step) => {
-            let last = if last < 0 {
-                args.len() as i32 + last
-            } else {
-                last
-            };
-            ((last - first) / step.max(1) + 1).max(1) as usize
-        }
-    };
-    let need = payload + (keys - 1) * dcache_store::write_cost(0);
-    let hint = ctx.key(if cmd.first_key > 0 {
-        args.get(cmd.first_key as usize)
-    } else {
-        b""
-    });
+    let mut keys = dcache_protocol::commands::keys(cmd.spec, &args);
+    let first = keys.next();
+    let others = keys.count();
+    let need = payload + others * dcache_store::write_cost(0);
+    let hint = ctx.key(first.map_or(&b""[..], |i| args.get(i)));
     Ok(ctx
         .shared
         .store
@@ -512,5 +465,33 @@ pub fn help(out: &mut ReplyWriter<'_>, lines: &[&str]) {
     out.array(lines.len());
     for line in lines {
         out.simple(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spec_has_a_handler_and_every_handler_a_spec() {
+        let specs = dcache_protocol::commands::COMMANDS;
+        for spec in specs {
+            assert_eq!(
+                HANDLERS.iter().filter(|(n, _)| *n == spec.name).count(),
+                1,
+                "{}: one handler",
+                spec.name
+            );
+        }
+        for (name, _) in HANDLERS {
+            assert!(
+                specs.iter().any(|s| s.name == *name),
+                "{name}: a handler without a spec"
+            );
+        }
+        for (i, cmd) in table().iter().enumerate() {
+            assert!(std::ptr::eq(cmd.spec, &specs[i]), "same order as the specs");
+            assert_eq!(lookup(cmd.name.as_bytes()).map(|(j, _)| j), Some(i));
+        }
     }
 }

@@ -5,97 +5,225 @@ use std::ops::RangeInclusive;
 use dcache_protocol::Args;
 use dcache_store::{Lookup, PolicyKind, PolicyName, Value, glob_match};
 
+use dcache_protocol::commands::KeySpec;
+
 use super::{
-    ADMIN, CmdResult, Command, Ctx, DENYOOM, Error, FAST, NO_AUTH, READONLY, SYNTAX, WRITE, help,
-    int_arg, is, lookup, subcommand_arity, table, unknown_subcommand,
+    CmdResult, Command, CommandSpec, Ctx, Error, SYNTAX, WRITE, help, int_arg, is, lookup,
+    subcommand_arity, table, unknown_subcommand,
 };
 use crate::config::{ByteSize, OutputBufferLimit, ranges};
 
-fn flag_names(cmd: &Command) -> Vec<&'static str> {
-    [
-        (WRITE, "write"),
-        (READONLY, "readonly"),
-        (DENYOOM, "denyoom"),
-        (ADMIN, "admin"),
-        (NO_AUTH, "no_auth"),
-        (FAST, "fast"),
-    ]
-    .iter()
-    .filter(|(bit, _)| cmd.flags & bit != 0)
-    .map(|(_, name)| *name)
-    .collect()
-}
-
-fn acl_categories(cmd: &Command) -> Vec<String> {
-    crate::acl::command_categories(cmd)
+/// The ACL categories of a command, or of a container's subcommand (`sub`).
+fn acl_categories(cmd: &Command, sub: Option<&CommandSpec>) -> Vec<String> {
+    let fullname = sub.map(|s| format!("{}|{}", cmd.name, s.name));
+    crate::acl::unit_categories(cmd, fullname.as_deref())
         .iter()
         .map(|c| format!("@{c}"))
         .collect()
 }
 
-/// One command as `COMMAND INFO` describes it (Redis 7's ten fields).
-fn command_info(ctx: &mut Ctx<'_>, cmd: &Command) {
+/// How a command uses its keys, in Redis's key-spec flags: what `COMMAND INFO` and
+/// `COMMAND GETKEYSANDFLAGS` show.
+fn key_flags(spec: &CommandSpec) -> &'static [&'static str] {
+    if spec.flags & WRITE != 0 {
+        &["RW", "update"]
+    } else {
+        &["RO", "access"]
+    }
+}
+
+/// One key specification in Redis 7's form: flags, where the search begins, how keys are found.
+fn key_spec(ctx: &mut Ctx<'_>, spec: &CommandSpec, key: &KeySpec) {
+    ctx.out.map(3);
+    ctx.out.bulk(b"flags");
+    let flags = key_flags(spec);
+    ctx.out.array(flags.len());
+    for f in flags {
+        ctx.out.simple(f);
+    }
+    let (begin, find) = match *key {
+        KeySpec::Range { first, last, step } => {
+            // Redis counts a non-negative last key from where the search began.
+            let last = if last < 0 {
+                last as i64
+            } else {
+                last as i64 - first as i64
+            };
+            (
+                first,
+                (
+                    "range",
+                    [("lastkey", last), ("keystep", step as i64), ("limit", 0)],
+                ),
+            )
+        }
+        KeySpec::Counted { at, step } => (
+            at,
+            (
+                "keynum",
+                [("keynumidx", 0), ("firstkey", 1), ("keystep", step as i64)],
+            ),
+        ),
+    };
+    ctx.out.bulk(b"begin_search");
+    ctx.out.map(2);
+    ctx.out.bulk(b"type");
+    ctx.out.bulk(b"index");
+    ctx.out.bulk(b"spec");
+    ctx.out.map(1);
+    ctx.out.bulk(b"index");
+    ctx.out.int(begin as i64);
+    ctx.out.bulk(b"find_keys");
+    ctx.out.map(2);
+    ctx.out.bulk(b"type");
+    ctx.out.bulk(find.0.as_bytes());
+    ctx.out.bulk(b"spec");
+    ctx.out.map(find.1.len());
+    for (name, value) in find.1 {
+        ctx.out.bulk(name.as_bytes());
+        ctx.out.int(value);
+    }
+}
+
+/// One command as `COMMAND INFO` describes it, Redis 7's ten fields: name, arity, flags, legacy
+/// key range, ACL categories, tips, key specifications, subcommands (each in the same form).
+fn command_info(ctx: &mut Ctx<'_>, cmd: &Command, sub: Option<&CommandSpec>) {
+    let spec = sub.unwrap_or(cmd.spec);
     ctx.out.array(10);
-    ctx.out.bulk(cmd.name.as_bytes());
-    ctx.out.int(i64::from(cmd.arity));
-    let flags = flag_names(cmd);
+    match sub {
+        Some(s) => ctx.out.bulk(format!("{}|{}", cmd.name, s.name).as_bytes()),
+        None => ctx.out.bulk(cmd.name.as_bytes()),
+    }
+    ctx.out.int(i64::from(spec.arity));
+    // A container that needs a subcommand has no flags of its own in Redis 7: they are its
+    // subcommands'. (Ours keep theirs for the ACL categories they imply.)
+    let flags: Vec<&str> = if sub.is_none() && !cmd.subcommands.is_empty() && cmd.arity == -2 {
+        Vec::new()
+    } else {
+        spec.redis_flags().collect()
+    };
     ctx.out.set(flags.len());
     for f in flags {
         ctx.out.simple(f);
     }
-    ctx.out.int(i64::from(cmd.first_key));
-    ctx.out.int(i64::from(cmd.last_key));
-    ctx.out.int(i64::from(cmd.step));
-    let cats = acl_categories(cmd);
+    let (first, last, step) = spec.legacy_range();
+    ctx.out.int(first);
+    ctx.out.int(last);
+    ctx.out.int(step);
+    let cats = acl_categories(cmd, sub);
     ctx.out.set(cats.len());
     for c in &cats {
         ctx.out.simple(c);
     }
-    ctx.out.set(0);
-    ctx.out.array(0);
-    ctx.out.array(0);
+    ctx.out.array(spec.tips.len());
+    for tip in spec.tips {
+        ctx.out.simple(tip);
+    }
+    ctx.out.array(spec.keys.len());
+    for key in spec.keys {
+        key_spec(ctx, spec, key);
+    }
+    if sub.is_some() {
+        ctx.out.array(0);
+    } else {
+        ctx.out.array(cmd.subcommands.len());
+        for s in cmd.subcommands {
+            command_info(ctx, cmd, Some(s));
+        }
+    }
 }
 
-fn command_docs(ctx: &mut Ctx<'_>, cmd: &Command) {
-    ctx.out.bulk(cmd.name.as_bytes());
-    ctx.out.map(3);
+/// One command's `COMMAND DOCS` entry (name, then a map), its subcommands nested as Redis does.
+fn command_docs(ctx: &mut Ctx<'_>, name: &str, spec: &CommandSpec, group: &str) {
+    ctx.out.bulk(name.as_bytes());
+    let subs = !spec.subcommands.is_empty();
+    ctx.out.map(4 + usize::from(subs));
     ctx.out.bulk(b"summary");
-    ctx.out.bulk(cmd.summary.as_bytes());
+    ctx.out.bulk(spec.summary.as_bytes());
     ctx.out.bulk(b"since");
-    ctx.out.bulk(b"1.0.0");
+    ctx.out.bulk(spec.since.as_bytes());
     ctx.out.bulk(b"group");
-    ctx.out.bulk(cmd.group.as_bytes());
+    ctx.out.bulk(group.as_bytes());
+    ctx.out.bulk(b"complexity");
+    ctx.out.bulk(spec.complexity.as_bytes());
+    if subs {
+        ctx.out.bulk(b"subcommands");
+        ctx.out.map(spec.subcommands.len());
+        for s in spec.subcommands {
+            command_docs(ctx, &format!("{name}|{}", s.name), s, group);
+        }
+    }
+}
+
+/// `COMMAND GETKEYS` and `GETKEYSANDFLAGS`: the keys of the request in `args[2..]`, with Redis's
+/// errors for an unknown command, a wrong argument count, or a command without keys.
+fn command_getkeys(ctx: &mut Ctx<'_>, args: Args<'_>, with_flags: bool) -> CmdResult {
+    let request: Vec<&[u8]> = args.iter_from(2).collect();
+    let Some((_, cmd)) = lookup(request[0]) else {
+        return Err("ERR Invalid command specified".into());
+    };
+    let spec = if cmd.subcommands.is_empty() || request.len() < 2 {
+        cmd.spec
+    } else {
+        cmd.subcommand(request[1])
+            .ok_or(Error::from("ERR Invalid command specified"))?
+    };
+    if !spec.arity_ok(request.len()) {
+        return Err("ERR Invalid number of arguments specified for command".into());
+    }
+    let keys: Vec<usize> = dcache_protocol::commands::keys(cmd.spec, &request[..]).collect();
+    if keys.is_empty() {
+        return Err("ERR The command has no key arguments".into());
+    }
+    ctx.out.array(keys.len());
+    for i in keys {
+        if with_flags {
+            ctx.out.array(2);
+            ctx.out.bulk(request[i]);
+            let flags = key_flags(spec);
+            ctx.out.set(flags.len());
+            for f in flags {
+                ctx.out.simple(f);
+            }
+        } else {
+            ctx.out.bulk(request[i]);
+        }
+    }
+    Ok(())
 }
 
 pub fn command(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() == 1 {
         ctx.out.array(table().len());
         for cmd in table() {
-            command_info(ctx, cmd);
+            command_info(ctx, cmd, None);
         }
         return Ok(());
     }
     let sub = args.get(1);
     match sub.to_ascii_uppercase().as_slice() {
-        b"COUNT" => ctx.out.int(table().len() as i64),
+        b"COUNT" if args.len() == 2 => ctx.out.int(table().len() as i64),
         b"LIST" => {
+            // FILTERBY is not supported: every name.
+            if args.len() != 2 {
+                return Err(SYNTAX.into());
+            }
             ctx.out.array(table().len());
             for cmd in table() {
                 ctx.out.bulk(cmd.name.as_bytes());
             }
         }
         b"INFO" => {
-            let names: Vec<&[u8]> = args.iter_from(2).collect();
-            if names.is_empty() {
+            if args.len() == 2 {
                 ctx.out.array(table().len());
                 for cmd in table() {
-                    command_info(ctx, cmd);
+                    command_info(ctx, cmd, None);
                 }
             } else {
-                ctx.out.array(names.len());
-                for name in names {
+                ctx.out.array(args.len() - 2);
+                for name in args.iter_from(2) {
                     match lookup(name) {
-                        Some((_, cmd)) => command_info(ctx, cmd),
+                        Some((_, cmd)) => command_info(ctx, cmd, None),
                         None => ctx.out.null_array(),
                     }
                 }
@@ -111,10 +239,13 @@ pub fn command(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             };
             ctx.out.map(cmds.len());
             for cmd in cmds {
-                command_docs(ctx, cmd);
+                command_docs(ctx, cmd.name, cmd.spec, cmd.group);
             }
         }
-        b"HELP" => help(
+        b"GETKEYS" | b"GETKEYSANDFLAGS" if args.len() >= 4 => {
+            command_getkeys(ctx, args, sub.len() > b"GETKEYS".len())?;
+        }
+        b"HELP" if args.len() == 2 => help(
             &mut ctx.out,
             &[
                 "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -124,12 +255,19 @@ pub fn command(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 "    Return the total number of commands.",
                 "DOCS [<command-name> ...]",
                 "    Return documentation details about commands.",
+                "GETKEYS <full-command>",
+                "    Return the keys from a full command.",
+                "GETKEYSANDFLAGS <full-command>",
+                "    Return the keys and the access flags from a full command.",
                 "INFO [<command-name> ...]",
                 "    Return details about the given commands, or all of them.",
                 "LIST",
                 "    Return the names of all commands.",
             ],
         ),
+        b"COUNT" | b"GETKEYS" | b"GETKEYSANDFLAGS" | b"HELP" => {
+            return Err(subcommand_arity("command", sub));
+        }
         _ => return Err(unknown_subcommand(sub, "command")),
     }
     Ok(())

@@ -1,0 +1,493 @@
+//! The command table: every command's name, arity, flags, key positions and documentation, in one
+//! place, read by the server (dispatch, admission, ACL, `COMMAND`) and by clients (routing).
+//!
+//! The table holds no behaviour: the server pairs each row with its handler by name. Key
+//! positions are a list of [`KeySpec`]s, read by [`keys`], which also finds the keys of a
+//! subcommand (`MEMORY USAGE key`, `OBJECT ENCODING key`) in the container's
+//! [`CommandSpec::subcommands`].
+//!
+//! Arity follows Redis: `n` means exactly `n` arguments counting the name, `-n` at least `n`.
+
+use std::sync::LazyLock;
+
+use crate::Args;
+
+/// Changes data.
+pub const WRITE: u16 = 1;
+/// Only reads data.
+pub const READONLY: u16 = 1 << 1;
+/// May grow memory: refused with `-OOM` when the budget is spent and nothing can be evicted.
+pub const DENYOOM: u16 = 1 << 2;
+/// Administrative.
+pub const ADMIN: u16 = 1 << 3;
+/// Allowed before `AUTH`.
+pub const NO_AUTH: u16 = 1 << 4;
+/// Constant or logarithmic time.
+pub const FAST: u16 = 1 << 5;
+/// About the connection rather than data.
+pub const CONNECTION: u16 = 1 << 6;
+
+/// The flags Redis's `COMMAND INFO` knows, with its names for them. `CONNECTION` is not among
+/// them: Redis has it only as an ACL category.
+pub const REDIS_FLAGS: [(u16, &str); 6] = [
+    (WRITE, "write"),
+    (READONLY, "readonly"),
+    (DENYOOM, "denyoom"),
+    (ADMIN, "admin"),
+    (NO_AUTH, "no_auth"),
+    (FAST, "fast"),
+];
+
+/// Where a command's key arguments are. A command may have several (a destination key, then a
+/// counted list of sources); [`keys`] yields their positions in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    /// Keys at `first`, `first + step`, … up to `last`; a negative `last` counts from the end
+    /// (`-1` is the last argument, `-2` the one before).
+    Range {
+        first: usize,
+        last: isize,
+        step: usize,
+    },
+    /// Argument `at` holds a count `n`, followed by `n` keys from `at + 1`, one every `step`
+    /// arguments (`EVAL script numkeys key…`, `ZUNIONSTORE dst numkeys key…`, `LMPOP numkeys key…`).
+    Counted { at: usize, step: usize },
+}
+
+/// One command (or one subcommand of a container such as `CLIENT`).
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Lower case; a subcommand's own name (`usage`), without its container's.
+    pub name: &'static str,
+    pub arity: i32,
+    pub flags: u16,
+    pub keys: &'static [KeySpec],
+    /// Redis's command group (`string`, `generic`, …); a subcommand's is its container's.
+    pub group: &'static str,
+    /// The Redis version that introduced the command, as `COMMAND DOCS` reports it.
+    pub since: &'static str,
+    pub complexity: &'static str,
+    pub summary: &'static str,
+    /// Redis's hints for clients (`request_policy:all_shards`, `response_policy:agg_sum`,
+    /// `nondeterministic_output`, …), as `COMMAND INFO` shows them; a cluster client reads the
+    /// policies to know which keyless commands go to every node and how to merge the replies.
+    pub tips: &'static [&'static str],
+    pub subcommands: &'static [CommandSpec],
+}
+
+impl CommandSpec {
+    /// The subcommand named `name` (any case), if this is a container that has it.
+    #[must_use]
+    pub fn subcommand(&self, name: &[u8]) -> Option<&'static CommandSpec> {
+        self.subcommands
+            .iter()
+            .find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether some key positions depend on argument values (a counted list): what Redis calls
+    /// `movablekeys`, the sign that [`legacy_range`](Self::legacy_range) alone cannot find them.
+    #[must_use]
+    pub fn movable_keys(&self) -> bool {
+        self.keys
+            .iter()
+            .any(|k| matches!(k, KeySpec::Counted { .. }))
+    }
+
+    /// The `(first, last, step)` triple of `COMMAND INFO`, which older clients route by: the
+    /// first range, or `(0, 0, 0)` when there is none (then `movablekeys` or the subcommands
+    /// tell the rest).
+    #[must_use]
+    pub fn legacy_range(&self) -> (i64, i64, i64) {
+        match self.keys.first() {
+            Some(&KeySpec::Range { first, last, step }) => (first as i64, last as i64, step as i64),
+            _ => (0, 0, 0),
+        }
+    }
+
+    /// Whether `argc` arguments (the name included) satisfy the arity.
+    #[must_use]
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = i64::from(self.arity);
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+
+    /// Redis's flag names for `COMMAND INFO`.
+    pub fn redis_flags(&self) -> impl Iterator<Item = &'static str> + '_ {
+        REDIS_FLAGS
+            .iter()
+            .filter(|(bit, _)| self.flags & bit != 0)
+            .map(|(_, name)| *name)
+            .chain(self.movable_keys().then_some("movablekeys"))
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a table row per call: positional fields keep the table readable"
+)]
+const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: u16,
+    keys: &'static [KeySpec],
+    group: &'static str,
+    since: &'static str,
+    complexity: &'static str,
+    summary: &'static str,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        keys,
+        group,
+        since,
+        complexity,
+        summary,
+        tips: &[],
+        subcommands: &[],
+    }
+}
+
+impl CommandSpec {
+    const fn with_subcommands(mut self, subcommands: &'static [CommandSpec]) -> Self {
+        self.subcommands = subcommands;
+        self
+    }
+
+    const fn with_tips(mut self, tips: &'static [&'static str]) -> Self {
+        self.tips = tips;
+        self
+    }
+
+    /// The value of the tip `name:value` (`request_policy` → `all_shards`), if the spec has it.
+    #[must_use]
+    pub fn tip(&self, name: &str) -> Option<&'static str> {
+        self.tips
+            .iter()
+            .find_map(|t| t.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')))
+    }
+}
+
+const NONE: &[KeySpec] = &[];
+const FIRST: &[KeySpec] = &[KeySpec::Range {
+    first: 1,
+    last: 1,
+    step: 1,
+}];
+const FIRST_TWO: &[KeySpec] = &[KeySpec::Range {
+    first: 1,
+    last: 2,
+    step: 1,
+}];
+const ALL: &[KeySpec] = &[KeySpec::Range {
+    first: 1,
+    last: -1,
+    step: 1,
+}];
+const PAIRS: &[KeySpec] = &[KeySpec::Range {
+    first: 1,
+    last: -1,
+    step: 2,
+}];
+/// The key after a subcommand's name (`OBJECT ENCODING key`).
+const SECOND: &[KeySpec] = &[KeySpec::Range {
+    first: 2,
+    last: 2,
+    step: 1,
+}];
+
+#[rustfmt::skip]
+const ACL_SUBS: &[CommandSpec] = &[
+    spec("cat", -2, 0, NONE, "server", "6.0.0", "O(1)", "Lists the ACL categories, or the commands in one."),
+    spec("deluser", -3, ADMIN, NONE, "server", "6.0.0", "O(1) amortized", "Deletes users."),
+    spec("getuser", 3, ADMIN, NONE, "server", "6.0.0", "O(N)", "Returns a user's rules."),
+    spec("help", 2, 0, NONE, "server", "6.0.0", "O(1)", "Describes the subcommands."),
+    spec("list", 2, ADMIN, NONE, "server", "6.0.0", "O(N) where N is the number of users", "Lists every user's rules."),
+    spec("setuser", -3, ADMIN, NONE, "server", "6.0.0", "O(N) where N is the number of rules", "Creates a user or changes its rules."),
+    spec("users", 2, ADMIN, NONE, "server", "6.0.0", "O(N) where N is the number of users", "Lists the user names."),
+    spec("whoami", 2, 0, NONE, "server", "6.0.0", "O(1)", "Returns the connection's user."),
+];
+
+#[rustfmt::skip]
+const CLIENT_SUBS: &[CommandSpec] = &[
+    spec("getname", 2, CONNECTION, NONE, "connection", "2.6.9", "O(1)", "Returns the connection's name."),
+    spec("help", 2, CONNECTION, NONE, "connection", "5.0.0", "O(1)", "Describes the subcommands."),
+    spec("id", 2, CONNECTION, NONE, "connection", "5.0.0", "O(1)", "Returns the connection's id."),
+    spec("info", 2, CONNECTION, NONE, "connection", "6.2.0", "O(1)", "Describes this connection.").with_tips(&["nondeterministic_output"]),
+    spec("kill", -3, ADMIN | CONNECTION, NONE, "connection", "2.4.0", "O(N) where N is the number of connections", "Closes connections."),
+    spec("list", -2, ADMIN | CONNECTION, NONE, "connection", "2.4.0", "O(N) where N is the number of connections", "Describes every connection.").with_tips(&["nondeterministic_output"]),
+    spec("setinfo", 4, CONNECTION, NONE, "connection", "7.2.0", "O(1)", "Records the client library's name or version."),
+    spec("setname", 3, CONNECTION, NONE, "connection", "2.6.9", "O(1)", "Names the connection."),
+];
+
+/// CLUSTER's subcommands, including those the cluster protocol brings.
+#[rustfmt::skip]
+const CLUSTER_SUBS: &[CommandSpec] = &[
+    spec("countkeysinslot", 3, 0, NONE, "cluster", "3.0.0", "O(1)", "Counts the keys of a slot on this node."),
+    spec("forget", 3, ADMIN, NONE, "cluster", "3.0.0", "O(1)", "Removes a node from the cluster."),
+    spec("getkeysinslot", 4, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of keys returned", "Lists keys of a slot on this node.").with_tips(&["nondeterministic_output"]),
+    spec("help", 2, 0, NONE, "cluster", "5.0.0", "O(1)", "Describes the subcommands."),
+    spec("import", 3, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of records", "Applies a slot migration's records (sent by the node that moves the slot)."),
+    spec("info", 2, 0, NONE, "cluster", "3.0.0", "O(1)", "Describes the cluster's state.").with_tips(&["nondeterministic_output"]),
+    spec("keyslot", 3, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of bytes in the key", "Returns the hash slot of a key."),
+    spec("leave", 2, ADMIN, NONE, "cluster", "dcache", "O(1)", "Hands this node's slots to the others, then leaves the cluster and stops."),
+    spec("meet", -4, ADMIN, NONE, "cluster", "3.0.0", "O(1)", "Adds a node to the cluster."),
+    spec("myid", 2, 0, NONE, "cluster", "3.0.0", "O(1)", "Returns this node's id."),
+    spec("myshardid", 2, 0, NONE, "cluster", "7.2.0", "O(1)", "Returns this node's shard id."),
+    spec("nodes", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Describes every node, in cluster config format.").with_tips(&["nondeterministic_output"]),
+    spec("rebalance", 2, ADMIN, NONE, "cluster", "dcache", "O(1)", "Moves slots until every node serves its share."),
+    spec("shards", 2, 0, NONE, "cluster", "7.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and nodes of each shard.").with_tips(&["nondeterministic_output"]),
+    spec("slots", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and their nodes.").with_tips(&["nondeterministic_output"]),
+];
+
+#[rustfmt::skip]
+const COMMAND_SUBS: &[CommandSpec] = &[
+    spec("count", 2, CONNECTION, NONE, "server", "2.8.13", "O(1)", "Returns the number of commands."),
+    spec("docs", -2, CONNECTION, NONE, "server", "7.0.0", "O(N) where N is the number of commands to look up", "Documents commands.").with_tips(&["nondeterministic_output_order"]),
+    spec("getkeys", -4, CONNECTION, NONE, "server", "2.8.13", "O(N) where N is the number of arguments to the command", "Returns the keys of a request."),
+    spec("getkeysandflags", -4, CONNECTION, NONE, "server", "7.0.0", "O(N) where N is the number of arguments to the command", "Returns the keys of a request and how it uses them."),
+    spec("help", 2, CONNECTION, NONE, "server", "5.0.0", "O(1)", "Describes the subcommands."),
+    spec("info", -2, CONNECTION, NONE, "server", "2.8.13", "O(N) where N is the number of commands to look up", "Describes commands, or all of them.").with_tips(&["nondeterministic_output_order"]),
+    spec("list", -2, CONNECTION, NONE, "server", "7.0.0", "O(N) where N is the number of commands", "Returns the command names.").with_tips(&["nondeterministic_output_order"]),
+];
+
+#[rustfmt::skip]
+const CONFIG_SUBS: &[CommandSpec] = &[
+    spec("get", -3, ADMIN, NONE, "server", "2.0.0", "O(N) where N is the number of parameters", "Returns parameters' values."),
+    spec("help", 2, 0, NONE, "server", "5.0.0", "O(1)", "Describes the subcommands."),
+    spec("resetstat", 2, ADMIN, NONE, "server", "2.0.0", "O(1)", "Resets the statistics INFO shows."),
+    spec("set", -4, ADMIN, NONE, "server", "2.0.0", "O(N) where N is the number of parameters", "Changes parameters.").with_tips(&["request_policy:all_nodes", "response_policy:all_succeeded"]),
+];
+
+#[rustfmt::skip]
+const MEMORY_SUBS: &[CommandSpec] = &[
+    spec("help", 2, 0, NONE, "server", "4.0.0", "O(1)", "Describes the subcommands."),
+    spec("usage", -3, READONLY, SECOND, "server", "4.0.0", "O(1)", "Returns the bytes a key and its value take."),
+];
+
+#[rustfmt::skip]
+const OBJECT_SUBS: &[CommandSpec] = &[
+    spec("encoding", 3, READONLY, SECOND, "generic", "2.2.3", "O(1)", "Returns a value's internal encoding.").with_tips(&["nondeterministic_output"]),
+    spec("freq", 3, READONLY, SECOND, "generic", "4.0.0", "O(1)", "Returns a key's access frequency counter (LFU policies).").with_tips(&["nondeterministic_output"]),
+    spec("help", 2, 0, NONE, "generic", "6.2.0", "O(1)", "Describes the subcommands."),
+    spec("idletime", 3, READONLY, SECOND, "generic", "2.2.3", "O(1)", "Returns the seconds since a key was last accessed.").with_tips(&["nondeterministic_output"]),
+    spec("refcount", 3, READONLY, SECOND, "generic", "2.2.3", "O(1)", "Returns a value's reference count.").with_tips(&["nondeterministic_output"]),
+];
+
+/// Every command, in the order `COMMAND` lists them. A server serves exactly these.
+#[rustfmt::skip]
+pub static COMMANDS: &[CommandSpec] = &[
+    // connection
+    spec("ping", -1, FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Returns the server's liveliness response.").with_tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
+    spec("echo", 2, FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Returns the given string."),
+    spec("readonly", 1, FAST | CONNECTION, NONE, "cluster", "3.0.0", "O(1)", "Lets reads of this connection go to replicas."),
+    spec("readwrite", 1, FAST | CONNECTION, NONE, "cluster", "3.0.0", "O(1)", "Sends reads of this connection to primaries again."),
+    spec("asking", 1, FAST | CONNECTION, NONE, "cluster", "3.0.0", "O(1)", "Marks the next command as following an -ASK redirect."),
+    spec("hello", -1, NO_AUTH | FAST | CONNECTION, NONE, "connection", "6.0.0", "O(1)", "Handshakes with the server: protocol version, authentication, name."),
+    spec("auth", -2, NO_AUTH | FAST | CONNECTION, NONE, "connection", "1.0.0", "O(N) where N is the number of passwords defined for the user", "Authenticates the connection."),
+    spec("select", 2, FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Changes the selected database (only 0 exists)."),
+    spec("quit", -1, NO_AUTH | FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Closes the connection."),
+    spec("acl", -2, 0, NONE, "server", "6.0.0", "Depends on subcommand", "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.").with_subcommands(ACL_SUBS),
+    spec("client", -2, CONNECTION, NONE, "connection", "2.4.0", "Depends on subcommand", "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL.").with_subcommands(CLIENT_SUBS),
+    // server
+    spec("command", -1, CONNECTION, NONE, "server", "2.8.13", "O(N) where N is the total number of Redis commands", "Returns details about commands: COUNT, INFO, DOCS, LIST.").with_subcommands(COMMAND_SUBS).with_tips(&["nondeterministic_output_order"]),
+    spec("info", -1, 0, NONE, "server", "1.0.0", "O(1)", "Returns information and statistics about the server.").with_tips(&["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
+    spec("config", -2, ADMIN, NONE, "server", "2.0.0", "Depends on subcommand", "Gets and sets configuration: GET, SET, RESETSTAT.").with_subcommands(CONFIG_SUBS),
+    spec("dbsize", 1, READONLY | FAST, NONE, "server", "1.0.0", "O(1)", "Returns the number of keys.").with_tips(&["request_policy:all_shards", "response_policy:agg_sum"]),
+    spec("flushdb", -1, WRITE, NONE, "server", "1.0.0", "O(N) where N is the number of keys in the selected database", "Removes all keys.").with_tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
+    spec("flushall", -1, WRITE, NONE, "server", "1.0.0", "O(N) where N is the total number of keys in all databases", "Removes all keys.").with_tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
+    spec("time", 1, FAST, NONE, "server", "2.6.0", "O(1)", "Returns the server time.").with_tips(&["nondeterministic_output"]),
+    spec("memory", -2, READONLY, NONE, "server", "4.0.0", "Depends on subcommand", "Memory introspection: USAGE.").with_subcommands(MEMORY_SUBS),
+    spec("cluster", -2, 0, NONE, "cluster", "3.0.0", "Depends on subcommand", "Cluster commands: SLOTS, SHARDS, NODES, INFO, MYID, MYSHARDID, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT, FORGET, LEAVE, REBALANCE.").with_subcommands(CLUSTER_SUBS),
+    spec("object", -2, READONLY, NONE, "generic", "2.2.3", "Depends on subcommand", "Inspects a key: ENCODING, FREQ, IDLETIME, REFCOUNT.").with_subcommands(OBJECT_SUBS),
+    // strings
+    spec("get", 2, READONLY | FAST, FIRST, "string", "1.0.0", "O(1)", "Returns the string value of a key."),
+    spec("set", -3, WRITE | DENYOOM, FIRST, "string", "1.0.0", "O(1)", "Sets the string value of a key, with optional expiry and conditions."),
+    spec("setnx", 3, WRITE | DENYOOM | FAST, FIRST, "string", "1.0.0", "O(1)", "Sets a key only if it does not exist."),
+    spec("setex", 4, WRITE | DENYOOM, FIRST, "string", "2.0.0", "O(1)", "Sets a key with an expiry in seconds."),
+    spec("psetex", 4, WRITE | DENYOOM, FIRST, "string", "2.6.0", "O(1)", "Sets a key with an expiry in milliseconds."),
+    spec("getex", -2, WRITE | FAST, FIRST, "string", "6.2.0", "O(1)", "Returns a string and optionally changes its expiry."),
+    spec("getdel", 2, WRITE | FAST, FIRST, "string", "6.2.0", "O(1)", "Returns a string and deletes the key."),
+    spec("getset", 3, WRITE | DENYOOM | FAST, FIRST, "string", "1.0.0", "O(1)", "Sets a string and returns the previous value."),
+    spec("mget", -2, READONLY | FAST, ALL, "string", "1.0.0", "O(N) where N is the number of keys to retrieve", "Returns the values of several keys.").with_tips(&["request_policy:multi_shard"]),
+    spec("mset", -3, WRITE | DENYOOM, PAIRS, "string", "1.0.1", "O(N) where N is the number of keys to set", "Sets several keys atomically.").with_tips(&["request_policy:multi_shard", "response_policy:all_succeeded"]),
+    spec("msetnx", -3, WRITE | DENYOOM, PAIRS, "string", "1.0.1", "O(N) where N is the number of keys to set", "Sets several keys only if none exists.").with_tips(&["request_policy:multi_shard", "response_policy:agg_min"]),
+    spec("append", 3, WRITE | DENYOOM | FAST, FIRST, "string", "2.0.0", "O(1)", "Appends to a string."),
+    spec("strlen", 2, READONLY | FAST, FIRST, "string", "2.2.0", "O(1)", "Returns the length of a string."),
+    spec("getrange", 4, READONLY, FIRST, "string", "2.4.0", "O(N)", "Returns a substring."),
+    spec("substr", 4, READONLY, FIRST, "string", "1.0.0", "O(N)", "Returns a substring (old name of GETRANGE)."),
+    spec("setrange", 4, WRITE | DENYOOM, FIRST, "string", "2.2.0", "O(1), not counting the time taken to copy the new string in place", "Overwrites part of a string at an offset."),
+    spec("incr", 2, WRITE | DENYOOM | FAST, FIRST, "string", "1.0.0", "O(1)", "Increments an integer by one."),
+    spec("decr", 2, WRITE | DENYOOM | FAST, FIRST, "string", "1.0.0", "O(1)", "Decrements an integer by one."),
+    spec("incrby", 3, WRITE | DENYOOM | FAST, FIRST, "string", "1.0.0", "O(1)", "Increments an integer by a number."),
+    spec("decrby", 3, WRITE | DENYOOM | FAST, FIRST, "string", "1.0.0", "O(1)", "Decrements an integer by a number."),
+    spec("incrbyfloat", 3, WRITE | DENYOOM | FAST, FIRST, "string", "2.6.0", "O(1)", "Increments a float by a number."),
+    // keys
+    spec("del", -2, WRITE, ALL, "generic", "1.0.0", "O(N)", "Deletes keys.").with_tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
+    spec("unlink", -2, WRITE | FAST, ALL, "generic", "4.0.0", "O(1)", "Deletes keys.").with_tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
+    spec("exists", -2, READONLY | FAST, ALL, "generic", "1.0.0", "O(N) where N is the number of keys to check", "Counts how many of the keys exist.").with_tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
+    spec("touch", -2, READONLY | FAST, ALL, "generic", "3.2.1", "O(N) where N is the number of keys that will be touched", "Refreshes keys' last access time.").with_tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
+    spec("type", 2, READONLY | FAST, FIRST, "generic", "1.0.0", "O(1)", "Returns the type of a key's value."),
+    spec("keys", 2, READONLY, NONE, "generic", "1.0.0", "O(N)", "Returns all keys that match a pattern.").with_tips(&["request_policy:all_shards", "nondeterministic_output_order"]),
+    spec("scan", -2, READONLY, NONE, "generic", "2.8.0", "O(1)", "Iterates over the keys.").with_tips(&["nondeterministic_output", "request_policy:special"]),
+    spec("randomkey", 1, READONLY, NONE, "generic", "1.0.0", "O(1)", "Returns a random key.").with_tips(&["request_policy:all_shards", "nondeterministic_output"]),
+    spec("rename", 3, WRITE, FIRST_TWO, "generic", "1.0.0", "O(1)", "Renames a key, replacing the destination."),
+    spec("renamenx", 3, WRITE | FAST, FIRST_TWO, "generic", "1.0.0", "O(1)", "Renames a key if the new name is free."),
+    spec("copy", -3, WRITE | DENYOOM, FIRST_TWO, "generic", "6.2.0", "O(N)", "Copies a key's value to another key."),
+    spec("expire", -3, WRITE | FAST, FIRST, "generic", "1.0.0", "O(1)", "Sets a key's time to live in seconds."),
+    spec("pexpire", -3, WRITE | FAST, FIRST, "generic", "2.6.0", "O(1)", "Sets a key's time to live in milliseconds."),
+    spec("expireat", -3, WRITE | FAST, FIRST, "generic", "1.2.0", "O(1)", "Sets a key's expiry as a Unix time in seconds."),
+    spec("pexpireat", -3, WRITE | FAST, FIRST, "generic", "2.6.0", "O(1)", "Sets a key's expiry as a Unix time in milliseconds."),
+    spec("ttl", 2, READONLY | FAST, FIRST, "generic", "1.0.0", "O(1)", "Returns a key's time to live in seconds.").with_tips(&["nondeterministic_output"]),
+    spec("pttl", 2, READONLY | FAST, FIRST, "generic", "2.6.0", "O(1)", "Returns a key's time to live in milliseconds.").with_tips(&["nondeterministic_output"]),
+    spec("expiretime", 2, READONLY | FAST, FIRST, "generic", "7.0.0", "O(1)", "Returns a key's expiry as a Unix time in seconds."),
+    spec("pexpiretime", 2, READONLY | FAST, FIRST, "generic", "7.0.0", "O(1)", "Returns a key's expiry as a Unix time in milliseconds."),
+    spec("persist", 2, WRITE | FAST, FIRST, "generic", "2.2.0", "O(1)", "Removes a key's expiry."),
+    // hashes
+    spec("hset", -4, WRITE | DENYOOM | FAST, FIRST, "hash", "2.0.0", "O(1)", "Sets fields of a hash; returns how many are new."),
+    spec("hmset", -4, WRITE | DENYOOM | FAST, FIRST, "hash", "2.0.0", "O(N) where N is the number of fields being set", "Sets fields of a hash."),
+    spec("hsetnx", 4, WRITE | DENYOOM | FAST, FIRST, "hash", "2.0.0", "O(1)", "Sets a field only if it does not exist."),
+    spec("hget", 3, READONLY | FAST, FIRST, "hash", "2.0.0", "O(1)", "Returns the value of a field."),
+    spec("hmget", -3, READONLY | FAST, FIRST, "hash", "2.0.0", "O(N) where N is the number of fields being requested", "Returns the values of several fields."),
+    spec("hdel", -3, WRITE | FAST, FIRST, "hash", "2.0.0", "O(N) where N is the number of fields to be removed", "Deletes fields."),
+    spec("hgetall", 2, READONLY, FIRST, "hash", "2.0.0", "O(N) where N is the size of the hash", "Returns all fields and values.").with_tips(&["nondeterministic_output_order"]),
+    spec("hkeys", 2, READONLY, FIRST, "hash", "2.0.0", "O(N) where N is the size of the hash", "Returns all fields.").with_tips(&["nondeterministic_output_order"]),
+    spec("hvals", 2, READONLY, FIRST, "hash", "2.0.0", "O(N) where N is the size of the hash", "Returns all values.").with_tips(&["nondeterministic_output_order"]),
+    spec("hlen", 2, READONLY | FAST, FIRST, "hash", "2.0.0", "O(1)", "Returns the number of fields."),
+    spec("hexists", 3, READONLY | FAST, FIRST, "hash", "2.0.0", "O(1)", "Tells whether a field exists."),
+    spec("hincrby", 4, WRITE | DENYOOM | FAST, FIRST, "hash", "2.0.0", "O(1)", "Increments an integer field."),
+    spec("hincrbyfloat", 4, WRITE | DENYOOM | FAST, FIRST, "hash", "2.6.0", "O(1)", "Increments a float field."),
+    spec("hstrlen", 3, READONLY | FAST, FIRST, "hash", "3.2.0", "O(1)", "Returns the length of a field's value."),
+    spec("hrandfield", -2, READONLY, FIRST, "hash", "6.2.0", "O(N) where N is the number of fields returned", "Returns random fields.").with_tips(&["nondeterministic_output"]),
+    spec("hscan", -3, READONLY, FIRST, "hash", "2.8.0", "O(1)", "Iterates over the fields of a hash.").with_tips(&["nondeterministic_output"]),
+];
+
+/// The index of each command's name in [`COMMANDS`].
+static INDEX: LazyLock<hashbrown::HashMap<&'static [u8], usize>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_bytes(), i))
+        .collect()
+});
+
+/// The longest command name, so that [`lookup`] lowers case on the stack.
+const MAX_NAME: usize = 16;
+
+/// Finds a command by name, in any case, with its index in [`COMMANDS`].
+#[must_use]
+pub fn lookup(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
+    let mut buf = [0u8; MAX_NAME];
+    let lower = buf.get_mut(..name.len())?;
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    INDEX.get(&*lower).map(|&i| (i, &COMMANDS[i]))
+}
+
+/// A request's arguments, the command name first: the server's borrowed [`Args`] or a client's
+/// slice of byte strings.
+pub trait Arguments {
+    /// How many arguments, the name included.
+    fn count(&self) -> usize;
+    /// Argument `i < count()`.
+    fn arg(&self, i: usize) -> &[u8];
+}
+
+impl Arguments for Args<'_> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn arg(&self, i: usize) -> &[u8] {
+        self.get(i)
+    }
+}
+
+impl<A: AsRef<[u8]>> Arguments for [A] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn arg(&self, i: usize) -> &[u8] {
+        self[i].as_ref()
+    }
+}
+
+/// The positions of the key arguments of a request for `spec` (the command name is position
+/// 0), in order. For a container, the keys are its subcommand's (argument 1 names it); an
+/// unknown subcommand has none. Positions past the end of a short request are left out, and a
+/// count that is not a non-negative integer (`EVAL s x`) counts no keys: callers check arity
+/// first, the command itself rejects the rest.
+pub fn keys<'a, A: Arguments + ?Sized>(spec: &CommandSpec, args: &'a A) -> KeyPositions<'a, A> {
+    let specs = if spec.subcommands.is_empty() || args.count() < 2 {
+        spec.keys
+    } else {
+        spec.subcommand(args.arg(1)).map_or(&[][..], |s| s.keys)
+    };
+    KeyPositions {
+        args,
+        specs,
+        next: 0,
+        end: 0,
+        step: 1,
+    }
+}
+
+/// The iterator of [`keys`]. Allocates nothing.
+#[derive(Debug)]
+pub struct KeyPositions<'a, A: ?Sized> {
+    args: &'a A,
+    specs: &'static [KeySpec],
+    next: usize,
+    end: usize,
+    step: usize,
+}
+
+impl<A: Arguments + ?Sized> Iterator for KeyPositions<'_, A> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.next < self.end {
+                let at = self.next;
+                self.next += self.step;
+                return Some(at);
+            }
+            let (spec, rest) = self.specs.split_first()?;
+            self.specs = rest;
+            let argc = self.args.count();
+            match *spec {
+                KeySpec::Range { first, last, step } => {
+                    let last = if last < 0 {
+                        argc as isize + last
+                    } else {
+                        last.min(argc as isize - 1)
+                    };
+                    self.next = first;
+                    self.end = usize::try_from(last + 1).unwrap_or(0);
+                    self.step = step.max(1);
+                }
+                KeySpec::Counted { at, step } => {
+                    let count = if at < argc {
+                        crate::request::parse_i64(self.args.arg(at))
+                            .and_then(|n| usize::try_from(n).ok())
+                            .unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    let step = step.max(1);
+                    self.next = at + 1;
+                    self.end = count.saturating_mul(step).saturating_add(at + 1).min(argc);
+                    self.step = step;
+                }
+            }
+        }
+    }
+}

@@ -318,12 +318,22 @@ impl Cluster {
         metrics.state == ServerState::Leader && metrics.current_leader == Some(metrics.id)
     }
 
-    /// The members that vote in Raft now, as this node knows them (by id; members it cannot
-    /// name from its topology are left out).
+    /// The members whose votes count now, as this node knows them: during a membership change
+    /// only those in both the old and the new set (members it cannot name from its topology are
+    /// left out).
     #[must_use]
     pub fn voters(&self) -> BTreeSet<NodeId> {
         let metrics = self.inner.core.raft.metrics();
-        let voters: BTreeSet<RaftId> = metrics.borrow().membership_config.voter_ids().collect();
+        let voters: BTreeSet<RaftId> = {
+            let metrics = metrics.borrow();
+            let mut configs = metrics
+                .membership_config
+                .membership()
+                .get_joint_config()
+                .iter();
+            let first = configs.next().cloned().unwrap_or_default();
+            configs.fold(first, |all, c| all.intersection(c).copied().collect())
+        };
         self.inner
             .topology
             .borrow()

@@ -37,6 +37,7 @@ fn splitmix(x: u64) -> u64 {
 /// A test cluster: one in-memory network, one directory per node.
 struct Sim {
     seed: u64,
+    snapshot_every: u64,
     net: MemoryNetwork,
     dir: TempDir,
 }
@@ -49,6 +50,7 @@ impl Sim {
         let seed = seed();
         Self {
             seed,
+            snapshot_every: 500,
             net: MemoryNetwork::new(seed),
             dir: TempDir::new().expect("temp dir"),
         }
@@ -67,7 +69,10 @@ impl Sim {
             splitmix(r),
             splitmix(r + 1) as u32
         );
-        ClusterConfig::new(self.node_dir(n), format!("10.0.0.{n}"), 6379, 16379).id(id)
+        let mut config =
+            ClusterConfig::new(self.node_dir(n), format!("10.0.0.{n}"), 6379, 16379).id(id);
+        config.snapshot_every = self.snapshot_every;
+        config
     }
 
     fn node_dir(&self, n: u8) -> std::path::PathBuf {
@@ -89,8 +94,17 @@ impl Sim {
         agree(&nodes).await;
         // Every member votes (up to five) before a test starts breaking things: while two
         // of them vote, losing either stops the cluster, as Raft must.
-        let all: Vec<&Cluster> = nodes.iter().take(5).collect();
-        voters_become(&nodes[0], &all).await;
+        let ids: BTreeSet<String> = nodes.iter().map(|c| c.id().to_owned()).collect();
+        bounded(async {
+            loop {
+                let voters = nodes[0].voters();
+                if voters.len() == nodes.len().min(5) && voters.is_subset(&ids) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
         nodes
     }
 }
@@ -159,6 +173,8 @@ async fn three_nodes_join_concurrently_and_agree() {
     let sim = Sim::new();
     sim.net
         .set_delay(Duration::from_millis(1), Duration::from_millis(20));
+    // Joins are retried until committed, and Raft resends what is lost.
+    sim.net.set_loss(5);
     let first = sim.start(sim.config(1)).await;
     let (second, third) = tokio::join!(
         sim.start(sim.config(2).join(Sim::bus(1))),
@@ -172,6 +188,7 @@ async fn three_nodes_join_concurrently_and_agree() {
     assert_eq!(agreed.slot_counts()[nodes[0].id()], SLOTS);
     assert!(agreed.target.is_some());
     voters_become(&nodes[0], &[&nodes[0], &nodes[1], &nodes[2]]).await;
+    sim.net.set_loss(0);
     for node in &nodes {
         node.shutdown().await;
     }
@@ -311,6 +328,71 @@ async fn a_lone_node_restarts_from_its_directory() {
     );
     assert_eq!(t.slot_counts()[&id], SLOTS);
     node.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_of_six_members_vote_and_a_leaver_is_replaced_by_the_learner() {
+    let sim = Sim::new();
+    let nodes = sim.cluster(6).await;
+    let voters = nodes[0].voters();
+    assert_eq!(voters.len(), 5);
+    let learner = nodes
+        .iter()
+        .find(|n| !voters.contains(n.id()))
+        .expect("one learner");
+    // A voter that serves no slot (nothing has migrated, node 1 serves them all) and does not
+    // lead: its leave completes at once.
+    let leaver = nodes
+        .iter()
+        .find(|n| voters.contains(n.id()) && !n.is_leader() && n.id() != nodes[0].id())
+        .expect("such a voter");
+    let after = bounded(nodes[0].propose(Change::Leave(leaver.id().to_owned())))
+        .await
+        .expect("commits");
+    assert!(
+        !after.nodes.contains_key(leaver.id()),
+        "a drained leaver is gone"
+    );
+
+    let mut expected: Vec<&Cluster> = nodes
+        .iter()
+        .filter(|n| voters.contains(n.id()) && n.id() != leaver.id())
+        .collect();
+    expected.push(learner);
+    voters_become(&nodes[0], &expected).await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_far_behind_catches_up_from_a_snapshot_and_restarts_from_it() {
+    let mut sim = Sim::new();
+    sim.snapshot_every = 10;
+    let nodes = sim.cluster(3).await;
+    sim.net.isolate(&Sim::bus(3).to_string());
+    let mut last = None;
+    for _ in 0..40 {
+        last = Some(
+            bounded(nodes[0].propose(Change::Rebalance))
+                .await
+                .expect("commits"),
+        );
+    }
+    let last = last.expect("proposed");
+    sim.net.heal();
+    let agreed = agree(&nodes).await;
+    assert_eq!(agreed.epoch, last.epoch);
+    assert!(sim.node_dir(3).join("snapshot.json").exists());
+
+    nodes[2].shutdown().await;
+    let back = sim.start(sim.config(3)).await;
+    assert_eq!(back.id(), nodes[2].id());
+    let all = [nodes[0].clone(), nodes[1].clone(), back];
+    assert!(agree(&all).await.epoch > last.epoch);
+    for node in &all {
+        node.shutdown().await;
+    }
 }
 
 fn dir_has_state(dir: &Path) -> bool {

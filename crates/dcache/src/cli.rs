@@ -31,13 +31,13 @@ pub struct CliArgs {
 
 /// A cluster client when the nodes are a cluster; a static client over independent nodes
 /// (started with `--cluster-enabled no`), which answer `CLUSTER SLOTS` with an error, and when
-/// the nodes want a password the cli was not given (each command then shows the refusal, as
-/// redis-cli does).
+/// the nodes refuse the cli's password or want one it was not given (each command then shows
+/// the refusal, as redis-cli does).
 async fn connect(builder: dcache_client::ClientBuilder) -> anyhow::Result<Client> {
     match builder.clone().cluster(true).build().await {
         Ok(client) => Ok(client),
         Err(e)
-            if ["cluster support disabled", "NOAUTH"]
+            if ["cluster support disabled", "NOAUTH", "WRONGPASS"]
                 .iter()
                 .any(|m| e.to_string().contains(m)) =>
         {

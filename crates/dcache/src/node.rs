@@ -243,11 +243,22 @@ pub fn available_memory() -> Option<usize> {
 
 /// Logs go to standard error, one write per event (never held in a buffer until exit), with
 /// colours only when standard error is a terminal: a log file gets plain text.
+/// A plain level (`info`) also keeps openraft at `warn`: at `info` it logs every election step
+/// and membership change in detail, which buries the node's own lines. A filter with directives
+/// of its own is taken as it is.
+fn quiet_dependencies(level: &str) -> String {
+    if level.contains('=') || level.contains(',') {
+        level.to_owned()
+    } else {
+        format!("{level},openraft=warn")
+    }
+}
+
 fn init_logging(config: &NodeConfig) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .or_else(|_| EnvFilter::try_new(quiet_dependencies(&config.log_level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -414,10 +425,12 @@ mod tests {
         assert_eq!(given.maxmemory.0, available_memory().unwrap() / 2);
         // So is the cluster: the binary's nodes are cluster members unless told otherwise.
         assert!(given.cluster_enabled.0);
+        assert_eq!(given.dir, "dcache-data/5000");
         assert_eq!(
             NodeConfig {
                 maxmemory: NodeConfig::default().maxmemory,
                 cluster_enabled: NodeConfig::default().cluster_enabled,
+                dir: NodeConfig::default().dir,
                 ..given.clone()
             },
             NodeConfig::default()

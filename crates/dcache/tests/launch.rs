@@ -24,6 +24,8 @@ struct Launch {
     log_dir: PathBuf,
     /// Each node's address and pid, from the table launch prints.
     nodes: Vec<(String, String)>,
+    /// The slots each node serves, from the same table ("-" for independent nodes: 0).
+    slots: Vec<usize>,
     table: String,
     /// Kept open: launch writes more after the table.
     _stdout: Box<dyn BufRead>,
@@ -41,6 +43,7 @@ impl Launch {
             .spawn()
             .unwrap();
         let mut nodes = Vec::new();
+        let mut slots = Vec::new();
         let mut table = String::new();
         // launch prints its table only once every node has started (or exits on failure).
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -54,16 +57,18 @@ impl Launch {
                 break;
             }
             let words: Vec<&str> = line.split_whitespace().collect();
-            if let [_, addr, pid, _] = words[..]
+            if let [_, addr, pid, served, _] = words[..]
                 && addr.starts_with("127.0.0.1:")
             {
                 nodes.push((addr.to_owned(), pid.to_owned()));
+                slots.push(served.parse().unwrap_or(0));
             }
         }
         Launch {
             child,
             log_dir,
             nodes,
+            slots,
             table,
             _stdout: Box::new(stdout),
         }
@@ -129,6 +134,11 @@ fn launch_then_cli_spreads_keys_over_three_nodes_and_stops_cleanly() {
     let mut launch = Launch::start("launch-test", &["--nodes", "3"]);
     let addrs = launch.addrs();
     assert_eq!(addrs.len(), 3, "launch printed:\n{}", launch.table);
+    // One cluster: the table comes once every slot is served, a third to each node.
+    assert_eq!(launch.slots.iter().sum::<usize>(), 16384, "{}", launch.table);
+    for share in &launch.slots {
+        assert!((5461..=5462).contains(share), "{}", launch.table);
+    }
     for i in 1..=3 {
         assert!(
             launch.log_dir.join(format!("node-{i}.log")).exists(),
@@ -308,6 +318,7 @@ fn a_closed_standard_output_does_not_bring_launch_down() {
         child: launch,
         log_dir: log_dir.clone(),
         nodes: Vec::new(),
+        slots: Vec::new(),
         table: String::new(),
         _stdout: Box::new(std::io::empty()),
     };

@@ -10,7 +10,8 @@
 //! `16384 / shards` slots, and `slot / shards` is the slot's place here. Adding a key pushes its
 //! cell onto its slot's list; removing one moves the list's last cell into its place
 //! (`swap_remove`) and updates that cell's position: O(1) both ways, 8 bytes a key (4 in the
-//! list, 4 in `pos`).
+//! list, 4 in `pos`), and a few instructions: a push and a store on insert; on removal the key's
+//! CRC16 (to find its slot), a swap and a store.
 //!
 //! Walking a list from its end towards its start, with the cursor as "positions below this are
 //! not yet visited", visits every cell that stays in the list the whole time even when others
@@ -22,10 +23,16 @@
 #[derive(Debug)]
 pub(crate) struct SlotIndex {
     lists: Box<[Vec<u32>]>,
-    pos: Vec<u32>,
+    /// Each cell's position in its slot's list, in pages that never move: a `Vec<u32>` that
+    /// grew by doubling would leave its old buffers to the allocator at every step, and a node
+    /// filled with small values then grew its resident memory by that much again.
+    pos: Vec<Box<[u32; PAGE]>>,
     /// log2 of the number of shards: a slot's place in `lists` is `slot >> shift`.
     shift: u32,
 }
+
+/// Positions per page of `pos` (4 KiB).
+const PAGE: usize = 1024;
 
 /// Lists shrink once they are a quarter full (and at least this long), so that deleting a slot
 /// gives its memory back without reallocating at every removal.
@@ -51,20 +58,20 @@ impl SlotIndex {
         let at = u32::try_from(list.len()).expect("fewer than 2^32 entries per shard");
         list.push(cell);
         let cell = cell as usize;
-        if self.pos.len() <= cell {
-            self.pos.resize(cell + 1, 0);
+        while self.pos.len() <= cell / PAGE {
+            self.pos.push(Box::new([0; PAGE]));
         }
-        self.pos[cell] = at;
+        self.pos[cell / PAGE][cell % PAGE] = at;
     }
 
     /// Forgets `cell`, which held a key of `slot`.
     pub(crate) fn remove(&mut self, slot: u16, cell: u32) {
         let list = &mut self.lists[usize::from(slot) >> self.shift];
-        let at = self.pos[cell as usize] as usize;
+        let at = self.pos[cell as usize / PAGE][cell as usize % PAGE] as usize;
         debug_assert_eq!(list[at], cell, "the cell is where the index says");
         list.swap_remove(at);
         if let Some(&moved) = list.get(at) {
-            self.pos[moved as usize] = at as u32;
+            self.pos[moved as usize / PAGE][moved as usize % PAGE] = at as u32;
         }
         if list.is_empty() {
             *list = Vec::new();

@@ -6,8 +6,9 @@
 //!
 //! Migration, as the store sees it: the source calls [`Store::dump_slot`] until it returns no
 //! cursor, sending each effect on; the target [`Store::restore`]s them in order. Writes to the
-//! slot made after the first `dump_slot` call must follow as effects of their own
-//! ([`Store::effect_of`] gives a key's current state as one), after the snapshot's: a value
+//! slot made after the first `dump_slot` call must follow as effects of their own, after the
+//! snapshot's ([`Store::dump_key`] streams a written key's current state, in parts if it is
+//! large; [`Store::effect_of`] gives it as one effect): a value
 //! streamed in parts carries the version it had when its stream began, and the newer writes
 //! then supersede it. The source then [`Store::delete_slot`]s its copy.
 
@@ -131,10 +132,31 @@ impl Store {
         Ok(applied)
     }
 
+    /// Streams one key's current state, as [`Store::dump_slot`] streams a slot: a `Put` of its
+    /// value (a large hash in parts, over as many calls as it takes), or, when the key is absent,
+    /// a `Delete` at a new version. For the writes made to a slot while it is streamed: send each
+    /// written key this way after the snapshot (and again if it is written while it goes), and
+    /// no call copies more than about `max_bytes` under the lock, however large the value.
+    /// Start with `DumpCursor::default()`; resume with a cursor from this key's stream only.
+    pub fn dump_key(
+        &self,
+        key: &[u8],
+        cursor: DumpCursor,
+        max_bytes: usize,
+        now: u64,
+    ) -> (Vec<Effect>, Option<DumpCursor>) {
+        let key = self.key(key);
+        let mut out = Vec::new();
+        let next = self
+            .lock(&key)
+            .dump_key(&key, cursor, max_bytes, now, &mut out);
+        (out, next)
+    }
+
     /// `key`'s current state as an effect, to send after a write during a migration (or to a
     /// replica): a `Put` of its whole value, or, when it is absent, a `Delete` at a new version.
-    /// It copies the whole value under the shard's lock: for a large hash, field-level effects
-    /// (issue 10) will be cheaper.
+    /// It copies the whole value under the shard's lock: for a value that may be large, use
+    /// [`Store::dump_key`].
     pub fn effect_of(&self, key: &[u8], now: u64) -> Effect {
         let key = self.key(key);
         self.lock(&key).effect_of(&key, now)

@@ -348,3 +348,41 @@ fn restoring_keeps_to_the_memory_budget() {
     assert!(strict.used_memory() <= budget);
     assert_eq!(strict.len() + refused, 2_000);
 }
+
+#[test]
+fn a_written_key_follows_in_parts_and_a_deleted_one_as_a_delete() {
+    let source = Store::new(StoreConfig::default().shards(2));
+    let target = Store::new(StoreConfig::default());
+    let s = slot(b"{w}");
+    set_fields(&source, b"{w}big", big_fields(3_000, "a"));
+    set(&source, b"{w}gone", b"v", None);
+    let (effects, _) = dump(&source, s, 1 << 20);
+    restore_all(&target, effects);
+    assert_eq!(contents(&target, s, NOW), contents(&source, s, NOW));
+
+    // Writes after the snapshot: a large hash rewritten, a key deleted.
+    set_fields(&source, b"{w}big", big_fields(6_000, "b"));
+    {
+        let k = source.key(b"{w}gone");
+        assert!(source.lock(&k).delete(&k, NOW));
+    }
+    for key in [&b"{w}big"[..], b"{w}gone"] {
+        let mut cursor = Some(DumpCursor::default());
+        let mut calls = 0;
+        while let Some(at) = cursor {
+            let (batch, next) = source.dump_key(key, at, 16 * 1024, NOW);
+            calls += 1;
+            let bytes: usize = batch.iter().map(Effect::encoded_len).sum();
+            let largest = batch.iter().map(Effect::encoded_len).max().unwrap_or(0);
+            assert!(bytes <= 16 * 1024 + largest, "bounded per call");
+            restore_all(&target, batch);
+            cursor = next;
+        }
+        assert!(
+            calls > 1 || key == b"{w}gone",
+            "the large hash goes in parts"
+        );
+    }
+    assert_eq!(contents(&target, s, NOW), contents(&source, s, NOW));
+    assert_eq!(target.count_in_slot(s), 1);
+}

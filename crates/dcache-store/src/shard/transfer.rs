@@ -137,32 +137,75 @@ impl Shard {
                 budget = budget.saturating_sub(VISIT_COST);
                 continue;
             }
-            let expire_at = Some(entry.expire_raw()).filter(|&at| at != 0);
-            let value = match self.hash_of(cell, entry) {
-                None => OwnedValue::Str(entry.str_value().into()),
-                Some(h) if HASH_BASE + h.mem() <= budget => OwnedValue::Hash(Box::new(h.clone())),
-                Some(h) => {
-                    let (chunk, next) = hash_chunk(h, 0, budget, scan);
-                    if next < h.buckets() {
-                        cursor.value = Some(PartialValue {
-                            key: entry.key().into(),
-                            version: entry.version,
-                            rebuilds: h.rebuilds(),
-                            bucket: next,
-                        });
-                    }
-                    OwnedValue::Hash(Box::new(chunk))
-                }
-            };
-            let effect = Effect {
-                key: entry.key().into(),
-                version: entry.version,
-                change: Change::Put { value, expire_at },
-            };
+            let effect = self.put_of(cell, budget, scan, &mut cursor);
             budget = budget.saturating_sub(effect.encoded_len());
             out.push(effect);
         }
         Some(cursor)
+    }
+
+    /// The live entry in `cell` as a `Put`: whole, or, for a hash larger than `budget`, its
+    /// first fields, with `cursor` set to stream the rest.
+    fn put_of(&self, cell: u32, budget: usize, scan: usize, cursor: &mut DumpCursor) -> Effect {
+        let entry = self.entry_at(cell);
+        let expire_at = Some(entry.expire_raw()).filter(|&at| at != 0);
+        let value = match self.hash_of(cell, entry) {
+            None => OwnedValue::Str(entry.str_value().into()),
+            Some(h) if HASH_BASE + h.mem() <= budget => OwnedValue::Hash(Box::new(h.clone())),
+            Some(h) => {
+                let (chunk, next) = hash_chunk(h, 0, budget, scan);
+                if next < h.buckets() {
+                    cursor.value = Some(PartialValue {
+                        key: entry.key().into(),
+                        version: entry.version,
+                        rebuilds: h.rebuilds(),
+                        bucket: next,
+                    });
+                }
+                OwnedValue::Hash(Box::new(chunk))
+            }
+        };
+        Effect {
+            key: entry.key().into(),
+            version: entry.version,
+            change: Change::Put { value, expire_at },
+        }
+    }
+
+    /// Streams one key's whole state: see [`crate::Store::dump_key`].
+    pub(crate) fn dump_key(
+        &mut self,
+        key: &Key<'_>,
+        cursor: DumpCursor,
+        max_bytes: usize,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Option<DumpCursor> {
+        if cursor.value.is_some() {
+            return self.dump_slot(key.slot, cursor, max_bytes, now, out);
+        }
+        let Some(cell) = self.lookup_cell(key, now, super::Lookup::Peek) else {
+            out.push(Effect {
+                key: key.bytes.into(),
+                version: self.clock.tick(now),
+                change: Change::Delete,
+            });
+            return None;
+        };
+        // No list to walk: only the key's own parts, if it has more than one.
+        let mut cursor = DumpCursor {
+            below: Some(0),
+            value: None,
+        };
+        let budget = max_bytes.max(1);
+        let effect = self.put_of(cell, budget, budget.max(4096), &mut cursor);
+        let left = budget.saturating_sub(effect.encoded_len());
+        out.push(effect);
+        match (&cursor.value, left) {
+            (None, _) => None,
+            (Some(_), 0) => Some(cursor),
+            (Some(_), left) => self.dump_slot(key.slot, cursor, left, now, out),
+        }
     }
 
     /// The hash whose stream `partial` continues, if it is still a live hash of `slot` here.

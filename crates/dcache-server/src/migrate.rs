@@ -281,14 +281,20 @@ async fn move_batch(
 /// Copies the current state of `keys` (or their absence).
 async fn send_keys(shared: &Shared, peer: &mut Peer, keys: HashSet<Vec<u8>>) -> Result<(), String> {
     let now = shared.clock.now_ms();
-    let mut records = Vec::new();
     for key in keys {
-        records.push(shared.store.effect_of(&key, now));
-        if records.len() >= 256 {
-            peer.send(&std::mem::take(&mut records)).await?;
+        // In bounded parts, so that a large hash written during the move does not hold its
+        // shard while it is copied whole.
+        let mut cursor = dcache_store::DumpCursor::default();
+        loop {
+            let (records, next) = shared.store.dump_key(&key, cursor, REQUEST_BYTES, now);
+            peer.send(&records).await?;
+            match next {
+                Some(c) => cursor = c,
+                None => break,
+            }
         }
     }
-    peer.send(&records).await
+    Ok(())
 }
 
 /// A client connection to the destination's Redis port, pipelining CLUSTER IMPORT requests.

@@ -135,7 +135,12 @@ fn launch_then_cli_spreads_keys_over_three_nodes_and_stops_cleanly() {
     let addrs = launch.addrs();
     assert_eq!(addrs.len(), 3, "launch printed:\n{}", launch.table);
     // One cluster: the table comes once every slot is served, a third to each node.
-    assert_eq!(launch.slots.iter().sum::<usize>(), 16384, "{}", launch.table);
+    assert_eq!(
+        launch.slots.iter().sum::<usize>(),
+        16384,
+        "{}",
+        launch.table
+    );
     for share in &launch.slots {
         assert!((5461..=5462).contains(share), "{}", launch.table);
     }

@@ -153,6 +153,10 @@ pub struct Cluster {
     dirty: Mutex<HashSet<Vec<u8>>>,
     /// Wakes whoever waits for a topology.
     changed: tokio::sync::Notify,
+    /// Migration counters, for INFO and metrics.
+    pub slots_moved_out: AtomicU64,
+    pub migration_sent_bytes: AtomicU64,
+    pub imported_records: AtomicU64,
 }
 
 impl fmt::Debug for Cluster {
@@ -175,6 +179,32 @@ impl Cluster {
             in_flight: AtomicUsize::new(0),
             dirty: Mutex::default(),
             changed: tokio::sync::Notify::new(),
+            slots_moved_out: AtomicU64::new(0),
+            migration_sent_bytes: AtomicU64::new(0),
+            imported_records: AtomicU64::new(0),
+        }
+    }
+
+    /// The value of a `dcache_cluster_*` metric.
+    #[must_use]
+    pub fn metric(&self, name: &str) -> u64 {
+        let view = self.view();
+        let t = &view.topology;
+        match name {
+            "dcache_cluster_epoch" => t.epoch,
+            "dcache_cluster_known_nodes" => t.nodes.len() as u64,
+            "dcache_cluster_slots_served" => {
+                (0..SLOTS as u16).filter(|&s| view.mine(s)).count() as u64
+            }
+            "dcache_cluster_slots_migrating_out" => t.moving_from(&view.me).len() as u64,
+            "dcache_cluster_slots_moved_out" => self.slots_moved_out.load(Ordering::Relaxed),
+            "dcache_cluster_migration_sent_bytes" => {
+                self.migration_sent_bytes.load(Ordering::Relaxed)
+            }
+            "dcache_cluster_migration_imported_records" => {
+                self.imported_records.load(Ordering::Relaxed)
+            }
+            _ => 0,
         }
     }
 

@@ -170,6 +170,11 @@ pub fn import(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, Strin
             applied += 1;
         }
     }
+    if let Some(cluster) = &shared.cluster {
+        cluster
+            .imported_records
+            .fetch_add(applied as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(applied)
 }
 
@@ -270,6 +275,12 @@ async fn move_batch(
         .await?;
     cluster.wait_for_epoch(topology.epoch).await;
     cluster.settle(batch);
+    cluster
+        .slots_moved_out
+        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    cluster
+        .migration_sent_bytes
+        .fetch_add(peer.sent, std::sync::atomic::Ordering::Relaxed);
     for &slot in batch {
         delete_slot(shared, slot);
         // Freeing a large slot takes a while: let the connections in between.

@@ -23,6 +23,7 @@ type Held = BinaryHeap<Reverse<(u64, Reverse<u16>)>>;
 
 /// A cluster member as placement sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Member {
     /// A stable, unique identifier (e.g. `node-1`); addresses may change, ids should not.
     pub id: String,
@@ -86,6 +87,7 @@ pub fn score(slot: u16, member_hash: u64) -> u64 {
 
 /// Every slot's ordered replica set for one member list.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Placement {
     members: Vec<Member>,
     rf: usize,
@@ -346,6 +348,58 @@ impl Placement {
             scores.fill(free, &shortfall, &mut sets, rf, position);
         }
         Ok(Placement { members, rf, sets })
+    }
+
+    /// A placement where the slots for which `take` holds have their replica set from `next`
+    /// and the others keep theirs: the table of a cluster whose slots move one batch at a time
+    /// towards `next`. Its members are those of both (weights from `next`), so that
+    /// [`Placement::rebalance`] can derive from it again.
+    ///
+    /// # Panics
+    /// When the two placements have different replication factors.
+    #[must_use]
+    pub fn merge(&self, next: &Placement, take: impl Fn(u16) -> bool) -> Placement {
+        assert_eq!(
+            self.rf, next.rf,
+            "placements to merge share their replication factor"
+        );
+        let mut members = next.members.clone();
+        for m in &self.members {
+            if members.binary_search_by(|n| n.id.cmp(&m.id)).is_err() {
+                members.push(m.clone());
+            }
+        }
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        let index = |id: &str| {
+            members
+                .binary_search_by(|m| m.id.as_str().cmp(id))
+                .expect("both member lists are in the union") as u16
+        };
+        let from_self: Vec<u16> = self.members.iter().map(|m| index(&m.id)).collect();
+        let from_next: Vec<u16> = next.members.iter().map(|m| index(&m.id)).collect();
+        let rf = self.rf;
+        let mut sets = Vec::with_capacity(SLOTS * rf);
+        for slot in 0..SLOTS {
+            let (map, source) = if take(slot as u16) {
+                (&from_next, &next.sets)
+            } else {
+                (&from_self, &self.sets)
+            };
+            sets.extend(
+                source[slot * rf..(slot + 1) * rf]
+                    .iter()
+                    .map(|&m| map[m as usize]),
+            );
+        }
+        Placement { members, rf, sets }
+    }
+
+    /// Whether `slot` has the same replica set (by member id, in order) here and in `other`.
+    #[must_use]
+    pub fn same_set(&self, other: &Placement, slot: u16) -> bool {
+        self.replicas(slot)
+            .map(|m| &m.id)
+            .eq(other.replicas(slot).map(|m| &m.id))
     }
 
     /// The members, sorted by id.

@@ -118,6 +118,8 @@ pub mod ranges {
     pub const HZ: RangeInclusive<u64> = 1..=500;
     /// Redis's range.
     pub const TIMEOUT: RangeInclusive<u64> = 0..=i32::MAX as u64;
+    /// At least two failure-detection rounds of a loopback network; at most an hour.
+    pub const CLUSTER_NODE_TIMEOUT: RangeInclusive<u64> = 100..=3_600_000;
     /// A hard or soft `client-output-buffer-limit` is 0 (off) or in this range. The node checks
     /// the limit with a batch's replies still unsent, so a limit of a few bytes would disconnect
     /// every client after its first command, `CONFIG SET` included.
@@ -369,6 +371,21 @@ pub struct NodeConfig {
     pub hz: u32,
     /// This node's id in versions (0-1023).
     pub node_id: u16,
+    /// Whether the node is a cluster member (Redis Cluster protocol: redirects, `CLUSTER`). A
+    /// node started alone is a one-node cluster serving every slot.
+    pub cluster_enabled: YesNo,
+    /// The cluster-bus port (failure detection, topology agreement); 0 means `port` + 10000.
+    pub cluster_port: u16,
+    /// Milliseconds without an answer before a node is declared failed.
+    pub cluster_node_timeout: u64,
+    /// A member to join at start-up (`host:port`, its client port; `host:port@busport` when
+    /// its bus port is not port + 10000). Empty: start a cluster of one, or rejoin as before.
+    pub join: String,
+    /// Where the node keeps its id and its share of the topology log; empty means
+    /// `dcache-data/<port>`. The cached data is never written there.
+    pub dir: String,
+    /// Bytes per second a migration may send; 0 means no limit.
+    pub migration_rate: ByteSize,
 }
 
 impl Default for NodeConfig {
@@ -404,11 +421,27 @@ impl Default for NodeConfig {
             maxclients: 10_000,
             hz: 10,
             node_id: 0,
+            cluster_enabled: YesNo(false),
+            cluster_port: 0,
+            cluster_node_timeout: 2000,
+            join: String::new(),
+            dir: String::new(),
+            migration_rate: ByteSize(0),
         }
     }
 }
 
 impl NodeConfig {
+    /// The cluster-bus port: `cluster-port`, or `port` + 10000 as in Redis.
+    #[must_use]
+    pub fn bus_port(&self) -> u16 {
+        if self.cluster_port != 0 {
+            self.cluster_port
+        } else {
+            self.port.wrapping_add(10000)
+        }
+    }
+
     /// Reads a TOML file; keys it does not name keep their defaults.
     ///
     /// # Errors
@@ -450,6 +483,11 @@ impl NodeConfig {
             ("maxclients", self.maxclients as u64, ranges::MAXCLIENTS),
             ("hz", u64::from(self.hz), ranges::HZ),
             ("timeout", self.timeout, ranges::TIMEOUT),
+            (
+                "cluster-node-timeout",
+                self.cluster_node_timeout,
+                ranges::CLUSTER_NODE_TIMEOUT,
+            ),
         ];
         ranges::check_output_buffer_limit(&self.client_output_buffer_limit)
             .map_err(|e| format!("client-output-buffer-limit: {e}"))?;

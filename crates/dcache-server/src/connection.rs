@@ -56,6 +56,27 @@ pub struct ConnState {
     pub max_bulk_len: usize,
     /// Counts for the batch in hand.
     pub stats: LocalStats,
+    /// The cluster view this connection routes by, and the generation it was taken at.
+    pub cluster_view: Option<(u64, Arc<crate::cluster::View>)>,
+    /// Set by ASKING, for the next command only.
+    pub asking: bool,
+    /// Set by READONLY: reads may go to replicas (which serve once replication arrives).
+    pub readonly: bool,
+}
+
+impl ConnState {
+    /// The cluster view to route by, renewed when the topology changed.
+    pub fn view(&mut self, cluster: &crate::cluster::Cluster) -> Arc<crate::cluster::View> {
+        let generation = cluster.generation();
+        match &self.cluster_view {
+            Some((g, view)) if *g == generation => Arc::clone(view),
+            _ => {
+                let view = cluster.view();
+                self.cluster_view = Some((generation, Arc::clone(&view)));
+                view
+            }
+        }
+    }
 }
 
 /// Replies produced but not yet taken by the socket.
@@ -118,6 +139,9 @@ pub(crate) async fn serve<S>(
         quit: false,
         max_bulk_len: shared.config().proto_max_bulk_len.0,
         stats: LocalStats::default(),
+        cluster_view: None,
+        asking: false,
+        readonly: false,
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);

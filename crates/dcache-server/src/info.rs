@@ -11,10 +11,13 @@ const SECTIONS: &[&str] = &[
     "clients",
     "memory",
     "stats",
+    "cluster",
     "keyspace",
     "commandstats",
 ];
-const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "keyspace"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server", "clients", "memory", "stats", "cluster", "keyspace",
+];
 
 /// The process's resident set size in bytes, from `/proc/self/status` (0 where unavailable).
 #[must_use]
@@ -69,11 +72,33 @@ pub fn render(shared: &Shared, asked: &[String], now: u64) -> String {
             "memory" => memory(&mut out, shared),
             "stats" => stats(&mut out, shared),
             "keyspace" => keyspace(&mut out, shared),
+            "cluster" => cluster(&mut out, shared),
             "commandstats" => commandstats(&mut out, shared),
             _ => {}
         }
     }
     out
+}
+
+/// Redis's one field, then the topology as this node knows it.
+fn cluster(out: &mut String, shared: &Shared) {
+    let Some(cluster) = &shared.cluster else {
+        out.push_str("# Cluster\r\ncluster_enabled:0\r\n");
+        return;
+    };
+    let view = cluster.view();
+    let t = &view.topology;
+    let mine = t.slot_counts().get(&view.me).copied().unwrap_or(0);
+    let _ = write!(
+        out,
+        "# Cluster\r\ncluster_enabled:1\r\ncluster_node_id:{}\r\ncluster_epoch:{}\r\n\
+         cluster_known_nodes:{}\r\ncluster_slots_served:{mine}\r\n\
+         cluster_slots_migrating_out:{}\r\n",
+        view.me,
+        t.epoch,
+        t.nodes.len(),
+        t.moving_from(&view.me).len(),
+    );
 }
 
 fn server(out: &mut String, shared: &Shared, now: u64) {

@@ -20,11 +20,13 @@
 
 pub mod acl;
 pub mod clock;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod connection;
 pub mod info;
 pub mod metrics;
+pub mod migrate;
 pub mod security;
 pub mod server;
 pub mod state;
@@ -33,5 +35,5 @@ pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ByteSize, LogFormat, NodeConfig, TlsAuthClients, YesNo};
-pub use server::{Server, ServerBuilder, active_expire};
+pub use server::{ClusterLink, Server, ServerBuilder, active_expire};
 pub use state::Shared;

@@ -205,6 +205,7 @@ mod tests {
             std::sync::Arc::new(crate::SystemClock),
             "0.0.0.0:6379".parse().unwrap(),
             None,
+            None,
         )
         .unwrap();
         assert!(refuses(&shared, REMOTE4));

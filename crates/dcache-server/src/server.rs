@@ -29,9 +29,25 @@ pub struct ServerBuilder {
     admin: Option<SocketAddr>,
     tls: Option<SocketAddr>,
     config_file: Option<String>,
+    cluster: Option<ClusterLink>,
+}
+
+/// How a node learns and changes the agreed topology.
+pub struct ClusterLink {
+    /// This node's id (40 hex characters).
+    pub me: String,
+    pub control: Arc<dyn crate::cluster::Control>,
+    pub topology: watch::Receiver<Arc<dcache_cluster::Topology>>,
 }
 
 impl ServerBuilder {
+    /// Makes the node a cluster member that follows `link`'s topology (with `cluster-enabled`
+    /// and no link, the node is a cluster of one on its own).
+    pub fn cluster(mut self, link: ClusterLink) -> Self {
+        self.cluster = Some(link);
+        self
+    }
+
     /// The clock the node reads (tests pass a [`crate::ManualClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -101,15 +117,54 @@ impl ServerBuilder {
             (None, Some((tls, _))) => tls.local_addr()?,
             (None, None) => unreachable!("port 0 without a TLS port asks for any free port"),
         };
-        let shared = Shared::new(config, self.clock, local_addr, self.config_file)
+        let link = match self.cluster {
+            Some(link) => Some(link),
+            None if config.cluster_enabled.0 => Some(alone(&config, local_addr)?),
+            None => None,
+        };
+        let cluster = link.as_ref().map(|l| {
+            Arc::new(crate::cluster::Cluster::new(
+                &l.me,
+                Some(Arc::clone(&l.control)),
+            ))
+        });
+        if let (Some(cluster), Some(link)) = (&cluster, &link) {
+            cluster.set_topology(Arc::clone(&link.topology.borrow()));
+        }
+        let shared = Shared::new(config, self.clock, local_addr, self.config_file, cluster)
             .map_err(anyhow::Error::msg)?;
         Ok(Server {
             shared: Arc::new(shared),
             listener,
             tls,
             admin,
+            topology: link.map(|l| l.topology),
         })
     }
+}
+
+/// A cluster of one: this node, serving every slot, agreed with itself.
+fn alone(config: &NodeConfig, local_addr: SocketAddr) -> anyhow::Result<ClusterLink> {
+    let control = crate::cluster::LocalControl::new();
+    let me = crate::cluster::random_node_id();
+    control
+        .apply(&dcache_cluster::Change::Join(dcache_cluster::Node {
+            id: me.clone(),
+            host: local_addr.ip().to_string(),
+            port: local_addr.port(),
+            bus_port: if config.cluster_port == 0 {
+                local_addr.port().saturating_add(10000)
+            } else {
+                config.cluster_port
+            },
+            state: dcache_cluster::NodeState::Online,
+        }))
+        .map_err(anyhow::Error::msg)?;
+    Ok(ClusterLink {
+        me,
+        topology: control.subscribe(),
+        control,
+    })
 }
 
 /// Binds admin HTTP, after checking that the address is loopback or a password is set: a refused
@@ -131,6 +186,7 @@ pub struct Server {
     listener: Option<TcpListener>,
     tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     admin: Option<TcpListener>,
+    topology: Option<watch::Receiver<Arc<dcache_cluster::Topology>>>,
 }
 
 impl Server {
@@ -141,6 +197,7 @@ impl Server {
             admin: None,
             tls: None,
             config_file: None,
+            cluster: None,
         }
     }
 
@@ -182,9 +239,17 @@ impl Server {
             listener,
             tls,
             admin,
+            topology,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = tokio::spawn(background(Arc::clone(&shared), stop_rx.clone()));
+        let follower = topology.map(|topology| {
+            tokio::spawn(crate::migrate::follow(
+                Arc::clone(&shared),
+                topology,
+                stop_rx.clone(),
+            ))
+        });
         let admin_task = admin.map(|listener| {
             let mut stop = stop_rx.clone();
             tokio::spawn(crate::metrics::serve_admin(
@@ -202,6 +267,10 @@ impl Server {
                 accepted = accept(listener.as_ref()) => (accepted, false),
                 accepted = accept(tls.as_ref().map(|(l, _)| l)) => (accepted, true),
                 () = &mut shutdown => break,
+                () = shared.exit_requested() => {
+                    tracing::info!("left the cluster: stopping");
+                    break;
+                }
             };
             let (socket, addr) = match accepted {
                 Ok(pair) => pair,
@@ -269,6 +338,9 @@ impl Server {
             connections.abort_all();
         }
         let _ = background.await;
+        if let Some(task) = follower {
+            let _ = task.await;
+        }
         if let Some(task) = admin_task {
             let _ = task.await;
         }

@@ -52,6 +52,8 @@ pub struct Shared {
     /// ACL users.
     pub acl: crate::acl::Acl,
     pub ops: Mutex<OpsSampler>,
+    /// The cluster state, when `cluster-enabled` is on.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -72,6 +74,8 @@ pub struct Shared {
     /// instead of sleeping.
     background_cycles: AtomicU64,
     background_tick: tokio::sync::Notify,
+    /// Set when the node has left its cluster and must stop.
+    exit: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -80,6 +84,7 @@ impl Shared {
         clock: Arc<dyn Clock>,
         local_addr: SocketAddr,
         config_file: Option<String>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Result<Self, String> {
         config.validate()?;
         let store = Store::new(
@@ -99,6 +104,7 @@ impl Shared {
             stats: Stats::default(),
             acl: crate::acl::Acl::default(),
             ops: Mutex::default(),
+            cluster,
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -111,6 +117,7 @@ impl Shared {
             attack_logged_ms: AtomicU64::new(0),
             background_cycles: AtomicU64::new(0),
             background_tick: tokio::sync::Notify::new(),
+            exit: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -155,6 +162,17 @@ impl Shared {
             }
             tick.await;
         }
+    }
+
+    /// Asks the node to stop, as its shutdown signal would.
+    pub fn request_exit(&self) {
+        self.exit.send_replace(true);
+    }
+
+    /// Completes once [`Shared::request_exit`] was called.
+    pub async fn exit_requested(&self) {
+        let mut exit = self.exit.subscribe();
+        let _ = exit.wait_for(|&e| e).await;
     }
 
     /// Request limits from the configuration.

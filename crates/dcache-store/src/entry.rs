@@ -11,7 +11,11 @@
 //!
 //! A string entry is one allocation holding its key and its value; a TTL costs eight bytes in the
 //! same allocation, and only for keys that have one. A hash entry's allocation holds its key
-//! (and TTL); its fields live in the shard's side table of hashes, keyed by slot.
+//! (and TTL); its fields live in the shard's side table of hashes, keyed by cell.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::clock::Version;
 use crate::memory::alloc_size;
@@ -26,7 +30,7 @@ const VOLATILE_BIT: u32 = 1 << 31;
 /// Bytes that a hash field costs beyond its name and value: hashbrown's bucket (two boxed slices)
 /// and control byte at 7/8 load.
 const HASH_FIELD_OVERHEAD: usize = (32 + 1) * 8 / 7;
-/// A hash value's fixed part: its slot in the shard's side table and the empty map.
+/// A hash value's fixed part: its cell in the shard's side table and the empty map.
 pub(crate) const HASH_BASE: usize = 96;
 
 /// A value, borrowed from the store or given to it. Strings hold any bytes; integers and floats
@@ -80,11 +84,21 @@ pub enum Kind {
     Hash,
 }
 
+/// A hash field: its name and its value.
+type Field = (Box<[u8]>, Box<[u8]>);
+
 /// A hash: field → value, with its own memory count kept up to date by every change.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// A hash table whose buckets can be read by index, so that a large hash can be streamed a
+/// bounded number of buckets at a time ([`crate::Store::dump_slot`]): a field stays in its bucket
+/// until the table is rebuilt (grown, or rehashed in place), and `rebuilds` counts those, so
+/// that a stream can tell when the buckets it has passed may have moved.
+#[derive(Clone, Default)]
 pub struct HashValue {
-    map: hashbrown::HashMap<Box<[u8]>, Box<[u8]>>,
+    table: HashTable<Field>,
+    hasher: DefaultHashBuilder,
     mem: usize,
+    rebuilds: u32,
 }
 
 fn field_mem(field: &[u8], value: &[u8]) -> usize {
@@ -94,54 +108,105 @@ fn field_mem(field: &[u8], value: &[u8]) -> usize {
 impl HashValue {
     #[must_use]
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.table.is_empty()
+    }
+
+    fn hash(&self, field: &[u8]) -> u64 {
+        self.hasher.hash_one(field)
     }
 
     #[must_use]
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        self.map.get(field).map(|v| &**v)
+        self.table
+            .find(self.hash(field), |(f, _)| **f == *field)
+            .map(|(_, v)| &**v)
     }
 
     /// Sets a field; true when the field is new.
     pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
+        let hash = self.hash(field);
         self.mem += field_mem(field, value);
-        match self.map.get_mut(field) {
-            Some(old) => {
-                self.mem -= field_mem(field, old);
-                *old = value.into();
-                false
-            }
-            None => {
-                self.map.insert(field.into(), value.into());
-                true
-            }
+        if let Some((_, old)) = self.table.find_mut(hash, |(f, _)| **f == *field) {
+            self.mem -= field_mem(field, old);
+            *old = value.into();
+            return false;
         }
+        if self.table.len() == self.table.capacity() {
+            // No room left: hashbrown rebuilds the table (the fields change buckets) to insert.
+            self.rebuilds = self.rebuilds.wrapping_add(1);
+        }
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, (field.into(), value.into()), |(f, _)| {
+                hasher.hash_one(&**f)
+            });
+        true
     }
 
     /// Removes a field; true when it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self.map.remove(field) {
-            Some(old) => {
-                self.mem -= field_mem(field, &old);
+        match self
+            .table
+            .find_entry(self.hash(field), |(f, _)| **f == *field)
+        {
+            Ok(entry) => {
+                let ((f, v), _) = entry.remove();
+                self.mem -= field_mem(&f, &v);
                 true
             }
-            None => false,
+            Err(_) => false,
         }
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
-        self.map.iter().map(|(k, v)| (&**k, &**v))
+        self.table.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// Bytes the fields hold, in allocator size classes, with per-field overhead.
     #[must_use]
     pub fn mem(&self) -> usize {
         self.mem
+    }
+
+    /// How many buckets the table has; fields are at indices below this.
+    pub(crate) fn buckets(&self) -> usize {
+        self.table.num_buckets()
+    }
+
+    /// The field in bucket `index`, if one is there.
+    pub(crate) fn bucket(&self, index: usize) -> Option<(&[u8], &[u8])> {
+        self.table.get_bucket(index).map(|(k, v)| (&**k, &**v))
+    }
+
+    /// How many times the table has been rebuilt; fields keep their buckets between rebuilds.
+    pub(crate) fn rebuilds(&self) -> u32 {
+        self.rebuilds
+    }
+}
+
+impl PartialEq for HashValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(f, v)| other.get(f) == Some(v))
+    }
+}
+
+impl Eq for HashValue {}
+
+impl std::fmt::Debug for HashValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            }))
+            .finish()
     }
 }
 

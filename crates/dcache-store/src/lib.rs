@@ -1,43 +1,53 @@
 //! dcache's storage engine. No networking: the server drives it through [`Store`] and [`Shard`].
 //!
 //! ```text
-//!                    Store (N shards, N a power of two)
-//!   key ──xxh3──► hash ─┬─ top bits pick the shard ──► Mutex<Shard>
-//!                       └─ full hash probes the shard's table
+//!                    Store (N shards, N a power of two, at most 16384)
+//!   key ──CRC16──► cluster slot ── slot mod N picks the shard ──► Mutex<Shard>
+//!   key ──xxh3───► hash ─────────── probes the shard's table
 //!
-//!   Shard ┬ table:   hash → slot index          (hashbrown, no keys stored twice)
-//!         ├ slots:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
-//!         ├ hashes:  slot → fields               (for entries that are hashes)
-//!         ├ policy:  eviction state by slot      (lru, lfu, random; see policy/)
-//!         ├ expires: BTreeSet<(expire_ms, slot)> (active expiry, volatile-ttl)
+//!   Shard ┬ table:   hash → cell index          (hashbrown, no keys stored twice)
+//!         ├ cells:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
+//!         ├ hashes:  cell → fields               (for entries that are hashes)
+//!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
+//!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
+//!         ├ by_slot: cluster slot → cells        (count, list, stream or delete one slot)
 //!         └ clock:   hybrid logical clock        (a version for every write)
 //! ```
 //!
-//! A key's hash is computed once; the shard lock is held only while the caller touches the shard,
+//! A key's slot and hash are computed once (the server, which routes by slot, passes the slot in:
+//! [`Store::key_in_slot`]); the shard lock is held only while the caller touches the shard,
 //! never across I/O. The memory budget is one for the whole store: each shard adds what it accounts
 //! to a shared total as it changes. A write first asks [`Store::admit`] for room (eviction from
 //! its own shard, then from the others in turn, or `-OOM`), then locks its shard; a shard that
 //! goes over after a write evicts from itself, never the entry just written. The entry budget
 //! (for the simulator) is per shard.
 //!
+//! Words: a *cell* is an entry's place in its shard's slab (a `u32` index that the table, the
+//! policy and the expiry index refer to); a *slot* is always the cluster hash slot of a key
+//! (`dcache_placement::slot`, 0..16384).
+//!
 //! Time is always passed in (`now`, Unix milliseconds), so that the engine never reads a clock
 //! and every TTL path is testable without waiting.
 
 mod clock;
 mod config;
+pub mod effect;
 mod entry;
 mod glob;
 mod memory;
 pub mod policy;
 mod shard;
+mod slot_index;
 mod store;
+mod transfer;
 
 pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
+pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, MAX_EFFECT_LEN};
 pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
-pub use shard::{Lookup, Modify, Shard, ShardStats};
+pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
 
 /// A write that the store refused.

@@ -1,7 +1,7 @@
 //! Memory accounting: what an entry costs, in the allocator's terms.
 //!
 //! The store counts every entry's heap allocations rounded up to jemalloc's size classes (the
-//! allocator the server links), plus a fixed per-entry overhead for the slot, the hash table and
+//! allocator the server links), plus a fixed per-entry overhead for the cell, the hash table and
 //! the eviction policy's bookkeeping. The server's memory tests compare this count against
 //! jemalloc's own `stats.allocated`; `docs/PERFORMANCE.md` records the calibration.
 
@@ -137,13 +137,15 @@ impl Budget {
     }
 }
 
-/// What one entry costs beyond its key and value allocations: its slot in the shard's slab (which
-/// grows by doubling, so on average a third again as much as in use), and the hash table's index
-/// and control byte at hashbrown's 7/8 load factor. The eviction policy's bookkeeping is counted
+/// What one entry costs beyond its key and value allocations: its cell in the shard's slab (which
+/// grows by doubling, so on average a third again as much as in use), its two `u32`s in the slot
+/// index (its cell in its slot's list, its position there; both grow by doubling too), and the
+/// hash table's index and control byte at hashbrown's 7/8 load factor. The eviction policy's bookkeeping is counted
 /// apart (`EvictionPolicy::memory`). Like Redis's `used_memory`, this counts what the live entries
-/// need: slots freed by deletion or eviction are reused, not returned.
-pub const ENTRY_OVERHEAD: usize =
-    std::mem::size_of::<Option<Entry>>() * 4 / 3 + (std::mem::size_of::<u32>() + 1) * 8 / 7;
+/// need: cells freed by deletion or eviction are reused, not returned.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Option<Entry>>() * 4 / 3
+    + std::mem::size_of::<[u32; 2]>() * 4 / 3
+    + (std::mem::size_of::<u32>() + 1) * 8 / 7;
 
 /// What an entry with a TTL costs in the expiry index (a B-tree of `(u64, u32)`: 16 bytes a key
 /// plus node overhead).

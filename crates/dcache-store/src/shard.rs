@@ -11,9 +11,14 @@ use crate::config::{EvictionScope, PolicyKind, PolicyName};
 use crate::entry::{Entry, EntryRef, HASH_BASE, HashValue, Kind, OwnedEntry, OwnedValue, Value};
 use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
+use crate::slot_index::SlotIndex;
 use crate::store::{Key, hash_key};
 
-/// What an entry costs, as the store accounts it: its slot and table share, its allocation, its
+mod transfer;
+
+pub use transfer::DumpCursor;
+
+/// What an entry costs, as the store accounts it: its cell and table share, its allocation, its
 /// hash fields if it is a hash, its place in the expiry index if it has a TTL.
 pub(crate) fn entry_mem(entry: &Entry, hash: Option<&HashValue>) -> usize {
     ENTRY_OVERHEAD
@@ -49,14 +54,16 @@ pub struct ShardStats {
 #[derive(Debug)]
 pub struct Shard {
     table: HashTable<u32>,
-    slots: Vec<Option<Entry>>,
-    /// The fields of every hash entry, by slot.
+    cells: Vec<Option<Entry>>,
+    /// The fields of every hash entry, by cell.
     hashes: hashbrown::HashMap<u32, HashValue>,
     free: Vec<u32>,
     policy: Box<dyn EvictionPolicy>,
     policy_name: PolicyName,
-    /// `(expire_at, slot)` for every key with a TTL.
+    /// `(expire_at, cell)` for every key with a TTL.
     expires: BTreeSet<(u64, u32)>,
+    /// Cluster slot → the cells of its keys.
+    by_slot: SlotIndex,
     clock: Hlc,
     /// The store's key-hash seed, to rehash keys when the table grows.
     hash_seed: u64,
@@ -82,15 +89,17 @@ impl Shard {
         node_id: u16,
         hash_seed: u64,
         seed: u64,
+        shard_bits: u32,
     ) -> Self {
         Self {
             table: HashTable::new(),
-            slots: Vec::new(),
+            cells: Vec::new(),
             hashes: hashbrown::HashMap::new(),
             free: Vec::new(),
             policy: policy::for_kind(policy_name.kind, seed),
             policy_name,
             expires: BTreeSet::new(),
+            by_slot: SlotIndex::new(shard_bits),
             clock: Hlc::new(node_id),
             hash_seed,
             seed,
@@ -143,75 +152,75 @@ impl Shard {
     }
 
     fn find(&self, key: &Key<'_>) -> Option<u32> {
-        let slots = &self.slots;
+        let cells = &self.cells;
         self.table
             .find(key.hash, |&i| {
-                slots[i as usize]
+                cells[i as usize]
                     .as_ref()
                     .is_some_and(|e| e.key() == key.bytes)
             })
             .copied()
     }
 
-    fn entry_at(&self, slot: u32) -> &Entry {
-        self.slots[slot as usize].as_ref().expect("a live slot")
+    fn entry_at(&self, cell: u32) -> &Entry {
+        self.cells[cell as usize].as_ref().expect("a live cell")
     }
 
-    fn entry_at_mut(&mut self, slot: u32) -> &mut Entry {
-        self.slots[slot as usize].as_mut().expect("a live slot")
+    fn entry_at_mut(&mut self, cell: u32) -> &mut Entry {
+        self.cells[cell as usize].as_mut().expect("a live cell")
     }
 
     /// The hash fields of a hash entry (`None` for strings, without a look-up).
-    fn hash_of(&self, slot: u32, entry: &Entry) -> Option<&HashValue> {
+    fn hash_of(&self, cell: u32, entry: &Entry) -> Option<&HashValue> {
         if entry.is_hash() {
-            self.hashes.get(&slot)
+            self.hashes.get(&cell)
         } else {
             None
         }
     }
 
-    fn mem_at(&self, slot: u32) -> usize {
-        let entry = self.entry_at(slot);
-        entry_mem(entry, self.hash_of(slot, entry))
+    fn mem_at(&self, cell: u32) -> usize {
+        let entry = self.entry_at(cell);
+        entry_mem(entry, self.hash_of(cell, entry))
     }
 
-    fn entry_ref(&self, slot: u32) -> EntryRef<'_> {
-        let entry = self.entry_at(slot);
+    fn entry_ref(&self, cell: u32) -> EntryRef<'_> {
+        let entry = self.entry_at(cell);
         EntryRef {
             entry,
-            hash: self.hash_of(slot, entry),
+            hash: self.hash_of(cell, entry),
         }
     }
 
     /// Finds a live entry: reclaims it if expired, and touches it as `mode` says.
-    fn lookup_slot(&mut self, key: &Key<'_>, now: u64, mode: Lookup) -> Option<u32> {
+    fn lookup_cell(&mut self, key: &Key<'_>, now: u64, mode: Lookup) -> Option<u32> {
         let found = self.find(key);
-        let slot = match found {
-            Some(slot) if self.entry_at(slot).is_expired(now) => {
-                self.remove_slot(slot);
+        let cell = match found {
+            Some(cell) if self.entry_at(cell).is_expired(now) => {
+                self.remove_cell(cell);
                 self.stats.expired += 1;
                 None
             }
             other => other,
         };
-        match (slot, mode) {
-            (Some(slot), Lookup::Read | Lookup::Write) => {
+        match (cell, mode) {
+            (Some(cell), Lookup::Read | Lookup::Write) => {
                 if mode == Lookup::Read {
                     self.stats.hits += 1;
                 }
-                self.policy.access(slot);
-                self.entry_at_mut(slot).touched = (now / 1000) as u32;
+                self.policy.access(cell);
+                self.entry_at_mut(cell).touched = (now / 1000) as u32;
             }
             (None, Lookup::Read) => self.stats.misses += 1,
             _ => {}
         }
-        slot
+        cell
     }
 
     /// The live entry for `key`.
     pub fn get(&mut self, key: &Key<'_>, now: u64, mode: Lookup) -> Option<EntryRef<'_>> {
-        let slot = self.lookup_slot(key, now, mode)?;
-        Some(self.entry_ref(slot))
+        let cell = self.lookup_cell(key, now, mode)?;
+        Some(self.entry_ref(cell))
     }
 
     /// Sets `key` to `value`, replacing whatever was there. With `keep_ttl` an existing TTL
@@ -224,18 +233,18 @@ impl Shard {
         keep_ttl: bool,
         now: u64,
     ) {
-        match self.lookup_slot(key, now, Lookup::Write) {
-            Some(slot) => {
-                let before = self.mem_at(slot);
+        match self.lookup_cell(key, now, Lookup::Write) {
+            Some(cell) => {
+                let before = self.mem_at(cell);
                 let version = self.clock.tick(now);
-                let old_expire = self.entry_at(slot).expire_raw();
+                let old_expire = self.entry_at(cell).expire_raw();
                 let expire = if keep_ttl {
                     old_expire
                 } else {
                     expire_at.unwrap_or(0)
                 };
                 let touched = (now / 1000) as u32;
-                let current = self.entry_at_mut(slot);
+                let current = self.entry_at_mut(cell);
                 if let Value::Str(s) = value
                     && expire == old_expire
                     && current.overwrite_str(s)
@@ -243,34 +252,34 @@ impl Shard {
                     // Same size, same TTL: the bytes were replaced in place.
                     current.version = version;
                     current.touched = touched;
-                    self.enforce(Some(slot));
+                    self.enforce(Some(cell));
                     return;
                 }
                 if current.is_hash() {
-                    self.hashes.remove(&slot);
+                    self.hashes.remove(&cell);
                 }
                 let entry = match value {
                     Value::Str(s) => Entry::string(key.bytes, s, expire, touched, version),
                     Value::Hash(h) => {
-                        self.hashes.insert(slot, h.clone());
+                        self.hashes.insert(cell, h.clone());
                         Entry::hash(key.bytes, expire, touched, version)
                     }
                 };
-                self.slots[slot as usize] = Some(entry);
+                self.cells[cell as usize] = Some(entry);
                 if old_expire != expire {
                     if old_expire != 0 {
-                        self.expires.remove(&(old_expire, slot));
+                        self.expires.remove(&(old_expire, cell));
                     }
                     if expire != 0 {
-                        self.expires.insert((expire, slot));
+                        self.expires.insert((expire, cell));
                     }
                 }
-                self.used = self.used + self.mem_at(slot) - before;
-                self.enforce(Some(slot));
+                self.used = self.used + self.mem_at(cell) - before;
+                self.enforce(Some(cell));
             }
             None => {
-                let slot = self.insert_new(key, value, expire_at.unwrap_or(0), now);
-                self.enforce(Some(slot));
+                let cell = self.insert_new(key, value, expire_at.unwrap_or(0), now);
+                self.enforce(Some(cell));
             }
         }
     }
@@ -278,57 +287,71 @@ impl Shard {
     fn insert_new(&mut self, key: &Key<'_>, value: Value<'_>, expire_at: u64, now: u64) -> u32 {
         let version = self.clock.tick(now);
         let touched = (now / 1000) as u32;
-        let entry = match value {
-            Value::Str(s) => Entry::string(key.bytes, s, expire_at, touched, version),
-            Value::Hash(_) => Entry::hash(key.bytes, expire_at, touched, version),
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(entry);
-                slot
+        match value {
+            Value::Str(s) => self.insert_entry(
+                key,
+                Entry::string(key.bytes, s, expire_at, touched, version),
+                None,
+            ),
+            Value::Hash(h) => self.insert_entry(
+                key,
+                Entry::hash(key.bytes, expire_at, touched, version),
+                Some(h.clone()),
+            ),
+        }
+    }
+
+    /// Puts a new entry (absent from the table) in a free cell and indexes it everywhere.
+    fn insert_entry(&mut self, key: &Key<'_>, entry: Entry, hash: Option<HashValue>) -> u32 {
+        let expire_at = entry.expire_raw();
+        let cell = match self.free.pop() {
+            Some(cell) => {
+                self.cells[cell as usize] = Some(entry);
+                cell
             }
             None => {
-                self.slots.push(Some(entry));
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries per shard")
+                self.cells.push(Some(entry));
+                u32::try_from(self.cells.len() - 1).expect("fewer than 2^32 entries per shard")
             }
         };
-        if let Value::Hash(h) = value {
-            self.hashes.insert(slot, h.clone());
+        if let Some(h) = hash {
+            self.hashes.insert(cell, h);
         }
         if expire_at != 0 {
-            self.expires.insert((expire_at, slot));
+            self.expires.insert((expire_at, cell));
         }
-        self.used += self.mem_at(slot);
-        let (slots, seed) = (&self.slots, self.hash_seed);
-        self.table.insert_unique(key.hash, slot, |&i| {
-            hash_key(seed, slots[i as usize].as_ref().expect("a live slot").key())
+        self.used += self.mem_at(cell);
+        let (cells, seed) = (&self.cells, self.hash_seed);
+        self.table.insert_unique(key.hash, cell, |&i| {
+            hash_key(seed, cells[i as usize].as_ref().expect("a live cell").key())
         });
-        self.policy.insert(slot, key.hash);
-        slot
+        self.policy.insert(cell, key.hash);
+        self.by_slot.insert(key.slot, cell);
+        cell
     }
 
     /// Changes a live entry's expiry time (0: none), keeping the index and the count in step.
-    fn set_expire_slot(&mut self, slot: u32, expire_at: u64) {
-        let old = self.entry_at(slot).expire_raw();
+    fn set_expire_cell(&mut self, cell: u32, expire_at: u64) {
+        let old = self.entry_at(cell).expire_raw();
         if old == expire_at {
             return;
         }
-        let before = self.mem_at(slot);
+        let before = self.mem_at(cell);
         if old != 0 {
-            self.expires.remove(&(old, slot));
+            self.expires.remove(&(old, cell));
         }
         if expire_at != 0 {
-            self.expires.insert((expire_at, slot));
+            self.expires.insert((expire_at, cell));
         }
-        self.entry_at_mut(slot).set_expire(expire_at);
-        self.used = self.used + self.mem_at(slot) - before;
+        self.entry_at_mut(cell).set_expire(expire_at);
+        self.used = self.used + self.mem_at(cell) - before;
         self.publish();
     }
 
     /// Removes `key` and returns its entry.
     pub fn remove(&mut self, key: &Key<'_>, now: u64) -> Option<OwnedEntry> {
-        let slot = self.lookup_slot(key, now, Lookup::Peek)?;
-        let (entry, hash) = self.remove_slot(slot);
+        let cell = self.lookup_cell(key, now, Lookup::Peek)?;
+        let (entry, hash) = self.remove_cell(cell);
         let expire_at = entry.expire_raw();
         Some(OwnedEntry {
             key: entry.key().into(),
@@ -343,41 +366,44 @@ impl Shard {
 
     /// Removes `key`; true when it was there. Unlike [`Shard::remove`], copies nothing out.
     pub fn delete(&mut self, key: &Key<'_>, now: u64) -> bool {
-        match self.lookup_slot(key, now, Lookup::Peek) {
-            Some(slot) => {
-                self.remove_slot(slot);
+        match self.lookup_cell(key, now, Lookup::Peek) {
+            Some(cell) => {
+                self.remove_cell(cell);
                 true
             }
             None => false,
         }
     }
 
-    /// Empties a slot and gives back what it held, without copying: eviction and expiry drop it.
-    fn remove_slot(&mut self, slot: u32) -> (Entry, Option<HashValue>) {
-        self.used -= self.mem_at(slot);
-        if self.protect == Some(slot) {
+    /// Empties a cell and gives back what it held, without copying: eviction and expiry drop it.
+    fn remove_cell(&mut self, cell: u32) -> (Entry, Option<HashValue>) {
+        self.used -= self.mem_at(cell);
+        if self.protect == Some(cell) {
             self.protect = None;
         }
-        let entry = self.slots[slot as usize].take().expect("a live slot");
-        let hash = self.hashes.remove(&slot);
+        let entry = self.cells[cell as usize].take().expect("a live cell");
+        let hash = self.hashes.remove(&cell);
         let table_hash = hash_key(self.hash_seed, entry.key());
         self.table
-            .find_entry(table_hash, |&i| i == slot)
-            .expect("a live slot is in the table")
+            .find_entry(table_hash, |&i| i == cell)
+            .expect("a live cell is in the table")
             .remove();
         let expire_at = entry.expire_raw();
         if expire_at != 0 {
-            self.expires.remove(&(expire_at, slot));
+            self.expires.remove(&(expire_at, cell));
         }
-        self.policy.remove(slot, table_hash);
-        self.free.push(slot);
+        self.policy.remove(cell, table_hash);
+        self.by_slot
+            .remove(dcache_placement::slot(entry.key()), cell);
+        self.free.push(cell);
         if self.table.is_empty() {
-            // Nothing refers to any slot now: give the slab's, the index's and the policy's
+            // Nothing refers to any cell now: give the slab's, the index's and the policy's
             // memory back.
-            self.slots = Vec::new();
+            self.cells = Vec::new();
             self.free = Vec::new();
             self.table = HashTable::new();
             self.policy.clear();
+            self.by_slot.clear();
         }
         self.publish();
         (entry, hash)
@@ -385,12 +411,12 @@ impl Shard {
 
     /// Sets or clears a live key's TTL. Returns false when the key does not exist.
     pub fn set_expire(&mut self, key: &Key<'_>, expire_at: Option<u64>, now: u64) -> bool {
-        let Some(slot) = self.lookup_slot(key, now, Lookup::Write) else {
+        let Some(cell) = self.lookup_cell(key, now, Lookup::Write) else {
             return false;
         };
-        self.set_expire_slot(slot, expire_at.unwrap_or(0));
+        self.set_expire_cell(cell, expire_at.unwrap_or(0));
         let version = self.clock.tick(now);
-        self.entry_at_mut(slot).version = version;
+        self.entry_at_mut(cell).version = version;
         true
     }
 
@@ -399,18 +425,18 @@ impl Shard {
     /// are brought up to date when the handle is dropped, and only if something was changed. A
     /// hash left empty is removed, as Redis removes empty aggregates.
     pub fn modify(&mut self, key: &Key<'_>, now: u64, create: Option<Kind>) -> Option<Modify<'_>> {
-        let slot = match (self.lookup_slot(key, now, Lookup::Write), create) {
-            (Some(slot), _) => slot,
+        let cell = match (self.lookup_cell(key, now, Lookup::Write), create) {
+            (Some(cell), _) => cell,
             (None, Some(Kind::Str)) => self.insert_new(key, Value::Str(&[]), 0, now),
             (None, Some(Kind::Hash)) => {
                 self.insert_new(key, Value::Hash(&HashValue::default()), 0, now)
             }
             (None, None) => return None,
         };
-        let before = self.mem_at(slot);
+        let before = self.mem_at(cell);
         Some(Modify {
             shard: self,
-            slot,
+            cell,
             before,
             now,
             changed: false,
@@ -435,7 +461,7 @@ impl Shard {
     pub(crate) fn evict_one(&mut self, spare_written: bool) -> bool {
         match self.pick_victim(if spare_written { self.protect } else { None }) {
             Some(victim) => {
-                self.remove_slot(victim);
+                self.remove_cell(victim);
                 self.stats.evicted += 1;
                 true
             }
@@ -444,19 +470,19 @@ impl Shard {
     }
 
     fn pick_victim(&mut self, protect: Option<u32>) -> Option<u32> {
-        let slots = &self.slots;
+        let cells = &self.cells;
         let volatile = self.policy_name.scope == EvictionScope::Volatile;
         match self.policy_name.kind {
             PolicyKind::NoEviction => None,
             PolicyKind::Ttl => self
                 .expires
                 .iter()
-                .map(|&(_, slot)| slot)
-                .find(|&slot| Some(slot) != protect),
-            _ => self.policy.victim(&mut |slot| {
-                Some(slot) != protect
+                .map(|&(_, cell)| cell)
+                .find(|&cell| Some(cell) != protect),
+            _ => self.policy.victim(&mut |cell| {
+                Some(cell) != protect
                     && (!volatile
-                        || slots[slot as usize]
+                        || cells[cell as usize]
                             .as_ref()
                             .is_some_and(|e| e.expire_raw() != 0))
             }),
@@ -478,8 +504,8 @@ impl Shard {
         let mut removed = 0;
         while removed < max {
             match self.expires.first() {
-                Some(&(at, slot)) if at <= now => {
-                    self.remove_slot(slot);
+                Some(&(at, cell)) if at <= now => {
+                    self.remove_cell(cell);
                     self.stats.expired += 1;
                     removed += 1;
                 }
@@ -499,12 +525,12 @@ impl Shard {
     /// A uniformly random live key, reclaiming expired ones it meets.
     pub fn random_key(&mut self, now: u64) -> Option<Box<[u8]>> {
         while !self.table.is_empty() {
-            let slot = match self.slots.len() {
+            let cell = match self.cells.len() {
                 n if self.table.len() * 8 >= n => (self.next_random() % n as u64) as u32,
-                // Sparse slab: pick the n-th live slot rather than probing empty ones.
+                // Sparse slab: pick the n-th live cell rather than probing empty ones.
                 _ => {
                     let nth = (self.next_random() % self.table.len() as u64) as usize;
-                    self.slots
+                    self.cells
                         .iter()
                         .enumerate()
                         .filter(|(_, s)| s.is_some())
@@ -512,11 +538,11 @@ impl Shard {
                         .0 as u32
                 }
             };
-            let Some(entry) = self.slots[slot as usize].as_ref() else {
+            let Some(entry) = self.cells[cell as usize].as_ref() else {
                 continue;
             };
             if entry.is_expired(now) {
-                self.remove_slot(slot);
+                self.remove_cell(cell);
                 self.stats.expired += 1;
                 continue;
             }
@@ -527,7 +553,7 @@ impl Shard {
 
     /// Visits live entries from slab position `from`, up to `count` of them, and returns the next
     /// position (or `None` when the shard is done). Entries present for the whole of a scan are
-    /// visited exactly once; slots never move, so the position is a stable cursor.
+    /// visited exactly once; cells never move, so the position is a stable cursor.
     pub fn scan(
         &self,
         from: usize,
@@ -536,11 +562,11 @@ impl Shard {
         mut visit: impl FnMut(EntryRef<'_>),
     ) -> Option<usize> {
         let mut seen = 0;
-        for (i, slot) in self.slots.iter().enumerate().skip(from) {
+        for (i, cell) in self.cells.iter().enumerate().skip(from) {
             if seen >= count {
                 return Some(i);
             }
-            if let Some(entry) = slot.as_ref().filter(|e| !e.is_expired(now)) {
+            if let Some(entry) = cell.as_ref().filter(|e| !e.is_expired(now)) {
                 let hash = if entry.is_hash() {
                     self.hashes.get(&(i as u32))
                 } else {
@@ -556,11 +582,12 @@ impl Shard {
     /// Removes every entry.
     pub fn clear(&mut self) {
         self.table.clear();
-        self.slots.clear();
+        self.cells.clear();
         self.hashes.clear();
         self.free.clear();
         self.expires.clear();
         self.policy.clear();
+        self.by_slot.clear();
         self.used = 0;
         self.protect = None;
         self.publish();
@@ -576,10 +603,10 @@ impl Shard {
         let old = std::mem::replace(&mut self.policy_name, name);
         if policy::bookkeeping(old.kind) != policy::bookkeeping(name.kind) {
             self.policy = policy::for_kind(name.kind, self.seed);
-            for (slot, entry) in self.slots.iter().enumerate() {
+            for (cell, entry) in self.cells.iter().enumerate() {
                 if let Some(entry) = entry {
                     let hash = hash_key(self.hash_seed, entry.key());
-                    self.policy.insert(slot as u32, hash);
+                    self.policy.insert(cell as u32, hash);
                 }
             }
         }
@@ -588,15 +615,15 @@ impl Shard {
 
     /// The policy's access frequency for `key` (`OBJECT FREQ`), when the policy keeps one.
     pub fn frequency(&mut self, key: &Key<'_>, now: u64) -> Option<Option<u32>> {
-        let slot = self.lookup_slot(key, now, Lookup::Peek)?;
-        Some(self.policy.frequency(slot))
+        let cell = self.lookup_cell(key, now, Lookup::Peek)?;
+        Some(self.policy.frequency(cell))
     }
 }
 
 /// A value being changed in place. See [`Shard::modify`].
 pub struct Modify<'a> {
     shard: &'a mut Shard,
-    slot: u32,
+    cell: u32,
     before: usize,
     now: u64,
     changed: bool,
@@ -605,7 +632,7 @@ pub struct Modify<'a> {
 impl Modify<'_> {
     #[must_use]
     pub fn entry(&self) -> EntryRef<'_> {
-        self.shard.entry_ref(self.slot)
+        self.shard.entry_ref(self.cell)
     }
 
     #[must_use]
@@ -616,13 +643,13 @@ impl Modify<'_> {
     /// Replaces the value with a string.
     pub fn set_str(&mut self, value: &[u8]) {
         self.changed = true;
-        self.shard.hashes.remove(&self.slot);
-        self.shard.entry_at_mut(self.slot).set_str(value);
+        self.shard.hashes.remove(&self.cell);
+        self.shard.entry_at_mut(self.cell).set_str(value);
     }
 
     /// The hash, for changing; `None` when the value is not a hash.
     pub fn hash_mut(&mut self) -> Option<&mut HashValue> {
-        let hash = self.shard.hashes.get_mut(&self.slot)?;
+        let hash = self.shard.hashes.get_mut(&self.cell)?;
         self.changed = true;
         Some(hash)
     }
@@ -632,8 +659,8 @@ impl Modify<'_> {
         self.changed = true;
         let used_before = self.shard.used;
         self.shard
-            .set_expire_slot(self.slot, expire_at.unwrap_or(0));
-        // set_expire_slot accounted the TTL's cost itself; keep `before` in step with `used`.
+            .set_expire_cell(self.cell, expire_at.unwrap_or(0));
+        // set_expire_cell accounted the TTL's cost itself; keep `before` in step with `used`.
         self.before = self
             .before
             .wrapping_add(self.shard.used.wrapping_sub(used_before));
@@ -642,26 +669,26 @@ impl Modify<'_> {
 
 impl Drop for Modify<'_> {
     fn drop(&mut self) {
-        let slot = self.slot;
+        let cell = self.cell;
         let shard = &mut *self.shard;
-        let empty_hash = shard.hashes.get(&slot).is_some_and(HashValue::is_empty);
+        let empty_hash = shard.hashes.get(&cell).is_some_and(HashValue::is_empty);
         if !self.changed {
             // An empty hash that was created and then left alone is not kept.
             if empty_hash {
-                shard.remove_slot(slot);
+                shard.remove_cell(cell);
             }
             return;
         }
         let version = shard.clock.tick(self.now);
-        shard.entry_at_mut(slot).version = version;
+        shard.entry_at_mut(cell).version = version;
         shard.used = shard
             .used
-            .wrapping_add(shard.mem_at(slot))
+            .wrapping_add(shard.mem_at(cell))
             .wrapping_sub(self.before);
         if empty_hash {
-            shard.remove_slot(slot);
+            shard.remove_cell(cell);
         } else {
-            shard.enforce(Some(slot));
+            shard.enforce(Some(cell));
         }
     }
 }

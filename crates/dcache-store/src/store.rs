@@ -18,11 +18,14 @@ pub(crate) fn hash_key(seed: u64, key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(key, seed)
 }
 
-/// A key with its hash, computed once and used for both the shard and the table.
+/// A key with its cluster slot and its hash, computed once: the slot picks the shard (and the
+/// key's place in the shard's slot index), the hash probes the shard's table.
 #[derive(Debug, Clone, Copy)]
 pub struct Key<'a> {
     pub bytes: &'a [u8],
     pub hash: u64,
+    /// `dcache_placement::slot(bytes)`.
+    pub slot: u16,
 }
 
 /// Store-wide counters.
@@ -96,7 +99,11 @@ impl MultiLock<'_> {
 impl Store {
     #[must_use]
     pub fn new(config: StoreConfig) -> Self {
-        let n = config.shards.max(1).next_power_of_two();
+        // A shard holds whole slots, so there are no more shards than slots.
+        let n = config
+            .shards
+            .clamp(1, dcache_placement::SLOTS)
+            .next_power_of_two();
         let budget = Arc::new(Budget::new(config.maxmemory));
         let shards = (0..n)
             .map(|i| {
@@ -111,6 +118,7 @@ impl Store {
                         .wrapping_add(i as u64)
                         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
                         | 1,
+                    n.trailing_zeros(),
                 ))
             })
             .collect();
@@ -124,12 +132,21 @@ impl Store {
         }
     }
 
-    /// Hashes a key.
+    /// Hashes a key and computes its cluster slot.
     #[must_use]
     pub fn key<'a>(&self, bytes: &'a [u8]) -> Key<'a> {
+        self.key_in_slot(bytes, dcache_placement::slot(bytes))
+    }
+
+    /// Hashes a key whose cluster slot the caller has computed already (for routing), so that
+    /// the CRC16 is not computed twice.
+    #[must_use]
+    pub fn key_in_slot<'a>(&self, bytes: &'a [u8], slot: u16) -> Key<'a> {
+        debug_assert_eq!(slot, dcache_placement::slot(bytes), "the key's own slot");
         Key {
             bytes,
             hash: hash_key(self.seed, bytes),
+            slot,
         }
     }
 
@@ -140,9 +157,15 @@ impl Store {
 
     #[must_use]
     pub fn shard_index(&self, key: &Key<'_>) -> usize {
-        // The top bits pick the shard; the table probes with the low bits, so the two are
-        // independent.
-        key.hash.checked_shr(64 - self.shard_bits).unwrap_or(0) as usize
+        self.shard_of_slot(key.slot)
+    }
+
+    /// The shard that holds every key of cluster slot `slot`: one shard per slot, so that a slot
+    /// is counted, streamed and deleted under one lock. Slots spread evenly over shards for any
+    /// contiguous range of slots (a node's share of the cluster, as Redis assigns them).
+    #[must_use]
+    pub fn shard_of_slot(&self, slot: u16) -> usize {
+        usize::from(slot) & (self.shards.len() - 1)
     }
 
     /// Locks the shard that holds `key`.

@@ -16,18 +16,18 @@ fn policies() -> Vec<(&'static str, Box<dyn EvictionPolicy>)> {
 }
 
 /// A well-spread stand-in for a key's hash.
-fn key_hash(slot: u32) -> u64 {
-    (u64::from(slot) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+fn key_hash(cell: u32) -> u64 {
+    (u64::from(cell) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[test]
-fn victims_are_live_and_removed_slots_never_come_back() {
+fn victims_are_live_and_removed_cells_never_come_back() {
     for (name, mut policy) in policies() {
-        for slot in 0..100 {
-            policy.insert(slot, key_hash(slot));
+        for cell in 0..100 {
+            policy.insert(cell, key_hash(cell));
         }
-        for slot in (0..100).step_by(2) {
-            policy.remove(slot, key_hash(slot));
+        for cell in (0..100).step_by(2) {
+            policy.remove(cell, key_hash(cell));
         }
         let mut evicted = Vec::new();
         while let Some(victim) = policy.victim(&mut |_| true) {
@@ -36,21 +36,21 @@ fn victims_are_live_and_removed_slots_never_come_back() {
             evicted.push(victim);
             policy.remove(victim, key_hash(victim));
         }
-        assert_eq!(evicted.len(), 50, "{name}: every live slot is evicted once");
+        assert_eq!(evicted.len(), 50, "{name}: every live cell is evicted once");
     }
 }
 
 #[test]
 fn victims_respect_eligibility() {
     for (name, mut policy) in policies() {
-        for slot in 0..64 {
-            policy.insert(slot, key_hash(slot));
-            policy.access(slot);
+        for cell in 0..64 {
+            policy.insert(cell, key_hash(cell));
+            policy.access(cell);
         }
         for _ in 0..8 {
             let victim = policy
-                .victim(&mut |slot| slot % 8 == 3)
-                .unwrap_or_else(|| panic!("{name}: an eligible slot"));
+                .victim(&mut |cell| cell % 8 == 3)
+                .unwrap_or_else(|| panic!("{name}: an eligible cell"));
             assert_eq!(victim % 8, 3, "{name}");
             policy.remove(victim, key_hash(victim));
         }
@@ -59,10 +59,10 @@ fn victims_respect_eligibility() {
 }
 
 #[test]
-fn slots_are_reused_after_clear_and_remove() {
+fn cells_are_reused_after_clear_and_remove() {
     for (name, mut policy) in policies() {
-        for slot in 0..10 {
-            policy.insert(slot, key_hash(slot));
+        for cell in 0..10 {
+            policy.insert(cell, key_hash(cell));
         }
         policy.clear();
         assert_eq!(
@@ -190,8 +190,8 @@ fn volatile_policies_never_evict_persistent_keys() {
 #[test]
 fn lru_evicts_in_exact_recency_order() {
     let mut lru = Lru::default();
-    for slot in 0..5 {
-        lru.insert(slot, key_hash(slot));
+    for cell in 0..5 {
+        lru.insert(cell, key_hash(cell));
     }
     lru.access(0);
     lru.access(2);
@@ -206,17 +206,17 @@ fn lru_evicts_in_exact_recency_order() {
 #[test]
 fn lfu_keeps_frequent_keys_through_a_scan() {
     let mut lfu = Lfu::default();
-    for slot in 0..10 {
-        lfu.insert(slot, key_hash(slot));
+    for cell in 0..10 {
+        lfu.insert(cell, key_hash(cell));
         for _ in 0..5 {
-            lfu.access(slot);
+            lfu.access(cell);
         }
     }
     // A scan of one-hit keys must be evicted before any of the hot ones.
-    for slot in 10..1_000 {
-        lfu.insert(slot, key_hash(slot));
+    for cell in 10..1_000 {
+        lfu.insert(cell, key_hash(cell));
         let victim = lfu.victim(&mut |_| true).unwrap();
-        assert!(victim >= 10, "hot slot {victim} evicted by a scan");
+        assert!(victim >= 10, "hot cell {victim} evicted by a scan");
         lfu.remove(victim, key_hash(victim));
     }
     assert_eq!(lfu.frequency(3), Some(6));
@@ -225,15 +225,15 @@ fn lfu_keeps_frequent_keys_through_a_scan() {
 #[test]
 fn lfu_ages_so_that_old_popularity_decays() {
     let mut lfu = Lfu::default();
-    // Slot 0 was very popular long ago.
+    // Cell 0 was very popular long ago.
     lfu.insert(0, key_hash(0));
     for _ in 0..200 {
         lfu.access(0);
     }
     let before = lfu.frequency(0).unwrap();
-    // Later traffic goes to other slots only.
-    for slot in 1..=10 {
-        lfu.insert(slot, key_hash(slot));
+    // Later traffic goes to other cells only.
+    for cell in 1..=10 {
+        lfu.insert(cell, key_hash(cell));
     }
     for round in 0..2_000u32 {
         lfu.access(1 + round % 10);
@@ -252,8 +252,8 @@ fn lfu_ages_so_that_old_popularity_decays() {
 #[test]
 fn random_eviction_is_spread_over_all_keys() {
     let mut policy = RandomPolicy::new(7);
-    for slot in 0..100 {
-        policy.insert(slot, key_hash(slot));
+    for cell in 0..100 {
+        policy.insert(cell, key_hash(cell));
     }
     let mut hits = [0u32; 100];
     for _ in 0..10_000 {
@@ -275,8 +275,8 @@ fn evict(policy: &mut dyn EvictionPolicy) -> u32 {
 #[test]
 fn sieve_spares_visited_entries_and_keeps_its_hand() {
     let mut sieve = Sieve::default();
-    for slot in 0..6 {
-        sieve.insert(slot, key_hash(slot));
+    for cell in 0..6 {
+        sieve.insert(cell, key_hash(cell));
     }
     sieve.access(0);
     sieve.access(2);
@@ -300,16 +300,16 @@ fn s3fifo_filters_one_hit_wonders_and_remembers_what_it_filtered() {
     let mut s3 = S3Fifo::default();
     // Ten entries hit twice in the small queue, then a scan of 1,000 entries seen once, in a
     // cache of 20: the scan must go through the small queue without touching the ten.
-    for slot in 0..10 {
-        s3.insert(slot, key_hash(slot));
-        s3.access(slot);
-        s3.access(slot);
+    for cell in 0..10 {
+        s3.insert(cell, key_hash(cell));
+        s3.access(cell);
+        s3.access(cell);
     }
-    for slot in 10..1_010 {
-        s3.insert(slot, key_hash(slot));
-        if slot >= 20 {
+    for cell in 10..1_010 {
+        s3.insert(cell, key_hash(cell));
+        if cell >= 20 {
             let victim = evict(&mut s3);
-            assert!(victim >= 10, "hot slot {victim} evicted by a scan");
+            assert!(victim >= 10, "hot cell {victim} evicted by a scan");
         }
     }
     // A key filtered out recently (the ghost remembers as many as the cache holds) that comes
@@ -318,8 +318,8 @@ fn s3fifo_filters_one_hit_wonders_and_remembers_what_it_filtered() {
     let victim = evict(&mut s3);
     assert!(victim >= 1_000, "the scan's tail goes first, got {victim}");
     s3.insert(5_000, returning);
-    for slot in 6_000..6_030 {
-        s3.insert(slot, key_hash(slot));
+    for cell in 6_000..6_030 {
+        s3.insert(cell, key_hash(cell));
         let victim = evict(&mut s3);
         assert_ne!(victim, 5_000, "the returning key stays in the main queue");
     }
@@ -329,23 +329,23 @@ fn s3fifo_filters_one_hit_wonders_and_remembers_what_it_filtered() {
 fn w_tinylfu_admits_by_frequency() {
     let mut policy = WTinyLfu::default();
     // A cache of 200: 100 keys seen often, then 100 seen once.
-    for slot in 0..100 {
-        policy.insert(slot, key_hash(slot));
+    for cell in 0..100 {
+        policy.insert(cell, key_hash(cell));
         for _ in 0..4 {
-            policy.access(slot);
+            policy.access(cell);
         }
     }
-    for slot in 100..200 {
-        policy.insert(slot, key_hash(slot));
+    for cell in 100..200 {
+        policy.insert(cell, key_hash(cell));
     }
     // A scan of new keys: each one leaves the window as a candidate less frequent than any
     // victim in the main space, so the candidates are what goes.
-    for slot in 200..2_000 {
-        policy.insert(slot, key_hash(slot));
+    for cell in 200..2_000 {
+        policy.insert(cell, key_hash(cell));
         let victim = evict(&mut policy);
         assert!(
             victim >= 100,
-            "frequent slot {victim} lost to a one-hit key"
+            "frequent cell {victim} lost to a one-hit key"
         );
     }
     assert!(policy.frequency(7).unwrap() >= 4);
@@ -355,8 +355,8 @@ fn w_tinylfu_admits_by_frequency() {
     for _ in 0..6 {
         policy.access(9_000);
     }
-    for slot in 10_000..10_010 {
-        policy.insert(slot, key_hash(slot));
+    for cell in 10_000..10_010 {
+        policy.insert(cell, key_hash(cell));
         let victim = evict(&mut policy);
         assert_ne!(victim, 9_000, "a frequent newcomer is admitted");
     }

@@ -29,6 +29,24 @@ pub struct CliArgs {
     command: Vec<String>,
 }
 
+/// A cluster client when the nodes are a cluster; a static client over independent nodes
+/// (started with `--cluster-enabled no`), which answer `CLUSTER SLOTS` with an error, and when
+/// the nodes want a password the cli was not given (each command then shows the refusal, as
+/// redis-cli does).
+async fn connect(builder: dcache_client::ClientBuilder) -> anyhow::Result<Client> {
+    match builder.clone().cluster(true).build().await {
+        Ok(client) => Ok(client),
+        Err(e)
+            if ["cluster support disabled", "NOAUTH"]
+                .iter()
+                .any(|m| e.to_string().contains(m)) =>
+        {
+            Ok(builder.build().await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn run(args: CliArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,7 +64,7 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
                 builder = builder.username(user.clone());
             }
         }
-        let client = builder.build().await?;
+        let client = connect(builder).await?;
         let pretty = std::io::stdout().is_terminal();
         let mut out = std::io::stdout().lock();
         if !args.command.is_empty() {

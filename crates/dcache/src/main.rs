@@ -2,6 +2,7 @@
 //!
 //! * `dcache launch` runs a local cluster (three nodes on ports 5000-5002 by default).
 //! * `dcache cli [COMMAND]` is a redis-cli-like shell that routes through the client library.
+//! * `dcache cluster status|leave|rebalance` shows the cluster or changes it.
 //! * `dcache node [PORT]` runs one node in the foreground until Ctrl-C or SIGTERM.
 //! * `dcache sim --trace FILE` replays a cache trace through the policies and Belady's optimum.
 //! * `dcache bench` generates load against a node, a Redis or memcached server, or a cluster.
@@ -9,6 +10,7 @@
 mod bench;
 mod cli;
 mod cli_hints;
+mod cluster_cmd;
 mod launch;
 mod node;
 mod random;
@@ -53,6 +55,8 @@ enum Command {
     Launch(launch::LaunchArgs),
     /// A redis-cli-like shell over the cluster: one command, or one per line from standard input.
     Cli(cli::CliArgs),
+    /// Look at the cluster, or change it: status, leave, rebalance.
+    Cluster(cluster_cmd::ClusterArgs),
     /// Run one cache node in the foreground.
     Node(node::NodeArgs),
     /// Replay a cache trace through the eviction policies and Belady's optimum.
@@ -65,6 +69,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Launch(args) => launch::run(args),
         Command::Cli(args) => cli::run(args),
+        Command::Cluster(args) => cluster_cmd::run(args),
         Command::Node(args) => node::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Bench(args) => bench::run(args),

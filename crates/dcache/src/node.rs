@@ -95,6 +95,28 @@ pub struct NodeArgs {
         DEFAULTS.node_id,
     ))]
     node_id: Option<u16>,
+    /// yes: a cluster member speaking the Redis Cluster protocol (alone, a one-node cluster
+    /// serving every slot); no: an independent node, as a plain Redis [default: yes]
+    #[arg(long, value_name = "yes|no")]
+    cluster_enabled: Option<YesNo>,
+    /// Join the cluster of this member: host:port (its client port), or host:port@busport.
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Option<String>,
+    /// Cluster-bus port: failure detection and topology agreement [default: port + 10000].
+    #[arg(long)]
+    cluster_port: Option<u16>,
+    #[arg(long, value_name = "MS", help = with_default(
+        "Milliseconds without an answer before a node is declared failed",
+        DEFAULTS.cluster_node_timeout,
+    ))]
+    node_timeout: Option<u64>,
+    /// Where the node keeps its cluster id and topology log (never the cached data)
+    /// [default: dcache-data/<port>].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<String>,
+    /// Bytes per second a slot migration may send, e.g. 50mb (0: no limit) [default: 0].
+    #[arg(long, value_parser = parse_bytes)]
+    migration_rate: Option<ByteSize>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -108,19 +130,25 @@ impl NodeArgs {
     /// The effective configuration, and whether `maxmemory` is the default share of the machine.
     fn config(&self) -> anyhow::Result<(NodeConfig, bool)> {
         let mut maxmemory_given = self.maxmemory.is_some();
+        let mut cluster_given = self.cluster_enabled.is_some();
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                maxmemory_given |= text
-                    .parse::<toml::Table>()
-                    .is_ok_and(|t| t.contains_key("maxmemory"));
+                let table = text.parse::<toml::Table>();
+                maxmemory_given |= table.as_ref().is_ok_and(|t| t.contains_key("maxmemory"));
+                cluster_given |= table.is_ok_and(|t| t.contains_key("cluster-enabled"));
                 NodeConfig::from_toml(&text)
                     .map_err(anyhow::Error::msg)
                     .with_context(|| format!("invalid config in {}", path.display()))?
             }
             None => NodeConfig::default(),
         };
+        // The binary's default differs from the library's (whose in-process nodes are plain):
+        // `dcache node 5000` is a cluster of one.
+        if !cluster_given {
+            config.cluster_enabled = YesNo(true);
+        }
         let mut share = false;
         if !maxmemory_given && let Some(memory) = available_memory() {
             config.maxmemory = ByteSize(memory / 2);
@@ -147,8 +175,16 @@ impl NodeArgs {
             log_format,
             log_level,
             maxclients,
-            node_id
+            node_id,
+            cluster_enabled,
+            join,
+            cluster_port,
+            dir,
+            migration_rate
         );
+        if let Some(ms) = self.node_timeout {
+            config.cluster_node_timeout = ms;
+        }
         if let Some(port) = self.port_arg {
             config.port = port;
         }
@@ -346,9 +382,12 @@ mod tests {
         // The machine's memory is readable here, so maxmemory is the share of it.
         assert!(share);
         assert_eq!(given.maxmemory.0, available_memory().unwrap() / 2);
+        // So is the cluster: the binary's nodes are cluster members unless told otherwise.
+        assert!(given.cluster_enabled.0);
         assert_eq!(
             NodeConfig {
                 maxmemory: NodeConfig::default().maxmemory,
+                cluster_enabled: NodeConfig::default().cluster_enabled,
                 ..given.clone()
             },
             NodeConfig::default()

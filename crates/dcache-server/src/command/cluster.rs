@@ -1,31 +1,339 @@
-//! CLUSTER: for now the stateless part, KEYSLOT, computed by `dcache-placement` exactly as Redis
-//! Cluster does. The rest arrives with the cluster protocol.
+//! CLUSTER, READONLY, READWRITE and ASKING, in Redis Cluster's reply formats, from the node's
+//! view of the agreed topology (`crate::cluster`). KEYSLOT works with the cluster off too.
 
+use std::fmt::Write as _;
+
+use dcache_cluster::{Change, NodeState};
 use dcache_protocol::Args;
 
-use super::{CmdResult, Ctx, help, subcommand_arity, unknown_subcommand};
+use super::{CmdResult, Ctx, Error, help, int_arg, subcommand_arity, unknown_subcommand};
+use crate::cluster::View;
+
+const DISABLED: &str = "ERR This instance has cluster support disabled";
+const BAD_SLOT: &str = "ERR Invalid slot";
 
 pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let sub = args.get(1);
-    match sub.to_ascii_uppercase().as_slice() {
-        b"KEYSLOT" => {
-            if args.len() != 3 {
-                return Err(subcommand_arity("cluster", sub));
-            }
-            ctx.out.int(i64::from(dcache_placement::slot(args.get(2))));
+    let upper = sub.to_ascii_uppercase();
+    let arity = |n: usize| {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(subcommand_arity("cluster", sub))
         }
-        b"HELP" => help(
-            &mut ctx.out,
-            &[
-                "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "KEYSLOT <key>",
-                "    Return the hash slot for <key>.",
-            ],
-        ),
-        b"INFO" | b"SLOTS" | b"SHARDS" | b"NODES" | b"MYID" => {
-            return Err("ERR This instance has cluster support disabled".into());
+    };
+    match upper.as_slice() {
+        b"KEYSLOT" => {
+            arity(3)?;
+            ctx.out.int(i64::from(dcache_placement::slot(args.get(2))));
+            return Ok(());
+        }
+        b"HELP" => {
+            help(&mut ctx.out, HELP);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let Some(cluster) = ctx.shared.cluster.clone() else {
+        return Err(match upper.as_slice() {
+            b"INFO" | b"SLOTS" | b"SHARDS" | b"NODES" | b"MYID" | b"MYSHARDID"
+            | b"COUNTKEYSINSLOT" | b"GETKEYSINSLOT" | b"MEET" | b"FORGET" => DISABLED.into(),
+            _ => unknown_subcommand(sub, "cluster"),
+        });
+    };
+    let view = ctx.conn.view(&cluster);
+    match upper.as_slice() {
+        b"MYID" | b"MYSHARDID" => {
+            // Without replicas each node is its own shard: the shard id is the node id.
+            arity(2)?;
+            ctx.out.bulk(view.me.as_bytes());
+        }
+        b"INFO" => {
+            arity(2)?;
+            ctx.out.verbatim(info(&view).as_bytes());
+        }
+        b"SLOTS" => {
+            arity(2)?;
+            slots(ctx, &view);
+        }
+        b"SHARDS" => {
+            arity(2)?;
+            shards(ctx, &view);
+        }
+        b"NODES" => {
+            arity(2)?;
+            ctx.out.verbatim(nodes(&view).as_bytes());
+        }
+        b"COUNTKEYSINSLOT" => {
+            arity(3)?;
+            let slot = slot_arg(args.get(2))?;
+            ctx.out.int(ctx.shared.store.count_in_slot(slot) as i64);
+        }
+        b"GETKEYSINSLOT" => {
+            arity(4)?;
+            const BAD: &str = "ERR Invalid slot or number of keys";
+            let slot = slot_arg(args.get(2)).map_err(|_| Error::from(BAD))?;
+            let count = usize::try_from(int_arg(args.get(3)).map_err(|_| Error::from(BAD))?)
+                .map_err(|_| Error::from(BAD))?;
+            let keys = ctx.shared.store.keys_in_slot(slot, count);
+            ctx.out.array(keys.len());
+            for key in &keys {
+                ctx.out.bulk(key);
+            }
+        }
+        b"FORGET" => {
+            arity(3)?;
+            let id = String::from_utf8_lossy(args.get(2)).into_owned();
+            if id == view.me {
+                return Err("ERR I tried hard but I can't forget myself...".into());
+            }
+            let Some(node) = view.topology.nodes.get(&id) else {
+                return Err(format!("ERR Unknown node {id}").into());
+            };
+            if view.topology.serves_any(&node.id) {
+                return Err(
+                    "ERR The node still serves slots: move them first (dcache cluster leave)"
+                        .into(),
+                );
+            }
+            propose(&cluster, Change::Forget(id));
+            ctx.out.ok();
+        }
+        // dcache's own: a slot migration's records (`crate::migrate`), and what `dcache cluster
+        // leave` and `dcache cluster rebalance` send.
+        b"IMPORT" => {
+            arity(3)?;
+            let applied = crate::migrate::import(ctx.shared, args.get(2), ctx.now)?;
+            ctx.out.int(applied as i64);
+        }
+        b"LEAVE" => {
+            arity(2)?;
+            if view.myself().is_none() {
+                return Err("ERR This node is not a member of the cluster".into());
+            }
+            propose(&cluster, Change::Leave(view.me.clone()));
+            ctx.out.ok();
+        }
+        b"REBALANCE" => {
+            arity(2)?;
+            propose(&cluster, Change::Rebalance);
+            ctx.out.ok();
         }
         _ => return Err(unknown_subcommand(sub, "cluster")),
     }
     Ok(())
 }
+
+/// Commits `change` in the background: the reply does not wait for agreement (as Redis's
+/// CLUSTER commands answer before the rest of the cluster has heard of them).
+fn propose(cluster: &std::sync::Arc<crate::cluster::Cluster>, change: Change) {
+    let Some(control) = cluster.control().cloned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        if let Err(e) = control.propose(change.clone()).await {
+            tracing::warn!("cluster change {change:?} not applied: {e}");
+        }
+    });
+}
+
+fn slot_arg(arg: &[u8]) -> Result<u16, Error> {
+    match dcache_protocol::request::parse_i64(arg) {
+        Some(n) if (0..dcache_placement::SLOTS as i64).contains(&n) => Ok(n as u16),
+        _ => Err(BAD_SLOT.into()),
+    }
+}
+
+fn info(view: &View) -> String {
+    let t = &view.topology;
+    let assigned = view
+        .ranges()
+        .iter()
+        .map(|&(a, b, _)| usize::from(b - a) + 1)
+        .sum::<usize>();
+    let ok = view.slots_ok();
+    let state = if ok == dcache_placement::SLOTS {
+        "ok"
+    } else {
+        "fail"
+    };
+    let serving = t.slot_counts().values().filter(|&&n| n > 0).count();
+    let moving = t
+        .nodes
+        .keys()
+        .map(|id| t.moving_from(id).len())
+        .sum::<usize>();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "cluster_state:{state}\r\n\
+         cluster_slots_assigned:{assigned}\r\n\
+         cluster_slots_ok:{ok}\r\n\
+         cluster_slots_pfail:0\r\n\
+         cluster_slots_fail:{}\r\n\
+         cluster_known_nodes:{}\r\n\
+         cluster_size:{serving}\r\n\
+         cluster_current_epoch:{}\r\n\
+         cluster_my_epoch:{}\r\n\
+         cluster_slots_migrating:{moving}\r\n",
+        assigned - ok,
+        t.nodes.len(),
+        t.epoch,
+        t.epoch,
+    );
+    out
+}
+
+/// Where a client reaches `node`: its host and client port.
+fn endpoint(out: &mut dcache_protocol::ReplyWriter<'_>, node: &dcache_cluster::Node) {
+    out.array(4);
+    out.bulk(node.host.as_bytes());
+    out.int(i64::from(node.port));
+    out.bulk(node.id.as_bytes());
+    // Redis 7's map of extra networking metadata (hostname): none.
+    out.map(0);
+}
+
+fn slots(ctx: &mut Ctx<'_>, view: &View) {
+    let ranges = view.ranges();
+    ctx.out.array(ranges.len());
+    for (first, last, owner) in ranges {
+        ctx.out.array(3);
+        ctx.out.int(i64::from(first));
+        ctx.out.int(i64::from(last));
+        endpoint(&mut ctx.out, &view.nodes[owner]);
+    }
+}
+
+fn shards(ctx: &mut Ctx<'_>, view: &View) {
+    let ranges = view.ranges();
+    // Every node is a shard of one (no replicas yet), listed even when it serves no slots.
+    ctx.out.array(view.nodes.len());
+    for (i, node) in view.nodes.iter().enumerate() {
+        let mine: Vec<(u16, u16)> = ranges
+            .iter()
+            .filter(|r| r.2 == i)
+            .map(|&(a, b, _)| (a, b))
+            .collect();
+        ctx.out.map(2);
+        ctx.out.bulk(b"slots");
+        ctx.out.array(mine.len() * 2);
+        for (a, b) in mine {
+            ctx.out.int(i64::from(a));
+            ctx.out.int(i64::from(b));
+        }
+        ctx.out.bulk(b"nodes");
+        ctx.out.array(1);
+        ctx.out.map(7);
+        ctx.out.bulk(b"id");
+        ctx.out.bulk(node.id.as_bytes());
+        ctx.out.bulk(b"port");
+        ctx.out.int(i64::from(node.port));
+        ctx.out.bulk(b"ip");
+        ctx.out.bulk(node.host.as_bytes());
+        ctx.out.bulk(b"endpoint");
+        ctx.out.bulk(node.host.as_bytes());
+        ctx.out.bulk(b"role");
+        ctx.out.bulk(b"master");
+        ctx.out.bulk(b"replication-offset");
+        ctx.out.int(0);
+        ctx.out.bulk(b"health");
+        ctx.out.bulk(if node.state == NodeState::Failed {
+            b"fail"
+        } else {
+            b"online"
+        });
+    }
+}
+
+/// `CLUSTER NODES`: one line per node, Redis's format.
+fn nodes(view: &View) -> String {
+    let ranges = view.ranges();
+    let t = &view.topology;
+    let mut out = String::new();
+    for (i, node) in view.nodes.iter().enumerate() {
+        let mut flags = Vec::new();
+        if node.id == view.me {
+            flags.push("myself");
+        }
+        flags.push("master");
+        match node.state {
+            NodeState::Failed => flags.push("fail"),
+            // Not a Redis flag; Redis tools ignore flags they do not know.
+            NodeState::Leaving => flags.push("leaving"),
+            NodeState::Online => {}
+        }
+        let link = if node.state == NodeState::Failed {
+            "disconnected"
+        } else {
+            "connected"
+        };
+        let _ = write!(
+            out,
+            "{} {}:{}@{} {} - 0 0 {} {link}",
+            node.id,
+            node.host,
+            node.port,
+            node.bus_port,
+            flags.join(","),
+            t.epoch
+        );
+        for &(a, b, _) in ranges.iter().filter(|r| r.2 == i) {
+            if a == b {
+                let _ = write!(out, " {a}");
+            } else {
+                let _ = write!(out, " {a}-{b}");
+            }
+        }
+        // Slots on their way out, as Redis shows them: [slot->-destination].
+        for (slot, to) in t.moving_from(&node.id) {
+            let _ = write!(out, " [{slot}->-{to}]");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// READONLY, READWRITE and ASKING: flags on the connection.
+pub fn readonly(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if ctx.shared.cluster.is_none() {
+        return Err(DISABLED.into());
+    }
+    match args.get(0).to_ascii_lowercase().as_slice() {
+        b"readonly" => ctx.conn.readonly = true,
+        b"readwrite" => ctx.conn.readonly = false,
+        _ => ctx.conn.asking = true,
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+const HELP: &[&str] = &[
+    "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "COUNTKEYSINSLOT <slot>",
+    "    Return the number of keys in <slot>.",
+    "FORGET <node-id>",
+    "    Remove a node that serves no slots from the cluster.",
+    "GETKEYSINSLOT <slot> <count>",
+    "    Return key names stored by this node in a slot.",
+    "INFO",
+    "    Return information about the cluster.",
+    "LEAVE",
+    "    Hand this node's slots to the others, then leave the cluster and stop (dcache).",
+    "KEYSLOT <key>",
+    "    Return the hash slot for <key>.",
+    "MYID",
+    "    Return the node id.",
+    "MYSHARDID",
+    "    Return the node's shard id.",
+    "NODES",
+    "    Return cluster configuration seen by node. Output format:",
+    "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "REBALANCE",
+    "    Move slots until every node holds its share (dcache).",
+    "SHARDS",
+    "    Return information about slot range mappings and the nodes associated with them.",
+    "SLOTS",
+    "    Return information about slots range mappings. Each range is made of:",
+    "    start, end, master and replicas IP addresses, ports and ids",
+];

@@ -137,6 +137,9 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("time", server::time),
     ("memory", server::memory),
     ("cluster", cluster::cluster),
+    ("readonly", cluster::readonly),
+    ("readwrite", cluster::readonly),
+    ("asking", cluster::readonly),
     ("object", server::object),
     ("get", strings::get),
     ("set", strings::set),
@@ -272,11 +275,26 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error(&e);
         return;
     }
+    let watched = match route(ctx, cmd, args) {
+        Ok(watched) => watched,
+        Err(e) => {
+            ctx.shared.stats.rejected(ctx.conn.info.id, index);
+            ctx.out.error(&e);
+            return;
+        }
+    };
     let grows = cmd.flags & DENYOOM != 0;
     let room = if grows {
         match admit(ctx, cmd, args) {
             Ok(room) => Some(room),
             Err(e) => {
+                if watched {
+                    ctx.shared
+                        .cluster
+                        .as_ref()
+                        .expect("watched")
+                        .leave(std::iter::empty());
+                }
                 ctx.shared.stats.rejected(ctx.conn.info.id, index);
                 ctx.out.error(&e.0);
                 return;
@@ -288,6 +306,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     let mark = ctx.out.len();
     let result = (cmd.handler)(ctx, args);
     drop(room);
+    if watched {
+        let cluster = ctx.shared.cluster.as_ref().expect("watched");
+        cluster.leave(dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i)));
+    }
     if cmd.flags & WRITE != 0 {
         // The arguments bound what most writes add; this catches the rest (a hash field that
         // replaced a shorter one in a bigger allocation class, say), and writes that grow memory
@@ -305,6 +327,33 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         .stats
         .record(index, now.saturating_duration_since(*clock), failed);
     *clock = now;
+}
+
+/// Sends a keyed request where the cluster serves its slot: `-MOVED` to the owner, `-CROSSSLOT`
+/// for keys of several slots, `-CLUSTERDOWN` for a slot no one serves, `-TRYAGAIN` while the
+/// slot is paused for the end of a migration. `Ok(true)` for a write to a slot being migrated
+/// away, which the migration must see (then [`crate::cluster::Cluster::leave`] after it ran).
+fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<bool, String> {
+    let Some(cluster) = ctx.shared.cluster.as_deref() else {
+        return Ok(false);
+    };
+    let mut keys = dcache_protocol::commands::keys(cmd.spec, &args)
+        .map(|i| args.get(i))
+        .peekable();
+    if keys.peek().is_none() {
+        return Ok(false);
+    }
+    ctx.conn.asking = false;
+    let view = ctx.conn.view(cluster);
+    let writes = cmd.flags & WRITE != 0;
+    match cluster.route(&view, keys, writes) {
+        crate::cluster::Route::Refuse(msg) => Err(msg),
+        crate::cluster::Route::Here {
+            slot: Some(slot),
+            watched: true,
+        } => cluster.enter(slot).map(|()| true).map_err(str::to_owned),
+        crate::cluster::Route::Here { .. } => Ok(false),
+    }
 }
 
 /// Makes room in the memory budget for a command that may grow memory, before it runs: what its

@@ -309,6 +309,11 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("save", false),
     ("appendonly", false),
     ("timeout", true),
+    ("cluster-enabled", false),
+    ("cluster-port", false),
+    ("cluster-node-timeout", false),
+    ("dir", false),
+    ("migration-rate", false),
 ];
 
 fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
@@ -335,6 +340,11 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "databases" => "1".into(),
         "appendonly" => "no".into(),
         "timeout" => config.timeout.to_string(),
+        "cluster-enabled" => config.cluster_enabled.to_string(),
+        "cluster-port" => config.bus_port().to_string(),
+        "cluster-node-timeout" => config.cluster_node_timeout.to_string(),
+        "dir" => config.dir.clone(),
+        "migration-rate" => config.migration_rate.0.to_string(),
         "client-output-buffer-limit" => config.client_output_buffer_limit.to_string(),
         _ => String::new(),
     }

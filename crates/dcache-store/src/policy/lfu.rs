@@ -36,16 +36,16 @@ impl Default for Lfu {
 }
 
 impl Lfu {
-    fn push(&mut self, slot: u32, freq: u8) {
-        self.freq[slot as usize] = freq;
-        self.lists[freq as usize].push_front(&mut self.links, slot);
+    fn push(&mut self, cell: u32, freq: u8) {
+        self.freq[cell as usize] = freq;
+        self.lists[freq as usize].push_front(&mut self.links, cell);
         self.occupied[freq as usize / 64] |= 1 << (freq % 64);
     }
 
-    fn unlink(&mut self, slot: u32) -> u8 {
-        let freq = self.freq[slot as usize];
+    fn unlink(&mut self, cell: u32) -> u8 {
+        let freq = self.freq[cell as usize];
         let list = &mut self.lists[freq as usize];
-        list.unlink(&mut self.links, slot);
+        list.unlink(&mut self.links, cell);
         if list.is_empty() {
             self.occupied[freq as usize / 64] &= !(1 << (freq % 64));
         }
@@ -85,26 +85,26 @@ impl Lfu {
 }
 
 impl EvictionPolicy for Lfu {
-    fn insert(&mut self, slot: u32, _hash: u64) {
-        ensure(&mut self.links, slot);
-        if self.freq.len() <= slot as usize {
-            self.freq.resize(slot as usize + 1, 0);
+    fn insert(&mut self, cell: u32, _hash: u64) {
+        ensure(&mut self.links, cell);
+        if self.freq.len() <= cell as usize {
+            self.freq.resize(cell as usize + 1, 0);
         }
-        self.push(slot, 1);
+        self.push(cell, 1);
         self.len += 1;
     }
 
-    fn access(&mut self, slot: u32) {
-        let freq = self.unlink(slot);
-        self.push(slot, freq.saturating_add(1));
+    fn access(&mut self, cell: u32) {
+        let freq = self.unlink(cell);
+        self.push(cell, freq.saturating_add(1));
         self.accesses_since_aging += 1;
         if self.accesses_since_aging >= (self.len * 10).max(1024) {
             self.age();
         }
     }
 
-    fn remove(&mut self, slot: u32, _hash: u64) {
-        self.unlink(slot);
+    fn remove(&mut self, cell: u32, _hash: u64) {
+        self.unlink(cell);
         self.len -= 1;
     }
 
@@ -114,7 +114,7 @@ impl EvictionPolicy for Lfu {
         self.counts()
             .flat_map(|f| lists[f].iter_from_tail(links))
             .take(MAX_VICTIM_SCAN)
-            .find(|&slot| eligible(slot))
+            .find(|&cell| eligible(cell))
     }
 
     fn clear(&mut self) {
@@ -125,7 +125,7 @@ impl EvictionPolicy for Lfu {
         per_entry(entries, size_of::<Link>() + 1) + size_of::<[List; 256]>()
     }
 
-    fn frequency(&self, slot: u32) -> Option<u32> {
-        self.freq.get(slot as usize).map(|&f| u32::from(f))
+    fn frequency(&self, cell: u32) -> Option<u32> {
+        self.freq.get(cell as usize).map(|&f| u32::from(f))
     }
 }

@@ -1,5 +1,5 @@
-//! Doubly linked lists threaded through a vector indexed by slot: the building block of the
-//! LRU and LFU policies. Safe code, O(1) per operation, 8 bytes per slot.
+//! Doubly linked lists threaded through a vector indexed by cell: the building block of the
+//! LRU and LFU policies. Safe code, O(1) per operation, 8 bytes per cell.
 
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -37,7 +37,7 @@ impl Default for List {
 }
 
 impl List {
-    /// Slots in the list.
+    /// Cells in the list.
     pub fn len(&self) -> usize {
         self.count as usize
     }
@@ -46,22 +46,22 @@ impl List {
         self.head == NIL
     }
 
-    pub fn push_front(&mut self, links: &mut [Link], slot: u32) {
-        links[slot as usize] = Link {
+    pub fn push_front(&mut self, links: &mut [Link], cell: u32) {
+        links[cell as usize] = Link {
             prev: NIL,
             next: self.head,
         };
         if self.head != NIL {
-            links[self.head as usize].prev = slot;
+            links[self.head as usize].prev = cell;
         } else {
-            self.tail = slot;
+            self.tail = cell;
         }
-        self.head = slot;
+        self.head = cell;
         self.count += 1;
     }
 
-    pub fn unlink(&mut self, links: &mut [Link], slot: u32) {
-        let Link { prev, next } = links[slot as usize];
+    pub fn unlink(&mut self, links: &mut [Link], cell: u32) {
+        let Link { prev, next } = links[cell as usize];
         if prev != NIL {
             links[prev as usize].next = next;
         } else {
@@ -72,7 +72,7 @@ impl List {
         } else {
             self.tail = prev;
         }
-        links[slot as usize] = Link::default();
+        links[cell as usize] = Link::default();
         self.count -= 1;
     }
 
@@ -81,23 +81,23 @@ impl List {
         let mut at = self.tail;
         std::iter::from_fn(move || {
             (at != NIL).then(|| {
-                let slot = at;
-                at = links[slot as usize].prev;
-                slot
+                let cell = at;
+                at = links[cell as usize].prev;
+                cell
             })
         })
     }
 }
 
-/// Grows `links` so that `slot` is a valid index.
-pub(crate) fn ensure(links: &mut Vec<Link>, slot: u32) {
-    if links.len() <= slot as usize {
-        links.resize(slot as usize + 1, Link::default());
+/// Grows `links` so that `cell` is a valid index.
+pub(crate) fn ensure(links: &mut Vec<Link>, cell: u32) {
+    if links.len() <= cell as usize {
+        links.resize(cell as usize + 1, Link::default());
     }
 }
 
-/// What `bytes` of per-slot state cost for `entries` live entries, the way the shard counts its
-/// slab (`memory::ENTRY_OVERHEAD`): slot-indexed arrays grow by doubling, so on average a third
+/// What `bytes` of per-cell state cost for `entries` live entries, the way the shard counts its
+/// slab (`memory::ENTRY_OVERHEAD`): cell-indexed arrays grow by doubling, so on average a third
 /// again as much as in use.
 pub(crate) fn per_entry(entries: usize, bytes: usize) -> usize {
     entries * bytes * 4 / 3

@@ -10,27 +10,27 @@ pub struct Lru {
 }
 
 impl EvictionPolicy for Lru {
-    fn insert(&mut self, slot: u32, _hash: u64) {
-        ensure(&mut self.links, slot);
-        self.order.push_front(&mut self.links, slot);
+    fn insert(&mut self, cell: u32, _hash: u64) {
+        ensure(&mut self.links, cell);
+        self.order.push_front(&mut self.links, cell);
     }
 
-    fn access(&mut self, slot: u32) {
-        if self.order.head != slot {
-            self.order.unlink(&mut self.links, slot);
-            self.order.push_front(&mut self.links, slot);
+    fn access(&mut self, cell: u32) {
+        if self.order.head != cell {
+            self.order.unlink(&mut self.links, cell);
+            self.order.push_front(&mut self.links, cell);
         }
     }
 
-    fn remove(&mut self, slot: u32, _hash: u64) {
-        self.order.unlink(&mut self.links, slot);
+    fn remove(&mut self, cell: u32, _hash: u64) {
+        self.order.unlink(&mut self.links, cell);
     }
 
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
         self.order
             .iter_from_tail(&self.links)
             .take(MAX_VICTIM_SCAN)
-            .find(|&slot| eligible(slot))
+            .find(|&cell| eligible(cell))
     }
 
     fn clear(&mut self) {

@@ -1,7 +1,7 @@
 //! Eviction policies. Each one lives in its own file, implements [`EvictionPolicy`] and passes the
 //! shared suite in `tests/policy_suite.rs`.
 //!
-//! A policy sees only slot indices: the shard tells it when a slot is filled, read or written,
+//! A policy sees only cell indices: the shard tells it when a cell is filled, read or written,
 //! and emptied, and asks it for a victim. It never sees keys or values, so one policy serves every
 //! value type, and the shard alone owns memory accounting.
 //!
@@ -37,24 +37,24 @@ pub const MAX_VICTIM_SCAN: usize = 1024;
 
 /// An eviction policy's bookkeeping for one shard.
 pub trait EvictionPolicy: Send + std::fmt::Debug {
-    /// A slot was filled with a new entry.
-    fn insert(&mut self, slot: u32, hash: u64);
+    /// A cell was filled with a new entry.
+    fn insert(&mut self, cell: u32, hash: u64);
     /// An entry was read or written.
-    fn access(&mut self, slot: u32);
-    /// A slot was emptied (deleted, expired or evicted); `hash` is its key's hash, as given to
+    fn access(&mut self, cell: u32);
+    /// A cell was emptied (deleted, expired or evicted); `hash` is its key's hash, as given to
     /// `insert`.
-    fn remove(&mut self, slot: u32, hash: u64);
+    fn remove(&mut self, cell: u32, hash: u64);
     /// The entry to evict next among those for which `eligible` holds, without removing it.
     /// `None` when no eligible entry was found within [`MAX_VICTIM_SCAN`] candidates.
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32>;
-    /// Forgets every slot and frees what it held.
+    /// Forgets every cell and frees what it held.
     fn clear(&mut self);
     /// Bytes of bookkeeping for `entries` live entries, counted against `maxmemory` with them:
-    /// per-slot state the way the shard counts its slab ([`list::per_entry`]), plus whatever the
+    /// per-cell state the way the shard counts its slab ([`list::per_entry`]), plus whatever the
     /// policy keeps beside it (ghost keys, sketches) as allocated.
     fn memory(&self, entries: usize) -> usize;
-    /// The access frequency the policy keeps for a slot, where it keeps one (`OBJECT FREQ`).
-    fn frequency(&self, _slot: u32) -> Option<u32> {
+    /// The access frequency the policy keeps for a cell, where it keeps one (`OBJECT FREQ`).
+    fn frequency(&self, _cell: u32) -> Option<u32> {
         None
     }
 }

@@ -1,5 +1,5 @@
-//! Uniformly random eviction (`allkeys-random`, `volatile-random`): a dense array of live slots and
-//! each slot's position in it, so that insert, remove and a uniform pick are all O(1).
+//! Uniformly random eviction (`allkeys-random`, `volatile-random`): a dense array of live cells and
+//! each cell's position in it, so that insert, remove and a uniform pick are all O(1).
 
 use super::list::per_entry;
 use super::{EvictionPolicy, MAX_VICTIM_SCAN};
@@ -33,20 +33,20 @@ impl RandomPolicy {
 }
 
 impl EvictionPolicy for RandomPolicy {
-    fn insert(&mut self, slot: u32, _hash: u64) {
-        if self.position.len() <= slot as usize {
-            self.position.resize(slot as usize + 1, ABSENT);
+    fn insert(&mut self, cell: u32, _hash: u64) {
+        if self.position.len() <= cell as usize {
+            self.position.resize(cell as usize + 1, ABSENT);
         }
-        self.position[slot as usize] = self.live.len() as u32;
-        self.live.push(slot);
+        self.position[cell as usize] = self.live.len() as u32;
+        self.live.push(cell);
     }
 
-    fn access(&mut self, _slot: u32) {}
+    fn access(&mut self, _cell: u32) {}
 
-    fn remove(&mut self, slot: u32, _hash: u64) {
-        let at = std::mem::replace(&mut self.position[slot as usize], ABSENT) as usize;
-        let last = self.live.pop().expect("a removed slot was live");
-        if last != slot {
+    fn remove(&mut self, cell: u32, _hash: u64) {
+        let at = std::mem::replace(&mut self.position[cell as usize], ABSENT) as usize;
+        let last = self.live.pop().expect("a removed cell was live");
+        if last != cell {
             self.live[at] = last;
             self.position[last as usize] = at as u32;
         }
@@ -58,8 +58,8 @@ impl EvictionPolicy for RandomPolicy {
         }
         (0..MAX_VICTIM_SCAN).find_map(|_| {
             let at = (self.next() % self.live.len() as u64) as usize;
-            let slot = self.live[at];
-            eligible(slot).then_some(slot)
+            let cell = self.live[at];
+            eligible(cell).then_some(cell)
         })
     }
 

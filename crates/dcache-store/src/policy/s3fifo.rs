@@ -41,7 +41,7 @@ enum Queue {
 #[derive(Debug, Default)]
 pub struct S3Fifo {
     links: Vec<Link>,
-    state: Vec<SlotState>,
+    state: Vec<CellState>,
     small: List,
     main: List,
     ghost: Ghost,
@@ -49,50 +49,50 @@ pub struct S3Fifo {
     to_ghost: Option<u32>,
 }
 
-/// A slot's queue and counter: two bytes. The key's fingerprint is not kept: the shard gives the
+/// A cell's queue and counter: two bytes. The key's fingerprint is not kept: the shard gives the
 /// key's hash back when it removes the victim, which is when the ghost needs it.
 #[derive(Debug, Clone, Copy, Default)]
-struct SlotState {
+struct CellState {
     queue: Queue,
     freq: u8,
 }
 
 impl S3Fifo {
-    fn push(&mut self, slot: u32, queue: Queue) {
+    fn push(&mut self, cell: u32, queue: Queue) {
         let list = match queue {
             Queue::Small => &mut self.small,
             Queue::Main => &mut self.main,
-            Queue::None => unreachable!("a slot is pushed onto a queue"),
+            Queue::None => unreachable!("a cell is pushed onto a queue"),
         };
-        list.push_front(&mut self.links, slot);
-        self.state[slot as usize].queue = queue;
+        list.push_front(&mut self.links, cell);
+        self.state[cell as usize].queue = queue;
     }
 
-    fn unlink(&mut self, slot: u32) {
-        match self.state[slot as usize].queue {
-            Queue::Small => self.small.unlink(&mut self.links, slot),
-            Queue::Main => self.main.unlink(&mut self.links, slot),
+    fn unlink(&mut self, cell: u32) {
+        match self.state[cell as usize].queue {
+            Queue::Small => self.small.unlink(&mut self.links, cell),
+            Queue::Main => self.main.unlink(&mut self.links, cell),
             Queue::None => {}
         }
-        self.state[slot as usize].queue = Queue::None;
+        self.state[cell as usize].queue = Queue::None;
     }
 
-    fn move_to(&mut self, slot: u32, queue: Queue) {
-        self.unlink(slot);
-        self.push(slot, queue);
+    fn move_to(&mut self, cell: u32, queue: Queue) {
+        self.unlink(cell);
+        self.push(cell, queue);
     }
 }
 
 impl EvictionPolicy for S3Fifo {
-    fn insert(&mut self, slot: u32, hash: u64) {
-        ensure(&mut self.links, slot);
-        if self.to_ghost == Some(slot) {
+    fn insert(&mut self, cell: u32, hash: u64) {
+        ensure(&mut self.links, cell);
+        if self.to_ghost == Some(cell) {
             self.to_ghost = None;
         }
-        if self.state.len() <= slot as usize {
-            self.state.resize(slot as usize + 1, SlotState::default());
+        if self.state.len() <= cell as usize {
+            self.state.resize(cell as usize + 1, CellState::default());
         }
-        self.state[slot as usize] = SlotState {
+        self.state[cell as usize] = CellState {
             queue: Queue::None,
             freq: 0,
         };
@@ -101,17 +101,17 @@ impl EvictionPolicy for S3Fifo {
         } else {
             Queue::Small
         };
-        self.push(slot, queue);
+        self.push(cell, queue);
     }
 
-    fn access(&mut self, slot: u32) {
-        let freq = &mut self.state[slot as usize].freq;
+    fn access(&mut self, cell: u32) {
+        let freq = &mut self.state[cell as usize].freq;
         *freq = (*freq + 1).min(MAX_FREQ);
     }
 
-    fn remove(&mut self, slot: u32, hash: u64) {
-        self.unlink(slot);
-        if self.to_ghost == Some(slot) {
+    fn remove(&mut self, cell: u32, hash: u64) {
+        self.unlink(cell);
+        if self.to_ghost == Some(cell) {
             self.to_ghost = None;
             self.ghost
                 .add(fingerprint(hash), self.small.len() + self.main.len() + 1);
@@ -124,36 +124,36 @@ impl EvictionPolicy for S3Fifo {
         for _ in 0..4 * (self.small.len() + self.main.len()) {
             let from_small =
                 self.main.is_empty() || self.small.len() * 10 >= self.small.len() + self.main.len();
-            let slot = if from_small {
+            let cell = if from_small {
                 self.small.tail
             } else {
                 self.main.tail
             };
-            let state = &mut self.state[slot as usize];
+            let state = &mut self.state[cell as usize];
             let earned = if from_small { MOVE_TO_MAIN } else { 1 };
             if state.freq < earned {
-                if !eligible(slot) {
+                if !eligible(cell) {
                     break;
                 }
-                self.to_ghost = from_small.then_some(slot);
-                return Some(slot);
+                self.to_ghost = from_small.then_some(cell);
+                return Some(cell);
             }
             // Enough hits in the small queue earn the move to main with the counter cleared; in the
             // main queue a hit earns another turn with the counter lowered.
             state.freq = if from_small { 0 } else { state.freq - 1 };
-            self.move_to(slot, Queue::Main);
+            self.move_to(cell, Queue::Main);
         }
         // The algorithm's victim may not be evicted (a volatile policy, or the entry just
         // written): take the oldest eligible entry instead, small queue first.
         let links = &self.links;
-        let slot = self
+        let cell = self
             .small
             .iter_from_tail(links)
             .chain(self.main.iter_from_tail(links))
             .take(MAX_VICTIM_SCAN)
-            .find(|&slot| eligible(slot))?;
-        self.to_ghost = (self.state[slot as usize].queue == Queue::Small).then_some(slot);
-        Some(slot)
+            .find(|&cell| eligible(cell))?;
+        self.to_ghost = (self.state[cell as usize].queue == Queue::Small).then_some(cell);
+        Some(cell)
     }
 
     fn clear(&mut self) {
@@ -161,12 +161,12 @@ impl EvictionPolicy for S3Fifo {
     }
 
     fn memory(&self, entries: usize) -> usize {
-        per_entry(entries, size_of::<Link>() + size_of::<SlotState>())
+        per_entry(entries, size_of::<Link>() + size_of::<CellState>())
             + size_of_val(self.ghost.cells.as_slice())
     }
 
-    fn frequency(&self, slot: u32) -> Option<u32> {
-        self.state.get(slot as usize).map(|s| u32::from(s.freq))
+    fn frequency(&self, cell: u32) -> Option<u32> {
+        self.state.get(cell as usize).map(|s| u32::from(s.freq))
     }
 }
 

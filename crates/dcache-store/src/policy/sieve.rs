@@ -33,24 +33,24 @@ impl Default for Sieve {
 }
 
 impl EvictionPolicy for Sieve {
-    fn insert(&mut self, slot: u32, _hash: u64) {
-        ensure(&mut self.links, slot);
-        if self.visited.len() <= slot as usize {
-            self.visited.resize(slot as usize + 1, false);
+    fn insert(&mut self, cell: u32, _hash: u64) {
+        ensure(&mut self.links, cell);
+        if self.visited.len() <= cell as usize {
+            self.visited.resize(cell as usize + 1, false);
         }
-        self.visited[slot as usize] = false;
-        self.queue.push_front(&mut self.links, slot);
+        self.visited[cell as usize] = false;
+        self.queue.push_front(&mut self.links, cell);
     }
 
-    fn access(&mut self, slot: u32) {
-        self.visited[slot as usize] = true;
+    fn access(&mut self, cell: u32) {
+        self.visited[cell as usize] = true;
     }
 
-    fn remove(&mut self, slot: u32, _hash: u64) {
-        if self.hand == slot {
-            self.hand = self.links[slot as usize].prev;
+    fn remove(&mut self, cell: u32, _hash: u64) {
+        if self.hand == cell {
+            self.hand = self.links[cell as usize].prev;
         }
-        self.queue.unlink(&mut self.links, slot);
+        self.queue.unlink(&mut self.links, cell);
     }
 
     fn victim(&mut self, eligible: &mut dyn FnMut(u32) -> bool) -> Option<u32> {
@@ -83,7 +83,7 @@ impl EvictionPolicy for Sieve {
         per_entry(entries, size_of::<Link>() + 1)
     }
 
-    fn frequency(&self, slot: u32) -> Option<u32> {
-        self.visited.get(slot as usize).map(|&v| u32::from(v))
+    fn frequency(&self, cell: u32) -> Option<u32> {
+        self.visited.get(cell as usize).map(|&v| u32::from(v))
     }
 }

@@ -32,7 +32,7 @@ enum Region {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct SlotState {
+struct CellState {
     /// 32 bits of the key's hash: enough to address the sketch.
     hash: u32,
     region: Region,
@@ -41,7 +41,7 @@ struct SlotState {
 #[derive(Debug)]
 pub struct WTinyLfu {
     links: Vec<Link>,
-    state: Vec<SlotState>,
+    state: Vec<CellState>,
     window: List,
     probation: List,
     protected: List,
@@ -70,33 +70,33 @@ impl Default for WTinyLfu {
 }
 
 impl WTinyLfu {
-    fn push(&mut self, slot: u32, region: Region) {
+    fn push(&mut self, cell: u32, region: Region) {
         let list = match region {
             Region::Window => &mut self.window,
             Region::Probation => &mut self.probation,
             Region::Protected => &mut self.protected,
-            Region::None => unreachable!("a slot is pushed into a region"),
+            Region::None => unreachable!("a cell is pushed into a region"),
         };
-        list.push_front(&mut self.links, slot);
-        self.state[slot as usize].region = region;
+        list.push_front(&mut self.links, cell);
+        self.state[cell as usize].region = region;
     }
 
-    fn unlink(&mut self, slot: u32) {
-        match self.state[slot as usize].region {
-            Region::Window => self.window.unlink(&mut self.links, slot),
-            Region::Probation => self.probation.unlink(&mut self.links, slot),
-            Region::Protected => self.protected.unlink(&mut self.links, slot),
+    fn unlink(&mut self, cell: u32) {
+        match self.state[cell as usize].region {
+            Region::Window => self.window.unlink(&mut self.links, cell),
+            Region::Probation => self.probation.unlink(&mut self.links, cell),
+            Region::Protected => self.protected.unlink(&mut self.links, cell),
             Region::None => {}
         }
-        self.state[slot as usize].region = Region::None;
-        if self.candidate == slot {
+        self.state[cell as usize].region = Region::None;
+        if self.candidate == cell {
             self.candidate = NIL;
         }
     }
 
-    fn move_to(&mut self, slot: u32, region: Region) {
-        self.unlink(slot);
-        self.push(slot, region);
+    fn move_to(&mut self, cell: u32, region: Region) {
+        self.unlink(cell);
+        self.push(cell, region);
     }
 
     fn window_target(&self) -> usize {
@@ -107,15 +107,15 @@ impl WTinyLfu {
         (self.capacity - self.window_target().min(self.capacity)) * 4 / 5
     }
 
-    fn estimate(&self, slot: u32) -> u32 {
-        self.sketch.estimate(self.state[slot as usize].hash)
+    fn estimate(&self, cell: u32) -> u32 {
+        self.sketch.estimate(self.state[cell as usize].hash)
     }
 
     /// The main space's next victim: probation's oldest entry other than `not`, else protected's.
     fn main_victim(&self, not: u32) -> Option<u32> {
         let mut probation = self.probation.iter_from_tail(&self.links);
         probation
-            .find(|&slot| slot != not)
+            .find(|&cell| cell != not)
             .or_else(|| (self.protected.tail != NIL).then_some(self.protected.tail))
     }
 
@@ -127,18 +127,18 @@ impl WTinyLfu {
             .chain(self.probation.iter_from_tail(links))
             .chain(self.protected.iter_from_tail(links))
             .take(MAX_VICTIM_SCAN)
-            .find(|&slot| eligible(slot))
+            .find(|&cell| eligible(cell))
     }
 }
 
 impl EvictionPolicy for WTinyLfu {
-    fn insert(&mut self, slot: u32, hash: u64) {
-        ensure(&mut self.links, slot);
-        if self.state.len() <= slot as usize {
-            self.state.resize(slot as usize + 1, SlotState::default());
+    fn insert(&mut self, cell: u32, hash: u64) {
+        ensure(&mut self.links, cell);
+        if self.state.len() <= cell as usize {
+            self.state.resize(cell as usize + 1, CellState::default());
         }
         let hash = fingerprint(hash);
-        self.state[slot as usize] = SlotState {
+        self.state[cell as usize] = CellState {
             hash,
             region: Region::None,
         };
@@ -148,7 +148,7 @@ impl EvictionPolicy for WTinyLfu {
             self.sketch.ensure_width(self.capacity);
         }
         self.sketch.record(hash);
-        self.push(slot, Region::Window);
+        self.push(cell, Region::Window);
         while self.window.len() > self.window_target() {
             let oldest = self.window.tail;
             self.move_to(oldest, Region::Probation);
@@ -156,12 +156,12 @@ impl EvictionPolicy for WTinyLfu {
         }
     }
 
-    fn access(&mut self, slot: u32) {
-        self.sketch.record(self.state[slot as usize].hash);
-        match self.state[slot as usize].region {
-            Region::Window => self.move_to(slot, Region::Window),
+    fn access(&mut self, cell: u32) {
+        self.sketch.record(self.state[cell as usize].hash);
+        match self.state[cell as usize].region {
+            Region::Window => self.move_to(cell, Region::Window),
             Region::Probation | Region::Protected => {
-                self.move_to(slot, Region::Protected);
+                self.move_to(cell, Region::Protected);
                 if self.protected.len() > self.protected_target() {
                     let demoted = self.protected.tail;
                     self.move_to(demoted, Region::Probation);
@@ -171,8 +171,8 @@ impl EvictionPolicy for WTinyLfu {
         }
     }
 
-    fn remove(&mut self, slot: u32, _hash: u64) {
-        self.unlink(slot);
+    fn remove(&mut self, cell: u32, _hash: u64) {
+        self.unlink(cell);
         self.len -= 1;
     }
 
@@ -190,7 +190,7 @@ impl EvictionPolicy for WTinyLfu {
             }
         };
         match chosen {
-            Some(slot) if eligible(slot) => Some(slot),
+            Some(cell) if eligible(cell) => Some(cell),
             _ => self.any_eligible(eligible),
         }
     }
@@ -200,14 +200,14 @@ impl EvictionPolicy for WTinyLfu {
     }
 
     fn memory(&self, entries: usize) -> usize {
-        per_entry(entries, size_of::<Link>() + size_of::<SlotState>())
+        per_entry(entries, size_of::<Link>() + size_of::<CellState>())
             + size_of_val(self.sketch.counters.as_slice())
             + size_of_val(self.sketch.doorkeeper.as_slice())
     }
 
-    fn frequency(&self, slot: u32) -> Option<u32> {
-        match self.state.get(slot as usize) {
-            Some(state) if state.region != Region::None => Some(self.estimate(slot)),
+    fn frequency(&self, cell: u32) -> Option<u32> {
+        match self.state.get(cell as usize) {
+            Some(state) if state.region != Region::None => Some(self.estimate(cell)),
             _ => None,
         }
     }

@@ -1,0 +1,17 @@
+//! The cluster: who is in it, who serves which slot, and how slots move.
+//!
+//! ```text
+//!   Change (join, leave, fail, moved, …) ──Raft log──► Topology::apply on every node, in order
+//!                                                         │
+//!   Topology { epoch, nodes, slots, target } ◄────────────┘
+//!        slots:  who serves each slot now (redirects follow it)
+//!        target: where slots are moving (migration drives `slots` towards it, batch by batch)
+//! ```
+//!
+//! [`Topology`] is a pure state machine: the same changes in the same order give the same
+//! topology on every node, so the Raft log is all a node needs to agree with the others.
+
+pub mod swim;
+pub mod topology;
+
+pub use topology::{Change, ChangeError, Node, NodeId, NodeState, Topology};

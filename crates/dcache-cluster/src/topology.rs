@@ -1,0 +1,467 @@
+//! The topology: epoch, members and the slot table, changed only by [`Change`]s applied in the
+//! order the Raft log gives them.
+//!
+//! Two tables: `slots` says who serves each slot now; `target` (when some slots are to move) says
+//! where they are going. A join or a leave computes a new target with
+//! [`Placement::rebalance`] from the current table, so a join takes exactly the newcomer's quota
+//! and a leave gives away exactly the leaver's slots. Migration then moves slots batch by batch
+//! and commits each batch with [`Change::Moved`], which makes `slots` take the target's owners
+//! for that batch. A failure does not wait for a migration: the failed node's slots go to the
+//! survivors at once, empty (a cache prefers misses to errors).
+//!
+//! `apply` is deterministic and either changes the topology and bumps the epoch, or leaves it as
+//! it was and says why: nodes that apply the same log agree.
+
+use std::collections::BTreeMap;
+
+use dcache_placement::{Member, Placement, SLOTS};
+use serde::{Deserialize, Serialize};
+
+/// A node's id: 40 lowercase hex characters, as Redis Cluster's node ids.
+pub type NodeId = String;
+
+/// Replicas per slot. Replication (the next issue) makes it a cluster setting.
+const REPLICAS: usize = 1;
+
+/// A member of the cluster as everyone sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: NodeId,
+    /// The address clients use (an IP address or a host name).
+    pub host: String,
+    /// The client (Redis protocol) port.
+    pub port: u16,
+    /// The cluster-bus port (failure detection and Raft).
+    pub bus_port: u16,
+    pub state: NodeState,
+}
+
+/// Where a node is in its life in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Serves its slots and takes its share of new ones.
+    Online,
+    /// Handing its slots off before it goes; takes no new ones.
+    Leaving,
+    /// Declared failed: holds no slots; listed until it comes back or is forgotten.
+    Failed,
+}
+
+/// One committed change to the topology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A node joins, or a known node comes back (same id, maybe a new address). The first node
+    /// of an empty cluster takes every slot.
+    Join(Node),
+    /// A node hands off its slots and then leaves: it is removed when it holds none.
+    Leave(NodeId),
+    /// A node is declared failed: its slots go to the survivors at once.
+    Fail(NodeId),
+    /// A node that holds no slots is removed from the member list.
+    Forget(NodeId),
+    /// These slots have been copied to `to`, their owner in the target: `to` serves them now.
+    Moved { to: NodeId, slots: Vec<u16> },
+    /// Recompute the target from the current table (after members changed weight, say, or to
+    /// finish a plan that was interrupted).
+    Rebalance,
+}
+
+/// Why a change was not applied. The topology is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    #[error("node {0} still serves slots")]
+    StillServing(NodeId),
+    #[error("slot {slot} is not moving to {to}")]
+    NotMoving { slot: u16, to: NodeId },
+    #[error("slot {0} is out of range")]
+    BadSlot(u16),
+    #[error("no node is online to take the slots")]
+    NoSurvivor,
+}
+
+/// Epoch, members and slot tables.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Topology {
+    /// Bumped by every applied change.
+    pub epoch: u64,
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// Who serves each slot now; `None` before the first node joins.
+    pub slots: Option<Placement>,
+    /// Where slots are moving; `None` when every slot is where it should be.
+    pub target: Option<Placement>,
+}
+
+impl Topology {
+    /// Applies `change` and bumps the epoch, or explains why not and changes nothing.
+    ///
+    /// # Errors
+    /// See [`ChangeError`].
+    pub fn apply(&mut self, change: &Change) -> Result<(), ChangeError> {
+        let mut next = self.clone();
+        next.apply_in_place(change)?;
+        next.epoch = self.epoch + 1;
+        *self = next;
+        Ok(())
+    }
+
+    fn apply_in_place(&mut self, change: &Change) -> Result<(), ChangeError> {
+        match change {
+            Change::Join(node) => {
+                let mut node = node.clone();
+                node.state = NodeState::Online;
+                self.nodes.insert(node.id.clone(), node.clone());
+                if self.slots.is_none() {
+                    let only = [Member::new(node.id, 1)];
+                    self.slots =
+                        Some(Placement::compute(&only, REPLICAS).expect("one member places"));
+                } else {
+                    self.plan();
+                }
+            }
+            Change::Leave(id) => {
+                self.node_mut(id)?.state = NodeState::Leaving;
+                self.plan();
+                self.remove_drained();
+            }
+            Change::Fail(id) => self.fail(id)?,
+            Change::Forget(id) => {
+                self.node_mut(id)?;
+                if self.serves_any(id) {
+                    return Err(ChangeError::StillServing(id.clone()));
+                }
+                self.nodes.remove(id);
+                self.plan();
+            }
+            Change::Moved { to, slots } => self.moved(to, slots)?,
+            Change::Rebalance => self.plan(),
+        }
+        Ok(())
+    }
+
+    fn node_mut(&mut self, id: &str) -> Result<&mut Node, ChangeError> {
+        self.nodes
+            .get_mut(id)
+            .ok_or_else(|| ChangeError::UnknownNode(id.to_owned()))
+    }
+
+    /// The members that take slots: those online.
+    fn online(&self) -> Vec<Member> {
+        self.nodes
+            .values()
+            .filter(|n| n.state == NodeState::Online)
+            .map(|n| Member::new(n.id.clone(), 1))
+            .collect()
+    }
+
+    /// Sets `target` to where the online members should hold the slots, from the current table.
+    fn plan(&mut self) {
+        let Some(slots) = &self.slots else { return };
+        let online = self.online();
+        self.target = match slots.rebalance(&online, REPLICAS) {
+            Ok(target) if (0..SLOTS as u16).any(|s| !slots.same_set(&target, s)) => Some(target),
+            // Settled, or no one online to move slots to.
+            _ => None,
+        };
+    }
+
+    fn fail(&mut self, id: &str) -> Result<(), ChangeError> {
+        self.node_mut(id)?.state = NodeState::Failed;
+        if self.serves_any(id) {
+            let online = self.online();
+            if online.is_empty() {
+                return Err(ChangeError::NoSurvivor);
+            }
+            let slots = self.slots.as_ref().expect("a node serves slots");
+            let rescue = slots
+                .rebalance(&online, REPLICAS)
+                .expect("online members are valid");
+            // Only the failed node's slots change hands now; the rest of the plan migrates.
+            let orphaned = |s: u16| slots.replicas(s).any(|m| m.id == id);
+            self.slots = Some(slots.merge(&rescue, orphaned));
+        }
+        self.plan();
+        Ok(())
+    }
+
+    fn moved(&mut self, to: &str, batch: &[u16]) -> Result<(), ChangeError> {
+        let (Some(slots), Some(target)) = (&self.slots, &self.target) else {
+            let slot = batch.first().copied().unwrap_or(0);
+            return Err(ChangeError::NotMoving {
+                slot,
+                to: to.to_owned(),
+            });
+        };
+        for &slot in batch {
+            if usize::from(slot) >= SLOTS {
+                return Err(ChangeError::BadSlot(slot));
+            }
+            if target.primary(slot).id != to || slots.same_set(target, slot) {
+                return Err(ChangeError::NotMoving {
+                    slot,
+                    to: to.to_owned(),
+                });
+            }
+        }
+        let mut take = vec![false; SLOTS];
+        for &slot in batch {
+            take[usize::from(slot)] = true;
+        }
+        let merged = slots.merge(target, |s| take[usize::from(s)]);
+        self.target = (0..SLOTS as u16)
+            .any(|s| !merged.same_set(target, s))
+            .then(|| target.clone());
+        self.slots = Some(merged);
+        self.remove_drained();
+        Ok(())
+    }
+
+    /// Leaving nodes that hold no slots any more are gone.
+    fn remove_drained(&mut self) {
+        let drained: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Leaving && !self.serves_any(&n.id))
+            .map(|n| n.id.clone())
+            .collect();
+        for id in drained {
+            self.nodes.remove(&id);
+        }
+    }
+
+    /// Whether `id` serves any slot now.
+    #[must_use]
+    pub fn serves_any(&self, id: &str) -> bool {
+        self.slots
+            .as_ref()
+            .is_some_and(|p| (0..SLOTS as u16).any(|s| p.replicas(s).any(|m| m.id == id)))
+    }
+
+    /// The node that serves `slot` now, if any.
+    #[must_use]
+    pub fn owner(&self, slot: u16) -> Option<&Node> {
+        let id = &self.slots.as_ref()?.primary(slot).id;
+        self.nodes.get(id)
+    }
+
+    /// Each slot's owner now, as an index into [`Topology::nodes`]'s order (`None`: no one).
+    /// What a server builds its routing table from.
+    #[must_use]
+    pub fn owners(&self) -> Vec<Option<u16>> {
+        let index: BTreeMap<&str, u16> = self
+            .nodes
+            .keys()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as u16))
+            .collect();
+        (0..SLOTS as u16)
+            .map(|s| {
+                self.slots
+                    .as_ref()
+                    .and_then(|p| index.get(p.primary(s).id.as_str()).copied())
+            })
+            .collect()
+    }
+
+    /// The slots that `from` serves now and that are to move, with the node each goes to.
+    #[must_use]
+    pub fn moving_from(&self, from: &str) -> Vec<(u16, NodeId)> {
+        let (Some(slots), Some(target)) = (&self.slots, &self.target) else {
+            return Vec::new();
+        };
+        (0..SLOTS as u16)
+            .filter(|&s| slots.primary(s).id == from && target.primary(s).id != from)
+            .map(|s| (s, target.primary(s).id.clone()))
+            .collect()
+    }
+
+    /// Whether every slot is served by a node that is not failed.
+    #[must_use]
+    pub fn all_served(&self) -> bool {
+        self.owners().iter().all(|o| {
+            o.and_then(|i| self.nodes.values().nth(usize::from(i)))
+                .is_some_and(|n| n.state != NodeState::Failed)
+        })
+    }
+
+    /// How many slots each node serves now, by id.
+    #[must_use]
+    pub fn slot_counts(&self) -> BTreeMap<NodeId, usize> {
+        let mut counts: BTreeMap<NodeId, usize> =
+            self.nodes.keys().map(|id| (id.clone(), 0)).collect();
+        if let Some(p) = &self.slots {
+            for s in 0..SLOTS as u16 {
+                *counts.entry(p.primary(s).id.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(n: u8) -> Node {
+        Node {
+            id: format!("{n:040x}"),
+            host: "127.0.0.1".into(),
+            port: 5000 + u16::from(n),
+            bus_port: 15000 + u16::from(n),
+            state: NodeState::Online,
+        }
+    }
+
+    fn id(n: u8) -> NodeId {
+        node(n).id
+    }
+
+    /// Moves every planned slot, one `Moved` per destination, as migration would.
+    fn settle(t: &mut Topology) {
+        while t.target.is_some() {
+            let mut by_dest: BTreeMap<NodeId, Vec<u16>> = BTreeMap::new();
+            for from in t.nodes.keys().cloned().collect::<Vec<_>>() {
+                for (slot, to) in t.moving_from(&from) {
+                    by_dest.entry(to).or_default().push(slot);
+                }
+            }
+            let (to, slots) = by_dest.into_iter().next().expect("a plan moves slots");
+            t.apply(&Change::Moved { to, slots }).unwrap();
+        }
+    }
+
+    fn cluster(n: u8) -> Topology {
+        let mut t = Topology::default();
+        for i in 1..=n {
+            t.apply(&Change::Join(node(i))).unwrap();
+            settle(&mut t);
+        }
+        t
+    }
+
+    #[test]
+    fn the_first_node_serves_every_slot_and_later_ones_take_their_quota() {
+        let mut t = Topology::default();
+        t.apply(&Change::Join(node(1))).unwrap();
+        assert_eq!(t.epoch, 1);
+        assert!(t.target.is_none());
+        assert_eq!(t.slot_counts()[&id(1)], SLOTS);
+
+        t.apply(&Change::Join(node(2))).unwrap();
+        // Nothing has moved yet: node 1 serves everything until the slots are copied.
+        assert_eq!(t.slot_counts()[&id(1)], SLOTS);
+        let moving = t.moving_from(&id(1));
+        assert_eq!(moving.len(), SLOTS / 2);
+        assert!(moving.iter().all(|(_, to)| *to == id(2)));
+        settle(&mut t);
+        assert_eq!(t.slot_counts()[&id(2)], SLOTS / 2);
+        assert!(t.all_served());
+    }
+
+    #[test]
+    fn a_join_moves_exactly_the_newcomers_quota() {
+        let mut t = cluster(3);
+        let before = t.slots.clone().unwrap();
+        t.apply(&Change::Join(node(4))).unwrap();
+        settle(&mut t);
+        let after = t.slots.clone().unwrap();
+        let moved = (0..SLOTS as u16)
+            .filter(|&s| !before.same_set(&after, s))
+            .count();
+        assert_eq!(moved, SLOTS / 4);
+        assert_eq!(t.slot_counts()[&id(4)], SLOTS / 4);
+        for s in 0..SLOTS as u16 {
+            if !before.same_set(&after, s) {
+                assert_eq!(after.primary(s).id, id(4), "slot {s} moved elsewhere");
+            }
+        }
+    }
+
+    #[test]
+    fn a_leave_moves_only_the_leavers_slots_then_removes_it() {
+        let mut t = cluster(4);
+        let before = t.slots.clone().unwrap();
+        t.apply(&Change::Leave(id(2))).unwrap();
+        assert_eq!(t.nodes[&id(2)].state, NodeState::Leaving);
+        settle(&mut t);
+        assert!(!t.nodes.contains_key(&id(2)), "a drained leaver is removed");
+        let after = t.slots.clone().unwrap();
+        for s in 0..SLOTS as u16 {
+            assert_eq!(
+                before.same_set(&after, s),
+                before.primary(s).id != id(2),
+                "slot {s}"
+            );
+        }
+        assert!(t.all_served());
+    }
+
+    #[test]
+    fn a_failed_nodes_slots_go_to_the_survivors_at_once() {
+        let mut t = cluster(3);
+        t.apply(&Change::Fail(id(3))).unwrap();
+        assert!(t.target.is_none());
+        assert!(t.all_served());
+        assert_eq!(t.nodes[&id(3)].state, NodeState::Failed);
+        assert!(!t.serves_any(&id(3)));
+        // It comes back as itself and takes a share again.
+        t.apply(&Change::Join(node(3))).unwrap();
+        settle(&mut t);
+        let share = t.slot_counts()[&id(3)];
+        assert!((SLOTS / 3..=SLOTS / 3 + 1).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn a_failure_during_a_migration_keeps_the_migration_going() {
+        let mut t = cluster(3);
+        t.apply(&Change::Join(node(4))).unwrap();
+        // Half of node 4's slots arrive, then node 1 fails.
+        let half: Vec<u16> = t.moving_from(&id(2)).into_iter().map(|(s, _)| s).collect();
+        t.apply(&Change::Moved {
+            to: id(4),
+            slots: half,
+        })
+        .unwrap();
+        t.apply(&Change::Fail(id(1))).unwrap();
+        assert!(t.all_served());
+        settle(&mut t);
+        let counts = t.slot_counts();
+        for n in [2, 3, 4] {
+            let share = counts[&id(n)];
+            assert!((SLOTS / 3..=SLOTS / 3 + 1).contains(&share), "{n}: {share}");
+        }
+    }
+
+    #[test]
+    fn a_stale_move_is_refused_and_changes_nothing() {
+        let mut t = cluster(2);
+        t.apply(&Change::Join(node(3))).unwrap();
+        let (slot, _) = t.moving_from(&id(1))[0];
+        let before = t.clone();
+        let err = t
+            .apply(&Change::Moved {
+                to: id(2),
+                slots: vec![slot],
+            })
+            .unwrap_err();
+        assert_eq!(err, ChangeError::NotMoving { slot, to: id(2) });
+        assert_eq!(t, before);
+        assert_eq!(
+            t.apply(&Change::Forget(id(1))),
+            Err(ChangeError::StillServing(id(1)))
+        );
+        assert_eq!(
+            t.apply(&Change::Leave(id(9))),
+            Err(ChangeError::UnknownNode(id(9)))
+        );
+    }
+
+    #[test]
+    fn the_topology_round_trips_through_json() {
+        let t = cluster(2);
+        let text = serde_json::to_string(&t).unwrap();
+        let back: Topology = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, t);
+    }
+}

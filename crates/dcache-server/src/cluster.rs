@@ -1,0 +1,367 @@
+//! The node's side of the cluster: which slots are its own, where the others are, and the
+//! writes to watch while a slot moves away.
+//!
+//! ```text
+//!   agreed topology (watch channel) ──► View { slot → owner, my index } ──► dispatch's route()
+//!                                                                         │
+//!        Here (run it) · MOVED slot host:port · CROSSSLOT · CLUSTERDOWN · TRYAGAIN (paused)
+//!
+//!   migration (migrate.rs) marks slots Watched (writes recorded as dirty keys), then Paused
+//!   (writes answered TRYAGAIN) for the moment the last writes are copied and the move commits.
+//! ```
+//!
+//! Routing is a table lookup per key: each connection keeps the view it last used and takes the
+//! new one only when the generation counter moved.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use dcache_cluster::{Change, Node, NodeState, Topology};
+use dcache_placement::SLOTS;
+use parking_lot::{Mutex, RwLock};
+
+/// What a node's cluster commands and migrations ask of the agreement layer.
+pub trait Control: Send + Sync + fmt::Debug {
+    /// Commits `change` and returns the topology right after it was applied.
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>>;
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+const NO_OWNER: u16 = u16::MAX;
+
+/// One topology, as dispatch reads it.
+#[derive(Debug)]
+pub struct View {
+    pub topology: Arc<Topology>,
+    /// This node's id.
+    pub me: String,
+    /// The topology's nodes, in id order.
+    pub nodes: Vec<Node>,
+    /// `host:port` of each node, ready for `-MOVED`.
+    endpoints: Vec<String>,
+    /// Each slot's owner, an index into `nodes`.
+    owner: Box<[u16]>,
+    /// This node's index in `nodes`, or `NO_OWNER` while it is not a member.
+    my_index: u16,
+}
+
+impl View {
+    fn new(me: &str, topology: Arc<Topology>) -> View {
+        let nodes: Vec<Node> = topology.nodes.values().cloned().collect();
+        let endpoints = nodes
+            .iter()
+            .map(|n| format!("{}:{}", n.host, n.port))
+            .collect();
+        let owner = topology
+            .owners()
+            .into_iter()
+            .map(|o| o.unwrap_or(NO_OWNER))
+            .collect();
+        let my_index = nodes
+            .iter()
+            .position(|n| n.id == me)
+            .map_or(NO_OWNER, |i| i as u16);
+        View {
+            topology,
+            me: me.to_owned(),
+            nodes,
+            endpoints,
+            owner,
+            my_index,
+        }
+    }
+
+    /// The node serving `slot`, if any.
+    #[must_use]
+    pub fn owner(&self, slot: u16) -> Option<&Node> {
+        match self.owner[usize::from(slot)] {
+            NO_OWNER => None,
+            i => Some(&self.nodes[usize::from(i)]),
+        }
+    }
+
+    /// Whether this node serves `slot`.
+    #[must_use]
+    pub fn mine(&self, slot: u16) -> bool {
+        self.my_index != NO_OWNER && self.owner[usize::from(slot)] == self.my_index
+    }
+
+    /// This node, as the topology lists it.
+    #[must_use]
+    pub fn myself(&self) -> Option<&Node> {
+        self.nodes.get(usize::from(self.my_index))
+    }
+
+    /// Runs of consecutive slots with one owner: (first, last, owner index).
+    #[must_use]
+    pub fn ranges(&self) -> Vec<(u16, u16, usize)> {
+        let mut out: Vec<(u16, u16, usize)> = Vec::new();
+        for slot in 0..SLOTS as u16 {
+            let o = self.owner[usize::from(slot)];
+            if o == NO_OWNER {
+                continue;
+            }
+            match out.last_mut() {
+                Some((_, last, owner)) if *last + 1 == slot && *owner == usize::from(o) => {
+                    *last = slot;
+                }
+                _ => out.push((slot, slot, usize::from(o))),
+            }
+        }
+        out
+    }
+
+    /// How many slots have a live owner.
+    #[must_use]
+    pub fn slots_ok(&self) -> usize {
+        self.owner
+            .iter()
+            .filter(|&&o| o != NO_OWNER && self.nodes[usize::from(o)].state != NodeState::Failed)
+            .count()
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Run it here. `watched` when it writes to a slot being migrated (see [`Cluster::enter`]).
+    Here { slot: Option<u16>, watched: bool },
+    /// Not an error Redis Cluster would give; the reply line.
+    Refuse(String),
+}
+
+/// A slot's state while it moves away.
+const SETTLED: u8 = 0;
+const WATCHED: u8 = 1;
+const PAUSED: u8 = 2;
+
+/// The cluster state a node shares between its connections.
+pub struct Cluster {
+    view: RwLock<Arc<View>>,
+    generation: AtomicU64,
+    control: Option<Arc<dyn Control>>,
+    /// Per slot: settled, watched (writes recorded) or paused (writes refused for a moment).
+    moving: Box<[AtomicU8]>,
+    /// Writes to watched slots that have passed the pause check and not finished.
+    in_flight: AtomicUsize,
+    /// Keys written in watched slots since the migration last took them.
+    dirty: Mutex<HashSet<Vec<u8>>>,
+    /// Wakes whoever waits for a topology.
+    changed: tokio::sync::Notify,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("epoch", &self.view.read().topology.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// The state of node `me` before it has a topology (every keyed command: CLUSTERDOWN).
+    #[must_use]
+    pub fn new(me: &str, control: Option<Arc<dyn Control>>) -> Cluster {
+        Cluster {
+            view: RwLock::new(Arc::new(View::new(me, Arc::default()))),
+            generation: AtomicU64::new(0),
+            control,
+            moving: (0..SLOTS).map(|_| AtomicU8::new(SETTLED)).collect(),
+            in_flight: AtomicUsize::new(0),
+            dirty: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until this node has taken a topology of at least `epoch`.
+    pub async fn wait_for_epoch(&self, epoch: u64) {
+        loop {
+            let changed = self.changed.notified();
+            if self.view.read().topology.epoch >= epoch {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Takes a newly agreed topology.
+    pub fn set_topology(&self, topology: Arc<Topology>) {
+        let me = self.view.read().me.clone();
+        *self.view.write() = Arc::new(View::new(&me, topology));
+        self.generation.fetch_add(1, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// The current view.
+    #[must_use]
+    pub fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.read())
+    }
+
+    /// Bumped by every new topology: a connection re-reads [`Cluster::view`] when it moved.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    #[must_use]
+    pub fn control(&self) -> Option<&Arc<dyn Control>> {
+        self.control.as_ref()
+    }
+
+    /// Routes a request whose keys are `keys`.
+    pub fn route<'k>(
+        &self,
+        view: &View,
+        keys: impl Iterator<Item = &'k [u8]>,
+        writes: bool,
+    ) -> Route {
+        let mut slot = None;
+        for key in keys {
+            let s = dcache_placement::slot(key);
+            match slot {
+                None => slot = Some(s),
+                Some(first) if first != s => {
+                    return Route::Refuse(
+                        "CROSSSLOT Keys in request don't hash to the same slot".into(),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        let Some(slot) = slot else {
+            return Route::Here {
+                slot: None,
+                watched: false,
+            };
+        };
+        if !view.mine(slot) {
+            return match view.owner(slot) {
+                Some(node) if node.state != NodeState::Failed => Route::Refuse(format!(
+                    "MOVED {slot} {}",
+                    view.endpoints[usize::from(view.owner[usize::from(slot)])]
+                )),
+                _ => Route::Refuse("CLUSTERDOWN Hash slot not served".into()),
+            };
+        }
+        let watched = writes && self.moving[usize::from(slot)].load(Ordering::Relaxed) != SETTLED;
+        Route::Here {
+            slot: Some(slot),
+            watched,
+        }
+    }
+
+    /// Before a write to a watched slot runs: refuses it while the slot is paused, else counts it
+    /// in flight until [`Cluster::leave`]. The pause and this check are ordered (`SeqCst` on both
+    /// sides), so once [`Cluster::pause`] returns no write to the slot is running or will run.
+    pub fn enter(&self, slot: u16) -> Result<(), &'static str> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.moving[usize::from(slot)].load(Ordering::SeqCst) == PAUSED {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err("TRYAGAIN The slot is moving to another node; try again in a moment");
+        }
+        Ok(())
+    }
+
+    /// After a write to a watched slot: records its keys for the migration to copy again.
+    pub fn leave<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        {
+            let mut dirty = self.dirty.lock();
+            for key in keys {
+                dirty.insert(key.to_vec());
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Starts recording writes to `slots`.
+    pub fn watch(&self, slots: &[u16]) {
+        for &s in slots {
+            self.moving[usize::from(s)].store(WATCHED, Ordering::SeqCst);
+        }
+    }
+
+    /// Refuses writes to `slots` (already watched) and waits until none is running.
+    pub async fn pause(&self, slots: &[u16]) {
+        for &s in slots {
+            self.moving[usize::from(s)].store(PAUSED, Ordering::SeqCst);
+        }
+        while self.in_flight.load(Ordering::SeqCst) != 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Back to normal for `slots` (moved, or the move was abandoned).
+    pub fn settle(&self, slots: &[u16]) {
+        for &s in slots {
+            self.moving[usize::from(s)].store(SETTLED, Ordering::SeqCst);
+        }
+    }
+
+    /// The keys written to watched slots since the last call.
+    #[must_use]
+    pub fn take_dirty(&self) -> HashSet<Vec<u8>> {
+        std::mem::take(&mut self.dirty.lock())
+    }
+}
+
+/// A topology kept in memory and shared by the nodes of one process: agreement without Raft,
+/// for tests of routing and migration and for a node that runs alone.
+#[derive(Debug)]
+pub struct LocalControl {
+    topology: Mutex<Topology>,
+    tx: tokio::sync::watch::Sender<Arc<Topology>>,
+}
+
+impl LocalControl {
+    #[must_use]
+    pub fn new() -> Arc<LocalControl> {
+        let (tx, _) = tokio::sync::watch::channel(Arc::default());
+        Arc::new(LocalControl {
+            topology: Mutex::default(),
+            tx,
+        })
+    }
+
+    /// Follows the topology.
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Topology>> {
+        self.tx.subscribe()
+    }
+
+    /// Applies `change` now.
+    ///
+    /// # Errors
+    /// The change's own error.
+    pub fn apply(&self, change: &Change) -> Result<Arc<Topology>, String> {
+        let mut topology = self.topology.lock();
+        topology.apply(change).map_err(|e| e.to_string())?;
+        let shared = Arc::new(topology.clone());
+        self.tx.send_replace(Arc::clone(&shared));
+        Ok(shared)
+    }
+}
+
+impl Control for LocalControl {
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>> {
+        Box::pin(async move { self.apply(&change) })
+    }
+}
+
+/// A new random node id: 40 hex characters, as Redis Cluster's.
+#[must_use]
+pub fn random_node_id() -> String {
+    use std::hash::BuildHasher;
+    let mut id = String::with_capacity(40);
+    let state = std::collections::hash_map::RandomState::new();
+    for i in 0..3u64 {
+        id.push_str(&format!("{:016x}", state.hash_one(i)));
+    }
+    id.truncate(40);
+    id
+}

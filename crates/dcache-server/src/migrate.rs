@@ -1,0 +1,394 @@
+//! Following the agreed topology, and moving slots to their new owners.
+//!
+//! ```text
+//!   source (serves the slots)                         destination (their target owner)
+//!   watch(batch): writes to it recorded as dirty
+//!   dump_slot → CLUSTER IMPORT <records> ───────────► restore each record (by version)
+//!   dirty keys → CLUSTER IMPORT <records> ──────────► … until few are left
+//!   pause(batch): writes answered TRYAGAIN
+//!   last dirty keys → CLUSTER IMPORT ───────────────► OK for every request
+//!   propose Moved { to, batch } ──Raft──► every node: the destination serves the batch
+//!   settle(batch): writes answered MOVED; delete the local copy
+//! ```
+//!
+//! A write acknowledged by the source before the pause was either in the snapshot or recorded
+//! as dirty and copied before the move committed; after the pause none is acknowledged until
+//! the destination serves the slot. Records carry versions, so a key copied twice (snapshot,
+//! then dirty) ends with its newest state.
+//!
+//! Every node also drops keys of slots it neither serves nor is about to serve: the source's
+//! copy after a move, and a partial copy whose move never committed.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dcache_cluster::{Change, NodeState, Topology};
+use dcache_placement::SLOTS;
+use dcache_protocol::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::state::Shared;
+
+/// Slots moved (and committed) together.
+const BATCH_SLOTS: usize = 128;
+/// Bytes of records in one CLUSTER IMPORT request.
+const REQUEST_BYTES: usize = 256 * 1024;
+/// Requests sent before their replies are read.
+const WINDOW: usize = 8;
+/// The dirty keys left when the source pauses writes: few enough to copy in a moment.
+const PAUSE_BELOW: usize = 256;
+/// Rounds of copying dirty keys before pausing anyway.
+const MAX_ROUNDS: usize = 16;
+
+/// Takes every new topology into the node's routing, drops slots the node no longer keeps, and
+/// moves away the slots the topology sends elsewhere, until `stop`.
+pub async fn follow(
+    shared: Arc<Shared>,
+    mut topology: watch::Receiver<Arc<Topology>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(cluster) = shared.cluster.clone() else {
+        return;
+    };
+    let mut migration: Option<tokio::task::JoinHandle<()>> = None;
+    let mut previous = cluster.view().topology.clone();
+    loop {
+        let next = Arc::clone(&topology.borrow_and_update());
+        if next.epoch != previous.epoch || next.epoch == 0 {
+            cluster.set_topology(Arc::clone(&next));
+            drop_foreign_slots(&shared, &previous, &next);
+            let me = cluster.view().me.clone();
+            let left = previous
+                .nodes
+                .get(&me)
+                .is_some_and(|n| n.state == NodeState::Leaving)
+                && !next.nodes.contains_key(&me);
+            previous = Arc::clone(&next);
+            if left {
+                // Handed everything off and left (dcache cluster leave): the node's work is done.
+                shared.request_exit();
+            }
+        }
+        let me = cluster.view().me.clone();
+        let idle = migration
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished);
+        if idle && !next.moving_from(&me).is_empty() {
+            migration = Some(tokio::spawn(migrate(Arc::clone(&shared), stop.clone())));
+        }
+        tokio::select! {
+            changed = topology.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            // A migration that ended (done or failed) may leave slots to move: look again soon.
+            () = async {
+                match &mut migration {
+                    Some(task) if !task.is_finished() => { let _ = task.await; }
+                    _ => std::future::pending::<()>().await,
+                }
+            } => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ = stop.changed() => {
+                if let Some(task) = migration {
+                    task.abort();
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Deletes the keys of every slot this node neither serves nor is about to receive, and of
+/// slots it takes over from a failed node (what it holds there is a partial copy of a move that
+/// never committed, possibly stale).
+fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology) {
+    let Some(cluster) = &shared.cluster else {
+        return;
+    };
+    let me = cluster.view().me.clone();
+    let keeps = |t: &Topology, slot: u16| {
+        t.owner(slot).is_some_and(|n| n.id == me)
+            || t.target.as_ref().is_some_and(|p| p.primary(slot).id == me)
+    };
+    for slot in 0..SLOTS as u16 {
+        let lost = !keeps(next, slot) && (keeps(previous, slot) || previous.epoch == 0);
+        // Taken from a node now failed (not from one that left: a leaver is removed only once
+        // its last slots have moved, copied).
+        let rescued = next.owner(slot).is_some_and(|n| n.id == me)
+            && previous.owner(slot).is_some_and(|n| {
+                n.id != me
+                    && next
+                        .nodes
+                        .get(&n.id)
+                        .is_some_and(|n| n.state == NodeState::Failed)
+            });
+        if lost || rescued {
+            let removed = delete_slot(shared, slot);
+            if removed > 0 {
+                tracing::debug!("slot {slot}: dropped {removed} keys this node no longer serves");
+            }
+        }
+    }
+}
+
+/// Deletes every key of `slot`, in bounded steps; returns how many.
+fn delete_slot(shared: &Shared, slot: u16) -> usize {
+    let mut total = 0;
+    loop {
+        let n = shared.store.delete_slot(slot, 1024);
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+/// Applies the effects of one `CLUSTER IMPORT` request, in order.
+///
+/// # Errors
+/// Bytes that are not effects, or a write refused for memory (the source then gives up this
+/// batch and tries again later).
+pub fn import(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, String> {
+    let mut applied = 0;
+    while !body.is_empty() {
+        let (effect, used) = dcache_store::Effect::decode(body)
+            .map_err(|e| format!("ERR bad effect: {e}"))?
+            .ok_or("ERR bad effect: truncated")?;
+        body = &body[used..];
+        if shared
+            .store
+            .restore(effect, now)
+            .map_err(|e| e.to_string())?
+        {
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
+
+/// Moves every slot this node serves and the topology sends elsewhere, batch by batch.
+async fn migrate(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let cluster = shared.cluster.clone().expect("migrations run in a cluster");
+    let me = cluster.view().me.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let view = cluster.view();
+        let moving = view.topology.moving_from(&me);
+        let Some((_, to)) = moving.first().cloned() else {
+            return;
+        };
+        let batch: Vec<u16> = moving
+            .iter()
+            .filter(|(_, t)| *t == to)
+            .map(|&(s, _)| s)
+            .take(BATCH_SLOTS)
+            .collect();
+        let Some(dest) = view.topology.nodes.get(&to).cloned() else {
+            return;
+        };
+        let started = Instant::now();
+        match move_batch(&shared, &batch, &dest).await {
+            Ok(sent) => tracing::info!(
+                "moved {} slots to {}:{} ({sent} bytes in {:?})",
+                batch.len(),
+                dest.host,
+                dest.port,
+                started.elapsed()
+            ),
+            Err(e) => {
+                cluster.settle(&batch);
+                tracing::warn!(
+                    "moving {} slots to {}:{} failed: {e}; will retry",
+                    batch.len(),
+                    dest.host,
+                    dest.port
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Copies `batch` to `dest`, commits the move and drops the local copy. Returns the bytes sent.
+async fn move_batch(
+    shared: &Arc<Shared>,
+    batch: &[u16],
+    dest: &dcache_cluster::Node,
+) -> Result<u64, String> {
+    let cluster = shared.cluster.clone().expect("migrations run in a cluster");
+    let config = shared.config();
+    let addr: SocketAddr = tokio::net::lookup_host((dest.host.as_str(), dest.port))
+        .await
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut peer = Peer::connect(addr, &config.requirepass, config.migration_rate.0 as u64).await?;
+    cluster.watch(batch);
+    // The snapshot, slot by slot, in bounded steps.
+    for &slot in batch {
+        let mut cursor = dcache_store::DumpCursor::default();
+        loop {
+            let (records, next) =
+                shared
+                    .store
+                    .dump_slot(slot, cursor, REQUEST_BYTES, shared.clock.now_ms());
+            peer.send(&records).await?;
+            match next {
+                Some(c) => cursor = c,
+                None => break,
+            }
+        }
+    }
+    // What was written meanwhile, until little is left.
+    for _ in 0..MAX_ROUNDS {
+        let dirty = cluster.take_dirty();
+        let few = dirty.len() < PAUSE_BELOW;
+        send_keys(shared, &mut peer, dirty).await?;
+        if few {
+            break;
+        }
+    }
+    cluster.pause(batch).await;
+    let dirty = cluster.take_dirty();
+    send_keys(shared, &mut peer, dirty).await?;
+    peer.finish().await?;
+    let control = cluster.control().cloned().ok_or("no agreement layer")?;
+    let topology = control
+        .propose(Change::Moved {
+            to: dest.id.clone(),
+            slots: batch.to_vec(),
+        })
+        .await?;
+    cluster.wait_for_epoch(topology.epoch).await;
+    cluster.settle(batch);
+    for &slot in batch {
+        delete_slot(shared, slot);
+        // Freeing a large slot takes a while: let the connections in between.
+        tokio::task::yield_now().await;
+    }
+    Ok(peer.sent)
+}
+
+/// Copies the current state of `keys` (or their absence).
+async fn send_keys(shared: &Shared, peer: &mut Peer, keys: HashSet<Vec<u8>>) -> Result<(), String> {
+    let now = shared.clock.now_ms();
+    let mut records = Vec::new();
+    for key in keys {
+        records.push(shared.store.effect_of(&key, now));
+        if records.len() >= 256 {
+            peer.send(&std::mem::take(&mut records)).await?;
+        }
+    }
+    peer.send(&records).await
+}
+
+/// A client connection to the destination's Redis port, pipelining CLUSTER IMPORT requests.
+struct Peer {
+    stream: TcpStream,
+    input: Vec<u8>,
+    /// Requests whose reply has not been read.
+    pending: usize,
+    sent: u64,
+    /// Bytes per second, 0 for no limit.
+    rate: u64,
+    started: Instant,
+}
+
+impl Peer {
+    async fn connect(addr: SocketAddr, password: &str, rate: u64) -> Result<Peer, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut peer = Peer {
+            stream,
+            input: Vec::new(),
+            pending: 0,
+            sent: 0,
+            rate,
+            started: Instant::now(),
+        };
+        if !password.is_empty() {
+            peer.request(&[b"AUTH", password.as_bytes()]).await?;
+        }
+        Ok(peer)
+    }
+
+    async fn request(&mut self, args: &[&[u8]]) -> Result<(), String> {
+        let mut out = Vec::new();
+        dcache_protocol::reply::encode_command(args.iter().copied(), &mut out);
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.sent += out.len() as u64;
+        self.pending += 1;
+        while self.pending > WINDOW {
+            self.read_reply().await?;
+        }
+        if self.rate > 0 {
+            let due = Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+            let elapsed = self.started.elapsed();
+            if due > elapsed {
+                tokio::time::sleep(due - elapsed).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `records` in CLUSTER IMPORT requests of bounded size.
+    async fn send(&mut self, records: &[dcache_store::Effect]) -> Result<(), String> {
+        let mut body = Vec::new();
+        for record in records {
+            record.encode(&mut body);
+            if body.len() >= REQUEST_BYTES {
+                self.request(&[b"CLUSTER", b"IMPORT", &body]).await?;
+                body.clear();
+            }
+        }
+        if !body.is_empty() {
+            self.request(&[b"CLUSTER", b"IMPORT", &body]).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_reply(&mut self) -> Result<(), String> {
+        loop {
+            if let Some((frame, used)) = Frame::parse(&self.input).map_err(|e| e.to_string())? {
+                self.input.drain(..used);
+                self.pending -= 1;
+                return match frame {
+                    Frame::Error(e) => Err(format!("the destination refused: {e}")),
+                    _ => Ok(()),
+                };
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the destination closed the connection".into());
+            }
+            self.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Waits for every reply.
+    async fn finish(&mut self) -> Result<(), String> {
+        while self.pending > 0 {
+            self.read_reply().await?;
+        }
+        Ok(())
+    }
+}

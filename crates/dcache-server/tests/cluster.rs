@@ -1,0 +1,591 @@
+//! The Redis Cluster protocol of a node: CLUSTER's replies, redirects, CROSSSLOT and
+//! CLUSTERDOWN, checked with nodes that agree through one in-memory topology (`LocalControl`),
+//! and the `redis` crate's cluster client driving three of them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{TestNode, error_text, query, run, test_config};
+use dcache_cluster::{Change, Node, NodeState};
+use dcache_placement::SLOTS;
+use dcache_server::cluster::{LocalControl, random_node_id};
+use dcache_server::{ClusterLink, NodeConfig, Server};
+use redis::Value;
+
+/// A node following `control`'s topology; not a member until it joins.
+async fn member(control: &Arc<LocalControl>, config: NodeConfig) -> (TestNode, Node) {
+    let me = random_node_id();
+    let server = Server::builder(config)
+        .cluster(ClusterLink {
+            me: me.clone(),
+            control: control.clone(),
+            topology: control.subscribe(),
+        })
+        .bind()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let node = Node {
+        id: me,
+        host: "127.0.0.1".into(),
+        port: addr.port(),
+        bus_port: 0,
+        state: NodeState::Online,
+    };
+    (run(server), node)
+}
+
+/// `n` nodes of one cluster, every slot at its owner (nothing to migrate: the nodes are empty).
+async fn cluster(n: usize) -> (Arc<LocalControl>, Vec<TestNode>) {
+    let control = LocalControl::new();
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        let (node, me) = member(&control, test_config()).await;
+        control.apply(&Change::Join(me)).unwrap();
+        settle(&control);
+        nodes.push(node);
+    }
+    let epoch = control.subscribe().borrow().epoch;
+    for node in &nodes {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(epoch)
+            .await;
+    }
+    (control, nodes)
+}
+
+/// Commits every planned move at once (the nodes hold no data yet).
+fn settle(control: &LocalControl) {
+    loop {
+        let t = control.subscribe().borrow().clone();
+        let mut by_dest: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+        for from in t.nodes.keys() {
+            for (slot, to) in t.moving_from(from) {
+                by_dest.entry(to).or_default().push(slot);
+            }
+        }
+        let Some((to, slots)) = by_dest.into_iter().next() else {
+            return;
+        };
+        control.apply(&Change::Moved { to, slots }).unwrap();
+    }
+}
+
+fn enabled() -> NodeConfig {
+    NodeConfig {
+        cluster_enabled: dcache_server::YesNo(true),
+        ..test_config()
+    }
+}
+
+#[tokio::test]
+async fn a_node_alone_is_a_cluster_serving_every_slot() {
+    let node = common::start(enabled()).await;
+    let mut con = node.client().await;
+    let info: String = query(&mut con, &["CLUSTER", "INFO"]).await;
+    assert!(info.contains("cluster_state:ok\r\n"), "{info}");
+    assert!(info.contains("cluster_slots_assigned:16384\r\n"), "{info}");
+    assert!(info.contains("cluster_known_nodes:1\r\n"), "{info}");
+    let id: String = query(&mut con, &["CLUSTER", "MYID"]).await;
+    assert_eq!(id.len(), 40);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let shard: String = query(&mut con, &["CLUSTER", "MYSHARDID"]).await;
+    assert_eq!(shard, id);
+
+    let slots: Value = common::cmd(&mut con, &["CLUSTER", "SLOTS"]).await.unwrap();
+    let expected = Value::Array(vec![Value::Array(vec![
+        Value::Int(0),
+        Value::Int(16383),
+        Value::Array(vec![
+            Value::BulkString(b"127.0.0.1".to_vec()),
+            Value::Int(i64::from(node.addr.port())),
+            Value::BulkString(id.clone().into_bytes()),
+            Value::Array(vec![]),
+        ]),
+    ])]);
+    assert_eq!(slots, expected);
+
+    let nodes: String = query(&mut con, &["CLUSTER", "NODES"]).await;
+    let line = nodes.lines().next().unwrap();
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[0], id);
+    assert_eq!(
+        fields[1],
+        format!(
+            "127.0.0.1:{}@{}",
+            node.addr.port(),
+            node.addr.port() + 10000
+        )
+    );
+    assert_eq!(fields[2], "myself,master");
+    assert_eq!(fields[3], "-");
+    assert_eq!(fields[7], "connected");
+    assert_eq!(fields[8], "0-16383");
+
+    let info: String = query(&mut con, &["INFO", "cluster"]).await;
+    assert!(info.contains("cluster_enabled:1\r\n"), "{info}");
+
+    // Keys of one slot go together; keys of two slots do not, as in Redis Cluster.
+    let _: () = query(&mut con, &["MSET", "{u1}a", "1", "{u1}b", "2"]).await;
+    assert_eq!(
+        error_text(&mut con, &["MSET", "a", "1", "b", "2"]).await,
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    assert_eq!(
+        error_text(&mut con, &["MGET", "a", "b"]).await,
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    let count: i64 = query(
+        &mut con,
+        &[
+            "CLUSTER",
+            "COUNTKEYSINSLOT",
+            &dcache_placement::slot(b"u1").to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(count, 2);
+    let mut keys: Vec<String> = query(
+        &mut con,
+        &[
+            "CLUSTER",
+            "GETKEYSINSLOT",
+            &dcache_placement::slot(b"u1").to_string(),
+            "10",
+        ],
+    )
+    .await;
+    keys.sort();
+    assert_eq!(keys, ["{u1}a", "{u1}b"]);
+    assert_eq!(
+        error_text(&mut con, &["CLUSTER", "COUNTKEYSINSLOT", "16384"]).await,
+        "ERR Invalid slot"
+    );
+    assert_eq!(
+        error_text(&mut con, &["CLUSTER", "GETKEYSINSLOT", "1", "-1"]).await,
+        "ERR Invalid slot or number of keys"
+    );
+    assert_eq!(
+        error_text(&mut con, &["CLUSTER", "FORGET", &id]).await,
+        "ERR I tried hard but I can't forget myself..."
+    );
+    let ok: String = query(&mut con, &["READONLY"]).await;
+    assert_eq!(ok, "OK");
+}
+
+#[tokio::test]
+async fn with_the_cluster_off_cluster_commands_say_so() {
+    let node = common::start(test_config()).await;
+    let mut con = node.client().await;
+    for sub in ["INFO", "SLOTS", "SHARDS", "NODES", "MYID"] {
+        assert_eq!(
+            error_text(&mut con, &["CLUSTER", sub]).await,
+            "ERR This instance has cluster support disabled"
+        );
+    }
+    assert_eq!(
+        error_text(&mut con, &["READONLY"]).await,
+        "ERR This instance has cluster support disabled"
+    );
+    let slot: i64 = query(&mut con, &["CLUSTER", "KEYSLOT", "foo"]).await;
+    assert_eq!(slot, 12182);
+    let info: String = query(&mut con, &["INFO", "cluster"]).await;
+    assert!(info.contains("cluster_enabled:0\r\n"), "{info}");
+    // And multi-key commands span slots freely.
+    let _: () = query(&mut con, &["MSET", "a", "1", "b", "2"]).await;
+}
+
+#[tokio::test]
+async fn keys_of_other_nodes_are_redirected_to_their_owner() {
+    let (control, nodes) = cluster(3).await;
+    let t = control.subscribe().borrow().clone();
+    assert!(t.all_served());
+    let counts = t.slot_counts();
+    for share in counts.values() {
+        assert!((SLOTS / 3..=SLOTS / 3 + 1).contains(share), "{counts:?}");
+    }
+    // Every node tells the same story.
+    let mut tables = Vec::new();
+    for node in &nodes {
+        let mut con = node.client().await;
+        let slots: Value = common::cmd(&mut con, &["CLUSTER", "SLOTS"]).await.unwrap();
+        tables.push(slots);
+        let info: String = query(&mut con, &["CLUSTER", "INFO"]).await;
+        assert!(info.contains("cluster_known_nodes:3\r\n"), "{info}");
+        assert!(info.contains("cluster_state:ok\r\n"), "{info}");
+    }
+    assert!(tables.windows(2).all(|w| w[0] == w[1]));
+
+    let key = "somekey";
+    let slot = dcache_placement::slot(key.as_bytes());
+    let owner = t.owner(slot).unwrap();
+    let owner_node = nodes.iter().find(|n| n.addr.port() == owner.port).unwrap();
+    for node in &nodes {
+        let mut con = node.client().await;
+        if node.addr.port() == owner.port {
+            let _: () = query(&mut con, &["SET", key, "v"]).await;
+        } else {
+            assert_eq!(
+                error_text(&mut con, &["GET", key]).await,
+                format!("MOVED {slot} 127.0.0.1:{}", owner.port)
+            );
+            // Keyless commands run anywhere.
+            let pong: String = query(&mut con, &["PING"]).await;
+            assert_eq!(pong, "PONG");
+        }
+    }
+    let mut con = owner_node.client().await;
+    let v: String = query(&mut con, &["GET", key]).await;
+    assert_eq!(v, "v");
+
+    // CLUSTER NODES lists the three, each with its slots, `myself` on the one asked.
+    let text: String = query(&mut con, &["CLUSTER", "NODES"]).await;
+    assert_eq!(text.lines().count(), 3);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("myself")).count(),
+        1,
+        "{text}"
+    );
+    let shards: Value = common::cmd(&mut con, &["CLUSTER", "SHARDS"]).await.unwrap();
+    let Value::Array(shards) = shards else {
+        panic!("{shards:?}")
+    };
+    assert_eq!(shards.len(), 3);
+}
+
+#[tokio::test]
+async fn the_redis_crates_cluster_client_reads_back_what_it_wrote() {
+    let (_control, nodes) = cluster(3).await;
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..300 {
+        let () = redis::cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("key:{i}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    // The keys are spread: every node holds some, and only its own.
+    let mut total = 0;
+    for node in &nodes {
+        let held = node.shared.store.len();
+        assert!(held > 0);
+        total += held;
+    }
+    assert_eq!(total, 300);
+}
+
+#[tokio::test]
+async fn a_node_without_a_topology_serves_no_slot() {
+    let control = LocalControl::new();
+    let server = Server::builder(test_config())
+        .cluster(ClusterLink {
+            me: random_node_id(),
+            control: control.clone(),
+            topology: control.subscribe(),
+        })
+        .bind()
+        .await
+        .unwrap();
+    let node = run(server);
+    let mut con = node.client().await;
+    assert_eq!(
+        error_text(&mut con, &["GET", "k"]).await,
+        "CLUSTERDOWN Hash slot not served"
+    );
+    let info: String = query(&mut con, &["CLUSTER", "INFO"]).await;
+    assert!(info.contains("cluster_state:fail\r\n"), "{info}");
+}
+
+#[tokio::test]
+async fn writes_to_a_paused_slot_are_asked_to_try_again() {
+    let node = common::start(enabled()).await;
+    let cluster = node.shared.cluster.clone().unwrap();
+    let slot = dcache_placement::slot(b"k");
+    cluster.watch(&[slot]);
+    let mut con = node.client().await;
+    let _: () = query(&mut con, &["SET", "k", "1"]).await;
+    assert!(cluster.take_dirty().contains(b"k".as_slice()));
+    cluster.pause(&[slot]).await;
+    let err = error_text(&mut con, &["SET", "k", "2"]).await;
+    assert!(err.starts_with("TRYAGAIN "), "{err}");
+    // Reads go on, and other slots are not touched.
+    let v: String = query(&mut con, &["GET", "k"]).await;
+    assert_eq!(v, "1");
+    let _: () = query(&mut con, &["SET", "other", "1"]).await;
+    cluster.settle(&[slot]);
+    let _: () = query(&mut con, &["SET", "k", "3"]).await;
+    assert!(cluster.take_dirty().is_empty());
+}
+
+/// Waits until the topology has no slot left to move (bounded).
+async fn until_settled(control: &LocalControl) -> Arc<dcache_cluster::Topology> {
+    let mut rx = control.subscribe();
+    let settled = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rx.wait_for(|t| t.target.is_none()),
+    )
+    .await
+    .expect("the migration ends within a minute")
+    .unwrap();
+    Arc::clone(&settled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_moves_the_newcomers_slots_with_their_keys_while_a_writer_runs() {
+    let control = LocalControl::new();
+    let (a, a_node) = member(&control, test_config()).await;
+    control.apply(&Change::Join(a_node.clone())).unwrap();
+    a.shared.cluster.as_ref().unwrap().wait_for_epoch(1).await;
+    let mut con = a.client().await;
+    // Strings, a hash big enough to go in parts, keys with a TTL.
+    const KEYS: usize = 20_000;
+    let mut pipe = redis::pipe();
+    for i in 0..KEYS {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let () = pipe.query_async(&mut con).await.unwrap();
+    let mut pipe = redis::pipe();
+    for f in 0..5_000 {
+        pipe.cmd("HSET")
+            .arg("big")
+            .arg(format!("f{f}"))
+            .arg("x".repeat(100))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut con).await.unwrap();
+    let _: () = query(&mut con, &["SET", "ttl-key", "v", "EX", "1000"]).await;
+
+    // A writer through the cluster client, before, during and after the move.
+    let client = redis::cluster::ClusterClient::new(vec![a.url()]).unwrap();
+    let mut writer = client.get_async_connection().await.unwrap();
+    let (b, b_node) = member(&control, test_config()).await;
+    let before = control.subscribe().borrow().slots.clone().unwrap();
+    let writes = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..3_000u32 {
+            let key = format!("w{}", i % 500);
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&key)
+                .arg(i)
+                .query_async(&mut writer)
+                .await;
+            if r.is_ok() {
+                acked.push((key, i));
+            }
+        }
+        acked
+    });
+    control.apply(&Change::Join(b_node.clone())).unwrap();
+    let settled = until_settled(&control).await;
+    let acked = writes.await.unwrap();
+    assert!(!acked.is_empty());
+
+    // Exactly the newcomer's quota moved, and only to it.
+    let after = settled.slots.clone().unwrap();
+    let moved: Vec<u16> = (0..SLOTS as u16)
+        .filter(|&s| !before.same_set(&after, s))
+        .collect();
+    assert_eq!(moved.len(), SLOTS / 2);
+    assert!(moved.iter().all(|&s| after.primary(s).id == b_node.id));
+
+    // Both nodes have taken the last topology, then every key reads back through the cluster.
+    for node in [&a, &b] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(settled.epoch)
+            .await;
+    }
+    let mut reader = client.get_async_connection().await.unwrap();
+    for i in 0..KEYS {
+        let v: Option<usize> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i), "k{i}");
+    }
+    let fields: i64 = redis::cmd("HLEN")
+        .arg("big")
+        .query_async(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(fields, 5_000);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("ttl-key")
+        .query_async(&mut reader)
+        .await
+        .unwrap();
+    // The move keeps the absolute expiry (the test may take a while on a loaded machine).
+    assert!((900..=1000).contains(&ttl), "{ttl}");
+    // The last acknowledged write of every key is what it holds.
+    let mut last = std::collections::HashMap::new();
+    for (key, i) in acked {
+        last.insert(key, i);
+    }
+    for (key, i) in last {
+        let v: Option<u32> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i), "{key}");
+    }
+    // Each node holds only its own slots' keys: the source dropped what it handed off.
+    let total = KEYS + 2 + 500;
+    assert_eq!(a.shared.store.len() + b.shared.store.len(), total);
+    for s in &moved {
+        assert_eq!(a.shared.store.count_in_slot(*s), 0, "slot {s}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_hands_off_its_keys_and_stops() {
+    let (control, nodes) = cluster(3).await;
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..3_000 {
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let before = control.subscribe().borrow().clone();
+    let leaver = &nodes[2];
+    let leaver_id = before
+        .nodes
+        .values()
+        .find(|n| n.port == leaver.addr.port())
+        .unwrap()
+        .id
+        .clone();
+    let held = leaver.shared.store.len();
+    assert!(held > 0);
+    let mut direct = leaver.client().await;
+    let ok: String = query(&mut direct, &["CLUSTER", "LEAVE"]).await;
+    assert_eq!(ok, "OK");
+    // The node stops by itself once the others serve its slots.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        leaver.shared.exit_requested(),
+    )
+    .await
+    .expect("the leaver stops within a minute");
+    let after = until_settled(&control).await;
+    assert!(!after.nodes.contains_key(&leaver_id));
+    assert!(after.all_served());
+    // Only the leaver's slots moved.
+    let (old, new) = (before.slots.clone().unwrap(), after.slots.clone().unwrap());
+    for s in 0..SLOTS as u16 {
+        assert_eq!(
+            old.same_set(&new, s),
+            old.primary(s).id != leaver_id,
+            "slot {s}"
+        );
+    }
+    for node in &nodes[..2] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(after.epoch)
+            .await;
+    }
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..3_000 {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i), "k{i}");
+    }
+    assert_eq!(
+        nodes[0].shared.store.len() + nodes[1].shared.store.len(),
+        3_000
+    );
+}
+
+#[tokio::test]
+async fn a_failed_nodes_slots_are_served_empty_by_the_survivors() {
+    let (control, nodes) = cluster(3).await;
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..1_000 {
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let t = control.subscribe().borrow().clone();
+    let dead = t
+        .nodes
+        .values()
+        .find(|n| n.port == nodes[2].addr.port())
+        .unwrap()
+        .id
+        .clone();
+    let lost: Vec<usize> = (0..1_000)
+        .filter(|i| {
+            t.owner(dcache_placement::slot(format!("k{i}").as_bytes()))
+                .unwrap()
+                .id
+                == dead
+        })
+        .collect();
+    let t = control.apply(&Change::Fail(dead)).unwrap();
+    for node in &nodes[..2] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(t.epoch)
+            .await;
+    }
+    // A new client learns the new table; the dead node's keys are misses, the others are there.
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..1_000 {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if lost.contains(&i) {
+            assert_eq!(v, None);
+        } else {
+            assert_eq!(v, Some(i as i64));
+        }
+    }
+    // And writes to those slots succeed at once.
+    let k = format!("k{}", lost[0]);
+    let () = redis::cmd("SET")
+        .arg(&k)
+        .arg("again")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let nodes_text: String = query(&mut nodes[0].client().await, &["CLUSTER", "NODES"]).await;
+    assert!(nodes_text.contains("master,fail"), "{nodes_text}");
+}

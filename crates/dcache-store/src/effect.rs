@@ -1,0 +1,310 @@
+//! Effects: one key's state, or a change to it, as it travels between nodes. Slot migration
+//! streams a slot as effects ([`crate::Store::dump_slot`]) and the new owner applies them
+//! ([`crate::Store::restore`]); replication sends each write's effect the same way.
+//!
+//! An effect carries the key's version (the writer's hybrid logical clock) and an absolute expiry,
+//! never a command: applying it gives the same entry on every node, and applying it is decided
+//! by version alone.
+//!
+//! | change | applies when the entry there is | then |
+//! |---|---|---|
+//! | `Put { value, expire_at }` | absent, or older than the effect | replaces the entry (an expiry already past removes it) |
+//! | `Append(value)` | a hash of exactly the effect's version | adds the value's fields to it |
+//! | `Delete` | older than the effect | removes it |
+//!
+//! So a duplicate or a late copy does nothing. `Append` carries the rest of a value too large for
+//! one record: its `Put` and every `Append` share the version the value had when its stream
+//! began, and an `Append` whose `Put` did not apply (refused for memory, or superseded by a newer
+//! write) does nothing rather than build half a value.
+//!
+//! # Encoding (format 1)
+//!
+//! Little-endian; `varint` is LEB128 (7 bits a byte, low bits first, at most 10 bytes); `bytes`
+//! is a varint length and that many bytes.
+//!
+//! ```text
+//!   effect  := len:u32 body                    len = the body's length, at most 1 GiB
+//!   body    := format:u8=1 tag:u8 version:u64 key:bytes payload
+//!   tag     := change << 4 | type              change: 0 Delete, 1 Put, 2 Append
+//!                                              type: 0 string, 1 hash (lists, sets and sorted
+//!                                              sets take 2, 3, 4); Delete has type 0
+//!   payload := (Delete)   nothing
+//!            | (Put)      expire_at:varint value      0: no expiry
+//!            | (Append)   value
+//!   value   := (string)   bytes
+//!            | (hash)     count:varint (field:bytes value:bytes) × count
+//! ```
+//!
+//! The length prefix lets a reader frame effects in a stream before decoding them;
+//! [`Effect::decode`] says when the buffer does not hold a whole effect yet. Anything else that
+//! is not a well-formed effect is a [`DecodeError`], never a panic.
+
+use crate::clock::Version;
+use crate::entry::{HashValue, MAX_KEY_LEN, OwnedValue};
+
+/// The encoding's format version, the first byte of every body.
+pub const EFFECT_FORMAT: u8 = 1;
+
+/// The longest body [`Effect::decode`] accepts: larger than any value the server takes (its bulk
+/// limit is 512 MB), small enough that a reader never buffers without bound.
+pub const MAX_EFFECT_LEN: usize = 1 << 30;
+
+const DELETE: u8 = 0;
+const PUT: u8 = 1;
+const APPEND: u8 = 2;
+const STRING: u8 = 0;
+const HASH: u8 = 1;
+
+/// One key's state or a change to it, with its version. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    pub key: Box<[u8]>,
+    pub version: Version,
+    pub change: Change,
+}
+
+/// What an [`Effect`] does to its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The key's whole value and absolute expiry (Unix ms; never `Some(0)`).
+    Put {
+        value: OwnedValue,
+        expire_at: Option<u64>,
+    },
+    /// More of the value that the `Put` of the same version began: a hash's further fields
+    /// (lists, sets and sorted sets will add their elements the same way). Strings always go
+    /// whole: an `Append` of a string applies to nothing.
+    Append(OwnedValue),
+    /// The key is gone: deleted, or expired.
+    Delete,
+}
+
+/// Why bytes are not an effect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("effect format {0} is not known (this node reads format {EFFECT_FORMAT})")]
+    Format(u8),
+    #[error("effect tag {0:#04x} is not known")]
+    Tag(u8),
+    #[error("effect of {0} bytes is over the limit")]
+    TooLong(u64),
+    #[error("key of {0} bytes is over the limit")]
+    KeyTooLong(u64),
+    #[error("a length runs past the end of the effect")]
+    Truncated,
+    #[error("malformed varint")]
+    Varint,
+    #[error("{0} bytes left over after the effect's payload")]
+    Trailing(usize),
+}
+
+impl Effect {
+    /// The effect's size encoded, length prefix included.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        let payload = match &self.change {
+            Change::Delete => 0,
+            Change::Put { value, expire_at } => {
+                varint_len(expire_at.unwrap_or(0)) + value_len(value)
+            }
+            Change::Append(value) => value_len(value),
+        };
+        4 + 2 + 8 + bytes_len(&self.key) + payload
+    }
+
+    /// Appends the effect's encoding to `out`.
+    ///
+    /// # Panics
+    /// When the effect is longer than [`MAX_EFFECT_LEN`] encoded.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let len = self.encoded_len() - 4;
+        assert!(len <= MAX_EFFECT_LEN, "an effect of {len} bytes");
+        out.reserve(len + 4);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        let tag = match &self.change {
+            Change::Delete => DELETE << 4,
+            Change::Put { value, .. } => PUT << 4 | type_of(value),
+            Change::Append(value) => APPEND << 4 | type_of(value),
+        };
+        out.extend_from_slice(&[EFFECT_FORMAT, tag]);
+        out.extend_from_slice(&self.version.0.to_le_bytes());
+        put_bytes(out, &self.key);
+        match &self.change {
+            Change::Delete => {}
+            Change::Put { value, expire_at } => {
+                put_varint(out, expire_at.unwrap_or(0));
+                put_value(out, value);
+            }
+            Change::Append(value) => put_value(out, value),
+        }
+    }
+
+    /// Decodes the effect at the start of `buf`: `Ok(None)` when `buf` does not hold all of it
+    /// yet, else the effect and how many bytes it took.
+    ///
+    /// # Errors
+    /// When the bytes are not a well-formed effect of a known format.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Effect, usize)>, DecodeError> {
+        let Some(prefix) = buf.get(..4) else {
+            return Ok(None);
+        };
+        let len = u32::from_le_bytes(prefix.try_into().expect("four bytes")) as usize;
+        if len > MAX_EFFECT_LEN {
+            return Err(DecodeError::TooLong(len as u64));
+        }
+        let Some(body) = buf.get(4..4 + len) else {
+            return Ok(None);
+        };
+        let mut r = Reader(body);
+        let format = r.byte()?;
+        if format != EFFECT_FORMAT {
+            return Err(DecodeError::Format(format));
+        }
+        let tag = r.byte()?;
+        let version = Version(u64::from_le_bytes(
+            r.take(8)?.try_into().expect("eight bytes"),
+        ));
+        let key_len = r.varint()?;
+        if key_len > MAX_KEY_LEN as u64 {
+            return Err(DecodeError::KeyTooLong(key_len));
+        }
+        let key = r.take_len(key_len)?.into();
+        let change = match (tag >> 4, tag & 0xf) {
+            (DELETE, STRING) => Change::Delete,
+            (PUT, kind @ (STRING | HASH)) => {
+                let expire_at = Some(r.varint()?).filter(|&at| at != 0);
+                Change::Put {
+                    value: r.value(kind)?,
+                    expire_at,
+                }
+            }
+            (APPEND, kind @ (STRING | HASH)) => Change::Append(r.value(kind)?),
+            _ => return Err(DecodeError::Tag(tag)),
+        };
+        if !r.0.is_empty() {
+            return Err(DecodeError::Trailing(r.0.len()));
+        }
+        Ok(Some((
+            Effect {
+                key,
+                version,
+                change,
+            },
+            4 + len,
+        )))
+    }
+}
+
+fn type_of(value: &OwnedValue) -> u8 {
+    match value {
+        OwnedValue::Str(_) => STRING,
+        OwnedValue::Hash(_) => HASH,
+    }
+}
+
+fn varint_len(n: u64) -> usize {
+    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn bytes_len(b: &[u8]) -> usize {
+    varint_len(b.len() as u64) + b.len()
+}
+
+fn value_len(value: &OwnedValue) -> usize {
+    match value {
+        OwnedValue::Str(s) => bytes_len(s),
+        OwnedValue::Hash(h) => {
+            varint_len(h.len() as u64)
+                + h.iter()
+                    .map(|(f, v)| bytes_len(f) + bytes_len(v))
+                    .sum::<usize>()
+        }
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_value(out: &mut Vec<u8>, value: &OwnedValue) {
+    match value {
+        OwnedValue::Str(s) => put_bytes(out, s),
+        OwnedValue::Hash(h) => {
+            put_varint(out, h.len() as u64);
+            for (f, v) in h.iter() {
+                put_bytes(out, f);
+                put_bytes(out, v);
+            }
+        }
+    }
+}
+
+/// Reads a body front to back; every read checks what is left, so bad lengths are errors.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.0.len() {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn take_len(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
+        self.take(usize::try_from(n).map_err(|_| DecodeError::Truncated)?)
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(DecodeError::Varint);
+            }
+            n |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(DecodeError::Varint)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.varint()?;
+        self.take_len(n)
+    }
+
+    fn value(&mut self, kind: u8) -> Result<OwnedValue, DecodeError> {
+        Ok(match kind {
+            STRING => OwnedValue::Str(self.bytes()?.into()),
+            _ => {
+                // The count is not trusted for an allocation: each field is read, and checked
+                // against what is left, one at a time.
+                let count = self.varint()?;
+                let mut hash = HashValue::default();
+                for _ in 0..count {
+                    let field = self.bytes()?;
+                    let value = self.bytes()?;
+                    hash.insert(field, value);
+                }
+                OwnedValue::Hash(Box::new(hash))
+            }
+        })
+    }
+}

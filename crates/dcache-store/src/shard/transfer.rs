@@ -1,0 +1,282 @@
+//! One slot of a shard, as a whole: counting, listing and deleting its keys, streaming it as
+//! effects, and applying effects. The store's side is in `crate::transfer`.
+
+use super::Shard;
+use crate::clock::Version;
+use crate::effect::{Change, Effect};
+use crate::entry::{Entry, HASH_BASE, HashValue, OwnedValue};
+use crate::store::{Key, hash_key};
+
+/// Where [`crate::Store::dump_slot`] resumes. Start with `DumpCursor::default()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpCursor {
+    /// Positions at or above this in the slot's list have been visited (the list is walked from
+    /// its end: see `slot_index`). `None` before the first call.
+    below: Option<usize>,
+    /// A hash too large for one call, being streamed a chunk at a time.
+    value: Option<PartialValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartialValue {
+    key: Box<[u8]>,
+    /// The version the value had when its stream began: every chunk carries it.
+    version: Version,
+    /// The hash's rebuild count when `bucket` was read; a rebuild moves fields between buckets,
+    /// so the stream then starts over from bucket 0 (the target's hash takes the duplicates as
+    /// no-ops).
+    rebuilds: u32,
+    bucket: usize,
+}
+
+/// Buckets a dump call may scan for every byte of budget it has: empty buckets cost a little
+/// time but no bytes, and a hash emptied by deletions keeps all its buckets.
+const SCAN_PER_BYTE: usize = 1;
+/// What a key visited without emitting anything (expired) counts against the budget.
+const VISIT_COST: usize = 16;
+
+/// Fields of `h` from bucket `from` on, until about `budget` bytes or `scan` buckets: the chunk
+/// and the bucket after the last one scanned.
+fn hash_chunk(h: &HashValue, from: usize, budget: usize, scan: usize) -> (HashValue, usize) {
+    let mut chunk = HashValue::default();
+    let mut bytes = 0;
+    let mut at = from;
+    let end = h.buckets().min(from.saturating_add(scan.max(1)));
+    while at < end && (bytes < budget || chunk.is_empty()) {
+        if let Some((f, v)) = h.bucket(at) {
+            chunk.insert(f, v);
+            bytes += f.len() + v.len() + 4;
+        }
+        at += 1;
+    }
+    (chunk, at)
+}
+
+impl Shard {
+    /// Keys of `slot` here, those expired but not yet reclaimed included (as Redis counts them).
+    pub(crate) fn count_in_slot(&self, slot: u16) -> usize {
+        self.by_slot.len(slot)
+    }
+
+    /// Up to `count` keys of `slot`.
+    pub(crate) fn keys_in_slot(&self, slot: u16, count: usize) -> Vec<Box<[u8]>> {
+        self.by_slot
+            .cells(slot)
+            .iter()
+            .rev()
+            .take(count)
+            .map(|&cell| self.entry_at(cell).key().into())
+            .collect()
+    }
+
+    /// Removes up to `max` keys of `slot`, handing what they held to `dropped` so that the
+    /// caller frees it after unlocking. Returns how many it removed.
+    pub(crate) fn delete_in_slot(
+        &mut self,
+        slot: u16,
+        max: usize,
+        dropped: &mut Vec<(Entry, Option<HashValue>)>,
+    ) -> usize {
+        let mut removed = 0;
+        while removed < max {
+            let Some(&cell) = self.by_slot.cells(slot).last() else {
+                break;
+            };
+            dropped.push(self.remove_cell(cell));
+            removed += 1;
+        }
+        removed
+    }
+
+    /// Streams `slot` as effects into `out`, about `max_bytes` of them, from `cursor`. Returns
+    /// where to resume, or `None` when the slot is done. See [`crate::Store::dump_slot`].
+    pub(crate) fn dump_slot(
+        &self,
+        slot: u16,
+        mut cursor: DumpCursor,
+        max_bytes: usize,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Option<DumpCursor> {
+        let mut budget = max_bytes.max(1);
+        let scan = max_bytes.saturating_mul(SCAN_PER_BYTE).max(4096);
+        while budget > 0 {
+            if let Some(mut partial) = cursor.value.take() {
+                if let Some(h) = self.partial_hash(slot, &partial) {
+                    if h.rebuilds() != partial.rebuilds {
+                        partial.bucket = 0;
+                    }
+                    let (chunk, next) = hash_chunk(h, partial.bucket, budget, scan);
+                    if !chunk.is_empty() {
+                        let effect = Effect {
+                            key: partial.key.clone(),
+                            version: partial.version,
+                            change: Change::Append(OwnedValue::Hash(Box::new(chunk))),
+                        };
+                        budget = budget.saturating_sub(effect.encoded_len());
+                        out.push(effect);
+                    }
+                    if next < h.buckets() {
+                        partial.bucket = next;
+                        partial.rebuilds = h.rebuilds();
+                        cursor.value = Some(partial);
+                        return Some(cursor);
+                    }
+                }
+                continue;
+            }
+            let cells = self.by_slot.cells(slot);
+            let below = cursor.below.unwrap_or(usize::MAX).min(cells.len());
+            if below == 0 {
+                return None;
+            }
+            cursor.below = Some(below - 1);
+            let cell = cells[below - 1];
+            let entry = self.entry_at(cell);
+            if entry.is_expired(now) {
+                budget = budget.saturating_sub(VISIT_COST);
+                continue;
+            }
+            let expire_at = Some(entry.expire_raw()).filter(|&at| at != 0);
+            let value = match self.hash_of(cell, entry) {
+                None => OwnedValue::Str(entry.str_value().into()),
+                Some(h) if HASH_BASE + h.mem() <= budget => OwnedValue::Hash(Box::new(h.clone())),
+                Some(h) => {
+                    let (chunk, next) = hash_chunk(h, 0, budget, scan);
+                    if next < h.buckets() {
+                        cursor.value = Some(PartialValue {
+                            key: entry.key().into(),
+                            version: entry.version,
+                            rebuilds: h.rebuilds(),
+                            bucket: next,
+                        });
+                    }
+                    OwnedValue::Hash(Box::new(chunk))
+                }
+            };
+            let effect = Effect {
+                key: entry.key().into(),
+                version: entry.version,
+                change: Change::Put { value, expire_at },
+            };
+            budget = budget.saturating_sub(effect.encoded_len());
+            out.push(effect);
+        }
+        Some(cursor)
+    }
+
+    /// The hash whose stream `partial` continues, if it is still a live hash of `slot` here.
+    /// (Its version may have moved on: the writes since reach the target as effects of their
+    /// own, with newer versions, after the chunks.)
+    fn partial_hash(&self, slot: u16, partial: &PartialValue) -> Option<&HashValue> {
+        let key = Key {
+            bytes: &partial.key,
+            hash: hash_key(self.hash_seed, &partial.key),
+            slot,
+        };
+        let cell = self.find(&key)?;
+        self.hash_of(cell, self.entry_at(cell))
+    }
+
+    /// Applies `change` at `version` to `key`, by version (see [`crate::effect`]). Returns
+    /// whether it changed anything.
+    pub(crate) fn apply(
+        &mut self,
+        key: &Key<'_>,
+        version: Version,
+        change: Change,
+        now: u64,
+    ) -> bool {
+        // Later local writes (after a slot moves here, or a promotion) order after this one.
+        self.clock.observe(version);
+        let found = self.find(key).filter(|&cell| {
+            if self.entry_at(cell).is_expired(now) {
+                self.remove_cell(cell);
+                self.stats.expired += 1;
+                false
+            } else {
+                true
+            }
+        });
+        let current = found.map(|cell| self.entry_at(cell).version);
+        match change {
+            Change::Delete => match found {
+                Some(cell) if current < Some(version) => {
+                    self.remove_cell(cell);
+                    true
+                }
+                _ => false,
+            },
+            Change::Put { value, expire_at } => {
+                if current >= Some(version) {
+                    return false;
+                }
+                if let Some(cell) = found {
+                    self.remove_cell(cell);
+                }
+                let expire_at = expire_at.unwrap_or(0);
+                if expire_at != 0 && expire_at <= now {
+                    // Already expired: the key is gone, as on the node it came from.
+                    return true;
+                }
+                let touched = (now / 1000) as u32;
+                let cell = match value {
+                    OwnedValue::Str(s) => self.insert_entry(
+                        key,
+                        Entry::string(key.bytes, &s, expire_at, touched, version),
+                        None,
+                    ),
+                    OwnedValue::Hash(h) => self.insert_entry(
+                        key,
+                        Entry::hash(key.bytes, expire_at, touched, version),
+                        Some(*h),
+                    ),
+                };
+                self.enforce(Some(cell));
+                true
+            }
+            Change::Append(value) => {
+                let Some(cell) = found.filter(|_| current == Some(version)) else {
+                    return false;
+                };
+                let before = self.mem_at(cell);
+                // Only a hash's parts travel apart: a string always goes whole (its parts
+                // would need offsets to be applied twice harmlessly).
+                let (OwnedValue::Hash(more), Some(h)) = (value, self.hashes.get_mut(&cell)) else {
+                    return false;
+                };
+                let mut changed = false;
+                for (f, v) in more.iter() {
+                    if h.get(f) != Some(v) {
+                        h.insert(f, v);
+                        changed = true;
+                    }
+                }
+                self.used = self.used + self.mem_at(cell) - before;
+                self.enforce(Some(cell));
+                changed
+            }
+        }
+    }
+
+    /// The key's whole state as an effect: a `Put` of its value, or a `Delete` at a new version
+    /// when it is absent (so that it supersedes whatever copy the target holds).
+    pub(crate) fn effect_of(&mut self, key: &Key<'_>, now: u64) -> Effect {
+        let key_bytes: Box<[u8]> = key.bytes.into();
+        match self.get(key, now, super::Lookup::Peek) {
+            Some(entry) => Effect {
+                key: key_bytes,
+                version: entry.version(),
+                change: Change::Put {
+                    value: entry.value().into_owned(),
+                    expire_at: entry.expire_at(),
+                },
+            },
+            None => Effect {
+                key: key_bytes,
+                version: self.clock.tick(now),
+                change: Change::Delete,
+            },
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! One cluster slot as a whole, for `CLUSTER COUNTKEYSINSLOT`/`GETKEYSINSLOT` and for slot
+//! migration: count, list, stream and delete a slot's keys, and apply the effects streamed from
+//! another node. Every key of a slot lives in one shard (the shard is a function of the slot), so
+//! each call takes one lock and touches only that slot's keys; the calls that could take long
+//! do a bounded amount of work and return a cursor or a count to call again with.
+//!
+//! Migration, as the store sees it: the source calls [`Store::dump_slot`] until it returns no
+//! cursor, sending each effect on; the target [`Store::restore`]s them in order. Writes to the
+//! slot made after the first `dump_slot` call must follow as effects of their own
+//! ([`Store::effect_of`] gives a key's current state as one), after the snapshot's: a value
+//! streamed in parts carries the version it had when its stream began, and the newer writes
+//! then supersede it. The source then [`Store::delete_slot`]s its copy.
+
+use crate::StoreError;
+use crate::effect::{Change, Effect};
+use crate::entry::{HASH_BASE, OwnedValue};
+use crate::memory::write_cost;
+use crate::shard::DumpCursor;
+use crate::store::Store;
+
+/// What a value costs the budget beyond its key's entry.
+fn value_cost(value: &OwnedValue) -> usize {
+    match value {
+        OwnedValue::Str(s) => s.len(),
+        OwnedValue::Hash(h) => HASH_BASE + h.mem(),
+    }
+}
+
+impl Store {
+    /// How many keys `slot` holds, expired ones not yet reclaimed included (as Redis counts
+    /// them). O(1).
+    ///
+    /// # Panics
+    /// When `slot` is not below 16384.
+    #[must_use]
+    pub fn count_in_slot(&self, slot: u16) -> usize {
+        assert_slot(slot);
+        self.lock_shard(self.shard_of_slot(slot))
+            .count_in_slot(slot)
+    }
+
+    /// Up to `count` keys of `slot` (`CLUSTER GETKEYSINSLOT`), in no particular order.
+    ///
+    /// # Panics
+    /// When `slot` is not below 16384.
+    #[must_use]
+    pub fn keys_in_slot(&self, slot: u16, count: usize) -> Vec<Box<[u8]>> {
+        assert_slot(slot);
+        self.lock_shard(self.shard_of_slot(slot))
+            .keys_in_slot(slot, count)
+    }
+
+    /// Deletes up to `max` keys of `slot` and returns how many it deleted: call again until it
+    /// returns 0. The lock is held for the removals only; the memory is freed after it is
+    /// released, so that a large value never stalls the shard while it is freed.
+    ///
+    /// # Panics
+    /// When `slot` is not below 16384.
+    pub fn delete_slot(&self, slot: u16, max: usize) -> usize {
+        assert_slot(slot);
+        let mut dropped = Vec::new();
+        let removed =
+            self.lock_shard(self.shard_of_slot(slot))
+                .delete_in_slot(slot, max, &mut dropped);
+        drop(dropped);
+        removed
+    }
+
+    /// Streams `slot` as effects: about `max_bytes` of encoded effects per call (at least one
+    /// effect), from `cursor` (`DumpCursor::default()` to start). Returns the effects and where
+    /// to resume, or `None` once every key is out.
+    ///
+    /// Each key is a `Put` of its whole value, expiry and version; a hash larger than what is
+    /// left of `max_bytes` goes as a `Put` of its first fields and `Append`s of the rest, over as
+    /// many calls as it takes, so that no call holds the shard's lock for much more than it takes
+    /// to copy `max_bytes` (strings always go whole). Keys present throughout the stream are
+    /// all sent (some may be sent twice); keys written meanwhile may or may not be, and must
+    /// follow as effects (see the module docs). Expired keys are left out.
+    ///
+    /// # Panics
+    /// When `slot` is not below 16384.
+    pub fn dump_slot(
+        &self,
+        slot: u16,
+        cursor: DumpCursor,
+        max_bytes: usize,
+        now: u64,
+    ) -> (Vec<Effect>, Option<DumpCursor>) {
+        assert_slot(slot);
+        let mut out = Vec::new();
+        let next = self
+            .lock_shard(self.shard_of_slot(slot))
+            .dump_slot(slot, cursor, max_bytes, now, &mut out);
+        (out, next)
+    }
+
+    /// Applies an effect from another node, by version: a `Put` or `Delete` applies only if it
+    /// is newer than the entry here, an `Append` only to the entry of its own version (see
+    /// [`crate::effect`]), so that duplicates and late copies do nothing. A write first makes
+    /// room in the memory budget, as every write does ([`Store::admit`]). Returns whether the
+    /// effect changed anything.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfMemory`] when the budget has no room for it and the policy may not
+    /// evict (as a write gets `-OOM`).
+    ///
+    /// The caller must hold no shard lock.
+    ///
+    /// # Panics
+    /// When the key is longer than [`crate::MAX_KEY_LEN`] (decoded effects never are).
+    pub fn restore(&self, effect: Effect, now: u64) -> Result<bool, StoreError> {
+        let Effect {
+            key,
+            version,
+            change,
+        } = effect;
+        let key = self.key(&key);
+        let need = match &change {
+            Change::Delete => 0,
+            Change::Put { value, .. } => write_cost(key.bytes.len()) + value_cost(value),
+            Change::Append(value) => value_cost(value),
+        };
+        let room = if need == 0 {
+            None
+        } else {
+            Some(self.admit(&key, need)?)
+        };
+        let applied = self.lock(&key).apply(&key, version, change, now);
+        drop(room);
+        self.settle();
+        Ok(applied)
+    }
+
+    /// `key`'s current state as an effect, to send after a write during a migration (or to a
+    /// replica): a `Put` of its whole value, or, when it is absent, a `Delete` at a new version.
+    /// It copies the whole value under the shard's lock: for a large hash, field-level effects
+    /// (issue 10) will be cheaper.
+    pub fn effect_of(&self, key: &[u8], now: u64) -> Effect {
+        let key = self.key(key);
+        self.lock(&key).effect_of(&key, now)
+    }
+}
+
+fn assert_slot(slot: u16) {
+    assert!(
+        usize::from(slot) < dcache_placement::SLOTS,
+        "slot {slot} is not below {}",
+        dcache_placement::SLOTS
+    );
+}

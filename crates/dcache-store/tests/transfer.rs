@@ -1,0 +1,350 @@
+//! Streaming a slot out of one store and into another: contents, versions and expiries arrive
+//! intact, a large hash goes in bounded parts, effects apply by version, and the memory budget
+//! holds on the receiving side.
+
+use std::collections::BTreeMap;
+
+use dcache_placement::slot;
+use dcache_store::{
+    Change, DumpCursor, Effect, HashValue, Kind, Lookup, OwnedValue, PolicyName, Store,
+    StoreConfig, StoreError, Value, Version,
+};
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn set(store: &Store, key: &[u8], value: &[u8], expire_at: Option<u64>) {
+    let key = store.key(key);
+    store
+        .lock(&key)
+        .set(&key, Value::Str(value), expire_at, false, NOW);
+}
+
+fn set_fields(store: &Store, key: &[u8], fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) {
+    let key = store.key(key);
+    let mut shard = store.lock(&key);
+    let mut m = shard.modify(&key, NOW, Some(Kind::Hash)).unwrap();
+    let h = m.hash_mut().unwrap();
+    for (f, v) in fields {
+        h.insert(&f, &v);
+    }
+}
+
+/// Every live key of `slot` with its value, version and expiry.
+type Contents = BTreeMap<Vec<u8>, (OwnedValue, Version, Option<u64>)>;
+
+fn contents(store: &Store, slot_of: u16, now: u64) -> Contents {
+    let mut out = BTreeMap::new();
+    for key in store.keys_in_slot(slot_of, usize::MAX) {
+        let k = store.key(&key);
+        if let Some(e) = store.lock(&k).get(&k, now, Lookup::Peek) {
+            out.insert(
+                key.to_vec(),
+                (e.value().into_owned(), e.version(), e.expire_at()),
+            );
+        }
+    }
+    out
+}
+
+/// Dumps `slot` in calls of `max_bytes`, through the wire encoding, and returns the effects
+/// decoded and the number of calls.
+fn dump(store: &Store, slot_of: u16, max_bytes: usize) -> (Vec<Effect>, usize) {
+    let mut cursor = Some(DumpCursor::default());
+    let (mut effects, mut calls) = (Vec::new(), 0);
+    while let Some(at) = cursor {
+        let (batch, next) = store.dump_slot(slot_of, at, max_bytes, NOW);
+        calls += 1;
+        assert!(calls < 100_000, "a dump ends");
+        assert!(
+            !batch.is_empty() || next.is_none(),
+            "every call makes progress"
+        );
+        let mut wire = Vec::new();
+        for e in &batch {
+            e.encode(&mut wire);
+        }
+        let largest = batch.iter().map(Effect::encoded_len).max().unwrap_or(0);
+        assert!(
+            wire.len() <= max_bytes + largest,
+            "a call stops once past its budget: {} bytes for {max_bytes}",
+            wire.len()
+        );
+        let mut at = 0;
+        while let Some((e, used)) = Effect::decode(&wire[at..]).unwrap() {
+            effects.push(e);
+            at += used;
+        }
+        assert_eq!(at, wire.len());
+        cursor = next;
+    }
+    (effects, calls)
+}
+
+fn restore_all(store: &Store, effects: Vec<Effect>) {
+    for e in effects {
+        store.restore(e, NOW).unwrap();
+    }
+}
+
+fn big_fields(n: usize, tag: &str) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    (0..n).map(move |i| {
+        (
+            format!("field{i}").into_bytes(),
+            format!("{tag}{i:0>90}").into_bytes(),
+        )
+    })
+}
+
+#[test]
+fn a_slot_dumped_and_restored_is_the_same_slot() {
+    let source = Store::new(StoreConfig::default().shards(4));
+    let s = slot(b"t");
+    for i in 0..300 {
+        let expire = (i % 4 == 0).then_some(NOW + 60_000);
+        set(
+            &source,
+            format!("{{t}}s{i}").as_bytes(),
+            &vec![b'x'; i],
+            expire,
+        );
+    }
+    for i in 0..20 {
+        set_fields(
+            &source,
+            format!("{{t}}h{i}").as_bytes(),
+            big_fields(i + 1, "small"),
+        );
+    }
+    // One large hash (about 2.4 MB), and keys that must not travel: expired ones, other slots.
+    set_fields(&source, b"{t}big", big_fields(20_000, "big"));
+    {
+        let k = source.key(b"{t}big");
+        source.lock(&k).set_expire(&k, Some(NOW + 90_000), NOW);
+    }
+    set(&source, b"{t}expired", b"v", Some(NOW - 1));
+    set(&source, b"elsewhere", b"v", None);
+    let expected = contents(&source, s, NOW);
+    assert_eq!(expected.len(), 300 + 20 + 1);
+
+    let (effects, calls) = dump(&source, s, 64 * 1024);
+    let big_parts = effects.iter().filter(|e| &*e.key == b"{t}big").count();
+    assert!(
+        big_parts > 20,
+        "the large hash goes in parts, {big_parts} here"
+    );
+    assert!(calls > big_parts / 2);
+    assert!(effects.iter().all(|e| slot(&e.key) == s));
+    assert!(!effects.iter().any(|e| &*e.key == b"{t}expired"));
+
+    let target = Store::new(StoreConfig::default().shards(8));
+    restore_all(&target, effects.clone());
+    assert_eq!(contents(&target, s, NOW), expected);
+    assert_eq!(target.len(), expected.len());
+
+    // Duplicates do nothing: the whole stream again leaves the same contents.
+    for e in effects {
+        assert!(!target.restore(e, NOW).unwrap(), "a duplicate is a no-op");
+    }
+    assert_eq!(contents(&target, s, NOW), expected);
+
+    // A write on the target after the move orders after the versions it received.
+    let newest = expected.values().map(|(_, v, _)| *v).max().unwrap();
+    set(&target, b"{t}s1", b"new", None);
+    let k = target.key(b"{t}s1");
+    assert!(
+        target
+            .lock(&k)
+            .get(&k, NOW, Lookup::Peek)
+            .unwrap()
+            .version()
+            > newest
+    );
+}
+
+#[test]
+fn a_large_hash_changed_between_calls_arrives_whole_with_the_writes_that_follow() {
+    let source = Store::new(StoreConfig::default().shards(2));
+    let s = slot(b"big");
+    set_fields(&source, b"big", big_fields(5_000, "a"));
+    let mut cursor = DumpCursor::default();
+    let mut effects = Vec::new();
+    // The first two parts, then writes to the hash: new fields (enough to rebuild its table),
+    // changed fields and removed fields.
+    for _ in 0..2 {
+        let (batch, next) = source.dump_slot(s, cursor, 16 * 1024, NOW);
+        effects.extend(batch);
+        cursor = next.expect("more to come");
+    }
+    set_fields(&source, b"big", big_fields(12_000, "b"));
+    {
+        let k = source.key(b"big");
+        let mut shard = source.lock(&k);
+        let mut m = shard.modify(&k, NOW, None).unwrap();
+        let h = m.hash_mut().unwrap();
+        for i in (0..12_000).step_by(7) {
+            h.remove(format!("field{i}").as_bytes());
+        }
+    }
+    let mut next = Some(cursor);
+    while let Some(at) = next {
+        let (batch, n) = source.dump_slot(s, at, 16 * 1024, NOW);
+        effects.extend(batch);
+        next = n;
+    }
+    let target = Store::new(StoreConfig::default());
+    restore_all(&target, effects);
+    // What the stream alone guarantees: every field present throughout is there.
+    let k = target.key(b"big");
+    let got = match target.lock(&k).get(&k, NOW, Lookup::Peek).unwrap().value() {
+        Value::Hash(h) => h.clone(),
+        Value::Str(_) => panic!("a hash"),
+    };
+    for i in (0..5_000).filter(|i| i % 7 != 0) {
+        assert!(
+            got.get(format!("field{i}").as_bytes()).is_some(),
+            "field{i}"
+        );
+    }
+    // With the write's effect after it, as migration sends it, the copies are equal.
+    target.restore(source.effect_of(b"big", NOW), NOW).unwrap();
+    assert_eq!(contents(&target, s, NOW), contents(&source, s, NOW));
+}
+
+fn put(key: &[u8], value: &[u8], version: u64, expire_at: Option<u64>) -> Effect {
+    Effect {
+        key: key.into(),
+        version: Version(version),
+        change: Change::Put {
+            value: OwnedValue::Str(value.into()),
+            expire_at,
+        },
+    }
+}
+
+fn value_of(store: &Store, key: &[u8]) -> Option<(Vec<u8>, Version)> {
+    let k = store.key(key);
+    let mut shard = store.lock(&k);
+    let e = shard.get(&k, NOW, Lookup::Peek)?;
+    match e.value() {
+        Value::Str(s) => Some((s.to_vec(), e.version())),
+        Value::Hash(h) => Some((format!("{} fields", h.len()).into_bytes(), e.version())),
+    }
+}
+
+#[test]
+fn effects_apply_by_version_only() {
+    let store = Store::new(StoreConfig::default());
+    assert!(store.restore(put(b"k", b"two", 20, None), NOW).unwrap());
+    assert!(!store.restore(put(b"k", b"one", 10, None), NOW).unwrap());
+    assert!(!store.restore(put(b"k", b"again", 20, None), NOW).unwrap());
+    assert_eq!(value_of(&store, b"k"), Some((b"two".to_vec(), Version(20))));
+    let delete = |v| Effect {
+        key: b"k"[..].into(),
+        version: Version(v),
+        change: Change::Delete,
+    };
+    assert!(!store.restore(delete(15), NOW).unwrap(), "an older delete");
+    assert!(store.restore(delete(25), NOW).unwrap());
+    assert_eq!(value_of(&store, b"k"), None);
+
+    // Appends join only the value of their own version.
+    let mut first = HashValue::default();
+    first.insert(b"a", b"1");
+    let mut more = HashValue::default();
+    more.insert(b"b", b"2");
+    let hash_put = Effect {
+        key: b"h"[..].into(),
+        version: Version(30),
+        change: Change::Put {
+            value: OwnedValue::Hash(Box::new(first)),
+            expire_at: None,
+        },
+    };
+    let append = |v| Effect {
+        key: b"h"[..].into(),
+        version: Version(v),
+        change: Change::Append(OwnedValue::Hash(Box::new(more.clone()))),
+    };
+    assert!(
+        !store.restore(append(30), NOW).unwrap(),
+        "no value to join yet"
+    );
+    assert!(store.restore(hash_put, NOW).unwrap());
+    assert!(
+        !store.restore(append(31), NOW).unwrap(),
+        "another version's part"
+    );
+    assert!(store.restore(append(30), NOW).unwrap());
+    assert_eq!(
+        value_of(&store, b"h"),
+        Some((b"2 fields".to_vec(), Version(30)))
+    );
+    assert!(!store.restore(append(30), NOW).unwrap(), "a duplicate part");
+    // Strings travel whole: a part of one applies to nothing (applied twice, it would not be
+    // harmless).
+    store.restore(put(b"s", b"abc", 40, None), NOW).unwrap();
+    let more_bytes = Effect {
+        key: b"s"[..].into(),
+        version: Version(40),
+        change: Change::Append(OwnedValue::Str(b"def"[..].into())),
+    };
+    assert!(!store.restore(more_bytes, NOW).unwrap());
+    assert_eq!(value_of(&store, b"s"), Some((b"abc".to_vec(), Version(40))));
+
+    // A put whose expiry has passed removes the key, as the expiry did on the source.
+    assert!(
+        store
+            .restore(put(b"s", b"x", 50, Some(NOW - 1)), NOW)
+            .unwrap()
+    );
+    assert_eq!(value_of(&store, b"s"), None);
+    store
+        .restore(put(b"t", b"x", 60, Some(NOW + 5)), NOW)
+        .unwrap();
+    let k = store.key(b"t");
+    assert_eq!(
+        store
+            .lock(&k)
+            .get(&k, NOW, Lookup::Peek)
+            .unwrap()
+            .expire_at(),
+        Some(NOW + 5)
+    );
+}
+
+#[test]
+fn restoring_keeps_to_the_memory_budget() {
+    let budget = 256 * 1024;
+    let source = Store::new(StoreConfig::default());
+    for i in 0..2_000 {
+        set(&source, format!("{{m}}{i}").as_bytes(), &[b'v'; 1000], None);
+    }
+    let (effects, _) = dump(&source, slot(b"m"), 64 * 1024);
+    assert_eq!(effects.len(), 2_000);
+
+    let lru = Store::new(
+        StoreConfig::default()
+            .maxmemory(budget)
+            .policy("allkeys-lru".parse::<PolicyName>().unwrap()),
+    );
+    for e in effects.clone() {
+        lru.restore(e, NOW).unwrap();
+        assert!(lru.used_memory() <= budget);
+    }
+    assert!(lru.stats().evicted > 0);
+    assert!(lru.len() > 100, "what fits stays");
+
+    let strict = Store::new(
+        StoreConfig::default()
+            .maxmemory(budget)
+            .policy("noeviction".parse::<PolicyName>().unwrap()),
+    );
+    let refused = effects
+        .into_iter()
+        .map(|e| strict.restore(e, NOW))
+        .filter(|r| *r == Err(StoreError::OutOfMemory))
+        .count();
+    assert!(refused > 0, "a full store refuses, as writes get -OOM");
+    assert!(strict.used_memory() <= budget);
+    assert_eq!(strict.len() + refused, 2_000);
+}

@@ -72,6 +72,8 @@ impl ClientBuilder {
 
     /// When a key's node is unavailable, send its requests to the next node in the key's
     /// placement instead of failing: for a cache, a miss is better than an error.
+    /// Static mode only: in cluster mode the cluster gives a failed node's slots to others and
+    /// the client follows its map.
     pub fn fallback(mut self, fallback: bool) -> Self {
         self.fallback = fallback;
         self

@@ -11,7 +11,9 @@
 //! [`Topology`] is a pure state machine: the same changes in the same order give the same
 //! topology on every node, so the Raft log is all a node needs to agree with the others.
 
+pub mod raft;
 pub mod swim;
 pub mod topology;
 
+pub use raft::{Cluster, ClusterConfig, Error};
 pub use topology::{Change, ChangeError, Node, NodeId, NodeState, Topology};

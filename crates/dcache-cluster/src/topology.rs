@@ -67,7 +67,7 @@ pub enum Change {
 }
 
 /// Why a change was not applied. The topology is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ChangeError {
     #[error("unknown node {0}")]
     UnknownNode(NodeId),

@@ -25,6 +25,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod info;
+pub mod membership;
 pub mod metrics;
 pub mod migrate;
 pub mod security;

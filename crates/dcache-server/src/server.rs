@@ -117,8 +117,17 @@ impl ServerBuilder {
             (None, Some((tls, _))) => tls.local_addr()?,
             (None, None) => unreachable!("port 0 without a TLS port asks for any free port"),
         };
+        // A cluster member: of the cluster the builder was given; of one kept through Raft when
+        // the node has a directory for its log (`dcache node`); else of a cluster of one.
+        let mut membership = None;
         let link = match self.cluster {
             Some(link) => Some(link),
+            None if config.cluster_enabled.0 && !config.dir.is_empty() => {
+                let (started, link) =
+                    crate::membership::Membership::start(&config, local_addr).await?;
+                membership = Some(started);
+                Some(link)
+            }
             None if config.cluster_enabled.0 => Some(alone(&config, local_addr)?),
             None => None,
         };
@@ -139,6 +148,7 @@ impl ServerBuilder {
             tls,
             admin,
             topology: link.map(|l| l.topology),
+            membership,
         })
     }
 }
@@ -187,6 +197,7 @@ pub struct Server {
     tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     admin: Option<TcpListener>,
     topology: Option<watch::Receiver<Arc<dcache_cluster::Topology>>>,
+    membership: Option<crate::membership::Membership>,
 }
 
 impl Server {
@@ -240,6 +251,7 @@ impl Server {
             tls,
             admin,
             topology,
+            membership,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = tokio::spawn(background(Arc::clone(&shared), stop_rx.clone()));
@@ -340,6 +352,9 @@ impl Server {
         let _ = background.await;
         if let Some(task) = follower {
             let _ = task.await;
+        }
+        if let Some(membership) = membership {
+            membership.shutdown().await;
         }
         if let Some(task) = admin_task {
             let _ = task.await;

@@ -63,12 +63,16 @@ struct Spec {
     index: usize,
     port: u16,
     log: PathBuf,
+    /// The node's cluster directory (id and topology log), beside its log.
+    dir: PathBuf,
     args: Vec<String>,
 }
 
 struct Running {
     pid: u32,
     addr: String,
+    /// The cluster-bus port, when the node is a cluster member.
+    bus: Option<u16>,
 }
 
 impl LaunchArgs {
@@ -116,6 +120,8 @@ async fn start(spec: &Spec) -> anyhow::Result<(Child, Running)> {
         .arg(spec.port.to_string())
         .arg("--node-id")
         .arg(spec.index.to_string())
+        .arg("--dir")
+        .arg(&spec.dir)
         .args(&spec.args)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(node_stderr))
@@ -144,7 +150,11 @@ async fn start(spec: &Spec) -> anyhow::Result<(Child, Running)> {
     match (read, addr) {
         (Ok(Ok(_)), Some(addr)) => {
             let pid = child.id().unwrap_or_default();
-            Ok((child, Running { pid, addr }))
+            let bus = line
+                .split("cluster bus ")
+                .nth(1)
+                .and_then(|rest| rest.trim_end().trim_end_matches(')').parse().ok());
+            Ok((child, Running { pid, addr, bus }))
         }
         _ => {
             let _ = child.kill().await;
@@ -156,6 +166,55 @@ async fn start(spec: &Spec) -> anyhow::Result<(Child, Running)> {
                 log.trim()
             )
         }
+    }
+}
+
+/// Waits until the nodes are one cluster with every slot served and none moving (at most a
+/// minute), and returns how many slots each serves, in the order of `running`.
+async fn ready(running: &[Running], password: Option<&str>) -> anyhow::Result<Vec<usize>> {
+    let addrs: Vec<String> = running.iter().map(|n| n.addr.clone()).collect();
+    let mut builder = dcache_client::Client::builder().nodes(addrs.clone());
+    if let Some(password) = password {
+        builder = builder.password(password.to_owned());
+    }
+    let client = builder.build().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        let mut settled = true;
+        for addr in &addrs {
+            let info = match client.node_cmd(addr, &["CLUSTER", "INFO"]).await {
+                Ok(
+                    dcache_client::Frame::Bulk(b) | dcache_client::Frame::Verbatim { text: b, .. },
+                ) => String::from_utf8_lossy(&b).into_owned(),
+                other => format!("{other:?}"),
+            };
+            let ok = info.contains("cluster_state:ok")
+                && info.contains(&format!("cluster_known_nodes:{}\r\n", addrs.len()))
+                && info.contains("cluster_slots_migrating:0\r\n");
+            if !ok {
+                settled = false;
+                last = format!("{addr}: {}", info.replace("\r\n", " "));
+                break;
+            }
+        }
+        if settled {
+            let text = match client.node_cmd(&addrs[0], &["CLUSTER", "NODES"]).await? {
+                dcache_client::Frame::Bulk(b) | dcache_client::Frame::Verbatim { text: b, .. } => {
+                    String::from_utf8_lossy(&b).into_owned()
+                }
+                other => bail!("CLUSTER NODES: {other:?}"),
+            };
+            let lines = crate::cluster_cmd::parse_nodes(&text);
+            return Ok(addrs
+                .iter()
+                .map(|a| lines.iter().find(|l| &l.addr == a).map_or(0, |l| l.slots))
+                .collect());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the nodes did not form one cluster within a minute; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -199,6 +258,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
                 index: i,
                 port,
                 log: log_dir.join(format!("node-{}.log", i + 1)),
+                dir: log_dir.join(format!("node-{}", i + 1)),
                 args: node_args.clone(),
             }
         })
@@ -208,10 +268,15 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(supervise(specs, args.restart, args.requirepass.is_some()))
+    runtime.block_on(supervise(specs, args.restart, args.requirepass.clone()))
 }
 
-async fn supervise(specs: Vec<Spec>, restart: bool, has_password: bool) -> anyhow::Result<()> {
+async fn supervise(
+    mut specs: Vec<Spec>,
+    restart: bool,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    let has_password = password.is_some();
     use tokio::signal::unix::{SignalKind, signal};
     // Before any node starts: a SIGTERM that arrived between the table and the handler would
     // kill the launcher outright and leave its nodes running as orphans.
@@ -219,7 +284,16 @@ async fn supervise(specs: Vec<Spec>, restart: bool, has_password: bool) -> anyho
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut running: Vec<Running> = Vec::new();
     let mut waits = JoinSet::new();
-    for spec in &specs {
+    for i in 0..specs.len() {
+        // The others join the first node's cluster (a restarted node rejoins from its directory).
+        if let Some(first) = running.first()
+            && let Some(bus) = first.bus
+        {
+            specs[i]
+                .args
+                .extend(["--join".to_owned(), format!("{}@{bus}", first.addr)]);
+        }
+        let spec = &specs[i];
         match start(spec).await {
             Ok((mut child, node)) => {
                 let index = spec.index;
@@ -235,14 +309,43 @@ async fn supervise(specs: Vec<Spec>, restart: bool, has_password: bool) -> anyho
             }
         }
     }
-    say!("dcache: {} nodes running", running.len());
-    say!("  {:<5} {:<22} {:<8} log", "node", "address", "pid");
-    for (spec, node) in specs.iter().zip(&running) {
+    let slots = if running.iter().all(|n| n.bus.is_some()) {
+        match ready(&running, password.as_deref()).await {
+            Ok(slots) => slots,
+            Err(e) => {
+                for node in &running {
+                    terminate(node.pid);
+                }
+                while waits.join_next().await.is_some() {}
+                return Err(e);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    if slots.is_empty() {
+        say!("dcache: {} nodes running", running.len());
+    } else {
         say!(
-            "  {:<5} {:<22} {:<8} {}",
+            "dcache: {} nodes running as one cluster; every slot is served",
+            running.len()
+        );
+    }
+    say!(
+        "  {:<5} {:<22} {:<8} {:<6} log",
+        "node",
+        "address",
+        "pid",
+        "slots"
+    );
+    for (i, (spec, node)) in specs.iter().zip(&running).enumerate() {
+        let count = slots.get(i).map_or("-".to_owned(), ToString::to_string);
+        say!(
+            "  {:<5} {:<22} {:<8} {:<6} {}",
             spec.index + 1,
             node.addr,
             node.pid,
+            count,
             spec.log.display()
         );
     }
@@ -255,7 +358,7 @@ async fn supervise(specs: Vec<Spec>, restart: bool, has_password: bool) -> anyho
         ("", "")
     };
     say!(
-        "Connect with: dcache cli --nodes {}{cli_auth}   (or redis-cli -p PORT{redis_auth} for one node)",
+        "Connect with: dcache cli --nodes {}{cli_auth}   (or redis-cli -c -p PORT{redis_auth})",
         nodes.join(",")
     );
     if has_password {

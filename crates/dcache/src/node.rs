@@ -188,6 +188,9 @@ impl NodeArgs {
         if let Some(port) = self.port_arg {
             config.port = port;
         }
+        if config.cluster_enabled.0 && config.dir.is_empty() {
+            config.dir = default_dir(config.port);
+        }
         config.validate().map_err(anyhow::Error::msg)?;
         Ok((config, share))
     }
@@ -195,6 +198,21 @@ impl NodeArgs {
 
 /// The memory this process may use: the machine's, or its cgroup's limit when that is lower.
 /// `None` where neither can be read.
+/// Where a node keeps its cluster id and log by default: `dcache-data/<port>`, so that a node
+/// restarted on its port comes back as itself. A node on port 0 (any free port) has no identity
+/// to come back to: it takes a fresh directory of its own, removed when it stops.
+fn default_dir(port: u16) -> String {
+    if port == 0 {
+        temporary_dir().display().to_string()
+    } else {
+        format!("dcache-data/{port}")
+    }
+}
+
+fn temporary_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("dcache-node-{}", std::process::id()))
+}
+
 pub fn available_memory() -> Option<usize> {
     let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -289,6 +307,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             n => human(n),
         };
         let policy = config.policy().map_err(anyhow::Error::msg)?;
+        // The launcher reads the bus port here to have the other nodes join this one.
+        let bus = server
+            .shared()
+            .cluster
+            .as_ref()
+            .and_then(|c| c.view().myself().map(|n| n.bus_port))
+            .map(|p| format!(", cluster bus {p}"))
+            .unwrap_or_default();
         // The same in the log, which may be all an operator has (`dcache launch` keeps one per
         // node), and written first: launch copies the start-up line into the same file once it
         // has read it, so the order in the file is fixed.
@@ -300,10 +326,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             "node started"
         );
         println!(
-            "dcache node listening on {} (policy {policy}, maxmemory {maxmemory}{tls}{admin})",
+            "dcache node listening on {} (policy {policy}, maxmemory {maxmemory}{tls}{admin}{bus})",
             server.local_addr(),
         );
-        server.run(stop).await
+        let result = server.run(stop).await;
+        if config.dir == temporary_dir().display().to_string() {
+            let _ = std::fs::remove_dir_all(temporary_dir());
+        }
+        result
     })
 }
 

@@ -1,0 +1,402 @@
+//! Topology agreement through Raft, on the in-memory bus with tokio's paused clock: time only
+//! moves when every task waits, so elections, timeouts and delays take no real time, and every
+//! wait below is bounded in simulated time.
+//!
+//! Seeded: `DCACHE_SEED=<n>` replays a run (the seed drives node ids, message loss and delays).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dcache_cluster::raft::transport::MemoryNetwork;
+use dcache_cluster::{Change, ChangeError, Cluster, ClusterConfig, Error, NodeState, Topology};
+use dcache_placement::SLOTS;
+use tempfile::TempDir;
+
+/// The longest any step may take in simulated time.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn seed() -> u64 {
+    let seed = std::env::var("DCACHE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_cafe);
+    println!("DCACHE_SEED={seed}");
+    seed
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A test cluster: one in-memory network, one directory per node.
+struct Sim {
+    seed: u64,
+    snapshot_every: u64,
+    net: MemoryNetwork,
+    dir: TempDir,
+}
+
+impl Sim {
+    fn new() -> Self {
+        if std::env::var("RUST_LOG").is_ok() {
+            let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        }
+        let seed = seed();
+        Self {
+            seed,
+            snapshot_every: 500,
+            net: MemoryNetwork::new(seed),
+            dir: TempDir::new().expect("temp dir"),
+        }
+    }
+
+    /// Node `n` lives at 10.0.0.n (nothing is sent on a real network).
+    fn bus(n: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, n], 16379))
+    }
+
+    fn config(&self, n: u8) -> ClusterConfig {
+        let r = splitmix(self.seed ^ u64::from(n));
+        let id = format!(
+            "{:016x}{:016x}{:08x}",
+            r,
+            splitmix(r),
+            splitmix(r + 1) as u32
+        );
+        let mut config =
+            ClusterConfig::new(self.node_dir(n), format!("10.0.0.{n}"), 6379, 16379).id(id);
+        config.snapshot_every = self.snapshot_every;
+        config
+    }
+
+    fn node_dir(&self, n: u8) -> std::path::PathBuf {
+        self.dir.path().join(format!("node{n}"))
+    }
+
+    async fn start(&self, config: ClusterConfig) -> Cluster {
+        bounded(Cluster::start_with(config, self.net.transport()))
+            .await
+            .expect("node starts")
+    }
+
+    /// Node 1 alone, then nodes 2..=n joining through it.
+    async fn cluster(&self, n: u8) -> Vec<Cluster> {
+        let mut nodes = vec![self.start(self.config(1)).await];
+        for i in 2..=n {
+            nodes.push(self.start(self.config(i).join(Self::bus(1))).await);
+        }
+        agree(&nodes).await;
+        // Every member votes (up to five) before a test starts breaking things: while two
+        // of them vote, losing either stops the cluster, as Raft must.
+        let ids: BTreeSet<String> = nodes.iter().map(|c| c.id().to_owned()).collect();
+        bounded(async {
+            loop {
+                let voters = nodes[0].voters();
+                if voters.len() == nodes.len().min(5) && voters.is_subset(&ids) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        nodes
+    }
+}
+
+async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("bounded wait ran out")
+}
+
+fn topology(node: &Cluster) -> Arc<Topology> {
+    node.topology().borrow().clone()
+}
+
+/// Waits until every node has applied the same topology, listing every node; returns it.
+async fn agree(nodes: &[Cluster]) -> Arc<Topology> {
+    let ids: BTreeSet<&str> = nodes.iter().map(Cluster::id).collect();
+    bounded(async {
+        loop {
+            let first = topology(&nodes[0]);
+            let listed: BTreeSet<&str> = first.nodes.keys().map(String::as_str).collect();
+            if ids.is_subset(&listed) && nodes.iter().all(|n| *topology(n) == *first) {
+                return first;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// Waits until `node`'s Raft voters are exactly `expected`.
+async fn voters_become(node: &Cluster, expected: &[&Cluster]) {
+    let expected: BTreeSet<String> = expected.iter().map(|c| c.id().to_owned()).collect();
+    bounded(async {
+        while node.voters() != expected {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_alone_bootstraps_and_serves_every_slot() {
+    let sim = Sim::new();
+    let node = sim.start(sim.config(1)).await;
+    let t = topology(&node);
+    assert_eq!(t.nodes.keys().collect::<Vec<_>>(), vec![node.id()]);
+    assert_eq!(t.slot_counts()[node.id()], SLOTS);
+    assert!(t.all_served());
+    assert!(node.is_leader());
+
+    // A change the topology refuses is the entry's result, not a failure of the log.
+    let unknown = "f".repeat(40);
+    match node.propose(Change::Forget(unknown.clone())).await {
+        Err(Error::Change(e)) => assert_eq!(e, ChangeError::UnknownNode(unknown)),
+        other => panic!("expected a refused change, got {other:?}"),
+    }
+    let after = node.propose(Change::Rebalance).await.expect("committed");
+    assert_eq!(after.epoch, t.epoch + 1);
+    assert_eq!(*topology(&node), *after);
+    node.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_nodes_join_concurrently_and_agree() {
+    let sim = Sim::new();
+    sim.net
+        .set_delay(Duration::from_millis(1), Duration::from_millis(20));
+    // Joins are retried until committed, and Raft resends what is lost.
+    sim.net.set_loss(5);
+    let first = sim.start(sim.config(1)).await;
+    let (second, third) = tokio::join!(
+        sim.start(sim.config(2).join(Sim::bus(1))),
+        sim.start(sim.config(3).join(Sim::bus(1))),
+    );
+    let nodes = [first, second, third];
+    let agreed = agree(&nodes).await;
+    assert_eq!(agreed.nodes.len(), 3);
+    assert!(agreed.all_served());
+    // Nothing has migrated yet: the first node serves every slot, the plan moves two thirds.
+    assert_eq!(agreed.slot_counts()[nodes[0].id()], SLOTS);
+    assert!(agreed.target.is_some());
+    voters_become(&nodes[0], &[&nodes[0], &nodes[1], &nodes[2]]).await;
+    sim.net.set_loss(0);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partitioned_node_does_not_stop_the_majority_and_catches_up() {
+    let sim = Sim::new();
+    let nodes = sim.cluster(3).await;
+    let before = topology(&nodes[0]).epoch;
+
+    sim.net.isolate(&Sim::bus(3).to_string());
+    // Proposed on either side of the leader: if node 3 led, the majority elects another.
+    let first = bounded(nodes[0].propose(Change::Rebalance))
+        .await
+        .expect("commits");
+    let second = bounded(nodes[1].propose(Change::Rebalance))
+        .await
+        .expect("commits");
+    assert!(second.epoch > first.epoch && first.epoch > before);
+    assert!(
+        topology(&nodes[2]).epoch < first.epoch,
+        "the cut node saw nothing"
+    );
+
+    sim.net.heal();
+    let agreed = agree(&nodes).await;
+    assert_eq!(agreed.epoch, second.epoch);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_leader_killed_during_a_join_the_join_completes_under_a_new_leader() {
+    let sim = Sim::new();
+    sim.net
+        .set_delay(Duration::from_millis(1), Duration::from_millis(10));
+    let nodes = sim.cluster(3).await;
+    let leader = bounded(async {
+        loop {
+            if let Some(i) = nodes.iter().position(Cluster::is_leader) {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // Join through a node that is not the leader, and kill the leader while it is under way.
+    let seed = (leader + 1) % 3;
+    let joining = tokio::spawn(Cluster::start_with(
+        sim.config(4).join(Sim::bus(seed as u8 + 1)),
+        sim.net.transport(),
+    ));
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    assert!(!joining.is_finished(), "the join is still under way");
+    nodes[leader].shutdown().await;
+    let fourth = bounded(joining).await.expect("no panic").expect("joined");
+
+    let mut survivors: Vec<Cluster> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, c)| c.clone())
+        .collect();
+    survivors.push(fourth);
+    // The dead node is declared failed (failure detection would); its slots go to the others.
+    let dead = nodes[leader].id().to_owned();
+    bounded(survivors[0].propose(Change::Fail(dead.clone())))
+        .await
+        .expect("commits");
+    let agreed = agree(&survivors).await;
+    assert!(agreed.all_served());
+    assert_eq!(agreed.nodes[&dead].state, NodeState::Failed);
+    assert!(!agreed.serves_any(&dead));
+    for node in &survivors {
+        assert_eq!(agreed.nodes[node.id()].state, NodeState::Online);
+    }
+    // Raft follows: the dead node no longer votes, the newcomer does.
+    let voters: Vec<&Cluster> = survivors.iter().collect();
+    voters_become(&survivors[0], &voters).await;
+    for node in &survivors {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_node_comes_back_as_itself() {
+    let sim = Sim::new();
+    let nodes = sim.cluster(3).await;
+    // No preset id this time: the id is made at first start and read back after.
+    let config = ClusterConfig::new(sim.node_dir(4), "10.0.0.4", 6379, 16379).join(Sim::bus(1));
+    let fourth = sim.start(config.clone()).await;
+    let id = fourth.id().to_owned();
+    assert!(id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(dir_has_state(&sim.node_dir(4)));
+
+    fourth.shutdown().await;
+    let moved_on = bounded(nodes[0].propose(Change::Rebalance))
+        .await
+        .expect("commits");
+    let back = sim
+        .start(ClusterConfig {
+            join: None,
+            ..config
+        })
+        .await;
+    assert_eq!(back.id(), id);
+    let mut all = nodes.clone();
+    all.push(back);
+    let agreed = agree(&all).await;
+    assert!(
+        agreed.epoch > moved_on.epoch,
+        "the rejoin is a committed change"
+    );
+    assert_eq!(agreed.nodes[&id].state, NodeState::Online);
+    for node in &all {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_node_restarts_from_its_directory() {
+    let sim = Sim::new();
+    let config = ClusterConfig::new(sim.node_dir(1), "10.0.0.1", 6379, 16379);
+    let node = sim.start(config.clone()).await;
+    let id = node.id().to_owned();
+    let epoch = topology(&node).epoch;
+    node.shutdown().await;
+
+    let node = sim.start(config).await;
+    assert_eq!(node.id(), id);
+    let t = topology(&node);
+    assert!(
+        t.epoch > epoch,
+        "its log replayed, then its rejoin committed"
+    );
+    assert_eq!(t.slot_counts()[&id], SLOTS);
+    node.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_of_six_members_vote_and_a_leaver_is_replaced_by_the_learner() {
+    let sim = Sim::new();
+    let nodes = sim.cluster(6).await;
+    let voters = nodes[0].voters();
+    assert_eq!(voters.len(), 5);
+    let learner = nodes
+        .iter()
+        .find(|n| !voters.contains(n.id()))
+        .expect("one learner");
+    // A voter that serves no slot (nothing has migrated, node 1 serves them all) and does not
+    // lead: its leave completes at once.
+    let leaver = nodes
+        .iter()
+        .find(|n| voters.contains(n.id()) && !n.is_leader() && n.id() != nodes[0].id())
+        .expect("such a voter");
+    let after = bounded(nodes[0].propose(Change::Leave(leaver.id().to_owned())))
+        .await
+        .expect("commits");
+    assert!(
+        !after.nodes.contains_key(leaver.id()),
+        "a drained leaver is gone"
+    );
+
+    let mut expected: Vec<&Cluster> = nodes
+        .iter()
+        .filter(|n| voters.contains(n.id()) && n.id() != leaver.id())
+        .collect();
+    expected.push(learner);
+    voters_become(&nodes[0], &expected).await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_far_behind_catches_up_from_a_snapshot_and_restarts_from_it() {
+    let mut sim = Sim::new();
+    sim.snapshot_every = 10;
+    let nodes = sim.cluster(3).await;
+    sim.net.isolate(&Sim::bus(3).to_string());
+    let mut last = None;
+    for _ in 0..40 {
+        last = Some(
+            bounded(nodes[0].propose(Change::Rebalance))
+                .await
+                .expect("commits"),
+        );
+    }
+    let last = last.expect("proposed");
+    sim.net.heal();
+    let agreed = agree(&nodes).await;
+    assert_eq!(agreed.epoch, last.epoch);
+    assert!(sim.node_dir(3).join("snapshot.json").exists());
+
+    nodes[2].shutdown().await;
+    let back = sim.start(sim.config(3)).await;
+    assert_eq!(back.id(), nodes[2].id());
+    let all = [nodes[0].clone(), nodes[1].clone(), back];
+    assert!(agree(&all).await.epoch > last.epoch);
+    for node in &all {
+        node.shutdown().await;
+    }
+}
+
+fn dir_has_state(dir: &Path) -> bool {
+    ["node-id", "raft-log", "vote.json"]
+        .iter()
+        .all(|f| dir.join(f).exists())
+}

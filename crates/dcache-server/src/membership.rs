@@ -1,0 +1,221 @@
+//! A node's membership: the Raft topology (`dcache_cluster::Cluster`) and SWIM failure
+//! detection (`dcache_cluster::swim::Detector`), both on the cluster-bus port, wired together.
+//!
+//! ```text
+//!   Detector (UDP) ── Down(id) ──► suspects ──(on the Raft leader, every tick)──► propose Fail(id)
+//!        ▲                                                                        │
+//!        └──── set_members(every member's bus address) ◄── topology (watch) ◄─────┘
+//!   this node marked failed while alive (a partition that healed) ──► propose Join(itself)
+//! ```
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dcache_cluster::swim::{Detector, DetectorConfig, MemberEvent, bus_members};
+use dcache_cluster::{Change, Cluster, ClusterConfig, NodeState, Topology};
+use tokio::sync::watch;
+
+use crate::cluster::{BoxFuture, Control};
+use crate::config::NodeConfig;
+use crate::server::ClusterLink;
+
+/// The agreement layer as the server's cluster commands and migrations see it.
+#[derive(Clone)]
+struct RaftControl(Cluster);
+
+impl std::fmt::Debug for RaftControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RaftControl").field(&self.0.id()).finish()
+    }
+}
+
+impl Control for RaftControl {
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>> {
+        Box::pin(async move { self.0.propose(change).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// The running membership of a node; stop it with [`Membership::shutdown`].
+pub struct Membership {
+    cluster: Cluster,
+    detector: Arc<Detector>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The bus address of the member named by `join`: `host:port` (its client port; the bus is
+/// port + 10000) or `host:port@busport`.
+///
+/// # Errors
+/// An address that does not parse or resolve.
+pub async fn join_address(join: &str) -> anyhow::Result<SocketAddr> {
+    let (client, bus) = match join.split_once('@') {
+        Some((client, bus)) => (client, Some(bus)),
+        None => (join, None),
+    };
+    let (host, port) = client
+        .rsplit_once(':')
+        .with_context(|| format!("--join {join}: expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--join {join}: bad port"))?;
+    let bus: u16 = match bus {
+        Some(bus) => bus
+            .parse()
+            .with_context(|| format!("--join {join}: bad bus port"))?,
+        None => port
+            .checked_add(10000)
+            .with_context(|| format!("--join {join}: port + 10000 is past 65535"))?,
+    };
+    tokio::net::lookup_host((host, bus))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))
+}
+
+impl Membership {
+    /// Joins (or starts, or rejoins) the cluster for a node whose clients reach it at `client`,
+    /// and starts failure detection.
+    ///
+    /// # Errors
+    /// The directory or the bus port cannot be used, the seed cannot be reached, or the node did
+    /// not get into the cluster in time.
+    pub async fn start(
+        config: &NodeConfig,
+        client: SocketAddr,
+    ) -> anyhow::Result<(Membership, ClusterLink)> {
+        let host = if client.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            client.ip().to_string()
+        };
+        let bus_port = if config.cluster_port != 0 {
+            config.cluster_port
+        } else if config.port == 0 {
+            // Any free port for clients, any free port for the bus.
+            0
+        } else {
+            client.port().checked_add(10000).context(
+                "the client port is too high for a bus port 10000 above it; set --cluster-port",
+            )?
+        };
+        let mut settings = ClusterConfig::new(
+            PathBuf::from(&config.dir),
+            host.clone(),
+            client.port(),
+            bus_port,
+        );
+        if !config.join.is_empty() {
+            settings = settings.join(join_address(&config.join).await?);
+        }
+        let cluster = Cluster::start(settings)
+            .await
+            .context("cannot join the cluster")?;
+        let me = cluster.node().clone();
+        let bus: SocketAddr = format!("{host}:{}", me.bus_port)
+            .parse()
+            .context("bad bus address")?;
+        let node_timeout = Duration::from_millis(config.cluster_node_timeout);
+        let (detector, events) =
+            Detector::start(DetectorConfig::new(me.id.clone(), bus).node_timeout(node_timeout))
+                .await
+                .with_context(|| format!("cannot listen for failure detection on udp {bus}"))?;
+        let detector = Arc::new(detector);
+        let task = tokio::spawn(watch_members(
+            cluster.clone(),
+            Arc::clone(&detector),
+            events,
+            node_timeout,
+        ));
+        let link = ClusterLink {
+            me: me.id.clone(),
+            control: Arc::new(RaftControl(cluster.clone())),
+            topology: cluster.topology(),
+        };
+        Ok((
+            Membership {
+                cluster,
+                detector,
+                task,
+            },
+            link,
+        ))
+    }
+
+    /// Stops detection (the others see this node go at once) and Raft.
+    pub async fn shutdown(&self) {
+        self.task.abort();
+        self.detector.shutdown().await;
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Keeps the detector's member list on the topology's, and turns what it detects into changes:
+/// the Raft leader declares members failed; a node that finds itself declared failed while
+/// alive asks to come back.
+async fn watch_members(
+    cluster: Cluster,
+    detector: Arc<Detector>,
+    mut events: tokio::sync::mpsc::Receiver<MemberEvent>,
+    node_timeout: Duration,
+) {
+    let mut topology: watch::Receiver<Arc<Topology>> = cluster.topology();
+    let mut down: HashSet<String> = HashSet::new();
+    let mut tick = tokio::time::interval(node_timeout / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    detector.set_members(members_but(&topology.borrow(), cluster.id()));
+    loop {
+        tokio::select! {
+            changed = topology.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let t = Arc::clone(&topology.borrow_and_update());
+                detector.set_members(members_but(&t, cluster.id()));
+            }
+            event = events.recv() => match event {
+                Some(MemberEvent::Down(id)) => {
+                    tracing::warn!("node {id} stopped answering");
+                    down.insert(id);
+                }
+                Some(MemberEvent::Up(id)) => {
+                    down.remove(&id);
+                }
+                Some(MemberEvent::Suspect(_)) => {}
+                None => return,
+            },
+            _ = tick.tick() => {
+                let t = Arc::clone(&topology.borrow());
+                if cluster.is_leader() {
+                    for id in &down {
+                        if t.nodes.get(id).is_some_and(|n| n.state != NodeState::Failed) {
+                            match cluster.propose(Change::Fail(id.clone())).await {
+                                Ok(_) => tracing::warn!("node {id} declared failed; its slots go to the others"),
+                                Err(e) => tracing::warn!("declaring {id} failed: {e}"),
+                            }
+                        }
+                    }
+                }
+                if t.nodes.get(cluster.id()).is_some_and(|n| n.state == NodeState::Failed) {
+                    let mut me = cluster.node().clone();
+                    me.state = NodeState::Online;
+                    if let Err(e) = cluster.propose(Change::Join(me)).await {
+                        tracing::debug!("rejoining after being declared failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every member's bus address but this node's.
+fn members_but(topology: &Topology, me: &str) -> Vec<(String, SocketAddr)> {
+    bus_members(topology)
+        .into_iter()
+        .filter(|(id, _)| id != me)
+        .collect()
+}

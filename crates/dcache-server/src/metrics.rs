@@ -170,10 +170,9 @@ impl NodeCollector {
             "dcache_connections_rejected" => shared.stats.rejected_connections.load(Relaxed),
             "dcache_net_input_bytes" => shared.stats.net_totals().0,
             "dcache_net_output_bytes" => shared.stats.net_totals().1,
-            name if name.starts_with("dcache_cluster_") => shared
-                .cluster
-                .as_ref()
-                .map_or(0, |c| c.metric(name)),
+            name if name.starts_with("dcache_cluster_") => {
+                shared.cluster.as_ref().map_or(0, |c| c.metric(name))
+            }
             _ => 0,
         }
     }

@@ -170,6 +170,23 @@ async fn a_node_alone_is_a_cluster_serving_every_slot() {
         error_text(&mut con, &["CLUSTER", "GETKEYSINSLOT", "1", "-1"]).await,
         "ERR Invalid slot or number of keys"
     );
+    // A slot or count that is not an integer gets Redis's integer error, not the range one.
+    for args in [
+        &["CLUSTER", "COUNTKEYSINSLOT", "abc"][..],
+        &["CLUSTER", "COUNTKEYSINSLOT", "99999999999999999999"],
+        &["CLUSTER", "GETKEYSINSLOT", "abc", "1"],
+        &["CLUSTER", "GETKEYSINSLOT", "1", "abc"],
+    ] {
+        assert_eq!(
+            error_text(&mut con, args).await,
+            "ERR value is not an integer or out of range",
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        error_text(&mut con, &["CLUSTER", "COUNTKEYSINSLOT", "-1"]).await,
+        "ERR Invalid slot"
+    );
     assert_eq!(
         error_text(&mut con, &["CLUSTER", "FORGET", &id]).await,
         "ERR I tried hard but I can't forget myself..."

@@ -191,8 +191,16 @@ impl Cluster {
 
     /// Takes a newly agreed topology.
     pub fn set_topology(&self, topology: Arc<Topology>) {
-        let me = self.view.read().me.clone();
-        *self.view.write() = Arc::new(View::new(&me, topology));
+        let old = self.view();
+        let view = View::new(&old.me, topology);
+        // A slot that comes (back) to this node may still be paused from when it moved away
+        // (see `settle`): writes to it run again from the moment the view says it is ours.
+        for slot in 0..SLOTS as u16 {
+            if view.mine(slot) && !old.mine(slot) {
+                self.moving[usize::from(slot)].store(SETTLED, Ordering::SeqCst);
+            }
+        }
+        *self.view.write() = Arc::new(view);
         self.generation.fetch_add(1, Ordering::Release);
         self.changed.notify_waiters();
     }
@@ -296,10 +304,16 @@ impl Cluster {
         }
     }
 
-    /// Back to normal for `slots` (moved, or the move was abandoned).
+    /// Back to normal for `slots` (moved, or the move was abandoned). A slot that this node no
+    /// longer serves stays paused: a connection may have taken the view from before the move just
+    /// before it committed, and its write must get TRYAGAIN (then MOVED), not run on the copy
+    /// that is about to be deleted. [`Cluster::set_topology`] settles it if it comes back.
     pub fn settle(&self, slots: &[u16]) {
+        let view = self.view();
         for &s in slots {
-            self.moving[usize::from(s)].store(SETTLED, Ordering::SeqCst);
+            if view.mine(s) {
+                self.moving[usize::from(s)].store(SETTLED, Ordering::SeqCst);
+            }
         }
     }
 

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{TestNode, error_text, query, run, test_config};
-use dcache_cluster::{Change, Node, NodeState};
+use dcache_cluster::{Change, Node, NodeState, Topology};
 use dcache_placement::SLOTS;
-use dcache_server::cluster::{LocalControl, random_node_id};
+use dcache_server::cluster::{Cluster, LocalControl, Route, random_node_id};
 use dcache_server::{ClusterLink, NodeConfig, Server};
 use redis::Value;
 
@@ -605,4 +605,81 @@ async fn a_failed_nodes_slots_are_served_empty_by_the_survivors() {
         .unwrap();
     let nodes_text: String = query(&mut nodes[0].client().await, &["CLUSTER", "NODES"]).await;
     assert!(nodes_text.contains("master,fail"), "{nodes_text}");
+}
+
+fn test_node(port: u16) -> Node {
+    Node {
+        id: random_node_id(),
+        host: "127.0.0.1".into(),
+        port,
+        bus_port: 0,
+        state: NodeState::Online,
+    }
+}
+
+/// A key of `slot`.
+fn key_in(slot: u16) -> String {
+    (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| dcache_placement::slot(k.as_bytes()) == slot)
+        .expect("every slot has keys")
+}
+
+/// A connection routes by the view it took when the command began. If the move of the slot
+/// commits and the source settles the slot in between (the end of `move_batch`), the write must
+/// not run on the source, whose copy is deleted next: that would be an acknowledged write lost.
+#[tokio::test]
+async fn a_write_routed_by_the_view_from_before_a_move_does_not_run_on_the_source() {
+    let (a, b) = (test_node(1), test_node(2));
+    let mut t = Topology::default();
+    t.apply(&Change::Join(a.clone())).unwrap();
+    t.apply(&Change::Join(b.clone())).unwrap();
+    let cluster = Cluster::new(&a.id, None);
+    cluster.set_topology(Arc::new(t.clone()));
+    let (slot, _) = t.moving_from(&a.id)[0];
+    let key = key_in(slot);
+    let keys = || std::iter::once(key.as_bytes());
+    let stale = cluster.view();
+
+    // The end of a move, in move_batch's order: pause, commit, take the new topology, settle.
+    cluster.watch(&[slot]);
+    cluster.pause(&[slot]).await;
+    t.apply(&Change::Moved {
+        to: b.id.clone(),
+        slots: vec![slot],
+    })
+    .unwrap();
+    cluster.set_topology(Arc::new(t.clone()));
+    cluster.settle(&[slot]);
+
+    assert_eq!(
+        cluster.route(&cluster.view(), keys(), true),
+        Route::Refuse(format!("MOVED {slot} 127.0.0.1:2"))
+    );
+    match cluster.route(&stale, keys(), true) {
+        Route::Here {
+            slot: Some(s),
+            watched: true,
+        } => assert!(cluster.enter(s).is_err(), "the write runs on the source"),
+        Route::Refuse(_) => {}
+        other => panic!("the write runs on the source: {other:?}"),
+    }
+
+    // When the slot comes back, writes to it run as usual.
+    t.apply(&Change::Leave(b.id.clone())).unwrap();
+    let back: Vec<u16> = t.moving_from(&b.id).into_iter().map(|(s, _)| s).collect();
+    assert!(back.contains(&slot));
+    t.apply(&Change::Moved {
+        to: a.id.clone(),
+        slots: back,
+    })
+    .unwrap();
+    cluster.set_topology(Arc::new(t));
+    assert_eq!(
+        cluster.route(&cluster.view(), keys(), true),
+        Route::Here {
+            slot: Some(slot),
+            watched: false
+        }
+    );
 }

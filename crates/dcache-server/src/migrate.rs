@@ -232,7 +232,7 @@ async fn move_batch(
         .next()
         .ok_or("no address")?;
     let mut peer = Peer::connect(addr, &config.requirepass, config.migration_rate.0 as u64).await?;
-    cluster.watch(batch);
+    cluster.watch(batch).await;
     // The snapshot, slot by slot, in bounded steps.
     for &slot in batch {
         let mut cursor = dcache_store::DumpCursor::default();

@@ -333,7 +333,7 @@ async fn writes_to_a_paused_slot_are_asked_to_try_again() {
     let node = common::start(enabled()).await;
     let cluster = node.shared.cluster.clone().unwrap();
     let slot = dcache_placement::slot(b"k");
-    cluster.watch(&[slot]);
+    cluster.watch(&[slot]).await;
     let mut con = node.client().await;
     let _: () = query(&mut con, &["SET", "k", "1"]).await;
     assert!(cluster.take_dirty().contains(b"k".as_slice()));
@@ -642,7 +642,7 @@ async fn a_write_routed_by_the_view_from_before_a_move_does_not_run_on_the_sourc
     let stale = cluster.view();
 
     // The end of a move, in move_batch's order: pause, commit, take the new topology, settle.
-    cluster.watch(&[slot]);
+    cluster.watch(&[slot]).await;
     cluster.pause(&[slot]).await;
     t.apply(&Change::Moved {
         to: b.id.clone(),
@@ -682,4 +682,47 @@ async fn a_write_routed_by_the_view_from_before_a_move_does_not_run_on_the_sourc
             watched: false
         }
     );
+}
+
+/// A write that routed while its slot was settled and has not run yet (dispatch is between
+/// `route` and the handler) when the migration starts watching the slot: it is not recorded as
+/// dirty, so `watch` must not return (and the snapshot start) before it is done, or a write
+/// landing after the snapshot read its key is acknowledged and then lost with the source's copy.
+#[tokio::test]
+async fn watching_a_slot_waits_for_the_writes_that_found_it_settled() {
+    let a = test_node(1);
+    let mut t = Topology::default();
+    t.apply(&Change::Join(a.clone())).unwrap();
+    let cluster = Cluster::new(&a.id, None);
+    cluster.set_topology(Arc::new(t));
+    let key = "k";
+    let slot = dcache_placement::slot(key.as_bytes());
+    let keys = || std::iter::once(key.as_bytes());
+
+    // Dispatch: route, then count the write in.
+    let view = cluster.view();
+    assert_eq!(
+        cluster.route(&view, keys(), true),
+        Route::Here {
+            slot: Some(slot),
+            watched: false
+        }
+    );
+    assert_eq!(cluster.enter(slot), Ok(false));
+
+    let batch = [slot];
+    let mut watch = std::pin::pin!(cluster.watch(&batch));
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    assert!(
+        watch.as_mut().poll(&mut cx).is_pending(),
+        "watch returned while an unrecorded write to the slot is still to run"
+    );
+    cluster.leave(slot, false, keys());
+    watch.await;
+
+    // From now on, writes to the slot are recorded.
+    assert_eq!(cluster.enter(slot), Ok(true));
+    cluster.leave(slot, true, keys());
+    assert!(cluster.take_dirty().contains(key.as_bytes()));
 }

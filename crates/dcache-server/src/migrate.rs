@@ -59,8 +59,12 @@ pub async fn follow(
     loop {
         let next = Arc::clone(&topology.borrow_and_update());
         if next.epoch != previous.epoch || next.epoch == 0 {
+            // Slots taken over from a failed node are emptied before the view that serves them
+            // is published (a write accepted in between would be deleted); slots that go away
+            // after it (until then a source's paused slots are still read here).
+            drop_foreign_slots(&shared, &previous, &next, Foreign::Rescued);
             cluster.set_topology(Arc::clone(&next));
-            drop_foreign_slots(&shared, &previous, &next);
+            drop_foreign_slots(&shared, &previous, &next, Foreign::Lost);
             let me = cluster.view().me.clone();
             let left = previous
                 .nodes
@@ -105,10 +109,19 @@ pub async fn follow(
     }
 }
 
-/// Deletes the keys of every slot this node neither serves nor is about to receive, and of
+/// Which slots [`drop_foreign_slots`] empties.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Foreign {
+    /// Those this node neither serves nor is about to receive.
+    Lost,
+    /// Those it takes over from a failed node.
+    Rescued,
+}
+
+/// Deletes the keys of every slot this node neither serves nor is about to receive, or of
 /// slots it takes over from a failed node (what it holds there is a partial copy of a move that
 /// never committed, possibly stale).
-fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology) {
+fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology, which: Foreign) {
     let Some(cluster) = &shared.cluster else {
         return;
     };
@@ -129,7 +142,7 @@ fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology) {
                         .get(&n.id)
                         .is_some_and(|n| n.state == NodeState::Failed)
             });
-        if lost || rescued {
+        if (which == Foreign::Lost && lost) || (which == Foreign::Rescued && rescued) {
             let removed = delete_slot(shared, slot);
             if removed > 0 {
                 tracing::debug!("slot {slot}: dropped {removed} keys this node no longer serves");
@@ -269,12 +282,10 @@ async fn move_batch(
         })
         .await?;
     cluster.wait_for_epoch(topology.epoch).await;
+    // The follower has dropped the local copy when it took the topology that moved the batch
+    // (`drop_foreign_slots`). Deleting it here as well would be wrong: by now a later topology
+    // may have given the slots back (the destination failed) and writes to them been acknowledged.
     cluster.settle(batch);
-    for &slot in batch {
-        delete_slot(shared, slot);
-        // Freeing a large slot takes a while: let the connections in between.
-        tokio::task::yield_now().await;
-    }
     Ok(peer.sent)
 }
 

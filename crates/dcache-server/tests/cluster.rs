@@ -10,18 +10,27 @@ use std::sync::Arc;
 use common::{TestNode, error_text, query, run, test_config};
 use dcache_cluster::{Change, Node, NodeState, Topology};
 use dcache_placement::SLOTS;
-use dcache_server::cluster::{Cluster, LocalControl, Route, random_node_id};
+use dcache_server::cluster::{BoxFuture, Cluster, Control, LocalControl, Route, random_node_id};
 use dcache_server::{ClusterLink, NodeConfig, Server};
 use redis::Value;
 
 /// A node following `control`'s topology; not a member until it joins.
 async fn member(control: &Arc<LocalControl>, config: NodeConfig) -> (TestNode, Node) {
+    member_with(control.clone(), control.subscribe(), config).await
+}
+
+/// A node that proposes through `control` and follows `topology`.
+async fn member_with(
+    control: Arc<dyn Control>,
+    topology: tokio::sync::watch::Receiver<Arc<Topology>>,
+    config: NodeConfig,
+) -> (TestNode, Node) {
     let me = random_node_id();
     let server = Server::builder(config)
         .cluster(ClusterLink {
             me: me.clone(),
-            control: control.clone(),
-            topology: control.subscribe(),
+            control,
+            topology,
         })
         .bind()
         .await
@@ -725,4 +734,87 @@ async fn watching_a_slot_waits_for_the_writes_that_found_it_settled() {
     assert_eq!(cluster.enter(slot), Ok(true));
     cluster.leave(slot, true, keys());
     assert!(cluster.take_dirty().contains(key.as_bytes()));
+}
+
+/// Agreement for one story: the first move's destination dies right after the move commits.
+/// Once the source has taken both topologies (it serves the moved slots again, empty), a client
+/// writes a key of a moved slot there and is acknowledged. The next move waits forever, so that
+/// the test can look at the source then.
+#[derive(Debug)]
+struct DiesAfterMove {
+    inner: Arc<LocalControl>,
+    source: std::sync::OnceLock<(Arc<dcache_server::Shared>, String)>,
+    moves: std::sync::atomic::AtomicUsize,
+    written: tokio::sync::mpsc::UnboundedSender<String>,
+    next_move: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Control for DiesAfterMove {
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>> {
+        Box::pin(async move {
+            let Change::Moved { to, slots } = &change else {
+                return self.inner.apply(&change);
+            };
+            if self.moves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                let _ = self.next_move.send(());
+                return std::future::pending().await;
+            }
+            let moved = self.inner.apply(&change)?;
+            let (shared, url) = self.source.get().expect("the source is known");
+            let cluster = shared.cluster.clone().unwrap();
+            cluster.wait_for_epoch(moved.epoch).await;
+            let failed = self.inner.apply(&Change::Fail(to.clone()))?;
+            cluster.wait_for_epoch(failed.epoch).await;
+            let key = key_in(slots[0]);
+            let mut con = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            let () = redis::cmd("SET")
+                .arg(&key)
+                .arg("after")
+                .query_async(&mut con)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = self.written.send(key);
+            Ok(moved)
+        })
+    }
+}
+
+/// The source of a move must not delete its copy of the moved slots once the move has committed
+/// without looking: the destination may have died at once and the slots come back to it, and by
+/// then it serves them (empty) and acknowledges writes to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_slots_taken_back_from_a_destination_that_died_after_the_move_is_kept() {
+    let inner = LocalControl::new();
+    let (written, mut written_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (next_move, mut next_move_rx) = tokio::sync::mpsc::unbounded_channel();
+    let control = Arc::new(DiesAfterMove {
+        inner: inner.clone(),
+        source: std::sync::OnceLock::new(),
+        moves: std::sync::atomic::AtomicUsize::new(0),
+        written,
+        next_move,
+    });
+    let (a, a_node) = member_with(control.clone(), inner.subscribe(), test_config()).await;
+    control.source.set((a.shared.clone(), a.url())).unwrap();
+    inner.apply(&Change::Join(a_node)).unwrap();
+    let (_b, b_node) = member_with(control.clone(), inner.subscribe(), test_config()).await;
+    inner.apply(&Change::Join(b_node)).unwrap();
+    let within = std::time::Duration::from_secs(60);
+    let key = tokio::time::timeout(within, written_rx.recv())
+        .await
+        .expect("the first move commits within a minute")
+        .unwrap();
+    // A third node joins; the source's next move begins only once it is done with the first.
+    let (_c, c_node) = member_with(control.clone(), inner.subscribe(), test_config()).await;
+    inner.apply(&Change::Join(c_node)).unwrap();
+    tokio::time::timeout(within, next_move_rx.recv())
+        .await
+        .expect("the next move begins within a minute")
+        .unwrap();
+    let v: Option<String> = query(&mut a.client().await, &["GET", &key]).await;
+    assert_eq!(v.as_deref(), Some("after"), "{key}");
 }

@@ -3,12 +3,13 @@
 //! ```text
 //!   source (serves the slots)                         destination (their target owner)
 //!   watch(batch): writes to it recorded as dirty
+//!   CLUSTER IMPORTSLOT <slot> ──────────────────────► drop what an earlier attempt copied
 //!   dump_slot → CLUSTER IMPORT <records> ───────────► restore each record (by version)
 //!   dirty keys → CLUSTER IMPORT <records> ──────────► … until few are left
 //!   pause(batch): writes answered TRYAGAIN
 //!   last dirty keys → CLUSTER IMPORT ───────────────► OK for every request
 //!   propose Moved { to, batch } ──Raft──► every node: the destination serves the batch
-//!   settle(batch): writes answered MOVED; delete the local copy
+//!   settle(batch): writes answered MOVED; the follower drops the local copy
 //! ```
 //!
 //! A write acknowledged by the source before the pause was either in the snapshot or recorded
@@ -163,6 +164,20 @@ fn delete_slot(shared: &Shared, slot: u16) -> usize {
     }
 }
 
+/// `CLUSTER IMPORTSLOT slot`: the records of `slot` that follow replace whatever this node holds
+/// of it, a copy from an earlier attempt to move it that failed (a key deleted on the source
+/// since would come back with it). Returns how many keys it dropped.
+///
+/// # Errors
+/// When this node serves the slot.
+pub fn begin_import(shared: &Shared, slot: u16) -> Result<usize, String> {
+    let served = shared.cluster.as_ref().is_some_and(|c| c.view().mine(slot));
+    if served {
+        return Err(format!("ERR slot {slot} is served by this node"));
+    }
+    Ok(delete_slot(shared, slot))
+}
+
 /// Applies the effects of one `CLUSTER IMPORT` request, in order.
 ///
 /// # Errors
@@ -248,6 +263,8 @@ async fn move_batch(
     cluster.watch(batch).await;
     // The snapshot, slot by slot, in bounded steps.
     for &slot in batch {
+        peer.request(&[b"CLUSTER", b"IMPORTSLOT", slot.to_string().as_bytes()])
+            .await?;
         let mut cursor = dcache_store::DumpCursor::default();
         loop {
             let (records, next) =

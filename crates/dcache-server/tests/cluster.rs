@@ -818,3 +818,74 @@ async fn a_write_to_slots_taken_back_from_a_destination_that_died_after_the_move
     let v: Option<String> = query(&mut a.client().await, &["GET", &key]).await;
     assert_eq!(v.as_deref(), Some("after"), "{key}");
 }
+
+/// A destination may hold records of a slot from an earlier attempt to move it that failed (the
+/// destination refused a record for memory, the connection broke, the commit was refused), and
+/// the slot is then moved again. A key deleted on the source in between is in neither the new
+/// snapshot nor its dirty keys: the move must not bring back the old copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_does_not_bring_back_what_an_earlier_attempt_copied() {
+    let control = LocalControl::new();
+    let (a, a_node) = member(&control, test_config()).await;
+    control.apply(&Change::Join(a_node)).unwrap();
+    let (b, b_node) = member(&control, test_config()).await;
+    for node in [&a, &b] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(1)
+            .await;
+    }
+    // Keys of the slots that B will take, as an earlier attempt copied them to B.
+    let t = control.subscribe().borrow().clone();
+    let mut probe = Topology::clone(&t);
+    probe.apply(&Change::Join(b_node.clone())).unwrap();
+    let slots: Vec<u16> = probe
+        .moving_from(&t.nodes.keys().next().unwrap().clone())
+        .into_iter()
+        .map(|(s, _)| s)
+        .take(3)
+        .collect();
+    let keys: Vec<String> = slots.iter().map(|&s| key_in(s)).collect();
+    let mut con = a.client().await;
+    let mut body = Vec::new();
+    for key in &keys {
+        let _: () = query(&mut con, &["SET", key, "old"]).await;
+        a.shared
+            .store
+            .effect_of(key.as_bytes(), a.shared.clock.now_ms())
+            .encode(&mut body);
+    }
+    let applied: i64 = redis::cmd("CLUSTER")
+        .arg("IMPORT")
+        .arg(body)
+        .query_async(&mut b.client().await)
+        .await
+        .unwrap();
+    assert_eq!(applied, keys.len() as i64);
+    // Deleted on the source, then the move that succeeds.
+    for key in &keys {
+        let _: () = query(&mut con, &["DEL", key]).await;
+    }
+    control.apply(&Change::Join(b_node)).unwrap();
+    let settled = until_settled(&control).await;
+    for node in [&a, &b] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(settled.epoch)
+            .await;
+    }
+    let client = redis::cluster::ClusterClient::new(vec![a.url()]).unwrap();
+    let mut reader = client.get_async_connection().await.unwrap();
+    for key in &keys {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(v, None, "{key} came back");
+    }
+}

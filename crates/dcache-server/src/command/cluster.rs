@@ -110,6 +110,12 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let applied = crate::migrate::import(ctx.shared, args.get(2), ctx.now)?;
             ctx.out.int(applied as i64);
         }
+        b"IMPORTSLOT" => {
+            arity(3)?;
+            let slot = slot_arg(args.get(2))?;
+            let dropped = crate::migrate::begin_import(ctx.shared, slot)?;
+            ctx.out.int(dropped as i64);
+        }
         b"LEAVE" => {
             arity(2)?;
             if view.myself().is_none() {

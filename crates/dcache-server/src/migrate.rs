@@ -280,7 +280,7 @@ async fn move_batch(
     }
     // What was written meanwhile, until little is left.
     for _ in 0..MAX_ROUNDS {
-        let dirty = cluster.take_dirty();
+        let dirty = dirty_of(&cluster, batch);
         let few = dirty.len() < PAUSE_BELOW;
         send_keys(shared, &mut peer, dirty).await?;
         if few {
@@ -288,7 +288,7 @@ async fn move_batch(
         }
     }
     cluster.pause(batch).await;
-    let dirty = cluster.take_dirty();
+    let dirty = dirty_of(&cluster, batch);
     send_keys(shared, &mut peer, dirty).await?;
     peer.finish().await?;
     let control = cluster.control().cloned().ok_or("no agreement layer")?;
@@ -304,6 +304,19 @@ async fn move_batch(
     // may have given the slots back (the destination failed) and writes to them been acknowledged.
     cluster.settle(batch);
     Ok(peer.sent)
+}
+
+/// The keys written to `batch`'s slots since the last call. The node's dirty keys may hold
+/// others, left by a batch whose move was abandoned: they are not this destination's, and are
+/// dropped (their slots are copied whole again when they move).
+fn dirty_of(cluster: &crate::cluster::Cluster, batch: &[u16]) -> HashSet<Vec<u8>> {
+    let mut ours = vec![false; SLOTS];
+    for &slot in batch {
+        ours[usize::from(slot)] = true;
+    }
+    let mut dirty = cluster.take_dirty();
+    dirty.retain(|key| ours[usize::from(dcache_placement::slot(key))]);
+    dirty
 }
 
 /// Copies the current state of `keys` (or their absence).

@@ -169,7 +169,17 @@ impl Topology {
     fn fail(&mut self, id: &str) -> Result<(), ChangeError> {
         self.node_mut(id)?.state = NodeState::Failed;
         if self.serves_any(id) {
-            let online = self.online();
+            let mut online = self.online();
+            if online.is_empty() {
+                // Only leaving nodes are left: they take the slots back rather than let them
+                // point at a dead node (they hand them on when another node joins).
+                online = self
+                    .nodes
+                    .values()
+                    .filter(|n| n.state == NodeState::Leaving)
+                    .map(|n| Member::new(n.id.clone(), 1))
+                    .collect();
+            }
             if online.is_empty() {
                 return Err(ChangeError::NoSurvivor);
             }
@@ -431,6 +441,31 @@ mod tests {
             let share = counts[&id(n)];
             assert!((SLOTS / 3..=SLOTS / 3 + 1).contains(&share), "{n}: {share}");
         }
+    }
+
+    #[test]
+    fn a_failure_with_only_leaving_nodes_left_gives_them_the_slots_back() {
+        let mut t = cluster(2);
+        t.apply(&Change::Leave(id(1))).unwrap();
+        // Half of node 1's slots have reached node 2 when node 2 fails.
+        let half: Vec<u16> = t
+            .moving_from(&id(1))
+            .into_iter()
+            .map(|(s, _)| s)
+            .take(100)
+            .collect();
+        t.apply(&Change::Moved {
+            to: id(2),
+            slots: half,
+        })
+        .unwrap();
+        t.apply(&Change::Fail(id(2))).unwrap();
+        assert!(t.all_served());
+        assert_eq!(t.slot_counts()[&id(1)], SLOTS);
+        assert!(
+            t.target.is_none(),
+            "nowhere to move them until a node joins"
+        );
     }
 
     #[test]

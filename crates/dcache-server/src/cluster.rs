@@ -27,7 +27,24 @@ use parking_lot::{Mutex, RwLock};
 /// What a node's cluster commands and migrations ask of the agreement layer.
 pub trait Control: Send + Sync + fmt::Debug {
     /// Commits `change` and returns the topology right after it was applied.
-    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>>;
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, ProposeError>>;
+}
+
+/// Why a proposal did not return a topology.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// It will not take effect: the topology refused it (or it never reached the log).
+    #[error("{0}")]
+    Refused(String),
+    /// It may yet take effect (a timeout, a leader lost on the way): only a later topology tells.
+    #[error("{0}")]
+    Uncertain(String),
+}
+
+impl From<String> for ProposeError {
+    fn from(reason: String) -> Self {
+        ProposeError::Refused(reason)
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -158,6 +175,8 @@ pub struct Cluster {
     dirty: Mutex<HashSet<Vec<u8>>>,
     /// Wakes whoever waits for a topology.
     changed: tokio::sync::Notify,
+    /// Set by CLUSTER LEAVE: the node stops once the topology no longer lists it.
+    pub leave_requested: std::sync::atomic::AtomicBool,
     /// Migration counters, for INFO and metrics.
     pub slots_moved_out: AtomicU64,
     pub migration_sent_bytes: AtomicU64,
@@ -185,6 +204,7 @@ impl Cluster {
             settled_writes: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             dirty: Mutex::default(),
             changed: tokio::sync::Notify::new(),
+            leave_requested: std::sync::atomic::AtomicBool::new(false),
             slots_moved_out: AtomicU64::new(0),
             migration_sent_bytes: AtomicU64::new(0),
             imported_records: AtomicU64::new(0),
@@ -421,8 +441,8 @@ impl LocalControl {
 }
 
 impl Control for LocalControl {
-    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>> {
-        Box::pin(async move { self.apply(&change) })
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, ProposeError>> {
+        Box::pin(async move { Ok(self.apply(&change)?) })
     }
 }
 

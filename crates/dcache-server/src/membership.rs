@@ -19,7 +19,7 @@ use dcache_cluster::swim::{Detector, DetectorConfig, MemberEvent, bus_members};
 use dcache_cluster::{Change, Cluster, ClusterConfig, NodeState, Topology};
 use tokio::sync::watch;
 
-use crate::cluster::{BoxFuture, Control};
+use crate::cluster::{BoxFuture, Control, ProposeError};
 use crate::config::NodeConfig;
 use crate::server::ClusterLink;
 
@@ -34,8 +34,16 @@ impl std::fmt::Debug for RaftControl {
 }
 
 impl Control for RaftControl {
-    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>> {
-        Box::pin(async move { self.0.propose(change).await.map_err(|e| e.to_string()) })
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, ProposeError>> {
+        Box::pin(async move {
+            self.0.propose(change).await.map_err(|e| match e {
+                // Committed and refused by the topology: final.
+                dcache_cluster::Error::Change(refused) => {
+                    ProposeError::Refused(refused.to_string())
+                }
+                other => ProposeError::Uncertain(other.to_string()),
+            })
+        })
     }
 }
 

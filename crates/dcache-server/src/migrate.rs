@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::cluster::ProposeError;
 use crate::state::Shared;
 
 /// Slots moved (and committed) together.
@@ -67,11 +68,14 @@ pub async fn follow(
             cluster.set_topology(Arc::clone(&next));
             drop_foreign_slots(&shared, &previous, &next, Foreign::Lost);
             let me = cluster.view().me.clone();
-            let left = previous
-                .nodes
-                .get(&me)
-                .is_some_and(|n| n.state == NodeState::Leaving)
-                && !next.nodes.contains_key(&me);
+            // Gone from the topology after asking to leave: once its slots were handed off, or
+            // at once when it held none.
+            let left = previous.nodes.get(&me).is_some_and(|n| {
+                n.state == NodeState::Leaving
+                    || cluster
+                        .leave_requested
+                        .load(std::sync::atomic::Ordering::Relaxed)
+            }) && !next.nodes.contains_key(&me);
             previous = Arc::clone(&next);
             if left {
                 // Handed everything off and left (dcache cluster leave): the node's work is done.
@@ -185,11 +189,22 @@ pub fn begin_import(shared: &Shared, slot: u16) -> Result<usize, String> {
 /// batch and tries again later).
 pub fn import(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, String> {
     let mut applied = 0;
+    let view = shared.cluster.as_ref().map(|c| c.view());
     while !body.is_empty() {
         let (effect, used) = dcache_store::Effect::decode(body)
             .map_err(|e| format!("ERR bad effect: {e}"))?
             .ok_or("ERR bad effect: truncated")?;
         body = &body[used..];
+        // Records are for slots on their way here; one for a slot this node serves would bypass
+        // its routing and the watch of a migration away from it.
+        if let Some(view) = &view
+            && view.mine(dcache_placement::slot(&effect.key))
+        {
+            return Err(format!(
+                "ERR slot {} is served here: it takes writes, not imports",
+                dcache_placement::slot(&effect.key)
+            ));
+        }
         if shared
             .store
             .restore(effect, now)
@@ -297,12 +312,7 @@ async fn move_batch(
     send_keys(shared, &mut peer, dirty).await?;
     peer.finish().await?;
     let control = cluster.control().cloned().ok_or("no agreement layer")?;
-    let topology = control
-        .propose(Change::Moved {
-            to: dest.id.clone(),
-            slots: batch.to_vec(),
-        })
-        .await?;
+    let topology = commit(&cluster, control.as_ref(), &dest.id, batch).await?;
     cluster.wait_for_epoch(topology.epoch).await;
     // The follower has dropped the local copy when it took the topology that moved the batch
     // (`drop_foreign_slots`). Deleting it here as well would be wrong: by now a later topology
@@ -315,6 +325,53 @@ async fn move_batch(
         .migration_sent_bytes
         .fetch_add(peer.sent, std::sync::atomic::Ordering::Relaxed);
     Ok(peer.sent)
+}
+
+/// Commits the move of `batch` to `to`. A failure that leaves the outcome unknown (no leader, a
+/// timeout) keeps the batch paused and asks again until the answer is known: settling it while
+/// the move may still commit would let writes land on a copy that is about to be dropped.
+async fn commit(
+    cluster: &crate::cluster::Cluster,
+    control: &dyn crate::cluster::Control,
+    to: &str,
+    batch: &[u16],
+) -> Result<Arc<Topology>, String> {
+    let change = Change::Moved {
+        to: to.to_owned(),
+        slots: batch.to_vec(),
+    };
+    let mut uncertain = false;
+    loop {
+        match control.propose(change.clone()).await {
+            Ok(topology) => return Ok(topology),
+            Err(ProposeError::Refused(reason)) => {
+                // After an uncertain attempt, a refusal may only mean that attempt committed:
+                // the slots are `to`'s already, which this node learns shortly.
+                if uncertain {
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    while Instant::now() < deadline {
+                        let view = cluster.view();
+                        if batch
+                            .iter()
+                            .all(|&s| view.topology.owner(s).is_some_and(|n| n.id == to))
+                        {
+                            return Ok(Arc::clone(&view.topology));
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                return Err(reason);
+            }
+            Err(ProposeError::Uncertain(reason)) => {
+                uncertain = true;
+                tracing::warn!(
+                    "committing the move of {} slots: {reason}; asking again",
+                    batch.len()
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 /// The keys written to `batch`'s slots since the last call. The node's dirty keys may hold

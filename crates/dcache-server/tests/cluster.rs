@@ -202,6 +202,32 @@ async fn a_node_alone_is_a_cluster_serving_every_slot() {
     );
     let ok: String = query(&mut con, &["READONLY"]).await;
     assert_eq!(ok, "OK");
+    // Alone, it has no one to hand its slots to.
+    assert_eq!(
+        error_text(&mut con, &["CLUSTER", "LEAVE"]).await,
+        "ERR No other node is online to take this node's slots"
+    );
+    // Migration records are for slots on their way here, never for slots served here (they
+    // would bypass routing).
+    let effect = dcache_store::Effect {
+        key: b"imported".to_vec().into_boxed_slice(),
+        version: dcache_store::Version(u64::from(u32::MAX) << 20),
+        change: dcache_store::Change::Put {
+            value: dcache_store::OwnedValue::Str(b"v".to_vec().into_boxed_slice()),
+            expire_at: None,
+        },
+    };
+    let mut body = Vec::new();
+    effect.encode(&mut body);
+    let err = redis::cmd("CLUSTER")
+        .arg("IMPORT")
+        .arg(body)
+        .query_async::<redis::Value>(&mut con)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is served here"), "{err}");
+    let exists: i64 = query(&mut con, &["EXISTS", "imported"]).await;
+    assert_eq!(exists, 0);
 }
 
 #[tokio::test]
@@ -750,10 +776,13 @@ struct DiesAfterMove {
 }
 
 impl Control for DiesAfterMove {
-    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>> {
+    fn propose(
+        &self,
+        change: Change,
+    ) -> BoxFuture<'_, Result<Arc<Topology>, dcache_server::cluster::ProposeError>> {
         Box::pin(async move {
             let Change::Moved { to, slots } = &change else {
-                return self.inner.apply(&change);
+                return Ok(self.inner.apply(&change)?);
             };
             if self.moves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
                 let _ = self.next_move.send(());

@@ -121,6 +121,16 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             if view.myself().is_none() {
                 return Err("ERR This node is not a member of the cluster".into());
             }
+            let others = view
+                .nodes
+                .iter()
+                .any(|n| n.id != view.me && n.state == NodeState::Online);
+            if !others {
+                return Err("ERR No other node is online to take this node's slots".into());
+            }
+            cluster
+                .leave_requested
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             propose(&cluster, Change::Leave(view.me.clone()));
             ctx.out.ok();
         }

@@ -223,6 +223,34 @@ async fn a_partitioned_node_does_not_stop_the_majority_and_catches_up() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_node_declared_failed_while_cut_off_comes_back_when_the_partition_heals() {
+    let sim = Sim::new();
+    let nodes = sim.cluster(3).await;
+    let cut = nodes[2].id().to_owned();
+    sim.net.isolate(&Sim::bus(3).to_string());
+    // Failure detection would declare it failed; its slots (none yet) go to the others, and
+    // Raft drops it.
+    bounded(nodes[0].propose(Change::Fail(cut.clone())))
+        .await
+        .expect("commits");
+    voters_become(&nodes[0], &[&nodes[0], &nodes[1]]).await;
+
+    sim.net.heal();
+    bounded(async {
+        while topology(&nodes[0]).nodes[&cut].state != NodeState::Online {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let agreed = agree(&nodes).await;
+    assert_eq!(agreed.nodes[&cut].state, NodeState::Online);
+    voters_become(&nodes[0], &[&nodes[0], &nodes[1], &nodes[2]]).await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_leader_killed_during_a_join_the_join_completes_under_a_new_leader() {
     let sim = Sim::new();
     sim.net

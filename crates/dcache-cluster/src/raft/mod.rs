@@ -253,12 +253,18 @@ impl Cluster {
             topology.clone(),
             config.heartbeat * 2,
         ));
+        let watchdog = tokio::spawn(watchdog(
+            core.clone(),
+            me.clone(),
+            topology.clone(),
+            config.election_timeout,
+        ));
         let cluster = Cluster {
             inner: Arc::new(Inner {
                 me,
                 core,
                 topology,
-                tasks: Mutex::new(vec![reconciler]),
+                tasks: Mutex::new(vec![reconciler, watchdog]),
             }),
         };
         let deadline = Instant::now() + config.join_timeout;
@@ -604,6 +610,65 @@ async fn reconcile(
             Ok(Ok(_)) => wait = false,
             Ok(Err(e)) => tracing::info!(error = %e, "raft membership change not made"),
             Err(_) => tracing::info!("raft membership change timed out"),
+        }
+    }
+}
+
+/// Brings this node back when the cluster has lost it: when its topology says it failed, or it
+/// has had no leader for ten election timeouts (the others may have removed it from Raft while
+/// it was cut off, and then no leader ever talks to it again). It asks to `Join` again through
+/// its leader if it has one, else through each member it knows in turn.
+async fn watchdog(
+    core: Arc<Core>,
+    me: Node,
+    topology: watch::Receiver<Arc<Topology>>,
+    election_timeout: Duration,
+) {
+    let mut leaderless_since: Option<Instant> = None;
+    let mut next_member = 0usize;
+    loop {
+        tokio::time::sleep(election_timeout).await;
+        let now = Instant::now();
+        let leader = core.raft.metrics().borrow().current_leader;
+        leaderless_since = match leader {
+            Some(_) => None,
+            None => Some(leaderless_since.unwrap_or(now)),
+        };
+        let lost = leaderless_since.is_some_and(|since| now - since >= election_timeout * 10);
+        let failed = topology
+            .borrow()
+            .nodes
+            .get(&me.id)
+            .is_some_and(|n| n.state == NodeState::Failed);
+        if !lost && !failed {
+            continue;
+        }
+        tracing::info!(
+            lost,
+            failed,
+            "this node is out of the cluster: asking to join again"
+        );
+        let join = Change::Join(me.clone());
+        if leader.is_some() {
+            let deadline = now + election_timeout * 2;
+            if core.propose(join.clone(), HOPS, deadline).await.is_ok() {
+                continue;
+            }
+        }
+        let members: Vec<String> = topology
+            .borrow()
+            .nodes
+            .values()
+            .filter(|n| n.id != me.id)
+            .map(|n| bus_node(&n.host, n.bus_port).addr)
+            .collect();
+        if let Some(addr) = members.get(next_member % members.len().max(1)) {
+            next_member += 1;
+            let rpc = Rpc::Propose {
+                change: join,
+                hops: HOPS,
+            };
+            let _ = core.transport.call(addr, rpc, election_timeout * 2).await;
         }
     }
 }

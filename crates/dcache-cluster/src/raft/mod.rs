@@ -189,11 +189,12 @@ impl Cluster {
 
     /// Loads this node's id (or makes a new random one) and Raft state from `config.dir`, starts
     /// serving the bus on `transport`, then:
-    /// - with saved state, rejoins as itself (a `Join` with its id and current address);
-    /// - else with `join`, asks that member to add it (the request goes on to the leader);
-    /// - else bootstraps a one-node cluster, which serves every slot.
-    ///
-    /// Returns once this node's own copy of the topology lists it.
+    /// - with saved state, returns at once with the topology it had (replayed from its
+    ///   snapshot and log), and rejoins as itself in the background (a `Join` with its id and
+    ///   current address, committed when a majority is up);
+    /// - else with `join`, asks that member to add it (the request goes on to the leader) and
+    ///   returns once this node's own copy of the topology lists it;
+    /// - else bootstraps a one-node cluster, which serves every slot, and returns when it does.
     ///
     /// # Errors
     /// The directory or the bus port cannot be used, or the node did not get into the cluster
@@ -269,7 +270,16 @@ impl Cluster {
         };
         let deadline = Instant::now() + config.join_timeout;
         let started = if has_state {
-            cluster.rejoin(config.join, deadline).await
+            // In the background: when a whole cluster restarts, no node can commit anything
+            // until a majority is back, and a node's start must not wait for the others'.
+            let task = tokio::spawn(rejoin(
+                cluster.inner.core.clone(),
+                cluster.inner.me.clone(),
+                cluster.inner.topology.clone(),
+                config.join,
+            ));
+            cluster.inner.tasks.lock().expect("tasks lock").push(task);
+            Ok(())
         } else if let Some(seed) = config.join {
             cluster.join(&seed.to_string(), deadline).await
         } else {
@@ -396,49 +406,6 @@ impl Cluster {
                 Err(e) => tracing::debug!(error = %e, seed, "join: no luck yet"),
             }
             sleep_until_or(deadline, core.retry).await;
-        }
-        self.wait_listed(deadline).await
-    }
-
-    /// Comes back as itself: commits a `Join` with our id and current address. The leader (if
-    /// it can reach us, it tells us who it is) takes it; otherwise a seed or a member from our
-    /// last topology passes it on.
-    async fn rejoin(&self, seed: Option<SocketAddr>, deadline: Instant) -> Result<(), Error> {
-        let core = &self.inner.core;
-        let join = Change::Join(self.inner.me.clone());
-        let mut attempt = 0usize;
-        loop {
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout("rejoining the cluster".into()));
-            }
-            // Give Raft a few election timeouts to find a leader on its own.
-            let try_until = deadline.min(Instant::now() + core.retry * 30);
-            match core.propose(join.clone(), HOPS, try_until).await {
-                Ok(_) => break,
-                Err(Error::Change(e)) => return Err(e.into()),
-                Err(e) => tracing::debug!(error = %e, "rejoin: no leader yet"),
-            }
-            let mut seeds: Vec<String> = seed.iter().map(ToString::to_string).collect();
-            seeds.extend(
-                self.inner
-                    .topology
-                    .borrow()
-                    .nodes
-                    .values()
-                    .filter(|n| n.id != self.inner.me.id)
-                    .map(|n| bus_node(&n.host, n.bus_port).addr),
-            );
-            if let Some(addr) = seeds.get(attempt % seeds.len().max(1)) {
-                attempt += 1;
-                let rpc = Rpc::Propose {
-                    change: join.clone(),
-                    hops: HOPS,
-                };
-                let left = deadline.saturating_duration_since(Instant::now());
-                if let Ok(RpcReply::Propose(Ok(_))) = core.transport.call(addr, rpc, left).await {
-                    break;
-                }
-            }
         }
         self.wait_listed(deadline).await
     }
@@ -610,6 +577,48 @@ async fn reconcile(
             Ok(Ok(_)) => wait = false,
             Ok(Err(e)) => tracing::info!(error = %e, "raft membership change not made"),
             Err(_) => tracing::info!("raft membership change timed out"),
+        }
+    }
+}
+
+/// Comes back as itself: commits a `Join` with our id and current address, retrying until it is
+/// committed. The leader takes it if it can reach us (it tells us who it is); otherwise `seed` or
+/// a member from our last topology passes it on.
+async fn rejoin(
+    core: Arc<Core>,
+    me: Node,
+    topology: watch::Receiver<Arc<Topology>>,
+    seed: Option<SocketAddr>,
+) {
+    let join = Change::Join(me.clone());
+    let mut attempt = 0usize;
+    loop {
+        // Give Raft a few election timeouts to find a leader on its own.
+        let deadline = Instant::now() + core.retry * 30;
+        match core.propose(join.clone(), HOPS, deadline).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "rejoin: no leader yet"),
+        }
+        let mut seeds: Vec<String> = seed.iter().map(ToString::to_string).collect();
+        seeds.extend(
+            topology
+                .borrow()
+                .nodes
+                .values()
+                .filter(|n| n.id != me.id)
+                .map(|n| bus_node(&n.host, n.bus_port).addr),
+        );
+        if let Some(addr) = seeds.get(attempt % seeds.len().max(1)) {
+            attempt += 1;
+            let rpc = Rpc::Propose {
+                change: join.clone(),
+                hops: HOPS,
+            };
+            if let Ok(RpcReply::Propose(Ok(_))) =
+                core.transport.call(addr, rpc, core.retry * 30).await
+            {
+                return;
+            }
         }
     }
 }

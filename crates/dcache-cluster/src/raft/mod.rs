@@ -17,6 +17,12 @@
 //! Files in the node's directory: `node-id`, the Raft log and vote (see [`log_store`]) and the
 //! last snapshot (see [`state_machine`]). Nothing else is persisted: cached data never is.
 //!
+//! Running it: [`Cluster::start`] inside a tokio runtime (any flavour) spawns everything it
+//! needs: openraft's tasks, the bus listener (TCP on `host:bus_port`) with a task per
+//! connection, the reconcile task and a watchdog that rejoins a node the cluster has lost.
+//! The server keeps the `Cluster` (clones are cheap), follows [`Cluster::topology`] for routing,
+//! commits changes with [`Cluster::propose`], and calls [`Cluster::shutdown`] on exit.
+//!
 //! [openraft]: https://docs.rs/openraft
 
 mod files;
@@ -332,6 +338,18 @@ impl Cluster {
         let metrics = self.inner.core.raft.metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(metrics.id)
+    }
+
+    /// The leader as this node knows it (by id), if it knows one it can name.
+    #[must_use]
+    pub fn leader(&self) -> Option<NodeId> {
+        let leader = self.inner.core.raft.metrics().borrow().current_leader?;
+        let topology = self.inner.topology.borrow();
+        topology
+            .nodes
+            .keys()
+            .find(|id| raft_id(id) == leader)
+            .cloned()
     }
 
     /// The members whose votes count now, as this node knows them: during a membership change

@@ -2,7 +2,8 @@
 //! moves when every task waits, so elections, timeouts and delays take no real time, and every
 //! wait below is bounded in simulated time.
 //!
-//! Seeded: `DCACHE_SEED=<n>` replays a run (the seed drives node ids, message loss and delays).
+//! Seeded: `DCACHE_SEED=<n>` replays a run's node ids, message loss and delays (openraft draws
+//! its election timeouts from its own generator, so elections may still go another way).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -25,31 +25,34 @@
 //!
 //! [openraft]: https://docs.rs/openraft
 
+mod config;
 mod files;
 pub mod log_store;
 pub mod membership;
 mod network;
 pub mod state_machine;
+mod tasks;
 pub mod transport;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use openraft::ServerState;
 use openraft::error::{ClientWriteError, Fatal, InitializeError};
-use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use self::config::ClusterConfig;
 use self::log_store::LogStore;
 use self::network::Network;
 use self::state_machine::StateMachine;
+use self::tasks::{reconcile, rejoin, watchdog};
 use self::transport::{
     BoxFuture, Handler, Refused, Rpc, RpcReply, TcpTransport, Transport, TransportError,
 };
@@ -60,84 +63,6 @@ use crate::topology::{Change, ChangeError, Node, NodeId, NodeState, Topology};
 /// just lost its place passes it on again).
 const HOPS: u8 = 3;
 const NODE_ID: &str = "node-id";
-
-/// How a node takes part in the cluster. [`ClusterConfig::new`] gives the defaults.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// Where the node id, Raft vote, log and snapshot live.
-    pub dir: PathBuf,
-    /// The address others reach this node at (clients and the bus); also the one bound.
-    pub host: String,
-    /// The client (Redis protocol) port, as published in the topology.
-    pub port: u16,
-    /// The cluster-bus port (Raft over TCP; 0 binds any free port).
-    pub bus_port: u16,
-    /// A member's bus address to join through; `None` starts a cluster (or rejoins one from
-    /// saved state).
-    pub join: Option<SocketAddr>,
-    /// The id to take when `dir` holds none (tests want fixed ids); `None` makes a random one.
-    pub id: Option<NodeId>,
-    /// The leader's heartbeat.
-    pub heartbeat: Duration,
-    /// A follower that hears no leader for this long (up to twice as long, at random) stands
-    /// for election.
-    pub election_timeout: Duration,
-    /// How long a proposal may wait to be committed (including finding a leader).
-    pub propose_timeout: Duration,
-    /// How long `start` waits to be part of the cluster (joining, or rejoining from saved state).
-    pub join_timeout: Duration,
-    /// A snapshot is taken after this many entries; the log keeps the last few after it.
-    pub snapshot_every: u64,
-}
-
-impl ClusterConfig {
-    /// Defaults: a heartbeat every 100 ms, elections after 0.8–1.6 s of silence, 10 s to
-    /// commit a proposal and 30 s to join.
-    #[must_use]
-    pub fn new(dir: impl Into<PathBuf>, host: impl Into<String>, port: u16, bus_port: u16) -> Self {
-        Self {
-            dir: dir.into(),
-            host: host.into(),
-            port,
-            bus_port,
-            join: None,
-            id: None,
-            heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(800),
-            propose_timeout: Duration::from_secs(10),
-            join_timeout: Duration::from_secs(30),
-            snapshot_every: 500,
-        }
-    }
-
-    /// Joins the cluster through the member whose bus address is `seed`.
-    #[must_use]
-    pub fn join(mut self, seed: SocketAddr) -> Self {
-        self.join = Some(seed);
-        self
-    }
-
-    /// Takes this id if the directory holds none.
-    #[must_use]
-    pub fn id(mut self, id: impl Into<NodeId>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    fn raft_config(&self) -> Result<openraft::Config, Error> {
-        let ms = |d: Duration| d.as_millis().max(1) as u64;
-        let config = openraft::Config {
-            cluster_name: "dcache".into(),
-            heartbeat_interval: ms(self.heartbeat),
-            election_timeout_min: ms(self.election_timeout),
-            election_timeout_max: ms(self.election_timeout) * 2,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
-            max_in_snapshot_log_to_keep: self.snapshot_every / 5,
-            ..Default::default()
-        };
-        config.validate().map_err(|e| Error::Config(e.to_string()))
-    }
-}
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -547,157 +472,6 @@ fn stopped_reply(rpc: Rpc) -> RpcReply {
 
 async fn sleep_until_or(deadline: Instant, pause: Duration) {
     tokio::time::sleep_until(deadline.min(Instant::now() + pause)).await;
-}
-
-/// On the leader, brings Raft's membership in line with the topology (see [`membership`]),
-/// after every topology change and every `interval` (a learner catching up changes no topology).
-async fn reconcile(
-    core: Arc<Core>,
-    mut topology: watch::Receiver<Arc<Topology>>,
-    interval: Duration,
-) {
-    let mut wait = true;
-    loop {
-        if wait {
-            tokio::select! {
-                changed = topology.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(interval) => {}
-            }
-        }
-        wait = true;
-        let metrics = core.raft.metrics().borrow().clone();
-        if metrics.state != ServerState::Leader {
-            continue;
-        }
-        let applied = metrics.last_applied.map_or(0, |l| l.index);
-        let caught_up = |id: RaftId| {
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).copied());
-            // A few entries behind is close enough: the joint change replicates them anyway.
-            matched.flatten().is_some_and(|m| m.index + 16 >= applied)
-        };
-        let current = topology.borrow().clone();
-        let Some((change, retain)) =
-            membership::next_step(&current, metrics.membership_config.membership(), caught_up)
-        else {
-            continue;
-        };
-        tracing::info!(?change, "raft membership follows the topology");
-        match tokio::time::timeout(
-            core.propose_timeout,
-            core.raft.change_membership(change, retain),
-        )
-        .await
-        {
-            // One step done: look for the next at once.
-            Ok(Ok(_)) => wait = false,
-            Ok(Err(e)) => tracing::info!(error = %e, "raft membership change not made"),
-            Err(_) => tracing::info!("raft membership change timed out"),
-        }
-    }
-}
-
-/// Comes back as itself: commits a `Join` with our id and current address, retrying until it is
-/// committed. The leader takes it if it can reach us (it tells us who it is); otherwise `seed` or
-/// a member from our last topology passes it on.
-async fn rejoin(
-    core: Arc<Core>,
-    me: Node,
-    topology: watch::Receiver<Arc<Topology>>,
-    seed: Option<SocketAddr>,
-) {
-    let join = Change::Join(me.clone());
-    let mut attempt = 0usize;
-    loop {
-        // Give Raft a few election timeouts to find a leader on its own.
-        let deadline = Instant::now() + core.retry * 30;
-        match core.propose(join.clone(), HOPS, deadline).await {
-            Ok(_) => return,
-            Err(e) => tracing::debug!(error = %e, "rejoin: no leader yet"),
-        }
-        let mut seeds: Vec<String> = seed.iter().map(ToString::to_string).collect();
-        seeds.extend(
-            topology
-                .borrow()
-                .nodes
-                .values()
-                .filter(|n| n.id != me.id)
-                .map(|n| bus_node(&n.host, n.bus_port).addr),
-        );
-        if let Some(addr) = seeds.get(attempt % seeds.len().max(1)) {
-            attempt += 1;
-            let rpc = Rpc::Propose {
-                change: join.clone(),
-                hops: HOPS,
-            };
-            if let Ok(RpcReply::Propose(Ok(_))) =
-                core.transport.call(addr, rpc, core.retry * 30).await
-            {
-                return;
-            }
-        }
-    }
-}
-
-/// Brings this node back when the cluster has lost it: when its topology says it failed, or it
-/// has had no leader for ten election timeouts (the others may have removed it from Raft while
-/// it was cut off, and then no leader ever talks to it again). It asks to `Join` again through
-/// its leader if it has one, else through each member it knows in turn.
-async fn watchdog(
-    core: Arc<Core>,
-    me: Node,
-    topology: watch::Receiver<Arc<Topology>>,
-    election_timeout: Duration,
-) {
-    let mut leaderless_since: Option<Instant> = None;
-    let mut next_member = 0usize;
-    loop {
-        tokio::time::sleep(election_timeout).await;
-        let now = Instant::now();
-        let leader = core.raft.metrics().borrow().current_leader;
-        leaderless_since = match leader {
-            Some(_) => None,
-            None => Some(leaderless_since.unwrap_or(now)),
-        };
-        let lost = leaderless_since.is_some_and(|since| now - since >= election_timeout * 10);
-        let failed = topology
-            .borrow()
-            .nodes
-            .get(&me.id)
-            .is_some_and(|n| n.state == NodeState::Failed);
-        if !lost && !failed {
-            continue;
-        }
-        tracing::info!(
-            lost,
-            failed,
-            "this node is out of the cluster: asking to join again"
-        );
-        let join = Change::Join(me.clone());
-        if leader.is_some() {
-            let deadline = now + election_timeout * 2;
-            if core.propose(join.clone(), HOPS, deadline).await.is_ok() {
-                continue;
-            }
-        }
-        let members: Vec<String> = topology
-            .borrow()
-            .nodes
-            .values()
-            .filter(|n| n.id != me.id)
-            .map(|n| bus_node(&n.host, n.bus_port).addr)
-            .collect();
-        if let Some(addr) = members.get(next_member % members.len().max(1)) {
-            next_member += 1;
-            let rpc = Rpc::Propose {
-                change: join,
-                hops: HOPS,
-            };
-            let _ = core.transport.call(addr, rpc, election_timeout * 2).await;
-        }
-    }
 }
 
 /// The id in `dir`, or a new one (`preset`, or random) saved there.

@@ -2,7 +2,8 @@
 //! moves when every task waits, so elections, timeouts and delays take no real time, and every
 //! wait below is bounded in simulated time.
 //!
-//! Seeded: `DCACHE_SEED=<n>` replays a run (the seed drives node ids, message loss and delays).
+//! Seeded: `DCACHE_SEED=<n>` replays a run's node ids, message loss and delays (openraft draws
+//! its election timeouts from its own generator, so elections may still go another way).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -135,6 +136,20 @@ async fn agree(nodes: &[Cluster]) -> Arc<Topology> {
     .await
 }
 
+/// Waits until every node has applied the same topology, past `epoch`; returns it.
+async fn agree_after(nodes: &[Cluster], epoch: u64) -> Arc<Topology> {
+    bounded(async {
+        loop {
+            let agreed = agree(nodes).await;
+            if agreed.epoch > epoch {
+                return agreed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
 /// Waits until `node`'s Raft voters are exactly `expected`.
 async fn voters_become(node: &Cluster, expected: &[&Cluster]) {
     let expected: BTreeSet<String> = expected.iter().map(|c| c.id().to_owned()).collect();
@@ -223,6 +238,34 @@ async fn a_partitioned_node_does_not_stop_the_majority_and_catches_up() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_node_declared_failed_while_cut_off_comes_back_when_the_partition_heals() {
+    let sim = Sim::new();
+    let nodes = sim.cluster(3).await;
+    let cut = nodes[2].id().to_owned();
+    sim.net.isolate(&Sim::bus(3).to_string());
+    // Failure detection would declare it failed; its slots (none yet) go to the others, and
+    // Raft drops it.
+    bounded(nodes[0].propose(Change::Fail(cut.clone())))
+        .await
+        .expect("commits");
+    voters_become(&nodes[0], &[&nodes[0], &nodes[1]]).await;
+
+    sim.net.heal();
+    bounded(async {
+        while topology(&nodes[0]).nodes[&cut].state != NodeState::Online {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let agreed = agree(&nodes).await;
+    assert_eq!(agreed.nodes[&cut].state, NodeState::Online);
+    voters_become(&nodes[0], &[&nodes[0], &nodes[1], &nodes[2]]).await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_leader_killed_during_a_join_the_join_completes_under_a_new_leader() {
     let sim = Sim::new();
     sim.net
@@ -237,13 +280,20 @@ async fn the_leader_killed_during_a_join_the_join_completes_under_a_new_leader()
         }
     })
     .await;
-    // Join through a node that is not the leader, and kill the leader while it is under way.
+    // Join through a node that is not the leader, and kill the leader the moment it has
+    // applied the join: the newcomer is not in Raft yet and has not heard of its join (every
+    // message takes at least a millisecond), so the rest falls to the next leader.
     let seed = (leader + 1) % 3;
+    let newcomer = sim.config(4);
+    let new_id = newcomer.id.clone().expect("preset id");
     let joining = tokio::spawn(Cluster::start_with(
-        sim.config(4).join(Sim::bus(seed as u8 + 1)),
+        newcomer.join(Sim::bus(seed as u8 + 1)),
         sim.net.transport(),
     ));
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    let mut applied = nodes[leader].topology();
+    bounded(applied.wait_for(|t| t.nodes.contains_key(&new_id)))
+        .await
+        .expect("the leader applies the join");
     assert!(!joining.is_finished(), "the join is still under way");
     nodes[leader].shutdown().await;
     let fourth = bounded(joining).await.expect("no panic").expect("joined");
@@ -299,11 +349,8 @@ async fn a_restarted_node_comes_back_as_itself() {
     assert_eq!(back.id(), id);
     let mut all = nodes.clone();
     all.push(back);
-    let agreed = agree(&all).await;
-    assert!(
-        agreed.epoch > moved_on.epoch,
-        "the rejoin is a committed change"
-    );
+    // The rejoin is a committed change.
+    let agreed = agree_after(&all, moved_on.epoch).await;
     assert_eq!(agreed.nodes[&id].state, NodeState::Online);
     for node in &all {
         node.shutdown().await;
@@ -321,11 +368,8 @@ async fn a_lone_node_restarts_from_its_directory() {
 
     let node = sim.start(config).await;
     assert_eq!(node.id(), id);
-    let t = topology(&node);
-    assert!(
-        t.epoch > epoch,
-        "its log replayed, then its rejoin committed"
-    );
+    // Its log replayed, then its rejoin committed.
+    let t = agree_after(std::slice::from_ref(&node), epoch).await;
     assert_eq!(t.slot_counts()[&id], SLOTS);
     node.shutdown().await;
 }
@@ -389,8 +433,31 @@ async fn a_node_far_behind_catches_up_from_a_snapshot_and_restarts_from_it() {
     let back = sim.start(sim.config(3)).await;
     assert_eq!(back.id(), nodes[2].id());
     let all = [nodes[0].clone(), nodes[1].clone(), back];
-    assert!(agree(&all).await.epoch > last.epoch);
+    agree_after(&all, last.epoch).await;
     for node in &all {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_cluster_restarted_one_node_at_a_time_comes_back() {
+    let sim = Sim::new();
+    let nodes = sim.cluster(3).await;
+    let before = topology(&nodes[0]);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    // Each start returns with the topology it had, before a majority is back to commit.
+    let mut back = Vec::new();
+    for n in 1..=3 {
+        let node = sim.start(sim.config(n)).await;
+        assert_eq!(node.id(), nodes[usize::from(n) - 1].id());
+        assert!(topology(&node).nodes.contains_key(node.id()));
+        back.push(node);
+    }
+    let agreed = agree_after(&back, before.epoch).await;
+    assert_eq!(agreed.slots, before.slots);
+    for node in &back {
         node.shutdown().await;
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use dcache_cluster::{Change, Cluster, ClusterConfig};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Real time this time: generous, and only reached if something is broken.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -30,6 +32,8 @@ async fn three_nodes_join_over_tcp_and_agree() {
             Cluster::start(config(&dir, 3).join(seed)),
         );
         let nodes = [first, second.expect("joins"), third.expect("joins")];
+
+        assert_eq!(nodes[0].leader().as_deref(), Some(nodes[0].id()));
 
         // A change proposed on a follower is forwarded to the leader over the bus.
         let follower = nodes.iter().find(|n| !n.is_leader()).expect("a follower");
@@ -62,4 +66,34 @@ async fn three_nodes_join_over_tcp_and_agree() {
     })
     .await
     .expect("the cluster formed in time");
+}
+
+#[tokio::test]
+async fn the_bus_drops_a_connection_that_sends_garbage_and_keeps_serving() {
+    let dir = TempDir::new().unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        let node = Cluster::start(config(&dir, 1)).await.expect("bootstraps");
+        let bus = SocketAddr::from(([127, 0, 0, 1], node.node().bus_port));
+        for garbage in [&b"\xff\xff\xff\xffmore"[..], b"\0\0\0\x05hello"] {
+            let mut stream = TcpStream::connect(bus).await.unwrap();
+            stream.write_all(garbage).await.unwrap();
+            let mut rest = Vec::new();
+            // The node closes the connection without a reply.
+            let read = stream.read_to_end(&mut rest).await;
+            assert!(read.is_err() || rest.is_empty(), "{rest:?}");
+        }
+        // And still takes a joiner.
+        let second = Cluster::start(config(&dir, 2).join(bus))
+            .await
+            .expect("joins");
+        let mut topology = node.topology();
+        topology
+            .wait_for(|t| t.nodes.contains_key(second.id()))
+            .await
+            .expect("applies the join");
+        second.shutdown().await;
+        node.shutdown().await;
+    })
+    .await
+    .expect("in time");
 }

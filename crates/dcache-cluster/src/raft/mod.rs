@@ -17,33 +17,42 @@
 //! Files in the node's directory: `node-id`, the Raft log and vote (see [`log_store`]) and the
 //! last snapshot (see [`state_machine`]). Nothing else is persisted: cached data never is.
 //!
+//! Running it: [`Cluster::start`] inside a tokio runtime (any flavour) spawns everything it
+//! needs: openraft's tasks, the bus listener (TCP on `host:bus_port`) with a task per
+//! connection, the reconcile task and a watchdog that rejoins a node the cluster has lost.
+//! The server keeps the `Cluster` (clones are cheap), follows [`Cluster::topology`] for routing,
+//! commits changes with [`Cluster::propose`], and calls [`Cluster::shutdown`] on exit.
+//!
 //! [openraft]: https://docs.rs/openraft
 
+mod config;
 mod files;
 pub mod log_store;
 pub mod membership;
 mod network;
 pub mod state_machine;
+mod tasks;
 pub mod transport;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use openraft::ServerState;
 use openraft::error::{ClientWriteError, Fatal, InitializeError};
-use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use self::config::ClusterConfig;
 use self::log_store::LogStore;
 use self::network::Network;
 use self::state_machine::StateMachine;
+use self::tasks::{reconcile, rejoin, watchdog};
 use self::transport::{
     BoxFuture, Handler, Refused, Rpc, RpcReply, TcpTransport, Transport, TransportError,
 };
@@ -54,84 +63,6 @@ use crate::topology::{Change, ChangeError, Node, NodeId, NodeState, Topology};
 /// just lost its place passes it on again).
 const HOPS: u8 = 3;
 const NODE_ID: &str = "node-id";
-
-/// How a node takes part in the cluster. [`ClusterConfig::new`] gives the defaults.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// Where the node id, Raft vote, log and snapshot live.
-    pub dir: PathBuf,
-    /// The address others reach this node at (clients and the bus); also the one bound.
-    pub host: String,
-    /// The client (Redis protocol) port, as published in the topology.
-    pub port: u16,
-    /// The cluster-bus port (Raft over TCP; 0 binds any free port).
-    pub bus_port: u16,
-    /// A member's bus address to join through; `None` starts a cluster (or rejoins one from
-    /// saved state).
-    pub join: Option<SocketAddr>,
-    /// The id to take when `dir` holds none (tests want fixed ids); `None` makes a random one.
-    pub id: Option<NodeId>,
-    /// The leader's heartbeat.
-    pub heartbeat: Duration,
-    /// A follower that hears no leader for this long (up to twice as long, at random) stands
-    /// for election.
-    pub election_timeout: Duration,
-    /// How long a proposal may wait to be committed (including finding a leader).
-    pub propose_timeout: Duration,
-    /// How long `start` waits to be part of the cluster (joining, or rejoining from saved state).
-    pub join_timeout: Duration,
-    /// A snapshot is taken after this many entries; the log keeps the last few after it.
-    pub snapshot_every: u64,
-}
-
-impl ClusterConfig {
-    /// Defaults: a heartbeat every 100 ms, elections after 0.8–1.6 s of silence, 10 s to
-    /// commit a proposal and 30 s to join.
-    #[must_use]
-    pub fn new(dir: impl Into<PathBuf>, host: impl Into<String>, port: u16, bus_port: u16) -> Self {
-        Self {
-            dir: dir.into(),
-            host: host.into(),
-            port,
-            bus_port,
-            join: None,
-            id: None,
-            heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(800),
-            propose_timeout: Duration::from_secs(10),
-            join_timeout: Duration::from_secs(30),
-            snapshot_every: 500,
-        }
-    }
-
-    /// Joins the cluster through the member whose bus address is `seed`.
-    #[must_use]
-    pub fn join(mut self, seed: SocketAddr) -> Self {
-        self.join = Some(seed);
-        self
-    }
-
-    /// Takes this id if the directory holds none.
-    #[must_use]
-    pub fn id(mut self, id: impl Into<NodeId>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    fn raft_config(&self) -> Result<openraft::Config, Error> {
-        let ms = |d: Duration| d.as_millis().max(1) as u64;
-        let config = openraft::Config {
-            cluster_name: "dcache".into(),
-            heartbeat_interval: ms(self.heartbeat),
-            election_timeout_min: ms(self.election_timeout),
-            election_timeout_max: ms(self.election_timeout) * 2,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
-            max_in_snapshot_log_to_keep: self.snapshot_every / 5,
-            ..Default::default()
-        };
-        config.validate().map_err(|e| Error::Config(e.to_string()))
-    }
-}
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -189,11 +120,12 @@ impl Cluster {
 
     /// Loads this node's id (or makes a new random one) and Raft state from `config.dir`, starts
     /// serving the bus on `transport`, then:
-    /// - with saved state, rejoins as itself (a `Join` with its id and current address);
-    /// - else with `join`, asks that member to add it (the request goes on to the leader);
-    /// - else bootstraps a one-node cluster, which serves every slot.
-    ///
-    /// Returns once this node's own copy of the topology lists it.
+    /// - with saved state, returns at once with the topology it had (replayed from its
+    ///   snapshot and log), and rejoins as itself in the background (a `Join` with its id and
+    ///   current address, committed when a majority is up);
+    /// - else with `join`, asks that member to add it (the request goes on to the leader) and
+    ///   returns once this node's own copy of the topology lists it;
+    /// - else bootstraps a one-node cluster, which serves every slot, and returns when it does.
     ///
     /// # Errors
     /// The directory or the bus port cannot be used, or the node did not get into the cluster
@@ -253,17 +185,32 @@ impl Cluster {
             topology.clone(),
             config.heartbeat * 2,
         ));
+        let watchdog = tokio::spawn(watchdog(
+            core.clone(),
+            me.clone(),
+            topology.clone(),
+            config.election_timeout,
+        ));
         let cluster = Cluster {
             inner: Arc::new(Inner {
                 me,
                 core,
                 topology,
-                tasks: Mutex::new(vec![reconciler]),
+                tasks: Mutex::new(vec![reconciler, watchdog]),
             }),
         };
         let deadline = Instant::now() + config.join_timeout;
         let started = if has_state {
-            cluster.rejoin(config.join, deadline).await
+            // In the background: when a whole cluster restarts, no node can commit anything
+            // until a majority is back, and a node's start must not wait for the others'.
+            let task = tokio::spawn(rejoin(
+                cluster.inner.core.clone(),
+                cluster.inner.me.clone(),
+                cluster.inner.topology.clone(),
+                config.join,
+            ));
+            cluster.inner.tasks.lock().expect("tasks lock").push(task);
+            Ok(())
         } else if let Some(seed) = config.join {
             cluster.join(&seed.to_string(), deadline).await
         } else {
@@ -316,6 +263,18 @@ impl Cluster {
         let metrics = self.inner.core.raft.metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(metrics.id)
+    }
+
+    /// The leader as this node knows it (by id), if it knows one it can name.
+    #[must_use]
+    pub fn leader(&self) -> Option<NodeId> {
+        let leader = self.inner.core.raft.metrics().borrow().current_leader?;
+        let topology = self.inner.topology.borrow();
+        topology
+            .nodes
+            .keys()
+            .find(|id| raft_id(id) == leader)
+            .cloned()
     }
 
     /// The members whose votes count now, as this node knows them: during a membership change
@@ -390,49 +349,6 @@ impl Cluster {
                 Err(e) => tracing::debug!(error = %e, seed, "join: no luck yet"),
             }
             sleep_until_or(deadline, core.retry).await;
-        }
-        self.wait_listed(deadline).await
-    }
-
-    /// Comes back as itself: commits a `Join` with our id and current address. The leader (if
-    /// it can reach us, it tells us who it is) takes it; otherwise a seed or a member from our
-    /// last topology passes it on.
-    async fn rejoin(&self, seed: Option<SocketAddr>, deadline: Instant) -> Result<(), Error> {
-        let core = &self.inner.core;
-        let join = Change::Join(self.inner.me.clone());
-        let mut attempt = 0usize;
-        loop {
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout("rejoining the cluster".into()));
-            }
-            // Give Raft a few election timeouts to find a leader on its own.
-            let try_until = deadline.min(Instant::now() + core.retry * 30);
-            match core.propose(join.clone(), HOPS, try_until).await {
-                Ok(_) => break,
-                Err(Error::Change(e)) => return Err(e.into()),
-                Err(e) => tracing::debug!(error = %e, "rejoin: no leader yet"),
-            }
-            let mut seeds: Vec<String> = seed.iter().map(ToString::to_string).collect();
-            seeds.extend(
-                self.inner
-                    .topology
-                    .borrow()
-                    .nodes
-                    .values()
-                    .filter(|n| n.id != self.inner.me.id)
-                    .map(|n| bus_node(&n.host, n.bus_port).addr),
-            );
-            if let Some(addr) = seeds.get(attempt % seeds.len().max(1)) {
-                attempt += 1;
-                let rpc = Rpc::Propose {
-                    change: join.clone(),
-                    hops: HOPS,
-                };
-                let left = deadline.saturating_duration_since(Instant::now());
-                if let Ok(RpcReply::Propose(Ok(_))) = core.transport.call(addr, rpc, left).await {
-                    break;
-                }
-            }
         }
         self.wait_listed(deadline).await
     }
@@ -556,56 +472,6 @@ fn stopped_reply(rpc: Rpc) -> RpcReply {
 
 async fn sleep_until_or(deadline: Instant, pause: Duration) {
     tokio::time::sleep_until(deadline.min(Instant::now() + pause)).await;
-}
-
-/// On the leader, brings Raft's membership in line with the topology (see [`membership`]),
-/// after every topology change and every `interval` (a learner catching up changes no topology).
-async fn reconcile(
-    core: Arc<Core>,
-    mut topology: watch::Receiver<Arc<Topology>>,
-    interval: Duration,
-) {
-    let mut wait = true;
-    loop {
-        if wait {
-            tokio::select! {
-                changed = topology.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(interval) => {}
-            }
-        }
-        wait = true;
-        let metrics = core.raft.metrics().borrow().clone();
-        if metrics.state != ServerState::Leader {
-            continue;
-        }
-        let applied = metrics.last_applied.map_or(0, |l| l.index);
-        let caught_up = |id: RaftId| {
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).copied());
-            // A few entries behind is close enough: the joint change replicates them anyway.
-            matched.flatten().is_some_and(|m| m.index + 16 >= applied)
-        };
-        let current = topology.borrow().clone();
-        let Some((change, retain)) =
-            membership::next_step(&current, metrics.membership_config.membership(), caught_up)
-        else {
-            continue;
-        };
-        tracing::info!(?change, "raft membership follows the topology");
-        match tokio::time::timeout(
-            core.propose_timeout,
-            core.raft.change_membership(change, retain),
-        )
-        .await
-        {
-            // One step done: look for the next at once.
-            Ok(Ok(_)) => wait = false,
-            Ok(Err(e)) => tracing::info!(error = %e, "raft membership change not made"),
-            Err(_) => tracing::info!("raft membership change timed out"),
-        }
-    }
 }
 
 /// The id in `dir`, or a new one (`preset`, or random) saved there.

@@ -5,7 +5,8 @@
 //!   Detector (UDP) ── Down(id) ──► suspects ──(on the Raft leader, every tick)──► propose Fail(id)
 //!        ▲                                                                        │
 //!        └──── set_members(every member's bus address) ◄── topology (watch) ◄─────┘
-//!   this node marked failed while alive (a partition that healed) ──► propose Join(itself)
+//!   Up(id) of a member marked failed ──(on the leader)──► propose Join(id): it is back
+//!   (a node that finds itself failed also asks to come back: dcache-cluster's watchdog)
 //! ```
 
 use std::collections::HashSet;
@@ -173,6 +174,9 @@ async fn watch_members(
 ) {
     let mut topology: watch::Receiver<Arc<Topology>> = cluster.topology();
     let mut down: HashSet<String> = HashSet::new();
+    // Members heard from again; the leader brings back those the topology lists as failed (a
+    // Raft learner cut off and dropped never notices by itself: it never misses a leader).
+    let mut up: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(node_timeout / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     detector.set_members(members_but(&topology.borrow(), cluster.id()));
@@ -192,6 +196,7 @@ async fn watch_members(
                 }
                 Some(MemberEvent::Up(id)) => {
                     down.remove(&id);
+                    up.insert(id);
                 }
                 Some(MemberEvent::Suspect(_)) => {}
                 None => return,
@@ -207,12 +212,14 @@ async fn watch_members(
                             }
                         }
                     }
-                }
-                if t.nodes.get(cluster.id()).is_some_and(|n| n.state == NodeState::Failed) {
-                    let mut me = cluster.node().clone();
-                    me.state = NodeState::Online;
-                    if let Err(e) = cluster.propose(Change::Join(me)).await {
-                        tracing::debug!("rejoining after being declared failed: {e}");
+                    for id in std::mem::take(&mut up) {
+                        if let Some(node) = t.nodes.get(&id).filter(|n| n.state == NodeState::Failed) {
+                            let mut node = node.clone();
+                            node.state = NodeState::Online;
+                            if let Err(e) = cluster.propose(Change::Join(node)).await {
+                                tracing::debug!("bringing {id} back: {e}");
+                            }
+                        }
                     }
                 }
             }

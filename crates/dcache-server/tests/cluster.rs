@@ -948,3 +948,121 @@ async fn a_move_sends_only_the_dirty_keys_of_its_own_slots() {
     assert_eq!(b.shared.store.count_in_slot(stays), 0);
     assert_eq!(b.shared.store.len(), 0);
 }
+
+/// A node that joins a one-node cluster holding `keys` keys, with the move throttled so that it
+/// is still under way when the test breaks something. Returns the control, the source, the
+/// destination (and its topology entry) once the first batch has moved.
+async fn slow_join(keys: usize) -> (Arc<LocalControl>, TestNode, TestNode, Node) {
+    let control = LocalControl::new();
+    let throttled = NodeConfig {
+        migration_rate: dcache_server::ByteSize(256 * 1024),
+        ..test_config()
+    };
+    let (a, a_node) = member(&control, throttled).await;
+    control.apply(&Change::Join(a_node)).unwrap();
+    a.shared.cluster.as_ref().unwrap().wait_for_epoch(1).await;
+    let mut con = a.client().await;
+    let mut pipe = redis::pipe();
+    for i in 0..keys {
+        pipe.cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("x".repeat(100))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut con).await.unwrap();
+    let (b, b_node) = member(&control, test_config()).await;
+    let joined = control.apply(&Change::Join(b_node.clone())).unwrap().epoch;
+    // Wait for the first committed batch: the move is under way.
+    let mut rx = control.subscribe();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rx.wait_for(|t| t.epoch > joined),
+    )
+    .await
+    .expect("a first batch moves within a minute")
+    .unwrap();
+    (control, a, b, b_node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_killed_during_a_move_leaves_the_source_serving_everything_else() {
+    let (control, a, b, b_node) = slow_join(20_000).await;
+    let during = control.subscribe().borrow().clone();
+    assert!(during.target.is_some(), "the move is still under way");
+    b.stop().await.unwrap();
+    let t = control.apply(&Change::Fail(b_node.id.clone())).unwrap();
+    a.shared
+        .cluster
+        .as_ref()
+        .unwrap()
+        .wait_for_epoch(t.epoch)
+        .await;
+    // One topology, every slot served by the survivor, nothing left to move.
+    assert!(t.all_served());
+    assert!(t.target.is_none());
+    assert_eq!(t.slot_counts()[&t.owner(0).unwrap().id], SLOTS);
+    // The keys of slots that had not moved are all there; those that had are misses.
+    let moved = |key: &str| {
+        during
+            .owner(dcache_placement::slot(key.as_bytes()))
+            .unwrap()
+            .id
+            == b_node.id
+    };
+    let mut con = a.client().await;
+    let mut kept = 0;
+    for i in 0..20_000 {
+        let key = format!("k{i}");
+        let v: Option<String> = query(&mut con, &["GET", &key]).await;
+        if moved(&key) {
+            assert_eq!(
+                v, None,
+                "{key} was handed off, then lost with its new owner"
+            );
+        } else {
+            assert!(v.is_some(), "{key}");
+            kept += 1;
+        }
+    }
+    assert!(kept > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_killed_during_a_move_leaves_the_destination_with_only_what_it_was_given() {
+    let (control, a, b, _) = slow_join(20_000).await;
+    let during = control.subscribe().borrow().clone();
+    assert!(during.target.is_some(), "the move is still under way");
+    let a_id = during
+        .nodes
+        .values()
+        .find(|n| n.port == a.addr.port())
+        .unwrap()
+        .id
+        .clone();
+    a.stop().await.unwrap();
+    let t = control.apply(&Change::Fail(a_id)).unwrap();
+    b.shared
+        .cluster
+        .as_ref()
+        .unwrap()
+        .wait_for_epoch(t.epoch)
+        .await;
+    assert!(t.all_served());
+    assert!(t.target.is_none());
+    // The destination serves every slot: the keys of the batches committed to it, and nothing
+    // of the batch in flight (a partial copy, dropped rather than served stale).
+    let mine_before = |slot: u16| during.owner(slot).unwrap().port == b.addr.port();
+    let mut con = b.client().await;
+    let mut kept = 0;
+    for i in 0..20_000 {
+        let key = format!("k{i}");
+        let v: Option<String> = query(&mut con, &["GET", &key]).await;
+        if mine_before(dcache_placement::slot(key.as_bytes())) {
+            assert!(v.is_some(), "{key} was committed to the destination");
+            kept += 1;
+        } else {
+            assert_eq!(v, None, "{key}: never committed here");
+        }
+    }
+    assert!(kept > 0);
+}

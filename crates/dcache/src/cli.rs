@@ -33,7 +33,7 @@ pub struct CliArgs {
 /// (started with `--cluster-enabled no`), which answer `CLUSTER SLOTS` with an error, and when
 /// the nodes refuse the cli's password or want one it was not given (each command then shows
 /// the refusal, as redis-cli does).
-async fn connect(builder: dcache_client::ClientBuilder) -> anyhow::Result<Client> {
+pub async fn connect(builder: dcache_client::ClientBuilder) -> anyhow::Result<Client> {
     match builder.clone().cluster(true).build().await {
         Ok(client) => Ok(client),
         Err(e)

@@ -147,7 +147,11 @@ fn bench_without_preload_counts_misses_and_writes() {
 
 #[test]
 fn bench_drives_a_cluster_through_the_client() {
-    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&[])).collect();
+    // Independent nodes: the client places keys over them itself (its static mode); a real
+    // cluster is driven in tests/cluster.rs.
+    let nodes: Vec<Node> = (0..3)
+        .map(|_| Node::start(&["--cluster-enabled", "no"]))
+        .collect();
     let cluster: Vec<String> = nodes
         .iter()
         .map(|n| format!("127.0.0.1:{}", n.port))

@@ -305,9 +305,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         )
     } else {
         Target::Cluster(Arc::new(
-            dcache_client::Client::builder()
-                .nodes(args.cluster.iter())
-                .build()
+            crate::cli::connect(dcache_client::Client::builder().nodes(args.cluster.iter()))
                 .await
                 .context("connecting to the cluster")?,
         ))

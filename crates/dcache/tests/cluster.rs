@@ -612,6 +612,10 @@ fn join_and_leave_under_load_lose_no_acknowledged_write() {
         "the slots that moved are exactly the leaver's"
     );
 
+    println!(
+        "writer: stopped {} ms into its run",
+        writer_started.elapsed().as_millis()
+    );
     stop.store(true, Ordering::Relaxed);
     let written = writing.join().unwrap();
     println!(
@@ -621,7 +625,8 @@ fn join_and_leave_under_load_lose_no_acknowledged_write() {
         written
             .failures
             .iter()
-            .take(5)
+            .take(3)
+            .chain(written.failures.iter().rev().take(2).rev())
             .map(|f| format!("\n  {f}"))
             .collect::<String>()
     );

@@ -1,9 +1,9 @@
 //! The client API: typed commands, a raw `cmd`, and multi-key commands split by node.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dcache_placement::slot;
@@ -12,18 +12,10 @@ use dcache_protocol::commands::{self, CommandSpec};
 use dcache_protocol::reply::encode_command;
 use tokio::task::JoinSet;
 
-use crate::cluster::{Redirect, SlotMap, redirect};
+use crate::cluster::{ClusterState, unserved};
 use crate::connection::{Auth, Connection, Password, Settings};
+use crate::slots::SlotMap;
 use crate::{Error, Topology};
-
-/// Redirects (`-MOVED`, `-ASK`) followed for one request before giving up: a map that keeps
-/// pointing elsewhere is a cluster in flux, and the caller hears of it.
-const MAX_REDIRECTS: usize = 16;
-/// Waits after `-TRYAGAIN` or `-CLUSTERDOWN` before giving up, each twice the last from
-/// [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], and never past the request timeout.
-const MAX_RETRIES: u32 = 6;
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Builds a [`Client`].
 #[must_use]
@@ -80,6 +72,8 @@ impl ClientBuilder {
 
     /// When a key's node is unavailable, send its requests to the next node in the key's
     /// placement instead of failing: for a cache, a miss is better than an error.
+    /// Static mode only: in cluster mode the cluster gives a failed node's slots to others and
+    /// the client follows its map.
     pub fn fallback(mut self, fallback: bool) -> Self {
         self.fallback = fallback;
         self
@@ -198,30 +192,19 @@ pub struct SetOptions {
 
 /// A dcache client. Cheap to share: wrap it in an `Arc`.
 pub struct Client {
-    routing: Routing,
+    pub(crate) routing: Routing,
     /// One pool per node; in cluster mode, nodes join as the slot map names them.
     connections: RwLock<HashMap<String, Arc<Connection>>>,
-    settings: Settings,
+    pub(crate) settings: Settings,
     fallback: bool,
 }
 
 /// How keys find their node.
-enum Routing {
+pub(crate) enum Routing {
     /// Independent nodes, slots placed over them by `dcache-placement`.
     Static(Topology),
     /// One cluster that says which node serves each slot.
     Cluster(ClusterState),
-}
-
-struct ClusterState {
-    seeds: Vec<String>,
-    map: RwLock<SlotMap>,
-    /// A `-MOVED` showed the map is out of date: the next request refreshes it first. (The
-    /// slot that moved is corrected at once; the others that moved with it are found so.)
-    stale: AtomicBool,
-    /// One refresh at a time; `refreshes` tells a request that waited whether one just ended.
-    refreshing: tokio::sync::Mutex<()>,
-    refreshes: AtomicU64,
 }
 
 fn as_int(frame: &Frame, node: &str) -> Result<i64, Error> {
@@ -246,7 +229,7 @@ fn unexpected(frame: &Frame, node: &str) -> Error {
     }
 }
 
-fn check(frame: Frame) -> Result<Frame, Error> {
+pub(crate) fn check(frame: Frame) -> Result<Frame, Error> {
     match frame {
         Frame::Error(msg) => Err(Error::Server(msg)),
         other => Ok(other),
@@ -278,7 +261,7 @@ impl Client {
     pub fn node_for(&self, key: &[u8]) -> Option<String> {
         match &self.routing {
             Routing::Static(topology) => Some(topology.node_for(key).to_owned()),
-            Routing::Cluster(cluster) => cluster.node(slot(key)),
+            Routing::Cluster(cluster) => cluster.node(slot(key)).map(|n| n.to_string()),
         }
     }
 
@@ -318,7 +301,7 @@ impl Client {
     }
 
     /// The connections to `node`; in cluster mode a node the client has not met yet gets them.
-    fn connection(&self, node: &str) -> Result<Arc<Connection>, Error> {
+    pub(crate) fn connection(&self, node: &str) -> Result<Arc<Connection>, Error> {
         if let Some(pool) = self.pool(node) {
             return Ok(pool);
         }
@@ -660,57 +643,7 @@ impl Client {
                 })
                 .collect());
         };
-        self.refresh_if_stale().await;
-        // Each node's groups in one pipelined write.
-        let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut replies: Vec<Option<Frame>> = vec![None; groups.len()];
-        for (i, g) in groups.iter().enumerate() {
-            let GroupKey::Slot(s) = g.at else {
-                unreachable!("cluster groups are by slot")
-            };
-            if let Some(node) = cluster.node(s) {
-                by_node.entry(node).or_default().push(i);
-            }
-        }
-        let mut tasks = JoinSet::new();
-        for (node, members) in by_node {
-            let conn = self.connection(&node)?;
-            let mut bytes = Vec::new();
-            for &i in &members {
-                encode_command(requests[i].iter(), &mut bytes);
-            }
-            tasks.spawn(async move {
-                let frames = conn.send(bytes, members.len()).await;
-                (members, frames)
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            let (members, frames) = done.expect("request tasks do not panic");
-            // A node that failed leaves its groups to the one-by-one path below.
-            if let Ok(frames) = frames {
-                for (i, frame) in members.into_iter().zip(frames) {
-                    let redirected =
-                        matches!(&frame, Frame::Error(msg) if redirect(msg, "").is_some());
-                    if !redirected {
-                        replies[i] = Some(frame);
-                    }
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(groups.len());
-        for (i, reply) in replies.into_iter().enumerate() {
-            let frame = match reply {
-                Some(frame) => check(frame)?,
-                None => {
-                    let GroupKey::Slot(s) = groups[i].at else {
-                        unreachable!("cluster groups are by slot")
-                    };
-                    self.cluster_request(Some(s), &requests[i]).await?
-                }
-            };
-            out.push(frame);
-        }
-        Ok(out)
+        self.run_slot_groups(cluster, groups, requests).await
     }
 
     /// Runs one command per node in parallel: `name` followed by that node's arguments.
@@ -810,192 +743,11 @@ impl Client {
             .collect();
         self.run_groups(&groups, requests).await.map(|_| ())
     }
-
-    /// Refreshes the slot map if a redirect showed it out of date.
-    async fn refresh_if_stale(&self) {
-        if let Routing::Cluster(cluster) = &self.routing
-            && cluster.stale.load(Ordering::Relaxed)
-        {
-            // A failed refresh leaves the map as it was: requests still follow redirects.
-            let _ = self.refresh().await;
-        }
-    }
-
-    /// Fetches the slot map with `CLUSTER SLOTS` from the first node that answers: the nodes
-    /// of the current map, then the seeds. Concurrent callers share one refresh.
-    ///
-    /// # Errors
-    /// No node answered with a slot map: the last failure.
-    pub async fn refresh(&self) -> Result<(), Error> {
-        let Routing::Cluster(cluster) = &self.routing else {
-            return Ok(());
-        };
-        let seen = cluster.refreshes.load(Ordering::Acquire);
-        let _one = cluster.refreshing.lock().await;
-        if cluster.refreshes.load(Ordering::Acquire) != seen {
-            return Ok(());
-        }
-        cluster.stale.store(false, Ordering::Relaxed);
-        let mut candidates: Vec<String> =
-            cluster.map.read().expect("not poisoned").nodes().to_vec();
-        for seed in &cluster.seeds {
-            if !candidates.contains(seed) {
-                candidates.push(seed.clone());
-            }
-        }
-        let mut last = Error::Invalid("no nodes to ask for the slot map".into());
-        for node in candidates {
-            let map = match self.node_cmd(&node, &["CLUSTER", "SLOTS"]).await {
-                Ok(reply) => {
-                    SlotMap::parse(&reply, &node).map_err(|reason| Error::UnexpectedReply {
-                        node: node.clone(),
-                        reply: reason,
-                    })
-                }
-                Err(e) => Err(e),
-            };
-            match map {
-                Ok(map) => {
-                    *cluster.map.write().expect("not poisoned") = map;
-                    cluster.refreshes.fetch_add(1, Ordering::Release);
-                    return Ok(());
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    /// Runs one command in cluster mode on the node of `slot` (any node for `None`), following
-    /// redirects: `-MOVED` corrects the map and marks it stale, `-ASK` asks the other node once
-    /// after `ASKING`, `-TRYAGAIN` and `-CLUSTERDOWN` wait and retry (bounded in count and by
-    /// the request timeout). A node that cannot be reached makes the client refresh its map
-    /// and retry once, if the slot has moved to another node.
-    async fn cluster_request<A: AsRef<[u8]>>(
-        &self,
-        slot: Option<u16>,
-        args: &[A],
-    ) -> Result<Frame, Error> {
-        let Routing::Cluster(cluster) = &self.routing else {
-            unreachable!("cluster requests come from cluster mode")
-        };
-        self.refresh_if_stale().await;
-        let route = || match slot {
-            Some(s) => cluster.node(s),
-            None => cluster.any(),
-        };
-        let deadline = Instant::now() + self.settings.request_timeout;
-        let mut node = route();
-        let mut asking = false;
-        let mut redirects = 0;
-        let mut retries = 0;
-        let mut reconnected = false;
-        loop {
-            let Some(target) = node.clone() else {
-                // No node serves the slot as far as the map knows: ask the cluster again.
-                if retries < MAX_RETRIES && Instant::now() < deadline {
-                    retries += 1;
-                    tokio::time::sleep(backoff(retries)).await;
-                    let _ = self.refresh().await;
-                    node = route();
-                    continue;
-                }
-                return Err(slot.map_or_else(
-                    || Error::Invalid("the cluster has no nodes".into()),
-                    unserved,
-                ));
-            };
-            let conn = self.connection(&target)?;
-            let mut bytes = Vec::new();
-            let replies = if asking {
-                encode_command([b"ASKING".as_slice()], &mut bytes);
-                2
-            } else {
-                1
-            };
-            encode_command(args.iter().map(AsRef::as_ref), &mut bytes);
-            let frame = match conn.send(bytes, replies).await {
-                Ok(mut frames) => frames.pop().expect("a reply per command"),
-                Err(e @ Error::Unavailable { .. }) if !reconnected => {
-                    reconnected = true;
-                    // Retry only where the map now points elsewhere: the same node again would
-                    // fail again, and a write may have reached it.
-                    let _ = self.refresh().await;
-                    node = route();
-                    if node.as_deref() == Some(target.as_str()) || node.is_none() {
-                        return Err(e);
-                    }
-                    asking = false;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let Frame::Error(message) = frame else {
-                return Ok(frame);
-            };
-            match redirect(&message, &target) {
-                None => return Err(Error::Server(message)),
-                Some(_) if redirects >= MAX_REDIRECTS => return Err(Error::Server(message)),
-                Some(Redirect::Moved {
-                    slot: moved,
-                    node: to,
-                }) => {
-                    redirects += 1;
-                    cluster.moved(moved, &to);
-                    node = Some(to);
-                    asking = false;
-                }
-                Some(Redirect::Ask { node: to }) => {
-                    redirects += 1;
-                    node = Some(to);
-                    asking = true;
-                }
-                Some(Redirect::Retry) => {
-                    retries += 1;
-                    if retries > MAX_RETRIES || Instant::now() >= deadline {
-                        return Err(Error::Server(message));
-                    }
-                    tokio::time::sleep(backoff(retries)).await;
-                    if message.starts_with("CLUSTERDOWN") {
-                        let _ = self.refresh().await;
-                    }
-                    node = route();
-                    asking = false;
-                }
-            }
-        }
-    }
-}
-
-impl ClusterState {
-    fn node(&self, slot: u16) -> Option<String> {
-        self.map
-            .read()
-            .expect("not poisoned")
-            .node(slot)
-            .map(str::to_owned)
-    }
-
-    /// A node for a keyless command: the first that serves slots, or a seed.
-    fn any(&self) -> Option<String> {
-        self.map
-            .read()
-            .expect("not poisoned")
-            .primaries()
-            .into_iter()
-            .next()
-            .or_else(|| self.seeds.first().cloned())
-    }
-
-    fn moved(&self, slot: u16, node: &str) {
-        self.map.write().expect("not poisoned").set(slot, node);
-        self.stale.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Where one group of a multi-key command goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum GroupKey {
+pub(crate) enum GroupKey {
     Node(String),
     Slot(u16),
 }
@@ -1011,9 +763,9 @@ impl std::fmt::Display for GroupKey {
 
 /// The keys of one request of a split multi-key command, with their positions in the
 /// caller's list.
-struct Group<'k> {
-    at: GroupKey,
-    keys: Vec<(usize, &'k [u8])>,
+pub(crate) struct Group<'k> {
+    pub(crate) at: GroupKey,
+    pub(crate) keys: Vec<(usize, &'k [u8])>,
 }
 
 /// Whether a keyless command runs on every node: Redis tips it for all shards, with replies
@@ -1026,14 +778,4 @@ fn broadcast(spec: &CommandSpec) -> bool {
             Some(policy) => policy == "agg_sum" || policy == "all_succeeded",
             None => spec.tips.contains(&"nondeterministic_output_order"),
         }
-}
-
-fn backoff(retry: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(1 << retry.min(16))
-        .min(MAX_BACKOFF)
-}
-
-fn unserved(slot: u16) -> Error {
-    Error::Server(format!("CLUSTERDOWN Hash slot not served (slot {slot})"))
 }

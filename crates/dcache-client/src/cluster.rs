@@ -1,260 +1,307 @@
-//! Cluster mode: the slot map learned from `CLUSTER SLOTS`, and the redirects that correct it.
+//! Cluster mode: the client side of the Redis Cluster protocol.
 //!
-//! A cluster node answers a key it does not serve with `-MOVED <slot> <host>:<port>` (the slot
-//! has a new owner: remember it), `-ASK <slot> <host>:<port>` (the slot is moving and this key
-//! is already there: ask once with `ASKING`, remember nothing), `-TRYAGAIN` (a multi-key
-//! request whose keys are split by a migration in progress) or `-CLUSTERDOWN` (no node serves
-//! the slot now). This module parses those and the map; `Client` decides what to do with them.
-//! Nothing here is specific to Redis beyond that protocol: dcache nodes speak it too.
+//! The client keeps a slot map (`slots.rs`) fetched with `CLUSTER SLOTS` from any node it
+//! knows (the seeds first). A request goes to its slot's node; the answer may redirect it:
+//!
+//! ```text
+//!   -MOVED slot node   the slot has a new owner: correct that slot, refresh the whole map
+//!                      before the next request, send again there
+//!   -ASK slot node     the slot is moving and the key is already there: send ASKING + the
+//!                      request there, once; the map is not changed
+//!   -TRYAGAIN          keys split by a migration in progress: wait, retry
+//!   -CLUSTERDOWN       no one serves the slot now: wait, refresh, retry
+//! ```
+//!
+//! Every loop is bounded: redirects by count, waits by count and by the request timeout. A node
+//! that cannot be reached makes the client refresh the map and retry once, and only if the map
+//! now names another node (the same node would fail again, and a write may have reached it).
 
-use dcache_placement::SLOTS;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use dcache_protocol::Frame;
+use dcache_protocol::reply::encode_command;
+use tokio::task::JoinSet;
 
-/// Marks a slot that no node serves.
-const UNSERVED: u16 = u16::MAX;
+use crate::Error;
+use crate::client::{Client, Group, GroupKey, Routing, check};
+use crate::slots::{Redirect, SlotMap, redirect};
 
-/// Which node serves each slot: the primary of every range of `CLUSTER SLOTS`.
-#[derive(Debug, Clone)]
-pub(crate) struct SlotMap {
-    /// For each slot, an index into `nodes`, or [`UNSERVED`].
-    owner: Vec<u16>,
-    nodes: Vec<String>,
+/// Redirects (`-MOVED`, `-ASK`) followed for one request before giving up: a map that keeps
+/// pointing elsewhere is a cluster in flux, and the caller hears of it.
+const MAX_REDIRECTS: usize = 16;
+/// Waits after `-TRYAGAIN` or `-CLUSTERDOWN` before giving up, each twice the last from
+/// [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], and never past the request timeout.
+const MAX_RETRIES: u32 = 6;
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+pub(crate) struct ClusterState {
+    pub(crate) seeds: Vec<String>,
+    pub(crate) map: RwLock<SlotMap>,
+    /// A `-MOVED` showed the map is out of date: the next request refreshes it first. (The
+    /// slot that moved is corrected at once; the others that moved with it are found so.)
+    pub(crate) stale: AtomicBool,
+    /// One refresh at a time; `refreshes` tells a request that waited whether one just ended.
+    pub(crate) refreshing: tokio::sync::Mutex<()>,
+    pub(crate) refreshes: AtomicU64,
 }
 
-impl SlotMap {
-    /// Parses a `CLUSTER SLOTS` reply: `[start, end, [host, port, id, …], replica…]` per
-    /// range. A node given with an empty host (or `?`, Redis's "unknown endpoint") is taken to
-    /// be on the host of the node that answered, `asked` (`host:port`).
-    pub(crate) fn parse(reply: &Frame, asked: &str) -> Result<SlotMap, String> {
-        let Frame::Array(ranges) = reply else {
-            return Err(format!("CLUSTER SLOTS gave {reply:?}"));
-        };
-        let mut map = SlotMap {
-            owner: vec![UNSERVED; SLOTS],
-            nodes: Vec::new(),
-        };
-        let asked_host = asked.rsplit_once(':').map_or(asked, |(h, _)| h);
-        for range in ranges {
-            let Frame::Array(fields) = range else {
-                return Err(format!("a CLUSTER SLOTS range is {range:?}"));
-            };
-            let (Some(Frame::Integer(start)), Some(Frame::Integer(end)), Some(Frame::Array(node))) =
-                (fields.first(), fields.get(1), fields.get(2))
-            else {
-                return Err(format!("a CLUSTER SLOTS range is {fields:?}"));
-            };
-            let host = match node.first() {
-                Some(Frame::Bulk(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Frame::Simple(s)) => s.clone(),
-                other => return Err(format!("a CLUSTER SLOTS host is {other:?}")),
-            };
-            let Some(Frame::Integer(port)) = node.get(1) else {
-                return Err(format!("a CLUSTER SLOTS node is {node:?}"));
-            };
-            let host = if host.is_empty() || host == "?" {
-                asked_host.to_owned()
-            } else {
-                host
-            };
-            if !(0..SLOTS as i64).contains(start) || !(*start..SLOTS as i64).contains(end) {
-                return Err(format!("CLUSTER SLOTS range {start}-{end}"));
-            }
-            let index = map.index_of(&join(&host, *port));
-            for slot in *start..=*end {
-                map.owner[slot as usize] = index;
-            }
-        }
-        Ok(map)
+impl ClusterState {
+    pub(crate) fn node(&self, slot: u16) -> Option<Arc<str>> {
+        self.map.read().expect("not poisoned").node(slot).cloned()
     }
 
-    fn index_of(&mut self, node: &str) -> u16 {
-        match self.nodes.iter().position(|n| n == node) {
-            Some(i) => i as u16,
-            None => {
-                self.nodes.push(node.to_owned());
-                (self.nodes.len() - 1) as u16
-            }
-        }
+    /// A node for a keyless command: the first that serves slots, or a seed.
+    pub(crate) fn any(&self) -> Option<Arc<str>> {
+        self.map
+            .read()
+            .expect("not poisoned")
+            .primaries()
+            .into_iter()
+            .next()
+            .or_else(|| self.seeds.first().cloned())
+            .map(Arc::from)
     }
 
-    /// The node that serves `slot`, if any.
-    pub(crate) fn node(&self, slot: u16) -> Option<&str> {
-        match self.owner.get(slot as usize) {
-            Some(&i) if i != UNSERVED => Some(&self.nodes[i as usize]),
-            _ => None,
-        }
-    }
-
-    /// Records that `node` serves `slot` (after `-MOVED`).
-    pub(crate) fn set(&mut self, slot: u16, node: &str) {
-        let index = self.index_of(node);
-        if let Some(owner) = self.owner.get_mut(slot as usize) {
-            *owner = index;
-        }
-    }
-
-    /// The nodes that serve at least one slot, in the order the map first names them.
-    pub(crate) fn primaries(&self) -> Vec<String> {
-        let mut serving = vec![false; self.nodes.len()];
-        for &i in &self.owner {
-            if i != UNSERVED {
-                serving[i as usize] = true;
-            }
-        }
-        self.nodes
-            .iter()
-            .zip(serving)
-            .filter(|(_, s)| *s)
-            .map(|(n, _)| n.clone())
-            .collect()
-    }
-
-    /// Every node the map names, serving or not.
-    pub(crate) fn nodes(&self) -> &[String] {
-        &self.nodes
+    fn moved(&self, slot: u16, node: &str) {
+        self.map.write().expect("not poisoned").set(slot, node);
+        self.stale.store(true, Ordering::Relaxed);
     }
 }
 
-/// `host:port`, with brackets around an IPv6 host.
-fn join(host: &str, port: i64) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// What a cluster error reply asks the client to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Redirect {
-    /// The slot lives on `node` now.
-    Moved { slot: u16, node: String },
-    /// Ask `node`, once, after `ASKING`.
-    Ask { node: String },
-    /// Retry after a short wait (`-TRYAGAIN`, `-CLUSTERDOWN`).
-    Retry,
-}
-
-/// Reads a cluster redirect from an error reply; `from` is the node that sent it, whose host
-/// stands in for an empty one (`-MOVED 3999 :6380`).
-pub(crate) fn redirect(message: &str, from: &str) -> Option<Redirect> {
-    let mut words = message.split(' ');
-    let kind = words.next()?;
-    match kind {
-        "MOVED" | "ASK" => {
-            let slot: u16 = words.next()?.parse().ok()?;
-            if usize::from(slot) >= SLOTS {
-                return None;
+impl Client {
+    /// Runs one request per slot group (`requests[i]` for `groups[i]`), each node's share in
+    /// one pipelined write, nodes in parallel; a request that gets a redirect or whose node
+    /// fails is run again alone, following redirects. Replies in the groups' order.
+    pub(crate) async fn run_slot_groups(
+        &self,
+        cluster: &ClusterState,
+        groups: &[Group<'_>],
+        requests: Vec<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Frame>, Error> {
+        self.refresh_if_stale().await;
+        // Each node's groups in one pipelined write.
+        let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut replies: Vec<Option<Frame>> = vec![None; groups.len()];
+        for (i, g) in groups.iter().enumerate() {
+            let GroupKey::Slot(s) = g.at else {
+                unreachable!("cluster groups are by slot")
+            };
+            if let Some(node) = cluster.node(s) {
+                by_node.entry(node.to_string()).or_default().push(i);
             }
-            let target = words.next()?;
-            let node = match target.strip_prefix(':') {
-                Some(port) => {
-                    let host = from.rsplit_once(':').map_or(from, |(h, _)| h);
-                    format!("{host}:{port}")
+        }
+        let mut tasks = JoinSet::new();
+        for (node, members) in by_node {
+            let conn = self.connection(&node)?;
+            let mut bytes = Vec::new();
+            for &i in &members {
+                encode_command(requests[i].iter(), &mut bytes);
+            }
+            tasks.spawn(async move {
+                let frames = conn.send(bytes, members.len()).await;
+                (members, frames)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (members, frames) = done.expect("request tasks do not panic");
+            // A node that failed leaves its groups to the one-by-one path below.
+            if let Ok(frames) = frames {
+                for (i, frame) in members.into_iter().zip(frames) {
+                    let redirected =
+                        matches!(&frame, Frame::Error(msg) if redirect(msg, "").is_some());
+                    if !redirected {
+                        replies[i] = Some(frame);
+                    }
                 }
-                None => target.to_owned(),
-            };
-            Some(if kind == "MOVED" {
-                Redirect::Moved { slot, node }
-            } else {
-                Redirect::Ask { node }
-            })
+            }
         }
-        "TRYAGAIN" | "CLUSTERDOWN" => Some(Redirect::Retry),
-        _ => None,
+        let mut out = Vec::with_capacity(groups.len());
+        for (i, reply) in replies.into_iter().enumerate() {
+            let frame = match reply {
+                Some(frame) => check(frame)?,
+                None => {
+                    let GroupKey::Slot(s) = groups[i].at else {
+                        unreachable!("cluster groups are by slot")
+                    };
+                    self.cluster_request(Some(s), &requests[i]).await?
+                }
+            };
+            out.push(frame);
+        }
+        Ok(out)
+    }
+
+    /// Refreshes the slot map if a redirect showed it out of date.
+    pub(crate) async fn refresh_if_stale(&self) {
+        if let Routing::Cluster(cluster) = &self.routing
+            && cluster.stale.load(Ordering::Relaxed)
+        {
+            // A failed refresh leaves the map as it was: requests still follow redirects.
+            let _ = self.refresh().await;
+        }
+    }
+
+    /// Fetches the slot map with `CLUSTER SLOTS` from the first node that answers: the nodes
+    /// of the current map, then the seeds. Concurrent callers share one refresh.
+    ///
+    /// # Errors
+    /// No node answered with a slot map: the last failure.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let Routing::Cluster(cluster) = &self.routing else {
+            return Ok(());
+        };
+        let seen = cluster.refreshes.load(Ordering::Acquire);
+        let _one = cluster.refreshing.lock().await;
+        if cluster.refreshes.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        cluster.stale.store(false, Ordering::Relaxed);
+        let mut candidates: Vec<String> = cluster
+            .map
+            .read()
+            .expect("not poisoned")
+            .nodes()
+            .map(str::to_owned)
+            .collect();
+        for seed in &cluster.seeds {
+            if !candidates.contains(seed) {
+                candidates.push(seed.clone());
+            }
+        }
+        let mut last = Error::Invalid("no nodes to ask for the slot map".into());
+        for node in candidates {
+            let map = match self.node_cmd(&node, &["CLUSTER", "SLOTS"]).await {
+                Ok(reply) => {
+                    SlotMap::parse(&reply, &node).map_err(|reason| Error::UnexpectedReply {
+                        node: node.clone(),
+                        reply: reason,
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            match map {
+                Ok(map) => {
+                    *cluster.map.write().expect("not poisoned") = map;
+                    cluster.refreshes.fetch_add(1, Ordering::Release);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs one command in cluster mode on the node of `slot` (any node for `None`), following
+    /// redirects: `-MOVED` corrects the map and marks it stale, `-ASK` asks the other node once
+    /// after `ASKING`, `-TRYAGAIN` and `-CLUSTERDOWN` wait and retry (bounded in count and by
+    /// the request timeout). A node that cannot be reached makes the client refresh its map
+    /// and retry once, if the slot has moved to another node.
+    pub(crate) async fn cluster_request<A: AsRef<[u8]>>(
+        &self,
+        slot: Option<u16>,
+        args: &[A],
+    ) -> Result<Frame, Error> {
+        let Routing::Cluster(cluster) = &self.routing else {
+            unreachable!("cluster requests come from cluster mode")
+        };
+        self.refresh_if_stale().await;
+        let route = || match slot {
+            Some(s) => cluster.node(s),
+            None => cluster.any(),
+        };
+        let deadline = Instant::now() + self.settings.request_timeout;
+        let mut node = route();
+        let mut asking = false;
+        let mut redirects = 0;
+        let mut retries = 0;
+        let mut reconnected = false;
+        loop {
+            let Some(target) = node.clone() else {
+                // No node serves the slot as far as the map knows: ask the cluster again.
+                if retries < MAX_RETRIES && Instant::now() < deadline {
+                    retries += 1;
+                    tokio::time::sleep(backoff(retries)).await;
+                    let _ = self.refresh().await;
+                    node = route();
+                    continue;
+                }
+                return Err(slot.map_or_else(
+                    || Error::Invalid("the cluster has no nodes".into()),
+                    unserved,
+                ));
+            };
+            let conn = self.connection(&target)?;
+            let mut bytes = Vec::new();
+            let replies = if asking {
+                encode_command([b"ASKING".as_slice()], &mut bytes);
+                2
+            } else {
+                1
+            };
+            encode_command(args.iter().map(AsRef::as_ref), &mut bytes);
+            let frame = match conn.send(bytes, replies).await {
+                Ok(mut frames) => frames.pop().expect("a reply per command"),
+                Err(e @ Error::Unavailable { .. }) if !reconnected => {
+                    reconnected = true;
+                    // Retry only where the map now points elsewhere: the same node again would
+                    // fail again, and a write may have reached it.
+                    let _ = self.refresh().await;
+                    node = route();
+                    if node.as_deref() == Some(&*target) || node.is_none() {
+                        return Err(e);
+                    }
+                    asking = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Frame::Error(message) = frame else {
+                return Ok(frame);
+            };
+            match redirect(&message, &target) {
+                None => return Err(Error::Server(message)),
+                Some(_) if redirects >= MAX_REDIRECTS => return Err(Error::Server(message)),
+                Some(Redirect::Moved {
+                    slot: moved,
+                    node: to,
+                }) => {
+                    redirects += 1;
+                    cluster.moved(moved, &to);
+                    node = Some(Arc::from(to));
+                    asking = false;
+                }
+                Some(Redirect::Ask { node: to }) => {
+                    redirects += 1;
+                    node = Some(Arc::from(to));
+                    asking = true;
+                }
+                Some(Redirect::Retry) => {
+                    retries += 1;
+                    if retries > MAX_RETRIES || Instant::now() >= deadline {
+                        return Err(Error::Server(message));
+                    }
+                    tokio::time::sleep(backoff(retries)).await;
+                    if message.starts_with("CLUSTERDOWN") {
+                        let _ = self.refresh().await;
+                    }
+                    node = route();
+                    asking = false;
+                }
+            }
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
+fn backoff(retry: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << retry.min(16))
+        .min(MAX_BACKOFF)
+}
 
-    fn node(host: &str, port: i64, id: &str) -> Frame {
-        Frame::Array(vec![
-            Frame::Bulk(Bytes::copy_from_slice(host.as_bytes())),
-            Frame::Integer(port),
-            Frame::Bulk(Bytes::copy_from_slice(id.as_bytes())),
-        ])
-    }
-
-    #[test]
-    fn slots_reply_becomes_a_map() {
-        let reply = Frame::Array(vec![
-            Frame::Array(vec![
-                Frame::Integer(0),
-                Frame::Integer(5460),
-                node("127.0.0.1", 7000, "a"),
-                node("127.0.0.1", 7003, "a-replica"),
-            ]),
-            Frame::Array(vec![
-                Frame::Integer(5461),
-                Frame::Integer(10922),
-                node("", 7001, "b"),
-            ]),
-            Frame::Array(vec![
-                Frame::Integer(10923),
-                Frame::Integer(16000),
-                node("::1", 7002, "c"),
-            ]),
-        ]);
-        let map = SlotMap::parse(&reply, "10.0.0.9:7001").unwrap();
-        assert_eq!(map.node(0), Some("127.0.0.1:7000"));
-        assert_eq!(map.node(5460), Some("127.0.0.1:7000"));
-        assert_eq!(map.node(5461), Some("10.0.0.9:7001"));
-        assert_eq!(map.node(16000), Some("[::1]:7002"));
-        assert_eq!(map.node(16001), None);
-        assert_eq!(
-            map.primaries(),
-            ["127.0.0.1:7000", "10.0.0.9:7001", "[::1]:7002"]
-        );
-        let mut moved = map.clone();
-        moved.set(16001, "127.0.0.1:7009");
-        assert_eq!(moved.node(16001), Some("127.0.0.1:7009"));
-        assert!(SlotMap::parse(&Frame::Null, "x:1").is_err());
-        let bad = Frame::Array(vec![Frame::Array(vec![
-            Frame::Integer(10),
-            Frame::Integer(9),
-            node("h", 1, "i"),
-        ])]);
-        assert!(SlotMap::parse(&bad, "x:1").is_err());
-    }
-
-    #[test]
-    fn redirects_are_read_from_error_replies() {
-        assert_eq!(
-            redirect("MOVED 3999 127.0.0.1:6381", "127.0.0.1:6379"),
-            Some(Redirect::Moved {
-                slot: 3999,
-                node: "127.0.0.1:6381".into()
-            })
-        );
-        assert_eq!(
-            redirect("ASK 1 10.0.0.2:7000", "x:1"),
-            Some(Redirect::Ask {
-                node: "10.0.0.2:7000".into()
-            })
-        );
-        assert_eq!(
-            redirect("MOVED 7 :6380", "10.0.0.1:6379"),
-            Some(Redirect::Moved {
-                slot: 7,
-                node: "10.0.0.1:6380".into()
-            })
-        );
-        assert_eq!(
-            redirect(
-                "TRYAGAIN Multiple keys request during rehashing of slot",
-                "x:1"
-            ),
-            Some(Redirect::Retry)
-        );
-        assert_eq!(
-            redirect("CLUSTERDOWN Hash slot not served", "x:1"),
-            Some(Redirect::Retry)
-        );
-        assert_eq!(redirect("MOVED 16384 h:1", "x:1"), None);
-        assert_eq!(redirect("ERR wrong number of arguments", "x:1"), None);
-        assert_eq!(redirect("MOVED", "x:1"), None);
-    }
+pub(crate) fn unserved(slot: u16) -> Error {
+    Error::Server(format!("CLUSTERDOWN Hash slot not served (slot {slot})"))
 }

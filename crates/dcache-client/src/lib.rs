@@ -14,7 +14,7 @@
 //! * cluster ([`ClientBuilder::cluster`]): the nodes are seeds of one cluster speaking the Redis
 //!   Cluster protocol; the client learns the slot map from `CLUSTER SLOTS`, follows `-MOVED`
 //!   and `-ASK`, retries `-TRYAGAIN`/`-CLUSTERDOWN`, and splits multi-key commands by slot
-//!   (`cluster.rs`).
+//!   (`cluster.rs`, `slots.rs`).
 //!
 //! Where a command's keys are comes from the command table in `dcache_protocol::commands`, the
 //! one the server dispatches by.
@@ -23,6 +23,7 @@ mod client;
 mod cluster;
 mod connection;
 mod error;
+mod slots;
 mod topology;
 
 pub use client::{Client, ClientBuilder, SetOptions};

@@ -234,6 +234,7 @@ const CLUSTER_SUBS: &[CommandSpec] = &[
     spec("getkeysinslot", 4, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of keys returned", "Lists keys of a slot on this node.").with_tips(&["nondeterministic_output"]),
     spec("help", 2, 0, NONE, "cluster", "5.0.0", "O(1)", "Describes the subcommands."),
     spec("import", 3, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of records", "Applies a slot migration's records (sent by the node that moves the slot)."),
+    spec("importslot", 3, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of keys in the slot", "Drops this node's keys of a slot it does not serve, before a migration's records for it."),
     spec("info", 2, 0, NONE, "cluster", "3.0.0", "O(1)", "Describes the cluster's state.").with_tips(&["nondeterministic_output"]),
     spec("keyslot", 3, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of bytes in the key", "Returns the hash slot of a key."),
     spec("leave", 2, ADMIN, NONE, "cluster", "dcache", "O(1)", "Hands this node's slots to the others, then leaves the cluster and stops."),

@@ -18,7 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use dcache_cluster::{Change, Node, NodeState, Topology};
 use dcache_placement::SLOTS;
@@ -129,7 +129,8 @@ impl View {
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
-    /// Run it here. `watched` when it writes to a slot being migrated (see [`Cluster::enter`]).
+    /// Run it here. `watched` when it writes to a slot being migrated, as it looked when routed;
+    /// a write must still go through [`Cluster::enter`], which decides.
     Here { slot: Option<u16>, watched: bool },
     /// Not an error Redis Cluster would give; the reply line.
     Refuse(String),
@@ -149,10 +150,18 @@ pub struct Cluster {
     moving: Box<[AtomicU8]>,
     /// Writes to watched slots that have passed the pause check and not finished.
     in_flight: AtomicUsize,
+    /// Per slot: writes that found it settled and have not finished. [`Cluster::watch`] waits
+    /// for them: they are not recorded as dirty, and one that lands after the snapshot read its
+    /// key would be lost.
+    settled_writes: Box<[AtomicU32]>,
     /// Keys written in watched slots since the migration last took them.
     dirty: Mutex<HashSet<Vec<u8>>>,
     /// Wakes whoever waits for a topology.
     changed: tokio::sync::Notify,
+    /// Migration counters, for INFO and metrics.
+    pub slots_moved_out: AtomicU64,
+    pub migration_sent_bytes: AtomicU64,
+    pub imported_records: AtomicU64,
 }
 
 impl fmt::Debug for Cluster {
@@ -173,8 +182,35 @@ impl Cluster {
             control,
             moving: (0..SLOTS).map(|_| AtomicU8::new(SETTLED)).collect(),
             in_flight: AtomicUsize::new(0),
+            settled_writes: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             dirty: Mutex::default(),
             changed: tokio::sync::Notify::new(),
+            slots_moved_out: AtomicU64::new(0),
+            migration_sent_bytes: AtomicU64::new(0),
+            imported_records: AtomicU64::new(0),
+        }
+    }
+
+    /// The value of a `dcache_cluster_*` metric.
+    #[must_use]
+    pub fn metric(&self, name: &str) -> u64 {
+        let view = self.view();
+        let t = &view.topology;
+        match name {
+            "dcache_cluster_epoch" => t.epoch,
+            "dcache_cluster_known_nodes" => t.nodes.len() as u64,
+            "dcache_cluster_slots_served" => {
+                (0..SLOTS as u16).filter(|&s| view.mine(s)).count() as u64
+            }
+            "dcache_cluster_slots_migrating_out" => t.moving_from(&view.me).len() as u64,
+            "dcache_cluster_slots_moved_out" => self.slots_moved_out.load(Ordering::Relaxed),
+            "dcache_cluster_migration_sent_bytes" => {
+                self.migration_sent_bytes.load(Ordering::Relaxed)
+            }
+            "dcache_cluster_migration_imported_records" => {
+                self.imported_records.load(Ordering::Relaxed)
+            }
+            _ => 0,
         }
     }
 
@@ -191,8 +227,16 @@ impl Cluster {
 
     /// Takes a newly agreed topology.
     pub fn set_topology(&self, topology: Arc<Topology>) {
-        let me = self.view.read().me.clone();
-        *self.view.write() = Arc::new(View::new(&me, topology));
+        let old = self.view();
+        let view = View::new(&old.me, topology);
+        // A slot that comes (back) to this node may still be paused from when it moved away
+        // (see `settle`): writes to it run again from the moment the view says it is ours.
+        for slot in 0..SLOTS as u16 {
+            if view.mine(slot) && !old.mine(slot) {
+                self.moving[usize::from(slot)].store(SETTLED, Ordering::SeqCst);
+            }
+        }
+        *self.view.write() = Arc::new(view);
         self.generation.fetch_add(1, Ordering::Release);
         self.changed.notify_waiters();
     }
@@ -256,20 +300,37 @@ impl Cluster {
         }
     }
 
-    /// Before a write to a watched slot runs: refuses it while the slot is paused, else counts it
-    /// in flight until [`Cluster::leave`]. The pause and this check are ordered (`SeqCst` on both
-    /// sides), so once [`Cluster::pause`] returns no write to the slot is running or will run.
-    pub fn enter(&self, slot: u16) -> Result<(), &'static str> {
+    /// Before a write to a slot of this node runs (whatever [`Route::Here`]'s `watched` said: the
+    /// slot may have been watched since): counts it until [`Cluster::leave`], and says whether it
+    /// is watched (its keys are then recorded as dirty). Refuses it while the slot is paused. The
+    /// states and these checks are ordered (`SeqCst` on both sides), so once [`Cluster::watch`]
+    /// returns every write to the slot is recorded, and once [`Cluster::pause`] returns no write
+    /// to the slot is running or will run.
+    ///
+    /// # Errors
+    /// `TRYAGAIN` while the slot is paused.
+    pub fn enter(&self, slot: u16) -> Result<bool, &'static str> {
+        let s = usize::from(slot);
+        self.settled_writes[s].fetch_add(1, Ordering::SeqCst);
+        if self.moving[s].load(Ordering::SeqCst) == SETTLED {
+            return Ok(false);
+        }
+        self.settled_writes[s].fetch_sub(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.moving[usize::from(slot)].load(Ordering::SeqCst) == PAUSED {
+        if self.moving[s].load(Ordering::SeqCst) == PAUSED {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err("TRYAGAIN The slot is moving to another node; try again in a moment");
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// After a write to a watched slot: records its keys for the migration to copy again.
-    pub fn leave<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+    /// After a write that [`Cluster::enter`] let in: when `watched`, records its keys for the
+    /// migration to copy again.
+    pub fn leave<'k>(&self, slot: u16, watched: bool, keys: impl Iterator<Item = &'k [u8]>) {
+        if !watched {
+            self.settled_writes[usize::from(slot)].fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
         {
             let mut dirty = self.dirty.lock();
             for key in keys {
@@ -279,10 +340,16 @@ impl Cluster {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Starts recording writes to `slots`.
-    pub fn watch(&self, slots: &[u16]) {
+    /// Starts recording writes to `slots`, and waits until the writes that found them settled
+    /// (unrecorded) are done, so that what follows (the snapshot) sees them.
+    pub async fn watch(&self, slots: &[u16]) {
         for &s in slots {
             self.moving[usize::from(s)].store(WATCHED, Ordering::SeqCst);
+        }
+        for &s in slots {
+            while self.settled_writes[usize::from(s)].load(Ordering::SeqCst) != 0 {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
@@ -296,10 +363,16 @@ impl Cluster {
         }
     }
 
-    /// Back to normal for `slots` (moved, or the move was abandoned).
+    /// Back to normal for `slots` (moved, or the move was abandoned). A slot that this node no
+    /// longer serves stays paused: a connection may have taken the view from before the move just
+    /// before it committed, and its write must get TRYAGAIN (then MOVED), not run on the copy
+    /// that is about to be deleted. [`Cluster::set_topology`] settles it if it comes back.
     pub fn settle(&self, slots: &[u16]) {
+        let view = self.view();
         for &s in slots {
-            self.moving[usize::from(s)].store(SETTLED, Ordering::SeqCst);
+            if view.mine(s) {
+                self.moving[usize::from(s)].store(SETTLED, Ordering::SeqCst);
+            }
         }
     }
 

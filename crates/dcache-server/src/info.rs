@@ -93,11 +93,15 @@ fn cluster(out: &mut String, shared: &Shared) {
         out,
         "# Cluster\r\ncluster_enabled:1\r\ncluster_node_id:{}\r\ncluster_epoch:{}\r\n\
          cluster_known_nodes:{}\r\ncluster_slots_served:{mine}\r\n\
-         cluster_slots_migrating_out:{}\r\n",
+         cluster_slots_migrating_out:{}\r\ncluster_slots_moved_out:{}\r\n\
+         cluster_migration_sent_bytes:{}\r\ncluster_migration_imported_records:{}\r\n",
         view.me,
         t.epoch,
         t.nodes.len(),
         t.moving_from(&view.me).len(),
+        cluster.metric("dcache_cluster_slots_moved_out"),
+        cluster.metric("dcache_cluster_migration_sent_bytes"),
+        cluster.metric("dcache_cluster_migration_imported_records"),
     );
 }
 

@@ -108,6 +108,41 @@ pub const METRICS: &[(&str, MetricType, &str)] = &[
         MetricType::Counter,
         "Bytes written to clients.",
     ),
+    (
+        "dcache_cluster_epoch",
+        MetricType::Gauge,
+        "The epoch of the topology this node follows (0: not in a cluster).",
+    ),
+    (
+        "dcache_cluster_known_nodes",
+        MetricType::Gauge,
+        "Members of the cluster, failed ones included.",
+    ),
+    (
+        "dcache_cluster_slots_served",
+        MetricType::Gauge,
+        "Hash slots this node serves.",
+    ),
+    (
+        "dcache_cluster_slots_migrating_out",
+        MetricType::Gauge,
+        "Hash slots this node serves that the topology sends elsewhere.",
+    ),
+    (
+        "dcache_cluster_slots_moved_out",
+        MetricType::Counter,
+        "Hash slots this node has handed to another node.",
+    ),
+    (
+        "dcache_cluster_migration_sent_bytes",
+        MetricType::Counter,
+        "Bytes of slot migration sent to other nodes.",
+    ),
+    (
+        "dcache_cluster_migration_imported_records",
+        MetricType::Counter,
+        "Slot migration records received that changed this node's data.",
+    ),
 ];
 
 #[derive(Debug)]
@@ -135,6 +170,9 @@ impl NodeCollector {
             "dcache_connections_rejected" => shared.stats.rejected_connections.load(Relaxed),
             "dcache_net_input_bytes" => shared.stats.net_totals().0,
             "dcache_net_output_bytes" => shared.stats.net_totals().1,
+            name if name.starts_with("dcache_cluster_") => {
+                shared.cluster.as_ref().map_or(0, |c| c.metric(name))
+            }
             _ => 0,
         }
     }

@@ -3,12 +3,13 @@
 //! ```text
 //!   source (serves the slots)                         destination (their target owner)
 //!   watch(batch): writes to it recorded as dirty
+//!   CLUSTER IMPORTSLOT <slot> ──────────────────────► drop what an earlier attempt copied
 //!   dump_slot → CLUSTER IMPORT <records> ───────────► restore each record (by version)
 //!   dirty keys → CLUSTER IMPORT <records> ──────────► … until few are left
 //!   pause(batch): writes answered TRYAGAIN
 //!   last dirty keys → CLUSTER IMPORT ───────────────► OK for every request
 //!   propose Moved { to, batch } ──Raft──► every node: the destination serves the batch
-//!   settle(batch): writes answered MOVED; delete the local copy
+//!   settle(batch): writes answered MOVED; the follower drops the local copy
 //! ```
 //!
 //! A write acknowledged by the source before the pause was either in the snapshot or recorded
@@ -59,8 +60,12 @@ pub async fn follow(
     loop {
         let next = Arc::clone(&topology.borrow_and_update());
         if next.epoch != previous.epoch || next.epoch == 0 {
+            // Slots taken over from a failed node are emptied before the view that serves them
+            // is published (a write accepted in between would be deleted); slots that go away
+            // after it (until then a source's paused slots are still read here).
+            drop_foreign_slots(&shared, &previous, &next, Foreign::Rescued);
             cluster.set_topology(Arc::clone(&next));
-            drop_foreign_slots(&shared, &previous, &next);
+            drop_foreign_slots(&shared, &previous, &next, Foreign::Lost);
             let me = cluster.view().me.clone();
             let left = previous
                 .nodes
@@ -105,10 +110,19 @@ pub async fn follow(
     }
 }
 
-/// Deletes the keys of every slot this node neither serves nor is about to receive, and of
+/// Which slots [`drop_foreign_slots`] empties.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Foreign {
+    /// Those this node neither serves nor is about to receive.
+    Lost,
+    /// Those it takes over from a failed node.
+    Rescued,
+}
+
+/// Deletes the keys of every slot this node neither serves nor is about to receive, or of
 /// slots it takes over from a failed node (what it holds there is a partial copy of a move that
 /// never committed, possibly stale).
-fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology) {
+fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology, which: Foreign) {
     let Some(cluster) = &shared.cluster else {
         return;
     };
@@ -129,7 +143,7 @@ fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology) {
                         .get(&n.id)
                         .is_some_and(|n| n.state == NodeState::Failed)
             });
-        if lost || rescued {
+        if (which == Foreign::Lost && lost) || (which == Foreign::Rescued && rescued) {
             let removed = delete_slot(shared, slot);
             if removed > 0 {
                 tracing::debug!("slot {slot}: dropped {removed} keys this node no longer serves");
@@ -148,6 +162,20 @@ fn delete_slot(shared: &Shared, slot: u16) -> usize {
         }
         total += n;
     }
+}
+
+/// `CLUSTER IMPORTSLOT slot`: the records of `slot` that follow replace whatever this node holds
+/// of it, a copy from an earlier attempt to move it that failed (a key deleted on the source
+/// since would come back with it). Returns how many keys it dropped.
+///
+/// # Errors
+/// When this node serves the slot.
+pub fn begin_import(shared: &Shared, slot: u16) -> Result<usize, String> {
+    let served = shared.cluster.as_ref().is_some_and(|c| c.view().mine(slot));
+    if served {
+        return Err(format!("ERR slot {slot} is served by this node"));
+    }
+    Ok(delete_slot(shared, slot))
 }
 
 /// Applies the effects of one `CLUSTER IMPORT` request, in order.
@@ -169,6 +197,11 @@ pub fn import(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, Strin
         {
             applied += 1;
         }
+    }
+    if let Some(cluster) = &shared.cluster {
+        cluster
+            .imported_records
+            .fetch_add(applied as u64, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(applied)
 }
@@ -232,9 +265,11 @@ async fn move_batch(
         .next()
         .ok_or("no address")?;
     let mut peer = Peer::connect(addr, &config.requirepass, config.migration_rate.0 as u64).await?;
-    cluster.watch(batch);
+    cluster.watch(batch).await;
     // The snapshot, slot by slot, in bounded steps.
     for &slot in batch {
+        peer.request(&[b"CLUSTER", b"IMPORTSLOT", slot.to_string().as_bytes()])
+            .await?;
         let mut cursor = dcache_store::DumpCursor::default();
         loop {
             let (records, next) =
@@ -250,7 +285,7 @@ async fn move_batch(
     }
     // What was written meanwhile, until little is left.
     for _ in 0..MAX_ROUNDS {
-        let dirty = cluster.take_dirty();
+        let dirty = dirty_of(&cluster, batch);
         let few = dirty.len() < PAUSE_BELOW;
         send_keys(shared, &mut peer, dirty).await?;
         if few {
@@ -258,7 +293,7 @@ async fn move_batch(
         }
     }
     cluster.pause(batch).await;
-    let dirty = cluster.take_dirty();
+    let dirty = dirty_of(&cluster, batch);
     send_keys(shared, &mut peer, dirty).await?;
     peer.finish().await?;
     let control = cluster.control().cloned().ok_or("no agreement layer")?;
@@ -269,13 +304,30 @@ async fn move_batch(
         })
         .await?;
     cluster.wait_for_epoch(topology.epoch).await;
+    // The follower has dropped the local copy when it took the topology that moved the batch
+    // (`drop_foreign_slots`). Deleting it here as well would be wrong: by now a later topology
+    // may have given the slots back (the destination failed) and writes to them been acknowledged.
     cluster.settle(batch);
-    for &slot in batch {
-        delete_slot(shared, slot);
-        // Freeing a large slot takes a while: let the connections in between.
-        tokio::task::yield_now().await;
-    }
+    cluster
+        .slots_moved_out
+        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    cluster
+        .migration_sent_bytes
+        .fetch_add(peer.sent, std::sync::atomic::Ordering::Relaxed);
     Ok(peer.sent)
+}
+
+/// The keys written to `batch`'s slots since the last call. The node's dirty keys may hold
+/// others, left by a batch whose move was abandoned: they are not this destination's, and are
+/// dropped (their slots are copied whole again when they move).
+fn dirty_of(cluster: &crate::cluster::Cluster, batch: &[u16]) -> HashSet<Vec<u8>> {
+    let mut ours = vec![false; SLOTS];
+    for &slot in batch {
+        ours[usize::from(slot)] = true;
+    }
+    let mut dirty = cluster.take_dirty();
+    dirty.retain(|key| ours[usize::from(dcache_placement::slot(key))]);
+    dirty
 }
 
 /// Copies the current state of `keys` (or their absence).

@@ -8,20 +8,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{TestNode, error_text, query, run, test_config};
-use dcache_cluster::{Change, Node, NodeState};
+use dcache_cluster::{Change, Node, NodeState, Topology};
 use dcache_placement::SLOTS;
-use dcache_server::cluster::{LocalControl, random_node_id};
+use dcache_server::cluster::{BoxFuture, Cluster, Control, LocalControl, Route, random_node_id};
 use dcache_server::{ClusterLink, NodeConfig, Server};
 use redis::Value;
 
 /// A node following `control`'s topology; not a member until it joins.
 async fn member(control: &Arc<LocalControl>, config: NodeConfig) -> (TestNode, Node) {
+    member_with(control.clone(), control.subscribe(), config).await
+}
+
+/// A node that proposes through `control` and follows `topology`.
+async fn member_with(
+    control: Arc<dyn Control>,
+    topology: tokio::sync::watch::Receiver<Arc<Topology>>,
+    config: NodeConfig,
+) -> (TestNode, Node) {
     let me = random_node_id();
     let server = Server::builder(config)
         .cluster(ClusterLink {
             me: me.clone(),
-            control: control.clone(),
-            topology: control.subscribe(),
+            control,
+            topology,
         })
         .bind()
         .await
@@ -170,6 +179,23 @@ async fn a_node_alone_is_a_cluster_serving_every_slot() {
         error_text(&mut con, &["CLUSTER", "GETKEYSINSLOT", "1", "-1"]).await,
         "ERR Invalid slot or number of keys"
     );
+    // A slot or count that is not an integer gets Redis's integer error, not the range one.
+    for args in [
+        &["CLUSTER", "COUNTKEYSINSLOT", "abc"][..],
+        &["CLUSTER", "COUNTKEYSINSLOT", "99999999999999999999"],
+        &["CLUSTER", "GETKEYSINSLOT", "abc", "1"],
+        &["CLUSTER", "GETKEYSINSLOT", "1", "abc"],
+    ] {
+        assert_eq!(
+            error_text(&mut con, args).await,
+            "ERR value is not an integer or out of range",
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        error_text(&mut con, &["CLUSTER", "COUNTKEYSINSLOT", "-1"]).await,
+        "ERR Invalid slot"
+    );
     assert_eq!(
         error_text(&mut con, &["CLUSTER", "FORGET", &id]).await,
         "ERR I tried hard but I can't forget myself..."
@@ -316,7 +342,7 @@ async fn writes_to_a_paused_slot_are_asked_to_try_again() {
     let node = common::start(enabled()).await;
     let cluster = node.shared.cluster.clone().unwrap();
     let slot = dcache_placement::slot(b"k");
-    cluster.watch(&[slot]);
+    cluster.watch(&[slot]).await;
     let mut con = node.client().await;
     let _: () = query(&mut con, &["SET", "k", "1"]).await;
     assert!(cluster.take_dirty().contains(b"k".as_slice()));
@@ -588,4 +614,308 @@ async fn a_failed_nodes_slots_are_served_empty_by_the_survivors() {
         .unwrap();
     let nodes_text: String = query(&mut nodes[0].client().await, &["CLUSTER", "NODES"]).await;
     assert!(nodes_text.contains("master,fail"), "{nodes_text}");
+}
+
+fn test_node(port: u16) -> Node {
+    Node {
+        id: random_node_id(),
+        host: "127.0.0.1".into(),
+        port,
+        bus_port: 0,
+        state: NodeState::Online,
+    }
+}
+
+/// A key of `slot`.
+fn key_in(slot: u16) -> String {
+    (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| dcache_placement::slot(k.as_bytes()) == slot)
+        .expect("every slot has keys")
+}
+
+/// A connection routes by the view it took when the command began. If the move of the slot
+/// commits and the source settles the slot in between (the end of `move_batch`), the write must
+/// not run on the source, whose copy is deleted next: that would be an acknowledged write lost.
+#[tokio::test]
+async fn a_write_routed_by_the_view_from_before_a_move_does_not_run_on_the_source() {
+    let (a, b) = (test_node(1), test_node(2));
+    let mut t = Topology::default();
+    t.apply(&Change::Join(a.clone())).unwrap();
+    t.apply(&Change::Join(b.clone())).unwrap();
+    let cluster = Cluster::new(&a.id, None);
+    cluster.set_topology(Arc::new(t.clone()));
+    let (slot, _) = t.moving_from(&a.id)[0];
+    let key = key_in(slot);
+    let keys = || std::iter::once(key.as_bytes());
+    let stale = cluster.view();
+
+    // The end of a move, in move_batch's order: pause, commit, take the new topology, settle.
+    cluster.watch(&[slot]).await;
+    cluster.pause(&[slot]).await;
+    t.apply(&Change::Moved {
+        to: b.id.clone(),
+        slots: vec![slot],
+    })
+    .unwrap();
+    cluster.set_topology(Arc::new(t.clone()));
+    cluster.settle(&[slot]);
+
+    assert_eq!(
+        cluster.route(&cluster.view(), keys(), true),
+        Route::Refuse(format!("MOVED {slot} 127.0.0.1:2"))
+    );
+    match cluster.route(&stale, keys(), true) {
+        Route::Here {
+            slot: Some(s),
+            watched: true,
+        } => assert!(cluster.enter(s).is_err(), "the write runs on the source"),
+        Route::Refuse(_) => {}
+        other => panic!("the write runs on the source: {other:?}"),
+    }
+
+    // When the slot comes back, writes to it run as usual.
+    t.apply(&Change::Leave(b.id.clone())).unwrap();
+    let back: Vec<u16> = t.moving_from(&b.id).into_iter().map(|(s, _)| s).collect();
+    assert!(back.contains(&slot));
+    t.apply(&Change::Moved {
+        to: a.id.clone(),
+        slots: back,
+    })
+    .unwrap();
+    cluster.set_topology(Arc::new(t));
+    assert_eq!(
+        cluster.route(&cluster.view(), keys(), true),
+        Route::Here {
+            slot: Some(slot),
+            watched: false
+        }
+    );
+}
+
+/// A write that routed while its slot was settled and has not run yet (dispatch is between
+/// `route` and the handler) when the migration starts watching the slot: it is not recorded as
+/// dirty, so `watch` must not return (and the snapshot start) before it is done, or a write
+/// landing after the snapshot read its key is acknowledged and then lost with the source's copy.
+#[tokio::test]
+async fn watching_a_slot_waits_for_the_writes_that_found_it_settled() {
+    let a = test_node(1);
+    let mut t = Topology::default();
+    t.apply(&Change::Join(a.clone())).unwrap();
+    let cluster = Cluster::new(&a.id, None);
+    cluster.set_topology(Arc::new(t));
+    let key = "k";
+    let slot = dcache_placement::slot(key.as_bytes());
+    let keys = || std::iter::once(key.as_bytes());
+
+    // Dispatch: route, then count the write in.
+    let view = cluster.view();
+    assert_eq!(
+        cluster.route(&view, keys(), true),
+        Route::Here {
+            slot: Some(slot),
+            watched: false
+        }
+    );
+    assert_eq!(cluster.enter(slot), Ok(false));
+
+    let batch = [slot];
+    let mut watch = std::pin::pin!(cluster.watch(&batch));
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    assert!(
+        watch.as_mut().poll(&mut cx).is_pending(),
+        "watch returned while an unrecorded write to the slot is still to run"
+    );
+    cluster.leave(slot, false, keys());
+    watch.await;
+
+    // From now on, writes to the slot are recorded.
+    assert_eq!(cluster.enter(slot), Ok(true));
+    cluster.leave(slot, true, keys());
+    assert!(cluster.take_dirty().contains(key.as_bytes()));
+}
+
+/// Agreement for one story: the first move's destination dies right after the move commits.
+/// Once the source has taken both topologies (it serves the moved slots again, empty), a client
+/// writes a key of a moved slot there and is acknowledged. The next move waits forever, so that
+/// the test can look at the source then.
+#[derive(Debug)]
+struct DiesAfterMove {
+    inner: Arc<LocalControl>,
+    source: std::sync::OnceLock<(Arc<dcache_server::Shared>, String)>,
+    moves: std::sync::atomic::AtomicUsize,
+    written: tokio::sync::mpsc::UnboundedSender<String>,
+    next_move: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Control for DiesAfterMove {
+    fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, String>> {
+        Box::pin(async move {
+            let Change::Moved { to, slots } = &change else {
+                return self.inner.apply(&change);
+            };
+            if self.moves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                let _ = self.next_move.send(());
+                return std::future::pending().await;
+            }
+            let moved = self.inner.apply(&change)?;
+            let (shared, url) = self.source.get().expect("the source is known");
+            let cluster = shared.cluster.clone().unwrap();
+            cluster.wait_for_epoch(moved.epoch).await;
+            let failed = self.inner.apply(&Change::Fail(to.clone()))?;
+            cluster.wait_for_epoch(failed.epoch).await;
+            let key = key_in(slots[0]);
+            let mut con = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            let () = redis::cmd("SET")
+                .arg(&key)
+                .arg("after")
+                .query_async(&mut con)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = self.written.send(key);
+            Ok(moved)
+        })
+    }
+}
+
+/// The source of a move must not delete its copy of the moved slots once the move has committed
+/// without looking: the destination may have died at once and the slots come back to it, and by
+/// then it serves them (empty) and acknowledges writes to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_slots_taken_back_from_a_destination_that_died_after_the_move_is_kept() {
+    let inner = LocalControl::new();
+    let (written, mut written_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (next_move, mut next_move_rx) = tokio::sync::mpsc::unbounded_channel();
+    let control = Arc::new(DiesAfterMove {
+        inner: inner.clone(),
+        source: std::sync::OnceLock::new(),
+        moves: std::sync::atomic::AtomicUsize::new(0),
+        written,
+        next_move,
+    });
+    let (a, a_node) = member_with(control.clone(), inner.subscribe(), test_config()).await;
+    control.source.set((a.shared.clone(), a.url())).unwrap();
+    inner.apply(&Change::Join(a_node)).unwrap();
+    let (_b, b_node) = member_with(control.clone(), inner.subscribe(), test_config()).await;
+    inner.apply(&Change::Join(b_node)).unwrap();
+    let within = std::time::Duration::from_secs(60);
+    let key = tokio::time::timeout(within, written_rx.recv())
+        .await
+        .expect("the first move commits within a minute")
+        .unwrap();
+    // A third node joins; the source's next move begins only once it is done with the first.
+    let (_c, c_node) = member_with(control.clone(), inner.subscribe(), test_config()).await;
+    inner.apply(&Change::Join(c_node)).unwrap();
+    tokio::time::timeout(within, next_move_rx.recv())
+        .await
+        .expect("the next move begins within a minute")
+        .unwrap();
+    let v: Option<String> = query(&mut a.client().await, &["GET", &key]).await;
+    assert_eq!(v.as_deref(), Some("after"), "{key}");
+}
+
+/// A destination may hold records of a slot from an earlier attempt to move it that failed (the
+/// destination refused a record for memory, the connection broke, the commit was refused), and
+/// the slot is then moved again. A key deleted on the source in between is in neither the new
+/// snapshot nor its dirty keys: the move must not bring back the old copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_does_not_bring_back_what_an_earlier_attempt_copied() {
+    let control = LocalControl::new();
+    let (a, a_node) = member(&control, test_config()).await;
+    control.apply(&Change::Join(a_node)).unwrap();
+    let (b, b_node) = member(&control, test_config()).await;
+    for node in [&a, &b] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(1)
+            .await;
+    }
+    // Keys of the slots that B will take, as an earlier attempt copied them to B.
+    let t = control.subscribe().borrow().clone();
+    let mut probe = Topology::clone(&t);
+    probe.apply(&Change::Join(b_node.clone())).unwrap();
+    let slots: Vec<u16> = probe
+        .moving_from(&t.nodes.keys().next().unwrap().clone())
+        .into_iter()
+        .map(|(s, _)| s)
+        .take(3)
+        .collect();
+    let keys: Vec<String> = slots.iter().map(|&s| key_in(s)).collect();
+    let mut con = a.client().await;
+    let mut body = Vec::new();
+    for key in &keys {
+        let _: () = query(&mut con, &["SET", key, "old"]).await;
+        a.shared
+            .store
+            .effect_of(key.as_bytes(), a.shared.clock.now_ms())
+            .encode(&mut body);
+    }
+    let applied: i64 = redis::cmd("CLUSTER")
+        .arg("IMPORT")
+        .arg(body)
+        .query_async(&mut b.client().await)
+        .await
+        .unwrap();
+    assert_eq!(applied, keys.len() as i64);
+    // Deleted on the source, then the move that succeeds.
+    for key in &keys {
+        let _: () = query(&mut con, &["DEL", key]).await;
+    }
+    control.apply(&Change::Join(b_node)).unwrap();
+    let settled = until_settled(&control).await;
+    for node in [&a, &b] {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(settled.epoch)
+            .await;
+    }
+    let client = redis::cluster::ClusterClient::new(vec![a.url()]).unwrap();
+    let mut reader = client.get_async_connection().await.unwrap();
+    for key in &keys {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(v, None, "{key} came back");
+    }
+}
+
+/// The dirty keys are one set for the node: a batch whose move failed leaves its own in it (and
+/// a write may record its key just after the batch was abandoned). The next batch must send
+/// only the keys of its own slots, not copies of keys of slots the destination is not taking,
+/// which would stay there unseen (and come back if that slot ever moved there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_sends_only_the_dirty_keys_of_its_own_slots() {
+    let control = LocalControl::new();
+    let (a, a_node) = member(&control, test_config()).await;
+    control.apply(&Change::Join(a_node.clone())).unwrap();
+    let (b, b_node) = member(&control, test_config()).await;
+    let cluster = a.shared.cluster.clone().unwrap();
+    cluster.wait_for_epoch(1).await;
+    // A slot that stays on A when B joins.
+    let mut probe = Topology::clone(&control.subscribe().borrow());
+    probe.apply(&Change::Join(b_node.clone())).unwrap();
+    let stays = (0..SLOTS as u16)
+        .find(|&s| probe.target.as_ref().unwrap().primary(s).id == a_node.id)
+        .unwrap();
+    let key = key_in(stays);
+    // What an abandoned batch leaves behind.
+    cluster.watch(&[stays]).await;
+    let _: () = query(&mut a.client().await, &["SET", &key, "v"]).await;
+    cluster.settle(&[stays]);
+
+    control.apply(&Change::Join(b_node)).unwrap();
+    until_settled(&control).await;
+    assert_eq!(b.shared.store.count_in_slot(stays), 0);
+    assert_eq!(b.shared.store.len(), 0);
 }

@@ -284,16 +284,15 @@ async fn supervise(
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut running: Vec<Running> = Vec::new();
     let mut waits = JoinSet::new();
-    for i in 0..specs.len() {
+    for spec in &mut specs {
         // The others join the first node's cluster (a restarted node rejoins from its directory).
         if let Some(first) = running.first()
             && let Some(bus) = first.bus
         {
-            specs[i]
-                .args
+            spec.args
                 .extend(["--join".to_owned(), format!("{}@{bus}", first.addr)]);
         }
-        let spec = &specs[i];
+        let spec = &*spec;
         match start(spec).await {
             Ok((mut child, node)) => {
                 let index = spec.index;

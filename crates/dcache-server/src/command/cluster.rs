@@ -71,10 +71,14 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         b"GETKEYSINSLOT" => {
             arity(4)?;
+            // As Redis: both arguments must be integers first, then in range.
             const BAD: &str = "ERR Invalid slot or number of keys";
-            let slot = slot_arg(args.get(2)).map_err(|_| Error::from(BAD))?;
-            let count = usize::try_from(int_arg(args.get(3)).map_err(|_| Error::from(BAD))?)
-                .map_err(|_| Error::from(BAD))?;
+            let (slot, count) = (int_arg(args.get(2))?, int_arg(args.get(3))?);
+            let slot = u16::try_from(slot)
+                .ok()
+                .filter(|&s| usize::from(s) < dcache_placement::SLOTS)
+                .ok_or(Error::from(BAD))?;
+            let count = usize::try_from(count).map_err(|_| Error::from(BAD))?;
             let keys = ctx.shared.store.keys_in_slot(slot, count);
             ctx.out.array(keys.len());
             for key in &keys {
@@ -105,6 +109,12 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             arity(3)?;
             let applied = crate::migrate::import(ctx.shared, args.get(2), ctx.now)?;
             ctx.out.int(applied as i64);
+        }
+        b"IMPORTSLOT" => {
+            arity(3)?;
+            let slot = slot_arg(args.get(2))?;
+            let dropped = crate::migrate::begin_import(ctx.shared, slot)?;
+            ctx.out.int(dropped as i64);
         }
         b"LEAVE" => {
             arity(2)?;
@@ -137,9 +147,10 @@ fn propose(cluster: &std::sync::Arc<crate::cluster::Cluster>, change: Change) {
     });
 }
 
+/// A slot argument: not an integer is Redis's integer error, out of range `Invalid slot`.
 fn slot_arg(arg: &[u8]) -> Result<u16, Error> {
-    match dcache_protocol::request::parse_i64(arg) {
-        Some(n) if (0..dcache_placement::SLOTS as i64).contains(&n) => Ok(n as u16),
+    match int_arg(arg)? {
+        n if (0..dcache_placement::SLOTS as i64).contains(&n) => Ok(n as u16),
         _ => Err(BAD_SLOT.into()),
     }
 }

@@ -275,8 +275,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error(&e);
         return;
     }
-    let watched = match route(ctx, cmd, args) {
-        Ok(watched) => watched,
+    let entered = match route(ctx, cmd, args) {
+        Ok(entered) => entered,
         Err(e) => {
             ctx.shared.stats.rejected(ctx.conn.info.id, index);
             ctx.out.error(&e);
@@ -288,12 +288,12 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         match admit(ctx, cmd, args) {
             Ok(room) => Some(room),
             Err(e) => {
-                if watched {
-                    ctx.shared
-                        .cluster
-                        .as_ref()
-                        .expect("watched")
-                        .leave(std::iter::empty());
+                if let Some((slot, watched)) = entered {
+                    ctx.shared.cluster.as_ref().expect("entered").leave(
+                        slot,
+                        watched,
+                        std::iter::empty(),
+                    );
                 }
                 ctx.shared.stats.rejected(ctx.conn.info.id, index);
                 ctx.out.error(&e.0);
@@ -306,9 +306,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     let mark = ctx.out.len();
     let result = (cmd.handler)(ctx, args);
     drop(room);
-    if watched {
-        let cluster = ctx.shared.cluster.as_ref().expect("watched");
-        cluster.leave(dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i)));
+    if let Some((slot, watched)) = entered {
+        let cluster = ctx.shared.cluster.as_ref().expect("entered");
+        cluster.leave(
+            slot,
+            watched,
+            dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i)),
+        );
     }
     if cmd.flags & WRITE != 0 {
         // The arguments bound what most writes add; this catches the rest (a hash field that
@@ -331,28 +335,33 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
 
 /// Sends a keyed request where the cluster serves its slot: `-MOVED` to the owner, `-CROSSSLOT`
 /// for keys of several slots, `-CLUSTERDOWN` for a slot no one serves, `-TRYAGAIN` while the
-/// slot is paused for the end of a migration. `Ok(true)` for a write to a slot being migrated
-/// away, which the migration must see (then [`crate::cluster::Cluster::leave`] after it ran).
-fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<bool, String> {
+/// slot is paused for the end of a migration. For a write to a slot of this node, `Some((slot,
+/// watched))`: it is counted until [`crate::cluster::Cluster::leave`], which the caller owes it
+/// after it ran, and its keys are recorded if the slot is being migrated away.
+fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Option<(u16, bool)>, String> {
     let Some(cluster) = ctx.shared.cluster.as_deref() else {
-        return Ok(false);
+        return Ok(None);
     };
     let mut keys = dcache_protocol::commands::keys(cmd.spec, &args)
         .map(|i| args.get(i))
         .peekable();
     if keys.peek().is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     ctx.conn.asking = false;
     let view = ctx.conn.view(cluster);
     let writes = cmd.flags & WRITE != 0;
     match cluster.route(&view, keys, writes) {
         crate::cluster::Route::Refuse(msg) => Err(msg),
+        // Whether the slot is watched is decided by `enter`, after the write is counted: the
+        // migration may start watching it right after `route` looked.
         crate::cluster::Route::Here {
-            slot: Some(slot),
-            watched: true,
-        } => cluster.enter(slot).map(|()| true).map_err(str::to_owned),
-        crate::cluster::Route::Here { .. } => Ok(false),
+            slot: Some(slot), ..
+        } if writes => cluster
+            .enter(slot)
+            .map(|watched| Some((slot, watched)))
+            .map_err(str::to_owned),
+        crate::cluster::Route::Here { .. } => Ok(None),
     }
 }
 

@@ -5,10 +5,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Launch, lines_of, wait_for_line};
 
 fn dbsize(addr: &str) -> usize {
     let mut c = redis::Client::open(format!("redis://{addr}/"))
@@ -16,117 +16,6 @@ fn dbsize(addr: &str) -> usize {
         .get_connection()
         .unwrap();
     redis::cmd("DBSIZE").query(&mut c).unwrap()
-}
-
-/// A running `dcache launch` with its own log folder; killed (with its nodes) if a test fails.
-struct Launch {
-    child: Child,
-    log_dir: PathBuf,
-    /// Each node's address and pid, from the table launch prints.
-    nodes: Vec<(String, String)>,
-    /// The slots each node serves, from the same table ("-" for independent nodes: 0).
-    slots: Vec<usize>,
-    table: String,
-    /// Kept open: launch writes more after the table.
-    _stdout: Box<dyn BufRead>,
-}
-
-impl Launch {
-    fn start(name: &str, args: &[&str]) -> Launch {
-        let log_dir = std::env::temp_dir().join(format!("dcache-{name}-{}", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
-            .args(["launch", "--base-port", "0", "--log-dir"])
-            .arg(&log_dir)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut nodes = Vec::new();
-        let mut slots = Vec::new();
-        let mut table = String::new();
-        // launch prints its table only once every node has started (or exits on failure).
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut read = String::new();
-        while stdout.read_line(&mut read).unwrap() > 0 {
-            let text = std::mem::take(&mut read);
-            let line = text.trim_end();
-            table.push_str(line);
-            table.push('\n');
-            if line.starts_with("Connect with:") {
-                break;
-            }
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let [_, addr, pid, served, _] = words[..]
-                && addr.starts_with("127.0.0.1:")
-            {
-                nodes.push((addr.to_owned(), pid.to_owned()));
-                slots.push(served.parse().unwrap_or(0));
-            }
-        }
-        Launch {
-            child,
-            log_dir,
-            nodes,
-            slots,
-            table,
-            _stdout: Box::new(stdout),
-        }
-    }
-
-    fn addrs(&self) -> Vec<String> {
-        self.nodes.iter().map(|(a, _)| a.clone()).collect()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        common::terminate(&mut self.child)
-    }
-}
-
-impl Drop for Launch {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SIGTERM so that launch stops its nodes too; a SIGKILL would orphan them.
-            let _ = Command::new("sh")
-                .args(["-c", &format!("kill -TERM {}", self.child.id())])
-                .status();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.log_dir);
-    }
-}
-
-/// The lines of `stderr`, read on a thread so that a test can wait for one with a deadline.
-fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// Collects lines until one contains `word`; panics with what came if none does within `limit`.
-fn wait_for_line(lines: &mpsc::Receiver<String>, word: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    let mut said = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                said.push_str(&line);
-                said.push('\n');
-                if line.contains(word) {
-                    return said;
-                }
-            }
-            Err(_) => panic!("no line with {word:?} within {limit:?}; got:\n{said}"),
-        }
-    }
 }
 
 #[test]

@@ -1,9 +1,12 @@
-//! Starts the built `dcache` binary as a node on a free port.
+//! Starts the built `dcache` binary as a node on a free port, or as a `dcache launch` cluster.
 
 #![allow(dead_code, reason = "each test file uses its own part of this helper")]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 pub struct Node {
     pub child: Child,
@@ -89,4 +92,152 @@ pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
         .unwrap();
     assert!(status.success());
     child.wait().unwrap()
+}
+
+/// A running `dcache launch` with its own log folder; stopped (with its nodes) when dropped.
+pub struct Launch {
+    pub child: Child,
+    pub log_dir: PathBuf,
+    /// Each node's address and pid, from the table launch prints.
+    pub nodes: Vec<(String, String)>,
+    /// The slots each node serves, from the same table ("-" for independent nodes: 0).
+    pub slots: Vec<usize>,
+    pub table: String,
+    /// Kept open: launch writes more after the table.
+    pub _stdout: Box<dyn BufRead>,
+}
+
+impl Launch {
+    /// Starts `dcache launch --base-port 0 --log-dir <temp>/dcache-<name>-<pid> <args>` and reads
+    /// its table, which launch prints once every node has started (or exits on failure).
+    pub fn start(name: &str, args: &[&str]) -> Launch {
+        let log_dir = std::env::temp_dir().join(format!("dcache-{name}-{}", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dcache"))
+            .args(["launch", "--base-port", "0", "--log-dir"])
+            .arg(&log_dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut nodes = Vec::new();
+        let mut slots = Vec::new();
+        let mut table = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut read = String::new();
+        while stdout.read_line(&mut read).unwrap() > 0 {
+            let text = std::mem::take(&mut read);
+            let line = text.trim_end();
+            table.push_str(line);
+            table.push('\n');
+            if line.starts_with("Connect with:") {
+                break;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [_, addr, pid, served, _] = words[..]
+                && addr.starts_with("127.0.0.1:")
+            {
+                nodes.push((addr.to_owned(), pid.to_owned()));
+                slots.push(served.parse().unwrap_or(0));
+            }
+        }
+        Launch {
+            child,
+            log_dir,
+            nodes,
+            slots,
+            table,
+            _stdout: Box::new(stdout),
+        }
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|(a, _)| a.clone()).collect()
+    }
+
+    /// The cluster-bus port of node `n` (1-based), from the start-up line launch copies into the
+    /// node's log before it prints its table ("…, cluster bus 45609)").
+    pub fn bus_port(&self, n: usize) -> u16 {
+        let log = std::fs::read_to_string(self.log_dir.join(format!("node-{n}.log"))).unwrap();
+        log.lines()
+            .filter(|l| l.starts_with("dcache node listening on "))
+            .find_map(|l| l.split("cluster bus ").nth(1))
+            .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("no cluster bus port in node-{n}.log:\n{log}"))
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        terminate(&mut self.child)
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SIGTERM so that launch stops its nodes too; a SIGKILL would orphan them.
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -TERM {}", self.child.id())])
+                .status();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.log_dir);
+    }
+}
+
+/// The lines of `stderr`, read on a thread so that a test can wait for one with a deadline.
+pub fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Collects lines until one contains `word`; panics with what came if none does within `limit`.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, word: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut said = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                said.push_str(&line);
+                said.push('\n');
+                if line.contains(word) {
+                    return said;
+                }
+            }
+            Err(_) => panic!("no line with {word:?} within {limit:?}; got:\n{said}"),
+        }
+    }
+}
+
+/// Runs `command` to its end, its output captured; kills it and panics if it takes longer than
+/// `limit` (a client that hangs must fail the test, not hang it).
+pub fn output_within(mut command: Command, limit: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} does not start: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -KILL {pid}")])
+                .status();
+            panic!("{command:?} still runs after {limit:?}");
+        }
+    }
 }

@@ -79,7 +79,15 @@ pub async fn follow(
             previous = Arc::clone(&next);
             if left {
                 // Handed everything off and left (dcache cluster leave): the node's work is done.
-                shared.request_exit();
+                // It answers -MOVED for a while before it stops, so that clients whose slot map
+                // still names it learn the new owners rather than find the port closed (some
+                // never refresh on a refused connection).
+                let grace = Duration::from_millis(shared.config().cluster_node_timeout);
+                let leaving = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    leaving.request_exit();
+                });
             }
         }
         let me = cluster.view().me.clone();

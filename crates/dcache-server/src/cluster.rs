@@ -162,7 +162,10 @@ const PAUSED: u8 = 2;
 pub struct Cluster {
     view: RwLock<Arc<View>>,
     generation: AtomicU64,
-    control: Option<Arc<dyn Control>>,
+    control: RwLock<Option<Arc<dyn Control>>>,
+    /// `CLUSTER MEET` on a node alone asks to join another cluster: the member to join through.
+    join_requests: tokio::sync::mpsc::UnboundedSender<String>,
+    join_receiver: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     /// Per slot: settled, watched (writes recorded) or paused (writes refused for a moment).
     moving: Box<[AtomicU8]>,
     /// Writes to watched slots that have passed the pause check and not finished.
@@ -195,10 +198,13 @@ impl Cluster {
     /// The state of node `me` before it has a topology (every keyed command: CLUSTERDOWN).
     #[must_use]
     pub fn new(me: &str, control: Option<Arc<dyn Control>>) -> Cluster {
+        let (join_requests, join_receiver) = tokio::sync::mpsc::unbounded_channel();
         Cluster {
             view: RwLock::new(Arc::new(View::new(me, Arc::default()))),
             generation: AtomicU64::new(0),
-            control,
+            control: RwLock::new(control),
+            join_requests,
+            join_receiver: Mutex::new(Some(join_receiver)),
             moving: (0..SLOTS).map(|_| AtomicU8::new(SETTLED)).collect(),
             in_flight: AtomicUsize::new(0),
             settled_writes: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
@@ -274,8 +280,24 @@ impl Cluster {
     }
 
     #[must_use]
-    pub fn control(&self) -> Option<&Arc<dyn Control>> {
-        self.control.as_ref()
+    pub fn control(&self) -> Option<Arc<dyn Control>> {
+        self.control.read().clone()
+    }
+
+    /// The agreement layer of the cluster this node joined instead (after `CLUSTER MEET`).
+    pub fn set_control(&self, control: Arc<dyn Control>) {
+        *self.control.write() = Some(control);
+    }
+
+    /// Asks the node to leave its cluster of one and join the cluster of `member`
+    /// (`host:port@busport`); the membership supervisor does it.
+    pub fn request_join(&self, member: String) {
+        let _ = self.join_requests.send(member);
+    }
+
+    /// The requests of [`Cluster::request_join`], for the one task that carries them out.
+    pub fn take_join_requests(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.join_receiver.lock().take()
     }
 
     /// Routes a request whose keys are `keys`.

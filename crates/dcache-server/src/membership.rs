@@ -163,6 +163,99 @@ impl Membership {
     }
 }
 
+/// Runs the node's side of the cluster until `stop`: follows the topology (routing, migrations)
+/// and, when `CLUSTER MEET` asks a node alone to join another cluster, leaves its cluster of one
+/// and joins that one (same node id, fresh Raft state).
+pub async fn supervise(
+    shared: Arc<crate::state::Shared>,
+    mut topology: watch::Receiver<Arc<Topology>>,
+    mut membership: Option<Membership>,
+    local_addr: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(cluster) = shared.cluster.clone() else {
+        return;
+    };
+    let mut requests = cluster.take_join_requests();
+    loop {
+        let mut follower = tokio::spawn(crate::migrate::follow(
+            Arc::clone(&shared),
+            topology.clone(),
+            stop.clone(),
+        ));
+        let request = tokio::select! {
+            _ = &mut follower => None,
+            request = async {
+                match requests.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => request,
+        };
+        let (Some(member), Some(current)) = (request, membership.take()) else {
+            // Stopped (or nothing to rejoin with: a cluster given by the builder).
+            let _ = follower.await;
+            break;
+        };
+        follower.abort();
+        tracing::info!("joining the cluster of {member}");
+        // The same bus port as before (it may have been any free one): whoever named this node
+        // by it still finds it.
+        let bus_port = current.cluster.node().bus_port;
+        current.shutdown().await;
+        let mut config = shared.config();
+        config.join = member;
+        config.cluster_port = bus_port;
+        let started = async {
+            forget_raft_state(&config.dir)?;
+            Membership::start(&config, local_addr).await
+        }
+        .await;
+        match started {
+            Ok((next, link)) => {
+                cluster.set_control(link.control);
+                topology = link.topology;
+                membership = Some(next);
+            }
+            Err(e) => {
+                // Alone again, with what it had: start a cluster of one anew.
+                tracing::warn!("could not join: {e:#}; staying alone");
+                config.join.clear();
+                match Membership::start(&config, local_addr).await {
+                    Ok((next, link)) => {
+                        cluster.set_control(link.control);
+                        topology = link.topology;
+                        membership = Some(next);
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot restart the cluster of one: {e:#}");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(membership) = membership {
+        membership.shutdown().await;
+    }
+}
+
+/// Removes the Raft vote, log and snapshot from `dir`, keeping the node id.
+fn forget_raft_state(dir: &str) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {dir}"))? {
+        let entry = entry?;
+        if entry.file_name() != "node-id" {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Keeps the detector's member list on the topology's, and turns what it detects into changes:
 /// the Raft leader declares members failed; a node that finds itself declared failed while
 /// alive asks to come back.

@@ -319,7 +319,7 @@ async fn move_batch(
     let dirty = dirty_of(&cluster, batch);
     send_keys(shared, &mut peer, dirty).await?;
     peer.finish().await?;
-    let control = cluster.control().cloned().ok_or("no agreement layer")?;
+    let control = cluster.control().ok_or("no agreement layer")?;
     let topology = commit(&cluster, control.as_ref(), &dest.id, batch).await?;
     cluster.wait_for_epoch(topology.epoch).await;
     // The follower has dropped the local copy when it took the topology that moved the batch
@@ -412,6 +412,17 @@ async fn send_keys(shared: &Shared, peer: &mut Peer, keys: HashSet<Vec<u8>>) -> 
         }
     }
     Ok(())
+}
+
+/// Sends one command to the node at `addr` (its client port) and waits for an answer that is not
+/// an error.
+///
+/// # Errors
+/// The node cannot be reached, or answers with an error.
+pub async fn send_command(addr: SocketAddr, password: &str, args: &[&[u8]]) -> Result<(), String> {
+    let mut peer = Peer::connect(addr, password, 0).await?;
+    peer.request(args).await?;
+    peer.finish().await
 }
 
 /// A client connection to the destination's Redis port, pipelining CLUSTER IMPORT requests.

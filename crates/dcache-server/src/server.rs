@@ -256,9 +256,11 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = tokio::spawn(background(Arc::clone(&shared), stop_rx.clone()));
         let follower = topology.map(|topology| {
-            tokio::spawn(crate::migrate::follow(
+            tokio::spawn(crate::membership::supervise(
                 Arc::clone(&shared),
                 topology,
+                membership,
+                shared.local_addr,
                 stop_rx.clone(),
             ))
         });
@@ -353,9 +355,7 @@ impl Server {
         if let Some(task) = follower {
             let _ = task.await;
         }
-        if let Some(membership) = membership {
-            membership.shutdown().await;
-        }
+
         if let Some(task) = admin_task {
             let _ = task.await;
         }

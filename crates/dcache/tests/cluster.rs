@@ -659,3 +659,88 @@ fn join_and_leave_under_load_lose_no_acknowledged_write() {
     }
     drop(fourth);
 }
+
+/// `CLUSTER MEET`, as Redis tooling sends it: asked of a cluster member, it has the node named
+/// (alone) join; asked of a node alone, that node joins the cluster named. Either way the nodes
+/// end as one cluster with the slots shared out and nothing left moving.
+#[test]
+fn cluster_meet_brings_nodes_alone_into_the_cluster() {
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&[])).collect();
+    let bus = |n: &Node| -> String {
+        n.line
+            .split("cluster bus ")
+            .nth(1)
+            .and_then(|rest| rest.trim_end().trim_end_matches(')').split(')').next())
+            .expect("the start-up line names the bus port")
+            .to_owned()
+    };
+    let cmd = |n: &Node, args: &[&str]| -> Value {
+        let mut c = n.client();
+        let mut command = redis::cmd(args[0]);
+        for a in &args[1..] {
+            command.arg(*a);
+        }
+        command.query(&mut c).unwrap()
+    };
+    // Node 0 has node 1 join its cluster; node 2 is asked to join node 0's.
+    let ok = cmd(
+        &nodes[0],
+        &[
+            "CLUSTER",
+            "MEET",
+            "127.0.0.1",
+            &nodes[1].port.to_string(),
+            &bus(&nodes[1]),
+        ],
+    );
+    assert_eq!(ok, Value::Okay);
+    let ok = cmd(
+        &nodes[2],
+        &[
+            "CLUSTER",
+            "MEET",
+            "127.0.0.1",
+            &nodes[0].port.to_string(),
+            &bus(&nodes[0]),
+        ],
+    );
+    assert_eq!(ok, Value::Okay);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let settled = nodes.iter().all(|n| {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut n.client())
+                .unwrap();
+            info.contains("cluster_known_nodes:3\r\n")
+                && info.contains("cluster_state:ok\r\n")
+                && info.contains("cluster_slots_migrating:0\r\n")
+        });
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the three did not become one cluster"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let nodes_text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut nodes[2].client())
+        .unwrap();
+    let mut total = 0;
+    for line in nodes_text.lines() {
+        let served: usize = line
+            .split(' ')
+            .skip(8)
+            .map(|r| match r.split_once('-') {
+                Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+                None => 1,
+            })
+            .sum();
+        assert!((5461..=5462).contains(&served), "{line}");
+        total += served;
+    }
+    assert_eq!(total, 16384);
+}

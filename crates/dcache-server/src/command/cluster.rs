@@ -103,6 +103,7 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             propose(&cluster, Change::Forget(id));
             ctx.out.ok();
         }
+        b"MEET" => meet(ctx, &cluster, &view, args)?,
         // dcache's own: a slot migration's records (`crate::migrate`), and what `dcache cluster
         // leave` and `dcache cluster rebalance` send.
         b"IMPORT" => {
@@ -144,10 +145,90 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
+/// `CLUSTER MEET host port [bus-port]`: a node alone joins the other's cluster (its keys are
+/// dropped: it serves the slots it is given); a node of a larger cluster asks the other node,
+/// which must be alone, to join it. Like Redis's, the reply does not wait for the handshake.
+fn meet(
+    ctx: &mut Ctx<'_>,
+    cluster: &std::sync::Arc<crate::cluster::Cluster>,
+    view: &View,
+    args: Args<'_>,
+) -> CmdResult {
+    if !(4..=6).contains(&args.len()) {
+        return Err(subcommand_arity("cluster", args.get(1)));
+    }
+    let host = String::from_utf8_lossy(args.get(2)).into_owned();
+    let port: u16 = std::str::from_utf8(args.get(3))
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| {
+            Error::from(format!(
+                "ERR Invalid base port specified: {}",
+                String::from_utf8_lossy(args.get(3))
+            ))
+        })?;
+    let bus: u16 = match args.len() {
+        4 => port.checked_add(10000).ok_or_else(|| {
+            Error::from(format!("ERR Invalid bus port specified: {port} + 10000"))
+        })?,
+        _ => std::str::from_utf8(args.get(4))
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| {
+                Error::from(format!(
+                    "ERR Invalid bus port specified: {}",
+                    String::from_utf8_lossy(args.get(4))
+                ))
+            })?,
+    };
+    // A sixth argument marks a MEET passed on by the other node (so it is not passed back).
+    let passed_on = args.len() == 6;
+    let known = view.nodes.iter().any(|n| n.host == host && n.port == port);
+    let alone = view.nodes.len() == 1 && view.myself().is_some();
+    let config = ctx.shared.config();
+    if known {
+        ctx.out.ok();
+        return Ok(());
+    }
+    if alone && !config.dir.is_empty() {
+        cluster.request_join(format!("{host}:{port}@{bus}"));
+        ctx.out.ok();
+        return Ok(());
+    }
+    if passed_on {
+        return Err(
+            "ERR Both nodes belong to clusters of several nodes: a node joins a cluster alone"
+                .into(),
+        );
+    }
+    let Some(me) = view.myself().cloned() else {
+        return Err("ERR This node is not a member of the cluster".into());
+    };
+    let addr: std::net::SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|_| Error::from(format!("ERR Invalid node address specified: {host}:{port}")))?;
+    tokio::spawn(async move {
+        let (my_port, my_bus) = (me.port.to_string(), me.bus_port.to_string());
+        let request: [&[u8]; 6] = [
+            b"CLUSTER",
+            b"MEET",
+            me.host.as_bytes(),
+            my_port.as_bytes(),
+            my_bus.as_bytes(),
+            b"passed-on",
+        ];
+        if let Err(e) = crate::migrate::send_command(addr, &config.requirepass, &request).await {
+            tracing::warn!("CLUSTER MEET {addr}: {e}");
+        }
+    });
+    ctx.out.ok();
+    Ok(())
+}
+
 /// Commits `change` in the background: the reply does not wait for agreement (as Redis's
 /// CLUSTER commands answer before the rest of the cluster has heard of them).
 fn propose(cluster: &std::sync::Arc<crate::cluster::Cluster>, change: Change) {
-    let Some(control) = cluster.control().cloned() else {
+    let Some(control) = cluster.control() else {
         return;
     };
     tokio::spawn(async move {
@@ -343,6 +424,8 @@ const HELP: &[&str] = &[
     "    Hand this node's slots to the others, then leave the cluster and stop (dcache).",
     "KEYSLOT <key>",
     "    Return the hash slot for <key>.",
+    "MEET <ip> <port> [<bus-port>]",
+    "    Join the cluster of that node (this node alone), or have it join this one.",
     "MYID",
     "    Return the node id.",
     "MYSHARDID",

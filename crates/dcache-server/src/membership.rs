@@ -184,7 +184,8 @@ pub async fn supervise(
             stop.clone(),
         ));
         let request = tokio::select! {
-            _ = &mut follower => None,
+            // The follower ends when the node stops.
+            _ = &mut follower => break,
             request = async {
                 match requests.as_mut() {
                     Some(r) => r.recv().await,
@@ -193,7 +194,7 @@ pub async fn supervise(
             } => request,
         };
         let (Some(member), Some(current)) = (request, membership.take()) else {
-            // Stopped (or nothing to rejoin with: a cluster given by the builder).
+            // Nothing to rejoin with (a cluster given by the builder): follow until the stop.
             let _ = follower.await;
             break;
         };

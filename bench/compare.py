@@ -20,6 +20,7 @@ and memcached from Debian, and matplotlib with pip, when they are missing. Every
 it stops; every load run is bounded in time.
 
 Usage: python3 bench/compare.py [--rounds 3] [--seconds 2] [--keys 1000000]
+       [--dcache PATH] [--memory-only]
 """
 
 import argparse
@@ -172,6 +173,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    ap.add_argument("--dcache", help="a dcache binary already built (default: build it here)")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the resident bytes per key (step 1); print them, write nothing")
     ap.add_argument("--chart-only", action="store_true",
                     help="redraw docs/perf/compare.png from docs/perf/compare.json; run nothing")
     args = ap.parse_args()
@@ -184,8 +188,11 @@ def main():
     if os.cpu_count() < 2:
         sys.exit("needs two cores: servers on core 0, the load generator on core 1")
     ensure_tools()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "dcache"], cwd=ROOT, check=True)
-    dcache = os.path.join(ROOT, "target", "release", "dcache")
+    if args.dcache:
+        dcache = os.path.abspath(args.dcache)
+    else:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "dcache"], cwd=ROOT, check=True)
+        dcache = os.path.join(ROOT, "target", "release", "dcache")
 
     servers = start_servers(dcache)
     memory, runs = {}, []
@@ -195,6 +202,8 @@ def main():
             preload(dcache, s, args.keys, 64)
             memory[s.name] = (rss_bytes(s.proc.pid) - base) / args.keys
             print(f"{s.name:10} {memory[s.name]:7.1f} resident bytes per key", flush=True)
+        if args.memory_only:
+            return
         for value_size in VALUE_SIZES:
             if value_size != 64:
                 for s in servers:

@@ -286,6 +286,17 @@ impl Topology {
             .collect()
     }
 
+    /// How many slots are to move (their owner now is not their owner in the target).
+    #[must_use]
+    pub fn moving_count(&self) -> usize {
+        let (Some(slots), Some(target)) = (&self.slots, &self.target) else {
+            return 0;
+        };
+        (0..SLOTS as u16)
+            .filter(|&s| slots.primary(s).id != target.primary(s).id)
+            .count()
+    }
+
     /// Whether every slot is served by a node that is not failed.
     #[must_use]
     pub fn all_served(&self) -> bool {
@@ -301,8 +312,10 @@ impl Topology {
         let mut counts: BTreeMap<NodeId, usize> =
             self.nodes.keys().map(|id| (id.clone(), 0)).collect();
         if let Some(p) = &self.slots {
-            for s in 0..SLOTS as u16 {
-                *counts.entry(p.primary(s).id.clone()).or_default() += 1;
+            for (member, n) in p.members().iter().zip(p.counts(0)) {
+                if n > 0 {
+                    *counts.entry(member.id.clone()).or_default() += n;
+                }
             }
         }
         counts

@@ -64,9 +64,9 @@ pub async fn follow(
             // Slots taken over from a failed node are emptied before the view that serves them
             // is published (a write accepted in between would be deleted); slots that go away
             // after it (until then a source's paused slots are still read here).
-            drop_foreign_slots(&shared, &previous, &next, Foreign::Rescued);
+            drop_foreign_slots(&shared, &previous, &next, Foreign::Rescued).await;
             cluster.set_topology(Arc::clone(&next));
-            drop_foreign_slots(&shared, &previous, &next, Foreign::Lost);
+            drop_foreign_slots(&shared, &previous, &next, Foreign::Lost).await;
             let me = cluster.view().me.clone();
             // Gone from the topology after asking to leave: once its slots were handed off, or
             // at once when it held none.
@@ -134,7 +134,7 @@ enum Foreign {
 /// Deletes the keys of every slot this node neither serves nor is about to receive, or of
 /// slots it takes over from a failed node (what it holds there is a partial copy of a move that
 /// never committed, possibly stale).
-fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology, which: Foreign) {
+async fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology, which: Foreign) {
     let Some(cluster) = &shared.cluster else {
         return;
     };
@@ -156,7 +156,7 @@ fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology, whi
                         .is_some_and(|n| n.state == NodeState::Failed)
             });
         if (which == Foreign::Lost && lost) || (which == Foreign::Rescued && rescued) {
-            let removed = delete_slot(shared, slot);
+            let removed = delete_slot(shared, slot).await;
             if removed > 0 {
                 tracing::debug!("slot {slot}: dropped {removed} keys this node no longer serves");
             }
@@ -164,15 +164,17 @@ fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topology, whi
     }
 }
 
-/// Deletes every key of `slot`, in bounded steps; returns how many.
-fn delete_slot(shared: &Shared, slot: u16) -> usize {
+/// Deletes every key of `slot`, in bounded steps with the shard's lock released and the other
+/// tasks let in between (a moved batch can hold many thousand keys); returns how many.
+async fn delete_slot(shared: &Shared, slot: u16) -> usize {
     let mut total = 0;
     loop {
-        let n = shared.store.delete_slot(slot, 1024);
+        let n = shared.store.delete_slot(slot, 256);
         if n == 0 {
             return total;
         }
         total += n;
+        tokio::task::yield_now().await;
     }
 }
 
@@ -187,7 +189,15 @@ pub fn begin_import(shared: &Shared, slot: u16) -> Result<usize, String> {
     if served {
         return Err(format!("ERR slot {slot} is served by this node"));
     }
-    Ok(delete_slot(shared, slot))
+    // In a command handler: done at once, in bounded steps (an abandoned copy is usually small).
+    let mut total = 0;
+    loop {
+        let n = shared.store.delete_slot(slot, 1024);
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
 }
 
 /// Applies the effects of one `CLUSTER IMPORT` request, in order.

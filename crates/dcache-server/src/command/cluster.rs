@@ -260,11 +260,7 @@ fn info(view: &View) -> String {
         "fail"
     };
     let serving = t.slot_counts().values().filter(|&&n| n > 0).count();
-    let moving = t
-        .nodes
-        .keys()
-        .map(|id| t.moving_from(id).len())
-        .sum::<usize>();
+    let moving = t.moving_count();
     let mut out = String::new();
     let _ = write!(
         out,

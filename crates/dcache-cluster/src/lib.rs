@@ -15,5 +15,5 @@ pub mod raft;
 pub mod swim;
 pub mod topology;
 
-pub use raft::{Cluster, ClusterConfig, Error};
+pub use raft::{Cluster, ClusterConfig, Error, random_node_id};
 pub use topology::{Change, ChangeError, Node, NodeId, NodeState, Topology};

@@ -20,6 +20,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+/// A new random node id: 40 hex characters, as Redis Cluster's.
+pub use dcache_cluster::random_node_id;
 use dcache_cluster::{Change, Node, NodeState, Topology};
 use dcache_placement::SLOTS;
 use parking_lot::{Mutex, RwLock};
@@ -466,17 +468,4 @@ impl Control for LocalControl {
     fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, ProposeError>> {
         Box::pin(async move { Ok(self.apply(&change)?) })
     }
-}
-
-/// A new random node id: 40 hex characters, as Redis Cluster's.
-#[must_use]
-pub fn random_node_id() -> String {
-    use std::hash::BuildHasher;
-    let mut id = String::with_capacity(40);
-    let state = std::collections::hash_map::RandomState::new();
-    for i in 0..3u64 {
-        id.push_str(&format!("{:016x}", state.hash_one(i)));
-    }
-    id.truncate(40);
-    id
 }

@@ -58,10 +58,6 @@ pub struct ConnState {
     pub stats: LocalStats,
     /// The cluster view this connection routes by, and the generation it was taken at.
     pub cluster_view: Option<(u64, Arc<crate::cluster::View>)>,
-    /// Set by ASKING, for the next command only.
-    pub asking: bool,
-    /// Set by READONLY: reads may go to replicas (which serve once replication arrives).
-    pub readonly: bool,
 }
 
 impl ConnState {
@@ -140,8 +136,6 @@ pub(crate) async fn serve<S>(
         max_bulk_len: shared.config().proto_max_bulk_len.0,
         stats: LocalStats::default(),
         cluster_view: None,
-        asking: false,
-        readonly: false,
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);

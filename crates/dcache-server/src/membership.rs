@@ -207,34 +207,30 @@ pub async fn supervise(
         let mut config = shared.config();
         config.join = member;
         config.cluster_port = bus_port;
-        let started = async {
+        let joined = async {
             forget_raft_state(&config.dir)?;
             Membership::start(&config, local_addr).await
         }
         .await;
-        match started {
-            Ok((next, link)) => {
-                cluster.set_control(link.control);
-                topology = link.topology;
-                membership = Some(next);
-            }
+        let started = match joined {
+            Ok(started) => Ok(started),
             Err(e) => {
-                // Alone again, with what it had: start a cluster of one anew.
+                // Alone again: start a cluster of one anew.
                 tracing::warn!("could not join: {e:#}; staying alone");
                 config.join.clear();
-                match Membership::start(&config, local_addr).await {
-                    Ok((next, link)) => {
-                        cluster.set_control(link.control);
-                        topology = link.topology;
-                        membership = Some(next);
-                    }
-                    Err(e) => {
-                        tracing::error!("cannot restart the cluster of one: {e:#}");
-                        return;
-                    }
-                }
+                Membership::start(&config, local_addr).await
             }
-        }
+        };
+        let (next, link) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!("cannot restart the cluster of one: {e:#}");
+                return;
+            }
+        };
+        cluster.set_control(link.control);
+        topology = link.topology;
+        membership = Some(next);
     }
     if let Some(membership) = membership {
         membership.shutdown().await;

@@ -47,6 +47,13 @@ pub async fn connect(builder: dcache_client::ClientBuilder) -> anyhow::Result<Cl
     }
 }
 
+/// The nodes' password: the one given on the command line, else `DCACHE_PASSWORD`.
+pub fn password(given: Option<&String>) -> Option<String> {
+    given
+        .cloned()
+        .or_else(|| std::env::var("DCACHE_PASSWORD").ok())
+}
+
 pub fn run(args: CliArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -54,11 +61,7 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let mut builder = Client::builder().nodes(args.nodes.clone());
-        let password = args
-            .password
-            .clone()
-            .or_else(|| std::env::var("DCACHE_PASSWORD").ok());
-        if let Some(password) = password {
+        if let Some(password) = password(args.password.as_ref()) {
             builder = builder.password(password);
             if let Some(user) = &args.user {
                 builder = builder.username(user.clone());

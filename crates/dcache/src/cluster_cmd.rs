@@ -92,7 +92,11 @@ pub fn parse_nodes(text: &str) -> Vec<NodeLine> {
         .collect()
 }
 
-fn text(frame: Frame) -> anyhow::Result<String> {
+/// A reply that carries text (`CLUSTER INFO`, `CLUSTER NODES`, `OK`) as a string.
+///
+/// # Errors
+/// An error reply, or one of another kind.
+pub fn text(frame: Frame) -> anyhow::Result<String> {
     match frame {
         Frame::Bulk(b) | Frame::Verbatim { text: b, .. } => {
             Ok(String::from_utf8_lossy(&b).into_owned())
@@ -117,11 +121,7 @@ impl Session {
             nodes.push(extra.to_owned());
         }
         let mut builder = Client::builder().nodes(nodes.clone());
-        let password = args
-            .password
-            .clone()
-            .or_else(|| std::env::var("DCACHE_PASSWORD").ok());
-        if let Some(password) = password {
+        if let Some(password) = crate::cli::password(args.password.as_ref()) {
             builder = builder.password(password);
         }
         Ok(Session {

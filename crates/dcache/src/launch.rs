@@ -184,10 +184,8 @@ async fn ready(running: &[Running], password: Option<&str>) -> anyhow::Result<Ve
         let mut settled = true;
         for addr in &addrs {
             let info = match client.node_cmd(addr, &["CLUSTER", "INFO"]).await {
-                Ok(
-                    dcache_client::Frame::Bulk(b) | dcache_client::Frame::Verbatim { text: b, .. },
-                ) => String::from_utf8_lossy(&b).into_owned(),
-                other => format!("{other:?}"),
+                Ok(frame) => crate::cluster_cmd::text(frame).unwrap_or_else(|e| e.to_string()),
+                Err(e) => e.to_string(),
             };
             let ok = info.contains("cluster_state:ok")
                 && info.contains(&format!("cluster_known_nodes:{}\r\n", addrs.len()))
@@ -199,12 +197,9 @@ async fn ready(running: &[Running], password: Option<&str>) -> anyhow::Result<Ve
             }
         }
         if settled {
-            let text = match client.node_cmd(&addrs[0], &["CLUSTER", "NODES"]).await? {
-                dcache_client::Frame::Bulk(b) | dcache_client::Frame::Verbatim { text: b, .. } => {
-                    String::from_utf8_lossy(&b).into_owned()
-                }
-                other => bail!("CLUSTER NODES: {other:?}"),
-            };
+            let text =
+                crate::cluster_cmd::text(client.node_cmd(&addrs[0], &["CLUSTER", "NODES"]).await?)
+                    .context("CLUSTER NODES")?;
             let lines = crate::cluster_cmd::parse_nodes(&text);
             return Ok(addrs
                 .iter()

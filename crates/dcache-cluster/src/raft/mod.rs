@@ -489,7 +489,7 @@ fn load_or_make_id(dir: &Path, preset: Option<&str>) -> Result<NodeId, Error> {
             Ok(id)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let id = preset.map_or_else(random_id, str::to_owned);
+            let id = preset.map_or_else(random_node_id, str::to_owned);
             files::write_atomic(&path, format!("{id}\n").as_bytes())?;
             Ok(id)
         }
@@ -499,7 +499,8 @@ fn load_or_make_id(dir: &Path, preset: Option<&str>) -> Result<NodeId, Error> {
 
 /// 40 random hex digits. `RandomState` is seeded from the operating system's randomness once
 /// per thread and varies with each use, which is enough for an id (no crate needed).
-fn random_id() -> NodeId {
+#[must_use]
+pub fn random_node_id() -> NodeId {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

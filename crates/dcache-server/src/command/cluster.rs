@@ -158,28 +158,12 @@ fn meet(
         return Err(subcommand_arity("cluster", args.get(1)));
     }
     let host = String::from_utf8_lossy(args.get(2)).into_owned();
-    let port: u16 = std::str::from_utf8(args.get(3))
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| {
-            Error::from(format!(
-                "ERR Invalid base port specified: {}",
-                String::from_utf8_lossy(args.get(3))
-            ))
-        })?;
-    let bus: u16 = match args.len() {
+    let port = port_arg(args.get(3), "base")?;
+    let bus = match args.len() {
         4 => port.checked_add(10000).ok_or_else(|| {
             Error::from(format!("ERR Invalid bus port specified: {port} + 10000"))
         })?,
-        _ => std::str::from_utf8(args.get(4))
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| {
-                Error::from(format!(
-                    "ERR Invalid bus port specified: {}",
-                    String::from_utf8_lossy(args.get(4))
-                ))
-            })?,
+        _ => port_arg(args.get(4), "bus")?,
     };
     // A sixth argument marks a MEET passed on by the other node (so it is not passed back).
     let passed_on = args.len() == 6;
@@ -223,6 +207,19 @@ fn meet(
     });
     ctx.out.ok();
     Ok(())
+}
+
+/// A port argument of MEET, or Redis's error naming it (`base` or `bus`).
+fn port_arg(arg: &[u8], which: &str) -> Result<u16, Error> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| {
+            Error::from(format!(
+                "ERR Invalid {which} port specified: {}",
+                String::from_utf8_lossy(arg)
+            ))
+        })
 }
 
 /// Commits `change` in the background: the reply does not wait for agreement (as Redis's
@@ -392,15 +389,12 @@ fn nodes(view: &View) -> String {
     out
 }
 
-/// READONLY, READWRITE and ASKING: flags on the connection.
-pub fn readonly(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+/// READONLY, READWRITE and ASKING: accepted, as cluster clients send them, and nothing to do
+/// yet. Without replicas every read goes to the slot's one copy whatever READONLY says, and no
+/// node answers `-ASK` (a slot moves whole), so none follows it with ASKING.
+pub fn accepted(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     if ctx.shared.cluster.is_none() {
         return Err(DISABLED.into());
-    }
-    match args.get(0).to_ascii_lowercase().as_slice() {
-        b"readonly" => ctx.conn.readonly = true,
-        b"readwrite" => ctx.conn.readonly = false,
-        _ => ctx.conn.asking = true,
     }
     ctx.out.ok();
     Ok(())

@@ -137,9 +137,9 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("time", server::time),
     ("memory", server::memory),
     ("cluster", cluster::cluster),
-    ("readonly", cluster::readonly),
-    ("readwrite", cluster::readonly),
-    ("asking", cluster::readonly),
+    ("readonly", cluster::accepted),
+    ("readwrite", cluster::accepted),
+    ("asking", cluster::accepted),
     ("object", server::object),
     ("get", strings::get),
     ("set", strings::set),
@@ -348,7 +348,6 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Option<(u16
     if keys.peek().is_none() {
         return Ok(None);
     }
-    ctx.conn.asking = false;
     let view = ctx.conn.view(cluster);
     let writes = cmd.flags & WRITE != 0;
     match cluster.route(&view, keys, writes) {

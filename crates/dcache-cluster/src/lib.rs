@@ -12,6 +12,7 @@
 //! topology on every node, so the Raft log is all a node needs to agree with the others.
 
 pub mod raft;
+pub mod replication;
 pub mod swim;
 pub mod topology;
 

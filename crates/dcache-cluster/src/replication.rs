@@ -363,6 +363,14 @@ impl<E: Clone, T> Replicator<E, T> {
         Some((from, items))
     }
 
+    /// Takes back the items handed out after `offset` (they did not fit in one request): the
+    /// next [`Replicator::take`] starts after `offset`.
+    pub fn rewind_to(&mut self, peer: &str, offset: u64) {
+        if let Some(stream) = self.streams.get_mut(peer) {
+            stream.sent = offset.clamp(stream.acked.max(stream.first - 1), stream.sent);
+        }
+    }
+
     /// The peers whose streams hold items not handed out yet.
     pub fn ready(&self) -> impl Iterator<Item = &str> + '_ {
         self.streams

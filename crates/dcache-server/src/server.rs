@@ -264,6 +264,14 @@ impl Server {
                 stop_rx.clone(),
             ))
         });
+        // Replication outlives the connections' drain: their held replies wait for it.
+        let (replication_stop, replication_stop_rx) = watch::channel(false);
+        let replicator = shared.cluster.is_some().then(|| {
+            tokio::spawn(crate::replicate::run(
+                Arc::clone(&shared),
+                replication_stop_rx,
+            ))
+        });
         let admin_task = admin.map(|listener| {
             let mut stop = stop_rx.clone();
             tokio::spawn(crate::metrics::serve_admin(
@@ -353,6 +361,10 @@ impl Server {
         }
         let _ = background.await;
         if let Some(task) = follower {
+            let _ = task.await;
+        }
+        let _ = replication_stop.send(true);
+        if let Some(task) = replicator {
             let _ = task.await;
         }
 

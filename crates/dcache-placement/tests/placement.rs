@@ -220,7 +220,11 @@ fn cutting_a_member_out_promotes_the_next_and_leaves_a_vacancy_at_the_end() {
         let survivors: Vec<&str> = before.iter().copied().filter(|&id| id != gone).collect();
         assert_eq!(after, survivors, "slot {s}");
         if before[0] == gone {
-            assert_eq!(cut.primary(s).id, before[1], "slot {s}: the first replica takes over");
+            assert_eq!(
+                cut.primary(s).id,
+                before[1],
+                "slot {s}: the first replica takes over"
+            );
         }
         vacant += 3 - after.len();
     }
@@ -243,7 +247,9 @@ fn cutting_a_member_out_promotes_the_next_and_leaves_a_vacancy_at_the_end() {
         assert_eq!(unique.len(), 3, "slot {s}: {ids:?}");
     }
     // A slot whose only copy is cut out is left empty.
-    let single = Placement::compute(&members(2), 1).unwrap().without("node-0");
+    let single = Placement::compute(&members(2), 1)
+        .unwrap()
+        .without("node-0");
     let empty = (0..SLOTS as u16)
         .filter(|&s| single.try_primary(s).is_none())
         .count();

@@ -149,7 +149,7 @@ impl std::fmt::Debug for Replication {
 /// The core's mode for a topology's settings.
 #[must_use]
 pub fn mode_of(topology: &Topology) -> Mode {
-    use dcache_cluster::topology::Strategy;
+    use dcache_cluster::Strategy;
     let s = &topology.settings;
     match s.strategy {
         Strategy::Primary => Mode::Primary {

@@ -358,7 +358,13 @@ impl<E: Clone, T> Replicator<E, T> {
         }
         let from = stream.sent + 1;
         let skip = (from - stream.first) as usize;
-        let items: Vec<E> = stream.backlog.iter().skip(skip).take(max).cloned().collect();
+        let items: Vec<E> = stream
+            .backlog
+            .iter()
+            .skip(skip)
+            .take(max)
+            .cloned()
+            .collect();
         stream.sent += items.len() as u64;
         Some((from, items))
     }

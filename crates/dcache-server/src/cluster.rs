@@ -162,7 +162,9 @@ impl View {
                 continue;
             }
             match out.last_mut() {
-                Some((_, last, set)) if *last + 1 == slot && set.iter().copied().eq(self.copies(slot)) => {
+                Some((_, last, set))
+                    if *last + 1 == slot && set.iter().copied().eq(self.copies(slot)) =>
+                {
                     *last = slot;
                 }
                 _ => out.push((slot, slot, self.copies(slot).collect())),

@@ -114,8 +114,12 @@ impl Output {
     fn release(&mut self, holds: &mut std::collections::VecDeque<Hold>) {
         while let Some(result) = holds.front().and_then(|h| h.ack.result()) {
             let hold = holds.pop_front().expect("front");
-            if let Err(msg) = result {
-                let line = format!("-{msg}\r\n");
+            let line = match (result, hold.ack.int()) {
+                (Err(msg), _) => Some(format!("-{msg}\r\n")),
+                (Ok(()), Some(n)) => Some(format!(":{n}\r\n")),
+                (Ok(()), None) => None,
+            };
+            if let Some(line) = line {
                 let delta = line.len() as isize - (hold.end - hold.start) as isize;
                 self.buf.splice(hold.start..hold.end, line.into_bytes());
                 for later in holds.iter_mut() {

@@ -50,6 +50,7 @@ const PENDING: u8 = 0;
 const DONE: u8 = 1;
 const NOT_HERE: u8 = 2;
 const TIMED_OUT: u8 = 3;
+const INT: u8 = 4;
 
 /// The reply of a write whose copies did not all acknowledge it in time (Redis's wording for
 /// `min-replicas-to-write`).
@@ -65,6 +66,8 @@ pub struct Ack(Arc<AckState>);
 struct AckState {
     state: AtomicU8,
     notify: Notify,
+    /// For a reply that is a number known only at the end (WAIT's count).
+    value: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Ack {
@@ -72,11 +75,24 @@ impl Default for Ack {
         Ack(Arc::new(AckState {
             state: AtomicU8::new(PENDING),
             notify: Notify::new(),
+            value: std::sync::atomic::AtomicI64::new(0),
         }))
     }
 }
 
 impl Ack {
+    /// Completes it with a number that replaces the held reply.
+    pub fn complete_int(&self, value: i64) {
+        self.0.value.store(value, Ordering::Release);
+        self.complete(INT);
+    }
+
+    /// The number of [`Ack::complete_int`], once complete.
+    #[must_use]
+    pub fn int(&self) -> Option<i64> {
+        (self.0.state.load(Ordering::Acquire) == INT).then(|| self.0.value.load(Ordering::Acquire))
+    }
+
     fn complete(&self, state: u8) {
         if self
             .0
@@ -93,7 +109,7 @@ impl Ack {
     pub fn result(&self) -> Option<Result<(), &'static str>> {
         match self.0.state.load(Ordering::Acquire) {
             PENDING => None,
-            DONE => Some(Ok(())),
+            DONE | INT => Some(Ok(())),
             NOT_HERE => Some(Err(MOVED_AWAY)),
             _ => Some(Err(NOREPLICAS)),
         }
@@ -231,7 +247,13 @@ impl Replication {
     /// A write applied here, to send to the copies its strategy names; `origin` for a client's
     /// write, not for items received from another copy. `ack` completes when the copies hold
     /// it (at once when there is nothing to wait for); returns whether it is still pending.
-    pub fn submit(&self, ack: &Ack, items: Vec<(u16, Bytes)>, origin: bool, timeout: Duration) -> bool {
+    pub fn submit(
+        &self,
+        ack: &Ack,
+        items: Vec<(u16, Bytes)>,
+        origin: bool,
+        timeout: Duration,
+    ) -> bool {
         let submitted = self.core.lock().submit(ack.clone(), items, origin);
         self.sent_items.fetch_add(1, Ordering::Relaxed);
         self.wake_ready();
@@ -245,7 +267,9 @@ impl Replication {
                 false
             }
             Submitted::Waiting(id) => {
-                self.deadlines.lock().push_back((Instant::now() + timeout, id));
+                self.deadlines
+                    .lock()
+                    .push_back((Instant::now() + timeout, id));
                 true
             }
         }
@@ -385,7 +409,10 @@ pub fn after_write<'k>(
     keys: impl Iterator<Item = &'k [u8]>,
     now: u64,
 ) -> bool {
-    let cluster = shared.cluster.as_ref().expect("a replicated write is in a cluster");
+    let cluster = shared
+        .cluster
+        .as_ref()
+        .expect("a replicated write is in a cluster");
     let items: Vec<(u16, Bytes)> = keys.map(|k| item_of(shared, k, now)).collect();
     debug_assert!(items.iter().all(|(s, _)| *s == slot), "one slot per write");
     cluster
@@ -423,7 +450,10 @@ pub fn item_of(shared: &Shared, key: &[u8], now: u64) -> (u16, Bytes) {
 /// # Errors
 /// `TRYAGAIN` when this node has another epoch than the sender's; bad effects.
 pub fn apply(shared: &Shared, epoch: u64, body: &[u8], now: u64) -> Result<Option<Ack>, String> {
-    let cluster = shared.cluster.as_ref().ok_or("ERR This instance has cluster support disabled")?;
+    let cluster = shared
+        .cluster
+        .as_ref()
+        .ok_or("ERR This instance has cluster support disabled")?;
     let replication = &cluster.replication;
     if replication.epoch() != epoch {
         return Err(format!(
@@ -517,7 +547,10 @@ async fn peer_task(
     notify: Arc<Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let cluster = shared.cluster.clone().expect("replication runs in a cluster");
+    let cluster = shared
+        .cluster
+        .clone()
+        .expect("replication runs in a cluster");
     let replication = &cluster.replication;
     loop {
         if *stop.borrow() {

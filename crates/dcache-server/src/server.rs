@@ -170,6 +170,12 @@ fn alone(config: &NodeConfig, local_addr: SocketAddr) -> anyhow::Result<ClusterL
             state: dcache_cluster::NodeState::Online,
         }))
         .map_err(anyhow::Error::msg)?;
+    let settings = config.replication_settings().map_err(anyhow::Error::msg)?;
+    if settings != dcache_cluster::Settings::default() {
+        control
+            .apply(&dcache_cluster::Change::Set(settings))
+            .map_err(anyhow::Error::msg)?;
+    }
     Ok(ClusterLink {
         me,
         topology: control.subscribe(),

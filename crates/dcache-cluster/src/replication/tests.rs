@@ -40,7 +40,11 @@ fn primary_waits_for_k_of_its_replicas() {
     assert_eq!(a.take("b", 10), Some((1, vec![7])));
     assert_eq!(a.take("c", 10), Some((1, vec![7])));
     assert_eq!(a.take("b", 10), None, "handed out once");
-    assert!(a.acked("c", 1).iter().any(|(t, o)| *t == "w1" && *o == Outcome::Done));
+    assert!(
+        a.acked("c", 1)
+            .iter()
+            .any(|(t, o)| *t == "w1" && *o == Outcome::Done)
+    );
     assert_eq!(a.waiting(), 0);
     assert_eq!(a.cancel(id), None, "already done");
 }
@@ -81,11 +85,17 @@ fn a_chain_acknowledges_from_the_tail_back() {
     let mut b = node("b", Mode::Chain, &copies);
     let mut c = node("c", Mode::Chain, &copies);
     waiting(a.submit("client", vec![(0, 5)], true));
-    assert!(a.take("c", 10).is_none(), "the head sends to its successor only");
+    assert!(
+        a.take("c", 10).is_none(),
+        "the head sends to its successor only"
+    );
     let (offset, items) = a.take("b", 10).expect("to b");
     let relay = waiting(b.submit("from-a", vec![(0, items[0])], false));
     let (tail_offset, items) = b.take("c", 10).expect("to c");
-    assert_eq!(c.submit("from-b", vec![(0, items[0])], false), Submitted::Done("from-b"));
+    assert_eq!(
+        c.submit("from-b", vec![(0, items[0])], false),
+        Submitted::Done("from-b")
+    );
     // c's reply reaches b, b's reaches a.
     assert_eq!(b.acked("c", tail_offset), vec![("from-a", Outcome::Done)]);
     assert_eq!(b.cancel(relay), None);
@@ -162,10 +172,8 @@ fn a_cancelled_write_gives_its_token_back_once() {
 
 #[test]
 fn the_backlog_is_bounded() {
-    let mut a: Replicator<u32, ()> = Replicator::new(
-        "a".into(),
-        layout(Mode::Primary { sync: 0 }, &["a", "b"]),
-    );
+    let mut a: Replicator<u32, ()> =
+        Replicator::new("a".into(), layout(Mode::Primary { sync: 0 }, &["a", "b"]));
     for i in 0..(MAX_BACKLOG as u32 + 10) {
         a.submit((), vec![(0, i)], true);
     }

@@ -146,6 +146,52 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             propose(&cluster, Change::Leave(view.me.clone()));
             ctx.out.ok();
         }
+        b"SET" => {
+            if args.len() < 4 || args.len() % 2 != 0 {
+                return Err(subcommand_arity("cluster", sub));
+            }
+            let mut settings = view.topology.settings;
+            let mut replicas_given = false;
+            let (mut k, mut w, mut r) = (None, None, None);
+            for pair in (2..args.len()).step_by(2) {
+                let name = String::from_utf8_lossy(args.get(pair)).to_ascii_lowercase();
+                let value = args.get(pair + 1);
+                let number = || {
+                    u8::try_from(int_arg(value)?)
+                        .map_err(|_| Error::from(format!("ERR Invalid value for '{name}'")))
+                };
+                match name.as_str() {
+                    "replicas" => {
+                        settings.replicas = number()?;
+                        replicas_given = true;
+                    }
+                    "replication" => {
+                        settings.strategy = String::from_utf8_lossy(value).parse().map_err(
+                            |e: dcache_cluster::UnknownStrategy| Error::from(format!("ERR {e}")),
+                        )?;
+                    }
+                    "sync-replicas" => k = Some(number()?),
+                    "write-quorum" => w = Some(number()?),
+                    "read-quorum" => r = Some(number()?),
+                    _ => return Err(format!("ERR Unknown setting '{name}'").into()),
+                }
+            }
+            // A new number of replicas brings the other knobs' defaults with it, unless given.
+            if replicas_given {
+                let fresh = dcache_cluster::Settings::new(settings.replicas, settings.strategy);
+                settings.sync_replicas = fresh.sync_replicas;
+                settings.write_quorum = fresh.write_quorum;
+                settings.read_quorum = fresh.read_quorum;
+            }
+            settings.sync_replicas = k.unwrap_or(settings.sync_replicas);
+            settings.write_quorum = w.unwrap_or(settings.write_quorum);
+            settings.read_quorum = r.unwrap_or(settings.read_quorum);
+            settings
+                .validate()
+                .map_err(|e| Error::from(format!("ERR {e}")))?;
+            propose(&cluster, Change::Set(settings));
+            ctx.out.ok();
+        }
         b"REBALANCE" => {
             arity(2)?;
             propose(&cluster, Change::Rebalance);
@@ -354,9 +400,14 @@ fn shards(ctx: &mut Ctx<'_>, view: &View) {
             ctx.out.bulk(b"endpoint");
             ctx.out.bulk(node.host.as_bytes());
             ctx.out.bulk(b"role");
-            ctx.out.bulk(if position == 0 { &b"master"[..] } else { b"replica" });
+            ctx.out.bulk(if position == 0 {
+                &b"master"[..]
+            } else {
+                b"replica"
+            });
             ctx.out.bulk(b"replication-offset");
-            ctx.out.int(offsets.get(&node.id).copied().unwrap_or(0) as i64);
+            ctx.out
+                .int(offsets.get(&node.id).copied().unwrap_or(0) as i64);
             ctx.out.bulk(b"health");
             ctx.out.bulk(if node.state == NodeState::Failed {
                 b"fail"
@@ -373,11 +424,17 @@ fn view_offsets(ctx: &Ctx<'_>) -> std::collections::HashMap<String, u64> {
         return Default::default();
     };
     let streams = cluster.replication.streams();
-    let mut offsets: std::collections::HashMap<String, u64> =
-        streams.iter().map(|(p, _, acked)| (p.clone(), *acked)).collect();
+    let mut offsets: std::collections::HashMap<String, u64> = streams
+        .iter()
+        .map(|(p, _, acked)| (p.clone(), *acked))
+        .collect();
     offsets.insert(
         cluster.replication.me().to_owned(),
-        streams.iter().map(|(_, queued, _)| *queued).max().unwrap_or(0),
+        streams
+            .iter()
+            .map(|(_, queued, _)| *queued)
+            .max()
+            .unwrap_or(0),
     );
     offsets
 }
@@ -461,3 +518,38 @@ pub fn readwrite(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.out.ok();
     Ok(())
 }
+
+const HELP: &[&str] = &[
+    "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "COUNTKEYSINSLOT <slot>",
+    "    Return the number of keys in <slot>.",
+    "FORGET <node-id>",
+    "    Remove a node that serves no slots from the cluster.",
+    "GETKEYSINSLOT <slot> <count>",
+    "    Return key names stored by this node in a slot.",
+    "INFO",
+    "    Return information about the cluster.",
+    "LEAVE",
+    "    Hand this node's slots to the others, then leave the cluster and stop (dcache).",
+    "KEYSLOT <key>",
+    "    Return the hash slot for <key>.",
+    "MEET <ip> <port> [<bus-port>]",
+    "    Join the cluster of that node (this node alone), or have it join this one.",
+    "MYID",
+    "    Return the node id.",
+    "MYSHARDID",
+    "    Return the node's shard id.",
+    "NODES",
+    "    Return cluster configuration seen by node. Output format:",
+    "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "REBALANCE",
+    "    Move slots until every node holds its share (dcache).",
+    "SET <setting> <value> [<setting> <value> ...]",
+    "    Change the cluster's replication settings: replicas, replication, sync-replicas,",
+    "    write-quorum, read-quorum (dcache).",
+    "SHARDS",
+    "    Return information about slot range mappings and the nodes associated with them.",
+    "SLOTS",
+    "    Return information about slots range mappings. Each range is made of:",
+    "    start, end, master and replicas IP addresses, ports and ids",
+];

@@ -13,6 +13,7 @@ mod connection;
 mod expire;
 mod hashes;
 mod keys;
+mod replication;
 mod server;
 mod strings;
 
@@ -135,6 +136,8 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("flushdb", server::flush),
     ("flushall", server::flush),
     ("time", server::time),
+    ("role", replication::role),
+    ("wait", replication::wait),
     ("memory", server::memory),
     ("cluster", cluster::cluster),
     ("readonly", cluster::readonly),

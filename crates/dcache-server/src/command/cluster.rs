@@ -147,7 +147,7 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out.ok();
         }
         b"SET" => {
-            if args.len() < 4 || args.len() % 2 != 0 {
+            if args.len() < 4 || !args.len().is_multiple_of(2) {
                 return Err(subcommand_arity("cluster", sub));
             }
             let mut settings = view.topology.settings;
@@ -363,8 +363,11 @@ fn slots(ctx: &mut Ctx<'_>, view: &View) {
 /// `CLUSTER SHARDS`: a shard is a set of copies (primary first) and the slots it holds. Slots
 /// are placed one by one, so with replicas a node is the primary of some shards and a replica in
 /// others; a node that holds nothing is a shard of its own with no slots.
+/// A shard: its copies (indices into the view's nodes, primary first) and its slot ranges.
+type Shard = (Vec<usize>, Vec<(u16, u16)>);
+
 fn shards(ctx: &mut Ctx<'_>, view: &View) {
-    let mut shards: Vec<(Vec<usize>, Vec<(u16, u16)>)> = Vec::new();
+    let mut shards: Vec<Shard> = Vec::new();
     for (a, b, copies) in view.ranges() {
         match shards.iter_mut().find(|(set, _)| *set == copies) {
             Some((_, ranges)) => ranges.push((a, b)),

@@ -42,11 +42,13 @@ pub fn role(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// `timeout` milliseconds (0: no limit); answers how many did. The reply is held like a
 /// replicated write's, so the connection's other replies keep their order and no thread waits.
 pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let wanted = int_arg(args.get(1))?;
-    let timeout = int_arg(args.get(2))?;
+    // Redis reads the timeout first.
+    let timeout = dcache_protocol::request::parse_i64(args.get(2))
+        .ok_or(Error::from("ERR timeout is not an integer or out of range"))?;
     if timeout < 0 {
         return Err(Error::from("ERR timeout is negative"));
     }
+    let wanted = int_arg(args.get(1))?;
     let Some(cluster) = ctx.shared.cluster.clone() else {
         ctx.out.int(0);
         return Ok(());

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses its own part of this helper")]
 
+pub mod members;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -253,6 +253,10 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
 /// Commands left out of the comparison with Redis, and why.
 pub const NOT_COMPARED: &[(&str, &str)] = &[
     ("time", "the clock"),
+    (
+        "wait",
+        "a Redis without replicas blocks until the timeout (for ever with 0); tests/replication.rs checks it",
+    ),
     ("randomkey", "random"),
     ("hrandfield", "random"),
     ("scan", "cursors and order are the store's own"),

@@ -1,0 +1,369 @@
+//! Replication between in-process nodes that agree through one in-memory topology: what a
+//! write's acknowledgement promises under each strategy, failover to a replica, held replies in
+//! a pipeline, READONLY, WAIT, ROLE and INFO replication.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::members::replicated;
+use common::{TestNode, cmd, error_text, query, test_config};
+use dcache_cluster::{Change, Settings, Strategy, Topology};
+use dcache_server::NodeConfig;
+use dcache_server::cluster::LocalControl;
+use redis::Value;
+
+fn enabled() -> NodeConfig {
+    NodeConfig {
+        cluster_enabled: dcache_server::YesNo(true),
+        ..test_config()
+    }
+}
+
+fn topology(control: &LocalControl) -> Arc<Topology> {
+    Arc::clone(&control.subscribe().borrow())
+}
+
+/// The node that holds `key`'s slot at `position` of its copies (0: the primary).
+fn holder<'a>(
+    control: &LocalControl,
+    nodes: &'a [TestNode],
+    key: &str,
+    position: usize,
+) -> &'a TestNode {
+    let t = topology(control);
+    let slot = dcache_placement::slot(key.as_bytes());
+    let id = &t.replicas_of(slot)[position].id;
+    nodes
+        .iter()
+        .find(|n| n.shared.cluster.as_ref().unwrap().view().me == *id)
+        .expect("a live node")
+}
+
+/// Whether `node` holds `key` with `value`, read straight from its store.
+fn holds(node: &TestNode, key: &str, value: &str) -> bool {
+    let now = node.shared.clock.now_ms();
+    let effect = node.shared.store.effect_of(key.as_bytes(), now);
+    matches!(effect.change, dcache_store::Change::Put { value: dcache_store::OwnedValue::Str(v), .. } if &*v == value.as_bytes())
+}
+
+async fn set(
+    con: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    value: &str,
+) -> redis::RedisResult<Value> {
+    cmd(con, &["SET", key, value]).await
+}
+
+/// Under `primary` with one synchronous replica and under `chain`, the replica (the tail) holds a
+/// write by the time its primary (head) acknowledges it.
+#[tokio::test]
+async fn an_acknowledged_write_is_on_its_replica() {
+    for strategy in [Strategy::Primary, Strategy::Chain] {
+        let (control, nodes) = replicated(3, Settings::new(1, strategy), enabled()).await;
+        for i in 0..50 {
+            let key = format!("key:{i}");
+            let primary = holder(&control, &nodes, &key, 0);
+            let mut con = primary.client().await;
+            assert_eq!(
+                set(&mut con, &key, &format!("v{i}")).await.unwrap(),
+                Value::Okay
+            );
+            let replica = holder(&control, &nodes, &key, 1);
+            assert!(
+                holds(replica, &key, &format!("v{i}")),
+                "{strategy:?}: {key} acknowledged but not on its replica"
+            );
+        }
+    }
+}
+
+/// A chain of three: the write reaches the tail before the head acknowledges it.
+#[tokio::test]
+async fn a_chain_of_three_acknowledges_from_the_tail() {
+    let (control, nodes) = replicated(3, Settings::new(2, Strategy::Chain), enabled()).await;
+    for i in 0..30 {
+        let key = format!("k{i}");
+        let mut con = holder(&control, &nodes, &key, 0).client().await;
+        assert_eq!(set(&mut con, &key, "x").await.unwrap(), Value::Okay);
+        assert!(
+            holds(holder(&control, &nodes, &key, 2), &key, "x"),
+            "{key}: not at the tail"
+        );
+        assert!(
+            holds(holder(&control, &nodes, &key, 1), &key, "x"),
+            "{key}: not in the middle"
+        );
+    }
+}
+
+/// The primary of a slot fails: its replica takes over with every acknowledged write, and
+/// writes to the slot succeed again.
+#[tokio::test]
+async fn a_failed_primary_is_replaced_by_its_replica_with_every_acknowledged_write() {
+    for strategy in [Strategy::Primary, Strategy::Chain] {
+        let (control, mut nodes) = replicated(3, Settings::new(1, strategy), enabled()).await;
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        for i in 0..200 {
+            let () = redis::cmd("SET")
+                .arg(format!("key:{i}"))
+                .arg(i)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+        // Node 1 dies without a word; the cluster declares it failed.
+        let dead = nodes.remove(1);
+        let dead_id = dead.shared.cluster.as_ref().unwrap().view().me.clone();
+        drop(dead);
+        control.apply(&Change::Fail(dead_id.clone())).unwrap();
+        let t = topology(&control);
+        assert!(!t.serves_any(&dead_id));
+        assert!(t.all_served(), "every slot has a live primary at once");
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        for i in 0..200 {
+            let v: Option<i64> = redis::cmd("GET")
+                .arg(format!("key:{i}"))
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            assert_eq!(v, Some(i), "{strategy:?}: key:{i} lost with its primary");
+        }
+        for i in 0..200 {
+            let () = redis::cmd("SET")
+                .arg(format!("key:{i}"))
+                .arg(i + 1)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A pipeline of writes and reads through one connection: every reply in order, each read
+/// seeing the writes before it, while the writes wait for their copies.
+#[tokio::test]
+async fn a_pipeline_keeps_its_order_while_writes_wait_for_their_copies() {
+    let (control, nodes) = replicated(3, Settings::new(1, Strategy::Chain), enabled()).await;
+    // Keys of one slot, so that one node serves them all.
+    let keys: Vec<String> = (0..20).map(|i| format!("{{tag}}:{i}")).collect();
+    let primary = holder(&control, &nodes, &keys[0], 0);
+    let mut con = primary.client().await;
+    let mut pipe = redis::pipe();
+    for (i, key) in keys.iter().enumerate() {
+        pipe.cmd("SET").arg(key).arg(i);
+        pipe.cmd("INCR").arg(key);
+        pipe.cmd("GET").arg(key);
+    }
+    let replies: Vec<Value> = pipe.query_async(&mut con).await.unwrap();
+    assert_eq!(replies.len(), keys.len() * 3);
+    for (i, chunk) in replies.chunks(3).enumerate() {
+        let i = i as i64;
+        assert_eq!(chunk[0], Value::Okay);
+        assert_eq!(chunk[1], Value::Int(i + 1));
+        assert_eq!(
+            chunk[2],
+            Value::BulkString((i + 1).to_string().into_bytes())
+        );
+    }
+    let replica = holder(&control, &nodes, &keys[0], 1);
+    for (i, key) in keys.iter().enumerate() {
+        assert!(
+            holds(replica, key, &(i + 1).to_string()),
+            "{key} on the tail"
+        );
+    }
+}
+
+/// A replica that stops answering (not yet declared failed): a synchronous write waits, other
+/// clients are served meanwhile, and the write is answered -NOREPLICAS at its deadline.
+#[tokio::test]
+async fn a_write_whose_replica_is_silent_times_out_and_blocks_no_one() {
+    let config = NodeConfig {
+        // Writes wait three node timeouts (at least 3 s) for their copies.
+        cluster_node_timeout: 100,
+        ..enabled()
+    };
+    let (control, mut nodes) = replicated(2, Settings::new(1, Strategy::Primary), config).await;
+    let key = "some-key";
+    let primary_id = topology(&control).replicas_of(dcache_placement::slot(key.as_bytes()))[0]
+        .id
+        .clone();
+    let at = nodes
+        .iter()
+        .position(|n| n.shared.cluster.as_ref().unwrap().view().me == primary_id)
+        .unwrap();
+    let primary = nodes.remove(at);
+    // The replica is gone; the topology still lists it.
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
+    // A raw connection: the redis crate's own response timeout is shorter than the wait.
+    let mut writer = primary.raw().await;
+    let mut other = primary.client().await;
+    let started = Instant::now();
+    let request = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nv\r\n", key.len());
+    let write = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        writer.write_all(request.as_bytes()).await.unwrap();
+        common::read_until(&mut writer, b"\r\n").await
+    });
+    // Another client is answered while the write waits.
+    let pong: String = query(&mut other, &["PING"]).await;
+    assert_eq!(pong, "PONG");
+    let reply = String::from_utf8(write.await.unwrap()).unwrap();
+    assert!(reply.starts_with("-NOREPLICAS"), "{reply}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for its deadline"
+    );
+    assert_eq!(
+        primary
+            .shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .replication
+            .timed_out
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+/// Asynchronous replication (`sync-replicas 0`): a write is acknowledged without its replica,
+/// and reaches it soon after.
+#[tokio::test]
+async fn asynchronous_writes_are_acknowledged_at_once_and_replicated_after() {
+    let mut settings = Settings::new(1, Strategy::Primary);
+    settings.sync_replicas = 0;
+    let (control, nodes) = replicated(2, settings, enabled()).await;
+    let key = "async-key";
+    let mut con = holder(&control, &nodes, key, 0).client().await;
+    assert_eq!(set(&mut con, key, "v").await.unwrap(), Value::Okay);
+    // WAIT for one replica: once it answers, the replica holds the write.
+    let reached: i64 = query(&mut con, &["WAIT", "1", "5000"]).await;
+    assert_eq!(reached, 1);
+    assert!(holds(holder(&control, &nodes, key, 1), key, "v"));
+}
+
+/// READONLY lets a replica answer reads of its slots; without it, it redirects to the primary.
+#[tokio::test]
+async fn readonly_reads_a_replica() {
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Primary), enabled()).await;
+    let key = "read-me";
+    let mut primary = holder(&control, &nodes, key, 0).client().await;
+    assert_eq!(set(&mut primary, key, "there").await.unwrap(), Value::Okay);
+    let mut replica = holder(&control, &nodes, key, 1).client().await;
+    let moved = error_text(&mut replica, &["GET", key]).await;
+    assert!(moved.starts_with("MOVED"), "{moved}");
+    let ok: String = query(&mut replica, &["READONLY"]).await;
+    assert_eq!(ok, "OK");
+    let value: String = query(&mut replica, &["GET", key]).await;
+    assert_eq!(value, "there");
+    // Writes still go to the primary.
+    let moved = error_text(&mut replica, &["SET", key, "x"]).await;
+    assert!(moved.starts_with("MOVED"), "{moved}");
+    let ok: String = query(&mut replica, &["READWRITE"]).await;
+    assert_eq!(ok, "OK");
+    let moved = error_text(&mut replica, &["GET", key]).await;
+    assert!(moved.starts_with("MOVED"), "{moved}");
+}
+
+/// CLUSTER SLOTS lists each slot's primary and its replica; ROLE and INFO replication report
+/// the peers this node streams to, with what they acknowledged.
+#[tokio::test]
+async fn cluster_slots_role_and_info_show_the_copies() {
+    let (control, nodes) = replicated(3, Settings::new(1, Strategy::Primary), enabled()).await;
+    let mut con = nodes[0].client().await;
+    let Value::Array(ranges) = cmd(&mut con, &["CLUSTER", "SLOTS"]).await.unwrap() else {
+        panic!("an array")
+    };
+    let t = topology(&control);
+    let mut covered = 0;
+    for range in &ranges {
+        let Value::Array(parts) = range else { panic!() };
+        assert_eq!(parts.len(), 4, "first, last, primary, one replica");
+        let (Value::Int(first), Value::Int(last)) = (&parts[0], &parts[1]) else {
+            panic!()
+        };
+        let id = |v: &Value| match v {
+            Value::Array(e) => match &e[2] {
+                Value::BulkString(id) => String::from_utf8(id.clone()).unwrap(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let set: Vec<String> = t
+            .replicas_of(*first as u16)
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
+        assert_eq!(vec![id(&parts[2]), id(&parts[3])], set);
+        assert_ne!(set[0], set[1]);
+        covered += last - first + 1;
+    }
+    assert_eq!(covered, 16384);
+
+    // Writes to slots this node is the primary of reach its peers.
+    let me = nodes[0].shared.cluster.as_ref().unwrap().view().me.clone();
+    let mut written = 0;
+    for i in 0..200 {
+        let key = format!("k{i}");
+        if t.replicas_of(dcache_placement::slot(key.as_bytes()))[0].id == me {
+            assert_eq!(set(&mut con, &key, "v").await.unwrap(), Value::Okay);
+            written += 1;
+        }
+    }
+    assert!(written > 0);
+    let Value::Array(role) = cmd(&mut con, &["ROLE"]).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(role[0], Value::BulkString(b"master".to_vec()));
+    assert_eq!(role[1], Value::Int(written));
+    let Value::Array(peers) = &role[2] else {
+        panic!()
+    };
+    assert!(!peers.is_empty());
+    let info: String = query(&mut con, &["INFO", "replication"]).await;
+    assert!(info.contains("replication_strategy:primary\r\n"), "{info}");
+    assert!(info.contains("replication_replicas:1\r\n"), "{info}");
+    assert!(
+        info.contains(&format!("master_repl_offset:{written}\r\n")),
+        "{info}"
+    );
+    // With one synchronous replica every peer has acknowledged what it was sent.
+    let reached: i64 = query(&mut con, &["WAIT", &peers.len().to_string(), "1000"]).await;
+    assert_eq!(reached, peers.len() as i64);
+}
+
+/// CLUSTER SET changes the settings through the topology; bad values are refused.
+#[tokio::test]
+async fn cluster_set_changes_the_replication_settings() {
+    let (control, nodes) = replicated(3, Settings::default(), enabled()).await;
+    let mut con = nodes[0].client().await;
+    let ok: String = query(
+        &mut con,
+        &["CLUSTER", "SET", "replicas", "1", "replication", "chain"],
+    )
+    .await;
+    assert_eq!(ok, "OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = topology(&control);
+        if t.settings.replicas == 1 {
+            assert_eq!(t.settings.strategy, Strategy::Chain);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the settings never committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let e = error_text(&mut con, &["CLUSTER", "SET", "replicas", "9"]).await;
+    assert!(e.starts_with("ERR"), "{e}");
+    let e = error_text(&mut con, &["CLUSTER", "SET", "replication", "gossip"]).await;
+    assert!(e.starts_with("ERR"), "{e}");
+    let e = error_text(&mut con, &["CLUSTER", "SET", "colour", "1"]).await;
+    assert!(e.contains("Unknown setting"), "{e}");
+}

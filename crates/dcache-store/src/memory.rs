@@ -27,6 +27,9 @@ pub(crate) struct Budget {
     accounted: AtomicUsize,
     calibration: AtomicUsize,
     reserved: AtomicUsize,
+    /// The tombstones' share of `accounted`, so that eviction knows whether any are left to
+    /// drop before it evicts entries.
+    tombstones: AtomicUsize,
 }
 
 impl Budget {
@@ -125,6 +128,21 @@ impl Budget {
     /// Gives back a reservation.
     pub(crate) fn release(&self, need: usize) {
         self.reserved.fetch_sub(need, Relaxed);
+    }
+
+    /// Moves the tombstones' share from `before` to `after` (one shard's share; already in
+    /// `accounted`).
+    pub(crate) fn update_tombstones(&self, before: usize, after: usize) {
+        if after > before {
+            self.tombstones.fetch_add(after - before, Relaxed);
+        } else if before > after {
+            self.tombstones.fetch_sub(before - after, Relaxed);
+        }
+    }
+
+    /// What the tombstones of all shards account for.
+    pub(crate) fn tombstones(&self) -> usize {
+        self.tombstones.load(Relaxed)
     }
 
     /// Moves the accounted total from `before` to `after` (one shard's share).

@@ -6,11 +6,13 @@
 //! never a command: applying it gives the same entry on every node, and applying it is decided
 //! by version alone.
 //!
-//! | change | applies when the key there is | then |
+//! | change | applies when the key here has | then |
 //! |---|---|---|
-//! | `Put { value, expire_at }` | absent, or its entry or tombstone is older than the effect | replaces the entry and drops the tombstone (an expiry already past removes the entry, and leaves a tombstone at the effect's version) |
-//! | `Append(value)` | a hash of exactly the effect's version | adds the value's fields to it |
-//! | `Delete` | absent, or its entry or tombstone is older than the effect | removes the entry, and leaves a tombstone at the effect's version |
+//! | `Put { value, expire_at }` | no entry, or an entry or tombstone older than the effect | replaces the entry and drops the tombstone (an expiry already past removes the entry instead, and leaves a tombstone†) |
+//! | `Append(value)` | a hash entry of exactly the effect's version | adds the value's fields to it |
+//! | `Delete` | no entry, or an entry or tombstone older than the effect | removes the entry, and leaves a tombstone† at the effect's version |
+//!
+//! † With tombstones on (see below); without them, the node keeps nothing of a deleted key.
 //!
 //! So a duplicate or a late copy does nothing. `Append` carries the rest of a value too large for
 //! one record: its `Put` and every `Append` share the version the value had when its stream
@@ -26,15 +28,16 @@
 //! for the tombstone's life: a `Put` not newer does nothing, and the key's effect
 //! ([`crate::Store::effect_of`], [`crate::Store::dump_key`]) is a `Delete` at that version, so
 //! that a re-send or a read repair compares with what other copies hold. Effects applied in any
-//! order then leave every copy with the same contents: the newest version of each key, whether a
-//! value or a deletion.
+//! order, duplicates included, then leave every copy with the same contents: the newest version
+//! of each key, whether a value or a deletion (`tests/tombstones.rs` checks this).
 //!
-//! What a tombstone does not cover: a key that expired or was evicted here leaves none (each
-//! node expires and evicts on its own; a copy missing a key is a miss), and a tombstone that died,
-//! or that memory pressure dropped (they go before any entry is evicted), is forgotten: a late
-//! `Put` older than the deletion then brings the stale value back. Tombstones live long enough
-//! that every copy has its delete before they die; a dropped one makes that window the only one
-//! in which a stale copy can come back.
+//! What a tombstone does not cover: a key that expires or is evicted here leaves none (each node
+//! expires and evicts on its own; a copy missing a key is a miss), and a tombstone that died, or
+//! that memory pressure dropped (tombstones go before any entry is evicted), is forgotten. In
+//! both cases a late `Put` older than the key's last state brings a stale value back. So the
+//! life must exceed how late an effect can arrive (replication lag, a re-send, a migration's
+//! snapshot); a tombstone dropped early opens that window early, for at most the rest of its
+//! life.
 //!
 //! # Encoding (format 1)
 //!

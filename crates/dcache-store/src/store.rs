@@ -290,20 +290,10 @@ impl Store {
     /// Tombstones go first, from every shard, before any entry: the oldest of each shard in
     /// turn (so about the oldest of the store), whatever the policy.
     fn evict_while(&self, start: usize, spare_written: bool, over: impl Fn() -> bool) -> bool {
-        let n = self.shards.len();
-        if self.budget.tombstones() != 0 {
-            for i in 0..n {
-                let mut shard = self.shards[(start + i) % n].lock();
-                while over() {
-                    if !shard.drop_tombstone() {
-                        break;
-                    }
-                }
-                if !over() {
-                    return true;
-                }
-            }
+        if self.drop_tombstones_while(start, &over) {
+            return true;
         }
+        let n = self.shards.len();
         for i in 0..n {
             let mut shard = self.shards[(start + i) % n].lock();
             while over() {
@@ -316,6 +306,45 @@ impl Store {
             }
         }
         !over()
+    }
+
+    /// Drops tombstones, the oldest of each shard in turn from `start` (so about the oldest of
+    /// the store), while `over()` holds. Returns true once it no longer holds. Free when the
+    /// store keeps no tombstone.
+    fn drop_tombstones_while(&self, start: usize, over: impl Fn() -> bool) -> bool {
+        if self.budget.tombstones() == 0 {
+            return !over();
+        }
+        let n = self.shards.len();
+        for i in 0..n {
+            let mut shard = self.shards[(start + i) % n].lock();
+            while over() {
+                if !shard.drop_tombstone() {
+                    break;
+                }
+            }
+            if !over() {
+                return true;
+            }
+        }
+        !over()
+    }
+
+    /// Room for a new tombstone of `need` bytes for `key`, made by dropping older tombstones,
+    /// never by evicting an entry: a tombstone is worth less than a value. `None` when there is
+    /// none to make: the new tombstone is then what goes, if it does not fit.
+    ///
+    /// The caller must hold no shard lock.
+    pub(crate) fn admit_tombstone(&self, key: &Key<'_>, need: usize) -> Option<Room<'_>> {
+        let room = |bytes| Room {
+            budget: &self.budget,
+            bytes,
+        };
+        if let Some(bytes) = self.budget.reserve(need) {
+            return Some(room(bytes));
+        }
+        self.drop_tombstones_while(self.shard_index(key), || !self.budget.fits(need));
+        self.budget.reserve(need).map(room)
     }
 
     /// Sets what the allocator holds for the data beyond what the entries account (measured by

@@ -108,9 +108,9 @@ impl Store {
     /// Applies an effect from another node, by version: a `Put` or `Delete` applies only if it
     /// is newer than the entry or the tombstone here, an `Append` only to the entry of its own
     /// version (see [`crate::effect`]), so that duplicates and late copies do nothing. A write
-    /// first makes room in the memory budget, as every write does ([`Store::admit`]); so does a
-    /// `Delete` for its tombstone, but a `Delete` is never refused: without room, the tombstone
-    /// is what goes. Whatever it does, the shard's clock observes the effect's version, so that
+    /// first makes room in the memory budget, as every write does ([`Store::admit`]). A `Delete`
+    /// makes room for its tombstone by dropping older tombstones only, never by evicting an
+    /// entry, and is never refused: without room, the tombstone is what goes. Whatever it does, the shard's clock observes the effect's version, so that
     /// later local writes (after a promotion) order after it. Returns whether the effect changed
     /// anything (a `Delete` that only left or renewed a tombstone did).
     ///
@@ -131,7 +131,7 @@ impl Store {
         let key = self.key(&key);
         let room = match &change {
             Change::Delete if self.tombstones_on() => {
-                self.admit(&key, tombstone_cost(key.bytes.len())).ok()
+                self.admit_tombstone(&key, tombstone_cost(key.bytes.len()))
             }
             Change::Delete => None,
             Change::Put { value, .. } => {

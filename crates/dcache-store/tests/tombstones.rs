@@ -665,3 +665,40 @@ fn copies_given_the_same_effects_in_any_order_converge() {
         }
     }
 }
+
+#[test]
+fn a_tombstone_never_costs_a_live_key() {
+    let budget = 32 * 1024;
+    let store = Store::new(
+        StoreConfig::default()
+            .shards(4)
+            .tombstones(LIFE)
+            .maxmemory(budget)
+            .policy("allkeys-lru".parse::<PolicyName>().unwrap()),
+    );
+    // Full of live keys, as a cache is.
+    let mut i = 0;
+    while store.stats().evicted == 0 {
+        let k = format!("live{i}");
+        let key = store.key(k.as_bytes());
+        let room = store.admit(&key, dcache_store::write_cost(k.len() + 100));
+        store
+            .lock(&key)
+            .set(&key, Value::Str(&[b'v'; 100]), None, false, NOW);
+        drop(room);
+        i += 1;
+        assert!(i < 10_000, "the store fills");
+    }
+    let full = store.stats();
+    for i in 0..1_000u64 {
+        let key = format!("absent{i}");
+        assert!(store.restore(del(key.as_bytes(), 1 + i), NOW).is_ok());
+        assert!(store.used_memory() <= budget);
+    }
+    let after = store.stats();
+    assert_eq!(
+        (after.keys, after.evicted),
+        (full.keys, full.evicted),
+        "the tombstones that did not fit went, not the keys"
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! The store counts every entry's heap allocations rounded up to jemalloc's size classes (the
 //! allocator the server links), plus a fixed per-entry overhead for the cell, the hash table and
-//! the eviction policy's bookkeeping. The server's memory tests compare this count against
+//! the eviction policy's bookkeeping. Tombstones (the deleted keys a replicating node remembers)
+//! count the same way: their key's allocation plus [`crate::TOMBSTONE_OVERHEAD`]. The server's
+//! memory tests compare this count against
 //! jemalloc's own `stats.allocated`; `docs/PERFORMANCE.md` records the calibration.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

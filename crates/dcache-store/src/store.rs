@@ -397,8 +397,12 @@ impl Store {
     ///
     /// They count in the memory budget (their key and [`crate::TOMBSTONE_OVERHEAD`]) and die
     /// after `ms`, swept by the expiry cycle ([`Store::expire_cycle`]). Under memory pressure the
-    /// oldest go before any entry is evicted (even under `noeviction`): a tombstone forgotten early
-    /// lets a late older write bring the deleted value back, as it could once the tombstone died.
+    /// oldest go before any entry is evicted, whatever the policy (`noeviction` included):
+    /// [`Store::admit`] drops them from every shard before it evicts, a shard over its share
+    /// after a write drops its own first, and a new tombstone never evicts an entry (without room
+    /// it is dropped itself). A tombstone forgotten early lets a late older write bring the
+    /// deleted value back, as it could once the tombstone died: the window opens early, for at
+    /// most the rest of its life.
     /// Turning them off (0) makes those kept dead at once; the expiry cycle sweeps them.
     pub fn set_tombstone_ms(&self, ms: u64) {
         let mut settings = self.settings.lock();

@@ -1,13 +1,19 @@
-//! The topology: epoch, members and the slot table, changed only by [`Change`]s applied in the
-//! order the Raft log gives them.
+//! The topology: epoch, members, replication settings and the slot table, changed only by
+//! [`Change`]s applied in the order the Raft log gives them.
 //!
-//! Two tables: `slots` says who serves each slot now; `target` (when some slots are to move) says
-//! where they are going. A join or a leave computes a new target with
-//! [`Placement::rebalance`] from the current table, so a join takes exactly the newcomer's quota
-//! and a leave gives away exactly the leaver's slots. Migration then moves slots batch by batch
-//! and commits each batch with [`Change::Moved`], which makes `slots` take the target's owners
-//! for that batch. A failure does not wait for a migration: the failed node's slots go to the
-//! survivors at once, empty (a cache prefers misses to errors).
+//! Two tables: `slots` says who serves each slot now, as an ordered replica set (primary first);
+//! `target` (when some slots are to move) says where they are going. A join or a leave computes
+//! a new target with [`Placement::rebalance`] from the current table, so a join takes exactly
+//! the newcomer's quota and a leave gives away exactly the leaver's slots. Migration then moves
+//! slots batch by batch and commits each batch with [`Change::Moved`], which makes `slots` take
+//! the target's sets for that batch.
+//!
+//! A set has `settings.replicas + 1` positions; those no member fills are vacant and come last
+//! (fewer online members than copies, or a failed member cut out). A failure does not wait for a
+//! migration: the failed node is cut out of every set at once, the survivors move up (the first
+//! replica of a slot whose primary failed becomes its primary: that is the failover), and the
+//! plan refills the vacancies by migration from the new primaries. A slot with no survivor goes
+//! to the online members at once, empty (a cache prefers misses to errors).
 //!
 //! `apply` is deterministic and either changes the topology and bumps the epoch, or leaves it as
 //! it was and says why: nodes that apply the same log agree.
@@ -17,11 +23,10 @@ use std::collections::BTreeMap;
 use dcache_placement::{Member, Placement, SLOTS};
 use serde::{Deserialize, Serialize};
 
+pub use crate::settings::{MAX_REPLICAS, Settings, SettingsError, Strategy, UnknownStrategy};
+
 /// A node's id: 40 lowercase hex characters, as Redis Cluster's node ids.
 pub type NodeId = String;
-
-/// Replicas per slot. Replication (the next issue) makes it a cluster setting.
-const REPLICAS: usize = 1;
 
 /// A member of the cluster as everyone sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,15 +60,20 @@ pub enum Change {
     Join(Node),
     /// A node hands off its slots and then leaves: it is removed when it holds none.
     Leave(NodeId),
-    /// A node is declared failed: its slots go to the survivors at once.
+    /// A node is declared failed: it is cut out of every replica set at once (its replicas take
+    /// over), and the slots it held alone go to the survivors, empty.
     Fail(NodeId),
     /// A node that holds no slots is removed from the member list.
     Forget(NodeId),
-    /// These slots have been copied to `to`, their owner in the target: `to` serves them now.
+    /// These slots have their target replica set now: `to`, their primary in the target, serves
+    /// them, and the target's new members have been given a copy.
     Moved { to: NodeId, slots: Vec<u16> },
     /// Recompute the target from the current table (after members changed weight, say, or to
     /// finish a plan that was interrupted).
     Rebalance,
+    /// New replication settings. A new replica count widens every set with vacant positions or
+    /// cuts the last replicas off, and plans a target that fills the vacancies.
+    Set(Settings),
 }
 
 /// Why a change was not applied. The topology is unchanged.
@@ -79,18 +89,24 @@ pub enum ChangeError {
     BadSlot(u16),
     #[error("no node is online to take the slots")]
     NoSurvivor,
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
 }
 
-/// Epoch, members and slot tables.
+/// Epoch, members, settings and slot tables.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Topology {
     /// Bumped by every applied change.
     pub epoch: u64,
     pub nodes: BTreeMap<NodeId, Node>,
-    /// Who serves each slot now; `None` before the first node joins.
+    /// Who serves each slot now, primary first; `None` before the first node joins. Every set
+    /// has at least one member, none of them failed.
     pub slots: Option<Placement>,
     /// Where slots are moving; `None` when every slot is where it should be.
     pub target: Option<Placement>,
+    /// Snapshots from before replication have none: they get the defaults (no replicas).
+    #[serde(default)]
+    pub settings: Settings,
 }
 
 impl Topology {
@@ -115,7 +131,7 @@ impl Topology {
                 if self.slots.is_none() {
                     let only = [Member::new(node.id, 1)];
                     self.slots =
-                        Some(Placement::compute(&only, REPLICAS).expect("one member places"));
+                        Some(Placement::compute(&only, self.rf()).expect("one member places"));
                 } else {
                     self.plan();
                 }
@@ -136,8 +152,26 @@ impl Topology {
             }
             Change::Moved { to, slots } => self.moved(to, slots)?,
             Change::Rebalance => self.plan(),
+            Change::Set(settings) => {
+                settings.validate()?;
+                let resized = settings.replicas != self.settings.replicas;
+                self.settings = *settings;
+                if resized {
+                    if let Some(slots) = &self.slots {
+                        self.slots = Some(slots.with_rf(self.rf()).expect("rf is at least 1"));
+                    }
+                    self.plan();
+                    self.remove_drained();
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Positions of every replica set: the primary and `settings.replicas` replicas.
+    #[must_use]
+    pub fn rf(&self) -> usize {
+        self.settings.copies()
     }
 
     fn node_mut(&mut self, id: &str) -> Result<&mut Node, ChangeError> {
@@ -146,11 +180,11 @@ impl Topology {
             .ok_or_else(|| ChangeError::UnknownNode(id.to_owned()))
     }
 
-    /// The members that take slots: those online.
-    fn online(&self) -> Vec<Member> {
+    /// The members in `state`, as placement sees them.
+    fn members_in(&self, state: NodeState) -> Vec<Member> {
         self.nodes
             .values()
-            .filter(|n| n.state == NodeState::Online)
+            .filter(|n| n.state == state)
             .map(|n| Member::new(n.id.clone(), 1))
             .collect()
     }
@@ -158,8 +192,8 @@ impl Topology {
     /// Sets `target` to where the online members should hold the slots, from the current table.
     fn plan(&mut self) {
         let Some(slots) = &self.slots else { return };
-        let online = self.online();
-        self.target = match slots.rebalance(&online, REPLICAS) {
+        let online = self.members_in(NodeState::Online);
+        self.target = match slots.rebalance(&online, self.rf()) {
             Ok(target) if (0..SLOTS as u16).any(|s| !slots.same_set(&target, s)) => Some(target),
             // Settled, or no one online to move slots to.
             _ => None,
@@ -169,27 +203,30 @@ impl Topology {
     fn fail(&mut self, id: &str) -> Result<(), ChangeError> {
         self.node_mut(id)?.state = NodeState::Failed;
         if self.serves_any(id) {
-            let mut online = self.online();
-            if online.is_empty() {
-                // Only leaving nodes are left: they take the slots back rather than let them
-                // point at a dead node (they hand them on when another node joins).
-                online = self
-                    .nodes
-                    .values()
-                    .filter(|n| n.state == NodeState::Leaving)
-                    .map(|n| Member::new(n.id.clone(), 1))
-                    .collect();
-            }
-            if online.is_empty() {
-                return Err(ChangeError::NoSurvivor);
-            }
             let slots = self.slots.as_ref().expect("a node serves slots");
-            let rescue = slots
-                .rebalance(&online, REPLICAS)
-                .expect("online members are valid");
-            // Only the failed node's slots change hands now; the rest of the plan migrates.
-            let orphaned = |s: u16| slots.replicas(s).any(|m| m.id == id);
-            self.slots = Some(slots.merge(&rescue, orphaned));
+            // The survivors of each set move up: a replica of a slot whose primary failed
+            // becomes its primary, and keeps serving what it holds.
+            let cut = slots.without(id);
+            let orphaned = |s: u16| cut.try_primary(s).is_none();
+            if (0..SLOTS as u16).any(orphaned) {
+                let mut online = self.members_in(NodeState::Online);
+                if online.is_empty() {
+                    // Only leaving nodes are left: they take the slots back rather than let
+                    // them point at a dead node (they hand them on when another node joins).
+                    online = self.members_in(NodeState::Leaving);
+                }
+                if online.is_empty() {
+                    return Err(ChangeError::NoSurvivor);
+                }
+                let rescue = cut
+                    .rebalance(&online, self.rf())
+                    .expect("online members are valid");
+                // Only the slots left with no copy change hands now; the rest of the plan
+                // migrates.
+                self.slots = Some(cut.merge(&rescue, orphaned));
+            } else {
+                self.slots = Some(cut);
+            }
         }
         self.plan();
         Ok(())
@@ -240,7 +277,7 @@ impl Topology {
         }
     }
 
-    /// Whether `id` serves any slot now.
+    /// Whether `id` holds any slot now, as primary or replica.
     #[must_use]
     pub fn serves_any(&self, id: &str) -> bool {
         self.slots
@@ -248,11 +285,42 @@ impl Topology {
             .is_some_and(|p| (0..SLOTS as u16).any(|s| p.replicas(s).any(|m| m.id == id)))
     }
 
-    /// The node that serves `slot` now, if any.
+    /// The node that serves `slot` now (its primary), if any.
     #[must_use]
     pub fn owner(&self, slot: u16) -> Option<&Node> {
-        let id = &self.slots.as_ref()?.primary(slot).id;
+        let id = &self.slots.as_ref()?.try_primary(slot)?.id;
         self.nodes.get(id)
+    }
+
+    /// The replica set of `slot` now, primary first (vacant positions left out).
+    #[must_use]
+    pub fn replicas_of(&self, slot: u16) -> Vec<&Node> {
+        self.slots.as_ref().map_or_else(Vec::new, |p| {
+            p.replicas(slot)
+                .filter_map(|m| self.nodes.get(&m.id))
+                .collect()
+        })
+    }
+
+    /// The position of `id` in `slot`'s replica set now (0: primary), if it is in it.
+    #[must_use]
+    pub fn role_of(&self, id: &str, slot: u16) -> Option<usize> {
+        self.slots.as_ref()?.replicas(slot).position(|m| m.id == id)
+    }
+
+    /// The members of `slot`'s target set that are not in its set now: each needs a copy of the
+    /// slot, streamed by its current primary, before the move commits. Empty when the slot does
+    /// not move, or moves only by dropping or reordering copies.
+    #[must_use]
+    pub fn copies_needed(&self, slot: u16) -> Vec<&Node> {
+        let (Some(slots), Some(target)) = (&self.slots, &self.target) else {
+            return Vec::new();
+        };
+        target
+            .replicas(slot)
+            .filter(|m| !slots.replicas(slot).any(|n| n.id == m.id))
+            .filter_map(|m| self.nodes.get(&m.id))
+            .collect()
     }
 
     /// Each slot's owner now, as an index into [`Topology::nodes`]'s order (`None`: no one).
@@ -269,31 +337,36 @@ impl Topology {
             .map(|s| {
                 self.slots
                     .as_ref()
-                    .and_then(|p| index.get(p.primary(s).id.as_str()).copied())
+                    .and_then(|p| p.try_primary(s))
+                    .and_then(|m| index.get(m.id.as_str()).copied())
             })
             .collect()
     }
 
-    /// The slots that `from` serves now and that are to move, with the node each goes to.
+    /// The slots that `from` serves now as primary and whose replica set is to change (by
+    /// member or order), with their primary in the target (which may be `from` itself when only
+    /// replicas change). `from` drives their move and commits it with [`Change::Moved`].
     #[must_use]
     pub fn moving_from(&self, from: &str) -> Vec<(u16, NodeId)> {
         let (Some(slots), Some(target)) = (&self.slots, &self.target) else {
             return Vec::new();
         };
         (0..SLOTS as u16)
-            .filter(|&s| slots.primary(s).id == from && target.primary(s).id != from)
+            .filter(|&s| {
+                slots.try_primary(s).is_some_and(|m| m.id == from) && !slots.same_set(target, s)
+            })
             .map(|s| (s, target.primary(s).id.clone()))
             .collect()
     }
 
-    /// How many slots are to move (their owner now is not their owner in the target).
+    /// How many slots are to move (their replica set now is not their set in the target).
     #[must_use]
     pub fn moving_count(&self) -> usize {
         let (Some(slots), Some(target)) = (&self.slots, &self.target) else {
             return 0;
         };
         (0..SLOTS as u16)
-            .filter(|&s| slots.primary(s).id != target.primary(s).id)
+            .filter(|&s| !slots.same_set(target, s))
             .count()
     }
 
@@ -306,13 +379,19 @@ impl Topology {
         })
     }
 
-    /// How many slots each node serves now, by id.
+    /// How many slots each node serves now as primary, by id.
     #[must_use]
     pub fn slot_counts(&self) -> BTreeMap<NodeId, usize> {
+        self.copy_counts(0)
+    }
+
+    /// How many slots each node holds now at `position` of their sets (0: primary), by id.
+    #[must_use]
+    pub fn copy_counts(&self, position: usize) -> BTreeMap<NodeId, usize> {
         let mut counts: BTreeMap<NodeId, usize> =
             self.nodes.keys().map(|id| (id.clone(), 0)).collect();
         if let Some(p) = &self.slots {
-            for (member, n) in p.members().iter().zip(p.counts(0)) {
+            for (member, n) in p.members().iter().zip(p.counts(position)) {
                 if n > 0 {
                     *counts.entry(member.id.clone()).or_default() += n;
                 }
@@ -321,7 +400,6 @@ impl Topology {
         counts
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

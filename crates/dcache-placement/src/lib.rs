@@ -17,6 +17,10 @@
 //! * [`Placement::rebalance`] derives the next epoch's placement from the last one instead: a
 //!   join moves exactly the newcomer's quota, a leave exactly the leaver's slots, balance stays
 //!   within one slot of the quotas; it depends on history, so it needs an epoch-numbered topology.
+//! * A set has `rf` positions, the primary first; those that no member fills are vacant and come
+//!   last: positions beyond the number of members, and the places of members cut out by
+//!   [`Placement::without`] (a failure: the survivors move up, the first replica becomes the
+//!   primary). [`Placement::rebalance`] fills vacancies as it fills freed slots.
 
 mod crc16;
 mod rendezvous;

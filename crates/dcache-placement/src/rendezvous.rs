@@ -7,6 +7,10 @@
 //! member has quota left for this position. Slots left over (every member with quota already
 //! holds them) take their best-scoring member not yet in their set, over quota.
 //!
+//! A replica set may have vacant positions, always at its end: positions beyond the number of
+//! members (`rf` is not capped), and, in a cluster's table, the places of failed members that
+//! were cut out of a set ([`Placement::without`]) until a rebalance fills them again.
+//!
 //! That greedy is the unique stable matching between slots and members under those scores, so it
 //! is computed here by deferred acceptance (slots propose down their ranking, members keep their
 //! best-scoring slots up to their quota), which gives the same answer without sorting every pair.
@@ -85,13 +89,17 @@ pub fn score(slot: u16, member_hash: u64) -> u64 {
     mix(member_hash ^ u64::from(slot).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
+/// A position of a replica set that no member fills (always after the filled ones). No member
+/// has this index: there are at most `u16::MAX` members, numbered from 0.
+const VACANT: u16 = u16::MAX;
+
 /// Every slot's ordered replica set for one member list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Placement {
     members: Vec<Member>,
     rf: usize,
-    /// `rf` member indices per slot, primary first.
+    /// `rf` member indices per slot, primary first, then [`VACANT`] positions if any.
     sets: Vec<u16>,
 }
 
@@ -122,8 +130,8 @@ fn quotas(members: &[Member]) -> Vec<usize> {
     quotas
 }
 
-/// The checked, id-sorted member list and the replication factor capped at its length.
-fn validate(members: &[Member], rf: usize) -> Result<(Vec<Member>, usize), PlacementError> {
+/// The checked, id-sorted member list. Positions of a set beyond its length stay vacant.
+fn validate(members: &[Member], rf: usize) -> Result<Vec<Member>, PlacementError> {
     if members.is_empty() {
         return Err(PlacementError::NoMembers);
     }
@@ -144,8 +152,7 @@ fn validate(members: &[Member], rf: usize) -> Result<(Vec<Member>, usize), Place
         members.len() <= usize::from(u16::MAX),
         "at most 65,535 members"
     );
-    let rf = rf.min(members.len());
-    Ok((members, rf))
+    Ok(members)
 }
 
 /// What the matching needs to know about the members.
@@ -239,24 +246,25 @@ impl Scores {
             let best = (0..n)
                 .map(|k| self.ranking[s * n + k])
                 .find(|m| !sets[s * rf..s * rf + position].contains(m))
-                .expect("rf is at most the number of members");
+                .expect("only positions below the number of members are filled");
             sets[s * rf + position] = best;
         }
     }
 }
 
 impl Placement {
-    /// The placement of every slot over `members` with `rf` replicas per slot (at most the number
-    /// of members). The order of `members` does not matter.
+    /// The placement of every slot over `members` with `rf` copies per slot (the primary
+    /// included); positions beyond the number of members are vacant. The order of `members` does
+    /// not matter.
     ///
     /// # Errors
     /// No members, a member of weight 0, two members with one id, or `rf` of 0.
     pub fn compute(members: &[Member], rf: usize) -> Result<Placement, PlacementError> {
-        let (members, rf) = validate(members, rf)?;
+        let members = validate(members, rf)?;
         let scores = Scores::new(&members);
         let quotas = quotas(&members);
-        let mut sets = vec![u16::MAX; SLOTS * rf];
-        for position in 0..rf {
+        let mut sets = vec![VACANT; SLOTS * rf];
+        for position in 0..rf.min(members.len()) {
             scores.fill(
                 (0..SLOTS as u16).collect(),
                 &quotas,
@@ -273,16 +281,17 @@ impl Placement {
     ///
     /// At every replica position, a slot keeps its member unless that member left, is already
     /// earlier in the slot's set, or holds more than its quota under `members` (it then gives up
-    /// its lowest-scoring slots, down to its quota). The slots so freed are matched with the
-    /// members below quota, each taking up to its shortfall, as [`Placement::compute`] matches
-    /// all slots. So a member that joins takes exactly its quota, from the members whose quota
-    /// shrank; a member that leaves moves only its own slots; and every member holds its quota
-    /// exactly at every position where the sets' distinctness allows it.
+    /// its lowest-scoring slots, down to its quota). The slots so freed, and the vacant
+    /// positions, are matched with the members below quota, each taking up to its shortfall, as
+    /// [`Placement::compute`] matches all slots. So a member that joins takes exactly its quota,
+    /// from the members whose quota shrank; a member that leaves moves only its own slots; and
+    /// every member holds its quota exactly at every position where the sets' distinctness
+    /// allows it. Positions beyond the number of members stay vacant.
     ///
     /// # Errors
     /// As [`Placement::compute`].
     pub fn rebalance(&self, members: &[Member], rf: usize) -> Result<Placement, PlacementError> {
-        let (members, rf) = validate(members, rf)?;
+        let members = validate(members, rf)?;
         let scores = Scores::new(&members);
         let quotas = quotas(&members);
         // This placement's member indices in the new list (None: gone).
@@ -296,14 +305,15 @@ impl Placement {
                     .map(|i| i as u16)
             })
             .collect();
-        let mut sets = vec![u16::MAX; SLOTS * rf];
-        for position in 0..rf {
+        let mut sets = vec![VACANT; SLOTS * rf];
+        for position in 0..rf.min(members.len()) {
             let mut held: Vec<Vec<u16>> = vec![Vec::new(); members.len()];
             let mut free = Vec::new();
             for slot in 0..SLOTS {
                 let kept = (position < self.rf)
-                    .then(|| new_index[self.sets[slot * self.rf + position] as usize])
-                    .flatten()
+                    .then(|| self.sets[slot * self.rf + position])
+                    .filter(|&m| m != VACANT)
+                    .and_then(|m| new_index[m as usize])
                     .filter(|m| !sets[slot * rf..slot * rf + position].contains(m));
                 match kept {
                     Some(m) => held[m as usize].push(slot as u16),
@@ -388,13 +398,62 @@ impl Placement {
             sets.extend(
                 source[slot * rf..(slot + 1) * rf]
                     .iter()
-                    .map(|&m| map[m as usize]),
+                    .map(|&m| if m == VACANT { VACANT } else { map[m as usize] }),
             );
         }
         Placement { members, rf, sets }
     }
 
-    /// Whether `slot` has the same replica set (by member id, in order) here and in `other`.
+    /// This placement with `id` cut out of every set: the members after it move up one position
+    /// (so a slot's first replica becomes its primary when the primary is cut out) and the set
+    /// ends with a vacancy. A slot whose only member was `id` is left with none; the member list
+    /// no longer has `id`. The same placement when `id` is not a member.
+    #[must_use]
+    pub fn without(&self, id: &str) -> Placement {
+        let Ok(gone) = self.members.binary_search_by(|m| m.id.as_str().cmp(id)) else {
+            return self.clone();
+        };
+        let gone = gone as u16;
+        let mut members = self.members.clone();
+        members.remove(usize::from(gone));
+        let rf = self.rf;
+        let mut sets = Vec::with_capacity(SLOTS * rf);
+        for set in self.sets.chunks_exact(rf) {
+            let start = sets.len();
+            sets.extend(
+                set.iter()
+                    .filter(|&&m| m != gone && m != VACANT)
+                    .map(|&m| if m > gone { m - 1 } else { m }),
+            );
+            sets.resize(start + rf, VACANT);
+        }
+        Placement { members, rf, sets }
+    }
+
+    /// This placement with `rf` positions per set: longer sets end with vacancies (which
+    /// [`Placement::rebalance`] fills), shorter ones lose their last replicas.
+    ///
+    /// # Errors
+    /// `rf` of 0.
+    pub fn with_rf(&self, rf: usize) -> Result<Placement, PlacementError> {
+        if rf == 0 {
+            return Err(PlacementError::ZeroReplicationFactor);
+        }
+        let mut sets = Vec::with_capacity(SLOTS * rf);
+        for set in self.sets.chunks_exact(self.rf) {
+            let start = sets.len();
+            sets.extend(set.iter().take(rf));
+            sets.resize(start + rf, VACANT);
+        }
+        Ok(Placement {
+            members: self.members.clone(),
+            rf,
+            sets,
+        })
+    }
+
+    /// Whether `slot` has the same replica set (by member id, in order, vacancies aside) here and
+    /// in `other`.
     #[must_use]
     pub fn same_set(&self, other: &Placement, slot: u16) -> bool {
         self.replicas(slot)
@@ -408,33 +467,64 @@ impl Placement {
         &self.members
     }
 
-    /// Replicas per slot (the requested factor, capped at the number of members).
+    /// Positions per slot: copies of each slot, the primary included, when none is vacant.
     #[must_use]
     pub fn rf(&self) -> usize {
         self.rf
     }
 
-    /// The replica set of `slot`, primary first.
-    pub fn replicas(&self, slot: u16) -> impl ExactSizeIterator<Item = &Member> + '_ {
+    /// The filled part of `slot`'s set: member indices, primary first.
+    fn set(&self, slot: u16) -> &[u16] {
         let s = usize::from(slot) * self.rf;
-        self.sets[s..s + self.rf]
+        let set = &self.sets[s..s + self.rf];
+        let filled = set.iter().position(|&m| m == VACANT).unwrap_or(self.rf);
+        &set[..filled]
+    }
+
+    /// The members of `slot`'s replica set, primary first; vacant positions are left out, so
+    /// there may be fewer than [`Placement::rf`].
+    pub fn replicas(&self, slot: u16) -> impl ExactSizeIterator<Item = &Member> + '_ {
+        self.set(slot)
             .iter()
-            .map(|&m| &self.members[m as usize])
+            .map(|&m| &self.members[usize::from(m)])
     }
 
     /// The primary of `slot`.
+    ///
+    /// # Panics
+    /// When `slot` has no member at all, which only [`Placement::without`] can leave (a slot
+    /// whose only copy was cut out); see [`Placement::try_primary`].
     #[must_use]
     pub fn primary(&self, slot: u16) -> &Member {
-        &self.members[self.sets[usize::from(slot) * self.rf] as usize]
+        self.try_primary(slot)
+            .expect("the slot's replica set has a member")
     }
 
-    /// How many slots each member holds at `position` (0: primary), in member order.
+    /// The primary of `slot`, or `None` when its set is empty.
+    #[must_use]
+    pub fn try_primary(&self, slot: u16) -> Option<&Member> {
+        self.replicas(slot).next()
+    }
+
+    /// How many slots each member holds at `position` (0: primary), in member order. Vacant
+    /// positions count for no one.
     #[must_use]
     pub fn counts(&self, position: usize) -> Vec<usize> {
         let mut counts = vec![0; self.members.len()];
-        for slot in 0..SLOTS {
-            counts[self.sets[slot * self.rf + position] as usize] += 1;
+        if position < self.rf {
+            for slot in 0..SLOTS {
+                let m = self.sets[slot * self.rf + position];
+                if m != VACANT {
+                    counts[usize::from(m)] += 1;
+                }
+            }
         }
         counts
+    }
+
+    /// How many of the set's positions are vacant, over all slots.
+    #[must_use]
+    pub fn vacancies(&self) -> usize {
+        self.sets.iter().filter(|&&m| m == VACANT).count()
     }
 }

@@ -174,6 +174,103 @@ fn invalid_member_lists_are_refused() {
         Placement::compute(&zero, 1),
         Err(PlacementError::ZeroWeight("a".into()))
     );
-    // More replicas than members: every member, once.
-    assert_eq!(Placement::compute(&members(2), 3).unwrap().rf(), 2);
+}
+
+#[test]
+fn positions_beyond_the_members_are_vacant_and_filled_when_members_join() {
+    let p = Placement::compute(&members(2), 3).unwrap();
+    assert_eq!(p.rf(), 3);
+    assert_eq!(p.vacancies(), SLOTS);
+    for s in 0..SLOTS as u16 {
+        let ids: Vec<&str> = p.replicas(s).map(|m| m.id.as_str()).collect();
+        assert_eq!(ids.len(), 2, "slot {s}: every member, once");
+        assert_ne!(ids[0], ids[1]);
+    }
+    assert!(p.counts(2).iter().all(|&c| c == 0));
+    // The first two positions are what a placement with rf 2 would give.
+    let two = Placement::compute(&members(2), 2).unwrap();
+    assert!((0..SLOTS as u16).all(|s| p.same_set(&two, s)));
+    // A third member fills the vacancies, and takes its quota at every position (within one
+    // slot at the first two; the last is whoever is not yet in the set, within two).
+    let three = p.rebalance(&members(3), 3).unwrap();
+    assert_eq!(three.vacancies(), 0);
+    for position in 0..3 {
+        let counts = three.counts(position);
+        let slack = if position == 2 { 2 } else { 1 };
+        assert!(
+            counts
+                .iter()
+                .all(|&c| (SLOTS / 3 + 1 - slack..=SLOTS / 3 + slack).contains(&c)),
+            "position {position}: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn cutting_a_member_out_promotes_the_next_and_leaves_a_vacancy_at_the_end() {
+    let p = Placement::compute(&members(4), 3).unwrap();
+    let gone = "node-1";
+    let cut = p.without(gone);
+    assert!(cut.members().iter().all(|m| m.id != gone));
+    assert_eq!(cut.members().len(), 3);
+    let mut vacant = 0;
+    for s in 0..SLOTS as u16 {
+        let before: Vec<&str> = p.replicas(s).map(|m| m.id.as_str()).collect();
+        let after: Vec<&str> = cut.replicas(s).map(|m| m.id.as_str()).collect();
+        let survivors: Vec<&str> = before.iter().copied().filter(|&id| id != gone).collect();
+        assert_eq!(after, survivors, "slot {s}");
+        if before[0] == gone {
+            assert_eq!(
+                cut.primary(s).id,
+                before[1],
+                "slot {s}: the first replica takes over"
+            );
+        }
+        vacant += 3 - after.len();
+    }
+    assert_eq!(vacant, cut.vacancies());
+    assert_eq!(vacant, p.counts(0)[1] + p.counts(1)[1] + p.counts(2)[1]);
+    // Rebalancing fills every vacancy, keeps the survivors' order, and never names a member
+    // twice.
+    // With one member left, it holds every slot alone.
+    let alone = cut.rebalance(&members(1), 3).unwrap();
+    assert_eq!(alone.vacancies(), 2 * SLOTS);
+    assert!((0..SLOTS as u16).all(|s| alone.primary(s).id == "node-0"));
+    let rest: Vec<Member> = members(4).into_iter().filter(|m| m.id != gone).collect();
+    let refilled = cut.rebalance(&rest, 3).unwrap();
+    assert_eq!(refilled.vacancies(), 0);
+    for s in 0..SLOTS as u16 {
+        let ids: Vec<&str> = refilled.replicas(s).map(|m| m.id.as_str()).collect();
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 3, "slot {s}: {ids:?}");
+    }
+    // A slot whose only copy is cut out is left empty.
+    let single = Placement::compute(&members(2), 1)
+        .unwrap()
+        .without("node-0");
+    let empty = (0..SLOTS as u16)
+        .filter(|&s| single.try_primary(s).is_none())
+        .count();
+    assert_eq!(empty, single.vacancies());
+    assert!(empty > 0);
+}
+
+#[test]
+fn changing_rf_widens_with_vacancies_or_cuts_the_last_replicas() {
+    let p = Placement::compute(&members(5), 2).unwrap();
+    let wide = p.with_rf(4).unwrap();
+    assert_eq!(wide.rf(), 4);
+    assert_eq!(wide.vacancies(), 2 * SLOTS);
+    assert!((0..SLOTS as u16).all(|s| p.same_set(&wide, s)));
+    let narrow = p.with_rf(1).unwrap();
+    for s in 0..SLOTS as u16 {
+        assert_eq!(narrow.replicas(s).len(), 1);
+        assert_eq!(narrow.primary(s), p.primary(s));
+    }
+    assert_eq!(
+        p.with_rf(0),
+        Err(dcache_placement::PlacementError::ZeroReplicationFactor)
+    );
 }

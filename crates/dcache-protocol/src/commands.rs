@@ -229,6 +229,7 @@ const CLIENT_SUBS: &[CommandSpec] = &[
 /// CLUSTER's subcommands, including those the cluster protocol brings.
 #[rustfmt::skip]
 const CLUSTER_SUBS: &[CommandSpec] = &[
+    spec("apply", 5, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of effects", "Applies a batch of a peer's replication stream (sent by the node that replicates to this one)."),
     spec("countkeysinslot", 3, 0, NONE, "cluster", "3.0.0", "O(1)", "Counts the keys of a slot on this node."),
     spec("forget", 3, ADMIN, NONE, "cluster", "3.0.0", "O(1)", "Removes a node from the cluster."),
     spec("getkeysinslot", 4, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of keys returned", "Lists keys of a slot on this node.").with_tips(&["nondeterministic_output"]),
@@ -243,6 +244,7 @@ const CLUSTER_SUBS: &[CommandSpec] = &[
     spec("myshardid", 2, 0, NONE, "cluster", "7.2.0", "O(1)", "Returns this node's shard id."),
     spec("nodes", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Describes every node, in cluster config format.").with_tips(&["nondeterministic_output"]),
     spec("rebalance", 2, ADMIN, NONE, "cluster", "dcache", "O(1)", "Moves slots until every node serves its share."),
+    spec("set", -4, ADMIN, NONE, "cluster", "dcache", "O(1)", "Changes the cluster's replication settings: replicas, replication, sync-replicas, write-quorum, read-quorum."),
     spec("shards", 2, 0, NONE, "cluster", "7.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and nodes of each shard.").with_tips(&["nondeterministic_output"]),
     spec("slots", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and their nodes.").with_tips(&["nondeterministic_output"]),
 ];
@@ -304,6 +306,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("flushdb", -1, WRITE, NONE, "server", "1.0.0", "O(N) where N is the number of keys in the selected database", "Removes all keys.").with_tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("flushall", -1, WRITE, NONE, "server", "1.0.0", "O(N) where N is the total number of keys in all databases", "Removes all keys.").with_tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
     spec("time", 1, FAST, NONE, "server", "2.6.0", "O(1)", "Returns the server time.").with_tips(&["nondeterministic_output"]),
+    spec("role", 1, FAST, NONE, "server", "2.8.12", "O(1)", "Returns the replication role."),
+    spec("wait", 3, 0, NONE, "generic", "3.0.0", "O(1)", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.").with_tips(&["request_policy:all_shards", "response_policy:agg_min"]),
     spec("memory", -2, READONLY, NONE, "server", "4.0.0", "Depends on subcommand", "Memory introspection: USAGE.").with_subcommands(MEMORY_SUBS),
     spec("cluster", -2, 0, NONE, "cluster", "3.0.0", "Depends on subcommand", "Cluster commands: SLOTS, SHARDS, NODES, INFO, MYID, MYSHARDID, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT, FORGET, LEAVE, REBALANCE.").with_subcommands(CLUSTER_SUBS),
     spec("object", -2, READONLY, NONE, "generic", "2.2.3", "Depends on subcommand", "Inspects a key: ENCODING, FREQ, IDLETIME, REFCOUNT.").with_subcommands(OBJECT_SUBS),

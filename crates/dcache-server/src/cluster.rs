@@ -65,6 +65,10 @@ pub struct View {
     endpoints: Vec<String>,
     /// Each slot's owner, an index into `nodes`.
     owner: Box<[u16]>,
+    /// Each slot's copies (primary first), `width` indices into `nodes` per slot, `NO_OWNER` in
+    /// vacant places.
+    copies: Box<[u16]>,
+    width: usize,
     /// This node's index in `nodes`, or `NO_OWNER` while it is not a member.
     my_index: u16,
 }
@@ -85,14 +89,46 @@ impl View {
             .iter()
             .position(|n| n.id == me)
             .map_or(NO_OWNER, |i| i as u16);
+        let index_of = |id: &str| {
+            nodes
+                .iter()
+                .position(|n| n.id == id)
+                .map_or(NO_OWNER, |i| i as u16)
+        };
+        let width = topology.slots.as_ref().map_or(0, |p| p.rf());
+        let mut copies = vec![NO_OWNER; SLOTS * width];
+        if let Some(slots) = &topology.slots {
+            for slot in 0..SLOTS {
+                for (i, m) in slots.replicas(slot as u16).enumerate().take(width) {
+                    copies[slot * width + i] = index_of(&m.id);
+                }
+            }
+        }
         View {
             topology,
             me: me.to_owned(),
             nodes,
             endpoints,
             owner,
+            copies: copies.into(),
+            width,
             my_index,
         }
+    }
+
+    /// The copies of `slot`, primary first, as indices into `nodes`.
+    pub fn copies(&self, slot: u16) -> impl Iterator<Item = usize> + '_ {
+        let s = usize::from(slot) * self.width;
+        self.copies[s..s + self.width]
+            .iter()
+            .take_while(|&&i| i != NO_OWNER)
+            .map(|&i| usize::from(i))
+    }
+
+    /// Whether this node holds a copy of `slot` (as its primary or a replica).
+    #[must_use]
+    pub fn holds(&self, slot: u16) -> bool {
+        self.my_index != NO_OWNER && self.copies(slot).any(|i| i == usize::from(self.my_index))
     }
 
     /// The node serving `slot`, if any.
@@ -116,20 +152,22 @@ impl View {
         self.nodes.get(usize::from(self.my_index))
     }
 
-    /// Runs of consecutive slots with one owner: (first, last, owner index).
+    /// Runs of consecutive slots with the same copies: (first, last, copies as indices into
+    /// `nodes`, primary first).
     #[must_use]
-    pub fn ranges(&self) -> Vec<(u16, u16, usize)> {
-        let mut out: Vec<(u16, u16, usize)> = Vec::new();
+    pub fn ranges(&self) -> Vec<(u16, u16, Vec<usize>)> {
+        let mut out: Vec<(u16, u16, Vec<usize>)> = Vec::new();
         for slot in 0..SLOTS as u16 {
-            let o = self.owner[usize::from(slot)];
-            if o == NO_OWNER {
+            if self.owner[usize::from(slot)] == NO_OWNER {
                 continue;
             }
             match out.last_mut() {
-                Some((_, last, owner)) if *last + 1 == slot && *owner == usize::from(o) => {
+                Some((_, last, set))
+                    if *last + 1 == slot && set.iter().copied().eq(self.copies(slot)) =>
+                {
                     *last = slot;
                 }
-                _ => out.push((slot, slot, usize::from(o))),
+                _ => out.push((slot, slot, self.copies(slot).collect())),
             }
         }
         out
@@ -182,6 +220,10 @@ pub struct Cluster {
     changed: tokio::sync::Notify,
     /// Set by CLUSTER LEAVE: the node stops once the topology no longer lists it.
     pub leave_requested: std::sync::atomic::AtomicBool,
+    /// Replication: streams to the other copies, and writes waiting for them.
+    pub replication: crate::replicate::Replication,
+    /// Per slot, at a chain's head: the last write on its way to the tail.
+    pub(crate) chain_last: Box<[Mutex<Option<crate::replicate::Ack>>]>,
     /// Migration counters, for INFO and metrics.
     pub slots_moved_out: AtomicU64,
     pub migration_sent_bytes: AtomicU64,
@@ -213,6 +255,8 @@ impl Cluster {
             dirty: Mutex::default(),
             changed: tokio::sync::Notify::new(),
             leave_requested: std::sync::atomic::AtomicBool::new(false),
+            replication: crate::replicate::Replication::new(me),
+            chain_last: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
             slots_moved_out: AtomicU64::new(0),
             migration_sent_bytes: AtomicU64::new(0),
             imported_records: AtomicU64::new(0),
@@ -264,6 +308,7 @@ impl Cluster {
                 self.moving[usize::from(slot)].store(SETTLED, Ordering::SeqCst);
             }
         }
+        self.replication.set_topology(&view.topology);
         *self.view.write() = Arc::new(view);
         self.generation.fetch_add(1, Ordering::Release);
         self.changed.notify_waiters();
@@ -308,6 +353,7 @@ impl Cluster {
         view: &View,
         keys: impl Iterator<Item = &'k [u8]>,
         writes: bool,
+        readonly: bool,
     ) -> Route {
         let mut slot = None;
         for key in keys {
@@ -329,6 +375,12 @@ impl Cluster {
             };
         };
         if !view.mine(slot) {
+            if readonly && !writes && view.holds(slot) {
+                return Route::Here {
+                    slot: None,
+                    watched: false,
+                };
+            }
             return match view.owner(slot) {
                 Some(node) if node.state != NodeState::Failed => Route::Refuse(format!(
                     "MOVED {slot} {}",

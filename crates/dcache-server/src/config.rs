@@ -386,6 +386,17 @@ pub struct NodeConfig {
     pub dir: String,
     /// Bytes per second a migration may send; 0 means no limit.
     pub migration_rate: ByteSize,
+    /// Copies of each slot besides its primary. A cluster-wide setting: the node that starts a
+    /// cluster (no `join`) proposes its own; `dcache cluster set` changes it later.
+    pub replicas: u8,
+    /// How writes reach the copies: `primary`, `quorum` or `chain` (cluster-wide, as `replicas`).
+    pub replication: String,
+    /// `primary`: replicas that hold a write before it is acknowledged; unset: 1 with replicas.
+    pub sync_replicas: Option<u8>,
+    /// `quorum`: copies that hold a write before it is acknowledged; unset: a majority.
+    pub write_quorum: Option<u8>,
+    /// `quorum`: copies a read asks; unset: a majority.
+    pub read_quorum: Option<u8>,
 }
 
 impl Default for NodeConfig {
@@ -427,6 +438,11 @@ impl Default for NodeConfig {
             join: String::new(),
             dir: String::new(),
             migration_rate: ByteSize(0),
+            replicas: 0,
+            replication: "primary".into(),
+            sync_replicas: None,
+            write_quorum: None,
+            read_quorum: None,
         }
     }
 }
@@ -500,10 +516,34 @@ impl NodeConfig {
                 ));
             }
         }
+        self.replication_settings()?;
         if self.tls_port != 0 && (self.tls_cert_file.is_empty() || self.tls_key_file.is_empty()) {
             return Err("tls-port needs tls-cert-file and tls-key-file".into());
         }
         Ok(())
+    }
+
+    /// The replication settings this node proposes when it starts a cluster.
+    ///
+    /// # Errors
+    /// An unknown strategy, or knobs out of range for the number of replicas.
+    pub fn replication_settings(&self) -> Result<dcache_cluster::Settings, String> {
+        let strategy: dcache_cluster::Strategy = self
+            .replication
+            .parse()
+            .map_err(|e: dcache_cluster::UnknownStrategy| e.to_string())?;
+        let mut settings = dcache_cluster::Settings::new(self.replicas, strategy);
+        if let Some(k) = self.sync_replicas {
+            settings.sync_replicas = k;
+        }
+        if let Some(w) = self.write_quorum {
+            settings.write_quorum = w;
+        }
+        if let Some(r) = self.read_quorum {
+            settings.read_quorum = r;
+        }
+        settings.validate().map_err(|e| e.to_string())?;
+        Ok(settings)
     }
 
     /// The eviction policy, parsed.

@@ -58,6 +58,21 @@ pub struct ConnState {
     pub stats: LocalStats,
     /// The cluster view this connection routes by, and the generation it was taken at.
     pub cluster_view: Option<(u64, Arc<crate::cluster::View>)>,
+    /// READONLY: reads of a slot this node holds a copy of are served here.
+    pub readonly: bool,
+    /// Replies written but held back until their write's copies acknowledge it, in order.
+    pub holds: std::collections::VecDeque<Hold>,
+    /// Set by a command whose reply must wait for this ack; dispatch turns it into a [`Hold`].
+    pub hold: Option<crate::replicate::Ack>,
+}
+
+/// A reply in the output that may not be sent before `ack` completes: the bytes
+/// `start..end` of the output buffer. If the ack fails, they are replaced by its error.
+#[derive(Debug)]
+pub struct Hold {
+    pub start: usize,
+    pub end: usize,
+    pub ack: crate::replicate::Ack,
 }
 
 impl ConnState {
@@ -87,6 +102,32 @@ struct Output {
 impl Output {
     fn pending(&self) -> usize {
         self.buf.len() - self.sent
+    }
+
+    /// Bytes that may be written now: up to the first held reply.
+    fn writable(&self, holds: &std::collections::VecDeque<Hold>) -> usize {
+        holds.front().map_or(self.buf.len(), |h| h.start) - self.sent
+    }
+
+    /// Releases the held replies whose acks completed, from the front; a failed one has its
+    /// reply replaced by the error.
+    fn release(&mut self, holds: &mut std::collections::VecDeque<Hold>) {
+        while let Some(result) = holds.front().and_then(|h| h.ack.result()) {
+            let hold = holds.pop_front().expect("front");
+            let line = match (result, hold.ack.int()) {
+                (Err(msg), _) => Some(format!("-{msg}\r\n")),
+                (Ok(()), Some(n)) => Some(format!(":{n}\r\n")),
+                (Ok(()), None) => None,
+            };
+            if let Some(line) = line {
+                let delta = line.len() as isize - (hold.end - hold.start) as isize;
+                self.buf.splice(hold.start..hold.end, line.into_bytes());
+                for later in holds.iter_mut() {
+                    later.start = (later.start as isize + delta) as usize;
+                    later.end = (later.end as isize + delta) as usize;
+                }
+            }
+        }
     }
 
     fn advance(&mut self, n: usize) {
@@ -136,6 +177,9 @@ pub(crate) async fn serve<S>(
         max_bulk_len: shared.config().proto_max_bulk_len.0,
         stats: LocalStats::default(),
         cluster_view: None,
+        readonly: false,
+        holds: std::collections::VecDeque::new(),
+        hold: None,
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);
@@ -163,11 +207,14 @@ pub(crate) async fn serve<S>(
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
+        output.release(&mut state.holds);
         let pending = output.pending() > 0;
         // A closing client is sent what it is owed and read no further.
         if !pending && (closing || (eof && input.is_empty())) {
             break;
         }
+        let writable = output.writable(&state.holds) > 0;
+        let held = state.holds.front().map(|h| h.ack.clone());
         let n = tokio::select! {
             biased;
             _ = &mut stop, if !stopping => {
@@ -175,7 +222,7 @@ pub(crate) async fn serve<S>(
                 0
             }
             () = &mut killed => break,
-            wrote = writer.write(&output.buf[output.sent..]), if pending => {
+            wrote = writer.write(&output.buf[output.sent..output.sent + output.writable(&state.holds)]), if writable => {
                 match wrote {
                     Ok(0) | Err(_) => return finish(&shared, &info),
                     Ok(n) => {
@@ -201,6 +248,8 @@ pub(crate) async fn serve<S>(
                 }
                 Ok(n) => n,
             },
+            // A held reply's write was acknowledged (or failed): `release` sends it on.
+            _ = async { held.as_ref().expect("guarded").wait().await }, if held.is_some() => 0,
             // An async block, so that no timer is made unless it is polled.
             () = async { tokio::time::sleep(LINGER).await }, if stopping && !pending => break,
         };

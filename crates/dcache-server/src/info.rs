@@ -11,12 +11,19 @@ const SECTIONS: &[&str] = &[
     "clients",
     "memory",
     "stats",
+    "replication",
     "cluster",
     "keyspace",
     "commandstats",
 ];
 const DEFAULT_SECTIONS: &[&str] = &[
-    "server", "clients", "memory", "stats", "cluster", "keyspace",
+    "server",
+    "clients",
+    "memory",
+    "stats",
+    "replication",
+    "cluster",
+    "keyspace",
 ];
 
 /// The process's resident set size in bytes, from `/proc/self/status` (0 where unavailable).
@@ -73,6 +80,7 @@ pub fn render(shared: &Shared, asked: &[String], now: u64) -> String {
             "stats" => stats(&mut out, shared),
             "keyspace" => keyspace(&mut out, shared),
             "cluster" => cluster(&mut out, shared),
+            "replication" => replication(&mut out, shared),
             "commandstats" => commandstats(&mut out, shared),
             _ => {}
         }
@@ -102,6 +110,58 @@ fn cluster(out: &mut String, shared: &Shared) {
         cluster.metric("dcache_cluster_slots_moved_out"),
         cluster.metric("dcache_cluster_migration_sent_bytes"),
         cluster.metric("dcache_cluster_migration_imported_records"),
+    );
+}
+
+/// Redis's fields where they mean the same: every node is a `master` (each is the primary of
+/// some slots); its "slaves" are the peers it streams writes to, with the offset each
+/// acknowledged (items, not bytes). Then dcache's: the cluster's settings and the writes waiting.
+fn replication(out: &mut String, shared: &Shared) {
+    out.push_str("# Replication\r\nrole:master\r\n");
+    let Some(cluster) = &shared.cluster else {
+        out.push_str("connected_slaves:0\r\nmaster_repl_offset:0\r\n");
+        return;
+    };
+    let view = cluster.view();
+    let replication = &cluster.replication;
+    let streams = replication.streams();
+    let _ = write!(out, "connected_slaves:{}\r\n", streams.len());
+    let mut total = 0;
+    for (i, (peer, queued, acked)) in streams.iter().enumerate() {
+        total += queued;
+        let (host, port) = view
+            .topology
+            .nodes
+            .get(peer)
+            .map_or(("?", 0), |n| (n.host.as_str(), n.port));
+        let _ = write!(
+            out,
+            "slave{i}:ip={host},port={port},state=online,offset={acked},lag=0\r\n"
+        );
+    }
+    let settings = view.topology.settings;
+    let _ = write!(
+        out,
+        "master_replid:{}\r\nmaster_repl_offset:{total}\r\n\
+         replication_strategy:{}\r\nreplication_replicas:{}\r\n\
+         replication_sync_replicas:{}\r\nreplication_write_quorum:{}\r\n\
+         replication_read_quorum:{}\r\nreplication_waiting_writes:{}\r\n\
+         replication_timed_out_writes:{}\r\nreplication_applied_items:{}\r\n\
+         replication_dropped_items:{}\r\n",
+        view.me,
+        settings.strategy.as_str(),
+        settings.replicas,
+        settings.sync_replicas,
+        settings.write_quorum,
+        settings.read_quorum,
+        replication.waiting(),
+        replication
+            .timed_out
+            .load(std::sync::atomic::Ordering::Relaxed),
+        replication
+            .applied_items
+            .load(std::sync::atomic::Ordering::Relaxed),
+        replication.dropped(),
     );
 }
 

@@ -28,6 +28,7 @@ pub mod info;
 pub mod membership;
 pub mod metrics;
 pub mod migrate;
+pub mod replicate;
 pub mod security;
 pub mod server;
 pub mod state;

@@ -124,6 +124,19 @@ impl Membership {
         let cluster = Cluster::start(settings)
             .await
             .context("cannot join the cluster")?;
+        // The node that starts a cluster gives it its replication settings; a node that joins
+        // (or comes back to a cluster of several) takes the cluster's.
+        let alone = cluster.topology().borrow().nodes.len() == 1;
+        if config.join.is_empty() && alone {
+            let wanted = config.replication_settings().map_err(anyhow::Error::msg)?;
+            let current = cluster.topology().borrow().settings;
+            if current != wanted {
+                cluster
+                    .propose(dcache_cluster::Change::Set(wanted))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot set the replication settings: {e}"))?;
+            }
+        }
         let me = cluster.node().clone();
         let bus: SocketAddr = format!("{host}:{}", me.bus_port)
             .parse()

@@ -139,22 +139,31 @@ async fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topolog
         return;
     };
     let me = cluster.view().me.clone();
+    // A node keeps the slots it holds a copy of, and those it is about to receive.
     let keeps = |t: &Topology, slot: u16| {
-        t.owner(slot).is_some_and(|n| n.id == me)
-            || t.target.as_ref().is_some_and(|p| p.primary(slot).id == me)
+        t.role_of(&me, slot).is_some()
+            || t.target
+                .as_ref()
+                .is_some_and(|p| p.replicas(slot).any(|m| m.id == me))
     };
     for slot in 0..SLOTS as u16 {
         let lost = !keeps(next, slot) && (keeps(previous, slot) || previous.epoch == 0);
-        // Taken from a node now failed (not from one that left: a leaver is removed only once
-        // its last slots have moved, copied).
-        let rescued = next.owner(slot).is_some_and(|n| n.id == me)
-            && previous.owner(slot).is_some_and(|n| {
-                n.id != me
-                    && next
-                        .nodes
-                        .get(&n.id)
-                        .is_some_and(|n| n.state == NodeState::Failed)
-            });
+        // Given to this node empty because every copy failed (not from one that left: a leaver
+        // is removed only once its last slots have moved, copied; nor as a new copy, which is
+        // made by a migration before the set names it).
+        let rescued = next.role_of(&me, slot).is_some()
+            && previous.role_of(&me, slot).is_none()
+            && previous
+                .slots
+                .as_ref()
+                .and_then(|p| p.try_primary(slot))
+                .is_some_and(|_| {
+                    previous.replicas_of(slot).iter().all(|n| {
+                        next.nodes
+                            .get(&n.id)
+                            .is_some_and(|n| n.state == NodeState::Failed)
+                    })
+                });
         if (which == Foreign::Lost && lost) || (which == Foreign::Rescued && rescued) {
             let removed = delete_slot(shared, slot).await;
             if removed > 0 {
@@ -248,35 +257,40 @@ async fn migrate(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             return;
         }
         let view = cluster.view();
-        let moving = view.topology.moving_from(&me);
-        let Some((_, to)) = moving.first().cloned() else {
+        let topology = &view.topology;
+        let moving = topology.moving_from(&me);
+        // A batch: slots with one target primary whose new copies go to the same nodes.
+        let needs = |slot: u16| -> Vec<dcache_cluster::Node> {
+            topology.copies_needed(slot).into_iter().cloned().collect()
+        };
+        let Some((first, to)) = moving.first().cloned() else {
             return;
         };
+        let dests = needs(first);
         let batch: Vec<u16> = moving
             .iter()
-            .filter(|(_, t)| *t == to)
+            .filter(|(s, t)| *t == to && needs(*s) == dests)
             .map(|&(s, _)| s)
             .take(BATCH_SLOTS)
             .collect();
-        let Some(dest) = view.topology.nodes.get(&to).cloned() else {
-            return;
-        };
+        let names: Vec<String> = dests
+            .iter()
+            .map(|d| format!("{}:{}", d.host, d.port))
+            .collect();
         let started = Instant::now();
-        match move_batch(&shared, &batch, &dest).await {
+        match move_batch(&shared, &batch, &to, &dests).await {
             Ok(sent) => tracing::info!(
-                "moved {} slots to {}:{} ({sent} bytes in {:?})",
+                "moved {} slots (new copies on [{}]; {sent} bytes in {:?})",
                 batch.len(),
-                dest.host,
-                dest.port,
+                names.join(", "),
                 started.elapsed()
             ),
             Err(e) => {
                 cluster.settle(&batch);
                 tracing::warn!(
-                    "moving {} slots to {}:{} failed: {e}; will retry",
+                    "moving {} slots (new copies on [{}]) failed: {e}; will retry",
                     batch.len(),
-                    dest.host,
-                    dest.port
+                    names.join(", "),
                 );
                 return;
             }
@@ -284,32 +298,42 @@ async fn migrate(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     }
 }
 
-/// Copies `batch` to `dest`, commits the move and drops the local copy. Returns the bytes sent.
+/// Copies `batch` to `dests` (the nodes that get a new copy of it; none when only its other
+/// copies change), commits the move (`to`: the batch's primary in the target) and drops the
+/// local copy if this node keeps none. Returns the bytes sent.
 async fn move_batch(
     shared: &Arc<Shared>,
     batch: &[u16],
-    dest: &dcache_cluster::Node,
+    to: &str,
+    dests: &[dcache_cluster::Node],
 ) -> Result<u64, String> {
     let cluster = shared.cluster.clone().expect("migrations run in a cluster");
     let config = shared.config();
-    let addr: SocketAddr = tokio::net::lookup_host((dest.host.as_str(), dest.port))
-        .await
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
-    let mut peer = Peer::connect(addr, &config.requirepass, config.migration_rate.0 as u64).await?;
+    let mut peers = Vec::with_capacity(dests.len());
+    for dest in dests {
+        let addr: SocketAddr = tokio::net::lookup_host((dest.host.as_str(), dest.port))
+            .await
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or("no address")?;
+        peers.push(Peer::connect(addr, &config.requirepass, config.migration_rate.0 as u64).await?);
+    }
     cluster.watch(batch).await;
     // The snapshot, slot by slot, in bounded steps.
     for &slot in batch {
-        peer.request(&[b"CLUSTER", b"IMPORTSLOT", slot.to_string().as_bytes()])
-            .await?;
+        for peer in &mut peers {
+            peer.request(&[b"CLUSTER", b"IMPORTSLOT", slot.to_string().as_bytes()])
+                .await?;
+        }
         let mut cursor = dcache_store::DumpCursor::default();
         loop {
             let (records, next) =
                 shared
                     .store
                     .dump_slot(slot, cursor, REQUEST_BYTES, shared.clock.now_ms());
-            peer.send(&records).await?;
+            for peer in &mut peers {
+                peer.send(&records).await?;
+            }
             match next {
                 Some(c) => cursor = c,
                 None => break,
@@ -320,17 +344,19 @@ async fn move_batch(
     for _ in 0..MAX_ROUNDS {
         let dirty = dirty_of(&cluster, batch);
         let few = dirty.len() < PAUSE_BELOW;
-        send_keys(shared, &mut peer, dirty).await?;
+        send_keys(shared, &mut peers, dirty).await?;
         if few {
             break;
         }
     }
     cluster.pause(batch).await;
     let dirty = dirty_of(&cluster, batch);
-    send_keys(shared, &mut peer, dirty).await?;
-    peer.finish().await?;
+    send_keys(shared, &mut peers, dirty).await?;
+    for peer in &mut peers {
+        peer.finish().await?;
+    }
     let control = cluster.control().ok_or("no agreement layer")?;
-    let topology = commit(&cluster, control.as_ref(), &dest.id, batch).await?;
+    let topology = commit(&cluster, control.as_ref(), to, batch).await?;
     cluster.wait_for_epoch(topology.epoch).await;
     // The follower has dropped the local copy when it took the topology that moved the batch
     // (`drop_foreign_slots`). Deleting it here as well would be wrong: by now a later topology
@@ -339,10 +365,11 @@ async fn move_batch(
     cluster
         .slots_moved_out
         .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let sent = peers.iter().map(|p| p.sent).sum();
     cluster
         .migration_sent_bytes
-        .fetch_add(peer.sent, std::sync::atomic::Ordering::Relaxed);
-    Ok(peer.sent)
+        .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+    Ok(sent)
 }
 
 /// Commits the move of `batch` to `to`. A failure that leaves the outcome unknown (no leader, a
@@ -358,6 +385,19 @@ async fn commit(
         to: to.to_owned(),
         slots: batch.to_vec(),
     };
+    // The sets the move gives the batch: how a refusal after an uncertain attempt is told from
+    // a move that did commit.
+    let view = cluster.view();
+    let wanted: Vec<Vec<String>> = batch
+        .iter()
+        .map(|&s| {
+            view.topology
+                .target
+                .as_ref()
+                .map_or_else(Vec::new, |t| t.replicas(s).map(|m| m.id.clone()).collect())
+        })
+        .collect();
+    drop(view);
     let mut uncertain = false;
     loop {
         match control.propose(change.clone()).await {
@@ -369,10 +409,13 @@ async fn commit(
                     let deadline = Instant::now() + Duration::from_secs(2);
                     while Instant::now() < deadline {
                         let view = cluster.view();
-                        if batch
-                            .iter()
-                            .all(|&s| view.topology.owner(s).is_some_and(|n| n.id == to))
-                        {
+                        if batch.iter().zip(&wanted).all(|(&s, set)| {
+                            view.topology
+                                .replicas_of(s)
+                                .iter()
+                                .map(|n| &n.id)
+                                .eq(set.iter())
+                        }) {
                             return Ok(Arc::clone(&view.topology));
                         }
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -406,7 +449,11 @@ fn dirty_of(cluster: &crate::cluster::Cluster, batch: &[u16]) -> HashSet<Vec<u8>
 }
 
 /// Copies the current state of `keys` (or their absence).
-async fn send_keys(shared: &Shared, peer: &mut Peer, keys: HashSet<Vec<u8>>) -> Result<(), String> {
+async fn send_keys(
+    shared: &Shared,
+    peers: &mut [Peer],
+    keys: HashSet<Vec<u8>>,
+) -> Result<(), String> {
     let now = shared.clock.now_ms();
     for key in keys {
         // In bounded parts, so that a large hash written during the move does not hold its
@@ -414,7 +461,9 @@ async fn send_keys(shared: &Shared, peer: &mut Peer, keys: HashSet<Vec<u8>>) -> 
         let mut cursor = dcache_store::DumpCursor::default();
         loop {
             let (records, next) = shared.store.dump_key(&key, cursor, REQUEST_BYTES, now);
-            peer.send(&records).await?;
+            for peer in peers.iter_mut() {
+                peer.send(&records).await?;
+            }
             match next {
                 Some(c) => cursor = c,
                 None => break,

@@ -170,6 +170,12 @@ fn alone(config: &NodeConfig, local_addr: SocketAddr) -> anyhow::Result<ClusterL
             state: dcache_cluster::NodeState::Online,
         }))
         .map_err(anyhow::Error::msg)?;
+    let settings = config.replication_settings().map_err(anyhow::Error::msg)?;
+    if settings != dcache_cluster::Settings::default() {
+        control
+            .apply(&dcache_cluster::Change::Set(settings))
+            .map_err(anyhow::Error::msg)?;
+    }
     Ok(ClusterLink {
         me,
         topology: control.subscribe(),
@@ -264,6 +270,14 @@ impl Server {
                 stop_rx.clone(),
             ))
         });
+        // Replication outlives the connections' drain: their held replies wait for it.
+        let (replication_stop, replication_stop_rx) = watch::channel(false);
+        let replicator = shared.cluster.is_some().then(|| {
+            tokio::spawn(crate::replicate::run(
+                Arc::clone(&shared),
+                replication_stop_rx,
+            ))
+        });
         let admin_task = admin.map(|listener| {
             let mut stop = stop_rx.clone();
             tokio::spawn(crate::metrics::serve_admin(
@@ -353,6 +367,10 @@ impl Server {
         }
         let _ = background.await;
         if let Some(task) = follower {
+            let _ = task.await;
+        }
+        let _ = replication_stop.send(true);
+        if let Some(task) = replicator {
             let _ = task.await;
         }
 

@@ -688,10 +688,10 @@ async fn a_write_routed_by_the_view_from_before_a_move_does_not_run_on_the_sourc
     cluster.settle(&[slot]);
 
     assert_eq!(
-        cluster.route(&cluster.view(), keys(), true),
+        cluster.route(&cluster.view(), keys(), true, false),
         Route::Refuse(format!("MOVED {slot} 127.0.0.1:2"))
     );
-    match cluster.route(&stale, keys(), true) {
+    match cluster.route(&stale, keys(), true, false) {
         Route::Here {
             slot: Some(s),
             watched: true,
@@ -711,7 +711,7 @@ async fn a_write_routed_by_the_view_from_before_a_move_does_not_run_on_the_sourc
     .unwrap();
     cluster.set_topology(Arc::new(t));
     assert_eq!(
-        cluster.route(&cluster.view(), keys(), true),
+        cluster.route(&cluster.view(), keys(), true, false),
         Route::Here {
             slot: Some(slot),
             watched: false
@@ -737,7 +737,7 @@ async fn watching_a_slot_waits_for_the_writes_that_found_it_settled() {
     // Dispatch: route, then count the write in.
     let view = cluster.view();
     assert_eq!(
-        cluster.route(&view, keys(), true),
+        cluster.route(&view, keys(), true, false),
         Route::Here {
             slot: Some(slot),
             watched: false

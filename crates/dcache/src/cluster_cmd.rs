@@ -1,4 +1,4 @@
-//! `dcache cluster status|leave|rebalance`: the cluster as its nodes report it (`CLUSTER NODES`,
+//! `dcache cluster status|leave|set|rebalance`: the cluster as its nodes report it (`CLUSTER NODES`,
 //! `CLUSTER INFO`), and the two changes an operator asks for.
 
 use std::collections::BTreeMap;
@@ -32,6 +32,17 @@ enum Action {
         /// The node that leaves (host:port, its client address).
         node: String,
         /// Give up waiting after this many seconds (the move goes on).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Change the replication settings (`replicas 1 replication chain …`) and wait until
+    /// every slot has its copies.
+    Set {
+        /// Pairs of setting and value: replicas, replication (primary|quorum|chain),
+        /// sync-replicas, write-quorum, read-quorum.
+        #[arg(required = true, num_args = 2.., value_name = "SETTING VALUE")]
+        pairs: Vec<String>,
+        /// Give up waiting after this many seconds (the copies are still made).
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
@@ -246,6 +257,28 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                             "{node} still serves {} slots after {timeout} s",
                             leaver.slots
                         );
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Action::Set { pairs, timeout } => {
+                if pairs.len() % 2 != 0 {
+                    bail!("settings come in pairs: setting value …");
+                }
+                let session = Session::new(&args, None).await?;
+                let mut request = vec!["CLUSTER", "SET"];
+                request.extend(pairs.iter().map(String::as_str));
+                text(session.client.cmd(&request).await?)?;
+                let deadline = Instant::now() + Duration::from_secs(*timeout);
+                loop {
+                    let (epoch, nodes) = session.state(None).await?;
+                    let moving: usize = nodes.iter().flat_map(|n| n.outgoing.values()).sum();
+                    if moving == 0 {
+                        print_status(&mut out, epoch, &nodes);
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("{moving} slots still getting their copies after {timeout} s");
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -52,6 +52,21 @@ pub struct LaunchArgs {
     /// Passed to every node.
     #[arg(long)]
     requirepass: Option<String>,
+    /// Copies of each slot besides its primary (the cluster's setting) [default: 0].
+    #[arg(long)]
+    replicas: Option<u8>,
+    /// How writes reach the copies: primary, quorum or chain [default: primary].
+    #[arg(long)]
+    replication: Option<String>,
+    /// primary: replicas that hold a write before it is acknowledged [default: 1 with replicas].
+    #[arg(long)]
+    sync_replicas: Option<u8>,
+    /// quorum: copies that hold a write before it is acknowledged [default: a majority].
+    #[arg(long)]
+    write_quorum: Option<u8>,
+    /// quorum: copies a read asks [default: a majority].
+    #[arg(long)]
+    read_quorum: Option<u8>,
     /// Further `dcache node` options, after `--`.
     #[arg(last = true)]
     node_args: Vec<String>,
@@ -96,6 +111,13 @@ impl LaunchArgs {
         pass("--maxmemory-policy", self.maxmemory_policy.clone());
         pass("--threads", self.threads.map(|t| t.to_string()));
         pass("--requirepass", self.requirepass.clone());
+        // The first node gives the cluster its settings; the others take the cluster's, but
+        // are told the same so that any of them can start it again alone.
+        pass("--replicas", self.replicas.map(|n| n.to_string()));
+        pass("--replication", self.replication.clone());
+        pass("--sync-replicas", self.sync_replicas.map(|n| n.to_string()));
+        pass("--write-quorum", self.write_quorum.map(|n| n.to_string()));
+        pass("--read-quorum", self.read_quorum.map(|n| n.to_string()));
         args.extend(self.node_args.iter().cloned());
         args
     }

@@ -117,6 +117,21 @@ pub struct NodeArgs {
     /// Bytes per second a slot migration may send, e.g. 50mb (0: no limit) [default: 0].
     #[arg(long, value_parser = parse_bytes)]
     migration_rate: Option<ByteSize>,
+    /// Copies of each slot besides its primary, for a cluster this node starts [default: 0].
+    #[arg(long, value_name = "N")]
+    replicas: Option<u8>,
+    /// How writes reach the copies: primary, quorum or chain [default: primary].
+    #[arg(long, value_name = "STRATEGY")]
+    replication: Option<String>,
+    /// primary: replicas that hold a write before it is acknowledged [default: 1 with replicas].
+    #[arg(long, value_name = "K")]
+    sync_replicas: Option<u8>,
+    /// quorum: copies that hold a write before it is acknowledged [default: a majority].
+    #[arg(long, value_name = "W")]
+    write_quorum: Option<u8>,
+    /// quorum: copies a read asks [default: a majority].
+    #[arg(long, value_name = "R")]
+    read_quorum: Option<u8>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -180,8 +195,19 @@ impl NodeArgs {
             join,
             cluster_port,
             dir,
-            migration_rate
+            migration_rate,
+            replicas,
+            replication
         );
+        for (field, value) in [
+            (&mut config.sync_replicas, self.sync_replicas),
+            (&mut config.write_quorum, self.write_quorum),
+            (&mut config.read_quorum, self.read_quorum),
+        ] {
+            if value.is_some() {
+                *field = value;
+            }
+        }
         if let Some(ms) = self.node_timeout {
             config.cluster_node_timeout = ms;
         }

@@ -111,6 +111,17 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let applied = crate::migrate::import(ctx.shared, args.get(2), ctx.now)?;
             ctx.out.int(applied as i64);
         }
+        // A batch of a peer's replication stream (`crate::replicate`): applied, and answered
+        // with its last offset once this node's successors hold it (a chain).
+        b"APPLY" => {
+            arity(5)?;
+            let epoch = u64::try_from(int_arg(args.get(2))?).map_err(|_| Error::from(BAD_SLOT))?;
+            let offset = int_arg(args.get(3))?;
+            if let Some(ack) = crate::replicate::apply(ctx.shared, epoch, args.get(4), ctx.now)? {
+                ctx.conn.hold = Some(ack);
+            }
+            ctx.out.int(offset);
+        }
         b"IMPORTSLOT" => {
             arity(3)?;
             let slot = slot_arg(args.get(2))?;
@@ -133,6 +144,52 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 .leave_requested
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             propose(&cluster, Change::Leave(view.me.clone()));
+            ctx.out.ok();
+        }
+        b"SET" => {
+            if args.len() < 4 || args.len() % 2 != 0 {
+                return Err(subcommand_arity("cluster", sub));
+            }
+            let mut settings = view.topology.settings;
+            let mut replicas_given = false;
+            let (mut k, mut w, mut r) = (None, None, None);
+            for pair in (2..args.len()).step_by(2) {
+                let name = String::from_utf8_lossy(args.get(pair)).to_ascii_lowercase();
+                let value = args.get(pair + 1);
+                let number = || {
+                    u8::try_from(int_arg(value)?)
+                        .map_err(|_| Error::from(format!("ERR Invalid value for '{name}'")))
+                };
+                match name.as_str() {
+                    "replicas" => {
+                        settings.replicas = number()?;
+                        replicas_given = true;
+                    }
+                    "replication" => {
+                        settings.strategy = String::from_utf8_lossy(value).parse().map_err(
+                            |e: dcache_cluster::UnknownStrategy| Error::from(format!("ERR {e}")),
+                        )?;
+                    }
+                    "sync-replicas" => k = Some(number()?),
+                    "write-quorum" => w = Some(number()?),
+                    "read-quorum" => r = Some(number()?),
+                    _ => return Err(format!("ERR Unknown setting '{name}'").into()),
+                }
+            }
+            // A new number of replicas brings the other knobs' defaults with it, unless given.
+            if replicas_given {
+                let fresh = dcache_cluster::Settings::new(settings.replicas, settings.strategy);
+                settings.sync_replicas = fresh.sync_replicas;
+                settings.write_quorum = fresh.write_quorum;
+                settings.read_quorum = fresh.read_quorum;
+            }
+            settings.sync_replicas = k.unwrap_or(settings.sync_replicas);
+            settings.write_quorum = w.unwrap_or(settings.write_quorum);
+            settings.read_quorum = r.unwrap_or(settings.read_quorum);
+            settings
+                .validate()
+                .map_err(|e| Error::from(format!("ERR {e}")))?;
+            propose(&cluster, Change::Set(settings));
             ctx.out.ok();
         }
         b"REBALANCE" => {
@@ -248,7 +305,7 @@ fn info(view: &View) -> String {
     let assigned = view
         .ranges()
         .iter()
-        .map(|&(a, b, _)| usize::from(b - a) + 1)
+        .map(|(a, b, _)| usize::from(b - a) + 1)
         .sum::<usize>();
     let ok = view.slots_ok();
     let state = if ok == dcache_placement::SLOTS {
@@ -292,53 +349,94 @@ fn endpoint(out: &mut dcache_protocol::ReplyWriter<'_>, node: &dcache_cluster::N
 fn slots(ctx: &mut Ctx<'_>, view: &View) {
     let ranges = view.ranges();
     ctx.out.array(ranges.len());
-    for (first, last, owner) in ranges {
-        ctx.out.array(3);
+    for (first, last, copies) in ranges {
+        // Primary first, then the replicas, as Redis lists a master and its replicas.
+        ctx.out.array(2 + copies.len());
         ctx.out.int(i64::from(first));
         ctx.out.int(i64::from(last));
-        endpoint(&mut ctx.out, &view.nodes[owner]);
+        for i in copies {
+            endpoint(&mut ctx.out, &view.nodes[i]);
+        }
     }
 }
 
+/// `CLUSTER SHARDS`: a shard is a set of copies (primary first) and the slots it holds. Slots
+/// are placed one by one, so with replicas a node is the primary of some shards and a replica in
+/// others; a node that holds nothing is a shard of its own with no slots.
 fn shards(ctx: &mut Ctx<'_>, view: &View) {
-    let ranges = view.ranges();
-    // Every node is a shard of one (no replicas yet), listed even when it serves no slots.
-    ctx.out.array(view.nodes.len());
-    for (i, node) in view.nodes.iter().enumerate() {
-        let mine: Vec<(u16, u16)> = ranges
-            .iter()
-            .filter(|r| r.2 == i)
-            .map(|&(a, b, _)| (a, b))
-            .collect();
+    let mut shards: Vec<(Vec<usize>, Vec<(u16, u16)>)> = Vec::new();
+    for (a, b, copies) in view.ranges() {
+        match shards.iter_mut().find(|(set, _)| *set == copies) {
+            Some((_, ranges)) => ranges.push((a, b)),
+            None => shards.push((copies, vec![(a, b)])),
+        }
+    }
+    for i in 0..view.nodes.len() {
+        if !shards.iter().any(|(set, _)| set.contains(&i)) {
+            shards.push((vec![i], Vec::new()));
+        }
+    }
+    let offsets = view_offsets(ctx);
+    ctx.out.array(shards.len());
+    for (set, ranges) in shards {
         ctx.out.map(2);
         ctx.out.bulk(b"slots");
-        ctx.out.array(mine.len() * 2);
-        for (a, b) in mine {
+        ctx.out.array(ranges.len() * 2);
+        for (a, b) in ranges {
             ctx.out.int(i64::from(a));
             ctx.out.int(i64::from(b));
         }
         ctx.out.bulk(b"nodes");
-        ctx.out.array(1);
-        ctx.out.map(7);
-        ctx.out.bulk(b"id");
-        ctx.out.bulk(node.id.as_bytes());
-        ctx.out.bulk(b"port");
-        ctx.out.int(i64::from(node.port));
-        ctx.out.bulk(b"ip");
-        ctx.out.bulk(node.host.as_bytes());
-        ctx.out.bulk(b"endpoint");
-        ctx.out.bulk(node.host.as_bytes());
-        ctx.out.bulk(b"role");
-        ctx.out.bulk(b"master");
-        ctx.out.bulk(b"replication-offset");
-        ctx.out.int(0);
-        ctx.out.bulk(b"health");
-        ctx.out.bulk(if node.state == NodeState::Failed {
-            b"fail"
-        } else {
-            b"online"
-        });
+        ctx.out.array(set.len());
+        for (position, &i) in set.iter().enumerate() {
+            let node = &view.nodes[i];
+            ctx.out.map(7);
+            ctx.out.bulk(b"id");
+            ctx.out.bulk(node.id.as_bytes());
+            ctx.out.bulk(b"port");
+            ctx.out.int(i64::from(node.port));
+            ctx.out.bulk(b"ip");
+            ctx.out.bulk(node.host.as_bytes());
+            ctx.out.bulk(b"endpoint");
+            ctx.out.bulk(node.host.as_bytes());
+            ctx.out.bulk(b"role");
+            ctx.out.bulk(if position == 0 {
+                &b"master"[..]
+            } else {
+                b"replica"
+            });
+            ctx.out.bulk(b"replication-offset");
+            ctx.out
+                .int(offsets.get(&node.id).copied().unwrap_or(0) as i64);
+            ctx.out.bulk(b"health");
+            ctx.out.bulk(if node.state == NodeState::Failed {
+                b"fail"
+            } else {
+                b"online"
+            });
+        }
     }
+}
+
+/// What each peer acknowledged of this node's stream to it (this node: what it queued in all).
+fn view_offsets(ctx: &Ctx<'_>) -> std::collections::HashMap<String, u64> {
+    let Some(cluster) = &ctx.shared.cluster else {
+        return Default::default();
+    };
+    let streams = cluster.replication.streams();
+    let mut offsets: std::collections::HashMap<String, u64> = streams
+        .iter()
+        .map(|(p, _, acked)| (p.clone(), *acked))
+        .collect();
+    offsets.insert(
+        cluster.replication.me().to_owned(),
+        streams
+            .iter()
+            .map(|(_, queued, _)| *queued)
+            .max()
+            .unwrap_or(0),
+    );
+    offsets
 }
 
 /// `CLUSTER NODES`: one line per node, Redis's format.
@@ -373,7 +471,8 @@ fn nodes(view: &View) -> String {
             flags.join(","),
             t.epoch
         );
-        for &(a, b, _) in ranges.iter().filter(|r| r.2 == i) {
+        // A node's slots are those it is the primary of.
+        for &(a, b, _) in ranges.iter().filter(|r| r.2.first() == Some(&i)) {
             if a == b {
                 let _ = write!(out, " {a}");
             } else {
@@ -389,13 +488,33 @@ fn nodes(view: &View) -> String {
     out
 }
 
-/// READONLY, READWRITE and ASKING: accepted, as cluster clients send them, and nothing to do
-/// yet. Without replicas every read goes to the slot's one copy whatever READONLY says, and no
-/// node answers `-ASK` (a slot moves whole), so none follows it with ASKING.
+/// ASKING: accepted, as cluster clients send it; no node answers `-ASK` (a slot moves whole),
+/// so none follows it with ASKING.
 pub fn accepted(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     if ctx.shared.cluster.is_none() {
         return Err(DISABLED.into());
     }
+    ctx.out.ok();
+    Ok(())
+}
+
+/// READONLY: this connection's reads of a slot this node holds a replica of are served here
+/// (what a replica has, which may trail its primary) instead of redirected to the primary.
+pub fn readonly(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    if ctx.shared.cluster.is_none() {
+        return Err(DISABLED.into());
+    }
+    ctx.conn.readonly = true;
+    ctx.out.ok();
+    Ok(())
+}
+
+/// READWRITE: back to reading from primaries only.
+pub fn readwrite(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    if ctx.shared.cluster.is_none() {
+        return Err(DISABLED.into());
+    }
+    ctx.conn.readonly = false;
     ctx.out.ok();
     Ok(())
 }
@@ -425,6 +544,9 @@ const HELP: &[&str] = &[
     "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
     "REBALANCE",
     "    Move slots until every node holds its share (dcache).",
+    "SET <setting> <value> [<setting> <value> ...]",
+    "    Change the cluster's replication settings: replicas, replication, sync-replicas,",
+    "    write-quorum, read-quorum (dcache).",
     "SHARDS",
     "    Return information about slot range mappings and the nodes associated with them.",
     "SLOTS",

@@ -13,6 +13,7 @@ mod connection;
 mod expire;
 mod hashes;
 mod keys;
+mod replication;
 mod server;
 mod strings;
 
@@ -135,10 +136,12 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("flushdb", server::flush),
     ("flushall", server::flush),
     ("time", server::time),
+    ("role", replication::role),
+    ("wait", replication::wait),
     ("memory", server::memory),
     ("cluster", cluster::cluster),
-    ("readonly", cluster::accepted),
-    ("readwrite", cluster::accepted),
+    ("readonly", cluster::readonly),
+    ("readwrite", cluster::readwrite),
     ("asking", cluster::accepted),
     ("object", server::object),
     ("get", strings::get),
@@ -275,8 +278,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error(&e);
         return;
     }
-    let entered = match route(ctx, cmd, args) {
-        Ok(entered) => entered,
+    let (entered, read_slot) = match route(ctx, cmd, args) {
+        Ok(routed) => routed,
         Err(e) => {
             ctx.shared.stats.rejected(ctx.conn.info.id, index);
             ctx.out.error(&e);
@@ -304,8 +307,21 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         None
     };
     let mark = ctx.out.len();
+    // A chain's head registers a write before it runs, so that a read of the slot that sees it
+    // waits until the tail holds it (`crate::replicate`).
+    let replicated = entered.and_then(|(slot, _)| crate::replicate::before_write(ctx.shared, slot));
     let result = (cmd.handler)(ctx, args);
     drop(room);
+    if let Some((slot, ack)) = replicated {
+        let keys = dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i));
+        if crate::replicate::after_write(ctx.shared, slot, &ack, keys, ctx.now) {
+            ctx.conn.hold = Some(ack);
+        }
+    } else if let Some(slot) = read_slot {
+        // A read at a chain's head of a slot with writes on their way to the tail: answered
+        // once they are there.
+        ctx.conn.hold = crate::replicate::before_read(ctx.shared, slot);
+    }
     if let Some((slot, watched)) = entered {
         let cluster = ctx.shared.cluster.as_ref().expect("entered");
         cluster.leave(
@@ -326,6 +342,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.truncate(mark);
         ctx.out.error(&msg);
     }
+    if let Some(ack) = ctx.conn.hold.take() {
+        ctx.conn.holds.push_back(crate::connection::Hold {
+            start: mark,
+            end: ctx.out.len(),
+            ack,
+        });
+    }
     let now = Instant::now();
     ctx.conn
         .stats
@@ -333,24 +356,28 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     *clock = now;
 }
 
+/// What [`route`] found: for a write to a slot of this node, `(slot, watched)`; for a read,
+/// its slot.
+type Routed = (Option<(u16, bool)>, Option<u16>);
+
 /// Sends a keyed request where the cluster serves its slot: `-MOVED` to the owner, `-CROSSSLOT`
 /// for keys of several slots, `-CLUSTERDOWN` for a slot no one serves, `-TRYAGAIN` while the
 /// slot is paused for the end of a migration. For a write to a slot of this node, `Some((slot,
 /// watched))`: it is counted until [`crate::cluster::Cluster::leave`], which the caller owes it
 /// after it ran, and its keys are recorded if the slot is being migrated away.
-fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Option<(u16, bool)>, String> {
+fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, String> {
     let Some(cluster) = ctx.shared.cluster.as_deref() else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let mut keys = dcache_protocol::commands::keys(cmd.spec, &args)
         .map(|i| args.get(i))
         .peekable();
     if keys.peek().is_none() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let view = ctx.conn.view(cluster);
     let writes = cmd.flags & WRITE != 0;
-    match cluster.route(&view, keys, writes) {
+    match cluster.route(&view, keys, writes, ctx.conn.readonly) {
         crate::cluster::Route::Refuse(msg) => Err(msg),
         // Whether the slot is watched is decided by `enter`, after the write is counted: the
         // migration may start watching it right after `route` looked.
@@ -358,9 +385,9 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Option<(u16
             slot: Some(slot), ..
         } if writes => cluster
             .enter(slot)
-            .map(|watched| Some((slot, watched)))
+            .map(|watched| (Some((slot, watched)), None))
             .map_err(str::to_owned),
-        crate::cluster::Route::Here { .. } => Ok(None),
+        crate::cluster::Route::Here { slot, .. } => Ok((None, slot)),
     }
 }
 

@@ -1,0 +1,183 @@
+use super::*;
+
+/// One slot (0) held by `copies`, in order.
+fn layout(mode: Mode, copies: &[&str]) -> Layout {
+    Layout::new(mode, 1, |_| copies.iter().copied())
+}
+
+fn node(me: &str, mode: Mode, copies: &[&str]) -> Replicator<u32, &'static str> {
+    Replicator::new(me.to_owned(), layout(mode, copies))
+}
+
+fn waiting<T: std::fmt::Debug>(s: Submitted<T>) -> u64 {
+    match s {
+        Submitted::Waiting(id) => id,
+        other => panic!("expected to wait, got {other:?}"),
+    }
+}
+
+#[test]
+fn layout_lists_copies_in_order_and_finds_successors() {
+    let l = Layout::new(Mode::Chain, 3, |slot| match slot {
+        0 => vec!["a", "b", "c"],
+        1 => vec!["b"],
+        _ => vec![],
+    });
+    assert_eq!(l.copies(0).collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert_eq!(l.copies(1).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(l.copies(2).count(), 0);
+    assert_eq!(l.successor(0, "a"), Some("b"));
+    assert_eq!(l.successor(0, "c"), None);
+    assert_eq!(l.successor(1, "a"), None);
+    assert_eq!(l.position(0, "c"), Some(2));
+    assert_eq!(l.position(1, "c"), None);
+}
+
+#[test]
+fn primary_waits_for_k_of_its_replicas() {
+    let mut a = node("a", Mode::Primary { sync: 1 }, &["a", "b", "c"]);
+    let id = waiting(a.submit("w1", vec![(0, 7)], true));
+    assert_eq!(a.take("b", 10), Some((1, vec![7])));
+    assert_eq!(a.take("c", 10), Some((1, vec![7])));
+    assert_eq!(a.take("b", 10), None, "handed out once");
+    assert!(
+        a.acked("c", 1)
+            .iter()
+            .any(|(t, o)| *t == "w1" && *o == Outcome::Done)
+    );
+    assert_eq!(a.waiting(), 0);
+    assert_eq!(a.cancel(id), None, "already done");
+}
+
+#[test]
+fn primary_with_two_of_two_waits_for_both() {
+    let mut a = node("a", Mode::Primary { sync: 2 }, &["a", "b", "c"]);
+    waiting(a.submit("w", vec![(0, 1)], true));
+    assert!(a.acked("b", 1).is_empty());
+    assert_eq!(a.acked("c", 1), vec![("w", Outcome::Done)]);
+}
+
+#[test]
+fn asynchronous_primary_acknowledges_at_once_and_still_sends() {
+    let mut a = node("a", Mode::Primary { sync: 0 }, &["a", "b"]);
+    assert_eq!(a.submit("w", vec![(0, 1)], true), Submitted::Done("w"));
+    assert_eq!(a.take("b", 10), Some((1, vec![1])));
+}
+
+#[test]
+fn a_replica_of_the_primary_strategy_only_applies() {
+    let mut b = node("b", Mode::Primary { sync: 1 }, &["a", "b"]);
+    assert_eq!(b.submit("w", vec![(0, 1)], false), Submitted::Done("w"));
+    assert!(b.ready().next().is_none(), "nothing sent on");
+}
+
+#[test]
+fn quorum_waits_for_w_minus_one_others() {
+    let mut a = node("a", Mode::Quorum { write: 2 }, &["a", "b", "c"]);
+    waiting(a.submit("w", vec![(0, 1)], true));
+    assert_eq!(a.acked("b", 1), vec![("w", Outcome::Done)]);
+}
+
+#[test]
+fn a_chain_acknowledges_from_the_tail_back() {
+    let copies = ["a", "b", "c"];
+    let mut a = node("a", Mode::Chain, &copies);
+    let mut b = node("b", Mode::Chain, &copies);
+    let mut c = node("c", Mode::Chain, &copies);
+    waiting(a.submit("client", vec![(0, 5)], true));
+    assert!(
+        a.take("c", 10).is_none(),
+        "the head sends to its successor only"
+    );
+    let (offset, items) = a.take("b", 10).expect("to b");
+    let relay = waiting(b.submit("from-a", vec![(0, items[0])], false));
+    let (tail_offset, items) = b.take("c", 10).expect("to c");
+    assert_eq!(
+        c.submit("from-b", vec![(0, items[0])], false),
+        Submitted::Done("from-b")
+    );
+    // c's reply reaches b, b's reaches a.
+    assert_eq!(b.acked("c", tail_offset), vec![("from-a", Outcome::Done)]);
+    assert_eq!(b.cancel(relay), None);
+    assert_eq!(a.acked("b", offset), vec![("client", Outcome::Done)]);
+}
+
+#[test]
+fn a_middle_link_cut_out_has_its_items_sent_again_to_the_new_successor() {
+    let mut a = node("a", Mode::Chain, &["a", "b", "c"]);
+    waiting(a.submit("w", vec![(0, 9)], true));
+    assert_eq!(a.take("b", 10), Some((1, vec![9])));
+    // b fails before it answered: the chain is a, c.
+    let done = a.set_layout(layout(Mode::Chain, &["a", "c"]));
+    assert!(done.is_empty());
+    assert_eq!(a.take("c", 10), Some((1, vec![9])), "c may lack it");
+    assert!(a.acked("b", 1).is_empty(), "b's answer no longer counts");
+    assert_eq!(a.acked("c", 1), vec![("w", Outcome::Done)]);
+}
+
+#[test]
+fn a_link_that_becomes_the_tail_completes_what_waited_on_the_old_tail() {
+    let mut b = node("b", Mode::Chain, &["a", "b", "c"]);
+    waiting(b.submit("from-a", vec![(0, 1)], false));
+    assert_eq!(
+        b.set_layout(layout(Mode::Chain, &["a", "b"])),
+        vec![("from-a", Outcome::Done)]
+    );
+}
+
+#[test]
+fn a_failed_replica_is_no_longer_waited_for() {
+    let mut a = node("a", Mode::Primary { sync: 1 }, &["a", "b"]);
+    waiting(a.submit("w", vec![(0, 1)], true));
+    assert_eq!(
+        a.set_layout(layout(Mode::Primary { sync: 1 }, &["a"])),
+        vec![("w", Outcome::Done)],
+        "no copy is left to wait for: the write holds where the layout says it should"
+    );
+}
+
+#[test]
+fn a_node_that_lost_the_slot_cannot_acknowledge() {
+    let mut a = node("a", Mode::Chain, &["a", "b"]);
+    waiting(a.submit("w", vec![(0, 1)], true));
+    assert_eq!(
+        a.set_layout(layout(Mode::Chain, &["b", "c"])),
+        vec![("w", Outcome::NotHere)]
+    );
+    assert_eq!(a.submit("x", vec![(0, 1)], true), Submitted::NotHere("x"));
+}
+
+#[test]
+fn a_broken_connection_resends_what_was_not_acknowledged() {
+    let mut a = node("a", Mode::Primary { sync: 0 }, &["a", "b"]);
+    for i in 0..5 {
+        a.submit("w", vec![(0, i)], true);
+    }
+    assert_eq!(a.take("b", 3), Some((1, vec![0, 1, 2])));
+    assert_eq!(a.take("b", 3), Some((4, vec![3, 4])));
+    a.acked("b", 2);
+    a.rewind("b");
+    assert_eq!(a.take("b", 10), Some((3, vec![2, 3, 4])));
+    assert_eq!(a.acked_offset("b"), 2);
+    assert_eq!(a.queued("b"), 5);
+}
+
+#[test]
+fn a_cancelled_write_gives_its_token_back_once() {
+    let mut a = node("a", Mode::Primary { sync: 1 }, &["a", "b"]);
+    let id = waiting(a.submit("w", vec![(0, 1)], true));
+    assert_eq!(a.cancel(id), Some("w"));
+    assert!(a.acked("b", 1).is_empty());
+}
+
+#[test]
+fn the_backlog_is_bounded() {
+    let mut a: Replicator<u32, ()> =
+        Replicator::new("a".into(), layout(Mode::Primary { sync: 0 }, &["a", "b"]));
+    for i in 0..(MAX_BACKLOG as u32 + 10) {
+        a.submit((), vec![(0, i)], true);
+    }
+    assert_eq!(a.dropped, 10);
+    let (first, items) = a.take("b", 1).expect("items");
+    assert_eq!((first, items[0]), (11, 10), "the oldest were dropped");
+}

@@ -1,0 +1,683 @@
+//! Replication, driven: the core ([`dcache_cluster::replication::Replicator`]) decides which
+//! copies a write waits for; this module feeds it writes, sends its streams to the peers and
+//! takes their acknowledgements.
+//!
+//! ```text
+//!   client write ──► handler ──► effect of each key ──► submit ──► Ack ──► the connection holds
+//!                                                          │              the reply (in order)
+//!                       one task per peer ◄── items ───────┘              until it completes
+//!                       CLUSTER APPLY <epoch> <offset> <effects> ──► peer: restore each effect,
+//!                       ◄──────────────── :<last offset> ──────────  (a chain link sends them on
+//!                       acked(peer, offset) ──► completed Acks        and answers when that did)
+//! ```
+//!
+//! A peer applies a batch only when it has the sender's epoch: with another epoch the two may
+//! disagree on who is whose successor, and an acknowledgement from a node that no longer holds
+//! the slot would count for a copy that does not exist. It answers `-TRYAGAIN` instead, and the
+//! sender sends again shortly (by then one of them has caught up).
+//!
+//! One connection per peer carries every slot's items, in batches: a busy node sends one request
+//! for many writes, and the peer's reply acknowledges all of them.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dcache_cluster::replication::{Layout, Mode, Outcome, Replicator, Submitted};
+use dcache_cluster::{NodeId, Topology};
+use dcache_placement::SLOTS;
+use dcache_protocol::Frame;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::state::Shared;
+
+/// Items in one `CLUSTER APPLY` request.
+const BATCH_ITEMS: usize = 1024;
+/// Bytes of effects in one request (a batch stops at whichever limit comes first).
+const BATCH_BYTES: usize = 256 * 1024;
+/// Requests sent before their replies are read.
+const WINDOW: usize = 16;
+/// Wait before sending again after a refusal or a broken connection.
+const RETRY: Duration = Duration::from_millis(20);
+
+const PENDING: u8 = 0;
+const DONE: u8 = 1;
+const NOT_HERE: u8 = 2;
+const TIMED_OUT: u8 = 3;
+const INT: u8 = 4;
+
+/// The reply of a write whose copies did not all acknowledge it in time (Redis's wording for
+/// `min-replicas-to-write`).
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+/// The reply of a write whose slot left this node while it waited for its copies.
+pub const MOVED_AWAY: &str = "TRYAGAIN The slot moved while the write waited for its copies";
+
+/// A write's acknowledgement: pending until the copies its strategy asks for hold it.
+#[derive(Debug, Clone)]
+pub struct Ack(Arc<AckState>);
+
+#[derive(Debug)]
+struct AckState {
+    state: AtomicU8,
+    notify: Notify,
+    /// For a reply that is a number known only at the end (WAIT's count).
+    value: std::sync::atomic::AtomicI64,
+}
+
+impl Default for Ack {
+    fn default() -> Self {
+        Ack(Arc::new(AckState {
+            state: AtomicU8::new(PENDING),
+            notify: Notify::new(),
+            value: std::sync::atomic::AtomicI64::new(0),
+        }))
+    }
+}
+
+impl Ack {
+    /// Completes it with a number that replaces the held reply.
+    pub fn complete_int(&self, value: i64) {
+        self.0.value.store(value, Ordering::Release);
+        self.complete(INT);
+    }
+
+    /// The number of [`Ack::complete_int`], once complete.
+    #[must_use]
+    pub fn int(&self) -> Option<i64> {
+        (self.0.state.load(Ordering::Acquire) == INT).then(|| self.0.value.load(Ordering::Acquire))
+    }
+
+    fn complete(&self, state: u8) {
+        if self
+            .0
+            .state
+            .compare_exchange(PENDING, state, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.0.notify.notify_waiters();
+        }
+    }
+
+    /// The outcome once known: `Ok`, or the error line (without `-`) to answer instead.
+    #[must_use]
+    pub fn result(&self) -> Option<Result<(), &'static str>> {
+        match self.0.state.load(Ordering::Acquire) {
+            PENDING => None,
+            DONE | INT => Some(Ok(())),
+            NOT_HERE => Some(Err(MOVED_AWAY)),
+            _ => Some(Err(NOREPLICAS)),
+        }
+    }
+
+    /// Waits for the outcome.
+    pub async fn wait(&self) -> Result<(), &'static str> {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.result() {
+                return result;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A node's replication: the core, the layout's epoch, and the wake-ups of the peer tasks.
+pub struct Replication {
+    me: NodeId,
+    core: Mutex<Replicator<Bytes, Ack>>,
+    /// The epoch of the core's layout; 0 before the first.
+    epoch: AtomicU64,
+    /// Whether any slot has more than one copy (else nothing is submitted).
+    active: std::sync::atomic::AtomicBool,
+    /// Whether the strategy is chain replication.
+    chain: std::sync::atomic::AtomicBool,
+    /// Per peer: the wake-up of its task.
+    peers: Mutex<HashMap<NodeId, Arc<Notify>>>,
+    /// Peers that need a task; the manager ([`run`]) starts them.
+    spawn: tokio::sync::mpsc::UnboundedSender<NodeId>,
+    spawn_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<NodeId>>>,
+    /// Waiting writes by deadline: (deadline, waiter id).
+    deadlines: Mutex<VecDeque<(Instant, u64)>>,
+    /// Wakes WAIT and `INFO` readers when acknowledgements arrive.
+    pub progress: Notify,
+    /// Counters for INFO.
+    pub sent_items: AtomicU64,
+    pub applied_items: AtomicU64,
+    pub timed_out: AtomicU64,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication")
+            .field("epoch", &self.epoch.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The core's mode for a topology's settings.
+#[must_use]
+pub fn mode_of(topology: &Topology) -> Mode {
+    use dcache_cluster::Strategy;
+    let s = &topology.settings;
+    match s.strategy {
+        Strategy::Primary => Mode::Primary {
+            sync: usize::from(s.sync_replicas),
+        },
+        Strategy::Quorum => Mode::Quorum {
+            write: usize::from(s.write_quorum),
+        },
+        Strategy::Chain => Mode::Chain,
+    }
+}
+
+/// The core's layout of a topology: each slot's copies, primary first.
+#[must_use]
+pub fn layout_of(topology: &Topology) -> Layout {
+    let mode = mode_of(topology);
+    match &topology.slots {
+        Some(slots) => Layout::new(mode, SLOTS, |slot| {
+            slots.replicas(slot).map(|m| m.id.as_str())
+        }),
+        None => Layout::new(mode, 0, |_| std::iter::empty()),
+    }
+}
+
+impl Replication {
+    #[must_use]
+    pub fn new(me: &str) -> Replication {
+        let (spawn, spawn_rx) = tokio::sync::mpsc::unbounded_channel();
+        Replication {
+            me: me.to_owned(),
+            core: Mutex::new(Replicator::new(
+                me.to_owned(),
+                Layout::new(Mode::Primary { sync: 0 }, 0, |_| std::iter::empty()),
+            )),
+            epoch: AtomicU64::new(0),
+            active: std::sync::atomic::AtomicBool::new(false),
+            chain: std::sync::atomic::AtomicBool::new(false),
+            peers: Mutex::default(),
+            spawn,
+            spawn_rx: Mutex::new(Some(spawn_rx)),
+            deadlines: Mutex::default(),
+            progress: Notify::new(),
+            sent_items: AtomicU64::new(0),
+            applied_items: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether writes are replicated at all (some slot has a copy besides its primary).
+    #[must_use]
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// The epoch of the layout in use.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Takes a new topology: writes waiting on copies that are gone are looked at again.
+    pub fn set_topology(&self, topology: &Topology) {
+        let layout = layout_of(topology);
+        let active = (0..SLOTS as u16).any(|s| layout.copies(s).nth(1).is_some());
+        let done = {
+            let mut core = self.core.lock();
+            let done = core.set_layout(layout);
+            self.epoch.store(topology.epoch, Ordering::Release);
+            done
+        };
+        self.active.store(active, Ordering::Relaxed);
+        self.chain
+            .store(mode_of(topology) == Mode::Chain, Ordering::Relaxed);
+        complete(done);
+        self.wake_ready();
+        self.progress.notify_waiters();
+    }
+
+    /// A write applied here, to send to the copies its strategy names; `origin` for a client's
+    /// write, not for items received from another copy. `ack` completes when the copies hold
+    /// it (at once when there is nothing to wait for); returns whether it is still pending.
+    pub fn submit(
+        &self,
+        ack: &Ack,
+        items: Vec<(u16, Bytes)>,
+        origin: bool,
+        timeout: Duration,
+    ) -> bool {
+        let submitted = self.core.lock().submit(ack.clone(), items, origin);
+        self.sent_items.fetch_add(1, Ordering::Relaxed);
+        self.wake_ready();
+        match submitted {
+            Submitted::Done(ack) => {
+                ack.complete(DONE);
+                false
+            }
+            Submitted::NotHere(ack) => {
+                ack.complete(NOT_HERE);
+                false
+            }
+            Submitted::Waiting(id) => {
+                self.deadlines
+                    .lock()
+                    .push_back((Instant::now() + timeout, id));
+                true
+            }
+        }
+    }
+
+    /// Wakes the task of every peer with items to send (starting it if there is none).
+    fn wake_ready(&self) {
+        let ready: Vec<NodeId> = self.core.lock().ready().map(str::to_owned).collect();
+        if ready.is_empty() {
+            return;
+        }
+        let mut peers = self.peers.lock();
+        for peer in ready {
+            match peers.get(&peer) {
+                Some(notify) => notify.notify_one(),
+                None => {
+                    peers.insert(peer.clone(), Arc::new(Notify::new()));
+                    let _ = self.spawn.send(peer);
+                }
+            }
+        }
+    }
+
+    /// Fails the writes whose deadline passed.
+    fn expire(&self, now: Instant) {
+        let mut expired = Vec::new();
+        {
+            let mut deadlines = self.deadlines.lock();
+            while let Some(&(at, id)) = deadlines.front() {
+                if at > now {
+                    break;
+                }
+                deadlines.pop_front();
+                expired.push(id);
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        let mut core = self.core.lock();
+        for id in expired {
+            if let Some(ack) = core.cancel(id) {
+                self.timed_out.fetch_add(1, Ordering::Relaxed);
+                ack.complete(TIMED_OUT);
+            }
+        }
+    }
+
+    fn acked(&self, peer: &str, offset: u64) {
+        let done = self.core.lock().acked(peer, offset);
+        complete(done);
+        self.progress.notify_waiters();
+    }
+
+    /// Each peer's stream: (peer, items queued, items acknowledged).
+    #[must_use]
+    pub fn streams(&self) -> Vec<(NodeId, u64, u64)> {
+        self.core
+            .lock()
+            .streams()
+            .into_iter()
+            .map(|s| (s.peer, s.queued, s.acked))
+            .collect()
+    }
+
+    /// The offset of the last item queued for each peer: what `WAIT` waits for.
+    #[must_use]
+    pub fn marks(&self) -> Vec<(NodeId, u64)> {
+        self.core
+            .lock()
+            .streams()
+            .into_iter()
+            .map(|s| (s.peer, s.queued))
+            .collect()
+    }
+
+    /// How many of `marks` their peers acknowledged.
+    #[must_use]
+    pub fn reached(&self, marks: &[(NodeId, u64)]) -> usize {
+        let core = self.core.lock();
+        marks
+            .iter()
+            .filter(|(peer, offset)| core.acked_offset(peer) >= *offset)
+            .count()
+    }
+
+    /// Items dropped from full backlogs.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.core.lock().dropped
+    }
+
+    /// Writes waiting for their copies.
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.core.lock().waiting()
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+}
+
+fn complete(done: Vec<(Ack, Outcome)>) {
+    for (ack, outcome) in done {
+        ack.complete(match outcome {
+            Outcome::Done => DONE,
+            Outcome::NotHere => NOT_HERE,
+        });
+    }
+}
+
+/// Before a write to `slot` (served here) runs: its ack, when writes are replicated. At a
+/// chain's head the ack is also the slot's last write, which reads of the slot wait for.
+#[must_use]
+pub fn before_write(shared: &Shared, slot: u16) -> Option<(u16, Ack)> {
+    let cluster = shared.cluster.as_ref()?;
+    let replication = &cluster.replication;
+    if !replication.active() {
+        return None;
+    }
+    let ack = Ack::default();
+    if replication.chain.load(Ordering::Relaxed) {
+        *cluster.chain_last[usize::from(slot)].lock() = Some(ack.clone());
+    }
+    Some((slot, ack))
+}
+
+/// After the write ran: sends the effects of its keys to the copies. Returns whether its reply
+/// must be held (the ack is pending, or failed at once).
+pub fn after_write<'k>(
+    shared: &Shared,
+    slot: u16,
+    ack: &Ack,
+    keys: impl Iterator<Item = &'k [u8]>,
+    now: u64,
+) -> bool {
+    let cluster = shared
+        .cluster
+        .as_ref()
+        .expect("a replicated write is in a cluster");
+    let items: Vec<(u16, Bytes)> = keys.map(|k| item_of(shared, k, now)).collect();
+    debug_assert!(items.iter().all(|(s, _)| *s == slot), "one slot per write");
+    cluster
+        .replication
+        .submit(ack, items, true, write_timeout(shared));
+    ack.result() != Some(Ok(()))
+}
+
+/// Before a read of `slot` at a chain's head: the ack of the slot's last write if it has not
+/// reached the tail yet (the read's answer waits for it, so that no one reads a write that a
+/// failure could still undo).
+#[must_use]
+pub fn before_read(shared: &Shared, slot: u16) -> Option<Ack> {
+    let cluster = shared.cluster.as_ref()?;
+    if !cluster.replication.chain.load(Ordering::Relaxed) || !cluster.replication.active() {
+        return None;
+    }
+    let last = cluster.chain_last[usize::from(slot)].lock();
+    last.as_ref().filter(|ack| ack.result().is_none()).cloned()
+}
+
+/// The encoded effect of `key` as it is now, with its slot: what a write sends to the copies.
+#[must_use]
+pub fn item_of(shared: &Shared, key: &[u8], now: u64) -> (u16, Bytes) {
+    let effect = shared.store.effect_of(key, now);
+    let mut buf = Vec::with_capacity(effect.encoded_len());
+    effect.encode(&mut buf);
+    (dcache_placement::slot(key), Bytes::from(buf))
+}
+
+/// `CLUSTER APPLY epoch offset effects`: applies a batch from a peer. `Ok(None)` when it may be
+/// acknowledged at once, `Ok(Some(ack))` for the acknowledgement of this node's successors (a
+/// chain; complete at once otherwise).
+///
+/// # Errors
+/// `TRYAGAIN` when this node has another epoch than the sender's; bad effects.
+pub fn apply(shared: &Shared, epoch: u64, body: &[u8], now: u64) -> Result<Option<Ack>, String> {
+    let cluster = shared
+        .cluster
+        .as_ref()
+        .ok_or("ERR This instance has cluster support disabled")?;
+    let replication = &cluster.replication;
+    if replication.epoch() != epoch {
+        return Err(format!(
+            "TRYAGAIN epoch {} here, {epoch} at the sender",
+            replication.epoch()
+        ));
+    }
+    let layout_has = |slot: u16| {
+        replication
+            .core
+            .lock()
+            .layout()
+            .position(slot, &replication.me)
+            .is_some()
+    };
+    let mut items = Vec::new();
+    let mut rest = body;
+    let mut held: Option<(u16, bool)> = None;
+    while !rest.is_empty() {
+        let (effect, used) = dcache_store::Effect::decode(rest)
+            .map_err(|e| format!("ERR bad effect: {e}"))?
+            .ok_or("ERR bad effect: truncated")?;
+        let slot = dcache_placement::slot(&effect.key);
+        let raw = Bytes::copy_from_slice(&rest[..used]);
+        rest = &rest[used..];
+        let mine = match held {
+            Some((s, mine)) if s == slot => mine,
+            _ => {
+                let mine = layout_has(slot);
+                held = Some((slot, mine));
+                mine
+            }
+        };
+        // Both sides have one epoch: a slot this node holds no copy of in it is not waited for
+        // by the sender either.
+        if !mine {
+            continue;
+        }
+        // A replica evicts on its own: a write it has no room for is a miss later, not an error.
+        let _ = shared.store.restore(effect, now);
+        items.push((slot, raw));
+    }
+    replication
+        .applied_items
+        .fetch_add(items.len() as u64, Ordering::Relaxed);
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let ack = Ack::default();
+    replication.submit(&ack, items, false, write_timeout(shared));
+    Ok(Some(ack))
+}
+
+/// How long a write waits for its copies before it is answered `-NOREPLICAS`: past the time a
+/// failed copy takes to be declared failed (then it is no longer waited for).
+#[must_use]
+pub fn write_timeout(shared: &Shared) -> Duration {
+    Duration::from_millis(shared.config().cluster_node_timeout.max(1000) * 3)
+}
+
+/// Starts a task per peer as writes need them, and fails writes past their deadline, until the
+/// node stops.
+pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(cluster) = shared.cluster.clone() else {
+        return;
+    };
+    let Some(mut spawn) = cluster.replication.spawn_rx.lock().take() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            peer = spawn.recv() => {
+                let Some(peer) = peer else { return };
+                let notify = cluster.replication.peers.lock().get(&peer).cloned();
+                if let Some(notify) = notify {
+                    tokio::spawn(peer_task(Arc::clone(&shared), peer, notify, stop.clone()));
+                }
+            }
+            _ = tick.tick() => cluster.replication.expire(Instant::now()),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Sends `peer` its stream, reconnecting as needed, until the node stops or the peer leaves
+/// the topology with nothing left to send.
+async fn peer_task(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    notify: Arc<Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let cluster = shared
+        .cluster
+        .clone()
+        .expect("replication runs in a cluster");
+    let replication = &cluster.replication;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let address = {
+            let view = cluster.view();
+            view.topology
+                .nodes
+                .get(&peer)
+                .map(|n| (n.host.clone(), n.port))
+        };
+        let Some((host, port)) = address else {
+            // Gone from the topology: what was queued for it is of no use.
+            replication.peers.lock().remove(&peer);
+            return;
+        };
+        match stream_to(&shared, &peer, &host, port, &notify, &mut stop).await {
+            // Stopping, or the peer left: the top of the loop tells which.
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!("replication to {host}:{port}: {e}");
+                replication.core.lock().rewind(&peer);
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// One connection's life: send batches (at most [`WINDOW`] unanswered), read acknowledgements.
+async fn stream_to(
+    shared: &Shared,
+    peer: &str,
+    host: &str,
+    port: u16,
+    notify: &Notify,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let cluster = shared.cluster.as_ref().expect("in a cluster");
+    let replication = &cluster.replication;
+    let addr: SocketAddr = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = stream.into_split();
+    let password = shared.config().requirepass.clone();
+    // Offsets of the last item of each request sent and not answered; `None` for AUTH.
+    let mut unanswered: VecDeque<Option<u64>> = VecDeque::new();
+    let mut out = Vec::new();
+    if !password.is_empty() {
+        dcache_protocol::reply::encode_command([&b"AUTH"[..], password.as_bytes()], &mut out);
+        unanswered.push_back(None);
+    }
+    let mut input: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        // Send what there is, within the window.
+        while unanswered.len() < WINDOW {
+            let batch = replication.core.lock().take(peer, BATCH_ITEMS);
+            let Some((first, items)) = batch else { break };
+            let mut body = Vec::new();
+            let mut last = first - 1;
+            for item in &items {
+                body.extend_from_slice(item);
+                last += 1;
+                if body.len() >= BATCH_BYTES {
+                    break;
+                }
+            }
+            if last < first + items.len() as u64 - 1 {
+                // The rest goes in the next request.
+                replication.core.lock().rewind_to(peer, last);
+            }
+            let epoch = replication.epoch().to_string();
+            let offset = last.to_string();
+            dcache_protocol::reply::encode_command(
+                [
+                    &b"CLUSTER"[..],
+                    b"APPLY",
+                    epoch.as_bytes(),
+                    offset.as_bytes(),
+                    &body,
+                ],
+                &mut out,
+            );
+            unanswered.push_back(Some(last));
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+        // Read what has been answered.
+        while let Some((frame, used)) = Frame::parse(&input).map_err(|e| e.to_string())? {
+            input.drain(..used);
+            let offset = unanswered.pop_front().ok_or("an answer to nothing")?;
+            match (frame, offset) {
+                (Frame::Error(e), _) => return Err(format!("refused: {e}")),
+                (_, Some(offset)) => replication.acked(peer, offset),
+                (_, None) => {}
+            }
+        }
+        let idle = unanswered.is_empty();
+        tokio::select! {
+            read = reader.read(&mut chunk) => {
+                let n = read.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed".into());
+                }
+                input.extend_from_slice(&chunk[..n]);
+            }
+            () = notify.notified(), if unanswered.len() < WINDOW => {}
+            _ = stop.changed() => return Ok(()),
+            // Nothing in flight and nothing to send for a while: is the peer still wanted?
+            () = tokio::time::sleep(Duration::from_secs(5)), if idle => {
+                let view = cluster.view();
+                if !view.topology.nodes.contains_key(peer) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -133,6 +133,9 @@ pub struct StoreConfig {
     pub node_id: u16,
     /// Seed for the key hash and for random choices; fixed in tests for reproducibility.
     pub seed: u64,
+    /// How long a deleted key's tombstone lives, in ms (0: deletes leave none). See
+    /// [`crate::Store::set_tombstone_ms`].
+    pub tombstone_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -144,6 +147,7 @@ impl Default for StoreConfig {
             policy: PolicyName::NO_EVICTION,
             node_id: 0,
             seed: 0x5eed,
+            tombstone_ms: 0,
         }
     }
 }
@@ -176,6 +180,13 @@ impl StoreConfig {
 
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Deletes leave a tombstone that lives `ms` (0: none, the default). See
+    /// [`crate::Store::set_tombstone_ms`].
+    pub fn tombstones(mut self, ms: u64) -> Self {
+        self.tombstone_ms = ms;
         self
     }
 }

@@ -6,16 +6,38 @@
 //! never a command: applying it gives the same entry on every node, and applying it is decided
 //! by version alone.
 //!
-//! | change | applies when the entry there is | then |
+//! | change | applies when the key here has | then |
 //! |---|---|---|
-//! | `Put { value, expire_at }` | absent, or older than the effect | replaces the entry (an expiry already past removes it) |
-//! | `Append(value)` | a hash of exactly the effect's version | adds the value's fields to it |
-//! | `Delete` | older than the effect | removes it |
+//! | `Put { value, expire_at }` | no entry, or an entry or tombstone older than the effect | replaces the entry and drops the tombstone (an expiry already past removes the entry instead, and leaves a tombstone†) |
+//! | `Append(value)` | a hash entry of exactly the effect's version | adds the value's fields to it |
+//! | `Delete` | no entry, or an entry or tombstone older than the effect | removes the entry, and leaves a tombstone† at the effect's version |
+//!
+//! † With tombstones on (see below); without them, the node keeps nothing of a deleted key.
 //!
 //! So a duplicate or a late copy does nothing. `Append` carries the rest of a value too large for
 //! one record: its `Put` and every `Append` share the version the value had when its stream
 //! began, and an `Append` whose `Put` did not apply (refused for memory, or superseded by a newer
 //! write) does nothing rather than build half a value.
+//!
+//! # Tombstones
+//!
+//! Tombstones are kept only when the store is told to ([`crate::Store::set_tombstone_ms`]; the
+//! server turns them on when the cluster replicates). Without them a `Delete` removes the entry
+//! and the node forgets the key, so that a late `Put` older than the delete brings it back. With
+//! them, a delete (a local one, or a `Delete` applied here) leaves the key's version of deletion
+//! for the tombstone's life: a `Put` not newer does nothing, and the key's effect
+//! ([`crate::Store::effect_of`], [`crate::Store::dump_key`]) is a `Delete` at that version, so
+//! that a re-send or a read repair compares with what other copies hold. Effects applied in any
+//! order, duplicates included, then leave every copy with the same contents: the newest version
+//! of each key, whether a value or a deletion (`tests/tombstones.rs` checks this).
+//!
+//! What a tombstone does not cover: a key that expires or is evicted here leaves none (each node
+//! expires and evicts on its own; a copy missing a key is a miss), and a tombstone that died, or
+//! that memory pressure dropped (tombstones go before any entry is evicted), is forgotten. In
+//! both cases a late `Put` older than the key's last state brings a stale value back. So the
+//! life must exceed how late an effect can arrive (replication lag, a re-send, a migration's
+//! snapshot); a tombstone dropped early opens that window early, for at most the rest of its
+//! life.
 //!
 //! # Encoding (format 1)
 //!
@@ -63,6 +85,26 @@ pub struct Effect {
     pub change: Change,
 }
 
+/// What a node knows of a key's newest version, for a quorum read: see
+/// [`crate::Store::version_of`]. The newest version among the copies wins, whether a value or a
+/// deletion (two writes never share a version: versions carry their node's id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyVersion {
+    /// A live entry, written at this version.
+    Live(Version),
+    /// No entry: the key was deleted at this version (its tombstone).
+    Deleted(Version),
+}
+
+impl KeyVersion {
+    #[must_use]
+    pub fn version(self) -> Version {
+        match self {
+            KeyVersion::Live(v) | KeyVersion::Deleted(v) => v,
+        }
+    }
+}
+
 /// What an [`Effect`] does to its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -75,7 +117,8 @@ pub enum Change {
     /// (lists, sets and sorted sets will add their elements the same way). Strings always go
     /// whole: an `Append` of a string applies to nothing.
     Append(OwnedValue),
-    /// The key is gone: deleted, or expired.
+    /// The key is gone: deleted, or expired. With tombstones on, its version is the deletion's
+    /// (the key's tombstone), else, for a key that is simply absent, a new one.
     Delete,
 }
 

@@ -11,6 +11,7 @@
 //!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
 //!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
 //!         ├ by_slot: cluster slot → cells        (count, list, stream or delete one slot)
+//!         ├ tombs:   deleted key → version       (when replicating; see shard/tombstones.rs)
 //!         └ clock:   hybrid logical clock        (a version for every write)
 //! ```
 //!
@@ -25,6 +26,11 @@
 //! Words: a *cell* is an entry's place in its shard's slab (a `u32` index that the table, the
 //! policy and the expiry index refer to); a *slot* is always the cluster hash slot of a key
 //! (`dcache_placement::slot`, 0..16384).
+//!
+//! Replication and migration move keys as effects (`effect`): a key's value or deletion with
+//! its version, applied by version. With tombstones on ([`Store::set_tombstone_ms`]) a deleted
+//! key's version is remembered for a while, so that a late older write cannot bring it back;
+//! tombstones are never seen by reads and go first under memory pressure.
 //!
 //! Time is always passed in (`now`, Unix milliseconds), so that the engine never reads a clock
 //! and every TTL path is testable without waiting.
@@ -43,11 +49,11 @@ mod transfer;
 
 pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
-pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, MAX_EFFECT_LEN};
+pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
 pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
-pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats};
+pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
 
 /// A write that the store refused.

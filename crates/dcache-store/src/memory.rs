@@ -2,7 +2,9 @@
 //!
 //! The store counts every entry's heap allocations rounded up to jemalloc's size classes (the
 //! allocator the server links), plus a fixed per-entry overhead for the cell, the hash table and
-//! the eviction policy's bookkeeping. The server's memory tests compare this count against
+//! the eviction policy's bookkeeping. Tombstones (the deleted keys a replicating node remembers)
+//! count the same way: their key's allocation plus [`crate::TOMBSTONE_OVERHEAD`]. The server's
+//! memory tests compare this count against
 //! jemalloc's own `stats.allocated`; `docs/PERFORMANCE.md` records the calibration.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -27,6 +29,9 @@ pub(crate) struct Budget {
     accounted: AtomicUsize,
     calibration: AtomicUsize,
     reserved: AtomicUsize,
+    /// The tombstones' share of `accounted`, so that eviction knows whether any are left to
+    /// drop before it evicts entries.
+    tombstones: AtomicUsize,
 }
 
 impl Budget {
@@ -125,6 +130,21 @@ impl Budget {
     /// Gives back a reservation.
     pub(crate) fn release(&self, need: usize) {
         self.reserved.fetch_sub(need, Relaxed);
+    }
+
+    /// Moves the tombstones' share from `before` to `after` (one shard's share; already in
+    /// `accounted`).
+    pub(crate) fn update_tombstones(&self, before: usize, after: usize) {
+        if after > before {
+            self.tombstones.fetch_add(after - before, Relaxed);
+        } else if before > after {
+            self.tombstones.fetch_sub(before - after, Relaxed);
+        }
+    }
+
+    /// What the tombstones of all shards account for.
+    pub(crate) fn tombstones(&self) -> usize {
+        self.tombstones.load(Relaxed)
     }
 
     /// Moves the accounted total from `before` to `after` (one shard's share).

@@ -6,16 +6,21 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::clock::Hlc;
+use crate::clock::{Hlc, Version};
 use crate::config::{EvictionScope, PolicyKind, PolicyName};
+use crate::effect::KeyVersion;
 use crate::entry::{Entry, EntryRef, HASH_BASE, HashValue, Kind, OwnedEntry, OwnedValue, Value};
 use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
 use crate::slot_index::SlotIndex;
 use crate::store::{Key, hash_key};
 
+mod tombstones;
 mod transfer;
 
+pub use tombstones::TOMBSTONE_OVERHEAD;
+use tombstones::Tombstones;
+pub(crate) use tombstones::tombstone_cost;
 pub use transfer::DumpCursor;
 
 /// What an entry costs, as the store accounts it: its cell and table share, its allocation, its
@@ -65,6 +70,10 @@ pub struct Shard {
     /// Cluster slot → the cells of its keys.
     by_slot: SlotIndex,
     clock: Hlc,
+    /// Keys deleted lately, with the version of their deletion (see `tombstones`).
+    tombs: Tombstones,
+    /// How long a tombstone lives, in ms; 0: deletes leave none.
+    tomb_life: u64,
     /// The store's key-hash seed, to rehash keys when the table grows.
     hash_seed: u64,
     seed: u64,
@@ -74,6 +83,8 @@ pub struct Shard {
     budget: Arc<Budget>,
     /// This shard's `used()` as last added to the budget.
     published: usize,
+    /// This shard's tombstones' share of `used()` as last added to the budget.
+    published_tombs: usize,
     /// The entry written last, which eviction spares: a write never evicts what it just wrote.
     protect: Option<u32>,
     /// Entry budget; 0 is unlimited.
@@ -82,6 +93,10 @@ pub struct Shard {
 }
 
 impl Shard {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "crate-private, called from one place with the store's settings"
+    )]
     pub(crate) fn new(
         policy_name: PolicyName,
         budget: Arc<Budget>,
@@ -90,6 +105,7 @@ impl Shard {
         hash_seed: u64,
         seed: u64,
         shard_bits: u32,
+        tomb_life: u64,
     ) -> Self {
         Self {
             table: HashTable::new(),
@@ -101,12 +117,15 @@ impl Shard {
             expires: BTreeSet::new(),
             by_slot: SlotIndex::new(shard_bits),
             clock: Hlc::new(node_id),
+            tombs: Tombstones::new(hash_seed, shard_bits),
+            tomb_life,
             hash_seed,
             seed,
             rng: seed | 1,
             used: 0,
             budget,
             published: 0,
+            published_tombs: 0,
             protect: None,
             max_entries,
             stats: ShardStats::default(),
@@ -130,11 +149,18 @@ impl Shard {
         self.expires.len()
     }
 
-    /// Accounted bytes: the entries (each with its share of the slab and the index) and the
-    /// eviction policy's bookkeeping.
+    /// Tombstones kept (deleted keys remembered: see [`crate::Store::set_tombstone_ms`]), dead
+    /// ones not yet swept included.
+    #[must_use]
+    pub fn tombstones(&self) -> usize {
+        self.tombs.len()
+    }
+
+    /// Accounted bytes: the entries (each with its share of the slab and the index), the
+    /// eviction policy's bookkeeping and the tombstones.
     #[must_use]
     pub fn used(&self) -> usize {
-        self.used + self.policy.memory(self.table.len())
+        self.used + self.policy.memory(self.table.len()) + self.tombs.used()
     }
 
     #[must_use]
@@ -149,6 +175,15 @@ impl Shard {
     /// The hybrid logical clock that versions this shard's writes.
     pub fn clock(&mut self) -> &mut Hlc {
         &mut self.clock
+    }
+
+    /// The key of `bytes`, hashed as this shard hashes it.
+    fn key_of<'k>(&self, bytes: &'k [u8]) -> Key<'k> {
+        Key {
+            bytes,
+            hash: hash_key(self.hash_seed, bytes),
+            slot: dcache_placement::slot(bytes),
+        }
     }
 
     fn find(&self, key: &Key<'_>) -> Option<u32> {
@@ -327,6 +362,11 @@ impl Shard {
         });
         self.policy.insert(cell, key.hash);
         self.by_slot.insert(key.slot, cell);
+        if !self.tombs.is_empty() {
+            // The new entry's version is newer than the tombstone's: local versions come from a
+            // clock that issued or observed the tombstone's, and `apply` checks its own.
+            self.tombs.remove(key);
+        }
         cell
     }
 
@@ -352,6 +392,7 @@ impl Shard {
     pub fn remove(&mut self, key: &Key<'_>, now: u64) -> Option<OwnedEntry> {
         let cell = self.lookup_cell(key, now, Lookup::Peek)?;
         let (entry, hash) = self.remove_cell(cell);
+        self.deleted(key, now);
         let expire_at = entry.expire_raw();
         Some(OwnedEntry {
             key: entry.key().into(),
@@ -365,14 +406,61 @@ impl Shard {
     }
 
     /// Removes `key`; true when it was there. Unlike [`Shard::remove`], copies nothing out.
+    ///
+    /// Both are deletes (`DEL`, `GETDEL`, an expiry set in the past): with tombstones on, the
+    /// key leaves one at a new version. A key that was not there leaves none (it expired or was
+    /// evicted here, which other copies decide for themselves).
     pub fn delete(&mut self, key: &Key<'_>, now: u64) -> bool {
         match self.lookup_cell(key, now, Lookup::Peek) {
             Some(cell) => {
                 self.remove_cell(cell);
+                self.deleted(key, now);
                 true
             }
             None => false,
         }
+    }
+
+    /// After a local delete of `key`: its tombstone, at a new version, if tombstones are on.
+    fn deleted(&mut self, key: &Key<'_>, now: u64) {
+        if self.tomb_life != 0 {
+            let version = self.clock.tick(now);
+            self.tombs.put(key, version, now);
+            self.enforce(None);
+        }
+    }
+
+    /// `key`'s live tombstone's version (a dead one found is dropped).
+    pub(crate) fn tomb_of(&mut self, key: &Key<'_>, now: u64) -> Option<Version> {
+        if self.tombs.is_empty() {
+            return None;
+        }
+        self.tombs.get(key, now, self.tomb_life)
+    }
+
+    /// Records that `key` was deleted at `version`, if tombstones are on. The caller has
+    /// checked that `version` is newer than what the shard knows of the key.
+    pub(crate) fn record_delete(&mut self, key: &Key<'_>, version: Version, now: u64) -> bool {
+        if self.tomb_life == 0 {
+            return false;
+        }
+        self.tombs.put(key, version, now);
+        self.enforce(None);
+        true
+    }
+
+    /// What this shard knows of `key`'s newest version: its live entry's, or its tombstone's.
+    pub fn version_of(&mut self, key: &Key<'_>, now: u64) -> Option<KeyVersion> {
+        match self.lookup_cell(key, now, Lookup::Peek) {
+            Some(cell) => Some(KeyVersion::Live(self.entry_at(cell).version)),
+            None => self.tomb_of(key, now).map(KeyVersion::Deleted),
+        }
+    }
+
+    /// Sets how long tombstones live (0: deletes leave none, and those left are dead, to be
+    /// swept by the expiry cycle).
+    pub(crate) fn set_tomb_life(&mut self, ms: u64) {
+        self.tomb_life = ms;
     }
 
     /// Empties a cell and gives back what it held, without copying: eviction and expiry drop it.
@@ -425,11 +513,17 @@ impl Shard {
     /// are brought up to date when the handle is dropped, and only if something was changed. A
     /// hash left empty is removed, as Redis removes empty aggregates.
     pub fn modify(&mut self, key: &Key<'_>, now: u64, create: Option<Kind>) -> Option<Modify<'_>> {
+        let mut tomb = None;
         let cell = match (self.lookup_cell(key, now, Lookup::Write), create) {
             (Some(cell), _) => cell,
-            (None, Some(Kind::Str)) => self.insert_new(key, Value::Str(&[]), 0, now),
-            (None, Some(Kind::Hash)) => {
-                self.insert_new(key, Value::Hash(&HashValue::default()), 0, now)
+            (None, Some(kind)) => {
+                // Creating the key drops its tombstone; if the new value is then left empty and
+                // not kept, the key was never written, and the tombstone comes back.
+                tomb = self.tomb_of(key, now);
+                match kind {
+                    Kind::Str => self.insert_new(key, Value::Str(&[]), 0, now),
+                    Kind::Hash => self.insert_new(key, Value::Hash(&HashValue::default()), 0, now),
+                }
             }
             (None, None) => return None,
         };
@@ -440,6 +534,7 @@ impl Shard {
             before,
             now,
             changed: false,
+            tomb,
         })
     }
 
@@ -448,12 +543,20 @@ impl Shard {
         let used = self.used();
         self.budget.update(self.published, used);
         self.published = used;
+        let tombs = self.tombs.used();
+        if tombs != self.published_tombs {
+            self.budget.update_tombstones(self.published_tombs, tombs);
+            self.published_tombs = tombs;
+        }
     }
 
-    /// Whether the store is over its memory budget or this shard over its entry budget.
-    fn over_limits(&mut self) -> bool {
-        self.publish();
-        self.budget.over() || (self.max_entries != 0 && self.table.len() > self.max_entries)
+    /// Drops this shard's oldest tombstone; false when it has none.
+    pub(crate) fn drop_tombstone(&mut self) -> bool {
+        let dropped = self.tombs.drop_oldest();
+        if dropped {
+            self.publish();
+        }
+        dropped
     }
 
     /// Evicts one entry by the policy; with `spare_written`, never the one written last. False
@@ -492,15 +595,43 @@ impl Shard {
     /// Evicts from this shard until the store is within its memory budget and the shard within
     /// its entry budget, or no victim is left here (the store then evicts from other shards).
     /// `written` is the entry just written, which is never its own victim.
+    ///
+    /// Tombstones go first when memory is short: forgetting one risks a stale copy of a deleted
+    /// key coming back (until the tombstone would have died anyway), evicting an entry loses a
+    /// value for sure.
     fn enforce(&mut self, written: Option<u32>) {
         if written.is_some() {
             self.protect = written;
         }
-        while self.over_limits() && self.evict_one(true) {}
+        loop {
+            self.publish();
+            let over_memory = self.budget.over();
+            if !over_memory && (self.max_entries == 0 || self.table.len() <= self.max_entries) {
+                return;
+            }
+            if over_memory && self.tombs.drop_oldest() {
+                continue;
+            }
+            if !self.evict_one(true) {
+                return;
+            }
+        }
     }
 
-    /// Reclaims up to `max` expired entries, the soonest-expired first. Returns how many.
+    /// Reclaims up to `max` expired entries, the soonest-expired first, and up to `max` dead
+    /// tombstones, the oldest first. Returns how many of both.
     pub fn expire_some(&mut self, now: u64, max: usize) -> usize {
+        let swept = if self.tombs.is_empty() {
+            0
+        } else {
+            let swept = self.tombs.sweep(now, self.tomb_life, max);
+            self.publish();
+            swept
+        };
+        swept + self.expire_entries(now, max)
+    }
+
+    fn expire_entries(&mut self, now: u64, max: usize) -> usize {
         let mut removed = 0;
         while removed < max {
             match self.expires.first() {
@@ -579,8 +710,9 @@ impl Shard {
         None
     }
 
-    /// Removes every entry.
+    /// Removes every entry and every tombstone.
     pub fn clear(&mut self) {
+        self.tombs.clear();
         self.table.clear();
         self.cells.clear();
         self.hashes.clear();
@@ -627,6 +759,8 @@ pub struct Modify<'a> {
     before: usize,
     now: u64,
     changed: bool,
+    /// The tombstone the key had before this handle created it.
+    tomb: Option<Version>,
 }
 
 impl Modify<'_> {
@@ -675,7 +809,11 @@ impl Drop for Modify<'_> {
         if !self.changed {
             // An empty hash that was created and then left alone is not kept.
             if empty_hash {
-                shard.remove_cell(cell);
+                let (entry, _) = shard.remove_cell(cell);
+                if let Some(version) = self.tomb {
+                    let key = shard.key_of(entry.key());
+                    shard.record_delete(&key, version, self.now);
+                }
             }
             return;
         }
@@ -686,7 +824,12 @@ impl Drop for Modify<'_> {
             .wrapping_add(shard.mem_at(cell))
             .wrapping_sub(self.before);
         if empty_hash {
-            shard.remove_cell(cell);
+            // The last field deleted (HDEL): the key is deleted, at the write's version.
+            let (entry, _) = shard.remove_cell(cell);
+            if shard.tomb_life != 0 {
+                let key = shard.key_of(entry.key());
+                shard.record_delete(&key, version, self.now);
+            }
         } else {
             shard.enforce(Some(cell));
         }

@@ -1,12 +1,13 @@
 //! The store: shards, key hashing, locking, and operations that span shards.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::StoreError;
 use crate::config::{PolicyName, StoreConfig};
+use crate::effect::KeyVersion;
 use crate::entry::EntryRef;
 use crate::memory::Budget;
 use crate::shard::{Shard, ShardStats};
@@ -33,6 +34,9 @@ pub struct Key<'a> {
 pub struct Stats {
     pub keys: usize,
     pub volatile_keys: usize,
+    /// Deleted keys remembered (see [`Store::set_tombstone_ms`]), dead ones not yet swept
+    /// included. Not keys: no read sees them.
+    pub tombstones: usize,
     pub used: usize,
     pub hits: u64,
     pub misses: u64,
@@ -55,6 +59,8 @@ pub struct Store {
     /// Where eviction from other shards starts next, so that no shard is always first.
     evict_cursor: AtomicUsize,
     seed: u64,
+    /// `settings.tombstone_ms`, read without the settings' lock by [`Store::restore`].
+    tombstone_ms: AtomicU64,
     settings: Mutex<StoreConfig>,
 }
 
@@ -119,6 +125,7 @@ impl Store {
                         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
                         | 1,
                     n.trailing_zeros(),
+                    config.tombstone_ms,
                 ))
             })
             .collect();
@@ -128,6 +135,7 @@ impl Store {
             budget,
             evict_cursor: AtomicUsize::new(0),
             seed: config.seed,
+            tombstone_ms: AtomicU64::new(config.tombstone_ms),
             settings: Mutex::new(config),
         }
     }
@@ -278,7 +286,13 @@ impl Store {
     /// Evicts by each shard's policy, shard after shard from `start`, while `over()` holds; with
     /// `spare_written`, never the entry each shard wrote last. Returns true once `over()` no
     /// longer holds, false when every shard ran out of victims.
+    ///
+    /// Tombstones go first, from every shard, before any entry: the oldest of each shard in
+    /// turn (so about the oldest of the store), whatever the policy.
     fn evict_while(&self, start: usize, spare_written: bool, over: impl Fn() -> bool) -> bool {
+        if self.drop_tombstones_while(start, &over) {
+            return true;
+        }
         let n = self.shards.len();
         for i in 0..n {
             let mut shard = self.shards[(start + i) % n].lock();
@@ -292,6 +306,45 @@ impl Store {
             }
         }
         !over()
+    }
+
+    /// Drops tombstones, the oldest of each shard in turn from `start` (so about the oldest of
+    /// the store), while `over()` holds. Returns true once it no longer holds. Free when the
+    /// store keeps no tombstone.
+    fn drop_tombstones_while(&self, start: usize, over: impl Fn() -> bool) -> bool {
+        if self.budget.tombstones() == 0 {
+            return !over();
+        }
+        let n = self.shards.len();
+        for i in 0..n {
+            let mut shard = self.shards[(start + i) % n].lock();
+            while over() {
+                if !shard.drop_tombstone() {
+                    break;
+                }
+            }
+            if !over() {
+                return true;
+            }
+        }
+        !over()
+    }
+
+    /// Room for a new tombstone of `need` bytes for `key`, made by dropping older tombstones,
+    /// never by evicting an entry: a tombstone is worth less than a value. `None` when there is
+    /// none to make: the new tombstone is then what goes, if it does not fit.
+    ///
+    /// The caller must hold no shard lock.
+    pub(crate) fn admit_tombstone(&self, key: &Key<'_>, need: usize) -> Option<Room<'_>> {
+        let room = |bytes| Room {
+            budget: &self.budget,
+            bytes,
+        };
+        if let Some(bytes) = self.budget.reserve(need) {
+            return Some(room(bytes));
+        }
+        self.drop_tombstones_while(self.shard_index(key), || !self.budget.fits(need));
+        self.budget.reserve(need).map(room)
     }
 
     /// Sets what the allocator holds for the data beyond what the entries account (measured by
@@ -330,6 +383,47 @@ impl Store {
         self.budget.accounted()
     }
 
+    /// How long a deleted key's tombstone lives, in ms; 0 (the default) keeps none. The server
+    /// turns tombstones on when the cluster replicates, so that a late or re-sent older write
+    /// cannot bring a deleted key back (see [`crate::effect`], "Tombstones").
+    ///
+    /// With tombstones on, a delete (`DEL`, `UNLINK`, `GETDEL`, an expiry set in the past, the
+    /// last field of a hash deleted, a `Delete` restored) leaves the key's version of deletion:
+    /// [`Store::restore`] then refuses effects not newer than it, and [`Store::effect_of`],
+    /// [`Store::dump_key`] and [`Store::version_of`] give it. An overwrite is not a delete, and a
+    /// key that expires or is evicted leaves none. Tombstones are never seen by reads, `SCAN`,
+    /// `KEYS`, `DBSIZE`, `RANDOMKEY` or the slot counts; [`Store::dump_slot`] streams them as
+    /// `Delete`s; `FLUSHALL` ([`Store::clear`]) and [`Store::delete_slot`] drop them.
+    ///
+    /// They count in the memory budget (their key and [`crate::TOMBSTONE_OVERHEAD`]) and die
+    /// after `ms`, swept by the expiry cycle ([`Store::expire_cycle`]). Under memory pressure the
+    /// oldest go before any entry is evicted, whatever the policy (`noeviction` included):
+    /// [`Store::admit`] drops them from every shard before it evicts, a shard over its share
+    /// after a write drops its own first, and a new tombstone never evicts an entry (without room
+    /// it is dropped itself). A tombstone forgotten early lets a late older write bring the
+    /// deleted value back, as it could once the tombstone died: the window opens early, for at
+    /// most the rest of its life.
+    /// Turning them off (0) makes those kept dead at once; the expiry cycle sweeps them.
+    pub fn set_tombstone_ms(&self, ms: u64) {
+        let mut settings = self.settings.lock();
+        settings.tombstone_ms = ms;
+        self.tombstone_ms.store(ms, Relaxed);
+        for shard in &self.shards {
+            shard.lock().set_tomb_life(ms);
+        }
+    }
+
+    /// What this node knows of `key`'s newest version (for a quorum read): its live entry's
+    /// ([`KeyVersion::Live`]), its tombstone's ([`KeyVersion::Deleted`]), or nothing.
+    pub fn version_of(&self, key: &[u8], now: u64) -> Option<KeyVersion> {
+        let key = self.key(key);
+        self.lock(&key).version_of(&key, now)
+    }
+
+    pub(crate) fn tombstones_on(&self) -> bool {
+        self.tombstone_ms.load(Relaxed) != 0
+    }
+
     /// Changes the eviction policy.
     pub fn set_policy(&self, policy: PolicyName) {
         let mut settings = self.settings.lock();
@@ -353,6 +447,7 @@ impl Store {
             } = shard.stats();
             total.keys += shard.len();
             total.volatile_keys += shard.volatile_len();
+            total.tombstones += shard.tombstones();
             total.hits += hits;
             total.misses += misses;
             total.expired += expired;
@@ -386,15 +481,16 @@ impl Store {
         self.budget.used()
     }
 
-    /// Removes every key.
+    /// Removes every key and every tombstone.
     pub fn clear(&self) {
         for shard in &self.shards {
             shard.lock().clear();
         }
     }
 
-    /// One round of active expiry: each shard reclaims up to `per_shard` expired keys, holding its
-    /// lock only for that. Returns how many keys were reclaimed.
+    /// One round of active expiry: each shard reclaims up to `per_shard` expired keys and drops
+    /// up to `per_shard` dead tombstones, holding its lock only for that. Returns how many keys
+    /// and tombstones went.
     pub fn expire_cycle(&self, now: u64, per_shard: usize) -> usize {
         self.shards
             .iter()

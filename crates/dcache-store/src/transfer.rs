@@ -11,12 +11,18 @@
 //! large; [`Store::effect_of`] gives it as one effect): a value
 //! streamed in parts carries the version it had when its stream began, and the newer writes
 //! then supersede it. The source then [`Store::delete_slot`]s its copy.
+//!
+//! With tombstones on ([`Store::set_tombstone_ms`]), the stream ends with the slot's tombstones
+//! as `Delete`s at their versions: the target then keeps them too, so that a late write older
+//! than a delete (from a replication stream racing the migration) does not bring the key back
+//! there, and a copy that still holds a key deleted since (a returning replica, an earlier
+//! attempt's leftovers) loses it.
 
 use crate::StoreError;
 use crate::effect::{Change, Effect};
 use crate::entry::{HASH_BASE, OwnedValue};
 use crate::memory::write_cost;
-use crate::shard::DumpCursor;
+use crate::shard::{DumpCursor, tombstone_cost};
 use crate::store::Store;
 
 /// What a value costs the budget beyond its key's entry.
@@ -51,8 +57,8 @@ impl Store {
             .keys_in_slot(slot, count)
     }
 
-    /// Deletes up to `max` keys of `slot` and returns how many it deleted: call again until it
-    /// returns 0. The lock is held for the removals only; the memory is freed after it is
+    /// Deletes up to `max` keys of `slot`, then its tombstones, and returns how many of both it
+    /// deleted: call again until it returns 0. The lock is held for the removals only; the memory is freed after it is
     /// released, so that a large value never stalls the shard while it is freed.
     ///
     /// # Panics
@@ -78,6 +84,10 @@ impl Store {
     /// all sent (some may be sent twice); keys written meanwhile may or may not be, and must
     /// follow as effects (see the module docs). Expired keys are left out.
     ///
+    /// Once the keys are out, the slot's tombstones follow (with tombstones on), each as a
+    /// `Delete` at its version, in the same bounded calls; dead ones are left out. They are not
+    /// keys: [`Store::count_in_slot`] and [`Store::keys_in_slot`] never count them.
+    ///
     /// # Panics
     /// When `slot` is not below 16384.
     pub fn dump_slot(
@@ -96,10 +106,13 @@ impl Store {
     }
 
     /// Applies an effect from another node, by version: a `Put` or `Delete` applies only if it
-    /// is newer than the entry here, an `Append` only to the entry of its own version (see
-    /// [`crate::effect`]), so that duplicates and late copies do nothing. A write first makes
-    /// room in the memory budget, as every write does ([`Store::admit`]). Returns whether the
-    /// effect changed anything.
+    /// is newer than the entry or the tombstone here, an `Append` only to the entry of its own
+    /// version (see [`crate::effect`]), so that duplicates and late copies do nothing. A write
+    /// first makes room in the memory budget, as every write does ([`Store::admit`]). A `Delete`
+    /// makes room for its tombstone by dropping older tombstones only, never by evicting an
+    /// entry, and is never refused: without room, the tombstone is what goes. Whatever it does, the shard's clock observes the effect's version, so that
+    /// later local writes (after a promotion) order after it. Returns whether the effect changed
+    /// anything (a `Delete` that only left or renewed a tombstone did).
     ///
     /// # Errors
     /// [`StoreError::OutOfMemory`] when the budget has no room for it and the policy may not
@@ -116,15 +129,15 @@ impl Store {
             change,
         } = effect;
         let key = self.key(&key);
-        let need = match &change {
-            Change::Delete => 0,
-            Change::Put { value, .. } => write_cost(key.bytes.len()) + value_cost(value),
-            Change::Append(value) => value_cost(value),
-        };
-        let room = if need == 0 {
-            None
-        } else {
-            Some(self.admit(&key, need)?)
+        let room = match &change {
+            Change::Delete if self.tombstones_on() => {
+                self.admit_tombstone(&key, tombstone_cost(key.bytes.len()))
+            }
+            Change::Delete => None,
+            Change::Put { value, .. } => {
+                Some(self.admit(&key, write_cost(key.bytes.len()) + value_cost(value))?)
+            }
+            Change::Append(value) => Some(self.admit(&key, value_cost(value))?),
         };
         let applied = self.lock(&key).apply(&key, version, change, now);
         drop(room);
@@ -134,7 +147,7 @@ impl Store {
 
     /// Streams one key's current state, as [`Store::dump_slot`] streams a slot: a `Put` of its
     /// value (a large hash in parts, over as many calls as it takes), or, when the key is absent,
-    /// a `Delete` at a new version. For the writes made to a slot while it is streamed: send each
+    /// a `Delete` at its tombstone's version, or without one at a new version. For the writes made to a slot while it is streamed: send each
     /// written key this way after the snapshot (and again if it is written while it goes), and
     /// no call copies more than about `max_bytes` under the lock, however large the value.
     /// Start with `DumpCursor::default()`; resume with a cursor from this key's stream only.
@@ -154,7 +167,9 @@ impl Store {
     }
 
     /// `key`'s current state as an effect, to send after a write during a migration (or to a
-    /// replica): a `Put` of its whole value, or, when it is absent, a `Delete` at a new version.
+    /// replica): a `Put` of its whole value, or, when it is absent, a `Delete` at its tombstone's
+    /// version (so that a re-send or a read repair compares with other copies by the deletion's
+    /// own version), or, without one, at a new version.
     /// It copies the whole value under the shard's lock: for a value that may be large, use
     /// [`Store::dump_key`].
     pub fn effect_of(&self, key: &[u8], now: u64) -> Effect {

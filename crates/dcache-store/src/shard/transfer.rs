@@ -1,5 +1,6 @@
 //! One slot of a shard, as a whole: counting, listing and deleting its keys, streaming it as
-//! effects, and applying effects. The store's side is in `crate::transfer`.
+//! effects, and applying effects (with the tombstones they meet and leave). The store's side is
+//! in `crate::transfer`.
 
 use super::Shard;
 use crate::clock::Version;
@@ -13,6 +14,8 @@ pub struct DumpCursor {
     /// Positions at or above this in the slot's list have been visited (the list is walked from
     /// its end: see `slot_index`). `None` before the first call.
     below: Option<usize>,
+    /// The same for the slot's tombstones, walked once its keys are out.
+    deletes: Option<usize>,
     /// A hash too large for one call, being streamed a chunk at a time.
     value: Option<PartialValue>,
 }
@@ -27,6 +30,15 @@ struct PartialValue {
     /// no-ops).
     rebuilds: u32,
     bucket: usize,
+}
+
+/// What [`Shard::dump_slot`] finds next among a slot's tombstones.
+enum NextTomb {
+    Delete(Effect),
+    /// One past its life, left out.
+    Dead,
+    /// Every tombstone is out.
+    Done,
 }
 
 /// Buckets a dump call may scan for every byte of budget it has: empty buckets cost a little
@@ -69,8 +81,9 @@ impl Shard {
             .collect()
     }
 
-    /// Removes up to `max` keys of `slot`, handing what they held to `dropped` so that the
-    /// caller frees it after unlocking. Returns how many it removed.
+    /// Removes up to `max` keys and tombstones of `slot`, keys first, handing what the keys
+    /// held to `dropped` so that the caller frees it after unlocking. Returns how many it
+    /// removed. (Dropping a tombstone is no delete: it leaves none.)
     pub(crate) fn delete_in_slot(
         &mut self,
         slot: u16,
@@ -79,11 +92,17 @@ impl Shard {
     ) -> usize {
         let mut removed = 0;
         while removed < max {
-            let Some(&cell) = self.by_slot.cells(slot).last() else {
+            if let Some(&cell) = self.by_slot.cells(slot).last() {
+                dropped.push(self.remove_cell(cell));
+            } else if let Some(&at) = self.tombs.in_slot(slot).last() {
+                self.tombs.drop_at(at);
+            } else {
                 break;
-            };
-            dropped.push(self.remove_cell(cell));
+            }
             removed += 1;
+        }
+        if removed > 0 {
+            self.publish();
         }
         removed
     }
@@ -128,7 +147,16 @@ impl Shard {
             let cells = self.by_slot.cells(slot);
             let below = cursor.below.unwrap_or(usize::MAX).min(cells.len());
             if below == 0 {
-                return None;
+                cursor.below = Some(0);
+                match self.dump_tombstone(slot, &mut cursor, now) {
+                    NextTomb::Delete(effect) => {
+                        budget = budget.saturating_sub(effect.encoded_len());
+                        out.push(effect);
+                    }
+                    NextTomb::Dead => budget = budget.saturating_sub(VISIT_COST),
+                    NextTomb::Done => return None,
+                }
+                continue;
             }
             cursor.below = Some(below - 1);
             let cell = cells[below - 1];
@@ -142,6 +170,24 @@ impl Shard {
             out.push(effect);
         }
         Some(cursor)
+    }
+
+    /// The next of `slot`'s tombstones from `cursor`, as a `Delete` at its version.
+    fn dump_tombstone(&self, slot: u16, cursor: &mut DumpCursor, now: u64) -> NextTomb {
+        let tombs = self.tombs.in_slot(slot);
+        let below = cursor.deletes.unwrap_or(usize::MAX).min(tombs.len());
+        if below == 0 {
+            return NextTomb::Done;
+        }
+        cursor.deletes = Some(below - 1);
+        match self.tombs.at(tombs[below - 1], now, self.tomb_life) {
+            Some((key, version)) => NextTomb::Delete(Effect {
+                key: key.into(),
+                version,
+                change: Change::Delete,
+            }),
+            None => NextTomb::Dead,
+        }
     }
 
     /// The live entry in `cell` as a `Put`: whole, or, for a hash larger than `budget`, its
@@ -185,16 +231,13 @@ impl Shard {
             return self.dump_slot(key.slot, cursor, max_bytes, now, out);
         }
         let Some(cell) = self.lookup_cell(key, now, super::Lookup::Peek) else {
-            out.push(Effect {
-                key: key.bytes.into(),
-                version: self.clock.tick(now),
-                change: Change::Delete,
-            });
+            out.push(self.delete_of(key, now));
             return None;
         };
         // No list to walk: only the key's own parts, if it has more than one.
         let mut cursor = DumpCursor {
             below: Some(0),
+            deletes: Some(0),
             value: None,
         };
         let budget = max_bytes.max(1);
@@ -230,7 +273,8 @@ impl Shard {
         change: Change,
         now: u64,
     ) -> bool {
-        // Later local writes (after a slot moves here, or a promotion) order after this one.
+        // Later local writes (after a slot moves here, or a promotion) order after this one,
+        // whether it applies or not.
         self.clock.observe(version);
         let found = self.find(key).filter(|&cell| {
             if self.entry_at(cell).is_expired(now) {
@@ -241,15 +285,21 @@ impl Shard {
                 true
             }
         });
-        let current = found.map(|cell| self.entry_at(cell).version);
+        // An entry and a tombstone never coexist: inserting an entry drops the key's tombstone.
+        let current = match found {
+            Some(cell) => Some(self.entry_at(cell).version),
+            None => self.tomb_of(key, now),
+        };
         match change {
-            Change::Delete => match found {
-                Some(cell) if current < Some(version) => {
-                    self.remove_cell(cell);
-                    true
+            Change::Delete => {
+                if current >= Some(version) {
+                    return false;
                 }
-                _ => false,
-            },
+                if let Some(cell) = found {
+                    self.remove_cell(cell);
+                }
+                self.record_delete(key, version, now) || found.is_some()
+            }
             Change::Put { value, expire_at } => {
                 if current >= Some(version) {
                     return false;
@@ -259,7 +309,10 @@ impl Shard {
                 }
                 let expire_at = expire_at.unwrap_or(0);
                 if expire_at != 0 && expire_at <= now {
-                    // Already expired: the key is gone, as on the node it came from.
+                    // Already expired: the key is gone, as on the node it came from. Its newest
+                    // version is known to be gone: with tombstones on, older writes stay out, as
+                    // if it had been deleted (so that effects converge in any order).
+                    self.record_delete(key, version, now);
                     return true;
                 }
                 let touched = (now / 1000) as u32;
@@ -302,24 +355,33 @@ impl Shard {
         }
     }
 
-    /// The key's whole state as an effect: a `Put` of its value, or a `Delete` at a new version
-    /// when it is absent (so that it supersedes whatever copy the target holds).
+    /// The key's whole state as an effect: a `Put` of its value, or, when it is absent, a
+    /// `Delete` at its tombstone's version, or without one at a new version (so that it
+    /// supersedes whatever copy the target holds).
     pub(crate) fn effect_of(&mut self, key: &Key<'_>, now: u64) -> Effect {
-        let key_bytes: Box<[u8]> = key.bytes.into();
         match self.get(key, now, super::Lookup::Peek) {
             Some(entry) => Effect {
-                key: key_bytes,
+                key: key.bytes.into(),
                 version: entry.version(),
                 change: Change::Put {
                     value: entry.value().into_owned(),
                     expire_at: entry.expire_at(),
                 },
             },
-            None => Effect {
-                key: key_bytes,
-                version: self.clock.tick(now),
-                change: Change::Delete,
-            },
+            None => self.delete_of(key, now),
+        }
+    }
+
+    /// An absent key's effect: a `Delete` at its tombstone's version, else at a new one.
+    fn delete_of(&mut self, key: &Key<'_>, now: u64) -> Effect {
+        let version = match self.tomb_of(key, now) {
+            Some(version) => version,
+            None => self.clock.tick(now),
+        };
+        Effect {
+            key: key.bytes.into(),
+            version,
+            change: Change::Delete,
         }
     }
 }

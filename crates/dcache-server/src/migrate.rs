@@ -43,6 +43,8 @@ const REQUEST_BYTES: usize = 256 * 1024;
 const WINDOW: usize = 8;
 /// The dirty keys left when the source pauses writes: few enough to copy in a moment.
 const PAUSE_BELOW: usize = 256;
+/// How long a replicated delete's tombstone lives: far longer than an effect can travel late.
+const TOMBSTONE_MS: u64 = 60_000;
 /// Rounds of copying dirty keys before pausing anyway.
 const MAX_ROUNDS: usize = 16;
 
@@ -65,6 +67,14 @@ pub async fn follow(
             // is published (a write accepted in between would be deleted); slots that go away
             // after it (until then a source's paused slots are still read here).
             drop_foreign_slots(&shared, &previous, &next, Foreign::Rescued).await;
+            // With copies, a delete leaves a tombstone for a while, so that a late or re-sent
+            // older write (a re-send after a link failed, a read repair, a migration's snapshot)
+            // does not bring the key back.
+            shared.store.set_tombstone_ms(if next.settings.replicas > 0 {
+                TOMBSTONE_MS
+            } else {
+                0
+            });
             cluster.set_topology(Arc::clone(&next));
             drop_foreign_slots(&shared, &previous, &next, Foreign::Lost).await;
             let me = cluster.view().me.clone();

@@ -70,11 +70,13 @@ pub async fn follow(
             // With copies, a delete leaves a tombstone for a while, so that a late or re-sent
             // older write (a re-send after a link failed, a read repair, a migration's snapshot)
             // does not bring the key back.
-            shared.store.set_tombstone_ms(if next.settings.replicas > 0 {
-                TOMBSTONE_MS
-            } else {
-                0
-            });
+            shared
+                .store
+                .set_tombstone_ms(if next.settings.replicas > 0 {
+                    TOMBSTONE_MS
+                } else {
+                    0
+                });
             cluster.set_topology(Arc::clone(&next));
             drop_foreign_slots(&shared, &previous, &next, Foreign::Lost).await;
             let me = cluster.view().me.clone();

@@ -681,3 +681,194 @@ async fn stream_to(
         }
     }
 }
+
+/// A read that asks other copies first (quorum strategy, `read-quorum` above 1): its slot and
+/// keys. Set by dispatch; the connection runs [`quorum_read`], then the read again.
+#[derive(Debug)]
+pub struct QuorumRead {
+    pub slot: u16,
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// How long a quorum read waits for the other copies' answers.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a read of a slot this node is the primary of asks other copies first.
+#[must_use]
+pub fn quorum_reads(shared: &Shared) -> bool {
+    shared.cluster.as_ref().is_some_and(|c| {
+        let settings = c.view().topology.settings;
+        settings.strategy == dcache_cluster::Strategy::Quorum
+            && settings.read_quorum > 1
+            && c.replication.active()
+    })
+}
+
+/// The reply to `CLUSTER VERSIONS key …`: each key's state here as an encoded effect (its value
+/// or its tombstone, with its version), nil where this node knows nothing of it.
+#[must_use]
+pub fn versions(shared: &Shared, keys: &[&[u8]], now: u64) -> Vec<Option<Vec<u8>>> {
+    keys.iter()
+        .map(|key| {
+            shared.store.version_of(key, now)?;
+            let effect = shared.store.effect_of(key, now);
+            let mut buf = Vec::with_capacity(effect.encoded_len());
+            effect.encode(&mut buf);
+            Some(buf)
+        })
+        .collect()
+}
+
+/// Asks the slot's other copies for the keys' versions until `read-quorum` copies (this one
+/// included) have answered; takes any newer state here, and sends the newest to the copies that
+/// answered with an older one (read repair). The read then runs here and sees the newest of the
+/// quorum.
+///
+/// # Errors
+/// Fewer copies than the read quorum answered in time.
+pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'static str> {
+    const TOO_FEW: &str = "TRYAGAIN Not enough copies answered the quorum read";
+    let cluster = shared.cluster.clone().ok_or(TOO_FEW)?;
+    let view = cluster.view();
+    let need = usize::from(view.topology.settings.read_quorum).saturating_sub(1);
+    let peers: Vec<(NodeId, String, u16)> = view
+        .topology
+        .replicas_of(read.slot)
+        .into_iter()
+        .filter(|n| n.id != view.me)
+        .map(|n| (n.id.clone(), n.host.clone(), n.port))
+        .collect();
+    drop(view);
+    let password = shared.config().requirepass.clone();
+    let mut asks: tokio::task::JoinSet<Option<(usize, Vec<Option<dcache_store::Effect>>)>> =
+        tokio::task::JoinSet::new();
+    for (i, (_, host, port)) in peers.iter().cloned().enumerate() {
+        let keys = read.keys.clone();
+        let password = password.clone();
+        asks.spawn(async move {
+            let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"VERSIONS"];
+            args.extend(keys.iter().map(Vec::as_slice));
+            let reply = tokio::time::timeout(READ_TIMEOUT, ask(&host, port, &password, &args))
+                .await
+                .ok()?
+                .ok()?;
+            let Frame::Array(items) = reply else {
+                return None;
+            };
+            let effects = items
+                .into_iter()
+                .map(|item| match item {
+                    Frame::Bulk(bytes) => dcache_store::Effect::decode(&bytes)
+                        .ok()
+                        .flatten()
+                        .map(|(e, _)| e),
+                    _ => None,
+                })
+                .collect();
+            Some((i, effects))
+        });
+    }
+    let mut answers = Vec::new();
+    while answers.len() < need {
+        match asks.join_next().await {
+            Some(Ok(Some(answer))) => answers.push(answer),
+            Some(_) => {}
+            None => return Err(TOO_FEW),
+        }
+    }
+    asks.abort_all();
+    let now = shared.clock.now_ms();
+    for (k, key) in read.keys.iter().enumerate() {
+        let local = shared.store.version_of(key, now).map(|v| v.version());
+        let newest = answers
+            .iter()
+            .filter_map(|(_, effects)| effects.get(k).cloned().flatten())
+            .max_by_key(|e| e.version);
+        let Some(newest) = newest.filter(|e| Some(e.version) > local) else {
+            // This copy is the newest: repair the answers that were older.
+            if local.is_some() {
+                let mine = shared.store.effect_of(key, now);
+                for (i, effects) in &answers {
+                    if effects.get(k).cloned().flatten().map(|e| e.version) < Some(mine.version) {
+                        repair(&shared, &peers[*i], &mine);
+                    }
+                }
+            }
+            continue;
+        };
+        let _ = shared.store.restore(newest.clone(), now);
+        for (i, effects) in &answers {
+            if effects.get(k).cloned().flatten().map(|e| e.version) < Some(newest.version) {
+                repair(&shared, &peers[*i], &newest);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `CLUSTER REPAIR effects`: takes the newer state a quorum read found elsewhere, by version.
+/// Returns how many effects changed anything.
+///
+/// # Errors
+/// Bytes that are not effects.
+pub fn take_repair(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, String> {
+    let mut applied = 0;
+    while !body.is_empty() {
+        let (effect, used) = dcache_store::Effect::decode(body)
+            .map_err(|e| format!("ERR bad effect: {e}"))?
+            .ok_or("ERR bad effect: truncated")?;
+        body = &body[used..];
+        if shared.store.restore(effect, now).unwrap_or(false) {
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
+
+/// Sends `effect` to a copy that answered a quorum read with an older state, in the background.
+fn repair(shared: &Shared, peer: &(NodeId, String, u16), effect: &dcache_store::Effect) {
+    let mut body = Vec::with_capacity(effect.encoded_len());
+    effect.encode(&mut body);
+    let (_, host, port) = peer.clone();
+    let password = shared.config().requirepass.clone();
+    tokio::spawn(async move {
+        let args: [&[u8]; 3] = [b"CLUSTER", b"REPAIR", &body];
+        if let Err(e) = ask(&host, port, &password, &args).await {
+            tracing::debug!("read repair of {host}:{port}: {e}");
+        }
+    });
+}
+
+/// One request on a new connection to a node's client port, and its reply.
+async fn ask(host: &str, port: u16, password: &str, args: &[&[u8]]) -> Result<Frame, String> {
+    let mut stream = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    if !password.is_empty() {
+        dcache_protocol::reply::encode_command([&b"AUTH"[..], password.as_bytes()], &mut out);
+    }
+    dcache_protocol::reply::encode_command(args.iter().copied(), &mut out);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut input = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut skip = usize::from(!password.is_empty());
+    loop {
+        while let Some((frame, used)) = Frame::parse(&input).map_err(|e| e.to_string())? {
+            input.drain(..used);
+            if let Frame::Error(e) = &frame {
+                return Err(e.clone());
+            }
+            if skip == 0 {
+                return Ok(frame);
+            }
+            skip -= 1;
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        input.extend_from_slice(&chunk[..n]);
+    }
+}

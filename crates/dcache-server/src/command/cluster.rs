@@ -122,6 +122,26 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             }
             ctx.out.int(offset);
         }
+        // A quorum read's questions to the other copies, and its repairs (`crate::replicate`).
+        b"VERSIONS" => {
+            if args.len() < 3 {
+                return Err(subcommand_arity("cluster", sub));
+            }
+            let keys: Vec<&[u8]> = args.iter_from(2).collect();
+            let versions = crate::replicate::versions(ctx.shared, &keys, ctx.now);
+            ctx.out.array(versions.len());
+            for v in versions {
+                match v {
+                    Some(bytes) => ctx.out.bulk(&bytes),
+                    None => ctx.out.null(),
+                }
+            }
+        }
+        b"REPAIR" => {
+            arity(3)?;
+            let applied = crate::replicate::take_repair(ctx.shared, args.get(2), ctx.now)?;
+            ctx.out.int(applied as i64);
+        }
         b"IMPORTSLOT" => {
             arity(3)?;
             let slot = slot_arg(args.get(2))?;

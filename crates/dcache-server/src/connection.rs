@@ -44,6 +44,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// arrived for this long: ample for requests already sent to be seen, short beside the drain.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// A quorum read asking the other copies (`crate::replicate::quorum_read`).
+type QuorumReadFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), &'static str>> + Send>>;
+
 /// Per-connection state that commands may change.
 #[derive(Debug)]
 pub struct ConnState {
@@ -206,9 +210,7 @@ pub(crate) async fn serve<S>(
     // Set when the client has closed its side: what it sent is still run and answered.
     let mut eof = false;
     // A quorum read in progress: the request stays unparsed until it is done.
-    let mut deferred: Option<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), &'static str>> + Send>>,
-    > = None;
+    let mut deferred: Option<QuorumReadFuture> = None;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();

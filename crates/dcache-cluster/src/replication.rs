@@ -157,16 +157,27 @@ struct Part<E> {
     item: E,
 }
 
-/// The items of one slot of a write, and how many of their peers must have them.
+/// The items of one slot of a write, and which of their peers must have them: the `required`
+/// peers when named (a primary's first K replicas, a chain's successor), else any `need`.
 #[derive(Debug)]
 struct Group<E> {
     slot: u16,
     parts: Vec<Part<E>>,
     need: usize,
+    required: Option<Vec<NodeId>>,
 }
 
 impl<E> Group<E> {
+    /// Whether `peer` was sent every item of the group and acknowledged them all.
+    fn holds(&self, peer: &str) -> bool {
+        self.parts.iter().any(|p| p.peer == peer)
+            && self.parts.iter().all(|p| p.peer != peer || p.done)
+    }
+
     fn satisfied(&self) -> bool {
+        if let Some(required) = &self.required {
+            return required.iter().all(|peer| self.holds(peer));
+        }
         let mut peers: Vec<&str> = self
             .parts
             .iter()
@@ -281,6 +292,13 @@ impl<E: Clone, T> Replicator<E, T> {
                 Mode::Quorum { write } => (self.others(slot, position), write.saturating_sub(1)),
             };
             let need = need.min(peers.len());
+            // A primary waits for its first K replicas, in order, not any K: the first surviving
+            // replica, which a failover promotes, then holds every acknowledged write. A chain
+            // waits for its successor. A quorum takes any W - 1.
+            let required = match self.layout.mode {
+                Mode::Quorum { .. } => None,
+                Mode::Primary { .. } | Mode::Chain => Some(peers[..need].to_vec()),
+            };
             let group = match groups.iter_mut().find(|g| g.slot == slot) {
                 Some(group) => group,
                 None => {
@@ -288,6 +306,7 @@ impl<E: Clone, T> Replicator<E, T> {
                         slot,
                         parts: Vec::new(),
                         need,
+                        required,
                     });
                     groups.last_mut().expect("just pushed")
                 }
@@ -466,8 +485,22 @@ impl<E: Clone, T> Replicator<E, T> {
                         }
                         group.parts = kept;
                         group.need = usize::from(next.is_some());
+                        group.required = Some(next.into_iter().collect());
                     }
-                    Mode::Primary { .. } | Mode::Quorum { .. } => {
+                    Mode::Primary { sync } => {
+                        // The first K replicas of the new set among those that were sent the
+                        // write (a copy made since got it by migration).
+                        let copies: Vec<NodeId> = self.others(slot, position);
+                        group.parts.retain(|p| copies.contains(&p.peer));
+                        let sent: Vec<NodeId> = copies
+                            .into_iter()
+                            .filter(|c| group.parts.iter().any(|p| p.peer == *c))
+                            .take(sync)
+                            .collect();
+                        group.need = sent.len();
+                        group.required = Some(sent);
+                    }
+                    Mode::Quorum { .. } => {
                         let copies: Vec<NodeId> = self.others(slot, position);
                         group.parts.retain(|p| copies.contains(&p.peer));
                         let peers = {
@@ -478,6 +511,7 @@ impl<E: Clone, T> Replicator<E, T> {
                             peers.len()
                         };
                         group.need = group.need.min(peers);
+                        group.required = None;
                     }
                 }
             }

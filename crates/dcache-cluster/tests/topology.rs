@@ -70,21 +70,42 @@ fn ids(set: &[&Node]) -> Vec<NodeId> {
 
 /// Each slot's replica set now, by id.
 fn sets(t: &Topology) -> Vec<Vec<NodeId>> {
-    (0..SLOTS as u16).map(|s| ids(&t.replicas_of(s))).collect()
+    t.slots.as_ref().map_or_else(Vec::new, |p| {
+        set_ids(p)
+            .into_iter()
+            .map(|set| set.into_iter().map(str::to_owned).collect())
+            .collect()
+    })
+}
+
+fn set_ids(p: &Placement) -> Vec<Vec<&str>> {
+    (0..SLOTS as u16)
+        .map(|s| p.replicas(s).map(|m| m.id.as_str()).collect())
+        .collect()
 }
 
 /// Every set of `p` names distinct members of `t` in an allowed state, at least one.
 fn assert_sets_sound(t: &Topology, p: &Placement, allowed: &[NodeState], what: &str) {
     assert_eq!(p.rf(), t.rf(), "{what}: positions per set");
+    let counts: Vec<Vec<usize>> = (0..p.rf()).map(|pos| p.counts(pos)).collect();
+    for (i, m) in p.members().iter().enumerate() {
+        let holds = counts.iter().any(|c| c[i] > 0);
+        let state = t.nodes.get(&m.id).map(|n| n.state);
+        assert!(
+            !holds || state.is_some_and(|st| allowed.contains(&st)),
+            "{what}: {} holds slots in state {state:?}",
+            m.id
+        );
+    }
     for s in 0..SLOTS as u16 {
-        let set: Vec<&str> = p.replicas(s).map(|m| m.id.as_str()).collect();
-        assert!(!set.is_empty(), "{what}: slot {s} has no member");
-        for (i, m) in set.iter().enumerate() {
-            assert!(!set[..i].contains(m), "{what}: slot {s} names {m} twice");
-            let state = t.nodes.get(*m).map(|n| n.state);
+        let mut set = p.replicas(s).map(|m| m.id.as_str());
+        let first = set.next();
+        assert!(first.is_some(), "{what}: slot {s} has no member");
+        let rest: Vec<&str> = set.collect();
+        for (i, m) in rest.iter().enumerate() {
             assert!(
-                state.is_some_and(|st| allowed.contains(&st)),
-                "{what}: slot {s} has {m} in state {state:?}"
+                Some(*m) != first && !rest[..i].contains(m),
+                "{what}: slot {s} names {m} twice"
             );
         }
     }
@@ -550,4 +571,170 @@ fn a_topology_with_settings_round_trips_and_an_old_one_still_parses() {
     let empty: Topology =
         serde_json::from_str(r#"{"epoch":0,"nodes":{},"slots":null,"target":null}"#).unwrap();
     assert_eq!(empty, Topology::default());
+}
+
+/// SplitMix64: a small seeded generator, so that a run replays from its seed alone.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+        (!items.is_empty()).then(|| items[self.below(items.len())].clone())
+    }
+}
+
+/// A random change that has a chance to apply: joins and returns among seven nodes, leaves,
+/// failures, forgets, batches of the plan's moves, new settings, rebalances.
+fn random_change(t: &Topology, rng: &mut Rng) -> Change {
+    let alive: Vec<NodeId> = t
+        .nodes
+        .values()
+        .filter(|n| n.state != NodeState::Failed)
+        .map(|n| n.id.clone())
+        .collect();
+    loop {
+        let change = match rng.below(12) {
+            0 | 1 => Some(Change::Join(node(1 + rng.below(7) as u8))),
+            2 => rng.pick(&alive).map(Change::Leave),
+            3 => rng.pick(&alive).map(Change::Fail),
+            4 => rng
+                .pick(&t.nodes.keys().cloned().collect::<Vec<_>>())
+                .map(Change::Forget),
+            // A whole batch (as migration commits them) or a part of one.
+            5..=8 => {
+                let moves: Vec<_> = batches(t).into_iter().collect();
+                rng.pick(&moves).map(|((_, to), mut slots)| {
+                    if rng.below(2) == 0 {
+                        slots.truncate(1 + rng.below(slots.len()));
+                    }
+                    Change::Moved { to, slots }
+                })
+            }
+            9 | 10 => {
+                let strategy = [Strategy::Primary, Strategy::Quorum, Strategy::Chain][rng.below(3)];
+                Some(Change::Set(Settings::new(rng.below(4) as u8, strategy)))
+            }
+            _ => Some(Change::Rebalance),
+        };
+        if let Some(change) = change {
+            return change;
+        }
+    }
+}
+
+/// What must hold after every change, given the topology before it. Whether the table was
+/// settled (and its balance checked).
+fn assert_invariants(before: &Topology, change: &Change, t: &Topology) -> bool {
+    let what = match change {
+        Change::Moved { to, slots } => {
+            format!(
+                "epoch {} after moving {} slots to {to}",
+                t.epoch,
+                slots.len()
+            )
+        }
+        change => format!("epoch {} after {change:?}", t.epoch),
+    };
+    let Some(slots) = &t.slots else {
+        return false;
+    };
+    assert_sets_sound(t, slots, &[NodeState::Online, NodeState::Leaving], &what);
+    if let Some(target) = &t.target {
+        assert_sets_sound(t, target, &[NodeState::Online], &what);
+    }
+    assert!(t.all_served(), "{what}");
+    let (was, now) = (
+        before.slots.as_ref().map_or_else(Vec::new, set_ids),
+        set_ids(slots),
+    );
+    match change {
+        Change::Fail(dead) if before.slots.is_some() => {
+            for (s, (was, now)) in was.iter().zip(&now).enumerate() {
+                let survivors: Vec<&str> = was.iter().copied().filter(|m| m != dead).collect();
+                if survivors.is_empty() {
+                    assert!(!now.is_empty(), "{what}: slot {s} rescued");
+                } else {
+                    assert_eq!(*now, survivors, "{what}: slot {s} keeps its survivors");
+                }
+            }
+        }
+        Change::Moved { slots: batch, .. } => {
+            let target = set_ids(before.target.as_ref().unwrap());
+            let mut moved = vec![false; SLOTS];
+            for &s in batch {
+                moved[usize::from(s)] = true;
+            }
+            for (s, (was, now)) in was.iter().zip(&now).enumerate() {
+                if moved[s] {
+                    assert_eq!(*now, target[s], "{what}: slot {s} takes its target set");
+                } else {
+                    assert_eq!(now, was, "{what}: slot {s} stays");
+                }
+            }
+        }
+        _ => {}
+    }
+    let online = t
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Online)
+        .count();
+    let leaving = t.nodes.values().any(|n| n.state == NodeState::Leaving);
+    let settled = t.target.is_none() && online > 0 && !leaving;
+    if settled {
+        assert_balanced(t, &what);
+    }
+    settled
+}
+
+#[test]
+fn random_changes_keep_the_invariants() {
+    let seeds: Vec<u64> = match std::env::var("DCACHE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => (0..6).map(|i| 0x5eed_cafe + i).collect(),
+    };
+    for seed in seeds {
+        println!("DCACHE_SEED={seed}");
+        let mut rng = Rng(seed);
+        let mut t = Topology::default();
+        let (mut applied, mut refused, mut settled) = (0, 0, 0);
+        for step in 0..100 {
+            // Now and then migration catches up with the plan, batch by batch.
+            let change = if t.target.is_some() && step % 8 == 7 {
+                let ((_, to), slots) = batches(&t).into_iter().next().unwrap();
+                Change::Moved { to, slots }
+            } else {
+                random_change(&t, &mut rng)
+            };
+            let before = t.clone();
+            match t.apply(&change) {
+                Ok(()) => {
+                    applied += 1;
+                    assert_eq!(t.epoch, before.epoch + 1);
+                    settled += usize::from(assert_invariants(&before, &change, &t));
+                }
+                Err(_) => {
+                    refused += 1;
+                    assert_eq!(t, before, "a refused {change:?} changed the topology");
+                }
+            }
+        }
+        println!("{applied} applied ({settled} settled), {refused} refused");
+        assert!(applied > 50, "seed {seed}: the run exercised too little");
+        assert!(settled > 5, "seed {seed}: the table was seldom settled");
+    }
 }

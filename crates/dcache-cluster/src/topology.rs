@@ -308,6 +308,16 @@ impl Topology {
         self.slots.as_ref()?.replicas(slot).position(|m| m.id == id)
     }
 
+    /// The position of `id` in `slot`'s target set (0: primary), if the slot is moving and `id`
+    /// is in its target set. A node keeps its copy of a slot while it is in either set.
+    #[must_use]
+    pub fn target_role_of(&self, id: &str, slot: u16) -> Option<usize> {
+        self.target
+            .as_ref()?
+            .replicas(slot)
+            .position(|m| m.id == id)
+    }
+
     /// The members of `slot`'s target set that are not in its set now: each needs a copy of the
     /// slot, streamed by its current primary, before the move commits. Empty when the slot does
     /// not move, or moves only by dropping or reordering copies.

@@ -525,6 +525,10 @@ fn moved_commits_only_slots_that_move_and_only_to_their_target_primary() {
         .unwrap()
         .0;
     assert_eq!(ids(&t.copies_needed(slot)), [id(4)]);
+    assert_eq!(t.role_of(&from, slot), Some(0));
+    assert_eq!(t.role_of(&id(4), slot), None);
+    assert!(t.target_role_of(&id(4), slot).is_some_and(|r| r > 0));
+    assert_eq!(t.target_role_of(&from, slot), Some(0));
     let before = sets(&t);
     let wrong = t.nodes.keys().find(|&k| *k != from).unwrap().clone();
     assert!(

@@ -250,9 +250,7 @@ impl Scores {
             sets[s * rf + position] = best;
         }
     }
-}
 
-impl Scores {
     /// Moves slots at `position` from members above quota to members below it, as far as the
     /// sets' distinctness allows: each member below quota, in index order, takes slots whose
     /// set it is not yet in from members above quota, first those it holds a copy of already
@@ -331,10 +329,12 @@ impl Placement {
     /// earlier in the slot's set, or holds more than its quota under `members` (it then gives up
     /// its lowest-scoring slots, down to its quota). The slots so freed, and the vacant
     /// positions, are matched with the members below quota, each taking up to its shortfall, as
-    /// [`Placement::compute`] matches all slots. So a member that joins takes exactly its quota,
-    /// from the members whose quota shrank; a member that leaves moves only its own slots; and
-    /// every member holds its quota exactly at every position where the sets' distinctness
-    /// allows it. Positions beyond the number of members stay vacant.
+    /// [`Placement::compute`] matches all slots. Where the sets' distinctness kept a member
+    /// below quota at a replica position, the members above quota then hand it slots. So a
+    /// member that joins takes exactly its quota, from the members whose quota shrank; a member
+    /// that leaves moves only its own primaries (and at replica positions a few percent more, to
+    /// keep the balance); and every member holds its quota exactly at every position where the
+    /// sets' distinctness allows it. Positions beyond the number of members stay vacant.
     ///
     /// # Errors
     /// As [`Placement::compute`].
@@ -581,7 +581,7 @@ impl Placement {
         counts
     }
 
-    /// How many of the set's positions are vacant, over all slots.
+    /// How many positions are vacant, over every slot's set.
     #[must_use]
     pub fn vacancies(&self) -> usize {
         self.sets.iter().filter(|&&m| m == VACANT).count()

@@ -19,7 +19,7 @@
 //! # Using it from a test
 //!
 //! ```
-//! use dcache_check::History;
+//! use dcache_check::{History, RuledOut};
 //!
 //! let mut h: History<&str, &str> = History::new();
 //! // Client 1 writes, client 2 reads concurrently and sees the new value: fine.
@@ -34,7 +34,9 @@
 //! h.read_ok(late, None, 210);
 //! let violation = h.check().unwrap_err();
 //! assert_eq!(violation.key, "user:7");
-//! assert_eq!(violation.blocker, late);
+//! // The write cannot take effect without stranding the late read, and must before it completes.
+//! assert_eq!(violation.blocker, w);
+//! assert_eq!(violation.candidates[0], (w, RuledOut::Strands(late)));
 //! println!("{violation}"); // the longest linearizable prefix, and why nothing extends it
 //! ```
 //!
@@ -82,5 +84,5 @@ mod check;
 mod history;
 mod search;
 
-pub use check::{Violation, check};
+pub use check::{RuledOut, Violation, check};
 pub use history::{ClientId, History, Kind, OpId, Operation, Outcome, Time};

@@ -166,10 +166,10 @@ where
         return Err(violation);
     }
 
-    let search::Outcome::Violation { depth, .. } = search::search(&ops, initial, None) else {
+    let search::Verdict::Violation { depth, .. } = search::search(&ops, initial, None) else {
         return Ok(());
     };
-    let search::Outcome::Violation {
+    let search::Verdict::Violation {
         stuck: Some(stuck), ..
     } = search::search(&ops, initial, Some(depth))
     else {

@@ -21,8 +21,10 @@ pub struct Violation<K> {
     /// How many of the key's operations were checked. Left out: failed operations, reads with
     /// unknown outcome, and writes and deletes with unknown outcome whose effect no read saw.
     pub operations: usize,
-    /// A longest prefix of a linearization the search found, in the order the operations would
-    /// take effect.
+    /// A longest prefix the search found, in the order the operations would take effect: it
+    /// respects real time, every read in it observed the value the key held, and it leaves every
+    /// remaining read a value it can still observe. Not necessarily unique, and not necessarily
+    /// where the fault lies: the operations it ends with are often the ones to look at.
     pub prefix: Vec<OpId>,
     /// The operation that completed before it could take effect after `prefix`.
     pub blocker: OpId,

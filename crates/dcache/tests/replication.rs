@@ -181,7 +181,7 @@ fn wait_for_copies(addrs: &[String], copies: usize) -> Vec<Vec<String>> {
     }
 }
 
-/// The value the writer gives key `i`.
+/// The writer's `i`-th key, and the one value it writes there.
 fn key(i: usize) -> String {
     format!("r:{i}")
 }

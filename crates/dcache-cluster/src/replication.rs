@@ -277,6 +277,18 @@ impl<E: Clone, T> Replicator<E, T> {
     /// coordinator) and false for items received from another copy (a chain's link sends them
     /// on; other strategies' copies only apply them).
     pub fn submit(&mut self, token: T, items: Vec<(u16, E)>, origin: bool) -> Submitted<T> {
+        self.submit_marked(token, items, origin, &mut Vec::new())
+    }
+
+    /// [`Replicator::submit`], also noting in `marks` each peer the items were queued for, with
+    /// the offset of the last one (an entry per peer, updated in place).
+    pub fn submit_marked(
+        &mut self,
+        token: T,
+        items: Vec<(u16, E)>,
+        origin: bool,
+        marks: &mut Vec<(NodeId, u64)>,
+    ) -> Submitted<T> {
         let mut groups: Vec<Group<E>> = Vec::new();
         for (slot, item) in items {
             let Some(position) = self.layout.position(slot, &self.me) else {
@@ -313,6 +325,10 @@ impl<E: Clone, T> Replicator<E, T> {
             };
             for peer in peers {
                 let offset = self.queue(&peer, item.clone());
+                match marks.iter_mut().find(|(p, _)| *p == peer) {
+                    Some(mark) => mark.1 = offset,
+                    None => marks.push((peer.clone(), offset)),
+                }
                 group.parts.push(Part {
                     peer,
                     offset,

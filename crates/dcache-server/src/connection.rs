@@ -73,6 +73,8 @@ pub struct ConnState {
     pub defer: Option<crate::replicate::QuorumRead>,
     /// The outcome of the quorum read of the request about to run again.
     pub quorum: Option<Result<(), &'static str>>,
+    /// Where this connection's writes are on each peer's stream: what `WAIT` waits for.
+    pub marks: Vec<(String, u64)>,
 }
 
 /// A reply in the output that may not be sent before `ack` completes: the bytes
@@ -191,6 +193,7 @@ pub(crate) async fn serve<S>(
         hold: None,
         defer: None,
         quorum: None,
+        marks: Vec::new(),
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);

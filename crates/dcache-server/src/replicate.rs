@@ -254,7 +254,23 @@ impl Replication {
         origin: bool,
         timeout: Duration,
     ) -> bool {
-        let submitted = self.core.lock().submit(ack.clone(), items, origin);
+        self.submit_marked(ack, items, origin, timeout, &mut Vec::new())
+    }
+
+    /// [`Replication::submit`], adding to `marks` the peers the write was queued for, with the
+    /// offset of its last item on each stream: what `WAIT` waits for.
+    pub fn submit_marked(
+        &self,
+        ack: &Ack,
+        items: Vec<(u16, Bytes)>,
+        origin: bool,
+        timeout: Duration,
+        marks: &mut Vec<(NodeId, u64)>,
+    ) -> bool {
+        let submitted = self
+            .core
+            .lock()
+            .submit_marked(ack.clone(), items, origin, marks);
         self.sent_items.fetch_add(1, Ordering::Relaxed);
         self.wake_ready();
         match submitted {
@@ -335,17 +351,6 @@ impl Replication {
             .collect()
     }
 
-    /// The offset of the last item queued for each peer: what `WAIT` waits for.
-    #[must_use]
-    pub fn marks(&self) -> Vec<(NodeId, u64)> {
-        self.core
-            .lock()
-            .streams()
-            .into_iter()
-            .map(|s| (s.peer, s.queued))
-            .collect()
-    }
-
     /// How many of `marks` their peers acknowledged.
     #[must_use]
     pub fn reached(&self, marks: &[(NodeId, u64)]) -> usize {
@@ -400,14 +405,16 @@ pub fn before_write(shared: &Shared, slot: u16) -> Option<(u16, Ack)> {
     Some((slot, ack))
 }
 
-/// After the write ran: sends the effects of its keys to the copies. Returns whether its reply
-/// must be held (the ack is pending, or failed at once).
+/// After the write ran: sends the effects of its keys to the copies, and notes in `marks` where
+/// they are on each peer's stream (for `WAIT`). Returns whether its reply must be held (the ack
+/// is pending, or failed at once).
 pub fn after_write<'k>(
     shared: &Shared,
     slot: u16,
     ack: &Ack,
     keys: impl Iterator<Item = &'k [u8]>,
     now: u64,
+    marks: &mut Vec<(NodeId, u64)>,
 ) -> bool {
     let cluster = shared
         .cluster
@@ -417,7 +424,7 @@ pub fn after_write<'k>(
     debug_assert!(items.iter().all(|(s, _)| *s == slot), "one slot per write");
     cluster
         .replication
-        .submit(ack, items, true, write_timeout(shared));
+        .submit_marked(ack, items, true, write_timeout(shared), marks);
     ack.result() != Some(Ok(()))
 }
 

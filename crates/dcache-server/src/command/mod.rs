@@ -335,7 +335,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     drop(room);
     if let Some((slot, ack)) = replicated {
         let keys = dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i));
-        if crate::replicate::after_write(ctx.shared, slot, &ack, keys, ctx.now) {
+        if crate::replicate::after_write(ctx.shared, slot, &ack, keys, ctx.now, &mut ctx.conn.marks)
+        {
             ctx.conn.hold = Some(ack);
         }
     } else if let Some(slot) = read_slot {

@@ -67,7 +67,12 @@ async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
     forward.send(topology(&control)).unwrap();
     let epoch = topology(&control).epoch;
     for node in &nodes {
-        node.shared.cluster.as_ref().unwrap().wait_for_epoch(epoch).await;
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(epoch)
+            .await;
     }
     let t = topology(&control);
     // A key whose first replica is the lagging node.
@@ -84,14 +89,23 @@ async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
     control.apply(&Change::Rebalance).unwrap();
     let epoch = topology(&control).epoch;
     for i in [p, r2] {
-        nodes[i].shared.cluster.as_ref().unwrap().wait_for_epoch(epoch).await;
+        nodes[i]
+            .shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(epoch)
+            .await;
     }
     let mut con = nodes[p].client().await;
     assert_eq!(
         cmd(&mut con, &["SET", &key, "acked"]).await.unwrap(),
         Value::Okay
     );
-    assert!(holds(&nodes[r2], &key, "acked"), "the second replica acknowledged it");
+    assert!(
+        holds(&nodes[r2], &key, "acked"),
+        "the second replica acknowledged it"
+    );
     drop(con);
 
     // The primary dies; the lagging node catches up with the topology that declares it failed.
@@ -102,7 +116,12 @@ async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
     forward.send(topology(&control)).unwrap();
     let epoch = topology(&control).epoch;
     for node in &nodes {
-        node.shared.cluster.as_ref().unwrap().wait_for_epoch(epoch).await;
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .wait_for_epoch(epoch)
+            .await;
     }
     let t = topology(&control);
     let new_primary = &t.replicas_of(dcache_placement::slot(key.as_bytes()))[0].id;
@@ -142,7 +161,10 @@ async fn wait_does_not_count_a_peer_that_holds_none_of_the_write() {
 
     // C holds k1 and acknowledged it.
     let mut other = nodes[0].client().await;
-    assert_eq!(cmd(&mut other, &["SET", &k1, "1"]).await.unwrap(), Value::Okay);
+    assert_eq!(
+        cmd(&mut other, &["SET", &k1, "1"]).await.unwrap(),
+        Value::Okay
+    );
     let reached: i64 = query(&mut other, &["WAIT", "1", "5000"]).await;
     assert_eq!(reached, 1);
 
@@ -150,7 +172,10 @@ async fn wait_does_not_count_a_peer_that_holds_none_of_the_write() {
     let at = nodes.iter().position(|n| id_of(n) == b).unwrap();
     nodes.remove(at).stop().await.unwrap();
     let mut con = nodes[0].client().await;
-    assert_eq!(cmd(&mut con, &["SET", &k2, "2"]).await.unwrap(), Value::Okay);
+    assert_eq!(
+        cmd(&mut con, &["SET", &k2, "2"]).await.unwrap(),
+        Value::Okay
+    );
     let reached: i64 = query(&mut con, &["WAIT", "1", "300"]).await;
     assert_eq!(reached, 0, "no replica holds {k2}");
 }

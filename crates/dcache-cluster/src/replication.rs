@@ -119,6 +119,20 @@ impl Layout {
         copies.next()
     }
 
+    /// Whether `from` is who sends `to` the writes of `slot`: its primary (primary, quorum), or
+    /// its predecessor in the chain. A copy applies a peer's items only from that sender, so that
+    /// a node that lost the slot (a deposed primary back from a partition, a link cut out of a
+    /// chain) cannot make the copies diverge with what it queued before.
+    #[must_use]
+    pub fn sends_to(&self, slot: u16, from: &str, to: &str) -> bool {
+        match self.mode {
+            Mode::Chain => self.successor(slot, from) == Some(to),
+            Mode::Primary { .. } | Mode::Quorum { .. } => {
+                self.position(slot, from) == Some(0) && self.position(slot, to).is_some()
+            }
+        }
+    }
+
     /// Every member that holds a copy of some slot.
     #[must_use]
     pub fn members(&self) -> &[NodeId] {
@@ -216,6 +230,9 @@ struct Stream<E> {
     first: u64,
     /// Writes waiting on this stream: (offset, waiter id), by offset.
     watchers: VecDeque<(u64, u64)>,
+    /// The last offset dropped from a full backlog: the peer never got it, so an
+    /// acknowledgement past it does not count for the writes at or below it.
+    dropped_upto: u64,
 }
 
 impl<E> Default for Stream<E> {
@@ -227,6 +244,7 @@ impl<E> Default for Stream<E> {
             backlog: VecDeque::new(),
             first: 1,
             watchers: VecDeque::new(),
+            dropped_upto: 0,
         }
     }
 }
@@ -370,6 +388,7 @@ impl<E: Clone, T> Replicator<E, T> {
         stream.backlog.push_back(item);
         if stream.backlog.len() > MAX_BACKLOG {
             stream.backlog.pop_front();
+            stream.dropped_upto = stream.first;
             stream.first += 1;
             stream.sent = stream.sent.max(stream.first - 1);
             self.dropped += 1;
@@ -446,7 +465,11 @@ impl<E: Clone, T> Replicator<E, T> {
                     break;
                 }
                 stream.watchers.pop_front();
-                woken.push((at, waiter));
+                // A write whose item was dropped before the peer got it stays waiting (until
+                // its deadline, or until the layout no longer asks this peer for it).
+                if at > stream.dropped_upto {
+                    woken.push((at, waiter));
+                }
             }
         }
         let mut done = Vec::new();
@@ -557,10 +580,10 @@ impl<E: Clone, T> Replicator<E, T> {
                 self.waiters.insert(id, waiter);
             }
         }
-        // Streams to nodes that hold no copy of anything are of no use any more.
+        // Streams to nodes that hold no copy of anything are of no use any more (no waiting
+        // write counts on them: the look above dropped those parts).
         let members = self.layout.members.clone();
-        self.streams
-            .retain(|peer, s| members.contains(peer) || !s.watchers.is_empty());
+        self.streams.retain(|peer, _| members.contains(peer));
         done
     }
 

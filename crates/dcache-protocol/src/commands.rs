@@ -229,7 +229,7 @@ const CLIENT_SUBS: &[CommandSpec] = &[
 /// CLUSTER's subcommands, including those the cluster protocol brings.
 #[rustfmt::skip]
 const CLUSTER_SUBS: &[CommandSpec] = &[
-    spec("apply", 5, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of effects", "Applies a batch of a peer's replication stream (sent by the node that replicates to this one)."),
+    spec("apply", 6, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of effects", "Applies a batch of a peer's replication stream (sent by the node that replicates to this one)."),
     spec("countkeysinslot", 3, 0, NONE, "cluster", "3.0.0", "O(1)", "Counts the keys of a slot on this node."),
     spec("forget", 3, ADMIN, NONE, "cluster", "3.0.0", "O(1)", "Removes a node from the cluster."),
     spec("getkeysinslot", 4, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of keys returned", "Lists keys of a slot on this node.").with_tips(&["nondeterministic_output"]),

@@ -225,8 +225,8 @@ pub struct Cluster {
     /// Set while failure detection sees only a minority of the cluster: keyed requests are
     /// refused (`membership::in_minority`).
     pub minority: Arc<std::sync::atomic::AtomicBool>,
-    /// Per slot, at a chain's head: the last write on its way to the tail.
-    pub(crate) chain_last: Box<[Mutex<Option<crate::replicate::Ack>>]>,
+    /// Per slot, at a chain's head: the writes on their way to the tail.
+    pub(crate) chain_pending: Box<[Mutex<Vec<crate::replicate::Ack>>]>,
     /// Migration counters, for INFO and metrics.
     pub slots_moved_out: AtomicU64,
     pub migration_sent_bytes: AtomicU64,
@@ -260,7 +260,7 @@ impl Cluster {
             leave_requested: std::sync::atomic::AtomicBool::new(false),
             replication: crate::replicate::Replication::new(me),
             minority: Arc::default(),
-            chain_last: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
+            chain_pending: (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
             slots_moved_out: AtomicU64::new(0),
             migration_sent_bytes: AtomicU64::new(0),
             imported_records: AtomicU64::new(0),

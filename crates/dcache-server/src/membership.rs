@@ -295,7 +295,9 @@ async fn watch_members(
     // Members heard from again; the leader brings back those the topology lists as failed (a
     // Raft learner cut off and dropped never notices by itself: it never misses a leader).
     let mut up: HashSet<String> = HashSet::new();
-    let mut tick = tokio::time::interval(node_timeout / 4);
+    // Often: a node reported down is declared failed at the next tick, and failover time is
+    // detection plus this.
+    let mut tick = tokio::time::interval((node_timeout / 20).max(Duration::from_millis(20)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     detector.set_members(members_but(&topology.borrow(), cluster.id()));
     loop {

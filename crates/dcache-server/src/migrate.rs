@@ -367,6 +367,24 @@ async fn move_batch(
     for peer in &mut peers {
         peer.finish().await?;
     }
+    // Writes still on their way to the slots' other copies: the move may make one of them the
+    // primary (or reorder a chain), and it must not take over without them.
+    let others: Vec<String> = {
+        let view = cluster.view();
+        let mut others: Vec<String> = batch
+            .iter()
+            .flat_map(|&s| view.topology.replicas_of(s))
+            .map(|n| n.id.clone())
+            .filter(|id| *id != view.me)
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        others
+    };
+    cluster
+        .replication
+        .drain(&others, crate::replicate::write_timeout(shared))
+        .await?;
     let control = cluster.control().ok_or("no agreement layer")?;
     let topology = commit(&cluster, control.as_ref(), to, batch).await?;
     cluster.wait_for_epoch(topology.epoch).await;

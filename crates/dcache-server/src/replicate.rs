@@ -6,7 +6,7 @@
 //!   client write ──► handler ──► effect of each key ──► submit ──► Ack ──► the connection holds
 //!                                                          │              the reply (in order)
 //!                       one task per peer ◄── items ───────┘              until it completes
-//!                       CLUSTER APPLY <epoch> <offset> <effects> ──► peer: restore each effect,
+//!                       CLUSTER APPLY <me> <epoch> <offset> <effects> ──► peer: restore each,
 //!                       ◄──────────────── :<last offset> ──────────  (a chain link sends them on
 //!                       acked(peer, offset) ──► completed Acks        and answers when that did)
 //! ```
@@ -351,6 +351,29 @@ impl Replication {
             .collect()
     }
 
+    /// Waits until each of `peers` acknowledged everything queued for it so far: before a move
+    /// that makes another copy a slot's primary (or changes a chain's order) commits, with the
+    /// slot's writes paused, the copies must hold every write that reached this one.
+    ///
+    /// # Errors
+    /// A peer did not catch up within `timeout`.
+    pub async fn drain(&self, peers: &[NodeId], timeout: Duration) -> Result<(), String> {
+        let marks: Vec<(NodeId, u64)> = {
+            let core = self.core.lock();
+            peers.iter().map(|p| (p.clone(), core.queued(p))).collect()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let progress = self.progress.notified();
+            if self.reached(&marks) == marks.len() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, progress).await.is_err() {
+                return Err("the other copies did not catch up before the move".into());
+            }
+        }
+    }
+
     /// How many of `marks` their peers acknowledged.
     #[must_use]
     pub fn reached(&self, marks: &[(NodeId, u64)]) -> usize {
@@ -400,7 +423,9 @@ pub fn before_write(shared: &Shared, slot: u16) -> Option<(u16, Ack)> {
     }
     let ack = Ack::default();
     if replication.chain.load(Ordering::Relaxed) {
-        *cluster.chain_last[usize::from(slot)].lock() = Some(ack.clone());
+        let mut pending = cluster.chain_pending[usize::from(slot)].lock();
+        pending.retain(|a| a.result().is_none());
+        pending.push(ack.clone());
     }
     Some((slot, ack))
 }
@@ -428,17 +453,40 @@ pub fn after_write<'k>(
     ack.result() != Some(Ok(()))
 }
 
-/// Before a read of `slot` at a chain's head: the ack of the slot's last write if it has not
-/// reached the tail yet (the read's answer waits for it, so that no one reads a write that a
-/// failure could still undo).
+/// Before a read of `slot` at a chain's head: an ack that completes when every write to the
+/// slot still on its way to the tail is there (the read's answer waits for it, so that no one
+/// reads a write that a failure could still undo); `None` when there is none. Writes register
+/// before they run and complete in any order, so the read waits for all of them. If one of them
+/// fails (`-NOREPLICAS`), so does the read (`-TRYAGAIN`).
 #[must_use]
 pub fn before_read(shared: &Shared, slot: u16) -> Option<Ack> {
     let cluster = shared.cluster.as_ref()?;
     if !cluster.replication.chain.load(Ordering::Relaxed) || !cluster.replication.active() {
         return None;
     }
-    let last = cluster.chain_last[usize::from(slot)].lock();
-    last.as_ref().filter(|ack| ack.result().is_none()).cloned()
+    let pending: Vec<Ack> = {
+        let mut pending = cluster.chain_pending[usize::from(slot)].lock();
+        pending.retain(|a| a.result().is_none());
+        pending.clone()
+    };
+    match pending.len() {
+        0 => None,
+        1 => pending.into_iter().next(),
+        _ => {
+            let all = Ack::default();
+            let done = all.clone();
+            tokio::spawn(async move {
+                for ack in pending {
+                    if ack.wait().await.is_err() {
+                        done.complete(NOT_HERE);
+                        return;
+                    }
+                }
+                done.complete(DONE);
+            });
+            Some(all)
+        }
+    }
 }
 
 /// The encoded effect of `key` as it is now, with its slot: what a write sends to the copies.
@@ -456,7 +504,13 @@ pub fn item_of(shared: &Shared, key: &[u8], now: u64) -> (u16, Bytes) {
 ///
 /// # Errors
 /// `TRYAGAIN` when this node has another epoch than the sender's; bad effects.
-pub fn apply(shared: &Shared, epoch: u64, body: &[u8], now: u64) -> Result<Option<Ack>, String> {
+pub fn apply(
+    shared: &Shared,
+    from: &str,
+    epoch: u64,
+    body: &[u8],
+    now: u64,
+) -> Result<Option<Ack>, String> {
     let cluster = shared
         .cluster
         .as_ref()
@@ -468,13 +522,15 @@ pub fn apply(shared: &Shared, epoch: u64, body: &[u8], now: u64) -> Result<Optio
             replication.epoch()
         ));
     }
+    // Items of a slot this node holds no copy of, or from a node that does not send it that
+    // slot's writes in this epoch, are skipped (and acknowledged: the sender, in the same epoch,
+    // does not wait for them here).
     let layout_has = |slot: u16| {
         replication
             .core
             .lock()
             .layout()
-            .position(slot, &replication.me)
-            .is_some()
+            .sends_to(slot, from, &replication.me)
     };
     let mut items = Vec::new();
     let mut rest = body;
@@ -645,6 +701,7 @@ async fn stream_to(
                 [
                     &b"CLUSTER"[..],
                     b"APPLY",
+                    replication.me.as_bytes(),
                     epoch.as_bytes(),
                     offset.as_bytes(),
                     &body,
@@ -737,7 +794,6 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
     const TOO_FEW: &str = "TRYAGAIN Not enough copies answered the quorum read";
     let cluster = shared.cluster.clone().ok_or(TOO_FEW)?;
     let view = cluster.view();
-    let need = usize::from(view.topology.settings.read_quorum).saturating_sub(1);
     let peers: Vec<(NodeId, String, u16)> = view
         .topology
         .replicas_of(read.slot)
@@ -745,6 +801,11 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
         .filter(|n| n.id != view.me)
         .map(|n| (n.id.clone(), n.host.clone(), n.port))
         .collect();
+    // As writes wait for at most the copies left, a read asks at most those: a slot whose set
+    // lost a copy (until it is refilled) still answers.
+    let need = usize::from(view.topology.settings.read_quorum)
+        .saturating_sub(1)
+        .min(peers.len());
     drop(view);
     let password = shared.config().requirepass.clone();
     let mut asks: tokio::task::JoinSet<Option<(usize, Vec<Option<dcache_store::Effect>>)>> =

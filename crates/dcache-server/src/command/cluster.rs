@@ -114,10 +114,13 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         // A batch of a peer's replication stream (`crate::replicate`): applied, and answered
         // with its last offset once this node's successors hold it (a chain).
         b"APPLY" => {
-            arity(5)?;
-            let epoch = u64::try_from(int_arg(args.get(2))?).map_err(|_| Error::from(BAD_SLOT))?;
-            let offset = int_arg(args.get(3))?;
-            if let Some(ack) = crate::replicate::apply(ctx.shared, epoch, args.get(4), ctx.now)? {
+            arity(6)?;
+            let from = String::from_utf8_lossy(args.get(2)).into_owned();
+            let epoch = u64::try_from(int_arg(args.get(3))?).map_err(|_| Error::from(BAD_SLOT))?;
+            let offset = int_arg(args.get(4))?;
+            if let Some(ack) =
+                crate::replicate::apply(ctx.shared, &from, epoch, args.get(5), ctx.now)?
+            {
                 ctx.conn.hold = Some(ack);
             }
             ctx.out.int(offset);

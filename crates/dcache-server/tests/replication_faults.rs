@@ -1,4 +1,4 @@
-//! Review findings on replication, as failing tests: each names the promise it shows broken.
+//! Replication under races and failures found by review: each test names the promise it checks.
 
 mod common;
 
@@ -205,7 +205,14 @@ async fn a_chain_read_at_the_head_waits_for_every_write_still_on_its_way() {
     let (_, ack_y) = dcache_server::replicate::before_write(&shared, slot).unwrap();
     put(&head, ky, "y");
     let now = shared.clock.now_ms();
-    dcache_server::replicate::after_write(&shared, slot, &ack_y, [ky.as_bytes()].into_iter(), now);
+    dcache_server::replicate::after_write(
+        &shared,
+        slot,
+        &ack_y,
+        [ky.as_bytes()].into_iter(),
+        now,
+        &mut Vec::new(),
+    );
     ack_y.wait().await.unwrap();
     assert!(holds(&tail, ky, "y"));
 
@@ -223,7 +230,14 @@ async fn a_chain_read_at_the_head_waits_for_every_write_still_on_its_way() {
     });
     // X is submitted (it can never reach the silent tail).
     let now = shared.clock.now_ms();
-    dcache_server::replicate::after_write(&shared, slot, &ack_x, [kx.as_bytes()].into_iter(), now);
+    dcache_server::replicate::after_write(
+        &shared,
+        slot,
+        &ack_x,
+        [kx.as_bytes()].into_iter(),
+        now,
+        &mut Vec::new(),
+    );
     let reply = String::from_utf8(read.await.unwrap()).unwrap();
     assert!(
         !reply.starts_with("$1"),

@@ -1,0 +1,326 @@
+//! Wing & Gong's search for one register, with Lowe's memoization of (linearized set, state).
+//!
+//! The history becomes a doubly linked list of events, calls and returns, in time order. The
+//! search walks it from the front. At a call, it tries to make that operation take effect now:
+//! if the register allows it (a read must observe the current value) and the resulting
+//! (set of linearized operations, register value) pair has not been seen before, it records the
+//! choice on a stack, unlinks the call and its return, and starts again from the front. At a
+//! return, the operation it belongs to should already have taken effect and did not, so the last
+//! choice was wrong: pop it, relink the operation and try the next call after it. The history is
+//! linearizable when the list empties, and is not when the stack is empty at a return.
+//!
+//! Memoization makes the search finite in practice: two paths that linearized the same set and
+//! left the same value have the same future, so the second one is cut off.
+
+use std::collections::HashMap;
+
+use crate::history::{OpId, Time};
+
+/// A register value, interned per key: [`ABSENT`] or an index into the key's value table plus 1.
+pub(crate) type State = u32;
+
+pub(crate) const ABSENT: State = 0;
+
+/// One operation of one key, reduced to what the register model needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyOp {
+    pub id: OpId,
+    pub step: Step,
+    pub invoked: Time,
+    /// `None`: the outcome is unknown, so the operation may take effect arbitrarily late.
+    pub completed: Option<Time>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Writes and deletes (a delete writes [`ABSENT`]).
+    Set(State),
+    /// A read that observed this state.
+    Get(State),
+}
+
+impl Step {
+    /// The register's state after this step, or `None` if the step cannot happen in `state`.
+    pub(crate) fn apply(self, state: State) -> Option<State> {
+        match self {
+            Step::Set(new) => Some(new),
+            Step::Get(seen) => (seen == state).then_some(state),
+        }
+    }
+}
+
+/// Where a failed search got furthest: the deepest point at which it had to backtrack.
+#[derive(Debug)]
+pub(crate) struct Stuck {
+    /// Indices (into the key's ops) of a longest linearizable prefix, in linearization order.
+    pub prefix: Vec<usize>,
+    /// The register's state after `prefix`.
+    pub state: State,
+    /// The operation whose completion came before it could take effect.
+    pub blocker: usize,
+    /// Every operation that could have come next (invoked before `blocker` completed), each
+    /// with whether the register even allowed it (`false`: a read that observed another value).
+    pub candidates: Vec<(usize, bool)>,
+}
+
+const NIL: usize = usize::MAX;
+const HEAD: usize = 0;
+
+/// The event list. Node 0 is the head sentinel; every other node is the call or the return of
+/// one operation. Lifting an operation unlinks both its nodes but leaves their own links intact,
+/// so unlifting it (in reverse order) puts them back exactly where they were.
+struct Events {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// The operation a node belongs to.
+    op: Vec<usize>,
+    /// For a call node, its return node; `NIL` for return nodes and the head.
+    ret: Vec<usize>,
+}
+
+impl Events {
+    fn new(ops: &[KeyOp]) -> Self {
+        // (finite?, time, return?, op): completions at the same time as an invocation come after
+        // it, so touching intervals count as concurrent. Unknown outcomes come after everything.
+        let mut order: Vec<(bool, Time, bool, usize)> = Vec::with_capacity(2 * ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            order.push((false, op.invoked, false, i));
+            match op.completed {
+                Some(t) => order.push((false, t, true, i)),
+                None => order.push((true, 0, true, i)),
+            }
+        }
+        order.sort_unstable();
+
+        let nodes = order.len() + 1;
+        let mut events = Events {
+            next: (1..=nodes).collect(),
+            prev: (0..nodes).map(|n| n.wrapping_sub(1)).collect(),
+            op: vec![NIL; nodes],
+            ret: vec![NIL; nodes],
+        };
+        events.next[nodes - 1] = NIL;
+        let mut call_node = vec![NIL; ops.len()];
+        for (n, &(_, _, is_return, i)) in order.iter().enumerate() {
+            let node = n + 1;
+            events.op[node] = i;
+            if is_return {
+                events.ret[call_node[i]] = node;
+            } else {
+                call_node[i] = node;
+            }
+        }
+        events
+    }
+
+    fn is_call(&self, node: usize) -> bool {
+        self.ret[node] != NIL
+    }
+
+    fn unlink(&mut self, node: usize) {
+        let (p, n) = (self.prev[node], self.next[node]);
+        self.next[p] = n;
+        if n != NIL {
+            self.prev[n] = p;
+        }
+    }
+
+    fn relink(&mut self, node: usize) {
+        let (p, n) = (self.prev[node], self.next[node]);
+        self.next[p] = node;
+        if n != NIL {
+            self.prev[n] = node;
+        }
+    }
+
+    fn lift(&mut self, call: usize) {
+        self.unlink(call);
+        self.unlink(self.ret[call]);
+    }
+
+    fn unlift(&mut self, call: usize) {
+        self.relink(self.ret[call]);
+        self.relink(call);
+    }
+}
+
+/// The set of linearized operations, with a hash kept up to date as bits flip (Zobrist
+/// hashing), so probing the memo costs O(1) until a hash matches.
+struct Linearized {
+    bits: Vec<u64>,
+    hash: u64,
+}
+
+impl Linearized {
+    fn new(n: usize) -> Self {
+        Self {
+            bits: vec![0; n.div_ceil(64)],
+            hash: 0,
+        }
+    }
+
+    fn flip(&mut self, op: usize) {
+        self.bits[op / 64] ^= 1 << (op % 64);
+        self.hash ^= mix(op as u64);
+    }
+}
+
+/// SplitMix64's finalizer: spreads small integers over 64 bits.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The (linearized set, state) pairs already explored, bucketed by hash.
+#[derive(Default)]
+struct Memo {
+    seen: HashMap<u64, Vec<(Box<[u64]>, State)>>,
+}
+
+impl Memo {
+    /// Records the pair; `false` if it was already there.
+    fn insert(&mut self, set: &Linearized, state: State) -> bool {
+        let bucket = self
+            .seen
+            .entry(set.hash ^ mix(u64::from(state) ^ 0xa5a5_a5a5_0000_0000))
+            .or_default();
+        if bucket
+            .iter()
+            .any(|(bits, s)| *s == state && **bits == *set.bits)
+        {
+            return false;
+        }
+        bucket.push((set.bits.clone().into_boxed_slice(), state));
+        true
+    }
+}
+
+/// What one run of the search found.
+pub(crate) enum Outcome {
+    Linearizable,
+    /// Not linearizable; the stack depth at the deepest backtrack, and the details if the run
+    /// was asked to capture them at that depth.
+    Violation {
+        depth: usize,
+        stuck: Option<Stuck>,
+    },
+}
+
+/// A choice on the search's stack: the call node made to take effect, the state before it, and
+/// whether it was forced (see [`search`]).
+#[derive(Clone, Copy)]
+struct Choice {
+    call: usize,
+    before: State,
+    forced: bool,
+}
+
+/// Searches for a linearization of `ops` (one key's operations) starting from `initial`.
+///
+/// One refinement over the plain search: a read that may take effect now and observed the current
+/// value is taken without trying alternatives (a forced choice). If any linearization continues
+/// from here, one continues with that read first: moving a read earlier changes no state, and
+/// nothing pending has to precede it, since it was invoked before any of them completed. So when
+/// a forced choice is undone, the configuration before it is known to fail too, and the search
+/// backs up past it. Concurrent reads then cost nothing to order, which matters: without it, 20
+/// clients on one key took minutes (see the crate docs).
+///
+/// With `capture_at`, stops at the first backtrack from a return at that stack depth and
+/// describes it. The search is deterministic, so a second run with the depth a failed run
+/// reported stops at that run's deepest point: failures pay for their explanation, successes
+/// never do.
+pub(crate) fn search(ops: &[KeyOp], initial: State, capture_at: Option<usize>) -> Outcome {
+    let mut events = Events::new(ops);
+    let mut linearized = Linearized::new(ops.len());
+    let mut memo = Memo::default();
+    let mut stack: Vec<Choice> = Vec::new();
+    let mut state = initial;
+    let mut deepest = 0;
+    let mut node = events.next[HEAD];
+
+    while events.next[HEAD] != NIL {
+        if events.is_call(node) {
+            let op = events.op[node];
+            let step = ops[op].step;
+            if let Some(after) = step.apply(state) {
+                let forced = matches!(step, Step::Get(_));
+                linearized.flip(op);
+                if memo.insert(&linearized, after) {
+                    stack.push(Choice {
+                        call: node,
+                        before: state,
+                        forced,
+                    });
+                    state = after;
+                    events.lift(node);
+                    node = events.next[HEAD];
+                    continue;
+                }
+                linearized.flip(op);
+                if !forced {
+                    node = events.next[node];
+                    continue;
+                }
+                // Taking the read leads to a configuration already explored, and failed (it
+                // has one more operation than any configuration on the stack, so it is not one
+                // of them): this configuration fails as well.
+            } else {
+                node = events.next[node];
+                continue;
+            }
+        } else {
+            // The list only ever ends in a return, so a walk never runs off its end.
+            deepest = deepest.max(stack.len());
+            if capture_at == Some(stack.len()) {
+                let stuck = describe(ops, &events, &stack, state, node);
+                return Outcome::Violation {
+                    depth: stack.len(),
+                    stuck: Some(stuck),
+                };
+            }
+        }
+        // Undo choices up to and including the last free one, then try what follows it.
+        loop {
+            let Some(choice) = stack.pop() else {
+                return Outcome::Violation {
+                    depth: deepest,
+                    stuck: None,
+                };
+            };
+            state = choice.before;
+            linearized.flip(events.op[choice.call]);
+            events.unlift(choice.call);
+            node = events.next[choice.call];
+            if !choice.forced {
+                break;
+            }
+        }
+    }
+    Outcome::Linearizable
+}
+
+fn describe(
+    ops: &[KeyOp],
+    events: &Events,
+    stack: &[Choice],
+    state: State,
+    blocker_return: usize,
+) -> Stuck {
+    let mut candidates = Vec::new();
+    let mut node = events.next[HEAD];
+    while node != blocker_return {
+        if events.is_call(node) {
+            let op = events.op[node];
+            candidates.push((op, ops[op].step.apply(state).is_some()));
+        }
+        node = events.next[node];
+    }
+    Stuck {
+        prefix: stack.iter().map(|c| events.op[c.call]).collect(),
+        state,
+        blocker: events.op[blocker_return],
+        candidates,
+    }
+}

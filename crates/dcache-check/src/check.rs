@@ -5,7 +5,7 @@ use std::fmt::{Debug, Write as _};
 use std::hash::Hash;
 
 use crate::history::{History, Kind, OpId, Operation, Outcome, Time};
-use crate::search::{self, ABSENT, KeyOp, State, Step, Stuck};
+use crate::search::{self, ABSENT, Blocked, KeyOp, State, Step, Stuck};
 
 /// A key whose operations have no linearization: no order of them, each taking effect at one
 /// instant inside its own interval, explains what the reads observed.
@@ -21,15 +21,32 @@ pub struct Violation<K> {
     /// How many of the key's operations were checked. Left out: failed operations, reads with
     /// unknown outcome, and writes and deletes with unknown outcome whose effect no read saw.
     pub operations: usize,
-    /// A longest prefix of a linearization the search found, in the order the operations would
-    /// take effect.
+    /// A longest prefix the search found, in the order the operations would take effect: it
+    /// respects real time, every read in it observed the value the key held, and it leaves every
+    /// remaining read a value it can still observe. Not necessarily unique, and not necessarily
+    /// where the fault lies: the operations it ends with are often the ones to look at.
     pub prefix: Vec<OpId>,
     /// The operation that completed before it could take effect after `prefix`.
     pub blocker: OpId,
     /// The operations that could have come right after `prefix` (invoked before `blocker`
-    /// completed); every one of them was ruled out.
-    pub candidates: Vec<OpId>,
+    /// completed), each with the reason it could not.
+    pub candidates: Vec<(OpId, RuledOut)>,
     report: String,
+}
+
+/// Why an operation could not take effect right after a [`Violation`]'s prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuledOut {
+    /// A read that observed another value than the key holds after the prefix.
+    ObservedOther,
+    /// Taking effect here would strand this read: the key would not hold the value the read
+    /// observed, and no operation left could write that value again.
+    Strands(OpId),
+    /// It could take effect here, but every continuation after it fails.
+    DeadEnd,
+    /// A read of a value that no operation wrote and the key did not hold at the start. The
+    /// violation then has an empty prefix: no search was needed.
+    NeverWritten,
 }
 
 impl<K> Debug for Violation<K> {
@@ -147,11 +164,14 @@ where
         })
         .collect();
     drop_unobserved_unknown_writes(&mut ops);
+    if let Some(violation) = read_of_nothing_written(history, key, &ops, initial) {
+        return Err(violation);
+    }
 
-    let search::Outcome::Violation { depth, .. } = search::search(&ops, initial, None) else {
+    let search::Verdict::Violation { depth, .. } = search::search(&ops, initial, None) else {
         return Ok(());
     };
-    let search::Outcome::Violation {
+    let search::Verdict::Violation {
         stuck: Some(stuck), ..
     } = search::search(&ops, initial, Some(depth))
     else {
@@ -178,6 +198,45 @@ fn drop_unobserved_unknown_writes(ops: &mut Vec<KeyOp>) {
         (Step::Set(value), None) => last_seen.get(&value).is_some_and(|&t| t >= op.invoked),
         _ => true,
     });
+}
+
+/// A read that observed a value nothing could have put there, reported without a search (which
+/// also relies on there being none: see `search::Outlook`).
+fn read_of_nothing_written<K: Clone + Debug, V: Debug>(
+    history: &History<K, V>,
+    key: &K,
+    ops: &[KeyOp],
+    initial: State,
+) -> Option<Violation<K>> {
+    let written: std::collections::HashSet<State> = ops
+        .iter()
+        .filter_map(|op| match op.step {
+            Step::Set(v) => Some(v),
+            Step::Get(_) => None,
+        })
+        .chain([initial])
+        .collect();
+    let read = ops
+        .iter()
+        .find(|op| matches!(op.step, Step::Get(seen) if !written.contains(&seen)))?;
+    let what = if initial == ABSENT {
+        "no operation wrote"
+    } else {
+        "no operation wrote and the key did not hold at the start"
+    };
+    Some(Violation {
+        key: key.clone(),
+        operations: ops.len(),
+        prefix: Vec::new(),
+        blocker: read.id,
+        candidates: vec![(read.id, RuledOut::NeverWritten)],
+        report: format!(
+            "key {key:?} is not linearizable ({} operations on it checked)\n\
+             {} observed a value that {what}\n",
+            ops.len(),
+            describe(read.id, history.get(read.id)),
+        ),
+    })
 }
 
 /// How many operations of a long prefix the report lists (the last ones, nearest the problem).
@@ -219,19 +278,35 @@ fn explain<K: Clone + Debug, V: Debug>(
          was ruled out:",
         describe_op(stuck.blocker)
     );
-    for &(i, allowed) in &stuck.candidates {
-        let why = if allowed {
-            "possible here, but every continuation after it fails".to_owned()
-        } else {
-            let Step::Get(seen) = ops[i].step else {
-                unreachable!("writes and deletes are always allowed")
-            };
-            match values.get(seen) {
-                Some(v) => format!("it observed {v:?}, but the key {holds}"),
-                None => format!("it observed the key absent, but the key {holds}"),
-            }
+    let observed = |read: usize| match ops[read].step {
+        Step::Get(seen) => match values.get(seen) {
+            Some(v) => format!("{v:?}"),
+            None => "the key absent".to_owned(),
+        },
+        Step::Set(_) => unreachable!("only reads are stranded or mismatched"),
+    };
+    let mut candidates = Vec::with_capacity(stuck.candidates.len());
+    for &(i, blocked) in &stuck.candidates {
+        let (why, ruled_out) = match blocked {
+            Blocked::Mismatch => (
+                format!("it observed {}, but the key {holds}", observed(i)),
+                RuledOut::ObservedOther,
+            ),
+            Blocked::Strands(read) => (
+                format!(
+                    "taking effect here strands {}: nothing left could make it observe {}",
+                    describe_op(read),
+                    observed(read)
+                ),
+                RuledOut::Strands(id(read)),
+            ),
+            Blocked::DeadEnd => (
+                "possible here, but every continuation after it fails".to_owned(),
+                RuledOut::DeadEnd,
+            ),
         };
         let _ = writeln!(report, "  {}: {why}", describe_op(i));
+        candidates.push((id(i), ruled_out));
     }
 
     Violation {
@@ -239,7 +314,7 @@ fn explain<K: Clone + Debug, V: Debug>(
         operations: ops.len(),
         prefix: stuck.prefix.iter().map(|&i| id(i)).collect(),
         blocker: id(stuck.blocker),
-        candidates: stuck.candidates.iter().map(|&(i, _)| id(i)).collect(),
+        candidates,
         report,
     }
 }

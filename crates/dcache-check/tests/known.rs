@@ -2,7 +2,7 @@
 //! ones it must reject. Times are small integers; `[a, b]` below means invoked at a, completed
 //! at b.
 
-use dcache_check::{History, OpId, Violation};
+use dcache_check::{History, OpId, RuledOut, Violation};
 
 type H = History<&'static str, &'static str>;
 
@@ -248,15 +248,20 @@ fn many_overlapping_clients_on_one_key() {
 
 // ---- not linearizable ----
 
+/// The search notices as soon as the second write is placed: the stale read could then never
+/// be satisfied, so the write has nowhere to go.
 #[test]
 fn stale_read_after_a_completed_write() {
     let mut h = H::new();
-    h.w(1, "k", "a", [0, 10]);
-    h.w(1, "k", "b", [20, 30]);
+    let first = h.w(1, "k", "a", [0, 10]);
+    let second = h.w(1, "k", "b", [20, 30]);
     let stale = h.r(2, "k", Some("a"), [40, 50]);
     let v = rejected(&h);
     assert_eq!(v.key, "k");
-    assert_eq!(v.blocker, stale);
+    assert_eq!(v.operations, 3);
+    assert_eq!(v.prefix, [first]);
+    assert_eq!(v.blocker, second);
+    assert_eq!(v.candidates, [(second, RuledOut::Strands(stale))]);
 }
 
 #[test]
@@ -266,7 +271,15 @@ fn read_of_a_value_never_written() {
     let bogus = h.r(2, "k", Some("z"), [5, 15]);
     let v = rejected(&h);
     assert_eq!(v.blocker, bogus);
-    assert!(v.to_string().contains("observed \"z\""), "{v}");
+    assert_eq!(v.candidates, [(bogus, RuledOut::NeverWritten)]);
+    assert!(v.prefix.is_empty());
+    let report = v.to_string();
+    assert!(
+        report.contains(
+            "#1 client 2: read -> \"z\" [5, 15] observed a value that no operation wrote"
+        ),
+        "{report}"
+    );
 }
 
 /// Two sequential reads, both overlapping one write, see the new value and then the old one: the
@@ -274,11 +287,20 @@ fn read_of_a_value_never_written() {
 #[test]
 fn reads_flip_flop_while_a_write_overlaps_both() {
     let mut h = H::new();
-    h.w(1, "k", "old", [0, 5]);
-    h.w(2, "k", "new", [10, 100]);
-    h.r(3, "k", Some("new"), [20, 30]);
-    h.r(3, "k", Some("old"), [40, 50]);
-    rejected(&h);
+    let old = h.w(1, "k", "old", [0, 5]);
+    let new = h.w(2, "k", "new", [10, 100]);
+    let sees_new = h.r(3, "k", Some("new"), [20, 30]);
+    let sees_old = h.r(3, "k", Some("old"), [40, 50]);
+    let v = rejected(&h);
+    assert_eq!(v.prefix, [old]);
+    assert_eq!(v.blocker, sees_new);
+    assert_eq!(
+        v.candidates,
+        [
+            (new, RuledOut::Strands(sees_old)),
+            (sees_new, RuledOut::ObservedOther)
+        ]
+    );
 }
 
 /// Porcupine's counterexample, in our terms: a write of "200" over [0, 100]; a read over
@@ -300,10 +322,9 @@ fn lost_acknowledged_write() {
     let second = h.w(2, "k", "b", [20, 30]);
     let read = h.r(3, "k", Some("a"), [40, 50]);
     let v = rejected(&h);
-    assert_eq!(v.operations, 3);
-    assert_eq!(v.prefix, [first, second]);
-    assert_eq!(v.blocker, read);
-    assert_eq!(v.candidates, [read]);
+    assert_eq!(v.prefix, [first]);
+    assert_eq!(v.blocker, second);
+    assert_eq!(v.candidates, [(second, RuledOut::Strands(read))]);
 }
 
 #[test]
@@ -387,16 +408,19 @@ fn violation_in_one_key_among_many() {
 #[test]
 fn report_explains_the_violation() {
     let mut h = H::new();
-    h.w(1, "k", "a", [0, 10]);
-    h.w(2, "k", "b", [20, 30]);
-    h.r(3, "k", Some("a"), [40, 50]);
+    h.w(1, "k", "old", [0, 5]);
+    h.w(2, "k", "new", [10, 100]);
+    h.r(3, "k", Some("new"), [20, 30]);
+    h.r(3, "k", Some("old"), [40, 50]);
     let report = rejected(&h).to_string();
     for expected in [
-        "key \"k\" is not linearizable",
-        "#0 client 1: write \"a\" [0, 10]",
-        "#1 client 2: write \"b\" [20, 30]",
-        "after which the key holds \"b\"",
-        "#2 client 3: read -> \"a\" [40, 50]: it observed \"a\", but the key holds \"b\"",
+        "key \"k\" is not linearizable (4 operations on it checked)",
+        "a longest linearizable prefix has 1 operations, after which the key holds \"old\":\n  \
+         #0 client 1: write \"old\" [0, 5]\n",
+        "then #2 client 3: read -> \"new\" [20, 30] completed before it could take effect",
+        "#1 client 2: write \"new\" [10, 100]: taking effect here strands \
+         #3 client 3: read -> \"old\" [40, 50]: nothing left could make it observe \"old\"",
+        "#2 client 3: read -> \"new\" [20, 30]: it observed \"new\", but the key holds \"old\"",
     ] {
         assert!(
             report.contains(expected),

@@ -27,10 +27,16 @@
 //! the commit (a state transfer, the slot paused meanwhile), and the primary takes the new
 //! topology at once, as the node that drives the move.
 //!
-//! Checks: every acknowledged write is held by its slot's primary at the end, and by every copy
-//! once the cluster settled (for an asynchronous primary the losses are counted and printed, not
-//! asserted); no node acknowledges a write after it lost the slot unless the slot's primary holds
-//! it; chain histories are linearizable (`dcache-check`).
+//! Checks (which ones a test asserts is in its `Promises`): every acknowledged write is seen by a
+//! read at the end (held by the slot's primary; under quorum, by enough copies that any
+//! `read_quorum` of them include one that holds it); no node acknowledges a write after it lost
+//! the slot unless such a read would see it; copies agree once the cluster settled; chain
+//! histories are linearizable (`dcache-check`). For an asynchronous primary the losses are counted
+//! and printed, not asserted. `DCACHE_TRACE=1` prints every event of a run, `DCACHE_LOSS=<p>`
+//! replays a seed at another message loss rate.
+//!
+//! Not modelled: quorum reads and read repair (clients read the primary), deletes and expiry,
+//! the server's write pausing during a migration (the state transfer is instantaneous).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;

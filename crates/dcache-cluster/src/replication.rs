@@ -435,7 +435,7 @@ impl<E: Clone, T> Replicator<E, T> {
     pub fn ready(&self) -> impl Iterator<Item = &str> + '_ {
         self.streams
             .iter()
-            .filter(|(_, s)| s.sent < s.queued)
+            .filter(|(p, s)| s.sent < s.queued && self.layout.members.contains(*p))
             .map(|(p, _)| p.as_str())
     }
 
@@ -580,10 +580,12 @@ impl<E: Clone, T> Replicator<E, T> {
                 self.waiters.insert(id, waiter);
             }
         }
-        // Streams to nodes that hold no copy of anything are of no use any more (no waiting
-        // write counts on them: the look above dropped those parts).
+        // A stream to a node that holds no copy of anything keeps what it has not acknowledged
+        // (and its offsets, so that a late answer from an old connection never counts for
+        // items queued later), but is not sent on (`ready`) until the node holds a copy again.
         let members = self.layout.members.clone();
-        self.streams.retain(|peer, _| members.contains(peer));
+        self.streams
+            .retain(|peer, s| members.contains(peer) || !s.watchers.is_empty());
         done
     }
 

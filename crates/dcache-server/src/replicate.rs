@@ -624,10 +624,12 @@ async fn peer_task(
             view.topology
                 .nodes
                 .get(&peer)
+                .filter(|n| n.state != dcache_cluster::NodeState::Failed)
                 .map(|n| (n.host.clone(), n.port))
         };
         let Some((host, port)) = address else {
-            // Gone from the topology: what was queued for it is of no use.
+            // Gone from the topology, or declared failed: nothing to send it until it holds a
+            // copy again (then a write wakes a new task).
             replication.peers.lock().remove(&peer);
             return;
         };

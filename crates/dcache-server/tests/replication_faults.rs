@@ -42,10 +42,10 @@ fn put(node: &TestNode, key: &str, value: &str) {
     node.shared.store.restore(effect, now).unwrap();
 }
 
-/// `primary` with two replicas and the default `sync-replicas 1`: a write acknowledged by the
-/// second replica only (the first lags: it is one epoch behind and refuses the batch) must
-/// survive the loss of its primary. The topology promotes the first surviving replica, not the
-/// most up-to-date one, and nothing brings the write from the second replica to it.
+/// `primary` with two replicas and the default `sync-replicas 1`: while the first replica lags
+/// (one epoch behind, it refuses the batch), the second replica's answer does not acknowledge a
+/// write: the primary waits for its first K replicas in order, and a failover promotes the first
+/// surviving one, which then holds every acknowledged write.
 #[tokio::test]
 async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
     let control = LocalControl::new();
@@ -97,16 +97,30 @@ async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
             .wait_for_epoch(epoch)
             .await;
     }
+    // The write waits for the first replica, whatever the second says: it is acknowledged
+    // only once the lagging node has caught up and holds it.
     let mut con = nodes[p].client().await;
-    assert_eq!(
-        cmd(&mut con, &["SET", &key, "acked"]).await.unwrap(),
-        Value::Okay
-    );
+    let k = key.clone();
+    let write = tokio::spawn(async move { cmd(&mut con, &["SET", &k, "acked"]).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !holds(&nodes[r2], &key, "acked") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second replica never got it"
+        );
+        tokio::task::yield_now().await;
+    }
     assert!(
-        holds(&nodes[r2], &key, "acked"),
-        "the second replica acknowledged it"
+        !write.is_finished(),
+        "acknowledged by the second replica while the first lags"
     );
-    drop(con);
+    forward.send(topology(&control)).unwrap();
+    assert_eq!(write.await.unwrap().unwrap(), Value::Okay);
+    let r1 = by_id(&set[1].id);
+    assert!(
+        holds(&nodes[r1], &key, "acked"),
+        "the first replica holds it"
+    );
 
     // The primary dies; the lagging node catches up with the topology that declares it failed.
     let primary = nodes.remove(p);

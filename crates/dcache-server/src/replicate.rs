@@ -139,6 +139,8 @@ pub struct Replication {
     active: std::sync::atomic::AtomicBool,
     /// Whether the strategy is chain replication.
     chain: std::sync::atomic::AtomicBool,
+    /// Whether reads ask other copies (quorum with a read quorum above 1).
+    quorum_reads: std::sync::atomic::AtomicBool,
     /// Per peer: the wake-up of its task.
     peers: Mutex<HashMap<NodeId, Arc<Notify>>>,
     /// Peers that need a task; the manager ([`run`]) starts them.
@@ -203,6 +205,7 @@ impl Replication {
             epoch: AtomicU64::new(0),
             active: std::sync::atomic::AtomicBool::new(false),
             chain: std::sync::atomic::AtomicBool::new(false),
+            quorum_reads: std::sync::atomic::AtomicBool::new(false),
             peers: Mutex::default(),
             spawn,
             spawn_rx: Mutex::new(Some(spawn_rx)),
@@ -239,6 +242,11 @@ impl Replication {
         self.active.store(active, Ordering::Relaxed);
         self.chain
             .store(mode_of(topology) == Mode::Chain, Ordering::Relaxed);
+        let settings = topology.settings;
+        self.quorum_reads.store(
+            settings.strategy == dcache_cluster::Strategy::Quorum && settings.read_quorum > 1,
+            Ordering::Relaxed,
+        );
         complete(done);
         self.wake_ready();
         self.progress.notify_waiters();
@@ -759,14 +767,12 @@ pub struct QuorumRead {
 /// How long a quorum read waits for the other copies' answers.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Whether a read of a slot this node is the primary of asks other copies first.
+/// Whether a read of a slot this node is the primary of asks other copies first (two atomic
+/// loads: every read asks).
 #[must_use]
 pub fn quorum_reads(shared: &Shared) -> bool {
     shared.cluster.as_ref().is_some_and(|c| {
-        let settings = c.view().topology.settings;
-        settings.strategy == dcache_cluster::Strategy::Quorum
-            && settings.read_quorum > 1
-            && c.replication.active()
+        c.replication.active() && c.replication.quorum_reads.load(Ordering::Relaxed)
     })
 }
 

@@ -649,10 +649,12 @@ impl Sim {
             HeldState::Err
         } else {
             let me = node.id.clone();
+            let sender = self.nodes[s].id.clone();
+            let node = &mut self.nodes[r];
             let mine: Vec<(u16, Item)> = items
                 .into_iter()
                 .map(|item| (slot_of(item.key), item))
-                .filter(|(slot, _)| node.core.layout().position(*slot, &me).is_some())
+                .filter(|(slot, _)| node.core.layout().sends_to(*slot, &sender, &me))
                 .collect();
             for (_, item) in &mine {
                 node.apply(item);

@@ -41,7 +41,7 @@ docs/PERFORMANCE.md (unless --no-write). Every process it starts it stops, on er
 wait is bounded.
 
 Usage: python3 bench/replication.py [--dcache target/release/dcache] [--rounds 3]
-       [--requests-p1 200000] [--requests-p16 1000000] [--seconds 3] [--failover-runs 3]
+       [--requests-p1 150000] [--requests-p16 600000] [--seconds 2] [--failover-runs 3]
        [--parts throughput,failover] [--only NAME,...] [--no-write]
 """
 
@@ -315,9 +315,9 @@ def redis_benchmark(cl, pipeline, requests):
     argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(cl.primaries()[0]), "--cluster",
             "-t", "set", "-c", str(CONNECTIONS), "-P", str(pipeline), "-r", str(KEYS),
             "-d", str(VALUE_SIZE), "-n", str(requests), "--csv"]
-    cpu0 = cpu_total(cl.pids)
+    cpu0, t0 = cpu_total(cl.pids), time.perf_counter()
     r = subprocess.run(pinned(CLIENT_CPU, argv), capture_output=True, text=True, timeout=600)
-    cpu = cpu_total(cl.pids) - cpu0
+    cpu, wall = cpu_total(cl.pids) - cpu0, time.perf_counter() - t0
     row = None
     for line in r.stdout.splitlines():
         cells = [c.strip('"') for c in line.split(",")]
@@ -331,7 +331,7 @@ def redis_benchmark(cl, pipeline, requests):
     # "p99_latency_ms","max_latency_ms"
     return {"tool": "redis-benchmark", "command": " ".join(argv), "ops": float(row[1]),
             "p50": float(row[4]), "p99": float(row[6]), "max": float(row[7]),
-            "writes": requests, "server_cpu_s": cpu, "cpu_us": cpu / requests * 1e6,
+            "writes": requests, "wall_s": wall, "server_cpu_s": cpu, "cpu_us": cpu / requests * 1e6,
             "error_lines": errors[:5]}
 
 
@@ -468,7 +468,8 @@ def throughput(args, name, workdir, rnd):
             r = redis_benchmark(cl, pipeline, n)
             runs.append({**base, **r, "pipeline": pipeline, "wait": False})
             print(f"  {name} redis-benchmark P{pipeline}: {r['ops']:,.0f} ops/s p50 {r['p50']:.3f}"
-                  f" p99 {r['p99']:.3f} ms, {r['cpu_us']:.2f} µs CPU/write", flush=True)
+                  f" p99 {r['p99']:.3f} ms, {r['cpu_us']:.2f} µs CPU/write ({r['wall_s']:.1f} s)"
+                  f" {r['error_lines']}", flush=True)
         waits = (False, True) if name == "redis 3+3" else (False,)
         for wait in waits:
             for pipeline in (1, 16):
@@ -514,11 +515,13 @@ class Writer:
                 continue
         return False
 
-    def call(self, key, *cmd):
-        """The reply, or an Error / an exception text when the write's fate is unknown."""
+    def call(self, key, *cmd, via=None):
+        """The reply, or an Error when the write's fate is unknown. `via`: ask this node first
+        (after an error: any node answers -MOVED to the slot's owner as it knows it)."""
         slot = m.keyslot(key)
         for _ in range(5):
-            port = self.owner[slot]
+            port = via or self.owner[slot]
+            via = None
             if port is None:
                 return m.Error("no owner")
             try:
@@ -547,12 +550,15 @@ def failover(args, name, workdir, run):
         victim_pid = cl.pid_of(victim)
         slots = {s for a, b, c in ranges if c[0] == victim for s in range(a, b + 1)}
         w = Writer([p for p in cl.ports if p != victim] + [victim])
-        acked, errors, samples = [], {}, []
+        acked, errors, samples, timeline = [], {}, [], []
         killed = {}
 
         def kill():
+            t = time.perf_counter()
             os.kill(victim_pid, signal.SIGKILL)
-            killed["t"] = time.perf_counter()
+            # The clock runs from the signal; only writes sent after it count as back.
+            killed["sent_after"] = time.perf_counter()
+            killed["t"] = t
 
         timer = threading.Timer(args.before, kill)
         t0 = time.perf_counter()
@@ -570,12 +576,14 @@ def failover(args, name, workdir, run):
                     i += 1
                     if m.keyslot(key) in slots:
                         break
+                via, tries = None, 0
                 while True:
-                    r = w.call(key, b"SET", key, key)
+                    sent = time.perf_counter()
+                    r = w.call(key, b"SET", key, key, via=via)
                     now = time.perf_counter()
                     if r == b"OK":
                         acked.append(key)
-                        if "t" in killed and first is None:
+                        if "t" in killed and first is None and sent >= killed["sent_after"]:
                             first = now - killed["t"]
                             recovered_at = now
                         break
@@ -583,8 +591,14 @@ def failover(args, name, workdir, run):
                     errors[kind] = errors.get(kind, 0) + 1
                     if len(samples) < 8 and str(r) not in samples:
                         samples.append(str(r))
+                    if "t" in killed:
+                        timeline.append((round(now - killed["t"], 4), kind))
+                    # Wait, then ask the next node in turn, following its -MOVED: re-reading
+                    # CLUSTER SLOTS each time would make the probe as coarse as that reply is
+                    # slow (13,666 ranges from a dcache node, 0.16 s to fetch and parse).
                     time.sleep(0.01)
-                    w.refresh()
+                    tries += 1
+                    via = w.seeds[tries % len(w.seeds)]
                     if ("t" in killed and now - killed["t"] > args.max_failover) or (
                             "t" not in killed and now - t0 > args.before + 30):
                         break
@@ -605,7 +619,7 @@ def failover(args, name, workdir, run):
                   "victim_port": victim, "victim_index": cl.ports.index(victim),
                   "failover_s": first, "acked": len(acked), "lost": lost,
                   "read_errors": read_errors, "write_errors": errors,
-                  "error_samples": samples}
+                  "error_samples": samples, "errors_after_kill": timeline[:20] + timeline[-20:]}
         print(f"  {name} run {run}: killed node {cl.ports.index(victim) + 1}; writes back after "
               f"{first if first is None else round(first, 3)} s; {len(acked)} acknowledged, "
               f"{lost} lost ({read_errors} read errors); errors {errors} {samples[:3]}",
@@ -690,10 +704,18 @@ def markdown(result):
                 b, c = med(r["cpu_us"] for r in base), med(r["cpu_us"] for r in rs)
                 row.append(f"{c / b:.2f}" if b and c and name != BASELINE[system] else "-")
             lines.append("| " + " | ".join(row) + " |")
+    errs = {}
+    for r in runs:
+        if r.get("errors") or r.get("error_lines"):
+            errs.setdefault((r["cluster"], r["tool"], r["pipeline"], r["wait"]), []).append(
+                r.get("errors") or len(r["error_lines"]))
+    if errs:
+        lines += ["", "Runs with errors (count per run): " + "; ".join(
+            f"{c} {t} P{p}{' WAIT' if w else ''}: {v}" for (c, t, p, w), v in errs.items())]
     fo = result["failover"]
     if fo:
         lines += ["", f"Failover: `kill -9` of a primary, {args['failover_runs']} runs each "
-                  f"(victim rotating over the primaries), this script's writer:", "",
+                  f"(the victim, node N, rotating over the primaries), this script's writer:", "",
                   "| cluster | writes back after s: median (runs) | acknowledged writes "
                   "| acknowledged writes lost (runs) |",
                   "|---|---:|---:|---:|"]
@@ -702,12 +724,15 @@ def markdown(result):
             if not rs:
                 continue
             times = [r["failover_s"] for r in rs]
-            shown = ", ".join("never" if t is None else f"{t:.2f}" for t in times)
+            shown = ", ".join(("never" if r["failover_s"] is None else f"{r['failover_s']:.2f}")
+                              + f" node {r['victim_index'] + 1}" for r in rs)
             m_t = med(times)
             lines.append(
                 f"| {name} | {'-' if m_t is None else f'{m_t:.2f}'} ({shown}) | "
                 f"{med(r['acked'] for r in rs):,.0f} | "
                 f"{', '.join(str(r['lost']) for r in rs)} |")
+    if result.get("failed"):
+        lines += ["", "Failed: " + "; ".join(result["failed"])]
     return "\n".join(lines)
 
 
@@ -715,26 +740,58 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dcache", default=os.path.join(ROOT, "target", "release", "dcache"))
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--requests-p1", type=int, default=200_000)
-    ap.add_argument("--requests-p16", type=int, default=1_000_000)
-    ap.add_argument("--seconds", type=float, default=3.0, help="each run of the Python generator")
+    ap.add_argument("--requests-p1", type=int, default=150_000)
+    ap.add_argument("--requests-p16", type=int, default=600_000)
+    ap.add_argument("--seconds", type=float, default=2.0, help="each run of the Python generator")
     ap.add_argument("--failover-runs", type=int, default=3)
     ap.add_argument("--before", type=float, default=2.0, help="seconds of writes before the kill")
     ap.add_argument("--after", type=float, default=1.0, help="seconds of writes after recovery")
     ap.add_argument("--max-failover", type=float, default=60.0)
     ap.add_argument("--parts", default="throughput,failover")
-    ap.add_argument("--only", help="comma-separated cluster names (as in the tables)")
+    ap.add_argument("--only", help="cluster names (as in the tables), separated by ;")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     ap.add_argument("--keep", action="store_true", help="keep the nodes' directories and logs")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the tables from docs/perf/replication.json, measure nothing")
     args = ap.parse_args()
     for exe in ("redis-server", "redis-cli", "redis-benchmark", "taskset"):
         if not shutil.which(exe):
             sys.exit(f"needs {exe} (Debian: apt-get install redis-server redis-tools util-linux)")
     if not os.access(args.dcache, os.X_OK):
         sys.exit(f"no dcache binary at {args.dcache} (cargo build --release)")
-    only = set(args.only.split(",")) if args.only else None
+    only = set(args.only.split(";")) if args.only else None
+    # The script itself (generators, failover writer, tools) runs on the client core; the
+    # servers are started under `taskset -c 0`.
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
     parts = args.parts.split(",")
-    result = {"machine": machine(), "args": vars(args), "throughput": [], "failover": []}
+    if args.report_only:
+        with open(OUT_JSON) as f:
+            result = json.load(f)
+        table = markdown(result)
+        print(table)
+        if not args.no_write:
+            replace_between(PERF_DOC, BEGIN, END, table)
+        return
+    result = {"machine": machine(), "args": vars(args), "throughput": [], "failover": [],
+              "failed": []}
+
+    def save():
+        if not args.no_write:
+            os.makedirs(os.path.dirname(OUT_JSON), exist_ok=True)
+            with open(OUT_JSON, "w") as f:
+                json.dump(result, f, indent=1)
+
+    def attempt(what, fn, *a):
+        """One cluster's measurement; a failure is recorded and the run goes on."""
+        try:
+            return fn(*a)
+        except Exception as e:  # noqa: BLE001 (recorded in the results, not hidden)
+            print(f"  FAILED {what}: {type(e).__name__}: {e}", flush=True)
+            result["failed"].append(f"{what}: {type(e).__name__}: {e}")
+            return None
+        finally:
+            save()
+
     workdir = tempfile.mkdtemp(prefix="replication-")
     try:
         if "throughput" in parts:
@@ -745,14 +802,18 @@ def main():
                 print(f"round {rnd + 1}: {order}", flush=True)
                 for name in order:
                     d = tempfile.mkdtemp(dir=workdir)
-                    result["throughput"] += throughput(args, name, d, rnd)
+                    runs = attempt(f"{name} round {rnd + 1}", throughput, args, name, d, rnd)
+                    result["throughput"] += runs or []
         if "failover" in parts:
             for run in range(args.failover_runs):
                 for name in FAILOVER:
                     if only and name not in only:
                         continue
                     d = tempfile.mkdtemp(dir=workdir)
-                    result["failover"].append(failover(args, name, d, run))
+                    r = attempt(f"{name} failover run {run + 1}", failover, args, name, d, run)
+                    if r:
+                        result["failover"].append(r)
+                        save()
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -761,10 +822,8 @@ def main():
     table = markdown(result)
     print()
     print(table)
+    save()
     if not args.no_write:
-        os.makedirs(os.path.dirname(OUT_JSON), exist_ok=True)
-        with open(OUT_JSON, "w") as f:
-            json.dump(result, f, indent=1)
         replace_between(PERF_DOC, BEGIN, END, table)
         print("\nwrote docs/PERFORMANCE.md and docs/perf/replication.json")
 

@@ -545,7 +545,9 @@ def failover(args, name, workdir, run):
     try:
         cl.start()
         ranges = cluster_slots(cl.ports[0])
-        primaries = sorted({r[2][0] for r in ranges})
+        # Run N kills the Nth primary in start order (dcache: node N), so each role (the first
+        # node, the ones that joined it) is the victim once in three runs.
+        primaries = sorted({r[2][0] for r in ranges}, key=cl.ports.index)
         victim = primaries[run % len(primaries)]
         victim_pid = cl.pid_of(victim)
         slots = {s for a, b, c in ranges if c[0] == victim for s in range(a, b + 1)}

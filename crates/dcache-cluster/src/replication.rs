@@ -119,6 +119,20 @@ impl Layout {
         copies.next()
     }
 
+    /// Whether `from` is who sends `to` the writes of `slot`: its primary (primary, quorum), or
+    /// its predecessor in the chain. A copy applies a peer's items only from that sender, so that
+    /// a node that lost the slot (a deposed primary back from a partition, a link cut out of a
+    /// chain) cannot make the copies diverge with what it queued before.
+    #[must_use]
+    pub fn sends_to(&self, slot: u16, from: &str, to: &str) -> bool {
+        match self.mode {
+            Mode::Chain => self.successor(slot, from) == Some(to),
+            Mode::Primary { .. } | Mode::Quorum { .. } => {
+                self.position(slot, from) == Some(0) && self.position(slot, to).is_some()
+            }
+        }
+    }
+
     /// Every member that holds a copy of some slot.
     #[must_use]
     pub fn members(&self) -> &[NodeId] {
@@ -157,16 +171,27 @@ struct Part<E> {
     item: E,
 }
 
-/// The items of one slot of a write, and how many of their peers must have them.
+/// The items of one slot of a write, and which of their peers must have them: the `required`
+/// peers when named (a primary's first K replicas, a chain's successor), else any `need`.
 #[derive(Debug)]
 struct Group<E> {
     slot: u16,
     parts: Vec<Part<E>>,
     need: usize,
+    required: Option<Vec<NodeId>>,
 }
 
 impl<E> Group<E> {
+    /// Whether `peer` was sent every item of the group and acknowledged them all.
+    fn holds(&self, peer: &str) -> bool {
+        self.parts.iter().any(|p| p.peer == peer)
+            && self.parts.iter().all(|p| p.peer != peer || p.done)
+    }
+
     fn satisfied(&self) -> bool {
+        if let Some(required) = &self.required {
+            return required.iter().all(|peer| self.holds(peer));
+        }
         let mut peers: Vec<&str> = self
             .parts
             .iter()
@@ -205,6 +230,9 @@ struct Stream<E> {
     first: u64,
     /// Writes waiting on this stream: (offset, waiter id), by offset.
     watchers: VecDeque<(u64, u64)>,
+    /// The last offset dropped from a full backlog: the peer never got it, so an
+    /// acknowledgement past it does not count for the writes at or below it.
+    dropped_upto: u64,
 }
 
 impl<E> Default for Stream<E> {
@@ -216,6 +244,7 @@ impl<E> Default for Stream<E> {
             backlog: VecDeque::new(),
             first: 1,
             watchers: VecDeque::new(),
+            dropped_upto: 0,
         }
     }
 }
@@ -266,6 +295,18 @@ impl<E: Clone, T> Replicator<E, T> {
     /// coordinator) and false for items received from another copy (a chain's link sends them
     /// on; other strategies' copies only apply them).
     pub fn submit(&mut self, token: T, items: Vec<(u16, E)>, origin: bool) -> Submitted<T> {
+        self.submit_marked(token, items, origin, &mut Vec::new())
+    }
+
+    /// [`Replicator::submit`], also noting in `marks` each peer the items were queued for, with
+    /// the offset of the last one (an entry per peer, updated in place).
+    pub fn submit_marked(
+        &mut self,
+        token: T,
+        items: Vec<(u16, E)>,
+        origin: bool,
+        marks: &mut Vec<(NodeId, u64)>,
+    ) -> Submitted<T> {
         let mut groups: Vec<Group<E>> = Vec::new();
         for (slot, item) in items {
             let Some(position) = self.layout.position(slot, &self.me) else {
@@ -281,6 +322,13 @@ impl<E: Clone, T> Replicator<E, T> {
                 Mode::Quorum { write } => (self.others(slot, position), write.saturating_sub(1)),
             };
             let need = need.min(peers.len());
+            // A primary waits for its first K replicas, in order, not any K: the first surviving
+            // replica, which a failover promotes, then holds every acknowledged write. A chain
+            // waits for its successor. A quorum takes any W - 1.
+            let required = match self.layout.mode {
+                Mode::Quorum { .. } => None,
+                Mode::Primary { .. } | Mode::Chain => Some(peers[..need].to_vec()),
+            };
             let group = match groups.iter_mut().find(|g| g.slot == slot) {
                 Some(group) => group,
                 None => {
@@ -288,12 +336,17 @@ impl<E: Clone, T> Replicator<E, T> {
                         slot,
                         parts: Vec::new(),
                         need,
+                        required,
                     });
                     groups.last_mut().expect("just pushed")
                 }
             };
             for peer in peers {
                 let offset = self.queue(&peer, item.clone());
+                match marks.iter_mut().find(|(p, _)| *p == peer) {
+                    Some(mark) => mark.1 = offset,
+                    None => marks.push((peer.clone(), offset)),
+                }
                 group.parts.push(Part {
                     peer,
                     offset,
@@ -335,6 +388,7 @@ impl<E: Clone, T> Replicator<E, T> {
         stream.backlog.push_back(item);
         if stream.backlog.len() > MAX_BACKLOG {
             stream.backlog.pop_front();
+            stream.dropped_upto = stream.first;
             stream.first += 1;
             stream.sent = stream.sent.max(stream.first - 1);
             self.dropped += 1;
@@ -381,7 +435,7 @@ impl<E: Clone, T> Replicator<E, T> {
     pub fn ready(&self) -> impl Iterator<Item = &str> + '_ {
         self.streams
             .iter()
-            .filter(|(_, s)| s.sent < s.queued)
+            .filter(|(p, s)| s.sent < s.queued && self.layout.members.contains(*p))
             .map(|(p, _)| p.as_str())
     }
 
@@ -411,7 +465,11 @@ impl<E: Clone, T> Replicator<E, T> {
                     break;
                 }
                 stream.watchers.pop_front();
-                woken.push((at, waiter));
+                // A write whose item was dropped before the peer got it stays waiting (until
+                // its deadline, or until the layout no longer asks this peer for it).
+                if at > stream.dropped_upto {
+                    woken.push((at, waiter));
+                }
             }
         }
         let mut done = Vec::new();
@@ -466,8 +524,22 @@ impl<E: Clone, T> Replicator<E, T> {
                         }
                         group.parts = kept;
                         group.need = usize::from(next.is_some());
+                        group.required = Some(next.into_iter().collect());
                     }
-                    Mode::Primary { .. } | Mode::Quorum { .. } => {
+                    Mode::Primary { sync } => {
+                        // The first K replicas of the new set among those that were sent the
+                        // write (a copy made since got it by migration).
+                        let copies: Vec<NodeId> = self.others(slot, position);
+                        group.parts.retain(|p| copies.contains(&p.peer));
+                        let sent: Vec<NodeId> = copies
+                            .into_iter()
+                            .filter(|c| group.parts.iter().any(|p| p.peer == *c))
+                            .take(sync)
+                            .collect();
+                        group.need = sent.len();
+                        group.required = Some(sent);
+                    }
+                    Mode::Quorum { .. } => {
                         let copies: Vec<NodeId> = self.others(slot, position);
                         group.parts.retain(|p| copies.contains(&p.peer));
                         let peers = {
@@ -478,6 +550,7 @@ impl<E: Clone, T> Replicator<E, T> {
                             peers.len()
                         };
                         group.need = group.need.min(peers);
+                        group.required = None;
                     }
                 }
             }
@@ -507,7 +580,9 @@ impl<E: Clone, T> Replicator<E, T> {
                 self.waiters.insert(id, waiter);
             }
         }
-        // Streams to nodes that hold no copy of anything are of no use any more.
+        // A stream to a node that holds no copy of anything keeps what it has not acknowledged
+        // (and its offsets, so that a late answer from an old connection never counts for
+        // items queued later), but is not sent on (`ready`) until the node holds a copy again.
         let members = self.layout.members.clone();
         self.streams
             .retain(|peer, s| members.contains(peer) || !s.watchers.is_empty());

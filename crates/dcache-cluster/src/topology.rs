@@ -308,6 +308,16 @@ impl Topology {
         self.slots.as_ref()?.replicas(slot).position(|m| m.id == id)
     }
 
+    /// The position of `id` in `slot`'s target set (0: primary), if the slot is moving and `id`
+    /// is in its target set. A node keeps its copy of a slot while it is in either set.
+    #[must_use]
+    pub fn target_role_of(&self, id: &str, slot: u16) -> Option<usize> {
+        self.target
+            .as_ref()?
+            .replicas(slot)
+            .position(|m| m.id == id)
+    }
+
     /// The members of `slot`'s target set that are not in its set now: each needs a copy of the
     /// slot, streamed by its current primary, before the move commits. Empty when the slot does
     /// not move, or moves only by dropping or reordering copies.
@@ -398,196 +408,5 @@ impl Topology {
             }
         }
         counts
-    }
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(n: u8) -> Node {
-        Node {
-            id: format!("{n:040x}"),
-            host: "127.0.0.1".into(),
-            port: 5000 + u16::from(n),
-            bus_port: 15000 + u16::from(n),
-            state: NodeState::Online,
-        }
-    }
-
-    fn id(n: u8) -> NodeId {
-        node(n).id
-    }
-
-    /// Moves every planned slot, one `Moved` per destination, as migration would.
-    fn settle(t: &mut Topology) {
-        while t.target.is_some() {
-            let mut by_dest: BTreeMap<NodeId, Vec<u16>> = BTreeMap::new();
-            for from in t.nodes.keys().cloned().collect::<Vec<_>>() {
-                for (slot, to) in t.moving_from(&from) {
-                    by_dest.entry(to).or_default().push(slot);
-                }
-            }
-            let (to, slots) = by_dest.into_iter().next().expect("a plan moves slots");
-            t.apply(&Change::Moved { to, slots }).unwrap();
-        }
-    }
-
-    fn cluster(n: u8) -> Topology {
-        let mut t = Topology::default();
-        for i in 1..=n {
-            t.apply(&Change::Join(node(i))).unwrap();
-            settle(&mut t);
-        }
-        t
-    }
-
-    #[test]
-    fn the_first_node_serves_every_slot_and_later_ones_take_their_quota() {
-        let mut t = Topology::default();
-        t.apply(&Change::Join(node(1))).unwrap();
-        assert_eq!(t.epoch, 1);
-        assert!(t.target.is_none());
-        assert_eq!(t.slot_counts()[&id(1)], SLOTS);
-
-        t.apply(&Change::Join(node(2))).unwrap();
-        // Nothing has moved yet: node 1 serves everything until the slots are copied.
-        assert_eq!(t.slot_counts()[&id(1)], SLOTS);
-        let moving = t.moving_from(&id(1));
-        assert_eq!(moving.len(), SLOTS / 2);
-        assert!(moving.iter().all(|(_, to)| *to == id(2)));
-        settle(&mut t);
-        assert_eq!(t.slot_counts()[&id(2)], SLOTS / 2);
-        assert!(t.all_served());
-    }
-
-    #[test]
-    fn a_join_moves_exactly_the_newcomers_quota() {
-        let mut t = cluster(3);
-        let before = t.slots.clone().unwrap();
-        t.apply(&Change::Join(node(4))).unwrap();
-        settle(&mut t);
-        let after = t.slots.clone().unwrap();
-        let moved = (0..SLOTS as u16)
-            .filter(|&s| !before.same_set(&after, s))
-            .count();
-        assert_eq!(moved, SLOTS / 4);
-        assert_eq!(t.slot_counts()[&id(4)], SLOTS / 4);
-        for s in 0..SLOTS as u16 {
-            if !before.same_set(&after, s) {
-                assert_eq!(after.primary(s).id, id(4), "slot {s} moved elsewhere");
-            }
-        }
-    }
-
-    #[test]
-    fn a_leave_moves_only_the_leavers_slots_then_removes_it() {
-        let mut t = cluster(4);
-        let before = t.slots.clone().unwrap();
-        t.apply(&Change::Leave(id(2))).unwrap();
-        assert_eq!(t.nodes[&id(2)].state, NodeState::Leaving);
-        settle(&mut t);
-        assert!(!t.nodes.contains_key(&id(2)), "a drained leaver is removed");
-        let after = t.slots.clone().unwrap();
-        for s in 0..SLOTS as u16 {
-            assert_eq!(
-                before.same_set(&after, s),
-                before.primary(s).id != id(2),
-                "slot {s}"
-            );
-        }
-        assert!(t.all_served());
-    }
-
-    #[test]
-    fn a_failed_nodes_slots_go_to_the_survivors_at_once() {
-        let mut t = cluster(3);
-        t.apply(&Change::Fail(id(3))).unwrap();
-        assert!(t.target.is_none());
-        assert!(t.all_served());
-        assert_eq!(t.nodes[&id(3)].state, NodeState::Failed);
-        assert!(!t.serves_any(&id(3)));
-        // It comes back as itself and takes a share again.
-        t.apply(&Change::Join(node(3))).unwrap();
-        settle(&mut t);
-        let share = t.slot_counts()[&id(3)];
-        assert!((SLOTS / 3..=SLOTS / 3 + 1).contains(&share), "{share}");
-    }
-
-    #[test]
-    fn a_failure_during_a_migration_keeps_the_migration_going() {
-        let mut t = cluster(3);
-        t.apply(&Change::Join(node(4))).unwrap();
-        // Half of node 4's slots arrive, then node 1 fails.
-        let half: Vec<u16> = t.moving_from(&id(2)).into_iter().map(|(s, _)| s).collect();
-        t.apply(&Change::Moved {
-            to: id(4),
-            slots: half,
-        })
-        .unwrap();
-        t.apply(&Change::Fail(id(1))).unwrap();
-        assert!(t.all_served());
-        settle(&mut t);
-        let counts = t.slot_counts();
-        for n in [2, 3, 4] {
-            let share = counts[&id(n)];
-            assert!((SLOTS / 3..=SLOTS / 3 + 1).contains(&share), "{n}: {share}");
-        }
-    }
-
-    #[test]
-    fn a_failure_with_only_leaving_nodes_left_gives_them_the_slots_back() {
-        let mut t = cluster(2);
-        t.apply(&Change::Leave(id(1))).unwrap();
-        // Half of node 1's slots have reached node 2 when node 2 fails.
-        let half: Vec<u16> = t
-            .moving_from(&id(1))
-            .into_iter()
-            .map(|(s, _)| s)
-            .take(100)
-            .collect();
-        t.apply(&Change::Moved {
-            to: id(2),
-            slots: half,
-        })
-        .unwrap();
-        t.apply(&Change::Fail(id(2))).unwrap();
-        assert!(t.all_served());
-        assert_eq!(t.slot_counts()[&id(1)], SLOTS);
-        assert!(
-            t.target.is_none(),
-            "nowhere to move them until a node joins"
-        );
-    }
-
-    #[test]
-    fn a_stale_move_is_refused_and_changes_nothing() {
-        let mut t = cluster(2);
-        t.apply(&Change::Join(node(3))).unwrap();
-        let (slot, _) = t.moving_from(&id(1))[0];
-        let before = t.clone();
-        let err = t
-            .apply(&Change::Moved {
-                to: id(2),
-                slots: vec![slot],
-            })
-            .unwrap_err();
-        assert_eq!(err, ChangeError::NotMoving { slot, to: id(2) });
-        assert_eq!(t, before);
-        assert_eq!(
-            t.apply(&Change::Forget(id(1))),
-            Err(ChangeError::StillServing(id(1)))
-        );
-        assert_eq!(
-            t.apply(&Change::Leave(id(9))),
-            Err(ChangeError::UnknownNode(id(9)))
-        );
-    }
-
-    #[test]
-    fn the_topology_round_trips_through_json() {
-        let t = cluster(2);
-        let text = serde_json::to_string(&t).unwrap();
-        let back: Topology = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, t);
     }
 }

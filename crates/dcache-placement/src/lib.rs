@@ -32,7 +32,7 @@ pub use rendezvous::{Member, Placement, PlacementError, id_hash, score};
 pub const SLOTS: usize = 16384;
 
 /// The version of the placement specification this crate implements.
-pub const SPEC_VERSION: u32 = 1;
+pub const SPEC_VERSION: u32 = 2;
 
 /// The slot of a key: CRC16/XMODEM of the key — or of its hash tag, the bytes between the first
 /// `{` and the first `}` after it, when there is at least one such byte — modulo 16384.

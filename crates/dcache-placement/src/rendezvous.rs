@@ -250,6 +250,52 @@ impl Scores {
             sets[s * rf + position] = best;
         }
     }
+
+    /// Moves slots at `position` from members above quota to members below it, as far as the
+    /// sets' distinctness allows: each member below quota, in index order, takes slots whose
+    /// set it is not yet in from members above quota, first those it holds a copy of already
+    /// (`had`, nothing to copy), then by its score, highest first (ties: smaller slot).
+    fn even_out(
+        &self,
+        quotas: &[usize],
+        sets: &mut [u16],
+        rf: usize,
+        position: usize,
+        had: impl Fn(usize, u16) -> bool,
+    ) {
+        let mut counts = vec![0usize; self.n];
+        for slot in 0..SLOTS {
+            counts[usize::from(sets[slot * rf + position])] += 1;
+        }
+        for u in 0..self.n {
+            if counts[u] >= quotas[u] {
+                continue;
+            }
+            let me = u as u16;
+            let mut candidates: Vec<(bool, Reverse<u64>, usize)> = (0..SLOTS)
+                .filter(|&slot| {
+                    let o = usize::from(sets[slot * rf + position]);
+                    counts[o] > quotas[o] && !sets[slot * rf..slot * rf + position].contains(&me)
+                })
+                .map(|slot| {
+                    let s = slot as u16;
+                    (!had(slot, me), Reverse(score(s, self.hashes[u])), slot)
+                })
+                .collect();
+            candidates.sort_unstable();
+            for (_, _, slot) in candidates {
+                if counts[u] >= quotas[u] {
+                    break;
+                }
+                let o = usize::from(sets[slot * rf + position]);
+                if counts[o] > quotas[o] {
+                    sets[slot * rf + position] = me;
+                    counts[o] -= 1;
+                    counts[u] += 1;
+                }
+            }
+        }
+    }
 }
 
 impl Placement {
@@ -283,10 +329,12 @@ impl Placement {
     /// earlier in the slot's set, or holds more than its quota under `members` (it then gives up
     /// its lowest-scoring slots, down to its quota). The slots so freed, and the vacant
     /// positions, are matched with the members below quota, each taking up to its shortfall, as
-    /// [`Placement::compute`] matches all slots. So a member that joins takes exactly its quota,
-    /// from the members whose quota shrank; a member that leaves moves only its own slots; and
-    /// every member holds its quota exactly at every position where the sets' distinctness
-    /// allows it. Positions beyond the number of members stay vacant.
+    /// [`Placement::compute`] matches all slots. Where the sets' distinctness kept a member
+    /// below quota at a replica position, the members above quota then hand it slots. So a
+    /// member that joins takes exactly its quota, from the members whose quota shrank; a member
+    /// that leaves moves only its own primaries (and at replica positions a few percent more, to
+    /// keep the balance); and every member holds its quota exactly at every position where the
+    /// sets' distinctness allows it. Positions beyond the number of members stay vacant.
     ///
     /// # Errors
     /// As [`Placement::compute`].
@@ -356,6 +404,17 @@ impl Placement {
                 }
             }
             scores.fill(free, &shortfall, &mut sets, rf, position);
+            // The matching cannot always respect quotas at a replica position: a member may be
+            // already in the set of most slots freed here (after a failure or a leave, the
+            // slots that lost their copy at this position are largely those whose primary is
+            // the survivor that was promoted), so it ends below quota and the slots go over
+            // quota elsewhere. Those members then hand it slots it can take.
+            let had = |slot: usize, m: u16| {
+                self.sets[slot * self.rf..(slot + 1) * self.rf]
+                    .iter()
+                    .any(|&old| old != VACANT && new_index[usize::from(old)] == Some(m))
+            };
+            scores.even_out(&quotas, &mut sets, rf, position, had);
         }
         Ok(Placement { members, rf, sets })
     }
@@ -522,7 +581,7 @@ impl Placement {
         counts
     }
 
-    /// How many of the set's positions are vacant, over all slots.
+    /// How many positions are vacant, over every slot's set.
     #[must_use]
     pub fn vacancies(&self) -> usize {
         self.sets.iter().filter(|&&m| m == VACANT).count()

@@ -141,3 +141,49 @@ fn rebalancing_onto_the_same_members_only_evens_out_replicas_and_is_deterministi
     );
     assert!(a == b, "the member order changed the result");
 }
+
+/// Each member's count at `position` is within `slack` of its quota.
+fn assert_quota(p: &Placement, position: usize, slack: usize, what: &str) {
+    let n = p.members().len();
+    let (lo, hi) = quota(n);
+    let counts = p.counts(position);
+    assert!(
+        counts
+            .iter()
+            .all(|&c| (lo.saturating_sub(slack)..=hi + slack).contains(&c)),
+        "{what}: position {position}: {counts:?}"
+    );
+}
+
+#[test]
+fn replica_positions_keep_their_quota_when_a_leave_or_a_failure_promotes_replicas() {
+    for n in 3..=7 {
+        for rf in 2..=3usize.min(n - 1) {
+            let all = members(0..n);
+            let before = Placement::compute(&all, rf).unwrap();
+            let gone = format!("node-{}", n / 2);
+            let rest: Vec<Member> = all.iter().filter(|m| m.id != gone).cloned().collect();
+            // A leave: the leaver is still in the table. A failure: it was cut out first, its
+            // replicas promoted, and its places are vacant.
+            let left = before.rebalance(&rest, rf).unwrap();
+            let cut = before.without(&gone);
+            let failed = cut.rebalance(&rest, rf).unwrap();
+            for (p, what) in [(&left, "leave"), (&failed, "failure")] {
+                let what = format!("{what}, {n} -> {} members, rf {rf}", n - 1);
+                assert_eq!(p.vacancies(), 0, "{what}");
+                for position in 0..rf {
+                    // The last position of a set as long as the member list holds whoever
+                    // the others left: within two slots.
+                    let slack = if position == n - 2 { 2 } else { 0 };
+                    assert_quota(p, position, slack, &what);
+                }
+            }
+            // The failure keeps every survivor where the cut put it, primaries included, unless
+            // quotas make it move.
+            let kept = (0..SLOTS as u16)
+                .filter(|&s| failed.primary(s) == cut.primary(s))
+                .count();
+            assert!(kept * 100 >= SLOTS * 95, "{n} members rf {rf}: {kept} kept");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! epoch"): a chain of member-list changes, each with the digest of the table it must give, so
 //! that another implementation of the specification can check itself step by step.
 //!
-//! The expected digests pin specification version 1: the file is written by this
+//! The expected digests pin specification version 2: the file is written by this
 //! implementation (`DCACHE_BLESS=1 cargo test -p dcache-placement --test rebalance_vectors`) and
 //! may only change with a new `SPEC_VERSION`. What the tables must satisfy (exact moves, quotas)
 //! is asserted independently in `tests/rebalance.rs`.

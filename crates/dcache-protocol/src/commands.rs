@@ -229,7 +229,7 @@ const CLIENT_SUBS: &[CommandSpec] = &[
 /// CLUSTER's subcommands, including those the cluster protocol brings.
 #[rustfmt::skip]
 const CLUSTER_SUBS: &[CommandSpec] = &[
-    spec("apply", 5, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of effects", "Applies a batch of a peer's replication stream (sent by the node that replicates to this one)."),
+    spec("apply", 6, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of effects", "Applies a batch of a peer's replication stream (sent by the node that replicates to this one)."),
     spec("countkeysinslot", 3, 0, NONE, "cluster", "3.0.0", "O(1)", "Counts the keys of a slot on this node."),
     spec("forget", 3, ADMIN, NONE, "cluster", "3.0.0", "O(1)", "Removes a node from the cluster."),
     spec("getkeysinslot", 4, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of keys returned", "Lists keys of a slot on this node.").with_tips(&["nondeterministic_output"]),
@@ -244,8 +244,10 @@ const CLUSTER_SUBS: &[CommandSpec] = &[
     spec("myshardid", 2, 0, NONE, "cluster", "7.2.0", "O(1)", "Returns this node's shard id."),
     spec("nodes", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Describes every node, in cluster config format.").with_tips(&["nondeterministic_output"]),
     spec("rebalance", 2, ADMIN, NONE, "cluster", "dcache", "O(1)", "Moves slots until every node serves its share."),
+    spec("repair", 3, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of effects", "Takes the newer state of keys that a quorum read found on other copies."),
     spec("set", -4, ADMIN, NONE, "cluster", "dcache", "O(1)", "Changes the cluster's replication settings: replicas, replication, sync-replicas, write-quorum, read-quorum."),
     spec("shards", 2, 0, NONE, "cluster", "7.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and nodes of each shard.").with_tips(&["nondeterministic_output"]),
+    spec("versions", -3, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of keys", "Returns the state of keys on this copy, with their versions, for a quorum read."),
     spec("slots", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and their nodes.").with_tips(&["nondeterministic_output"]),
 ];
 

@@ -222,8 +222,11 @@ pub struct Cluster {
     pub leave_requested: std::sync::atomic::AtomicBool,
     /// Replication: streams to the other copies, and writes waiting for them.
     pub replication: crate::replicate::Replication,
-    /// Per slot, at a chain's head: the last write on its way to the tail.
-    pub(crate) chain_last: Box<[Mutex<Option<crate::replicate::Ack>>]>,
+    /// Set while failure detection sees only a minority of the cluster: keyed requests are
+    /// refused (`membership::in_minority`).
+    pub minority: Arc<std::sync::atomic::AtomicBool>,
+    /// Per slot, at a chain's head: the writes on their way to the tail.
+    pub(crate) chain_pending: Box<[Mutex<Vec<crate::replicate::Ack>>]>,
     /// Migration counters, for INFO and metrics.
     pub slots_moved_out: AtomicU64,
     pub migration_sent_bytes: AtomicU64,
@@ -256,11 +259,19 @@ impl Cluster {
             changed: tokio::sync::Notify::new(),
             leave_requested: std::sync::atomic::AtomicBool::new(false),
             replication: crate::replicate::Replication::new(me),
-            chain_last: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
+            minority: Arc::default(),
+            chain_pending: (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
             slots_moved_out: AtomicU64::new(0),
             migration_sent_bytes: AtomicU64::new(0),
             imported_records: AtomicU64::new(0),
         }
+    }
+
+    /// Shares `flag` as the minority flag (set by failure detection).
+    #[must_use]
+    pub fn fenced_by(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Cluster {
+        self.minority = flag;
+        self
     }
 
     /// The value of a `dcache_cluster_*` metric.
@@ -374,6 +385,9 @@ impl Cluster {
                 watched: false,
             };
         };
+        if self.minority.load(Ordering::Relaxed) {
+            return Route::Refuse("CLUSTERDOWN The cluster is down".into());
+        }
         if !view.mine(slot) {
             if readonly && !writes && view.holds(slot) {
                 return Route::Here {

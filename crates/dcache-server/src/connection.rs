@@ -44,6 +44,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// arrived for this long: ample for requests already sent to be seen, short beside the drain.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// A quorum read asking the other copies (`crate::replicate::quorum_read`).
+type QuorumReadFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), &'static str>> + Send>>;
+
 /// Per-connection state that commands may change.
 #[derive(Debug)]
 pub struct ConnState {
@@ -64,6 +68,13 @@ pub struct ConnState {
     pub holds: std::collections::VecDeque<Hold>,
     /// Set by a command whose reply must wait for this ack; dispatch turns it into a [`Hold`].
     pub hold: Option<crate::replicate::Ack>,
+    /// Set by dispatch for a read that asks the other copies first: the connection runs it,
+    /// then the same request again (nothing after it runs meanwhile).
+    pub defer: Option<crate::replicate::QuorumRead>,
+    /// The outcome of the quorum read of the request about to run again.
+    pub quorum: Option<Result<(), &'static str>>,
+    /// Where this connection's writes are on each peer's stream: what `WAIT` waits for.
+    pub marks: Vec<(String, u64)>,
 }
 
 /// A reply in the output that may not be sent before `ack` completes: the bytes
@@ -180,6 +191,9 @@ pub(crate) async fn serve<S>(
         readonly: false,
         holds: std::collections::VecDeque::new(),
         hold: None,
+        defer: None,
+        quorum: None,
+        marks: Vec::new(),
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);
@@ -198,6 +212,8 @@ pub(crate) async fn serve<S>(
     let mut stopping = false;
     // Set when the client has closed its side: what it sent is still run and answered.
     let mut eof = false;
+    // A quorum read in progress: the request stays unparsed until it is done.
+    let mut deferred: Option<QuorumReadFuture> = None;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
@@ -248,6 +264,12 @@ pub(crate) async fn serve<S>(
                 }
                 Ok(n) => n,
             },
+            // The other copies answered a quorum read: run the request again.
+            result = async { deferred.as_mut().expect("guarded").await }, if deferred.is_some() => {
+                deferred = None;
+                state.quorum = Some(result);
+                0
+            }
             // A held reply's write was acknowledged (or failed): `release` sends it on.
             _ = async { held.as_ref().expect("guarded").wait().await }, if held.is_some() => 0,
             // An async block, so that no timer is made unless it is polled.
@@ -271,7 +293,11 @@ pub(crate) async fn serve<S>(
         let mut clock = Instant::now();
 
         let mut offset = 0;
-        while offset < input.len() && !closing && output.pending() < EXECUTE_UNTIL {
+        while offset < input.len()
+            && !closing
+            && output.pending() < EXECUTE_UNTIL
+            && deferred.is_none()
+        {
             match parser.parse(&input[offset..]) {
                 Ok(Status::Complete(used)) => {
                     let args = parser.args(&input[offset..]);
@@ -286,6 +312,14 @@ pub(crate) async fn serve<S>(
                         command::execute(&mut ctx, args, &mut clock);
                         closing = state.quit;
                         parser.set_unauthenticated(!state.authenticated);
+                        if let Some(read) = state.defer.take() {
+                            // Not consumed: it runs again when the copies have answered.
+                            deferred = Some(Box::pin(crate::replicate::quorum_read(
+                                Arc::clone(&shared),
+                                read,
+                            )));
+                            break;
+                        }
                     }
                     offset += used;
                 }

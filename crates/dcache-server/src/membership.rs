@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -96,6 +97,7 @@ impl Membership {
     pub async fn start(
         config: &NodeConfig,
         client: SocketAddr,
+        minority: Arc<AtomicBool>,
     ) -> anyhow::Result<(Membership, ClusterLink)> {
         let host = if client.ip().is_unspecified() {
             "127.0.0.1".to_owned()
@@ -152,6 +154,7 @@ impl Membership {
             Arc::clone(&detector),
             events,
             node_timeout,
+            minority,
         ));
         let link = ClusterLink {
             me: me.id.clone(),
@@ -222,7 +225,7 @@ pub async fn supervise(
         config.cluster_port = bus_port;
         let joined = async {
             forget_raft_state(&config.dir)?;
-            Membership::start(&config, local_addr).await
+            Membership::start(&config, local_addr, Arc::clone(&cluster.minority)).await
         }
         .await;
         let started = match joined {
@@ -231,7 +234,7 @@ pub async fn supervise(
                 // Alone again: start a cluster of one anew.
                 tracing::warn!("could not join: {e:#}; staying alone");
                 config.join.clear();
-                Membership::start(&config, local_addr).await
+                Membership::start(&config, local_addr, Arc::clone(&cluster.minority)).await
             }
         };
         let (next, link) = match started {
@@ -274,13 +277,27 @@ async fn watch_members(
     detector: Arc<Detector>,
     mut events: tokio::sync::mpsc::Receiver<MemberEvent>,
     node_timeout: Duration,
+    minority: Arc<AtomicBool>,
 ) {
     let mut topology: watch::Receiver<Arc<Topology>> = cluster.topology();
+    let fence = |t: &Topology, down: &HashSet<String>| {
+        let fenced = in_minority(t, cluster.id(), down);
+        if minority.swap(fenced, Ordering::Relaxed) != fenced {
+            // Loud both ways: an operator reading the log must see when the node stopped.
+            if fenced {
+                tracing::warn!("this node sees only a minority of the cluster: refusing requests");
+            } else {
+                tracing::info!("this node sees a majority of the cluster again");
+            }
+        }
+    };
     let mut down: HashSet<String> = HashSet::new();
     // Members heard from again; the leader brings back those the topology lists as failed (a
     // Raft learner cut off and dropped never notices by itself: it never misses a leader).
     let mut up: HashSet<String> = HashSet::new();
-    let mut tick = tokio::time::interval(node_timeout / 4);
+    // Often: a node reported down is declared failed at the next tick, and failover time is
+    // detection plus this.
+    let mut tick = tokio::time::interval((node_timeout / 20).max(Duration::from_millis(20)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     detector.set_members(members_but(&topology.borrow(), cluster.id()));
     loop {
@@ -291,21 +308,25 @@ async fn watch_members(
                 }
                 let t = Arc::clone(&topology.borrow_and_update());
                 detector.set_members(members_but(&t, cluster.id()));
+                fence(&t, &down);
             }
             event = events.recv() => match event {
                 Some(MemberEvent::Down(id)) => {
                     tracing::warn!("node {id} stopped answering");
                     down.insert(id);
+                    fence(&topology.borrow(), &down);
                 }
                 Some(MemberEvent::Up(id)) => {
                     down.remove(&id);
                     up.insert(id);
+                    fence(&topology.borrow(), &down);
                 }
                 Some(MemberEvent::Suspect(_)) => {}
                 None => return,
             },
             _ = tick.tick() => {
                 let t = Arc::clone(&topology.borrow());
+                fence(&t, &down);
                 if cluster.is_leader() {
                     for id in &down {
                         if t.nodes.get(id).is_some_and(|n| n.state != NodeState::Failed) {
@@ -330,10 +351,83 @@ async fn watch_members(
     }
 }
 
+/// Whether `me` sees fewer than half of the members that are not failed (itself included),
+/// counting those failure detection reports down as unreachable. The others may then hold a
+/// majority that declares this node failed and promotes its replicas: answering here meanwhile
+/// would acknowledge writes the cluster is about to forget, so the node refuses requests, as a
+/// Redis Cluster node in a minority does. An even split fences no one: neither side has the
+/// majority that a failover needs.
+#[must_use]
+pub fn in_minority(topology: &Topology, me: &str, down: &HashSet<String>) -> bool {
+    let live: Vec<&str> = topology
+        .nodes
+        .values()
+        .filter(|n| n.state != NodeState::Failed)
+        .map(|n| n.id.as_str())
+        .collect();
+    let reachable = live
+        .iter()
+        .filter(|&&id| id == me || !down.contains(id))
+        .count();
+    reachable * 2 < live.len()
+}
+
 /// Every member's bus address but this node's.
 fn members_but(topology: &Topology, me: &str) -> Vec<(String, SocketAddr)> {
     bus_members(topology)
         .into_iter()
         .filter(|(id, _)| id != me)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcache_cluster::Node;
+
+    fn topology(ids: &[&str], failed: &[&str]) -> Topology {
+        let mut t = Topology::default();
+        for (i, id) in ids.iter().enumerate() {
+            t.apply(&Change::Join(Node {
+                id: (*id).to_owned(),
+                host: "127.0.0.1".into(),
+                port: 7000 + i as u16,
+                bus_port: 17000 + i as u16,
+                state: NodeState::Online,
+            }))
+            .unwrap();
+        }
+        for id in failed {
+            t.apply(&Change::Fail((*id).to_owned())).unwrap();
+        }
+        t
+    }
+
+    fn down(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_node_that_sees_fewer_than_half_is_in_a_minority() {
+        let t = topology(&["a", "b", "c"], &[]);
+        assert!(!in_minority(&t, "a", &down(&[])));
+        assert!(!in_minority(&t, "a", &down(&["b"])), "two of three");
+        assert!(in_minority(&t, "a", &down(&["b", "c"])), "one of three");
+        let t = topology(&["a", "b", "c", "d", "e"], &[]);
+        assert!(in_minority(&t, "a", &down(&["c", "d", "e"])), "two of five");
+        assert!(!in_minority(&t, "a", &down(&["d", "e"])), "three of five");
+    }
+
+    #[test]
+    fn an_even_split_fences_no_one_and_failed_nodes_do_not_count() {
+        // Neither half of an even split has the majority a failover needs.
+        let t = topology(&["a", "b"], &[]);
+        assert!(!in_minority(&t, "a", &down(&["b"])));
+        let t = topology(&["a", "b", "c", "d"], &[]);
+        assert!(!in_minority(&t, "a", &down(&["c", "d"])));
+        // Once the cluster has declared c and d failed, a and b are the cluster.
+        let t = topology(&["a", "b", "c", "d", "e"], &["d", "e"]);
+        assert!(!in_minority(&t, "a", &down(&["d", "e"])));
+        assert!(in_minority(&t, "a", &down(&["b", "c", "d", "e"])));
+    }
 }

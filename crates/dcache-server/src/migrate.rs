@@ -70,11 +70,13 @@ pub async fn follow(
             // With copies, a delete leaves a tombstone for a while, so that a late or re-sent
             // older write (a re-send after a link failed, a read repair, a migration's snapshot)
             // does not bring the key back.
-            shared.store.set_tombstone_ms(if next.settings.replicas > 0 {
-                TOMBSTONE_MS
-            } else {
-                0
-            });
+            shared
+                .store
+                .set_tombstone_ms(if next.settings.replicas > 0 {
+                    TOMBSTONE_MS
+                } else {
+                    0
+                });
             cluster.set_topology(Arc::clone(&next));
             drop_foreign_slots(&shared, &previous, &next, Foreign::Lost).await;
             let me = cluster.view().me.clone();
@@ -365,6 +367,24 @@ async fn move_batch(
     for peer in &mut peers {
         peer.finish().await?;
     }
+    // Writes still on their way to the slots' other copies: the move may make one of them the
+    // primary (or reorder a chain), and it must not take over without them.
+    let others: Vec<String> = {
+        let view = cluster.view();
+        let mut others: Vec<String> = batch
+            .iter()
+            .flat_map(|&s| view.topology.replicas_of(s))
+            .map(|n| n.id.clone())
+            .filter(|id| *id != view.me)
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        others
+    };
+    cluster
+        .replication
+        .drain(&others, crate::replicate::write_timeout(shared))
+        .await?;
     let control = cluster.control().ok_or("no agreement layer")?;
     let topology = commit(&cluster, control.as_ref(), to, batch).await?;
     cluster.wait_for_epoch(topology.epoch).await;

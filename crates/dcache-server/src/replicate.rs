@@ -6,7 +6,7 @@
 //!   client write ──► handler ──► effect of each key ──► submit ──► Ack ──► the connection holds
 //!                                                          │              the reply (in order)
 //!                       one task per peer ◄── items ───────┘              until it completes
-//!                       CLUSTER APPLY <epoch> <offset> <effects> ──► peer: restore each effect,
+//!                       CLUSTER APPLY <me> <epoch> <offset> <effects> ──► peer: restore each,
 //!                       ◄──────────────── :<last offset> ──────────  (a chain link sends them on
 //!                       acked(peer, offset) ──► completed Acks        and answers when that did)
 //! ```
@@ -254,7 +254,23 @@ impl Replication {
         origin: bool,
         timeout: Duration,
     ) -> bool {
-        let submitted = self.core.lock().submit(ack.clone(), items, origin);
+        self.submit_marked(ack, items, origin, timeout, &mut Vec::new())
+    }
+
+    /// [`Replication::submit`], adding to `marks` the peers the write was queued for, with the
+    /// offset of its last item on each stream: what `WAIT` waits for.
+    pub fn submit_marked(
+        &self,
+        ack: &Ack,
+        items: Vec<(u16, Bytes)>,
+        origin: bool,
+        timeout: Duration,
+        marks: &mut Vec<(NodeId, u64)>,
+    ) -> bool {
+        let submitted = self
+            .core
+            .lock()
+            .submit_marked(ack.clone(), items, origin, marks);
         self.sent_items.fetch_add(1, Ordering::Relaxed);
         self.wake_ready();
         match submitted {
@@ -335,15 +351,27 @@ impl Replication {
             .collect()
     }
 
-    /// The offset of the last item queued for each peer: what `WAIT` waits for.
-    #[must_use]
-    pub fn marks(&self) -> Vec<(NodeId, u64)> {
-        self.core
-            .lock()
-            .streams()
-            .into_iter()
-            .map(|s| (s.peer, s.queued))
-            .collect()
+    /// Waits until each of `peers` acknowledged everything queued for it so far: before a move
+    /// that makes another copy a slot's primary (or changes a chain's order) commits, with the
+    /// slot's writes paused, the copies must hold every write that reached this one.
+    ///
+    /// # Errors
+    /// A peer did not catch up within `timeout`.
+    pub async fn drain(&self, peers: &[NodeId], timeout: Duration) -> Result<(), String> {
+        let marks: Vec<(NodeId, u64)> = {
+            let core = self.core.lock();
+            peers.iter().map(|p| (p.clone(), core.queued(p))).collect()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let progress = self.progress.notified();
+            if self.reached(&marks) == marks.len() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, progress).await.is_err() {
+                return Err("the other copies did not catch up before the move".into());
+            }
+        }
     }
 
     /// How many of `marks` their peers acknowledged.
@@ -395,19 +423,23 @@ pub fn before_write(shared: &Shared, slot: u16) -> Option<(u16, Ack)> {
     }
     let ack = Ack::default();
     if replication.chain.load(Ordering::Relaxed) {
-        *cluster.chain_last[usize::from(slot)].lock() = Some(ack.clone());
+        let mut pending = cluster.chain_pending[usize::from(slot)].lock();
+        pending.retain(|a| a.result().is_none());
+        pending.push(ack.clone());
     }
     Some((slot, ack))
 }
 
-/// After the write ran: sends the effects of its keys to the copies. Returns whether its reply
-/// must be held (the ack is pending, or failed at once).
+/// After the write ran: sends the effects of its keys to the copies, and notes in `marks` where
+/// they are on each peer's stream (for `WAIT`). Returns whether its reply must be held (the ack
+/// is pending, or failed at once).
 pub fn after_write<'k>(
     shared: &Shared,
     slot: u16,
     ack: &Ack,
     keys: impl Iterator<Item = &'k [u8]>,
     now: u64,
+    marks: &mut Vec<(NodeId, u64)>,
 ) -> bool {
     let cluster = shared
         .cluster
@@ -417,21 +449,44 @@ pub fn after_write<'k>(
     debug_assert!(items.iter().all(|(s, _)| *s == slot), "one slot per write");
     cluster
         .replication
-        .submit(ack, items, true, write_timeout(shared));
+        .submit_marked(ack, items, true, write_timeout(shared), marks);
     ack.result() != Some(Ok(()))
 }
 
-/// Before a read of `slot` at a chain's head: the ack of the slot's last write if it has not
-/// reached the tail yet (the read's answer waits for it, so that no one reads a write that a
-/// failure could still undo).
+/// Before a read of `slot` at a chain's head: an ack that completes when every write to the
+/// slot still on its way to the tail is there (the read's answer waits for it, so that no one
+/// reads a write that a failure could still undo); `None` when there is none. Writes register
+/// before they run and complete in any order, so the read waits for all of them. If one of them
+/// fails (`-NOREPLICAS`), so does the read (`-TRYAGAIN`).
 #[must_use]
 pub fn before_read(shared: &Shared, slot: u16) -> Option<Ack> {
     let cluster = shared.cluster.as_ref()?;
     if !cluster.replication.chain.load(Ordering::Relaxed) || !cluster.replication.active() {
         return None;
     }
-    let last = cluster.chain_last[usize::from(slot)].lock();
-    last.as_ref().filter(|ack| ack.result().is_none()).cloned()
+    let pending: Vec<Ack> = {
+        let mut pending = cluster.chain_pending[usize::from(slot)].lock();
+        pending.retain(|a| a.result().is_none());
+        pending.clone()
+    };
+    match pending.len() {
+        0 => None,
+        1 => pending.into_iter().next(),
+        _ => {
+            let all = Ack::default();
+            let done = all.clone();
+            tokio::spawn(async move {
+                for ack in pending {
+                    if ack.wait().await.is_err() {
+                        done.complete(NOT_HERE);
+                        return;
+                    }
+                }
+                done.complete(DONE);
+            });
+            Some(all)
+        }
+    }
 }
 
 /// The encoded effect of `key` as it is now, with its slot: what a write sends to the copies.
@@ -449,7 +504,13 @@ pub fn item_of(shared: &Shared, key: &[u8], now: u64) -> (u16, Bytes) {
 ///
 /// # Errors
 /// `TRYAGAIN` when this node has another epoch than the sender's; bad effects.
-pub fn apply(shared: &Shared, epoch: u64, body: &[u8], now: u64) -> Result<Option<Ack>, String> {
+pub fn apply(
+    shared: &Shared,
+    from: &str,
+    epoch: u64,
+    body: &[u8],
+    now: u64,
+) -> Result<Option<Ack>, String> {
     let cluster = shared
         .cluster
         .as_ref()
@@ -461,13 +522,15 @@ pub fn apply(shared: &Shared, epoch: u64, body: &[u8], now: u64) -> Result<Optio
             replication.epoch()
         ));
     }
+    // Items of a slot this node holds no copy of, or from a node that does not send it that
+    // slot's writes in this epoch, are skipped (and acknowledged: the sender, in the same epoch,
+    // does not wait for them here).
     let layout_has = |slot: u16| {
         replication
             .core
             .lock()
             .layout()
-            .position(slot, &replication.me)
-            .is_some()
+            .sends_to(slot, from, &replication.me)
     };
     let mut items = Vec::new();
     let mut rest = body;
@@ -561,10 +624,12 @@ async fn peer_task(
             view.topology
                 .nodes
                 .get(&peer)
+                .filter(|n| n.state != dcache_cluster::NodeState::Failed)
                 .map(|n| (n.host.clone(), n.port))
         };
         let Some((host, port)) = address else {
-            // Gone from the topology: what was queued for it is of no use.
+            // Gone from the topology, or declared failed: nothing to send it until it holds a
+            // copy again (then a write wakes a new task).
             replication.peers.lock().remove(&peer);
             return;
         };
@@ -638,6 +703,7 @@ async fn stream_to(
                 [
                     &b"CLUSTER"[..],
                     b"APPLY",
+                    replication.me.as_bytes(),
                     epoch.as_bytes(),
                     offset.as_bytes(),
                     &body,
@@ -679,5 +745,200 @@ async fn stream_to(
                 }
             }
         }
+    }
+}
+
+/// A read that asks other copies first (quorum strategy, `read-quorum` above 1): its slot and
+/// keys. Set by dispatch; the connection runs [`quorum_read`], then the read again.
+#[derive(Debug)]
+pub struct QuorumRead {
+    pub slot: u16,
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// How long a quorum read waits for the other copies' answers.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a read of a slot this node is the primary of asks other copies first.
+#[must_use]
+pub fn quorum_reads(shared: &Shared) -> bool {
+    shared.cluster.as_ref().is_some_and(|c| {
+        let settings = c.view().topology.settings;
+        settings.strategy == dcache_cluster::Strategy::Quorum
+            && settings.read_quorum > 1
+            && c.replication.active()
+    })
+}
+
+/// The reply to `CLUSTER VERSIONS key …`: each key's state here as an encoded effect (its value
+/// or its tombstone, with its version), nil where this node knows nothing of it.
+#[must_use]
+pub fn versions(shared: &Shared, keys: &[&[u8]], now: u64) -> Vec<Option<Vec<u8>>> {
+    keys.iter()
+        .map(|key| {
+            shared.store.version_of(key, now)?;
+            let effect = shared.store.effect_of(key, now);
+            let mut buf = Vec::with_capacity(effect.encoded_len());
+            effect.encode(&mut buf);
+            Some(buf)
+        })
+        .collect()
+}
+
+/// Asks the slot's other copies for the keys' versions until `read-quorum` copies (this one
+/// included) have answered; takes any newer state here, and sends the newest to the copies that
+/// answered with an older one (read repair). The read then runs here and sees the newest of the
+/// quorum.
+///
+/// # Errors
+/// Fewer copies than the read quorum answered in time.
+pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'static str> {
+    const TOO_FEW: &str = "TRYAGAIN Not enough copies answered the quorum read";
+    let cluster = shared.cluster.clone().ok_or(TOO_FEW)?;
+    let view = cluster.view();
+    let peers: Vec<(NodeId, String, u16)> = view
+        .topology
+        .replicas_of(read.slot)
+        .into_iter()
+        .filter(|n| n.id != view.me)
+        .map(|n| (n.id.clone(), n.host.clone(), n.port))
+        .collect();
+    // As writes wait for at most the copies left, a read asks at most those: a slot whose set
+    // lost a copy (until it is refilled) still answers.
+    let need = usize::from(view.topology.settings.read_quorum)
+        .saturating_sub(1)
+        .min(peers.len());
+    drop(view);
+    let password = shared.config().requirepass.clone();
+    let mut asks: tokio::task::JoinSet<Option<(usize, Vec<Option<dcache_store::Effect>>)>> =
+        tokio::task::JoinSet::new();
+    for (i, (_, host, port)) in peers.iter().cloned().enumerate() {
+        let keys = read.keys.clone();
+        let password = password.clone();
+        asks.spawn(async move {
+            let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"VERSIONS"];
+            args.extend(keys.iter().map(Vec::as_slice));
+            let reply = tokio::time::timeout(READ_TIMEOUT, ask(&host, port, &password, &args))
+                .await
+                .ok()?
+                .ok()?;
+            let Frame::Array(items) = reply else {
+                return None;
+            };
+            let effects = items
+                .into_iter()
+                .map(|item| match item {
+                    Frame::Bulk(bytes) => dcache_store::Effect::decode(&bytes)
+                        .ok()
+                        .flatten()
+                        .map(|(e, _)| e),
+                    _ => None,
+                })
+                .collect();
+            Some((i, effects))
+        });
+    }
+    let mut answers = Vec::new();
+    while answers.len() < need {
+        match asks.join_next().await {
+            Some(Ok(Some(answer))) => answers.push(answer),
+            Some(_) => {}
+            None => return Err(TOO_FEW),
+        }
+    }
+    asks.abort_all();
+    let now = shared.clock.now_ms();
+    for (k, key) in read.keys.iter().enumerate() {
+        let local = shared.store.version_of(key, now).map(|v| v.version());
+        let newest = answers
+            .iter()
+            .filter_map(|(_, effects)| effects.get(k).cloned().flatten())
+            .max_by_key(|e| e.version);
+        let Some(newest) = newest.filter(|e| Some(e.version) > local) else {
+            // This copy is the newest: repair the answers that were older.
+            if local.is_some() {
+                let mine = shared.store.effect_of(key, now);
+                for (i, effects) in &answers {
+                    if effects.get(k).cloned().flatten().map(|e| e.version) < Some(mine.version) {
+                        repair(&shared, &peers[*i], &mine);
+                    }
+                }
+            }
+            continue;
+        };
+        let _ = shared.store.restore(newest.clone(), now);
+        for (i, effects) in &answers {
+            if effects.get(k).cloned().flatten().map(|e| e.version) < Some(newest.version) {
+                repair(&shared, &peers[*i], &newest);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `CLUSTER REPAIR effects`: takes the newer state a quorum read found elsewhere, by version.
+/// Returns how many effects changed anything.
+///
+/// # Errors
+/// Bytes that are not effects.
+pub fn take_repair(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, String> {
+    let mut applied = 0;
+    while !body.is_empty() {
+        let (effect, used) = dcache_store::Effect::decode(body)
+            .map_err(|e| format!("ERR bad effect: {e}"))?
+            .ok_or("ERR bad effect: truncated")?;
+        body = &body[used..];
+        if shared.store.restore(effect, now).unwrap_or(false) {
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
+
+/// Sends `effect` to a copy that answered a quorum read with an older state, in the background.
+fn repair(shared: &Shared, peer: &(NodeId, String, u16), effect: &dcache_store::Effect) {
+    let mut body = Vec::with_capacity(effect.encoded_len());
+    effect.encode(&mut body);
+    let (_, host, port) = peer.clone();
+    let password = shared.config().requirepass.clone();
+    tokio::spawn(async move {
+        let args: [&[u8]; 3] = [b"CLUSTER", b"REPAIR", &body];
+        if let Err(e) = ask(&host, port, &password, &args).await {
+            tracing::debug!("read repair of {host}:{port}: {e}");
+        }
+    });
+}
+
+/// One request on a new connection to a node's client port, and its reply.
+async fn ask(host: &str, port: u16, password: &str, args: &[&[u8]]) -> Result<Frame, String> {
+    let mut stream = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    if !password.is_empty() {
+        dcache_protocol::reply::encode_command([&b"AUTH"[..], password.as_bytes()], &mut out);
+    }
+    dcache_protocol::reply::encode_command(args.iter().copied(), &mut out);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut input = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut skip = usize::from(!password.is_empty());
+    loop {
+        while let Some((frame, used)) = Frame::parse(&input).map_err(|e| e.to_string())? {
+            input.drain(..used);
+            if let Frame::Error(e) = &frame {
+                return Err(e.clone());
+            }
+            if skip == 0 {
+                return Ok(frame);
+            }
+            skip -= 1;
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        input.extend_from_slice(&chunk[..n]);
     }
 }

@@ -120,11 +120,17 @@ impl ServerBuilder {
         // A cluster member: of the cluster the builder was given; of one kept through Raft when
         // the node has a directory for its log (`dcache node`); else of a cluster of one.
         let mut membership = None;
+        // Set by failure detection while this node sees only a minority of the cluster.
+        let minority = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let link = match self.cluster {
             Some(link) => Some(link),
             None if config.cluster_enabled.0 && !config.dir.is_empty() => {
-                let (started, link) =
-                    crate::membership::Membership::start(&config, local_addr).await?;
+                let (started, link) = crate::membership::Membership::start(
+                    &config,
+                    local_addr,
+                    Arc::clone(&minority),
+                )
+                .await?;
                 membership = Some(started);
                 Some(link)
             }
@@ -132,10 +138,10 @@ impl ServerBuilder {
             None => None,
         };
         let cluster = link.as_ref().map(|l| {
-            Arc::new(crate::cluster::Cluster::new(
-                &l.me,
-                Some(Arc::clone(&l.control)),
-            ))
+            Arc::new(
+                crate::cluster::Cluster::new(&l.me, Some(Arc::clone(&l.control)))
+                    .fenced_by(Arc::clone(&minority)),
+            )
         });
         if let (Some(cluster), Some(link)) = (&cluster, &link) {
             cluster.set_topology(Arc::clone(&link.topology.borrow()));

@@ -367,3 +367,97 @@ async fn cluster_set_changes_the_replication_settings() {
     let e = error_text(&mut con, &["CLUSTER", "SET", "colour", "1"]).await;
     assert!(e.contains("Unknown setting"), "{e}");
 }
+
+/// An effect for `key` newer than anything written so far: a write this node never saw (as a
+/// copy promoted after a failure may lack one).
+fn newer_effect(node: &TestNode, key: &str, value: &str) -> dcache_store::Effect {
+    let now = node.shared.clock.now_ms();
+    let current = node.shared.store.effect_of(key.as_bytes(), now).version;
+    dcache_store::Effect {
+        key: key.as_bytes().into(),
+        version: dcache_store::Version(current.0 + (1 << 30)),
+        change: dcache_store::Change::Put {
+            value: dcache_store::OwnedValue::Str(value.as_bytes().into()),
+            expire_at: None,
+        },
+    }
+}
+
+/// Quorum: a write is acknowledged once W copies hold it; a read asks R copies, answers the
+/// newest, and repairs the copies that were older, both ways.
+#[tokio::test]
+async fn quorum_reads_answer_the_newest_copy_and_repair_the_others() {
+    // Two copies, W = R = 2.
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "q-key";
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let mut con = primary.client().await;
+    assert_eq!(set(&mut con, key, "one").await.unwrap(), Value::Okay);
+    assert!(
+        holds(replica, key, "one"),
+        "W = 2: on both copies when acknowledged"
+    );
+
+    // The replica has a newer state the primary lacks: the read answers it, and the primary
+    // takes it.
+    let newer = newer_effect(replica, key, "two");
+    replica
+        .shared
+        .store
+        .restore(newer, replica.shared.clock.now_ms())
+        .unwrap();
+    let value: String = query(&mut con, &["GET", key]).await;
+    assert_eq!(value, "two");
+    assert!(
+        holds(primary, key, "two"),
+        "the coordinator repaired itself"
+    );
+
+    // The primary has a newer state the replica lacks: the read repairs the replica.
+    let newest = newer_effect(primary, key, "three");
+    primary
+        .shared
+        .store
+        .restore(newest, primary.shared.clock.now_ms())
+        .unwrap();
+    let value: String = query(&mut con, &["GET", key]).await;
+    assert_eq!(value, "three");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !holds(replica, key, "three") {
+        assert!(Instant::now() < deadline, "the replica was never repaired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A pipeline of quorum reads and writes keeps its order.
+    let mut pipe = redis::pipe();
+    for i in 0..10 {
+        pipe.cmd("SET").arg(key).arg(i).cmd("GET").arg(key);
+    }
+    let replies: Vec<Value> = pipe.query_async(&mut con).await.unwrap();
+    for (i, pair) in replies.chunks(2).enumerate() {
+        assert_eq!(pair[0], Value::Okay);
+        assert_eq!(pair[1], Value::BulkString(i.to_string().into_bytes()));
+    }
+}
+
+/// Quorum reads need R copies: with the only other copy gone, a read is refused rather than
+/// answered from one copy.
+#[tokio::test]
+async fn a_quorum_read_without_enough_copies_is_refused() {
+    let (control, mut nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "lonely";
+    let primary_id = topology(&control).replicas_of(dcache_placement::slot(key.as_bytes()))[0]
+        .id
+        .clone();
+    let at = nodes
+        .iter()
+        .position(|n| n.shared.cluster.as_ref().unwrap().view().me == primary_id)
+        .unwrap();
+    let primary = nodes.remove(at);
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
+    let mut con = primary.client().await;
+    let e = error_text(&mut con, &["GET", key]).await;
+    assert!(e.starts_with("TRYAGAIN"), "{e}");
+}

@@ -269,16 +269,34 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 let mut request = vec!["CLUSTER", "SET"];
                 request.extend(pairs.iter().map(String::as_str));
                 text(session.client.cmd(&request).await?)?;
+                let wanted: Option<String> = pairs
+                    .chunks(2)
+                    .find(|p| p[0].eq_ignore_ascii_case("replicas"))
+                    .map(|p| p[1].clone());
+                let field = |text: &str, name: &str| -> Option<String> {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_owned())
+                };
+                // Done when the node has taken the new setting (it commits through the cluster's
+                // log after the reply) and no slot is still getting its copies.
                 let deadline = Instant::now() + Duration::from_secs(*timeout);
                 loop {
-                    let (epoch, nodes) = session.state(None).await?;
-                    let moving: usize = nodes.iter().flat_map(|n| n.outgoing.values()).sum();
-                    if moving == 0 {
+                    let replication = session.ask(&["INFO", "replication"], None).await?;
+                    let info = session.ask(&["CLUSTER", "INFO"], None).await?;
+                    let taken = wanted.as_ref().is_none_or(|w| {
+                        field(&replication, "replication_replicas:").as_ref() == Some(w)
+                    });
+                    let migrating: usize = field(&info, "cluster_slots_migrating:")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(usize::MAX);
+                    if taken && migrating == 0 {
+                        let (epoch, nodes) = session.state(None).await?;
                         print_status(&mut out, epoch, &nodes);
                         break;
                     }
                     if Instant::now() > deadline {
-                        bail!("{moving} slots still getting their copies after {timeout} s");
+                        bail!("slots still getting their copies after {timeout} s");
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Launch, Node, lines_of, output_within, wait_for_line};
+use common::{Launch, Node, lines_of, output_within, slot_of, wait_for_line};
 use redis::cluster::{ClusterClient, ClusterConnection, cluster_pipe};
 use redis::{Commands, Value};
 
@@ -21,31 +21,6 @@ const SLOTS: usize = 16384;
 /// How long any wait for the cluster may last before the test fails: generous, since the
 /// machine running the tests may be slow and busy; never a claim about speed.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The key's cluster slot, as Redis computes it: CRC16 (XMODEM) of the key, or of its hash tag
-/// (the part between the first `{` and the next `}`, when not empty), modulo 16384.
-fn slot_of(key: &str) -> usize {
-    let bytes = key.as_bytes();
-    let hashed = match bytes.iter().position(|&b| b == b'{') {
-        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-            _ => bytes,
-        },
-        None => bytes,
-    };
-    let mut crc: u16 = 0;
-    for &b in hashed {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    usize::from(crc) % SLOTS
-}
 
 /// One key in every slot ("probe:<n>" for the first n that lands there).
 fn a_key_per_slot() -> Vec<String> {

@@ -41,12 +41,30 @@ fn primary_waits_for_k_of_its_replicas() {
     assert_eq!(a.take("c", 10), Some((1, vec![7])));
     assert_eq!(a.take("b", 10), None, "handed out once");
     assert!(
-        a.acked("c", 1)
+        a.acked("b", 1)
             .iter()
             .any(|(t, o)| *t == "w1" && *o == Outcome::Done)
     );
     assert_eq!(a.waiting(), 0);
     assert_eq!(a.cancel(id), None, "already done");
+}
+
+#[test]
+fn primary_waits_for_its_first_k_replicas_in_order() {
+    // K = 1 of two replicas: b's answer counts, c's does not, so that b (the one a failover
+    // promotes) holds every acknowledged write.
+    let mut a = node("a", Mode::Primary { sync: 1 }, &["a", "b", "c"]);
+    waiting(a.submit("w", vec![(0, 1)], true));
+    assert!(a.acked("c", 1).is_empty(), "c is not the first replica");
+    assert_eq!(a.acked("b", 1), vec![("w", Outcome::Done)]);
+    // b fails: c is the first replica now, and its earlier answer counts.
+    let mut a = node("a", Mode::Primary { sync: 1 }, &["a", "b", "c"]);
+    waiting(a.submit("w", vec![(0, 1)], true));
+    assert!(a.acked("c", 1).is_empty());
+    assert_eq!(
+        a.set_layout(layout(Mode::Primary { sync: 1 }, &["a", "c"])),
+        vec![("w", Outcome::Done)]
+    );
 }
 
 #[test]

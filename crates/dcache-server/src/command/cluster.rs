@@ -114,13 +114,36 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         // A batch of a peer's replication stream (`crate::replicate`): applied, and answered
         // with its last offset once this node's successors hold it (a chain).
         b"APPLY" => {
-            arity(5)?;
-            let epoch = u64::try_from(int_arg(args.get(2))?).map_err(|_| Error::from(BAD_SLOT))?;
-            let offset = int_arg(args.get(3))?;
-            if let Some(ack) = crate::replicate::apply(ctx.shared, epoch, args.get(4), ctx.now)? {
+            arity(6)?;
+            let from = String::from_utf8_lossy(args.get(2)).into_owned();
+            let epoch = u64::try_from(int_arg(args.get(3))?).map_err(|_| Error::from(BAD_SLOT))?;
+            let offset = int_arg(args.get(4))?;
+            if let Some(ack) =
+                crate::replicate::apply(ctx.shared, &from, epoch, args.get(5), ctx.now)?
+            {
                 ctx.conn.hold = Some(ack);
             }
             ctx.out.int(offset);
+        }
+        // A quorum read's questions to the other copies, and its repairs (`crate::replicate`).
+        b"VERSIONS" => {
+            if args.len() < 3 {
+                return Err(subcommand_arity("cluster", sub));
+            }
+            let keys: Vec<&[u8]> = args.iter_from(2).collect();
+            let versions = crate::replicate::versions(ctx.shared, &keys, ctx.now);
+            ctx.out.array(versions.len());
+            for v in versions {
+                match v {
+                    Some(bytes) => ctx.out.bulk(&bytes),
+                    None => ctx.out.null(),
+                }
+            }
+        }
+        b"REPAIR" => {
+            arity(3)?;
+            let applied = crate::replicate::take_repair(ctx.shared, args.get(2), ctx.now)?;
+            ctx.out.int(applied as i64);
         }
         b"IMPORTSLOT" => {
             arity(3)?;

@@ -286,6 +286,27 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
             return;
         }
     };
+    if let Some(slot) = read_slot
+        && crate::replicate::quorum_reads(ctx.shared)
+    {
+        match ctx.conn.quorum.take() {
+            // The other copies answered: the newest state is here now.
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                ctx.out.error(e);
+                return;
+            }
+            None => {
+                ctx.conn.defer = Some(crate::replicate::QuorumRead {
+                    slot,
+                    keys: dcache_protocol::commands::keys(cmd.spec, &args)
+                        .map(|i| args.get(i).to_vec())
+                        .collect(),
+                });
+                return;
+            }
+        }
+    }
     let grows = cmd.flags & DENYOOM != 0;
     let room = if grows {
         match admit(ctx, cmd, args) {
@@ -314,7 +335,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     drop(room);
     if let Some((slot, ack)) = replicated {
         let keys = dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i));
-        if crate::replicate::after_write(ctx.shared, slot, &ack, keys, ctx.now) {
+        if crate::replicate::after_write(ctx.shared, slot, &ack, keys, ctx.now, &mut ctx.conn.marks)
+        {
             ctx.conn.hold = Some(ack);
         }
     } else if let Some(slot) = read_slot {

@@ -37,10 +37,11 @@ pub fn role(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// `WAIT numreplicas timeout`: waits until `numreplicas` peers acknowledged everything this node
-/// had queued for them when WAIT arrived (so every earlier write of this connection), or until
-/// `timeout` milliseconds (0: no limit); answers how many did. The reply is held like a
-/// replicated write's, so the connection's other replies keep their order and no thread waits.
+/// `WAIT numreplicas timeout`: waits until `numreplicas` of the peers this connection's writes
+/// went to acknowledged them all, or until `timeout` milliseconds (0: no limit); answers how many
+/// did. A connection that wrote nothing gets the number of peers this node streams to at once
+/// (as Redis answers the number of its replicas). The reply is held like a replicated write's, so
+/// the connection's other replies keep their order and no thread waits.
 pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     // Redis reads the timeout first.
     let timeout = dcache_protocol::request::parse_i64(args.get(2))
@@ -53,9 +54,13 @@ pub fn wait(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     };
-    let marks = cluster.replication.marks();
+    let marks = ctx.conn.marks.clone();
+    if marks.is_empty() {
+        ctx.out.int(cluster.replication.streams().len() as i64);
+        return Ok(());
+    }
     let reached = cluster.replication.reached(&marks);
-    if reached as i64 >= wanted || marks.is_empty() {
+    if reached as i64 >= wanted {
         ctx.out.int(reached as i64);
         return Ok(());
     }

@@ -241,3 +241,51 @@ pub fn output_within(mut command: Command, limit: Duration) -> Output {
         }
     }
 }
+
+/// The lines `read` gives (a child's stdout, say), read on a thread so that a test can wait for
+/// one with a deadline (`wait_for_line`).
+pub fn lines_from(read: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(read).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `kill -9 pid` (through the shell's own `kill`): the process gets no chance to say goodbye.
+pub fn kill_9(pid: &str) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -KILL {pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -KILL {pid}: {status}");
+}
+
+/// The key's cluster slot, as Redis computes it: CRC16 (XMODEM) of the key, or of its hash tag
+/// (the part between the first `{` and the next `}`, when not empty), modulo 16384.
+pub fn slot_of(key: &str) -> usize {
+    let bytes = key.as_bytes();
+    let hashed = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    let mut crc: u16 = 0;
+    for &b in hashed {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    usize::from(crc) % 16384
+}

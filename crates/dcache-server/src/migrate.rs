@@ -503,15 +503,44 @@ async fn send_keys(
     Ok(())
 }
 
-/// Sends one command to the node at `addr` (its client port) and waits for an answer that is not
-/// an error.
+/// One request on a new connection to a node's client port (after AUTH when a password is
+/// set), and its reply.
 ///
 /// # Errors
 /// The node cannot be reached, or answers with an error.
-pub async fn send_command(addr: SocketAddr, password: &str, args: &[&[u8]]) -> Result<(), String> {
-    let mut peer = Peer::connect(addr, password, 0).await?;
-    peer.request(args).await?;
-    peer.finish().await
+pub async fn ask(
+    addr: impl tokio::net::ToSocketAddrs,
+    password: &str,
+    args: &[&[u8]],
+) -> Result<Frame, String> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    if !password.is_empty() {
+        dcache_protocol::reply::encode_command([&b"AUTH"[..], password.as_bytes()], &mut out);
+    }
+    dcache_protocol::reply::encode_command(args.iter().copied(), &mut out);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut input = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut skip = usize::from(!password.is_empty());
+    loop {
+        while let Some((frame, used)) = Frame::parse(&input).map_err(|e| e.to_string())? {
+            input.drain(..used);
+            if let Frame::Error(e) = &frame {
+                return Err(e.clone());
+            }
+            if skip == 0 {
+                return Ok(frame);
+            }
+            skip -= 1;
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        input.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// A client connection to the destination's Redis port, pipelining CLUSTER IMPORT requests.

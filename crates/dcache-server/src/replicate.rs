@@ -151,7 +151,6 @@ pub struct Replication {
     /// Wakes WAIT and `INFO` readers when acknowledgements arrive.
     pub progress: Notify,
     /// Counters for INFO.
-    pub sent_items: AtomicU64,
     pub applied_items: AtomicU64,
     pub timed_out: AtomicU64,
 }
@@ -211,7 +210,6 @@ impl Replication {
             spawn_rx: Mutex::new(Some(spawn_rx)),
             deadlines: Mutex::default(),
             progress: Notify::new(),
-            sent_items: AtomicU64::new(0),
             applied_items: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
         }
@@ -279,7 +277,6 @@ impl Replication {
             .core
             .lock()
             .submit_marked(ack.clone(), items, origin, marks);
-        self.sent_items.fetch_add(1, Ordering::Relaxed);
         self.wake_ready();
         match submitted {
             Submitted::Done(ack) => {
@@ -501,9 +498,13 @@ pub fn before_read(shared: &Shared, slot: u16) -> Option<Ack> {
 #[must_use]
 pub fn item_of(shared: &Shared, key: &[u8], now: u64) -> (u16, Bytes) {
     let effect = shared.store.effect_of(key, now);
+    (dcache_placement::slot(key), Bytes::from(encoded(&effect)))
+}
+
+fn encoded(effect: &dcache_store::Effect) -> Vec<u8> {
     let mut buf = Vec::with_capacity(effect.encoded_len());
     effect.encode(&mut buf);
-    (dcache_placement::slot(key), Bytes::from(buf))
+    buf
 }
 
 /// `CLUSTER APPLY epoch offset effects`: applies a batch from a peer. `Ok(None)` when it may be
@@ -783,10 +784,7 @@ pub fn versions(shared: &Shared, keys: &[&[u8]], now: u64) -> Vec<Option<Vec<u8>
     keys.iter()
         .map(|key| {
             shared.store.version_of(key, now)?;
-            let effect = shared.store.effect_of(key, now);
-            let mut buf = Vec::with_capacity(effect.encoded_len());
-            effect.encode(&mut buf);
-            Some(buf)
+            Some(encoded(&shared.store.effect_of(key, now)))
         })
         .collect()
 }
@@ -824,10 +822,13 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
         asks.spawn(async move {
             let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"VERSIONS"];
             args.extend(keys.iter().map(Vec::as_slice));
-            let reply = tokio::time::timeout(READ_TIMEOUT, ask(&host, port, &password, &args))
-                .await
-                .ok()?
-                .ok()?;
+            let reply = tokio::time::timeout(
+                READ_TIMEOUT,
+                crate::migrate::ask((host.as_str(), port), &password, &args),
+            )
+            .await
+            .ok()?
+            .ok()?;
             let Frame::Array(items) = reply else {
                 return None;
             };
@@ -903,48 +904,13 @@ pub fn take_repair(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, 
 
 /// Sends `effect` to a copy that answered a quorum read with an older state, in the background.
 fn repair(shared: &Shared, peer: &(NodeId, String, u16), effect: &dcache_store::Effect) {
-    let mut body = Vec::with_capacity(effect.encoded_len());
-    effect.encode(&mut body);
+    let body = encoded(effect);
     let (_, host, port) = peer.clone();
     let password = shared.config().requirepass.clone();
     tokio::spawn(async move {
         let args: [&[u8]; 3] = [b"CLUSTER", b"REPAIR", &body];
-        if let Err(e) = ask(&host, port, &password, &args).await {
+        if let Err(e) = crate::migrate::ask((host.as_str(), port), &password, &args).await {
             tracing::debug!("read repair of {host}:{port}: {e}");
         }
     });
-}
-
-/// One request on a new connection to a node's client port, and its reply.
-async fn ask(host: &str, port: u16, password: &str, args: &[&[u8]]) -> Result<Frame, String> {
-    let mut stream = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    if !password.is_empty() {
-        dcache_protocol::reply::encode_command([&b"AUTH"[..], password.as_bytes()], &mut out);
-    }
-    dcache_protocol::reply::encode_command(args.iter().copied(), &mut out);
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    let mut input = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let mut skip = usize::from(!password.is_empty());
-    loop {
-        while let Some((frame, used)) = Frame::parse(&input).map_err(|e| e.to_string())? {
-            input.drain(..used);
-            if let Frame::Error(e) = &frame {
-                return Err(e.clone());
-            }
-            if skip == 0 {
-                return Ok(frame);
-            }
-            skip -= 1;
-        }
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed".into());
-        }
-        input.extend_from_slice(&chunk[..n]);
-    }
 }

@@ -281,7 +281,7 @@ fn meet(
             my_bus.as_bytes(),
             b"passed-on",
         ];
-        if let Err(e) = crate::migrate::send_command(addr, &config.requirepass, &request).await {
+        if let Err(e) = crate::migrate::ask(addr, &config.requirepass, &request).await {
             tracing::warn!("CLUSTER MEET {addr}: {e}");
         }
     });

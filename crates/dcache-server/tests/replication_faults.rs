@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::members::{enabled, member, member_with, replicated, settle};
+use common::members::{enabled, member, member_with, reach_epoch, replicated, settle};
 use common::{TestNode, cmd, query};
 use dcache_cluster::{Change, Settings, Strategy, Topology};
 use dcache_server::NodeConfig;
@@ -66,14 +66,7 @@ async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
     }
     forward.send(topology(&control)).unwrap();
     let epoch = topology(&control).epoch;
-    for node in &nodes {
-        node.shared
-            .cluster
-            .as_ref()
-            .unwrap()
-            .wait_for_epoch(epoch)
-            .await;
-    }
+    reach_epoch(&nodes, epoch).await;
     let t = topology(&control);
     // A key whose first replica is the lagging node.
     let key = (0..10_000)
@@ -88,15 +81,7 @@ async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
     // One epoch more for everyone but the lagging node.
     control.apply(&Change::Rebalance).unwrap();
     let epoch = topology(&control).epoch;
-    for i in [p, r2] {
-        nodes[i]
-            .shared
-            .cluster
-            .as_ref()
-            .unwrap()
-            .wait_for_epoch(epoch)
-            .await;
-    }
+    reach_epoch([&nodes[p], &nodes[r2]], epoch).await;
     // The write waits for the first replica, whatever the second says: it is acknowledged
     // only once the lagging node has caught up and holds it.
     let mut con = nodes[p].client().await;
@@ -129,14 +114,7 @@ async fn a_write_acknowledged_by_the_second_replica_survives_its_primary() {
     control.apply(&Change::Fail(primary_id)).unwrap();
     forward.send(topology(&control)).unwrap();
     let epoch = topology(&control).epoch;
-    for node in &nodes {
-        node.shared
-            .cluster
-            .as_ref()
-            .unwrap()
-            .wait_for_epoch(epoch)
-            .await;
-    }
+    reach_epoch(&nodes, epoch).await;
     let t = topology(&control);
     let new_primary = &t.replicas_of(dcache_placement::slot(key.as_bytes()))[0].id;
     let new_primary = nodes.iter().find(|n| id_of(n) == *new_primary).unwrap();

@@ -65,15 +65,20 @@ pub async fn replicated(
         nodes.push(node);
     }
     let epoch = control.subscribe().borrow().epoch;
-    for node in &nodes {
+    reach_epoch(&nodes, epoch).await;
+    (control, nodes)
+}
+
+/// Waits until every node of `nodes` has taken a topology of at least `epoch`.
+pub async fn reach_epoch<'a>(nodes: impl IntoIterator<Item = &'a TestNode>, epoch: u64) {
+    for node in nodes {
         node.shared
             .cluster
             .as_ref()
-            .unwrap()
+            .expect("a cluster member")
             .wait_for_epoch(epoch)
             .await;
     }
-    (control, nodes)
 }
 
 /// Commits every planned move at once (the nodes hold no data yet).

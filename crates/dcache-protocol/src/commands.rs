@@ -373,6 +373,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("hstrlen", 3, READONLY | FAST, FIRST, "hash", "3.2.0", "O(1)", "Returns the length of a field's value."),
     spec("hrandfield", -2, READONLY, FIRST, "hash", "6.2.0", "O(N) where N is the number of fields returned", "Returns random fields.").with_tips(&["nondeterministic_output"]),
     spec("hscan", -3, READONLY, FIRST, "hash", "2.8.0", "O(1)", "Iterates over the fields of a hash.").with_tips(&["nondeterministic_output"]),
+    // lists
+    // sets
+    // sorted sets
+    // bitmaps and string ranges
+    // hyperloglog
+    // geo
+    // rate limiting
 ];
 
 /// The index of each command's name in [`COMMANDS`].

@@ -9,7 +9,7 @@
 //! | change | applies when the key here has | then |
 //! |---|---|---|
 //! | `Put { value, expire_at }` | no entry, or an entry or tombstone older than the effect | replaces the entry and drops the tombstone (an expiry already past removes the entry instead, and leaves a tombstone†) |
-//! | `Append(value)` | a hash entry of exactly the effect's version | adds the value's fields to it |
+//! | `Append(value)` | an aggregate of the same type at exactly the effect's version | adds the value's elements to it (fields and members by name; a list's at its tail) |
 //! | `Delete` | no entry, or an entry or tombstone older than the effect | removes the entry, and leaves a tombstone† at the effect's version |
 //!
 //! † With tombstones on (see below); without them, the node keeps nothing of a deleted key.
@@ -17,7 +17,13 @@
 //! So a duplicate or a late copy does nothing. `Append` carries the rest of a value too large for
 //! one record: its `Put` and every `Append` share the version the value had when its stream
 //! began, and an `Append` whose `Put` did not apply (refused for memory, or superseded by a newer
-//! write) does nothing rather than build half a value.
+//! write) does nothing rather than build half a value. Fields and members appended twice are
+//! harmless; a list's elements are not, so a `Put` of a list at the key's own version (a stream
+//! that started over) replaces the list rather than doing nothing.
+//!
+//! Every type travels the same way: the effect names the type and carries the elements, so a
+//! write of any type replicates as its key's new state, and a new type needs a new tag and
+//! value encoding, not a new protocol.
 //!
 //! # Tombstones
 //!
@@ -48,13 +54,17 @@
 //!   effect  := len:u32 body                    len = the body's length, at most 1 GiB
 //!   body    := format:u8=1 tag:u8 version:u64 key:bytes payload
 //!   tag     := change << 4 | type              change: 0 Delete, 1 Put, 2 Append
-//!                                              type: 0 string, 1 hash (lists, sets and sorted
-//!                                              sets take 2, 3, 4); Delete has type 0
+//!                                              type: 0 string, 1 hash, 2 list, 3 set,
+//!                                              4 sorted set; Delete has type 0
 //!   payload := (Delete)   nothing
 //!            | (Put)      expire_at:varint value      0: no expiry
 //!            | (Append)   value
 //!   value   := (string)   bytes
 //!            | (hash)     count:varint (field:bytes value:bytes) × count
+//!            | (list)     count:varint element:bytes × count          head first
+//!            | (set)      count:varint member:bytes × count
+//!            | (zset)     count:varint (member:bytes score:f64) × count   score: IEEE 754 bits
+//!                                                                        as u64, never NaN
 //! ```
 //!
 //! The length prefix lets a reader frame effects in a stream before decoding them;
@@ -63,6 +73,9 @@
 
 use crate::clock::Version;
 use crate::entry::{HashValue, MAX_KEY_LEN, OwnedValue};
+use crate::list::ListValue;
+use crate::set::SetValue;
+use crate::zset::ZSetValue;
 
 /// The encoding's format version, the first byte of every body.
 pub const EFFECT_FORMAT: u8 = 1;
@@ -76,6 +89,9 @@ const PUT: u8 = 1;
 const APPEND: u8 = 2;
 const STRING: u8 = 0;
 const HASH: u8 = 1;
+const LIST: u8 = 2;
+const SET: u8 = 3;
+const ZSET: u8 = 4;
 
 /// One key's state or a change to it, with its version. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +129,8 @@ pub enum Change {
         value: OwnedValue,
         expire_at: Option<u64>,
     },
-    /// More of the value that the `Put` of the same version began: a hash's further fields
-    /// (lists, sets and sorted sets will add their elements the same way). Strings always go
-    /// whole: an `Append` of a string applies to nothing.
+    /// More of the value that the `Put` of the same version began: an aggregate's further
+    /// elements. Strings always go whole: an `Append` of a string applies to nothing.
     Append(OwnedValue),
     /// The key is gone: deleted, or expired. With tombstones on, its version is the deletion's
     /// (the key's tombstone), else, for a key that is simply absent, a new one.
@@ -139,6 +154,8 @@ pub enum DecodeError {
     Varint,
     #[error("{0} bytes left over after the effect's payload")]
     Trailing(usize),
+    #[error("a sorted set score is NaN")]
+    Score,
 }
 
 impl Effect {
@@ -214,14 +231,14 @@ impl Effect {
         let key = r.take_len(key_len)?.into();
         let change = match (tag >> 4, tag & 0xf) {
             (DELETE, STRING) => Change::Delete,
-            (PUT, kind @ (STRING | HASH)) => {
+            (PUT, kind @ (STRING | HASH | LIST | SET | ZSET)) => {
                 let expire_at = Some(r.varint()?).filter(|&at| at != 0);
                 Change::Put {
                     value: r.value(kind)?,
                     expire_at,
                 }
             }
-            (APPEND, kind @ (STRING | HASH)) => Change::Append(r.value(kind)?),
+            (APPEND, kind @ (STRING | HASH | LIST | SET | ZSET)) => Change::Append(r.value(kind)?),
             _ => return Err(DecodeError::Tag(tag)),
         };
         if !r.0.is_empty() {
@@ -242,6 +259,9 @@ fn type_of(value: &OwnedValue) -> u8 {
     match value {
         OwnedValue::Str(_) => STRING,
         OwnedValue::Hash(_) => HASH,
+        OwnedValue::List(_) => LIST,
+        OwnedValue::Set(_) => SET,
+        OwnedValue::ZSet(_) => ZSET,
     }
 }
 
@@ -261,6 +281,11 @@ fn value_len(value: &OwnedValue) -> usize {
                 + h.iter()
                     .map(|(f, v)| bytes_len(f) + bytes_len(v))
                     .sum::<usize>()
+        }
+        OwnedValue::List(l) => varint_len(l.len() as u64) + l.iter().map(bytes_len).sum::<usize>(),
+        OwnedValue::Set(s) => varint_len(s.len() as u64) + s.iter().map(bytes_len).sum::<usize>(),
+        OwnedValue::ZSet(z) => {
+            varint_len(z.len() as u64) + z.iter().map(|(m, _)| bytes_len(m) + 8).sum::<usize>()
         }
     }
 }
@@ -286,6 +311,21 @@ fn put_value(out: &mut Vec<u8>, value: &OwnedValue) {
             for (f, v) in h.iter() {
                 put_bytes(out, f);
                 put_bytes(out, v);
+            }
+        }
+        OwnedValue::List(l) => {
+            put_varint(out, l.len() as u64);
+            l.iter().for_each(|e| put_bytes(out, e));
+        }
+        OwnedValue::Set(s) => {
+            put_varint(out, s.len() as u64);
+            s.iter().for_each(|m| put_bytes(out, m));
+        }
+        OwnedValue::ZSet(z) => {
+            put_varint(out, z.len() as u64);
+            for (m, score) in z.iter() {
+                put_bytes(out, m);
+                out.extend_from_slice(&score.to_bits().to_le_bytes());
             }
         }
     }
@@ -334,11 +374,38 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, kind: u8) -> Result<OwnedValue, DecodeError> {
+        // Counts are not trusted for an allocation: each element is read, and checked against
+        // what is left, one at a time.
         Ok(match kind {
             STRING => OwnedValue::Str(self.bytes()?.into()),
+            LIST => {
+                let mut list = ListValue::default();
+                for _ in 0..self.varint()? {
+                    list.push_back(self.bytes()?);
+                }
+                OwnedValue::List(Box::new(list))
+            }
+            SET => {
+                let mut set = SetValue::default();
+                for _ in 0..self.varint()? {
+                    set.insert(self.bytes()?);
+                }
+                OwnedValue::Set(Box::new(set))
+            }
+            ZSET => {
+                let mut zset = ZSetValue::default();
+                for _ in 0..self.varint()? {
+                    let member = self.bytes()?;
+                    let bits = u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes"));
+                    let score = f64::from_bits(bits);
+                    if score.is_nan() {
+                        return Err(DecodeError::Score);
+                    }
+                    zset.insert(member, score);
+                }
+                OwnedValue::ZSet(Box::new(zset))
+            }
             _ => {
-                // The count is not trusted for an allocation: each field is read, and checked
-                // against what is left, one at a time.
                 let count = self.varint()?;
                 let mut hash = HashValue::default();
                 for _ in 0..count {

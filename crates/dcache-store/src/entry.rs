@@ -5,33 +5,37 @@
 //!   ┌──────────────────────┬──────────────┬─────────┬─────────┐
 //!   │ data: Box<[u8]>      │ meta: u32    │ touched │ version │
 //!   └──────────┬───────────┴──────────────┴─────────┴─────────┘
-//!              ▼                 bits 0-29: key length, 30: hash, 31: has a TTL
+//!              ▼                 bits 0-29: key length, 30: aggregate, 31: has a TTL
 //!   [ key bytes | string value bytes | expire_at (8 bytes LE, only with a TTL) ]
 //! ```
 //!
 //! A string entry is one allocation holding its key and its value; a TTL costs eight bytes in the
-//! same allocation, and only for keys that have one. A hash entry's allocation holds its key
-//! (and TTL); its fields live in the shard's side table of hashes, keyed by cell.
+//! same allocation, and only for keys that have one. An aggregate's entry (a hash, list, set or
+//! sorted set) holds its key (and TTL); its elements live in the shard's side table of
+//! aggregates, keyed by cell.
 
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::clock::Version;
+use crate::list::ListValue;
 use crate::memory::alloc_size;
+use crate::set::SetValue;
+use crate::zset::ZSetValue;
 
 /// The longest key the store takes (the length has 30 bits).
 pub const MAX_KEY_LEN: usize = (1 << 30) - 1;
 
 const KEY_LEN_MASK: u32 = (1 << 30) - 1;
-const HASH_BIT: u32 = 1 << 30;
+const AGGREGATE_BIT: u32 = 1 << 30;
 const VOLATILE_BIT: u32 = 1 << 31;
 
 /// Bytes that a hash field costs beyond its name and value: hashbrown's bucket (two boxed slices)
 /// and control byte at 7/8 load.
 const HASH_FIELD_OVERHEAD: usize = (32 + 1) * 8 / 7;
-/// A hash value's fixed part: its cell in the shard's side table and the empty map.
-pub(crate) const HASH_BASE: usize = 96;
+/// An aggregate's fixed part: its cell in the shard's side table and its empty container.
+pub(crate) const AGGREGATE_BASE: usize = 96;
 
 /// A value, borrowed from the store or given to it. Strings hold any bytes; integers and floats
 /// are strings that parse as such, as in Redis.
@@ -39,6 +43,9 @@ pub(crate) const HASH_BASE: usize = 96;
 pub enum Value<'a> {
     Str(&'a [u8]),
     Hash(&'a HashValue),
+    List(&'a ListValue),
+    Set(&'a SetValue),
+    ZSet(&'a ZSetValue),
 }
 
 impl Value<'_> {
@@ -48,6 +55,31 @@ impl Value<'_> {
         match self {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
+        }
+    }
+
+    /// What the value costs the budget beyond its key's entry.
+    pub(crate) fn mem(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len(),
+            Value::Hash(h) => AGGREGATE_BASE + h.mem(),
+            Value::List(l) => AGGREGATE_BASE + l.mem(),
+            Value::Set(s) => AGGREGATE_BASE + s.mem(),
+            Value::ZSet(z) => AGGREGATE_BASE + z.mem(),
+        }
+    }
+
+    /// Elements (fields, members) in an aggregate; 0 for a string.
+    pub(crate) fn elements(&self) -> usize {
+        match self {
+            Value::Str(_) => 0,
+            Value::Hash(h) => h.len(),
+            Value::List(l) => l.len(),
+            Value::Set(s) => s.len(),
+            Value::ZSet(z) => z.len(),
         }
     }
 
@@ -56,6 +88,9 @@ impl Value<'_> {
         match self {
             Value::Str(s) => OwnedValue::Str(s.into()),
             Value::Hash(h) => OwnedValue::Hash(Box::new(h.clone())),
+            Value::List(l) => OwnedValue::List(Box::new(l.clone())),
+            Value::Set(s) => OwnedValue::Set(Box::new(s.clone())),
+            Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.clone())),
         }
     }
 }
@@ -65,6 +100,9 @@ impl Value<'_> {
 pub enum OwnedValue {
     Str(Box<[u8]>),
     Hash(Box<HashValue>),
+    List(Box<ListValue>),
+    Set(Box<SetValue>),
+    ZSet(Box<ZSetValue>),
 }
 
 impl OwnedValue {
@@ -73,6 +111,9 @@ impl OwnedValue {
         match self {
             OwnedValue::Str(s) => Value::Str(s),
             OwnedValue::Hash(h) => Value::Hash(h),
+            OwnedValue::List(l) => Value::List(l),
+            OwnedValue::Set(s) => Value::Set(s),
+            OwnedValue::ZSet(z) => Value::ZSet(z),
         }
     }
 }
@@ -82,6 +123,79 @@ impl OwnedValue {
 pub enum Kind {
     Str,
     Hash,
+    List,
+    Set,
+    ZSet,
+}
+
+/// The values kept beside the slab, in the shard's side table: every type but strings.
+#[derive(Debug, Clone)]
+pub(crate) enum Aggregate {
+    Hash(HashValue),
+    List(ListValue),
+    Set(SetValue),
+    ZSet(ZSetValue),
+}
+
+impl Aggregate {
+    /// An empty aggregate of `kind`; `None` for strings.
+    pub(crate) fn empty(kind: Kind) -> Option<Self> {
+        Some(match kind {
+            Kind::Str => return None,
+            Kind::Hash => Aggregate::Hash(HashValue::default()),
+            Kind::List => Aggregate::List(ListValue::default()),
+            Kind::Set => Aggregate::Set(SetValue::default()),
+            Kind::ZSet => Aggregate::ZSet(ZSetValue::default()),
+        })
+    }
+
+    /// The aggregate that `value` is; `None` for strings.
+    pub(crate) fn of(value: Value<'_>) -> Option<Self> {
+        Self::owned(value.into_owned())
+    }
+
+    /// The aggregate that `value` is, without copying it; `None` for strings.
+    pub(crate) fn owned(value: OwnedValue) -> Option<Self> {
+        Some(match value {
+            OwnedValue::Str(_) => return None,
+            OwnedValue::Hash(h) => Aggregate::Hash(*h),
+            OwnedValue::List(l) => Aggregate::List(*l),
+            OwnedValue::Set(s) => Aggregate::Set(*s),
+            OwnedValue::ZSet(z) => Aggregate::ZSet(*z),
+        })
+    }
+
+    pub(crate) fn into_owned(self) -> OwnedValue {
+        match self {
+            Aggregate::Hash(h) => OwnedValue::Hash(Box::new(h)),
+            Aggregate::List(l) => OwnedValue::List(Box::new(l)),
+            Aggregate::Set(s) => OwnedValue::Set(Box::new(s)),
+            Aggregate::ZSet(z) => OwnedValue::ZSet(Box::new(z)),
+        }
+    }
+
+    pub(crate) fn as_value(&self) -> Value<'_> {
+        match self {
+            Aggregate::Hash(h) => Value::Hash(h),
+            Aggregate::List(l) => Value::List(l),
+            Aggregate::Set(s) => Value::Set(s),
+            Aggregate::ZSet(z) => Value::ZSet(z),
+        }
+    }
+
+    /// Elements (fields, members) held.
+    pub(crate) fn len(&self) -> usize {
+        self.as_value().elements()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the aggregate costs the budget beyond its key's entry.
+    pub(crate) fn mem(&self) -> usize {
+        self.as_value().mem()
+    }
 }
 
 /// A hash field: its name and its value.
@@ -232,15 +346,15 @@ impl Entry {
         Self::build(key, value, false, expire_at, touched, version)
     }
 
-    /// A hash entry (its fields live beside the slab).
-    pub(crate) fn hash(key: &[u8], expire_at: u64, touched: u32, version: Version) -> Self {
+    /// An aggregate's entry (its elements live beside the slab).
+    pub(crate) fn aggregate(key: &[u8], expire_at: u64, touched: u32, version: Version) -> Self {
         Self::build(key, &[], true, expire_at, touched, version)
     }
 
     fn build(
         key: &[u8],
         value: &[u8],
-        hash: bool,
+        aggregate: bool,
         expire_at: u64,
         touched: u32,
         version: Version,
@@ -257,7 +371,7 @@ impl Entry {
             data.extend_from_slice(&expire_at.to_le_bytes());
         }
         let meta = key.len() as u32
-            | if hash { HASH_BIT } else { 0 }
+            | if aggregate { AGGREGATE_BIT } else { 0 }
             | if expire_at != 0 { VOLATILE_BIT } else { 0 };
         Self {
             data: data.into_boxed_slice(),
@@ -271,15 +385,15 @@ impl Entry {
         &self.data[..(self.meta & KEY_LEN_MASK) as usize]
     }
 
-    pub(crate) fn is_hash(&self) -> bool {
-        self.meta & HASH_BIT != 0
+    pub(crate) fn is_aggregate(&self) -> bool {
+        self.meta & AGGREGATE_BIT != 0
     }
 
     fn tail(&self) -> usize {
         if self.meta & VOLATILE_BIT != 0 { 8 } else { 0 }
     }
 
-    /// The string value's bytes (empty for a hash).
+    /// The string value's bytes (empty for an aggregate).
     pub(crate) fn str_value(&self) -> &[u8] {
         &self.data[(self.meta & KEY_LEN_MASK) as usize..self.data.len() - self.tail()]
     }
@@ -304,7 +418,7 @@ impl Entry {
     pub(crate) fn overwrite_str(&mut self, value: &[u8]) -> bool {
         let start = (self.meta & KEY_LEN_MASK) as usize;
         let end = self.data.len() - self.tail();
-        if self.is_hash() || end - start != value.len() {
+        if self.is_aggregate() || end - start != value.len() {
             return false;
         }
         self.data[start..end].copy_from_slice(value);
@@ -334,7 +448,7 @@ impl Entry {
                 *self = Self::build(
                     self.key(),
                     self.str_value(),
-                    self.is_hash(),
+                    self.is_aggregate(),
                     expire_at,
                     self.touched,
                     self.version,
@@ -353,7 +467,7 @@ impl Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct EntryRef<'a> {
     pub(crate) entry: &'a Entry,
-    pub(crate) hash: Option<&'a HashValue>,
+    pub(crate) aggregate: Option<&'a Aggregate>,
 }
 
 impl<'a> EntryRef<'a> {
@@ -364,8 +478,8 @@ impl<'a> EntryRef<'a> {
 
     #[must_use]
     pub fn value(&self) -> Value<'a> {
-        match self.hash {
-            Some(h) => Value::Hash(h),
+        match self.aggregate {
+            Some(a) => a.as_value(),
             None => Value::Str(self.entry.str_value()),
         }
     }
@@ -390,7 +504,7 @@ impl<'a> EntryRef<'a> {
     /// What the entry costs in memory, as the store accounts it (`MEMORY USAGE`).
     #[must_use]
     pub fn memory_usage(&self) -> usize {
-        crate::shard::entry_mem(self.entry, self.hash)
+        crate::shard::entry_mem(self.entry, self.aggregate)
     }
 }
 
@@ -429,7 +543,7 @@ mod tests {
             (e.key(), e.str_value(), e.expire_raw()),
             (&b"key"[..], &b"longer value"[..], 0)
         );
-        assert!(!e.is_hash() && Entry::hash(b"h", 0, 0, Version(0)).is_hash());
+        assert!(!e.is_aggregate() && Entry::aggregate(b"h", 0, 0, Version(0)).is_aggregate());
         assert_eq!((e.touched, e.version), (7, Version(9)));
     }
 }

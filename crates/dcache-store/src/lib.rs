@@ -7,7 +7,7 @@
 //!
 //!   Shard ┬ table:   hash → cell index          (hashbrown, no keys stored twice)
 //!         ├ cells:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
-//!         ├ hashes:  cell → fields               (for entries that are hashes)
+//!         ├ aggregates: cell → elements          (hashes, lists, sets, sorted sets)
 //!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
 //!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
 //!         ├ by_slot: cluster slot → cells        (count, list, stream or delete one slot)
@@ -40,21 +40,28 @@ mod config;
 pub mod effect;
 mod entry;
 mod glob;
+mod lazyfree;
+mod list;
 mod memory;
 pub mod policy;
+mod set;
 mod shard;
 mod slot_index;
 mod store;
 mod transfer;
+mod zset;
 
 pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
 pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
 pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
+pub use list::ListValue;
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
+pub use set::SetValue;
 pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
+pub use zset::ZSetValue;
 
 /// A write that the store refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,11 +9,15 @@ use hashbrown::HashTable;
 use crate::clock::{Hlc, Version};
 use crate::config::{EvictionScope, PolicyKind, PolicyName};
 use crate::effect::KeyVersion;
-use crate::entry::{Entry, EntryRef, HASH_BASE, HashValue, Kind, OwnedEntry, OwnedValue, Value};
+use crate::entry::HashValue;
+use crate::entry::{Aggregate, Entry, EntryRef, Kind, OwnedEntry, Value};
+use crate::list::ListValue;
 use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
+use crate::set::SetValue;
 use crate::slot_index::SlotIndex;
 use crate::store::{Key, hash_key};
+use crate::zset::ZSetValue;
 
 mod tombstones;
 mod transfer;
@@ -24,11 +28,11 @@ pub(crate) use tombstones::tombstone_cost;
 pub use transfer::DumpCursor;
 
 /// What an entry costs, as the store accounts it: its cell and table share, its allocation, its
-/// hash fields if it is a hash, its place in the expiry index if it has a TTL.
-pub(crate) fn entry_mem(entry: &Entry, hash: Option<&HashValue>) -> usize {
+/// elements if it is an aggregate, its place in the expiry index if it has a TTL.
+pub(crate) fn entry_mem(entry: &Entry, aggregate: Option<&Aggregate>) -> usize {
     ENTRY_OVERHEAD
         + entry.data_mem()
-        + hash.map_or(0, |h| HASH_BASE + h.mem())
+        + aggregate.map_or(0, Aggregate::mem)
         + if entry.expire_raw() != 0 {
             VOLATILE_OVERHEAD
         } else {
@@ -60,8 +64,8 @@ pub struct ShardStats {
 pub struct Shard {
     table: HashTable<u32>,
     cells: Vec<Option<Entry>>,
-    /// The fields of every hash entry, by cell.
-    hashes: hashbrown::HashMap<u32, HashValue>,
+    /// The elements of every aggregate (hash, list, set, sorted set), by cell.
+    aggregates: hashbrown::HashMap<u32, Aggregate>,
     free: Vec<u32>,
     policy: Box<dyn EvictionPolicy>,
     policy_name: PolicyName,
@@ -110,7 +114,7 @@ impl Shard {
         Self {
             table: HashTable::new(),
             cells: Vec::new(),
-            hashes: hashbrown::HashMap::new(),
+            aggregates: hashbrown::HashMap::new(),
             free: Vec::new(),
             policy: policy::for_kind(policy_name.kind, seed),
             policy_name,
@@ -205,10 +209,10 @@ impl Shard {
         self.cells[cell as usize].as_mut().expect("a live cell")
     }
 
-    /// The hash fields of a hash entry (`None` for strings, without a look-up).
-    fn hash_of(&self, cell: u32, entry: &Entry) -> Option<&HashValue> {
-        if entry.is_hash() {
-            self.hashes.get(&cell)
+    /// An aggregate entry's elements (`None` for strings, without a look-up).
+    pub(crate) fn aggregate_of(&self, cell: u32, entry: &Entry) -> Option<&Aggregate> {
+        if entry.is_aggregate() {
+            self.aggregates.get(&cell)
         } else {
             None
         }
@@ -216,14 +220,14 @@ impl Shard {
 
     fn mem_at(&self, cell: u32) -> usize {
         let entry = self.entry_at(cell);
-        entry_mem(entry, self.hash_of(cell, entry))
+        entry_mem(entry, self.aggregate_of(cell, entry))
     }
 
     fn entry_ref(&self, cell: u32) -> EntryRef<'_> {
         let entry = self.entry_at(cell);
         EntryRef {
             entry,
-            hash: self.hash_of(cell, entry),
+            aggregate: self.aggregate_of(cell, entry),
         }
     }
 
@@ -232,7 +236,7 @@ impl Shard {
         let found = self.find(key);
         let cell = match found {
             Some(cell) if self.entry_at(cell).is_expired(now) => {
-                self.remove_cell(cell);
+                self.discard_cell(cell);
                 self.stats.expired += 1;
                 None
             }
@@ -290,14 +294,14 @@ impl Shard {
                     self.enforce(Some(cell));
                     return;
                 }
-                if current.is_hash() {
-                    self.hashes.remove(&cell);
+                if current.is_aggregate() {
+                    self.aggregates.remove(&cell);
                 }
-                let entry = match value {
-                    Value::Str(s) => Entry::string(key.bytes, s, expire, touched, version),
-                    Value::Hash(h) => {
-                        self.hashes.insert(cell, h.clone());
-                        Entry::hash(key.bytes, expire, touched, version)
+                let entry = match Aggregate::of(value) {
+                    None => Entry::string(key.bytes, value_str(value), expire, touched, version),
+                    Some(aggregate) => {
+                        self.aggregates.insert(cell, aggregate);
+                        Entry::aggregate(key.bytes, expire, touched, version)
                     }
                 };
                 self.cells[cell as usize] = Some(entry);
@@ -322,22 +326,45 @@ impl Shard {
     fn insert_new(&mut self, key: &Key<'_>, value: Value<'_>, expire_at: u64, now: u64) -> u32 {
         let version = self.clock.tick(now);
         let touched = (now / 1000) as u32;
-        match value {
-            Value::Str(s) => self.insert_entry(
+        match Aggregate::of(value) {
+            None => self.insert_entry(
                 key,
-                Entry::string(key.bytes, s, expire_at, touched, version),
+                Entry::string(key.bytes, value_str(value), expire_at, touched, version),
                 None,
             ),
-            Value::Hash(h) => self.insert_entry(
+            aggregate => self.insert_entry(
                 key,
-                Entry::hash(key.bytes, expire_at, touched, version),
-                Some(h.clone()),
+                Entry::aggregate(key.bytes, expire_at, touched, version),
+                aggregate,
+            ),
+        }
+    }
+
+    /// Inserts an empty aggregate of `kind` (or an empty string) as a new entry.
+    fn insert_empty(&mut self, key: &Key<'_>, kind: Kind, now: u64) -> u32 {
+        let version = self.clock.tick(now);
+        let touched = (now / 1000) as u32;
+        match Aggregate::empty(kind) {
+            None => self.insert_entry(
+                key,
+                Entry::string(key.bytes, &[], 0, touched, version),
+                None,
+            ),
+            aggregate => self.insert_entry(
+                key,
+                Entry::aggregate(key.bytes, 0, touched, version),
+                aggregate,
             ),
         }
     }
 
     /// Puts a new entry (absent from the table) in a free cell and indexes it everywhere.
-    fn insert_entry(&mut self, key: &Key<'_>, entry: Entry, hash: Option<HashValue>) -> u32 {
+    pub(crate) fn insert_entry(
+        &mut self,
+        key: &Key<'_>,
+        entry: Entry,
+        aggregate: Option<Aggregate>,
+    ) -> u32 {
         let expire_at = entry.expire_raw();
         let cell = match self.free.pop() {
             Some(cell) => {
@@ -349,8 +376,8 @@ impl Shard {
                 u32::try_from(self.cells.len() - 1).expect("fewer than 2^32 entries per shard")
             }
         };
-        if let Some(h) = hash {
-            self.hashes.insert(cell, h);
+        if let Some(a) = aggregate {
+            self.aggregates.insert(cell, a);
         }
         if expire_at != 0 {
             self.expires.insert((expire_at, cell));
@@ -391,14 +418,14 @@ impl Shard {
     /// Removes `key` and returns its entry.
     pub fn remove(&mut self, key: &Key<'_>, now: u64) -> Option<OwnedEntry> {
         let cell = self.lookup_cell(key, now, Lookup::Peek)?;
-        let (entry, hash) = self.remove_cell(cell);
+        let (entry, aggregate) = self.remove_cell(cell);
         self.deleted(key, now);
         let expire_at = entry.expire_raw();
         Some(OwnedEntry {
             key: entry.key().into(),
-            value: match hash {
-                Some(h) => OwnedValue::Hash(Box::new(h)),
-                None => OwnedValue::Str(entry.str_value().into()),
+            value: match aggregate {
+                Some(a) => a.into_owned(),
+                None => crate::OwnedValue::Str(entry.str_value().into()),
             },
             expire_at: (expire_at != 0).then_some(expire_at),
             version: entry.version,
@@ -413,7 +440,7 @@ impl Shard {
     pub fn delete(&mut self, key: &Key<'_>, now: u64) -> bool {
         match self.lookup_cell(key, now, Lookup::Peek) {
             Some(cell) => {
-                self.remove_cell(cell);
+                self.discard_cell(cell);
                 self.deleted(key, now);
                 true
             }
@@ -464,13 +491,13 @@ impl Shard {
     }
 
     /// Empties a cell and gives back what it held, without copying: eviction and expiry drop it.
-    fn remove_cell(&mut self, cell: u32) -> (Entry, Option<HashValue>) {
+    pub(crate) fn remove_cell(&mut self, cell: u32) -> (Entry, Option<Aggregate>) {
         self.used -= self.mem_at(cell);
         if self.protect == Some(cell) {
             self.protect = None;
         }
         let entry = self.cells[cell as usize].take().expect("a live cell");
-        let hash = self.hashes.remove(&cell);
+        let aggregate = self.aggregates.remove(&cell);
         let table_hash = hash_key(self.hash_seed, entry.key());
         self.table
             .find_entry(table_hash, |&i| i == cell)
@@ -494,7 +521,16 @@ impl Shard {
             self.by_slot.clear();
         }
         self.publish();
-        (entry, hash)
+        (entry, aggregate)
+    }
+
+    /// Removes a cell whose contents no one wants (a delete, an eviction, an expiry): a large
+    /// aggregate is freed in the background, so that the shard is not held while it is.
+    pub(crate) fn discard_cell(&mut self, cell: u32) {
+        let (_, aggregate) = self.remove_cell(cell);
+        if let Some(a) = aggregate {
+            crate::lazyfree::drop_aggregate(a);
+        }
     }
 
     /// Sets or clears a live key's TTL. Returns false when the key does not exist.
@@ -510,8 +546,8 @@ impl Shard {
 
     /// A handle to change the value of `key` in place, created as an empty value of `create`'s
     /// kind when the key is absent (or `None` without `create`). Memory, version and eviction
-    /// are brought up to date when the handle is dropped, and only if something was changed. A
-    /// hash left empty is removed, as Redis removes empty aggregates.
+    /// are brought up to date when the handle is dropped, and only if something was changed. An
+    /// aggregate left empty is removed, as Redis removes empty aggregates.
     pub fn modify(&mut self, key: &Key<'_>, now: u64, create: Option<Kind>) -> Option<Modify<'_>> {
         let mut tomb = None;
         let cell = match (self.lookup_cell(key, now, Lookup::Write), create) {
@@ -520,10 +556,7 @@ impl Shard {
                 // Creating the key drops its tombstone; if the new value is then left empty and
                 // not kept, the key was never written, and the tombstone comes back.
                 tomb = self.tomb_of(key, now);
-                match kind {
-                    Kind::Str => self.insert_new(key, Value::Str(&[]), 0, now),
-                    Kind::Hash => self.insert_new(key, Value::Hash(&HashValue::default()), 0, now),
-                }
+                self.insert_empty(key, kind, now)
             }
             (None, None) => return None,
         };
@@ -564,7 +597,7 @@ impl Shard {
     pub(crate) fn evict_one(&mut self, spare_written: bool) -> bool {
         match self.pick_victim(if spare_written { self.protect } else { None }) {
             Some(victim) => {
-                self.remove_cell(victim);
+                self.discard_cell(victim);
                 self.stats.evicted += 1;
                 true
             }
@@ -636,7 +669,7 @@ impl Shard {
         while removed < max {
             match self.expires.first() {
                 Some(&(at, cell)) if at <= now => {
-                    self.remove_cell(cell);
+                    self.discard_cell(cell);
                     self.stats.expired += 1;
                     removed += 1;
                 }
@@ -673,7 +706,7 @@ impl Shard {
                 continue;
             };
             if entry.is_expired(now) {
-                self.remove_cell(cell);
+                self.discard_cell(cell);
                 self.stats.expired += 1;
                 continue;
             }
@@ -698,12 +731,8 @@ impl Shard {
                 return Some(i);
             }
             if let Some(entry) = cell.as_ref().filter(|e| !e.is_expired(now)) {
-                let hash = if entry.is_hash() {
-                    self.hashes.get(&(i as u32))
-                } else {
-                    None
-                };
-                visit(EntryRef { entry, hash });
+                let aggregate = self.aggregate_of(i as u32, entry);
+                visit(EntryRef { entry, aggregate });
                 seen += 1;
             }
         }
@@ -715,7 +744,7 @@ impl Shard {
         self.tombs.clear();
         self.table.clear();
         self.cells.clear();
-        self.hashes.clear();
+        self.aggregates.clear();
         self.free.clear();
         self.expires.clear();
         self.policy.clear();
@@ -777,15 +806,70 @@ impl Modify<'_> {
     /// Replaces the value with a string.
     pub fn set_str(&mut self, value: &[u8]) {
         self.changed = true;
-        self.shard.hashes.remove(&self.cell);
-        self.shard.entry_at_mut(self.cell).set_str(value);
+        if self.shard.aggregates.remove(&self.cell).is_some() {
+            // Its entry still says aggregate: rebuild it as a string.
+            let entry = self.shard.entry_at(self.cell);
+            let rebuilt = Entry::string(
+                entry.key(),
+                value,
+                entry.expire_raw(),
+                entry.touched,
+                entry.version,
+            );
+            *self.shard.entry_at_mut(self.cell) = rebuilt;
+        } else {
+            self.shard.entry_at_mut(self.cell).set_str(value);
+        }
+    }
+
+    fn aggregate_mut(&mut self) -> Option<&mut Aggregate> {
+        let aggregate = self.shard.aggregates.get_mut(&self.cell)?;
+        self.changed = true;
+        Some(aggregate)
     }
 
     /// The hash, for changing; `None` when the value is not a hash.
     pub fn hash_mut(&mut self) -> Option<&mut HashValue> {
-        let hash = self.shard.hashes.get_mut(&self.cell)?;
-        self.changed = true;
-        Some(hash)
+        match self.shard.aggregates.get(&self.cell)? {
+            Aggregate::Hash(_) => match self.aggregate_mut()? {
+                Aggregate::Hash(h) => Some(h),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The list, for changing; `None` when the value is not a list.
+    pub fn list_mut(&mut self) -> Option<&mut ListValue> {
+        match self.shard.aggregates.get(&self.cell)? {
+            Aggregate::List(_) => match self.aggregate_mut()? {
+                Aggregate::List(l) => Some(l),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The set, for changing; `None` when the value is not a set.
+    pub fn set_mut(&mut self) -> Option<&mut SetValue> {
+        match self.shard.aggregates.get(&self.cell)? {
+            Aggregate::Set(_) => match self.aggregate_mut()? {
+                Aggregate::Set(s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The sorted set, for changing; `None` when the value is not a sorted set.
+    pub fn zset_mut(&mut self) -> Option<&mut ZSetValue> {
+        match self.shard.aggregates.get(&self.cell)? {
+            Aggregate::ZSet(_) => match self.aggregate_mut()? {
+                Aggregate::ZSet(z) => Some(z),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Sets or clears the TTL.
@@ -805,10 +889,10 @@ impl Drop for Modify<'_> {
     fn drop(&mut self) {
         let cell = self.cell;
         let shard = &mut *self.shard;
-        let empty_hash = shard.hashes.get(&cell).is_some_and(HashValue::is_empty);
+        let emptied = shard.aggregates.get(&cell).is_some_and(Aggregate::is_empty);
         if !self.changed {
-            // An empty hash that was created and then left alone is not kept.
-            if empty_hash {
+            // An empty aggregate that was created and then left alone is not kept.
+            if emptied {
                 let (entry, _) = shard.remove_cell(cell);
                 if let Some(version) = self.tomb {
                     let key = shard.key_of(entry.key());
@@ -823,8 +907,9 @@ impl Drop for Modify<'_> {
             .used
             .wrapping_add(shard.mem_at(cell))
             .wrapping_sub(self.before);
-        if empty_hash {
-            // The last field deleted (HDEL): the key is deleted, at the write's version.
+        if emptied {
+            // The last element removed (HDEL, LPOP, SREM, ZREM): the key is deleted, at the
+            // write's version.
             let (entry, _) = shard.remove_cell(cell);
             if shard.tomb_life != 0 {
                 let key = shard.key_of(entry.key());
@@ -833,5 +918,13 @@ impl Drop for Modify<'_> {
         } else {
             shard.enforce(Some(cell));
         }
+    }
+}
+
+/// A string value's bytes (callers have checked it is a string).
+fn value_str<'a>(value: Value<'a>) -> &'a [u8] {
+    match value {
+        Value::Str(s) => s,
+        _ => &[],
     }
 }

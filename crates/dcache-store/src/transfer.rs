@@ -20,17 +20,14 @@
 
 use crate::StoreError;
 use crate::effect::{Change, Effect};
-use crate::entry::{HASH_BASE, OwnedValue};
+use crate::entry::OwnedValue;
 use crate::memory::write_cost;
 use crate::shard::{DumpCursor, tombstone_cost};
 use crate::store::Store;
 
 /// What a value costs the budget beyond its key's entry.
 fn value_cost(value: &OwnedValue) -> usize {
-    match value {
-        OwnedValue::Str(s) => s.len(),
-        OwnedValue::Hash(h) => HASH_BASE + h.mem(),
-    }
+    value.as_value().mem()
 }
 
 impl Store {

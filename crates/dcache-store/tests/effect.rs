@@ -1,7 +1,8 @@
 //! The effect encoding: round trips, framing, and errors (never panics) on bad input.
 
 use dcache_store::{
-    Change, DecodeError, EFFECT_FORMAT, Effect, HashValue, MAX_EFFECT_LEN, OwnedValue, Version,
+    Change, DecodeError, EFFECT_FORMAT, Effect, HashValue, ListValue, MAX_EFFECT_LEN, OwnedValue,
+    SetValue, Version, ZSetValue,
 };
 use proptest::prelude::*;
 
@@ -18,6 +19,32 @@ fn value() -> impl Strategy<Value = OwnedValue> {
                 h.insert(&f, &v);
             }
             OwnedValue::Hash(Box::new(h))
+        }),
+        proptest::collection::vec(bytes(40), 0..30).prop_map(|elements| {
+            let mut l = ListValue::default();
+            elements.iter().for_each(|e| l.push_back(e));
+            OwnedValue::List(Box::new(l))
+        }),
+        proptest::collection::vec(bytes(40), 0..30).prop_map(|members| {
+            let mut s = SetValue::default();
+            members.iter().for_each(|m| {
+                s.insert(m);
+            });
+            OwnedValue::Set(Box::new(s))
+        }),
+        proptest::collection::vec(
+            (
+                bytes(40),
+                any::<f64>().prop_filter("not NaN", |f| !f.is_nan())
+            ),
+            0..30
+        )
+        .prop_map(|members| {
+            let mut z = ZSetValue::default();
+            for (m, score) in members {
+                z.insert(&m, score);
+            }
+            OwnedValue::ZSet(Box::new(z))
         }),
     ]
 }
@@ -158,4 +185,24 @@ fn malformed_effects_are_named_errors() {
         Effect::decode(&framed(&huge_count)),
         Err(DecodeError::Truncated)
     );
+}
+
+#[test]
+fn a_nan_score_is_an_error() {
+    let mut z = ZSetValue::default();
+    z.insert(b"m", 1.5);
+    let effect = Effect {
+        key: b"z"[..].into(),
+        version: Version(1),
+        change: Change::Put {
+            value: OwnedValue::ZSet(Box::new(z)),
+            expire_at: None,
+        },
+    };
+    let mut buf = Vec::new();
+    effect.encode(&mut buf);
+    // The score is the body's last eight bytes.
+    let at = buf.len() - 8;
+    buf[at..].copy_from_slice(&f64::NAN.to_bits().to_le_bytes());
+    assert_eq!(Effect::decode(&buf), Err(DecodeError::Score));
 }

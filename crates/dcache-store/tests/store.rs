@@ -19,7 +19,7 @@ fn get(store: &Store, key: &str, now: u64) -> Option<Vec<u8>> {
     let mut shard = store.lock(&key);
     match shard.get(&key, now, Lookup::Read)?.value() {
         Value::Str(s) => Some(s.to_vec()),
-        Value::Hash(_) => panic!("not a string"),
+        other => panic!("not a string: {other:?}"),
     }
 }
 
@@ -86,6 +86,69 @@ fn accounting_returns_to_zero_after_every_kind_of_change() {
     assert!(store.lock(&a).remove(&a, NOW).is_some());
     assert_eq!(store.used_memory(), 0);
     assert_eq!(store.len(), 0);
+}
+
+#[test]
+fn lists_sets_and_sorted_sets_are_accounted_emptied_away_and_typed() {
+    let store = Store::new(StoreConfig::default().shards(2));
+    for (name, kind) in [("l", Kind::List), ("s", Kind::Set), ("z", Kind::ZSet)] {
+        let key = store.key(name.as_bytes());
+        let mut shard = store.lock(&key);
+        let mut m = shard.modify(&key, NOW, Some(kind)).unwrap();
+        // A handle of one type gives no other.
+        assert!(m.hash_mut().is_none());
+        for i in 0..100 {
+            let e = format!("e{i}");
+            match kind {
+                Kind::List => m.list_mut().unwrap().push_front(e.as_bytes()),
+                Kind::Set => assert!(m.set_mut().unwrap().insert(e.as_bytes())),
+                _ => assert!(m.zset_mut().unwrap().insert(e.as_bytes(), f64::from(i))),
+            }
+        }
+    }
+    let names: Vec<_> = ["l", "s", "z"]
+        .iter()
+        .map(|k| {
+            let key = store.key(k.as_bytes());
+            store
+                .lock(&key)
+                .get(&key, NOW, Lookup::Peek)
+                .unwrap()
+                .value()
+                .type_name()
+        })
+        .collect();
+    assert_eq!(names, ["list", "set", "zset"]);
+    let full = store.used_memory();
+    assert!(full > 3 * 100 * 16, "every element counts: {full}");
+
+    // Emptied by its commands, each key goes, and its memory with it.
+    for name in ["l", "s", "z"] {
+        let key = store.key(name.as_bytes());
+        let mut shard = store.lock(&key);
+        let mut m = shard.modify(&key, NOW, None).unwrap();
+        for i in 0..100 {
+            let e = format!("e{i}");
+            match name {
+                "l" => assert!(m.list_mut().unwrap().pop_back().is_some()),
+                "s" => assert!(m.set_mut().unwrap().remove(e.as_bytes())),
+                _ => assert!(m.zset_mut().unwrap().remove(e.as_bytes())),
+            }
+        }
+    }
+    assert_eq!((store.used_memory(), store.len()), (0, 0));
+
+    // A large one deleted (freed in the background) leaves nothing accounted either.
+    let key = store.key(b"big");
+    {
+        let mut shard = store.lock(&key);
+        let mut m = shard.modify(&key, NOW, Some(Kind::Set)).unwrap();
+        for i in 0..10_000 {
+            m.set_mut().unwrap().insert(format!("m{i}").as_bytes());
+        }
+    }
+    assert!(store.lock(&key).delete(&key, NOW));
+    assert_eq!((store.used_memory(), store.len()), (0, 0));
 }
 
 /// Writes `value_len`-byte values through admission until `count` writes or the first refusal;

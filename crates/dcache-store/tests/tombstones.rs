@@ -56,6 +56,7 @@ fn value_of(store: &Store, key: &[u8], now: u64) -> Option<(Vec<u8>, Version)> {
     match e.value() {
         Value::Str(s) => Some((s.to_vec(), e.version())),
         Value::Hash(h) => Some((format!("{} fields", h.len()).into_bytes(), e.version())),
+        other => panic!("a string or a hash, not {other:?}"),
     }
 }
 

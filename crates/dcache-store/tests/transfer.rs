@@ -10,6 +10,26 @@ use dcache_store::{
     StoreConfig, StoreError, Value, Version,
 };
 
+/// Fills `key` with `n` elements of about 100 bytes, as a list, a set or a sorted set.
+fn fill(store: &Store, key: &[u8], kind: Kind, n: usize) {
+    let key = store.key(key);
+    let mut shard = store.lock(&key);
+    let mut m = shard.modify(&key, NOW, Some(kind)).unwrap();
+    for i in 0..n {
+        let element = format!("element{i:0>93}");
+        match kind {
+            Kind::List => m.list_mut().unwrap().push_back(element.as_bytes()),
+            Kind::Set => assert!(m.set_mut().unwrap().insert(element.as_bytes())),
+            Kind::ZSet => assert!(
+                m.zset_mut()
+                    .unwrap()
+                    .insert(element.as_bytes(), (i % 100) as f64)
+            ),
+            _ => unreachable!("an aggregate"),
+        }
+    }
+}
+
 const NOW: u64 = 1_800_000_000_000;
 
 fn set(store: &Store, key: &[u8], value: &[u8], expire_at: Option<u64>) {
@@ -197,7 +217,7 @@ fn a_large_hash_changed_between_calls_arrives_whole_with_the_writes_that_follow(
     let k = target.key(b"big");
     let got = match target.lock(&k).get(&k, NOW, Lookup::Peek).unwrap().value() {
         Value::Hash(h) => h.clone(),
-        Value::Str(_) => panic!("a hash"),
+        other => panic!("a hash, not {other:?}"),
     };
     for i in (0..5_000).filter(|i| i % 7 != 0) {
         assert!(
@@ -228,6 +248,7 @@ fn value_of(store: &Store, key: &[u8]) -> Option<(Vec<u8>, Version)> {
     match e.value() {
         Value::Str(s) => Some((s.to_vec(), e.version())),
         Value::Hash(h) => Some((format!("{} fields", h.len()).into_bytes(), e.version())),
+        other => panic!("a string or a hash, not {other:?}"),
     }
 }
 
@@ -385,4 +406,74 @@ fn a_written_key_follows_in_parts_and_a_deleted_one_as_a_delete() {
     }
     assert_eq!(contents(&target, s, NOW), contents(&source, s, NOW));
     assert_eq!(target.count_in_slot(s), 1);
+}
+
+#[test]
+fn large_lists_sets_and_sorted_sets_stream_in_parts_and_arrive_whole() {
+    let source = Store::new(StoreConfig::default().shards(2));
+    let s = slot(b"t");
+    for (name, kind) in [
+        (&b"{t}l"[..], Kind::List),
+        (b"{t}s", Kind::Set),
+        (b"{t}z", Kind::ZSet),
+    ] {
+        fill(&source, name, kind, 20_000);
+        fill(&source, &[name, b"small"].concat(), kind, 5);
+    }
+    let expected = contents(&source, s, NOW);
+    assert_eq!(expected.len(), 6);
+
+    let (effects, _) = dump(&source, s, 64 * 1024);
+    for name in [&b"{t}l"[..], b"{t}s", b"{t}z"] {
+        let parts = effects.iter().filter(|e| *e.key == *name).count();
+        assert!(
+            parts > 20,
+            "{} goes in parts, {parts} here",
+            String::from_utf8_lossy(name)
+        );
+    }
+    let target = Store::new(StoreConfig::default().shards(4));
+    restore_all(&target, effects.clone());
+    assert_eq!(contents(&target, s, NOW), expected);
+
+    // The stream again (a migration that started over): the list is rebuilt from its first
+    // part, not appended to twice, and the rest takes the duplicates as no-ops.
+    restore_all(&target, effects);
+    assert_eq!(contents(&target, s, NOW), expected);
+    assert_eq!(target.used_memory(), source.used_memory());
+}
+
+#[test]
+fn a_list_changed_mid_stream_stops_and_the_write_that_changed_it_follows() {
+    let source = Store::new(StoreConfig::default().shards(2));
+    let s = slot(b"big");
+    fill(&source, b"big", Kind::List, 10_000);
+    let mut cursor = DumpCursor::default();
+    let mut effects = Vec::new();
+    for _ in 0..2 {
+        let (batch, next) = source.dump_slot(s, cursor, 16 * 1024, NOW);
+        effects.extend(batch);
+        cursor = next.expect("more to come");
+    }
+    {
+        let k = source.key(b"big");
+        let mut shard = source.lock(&k);
+        let mut m = shard.modify(&k, NOW, None).unwrap();
+        let l = m.list_mut().unwrap();
+        l.push_front(b"new head");
+        l.pop_back();
+    }
+    let before = effects.len();
+    let (batch, next) = source.dump_slot(s, cursor, 16 * 1024, NOW);
+    assert!(
+        next.is_none() && batch.iter().all(|e| *e.key != *b"big"),
+        "the list's stream stopped"
+    );
+    effects.extend(batch);
+    assert_eq!(effects.len(), before);
+
+    let target = Store::new(StoreConfig::default());
+    restore_all(&target, effects);
+    target.restore(source.effect_of(b"big", NOW), NOW).unwrap();
+    assert_eq!(contents(&target, s, NOW), contents(&source, s, NOW));
 }

@@ -9,7 +9,7 @@ use super::{CmdResult, Ctx, Error, OVERFLOW, WRONGTYPE, int_arg, is, parse_float
 fn as_hash(value: Value<'_>) -> Result<&HashValue, Error> {
     match value {
         Value::Hash(h) => Ok(h),
-        Value::Str(_) => Err(WRONGTYPE.into()),
+        _ => Err(WRONGTYPE.into()),
     }
 }
 

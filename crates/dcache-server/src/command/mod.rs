@@ -8,14 +8,21 @@
 //! one; each parses its own arguments and applies itself to the store.
 
 mod acl;
+mod bits;
 mod cluster;
 mod connection;
 mod expire;
+mod geo;
 mod hashes;
+mod hll;
 mod keys;
+mod lists;
 mod replication;
 mod server;
+mod sets;
 mod strings;
+mod throttle;
+mod zsets;
 
 pub use connection::REDIS_COMPAT_VERSION;
 
@@ -201,6 +208,13 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("hstrlen", hashes::hstrlen),
     ("hrandfield", hashes::hrandfield),
     ("hscan", hashes::hscan),
+    // lists
+    // sets
+    // sorted sets
+    // bitmaps and string ranges
+    // hyperloglog
+    // geo
+    // rate limiting
 ];
 
 /// The spec table with handlers, in the spec table's order, so that an index is the same in both.

@@ -607,6 +607,19 @@ fn encoding(value: Value<'_>) -> &'static str {
             "listpack"
         }
         Value::Hash(_) => "hashtable",
+        Value::List(l) if l.len() <= 128 && l.iter().all(|e| e.len() <= 64) => "listpack",
+        Value::List(_) => "quicklist",
+        Value::Set(s)
+            if s.len() <= 512
+                && s.iter()
+                    .all(|m| dcache_protocol::request::parse_i64(m).is_some()) =>
+        {
+            "intset"
+        }
+        Value::Set(s) if s.len() <= 128 && s.iter().all(|m| m.len() <= 64) => "listpack",
+        Value::Set(_) => "hashtable",
+        Value::ZSet(z) if z.len() <= 128 && z.iter().all(|(m, _)| m.len() <= 64) => "listpack",
+        Value::ZSet(_) => "skiplist",
     }
 }
 

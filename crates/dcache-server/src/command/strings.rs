@@ -11,7 +11,7 @@ use super::{
 pub(super) fn as_str(value: Value<'_>) -> Result<&[u8], Error> {
     match value {
         Value::Str(s) => Ok(s),
-        Value::Hash(_) => Err(WRONGTYPE.into()),
+        _ => Err(WRONGTYPE.into()),
     }
 }
 

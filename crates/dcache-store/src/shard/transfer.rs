@@ -5,8 +5,12 @@
 use super::Shard;
 use crate::clock::Version;
 use crate::effect::{Change, Effect};
-use crate::entry::{Entry, HASH_BASE, HashValue, OwnedValue};
+use crate::entry::HashValue;
+use crate::entry::{Aggregate, Entry, OwnedValue};
+use crate::list::ListValue;
+use crate::set::SetValue;
 use crate::store::{Key, hash_key};
+use crate::zset::ZSetValue;
 
 /// Where [`crate::Store::dump_slot`] resumes. Start with `DumpCursor::default()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,7 +20,7 @@ pub struct DumpCursor {
     below: Option<usize>,
     /// The same for the slot's tombstones, walked once its keys are out.
     deletes: Option<usize>,
-    /// A hash too large for one call, being streamed a chunk at a time.
+    /// An aggregate too large for one call, being streamed a chunk at a time.
     value: Option<PartialValue>,
 }
 
@@ -25,11 +29,13 @@ struct PartialValue {
     key: Box<[u8]>,
     /// The version the value had when its stream began: every chunk carries it.
     version: Version,
-    /// The hash's rebuild count when `bucket` was read; a rebuild moves fields between buckets,
-    /// so the stream then starts over from bucket 0 (the target's hash takes the duplicates as
+    /// A hash's rebuild count when `at` was read; a rebuild moves fields between buckets, so
+    /// the stream then starts over from bucket 0 (the target's hash takes the duplicates as
     /// no-ops).
     rebuilds: u32,
-    bucket: usize,
+    /// Where the next chunk starts: a bucket of a hash or a set, an index of a list, a rank of a
+    /// sorted set.
+    at: usize,
 }
 
 /// What [`Shard::dump_slot`] finds next among a slot's tombstones.
@@ -47,21 +53,69 @@ const SCAN_PER_BYTE: usize = 1;
 /// What a key visited without emitting anything (expired) counts against the budget.
 const VISIT_COST: usize = 16;
 
-/// Fields of `h` from bucket `from` on, until about `budget` bytes or `scan` buckets: the chunk
-/// and the bucket after the last one scanned.
-fn hash_chunk(h: &HashValue, from: usize, budget: usize, scan: usize) -> (HashValue, usize) {
-    let mut chunk = HashValue::default();
+/// Elements of `a` from position `from` on (see `PartialValue::at`), until about `budget`
+/// bytes or `scan` positions: the chunk, the position after the last one read, and how many
+/// positions there are.
+fn chunk(a: &Aggregate, from: usize, budget: usize, scan: usize) -> (OwnedValue, usize, usize) {
     let mut bytes = 0;
     let mut at = from;
-    let end = h.buckets().min(from.saturating_add(scan.max(1)));
-    while at < end && (bytes < budget || chunk.is_empty()) {
-        if let Some((f, v)) = h.bucket(at) {
-            chunk.insert(f, v);
-            bytes += f.len() + v.len() + 4;
+    let mut took = 0usize;
+    // Reads positions until the budget or the scan limit (at least one element, so that every
+    // call makes progress).
+    let mut more = |size: Option<usize>, at: &mut usize, end: usize| -> bool {
+        if *at >= end || (*at >= from.saturating_add(scan.max(1))) || (bytes >= budget && took > 0)
+        {
+            return false;
         }
-        at += 1;
+        if let Some(size) = size {
+            bytes += size;
+            took += 1;
+        }
+        *at += 1;
+        true
+    };
+    match a {
+        Aggregate::Hash(h) => {
+            let (end, mut out) = (h.buckets(), HashValue::default());
+            while more(
+                h.bucket(at).map(|(f, v)| f.len() + v.len() + 4),
+                &mut at,
+                end,
+            ) {
+                if let Some((f, v)) = h.bucket(at - 1) {
+                    out.insert(f, v);
+                }
+            }
+            (OwnedValue::Hash(Box::new(out)), at, end)
+        }
+        Aggregate::Set(s) => {
+            let (end, mut out) = (s.buckets(), SetValue::default());
+            while more(s.bucket(at).map(|m| m.len() + 2), &mut at, end) {
+                if let Some(m) = s.bucket(at - 1) {
+                    out.insert(m);
+                }
+            }
+            (OwnedValue::Set(Box::new(out)), at, end)
+        }
+        Aggregate::List(l) => {
+            let (end, mut out) = (l.len(), ListValue::default());
+            while more(l.get(at).map(|e| e.len() + 2), &mut at, end) {
+                out.push_back(l.get(at - 1).expect("an index below the length"));
+            }
+            (OwnedValue::List(Box::new(out)), at, end)
+        }
+        Aggregate::ZSet(z) => {
+            let (end, mut out) = (z.len(), ZSetValue::default());
+            let mut members = z.iter().skip(from);
+            let mut next = members.next();
+            while more(next.map(|(m, _)| m.len() + 10), &mut at, end) {
+                let (m, score) = next.expect("a member below the length");
+                out.insert(m, score);
+                next = members.next();
+            }
+            (OwnedValue::ZSet(Box::new(out)), at, end)
+        }
     }
-    (chunk, at)
 }
 
 impl Shard {
@@ -88,7 +142,7 @@ impl Shard {
         &mut self,
         slot: u16,
         max: usize,
-        dropped: &mut Vec<(Entry, Option<HashValue>)>,
+        dropped: &mut Vec<(Entry, Option<Aggregate>)>,
     ) -> usize {
         let mut removed = 0;
         while removed < max {
@@ -121,23 +175,27 @@ impl Shard {
         let scan = max_bytes.saturating_mul(SCAN_PER_BYTE).max(4096);
         while budget > 0 {
             if let Some(mut partial) = cursor.value.take() {
-                if let Some(h) = self.partial_hash(slot, &partial) {
-                    if h.rebuilds() != partial.rebuilds {
-                        partial.bucket = 0;
+                if let Some(a) = self.partial_aggregate(slot, &partial) {
+                    if let Aggregate::Hash(h) = a
+                        && h.rebuilds() != partial.rebuilds
+                    {
+                        partial.at = 0;
                     }
-                    let (chunk, next) = hash_chunk(h, partial.bucket, budget, scan);
-                    if !chunk.is_empty() {
+                    let (part, next, end) = chunk(a, partial.at, budget, scan);
+                    if part.as_value().elements() > 0 {
                         let effect = Effect {
                             key: partial.key.clone(),
                             version: partial.version,
-                            change: Change::Append(OwnedValue::Hash(Box::new(chunk))),
+                            change: Change::Append(part),
                         };
                         budget = budget.saturating_sub(effect.encoded_len());
                         out.push(effect);
                     }
-                    if next < h.buckets() {
-                        partial.bucket = next;
-                        partial.rebuilds = h.rebuilds();
+                    if next < end {
+                        partial.at = next;
+                        if let Aggregate::Hash(h) = a {
+                            partial.rebuilds = h.rebuilds();
+                        }
                         cursor.value = Some(partial);
                         return Some(cursor);
                     }
@@ -190,25 +248,28 @@ impl Shard {
         }
     }
 
-    /// The live entry in `cell` as a `Put`: whole, or, for a hash larger than `budget`, its
-    /// first fields, with `cursor` set to stream the rest.
+    /// The live entry in `cell` as a `Put`: whole, or, for an aggregate larger than `budget`,
+    /// its first elements, with `cursor` set to stream the rest.
     fn put_of(&self, cell: u32, budget: usize, scan: usize, cursor: &mut DumpCursor) -> Effect {
         let entry = self.entry_at(cell);
         let expire_at = Some(entry.expire_raw()).filter(|&at| at != 0);
-        let value = match self.hash_of(cell, entry) {
+        let value = match self.aggregate_of(cell, entry) {
             None => OwnedValue::Str(entry.str_value().into()),
-            Some(h) if HASH_BASE + h.mem() <= budget => OwnedValue::Hash(Box::new(h.clone())),
-            Some(h) => {
-                let (chunk, next) = hash_chunk(h, 0, budget, scan);
-                if next < h.buckets() {
+            Some(a) if a.mem() <= budget => a.as_value().into_owned(),
+            Some(a) => {
+                let (part, next, end) = chunk(a, 0, budget, scan);
+                if next < end {
                     cursor.value = Some(PartialValue {
                         key: entry.key().into(),
                         version: entry.version,
-                        rebuilds: h.rebuilds(),
-                        bucket: next,
+                        rebuilds: match a {
+                            Aggregate::Hash(h) => h.rebuilds(),
+                            _ => 0,
+                        },
+                        at: next,
                     });
                 }
-                OwnedValue::Hash(Box::new(chunk))
+                part
             }
         };
         Effect {
@@ -251,17 +312,26 @@ impl Shard {
         }
     }
 
-    /// The hash whose stream `partial` continues, if it is still a live hash of `slot` here.
-    /// (Its version may have moved on: the writes since reach the target as effects of their
-    /// own, with newer versions, after the chunks.)
-    fn partial_hash(&self, slot: u16, partial: &PartialValue) -> Option<&HashValue> {
+    /// The aggregate whose stream `partial` continues, if it is still live in `slot` here.
+    ///
+    /// A hash is streamed on even when its version has moved on: its chunks are fields, which
+    /// the target takes at the stream's version, and the writes since reach the target as
+    /// effects of their own, with newer versions, after the chunks. Other types stop when the
+    /// value changed (those writes supersede the partial copy there the same way): a list's
+    /// positions shift under pushes and pops, so its chunks are only right for the version they
+    /// began with.
+    fn partial_aggregate(&self, slot: u16, partial: &PartialValue) -> Option<&Aggregate> {
         let key = Key {
             bytes: &partial.key,
             hash: hash_key(self.hash_seed, &partial.key),
             slot,
         };
         let cell = self.find(&key)?;
-        self.hash_of(cell, self.entry_at(cell))
+        let entry = self.entry_at(cell);
+        match self.aggregate_of(cell, entry)? {
+            a @ Aggregate::Hash(_) => Some(a),
+            a => (entry.version == partial.version).then_some(a),
+        }
     }
 
     /// Applies `change` at `version` to `key`, by version (see [`crate::effect`]). Returns
@@ -278,7 +348,7 @@ impl Shard {
         self.clock.observe(version);
         let found = self.find(key).filter(|&cell| {
             if self.entry_at(cell).is_expired(now) {
-                self.remove_cell(cell);
+                self.discard_cell(cell);
                 self.stats.expired += 1;
                 false
             } else {
@@ -296,16 +366,20 @@ impl Shard {
                     return false;
                 }
                 if let Some(cell) = found {
-                    self.remove_cell(cell);
+                    self.discard_cell(cell);
                 }
                 self.record_delete(key, version, now) || found.is_some()
             }
             Change::Put { value, expire_at } => {
-                if current >= Some(version) {
+                // A list streamed in parts is rebuilt from its first part when that comes again
+                // (a stream started over), rather than appended to twice: a Put of a list at the
+                // key's own version replaces it. Any other duplicate does nothing.
+                let restart = matches!(value, OwnedValue::List(_)) && current == Some(version);
+                if current > Some(version) || (current == Some(version) && !restart) {
                     return false;
                 }
                 if let Some(cell) = found {
-                    self.remove_cell(cell);
+                    self.discard_cell(cell);
                 }
                 let expire_at = expire_at.unwrap_or(0);
                 if expire_at != 0 && expire_at <= now {
@@ -322,10 +396,10 @@ impl Shard {
                         Entry::string(key.bytes, &s, expire_at, touched, version),
                         None,
                     ),
-                    OwnedValue::Hash(h) => self.insert_entry(
+                    aggregate => self.insert_entry(
                         key,
-                        Entry::hash(key.bytes, expire_at, touched, version),
-                        Some(*h),
+                        Entry::aggregate(key.bytes, expire_at, touched, version),
+                        Aggregate::owned(aggregate),
                     ),
                 };
                 self.enforce(Some(cell));
@@ -336,18 +410,47 @@ impl Shard {
                     return false;
                 };
                 let before = self.mem_at(cell);
-                // Only a hash's parts travel apart: a string always goes whole (its parts
+                // Only an aggregate's parts travel apart: a string always goes whole (its parts
                 // would need offsets to be applied twice harmlessly).
-                let (OwnedValue::Hash(more), Some(h)) = (value, self.hashes.get_mut(&cell)) else {
+                let Some(current) = self.aggregates.get_mut(&cell) else {
                     return false;
                 };
-                let mut changed = false;
-                for (f, v) in more.iter() {
-                    if h.get(f) != Some(v) {
-                        h.insert(f, v);
-                        changed = true;
+                let changed = match (value, current) {
+                    (OwnedValue::Hash(more), Aggregate::Hash(h)) => {
+                        let mut changed = false;
+                        for (f, v) in more.iter() {
+                            if h.get(f) != Some(v) {
+                                h.insert(f, v);
+                                changed = true;
+                            }
+                        }
+                        changed
                     }
-                }
+                    (OwnedValue::Set(more), Aggregate::Set(s)) => {
+                        let mut changed = false;
+                        for m in more.iter() {
+                            changed |= s.insert(m);
+                        }
+                        changed
+                    }
+                    (OwnedValue::ZSet(more), Aggregate::ZSet(z)) => {
+                        let mut changed = false;
+                        for (m, score) in more.iter() {
+                            if z.score(m) != Some(score) {
+                                z.insert(m, score);
+                                changed = true;
+                            }
+                        }
+                        changed
+                    }
+                    // A list's parts come in order after its Put (which a restarted stream
+                    // sends again, resetting the list).
+                    (OwnedValue::List(more), Aggregate::List(l)) => {
+                        more.iter().for_each(|e| l.push_back(e));
+                        !more.is_empty()
+                    }
+                    _ => false,
+                };
                 self.used = self.used + self.mem_at(cell) - before;
                 self.enforce(Some(cell));
                 changed

@@ -236,6 +236,30 @@ pub(crate) fn check(frame: Frame) -> Result<Frame, Error> {
     }
 }
 
+/// A rate limit for [`Client::throttle`]: `count` requests per `period` (whole seconds, at least
+/// one), and bursts of up to `max_burst + 1` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max_burst: u32,
+    pub count: u32,
+    pub period: Duration,
+}
+
+/// What [`Client::throttle`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub allowed: bool,
+    /// Requests the bucket holds when full (`max_burst + 1`).
+    pub limit: i64,
+    /// Requests left now.
+    pub remaining: i64,
+    /// When a refused request may be tried again; `None` when allowed, or when the request is
+    /// larger than the whole bucket.
+    pub retry_after: Option<Duration>,
+    /// When the bucket is full again.
+    pub reset_after: Duration,
+}
+
 impl Client {
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
@@ -538,6 +562,53 @@ impl Client {
         let reply = self.keyed(key, &[b"PTTL".as_slice(), key]).await?;
         let ms = as_int(&reply, &self.describe(key))?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
+
+    /// Counts `quantity` requests against the rate limit at `key` (`CL.THROTTLE`, the generic
+    /// cell rate algorithm): `count` per `period`, with bursts of `max_burst` more than one. The
+    /// node decides under the key's lock, so concurrent callers are counted exactly.
+    pub async fn throttle(
+        &self,
+        key: impl AsRef<[u8]>,
+        limit: RateLimit,
+        quantity: u32,
+    ) -> Result<Throttle, Error> {
+        let key = key.as_ref();
+        let (burst, count, period, quantity) = (
+            limit.max_burst.to_string(),
+            limit.count.to_string(),
+            limit.period.as_secs().max(1).to_string(),
+            quantity.to_string(),
+        );
+        let reply = self
+            .keyed(
+                key,
+                &[
+                    b"CL.THROTTLE".as_slice(),
+                    key,
+                    burst.as_bytes(),
+                    count.as_bytes(),
+                    period.as_bytes(),
+                    quantity.as_bytes(),
+                ],
+            )
+            .await?;
+        let node = self.describe(key);
+        let ints = match &reply {
+            Frame::Array(items) if items.len() == 5 => items
+                .iter()
+                .map(|f| as_int(f, &node))
+                .collect::<Result<Vec<_>, _>>()?,
+            other => return Err(unexpected(other, &node)),
+        };
+        let secs = |n: i64| u64::try_from(n).ok().map(Duration::from_secs);
+        Ok(Throttle {
+            allowed: ints[0] == 0,
+            limit: ints[1],
+            remaining: ints[2],
+            retry_after: secs(ints[3]),
+            reset_after: secs(ints[4]).unwrap_or_default(),
+        })
     }
 
     pub async fn hset(

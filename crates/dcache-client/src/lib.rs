@@ -26,7 +26,7 @@ mod error;
 mod slots;
 mod topology;
 
-pub use client::{Client, ClientBuilder, SetOptions};
+pub use client::{Client, ClientBuilder, RateLimit, SetOptions, Throttle};
 pub use dcache_protocol::Frame;
 pub use error::Error;
 pub use topology::Topology;

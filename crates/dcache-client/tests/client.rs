@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dcache_client::{Client, Error, Frame, SetOptions};
+use dcache_client::{Client, Error, Frame, RateLimit, SetOptions};
 use dcache_server::{ManualClock, NodeConfig, Server};
 use tokio::sync::oneshot;
 
@@ -587,4 +587,56 @@ async fn a_password_is_presented_on_every_new_connection() {
     // The password does not show in debug output.
     let debug = format!("{:?}", builder().password("sekret"));
     assert!(!debug.contains("sekret"), "{debug}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_counts_concurrent_callers_exactly_and_refills_with_time() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let nodes = nodes_with(2, &NodeConfig::default(), Some(clock.clone())).await;
+    let c = Arc::new(client(&nodes.addrs).await);
+    // 6 per minute (one every 10 s), 20 at once.
+    let limit = RateLimit {
+        max_burst: 19,
+        count: 6,
+        period: Duration::from_secs(60),
+    };
+    // 8 callers × 10 requests at the same instant: exactly the bucket's 20 get through.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let c = c.clone();
+        tasks.spawn(async move {
+            let mut allowed = 0;
+            for _ in 0..10 {
+                allowed += u32::from(c.throttle("api:user1", limit, 1).await.unwrap().allowed);
+            }
+            allowed
+        });
+    }
+    let mut allowed = 0;
+    while let Some(n) = tasks.join_next().await {
+        allowed += n.unwrap();
+    }
+    assert_eq!(allowed, 20);
+    let refused = c.throttle("api:user1", limit, 1).await.unwrap();
+    assert!(!refused.allowed);
+    assert_eq!((refused.limit, refused.remaining), (20, 0));
+    assert_eq!(refused.retry_after, Some(Duration::from_secs(10)));
+    assert_eq!(refused.reset_after, Duration::from_secs(200));
+    // The key cleans itself up: it expires when the bucket would be full again.
+    let ttl = c.ttl("api:user1").await.unwrap().expect("a TTL");
+    assert!(
+        ttl <= Duration::from_secs(200) && ttl > Duration::from_secs(190),
+        "{ttl:?}"
+    );
+
+    // One interval later, one more request fits; another user has a bucket of their own.
+    clock.advance_ms(10_000);
+    let next = c.throttle("api:user1", limit, 1).await.unwrap();
+    assert!(next.allowed && next.remaining == 0 && next.retry_after.is_none());
+    assert!(!c.throttle("api:user1", limit, 1).await.unwrap().allowed);
+    let other = c.throttle("api:user2", limit, 5).await.unwrap();
+    assert!(other.allowed && other.remaining == 15);
+    // A request larger than the bucket is refused with no time to retry after.
+    let huge = c.throttle("api:user2", limit, 21).await.unwrap();
+    assert!(!huge.allowed && huge.retry_after.is_none());
 }

@@ -380,6 +380,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     // hyperloglog
     // geo
     // rate limiting
+    spec("cl.throttle", -5, WRITE | DENYOOM | FAST, FIRST, "module", "1.0.0", "O(1)", "Rate-limits a key by GCRA: [limited, limit, remaining, retry after s, reset after s] (redis-cell's CL.THROTTLE)."),
 ];
 
 /// The index of each command's name in [`COMMANDS`].

@@ -215,6 +215,7 @@ const HANDLERS: &[(&str, Handler)] = &[
     // hyperloglog
     // geo
     // rate limiting
+    ("cl.throttle", throttle::cl_throttle),
 ];
 
 /// The spec table with handlers, in the spec table's order, so that an index is the same in both.

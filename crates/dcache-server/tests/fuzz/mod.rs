@@ -7,6 +7,7 @@
 )]
 
 pub mod differential;
+pub mod types;
 
 use std::net::SocketAddr;
 use std::time::Duration;

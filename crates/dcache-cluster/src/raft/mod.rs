@@ -340,7 +340,8 @@ impl Cluster {
                 self.inner
                     .elections_triggered
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::info!("the leader stopped answering: standing for election");
+                // Beside failure detection's own warnings: it explains the new leader.
+                tracing::warn!("the Raft leader stopped answering: standing for election");
                 true
             }
             Err(e) => {

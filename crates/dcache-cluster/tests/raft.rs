@@ -5,13 +5,14 @@
 //! Seeded: `DCACHE_SEED=<n>` replays a run's node ids, message loss and delays (openraft draws
 //! its election timeouts from its own generator, so elections may still go another way).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dcache_cluster::raft::transport::MemoryNetwork;
+use dcache_cluster::raft::types::raft_id;
 use dcache_cluster::{Change, ChangeError, Cluster, ClusterConfig, Error, NodeState, Topology};
 use dcache_placement::SLOTS;
 use tempfile::TempDir;
@@ -39,6 +40,8 @@ fn splitmix(x: u64) -> u64 {
 struct Sim {
     seed: u64,
     snapshot_every: u64,
+    /// Raft's election timeout, when not the default.
+    election_timeout: Option<Duration>,
     net: MemoryNetwork,
     dir: TempDir,
 }
@@ -52,6 +55,7 @@ impl Sim {
         Self {
             seed,
             snapshot_every: 500,
+            election_timeout: None,
             net: MemoryNetwork::new(seed),
             dir: TempDir::new().expect("temp dir"),
         }
@@ -73,6 +77,9 @@ impl Sim {
         let mut config =
             ClusterConfig::new(self.node_dir(n), format!("10.0.0.{n}"), 6379, 16379).id(id);
         config.snapshot_every = self.snapshot_every;
+        if let Some(timeout) = self.election_timeout {
+            config.election_timeout = timeout;
+        }
         config
     }
 
@@ -320,6 +327,108 @@ async fn the_leader_killed_during_a_join_the_join_completes_under_a_new_leader()
     // Raft follows: the dead node no longer votes, the newcomer does.
     let voters: Vec<&Cluster> = survivors.iter().collect();
     voters_become(&survivors[0], &voters).await;
+    for node in &survivors {
+        node.shutdown().await;
+    }
+}
+
+/// The index of the node that leads, once one does.
+async fn leader_of(nodes: &[Cluster]) -> usize {
+    bounded(async {
+        loop {
+            if let Some(i) = nodes.iter().position(Cluster::is_leader) {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn survivors_elect_a_new_leader_when_failure_detection_reports_the_leader_down() {
+    let mut sim = Sim::new();
+    // openraft's own election is an hour of silence away (and each follower refuses to vote
+    // for another node for two hours after the leader's last heartbeat), far past PATIENCE: a
+    // new leader can only come from the survivors standing because the leader was reported
+    // down, both of them (each gives up the dead leader's lease by standing).
+    sim.election_timeout = Some(Duration::from_secs(3600));
+    sim.net
+        .set_delay(Duration::from_millis(1), Duration::from_millis(5));
+    let nodes = sim.cluster(3).await;
+    let leader = leader_of(&nodes).await;
+    let dead = nodes[leader].id().to_owned();
+    let mut survivors: Vec<Cluster> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, c)| c.clone())
+        .collect();
+    // The first to stand is the one openraft prefers in a tie (the higher Raft id): the other,
+    // standing later in the same term, gives its vote to it but cannot take it back from the
+    // lease it refused, so only an attempt at a higher term elects anyone.
+    survivors.sort_by_key(|c| std::cmp::Reverse(raft_id(c.id())));
+    // A follower reported down changes nothing about who leads.
+    let follower: HashSet<String> = HashSet::from([survivors[1].id().to_owned()]);
+    assert!(!survivors[0].detected_down(&follower).await);
+
+    nodes[leader].shutdown().await;
+    let down: HashSet<String> = HashSet::from([dead.clone()]);
+    // The membership loop: on the report, then at each tick while the node is down.
+    let tick = |reported: &'static [usize]| {
+        let survivors = &survivors;
+        let down = &down;
+        async move {
+            for &i in reported {
+                survivors[i].detected_down(down).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            survivors.iter().position(Cluster::is_leader)
+        }
+    };
+    // One survivor's detector reports first: it stands, but the other, still within the dead
+    // leader's lease, refuses its vote.
+    for _ in 0..5 {
+        assert_eq!(tick(&[0]).await, None);
+    }
+    assert!(survivors[0].elections_triggered() >= 1);
+    // Then the other's: it stands too, which gives up the lease, and the next attempt (the
+    // lowest id's, at a higher term) wins.
+    let new_leader = bounded(async {
+        loop {
+            if let Some(i) = tick(&[0, 1]).await {
+                return i;
+            }
+        }
+    })
+    .await;
+    for node in &survivors {
+        assert!(
+            node.elections_triggered() >= 1,
+            "{} stood because of the report",
+            node.id()
+        );
+    }
+    // The new leader can declare the old one failed.
+    let failed = bounded(survivors[1 - new_leader].propose(Change::Fail(dead.clone())))
+        .await
+        .expect("commits");
+    assert_eq!(failed.nodes[&dead].state, NodeState::Failed);
+    // Once there is a leader, reports of the dead node start nothing more.
+    let stood = survivors
+        .iter()
+        .map(Cluster::elections_triggered)
+        .collect::<Vec<_>>();
+    for node in &survivors {
+        assert!(!node.detected_down(&down).await);
+    }
+    assert_eq!(
+        survivors
+            .iter()
+            .map(Cluster::elections_triggered)
+            .collect::<Vec<_>>(),
+        stood
+    );
     for node in &survivors {
         node.shutdown().await;
     }

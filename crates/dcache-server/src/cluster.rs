@@ -30,6 +30,11 @@ use parking_lot::{Mutex, RwLock};
 pub trait Control: Send + Sync + fmt::Debug {
     /// Commits `change` and returns the topology right after it was applied.
     fn propose(&self, change: Change) -> BoxFuture<'_, Result<Arc<Topology>, ProposeError>>;
+
+    /// Raft elections this node started because failure detection reported the leader down.
+    fn elections_triggered(&self) -> u64 {
+        0
+    }
 }
 
 /// Why a proposal did not return a topology.
@@ -292,6 +297,9 @@ impl Cluster {
             }
             "dcache_cluster_migration_imported_records" => {
                 self.imported_records.load(Ordering::Relaxed)
+            }
+            "dcache_cluster_elections_triggered" => {
+                self.control().map_or(0, |c| c.elections_triggered())
             }
             _ => 0,
         }

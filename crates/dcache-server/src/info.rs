@@ -102,7 +102,8 @@ fn cluster(out: &mut String, shared: &Shared) {
         "# Cluster\r\ncluster_enabled:1\r\ncluster_node_id:{}\r\ncluster_epoch:{}\r\n\
          cluster_known_nodes:{}\r\ncluster_slots_served:{mine}\r\n\
          cluster_slots_migrating_out:{}\r\ncluster_slots_moved_out:{}\r\n\
-         cluster_migration_sent_bytes:{}\r\ncluster_migration_imported_records:{}\r\n",
+         cluster_migration_sent_bytes:{}\r\ncluster_migration_imported_records:{}\r\n\
+         cluster_elections_triggered:{}\r\n",
         view.me,
         t.epoch,
         t.nodes.len(),
@@ -110,6 +111,7 @@ fn cluster(out: &mut String, shared: &Shared) {
         cluster.metric("dcache_cluster_slots_moved_out"),
         cluster.metric("dcache_cluster_migration_sent_bytes"),
         cluster.metric("dcache_cluster_migration_imported_records"),
+        cluster.metric("dcache_cluster_elections_triggered"),
     );
 }
 

@@ -6,6 +6,8 @@
 //!        ▲                                                                        │
 //!        └──── set_members(every member's bus address) ◄── topology (watch) ◄─────┘
 //!   Up(id) of a member marked failed ──(on the leader)──► propose Join(id): it is back
+//!   Down(the Raft leader) ──(on the others, at once)──► stand for election, so that a new
+//!                                leader proposes Fail(it) without waiting for Raft's timers
 //!   (a node that finds itself failed also asks to come back: dcache-cluster's watchdog)
 //! ```
 
@@ -46,6 +48,10 @@ impl Control for RaftControl {
                 other => ProposeError::Uncertain(other.to_string()),
             })
         })
+    }
+
+    fn elections_triggered(&self) -> u64 {
+        self.0.elections_triggered()
     }
 }
 
@@ -315,6 +321,8 @@ async fn watch_members(
                     tracing::warn!("node {id} stopped answering");
                     down.insert(id);
                     fence(&topology.borrow(), &down);
+                    // Not at the next tick: the leader's death is the slow failover case.
+                    cluster.detected_down(&down).await;
                 }
                 Some(MemberEvent::Up(id)) => {
                     down.remove(&id);
@@ -327,6 +335,10 @@ async fn watch_members(
             _ = tick.tick() => {
                 let t = Arc::clone(&topology.borrow());
                 fence(&t, &down);
+                if !down.is_empty() {
+                    // One survivor stands again while the election is split.
+                    cluster.detected_down(&down).await;
+                }
                 if cluster.is_leader() {
                     for id in &down {
                         if t.nodes.get(id).is_some_and(|n| n.state != NodeState::Failed) {

@@ -143,6 +143,11 @@ pub const METRICS: &[(&str, MetricType, &str)] = &[
         MetricType::Counter,
         "Slot migration records received that changed this node's data.",
     ),
+    (
+        "dcache_cluster_elections_triggered",
+        MetricType::Counter,
+        "Raft elections this node started because failure detection reported the leader down.",
+    ),
 ];
 
 #[derive(Debug)]

@@ -27,8 +27,11 @@ pub struct ClusterConfig {
     pub id: Option<NodeId>,
     /// The leader's heartbeat.
     pub heartbeat: Duration,
-    /// A follower that hears no leader for this long (up to twice as long, at random) stands
-    /// for election.
+    /// `E`: a follower that hears no leader for its lease (`2E`, during which it refuses to
+    /// vote for anyone else) and then `E` to `2E` more (drawn once per process) stands for
+    /// election: 2.4-3.2 s of silence by default. Kept long so that a busy machine does not
+    /// depose a live leader; failure detection starts an election sooner when the leader is
+    /// really gone (`Cluster::detected_down`).
     pub election_timeout: Duration,
     /// How long a proposal may wait to be committed (including finding a leader).
     pub propose_timeout: Duration,
@@ -39,8 +42,8 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Defaults: a heartbeat every 100 ms, elections after 0.8–1.6 s of silence, 10 s to
-    /// commit a proposal and 30 s to join.
+    /// Defaults: a heartbeat every 100 ms, `E` = 800 ms (elections after 2.4–3.2 s of
+    /// silence), 10 s to commit a proposal and 30 s to join.
     #[must_use]
     pub fn new(dir: impl Into<PathBuf>, host: impl Into<String>, port: u16, bus_port: u16) -> Self {
         Self {

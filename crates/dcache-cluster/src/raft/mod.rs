@@ -12,6 +12,8 @@
 //!                │      StateMachine: Topology::apply ──► watch ──► server (routing, migration)
 //!                │
 //!                └── reconcile task (on the leader): Raft voters/learners follow the topology
+//!
+//!   failure detection ── detected_down(down) ──► the leader is down? stand for election now
 //! ```
 //!
 //! Files in the node's directory: `node-id`, the Raft log and vote (see [`log_store`]) and the
@@ -31,14 +33,16 @@ pub mod log_store;
 pub mod membership;
 mod network;
 pub mod state_machine;
+mod succession;
 mod tasks;
 pub mod transport;
 pub mod types;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +56,7 @@ pub use self::config::ClusterConfig;
 use self::log_store::LogStore;
 use self::network::Network;
 use self::state_machine::StateMachine;
+use self::succession::Succession;
 use self::tasks::{reconcile, rejoin, watchdog};
 use self::transport::{
     BoxFuture, Handler, Refused, Rpc, RpcReply, TcpTransport, Transport, TransportError,
@@ -97,6 +102,10 @@ struct Inner {
     core: Arc<Core>,
     topology: watch::Receiver<Arc<Topology>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// When to stand for election after failure detection reported the leader down.
+    succession: Mutex<Succession>,
+    /// Elections this node started because of it.
+    elections_triggered: AtomicU64,
 }
 
 /// What the bus handler needs: Raft, and the way to the leader.
@@ -197,6 +206,14 @@ impl Cluster {
                 core,
                 topology,
                 tasks: Mutex::new(vec![reconciler, watchdog]),
+                // A vote round trip takes far less than two heartbeats; after one election
+                // timeout of attempts the others' leases have nearly run out and openraft's
+                // timers do as well (see `succession`).
+                succession: Mutex::new(Succession::new(
+                    config.heartbeat * 2,
+                    config.election_timeout,
+                )),
+                elections_triggered: AtomicU64::new(0),
             }),
         };
         let deadline = Instant::now() + config.join_timeout;
@@ -301,6 +318,43 @@ impl Cluster {
             .filter(|id| voters.contains(&raft_id(id)))
             .cloned()
             .collect()
+    }
+
+    /// Tells Raft which members failure detection reports down (call it on every report and
+    /// regularly while any is down). When they include the leader this node follows, the node
+    /// stands for election at once rather than after openraft's election timeout, so that a
+    /// new leader can declare the old one failed sooner; see `raft/succession.rs` for who
+    /// stands and when. Returns whether it stood now.
+    pub async fn detected_down(&self, down: &HashSet<NodeId>) -> bool {
+        let stand = {
+            let leader = self.leader();
+            let voters = self.voters();
+            let mut succession = self.inner.succession.lock().expect("succession lock");
+            succession.step(Instant::now(), self.id(), leader.as_deref(), &voters, down)
+        };
+        if !stand {
+            return false;
+        }
+        match self.inner.core.raft.trigger().elect().await {
+            Ok(()) => {
+                self.inner
+                    .elections_triggered
+                    .fetch_add(1, Ordering::Relaxed);
+                // Beside failure detection's own warnings: it explains the new leader.
+                tracing::warn!("the Raft leader stopped answering: standing for election");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot stand for election");
+                false
+            }
+        }
+    }
+
+    /// How many elections [`Cluster::detected_down`] started on this node.
+    #[must_use]
+    pub fn elections_triggered(&self) -> u64 {
+        self.inner.elections_triggered.load(Ordering::Relaxed)
     }
 
     /// Stops Raft, the bus listener and the tasks around them. The directory keeps the state.

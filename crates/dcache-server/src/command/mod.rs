@@ -210,6 +210,23 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("hscan", hashes::hscan),
     // lists
     // sets
+    ("sadd", sets::sadd),
+    ("srem", sets::srem),
+    ("smembers", sets::smembers),
+    ("sismember", sets::sismember),
+    ("smismember", sets::smismember),
+    ("scard", sets::scard),
+    ("spop", sets::spop),
+    ("srandmember", sets::srandmember),
+    ("smove", sets::smove),
+    ("sinter", sets::sinter),
+    ("sintercard", sets::sintercard),
+    ("sinterstore", sets::sinterstore),
+    ("sunion", sets::sunion),
+    ("sunionstore", sets::sunionstore),
+    ("sdiff", sets::sdiff),
+    ("sdiffstore", sets::sdiffstore),
+    ("sscan", sets::sscan),
     // sorted sets
     // bitmaps and string ranges
     // hyperloglog

@@ -394,6 +394,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("sscan", -3, READONLY, FIRST, "set", "2.8.0", "O(1) for every call. O(N) for a complete iteration", "Iterates over the members of a set.").with_tips(&["nondeterministic_output"]),
     // sorted sets
     // bitmaps and string ranges
+    spec("setbit", 4, WRITE | DENYOOM, FIRST, "bitmap", "2.2.0", "O(1)", "Sets or clears a bit of a string; returns the bit's old value."),
+    spec("getbit", 3, READONLY | FAST, FIRST, "bitmap", "2.2.0", "O(1)", "Returns a bit of a string."),
+    spec("bitcount", -2, READONLY, FIRST, "bitmap", "2.6.0", "O(N)", "Counts the set bits of a string, or of a range of bytes or bits."),
+    spec("bitpos", -3, READONLY, FIRST, "bitmap", "2.8.7", "O(N)", "Finds the first set or clear bit of a string, or of a range."),
+    spec("bitop", -4, WRITE | DENYOOM, &[KeySpec::Range { first: 2, last: -1, step: 1 }], "bitmap", "2.6.0", "O(N)", "Stores the AND, OR, XOR or NOT of strings in a key."),
+    spec("bitfield", -2, WRITE | DENYOOM, FIRST, "bitmap", "3.2.0", "O(1) for each subcommand specified", "Reads, writes and increments integers of any width at any bit offset."),
+    spec("bitfield_ro", -2, READONLY | FAST, FIRST, "bitmap", "6.0.0", "O(1) for each subcommand specified", "Reads integers of any width at any bit offset."),
+    spec("lcs", -3, READONLY, FIRST_TWO, "string", "7.0.0", "O(N*M) where N and M are the lengths of s1 and s2, respectively", "Returns the longest common subsequence of two strings, its length or its matches."),
     // hyperloglog
     // geo
     // rate limiting

@@ -229,6 +229,14 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("sscan", sets::sscan),
     // sorted sets
     // bitmaps and string ranges
+    ("setbit", bits::setbit),
+    ("getbit", bits::getbit),
+    ("bitcount", bits::bitcount),
+    ("bitpos", bits::bitpos),
+    ("bitop", bits::bitop),
+    ("bitfield", bits::bitfield),
+    ("bitfield_ro", bits::bitfield_ro),
+    ("lcs", bits::lcs),
     // hyperloglog
     // geo
     // rate limiting

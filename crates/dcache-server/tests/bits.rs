@@ -5,8 +5,8 @@ mod common;
 
 use common::{error_text as err, query as q, start, test_config};
 use dcache_server::ByteSize;
-use redis::aio::MultiplexedConnection;
 use redis::Value;
+use redis::aio::MultiplexedConnection;
 
 async fn node() -> (common::TestNode, MultiplexedConnection) {
     let node = start(test_config()).await;
@@ -63,8 +63,16 @@ async fn setbit_and_getbit() {
         );
     }
     q::<()>(&mut c, &["HSET", "h", "f", "v"]).await;
-    assert!(err(&mut c, &["SETBIT", "h", "1", "1"]).await.starts_with("WRONGTYPE"));
-    assert!(err(&mut c, &["GETBIT", "h", "1"]).await.starts_with("WRONGTYPE"));
+    assert!(
+        err(&mut c, &["SETBIT", "h", "1", "1"])
+            .await
+            .starts_with("WRONGTYPE")
+    );
+    assert!(
+        err(&mut c, &["GETBIT", "h", "1"])
+            .await
+            .starts_with("WRONGTYPE")
+    );
 }
 
 #[tokio::test]
@@ -110,7 +118,10 @@ async fn bitcount_in_bytes_and_bits() {
     }
     set_bytes(&mut c, "e", b"").await;
     assert_eq!(q::<i64>(&mut c, &["BITCOUNT", "e", "0", "-1"]).await, 0);
-    assert_eq!(err(&mut c, &["BITCOUNT", "k", "0"]).await, "ERR syntax error");
+    assert_eq!(
+        err(&mut c, &["BITCOUNT", "k", "0"]).await,
+        "ERR syntax error"
+    );
     assert_eq!(
         err(&mut c, &["BITCOUNT", "k", "0", "1", "foo"]).await,
         "ERR syntax error"
@@ -171,21 +182,34 @@ async fn bitop_combines_strings() {
     let (_node, mut c) = node().await;
     q::<()>(&mut c, &["SET", "k1", "abc"]).await;
     q::<()>(&mut c, &["SET", "k2", "ab"]).await;
-    assert_eq!(q::<i64>(&mut c, &["BITOP", "AND", "dst", "k1", "k2"]).await, 3);
+    assert_eq!(
+        q::<i64>(&mut c, &["BITOP", "AND", "dst", "k1", "k2"]).await,
+        3
+    );
     assert_eq!(get_bytes(&mut c, "dst").await.unwrap(), b"ab\0");
     assert_eq!(
         q::<i64>(&mut c, &["BITOP", "or", "dst", "k1", "k2", "missing"]).await,
         3
     );
     assert_eq!(get_bytes(&mut c, "dst").await.unwrap(), b"abc");
-    assert_eq!(q::<i64>(&mut c, &["BITOP", "XOR", "dst", "k1", "k2"]).await, 3);
+    assert_eq!(
+        q::<i64>(&mut c, &["BITOP", "XOR", "dst", "k1", "k2"]).await,
+        3
+    );
     assert_eq!(get_bytes(&mut c, "dst").await.unwrap(), [0, 0, b'c']);
     q::<()>(&mut c, &["EXPIRE", "dst", "100"]).await;
     assert_eq!(q::<i64>(&mut c, &["BITOP", "NOT", "dst", "k2"]).await, 2);
     assert_eq!(get_bytes(&mut c, "dst").await.unwrap(), [!b'a', !b'b']);
-    assert_eq!(q::<i64>(&mut c, &["TTL", "dst"]).await, -1, "replaced whole");
+    assert_eq!(
+        q::<i64>(&mut c, &["TTL", "dst"]).await,
+        -1,
+        "replaced whole"
+    );
     // Nothing to combine: the destination is deleted.
-    assert_eq!(q::<i64>(&mut c, &["BITOP", "AND", "dst", "missing"]).await, 0);
+    assert_eq!(
+        q::<i64>(&mut c, &["BITOP", "AND", "dst", "missing"]).await,
+        0
+    );
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "dst"]).await, 0);
     assert_eq!(
         err(&mut c, &["BITOP", "NOT", "dst", "k1", "k2"]).await,
@@ -226,7 +250,9 @@ async fn bitfield_reads_writes_and_overflows() {
     assert_eq!(
         raw(
             &mut c,
-            &["BITFIELD", "k", "GET", "u8", "0", "GET", "i4", "4", "GET", "u16", "#1"]
+            &[
+                "BITFIELD", "k", "GET", "u8", "0", "GET", "i4", "4", "GET", "u16", "#1"
+            ]
         )
         .await,
         ints(&[Some(102), Some(6), Some(28514)])
@@ -236,22 +262,37 @@ async fn bitfield_reads_writes_and_overflows() {
             &mut c,
             &[
                 "BITFIELD", "n", "OVERFLOW", "SAT", "INCRBY", "u8", "0", "300", "INCRBY", "i8",
-                "8", "-300", "OVERFLOW", "WRAP", "INCRBY", "u8", "0", "10", "SET", "i8", "8", "200"
+                "8", "-300", "OVERFLOW", "WRAP", "INCRBY", "u8", "0", "10", "SET", "i8", "8",
+                "200"
             ]
         )
         .await,
         ints(&[Some(255), Some(-128), Some(9), Some(-128)])
     );
     assert_eq!(
-        raw(&mut c, &["BITFIELD_RO", "n", "GET", "u8", "0", "GET", "i8", "8"]).await,
+        raw(
+            &mut c,
+            &["BITFIELD_RO", "n", "GET", "u8", "0", "GET", "i8", "8"]
+        )
+        .await,
         ints(&[Some(9), Some(-56)])
     );
     assert_eq!(
         raw(
             &mut c,
             &[
-                "BITFIELD", "w", "OVERFLOW", "WRAP", "INCRBY", "i64", "0", "9223372036854775807",
-                "INCRBY", "i64", "0", "1"
+                "BITFIELD",
+                "w",
+                "OVERFLOW",
+                "WRAP",
+                "INCRBY",
+                "i64",
+                "0",
+                "9223372036854775807",
+                "INCRBY",
+                "i64",
+                "0",
+                "1"
             ]
         )
         .await,
@@ -259,7 +300,11 @@ async fn bitfield_reads_writes_and_overflows() {
     );
     // FAIL writes nothing and answers nil, but the key has grown to the field, as in Redis.
     assert_eq!(
-        raw(&mut c, &["BITFIELD", "f", "OVERFLOW", "FAIL", "SET", "u8", "0", "256"]).await,
+        raw(
+            &mut c,
+            &["BITFIELD", "f", "OVERFLOW", "FAIL", "SET", "u8", "0", "256"]
+        )
+        .await,
         ints(&[None])
     );
     assert_eq!(get_bytes(&mut c, "f").await.unwrap(), [0]);
@@ -270,7 +315,11 @@ async fn bitfield_reads_writes_and_overflows() {
     assert_eq!(q::<i64>(&mut c, &["STRLEN", "f"]).await, 4);
     // Reads alone create nothing.
     assert_eq!(
-        raw(&mut c, &["BITFIELD", "none", "GET", "u8", "0", "GET", "i64", "3"]).await,
+        raw(
+            &mut c,
+            &["BITFIELD", "none", "GET", "u8", "0", "GET", "i64", "3"]
+        )
+        .await,
         ints(&[Some(0), Some(0)])
     );
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "none"]).await, 0);
@@ -282,8 +331,14 @@ async fn bitfield_reads_writes_and_overflows() {
         (&["BITFIELD", "k", "GET", "I8", "0"], bad_type),
         (&["BITFIELD", "k", "GET", "i0", "0"], bad_type),
         (&["BITFIELD", "k", "GET", "i65", "0"], bad_type),
-        (&["BITFIELD", "k", "GET", "i8", "0", "OVERFLOW"], "ERR syntax error"),
-        (&["BITFIELD", "k", "OVERFLOW", "foo"], "ERR Invalid OVERFLOW type specified"),
+        (
+            &["BITFIELD", "k", "GET", "i8", "0", "OVERFLOW"],
+            "ERR syntax error",
+        ),
+        (
+            &["BITFIELD", "k", "OVERFLOW", "foo"],
+            "ERR Invalid OVERFLOW type specified",
+        ),
         (
             &["BITFIELD", "k", "GET", "i8", "-1"],
             "ERR bit offset is not an integer or out of range",
@@ -301,7 +356,11 @@ async fn bitfield_reads_writes_and_overflows() {
         assert_eq!(err(&mut c, args).await, want, "{args:?}");
     }
     // A bad operation anywhere changes nothing.
-    let _ = err(&mut c, &["BITFIELD", "k", "SET", "u8", "0", "0", "GET", "u64", "0"]).await;
+    let _ = err(
+        &mut c,
+        &["BITFIELD", "k", "SET", "u8", "0", "0", "GET", "u64", "0"],
+    )
+    .await;
     assert_eq!(q::<String>(&mut c, &["GET", "k"]).await, "foobar");
 }
 
@@ -309,7 +368,10 @@ async fn bitfield_reads_writes_and_overflows() {
 async fn lcs_of_two_strings() {
     let (_node, mut c) = node().await;
     q::<()>(&mut c, &["MSET", "{l}a", "ohmytext", "{l}b", "mynewtext"]).await;
-    assert_eq!(q::<String>(&mut c, &["LCS", "{l}a", "{l}b"]).await, "mytext");
+    assert_eq!(
+        q::<String>(&mut c, &["LCS", "{l}a", "{l}b"]).await,
+        "mytext"
+    );
     assert_eq!(q::<i64>(&mut c, &["LCS", "{l}a", "{l}b", "LEN"]).await, 6);
     let range = |a: i64, b: i64| Value::Array(vec![Value::Int(a), Value::Int(b)]);
     assert_eq!(
@@ -327,7 +389,15 @@ async fn lcs_of_two_strings() {
     assert_eq!(
         raw(
             &mut c,
-            &["LCS", "{l}a", "{l}b", "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"]
+            &[
+                "LCS",
+                "{l}a",
+                "{l}b",
+                "IDX",
+                "MINMATCHLEN",
+                "4",
+                "WITHMATCHLEN"
+            ]
         )
         .await,
         Value::Array(vec![
@@ -362,7 +432,10 @@ async fn lcs_of_two_strings() {
     // The table is refused past proto-max-bulk-len bytes (here 12 MB of cells), as in Redis.
     let long = "x".repeat(2000);
     q::<()>(&mut c, &["MSET", "{l}x", &long, "{l}y", &long]).await;
-    assert_eq!(q::<i64>(&mut c, &["LCS", "{l}x", "{l}y", "LEN"]).await, 2000);
+    assert_eq!(
+        q::<i64>(&mut c, &["LCS", "{l}x", "{l}y", "LEN"]).await,
+        2000
+    );
     q::<()>(&mut c, &["CONFIG", "SET", "proto-max-bulk-len", "1mb"]).await;
     assert_eq!(
         err(&mut c, &["LCS", "{l}x", "{l}y", "LEN"]).await,

@@ -28,7 +28,10 @@ const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kin
 #[tokio::test]
 async fn add_remove_and_membership() {
     let (_node, mut c) = node().await;
-    assert_eq!(q::<i64>(&mut c, &["SADD", "s", "a", "b", "a", "c"]).await, 3);
+    assert_eq!(
+        q::<i64>(&mut c, &["SADD", "s", "a", "b", "a", "c"]).await,
+        3
+    );
     assert_eq!(q::<i64>(&mut c, &["SADD", "s", "a", "d"]).await, 1);
     assert_eq!(q::<i64>(&mut c, &["SCARD", "s"]).await, 4);
     assert_eq!(
@@ -52,7 +55,11 @@ async fn add_remove_and_membership() {
     // The last member gone, the key is gone.
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "s"]).await, 0);
     assert_eq!(q::<i64>(&mut c, &["SCARD", "s"]).await, 0);
-    assert!(q::<Vec<String>>(&mut c, &["SMEMBERS", "s"]).await.is_empty());
+    assert!(
+        q::<Vec<String>>(&mut c, &["SMEMBERS", "s"])
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -81,15 +88,15 @@ async fn wrong_types_and_arity() {
         assert_eq!(err(&mut c, args).await, WRONGTYPE, "{args:?}");
     }
     // An intersection with a missing key is empty, but every key is still type-checked.
-    assert_eq!(
-        err(&mut c, &["SINTER", "missing", "str"]).await,
-        WRONGTYPE
-    );
+    assert_eq!(err(&mut c, &["SINTER", "missing", "str"]).await, WRONGTYPE);
     assert_eq!(
         err(&mut c, &["SADD", "s"]).await,
         "ERR wrong number of arguments for 'sadd' command"
     );
-    assert_eq!(err(&mut c, &["SPOP", "s", "1", "2"]).await, "ERR syntax error");
+    assert_eq!(
+        err(&mut c, &["SPOP", "s", "1", "2"]).await,
+        "ERR syntax error"
+    );
     assert_eq!(
         err(&mut c, &["SRANDMEMBER", "s", "1", "2"]).await,
         "ERR syntax error"
@@ -114,9 +121,20 @@ async fn pop_and_random_members() {
     let many = q::<Vec<String>>(&mut c, &["SRANDMEMBER", "s", "-20"]).await;
     assert_eq!(many.len(), 20);
     assert!(many.iter().all(|m| all.contains(m)));
-    assert!(q::<Vec<String>>(&mut c, &["SRANDMEMBER", "s", "0"]).await.is_empty());
-    assert!(q::<Vec<String>>(&mut c, &["SRANDMEMBER", "nope", "5"]).await.is_empty());
-    assert_eq!(q::<Option<String>>(&mut c, &["SRANDMEMBER", "nope"]).await, None);
+    assert!(
+        q::<Vec<String>>(&mut c, &["SRANDMEMBER", "s", "0"])
+            .await
+            .is_empty()
+    );
+    assert!(
+        q::<Vec<String>>(&mut c, &["SRANDMEMBER", "nope", "5"])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        q::<Option<String>>(&mut c, &["SRANDMEMBER", "nope"]).await,
+        None
+    );
     assert_eq!(
         err(&mut c, &["SRANDMEMBER", "s", "-9223372036854775808"]).await,
         "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
@@ -125,7 +143,11 @@ async fn pop_and_random_members() {
         err(&mut c, &["SRANDMEMBER", "s", "-9223372036854775807"]).await,
         "ERR value is out of range"
     );
-    assert_eq!(q::<i64>(&mut c, &["SCARD", "s"]).await, 5, "SRANDMEMBER reads");
+    assert_eq!(
+        q::<i64>(&mut c, &["SCARD", "s"]).await,
+        5,
+        "SRANDMEMBER reads"
+    );
 
     let popped: String = q(&mut c, &["SPOP", "s"]).await;
     assert!(all.contains(&popped));
@@ -133,7 +155,11 @@ async fn pop_and_random_members() {
     let two = q::<Vec<String>>(&mut c, &["SPOP", "s", "2"]).await;
     assert_eq!(two.iter().collect::<BTreeSet<_>>().len(), 2);
     assert_eq!(q::<i64>(&mut c, &["SCARD", "s"]).await, 2);
-    assert!(q::<Vec<String>>(&mut c, &["SPOP", "s", "0"]).await.is_empty());
+    assert!(
+        q::<Vec<String>>(&mut c, &["SPOP", "s", "0"])
+            .await
+            .is_empty()
+    );
     assert_eq!(
         err(&mut c, &["SPOP", "s", "-1"]).await,
         "ERR value is out of range, must be positive"
@@ -145,7 +171,11 @@ async fn pop_and_random_members() {
     assert_eq!(seen, all, "every member popped once");
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "s"]).await, 0);
     assert_eq!(q::<Option<String>>(&mut c, &["SPOP", "s"]).await, None);
-    assert!(q::<Vec<String>>(&mut c, &["SPOP", "s", "3"]).await.is_empty());
+    assert!(
+        q::<Vec<String>>(&mut c, &["SPOP", "s", "3"])
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -158,11 +188,21 @@ async fn move_between_sets() {
     assert_eq!(q::<i64>(&mut c, &["SMOVE", "{x}a", "{x}a", "n"]).await, 1);
     assert_eq!(q::<i64>(&mut c, &["SMOVE", "{x}a", "{x}a", "zz"]).await, 0);
     assert_eq!(q::<i64>(&mut c, &["SMOVE", "{x}a", "{x}b", "n"]).await, 1);
-    assert_eq!(q::<i64>(&mut c, &["EXISTS", "{x}a"]).await, 0, "emptied, deleted");
+    assert_eq!(
+        q::<i64>(&mut c, &["EXISTS", "{x}a"]).await,
+        0,
+        "emptied, deleted"
+    );
     // A missing source answers 0 before the destination's type is looked at.
     q::<()>(&mut c, &["SET", "{x}s", "v"]).await;
-    assert_eq!(q::<i64>(&mut c, &["SMOVE", "{x}none", "{x}s", "m"]).await, 0);
-    assert_eq!(err(&mut c, &["SMOVE", "{x}b", "{x}s", "m"]).await, WRONGTYPE);
+    assert_eq!(
+        q::<i64>(&mut c, &["SMOVE", "{x}none", "{x}s", "m"]).await,
+        0
+    );
+    assert_eq!(
+        err(&mut c, &["SMOVE", "{x}b", "{x}s", "m"]).await,
+        WRONGTYPE
+    );
     assert_eq!(q::<i64>(&mut c, &["SCARD", "{x}b"]).await, 2, "unchanged");
 }
 
@@ -185,8 +225,16 @@ async fn algebra_across_shards() {
         members(&mut c, &["SDIFF", "k1", "k2", "missing"]).await,
         set_of(&["a", "b"])
     );
-    assert!(members(&mut c, &["SINTER", "k1", "missing"]).await.is_empty());
-    assert!(members(&mut c, &["SDIFF", "missing", "k1"]).await.is_empty());
+    assert!(
+        members(&mut c, &["SINTER", "k1", "missing"])
+            .await
+            .is_empty()
+    );
+    assert!(
+        members(&mut c, &["SDIFF", "missing", "k1"])
+            .await
+            .is_empty()
+    );
     assert!(members(&mut c, &["SDIFF", "k1", "k1"]).await.is_empty());
     assert_eq!(q::<i64>(&mut c, &["SINTERCARD", "2", "k1", "k3"]).await, 2);
     assert_eq!(
@@ -198,13 +246,22 @@ async fn algebra_across_shards() {
         2
     );
     for (args, want) in [
-        (&["SINTERCARD", "0", "k1"][..], "ERR numkeys should be greater than 0"),
-        (&["SINTERCARD", "x", "k1"], "ERR numkeys should be greater than 0"),
+        (
+            &["SINTERCARD", "0", "k1"][..],
+            "ERR numkeys should be greater than 0",
+        ),
+        (
+            &["SINTERCARD", "x", "k1"],
+            "ERR numkeys should be greater than 0",
+        ),
         (
             &["SINTERCARD", "3", "k1", "k2"],
             "ERR Number of keys can't be greater than number of args",
         ),
-        (&["SINTERCARD", "1", "k1", "LIMIT", "-1"], "ERR LIMIT can't be negative"),
+        (
+            &["SINTERCARD", "1", "k1", "LIMIT", "-1"],
+            "ERR LIMIT can't be negative",
+        ),
         (&["SINTERCARD", "1", "k1", "LIMIT"], "ERR syntax error"),
         (&["SINTERCARD", "1", "k1", "k2"], "ERR syntax error"),
     ] {
@@ -213,21 +270,39 @@ async fn algebra_across_shards() {
 
     // The stores replace the destination, whatever it held, and drop its TTL.
     q::<()>(&mut c, &["SET", "dst", "string", "EX", "100"]).await;
-    assert_eq!(q::<i64>(&mut c, &["SUNIONSTORE", "dst", "k1", "k2"]).await, 5);
+    assert_eq!(
+        q::<i64>(&mut c, &["SUNIONSTORE", "dst", "k1", "k2"]).await,
+        5
+    );
     assert_eq!(q::<i64>(&mut c, &["TTL", "dst"]).await, -1);
     assert_eq!(
         members(&mut c, &["SMEMBERS", "dst"]).await,
         set_of(&["a", "b", "c", "d", "e"])
     );
-    assert_eq!(q::<i64>(&mut c, &["SINTERSTORE", "dst", "k1", "k3"]).await, 2);
-    assert_eq!(members(&mut c, &["SMEMBERS", "dst"]).await, set_of(&["a", "c"]));
-    assert_eq!(q::<i64>(&mut c, &["SDIFFSTORE", "dst", "dst", "k2"]).await, 1);
+    assert_eq!(
+        q::<i64>(&mut c, &["SINTERSTORE", "dst", "k1", "k3"]).await,
+        2
+    );
+    assert_eq!(
+        members(&mut c, &["SMEMBERS", "dst"]).await,
+        set_of(&["a", "c"])
+    );
+    assert_eq!(
+        q::<i64>(&mut c, &["SDIFFSTORE", "dst", "dst", "k2"]).await,
+        1
+    );
     assert_eq!(members(&mut c, &["SMEMBERS", "dst"]).await, set_of(&["a"]));
     // An empty result deletes the destination.
-    assert_eq!(q::<i64>(&mut c, &["SINTERSTORE", "dst", "k1", "missing"]).await, 0);
+    assert_eq!(
+        q::<i64>(&mut c, &["SINTERSTORE", "dst", "k1", "missing"]).await,
+        0
+    );
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "dst"]).await, 0);
     q::<()>(&mut c, &["SET", "dst", "x"]).await;
-    assert_eq!(q::<i64>(&mut c, &["SDIFFSTORE", "dst", "k1", "k1"]).await, 0);
+    assert_eq!(
+        q::<i64>(&mut c, &["SDIFFSTORE", "dst", "k1", "k1"]).await,
+        0
+    );
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "dst"]).await, 0);
 }
 
@@ -247,7 +322,10 @@ async fn scan_a_set() {
         matched.into_iter().collect::<BTreeSet<_>>(),
         (10..20).map(|i| format!("m{i}")).collect()
     );
-    assert_eq!(err(&mut c, &["SSCAN", "s", "x"]).await, "ERR invalid cursor");
+    assert_eq!(
+        err(&mut c, &["SSCAN", "s", "x"]).await,
+        "ERR invalid cursor"
+    );
     assert_eq!(
         err(&mut c, &["SSCAN", "s", "0", "COUNT", "0"]).await,
         "ERR syntax error"
@@ -257,8 +335,7 @@ async fn scan_a_set() {
         "ERR syntax error"
     );
     // A missing key answers an empty scan before its options are read, as Redis does.
-    let (cursor, none): (String, Vec<String>) =
-        q(&mut c, &["SSCAN", "nope", "0", "BOGUS"]).await;
+    let (cursor, none): (String, Vec<String>) = q(&mut c, &["SSCAN", "nope", "0", "BOGUS"]).await;
     assert_eq!((cursor.as_str(), none.len()), ("0", 0));
 }
 
@@ -272,7 +349,10 @@ async fn encodings_follow_redis_and_its_settings() {
     q::<()>(&mut c, &["SADD", "ints", "3", "1", "2"]).await;
     assert_eq!(encoding(&mut c, "ints").await, "intset");
     // An intset lists its members in order.
-    assert_eq!(q::<Vec<String>>(&mut c, &["SMEMBERS", "ints"]).await, ["1", "2", "3"]);
+    assert_eq!(
+        q::<Vec<String>>(&mut c, &["SMEMBERS", "ints"]).await,
+        ["1", "2", "3"]
+    );
     q::<()>(&mut c, &["SADD", "ints", "a"]).await;
     assert_eq!(encoding(&mut c, "ints").await, "listpack");
     q::<()>(&mut c, &["SADD", "ints", &"x".repeat(65)]).await;
@@ -324,7 +404,9 @@ async fn encodings_follow_redis_and_its_settings() {
     assert!(
         err(&mut c, &["CONFIG", "SET", "set-max-listpack-value", "-1"])
             .await
-            .starts_with("ERR CONFIG SET failed (possibly related to argument 'set-max-listpack-value')")
+            .starts_with(
+                "ERR CONFIG SET failed (possibly related to argument 'set-max-listpack-value')"
+            )
     );
 }
 
@@ -346,4 +428,68 @@ async fn memory_comes_back_when_sets_go() {
     assert!(node.shared.store.stats().used > before);
     q::<()>(&mut c, &["DEL", "{m}a", "{m}b", "{m}c", "{m}d", "{m}u"]).await;
     assert_eq!(node.shared.store.stats().used, before);
+}
+
+/// A replicated cluster: every kind of set write, made at the primary, is on the replica whole
+/// by the time it is acknowledged (one synchronous replica), and READONLY reads it there.
+#[tokio::test]
+async fn sets_written_at_the_primary_read_back_whole_from_the_replica() {
+    use common::members::replicated;
+    use dcache_cluster::{Settings, Strategy};
+
+    let config = dcache_server::NodeConfig {
+        cluster_enabled: dcache_server::YesNo(true),
+        ..test_config()
+    };
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Primary), config).await;
+    let topology = std::sync::Arc::clone(&control.subscribe().borrow());
+    let slot = dcache_placement::slot(b"{r}");
+    let node_at = |position: usize| {
+        let id = &topology.replicas_of(slot)[position].id;
+        nodes
+            .iter()
+            .find(|n| n.shared.cluster.as_ref().unwrap().view().me == *id)
+            .expect("a live node")
+    };
+    let mut primary = node_at(0).client().await;
+    let mut replica = node_at(1).client().await;
+    assert_eq!(q::<String>(&mut replica, &["READONLY"]).await, "OK");
+
+    let many: Vec<String> = (0..300).map(|i| format!("member:{i}")).collect();
+    let mut args = vec!["SADD", "{r}big"];
+    args.extend(many.iter().map(String::as_str));
+    q::<()>(&mut primary, &args).await;
+    q::<()>(&mut primary, &["SADD", "{r}ints", "1", "2", "3", "40000"]).await;
+    q::<()>(
+        &mut primary,
+        &["SADD", "{r}other", "member:1", "member:2", "x"],
+    )
+    .await;
+    q::<()>(&mut primary, &["SREM", "{r}big", "member:0", "member:1"]).await;
+    q::<()>(&mut primary, &["SMOVE", "{r}big", "{r}ints", "member:7"]).await;
+    q::<()>(&mut primary, &["SPOP", "{r}big", "5"]).await;
+    q::<()>(
+        &mut primary,
+        &["SINTERSTORE", "{r}inter", "{r}big", "{r}other"],
+    )
+    .await;
+    q::<()>(&mut primary, &["SETBIT", "{r}bits", "100", "1"]).await;
+    for key in ["{r}big", "{r}ints", "{r}other", "{r}inter"] {
+        let there = members(&mut primary, &["SMEMBERS", key]).await;
+        assert!(!there.is_empty(), "{key}");
+        assert_eq!(
+            members(&mut replica, &["SMEMBERS", key]).await,
+            there,
+            "{key}"
+        );
+    }
+    assert_eq!(q::<i64>(&mut replica, &["SCARD", "{r}big"]).await, 292);
+    assert_eq!(q::<i64>(&mut replica, &["BITCOUNT", "{r}bits"]).await, 1);
+    assert_eq!(
+        q::<i64>(&mut replica, &["GETBIT", "{r}bits", "100"]).await,
+        1
+    );
+    // Emptied at the primary, gone at the replica.
+    q::<()>(&mut primary, &["SPOP", "{r}other", "10"]).await;
+    assert_eq!(q::<i64>(&mut replica, &["EXISTS", "{r}other"]).await, 0);
 }

@@ -43,9 +43,12 @@ fn reply_members<M: AsRef<[u8]>>(ctx: &mut Ctx<'_>, members: impl ExactSizeItera
 /// A xorshift generator for the random picks, seeded by the time, the connection and the
 /// command count, so that two calls in one millisecond differ.
 fn rng(ctx: &Ctx<'_>) -> impl FnMut() -> u64 + use<> {
-    let mut state = (ctx.now ^ ctx.conn.info.id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .wrapping_add(ctx.shared.stats.total_commands().wrapping_mul(0xbf58_476d_1ce4_e5b9))
-        | 1;
+    let mut state = (ctx.now ^ ctx.conn.info.id.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(
+        ctx.shared
+            .stats
+            .total_commands()
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9),
+    ) | 1;
     move || {
         state ^= state << 13;
         state ^= state >> 7;

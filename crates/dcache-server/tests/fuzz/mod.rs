@@ -288,7 +288,10 @@ pub const NOT_COMPARED: &[(&str, &str)] = &[
     ("hscan", "order; Redis 7.0 has no NOVALUES"),
     ("spop", "random"),
     ("srandmember", "random"),
-    ("sscan", "Redis pages a hash table set by its own cursor, dcache answers in one round"),
+    (
+        "sscan",
+        "Redis pages a hash table set by its own cursor, dcache answers in one round",
+    ),
     ("info", "server-specific text"),
     ("client", "connection ids, addresses and ages"),
     (

@@ -18,8 +18,17 @@ fn member() -> impl Strategy<Value = Vec<u8>> {
         // Integers of every intset width, and text that only looks like one.
         (-40i64..40).prop_map(|v| v.to_string().into_bytes()),
         prop::sample::select(vec![
-            "32767", "32768", "-32769", "2147483648", "-9223372036854775808",
-            "9223372036854775807", "-0", "+1", "01", "1.5", "",
+            "32767",
+            "32768",
+            "-32769",
+            "2147483648",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "-0",
+            "+1",
+            "01",
+            "1.5",
+            "",
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
         prop::collection::vec(b'a'..=b'e', 0..9),

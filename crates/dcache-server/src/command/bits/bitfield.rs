@@ -10,8 +10,7 @@ use dcache_protocol::Args;
 use super::{BAD_OFFSET, bit_offset, read_str, with_bits};
 use crate::command::{CmdResult, Ctx, Error, SYNTAX, int_arg, is};
 
-const BAD_TYPE: &str =
-    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+const BAD_TYPE: &str = "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Overflow {
@@ -188,9 +187,7 @@ fn add_signed(value: i64, incr: i64, bits: u32, overflow: Overflow) -> (i64, boo
             sum as i64
         }
     };
-    if value > max
-        || (bits != 64 && incr > max_incr)
-        || (value >= 0 && incr > 0 && incr > max_incr)
+    if value > max || (bits != 64 && incr > max_incr) || (value >= 0 && incr > 0 && incr > max_incr)
     {
         (
             match overflow {
@@ -331,15 +328,24 @@ mod tests {
         assert_eq!(add_unsigned(250, 10, 8, Overflow::Sat), (255, true));
         assert_eq!(add_unsigned(5, -10, 8, Overflow::Sat), (0, true));
         assert_eq!(add_unsigned(5, -10, 8, Overflow::Wrap), (251, true));
-        assert_eq!(add_unsigned(-1i64 as u64, 0, 8, Overflow::Wrap), (255, true));
+        assert_eq!(
+            add_unsigned(-1i64 as u64, 0, 8, Overflow::Wrap),
+            (255, true)
+        );
         assert_eq!(add_unsigned(3, 4, 8, Overflow::Fail), (7, false));
         // Signed.
         assert_eq!(add_signed(127, 1, 8, Overflow::Wrap), (-128, true));
         assert_eq!(add_signed(127, 1, 8, Overflow::Sat), (127, true));
         assert_eq!(add_signed(-128, -1, 8, Overflow::Sat), (-128, true));
         assert_eq!(add_signed(-128, -1, 8, Overflow::Wrap), (127, true));
-        assert_eq!(add_signed(i64::MAX, 1, 64, Overflow::Wrap), (i64::MIN, true));
-        assert_eq!(add_signed(i64::MIN, -1, 64, Overflow::Sat), (i64::MIN, true));
+        assert_eq!(
+            add_signed(i64::MAX, 1, 64, Overflow::Wrap),
+            (i64::MIN, true)
+        );
+        assert_eq!(
+            add_signed(i64::MIN, -1, 64, Overflow::Sat),
+            (i64::MIN, true)
+        );
         assert_eq!(add_signed(300, 0, 8, Overflow::Wrap), (44, true));
         assert_eq!(add_signed(-5, 3, 4, Overflow::Fail), (-2, false));
     }

@@ -375,8 +375,33 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("hscan", -3, READONLY, FIRST, "hash", "2.8.0", "O(1)", "Iterates over the fields of a hash.").with_tips(&["nondeterministic_output"]),
     // lists
     // sets
+    spec("sadd", -3, WRITE | DENYOOM | FAST, FIRST, "set", "1.0.0", "O(1) for each element added", "Adds members to a set; returns how many are new."),
+    spec("srem", -3, WRITE | FAST, FIRST, "set", "1.0.0", "O(N) where N is the number of members to be removed", "Removes members from a set."),
+    spec("smembers", 2, READONLY, FIRST, "set", "1.0.0", "O(N) where N is the set cardinality", "Returns every member of a set.").with_tips(&["nondeterministic_output_order"]),
+    spec("sismember", 3, READONLY | FAST, FIRST, "set", "1.0.0", "O(1)", "Tells whether a member is in a set."),
+    spec("smismember", -3, READONLY | FAST, FIRST, "set", "6.2.0", "O(N) where N is the number of elements being checked for membership", "Tells whether each of several members is in a set."),
+    spec("scard", 2, READONLY | FAST, FIRST, "set", "1.0.0", "O(1)", "Returns the number of members of a set."),
+    spec("spop", -2, WRITE | FAST, FIRST, "set", "1.0.0", "Without the count argument O(1), otherwise O(N) where N is the value of the passed count", "Removes and returns random members.").with_tips(&["nondeterministic_output"]),
+    spec("srandmember", -2, READONLY, FIRST, "set", "1.0.0", "Without the count argument O(1), otherwise O(N) where N is the absolute value of the passed count", "Returns random members; a negative count may repeat them.").with_tips(&["nondeterministic_output"]),
+    spec("smove", 4, WRITE | FAST, FIRST_TWO, "set", "1.0.0", "O(1)", "Moves a member from one set to another."),
+    spec("sinter", -2, READONLY, ALL, "set", "1.0.0", "O(N*M) worst case where N is the cardinality of the smallest set and M is the number of sets", "Returns the intersection of sets.").with_tips(&["nondeterministic_output_order"]),
+    spec("sintercard", -3, READONLY, &[KeySpec::Counted { at: 1, step: 1 }], "set", "7.0.0", "O(N*M) worst case where N is the cardinality of the smallest set and M is the number of sets", "Returns the size of the intersection of sets, up to a limit."),
+    spec("sinterstore", -3, WRITE | DENYOOM, ALL, "set", "1.0.0", "O(N*M) worst case where N is the cardinality of the smallest set and M is the number of sets", "Stores the intersection of sets in a key."),
+    spec("sunion", -2, READONLY, ALL, "set", "1.0.0", "O(N) where N is the total number of elements in all given sets", "Returns the union of sets.").with_tips(&["nondeterministic_output_order"]),
+    spec("sunionstore", -3, WRITE | DENYOOM, ALL, "set", "1.0.0", "O(N) where N is the total number of elements in all given sets", "Stores the union of sets in a key."),
+    spec("sdiff", -2, READONLY, ALL, "set", "1.0.0", "O(N) where N is the total number of elements in all given sets", "Returns the members of the first set that no other set has.").with_tips(&["nondeterministic_output_order"]),
+    spec("sdiffstore", -3, WRITE | DENYOOM, ALL, "set", "1.0.0", "O(N) where N is the total number of elements in all given sets", "Stores the difference of sets in a key."),
+    spec("sscan", -3, READONLY, FIRST, "set", "2.8.0", "O(1) for every call. O(N) for a complete iteration", "Iterates over the members of a set.").with_tips(&["nondeterministic_output"]),
     // sorted sets
     // bitmaps and string ranges
+    spec("setbit", 4, WRITE | DENYOOM, FIRST, "bitmap", "2.2.0", "O(1)", "Sets or clears a bit of a string; returns the bit's old value."),
+    spec("getbit", 3, READONLY | FAST, FIRST, "bitmap", "2.2.0", "O(1)", "Returns a bit of a string."),
+    spec("bitcount", -2, READONLY, FIRST, "bitmap", "2.6.0", "O(N)", "Counts the set bits of a string, or of a range of bytes or bits."),
+    spec("bitpos", -3, READONLY, FIRST, "bitmap", "2.8.7", "O(N)", "Finds the first set or clear bit of a string, or of a range."),
+    spec("bitop", -4, WRITE | DENYOOM, &[KeySpec::Range { first: 2, last: -1, step: 1 }], "bitmap", "2.6.0", "O(N)", "Stores the AND, OR, XOR or NOT of strings in a key."),
+    spec("bitfield", -2, WRITE | DENYOOM, FIRST, "bitmap", "3.2.0", "O(1) for each subcommand specified", "Reads, writes and increments integers of any width at any bit offset."),
+    spec("bitfield_ro", -2, READONLY | FAST, FIRST, "bitmap", "6.0.0", "O(1) for each subcommand specified", "Reads integers of any width at any bit offset."),
+    spec("lcs", -3, READONLY, FIRST_TWO, "string", "7.0.0", "O(N*M) where N and M are the lengths of s1 and s2, respectively", "Returns the longest common subsequence of two strings, its length or its matches."),
     // hyperloglog
     // geo
     // rate limiting

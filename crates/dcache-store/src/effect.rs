@@ -283,7 +283,9 @@ fn value_len(value: &OwnedValue) -> usize {
                     .sum::<usize>()
         }
         OwnedValue::List(l) => varint_len(l.len() as u64) + l.iter().map(bytes_len).sum::<usize>(),
-        OwnedValue::Set(s) => varint_len(s.len() as u64) + s.iter().map(bytes_len).sum::<usize>(),
+        OwnedValue::Set(s) => {
+            varint_len(s.len() as u64) + s.iter().map(|m| bytes_len(&m)).sum::<usize>()
+        }
         OwnedValue::ZSet(z) => {
             varint_len(z.len() as u64) + z.iter().map(|(m, _)| bytes_len(m) + 8).sum::<usize>()
         }
@@ -319,7 +321,7 @@ fn put_value(out: &mut Vec<u8>, value: &OwnedValue) {
         }
         OwnedValue::Set(s) => {
             put_varint(out, s.len() as u64);
-            s.iter().for_each(|m| put_bytes(out, m));
+            s.iter().for_each(|m| put_bytes(out, &m));
         }
         OwnedValue::ZSet(z) => {
             put_varint(out, z.len() as u64);

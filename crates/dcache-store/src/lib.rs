@@ -58,7 +58,7 @@ pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, 
 pub use glob::glob_match;
 pub use list::ListValue;
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
-pub use set::SetValue;
+pub use set::{Member, SetEncoding, SetLimits, SetValue, member_int};
 pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
 pub use zset::ZSetValue;

@@ -1,8 +1,24 @@
-//! Sets: unordered unique members.
+//! Sets: unordered unique members, in one of three encodings, as Redis 7.2 keeps them.
 //!
-//! A hash table of boxed members; `mem` (the members' bytes in allocator size classes, with each
-//! bucket's overhead) is kept up to date by every change. Its buckets can be read by index, so
-//! that a large set streams a bounded number of buckets at a time.
+//! ```text
+//!   intset     sorted integers, packed at the narrowest width (2, 4 or 8 bytes) that holds all
+//!              of them: one allocation, binary search
+//!   listpack   members back to back, each after its length (a varint), in insertion order:
+//!              one allocation, linear search; for a few short members
+//!   hashtable  a hash table of boxed members
+//! ```
+//!
+//! A set starts as an intset when its first member is an integer, and moves one way only,
+//! intset → listpack → hashtable (or straight to the hashtable), when it passes the limits in
+//! [`SetLimits`] (Redis's `set-max-intset-entries`, `set-max-listpack-entries`,
+//! `set-max-listpack-value`) or takes a member the encoding cannot hold; it never moves back,
+//! as in Redis. `mem` is computed from the encoding's own bytes (the packed forms: one
+//! allocation's size class; the table: each member's allocation with its bucket's overhead).
+//!
+//! Positions for slot streaming ([`SetValue::buckets`], [`SetValue::bucket`]) are the table's
+//! buckets, or indexes into a packed form. Reading a listpack's position walks it from the
+//! start; listpacks are small (128 members by default) and streamed in parts only when larger
+//! than a stream's budget, so that walk stays short.
 
 use std::hash::BuildHasher;
 
@@ -14,88 +30,682 @@ use crate::memory::alloc_size;
 /// control byte at 7/8 load.
 const MEMBER_OVERHEAD: usize = (16 + 1) * 8 / 7;
 
-/// A set value.
-#[derive(Clone, Default)]
-pub struct SetValue {
-    table: HashTable<Box<[u8]>>,
-    hasher: DefaultHashBuilder,
-    mem: usize,
+/// Redis caps the intset's limit so that an intset stays addressable (`intsetMaxEntries`).
+const INTSET_CAP: usize = 1 << 30;
+
+/// When a set leaves its compact encodings: Redis's `set-max-*` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetLimits {
+    /// `set-max-intset-entries`: the most integers an intset holds.
+    pub max_intset_entries: usize,
+    /// `set-max-listpack-entries`: the most members a listpack holds.
+    pub max_listpack_entries: usize,
+    /// `set-max-listpack-value`: the longest member (bytes) a listpack holds.
+    pub max_listpack_value: usize,
 }
 
-fn member_mem(member: &[u8]) -> usize {
-    alloc_size(member.len()) + MEMBER_OVERHEAD
-}
-
-impl SetValue {
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
-
-    /// Bytes the members hold, in allocator size classes, with per-member overhead.
-    #[must_use]
-    pub fn mem(&self) -> usize {
-        self.mem
-    }
-
-    #[must_use]
-    pub fn contains(&self, member: &[u8]) -> bool {
-        self.table
-            .find(self.hasher.hash_one(member), |m| **m == *member)
-            .is_some()
-    }
-
-    /// Adds a member; true when it is new.
-    pub fn insert(&mut self, member: &[u8]) -> bool {
-        let hash = self.hasher.hash_one(member);
-        if self.table.find(hash, |m| **m == *member).is_some() {
-            return false;
+impl Default for SetLimits {
+    fn default() -> Self {
+        Self {
+            max_intset_entries: 512,
+            max_listpack_entries: 128,
+            max_listpack_value: 64,
         }
-        self.mem += member_mem(member);
-        let hasher = &self.hasher;
-        self.table
-            .insert_unique(hash, member.into(), |m| hasher.hash_one(&**m));
+    }
+}
+
+impl SetLimits {
+    fn intset_entries(&self) -> usize {
+        self.max_intset_entries.min(INTSET_CAP)
+    }
+}
+
+/// A set's encoding, by Redis's name for it (`OBJECT ENCODING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetEncoding {
+    Intset,
+    Listpack,
+    Hashtable,
+}
+
+impl SetEncoding {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            SetEncoding::Intset => "intset",
+            SetEncoding::Listpack => "listpack",
+            SetEncoding::Hashtable => "hashtable",
+        }
+    }
+}
+
+/// A member as a set hands it out: borrowed bytes, or an intset's integer written out in
+/// decimal (on the stack). Derefs to the bytes.
+#[derive(Clone, Copy)]
+pub struct Member<'a>(MemberRepr<'a>);
+
+#[derive(Clone, Copy)]
+enum MemberRepr<'a> {
+    Bytes(&'a [u8]),
+    Int { digits: [u8; 20], len: u8 },
+}
+
+impl<'a> Member<'a> {
+    fn int(value: i64) -> Self {
+        let (digits, len) = itoa_buf(value);
+        Member(MemberRepr::Int { digits, len })
+    }
+}
+
+/// `value` in decimal: the digits and how many there are (at most 20).
+fn itoa_buf(value: i64) -> ([u8; 20], u8) {
+    let mut digits = [0u8; 20];
+    let mut tmp = [0u8; 20];
+    let mut n = value.unsigned_abs();
+    let mut i = 0;
+    loop {
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        i += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    if value < 0 {
+        digits[0] = b'-';
+        len = 1;
+    }
+    for d in tmp[..i].iter().rev() {
+        digits[len] = *d;
+        len += 1;
+    }
+    (digits, len as u8)
+}
+
+impl std::ops::Deref for Member<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            MemberRepr::Bytes(b) => b,
+            MemberRepr::Int { digits, len } => &digits[..*len as usize],
+        }
+    }
+}
+
+impl AsRef<[u8]> for Member<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for Member<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
+/// The integer `bytes` spell, as Redis reads set members (`string2ll`): decimal, no sign but a
+/// leading `-`, no leading zero, no `-0`, within `i64`.
+#[must_use]
+pub fn member_int(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    if bytes == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match bytes {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, bytes),
+    };
+    if !matches!(digits.first(), Some(b'1'..=b'9')) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    if negative {
+        if value == 1 << 63 {
+            Some(i64::MIN)
+        } else {
+            i64::try_from(value).ok().map(|v| -v)
+        }
+    } else {
+        i64::try_from(value).ok()
+    }
+}
+
+/// Bytes of the narrowest intset width that holds `v`.
+fn width_of(v: i64) -> usize {
+    if i16::try_from(v).is_ok() {
+        2
+    } else if i32::try_from(v).is_ok() {
+        4
+    } else {
+        8
+    }
+}
+
+/// Sorted integers packed at one width.
+#[derive(Clone)]
+struct IntSet {
+    width: usize,
+    bytes: Vec<u8>,
+}
+
+impl IntSet {
+    fn new() -> Self {
+        Self {
+            width: 2,
+            bytes: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len() / self.width
+    }
+
+    fn get(&self, i: usize) -> i64 {
+        let at = &self.bytes[i * self.width..(i + 1) * self.width];
+        match self.width {
+            2 => i64::from(i16::from_le_bytes(at.try_into().expect("2 bytes"))),
+            4 => i64::from(i32::from_le_bytes(at.try_into().expect("4 bytes"))),
+            _ => i64::from_le_bytes(at.try_into().expect("8 bytes")),
+        }
+    }
+
+    fn put(bytes: &mut [u8], width: usize, i: usize, v: i64) {
+        bytes[i * width..(i + 1) * width].copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+
+    /// Where `v` is, or where it would go.
+    fn search(&self, v: i64) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).cmp(&v) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    fn insert(&mut self, v: i64) -> bool {
+        let at = match self.search(v) {
+            Ok(_) => return false,
+            Err(at) => at,
+        };
+        let width = width_of(v).max(self.width);
+        if width != self.width {
+            // Widen every integer: a value past the current width is larger or smaller than
+            // all of them, as in Redis's intset upgrade.
+            let mut wider = vec![0u8; (self.len() + 1) * width];
+            for i in 0..self.len() {
+                let j = if i < at { i } else { i + 1 };
+                Self::put(&mut wider, width, j, self.get(i));
+            }
+            Self::put(&mut wider, width, at, v);
+            self.width = width;
+            self.bytes = wider;
+            return true;
+        }
+        let start = at * width;
+        self.bytes
+            .splice(start..start, v.to_le_bytes()[..width].iter().copied());
         true
     }
 
-    /// Removes a member; true when it was there.
-    pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self
-            .table
-            .find_entry(self.hasher.hash_one(member), |m| **m == *member)
-        {
-            Ok(entry) => {
-                let (m, _) = entry.remove();
-                self.mem -= member_mem(&m);
+    fn remove(&mut self, v: i64) -> bool {
+        match self.search(v) {
+            Ok(at) => {
+                self.bytes.drain(at * self.width..(at + 1) * self.width);
                 true
             }
             Err(_) => false,
         }
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
-        self.table.iter().map(|m| &**m)
+    fn iter(&self) -> impl ExactSizeIterator<Item = i64> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// Members back to back, each after its length as a varint.
+#[derive(Clone, Default)]
+struct Packed {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+fn read_varint(bytes: &[u8], mut at: usize) -> (usize, usize) {
+    let mut value = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = bytes[at];
+        at += 1;
+        value |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return (value, at);
+        }
+        shift += 7;
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Iterates a packed form: (start of the entry, member).
+struct PackedIter<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for PackedIter<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.bytes.len() {
+            return None;
+        }
+        let start = self.at;
+        let (len, body) = read_varint(self.bytes, start);
+        self.at = body + len;
+        self.left -= 1;
+        Some((start, &self.bytes[body..body + len]))
     }
 
-    /// How many buckets the table has; members are at indices below this.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for PackedIter<'_> {}
+
+impl Packed {
+    fn iter(&self) -> PackedIter<'_> {
+        PackedIter {
+            bytes: &self.bytes,
+            at: 0,
+            left: self.len,
+        }
+    }
+
+    fn find(&self, member: &[u8]) -> Option<usize> {
+        self.iter().find(|(_, m)| *m == member).map(|(at, _)| at)
+    }
+
+    fn push(&mut self, member: &[u8]) {
+        push_varint(&mut self.bytes, member.len());
+        self.bytes.extend_from_slice(member);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, member: &[u8]) -> bool {
+        match self.find(member) {
+            Some(at) => {
+                let (len, body) = read_varint(&self.bytes, at);
+                self.bytes.drain(at..body + len);
+                self.len -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Repr {
+    Ints(IntSet),
+    Pack(Packed),
+    Table {
+        table: HashTable<Box<[u8]>>,
+        hasher: DefaultHashBuilder,
+        /// The members' allocations with their buckets' overhead.
+        mem: usize,
+    },
+}
+
+/// A set value.
+#[derive(Clone)]
+pub struct SetValue {
+    repr: Repr,
+}
+
+impl Default for SetValue {
+    fn default() -> Self {
+        Self {
+            repr: Repr::Ints(IntSet::new()),
+        }
+    }
+}
+
+fn member_mem(member: &[u8]) -> usize {
+    alloc_size(member.len()) + MEMBER_OVERHEAD
+}
+
+/// Decimal digits of `v`, its sign included (Redis's `sdigits10`).
+fn digits(v: i64) -> usize {
+    itoa_buf(v).1 as usize
+}
+
+impl SetValue {
+    /// An empty set in the encoding Redis gives a set created for `first` and about `hint`
+    /// members (`setTypeCreate`).
+    #[must_use]
+    pub fn for_members(first: &[u8], hint: usize, limits: &SetLimits) -> Self {
+        let repr = if member_int(first).is_some() && hint <= limits.intset_entries() {
+            Repr::Ints(IntSet::new())
+        } else if hint <= limits.max_listpack_entries {
+            Repr::Pack(Packed::default())
+        } else {
+            Self::table_repr(hint)
+        };
+        Self { repr }
+    }
+
+    fn table_repr(capacity: usize) -> Repr {
+        Repr::Table {
+            table: HashTable::with_capacity(capacity.min(1 << 20)),
+            hasher: DefaultHashBuilder::default(),
+            mem: 0,
+        }
+    }
+
+    /// Moves to the hash table ahead of adding about `hint` members that a compact encoding
+    /// could not take in any case (`setTypeMaybeConvert`).
+    pub fn reserve(&mut self, hint: usize, limits: &SetLimits) {
+        let convert = match &self.repr {
+            Repr::Ints(_) => hint > limits.intset_entries(),
+            Repr::Pack(_) => hint > limits.max_listpack_entries,
+            Repr::Table { .. } => false,
+        };
+        if convert {
+            self.convert_to_table(self.len() + hint);
+        }
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Ints(s) => s.len(),
+            Repr::Pack(p) => p.len,
+            Repr::Table { table, .. } => table.len(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[must_use]
+    pub fn encoding(&self) -> SetEncoding {
+        match &self.repr {
+            Repr::Ints(_) => SetEncoding::Intset,
+            Repr::Pack(_) => SetEncoding::Listpack,
+            Repr::Table { .. } => SetEncoding::Hashtable,
+        }
+    }
+
+    /// Bytes the members hold: a packed form's allocation, or the table's members in
+    /// allocator size classes with per-member overhead.
+    #[must_use]
+    pub fn mem(&self) -> usize {
+        match &self.repr {
+            Repr::Ints(s) => alloc_size(s.bytes.len()),
+            Repr::Pack(p) => alloc_size(p.bytes.len()),
+            Repr::Table { mem, .. } => *mem,
+        }
+    }
+
+    #[must_use]
+    pub fn contains(&self, member: &[u8]) -> bool {
+        match &self.repr {
+            Repr::Ints(s) => member_int(member).is_some_and(|v| s.search(v).is_ok()),
+            Repr::Pack(p) => p.find(member).is_some(),
+            Repr::Table { table, hasher, .. } => table
+                .find(hasher.hash_one(member), |m| **m == *member)
+                .is_some(),
+        }
+    }
+
+    /// Adds a member under the default limits; true when it is new.
+    pub fn insert(&mut self, member: &[u8]) -> bool {
+        self.insert_with(member, &SetLimits::default())
+    }
+
+    /// Adds a member, changing the encoding as `limits` say (`setTypeAdd`); true when it is new.
+    pub fn insert_with(&mut self, member: &[u8], limits: &SetLimits) -> bool {
+        match &mut self.repr {
+            Repr::Ints(s) => {
+                if let Some(v) = member_int(member) {
+                    if !s.insert(v) {
+                        return false;
+                    }
+                    if s.len() > limits.intset_entries() {
+                        self.convert_to_table(self.len());
+                    }
+                    return true;
+                }
+                // A member that is not an integer: to a listpack if every integer and the new
+                // member fit one, else to the table.
+                let n = s.len();
+                let longest = if n == 0 {
+                    0
+                } else {
+                    digits(s.get(0)).max(digits(s.get(n - 1)))
+                };
+                if n < limits.max_listpack_entries
+                    && member.len() <= limits.max_listpack_value
+                    && longest <= limits.max_listpack_value
+                {
+                    let mut packed = Packed::default();
+                    for v in s.iter() {
+                        packed.push(&Member::int(v));
+                    }
+                    packed.push(member);
+                    self.repr = Repr::Pack(packed);
+                } else {
+                    self.convert_to_table(n + 1);
+                    self.table_insert(member);
+                }
+                true
+            }
+            Repr::Pack(p) => {
+                if p.find(member).is_some() {
+                    return false;
+                }
+                if p.len < limits.max_listpack_entries && member.len() <= limits.max_listpack_value
+                {
+                    p.push(member);
+                } else {
+                    let n = p.len;
+                    self.convert_to_table(n + 1);
+                    self.table_insert(member);
+                }
+                true
+            }
+            Repr::Table { .. } => self.table_insert(member),
+        }
+    }
+
+    fn table_insert(&mut self, member: &[u8]) -> bool {
+        let Repr::Table { table, hasher, mem } = &mut self.repr else {
+            unreachable!("called on a table");
+        };
+        let hash = hasher.hash_one(member);
+        if table.find(hash, |m| **m == *member).is_some() {
+            return false;
+        }
+        *mem += member_mem(member);
+        table.insert_unique(hash, member.into(), |m| hasher.hash_one(&**m));
+        true
+    }
+
+    fn convert_to_table(&mut self, capacity: usize) {
+        let old = std::mem::replace(&mut self.repr, Self::table_repr(capacity));
+        match old {
+            Repr::Ints(s) => s.iter().for_each(|v| {
+                self.table_insert(&Member::int(v));
+            }),
+            Repr::Pack(p) => p.iter().for_each(|(_, m)| {
+                self.table_insert(m);
+            }),
+            table @ Repr::Table { .. } => self.repr = table,
+        }
+    }
+
+    /// Removes a member; true when it was there.
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        match &mut self.repr {
+            Repr::Ints(s) => member_int(member).is_some_and(|v| s.remove(v)),
+            Repr::Pack(p) => p.remove(member),
+            Repr::Table { table, hasher, mem } => {
+                match table.find_entry(hasher.hash_one(member), |m| **m == *member) {
+                    Ok(entry) => {
+                        let (m, _) = entry.remove();
+                        *mem -= member_mem(&m);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+
+    /// The members: an intset's in ascending order, a listpack's in insertion order, a
+    /// table's in its own.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Member<'_>> {
+        let (ints, packed, table) = match &self.repr {
+            Repr::Ints(s) => (Some(s.iter().map(Member::int)), None, None),
+            Repr::Pack(p) => (
+                None,
+                Some(p.iter().map(|(_, m)| Member(MemberRepr::Bytes(m)))),
+                None,
+            ),
+            Repr::Table { table, .. } => (
+                None,
+                None,
+                Some(table.iter().map(|m| Member(MemberRepr::Bytes(m)))),
+            ),
+        };
+        Either3 {
+            a: ints,
+            b: packed,
+            c: table,
+        }
+    }
+
+    /// The member at `index` of [`SetValue::iter`]'s order, for random picks: constant time
+    /// for an intset, linear for the others.
+    #[must_use]
+    pub fn nth(&self, index: usize) -> Option<Member<'_>> {
+        match &self.repr {
+            Repr::Ints(s) => (index < s.len()).then(|| Member::int(s.get(index))),
+            _ => self.iter().nth(index),
+        }
+    }
+
+    /// A member chosen from `random` (any 64-bit number), close to uniformly: a table is
+    /// probed at random buckets, a packed form indexed.
+    #[must_use]
+    pub fn pick(&self, mut random: impl FnMut() -> u64) -> Option<Member<'_>> {
+        if self.is_empty() {
+            return None;
+        }
+        if let Repr::Table { table, .. } = &self.repr {
+            // Bounded probing: a table emptied by removals keeps its buckets, so fall back to
+            // an index after a while.
+            for _ in 0..64 {
+                let at = (random() % table.num_buckets() as u64) as usize;
+                if let Some(m) = table.get_bucket(at) {
+                    return Some(Member(MemberRepr::Bytes(m)));
+                }
+            }
+        }
+        self.nth((random() % self.len() as u64) as usize)
+    }
+
+    /// How many positions the set has for streaming; members are at positions below this.
     pub(crate) fn buckets(&self) -> usize {
-        self.table.num_buckets()
+        match &self.repr {
+            Repr::Table { table, .. } => table.num_buckets(),
+            _ => self.len(),
+        }
     }
 
-    /// The member in bucket `index`, if one is there.
-    pub(crate) fn bucket(&self, index: usize) -> Option<&[u8]> {
-        self.table.get_bucket(index).map(|m| &**m)
+    /// The member at position `index`, if one is there.
+    pub(crate) fn bucket(&self, index: usize) -> Option<Member<'_>> {
+        match &self.repr {
+            Repr::Table { table, .. } => table
+                .get_bucket(index)
+                .map(|m| Member(MemberRepr::Bytes(m))),
+            _ => self.nth(index),
+        }
     }
+}
+
+/// One of three iterators, without boxing.
+struct Either3<A, B, C> {
+    a: Option<A>,
+    b: Option<B>,
+    c: Option<C>,
+}
+
+impl<'a, A, B, C> Iterator for Either3<A, B, C>
+where
+    A: Iterator<Item = Member<'a>>,
+    B: Iterator<Item = Member<'a>>,
+    C: Iterator<Item = Member<'a>>,
+{
+    type Item = Member<'a>;
+
+    fn next(&mut self) -> Option<Member<'a>> {
+        if let Some(a) = &mut self.a {
+            return a.next();
+        }
+        if let Some(b) = &mut self.b {
+            return b.next();
+        }
+        self.c.as_mut()?.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if let Some(a) = &self.a {
+            return a.size_hint();
+        }
+        if let Some(b) = &self.b {
+            return b.size_hint();
+        }
+        self.c.as_ref().map_or((0, Some(0)), Iterator::size_hint)
+    }
+}
+
+impl<'a, A, B, C> ExactSizeIterator for Either3<A, B, C>
+where
+    A: ExactSizeIterator<Item = Member<'a>>,
+    B: ExactSizeIterator<Item = Member<'a>>,
+    C: ExactSizeIterator<Item = Member<'a>>,
+{
 }
 
 impl PartialEq for SetValue {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().all(|m| other.contains(m))
+        self.len() == other.len() && self.iter().all(|m| other.contains(&m))
     }
 }
 
@@ -103,8 +713,9 @@ impl Eq for SetValue {}
 
 impl std::fmt::Debug for SetValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set()
-            .entries(self.iter().map(String::from_utf8_lossy))
-            .finish()
+        f.debug_set().entries(self.iter()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

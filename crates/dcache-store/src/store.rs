@@ -10,6 +10,7 @@ use crate::config::{PolicyName, StoreConfig};
 use crate::effect::KeyVersion;
 use crate::entry::EntryRef;
 use crate::memory::Budget;
+use crate::set::SetLimits;
 use crate::shard::{Shard, ShardStats};
 
 /// The keyspace hash: xxh3 with a per-store seed (so that keys chosen to collide on one server
@@ -62,6 +63,8 @@ pub struct Store {
     /// `settings.tombstone_ms`, read without the settings' lock by [`Store::restore`].
     tombstone_ms: AtomicU64,
     settings: Mutex<StoreConfig>,
+    /// [`SetLimits`], read by every set write without a lock.
+    set_limits: [AtomicUsize; 3],
 }
 
 /// Room reserved in the memory budget for one write, given back when dropped. See
@@ -137,6 +140,14 @@ impl Store {
             seed: config.seed,
             tombstone_ms: AtomicU64::new(config.tombstone_ms),
             settings: Mutex::new(config),
+            set_limits: {
+                let d = SetLimits::default();
+                [
+                    AtomicUsize::new(d.max_intset_entries),
+                    AtomicUsize::new(d.max_listpack_entries),
+                    AtomicUsize::new(d.max_listpack_value),
+                ]
+            },
         }
     }
 
@@ -381,6 +392,24 @@ impl Store {
     #[must_use]
     pub fn accounted_memory(&self) -> usize {
         self.budget.accounted()
+    }
+
+    /// When sets leave their compact encodings (`set-max-intset-entries`,
+    /// `set-max-listpack-entries`, `set-max-listpack-value`). Sets already converted stay so.
+    #[must_use]
+    pub fn set_limits(&self) -> SetLimits {
+        SetLimits {
+            max_intset_entries: self.set_limits[0].load(Relaxed),
+            max_listpack_entries: self.set_limits[1].load(Relaxed),
+            max_listpack_value: self.set_limits[2].load(Relaxed),
+        }
+    }
+
+    /// Changes [`Store::set_limits`] for the writes that follow.
+    pub fn set_set_limits(&self, limits: SetLimits) {
+        self.set_limits[0].store(limits.max_intset_entries, Relaxed);
+        self.set_limits[1].store(limits.max_listpack_entries, Relaxed);
+        self.set_limits[2].store(limits.max_listpack_value, Relaxed);
     }
 
     /// How long a deleted key's tombstone lives, in ms; 0 (the default) keeps none. The server

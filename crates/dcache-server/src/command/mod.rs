@@ -210,8 +210,33 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("hscan", hashes::hscan),
     // lists
     // sets
+    ("sadd", sets::sadd),
+    ("srem", sets::srem),
+    ("smembers", sets::smembers),
+    ("sismember", sets::sismember),
+    ("smismember", sets::smismember),
+    ("scard", sets::scard),
+    ("spop", sets::spop),
+    ("srandmember", sets::srandmember),
+    ("smove", sets::smove),
+    ("sinter", sets::sinter),
+    ("sintercard", sets::sintercard),
+    ("sinterstore", sets::sinterstore),
+    ("sunion", sets::sunion),
+    ("sunionstore", sets::sunionstore),
+    ("sdiff", sets::sdiff),
+    ("sdiffstore", sets::sdiffstore),
+    ("sscan", sets::sscan),
     // sorted sets
     // bitmaps and string ranges
+    ("setbit", bits::setbit),
+    ("getbit", bits::getbit),
+    ("bitcount", bits::bitcount),
+    ("bitpos", bits::bitpos),
+    ("bitop", bits::bitop),
+    ("bitfield", bits::bitfield),
+    ("bitfield_ro", bits::bitfield_ro),
+    ("lcs", bits::lcs),
     // hyperloglog
     // geo
     // rate limiting

@@ -314,6 +314,9 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("cluster-node-timeout", false),
     ("dir", false),
     ("migration-rate", false),
+    ("set-max-intset-entries", true),
+    ("set-max-listpack-entries", true),
+    ("set-max-listpack-value", true),
 ];
 
 fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
@@ -350,6 +353,23 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
     }
 }
 
+/// Settings that live in the store rather than the node's config: the values' encodings.
+fn store_parameter(store: &dcache_store::Store, name: &str) -> Option<String> {
+    let sets = store.set_limits();
+    Some(
+        match name {
+            "set-max-intset-entries" => sets.max_intset_entries,
+            "set-max-listpack-entries" => sets.max_listpack_entries,
+            "set-max-listpack-value" => sets.max_listpack_value,
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// Redis's range for the encodings' limits (`size_t` settings up to `LONG_MAX`).
+const ENCODING_LIMIT: RangeInclusive<u64> = 0..=i64::MAX as u64;
+
 /// One validated `CONFIG SET` change, applied only once every pair of the command has passed.
 enum Change {
     Maxmemory(ByteSize),
@@ -363,6 +383,8 @@ enum Change {
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
     ProtectedMode(crate::config::YesNo),
+    /// One of the `set-max-*` settings, by name.
+    SetLimit(&'static str, usize),
 }
 
 /// Parses a memory value the way Redis does (no sign, no fraction) and checks it against `range`.
@@ -418,6 +440,14 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
             Change::ClientOutputBufferLimit(limit)
         }
         "timeout" => Change::Timeout(integer_in(&text, &ranges::TIMEOUT)?),
+        "set-max-intset-entries" | "set-max-listpack-entries" | "set-max-listpack-value" => {
+            let name = PARAMETERS
+                .iter()
+                .find(|(p, _)| *p == name)
+                .map(|(p, _)| *p)
+                .expect("listed");
+            Change::SetLimit(name, integer_in(&text, &ENCODING_LIMIT)? as usize)
+        }
         _ => return Err("can't set immutable config".into()),
     })
 }
@@ -449,6 +479,15 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .shared
             .update_config(|c| c.client_output_buffer_limit = limit),
         Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
+        Change::SetLimit(name, n) => {
+            let mut limits = store.set_limits();
+            match name {
+                "set-max-intset-entries" => limits.max_intset_entries = n,
+                "set-max-listpack-entries" => limits.max_listpack_entries = n,
+                _ => limits.max_listpack_value = n,
+            }
+            store.set_set_limits(limits);
+        }
     }
 }
 
@@ -471,7 +510,9 @@ pub fn config(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out.map(matched.len());
             for name in matched {
                 ctx.out.bulk(name.as_bytes());
-                ctx.out.bulk(parameter_value(&config, name).as_bytes());
+                let value = store_parameter(&ctx.shared.store, name)
+                    .unwrap_or_else(|| parameter_value(&config, name));
+                ctx.out.bulk(value.as_bytes());
             }
         }
         b"SET" => {
@@ -609,15 +650,7 @@ fn encoding(value: Value<'_>) -> &'static str {
         Value::Hash(_) => "hashtable",
         Value::List(l) if l.len() <= 128 && l.iter().all(|e| e.len() <= 64) => "listpack",
         Value::List(_) => "quicklist",
-        Value::Set(s)
-            if s.len() <= 512
-                && s.iter()
-                    .all(|m| dcache_protocol::request::parse_i64(m).is_some()) =>
-        {
-            "intset"
-        }
-        Value::Set(s) if s.len() <= 128 && s.iter().all(|m| m.len() <= 64) => "listpack",
-        Value::Set(_) => "hashtable",
+        Value::Set(s) => s.encoding().name(),
         Value::ZSet(z) if z.len() <= 128 && z.iter().all(|(m, _)| m.len() <= 64) => "listpack",
         Value::ZSet(_) => "skiplist",
     }

@@ -18,6 +18,12 @@ pub fn normalise(request: &[Vec<u8>], reply: Frame) -> Frame {
     };
     match (name.as_slice(), reply) {
         (b"keys" | b"hkeys" | b"hvals", Frame::Array(items)) => Frame::Array(sort(items)),
+        (b"smembers" | b"sinter" | b"sunion" | b"sdiff", Frame::Array(items)) => {
+            Frame::Array(sort(items))
+        }
+        (b"smembers" | b"sinter" | b"sunion" | b"sdiff", Frame::Set(items)) => {
+            Frame::Set(sort(items))
+        }
         (b"hgetall", Frame::Array(items)) => {
             let mut pairs: Vec<Frame> = items
                 .chunks(2)
@@ -60,6 +66,17 @@ pub fn compare(request: &[Vec<u8>], ours: &Frame, theirs: &Frame) -> Verdict {
         return Verdict::Same;
     }
     let name = request[0].to_ascii_lowercase();
+    // Redis 7.2 checks BITCOUNT's and BITPOS's arguments before it looks the key up (#11734),
+    // as dcache does; Redis 7.0 answers a missing key's 0 (or -1) whatever follows it.
+    // A key of another type likewise gives 7.0's WRONGTYPE before the argument's error.
+    if let (b"bitcount" | b"bitpos", Frame::Error(e), Frame::Integer(0 | -1) | Frame::Error(_)) =
+        (name.as_slice(), ours, theirs)
+        && !e.starts_with("WRONGTYPE")
+        && (matches!(theirs, Frame::Integer(_))
+            || matches!(theirs, Frame::Error(t) if t.starts_with("WRONGTYPE")))
+    {
+        return Verdict::Tolerated(vec![b"PING".to_vec()]);
+    }
     let float = |f: &Frame| {
         f.as_bytes()
             .and_then(|b| std::str::from_utf8(b).ok())
@@ -141,6 +158,10 @@ impl RedisServer {
                 "64mb",
                 "--maxmemory-policy",
                 "allkeys-lru",
+                // The node's limit in these tests: SETBIT, BITFIELD and LCS then refuse the
+                // same offsets and tables on both sides.
+                "--proto-max-bulk-len",
+                "1mb",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -106,7 +106,9 @@ pub enum Mode {
 }
 
 /// Keys of every kind: `setup` gives them their types.
-const KEYS: &[&str] = &["s1", "s2", "h1", "h2", "n1", "f1", "missing", "", "{s1}x"];
+const KEYS: &[&str] = &[
+    "s1", "s2", "h1", "h2", "n1", "f1", "missing", "", "{s1}x", "t1", "t2",
+];
 const HOSTILE_INTS: &[&str] = &[
     "0",
     "1",
@@ -216,6 +218,29 @@ const WORDS: &[&str] = &[
     "SYNC",
     "ASYNC",
     "default",
+    // sets, bitmaps, LCS
+    "LIMIT",
+    "BIT",
+    "BYTE",
+    "AND",
+    "OR",
+    "XOR",
+    "NOT",
+    "u8",
+    "i5",
+    "i64",
+    "u63",
+    "u64",
+    "#3",
+    "OVERFLOW",
+    "WRAP",
+    "SAT",
+    "FAIL",
+    "INCRBY",
+    "IDX",
+    "LEN",
+    "MINMATCHLEN",
+    "WITHMATCHLEN",
 ];
 /// Settings the fuzzer may change. Not `requirepass`, `maxclients` or `timeout` (they lock out or
 /// close the checking connections by design) and not the request limits, which guard the test
@@ -262,6 +287,12 @@ pub const NOT_COMPARED: &[(&str, &str)] = &[
     ("hrandfield", "random"),
     ("scan", "cursors and order are the store's own"),
     ("hscan", "order; Redis 7.0 has no NOVALUES"),
+    ("spop", "random"),
+    ("srandmember", "random"),
+    (
+        "sscan",
+        "Redis pages a hash table set by its own cursor, dcache answers in one round",
+    ),
     ("info", "server-specific text"),
     ("client", "connection ids, addresses and ages"),
     (
@@ -390,6 +421,8 @@ pub fn setup(rng: &mut Rng) -> Vec<Vec<Vec<u8>>> {
             &["SET", "f1", "1.5"],
             &["HSET", "h1", "a", "1", "b", "2", "c", "x"],
             &["HSET", "h2", "f", "10"],
+            &["SADD", "t1", "a", "b", "c", "1"],
+            &["SADD", "t2", "1", "2", "3", "-100000"],
         ])
         .map(|args| args.iter().map(|a| a.as_bytes().to_vec()).collect())
         .collect()

@@ -92,7 +92,7 @@ fn chunk(a: &Aggregate, from: usize, budget: usize, scan: usize) -> (OwnedValue,
             let (end, mut out) = (s.buckets(), SetValue::default());
             while more(s.bucket(at).map(|m| m.len() + 2), &mut at, end) {
                 if let Some(m) = s.bucket(at - 1) {
-                    out.insert(m);
+                    out.insert(&m);
                 }
             }
             (OwnedValue::Set(Box::new(out)), at, end)
@@ -429,7 +429,7 @@ impl Shard {
                     (OwnedValue::Set(more), Aggregate::Set(s)) => {
                         let mut changed = false;
                         for m in more.iter() {
-                            changed |= s.insert(m);
+                            changed |= s.insert(&m);
                         }
                         changed
                     }

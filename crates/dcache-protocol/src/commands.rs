@@ -378,6 +378,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     // sorted sets
     // bitmaps and string ranges
     // hyperloglog
+    spec("pfadd", -2, WRITE | DENYOOM | FAST, FIRST, "hyperloglog", "2.8.9", "O(1) to add every element.", "Adds elements to a HyperLogLog key; creates the key if absent."),
+    spec("pfcount", -2, READONLY, ALL, "hyperloglog", "2.8.9", "O(1) with a very small average constant time when called with a single key. O(N) with N being the number of keys, and much bigger constant times, when called with multiple keys.", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
+    spec("pfmerge", -2, WRITE | DENYOOM, ALL, "hyperloglog", "2.8.9", "O(N) to merge N HyperLogLogs, but with high constant times.", "Merges one or more HyperLogLog values into a single key."),
     // geo
     // rate limiting
 ];

@@ -213,6 +213,9 @@ const HANDLERS: &[(&str, Handler)] = &[
     // sorted sets
     // bitmaps and string ranges
     // hyperloglog
+    ("pfadd", hll::pfadd),
+    ("pfcount", hll::pfcount),
+    ("pfmerge", hll::pfmerge),
     // geo
     // rate limiting
 ];

@@ -90,6 +90,7 @@ pub fn invalidate(hll: &mut [u8]) {
 }
 
 /// Stores `card` as the cached cardinality (valid).
+#[cfg(test)]
 pub fn set_cached(hll: &mut [u8], card: u64) {
     hll[8..16].copy_from_slice(&card.to_le_bytes());
 }
@@ -515,10 +516,11 @@ pub fn estimate(histo: &[u32; 64]) -> u64 {
     (ALPHA_INF * m * m / z).round() as i64 as u64
 }
 
-/// The registers of a value, one byte each (for tests and PFMERGE).
+/// The registers of a value, one byte each.
 ///
 /// # Errors
 /// As [`merge_into`].
+#[cfg(test)]
 pub fn registers(hll: &[u8]) -> Result<Vec<u8>, Corrupt> {
     let mut max = vec![0u8; REGISTERS];
     merge_into(&mut max, hll)?;

@@ -60,9 +60,16 @@ async fn pfadd_creates_reports_changes_and_pfcount_estimates() {
     }
     let count = q::<i64>(&mut c, &["PFCOUNT", "big"]).await;
     // Six standard errors (1.04 / sqrt(16384) each), as Redis's self-test allows.
-    assert!((count - 20_000).abs() <= 20_000 * 6 * 104 / 12_800, "{count}");
+    assert!(
+        (count - 20_000).abs() <= 20_000 * 6 * 104 / 12_800,
+        "{count}"
+    );
     let bytes = get_bytes(&mut c, "big").await;
-    assert_eq!((bytes[4], bytes.len()), (0, DENSE_SIZE), "large sets are dense");
+    assert_eq!(
+        (bytes[4], bytes.len()),
+        (0, DENSE_SIZE),
+        "large sets are dense"
+    );
 }
 
 #[tokio::test]
@@ -222,7 +229,9 @@ async fn the_same_inputs_give_redis_s_bytes_and_counts() {
             std::env::var("CI").map_or(true, |v| v != "true"),
             "CI must install redis-server (apt-get install -y redis-server)"
         );
-        fuzz::say("the_same_inputs_give_redis_s_bytes_and_counts skipped: redis-server is not installed");
+        fuzz::say(
+            "the_same_inputs_give_redis_s_bytes_and_counts skipped: redis-server is not installed",
+        );
         return;
     }
     let redis = RedisServer::start().expect("redis-server starts");

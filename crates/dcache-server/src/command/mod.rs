@@ -217,6 +217,14 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("pfcount", hll::pfcount),
     ("pfmerge", hll::pfmerge),
     // geo
+    ("geoadd", geo::geoadd),
+    ("geodist", geo::geodist),
+    ("geohash", geo::geohash),
+    ("geopos", geo::geopos),
+    ("geosearch", geo::geosearch),
+    ("geosearchstore", geo::geosearchstore),
+    ("georadius_ro", geo::georadius_ro),
+    ("georadiusbymember_ro", geo::georadiusbymember_ro),
     // rate limiting
 ];
 

@@ -414,10 +414,9 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         )?),
         "maxclients" => Change::Maxclients(integer_in(&text, &ranges::MAXCLIENTS)? as usize),
         "hz" => Change::Hz(integer_in(&text, &ranges::HZ)? as u32),
-        "hll-sparse-max-bytes" => Change::HllSparseMaxBytes(memory_in(
-            &text,
-            Some(&ranges::HLL_SPARSE_MAX_BYTES),
-        )?),
+        "hll-sparse-max-bytes" => {
+            Change::HllSparseMaxBytes(memory_in(&text, Some(&ranges::HLL_SPARSE_MAX_BYTES))?)
+        }
         "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
         "client-output-buffer-limit" => {
             let limit: OutputBufferLimit = text.parse()?;

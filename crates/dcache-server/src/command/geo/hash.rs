@@ -122,7 +122,13 @@ pub fn coord_range() -> (Range, Range) {
 
 /// The geohash of a position over the given ranges; `None` outside Redis's limits.
 #[must_use]
-pub fn encode(long_range: Range, lat_range: Range, longitude: f64, latitude: f64, step: u8) -> Option<Bits> {
+pub fn encode(
+    long_range: Range,
+    lat_range: Range,
+    longitude: f64,
+    latitude: f64,
+    step: u8,
+) -> Option<Bits> {
     if step > 32 || step == 0 {
         return None;
     }
@@ -186,7 +192,11 @@ fn c_u64(x: f64) -> u64 {
     if x.is_nan() {
         INDEFINITE
     } else if x < TWO63 {
-        if x < -TWO63 { INDEFINITE } else { x as i64 as u64 }
+        if x < -TWO63 {
+            INDEFINITE
+        } else {
+            x as i64 as u64
+        }
     } else {
         let shifted = x - TWO63;
         if shifted < TWO63 {
@@ -333,7 +343,8 @@ impl Search {
         let mut steps = estimate_steps(radius_meters, latitude);
         let (long_range, lat_range) = coord_range();
         let at = |steps| {
-            let hash = encode(long_range, lat_range, longitude, latitude, steps).unwrap_or_default();
+            let hash =
+                encode(long_range, lat_range, longitude, latitude, steps).unwrap_or_default();
             (hash, neighbors(hash), decode(long_range, lat_range, hash))
         };
         let (mut hash, mut around, mut area) = at(steps);
@@ -477,7 +488,12 @@ mod tests {
 
     #[test]
     fn interleaving_round_trips() {
-        for (a, b) in [(0u32, 0u32), (1, 2), (0x3ff_ffff, 0x155_5555), (u32::MAX, 7)] {
+        for (a, b) in [
+            (0u32, 0u32),
+            (1, 2),
+            (0x3ff_ffff, 0x155_5555),
+            (u32::MAX, 7),
+        ] {
             let sep = deinterleave64(interleave64(a, b));
             assert_eq!((sep as u32, (sep >> 32) as u32), (a, b));
         }
@@ -511,7 +527,9 @@ mod tests {
 
     #[test]
     fn the_boxes_cover_every_point_of_the_shape() {
-        // Points on a grid around a centre: each one within the shape is in some box.
+        // Points on a grid around a centre: each one within the shape is in some box. (Not at
+        // longitude 180 or latitude 85.05112878 exactly: their score has a bit past the 52,
+        // and Redis's searches miss them too.)
         for (center, shape) in [
             ([13.0, 38.0], Shape::Circle(200.0)),
             ([179.9, 10.0], Shape::Circle(50.0)),
@@ -527,8 +545,8 @@ mod tests {
             assert!(!boxes.is_empty() && boxes.len() <= 9);
             for i in -40..=40 {
                 for j in -40..=40 {
-                    let lon = (center[0] + f64::from(i) * 0.2).clamp(LONG_MIN, LONG_MAX);
-                    let lat = (center[1] + f64::from(j) * 0.1).clamp(LAT_MIN, LAT_MAX);
+                    let lon = (center[0] + f64::from(i) * 0.2).clamp(-179.999, 179.999);
+                    let lat = (center[1] + f64::from(j) * 0.1).clamp(-85.05, 85.05);
                     let score = score_of(lon, lat) as f64;
                     if search.contains(decode_score(score)).is_some() {
                         assert!(

@@ -234,7 +234,11 @@ fn sparse_runs(hll: &[u8], mut visit: impl FnMut(usize, usize, u8)) -> Result<()
         idx += op.span();
         p += op.width();
     }
-    if idx == REGISTERS { Ok(()) } else { Err(Corrupt) }
+    if idx == REGISTERS {
+        Ok(())
+    } else {
+        Err(Corrupt)
+    }
 }
 
 /// Turns a sparse value dense (the header, cache included, is kept).
@@ -289,7 +293,12 @@ fn promote(hll: &mut Vec<u8>, index: usize, count: u8) -> Result<bool, Corrupt> 
 
 /// Redis's `hllSparseSet`, step for step: find the opcode that covers `index`; leave it, or
 /// rewrite it as up to three opcodes; then merge equal VAL neighbours within five opcodes.
-fn sparse_set(hll: &mut Vec<u8>, index: usize, count: u8, max_sparse: usize) -> Result<bool, Corrupt> {
+fn sparse_set(
+    hll: &mut Vec<u8>,
+    index: usize,
+    count: u8,
+    max_sparse: usize,
+) -> Result<bool, Corrupt> {
     if count > VAL_MAX_VALUE {
         return promote(hll, index, count);
     }

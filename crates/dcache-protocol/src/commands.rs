@@ -403,7 +403,18 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("bitfield_ro", -2, READONLY | FAST, FIRST, "bitmap", "6.0.0", "O(1) for each subcommand specified", "Reads integers of any width at any bit offset."),
     spec("lcs", -3, READONLY, FIRST_TWO, "string", "7.0.0", "O(N*M) where N and M are the lengths of s1 and s2, respectively", "Returns the longest common subsequence of two strings, its length or its matches."),
     // hyperloglog
+    spec("pfadd", -2, WRITE | DENYOOM | FAST, FIRST, "hyperloglog", "2.8.9", "O(1) to add every element.", "Adds elements to a HyperLogLog key; creates the key if absent."),
+    spec("pfcount", -2, READONLY, ALL, "hyperloglog", "2.8.9", "O(1) with a very small average constant time when called with a single key. O(N) with N being the number of keys, and much bigger constant times, when called with multiple keys.", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
+    spec("pfmerge", -2, WRITE | DENYOOM, ALL, "hyperloglog", "2.8.9", "O(N) to merge N HyperLogLogs, but with high constant times.", "Merges one or more HyperLogLog values into a single key."),
     // geo
+    spec("geoadd", -5, WRITE | DENYOOM, FIRST, "geo", "3.2.0", "O(log(N)) for each item added, where N is the number of elements in the sorted set.", "Adds one or more members to a geospatial index. The key is created if it doesn't exist."),
+    spec("geodist", -4, READONLY, FIRST, "geo", "3.2.0", "O(1)", "Returns the distance between two members of a geospatial index."),
+    spec("geohash", -2, READONLY, FIRST, "geo", "3.2.0", "O(1) for each member requested.", "Returns members from a geospatial index as geohash strings."),
+    spec("geopos", -2, READONLY, FIRST, "geo", "3.2.0", "O(1) for each member requested.", "Returns the longitude and latitude of members from a geospatial index."),
+    spec("geosearch", -7, READONLY, FIRST, "geo", "6.2.0", "O(N+log(M)) where N is the number of elements in the grid-aligned bounding box area around the shape provided as the filter and M is the number of items inside the shape", "Queries a geospatial index for members inside an area of a box or a circle."),
+    spec("geosearchstore", -8, WRITE | DENYOOM, FIRST_TWO, "geo", "6.2.0", "O(N+log(M)) where N is the number of elements in the grid-aligned bounding box area around the shape provided as the filter and M is the number of items inside the shape", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result."),
+    spec("georadius_ro", -6, READONLY, FIRST, "geo", "3.2.10", "O(N+log(M)) where N is the number of elements inside the bounding box of the circular area delimited by center and radius and M is the number of items inside the index.", "Returns members from a geospatial index that are within a distance from a coordinate."),
+    spec("georadiusbymember_ro", -5, READONLY, FIRST, "geo", "3.2.10", "O(N+log(M)) where N is the number of elements inside the bounding box of the circular area delimited by center and radius and M is the number of items inside the index.", "Returns members from a geospatial index that are within a distance from a member."),
     // rate limiting
     spec("cl.throttle", -5, WRITE | DENYOOM | FAST, FIRST, "module", "1.0.0", "O(1)", "Rate-limits a key by GCRA: [limited, limit, remaining, retry after s, reset after s] (redis-cell's CL.THROTTLE)."),
 ];
@@ -417,8 +428,9 @@ static INDEX: LazyLock<hashbrown::HashMap<&'static [u8], usize>> = LazyLock::new
         .collect()
 });
 
-/// The longest command name, so that [`lookup`] lowers case on the stack.
-const MAX_NAME: usize = 16;
+/// The longest command name (`georadiusbymember_ro`), so that [`lookup`] lowers case on the
+/// stack.
+const MAX_NAME: usize = 20;
 
 /// Finds a command by name, in any case, with its index in [`COMMANDS`].
 #[must_use]

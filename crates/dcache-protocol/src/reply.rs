@@ -141,6 +141,18 @@ impl<'a> ReplyWriter<'a> {
         }
     }
 
+    /// A double that the command formats itself (GEOPOS prints 17 decimals, as Redis does for
+    /// coordinates): `,` in RESP3, a bulk string in RESP2.
+    pub fn double_text(&mut self, text: &str) {
+        if self.resp3 {
+            self.out.push(b',');
+            self.out.extend_from_slice(text.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(text.as_bytes());
+        }
+    }
+
     /// A boolean: `#t`/`#f` in RESP3, the integer 1 or 0 in RESP2.
     pub fn boolean(&mut self, value: bool) {
         if self.resp3 {

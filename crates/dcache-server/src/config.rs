@@ -116,6 +116,8 @@ pub mod ranges {
     pub const MAXCLIENTS: RangeInclusive<u64> = 1..=u32::MAX as u64;
     /// Redis clamps `hz` to 1-500 silently; dcache refuses what it would not use.
     pub const HZ: RangeInclusive<u64> = 1..=500;
+    /// Redis's range. A sparse value past the dense size (12304 bytes) only costs time.
+    pub const HLL_SPARSE_MAX_BYTES: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range.
     pub const TIMEOUT: RangeInclusive<u64> = 0..=i32::MAX as u64;
     /// At least two failure-detection rounds of a loopback network; at most an hour.
@@ -369,6 +371,8 @@ pub struct NodeConfig {
     pub maxclients: usize,
     /// Background cycles per second (active expiry, ops/s sampling).
     pub hz: u32,
+    /// Largest sparse HyperLogLog, header included, before it turns dense (Redis's setting).
+    pub hll_sparse_max_bytes: ByteSize,
     /// This node's id in versions (0-1023).
     pub node_id: u16,
     /// Whether the node is a cluster member (Redis Cluster protocol: redirects, `CLUSTER`). A
@@ -431,6 +435,7 @@ impl Default for NodeConfig {
             timeout: 0,
             maxclients: 10_000,
             hz: 10,
+            hll_sparse_max_bytes: ByteSize(3000),
             node_id: 0,
             cluster_enabled: YesNo(false),
             cluster_port: 0,
@@ -498,6 +503,11 @@ impl NodeConfig {
             ("max-args", self.max_args as u64, ranges::MAX_ARGS),
             ("maxclients", self.maxclients as u64, ranges::MAXCLIENTS),
             ("hz", u64::from(self.hz), ranges::HZ),
+            (
+                "hll-sparse-max-bytes",
+                self.hll_sparse_max_bytes.0 as u64,
+                ranges::HLL_SPARSE_MAX_BYTES,
+            ),
             ("timeout", self.timeout, ranges::TIMEOUT),
             (
                 "cluster-node-timeout",

@@ -127,6 +127,11 @@ impl Shared {
         self.config.read().clone()
     }
 
+    /// Reads the configuration in force without copying it, for a setting read per request.
+    pub fn read_config<R>(&self, read: impl FnOnce(&NodeConfig) -> R) -> R {
+        read(&self.config.read())
+    }
+
     /// Changes the configuration with `change`, which validates and applies the new values.
     pub fn update_config<R>(&self, change: impl FnOnce(&mut NodeConfig) -> R) -> R {
         let mut config = self.config.write();

@@ -238,7 +238,18 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("bitfield_ro", bits::bitfield_ro),
     ("lcs", bits::lcs),
     // hyperloglog
+    ("pfadd", hll::pfadd),
+    ("pfcount", hll::pfcount),
+    ("pfmerge", hll::pfmerge),
     // geo
+    ("geoadd", geo::geoadd),
+    ("geodist", geo::geodist),
+    ("geohash", geo::geohash),
+    ("geopos", geo::geopos),
+    ("geosearch", geo::geosearch),
+    ("geosearchstore", geo::geosearchstore),
+    ("georadius_ro", geo::georadius_ro),
+    ("georadiusbymember_ro", geo::georadiusbymember_ro),
     // rate limiting
     ("cl.throttle", throttle::cl_throttle),
 ];

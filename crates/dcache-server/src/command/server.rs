@@ -301,6 +301,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("client-output-buffer-limit", true),
     ("maxclients", true),
     ("hz", true),
+    ("hll-sparse-max-bytes", true),
     ("threads", false),
     ("shards", false),
     ("max-args", true),
@@ -336,6 +337,7 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "client-query-buffer-limit" => config.client_query_buffer_limit.0.to_string(),
         "maxclients" => config.maxclients.to_string(),
         "hz" => config.hz.to_string(),
+        "hll-sparse-max-bytes" => config.hll_sparse_max_bytes.0.to_string(),
         "threads" => config.threads.to_string(),
         "shards" => config.shards.to_string(),
         "max-args" => config.max_args.to_string(),
@@ -379,6 +381,7 @@ enum Change {
     ClientQueryBufferLimit(ByteSize),
     Maxclients(usize),
     Hz(u32),
+    HllSparseMaxBytes(ByteSize),
     MaxArgs(usize),
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
@@ -433,6 +436,9 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         )?),
         "maxclients" => Change::Maxclients(integer_in(&text, &ranges::MAXCLIENTS)? as usize),
         "hz" => Change::Hz(integer_in(&text, &ranges::HZ)? as u32),
+        "hll-sparse-max-bytes" => {
+            Change::HllSparseMaxBytes(memory_in(&text, Some(&ranges::HLL_SPARSE_MAX_BYTES))?)
+        }
         "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
         "client-output-buffer-limit" => {
             let limit: OutputBufferLimit = text.parse()?;
@@ -474,6 +480,9 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .update_config(|c| c.client_query_buffer_limit = bytes),
         Change::Maxclients(n) => ctx.shared.update_config(|c| c.maxclients = n),
         Change::Hz(n) => ctx.shared.update_config(|c| c.hz = n),
+        Change::HllSparseMaxBytes(bytes) => {
+            ctx.shared.update_config(|c| c.hll_sparse_max_bytes = bytes)
+        }
         Change::MaxArgs(n) => ctx.shared.update_config(|c| c.max_args = n),
         Change::ClientOutputBufferLimit(limit) => ctx
             .shared

@@ -116,6 +116,8 @@ pub mod ranges {
     pub const MAXCLIENTS: RangeInclusive<u64> = 1..=u32::MAX as u64;
     /// Redis clamps `hz` to 1-500 silently; dcache refuses what it would not use.
     pub const HZ: RangeInclusive<u64> = 1..=500;
+    /// Redis's range for the compact encodings' limits.
+    pub const LISTPACK: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range.
     pub const TIMEOUT: RangeInclusive<u64> = 0..=i32::MAX as u64;
     /// At least two failure-detection rounds of a loopback network; at most an hour.
@@ -369,6 +371,10 @@ pub struct NodeConfig {
     pub maxclients: usize,
     /// Background cycles per second (active expiry, ops/s sampling).
     pub hz: u32,
+    /// A sorted set keeps its compact form (`listpack`) up to this many members…
+    pub zset_max_listpack_entries: usize,
+    /// … each at most this many bytes long.
+    pub zset_max_listpack_value: usize,
     /// This node's id in versions (0-1023).
     pub node_id: u16,
     /// Whether the node is a cluster member (Redis Cluster protocol: redirects, `CLUSTER`). A
@@ -431,6 +437,8 @@ impl Default for NodeConfig {
             timeout: 0,
             maxclients: 10_000,
             hz: 10,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
             node_id: 0,
             cluster_enabled: YesNo(false),
             cluster_port: 0,

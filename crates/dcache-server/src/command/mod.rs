@@ -211,6 +211,38 @@ const HANDLERS: &[(&str, Handler)] = &[
     // lists
     // sets
     // sorted sets
+    ("zadd", zsets::zadd),
+    ("zincrby", zsets::zincrby),
+    ("zrem", zsets::zrem),
+    ("zcard", zsets::zcard),
+    ("zscore", zsets::zscore),
+    ("zmscore", zsets::zmscore),
+    ("zrank", zsets::zrank),
+    ("zrevrank", zsets::zrevrank),
+    ("zcount", zsets::zcount),
+    ("zlexcount", zsets::zlexcount),
+    ("zrange", zsets::zrange),
+    ("zrangestore", zsets::zrangestore),
+    ("zrangebyscore", zsets::zrangebyscore),
+    ("zrevrangebyscore", zsets::zrevrangebyscore),
+    ("zrangebylex", zsets::zrangebylex),
+    ("zrevrangebylex", zsets::zrevrangebylex),
+    ("zrevrange", zsets::zrevrange),
+    ("zremrangebyrank", zsets::zremrangebyrank),
+    ("zremrangebyscore", zsets::zremrangebyscore),
+    ("zremrangebylex", zsets::zremrangebylex),
+    ("zpopmin", zsets::zpopmin),
+    ("zpopmax", zsets::zpopmax),
+    ("zmpop", zsets::zmpop),
+    ("zrandmember", zsets::zrandmember),
+    ("zunion", zsets::zunion),
+    ("zinter", zsets::zinter),
+    ("zdiff", zsets::zdiff),
+    ("zintercard", zsets::zintercard),
+    ("zunionstore", zsets::zunionstore),
+    ("zinterstore", zsets::zinterstore),
+    ("zdiffstore", zsets::zdiffstore),
+    ("zscan", zsets::zscan),
     // bitmaps and string ranges
     // hyperloglog
     // geo

@@ -301,6 +301,10 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("client-output-buffer-limit", true),
     ("maxclients", true),
     ("hz", true),
+    ("zset-max-listpack-entries", true),
+    ("zset-max-listpack-value", true),
+    ("zset-max-ziplist-entries", true),
+    ("zset-max-ziplist-value", true),
     ("threads", false),
     ("shards", false),
     ("max-args", true),
@@ -333,6 +337,12 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "client-query-buffer-limit" => config.client_query_buffer_limit.0.to_string(),
         "maxclients" => config.maxclients.to_string(),
         "hz" => config.hz.to_string(),
+        "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
+            config.zset_max_listpack_entries.to_string()
+        }
+        "zset-max-listpack-value" | "zset-max-ziplist-value" => {
+            config.zset_max_listpack_value.to_string()
+        }
         "threads" => config.threads.to_string(),
         "shards" => config.shards.to_string(),
         "max-args" => config.max_args.to_string(),
@@ -359,6 +369,8 @@ enum Change {
     ClientQueryBufferLimit(ByteSize),
     Maxclients(usize),
     Hz(u32),
+    ZsetEntries(usize),
+    ZsetValue(usize),
     MaxArgs(usize),
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
@@ -411,6 +423,12 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         )?),
         "maxclients" => Change::Maxclients(integer_in(&text, &ranges::MAXCLIENTS)? as usize),
         "hz" => Change::Hz(integer_in(&text, &ranges::HZ)? as u32),
+        "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
+            Change::ZsetEntries(integer_in(&text, &ranges::LISTPACK)? as usize)
+        }
+        "zset-max-listpack-value" | "zset-max-ziplist-value" => {
+            Change::ZsetValue(integer_in(&text, &ranges::LISTPACK)? as usize)
+        }
         "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
         "client-output-buffer-limit" => {
             let limit: OutputBufferLimit = text.parse()?;
@@ -444,6 +462,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .update_config(|c| c.client_query_buffer_limit = bytes),
         Change::Maxclients(n) => ctx.shared.update_config(|c| c.maxclients = n),
         Change::Hz(n) => ctx.shared.update_config(|c| c.hz = n),
+        Change::ZsetEntries(n) => ctx
+            .shared
+            .update_config(|c| c.zset_max_listpack_entries = n),
+        Change::ZsetValue(n) => ctx.shared.update_config(|c| c.zset_max_listpack_value = n),
         Change::MaxArgs(n) => ctx.shared.update_config(|c| c.max_args = n),
         Change::ClientOutputBufferLimit(limit) => ctx
             .shared
@@ -618,7 +640,7 @@ fn encoding(value: Value<'_>) -> &'static str {
         }
         Value::Set(s) if s.len() <= 128 && s.iter().all(|m| m.len() <= 64) => "listpack",
         Value::Set(_) => "hashtable",
-        Value::ZSet(z) if z.len() <= 128 && z.iter().all(|(m, _)| m.len() <= 64) => "listpack",
+        Value::ZSet(z) if z.is_listpack() => "listpack",
         Value::ZSet(_) => "skiplist",
     }
 }

@@ -170,7 +170,14 @@ fn add_one(
 
 /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member …]
 pub fn zadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let mut flags = AddFlags::default();
+    add(ctx, args, false)
+}
+
+fn add(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
+    let mut flags = AddFlags {
+        incr,
+        ..AddFlags::default()
+    };
     let mut ch = false;
     let mut at = 2;
     while at < args.len() {
@@ -239,31 +246,10 @@ pub fn zadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// ZINCRBY key increment member
+/// ZINCRBY key increment member: ZADD with INCR, options and all, as in Redis (where
+/// `ZINCRBY key XX 1` is a syntax error rather than a bad increment).
 pub fn zincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let delta = parse_score(args.get(2)).ok_or(Error::from(NOT_FLOAT))?;
-    let limits = limits(ctx);
-    let key = ctx.key(args.get(1));
-    let mut shard = ctx.lock(&key);
-    let mut handle = shard
-        .modify(&key, ctx.now, Some(Kind::ZSet))
-        .expect("created when absent");
-    let z = handle.zset_mut().ok_or(Error::from(WRONGTYPE))?;
-    if z.is_empty() {
-        *z = ZSetValue::for_size(1, args.get(3).len(), limits);
-    }
-    let flags = AddFlags {
-        incr: true,
-        ..AddFlags::default()
-    };
-    let score = match add_one(z, args.get(3), delta, flags, limits)? {
-        Added::New(s) | Added::Updated(s) | Added::Same(s) => s,
-        Added::Skipped => unreachable!("no option skips"),
-    };
-    drop(handle);
-    drop(shard);
-    ctx.out.double(score);
-    Ok(())
+    add(ctx, args, true)
 }
 
 pub fn zrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -373,9 +359,11 @@ fn write_popped(out: &mut ReplyWriter<'_>, popped: &[(Vec<u8>, f64)], nested: bo
     }
 }
 
+/// A count of zero or more; Redis gives the range's message for text too.
 fn positive_count(arg: &[u8]) -> Result<usize, Error> {
-    let n = int_arg(arg)?;
-    usize::try_from(n).map_err(|_| Error::from("ERR value is out of range, must be positive"))
+    dcache_protocol::request::parse_i64(arg)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or(Error::from("ERR value is out of range, must be positive"))
 }
 
 fn zpop(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {

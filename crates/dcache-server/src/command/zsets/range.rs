@@ -19,9 +19,11 @@ const NOT_FLOAT_RANGE: &str = "ERR min or max is not a float";
 const NOT_LEX_RANGE: &str = "ERR min or max not valid string range item";
 
 /// Parses a score bound as Redis's `zslParseRange` does, with `strtod` and no more checks: an
-/// empty argument is 0, leading spaces pass, overflow is infinity; only NaN and trailing text
-/// are refused.
+/// empty argument is 0, leading spaces pass, overflow is infinity, a NUL byte ends it; only
+/// NaN and trailing text are refused.
 fn strtod_bound(text: &[u8]) -> Option<f64> {
+    // `strtod` reads a C string: a NUL ends it, and what follows is never looked at.
+    let text = text.split(|&b| b == 0).next().unwrap_or_default();
     if text.is_empty() {
         return Some(0.0);
     }

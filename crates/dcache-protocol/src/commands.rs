@@ -195,6 +195,17 @@ const PAIRS: &[KeySpec] = &[KeySpec::Range {
     last: -1,
     step: 2,
 }];
+/// `numkeys key…` from the first argument (`ZUNION numkeys key…`, `ZMPOP numkeys key…`).
+const COUNTED_FIRST: &[KeySpec] = &[KeySpec::Counted { at: 1, step: 1 }];
+/// A destination, then `numkeys key…` (`ZUNIONSTORE dst numkeys key…`).
+const DEST_COUNTED: &[KeySpec] = &[
+    KeySpec::Range {
+        first: 1,
+        last: 1,
+        step: 1,
+    },
+    KeySpec::Counted { at: 2, step: 1 },
+];
 /// The key after a subcommand's name (`OBJECT ENCODING key`).
 const SECOND: &[KeySpec] = &[KeySpec::Range {
     first: 2,
@@ -393,6 +404,38 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("sdiffstore", -3, WRITE | DENYOOM, ALL, "set", "1.0.0", "O(N) where N is the total number of elements in all given sets", "Stores the difference of sets in a key."),
     spec("sscan", -3, READONLY, FIRST, "set", "2.8.0", "O(1) for every call. O(N) for a complete iteration", "Iterates over the members of a set.").with_tips(&["nondeterministic_output"]),
     // sorted sets
+    spec("zadd", -4, WRITE | DENYOOM | FAST, FIRST, "sorted_set", "1.2.0", "O(log(N)) for each item added, where N is the number of elements in the sorted set", "Adds members with scores, or updates their scores (NX, XX, GT, LT, CH, INCR)."),
+    spec("zincrby", 4, WRITE | DENYOOM | FAST, FIRST, "sorted_set", "1.2.0", "O(log(N)) where N is the number of elements in the sorted set", "Increments a member's score."),
+    spec("zrem", -3, WRITE | FAST, FIRST, "sorted_set", "1.2.0", "O(M*log(N)) with N being the number of elements in the sorted set and M the number of elements to be removed", "Removes members."),
+    spec("zcard", 2, READONLY | FAST, FIRST, "sorted_set", "1.2.0", "O(1)", "Returns the number of members."),
+    spec("zscore", 3, READONLY | FAST, FIRST, "sorted_set", "1.2.0", "O(1)", "Returns a member's score."),
+    spec("zmscore", -3, READONLY | FAST, FIRST, "sorted_set", "6.2.0", "O(N) where N is the number of members being requested", "Returns the scores of several members."),
+    spec("zrank", -3, READONLY | FAST, FIRST, "sorted_set", "2.0.0", "O(log(N))", "Returns a member's rank, lowest score first (WITHSCORE: and its score)."),
+    spec("zrevrank", -3, READONLY | FAST, FIRST, "sorted_set", "2.0.0", "O(log(N))", "Returns a member's rank, highest score first (WITHSCORE: and its score)."),
+    spec("zcount", 4, READONLY | FAST, FIRST, "sorted_set", "2.0.0", "O(log(N)) with N being the number of elements in the sorted set", "Counts the members with scores within a range."),
+    spec("zlexcount", 4, READONLY | FAST, FIRST, "sorted_set", "2.8.9", "O(log(N)) with N being the number of elements in the sorted set", "Counts the members within a lexicographical range."),
+    spec("zrange", -4, READONLY, FIRST, "sorted_set", "1.2.0", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements returned", "Returns members by rank, score (BYSCORE) or member (BYLEX), either way (REV)."),
+    spec("zrangestore", -5, WRITE | DENYOOM, FIRST_TWO, "sorted_set", "6.2.0", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements stored into the destination key", "Stores a range of a sorted set in another key."),
+    spec("zrangebyscore", -4, READONLY, FIRST, "sorted_set", "1.0.5", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements being returned", "Returns members within a range of scores."),
+    spec("zrevrangebyscore", -4, READONLY, FIRST, "sorted_set", "2.2.0", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements being returned", "Returns members within a range of scores, highest first."),
+    spec("zrangebylex", -4, READONLY, FIRST, "sorted_set", "2.8.9", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements being returned", "Returns members within a lexicographical range."),
+    spec("zrevrangebylex", -4, READONLY, FIRST, "sorted_set", "2.8.9", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements being returned", "Returns members within a lexicographical range, highest first."),
+    spec("zrevrange", -4, READONLY, FIRST, "sorted_set", "1.2.0", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements returned", "Returns members by rank, highest score first."),
+    spec("zremrangebyrank", 4, WRITE, FIRST, "sorted_set", "2.0.0", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements removed by the operation", "Removes the members within a range of ranks."),
+    spec("zremrangebyscore", 4, WRITE, FIRST, "sorted_set", "1.2.0", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements removed by the operation", "Removes the members within a range of scores."),
+    spec("zremrangebylex", 4, WRITE, FIRST, "sorted_set", "2.8.9", "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements removed by the operation", "Removes the members within a lexicographical range."),
+    spec("zpopmin", -2, WRITE | FAST, FIRST, "sorted_set", "5.0.0", "O(log(N)*M) with N being the number of elements in the sorted set, and M being the number of elements popped", "Removes and returns the members with the lowest scores."),
+    spec("zpopmax", -2, WRITE | FAST, FIRST, "sorted_set", "5.0.0", "O(log(N)*M) with N being the number of elements in the sorted set, and M being the number of elements popped", "Removes and returns the members with the highest scores."),
+    spec("zmpop", -4, WRITE, COUNTED_FIRST, "sorted_set", "7.0.0", "O(K) + O(M*log(N)) where K is the number of provided keys, N being the number of elements in the sorted set, and M being the number of elements popped", "Pops members from the first non-empty sorted set of several."),
+    spec("zrandmember", -2, READONLY, FIRST, "sorted_set", "6.2.0", "O(N) where N is the number of members returned", "Returns random members.").with_tips(&["nondeterministic_output"]),
+    spec("zunion", -3, READONLY, COUNTED_FIRST, "sorted_set", "6.2.0", "O(N)+O(M*log(M)) with N being the sum of the sizes of the input sorted sets, and M being the number of elements in the resulting sorted set", "Returns the union of sorted sets (WEIGHTS, AGGREGATE)."),
+    spec("zinter", -3, READONLY, COUNTED_FIRST, "sorted_set", "6.2.0", "O(N*K)+O(M*log(M)) worst case with N being the smallest input sorted set, K being the number of input sorted sets and M being the number of elements in the resulting sorted set", "Returns the intersection of sorted sets (WEIGHTS, AGGREGATE)."),
+    spec("zdiff", -3, READONLY, COUNTED_FIRST, "sorted_set", "6.2.0", "O(L + (N-K)log(N)) worst case where L is the total number of elements in all the sets, N is the size of the first set, and K is the size of the result set", "Returns the members of the first sorted set that the others lack."),
+    spec("zintercard", -3, READONLY, COUNTED_FIRST, "sorted_set", "7.0.0", "O(N*K) worst case with N being the smallest input sorted set, K being the number of input sorted sets", "Counts the members of the intersection of sorted sets (LIMIT)."),
+    spec("zunionstore", -4, WRITE | DENYOOM, DEST_COUNTED, "sorted_set", "2.0.0", "O(N)+O(M log(M)) with N being the sum of the sizes of the input sorted sets, and M being the number of elements in the resulting sorted set", "Stores the union of sorted sets in a key."),
+    spec("zinterstore", -4, WRITE | DENYOOM, DEST_COUNTED, "sorted_set", "2.0.0", "O(N*K)+O(M*log(M)) worst case with N being the smallest input sorted set, K being the number of input sorted sets and M being the number of elements in the resulting sorted set", "Stores the intersection of sorted sets in a key."),
+    spec("zdiffstore", -4, WRITE | DENYOOM, DEST_COUNTED, "sorted_set", "6.2.0", "O(L + (N-K)log(N)) worst case where L is the total number of elements in all the sets, N is the size of the first set, and K is the size of the result set", "Stores the difference of sorted sets in a key."),
+    spec("zscan", -3, READONLY, FIRST, "sorted_set", "2.8.0", "O(1) for every call. O(N) for a complete iteration, including enough command calls for the cursor to return back to 0. N is the number of elements inside the collection", "Iterates over the members and scores of a sorted set.").with_tips(&["nondeterministic_output"]),
     // bitmaps and string ranges
     spec("setbit", 4, WRITE | DENYOOM, FIRST, "bitmap", "2.2.0", "O(1)", "Sets or clears a bit of a string; returns the bit's old value."),
     spec("getbit", 3, READONLY | FAST, FIRST, "bitmap", "2.2.0", "O(1)", "Returns a bit of a string."),

@@ -129,9 +129,10 @@ impl<'a> ReplyWriter<'a> {
         }
     }
 
-    /// A double: `,` in RESP3, a bulk string in RESP2 (as Redis prints doubles).
+    /// A double: `,` in RESP3, a bulk string in RESP2, printed as Redis 7.2 prints doubles
+    /// ([`format_redis_double`]: `1.5`, `3`, `inf`, `1e+20`).
     pub fn double(&mut self, value: f64) {
-        let text = format_double(value);
+        let text = format_redis_double(value);
         if self.resp3 {
             self.out.push(b',');
             self.out.extend_from_slice(text.as_bytes());
@@ -197,6 +198,64 @@ pub fn format_double(value: f64) -> String {
         return "0".to_owned();
     }
     format!("{value}")
+}
+
+/// Formats a double as Redis 7.2 replies with one (a sorted set's score, say): integral values
+/// within ±2^62 as integers, others in the shortest form that reads back the same, with an
+/// exponent (`1e+20`, `1.5e-7`) when the plain form would need more than six zeros to pad it
+/// (fpconv's rule, which Redis took); `-0` keeps its sign.
+#[must_use]
+pub fn format_redis_double(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".to_owned();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    const LIMIT: f64 = 4_611_686_018_427_387_904.0; // 2^62, Redis's LLONG_MAX / 2 as a double
+    if (-LIMIT..=LIMIT).contains(&value) && value.fract() == 0.0 {
+        return format!("{}", value as i64);
+    }
+    // The shortest digits and their exponent, from Rust's shortest round-trip formatting.
+    let sci = format!("{:e}", value.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("an exponent");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let exp: i32 = exp.parse().expect("a decimal exponent");
+    let n = digits.len() as i32;
+    // value = digits × 10^k
+    let k = exp - (n - 1);
+    let mut out = String::with_capacity(24);
+    if value < 0.0 {
+        out.push('-');
+    }
+    if k >= 0 && exp < n + 7 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', k as usize));
+    } else if k < 0 && (k > -7 || exp.abs() < 4) {
+        let point = n + k;
+        if point <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-point) as usize));
+            out.push_str(&digits);
+        } else {
+            out.push_str(&digits[..point as usize]);
+            out.push('.');
+            out.push_str(&digits[point as usize..]);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if n > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        out.push_str(&exp.abs().to_string());
+    }
+    out
 }
 
 /// Encodes a command as a RESP array of bulk strings, as clients send it.

@@ -118,6 +118,8 @@ pub mod ranges {
     pub const HZ: RangeInclusive<u64> = 1..=500;
     /// Redis's range. A sparse value past the dense size (12304 bytes) only costs time.
     pub const HLL_SPARSE_MAX_BYTES: RangeInclusive<u64> = 0..=i64::MAX as u64;
+    /// Redis's range for the compact encodings' limits.
+    pub const LISTPACK: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range.
     pub const TIMEOUT: RangeInclusive<u64> = 0..=i32::MAX as u64;
     /// At least two failure-detection rounds of a loopback network; at most an hour.
@@ -373,6 +375,10 @@ pub struct NodeConfig {
     pub hz: u32,
     /// Largest sparse HyperLogLog, header included, before it turns dense (Redis's setting).
     pub hll_sparse_max_bytes: ByteSize,
+    /// A sorted set keeps its compact form (`listpack`) up to this many members…
+    pub zset_max_listpack_entries: usize,
+    /// … each at most this many bytes long.
+    pub zset_max_listpack_value: usize,
     /// This node's id in versions (0-1023).
     pub node_id: u16,
     /// Whether the node is a cluster member (Redis Cluster protocol: redirects, `CLUSTER`). A
@@ -436,6 +442,8 @@ impl Default for NodeConfig {
             maxclients: 10_000,
             hz: 10,
             hll_sparse_max_bytes: ByteSize(3000),
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
             node_id: 0,
             cluster_enabled: YesNo(false),
             cluster_port: 0,

@@ -140,6 +140,17 @@ impl Shared {
         result
     }
 
+    /// When sorted sets leave their compact form (`zset-max-listpack-*`), read without copying
+    /// the whole configuration.
+    #[must_use]
+    pub fn zset_limits(&self) -> dcache_store::ZSetLimits {
+        let config = self.config.read();
+        dcache_store::ZSetLimits {
+            entries: config.zset_max_listpack_entries,
+            value: config.zset_max_listpack_value,
+        }
+    }
+
     #[must_use]
     pub fn config_epoch(&self) -> u64 {
         self.config_epoch.load(Relaxed)

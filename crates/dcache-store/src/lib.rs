@@ -61,7 +61,7 @@ pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use set::{Member, SetEncoding, SetLimits, SetValue, member_int};
 pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
-pub use zset::ZSetValue;
+pub use zset::{ZSetLimits, ZSetValue};
 
 /// A write that the store refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,111 +1,270 @@
 //! Sorted sets: unique members, each with a score, ordered by (score, member).
 //!
-//! A map from member to score beside an ordered index of (score, member); `mem` (both copies of
-//! each member in allocator size classes, with their nodes' overhead) is kept up to date by
-//! every change. Scores are never NaN (the commands refuse it, and the effect decoder too), so
-//! that the order is total.
+//! Two encodings, as in Redis, picked by size ([`ZSetLimits`], Redis's
+//! `zset-max-listpack-entries` / `zset-max-listpack-value`):
+//!
+//! ```text
+//!   listpack (small):  one buffer of packed entries, in order
+//!     [ len:u32 | member bytes | score:f64 | len:u32 ] [ … ] …   (the trailing length lets
+//!                                                                  a reverse walk find starts)
+//!   skiplist (large):  an arena of treap nodes with subtree sizes, plus a member → node index
+//!     nodes: Vec<Node { member, score, left, right, size, priority }>
+//!     index: HashTable<u32>   (hashes the member stored in its node: each member is kept once)
+//! ```
+//!
+//! The large form answers rank, select-by-rank and range boundaries in O(log n) expected (a
+//! treap whose priorities come from the per-value random hasher, so that no choice of members
+//! can unbalance it); iteration from any rank costs O(log n) to start and O(1) amortized per
+//! step, both ways. The small form scans, which for at most a few hundred short entries is
+//! faster than following pointers and costs 16 bytes per member beyond its bytes.
+//!
+//! A set grows into the large form when an insert would break the limits; it goes back only
+//! when a command asks ([`ZSetValue::compact`], which Redis's STORE commands do). `mem` is a
+//! function of the contents, kept up to date by every change. Scores are never NaN (the
+//! commands refuse it, and the effect decoder too), so that the order is total; -0.0 and 0.0
+//! are equal in the order (ties go by member) but each keeps its sign.
 
-use std::collections::BTreeSet;
+use std::cmp::Ordering;
+use std::hash::BuildHasher;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::memory::alloc_size;
 
-/// Bytes that a member costs beyond its two allocations: its bucket in the map (a boxed slice
-/// and a score, with the control byte) and its place in the ordered index.
-const MEMBER_OVERHEAD: usize = (24 + 1) * 8 / 7 + 40;
+/// What a member costs in the large form beyond its bytes: its node (40 bytes) and its slot in
+/// the index with its control byte at 7/8 load.
+const NODE_OVERHEAD: usize = 40 + (4 + 1) * 8 / 7;
+/// What an entry of the small form costs beyond its member: two lengths and the score.
+const PACKED_OVERHEAD: usize = 16;
+const NIL: u32 = u32::MAX;
 
-/// A score ordered totally: -0.0 equals 0.0, and NaN never occurs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Score(f64);
+/// When a sorted set leaves its compact form: more than `entries` members, or a member longer
+/// than `value` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZSetLimits {
+    pub entries: usize,
+    pub value: usize,
+}
 
-impl Eq for Score {}
-
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+impl Default for ZSetLimits {
+    /// Redis's defaults: 128 entries, 64 bytes.
+    fn default() -> Self {
+        Self {
+            entries: 128,
+            value: 64,
+        }
     }
 }
 
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.partial_cmp(&other.0).expect("scores are never NaN")
-    }
+/// The order of entries: by score, then by member bytewise.
+fn order(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
+    a.0.partial_cmp(&b.0)
+        .expect("scores are never NaN")
+        .then_with(|| a.1.cmp(b.1))
 }
 
 /// A sorted set value.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ZSetValue {
-    scores: HashMap<Box<[u8]>, Score>,
-    order: BTreeSet<(Score, Box<[u8]>)>,
-    mem: usize,
+    repr: Repr,
 }
 
-fn member_mem(member: &[u8]) -> usize {
-    2 * alloc_size(member.len()) + MEMBER_OVERHEAD
+#[derive(Clone)]
+enum Repr {
+    Packed(Packed),
+    Tree(Tree),
+}
+
+impl Default for ZSetValue {
+    fn default() -> Self {
+        Self {
+            repr: Repr::Packed(Packed::default()),
+        }
+    }
 }
 
 impl ZSetValue {
+    /// An empty set in the encoding that `len` members of at most `longest` bytes would take.
+    #[must_use]
+    pub fn for_size(len: usize, longest: usize, limits: ZSetLimits) -> Self {
+        if len <= limits.entries && longest <= limits.value {
+            Self::default()
+        } else {
+            Self {
+                repr: Repr::Tree(Tree::default()),
+            }
+        }
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
-        self.scores.len()
+        match &self.repr {
+            Repr::Packed(p) => p.len,
+            Repr::Tree(t) => t.nodes.len(),
+        }
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
+        self.len() == 0
     }
 
     /// Bytes the members hold, in allocator size classes, with per-member overhead.
     #[must_use]
     pub fn mem(&self) -> usize {
-        self.mem
+        match &self.repr {
+            Repr::Packed(p) => alloc_size(p.buf.len()),
+            Repr::Tree(t) => t.mem,
+        }
+    }
+
+    /// Whether the set is in its compact form (Redis's `listpack`; `skiplist` otherwise).
+    #[must_use]
+    pub fn is_listpack(&self) -> bool {
+        matches!(self.repr, Repr::Packed(_))
     }
 
     #[must_use]
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).map(|s| s.0)
+        match &self.repr {
+            Repr::Packed(p) => p.find(member).map(|(_, s)| s),
+            Repr::Tree(t) => t.find(member).map(|i| t.nodes[i as usize].score),
+        }
     }
 
-    /// Sets a member's score; true when the member is new.
+    /// Sets a member's score; true when the member is new. Grows into the large form past the
+    /// default limits.
     ///
     /// # Panics
     /// When `score` is NaN.
     pub fn insert(&mut self, member: &[u8], score: f64) -> bool {
+        self.insert_with(member, score, ZSetLimits::default())
+    }
+
+    /// Sets a member's score; true when the member is new. A new member that would take the
+    /// set past `limits` moves it into the large form first.
+    ///
+    /// # Panics
+    /// When `score` is NaN.
+    pub fn insert_with(&mut self, member: &[u8], score: f64, limits: ZSetLimits) -> bool {
         assert!(!score.is_nan(), "a sorted set score is never NaN");
-        let new = match self.scores.get_mut(member) {
-            Some(old) => {
-                let was = std::mem::replace(old, Score(score));
-                self.order.remove(&(was, member.into()));
-                false
+        if let Repr::Packed(p) = &mut self.repr {
+            match p.find(member) {
+                Some((at, old)) => {
+                    if old.to_bits() != score.to_bits() {
+                        p.remove_at(at);
+                        p.insert(member, score);
+                    }
+                    return false;
+                }
+                None if p.len < limits.entries && member.len() <= limits.value => {
+                    p.insert(member, score);
+                    return true;
+                }
+                None => self.grow(),
             }
-            None => {
-                self.scores.insert(member.into(), Score(score));
-                self.mem += member_mem(member);
-                true
-            }
-        };
-        self.order.insert((Score(score), member.into()));
-        new
+        }
+        match &mut self.repr {
+            Repr::Tree(t) => t.insert(member, score),
+            Repr::Packed(_) => unreachable!("grown above"),
+        }
     }
 
     /// Removes a member; true when it was there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self.scores.remove(member) {
-            Some(score) => {
-                self.order.remove(&(score, member.into()));
-                self.mem -= member_mem(member);
-                true
-            }
-            None => false,
+        match &mut self.repr {
+            Repr::Packed(p) => match p.find(member) {
+                Some((at, _)) => {
+                    p.remove_at(at);
+                    true
+                }
+                None => false,
+            },
+            Repr::Tree(t) => t.remove(member),
         }
     }
 
     /// Members with their scores, lowest score first (ties by member, bytewise).
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], f64)> + ExactSizeIterator {
-        self.order.iter().map(|(s, m)| (&**m, s.0))
+    #[must_use]
+    pub fn iter(&self) -> Iter<'_> {
+        self.range_by_rank(0, self.len())
+    }
+
+    /// The members of ranks `start..end` (0 is the lowest; clamped to the set), in order, both
+    /// ways. O(log n) to start in the large form.
+    #[must_use]
+    pub fn range_by_rank(&self, start: usize, end: usize) -> Iter<'_> {
+        let end = end.min(self.len());
+        let start = start.min(end);
+        match &self.repr {
+            Repr::Packed(p) => Iter::Packed(p.range(start, end)),
+            Repr::Tree(t) => Iter::Tree(t.range(start, end)),
+        }
+    }
+
+    /// The member of rank `rank`, with its score.
+    #[must_use]
+    pub fn get_by_rank(&self, rank: usize) -> Option<(&[u8], f64)> {
+        self.range_by_rank(rank, rank + 1).next()
+    }
+
+    /// A member's rank (0 for the lowest), if it is there. O(log n) in the large form.
+    #[must_use]
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        match &self.repr {
+            Repr::Packed(p) => p.position(member),
+            Repr::Tree(t) => t.find(member).map(|i| t.rank(i)),
+        }
+    }
+
+    /// How many members come before the first for which `before` is false: `before` must hold
+    /// for a prefix of the order and not after (as `slice::partition_point`). This is how ranges
+    /// by score or by member find their ends, in O(log n) in the large form.
+    pub fn partition_point(&self, mut before: impl FnMut(&[u8], f64) -> bool) -> usize {
+        match &self.repr {
+            Repr::Packed(p) => p.range(0, p.len).take_while(|&(m, s)| before(m, s)).count(),
+            Repr::Tree(t) => t.partition_point(before),
+        }
+    }
+
+    /// Moves the set into its compact form if it fits `limits` (Redis does so for the results of
+    /// ZRANGESTORE, ZUNIONSTORE and the like).
+    pub fn compact(&mut self, limits: ZSetLimits) {
+        if let Repr::Tree(t) = &self.repr
+            && t.nodes.len() <= limits.entries
+            && t.nodes.iter().all(|n| n.member.len() <= limits.value)
+        {
+            let mut p = Packed::default();
+            for (m, s) in self.iter() {
+                p.push(m, s);
+            }
+            self.repr = Repr::Packed(p);
+        }
+    }
+
+    /// Moves a compact set into the large form.
+    fn grow(&mut self) {
+        if let Repr::Packed(p) = &self.repr {
+            let mut t = Tree::default();
+            for (m, s) in p.range(0, p.len) {
+                t.insert(m, s);
+            }
+            self.repr = Repr::Tree(t);
+        }
     }
 }
+
+impl PartialEq for ZSetValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((m1, s1), (m2, s2))| m1 == m2 && s1.to_bits() == s2.to_bits())
+    }
+}
+
+impl Eq for ZSetValue {}
 
 impl std::fmt::Debug for ZSetValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,3 +273,536 @@ impl std::fmt::Debug for ZSetValue {
             .finish()
     }
 }
+
+/// The compact form: entries packed in order in one buffer.
+#[derive(Clone, Default)]
+struct Packed {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+fn read_u32(buf: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(buf[at..at + 4].try_into().expect("four bytes")) as usize
+}
+
+/// The entry that starts at `at`: member, score, and where the next one starts.
+fn entry_at(buf: &[u8], at: usize) -> (&[u8], f64, usize) {
+    let len = read_u32(buf, at);
+    let member = &buf[at + 4..at + 4 + len];
+    let bits = u64::from_le_bytes(
+        buf[at + 4 + len..at + 12 + len]
+            .try_into()
+            .expect("eight bytes"),
+    );
+    (member, f64::from_bits(bits), at + len + PACKED_OVERHEAD)
+}
+
+/// The entry that ends at `end`: member, score, and where it starts.
+fn entry_before(buf: &[u8], end: usize) -> (&[u8], f64, usize) {
+    let len = read_u32(buf, end - 4);
+    let start = end - len - PACKED_OVERHEAD;
+    let (m, s, _) = entry_at(buf, start);
+    (m, s, start)
+}
+
+impl Packed {
+    /// Where the member's entry starts, and its score.
+    fn find(&self, member: &[u8]) -> Option<(usize, f64)> {
+        let mut at = 0;
+        while at < self.buf.len() {
+            let (m, s, next) = entry_at(&self.buf, at);
+            if m == member {
+                return Some((at, s));
+            }
+            at = next;
+        }
+        None
+    }
+
+    fn position(&self, member: &[u8]) -> Option<usize> {
+        self.range(0, self.len).position(|(m, _)| m == member)
+    }
+
+    fn encode(member: &[u8], score: f64) -> Vec<u8> {
+        let len = u32::try_from(member.len()).expect("members are shorter than 4 GiB");
+        let mut entry = Vec::with_capacity(member.len() + PACKED_OVERHEAD);
+        entry.extend_from_slice(&len.to_le_bytes());
+        entry.extend_from_slice(member);
+        entry.extend_from_slice(&score.to_bits().to_le_bytes());
+        entry.extend_from_slice(&len.to_le_bytes());
+        entry
+    }
+
+    /// Inserts a member that is not there, in its place.
+    fn insert(&mut self, member: &[u8], score: f64) {
+        let mut at = 0;
+        while at < self.buf.len() {
+            let (m, s, next) = entry_at(&self.buf, at);
+            if order((s, m), (score, member)) == Ordering::Greater {
+                break;
+            }
+            at = next;
+        }
+        let entry = Self::encode(member, score);
+        self.buf.splice(at..at, entry);
+        self.len += 1;
+    }
+
+    /// Appends a member that comes after every other.
+    fn push(&mut self, member: &[u8], score: f64) {
+        self.buf.extend_from_slice(&Self::encode(member, score));
+        self.len += 1;
+    }
+
+    fn remove_at(&mut self, at: usize) {
+        let (_, _, next) = entry_at(&self.buf, at);
+        self.buf.drain(at..next);
+        self.len -= 1;
+        if self.buf.capacity() > 2 * self.buf.len() + 64 {
+            self.buf.shrink_to_fit();
+        }
+    }
+
+    fn range(&self, start: usize, end: usize) -> PackedIter<'_> {
+        let mut front = 0;
+        for _ in 0..start {
+            front = entry_at(&self.buf, front).2;
+        }
+        let mut back = self.buf.len();
+        for _ in end..self.len {
+            back = entry_before(&self.buf, back).2;
+        }
+        PackedIter {
+            buf: &self.buf,
+            front,
+            back,
+            remaining: end - start,
+        }
+    }
+}
+
+/// One member of the large form.
+#[derive(Clone)]
+struct Node {
+    member: Box<[u8]>,
+    score: f64,
+    left: u32,
+    right: u32,
+    /// Nodes in this subtree, this one included.
+    size: u32,
+    priority: u32,
+}
+
+/// The large form: a treap with subtree sizes over an arena of nodes (kept dense: a removed
+/// node's slot takes the last node), and an index from member to node.
+#[derive(Clone)]
+struct Tree {
+    nodes: Vec<Node>,
+    root: u32,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    mem: usize,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            root: NIL,
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            mem: 0,
+        }
+    }
+}
+
+impl Tree {
+    fn node(&self, i: u32) -> &Node {
+        &self.nodes[i as usize]
+    }
+
+    fn size(&self, i: u32) -> usize {
+        if i == NIL {
+            0
+        } else {
+            self.node(i).size as usize
+        }
+    }
+
+    fn fix(&mut self, i: u32) {
+        let (l, r) = (self.node(i).left, self.node(i).right);
+        let size = 1 + self.size(l) + self.size(r);
+        self.nodes[i as usize].size = size as u32;
+    }
+
+    /// Whether node `a` comes before node `b`.
+    fn less(&self, a: u32, b: u32) -> bool {
+        let (a, b) = (self.node(a), self.node(b));
+        order((a.score, &a.member), (b.score, &b.member)) == Ordering::Less
+    }
+
+    fn find(&self, member: &[u8]) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index
+            .find(self.hasher.hash_one(member), |&i| {
+                *nodes[i as usize].member == *member
+            })
+            .copied()
+    }
+
+    /// Splits the subtree at `t` into the nodes before node `k` and the others.
+    fn split(&mut self, t: u32, k: u32) -> (u32, u32) {
+        if t == NIL {
+            return (NIL, NIL);
+        }
+        if self.less(t, k) {
+            let (l, r) = self.split(self.node(t).right, k);
+            self.nodes[t as usize].right = l;
+            self.fix(t);
+            (t, r)
+        } else {
+            let (l, r) = self.split(self.node(t).left, k);
+            self.nodes[t as usize].left = r;
+            self.fix(t);
+            (l, t)
+        }
+    }
+
+    /// Joins two subtrees, every node of `a` before every node of `b`.
+    fn merge(&mut self, a: u32, b: u32) -> u32 {
+        if a == NIL {
+            return b;
+        }
+        if b == NIL {
+            return a;
+        }
+        if self.node(a).priority > self.node(b).priority {
+            let right = self.merge(self.node(a).right, b);
+            self.nodes[a as usize].right = right;
+            self.fix(a);
+            a
+        } else {
+            let left = self.merge(a, self.node(b).left);
+            self.nodes[b as usize].left = left;
+            self.fix(b);
+            b
+        }
+    }
+
+    /// Puts the detached node `k` into the subtree at `t`; returns the subtree's new root.
+    fn attach(&mut self, t: u32, k: u32) -> u32 {
+        if t == NIL {
+            return k;
+        }
+        if self.node(k).priority > self.node(t).priority {
+            let (l, r) = self.split(t, k);
+            let n = &mut self.nodes[k as usize];
+            (n.left, n.right) = (l, r);
+            self.fix(k);
+            return k;
+        }
+        if self.less(k, t) {
+            let left = self.attach(self.node(t).left, k);
+            self.nodes[t as usize].left = left;
+        } else {
+            let right = self.attach(self.node(t).right, k);
+            self.nodes[t as usize].right = right;
+        }
+        self.fix(t);
+        t
+    }
+
+    /// Takes node `k` out of the subtree at `t`; returns the subtree's new root.
+    fn detach(&mut self, t: u32, k: u32) -> u32 {
+        if t == k {
+            let (l, r) = (self.node(k).left, self.node(k).right);
+            let n = &mut self.nodes[k as usize];
+            (n.left, n.right, n.size) = (NIL, NIL, 1);
+            return self.merge(l, r);
+        }
+        if self.less(k, t) {
+            let left = self.detach(self.node(t).left, k);
+            self.nodes[t as usize].left = left;
+        } else {
+            let right = self.detach(self.node(t).right, k);
+            self.nodes[t as usize].right = right;
+        }
+        self.fix(t);
+        t
+    }
+
+    fn insert(&mut self, member: &[u8], score: f64) -> bool {
+        if let Some(k) = self.find(member) {
+            if self.node(k).score.to_bits() != score.to_bits() {
+                self.root = self.detach(self.root, k);
+                self.nodes[k as usize].score = score;
+                self.root = self.attach(self.root, k);
+            }
+            return false;
+        }
+        let hash = self.hasher.hash_one(member);
+        let k = u32::try_from(self.nodes.len()).expect("fewer than 2^32 members");
+        self.nodes.push(Node {
+            member: member.into(),
+            score,
+            left: NIL,
+            right: NIL,
+            size: 1,
+            priority: (hash >> 32) as u32,
+        });
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        self.index
+            .insert_unique(hash, k, |&i| hasher.hash_one(&*nodes[i as usize].member));
+        self.root = self.attach(self.root, k);
+        self.mem += alloc_size(member.len()) + NODE_OVERHEAD;
+        true
+    }
+
+    fn remove(&mut self, member: &[u8]) -> bool {
+        let Some(k) = self.find(member) else {
+            return false;
+        };
+        self.root = self.detach(self.root, k);
+        let hash = self.hasher.hash_one(member);
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == k) {
+            entry.remove();
+        }
+        self.mem -= alloc_size(member.len()) + NODE_OVERHEAD;
+        let last = (self.nodes.len() - 1) as u32;
+        if k != last {
+            // The last node moves into k's slot: repoint its parent and its index entry.
+            let mut parent = NIL;
+            let mut t = self.root;
+            while t != last {
+                parent = t;
+                t = if self.less(last, t) {
+                    self.node(t).left
+                } else {
+                    self.node(t).right
+                };
+            }
+            let moved = self.hasher.hash_one(&*self.node(last).member);
+            if let Some(slot) = self.index.find_mut(moved, |&i| i == last) {
+                *slot = k;
+            }
+            if parent == NIL {
+                self.root = k;
+            } else if self.node(parent).left == last {
+                self.nodes[parent as usize].left = k;
+            } else {
+                self.nodes[parent as usize].right = k;
+            }
+        }
+        self.nodes.swap_remove(k as usize);
+        if self.nodes.capacity() > 4 * self.nodes.len() + 16 {
+            self.nodes.shrink_to(2 * self.nodes.len());
+        }
+        true
+    }
+
+    fn rank(&self, k: u32) -> usize {
+        let mut rank = 0;
+        let mut t = self.root;
+        while t != k {
+            if self.less(k, t) {
+                t = self.node(t).left;
+            } else {
+                rank += self.size(self.node(t).left) + 1;
+                t = self.node(t).right;
+            }
+        }
+        rank + self.size(self.node(k).left)
+    }
+
+    fn partition_point(&self, mut before: impl FnMut(&[u8], f64) -> bool) -> usize {
+        let mut count = 0;
+        let mut t = self.root;
+        while t != NIL {
+            let n = self.node(t);
+            if before(&n.member, n.score) {
+                count += self.size(n.left) + 1;
+                t = n.right;
+            } else {
+                t = n.left;
+            }
+        }
+        count
+    }
+
+    fn range(&self, start: usize, end: usize) -> TreeIter<'_> {
+        let mut front = Vec::new();
+        let mut back = Vec::new();
+        if start < end {
+            // The path to `start`, keeping the nodes that come after it (the walk's future).
+            let (mut t, mut r) = (self.root, start);
+            loop {
+                let left = self.size(self.node(t).left);
+                match r.cmp(&left) {
+                    Ordering::Less => {
+                        front.push(t);
+                        t = self.node(t).left;
+                    }
+                    Ordering::Equal => {
+                        front.push(t);
+                        break;
+                    }
+                    Ordering::Greater => {
+                        r -= left + 1;
+                        t = self.node(t).right;
+                    }
+                }
+            }
+            // The path to `end - 1`, keeping the nodes that come before it.
+            let (mut t, mut r) = (self.root, end - 1);
+            loop {
+                let left = self.size(self.node(t).left);
+                match r.cmp(&left) {
+                    Ordering::Greater => {
+                        back.push(t);
+                        r -= left + 1;
+                        t = self.node(t).right;
+                    }
+                    Ordering::Equal => {
+                        back.push(t);
+                        break;
+                    }
+                    Ordering::Less => t = self.node(t).left,
+                }
+            }
+        }
+        TreeIter {
+            tree: self,
+            front,
+            back,
+            remaining: end - start,
+        }
+    }
+}
+
+/// Members of a sorted set with their scores, in order (both ways).
+pub enum Iter<'a> {
+    Packed(PackedIter<'a>),
+    Tree(TreeIter<'a>),
+}
+
+#[doc(hidden)]
+pub struct PackedIter<'a> {
+    buf: &'a [u8],
+    front: usize,
+    back: usize,
+    remaining: usize,
+}
+
+#[doc(hidden)]
+pub struct TreeIter<'a> {
+    tree: &'a Tree,
+    front: Vec<u32>,
+    back: Vec<u32>,
+    remaining: usize,
+}
+
+impl<'a> Iterator for PackedIter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (m, s, next) = entry_at(self.buf, self.front);
+        self.front = next;
+        self.remaining -= 1;
+        Some((m, s))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl DoubleEndedIterator for PackedIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (m, s, start) = entry_before(self.buf, self.back);
+        self.back = start;
+        self.remaining -= 1;
+        Some((m, s))
+    }
+}
+
+impl<'a> Iterator for TreeIter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let tree = self.tree;
+        let x = self.front.pop().expect("a node while some remain");
+        let mut t = tree.node(x).right;
+        while t != NIL {
+            self.front.push(t);
+            t = tree.node(t).left;
+        }
+        self.remaining -= 1;
+        let n = tree.node(x);
+        Some((&n.member, n.score))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl DoubleEndedIterator for TreeIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let tree = self.tree;
+        let x = self.back.pop().expect("a node while some remain");
+        let mut t = tree.node(x).left;
+        while t != NIL {
+            self.back.push(t);
+            t = tree.node(t).right;
+        }
+        self.remaining -= 1;
+        let n = tree.node(x);
+        Some((&n.member, n.score))
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Packed(i) => i.next(),
+            Iter::Tree(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Iter::Packed(i) => i.size_hint(),
+            Iter::Tree(i) => i.size_hint(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Packed(i) => i.next_back(),
+            Iter::Tree(i) => i.next_back(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+impl ExactSizeIterator for PackedIter<'_> {}
+impl ExactSizeIterator for TreeIter<'_> {}
+
+#[cfg(test)]
+mod tests;

@@ -302,6 +302,10 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("maxclients", true),
     ("hz", true),
     ("hll-sparse-max-bytes", true),
+    ("zset-max-listpack-entries", true),
+    ("zset-max-listpack-value", true),
+    ("zset-max-ziplist-entries", true),
+    ("zset-max-ziplist-value", true),
     ("threads", false),
     ("shards", false),
     ("max-args", true),
@@ -338,6 +342,12 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "maxclients" => config.maxclients.to_string(),
         "hz" => config.hz.to_string(),
         "hll-sparse-max-bytes" => config.hll_sparse_max_bytes.0.to_string(),
+        "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
+            config.zset_max_listpack_entries.to_string()
+        }
+        "zset-max-listpack-value" | "zset-max-ziplist-value" => {
+            config.zset_max_listpack_value.to_string()
+        }
         "threads" => config.threads.to_string(),
         "shards" => config.shards.to_string(),
         "max-args" => config.max_args.to_string(),
@@ -382,6 +392,8 @@ enum Change {
     Maxclients(usize),
     Hz(u32),
     HllSparseMaxBytes(ByteSize),
+    ZsetEntries(usize),
+    ZsetValue(usize),
     MaxArgs(usize),
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
@@ -439,6 +451,12 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         "hll-sparse-max-bytes" => {
             Change::HllSparseMaxBytes(memory_in(&text, Some(&ranges::HLL_SPARSE_MAX_BYTES))?)
         }
+        "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
+            Change::ZsetEntries(integer_in(&text, &ranges::LISTPACK)? as usize)
+        }
+        "zset-max-listpack-value" | "zset-max-ziplist-value" => {
+            Change::ZsetValue(integer_in(&text, &ranges::LISTPACK)? as usize)
+        }
         "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
         "client-output-buffer-limit" => {
             let limit: OutputBufferLimit = text.parse()?;
@@ -483,6 +501,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
         Change::HllSparseMaxBytes(bytes) => {
             ctx.shared.update_config(|c| c.hll_sparse_max_bytes = bytes)
         }
+        Change::ZsetEntries(n) => ctx
+            .shared
+            .update_config(|c| c.zset_max_listpack_entries = n),
+        Change::ZsetValue(n) => ctx.shared.update_config(|c| c.zset_max_listpack_value = n),
         Change::MaxArgs(n) => ctx.shared.update_config(|c| c.max_args = n),
         Change::ClientOutputBufferLimit(limit) => ctx
             .shared
@@ -660,7 +682,7 @@ fn encoding(value: Value<'_>) -> &'static str {
         Value::List(l) if l.len() <= 128 && l.iter().all(|e| e.len() <= 64) => "listpack",
         Value::List(_) => "quicklist",
         Value::Set(s) => s.encoding().name(),
-        Value::ZSet(z) if z.len() <= 128 && z.iter().all(|(m, _)| m.len() <= 64) => "listpack",
+        Value::ZSet(z) if z.is_listpack() => "listpack",
         Value::ZSet(_) => "skiplist",
     }
 }

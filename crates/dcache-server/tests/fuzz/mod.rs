@@ -107,7 +107,7 @@ pub enum Mode {
 
 /// Keys of every kind: `setup` gives them their types.
 const KEYS: &[&str] = &[
-    "s1", "s2", "h1", "h2", "n1", "f1", "missing", "", "{s1}x", "t1", "t2",
+    "s1", "s2", "h1", "h2", "n1", "f1", "missing", "", "{s1}x", "t1", "t2", "z1", "z2", "zl",
 ];
 const HOSTILE_INTS: &[&str] = &[
     "0",
@@ -241,6 +241,27 @@ const WORDS: &[&str] = &[
     "LEN",
     "MINMATCHLEN",
     "WITHMATCHLEN",
+    "WITHSCORES",
+    "WITHSCORE",
+    "BYSCORE",
+    "BYLEX",
+    "REV",
+    "LIMIT",
+    "MIN",
+    "MAX",
+    "CH",
+    "INCR",
+    "WEIGHTS",
+    "AGGREGATE",
+    "SUM",
+    "(1",
+    "(-inf",
+    "[a",
+    "(b",
+    "-",
+    "+",
+    "a",
+    "b",
 ];
 /// Settings the fuzzer may change. Not `requirepass`, `maxclients` or `timeout` (they lock out or
 /// close the checking connections by design) and not the request limits, which guard the test
@@ -285,6 +306,8 @@ pub const NOT_COMPARED: &[(&str, &str)] = &[
     ),
     ("randomkey", "random"),
     ("hrandfield", "random"),
+    ("zrandmember", "random"),
+    ("zscan", "order and cursors are the engine's own"),
     ("scan", "cursors and order are the store's own"),
     ("hscan", "order; Redis 7.0 has no NOVALUES"),
     ("spop", "random"),
@@ -423,6 +446,13 @@ pub fn setup(rng: &mut Rng) -> Vec<Vec<Vec<u8>>> {
             &["HSET", "h2", "f", "10"],
             &["SADD", "t1", "a", "b", "c", "1"],
             &["SADD", "t2", "1", "2", "3", "-100000"],
+            &[
+                "ZADD", "z1", "1", "a", "2", "b", "2", "c", "-1.5", "d", "inf", "e",
+            ],
+            &["ZADD", "z2", "3", "a", "0.5", "c", "7", "x"],
+            &[
+                "ZADD", "zl", "0", "a", "0", "b", "0", "c", "0", "d", "0", "e",
+            ],
         ])
         .map(|args| args.iter().map(|a| a.as_bytes().to_vec()).collect())
         .collect()

@@ -106,7 +106,8 @@ fn chunk(a: &Aggregate, from: usize, budget: usize, scan: usize) -> (OwnedValue,
         }
         Aggregate::ZSet(z) => {
             let (end, mut out) = (z.len(), ZSetValue::default());
-            let mut members = z.iter().skip(from);
+            // O(log n) to start at `from`, however far into the set it is.
+            let mut members = z.range_by_rank(from, end);
             let mut next = members.next();
             while more(next.map(|(m, _)| m.len() + 10), &mut at, end) {
                 let (m, score) = next.expect("a member below the length");

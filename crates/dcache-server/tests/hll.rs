@@ -76,7 +76,7 @@ async fn pfadd_creates_reports_changes_and_pfcount_estimates() {
 async fn pfcount_of_several_keys_and_pfmerge_give_the_union() {
     let (_node, mut c) = node().await;
     add_all(&mut c, "{u}a", &elements("x", 300)).await;
-    add_all(&mut c, "{u}b", &elements("x", 600)[150..].to_vec()).await;
+    add_all(&mut c, "{u}b", &elements("x", 600)[150..]).await;
     let union = q::<i64>(&mut c, &["PFCOUNT", "{u}a", "{u}b", "{u}missing"]).await;
     assert!((union - 600).abs() <= 20, "{union}");
     assert_eq!(

@@ -76,7 +76,7 @@ async fn pfadd_creates_reports_changes_and_pfcount_estimates() {
 async fn pfcount_of_several_keys_and_pfmerge_give_the_union() {
     let (_node, mut c) = node().await;
     add_all(&mut c, "{u}a", &elements("x", 300)).await;
-    add_all(&mut c, "{u}b", &elements("x", 600)[150..].to_vec()).await;
+    add_all(&mut c, "{u}b", &elements("x", 600)[150..]).await;
     let union = q::<i64>(&mut c, &["PFCOUNT", "{u}a", "{u}b", "{u}missing"]).await;
     assert!((union - 600).abs() <= 20, "{union}");
     assert_eq!(
@@ -313,5 +313,73 @@ async fn the_same_inputs_give_redis_s_bytes_and_counts() {
             q::<i64>(&mut ours, &["PFCOUNT", "{k}from-redis"]).await,
             theirs_count
         );
+        // Values no PFADD writes but that are valid: dense registers up to 63, sparse VAL
+        // opcodes changed in place (equal neighbours left unmerged). Both servers read, merge
+        // and update them alike.
+        let get = |key: &str| {
+            let mut get = redis::cmd("GET");
+            get.arg(key);
+            get
+        };
+        let dense: Vec<u8> = get("{k}d").query_async(&mut theirs).await.unwrap();
+        let sparse: Vec<u8> = get("{k}b").query_async(&mut theirs).await.unwrap();
+        let mut edited_dense = dense.clone();
+        for _ in 0..200 {
+            let at = 16 + rng.below(edited_dense.len() - 16);
+            edited_dense[at] = rng.next() as u8;
+        }
+        edited_dense[15] |= 0x80;
+        let mut edited_sparse = sparse.clone();
+        if edited_sparse[4] == 1 {
+            let mut p = 16;
+            while p < edited_sparse.len() {
+                let byte = edited_sparse[p];
+                if byte & 0xc0 == 0x40 {
+                    p += 2;
+                    continue;
+                }
+                if byte & 0x80 != 0 && rng.below(3) == 0 {
+                    // Another value, the same run length.
+                    edited_sparse[p] = 0x80 | ((rng.below(32) as u8) << 2) | (byte & 0x3);
+                }
+                p += 1;
+            }
+            edited_sparse[15] |= 0x80;
+        }
+        for (key, bytes) in [("{k}ed", &edited_dense), ("{k}es", &edited_sparse)] {
+            let mut set = redis::cmd("SET");
+            set.arg(key).arg(bytes);
+            both(&mut ours, &mut theirs, &set).await;
+        }
+        let mut merge = redis::cmd("PFMERGE");
+        merge.arg("{k}em").arg("{k}es").arg("{k}a");
+        both(&mut ours, &mut theirs, &merge).await;
+        both(&mut ours, &mut theirs, &get("{k}em")).await;
+        let mut merge = redis::cmd("PFMERGE");
+        merge.arg("{k}em2").arg("{k}ed").arg("{k}es");
+        both(&mut ours, &mut theirs, &merge).await;
+        both(&mut ours, &mut theirs, &get("{k}em2")).await;
+        for key in ["{k}es", "{k}ed"] {
+            let mut add = redis::cmd("PFADD");
+            add.arg(key);
+            for _ in 0..30 {
+                add.arg(rng.next().to_le_bytes().to_vec());
+            }
+            both(&mut ours, &mut theirs, &add).await;
+            both(&mut ours, &mut theirs, &get(key)).await;
+        }
+        for keys in [
+            &["{k}ed"][..],
+            &["{k}es"],
+            &["{k}em"],
+            &["{k}em2"],
+            &["{k}ed", "{k}es"],
+        ] {
+            let mut count = redis::cmd("PFCOUNT");
+            for k in keys {
+                count.arg(*k);
+            }
+            both(&mut ours, &mut theirs, &count).await;
+        }
     }
 }

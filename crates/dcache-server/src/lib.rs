@@ -19,6 +19,7 @@
 //! from an injected [`Clock`], so TTL behaviour is tested by moving a clock, not by sleeping.
 
 pub mod acl;
+pub mod blocking;
 pub mod clock;
 pub mod cluster;
 pub mod command;

@@ -54,6 +54,8 @@ pub struct Shared {
     pub ops: Mutex<OpsSampler>,
     /// The cluster state, when `cluster-enabled` is on.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Clients blocked on keys (BLPOP and friends), and the wake-ups for them.
+    pub blocking: crate::blocking::Blocking,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -105,6 +107,7 @@ impl Shared {
             acl: crate::acl::Acl::default(),
             ops: Mutex::default(),
             cluster,
+            blocking: crate::blocking::Blocking::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

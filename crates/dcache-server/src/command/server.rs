@@ -607,8 +607,7 @@ fn encoding(value: Value<'_>) -> &'static str {
             "listpack"
         }
         Value::Hash(_) => "hashtable",
-        Value::List(l) if l.len() <= 128 && l.iter().all(|e| e.len() <= 64) => "listpack",
-        Value::List(_) => "quicklist",
+        Value::List(l) => l.encoding(),
         Value::Set(s)
             if s.len() <= 512
                 && s.iter()

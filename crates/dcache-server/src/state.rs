@@ -98,6 +98,11 @@ impl Shared {
                 .seed(seed()),
         );
         let started_ms = clock.now_ms();
+        // Process-wide (one node per process outside tests): a node with the default leaves it
+        // alone, so that nodes started in one test process do not undo another's CONFIG SET.
+        if config.list_max_listpack_size != NodeConfig::default().list_max_listpack_size {
+            dcache_store::set_max_listpack_size(config.list_max_listpack_size);
+        }
         Ok(Self {
             store,
             config: RwLock::new(config),

@@ -394,7 +394,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     drop(room);
     if let Some((slot, ack)) = replicated {
         let keys = dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i));
+        // A blocked command wrote nothing and answers later (when it runs again): no reply to
+        // hold, but its ack must still complete for the reads that wait on the slot.
         if crate::replicate::after_write(ctx.shared, slot, &ack, keys, ctx.now, &mut ctx.conn.marks)
+            && ctx.conn.block.is_none()
         {
             ctx.conn.hold = Some(ack);
         }

@@ -309,6 +309,8 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("save", false),
     ("appendonly", false),
     ("timeout", true),
+    ("list-max-listpack-size", true),
+    ("list-max-ziplist-size", true),
     ("cluster-enabled", false),
     ("cluster-port", false),
     ("cluster-node-timeout", false),
@@ -340,6 +342,9 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "databases" => "1".into(),
         "appendonly" => "no".into(),
         "timeout" => config.timeout.to_string(),
+        "list-max-listpack-size" | "list-max-ziplist-size" => {
+            config.list_max_listpack_size.to_string()
+        }
         "cluster-enabled" => config.cluster_enabled.to_string(),
         "cluster-port" => config.bus_port().to_string(),
         "cluster-node-timeout" => config.cluster_node_timeout.to_string(),
@@ -362,6 +367,7 @@ enum Change {
     MaxArgs(usize),
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
+    ListMaxListpackSize(i64),
     ProtectedMode(crate::config::YesNo),
 }
 
@@ -418,6 +424,14 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
             Change::ClientOutputBufferLimit(limit)
         }
         "timeout" => Change::Timeout(integer_in(&text, &ranges::TIMEOUT)?),
+        "list-max-listpack-size" | "list-max-ziplist-size" => {
+            let n = dcache_protocol::request::parse_i64(text.as_bytes())
+                .ok_or_else(|| "argument couldn't be parsed into an integer".to_owned())?;
+            if !ranges::LIST_MAX_LISTPACK_SIZE.contains(&n) {
+                return Err("argument must be between -2147483648 and 2147483647 inclusive".into());
+            }
+            Change::ListMaxListpackSize(n)
+        }
         _ => return Err("can't set immutable config".into()),
     })
 }
@@ -449,6 +463,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .shared
             .update_config(|c| c.client_output_buffer_limit = limit),
         Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
+        Change::ListMaxListpackSize(n) => {
+            ctx.shared.update_config(|c| c.list_max_listpack_size = n);
+            dcache_store::set_max_listpack_size(n);
+        }
     }
 }
 

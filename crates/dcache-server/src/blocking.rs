@@ -154,12 +154,9 @@ impl Blocking {
 
     /// The woken client found nothing and waits again, in the same place.
     pub fn rearm(&self, waiter: &Waiter) {
-        let _ = waiter.state.compare_exchange(
-            READY,
-            WAITING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let _ = waiter
+            .state
+            .compare_exchange(READY, WAITING, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The client stops waiting (served, timed out, gone). Each key it was first in line for
@@ -261,7 +258,11 @@ mod tests {
         assert!(blocking.unblock_client(2, Unblocked::Error));
         assert_eq!(b.unblocked(), Some(Unblocked::Error));
         blocking.ready(b"j");
-        assert_eq!(b.unblocked(), Some(Unblocked::Error), "kept over a readiness");
+        assert_eq!(
+            b.unblocked(),
+            Some(Unblocked::Error),
+            "kept over a readiness"
+        );
         blocking.unblock(&b);
         assert_eq!(blocking.blocked(), 0);
         assert!(!blocking.unblock_client(2, Unblocked::Timeout));
@@ -276,13 +277,19 @@ mod tests {
             timeout_arg(b"0.0001").unwrap(),
             Some(Duration::from_millis(1))
         );
-        assert_eq!(timeout_arg(b"1.5").unwrap(), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            timeout_arg(b"1.5").unwrap(),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(timeout_arg(b"-0.0001").unwrap(), None, "rounds up to 0");
         assert_eq!(timeout_arg(b"-1").unwrap_err().0, "ERR timeout is negative");
         assert_eq!(
             timeout_arg(b"x").unwrap_err().0,
             "ERR timeout is not a float or out of range"
         );
-        assert_eq!(timeout_arg(b"inf").unwrap_err().0, "ERR timeout is out of range");
+        assert_eq!(
+            timeout_arg(b"inf").unwrap_err().0,
+            "ERR timeout is out of range"
+        );
     }
 }

@@ -462,7 +462,13 @@ struct Blocked {
 impl Blocked {
     /// Ends the wait without running the request again: a null array for a timeout, as Redis
     /// answers every list and sorted-set blocking command, or `-UNBLOCKED`.
-    fn answer(self, how: crate::blocking::Unblocked, out: &mut Vec<u8>, input: &mut BytesMut, resp3: bool) {
+    fn answer(
+        self,
+        how: crate::blocking::Unblocked,
+        out: &mut Vec<u8>,
+        input: &mut BytesMut,
+        resp3: bool,
+    ) {
         let mut reply = ReplyWriter::new(out, resp3);
         match how {
             crate::blocking::Unblocked::Timeout => reply.null_array(),

@@ -71,27 +71,63 @@ async fn pushes_pops_and_reads() {
         query::<Vec<String>>(c, &["LRANGE", "l", "0", "-1"]).await,
         ["y", "x", "a", "b", "c"]
     );
-    assert_eq!(query::<Vec<String>>(c, &["LRANGE", "l", "-2", "100"]).await, ["b", "c"]);
-    assert!(query::<Vec<String>>(c, &["LRANGE", "l", "3", "1"]).await.is_empty());
-    assert!(query::<Vec<String>>(c, &["LRANGE", "nope", "0", "-1"]).await.is_empty());
+    assert_eq!(
+        query::<Vec<String>>(c, &["LRANGE", "l", "-2", "100"]).await,
+        ["b", "c"]
+    );
+    assert!(
+        query::<Vec<String>>(c, &["LRANGE", "l", "3", "1"])
+            .await
+            .is_empty()
+    );
+    assert!(
+        query::<Vec<String>>(c, &["LRANGE", "nope", "0", "-1"])
+            .await
+            .is_empty()
+    );
     assert_eq!(query::<i64>(c, &["LLEN", "l"]).await, 5);
     assert_eq!(query::<i64>(c, &["LLEN", "nope"]).await, 0);
     assert_eq!(query::<String>(c, &["LINDEX", "l", "-1"]).await, "c");
-    assert_eq!(query::<Option<String>>(c, &["LINDEX", "l", "5"]).await, None);
-    assert_eq!(query::<Option<String>>(c, &["LINDEX", "l", "-6"]).await, None);
+    assert_eq!(
+        query::<Option<String>>(c, &["LINDEX", "l", "5"]).await,
+        None
+    );
+    assert_eq!(
+        query::<Option<String>>(c, &["LINDEX", "l", "-6"]).await,
+        None
+    );
     // LINDEX looks the key up before it reads the index.
-    assert_eq!(query::<Option<String>>(c, &["LINDEX", "nope", "x"]).await, None);
+    assert_eq!(
+        query::<Option<String>>(c, &["LINDEX", "nope", "x"]).await,
+        None
+    );
     assert_eq!(query::<i64>(c, &["LPUSHX", "nope", "a"]).await, 0);
     assert_eq!(query::<i64>(c, &["EXISTS", "nope"]).await, 0);
     assert_eq!(query::<i64>(c, &["RPUSHX", "l", "z"]).await, 6);
 
     assert_eq!(query::<String>(c, &["LPOP", "l"]).await, "y");
-    assert_eq!(query::<Vec<String>>(c, &["RPOP", "l", "2"]).await, ["z", "c"]);
-    assert_eq!(query::<Vec<String>>(c, &["LPOP", "l", "0"]).await, Vec::<String>::new());
-    assert_eq!(query::<Vec<String>>(c, &["LPOP", "l", "10"]).await, ["x", "a", "b"]);
-    assert_eq!(query::<i64>(c, &["EXISTS", "l"]).await, 0, "emptied: deleted");
+    assert_eq!(
+        query::<Vec<String>>(c, &["RPOP", "l", "2"]).await,
+        ["z", "c"]
+    );
+    assert_eq!(
+        query::<Vec<String>>(c, &["LPOP", "l", "0"]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        query::<Vec<String>>(c, &["LPOP", "l", "10"]).await,
+        ["x", "a", "b"]
+    );
+    assert_eq!(
+        query::<i64>(c, &["EXISTS", "l"]).await,
+        0,
+        "emptied: deleted"
+    );
     assert_eq!(common::cmd(c, &["LPOP", "l"]).await.unwrap(), Value::Nil);
-    assert_eq!(common::cmd(c, &["LPOP", "l", "2"]).await.unwrap(), Value::Nil);
+    assert_eq!(
+        common::cmd(c, &["LPOP", "l", "2"]).await.unwrap(),
+        Value::Nil
+    );
 
     query::<()>(c, &["SET", "s", "v"]).await;
     let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -127,29 +163,69 @@ async fn edits_in_the_middle() {
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "l", "a", "b", "a", "c", "a"]).await;
     query::<()>(c, &["LSET", "l", "-1", "z"]).await;
-    assert_eq!(error_text(c, &["LSET", "l", "9", "z"]).await, "ERR index out of range");
-    assert_eq!(error_text(c, &["LSET", "nope", "0", "z"]).await, "ERR no such key");
-    assert_eq!(query::<i64>(c, &["LINSERT", "l", "BEFORE", "c", "x"]).await, 6);
-    assert_eq!(query::<i64>(c, &["LINSERT", "l", "after", "z", "y"]).await, 7);
-    assert_eq!(query::<i64>(c, &["LINSERT", "l", "AFTER", "q", "y"]).await, -1);
-    assert_eq!(query::<i64>(c, &["LINSERT", "nope", "AFTER", "q", "y"]).await, 0);
-    assert_eq!(error_text(c, &["LINSERT", "l", "UNDER", "q", "y"]).await, "ERR syntax error");
+    assert_eq!(
+        error_text(c, &["LSET", "l", "9", "z"]).await,
+        "ERR index out of range"
+    );
+    assert_eq!(
+        error_text(c, &["LSET", "nope", "0", "z"]).await,
+        "ERR no such key"
+    );
+    assert_eq!(
+        query::<i64>(c, &["LINSERT", "l", "BEFORE", "c", "x"]).await,
+        6
+    );
+    assert_eq!(
+        query::<i64>(c, &["LINSERT", "l", "after", "z", "y"]).await,
+        7
+    );
+    assert_eq!(
+        query::<i64>(c, &["LINSERT", "l", "AFTER", "q", "y"]).await,
+        -1
+    );
+    assert_eq!(
+        query::<i64>(c, &["LINSERT", "nope", "AFTER", "q", "y"]).await,
+        0
+    );
+    assert_eq!(
+        error_text(c, &["LINSERT", "l", "UNDER", "q", "y"]).await,
+        "ERR syntax error"
+    );
     assert_eq!(
         query::<Vec<String>>(c, &["LRANGE", "l", "0", "-1"]).await,
         ["a", "b", "a", "x", "c", "z", "y"]
     );
     assert_eq!(query::<i64>(c, &["LPOS", "l", "a"]).await, 0);
     assert_eq!(query::<i64>(c, &["LPOS", "l", "a", "RANK", "-1"]).await, 2);
-    assert_eq!(query::<Vec<i64>>(c, &["LPOS", "l", "a", "COUNT", "0"]).await, [0, 2]);
+    assert_eq!(
+        query::<Vec<i64>>(c, &["LPOS", "l", "a", "COUNT", "0"]).await,
+        [0, 2]
+    );
     assert_eq!(
         query::<Vec<i64>>(c, &["LPOS", "l", "a", "COUNT", "5", "MAXLEN", "2"]).await,
         [0]
     );
-    assert_eq!(query::<Option<i64>>(c, &["LPOS", "l", "a", "RANK", "3"]).await, None);
-    assert_eq!(query::<Vec<i64>>(c, &["LPOS", "nope", "a", "COUNT", "1"]).await, Vec::<i64>::new());
-    assert!(error_text(c, &["LPOS", "l", "a", "RANK", "0"]).await.starts_with("ERR RANK can't be zero"));
-    assert_eq!(error_text(c, &["LPOS", "l", "a", "COUNT", "-1"]).await, "ERR COUNT can't be negative");
-    assert_eq!(error_text(c, &["LPOS", "l", "a", "MAXLEN"]).await, "ERR syntax error");
+    assert_eq!(
+        query::<Option<i64>>(c, &["LPOS", "l", "a", "RANK", "3"]).await,
+        None
+    );
+    assert_eq!(
+        query::<Vec<i64>>(c, &["LPOS", "nope", "a", "COUNT", "1"]).await,
+        Vec::<i64>::new()
+    );
+    assert!(
+        error_text(c, &["LPOS", "l", "a", "RANK", "0"])
+            .await
+            .starts_with("ERR RANK can't be zero")
+    );
+    assert_eq!(
+        error_text(c, &["LPOS", "l", "a", "COUNT", "-1"]).await,
+        "ERR COUNT can't be negative"
+    );
+    assert_eq!(
+        error_text(c, &["LPOS", "l", "a", "MAXLEN"]).await,
+        "ERR syntax error"
+    );
 
     assert_eq!(query::<i64>(c, &["LREM", "l", "-1", "a"]).await, 1);
     assert_eq!(query::<i64>(c, &["LREM", "l", "0", "nothing"]).await, 0);
@@ -158,10 +234,17 @@ async fn edits_in_the_middle() {
         ["a", "b", "x", "c", "z", "y"]
     );
     query::<()>(c, &["LTRIM", "l", "1", "-2"]).await;
-    assert_eq!(query::<Vec<String>>(c, &["LRANGE", "l", "0", "-1"]).await, ["b", "x", "c", "z"]);
+    assert_eq!(
+        query::<Vec<String>>(c, &["LRANGE", "l", "0", "-1"]).await,
+        ["b", "x", "c", "z"]
+    );
     query::<()>(c, &["LTRIM", "nope", "0", "1"]).await;
     query::<()>(c, &["LTRIM", "l", "5", "1"]).await;
-    assert_eq!(query::<i64>(c, &["EXISTS", "l"]).await, 0, "trimmed to nothing: deleted");
+    assert_eq!(
+        query::<i64>(c, &["EXISTS", "l"]).await,
+        0,
+        "trimmed to nothing: deleted"
+    );
 }
 
 #[tokio::test]
@@ -169,31 +252,70 @@ async fn moves_between_lists() {
     let (_node, mut con) = node().await;
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "src", "a", "b", "c"]).await;
-    assert_eq!(query::<String>(c, &["LMOVE", "src", "dst", "LEFT", "RIGHT"]).await, "a");
+    assert_eq!(
+        query::<String>(c, &["LMOVE", "src", "dst", "LEFT", "RIGHT"]).await,
+        "a"
+    );
     assert_eq!(query::<String>(c, &["RPOPLPUSH", "src", "dst"]).await, "c");
-    assert_eq!(query::<Vec<String>>(c, &["LRANGE", "dst", "0", "-1"]).await, ["c", "a"]);
+    assert_eq!(
+        query::<Vec<String>>(c, &["LRANGE", "dst", "0", "-1"]).await,
+        ["c", "a"]
+    );
     // Onto itself: a rotation.
-    assert_eq!(query::<String>(c, &["LMOVE", "dst", "dst", "RIGHT", "LEFT"]).await, "a");
-    assert_eq!(query::<Vec<String>>(c, &["LRANGE", "dst", "0", "-1"]).await, ["a", "c"]);
-    assert_eq!(common::cmd(c, &["LMOVE", "nope", "dst", "LEFT", "LEFT"]).await.unwrap(), Value::Nil);
-    assert_eq!(error_text(c, &["LMOVE", "src", "dst", "UP", "LEFT"]).await, "ERR syntax error");
+    assert_eq!(
+        query::<String>(c, &["LMOVE", "dst", "dst", "RIGHT", "LEFT"]).await,
+        "a"
+    );
+    assert_eq!(
+        query::<Vec<String>>(c, &["LRANGE", "dst", "0", "-1"]).await,
+        ["a", "c"]
+    );
+    assert_eq!(
+        common::cmd(c, &["LMOVE", "nope", "dst", "LEFT", "LEFT"])
+            .await
+            .unwrap(),
+        Value::Nil
+    );
+    assert_eq!(
+        error_text(c, &["LMOVE", "src", "dst", "UP", "LEFT"]).await,
+        "ERR syntax error"
+    );
     query::<()>(c, &["SET", "s", "v"]).await;
-    assert!(error_text(c, &["LMOVE", "src", "s", "LEFT", "LEFT"]).await.starts_with("WRONGTYPE"));
+    assert!(
+        error_text(c, &["LMOVE", "src", "s", "LEFT", "LEFT"])
+            .await
+            .starts_with("WRONGTYPE")
+    );
     assert_eq!(query::<i64>(c, &["LLEN", "src"]).await, 1, "nothing moved");
 
     assert_eq!(
-        common::cmd(c, &["LMPOP", "2", "nope", "dst", "RIGHT", "COUNT", "5"]).await.unwrap(),
+        common::cmd(c, &["LMPOP", "2", "nope", "dst", "RIGHT", "COUNT", "5"])
+            .await
+            .unwrap(),
         Value::Array(vec![
             Value::BulkString(b"dst".to_vec()),
-            Value::Array(bulks(&["c", "a"]).into_iter().map(Value::BulkString).collect()),
+            Value::Array(
+                bulks(&["c", "a"])
+                    .into_iter()
+                    .map(Value::BulkString)
+                    .collect()
+            ),
         ])
     );
-    assert_eq!(common::cmd(c, &["LMPOP", "1", "nope", "LEFT"]).await.unwrap(), Value::Nil);
+    assert_eq!(
+        common::cmd(c, &["LMPOP", "1", "nope", "LEFT"])
+            .await
+            .unwrap(),
+        Value::Nil
+    );
     assert_eq!(
         error_text(c, &["LMPOP", "0", "src", "LEFT"]).await,
         "ERR numkeys should be greater than 0"
     );
-    assert_eq!(error_text(c, &["LMPOP", "3", "src", "LEFT"]).await, "ERR syntax error");
+    assert_eq!(
+        error_text(c, &["LMPOP", "3", "src", "LEFT"]).await,
+        "ERR syntax error"
+    );
     assert_eq!(
         error_text(c, &["LMPOP", "1", "src", "LEFT", "COUNT", "0"]).await,
         "ERR count should be greater than 0"
@@ -205,22 +327,40 @@ async fn encodings_follow_list_max_listpack_size() {
     let (_node, mut con) = node().await;
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "l", "a", "b"]).await;
-    assert_eq!(query::<String>(c, &["OBJECT", "ENCODING", "l"]).await, "listpack");
+    assert_eq!(
+        query::<String>(c, &["OBJECT", "ENCODING", "l"]).await,
+        "listpack"
+    );
     let big = "x".repeat(9000);
     query::<i64>(c, &["RPUSH", "l", &big]).await;
-    assert_eq!(query::<String>(c, &["OBJECT", "ENCODING", "l"]).await, "quicklist");
+    assert_eq!(
+        query::<String>(c, &["OBJECT", "ENCODING", "l"]).await,
+        "quicklist"
+    );
     query::<String>(c, &["RPOP", "l"]).await;
-    assert_eq!(query::<String>(c, &["OBJECT", "ENCODING", "l"]).await, "listpack");
+    assert_eq!(
+        query::<String>(c, &["OBJECT", "ENCODING", "l"]).await,
+        "listpack"
+    );
     // A count of elements instead (process-wide: no other test here changes it).
     query::<()>(c, &["CONFIG", "SET", "list-max-listpack-size", "4"]).await;
     let got: Vec<String> = query(c, &["CONFIG", "GET", "list-max-ziplist-size"]).await;
     assert_eq!(got, ["list-max-ziplist-size", "4"]);
     query::<i64>(c, &["RPUSH", "l", "c", "d"]).await;
-    assert_eq!(query::<String>(c, &["OBJECT", "ENCODING", "l"]).await, "listpack");
+    assert_eq!(
+        query::<String>(c, &["OBJECT", "ENCODING", "l"]).await,
+        "listpack"
+    );
     query::<i64>(c, &["RPUSH", "l", "e"]).await;
-    assert_eq!(query::<String>(c, &["OBJECT", "ENCODING", "l"]).await, "quicklist");
+    assert_eq!(
+        query::<String>(c, &["OBJECT", "ENCODING", "l"]).await,
+        "quicklist"
+    );
     query::<Vec<String>>(c, &["LPOP", "l", "3"]).await;
-    assert_eq!(query::<String>(c, &["OBJECT", "ENCODING", "l"]).await, "listpack");
+    assert_eq!(
+        query::<String>(c, &["OBJECT", "ENCODING", "l"]).await,
+        "listpack"
+    );
     query::<()>(c, &["CONFIG", "SET", "list-max-listpack-size", "-2"]).await;
 }
 
@@ -229,14 +369,29 @@ async fn blocking_pops_answer_at_once_when_a_list_has_elements() {
     let (_node, mut con) = node().await;
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "b", "1", "2"]).await;
-    assert_eq!(query::<Vec<String>>(c, &["BLPOP", "a", "b", "0"]).await, ["b", "1"]);
-    assert_eq!(query::<Vec<String>>(c, &["BRPOP", "a", "b", "0"]).await, ["b", "2"]);
+    assert_eq!(
+        query::<Vec<String>>(c, &["BLPOP", "a", "b", "0"]).await,
+        ["b", "1"]
+    );
+    assert_eq!(
+        query::<Vec<String>>(c, &["BRPOP", "a", "b", "0"]).await,
+        ["b", "2"]
+    );
     query::<i64>(c, &["RPUSH", "b", "3"]).await;
-    assert_eq!(query::<String>(c, &["BRPOPLPUSH", "b", "a", "0"]).await, "3");
-    assert_eq!(query::<String>(c, &["BLMOVE", "a", "b", "LEFT", "LEFT", "0"]).await, "3");
+    assert_eq!(
+        query::<String>(c, &["BRPOPLPUSH", "b", "a", "0"]).await,
+        "3"
+    );
+    assert_eq!(
+        query::<String>(c, &["BLMOVE", "a", "b", "LEFT", "LEFT", "0"]).await,
+        "3"
+    );
     let popped: (String, Vec<String>) = query(c, &["BLMPOP", "0", "2", "a", "b", "LEFT"]).await;
     assert_eq!(popped, ("b".to_owned(), vec!["3".to_owned()]));
-    assert_eq!(error_text(c, &["BLPOP", "a", "-1"]).await, "ERR timeout is negative");
+    assert_eq!(
+        error_text(c, &["BLPOP", "a", "-1"]).await,
+        "ERR timeout is negative"
+    );
     assert_eq!(
         error_text(c, &["BLPOP", "a", "soon"]).await,
         "ERR timeout is not a float or out of range"
@@ -268,7 +423,11 @@ async fn a_timeout_answers_a_null_array() {
     read_until(&mut raw, b"lib-ver").await;
     raw.write_all(b"BLPOP a 0.01\r\n").await.unwrap();
     let got = read_until(&mut raw, b"_\r\n").await;
-    assert!(got.ends_with(b"_\r\n"), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        got.ends_with(b"_\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     assert_eq!(blocked(c).await, 0);
 }
 
@@ -277,9 +436,11 @@ async fn blocked_clients_are_served_in_the_order_they_blocked() {
     let (node, mut con) = node().await;
     let mut first = patient(&node).await;
     let mut second = patient(&node).await;
-    let one = tokio::spawn(async move { query::<Vec<String>>(&mut first, &["BLPOP", "q", "0"]).await });
+    let one =
+        tokio::spawn(async move { query::<Vec<String>>(&mut first, &["BLPOP", "q", "0"]).await });
     until_blocked(&mut con, 1).await;
-    let two = tokio::spawn(async move { query::<Vec<String>>(&mut second, &["BLPOP", "q", "0"]).await });
+    let two =
+        tokio::spawn(async move { query::<Vec<String>>(&mut second, &["BLPOP", "q", "0"]).await });
     until_blocked(&mut con, 2).await;
     query::<i64>(&mut con, &["RPUSH", "q", "a"]).await;
     query::<i64>(&mut con, &["RPUSH", "q", "b"]).await;
@@ -293,7 +454,8 @@ async fn blocked_clients_are_served_in_the_order_they_blocked() {
 async fn a_key_deleted_or_retyped_keeps_its_clients_waiting() {
     let (node, mut con) = node().await;
     let mut waiting = patient(&node).await;
-    let pop = tokio::spawn(async move { query::<Vec<String>>(&mut waiting, &["BLPOP", "k", "0"]).await });
+    let pop =
+        tokio::spawn(async move { query::<Vec<String>>(&mut waiting, &["BLPOP", "k", "0"]).await });
     until_blocked(&mut con, 1).await;
     query::<i64>(&mut con, &["RPUSH", "other", "x"]).await;
     query::<()>(&mut con, &["SET", "k", "a string"]).await;
@@ -306,7 +468,8 @@ async fn a_key_deleted_or_retyped_keeps_its_clients_waiting() {
     assert_eq!(pop.await.unwrap(), ["k", "finally"]);
     // A list renamed onto the key serves its clients too.
     let mut waiting = patient(&node).await;
-    let pop = tokio::spawn(async move { query::<Vec<String>>(&mut waiting, &["BRPOP", "k", "0"]).await });
+    let pop =
+        tokio::spawn(async move { query::<Vec<String>>(&mut waiting, &["BRPOP", "k", "0"]).await });
     until_blocked(&mut con, 1).await;
     query::<()>(&mut con, &["RENAME", "other", "k"]).await;
     assert_eq!(pop.await.unwrap(), ["k", "x"]);
@@ -321,7 +484,10 @@ async fn a_client_gone_while_blocked_takes_nothing() {
     drop(raw);
     until_blocked(&mut con, 0).await;
     query::<i64>(&mut con, &["RPUSH", "k", "kept"]).await;
-    assert_eq!(query::<Vec<String>>(&mut con, &["LRANGE", "k", "0", "-1"]).await, ["kept"]);
+    assert_eq!(
+        query::<Vec<String>>(&mut con, &["LRANGE", "k", "0", "-1"]).await,
+        ["kept"]
+    );
 }
 
 #[tokio::test]
@@ -329,7 +495,10 @@ async fn blmove_serves_the_clients_blocked_on_its_destination() {
     let (node, mut con) = node().await;
     let mut on_dst = patient(&node).await;
     let mut mover = patient(&node).await;
-    let pop = tokio::spawn(async move { query::<Vec<String>>(&mut on_dst, &["BLPOP", "dst", "0"]).await });
+    let pop =
+        tokio::spawn(
+            async move { query::<Vec<String>>(&mut on_dst, &["BLPOP", "dst", "0"]).await },
+        );
     until_blocked(&mut con, 1).await;
     let moved = tokio::spawn(async move {
         query::<String>(&mut mover, &["BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"]).await
@@ -359,7 +528,11 @@ async fn client_unblock_ends_a_wait() {
     raw.write_all(b"CLIENT ID\r\n").await.unwrap();
     let id = String::from_utf8(read_until(&mut raw, b"\r\n").await).unwrap();
     let id = id.trim().trim_start_matches(':').to_owned();
-    assert_eq!(query::<i64>(&mut con, &["CLIENT", "UNBLOCK", &id]).await, 0, "not blocked");
+    assert_eq!(
+        query::<i64>(&mut con, &["CLIENT", "UNBLOCK", &id]).await,
+        0,
+        "not blocked"
+    );
     raw.write_all(b"BLMPOP 0 1 k LEFT\r\n").await.unwrap();
     until_blocked(&mut con, 1).await;
     let list: String = query(&mut con, &["CLIENT", "LIST", "ID", &id]).await;
@@ -372,7 +545,10 @@ async fn client_unblock_ends_a_wait() {
         error_text(&mut con, &["CLIENT", "UNBLOCK", &id, "SOON"]).await,
         "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
     );
-    assert_eq!(query::<i64>(&mut con, &["CLIENT", "UNBLOCK", &id, "ERROR"]).await, 1);
+    assert_eq!(
+        query::<i64>(&mut con, &["CLIENT", "UNBLOCK", &id, "ERROR"]).await,
+        1
+    );
     assert_eq!(
         read_until(&mut raw, b"\r\n").await,
         b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
@@ -399,22 +575,35 @@ async fn lists_and_woken_pops_reach_the_replica() {
     };
     let (primary, replica) = (node_of(0), node_of(1));
     let mut con = patient(primary).await;
-    assert_eq!(query::<i64>(&mut con, &["RPUSH", queue, "a", "b", "c", "d"]).await, 4);
+    assert_eq!(
+        query::<i64>(&mut con, &["RPUSH", queue, "a", "b", "c", "d"]).await,
+        4
+    );
     assert_eq!(query::<String>(&mut con, &["LPOP", queue]).await, "a");
-    assert_eq!(query::<String>(&mut con, &["LMOVE", queue, woken, "RIGHT", "LEFT"]).await, "d");
+    assert_eq!(
+        query::<String>(&mut con, &["LMOVE", queue, woken, "RIGHT", "LEFT"]).await,
+        "d"
+    );
     assert_eq!(query::<String>(&mut con, &["RPOP", woken]).await, "d");
 
     let mut waiting = patient(primary).await;
-    let pop = tokio::spawn(async move {
-        query::<Vec<String>>(&mut waiting, &["BLPOP", woken, "0"]).await
-    });
+    let pop =
+        tokio::spawn(
+            async move { query::<Vec<String>>(&mut waiting, &["BLPOP", woken, "0"]).await },
+        );
     until_blocked(&mut con, 1).await;
     assert_eq!(query::<i64>(&mut con, &["RPUSH", woken, "x", "y"]).await, 2);
     assert_eq!(pop.await.unwrap(), [woken, "x"]);
 
     let mut read = replica.client().await;
     query::<()>(&mut read, &["READONLY"]).await;
-    assert_eq!(query::<Vec<String>>(&mut read, &["LRANGE", queue, "0", "-1"]).await, ["b", "c"]);
+    assert_eq!(
+        query::<Vec<String>>(&mut read, &["LRANGE", queue, "0", "-1"]).await,
+        ["b", "c"]
+    );
     // The woken pop was acknowledged by the replica before its reply was sent.
-    assert_eq!(query::<Vec<String>>(&mut read, &["LRANGE", woken, "0", "-1"]).await, ["y"]);
+    assert_eq!(
+        query::<Vec<String>>(&mut read, &["LRANGE", woken, "0", "-1"]).await,
+        ["y"]
+    );
 }

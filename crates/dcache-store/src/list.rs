@@ -207,7 +207,7 @@ impl ListValue {
         if let Repr::Packed(p) = &self.repr {
             let (max_bytes, max_entries) = limits();
             if self.lp + bytes > max_bytes || p.len() + count > max_entries {
-                self.to_ring();
+                self.make_ring();
             }
         }
     }
@@ -421,7 +421,7 @@ impl ListValue {
         }
     }
 
-    fn to_ring(&mut self) {
+    fn make_ring(&mut self) {
         if let Repr::Packed(p) = &self.repr {
             let items: VecDeque<Box<[u8]>> = p.iter().map(Box::from).collect();
             let mem = items.iter().map(|e| element_mem(e)).sum();

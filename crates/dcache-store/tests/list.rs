@@ -20,7 +20,12 @@ enum Op {
 fn element() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         // Few distinct small values, so that LREM finds matches.
-        prop::sample::select(vec![b"a".to_vec(), b"b".to_vec(), b"12".to_vec(), Vec::new()]),
+        prop::sample::select(vec![
+            b"a".to_vec(),
+            b"b".to_vec(),
+            b"12".to_vec(),
+            Vec::new()
+        ]),
         (0..700usize, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
         (0..20000usize).prop_map(|n| vec![b'z'; n]),
     ]

@@ -146,7 +146,11 @@ fn kill(ctx: &mut Ctx<'_>, c: &crate::state::ClientInfo) {
 /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: ends a blocked client's wait (`crate::blocking`).
 fn client_unblock(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() != 3 && args.len() != 4 {
-        return Err(subcommand_arity("client", args.get(1)));
+        return Err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            super::truncate_lossy(args.get(1), 128)
+        )
+        .into());
     }
     let id = int_arg(args.get(2))?;
     let how = match args.len() {

@@ -88,7 +88,11 @@ fn range_arg(arg: &[u8], min: i64, max: i64, msg: Option<&'static str>) -> Resul
 /// or `None` when it is empty.
 fn range_of(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let start = if start < 0 { (start + len).max(0) } else { start };
+    let start = if start < 0 {
+        (start + len).max(0)
+    } else {
+        start
+    };
     let stop = if stop < 0 { stop + len } else { stop };
     if start > stop || start >= len {
         return None;
@@ -322,14 +326,19 @@ pub fn lpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 );
             }
         } else if is(opt, "COUNT") && more {
-            count = Some(
-                range_arg(args.get(i + 1), 0, i64::MAX, Some("ERR COUNT can't be negative"))?
-                    as usize,
-            );
+            count = Some(range_arg(
+                args.get(i + 1),
+                0,
+                i64::MAX,
+                Some("ERR COUNT can't be negative"),
+            )? as usize);
         } else if is(opt, "MAXLEN") && more {
-            maxlen =
-                range_arg(args.get(i + 1), 0, i64::MAX, Some("ERR MAXLEN can't be negative"))?
-                    as usize;
+            maxlen = range_arg(
+                args.get(i + 1),
+                0,
+                i64::MAX,
+                Some("ERR MAXLEN can't be negative"),
+            )? as usize;
         } else {
             return Err(SYNTAX.into());
         }
@@ -506,7 +515,9 @@ fn any_list<'k>(ctx: &Ctx<'_>, mut keys: impl Iterator<Item = &'k [u8]>) -> bool
     keys.any(|k| {
         let key = ctx.key(k);
         matches!(
-            ctx.lock(&key).get(&key, ctx.now, Lookup::Peek).map(|e| e.value()),
+            ctx.lock(&key)
+                .get(&key, ctx.now, Lookup::Peek)
+                .map(|e| e.value()),
             Some(Value::List(_))
         )
     })
@@ -559,8 +570,9 @@ pub fn brpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let timeout = timeout_arg(args.get(1))?;
+    // Redis reads the timeout after the rest.
     let (keys, end, count) = mpop_args(args, 2)?;
+    let timeout = timeout_arg(args.get(1))?;
     if ctx.woken() && !any_list(ctx, keys.clone().map(|i| args.get(i))) {
         ctx.block(keys.map(|i| args.get(i)), timeout);
         return Ok(());
@@ -573,7 +585,13 @@ pub fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// BLMOVE and BRPOPLPUSH: waits on the source only.
-fn bmove(ctx: &mut Ctx<'_>, args: Args<'_>, from_end: End, to_end: End, timeout_at: usize) -> CmdResult {
+fn bmove(
+    ctx: &mut Ctx<'_>,
+    args: Args<'_>,
+    from_end: End,
+    to_end: End,
+    timeout_at: usize,
+) -> CmdResult {
     let timeout = timeout_arg(args.get(timeout_at))?;
     let (from, to) = (args.get(1), args.get(2));
     if ctx.woken() && !any_list(ctx, std::iter::once(from)) {

@@ -607,3 +607,34 @@ async fn lists_and_woken_pops_reach_the_replica() {
         ["y"]
     );
 }
+
+/// A client blocked on a key whose slot moves to another node is not left waiting on a key that
+/// will never be pushed here: the new topology runs its command again, which redirects it.
+#[tokio::test]
+async fn a_blocked_client_whose_slot_moves_away_is_redirected() {
+    use common::members::{cluster, member, settle};
+    use dcache_cluster::Change;
+
+    let (control, nodes) = cluster(1).await;
+    let a = &nodes[0];
+    let a_id = a.shared.cluster.as_ref().unwrap().view().me.clone();
+    let (_b, b_node) = member(&control, test_config()).await;
+    // Where the join will move slots, planned on a copy: the key is blocked on before.
+    let mut planned = dcache_cluster::Topology::clone(&control.subscribe().borrow());
+    planned.apply(&Change::Join(b_node.clone())).unwrap();
+    let (slot, _) = planned.moving_from(&a_id)[0];
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| dcache_placement::slot(k.as_bytes()) == slot)
+        .expect("every slot has keys");
+
+    let mut con = a.client().await;
+    let mut waiting = patient(a).await;
+    let pop = tokio::spawn(async move { common::cmd(&mut waiting, &["BLPOP", &key, "0"]).await });
+    until_blocked(&mut con, 1).await;
+    control.apply(&Change::Join(b_node)).unwrap();
+    settle(&control);
+    let redirected = pop.await.unwrap().unwrap_err();
+    assert_eq!(redirected.code(), Some("MOVED"), "{redirected}");
+    assert_eq!(blocked(&mut con).await, 0);
+}

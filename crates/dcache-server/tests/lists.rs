@@ -419,8 +419,8 @@ async fn a_timeout_answers_a_null_array() {
     let mut raw = node.raw().await;
     raw.write_all(b"BLPOP a 0.01\r\n").await.unwrap();
     assert_eq!(read_until(&mut raw, b"\r\n").await, b"*-1\r\n");
-    raw.write_all(b"HELLO 3\r\n").await.unwrap();
-    read_until(&mut raw, b"lib-ver").await;
+    raw.write_all(b"HELLO 3\r\nPING\r\n").await.unwrap();
+    read_until(&mut raw, b"+PONG\r\n").await;
     raw.write_all(b"BLPOP a 0.01\r\n").await.unwrap();
     let got = read_until(&mut raw, b"_\r\n").await;
     assert!(

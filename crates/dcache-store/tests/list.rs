@@ -170,3 +170,31 @@ fn a_list_turns_into_a_ring_buffer_past_the_limit_and_back_at_half() {
     while list.pop_back().is_some() {}
     assert_eq!(list.mem(), 0);
 }
+
+/// Through the store: a list that grows past the packed limit, shrinks back into it and is
+/// emptied leaves nothing accounted, whatever encoding each change happened in.
+#[test]
+fn the_store_accounts_a_list_through_both_encodings_back_to_zero() {
+    use dcache_store::{Kind, Store, StoreConfig};
+    const NOW: u64 = 1_780_272_000_000;
+    let store = Store::new(StoreConfig::default().shards(2));
+    let key = store.key(b"queue");
+    let change = |f: &dyn Fn(&mut ListValue)| {
+        let mut shard = store.lock(&key);
+        let mut m = shard.modify(&key, NOW, Some(Kind::List)).unwrap();
+        f(m.list_mut().unwrap());
+    };
+    change(&|l| l.push_all(End::Tail, (0..200).map(|_| &[b'x'; 100][..])));
+    let ring = store.used_memory();
+    assert!(ring > 200 * 100, "every element counts: {ring}");
+    change(&|l| {
+        assert_eq!(l.encoding(), "quicklist");
+        l.trim(Some((0, 9)));
+        assert_eq!(l.encoding(), "listpack");
+    });
+    assert!(store.used_memory() < ring / 10);
+    change(&|l| l.push_front(b"1"));
+    change(&|l| assert_eq!(l.remove_matching(&[b'x'; 100], 0), 10));
+    change(&|l| assert_eq!(l.pop_back().as_deref(), Some(&b"1"[..])));
+    assert_eq!((store.used_memory(), store.len()), (0, 0));
+}

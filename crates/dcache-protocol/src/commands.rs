@@ -235,6 +235,7 @@ const CLIENT_SUBS: &[CommandSpec] = &[
     spec("list", -2, ADMIN | CONNECTION, NONE, "connection", "2.4.0", "O(N) where N is the number of connections", "Describes every connection.").with_tips(&["nondeterministic_output"]),
     spec("setinfo", 4, CONNECTION, NONE, "connection", "7.2.0", "O(1)", "Records the client library's name or version."),
     spec("setname", 3, CONNECTION, NONE, "connection", "2.6.9", "O(1)", "Names the connection."),
+    spec("unblock", -3, ADMIN | CONNECTION, NONE, "connection", "5.0.0", "O(log N) where N is the number of client connections", "Unblocks a client blocked by a blocking command."),
 ];
 
 /// CLUSTER's subcommands, including those the cluster protocol brings.
@@ -310,7 +311,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("select", 2, FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Changes the selected database (only 0 exists)."),
     spec("quit", -1, NO_AUTH | FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Closes the connection."),
     spec("acl", -2, 0, NONE, "server", "6.0.0", "Depends on subcommand", "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.").with_subcommands(ACL_SUBS),
-    spec("client", -2, CONNECTION, NONE, "connection", "2.4.0", "Depends on subcommand", "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL.").with_subcommands(CLIENT_SUBS),
+    spec("client", -2, CONNECTION, NONE, "connection", "2.4.0", "Depends on subcommand", "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL, UNBLOCK.").with_subcommands(CLIENT_SUBS),
     // server
     spec("command", -1, CONNECTION, NONE, "server", "2.8.13", "O(N) where N is the total number of Redis commands", "Returns details about commands: COUNT, INFO, DOCS, LIST.").with_subcommands(COMMAND_SUBS).with_tips(&["nondeterministic_output_order"]),
     spec("info", -1, 0, NONE, "server", "1.0.0", "O(1)", "Returns information and statistics about the server.").with_tips(&["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
@@ -385,6 +386,28 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("hrandfield", -2, READONLY, FIRST, "hash", "6.2.0", "O(N) where N is the number of fields returned", "Returns random fields.").with_tips(&["nondeterministic_output"]),
     spec("hscan", -3, READONLY, FIRST, "hash", "2.8.0", "O(1)", "Iterates over the fields of a hash.").with_tips(&["nondeterministic_output"]),
     // lists
+    spec("lpush", -3, WRITE | DENYOOM | FAST, FIRST, "list", "1.0.0", "O(1) for each element added", "Prepends elements to a list; creates it if needed."),
+    spec("rpush", -3, WRITE | DENYOOM | FAST, FIRST, "list", "1.0.0", "O(1) for each element added", "Appends elements to a list; creates it if needed."),
+    spec("lpushx", -3, WRITE | DENYOOM | FAST, FIRST, "list", "2.2.0", "O(1) for each element added", "Prepends elements to a list that exists."),
+    spec("rpushx", -3, WRITE | DENYOOM | FAST, FIRST, "list", "2.2.0", "O(1) for each element added", "Appends elements to a list that exists."),
+    spec("lpop", -2, WRITE | FAST, FIRST, "list", "1.0.0", "O(N) where N is the number of elements returned", "Removes and returns the first elements of a list."),
+    spec("rpop", -2, WRITE | FAST, FIRST, "list", "1.0.0", "O(N) where N is the number of elements returned", "Removes and returns the last elements of a list."),
+    spec("lrange", 4, READONLY, FIRST, "list", "1.0.0", "O(S+N) where S is the distance of start offset from HEAD for small lists, from nearest end (HEAD or TAIL) for large lists; and N is the number of elements in the specified range.", "Returns a range of elements."),
+    spec("lindex", 3, READONLY, FIRST, "list", "1.0.0", "O(N) where N is the number of elements to traverse to get to the element at index", "Returns the element at an index."),
+    spec("lset", 4, WRITE | DENYOOM, FIRST, "list", "1.0.0", "O(N) where N is the length of the list", "Sets the element at an index."),
+    spec("linsert", 5, WRITE | DENYOOM, FIRST, "list", "2.2.0", "O(N) where N is the number of elements to traverse before seeing the value pivot", "Inserts an element before or after another."),
+    spec("llen", 2, READONLY | FAST, FIRST, "list", "1.0.0", "O(1)", "Returns the length of a list."),
+    spec("lrem", 4, WRITE, FIRST, "list", "1.0.0", "O(N+M) where N is the length of the list and M is the number of elements removed", "Removes occurrences of an element."),
+    spec("ltrim", 4, WRITE, FIRST, "list", "1.0.0", "O(N) where N is the number of elements to be removed by the operation", "Keeps only a range of elements."),
+    spec("lpos", -3, READONLY, FIRST, "list", "6.0.6", "O(N) where N is the number of elements in the list", "Returns the indexes of matching elements."),
+    spec("lmove", 5, WRITE | DENYOOM, FIRST_TWO, "list", "6.2.0", "O(1)", "Pops an element from one list and pushes it to another."),
+    spec("rpoplpush", 3, WRITE | DENYOOM, FIRST_TWO, "list", "1.2.0", "O(1)", "Pops the last element of a list and pushes it to the head of another."),
+    spec("lmpop", -4, WRITE, &[KeySpec::Counted { at: 1, step: 1 }], "list", "7.0.0", "O(N+M) where N is the number of provided keys and M is the number of elements returned", "Pops elements from the first non-empty of several lists."),
+    spec("blpop", -3, WRITE, &[KeySpec::Range { first: 1, last: -2, step: 1 }], "list", "2.0.0", "O(N) where N is the number of provided keys", "Pops the first element of the first non-empty list, or waits for one."),
+    spec("brpop", -3, WRITE, &[KeySpec::Range { first: 1, last: -2, step: 1 }], "list", "2.0.0", "O(N) where N is the number of provided keys", "Pops the last element of the first non-empty list, or waits for one."),
+    spec("blmove", 6, WRITE | DENYOOM, FIRST_TWO, "list", "6.2.0", "O(1)", "Moves an element between lists, or waits for one."),
+    spec("brpoplpush", 4, WRITE | DENYOOM, FIRST_TWO, "list", "2.2.0", "O(1)", "Moves the last element of a list to the head of another, or waits for one."),
+    spec("blmpop", -5, WRITE, &[KeySpec::Counted { at: 2, step: 1 }], "list", "7.0.0", "O(N+M) where N is the number of provided keys and M is the number of elements returned", "Pops elements from the first non-empty of several lists, or waits for one."),
     // sets
     spec("sadd", -3, WRITE | DENYOOM | FAST, FIRST, "set", "1.0.0", "O(1) for each element added", "Adds members to a set; returns how many are new."),
     spec("srem", -3, WRITE | FAST, FIRST, "set", "1.0.0", "O(N) where N is the number of members to be removed", "Removes members from a set."),

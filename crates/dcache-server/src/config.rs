@@ -122,6 +122,8 @@ pub mod ranges {
     pub const LISTPACK: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range.
     pub const TIMEOUT: RangeInclusive<u64> = 0..=i32::MAX as u64;
+    /// Redis's range (a C int).
+    pub const LIST_MAX_LISTPACK_SIZE: RangeInclusive<i64> = i32::MIN as i64..=i32::MAX as i64;
     /// At least two failure-detection rounds of a loopback network; at most an hour.
     pub const CLUSTER_NODE_TIMEOUT: RangeInclusive<u64> = 100..=3_600_000;
     /// A hard or soft `client-output-buffer-limit` is 0 (off) or in this range. The node checks
@@ -369,6 +371,10 @@ pub struct NodeConfig {
     pub client_output_buffer_limit: OutputBufferLimit,
     /// Seconds a client may stay idle before it is closed; 0 never closes one.
     pub timeout: u64,
+    /// How large a list stays in its packed form (Redis's `list-max-listpack-size`, also read as
+    /// `list-max-ziplist-size` by CONFIG): -1 to -5, up to 4 to 64 KB; positive, up to that many
+    /// elements (and 8 KB).
+    pub list_max_listpack_size: i64,
     /// Most simultaneous clients.
     pub maxclients: usize,
     /// Background cycles per second (active expiry, ops/s sampling).
@@ -439,6 +445,7 @@ impl Default for NodeConfig {
                 soft_seconds: 60,
             },
             timeout: 0,
+            list_max_listpack_size: -2,
             maxclients: 10_000,
             hz: 10,
             hll_sparse_max_bytes: ByteSize(3000),
@@ -525,6 +532,12 @@ impl NodeConfig {
         ];
         ranges::check_output_buffer_limit(&self.client_output_buffer_limit)
             .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
+        if !ranges::LIST_MAX_LISTPACK_SIZE.contains(&self.list_max_listpack_size) {
+            return Err(format!(
+                "list-max-listpack-size {} is out of range",
+                self.list_max_listpack_size
+            ));
+        }
         for (name, value, range) in checks {
             if !range.contains(&value) {
                 return Err(format!(

@@ -75,6 +75,11 @@ pub struct ConnState {
     pub quorum: Option<Result<(), &'static str>>,
     /// Where this connection's writes are on each peer's stream: what `WAIT` waits for.
     pub marks: Vec<(String, u64)>,
+    /// Set by a blocking command that found nothing: the connection keeps the request and runs
+    /// it again when a key is ready (nothing after it runs meanwhile).
+    pub block: Option<crate::blocking::Block>,
+    /// Set while the request runs again after a wake-up ([`Ctx::woken`]).
+    pub woken: bool,
 }
 
 /// A reply in the output that may not be sent before `ack` completes: the bytes
@@ -194,6 +199,8 @@ pub(crate) async fn serve<S>(
         defer: None,
         quorum: None,
         marks: Vec::new(),
+        block: None,
+        woken: false,
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);
@@ -214,6 +221,8 @@ pub(crate) async fn serve<S>(
     let mut eof = false;
     // A quorum read in progress: the request stays unparsed until it is done.
     let mut deferred: Option<QuorumReadFuture> = None;
+    // A blocking command waiting for a key: the request stays unparsed until it is woken.
+    let mut blocked: Option<Blocked> = None;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
@@ -229,8 +238,16 @@ pub(crate) async fn serve<S>(
         if !pending && (closing || (eof && input.is_empty())) {
             break;
         }
+        // A blocked client that hangs up is gone at once, as in Redis: it takes nothing.
+        if eof && blocked.is_some() && !state.woken {
+            break;
+        }
         let writable = output.writable(&state.holds) > 0;
         let held = state.holds.front().map(|h| h.ack.clone());
+        let waiting = blocked
+            .as_ref()
+            .filter(|_| !state.woken)
+            .map(|b| (Arc::clone(&b.waiter), b.deadline, b.epoch));
         let n = tokio::select! {
             biased;
             _ = &mut stop, if !stopping => {
@@ -272,6 +289,38 @@ pub(crate) async fn serve<S>(
             }
             // A held reply's write was acknowledged (or failed): `release` sends it on.
             _ = async { held.as_ref().expect("guarded").wait().await }, if held.is_some() => 0,
+            // A key of the blocked request is ready, or CLIENT UNBLOCK: run it again, or answer.
+            () = async { waiting.as_ref().expect("guarded").0.woken().await }, if waiting.is_some() => {
+                let b = blocked.take().expect("blocked");
+                match b.waiter.unblocked() {
+                    None => {
+                        state.woken = true;
+                        blocked = Some(b);
+                    }
+                    Some(how) => b.answer(how, &mut output.buf, &mut input, state.resp3),
+                }
+                0
+            }
+            () = async {
+                match waiting.as_ref().and_then(|w| w.1) {
+                    Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                    None => std::future::pending().await,
+                }
+            }, if waiting.is_some() => {
+                let b = blocked.take().expect("blocked");
+                b.answer(crate::blocking::Unblocked::Timeout, &mut output.buf, &mut input, state.resp3);
+                0
+            }
+            // A new topology: the request runs again, and is redirected if its slot moved.
+            () = async {
+                match (&shared.cluster, waiting.as_ref().and_then(|w| w.2)) {
+                    (Some(cluster), Some(epoch)) => cluster.wait_for_epoch(epoch + 1).await,
+                    _ => std::future::pending().await,
+                }
+            }, if waiting.is_some() => {
+                state.woken = true;
+                0
+            }
             // An async block, so that no timer is made unless it is polled.
             () = async { tokio::time::sleep(LINGER).await }, if stopping && !pending => break,
         };
@@ -297,6 +346,7 @@ pub(crate) async fn serve<S>(
             && !closing
             && output.pending() < EXECUTE_UNTIL
             && deferred.is_none()
+            && (blocked.is_none() || state.woken)
         {
             match parser.parse(&input[offset..]) {
                 Ok(Status::Complete(used)) => {
@@ -310,6 +360,31 @@ pub(crate) async fn serve<S>(
                             now,
                         };
                         command::execute(&mut ctx, args, &mut clock);
+                        if let Some(block) = state.block.take() {
+                            // Not consumed: it runs again when a key is ready.
+                            state.woken = false;
+                            match &blocked {
+                                Some(b) => shared.blocking.rearm(&b.waiter),
+                                None => {
+                                    blocked = Some(Blocked {
+                                        waiter: shared.blocking.block(info.id, block.keys),
+                                        deadline: block.deadline,
+                                        epoch: state
+                                            .cluster_view
+                                            .as_ref()
+                                            .map(|(_, v)| v.topology.epoch),
+                                        used,
+                                        shared: Arc::clone(&shared),
+                                    });
+                                }
+                            }
+                            break;
+                        }
+                        if state.woken {
+                            // Served (or failed): it leaves the queues.
+                            state.woken = false;
+                            blocked = None;
+                        }
                         closing = state.quit;
                         parser.set_unauthenticated(!state.authenticated);
                         if let Some(read) = state.defer.take() {
@@ -370,6 +445,45 @@ pub(crate) async fn serve<S>(
     finish(&shared, &info);
     let mut socket = reader.unsplit(writer);
     let _ = socket.shutdown().await;
+}
+
+/// A request blocked on keys (`crate::blocking`): it stays at the front of the input. Dropping
+/// this takes the client out of the queues, whatever ended the wait.
+struct Blocked {
+    waiter: Arc<crate::blocking::Waiter>,
+    deadline: Option<Instant>,
+    /// The topology the request was routed by: a newer one runs it again.
+    epoch: Option<u64>,
+    /// The request's length in the input.
+    used: usize,
+    shared: Arc<Shared>,
+}
+
+impl Blocked {
+    /// Ends the wait without running the request again: a null array for a timeout, as Redis
+    /// answers every list and sorted-set blocking command, or `-UNBLOCKED`.
+    fn answer(
+        self,
+        how: crate::blocking::Unblocked,
+        out: &mut Vec<u8>,
+        input: &mut BytesMut,
+        resp3: bool,
+    ) {
+        let mut reply = ReplyWriter::new(out, resp3);
+        match how {
+            crate::blocking::Unblocked::Timeout => reply.null_array(),
+            crate::blocking::Unblocked::Error => {
+                reply.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+            }
+        }
+        input.advance(self.used);
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        self.shared.blocking.unblock(&self.waiter);
+    }
 }
 
 fn finish(shared: &Shared, info: &ClientInfo) {

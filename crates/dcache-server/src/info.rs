@@ -207,9 +207,10 @@ fn server(out: &mut String, shared: &Shared, now: u64) {
 fn clients(out: &mut String, shared: &Shared) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
         shared.connected_clients(),
-        shared.config().maxclients
+        shared.config().maxclients,
+        shared.blocking.blocked()
     );
 }
 

@@ -12,6 +12,8 @@
 //!        ├── background task (server.rs): active expiry, ops/s sampling, `hz` times a second
 //!        └── admin HTTP (metrics.rs): /metrics (Prometheus), /health
 //!
+//!   blocking.rs: clients blocked on keys (BLPOP, BLMOVE, ...), per-key FIFO queues woken by
+//!                key; a woken request runs again through the table like any other
 //!   security.rs: cross-protocol detection, protected mode, the admin token check
 //! ```
 //!
@@ -19,6 +21,7 @@
 //! from an injected [`Clock`], so TTL behaviour is tested by moving a clock, not by sleeping.
 
 pub mod acl;
+pub mod blocking;
 pub mod clock;
 pub mod cluster;
 pub mod command;

@@ -54,6 +54,8 @@ pub struct Shared {
     pub ops: Mutex<OpsSampler>,
     /// The cluster state, when `cluster-enabled` is on.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Clients blocked on keys (BLPOP and friends), and the wake-ups for them.
+    pub blocking: crate::blocking::Blocking,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -96,6 +98,11 @@ impl Shared {
                 .seed(seed()),
         );
         let started_ms = clock.now_ms();
+        // Process-wide (one node per process outside tests): a node with the default leaves it
+        // alone, so that nodes started in one test process do not undo another's CONFIG SET.
+        if config.list_max_listpack_size != NodeConfig::default().list_max_listpack_size {
+            dcache_store::set_max_listpack_size(config.list_max_listpack_size);
+        }
         Ok(Self {
             store,
             config: RwLock::new(config),
@@ -105,6 +112,7 @@ impl Shared {
             acl: crate::acl::Acl::default(),
             ops: Mutex::default(),
             cluster,
+            blocking: crate::blocking::Blocking::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

@@ -56,7 +56,7 @@ pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
 pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
 pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
-pub use list::ListValue;
+pub use list::{End, ListValue, max_listpack_size, set_max_listpack_size};
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use set::{Member, SetEncoding, SetLimits, SetValue, member_int};
 pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};

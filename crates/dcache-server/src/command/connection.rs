@@ -143,18 +143,44 @@ fn kill(ctx: &mut Ctx<'_>, c: &crate::state::ClientInfo) {
     }
 }
 
+/// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: ends a blocked client's wait (`crate::blocking`).
+fn client_unblock(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if args.len() != 3 && args.len() != 4 {
+        return Err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            super::truncate_lossy(args.get(1), 128)
+        )
+        .into());
+    }
+    let id = int_arg(args.get(2))?;
+    let how = match args.len() {
+        3 => crate::blocking::Unblocked::Timeout,
+        _ if is(args.get(3), "TIMEOUT") => crate::blocking::Unblocked::Timeout,
+        _ if is(args.get(3), "ERROR") => crate::blocking::Unblocked::Error,
+        _ => return Err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into()),
+    };
+    let done = u64::try_from(id).is_ok_and(|id| ctx.shared.blocking.unblock_client(id, how));
+    ctx.out.int(i64::from(done));
+    Ok(())
+}
+
 /// One line of `CLIENT LIST`, with Redis's field names.
 fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let last = c.last_command.load(Relaxed);
     let cmd = super::table().get(last as usize).map_or("NULL", |c| c.name);
     format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
         c.name.lock(),
         ctx.now.saturating_sub(c.created_ms) / 1000,
         ctx.now.saturating_sub(c.last_active_ms.load(Relaxed)) / 1000,
+        if ctx.shared.blocking.is_blocked(c.id) {
+            "b"
+        } else {
+            "N"
+        },
         c.query_buffer.load(Relaxed),
         c.output_buffer.load(Relaxed),
         cmd,
@@ -189,6 +215,8 @@ const CLIENT_HELP: &[&str] = &[
     "      Skip killing current connection (default: yes).",
     "    * ID <client-id>",
     "      Kill connections by client id.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "LIST [options ...]",
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
@@ -364,6 +392,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out.verbatim(text.as_bytes());
         }
         b"KILL" => client_kill(ctx, args)?,
+        b"UNBLOCK" => client_unblock(ctx, args)?,
         b"HELP" => help(&mut ctx.out, CLIENT_HELP),
         _ => return Err(unknown_subcommand(sub, "client")),
     }

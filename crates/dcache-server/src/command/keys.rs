@@ -189,6 +189,8 @@ pub fn rename(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     match move_key(ctx, args.get(1), args.get(2), false) {
         None => Err("ERR no such key".into()),
         Some(_) => {
+            // A list renamed onto a key that clients block on serves them (as in Redis).
+            ctx.shared.blocking.ready(args.get(2));
             ctx.out.ok();
             Ok(())
         }
@@ -199,6 +201,9 @@ pub fn renamenx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     match move_key(ctx, args.get(1), args.get(2), true) {
         None => Err("ERR no such key".into()),
         Some(moved) => {
+            if moved {
+                ctx.shared.blocking.ready(args.get(2));
+            }
             ctx.out.int(i64::from(moved));
             Ok(())
         }
@@ -253,6 +258,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     target.set(&dst, value.as_value(), expire_at, false, ctx.now);
     drop(locked);
+    ctx.shared.blocking.ready(args.get(2));
     ctx.out.int(1);
     Ok(())
 }

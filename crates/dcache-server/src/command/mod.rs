@@ -115,6 +115,29 @@ impl<'a> Ctx<'a> {
         self.shared.store.lock(key)
     }
 
+    /// Whether this run of a blocking command follows a wake-up: one of its keys was written
+    /// ([`crate::blocking`]). A woken command that finds no key of its type waits again rather
+    /// than failing, as Redis wakes a client only for a key of the type it waits for.
+    #[must_use]
+    pub fn woken(&self) -> bool {
+        self.conn.woken
+    }
+
+    /// Blocks the client on `keys` (a blocking command that found nothing): the handler writes
+    /// no reply, and the connection runs the request again when one of the keys is ready
+    /// ([`crate::blocking::Blocking::ready`]), or answers a null array after `timeout` (`None`:
+    /// never). A client already blocked keeps its place in line and its first deadline.
+    pub fn block<'k>(
+        &mut self,
+        keys: impl Iterator<Item = &'k [u8]>,
+        timeout: Option<std::time::Duration>,
+    ) {
+        self.conn.block = Some(crate::blocking::Block {
+            keys: keys.map(<[u8]>::to_vec).collect(),
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+        });
+    }
+
     /// Makes room for `bytes` more than the arguments of a write to `key`, or refuses with
     /// `-OOM`; keep the room until the write is done. Call with no shard locked.
     pub fn admit(&self, key: &Key<'_>, bytes: usize) -> Result<dcache_store::Room<'a>, Error> {
@@ -209,6 +232,28 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("hrandfield", hashes::hrandfield),
     ("hscan", hashes::hscan),
     // lists
+    ("lpush", lists::lpush),
+    ("rpush", lists::rpush),
+    ("lpushx", lists::lpushx),
+    ("rpushx", lists::rpushx),
+    ("lpop", lists::lpop),
+    ("rpop", lists::rpop),
+    ("lrange", lists::lrange),
+    ("lindex", lists::lindex),
+    ("lset", lists::lset),
+    ("linsert", lists::linsert),
+    ("llen", lists::llen),
+    ("lrem", lists::lrem),
+    ("ltrim", lists::ltrim),
+    ("lpos", lists::lpos),
+    ("lmove", lists::lmove),
+    ("rpoplpush", lists::rpoplpush),
+    ("lmpop", lists::lmpop),
+    ("blpop", lists::blpop),
+    ("brpop", lists::brpop),
+    ("blmove", lists::blmove),
+    ("brpoplpush", lists::brpoplpush),
+    ("blmpop", lists::blmpop),
     // sets
     ("sadd", sets::sadd),
     ("srem", sets::srem),
@@ -418,7 +463,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     drop(room);
     if let Some((slot, ack)) = replicated {
         let keys = dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i));
+        // A blocked command wrote nothing and answers later (when it runs again): no reply to
+        // hold, but its ack must still complete for the reads that wait on the slot.
         if crate::replicate::after_write(ctx.shared, slot, &ack, keys, ctx.now, &mut ctx.conn.marks)
+            && ctx.conn.block.is_none()
         {
             ctx.conn.hold = Some(ack);
         }

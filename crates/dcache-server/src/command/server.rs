@@ -314,6 +314,8 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("save", false),
     ("appendonly", false),
     ("timeout", true),
+    ("list-max-listpack-size", true),
+    ("list-max-ziplist-size", true),
     ("cluster-enabled", false),
     ("cluster-port", false),
     ("cluster-node-timeout", false),
@@ -355,6 +357,9 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "databases" => "1".into(),
         "appendonly" => "no".into(),
         "timeout" => config.timeout.to_string(),
+        "list-max-listpack-size" | "list-max-ziplist-size" => {
+            config.list_max_listpack_size.to_string()
+        }
         "cluster-enabled" => config.cluster_enabled.to_string(),
         "cluster-port" => config.bus_port().to_string(),
         "cluster-node-timeout" => config.cluster_node_timeout.to_string(),
@@ -397,6 +402,7 @@ enum Change {
     MaxArgs(usize),
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
+    ListMaxListpackSize(i64),
     ProtectedMode(crate::config::YesNo),
     /// One of the `set-max-*` settings, by name.
     SetLimit(&'static str, usize),
@@ -472,6 +478,14 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
                 .expect("listed");
             Change::SetLimit(name, integer_in(&text, &ENCODING_LIMIT)? as usize)
         }
+        "list-max-listpack-size" | "list-max-ziplist-size" => {
+            let n = dcache_protocol::request::parse_i64(text.as_bytes())
+                .ok_or_else(|| "argument couldn't be parsed into an integer".to_owned())?;
+            if !ranges::LIST_MAX_LISTPACK_SIZE.contains(&n) {
+                return Err("argument must be between -2147483648 and 2147483647 inclusive".into());
+            }
+            Change::ListMaxListpackSize(n)
+        }
         _ => return Err("can't set immutable config".into()),
     })
 }
@@ -518,6 +532,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
                 _ => limits.max_listpack_value = n,
             }
             store.set_set_limits(limits);
+        }
+        Change::ListMaxListpackSize(n) => {
+            ctx.shared.update_config(|c| c.list_max_listpack_size = n);
+            dcache_store::set_max_listpack_size(n);
         }
     }
 }
@@ -679,8 +697,7 @@ fn encoding(value: Value<'_>) -> &'static str {
             "listpack"
         }
         Value::Hash(_) => "hashtable",
-        Value::List(l) if l.len() <= 128 && l.iter().all(|e| e.len() <= 64) => "listpack",
-        Value::List(_) => "quicklist",
+        Value::List(l) => l.encoding(),
         Value::Set(s) => s.encoding().name(),
         Value::ZSet(z) if z.is_listpack() => "listpack",
         Value::ZSet(_) => "skiplist",

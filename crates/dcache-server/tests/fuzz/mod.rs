@@ -107,7 +107,8 @@ pub enum Mode {
 
 /// Keys of every kind: `setup` gives them their types.
 const KEYS: &[&str] = &[
-    "s1", "s2", "h1", "h2", "n1", "f1", "missing", "", "{s1}x", "t1", "t2", "z1", "z2", "zl",
+    "s1", "s2", "h1", "h2", "n1", "f1", "missing", "", "{s1}x", "t1", "t2", "z1", "z2", "zl", "l1",
+    "l2",
 ];
 const HOSTILE_INTS: &[&str] = &[
     "0",
@@ -262,6 +263,13 @@ const WORDS: &[&str] = &[
     "+",
     "a",
     "b",
+    "LEFT",
+    "RIGHT",
+    "BEFORE",
+    "AFTER",
+    "RANK",
+    "MAXLEN",
+    "a",
 ];
 /// Settings the fuzzer may change. Not `requirepass`, `maxclients` or `timeout` (they lock out or
 /// close the checking connections by design) and not the request limits, which guard the test
@@ -337,7 +345,51 @@ pub const NOT_COMPARED: &[(&str, &str)] = &[
     ("pttl", "the clock"),
     ("expiretime", "a millisecond apart, rounding can differ"),
     ("pexpiretime", "the clock"),
+    (
+        "blpop",
+        "blocks on empty keys until the random timeout (for ever with 0); tests/lists.rs checks it",
+    ),
+    ("brpop", "blocks, as BLPOP"),
+    ("blmove", "blocks, as BLPOP"),
+    ("brpoplpush", "blocks, as BLPOP"),
+    ("blmpop", "blocks, as BLPOP"),
 ];
+
+/// Blocking commands and where their timeout is (an index, or from the end when negative): the
+/// hostile fuzzer bounds it, so that a command on empty keys answers (a null array) rather than
+/// waiting for ever on a connection that expects a reply.
+pub const BLOCKING: &[(&str, isize)] = &[
+    ("blpop", -1),
+    ("brpop", -1),
+    ("blmove", 5),
+    ("brpoplpush", 3),
+    ("blmpop", 1),
+];
+
+/// Gives a blocking command a short timeout (10 ms), whatever the generator chose: a valid one
+/// where the generator put anything that parses as a timeout, so that every path still runs.
+fn bound_blocking(request: &mut [Vec<u8>]) {
+    let name = String::from_utf8_lossy(&request[0]).to_ascii_lowercase();
+    let Some(&(_, at)) = BLOCKING.iter().find(|(n, _)| *n == name) else {
+        return;
+    };
+    let at = if at < 0 {
+        request.len() as isize + at
+    } else {
+        at
+    };
+    if at < 1 || at as usize >= request.len() {
+        return;
+    }
+    let timeout = &mut request[at as usize];
+    let parses = std::str::from_utf8(timeout)
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+        .is_some_and(|t| t.is_finite() && t >= 0.0);
+    if parses {
+        *timeout = b"0.01".to_vec();
+    }
+}
 
 pub fn compared(name: &str) -> bool {
     !NOT_COMPARED.iter().any(|(n, _)| *n == name)
@@ -422,6 +474,7 @@ pub fn command_among(rng: &mut Rng, mode: Mode, known: impl Fn(&str) -> bool) ->
         };
         request.push(next);
     }
+    bound_blocking(&mut request);
     request
 }
 
@@ -453,6 +506,8 @@ pub fn setup(rng: &mut Rng) -> Vec<Vec<Vec<u8>>> {
             &[
                 "ZADD", "zl", "0", "a", "0", "b", "0", "c", "0", "d", "0", "e",
             ],
+            &["RPUSH", "l1", "a", "b", "c", "a", "10", "hello world"],
+            &["RPUSH", "l2", "x"],
         ])
         .map(|args| args.iter().map(|a| a.as_bytes().to_vec()).collect())
         .collect()

@@ -4,7 +4,8 @@
 //! ```text
 //!   agreed topology (watch channel) ──► View { slot → owner, my index } ──► dispatch's route()
 //!                                                                         │
-//!        Here (run it) · MOVED slot host:port · CROSSSLOT · CLUSTERDOWN · TRYAGAIN (paused)
+//!        Here (run it) · Copy (run it as a quorum copy) · MOVED slot host:port · CROSSSLOT ·
+//!        CLUSTERDOWN · TRYAGAIN (paused)
 //!
 //!   migration (migrate.rs) marks slots Watched (writes recorded as dirty keys), then Paused
 //!   (writes answered TRYAGAIN) for the moment the last writes are copied and the move commits.
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// A new random node id: 40 hex characters, as Redis Cluster's.
 pub use dcache_cluster::random_node_id;
-use dcache_cluster::{Change, Node, NodeState, Topology};
+use dcache_cluster::{Change, Node, NodeState, Strategy, Topology};
 use dcache_placement::SLOTS;
 use parking_lot::{Mutex, RwLock};
 
@@ -173,6 +174,16 @@ impl View {
         out
     }
 
+    /// Whether `slot`'s copies are about to change: a move of it is planned and not committed
+    /// (its primary drives it, watching and then pausing its writes).
+    #[must_use]
+    pub fn moving(&self, slot: u16) -> bool {
+        match (&self.topology.slots, &self.topology.target) {
+            (Some(now), Some(target)) => !now.same_set(target, slot),
+            _ => false,
+        }
+    }
+
     /// How many slots have a live owner.
     #[must_use]
     pub fn slots_ok(&self) -> usize {
@@ -189,6 +200,11 @@ pub enum Route {
     /// Run it here. `watched` when it writes to a slot being migrated, as it looked when routed;
     /// a write must still go through [`Cluster::enter`], which decides.
     Here { slot: Option<u16>, watched: bool },
+    /// Run it here as a copy of `slot` that is not its primary: under `quorum` every copy
+    /// coordinates the reads and writes sent to it. A write does not go through
+    /// [`Cluster::enter`]: the primary drives the slot's migrations, and accounts for this
+    /// copy's writes when their effects reach it (`crate::replicate::apply`).
+    Copy { slot: u16 },
     /// Not an error Redis Cluster would give; the reply line.
     Refuse(String),
 }
@@ -389,6 +405,15 @@ impl Cluster {
             return Route::Refuse("CLUSTERDOWN The cluster is down".into());
         }
         if !view.mine(slot) {
+            // Under `quorum` any copy coordinates, except a write while the slot moves: only
+            // the primary knows when the move watches or pauses the slot's writes, so the write
+            // is sent there (`-MOVED`), where it is recorded for the move or refused as any.
+            if view.holds(slot)
+                && view.topology.settings.strategy == Strategy::Quorum
+                && !(writes && view.moving(slot))
+            {
+                return Route::Copy { slot };
+            }
             if readonly && !writes && view.holds(slot) {
                 return Route::Here {
                     slot: None,

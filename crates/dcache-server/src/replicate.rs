@@ -18,6 +18,11 @@
 //!
 //! One connection per peer carries every slot's items, in batches: a busy node sends one request
 //! for many writes, and the peer's reply acknowledges all of them.
+//!
+//! Under `quorum` every copy of a slot coordinates the writes and reads sent to it (the others
+//! redirect to the primary): a replica's write is applied there and sent to every other copy,
+//! the primary included, which takes it as it would a client's write while it moves the slot
+//! (recorded for the move, or refused while the slot is paused).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -533,17 +538,19 @@ pub fn apply(
     }
     // Items of a slot this node holds no copy of, or from a node that does not send it that
     // slot's writes in this epoch, are skipped (and acknowledged: the sender, in the same epoch,
-    // does not wait for them here).
-    let layout_has = |slot: u16| {
-        replication
-            .core
-            .lock()
-            .layout()
-            .sends_to(slot, from, &replication.me)
+    // does not wait for them here). Under `quorum` this node may be the slot's primary, taking a
+    // write another copy coordinated.
+    let roles = |slot: u16| {
+        let core = replication.core.lock();
+        let layout = core.layout();
+        (
+            layout.sends_to(slot, from, &replication.me),
+            layout.position(slot, &replication.me) == Some(0),
+        )
     };
     let mut items = Vec::new();
     let mut rest = body;
-    let mut held: Option<(u16, bool)> = None;
+    let mut held: Option<(u16, (bool, bool))> = None;
     while !rest.is_empty() {
         let (effect, used) = dcache_store::Effect::decode(rest)
             .map_err(|e| format!("ERR bad effect: {e}"))?
@@ -551,12 +558,12 @@ pub fn apply(
         let slot = dcache_placement::slot(&effect.key);
         let raw = Bytes::copy_from_slice(&rest[..used]);
         rest = &rest[used..];
-        let mine = match held {
-            Some((s, mine)) if s == slot => mine,
+        let (mine, primary) = match held {
+            Some((s, roles)) if s == slot => roles,
             _ => {
-                let mine = layout_has(slot);
-                held = Some((slot, mine));
-                mine
+                let found = roles(slot);
+                held = Some((slot, found));
+                found
             }
         };
         // Both sides have one epoch: a slot this node holds no copy of in it is not waited for
@@ -564,8 +571,8 @@ pub fn apply(
         if !mine {
             continue;
         }
-        // A replica evicts on its own: a write it has no room for is a miss later, not an error.
-        let _ = shared.store.restore(effect, now);
+        // A paused slot refuses the batch: the sender sends it again.
+        restore_from_copy(shared, primary, effect, now)?;
         items.push((slot, raw));
     }
     replication
@@ -577,6 +584,36 @@ pub fn apply(
     let ack = Ack::default();
     replication.submit(&ack, items, false, write_timeout(shared));
     Ok(Some(ack))
+}
+
+/// Takes the state of a key that another copy wrote (its stream, or a quorum read's repair):
+/// restored by version. At the slot's primary (`quorum`, where any copy coordinates) it counts as
+/// a write to the slot, as a client's write there would: while the primary moves the slot away
+/// the key is recorded for the move to copy again, and while the slot is paused for the move's
+/// last step it is refused (the sender sends it again, and once the move committed, sends it to
+/// the slot's new copies: `dcache_cluster::replication`).
+///
+/// Returns whether it changed anything (a copy that has no room for it has not: it evicts on
+/// its own, and the key is a miss later, not an error).
+///
+/// # Errors
+/// `TRYAGAIN` while the slot is paused here.
+fn restore_from_copy(
+    shared: &Shared,
+    primary: bool,
+    effect: dcache_store::Effect,
+    now: u64,
+) -> Result<bool, &'static str> {
+    let cluster = match &shared.cluster {
+        Some(cluster) if primary => cluster,
+        _ => return Ok(shared.store.restore(effect, now).unwrap_or(false)),
+    };
+    let slot = dcache_placement::slot(&effect.key);
+    let watched = cluster.enter(slot)?;
+    let key = watched.then(|| effect.key.clone());
+    let changed = shared.store.restore(effect, now).unwrap_or(false);
+    cluster.leave(slot, watched, key.as_deref().into_iter());
+    Ok(changed)
 }
 
 /// How long a write waits for its copies before it is answered `-NOREPLICAS`: past the time a
@@ -768,7 +805,7 @@ pub struct QuorumRead {
 /// How long a quorum read waits for the other copies' answers.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Whether a read of a slot this node is the primary of asks other copies first (two atomic
+/// Whether a read of a slot this node holds a copy of asks other copies first (two atomic
 /// loads: every read asks).
 #[must_use]
 pub fn quorum_reads(shared: &Shared) -> bool {
@@ -794,8 +831,11 @@ pub fn versions(shared: &Shared, keys: &[&[u8]], now: u64) -> Vec<Option<Vec<u8>
 /// answered with an older one (read repair). The read then runs here and sees the newest of the
 /// quorum.
 ///
+/// Any copy of the slot runs it (under `quorum` every copy coordinates).
+///
 /// # Errors
-/// Fewer copies than the read quorum answered in time.
+/// Fewer copies than the read quorum answered in time; a newer state found while this node, the
+/// slot's primary, has the slot paused for the end of a move (`TRYAGAIN` either way).
 pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'static str> {
     const TOO_FEW: &str = "TRYAGAIN Not enough copies answered the quorum read";
     let cluster = shared.cluster.clone().ok_or(TOO_FEW)?;
@@ -812,6 +852,7 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
     let need = usize::from(view.topology.settings.read_quorum)
         .saturating_sub(1)
         .min(peers.len());
+    let primary = view.mine(read.slot);
     drop(view);
     let password = shared.config().requirepass.clone();
     let mut asks: tokio::task::JoinSet<Option<(usize, Vec<Option<dcache_store::Effect>>)>> =
@@ -873,7 +914,7 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
             }
             continue;
         };
-        let _ = shared.store.restore(newest.clone(), now);
+        restore_from_copy(&shared, primary, newest.clone(), now)?;
         for (i, effects) in &answers {
             if effects.get(k).cloned().flatten().map(|e| e.version) < Some(newest.version) {
                 repair(&shared, &peers[*i], &newest);
@@ -889,13 +930,18 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
 /// # Errors
 /// Bytes that are not effects.
 pub fn take_repair(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, String> {
+    let view = shared.cluster.as_ref().map(|c| c.view());
     let mut applied = 0;
     while !body.is_empty() {
         let (effect, used) = dcache_store::Effect::decode(body)
             .map_err(|e| format!("ERR bad effect: {e}"))?
             .ok_or("ERR bad effect: truncated")?;
         body = &body[used..];
-        if shared.store.restore(effect, now).unwrap_or(false) {
+        // Any copy reads and repairs under `quorum`: the slot's primary may be repaired too.
+        let primary = view
+            .as_ref()
+            .is_some_and(|v| v.mine(dcache_placement::slot(&effect.key)));
+        if restore_from_copy(shared, primary, effect, now)? {
             applied += 1;
         }
     }

@@ -461,3 +461,215 @@ async fn a_quorum_read_without_enough_copies_is_refused() {
     let e = error_text(&mut con, &["GET", key]).await;
     assert!(e.starts_with("TRYAGAIN"), "{e}");
 }
+
+/// Polls until `node` holds `key` with `value` (a copy that a write or a repair reaches after
+/// its acknowledgement).
+async fn until_holds(node: &TestNode, key: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !holds(node, key, value) {
+        assert!(Instant::now() < deadline, "{key} never reached {value}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Quorum: every copy coordinates. A write sent to a replica is acknowledged there once W
+/// copies hold it, reads at the primary and at every copy answer it, and WAIT at the replica
+/// counts the copies it reached.
+#[tokio::test]
+async fn under_quorum_a_write_at_a_replica_is_acknowledged_and_read_at_every_copy() {
+    // Three copies, W = R = 2.
+    let (control, nodes) = replicated(3, Settings::new(2, Strategy::Quorum), enabled()).await;
+    for i in 0..20 {
+        let key = format!("rq:{i}");
+        let value = format!("v{i}");
+        // Alternate between the two replicas.
+        let coordinator = holder(&control, &nodes, &key, 1 + i % 2);
+        let mut con = coordinator.client().await;
+        assert_eq!(set(&mut con, &key, &value).await.unwrap(), Value::Okay);
+        assert!(holds(coordinator, &key, &value));
+        for position in 0..3 {
+            let mut reader = holder(&control, &nodes, &key, position).client().await;
+            let read: String = query(&mut reader, &["GET", &key]).await;
+            assert_eq!(read, value, "{key} read at copy {position}");
+        }
+        let reached: i64 = query(&mut con, &["WAIT", "2", "5000"]).await;
+        assert_eq!(reached, 2, "{key}: WAIT at the replica");
+        for position in 0..3 {
+            until_holds(holder(&control, &nodes, &key, position), &key, &value).await;
+        }
+    }
+    // A replica's later write replaces the primary's.
+    let key = "rq:both";
+    let mut at_primary = holder(&control, &nodes, key, 0).client().await;
+    let mut at_replica = holder(&control, &nodes, key, 2).client().await;
+    assert_eq!(set(&mut at_primary, key, "first").await.unwrap(), Value::Okay);
+    assert_eq!(set(&mut at_replica, key, "second").await.unwrap(), Value::Okay);
+    let read: String = query(&mut at_primary, &["GET", key]).await;
+    assert_eq!(read, "second");
+}
+
+/// Quorum: a read at a replica asks R copies, answers the newest, and repairs the copy that was
+/// older, whichever it is.
+#[tokio::test]
+async fn under_quorum_a_read_at_a_replica_answers_the_newest_and_repairs_a_stale_copy() {
+    // Two copies, W = R = 2.
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "rr-key";
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let mut con = replica.client().await;
+    assert_eq!(set(&mut con, key, "one").await.unwrap(), Value::Okay);
+
+    // The primary has a newer state the replica lacks: the read at the replica answers it and
+    // takes it.
+    let newer = newer_effect(primary, key, "two");
+    primary
+        .shared
+        .store
+        .restore(newer, primary.shared.clock.now_ms())
+        .unwrap();
+    let value: String = query(&mut con, &["GET", key]).await;
+    assert_eq!(value, "two");
+    assert!(holds(replica, key, "two"), "the coordinator repaired itself");
+
+    // The replica has a newer state the primary lacks: the read at the replica repairs the
+    // primary.
+    let newest = newer_effect(replica, key, "three");
+    replica
+        .shared
+        .store
+        .restore(newest, replica.shared.clock.now_ms())
+        .unwrap();
+    let value: String = query(&mut con, &["GET", key]).await;
+    assert_eq!(value, "three");
+    until_holds(primary, key, "three").await;
+}
+
+/// Only `quorum` lets a replica coordinate: under `primary` and `chain` a replica still sends
+/// writes and reads to the primary (`-MOVED`), as Redis Cluster clients expect.
+#[tokio::test]
+async fn only_quorum_lets_a_replica_take_writes() {
+    for strategy in [Strategy::Primary, Strategy::Chain, Strategy::Quorum] {
+        let (control, nodes) = replicated(2, Settings::new(1, strategy), enabled()).await;
+        let key = "who-writes";
+        let mut replica = holder(&control, &nodes, key, 1).client().await;
+        if strategy == Strategy::Quorum {
+            assert_eq!(set(&mut replica, key, "here").await.unwrap(), Value::Okay);
+            let value: String = query(&mut replica, &["GET", key]).await;
+            assert_eq!(value, "here");
+        } else {
+            for request in [&["SET", key, "here"][..], &["GET", key]] {
+                let moved = error_text(&mut replica, request).await;
+                let primary = holder(&control, &nodes, key, 0);
+                assert_eq!(
+                    moved,
+                    format!(
+                        "MOVED {} {}",
+                        dcache_placement::slot(key.as_bytes()),
+                        primary.addr
+                    ),
+                    "{strategy:?}: {request:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A replica's write reaches the primary as an effect, and the primary accounts for it as for a
+/// client's write while it moves the slot: recorded for the move to copy again while the slot is
+/// watched; refused while the slot is paused for the move's last step (the replica sends it again
+/// once the slot is settled, and only then is the write acknowledged, with W = 2 of 2).
+#[tokio::test]
+async fn under_quorum_a_replicas_write_is_recorded_or_refused_by_a_primary_moving_the_slot() {
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "moving-key";
+    let slot = dcache_placement::slot(key.as_bytes());
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let cluster = primary.shared.cluster.as_ref().unwrap();
+    cluster.watch(&[slot]).await;
+    let mut con = replica.client().await;
+    assert_eq!(set(&mut con, key, "watched").await.unwrap(), Value::Okay);
+    assert!(holds(primary, key, "watched"));
+    assert!(
+        cluster.take_dirty().contains(key.as_bytes()),
+        "recorded for the move"
+    );
+
+    cluster.pause(&[slot]).await;
+    let mut writer = replica.raw().await;
+    let request = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$6\r\npaused\r\n",
+        key.len()
+    );
+    let write = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        writer.write_all(request.as_bytes()).await.unwrap();
+        common::read_until(&mut writer, b"\r\n").await
+    });
+    until_holds(replica, key, "paused").await;
+    assert!(
+        !holds(primary, key, "paused"),
+        "a paused slot takes no write"
+    );
+    assert!(!write.is_finished(), "acknowledged without the primary");
+    cluster.settle(&[slot]);
+    let reply = String::from_utf8(write.await.unwrap()).unwrap();
+    assert_eq!(reply, "+OK\r\n");
+    assert!(holds(primary, key, "paused"));
+}
+
+/// While a slot's copies are about to change, its replicas send writes to the primary, which
+/// drives the move (`-MOVED`); reads, and writes to settled slots, stay with the replica.
+#[tokio::test]
+async fn under_quorum_a_replica_sends_the_writes_of_a_moving_slot_to_the_primary() {
+    use dcache_server::cluster::{Cluster, Route};
+    let control = LocalControl::new();
+    let node = |n: u16| dcache_cluster::Node {
+        id: format!("{n:040x}"),
+        host: "127.0.0.1".into(),
+        port: n,
+        bus_port: 0,
+        state: dcache_cluster::NodeState::Online,
+    };
+    for n in 1..=3 {
+        control.apply(&Change::Join(node(n))).unwrap();
+        common::members::settle(&control);
+    }
+    control
+        .apply(&Change::Set(Settings::new(1, Strategy::Quorum)))
+        .unwrap();
+    common::members::settle(&control);
+    // A fourth node: slots are to move, and nothing moves them here.
+    control.apply(&Change::Join(node(4))).unwrap();
+    let t = topology(&control);
+    let (now, target) = (t.slots.as_ref().unwrap(), t.target.as_ref().unwrap());
+    let moving = (0..16384u16)
+        .find(|&s| !now.same_set(target, s))
+        .expect("a slot to move");
+    let me = t.replicas_of(moving)[1].id.clone();
+    let settled = (0..16384u16)
+        .find(|&s| now.same_set(target, s) && t.role_of(&me, s) == Some(1))
+        .expect("a settled slot this node is a replica of");
+    let cluster = Cluster::new(&me, None);
+    cluster.set_topology(Arc::clone(&t));
+    let view = cluster.view();
+    let key_in = |slot: u16| {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| dcache_placement::slot(k.as_bytes()) == slot)
+            .unwrap()
+    };
+    let (k_moving, k_settled) = (key_in(moving), key_in(settled));
+    let route = |key: &str, writes: bool| {
+        cluster.route(&view, std::iter::once(key.as_bytes()), writes, false)
+    };
+    let primary = t.owner(moving).unwrap();
+    assert_eq!(
+        route(&k_moving, true),
+        Route::Refuse(format!("MOVED {moving} {}:{}", primary.host, primary.port))
+    );
+    assert_eq!(route(&k_moving, false), Route::Copy { slot: moving });
+    assert_eq!(route(&k_settled, true), Route::Copy { slot: settled });
+    assert_eq!(route(&k_settled, false), Route::Copy { slot: settled });
+}

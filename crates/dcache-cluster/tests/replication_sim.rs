@@ -3,7 +3,8 @@
 //! (`DCACHE_SEED=<n>` runs that seed alone, in every test).
 //!
 //! ```text
-//!   clients ── write/read ──► the slot's primary (head), as their view of the topology says
+//!   clients ── write/read ──► the slot's primary (head), as their view of the topology says;
+//!                             under quorum a write goes to any copy (every copy coordinates)
 //!                                │ submit(origin) ─► core ─► take ─► Apply{epoch, offsets, items}
 //!   controller: the Topology     ▼                                      │ FIFO per link, delay,
 //!   (Join, Set, Fail, Moved),   store (key → version, value)            │ loss, partitions
@@ -34,6 +35,9 @@
 //! histories are linearizable (`dcache-check`). For an asynchronous primary the losses are counted
 //! and printed, not asserted. `DCACHE_TRACE=1` prints every event of a run, `DCACHE_LOSS=<p>`
 //! replays a seed at another message loss rate.
+//!
+//! Under quorum a client sends each write to a random copy of the slot in its view: every copy
+//! coordinates, sends the write to every other copy and takes theirs (`Layout::sends_to`).
 //!
 //! Not modelled: quorum reads and read repair (clients read the primary), deletes and expiry,
 //! the server's write pausing during a migration (the state transfer is instantaneous).
@@ -388,6 +392,8 @@ struct Sim {
     /// The real slots the simulated slots stand for.
     real: [u16; USED],
     layouts: BTreeMap<u64, Layout>,
+    /// Per epoch, whether each slot's copies are about to change (a move planned).
+    moving: BTreeMap<u64, [bool; USED]>,
     isolated: BTreeSet<usize>,
     link_last: BTreeMap<(usize, usize), Time>,
     /// Connections that lost a message: nothing more goes through them.
@@ -424,6 +430,7 @@ impl Sim {
             topo: Topology::default(),
             real: [0; USED],
             layouts: BTreeMap::new(),
+            moving: BTreeMap::new(),
             isolated: BTreeSet::new(),
             link_last: BTreeMap::new(),
             dead: BTreeSet::new(),
@@ -512,6 +519,11 @@ impl Sim {
                 .map(|n| n.id.as_str())
         });
         self.layouts.insert(self.topo.epoch, layout);
+        let moving = self.real.map(|real| match (&self.topo.slots, &self.topo.target) {
+            (Some(now), Some(target)) => !now.same_set(target, real),
+            _ => false,
+        });
+        self.moving.insert(self.topo.epoch, moving);
     }
 
     fn copies(&self, epoch: u64, slot: u16) -> Vec<usize> {
@@ -781,8 +793,9 @@ impl Sim {
         }
     }
 
-    /// A node that is no longer the slot's primary in the agreed topology acknowledges a write:
-    /// only fine if the primary holds it.
+    /// A node that is no longer the slot's primary in the agreed topology acknowledges a write
+    /// (under quorum, any copy but the primary, which coordinates writes too): only fine if a
+    /// read would see it.
     fn check_late_ack(&mut self, n: usize, write: &PendingWrite) {
         let epoch = self.topo.epoch;
         let copies = self.copies(epoch, write.slot);
@@ -819,13 +832,20 @@ impl Sim {
             .copied()
     }
 
+    /// A random copy of the slot in the client's view (which has one): under quorum each
+    /// coordinates the writes sent to it.
+    fn any_copy_in_view(&mut self, client: usize, slot: u16) -> usize {
+        let copies = self.copies(self.clients[client].view, slot);
+        copies[self.rng.random_range(0..copies.len())]
+    }
+
     fn client_next(&mut self, client: usize) {
         if self.issued >= OPS || self.clients[client].busy {
             return;
         }
         let key = self.rng.random_range(0..KEYS);
         let slot = slot_of(key);
-        let Some(node) = self.primary_in_view(client, slot) else {
+        let Some(primary) = self.primary_in_view(client, slot) else {
             self.clients[client].view = self.topo.epoch;
             let at = self.now + 10 * MS;
             self.schedule(at, Event::ClientNext { client });
@@ -833,6 +853,11 @@ impl Sim {
         };
         self.issued += 1;
         let write = self.rng.random_bool(0.5);
+        let node = if write && self.settings.strategy == Strategy::Quorum {
+            self.any_copy_in_view(client, slot)
+        } else {
+            primary
+        };
         let (value, history) = if write {
             self.next_value += 1;
             let v = self.next_value;
@@ -862,7 +887,14 @@ impl Sim {
         let (key, value) = (self.ops[op].key, self.ops[op].value);
         let slot = slot_of(key);
         let node = &mut self.nodes[n];
-        if node.core.layout().position(slot, &node.id) != Some(0) {
+        // Under quorum a replica coordinates writes, except those of a slot about to move (as
+        // the server: only the primary, which drives the move, accounts for them).
+        let primary = node.core.layout().position(slot, &node.id) == Some(0);
+        let here = primary
+            || (value.is_some()
+                && node.core.layout().coordinates(slot, &node.id)
+                && !self.moving[&node.epoch][usize::from(slot)]);
+        if !here {
             self.reply(op, Reply::Moved);
             return;
         }

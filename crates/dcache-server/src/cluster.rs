@@ -420,19 +420,59 @@ impl Cluster {
                     watched: false,
                 };
             }
-            return match view.owner(slot) {
-                Some(node) if node.state != NodeState::Failed => Route::Refuse(format!(
-                    "MOVED {slot} {}",
-                    view.endpoints[usize::from(view.owner[usize::from(slot)])]
-                )),
-                _ => Route::Refuse("CLUSTERDOWN Hash slot not served".into()),
-            };
+            return Route::Refuse(redirect(view, slot));
         }
         let watched = writes && self.moving[usize::from(slot)].load(Ordering::Relaxed) != SETTLED;
         Route::Here {
             slot: Some(slot),
             watched,
         }
+    }
+
+    /// Before a write that this node coordinates as a replica of `slot` ([`Route::Copy`]) runs:
+    /// counts it until [`Cluster::leave`] (not watched), so that [`Cluster::quiesce`] waits for
+    /// it, and sends it to the primary (`-MOVED`) if the slot started moving since the
+    /// connection routed it. Counting before looking at the newest view orders the two: once a
+    /// node has a topology where the slot moves and `quiesce` returned, no write of the slot that
+    /// it coordinates is on its way to the streams.
+    ///
+    /// # Errors
+    /// `-MOVED` (or `-CLUSTERDOWN`) when the slot moves.
+    pub fn enter_copy(&self, slot: u16) -> Result<(), String> {
+        let s = usize::from(slot);
+        self.settled_writes[s].fetch_add(1, Ordering::SeqCst);
+        let view = self.view();
+        if view.moving(slot) {
+            self.settled_writes[s].fetch_sub(1, Ordering::SeqCst);
+            return Err(redirect(&view, slot));
+        }
+        Ok(())
+    }
+
+    /// Waits until no write to `slots` that found them settled is running
+    /// ([`Cluster::enter`], [`Cluster::enter_copy`]).
+    pub async fn quiesce(&self, slots: &[u16]) {
+        for &s in slots {
+            while self.settled_writes[usize::from(s)].load(Ordering::SeqCst) != 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Before the effect of a write that another copy coordinated (`quorum`) is applied at the
+    /// slot's primary: as [`Cluster::enter`], except that a paused slot takes it too (and
+    /// records its key). The copies send what they coordinated to the primary while it holds
+    /// the slot paused (`crate::replicate::flush_copies`), and it copies those keys to the new
+    /// copies before the move commits. Returns whether the key is to be recorded.
+    pub fn enter_effect(&self, slot: u16) -> bool {
+        let s = usize::from(slot);
+        self.settled_writes[s].fetch_add(1, Ordering::SeqCst);
+        if self.moving[s].load(Ordering::SeqCst) == SETTLED {
+            return false;
+        }
+        self.settled_writes[s].fetch_sub(1, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        true
     }
 
     /// Before a write to a slot of this node runs (whatever [`Route::Here`]'s `watched` said: the
@@ -481,11 +521,7 @@ impl Cluster {
         for &s in slots {
             self.moving[usize::from(s)].store(WATCHED, Ordering::SeqCst);
         }
-        for &s in slots {
-            while self.settled_writes[usize::from(s)].load(Ordering::SeqCst) != 0 {
-                tokio::task::yield_now().await;
-            }
-        }
+        self.quiesce(slots).await;
     }
 
     /// Refuses writes to `slots` (already watched) and waits until none is running.
@@ -515,6 +551,18 @@ impl Cluster {
     #[must_use]
     pub fn take_dirty(&self) -> HashSet<Vec<u8>> {
         std::mem::take(&mut self.dirty.lock())
+    }
+}
+
+/// The reply that sends a request for `slot` to its primary: `-MOVED`, or `-CLUSTERDOWN` when
+/// no live node serves it.
+fn redirect(view: &View, slot: u16) -> String {
+    match view.owner(slot) {
+        Some(node) if node.state != NodeState::Failed => format!(
+            "MOVED {slot} {}",
+            view.endpoints[usize::from(view.owner[usize::from(slot)])]
+        ),
+        _ => "CLUSTERDOWN Hash slot not served".into(),
     }
 }
 

@@ -362,6 +362,8 @@ async fn move_batch(
         }
     }
     cluster.pause(batch).await;
+    // Under quorum the other copies coordinate writes too: theirs reach this node, recorded.
+    crate::replicate::flush_copies(shared, batch).await?;
     let dirty = dirty_of(&cluster, batch);
     send_keys(shared, &mut peers, dirty).await?;
     for peer in &mut peers {

@@ -21,8 +21,10 @@
 //!
 //! Under `quorum` every copy of a slot coordinates the writes and reads sent to it (the others
 //! redirect to the primary): a replica's write is applied there and sent to every other copy,
-//! the primary included, which takes it as it would a client's write while it moves the slot
-//! (recorded for the move, or refused while the slot is paused).
+//! the primary included, which records it for the move while it moves the slot. While a slot's
+//! copies are about to change, its replicas send its writes to the primary (`-MOVED`), and the
+//! primary has the copies flush what they coordinated before the move commits
+//! ([`flush_copies`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -571,8 +573,7 @@ pub fn apply(
         if !mine {
             continue;
         }
-        // A paused slot refuses the batch: the sender sends it again.
-        restore_from_copy(shared, primary, effect, now)?;
+        restore_from_copy(shared, primary, effect, now);
         items.push((slot, raw));
     }
     replication
@@ -588,32 +589,95 @@ pub fn apply(
 
 /// Takes the state of a key that another copy wrote (its stream, or a quorum read's repair):
 /// restored by version. At the slot's primary (`quorum`, where any copy coordinates) it counts as
-/// a write to the slot, as a client's write there would: while the primary moves the slot away
-/// the key is recorded for the move to copy again, and while the slot is paused for the move's
-/// last step it is refused (the sender sends it again, and once the move committed, sends it to
-/// the slot's new copies: `dcache_cluster::replication`).
-///
-/// Returns whether it changed anything (a copy that has no room for it has not: it evicts on
-/// its own, and the key is a miss later, not an error).
-///
-/// # Errors
-/// `TRYAGAIN` while the slot is paused here.
-fn restore_from_copy(
-    shared: &Shared,
-    primary: bool,
-    effect: dcache_store::Effect,
-    now: u64,
-) -> Result<bool, &'static str> {
+/// a write to the slot: while the primary moves the slot away the key is recorded for the move
+/// to copy again, paused or not (the other copies flush what they coordinated to the primary
+/// while it holds the slot paused: [`flush_copies`]). Returns whether it changed anything (a copy
+/// that has no room for it evicts on its own: the key is a miss later, not an error).
+fn restore_from_copy(shared: &Shared, primary: bool, effect: dcache_store::Effect, now: u64) -> bool {
     let cluster = match &shared.cluster {
         Some(cluster) if primary => cluster,
-        _ => return Ok(shared.store.restore(effect, now).unwrap_or(false)),
+        _ => return shared.store.restore(effect, now).unwrap_or(false),
     };
     let slot = dcache_placement::slot(&effect.key);
-    let watched = cluster.enter(slot)?;
+    let watched = cluster.enter_effect(slot);
     let key = watched.then(|| effect.key.clone());
     let changed = shared.store.restore(effect, now).unwrap_or(false);
     cluster.leave(slot, watched, key.as_deref().into_iter());
-    Ok(changed)
+    changed
+}
+
+/// The end of a `quorum` move of `batch`, at its primary, with the batch paused: every other
+/// copy coordinates writes too, and may hold some that did not reach this node yet (a copy that
+/// learns of the move late coordinates writes of the slot until then). Each copy is asked to
+/// take the topology where the batch moves (from then on it sends the batch's writes here), and
+/// to flush its stream to this node ([`drain_to`]); what arrives is recorded
+/// ([`restore_from_copy`]) and copied to the new copies before the move commits. Nothing to do
+/// under the other strategies, where only the primary coordinates.
+///
+/// # Errors
+/// A copy did not answer, or did not flush in time: the move is tried again later.
+pub async fn flush_copies(shared: &Shared, batch: &[u16]) -> Result<(), String> {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return Ok(());
+    };
+    let view = cluster.view();
+    if view.topology.settings.strategy != dcache_cluster::Strategy::Quorum {
+        return Ok(());
+    }
+    let mut copies: Vec<(String, u16)> = batch
+        .iter()
+        .flat_map(|&s| view.topology.replicas_of(s))
+        .filter(|n| n.id != view.me)
+        .map(|n| (n.host.clone(), n.port))
+        .collect();
+    copies.sort_unstable();
+    copies.dedup();
+    let epoch = view.topology.epoch.to_string();
+    let slots: Vec<String> = batch.iter().map(u16::to_string).collect();
+    let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"DRAIN", view.me.as_bytes(), epoch.as_bytes()];
+    args.extend(slots.iter().map(String::as_bytes));
+    let password = shared.config().requirepass.clone();
+    // The copy waits at most one write timeout; past that (and a margin for the answer) it is
+    // not coming.
+    let limit = write_timeout(shared) + Duration::from_secs(1);
+    for (host, port) in copies {
+        tokio::time::timeout(limit, crate::migrate::ask((host.as_str(), port), &password, &args))
+            .await
+            .map_err(|_| format!("{host}:{port} did not flush its writes in time"))?
+            .map_err(|e| format!("{host}:{port} did not flush its writes: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `CLUSTER DRAIN node epoch slot…` ([`flush_copies`]), at a copy: once this node has the
+/// topology of `epoch` (where the slots move, so that it sends their writes to their primary),
+/// and the writes of theirs it was coordinating have reached its streams, waits until `node`
+/// acknowledged everything queued for it. The returned ack completes then, or fails
+/// (`-NOREPLICAS`) after one write timeout.
+#[must_use]
+pub fn drain_to(
+    cluster: Arc<crate::cluster::Cluster>,
+    to: NodeId,
+    epoch: u64,
+    slots: Vec<u16>,
+    timeout: Duration,
+) -> Ack {
+    let ack = Ack::default();
+    let done = ack.clone();
+    tokio::spawn(async move {
+        let flushed = tokio::time::timeout(timeout, async {
+            cluster.wait_for_epoch(epoch).await;
+            cluster.quiesce(&slots).await;
+            cluster.replication.drain(&[to], timeout).await
+        })
+        .await;
+        done.complete(if matches!(flushed, Ok(Ok(()))) {
+            DONE
+        } else {
+            TIMED_OUT
+        });
+    });
+    ack
 }
 
 /// How long a write waits for its copies before it is answered `-NOREPLICAS`: past the time a
@@ -834,8 +898,7 @@ pub fn versions(shared: &Shared, keys: &[&[u8]], now: u64) -> Vec<Option<Vec<u8>
 /// Any copy of the slot runs it (under `quorum` every copy coordinates).
 ///
 /// # Errors
-/// Fewer copies than the read quorum answered in time; a newer state found while this node, the
-/// slot's primary, has the slot paused for the end of a move (`TRYAGAIN` either way).
+/// Fewer copies than the read quorum answered in time.
 pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'static str> {
     const TOO_FEW: &str = "TRYAGAIN Not enough copies answered the quorum read";
     let cluster = shared.cluster.clone().ok_or(TOO_FEW)?;
@@ -914,7 +977,7 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
             }
             continue;
         };
-        restore_from_copy(&shared, primary, newest.clone(), now)?;
+        restore_from_copy(&shared, primary, newest.clone(), now);
         for (i, effects) in &answers {
             if effects.get(k).cloned().flatten().map(|e| e.version) < Some(newest.version) {
                 repair(&shared, &peers[*i], &newest);
@@ -941,7 +1004,7 @@ pub fn take_repair(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, 
         let primary = view
             .as_ref()
             .is_some_and(|v| v.mine(dcache_placement::slot(&effect.key)));
-        if restore_from_copy(shared, primary, effect, now)? {
+        if restore_from_copy(shared, primary, effect, now) {
             applied += 1;
         }
     }

@@ -576,47 +576,118 @@ async fn only_quorum_lets_a_replica_take_writes() {
 }
 
 /// A replica's write reaches the primary as an effect, and the primary accounts for it as for a
-/// client's write while it moves the slot: recorded for the move to copy again while the slot is
-/// watched; refused while the slot is paused for the move's last step (the replica sends it again
-/// once the slot is settled, and only then is the write acknowledged, with W = 2 of 2).
+/// client's write while it moves the slot: recorded for the move to copy again, whether the slot
+/// is watched or paused for the move's last step (when the other copies flush to the primary
+/// what they coordinated, `CLUSTER DRAIN`).
 #[tokio::test]
-async fn under_quorum_a_replicas_write_is_recorded_or_refused_by_a_primary_moving_the_slot() {
+async fn under_quorum_a_primary_moving_the_slot_records_a_replicas_writes() {
     let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
     let key = "moving-key";
     let slot = dcache_placement::slot(key.as_bytes());
     let primary = holder(&control, &nodes, key, 0);
     let replica = holder(&control, &nodes, key, 1);
     let cluster = primary.shared.cluster.as_ref().unwrap();
-    cluster.watch(&[slot]).await;
     let mut con = replica.client().await;
+    assert_eq!(set(&mut con, key, "settled").await.unwrap(), Value::Okay);
+    assert!(cluster.take_dirty().is_empty(), "nothing recorded");
+    cluster.watch(&[slot]).await;
     assert_eq!(set(&mut con, key, "watched").await.unwrap(), Value::Okay);
-    assert!(holds(primary, key, "watched"));
-    assert!(
-        cluster.take_dirty().contains(key.as_bytes()),
-        "recorded for the move"
-    );
-
+    assert!(holds(primary, key, "watched"), "W = 2 of 2");
+    assert!(cluster.take_dirty().contains(key.as_bytes()), "watched");
     cluster.pause(&[slot]).await;
-    let mut writer = replica.raw().await;
-    let request = format!(
-        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$6\r\npaused\r\n",
-        key.len()
-    );
-    let write = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        writer.write_all(request.as_bytes()).await.unwrap();
-        common::read_until(&mut writer, b"\r\n").await
-    });
-    until_holds(replica, key, "paused").await;
-    assert!(
-        !holds(primary, key, "paused"),
-        "a paused slot takes no write"
-    );
-    assert!(!write.is_finished(), "acknowledged without the primary");
-    cluster.settle(&[slot]);
-    let reply = String::from_utf8(write.await.unwrap()).unwrap();
-    assert_eq!(reply, "+OK\r\n");
+    assert_eq!(set(&mut con, key, "paused").await.unwrap(), Value::Okay);
     assert!(holds(primary, key, "paused"));
+    assert!(cluster.take_dirty().contains(key.as_bytes()), "paused");
+    // The primary itself refuses its clients' writes meanwhile.
+    let mut at_primary = primary.client().await;
+    let e = error_text(&mut at_primary, &["SET", key, "x"]).await;
+    assert!(e.starts_with("TRYAGAIN"), "{e}");
+    cluster.settle(&[slot]);
+}
+
+/// `CLUSTER DRAIN` at a copy answers once the node it names acknowledged everything this copy
+/// queued for it, and refuses a slot that is not one.
+#[tokio::test]
+async fn cluster_drain_answers_once_the_stream_is_acknowledged() {
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "drained";
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let primary_id = primary.shared.cluster.as_ref().unwrap().view().me.clone();
+    let mut con = replica.client().await;
+    assert_eq!(set(&mut con, key, "v").await.unwrap(), Value::Okay);
+    let epoch = topology(&control).epoch.to_string();
+    let slot = dcache_placement::slot(key.as_bytes()).to_string();
+    let ok: String = query(&mut con, &["CLUSTER", "DRAIN", &primary_id, &epoch, &slot]).await;
+    assert_eq!(ok, "OK");
+    let streams = replica.shared.cluster.as_ref().unwrap().replication.streams();
+    let (_, queued, acked) = streams.iter().find(|s| s.0 == primary_id).unwrap();
+    assert_eq!(queued, acked);
+    let e = error_text(&mut con, &["CLUSTER", "DRAIN", &primary_id, &epoch, "16384"]).await;
+    assert_eq!(e, "ERR Invalid slot");
+}
+
+/// Quorum writes sent to replicas while a node joins and the slots move: every acknowledged
+/// write is on every copy of the settled cluster (W = N = 2). Replicas send the writes of a slot
+/// that is about to move to its primary (`-MOVED`), which the writer skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
+    let (control, mut nodes) =
+        replicated(3, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let mut cons = std::collections::HashMap::new();
+    for node in &nodes {
+        cons.insert(node.addr.port(), node.client().await);
+    }
+    let (newcomer, newcomer_node) = common::members::member(&control, enabled()).await;
+    let writer_control = Arc::clone(&control);
+    let writes = tokio::spawn(async move {
+        let mut last: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut moved = 0;
+        for i in 0..3_000u32 {
+            let key = format!("rb:{}", i % 300);
+            let t = topology(&writer_control);
+            let copies = t.replicas_of(dcache_placement::slot(key.as_bytes()));
+            let Some(con) = copies.get(1).and_then(|r| cons.get_mut(&r.port)) else {
+                continue;
+            };
+            match cmd(con, &["SET", &key, &i.to_string()]).await {
+                Ok(_) => {
+                    last.insert(key, i);
+                }
+                Err(e) if e.to_string().contains("Moved") || e.code() == Some("MOVED") => moved += 1,
+                Err(_) => {}
+            }
+        }
+        (last, moved)
+    });
+    control.apply(&Change::Join(newcomer_node)).unwrap();
+    let mut rx = control.subscribe();
+    let settled = tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|t| t.target.is_none()))
+        .await
+        .expect("the rebalance ends within a minute")
+        .unwrap()
+        .clone();
+    let (last, moved) = writes.await.unwrap();
+    assert!(last.len() > 100, "few writes acknowledged ({moved} sent to the primary)");
+    nodes.push(newcomer);
+    common::members::reach_epoch(&nodes, settled.epoch).await;
+    for (key, value) in last {
+        for copy in settled.replicas_of(dcache_placement::slot(key.as_bytes())) {
+            let node = nodes
+                .iter()
+                .find(|n| n.addr.port() == copy.port)
+                .unwrap();
+            let now = node.shared.clock.now_ms();
+            let held = match node.shared.store.effect_of(key.as_bytes(), now).change {
+                dcache_store::Change::Put {
+                    value: dcache_store::OwnedValue::Str(v),
+                    ..
+                } => std::str::from_utf8(&v).unwrap().parse::<u32>().unwrap(),
+                other => panic!("{key}: {other:?} on {}", copy.port),
+            };
+            assert!(held >= value, "{key}: {held} on {}, {value} acknowledged", copy.port);
+        }
+    }
 }
 
 /// While a slot's copies are about to change, its replicas send writes to the primary, which

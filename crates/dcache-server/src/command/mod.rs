@@ -278,7 +278,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error(&e);
         return;
     }
-    let (write, read_slot) = match route(ctx, cmd, args) {
+    let (entered, read_slot) = match route(ctx, cmd, args) {
         Ok(routed) => routed,
         Err(e) => {
             ctx.shared.stats.rejected(ctx.conn.info.id, index);
@@ -312,7 +312,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         match admit(ctx, cmd, args) {
             Ok(room) => Some(room),
             Err(e) => {
-                if let Some((slot, Some(watched))) = write {
+                if let Some((slot, watched)) = entered {
                     ctx.shared.cluster.as_ref().expect("entered").leave(
                         slot,
                         watched,
@@ -330,7 +330,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     let mark = ctx.out.len();
     // A chain's head registers a write before it runs, so that a read of the slot that sees it
     // waits until the tail holds it (`crate::replicate`).
-    let replicated = write.and_then(|(slot, _)| crate::replicate::before_write(ctx.shared, slot));
+    let replicated = entered.and_then(|(slot, _)| crate::replicate::before_write(ctx.shared, slot));
     let result = (cmd.handler)(ctx, args);
     drop(room);
     if let Some((slot, ack)) = replicated {
@@ -344,7 +344,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         // once they are there.
         ctx.conn.hold = crate::replicate::before_read(ctx.shared, slot);
     }
-    if let Some((slot, Some(watched))) = write {
+    if let Some((slot, watched)) = entered {
         let cluster = ctx.shared.cluster.as_ref().expect("entered");
         cluster.leave(
             slot,
@@ -378,17 +378,18 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     *clock = now;
 }
 
-/// What [`route`] found: for a write that runs here, its slot and, when it entered the slot's
-/// migration accounting (at the primary), whether the slot is watched; for a read, its slot.
-type Routed = (Option<(u16, Option<bool>)>, Option<u16>);
+/// What [`route`] found: for a write to a slot of this node, `(slot, watched)`; for a read,
+/// its slot.
+type Routed = (Option<(u16, bool)>, Option<u16>);
 
 /// Sends a keyed request where the cluster serves its slot: `-MOVED` to the owner, `-CROSSSLOT`
 /// for keys of several slots, `-CLUSTERDOWN` for a slot no one serves, `-TRYAGAIN` while the
 /// slot is paused for the end of a migration. For a write to a slot this node is the primary of,
-/// `Some((slot, Some(watched)))`: it is counted until [`crate::cluster::Cluster::leave`], which
+/// `Some((slot, watched))`: it is counted until [`crate::cluster::Cluster::leave`], which
 /// the caller owes it after it ran, and its keys are recorded if the slot is being migrated
-/// away. A write that a replica coordinates (`quorum`) is `Some((slot, None))`: the primary
-/// accounts for it when its effects arrive there.
+/// away. A write that a replica coordinates (`quorum`) is `Some((slot, false))`: counted
+/// too ([`crate::cluster::Cluster::enter_copy`]); the primary accounts for it in its migrations
+/// when its effects arrive there.
 fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, String> {
     let Some(cluster) = ctx.shared.cluster.as_deref() else {
         return Ok((None, None));
@@ -409,10 +410,12 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, Str
             slot: Some(slot), ..
         } if writes => cluster
             .enter(slot)
-            .map(|watched| (Some((slot, Some(watched))), None))
+            .map(|watched| (Some((slot, watched)), None))
             .map_err(str::to_owned),
         crate::cluster::Route::Here { slot, .. } => Ok((None, slot)),
-        crate::cluster::Route::Copy { slot } if writes => Ok((Some((slot, None)), None)),
+        crate::cluster::Route::Copy { slot } if writes => cluster
+            .enter_copy(slot)
+            .map(|()| (Some((slot, false)), None)),
         crate::cluster::Route::Copy { slot } => Ok((None, Some(slot))),
     }
 }

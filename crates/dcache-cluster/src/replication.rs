@@ -647,6 +647,15 @@ impl<E: Clone, T> Replicator<E, T> {
         self.streams.get(peer).map_or(0, |s| s.queued)
     }
 
+    /// The items queued for `peer` that it has not acknowledged, oldest first: what flushing the
+    /// stream to it delivers (a `quorum` move waits for that at every copy).
+    pub fn unacked(&self, peer: &str) -> impl Iterator<Item = &E> + '_ {
+        self.streams
+            .get(peer)
+            .into_iter()
+            .flat_map(|s| s.backlog.iter())
+    }
+
     /// The offset `peer` acknowledged (0 if none).
     #[must_use]
     pub fn acked_offset(&self, peer: &str) -> u64 {

@@ -1148,12 +1148,25 @@ impl Sim {
         for (slot, source, others) in flushes {
             let to = id(source);
             for c in others {
-                let items: Vec<Item> = self.nodes[c]
-                    .core
-                    .unacked(&to)
-                    .filter(|item| slot_of(item.key) == slot)
-                    .cloned()
+                // The copy's own state of the slot first (the server's `CLUSTER PUSH`, before
+                // the snapshot): the source may lack a write that W other copies hold.
+                let mut items: Vec<Item> = self.nodes[c]
+                    .store
+                    .iter()
+                    .filter(|(k, _)| slot_of(**k) == slot)
+                    .map(|(&key, &(version, value))| Item {
+                        key,
+                        version,
+                        value,
+                    })
                     .collect();
+                items.extend(
+                    self.nodes[c]
+                        .core
+                        .unacked(&to)
+                        .filter(|item| slot_of(item.key) == slot)
+                        .cloned(),
+                );
                 for item in &items {
                     self.nodes[source].apply(item);
                 }

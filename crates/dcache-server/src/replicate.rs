@@ -153,6 +153,9 @@ pub struct Replication {
     /// Peers that need a task; the manager ([`run`]) starts them.
     spawn: tokio::sync::mpsc::UnboundedSender<NodeId>,
     spawn_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<NodeId>>>,
+    /// `CLUSTER PUSH` requests ([`push_to`]); the manager ([`run`]) carries them out.
+    pushes: tokio::sync::mpsc::UnboundedSender<Push>,
+    pushes_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Push>>>,
     /// Waiting writes by deadline: (deadline, waiter id).
     deadlines: Mutex<VecDeque<(Instant, u64)>>,
     /// Wakes WAIT and `INFO` readers when acknowledgements arrive.
@@ -202,6 +205,7 @@ impl Replication {
     #[must_use]
     pub fn new(me: &str) -> Replication {
         let (spawn, spawn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (pushes, pushes_rx) = tokio::sync::mpsc::unbounded_channel();
         Replication {
             me: me.to_owned(),
             core: Mutex::new(Replicator::new(
@@ -215,6 +219,8 @@ impl Replication {
             peers: Mutex::default(),
             spawn,
             spawn_rx: Mutex::new(Some(spawn_rx)),
+            pushes,
+            pushes_rx: Mutex::new(Some(pushes_rx)),
             deadlines: Mutex::default(),
             progress: Notify::new(),
             applied_items: AtomicU64::new(0),
@@ -606,6 +612,127 @@ fn restore_from_copy(shared: &Shared, primary: bool, effect: dcache_store::Effec
     changed
 }
 
+/// A `CLUSTER PUSH` to carry out: this node's copy of `slots` to `to`.
+#[derive(Debug)]
+struct Push {
+    to: (String, u16),
+    slots: Vec<u16>,
+    ack: Ack,
+}
+
+/// The other copies of `batch`'s slots, as `host:port`s, for a move at their primary.
+fn other_copies(view: &crate::cluster::View, batch: &[u16]) -> Vec<(String, u16)> {
+    let mut copies: Vec<(String, u16)> = batch
+        .iter()
+        .flat_map(|&s| view.topology.replicas_of(s))
+        .filter(|n| n.id != view.me)
+        .map(|n| (n.host.clone(), n.port))
+        .collect();
+    copies.sort_unstable();
+    copies.dedup();
+    copies
+}
+
+/// Asks each of `copies` to answer `args`, one after the other, within `limit` each.
+async fn ask_each(
+    shared: &Shared,
+    copies: &[(String, u16)],
+    args: &[&[u8]],
+    limit: Duration,
+) -> Result<(), String> {
+    let password = shared.config().requirepass.clone();
+    let what = String::from_utf8_lossy(args[1]).into_owned();
+    for (host, port) in copies {
+        tokio::time::timeout(limit, crate::migrate::ask((host.as_str(), *port), &password, args))
+            .await
+            .map_err(|_| format!("{host}:{port} did not answer CLUSTER {what} in time"))?
+            .map_err(|e| format!("{host}:{port} answered CLUSTER {what}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Before a `quorum` move gives `batch` new copies, at its primary: any W copies acknowledge a
+/// write, so this node may lack one that others hold (a copy that coordinated it failed before
+/// its stream got here), and the new copies are filled from this node's snapshot. Each other
+/// copy first sends this node its own copy of the batch (`CLUSTER PUSH`, taken by version as a
+/// read repair is), so that the snapshot has the newest of every copy. It costs a copy of the
+/// batch from each of them.
+///
+/// # Errors
+/// A copy did not answer in time: the move is tried again later.
+pub async fn gather_copies(shared: &Shared, batch: &[u16]) -> Result<(), String> {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return Ok(());
+    };
+    let view = cluster.view();
+    if view.topology.settings.strategy != dcache_cluster::Strategy::Quorum {
+        return Ok(());
+    }
+    let Some(me) = view.myself() else {
+        return Ok(());
+    };
+    let port = me.port.to_string();
+    let slots: Vec<String> = batch.iter().map(u16::to_string).collect();
+    let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"PUSH", me.host.as_bytes(), port.as_bytes()];
+    args.extend(slots.iter().map(String::as_bytes));
+    ask_each(shared, &other_copies(&view, batch), &args, PUSH_TIMEOUT).await
+}
+
+/// How long a copy may take to push its copy of a batch ([`gather_copies`]).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `CLUSTER PUSH host port slot…` ([`gather_copies`]), at a copy: sends this node's copy of the
+/// slots to `host:port` as read repairs. The returned ack completes when they are there, or
+/// fails (`-NOREPLICAS`).
+#[must_use]
+pub fn push_to(cluster: &crate::cluster::Cluster, to: (String, u16), slots: Vec<u16>) -> Ack {
+    let ack = Ack::default();
+    let push = Push {
+        to,
+        slots,
+        ack: ack.clone(),
+    };
+    if cluster.replication.pushes.send(push).is_err() {
+        ack.complete(TIMED_OUT);
+    }
+    ack
+}
+
+/// Carries out a [`Push`]: each slot in bounded requests, one at a time.
+async fn push_slots(shared: Arc<Shared>, push: Push) {
+    let password = shared.config().requirepass.clone();
+    let (host, port) = (push.to.0.as_str(), push.to.1);
+    for &slot in &push.slots {
+        let mut cursor = dcache_store::DumpCursor::default();
+        loop {
+            let (records, next) =
+                shared
+                    .store
+                    .dump_slot(slot, cursor, BATCH_BYTES, shared.clock.now_ms());
+            let mut body = Vec::new();
+            for record in &records {
+                record.encode(&mut body);
+            }
+            if !body.is_empty() {
+                let args: [&[u8]; 3] = [b"CLUSTER", b"REPAIR", &body];
+                let sent =
+                    tokio::time::timeout(PUSH_TIMEOUT, crate::migrate::ask((host, port), &password, &args))
+                        .await;
+                if !matches!(sent, Ok(Ok(_))) {
+                    tracing::debug!("pushing slot {slot} to {host}:{port} failed");
+                    push.ack.complete(TIMED_OUT);
+                    return;
+                }
+            }
+            match next {
+                Some(c) => cursor = c,
+                None => break,
+            }
+        }
+    }
+    push.ack.complete(DONE);
+}
+
 /// The end of a `quorum` move of `batch`, at its primary, with the batch paused: every other
 /// copy coordinates writes too, and may hold some that did not reach this node yet (a copy that
 /// learns of the move late coordinates writes of the slot until then). Each copy is asked to
@@ -624,29 +751,14 @@ pub async fn flush_copies(shared: &Shared, batch: &[u16]) -> Result<(), String> 
     if view.topology.settings.strategy != dcache_cluster::Strategy::Quorum {
         return Ok(());
     }
-    let mut copies: Vec<(String, u16)> = batch
-        .iter()
-        .flat_map(|&s| view.topology.replicas_of(s))
-        .filter(|n| n.id != view.me)
-        .map(|n| (n.host.clone(), n.port))
-        .collect();
-    copies.sort_unstable();
-    copies.dedup();
     let epoch = view.topology.epoch.to_string();
     let slots: Vec<String> = batch.iter().map(u16::to_string).collect();
     let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"DRAIN", view.me.as_bytes(), epoch.as_bytes()];
     args.extend(slots.iter().map(String::as_bytes));
-    let password = shared.config().requirepass.clone();
     // The copy waits at most one write timeout; past that (and a margin for the answer) it is
     // not coming.
     let limit = write_timeout(shared) + Duration::from_secs(1);
-    for (host, port) in copies {
-        tokio::time::timeout(limit, crate::migrate::ask((host.as_str(), port), &password, &args))
-            .await
-            .map_err(|_| format!("{host}:{port} did not flush its writes in time"))?
-            .map_err(|e| format!("{host}:{port} did not flush its writes: {e}"))?;
-    }
-    Ok(())
+    ask_each(shared, &other_copies(&view, batch), &args, limit).await
 }
 
 /// `CLUSTER DRAIN node epoch slot…` ([`flush_copies`]), at a copy: once this node has the
@@ -696,6 +808,9 @@ pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<boo
     let Some(mut spawn) = cluster.replication.spawn_rx.lock().take() else {
         return;
     };
+    let Some(mut pushes) = cluster.replication.pushes_rx.lock().take() else {
+        return;
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -705,6 +820,10 @@ pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<boo
                 if let Some(notify) = notify {
                     tokio::spawn(peer_task(Arc::clone(&shared), peer, notify, stop.clone()));
                 }
+            }
+            push = pushes.recv() => {
+                let Some(push) = push else { return };
+                tokio::spawn(push_slots(Arc::clone(&shared), push));
             }
             _ = tick.tick() => cluster.replication.expire(Instant::now()),
             _ = stop.changed() => return,

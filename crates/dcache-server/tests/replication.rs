@@ -630,10 +630,28 @@ async fn cluster_drain_answers_once_the_stream_is_acknowledged() {
 /// Quorum writes sent to replicas while a node joins and the slots move: every acknowledged
 /// write is on every copy of the settled cluster (W = N = 2). Replicas send the writes of a slot
 /// that is about to move to its primary (`-MOVED`), which the writer skips.
+///
+/// And the primary may lack a write that other copies hold (W copies acknowledged it, not
+/// necessarily the primary): a move that gives a slot new copies first gathers every copy's
+/// state at the primary (`CLUSTER PUSH`), so the new copies get the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
     let (control, mut nodes) =
         replicated(3, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let gathered: Vec<String> = (0..200).map(|i| format!("gather:{i}")).collect();
+    for key in &gathered {
+        let mut con = holder(&control, &nodes, key, 0).client().await;
+        assert_eq!(set(&mut con, key, "old").await.unwrap(), Value::Okay);
+        // The replica alone gets a newer state.
+        let replica = holder(&control, &nodes, key, 1);
+        let newer = newer_effect(replica, key, "new");
+        replica
+            .shared
+            .store
+            .restore(newer, replica.shared.clock.now_ms())
+            .unwrap();
+    }
+    let before = topology(&control);
     let mut cons = std::collections::HashMap::new();
     for node in &nodes {
         cons.insert(node.addr.port(), node.client().await);
@@ -688,6 +706,21 @@ async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
             assert!(held >= value, "{key}: {held} on {}, {value} acknowledged", copy.port);
         }
     }
+    let mut checked = 0;
+    for key in &gathered {
+        let slot = dcache_placement::slot(key.as_bytes());
+        let old: Vec<String> = before.replicas_of(slot).iter().map(|n| n.id.clone()).collect();
+        let now = settled.replicas_of(slot);
+        if now.iter().all(|n| old.contains(&n.id)) {
+            continue;
+        }
+        checked += 1;
+        for copy in now {
+            let node = nodes.iter().find(|n| n.addr.port() == copy.port).unwrap();
+            assert!(holds(node, key, "new"), "{key} on {}", copy.port);
+        }
+    }
+    assert!(checked > 10, "only {checked} keys moved to a new copy");
 }
 
 /// While a slot's copies are about to change, its replicas send writes to the primary, which
@@ -743,4 +776,26 @@ async fn under_quorum_a_replica_sends_the_writes_of_a_moving_slot_to_the_primary
     assert_eq!(route(&k_moving, false), Route::Copy { slot: moving });
     assert_eq!(route(&k_settled, true), Route::Copy { slot: settled });
     assert_eq!(route(&k_settled, false), Route::Copy { slot: settled });
+}
+
+/// `CLUSTER PUSH` sends this copy's state of slots to a node, taken there by version.
+#[tokio::test]
+async fn cluster_push_sends_a_copys_slot_to_a_node() {
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "pushed";
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let newer = newer_effect(replica, key, "newest");
+    replica
+        .shared
+        .store
+        .restore(newer, replica.shared.clock.now_ms())
+        .unwrap();
+    assert!(!holds(primary, key, "newest"));
+    let mut con = replica.client().await;
+    let slot = dcache_placement::slot(key.as_bytes()).to_string();
+    let port = primary.addr.port().to_string();
+    let ok: String = query(&mut con, &["CLUSTER", "PUSH", "127.0.0.1", &port, &slot]).await;
+    assert_eq!(ok, "OK");
+    assert!(holds(primary, key, "newest"));
 }

@@ -162,6 +162,21 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ));
             ctx.out.ok();
         }
+        // Before a quorum move: this node's copy of the slots to their primary
+        // (`crate::replicate::push_to`), answered once it is there.
+        b"PUSH" => {
+            if args.len() < 5 {
+                return Err(subcommand_arity("cluster", sub));
+            }
+            let host = String::from_utf8_lossy(args.get(2)).into_owned();
+            let port = port_arg(args.get(3), "base")?;
+            let slots = args
+                .iter_from(4)
+                .map(slot_arg)
+                .collect::<Result<Vec<u16>, Error>>()?;
+            ctx.conn.hold = Some(crate::replicate::push_to(&cluster, (host, port), slots));
+            ctx.out.ok();
+        }
         b"REPAIR" => {
             arity(3)?;
             let applied = crate::replicate::take_repair(ctx.shared, args.get(2), ctx.now)?;

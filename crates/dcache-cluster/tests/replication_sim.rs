@@ -523,10 +523,12 @@ impl Sim {
                 .map(|n| n.id.as_str())
         });
         self.layouts.insert(self.topo.epoch, layout);
-        let moving = self.real.map(|real| match (&self.topo.slots, &self.topo.target) {
-            (Some(now), Some(target)) => !now.same_set(target, real),
-            _ => false,
-        });
+        let moving = self
+            .real
+            .map(|real| match (&self.topo.slots, &self.topo.target) {
+                (Some(now), Some(target)) => !now.same_set(target, real),
+                _ => false,
+            });
         self.moving.insert(self.topo.epoch, moving);
     }
 

@@ -599,7 +599,12 @@ pub fn apply(
 /// to copy again, paused or not (the other copies flush what they coordinated to the primary
 /// while it holds the slot paused: [`flush_copies`]). Returns whether it changed anything (a copy
 /// that has no room for it evicts on its own: the key is a miss later, not an error).
-fn restore_from_copy(shared: &Shared, primary: bool, effect: dcache_store::Effect, now: u64) -> bool {
+fn restore_from_copy(
+    shared: &Shared,
+    primary: bool,
+    effect: dcache_store::Effect,
+    now: u64,
+) -> bool {
     let cluster = match &shared.cluster {
         Some(cluster) if primary => cluster,
         _ => return shared.store.restore(effect, now).unwrap_or(false),
@@ -643,10 +648,13 @@ async fn ask_each(
     let password = shared.config().requirepass.clone();
     let what = String::from_utf8_lossy(args[1]).into_owned();
     for (host, port) in copies {
-        tokio::time::timeout(limit, crate::migrate::ask((host.as_str(), *port), &password, args))
-            .await
-            .map_err(|_| format!("{host}:{port} did not answer CLUSTER {what} in time"))?
-            .map_err(|e| format!("{host}:{port} answered CLUSTER {what}: {e}"))?;
+        tokio::time::timeout(
+            limit,
+            crate::migrate::ask((host.as_str(), *port), &password, args),
+        )
+        .await
+        .map_err(|_| format!("{host}:{port} did not answer CLUSTER {what} in time"))?
+        .map_err(|e| format!("{host}:{port} answered CLUSTER {what}: {e}"))?;
     }
     Ok(())
 }
@@ -715,9 +723,11 @@ async fn push_slots(shared: Arc<Shared>, push: Push) {
             }
             if !body.is_empty() {
                 let args: [&[u8]; 3] = [b"CLUSTER", b"REPAIR", &body];
-                let sent =
-                    tokio::time::timeout(PUSH_TIMEOUT, crate::migrate::ask((host, port), &password, &args))
-                        .await;
+                let sent = tokio::time::timeout(
+                    PUSH_TIMEOUT,
+                    crate::migrate::ask((host, port), &password, &args),
+                )
+                .await;
                 if !matches!(sent, Ok(Ok(_))) {
                     tracing::debug!("pushing slot {slot} to {host}:{port} failed");
                     push.ack.complete(TIMED_OUT);

@@ -502,8 +502,14 @@ async fn under_quorum_a_write_at_a_replica_is_acknowledged_and_read_at_every_cop
     let key = "rq:both";
     let mut at_primary = holder(&control, &nodes, key, 0).client().await;
     let mut at_replica = holder(&control, &nodes, key, 2).client().await;
-    assert_eq!(set(&mut at_primary, key, "first").await.unwrap(), Value::Okay);
-    assert_eq!(set(&mut at_replica, key, "second").await.unwrap(), Value::Okay);
+    assert_eq!(
+        set(&mut at_primary, key, "first").await.unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        set(&mut at_replica, key, "second").await.unwrap(),
+        Value::Okay
+    );
     let read: String = query(&mut at_primary, &["GET", key]).await;
     assert_eq!(read, "second");
 }
@@ -530,7 +536,10 @@ async fn under_quorum_a_read_at_a_replica_answers_the_newest_and_repairs_a_stale
         .unwrap();
     let value: String = query(&mut con, &["GET", key]).await;
     assert_eq!(value, "two");
-    assert!(holds(replica, key, "two"), "the coordinator repaired itself");
+    assert!(
+        holds(replica, key, "two"),
+        "the coordinator repaired itself"
+    );
 
     // The replica has a newer state the primary lacks: the read at the replica repairs the
     // primary.
@@ -620,10 +629,20 @@ async fn cluster_drain_answers_once_the_stream_is_acknowledged() {
     let slot = dcache_placement::slot(key.as_bytes()).to_string();
     let ok: String = query(&mut con, &["CLUSTER", "DRAIN", &primary_id, &epoch, &slot]).await;
     assert_eq!(ok, "OK");
-    let streams = replica.shared.cluster.as_ref().unwrap().replication.streams();
+    let streams = replica
+        .shared
+        .cluster
+        .as_ref()
+        .unwrap()
+        .replication
+        .streams();
     let (_, queued, acked) = streams.iter().find(|s| s.0 == primary_id).unwrap();
     assert_eq!(queued, acked);
-    let e = error_text(&mut con, &["CLUSTER", "DRAIN", &primary_id, &epoch, "16384"]).await;
+    let e = error_text(
+        &mut con,
+        &["CLUSTER", "DRAIN", &primary_id, &epoch, "16384"],
+    )
+    .await;
     assert_eq!(e, "ERR Invalid slot");
 }
 
@@ -636,8 +655,7 @@ async fn cluster_drain_answers_once_the_stream_is_acknowledged() {
 /// state at the primary (`CLUSTER PUSH`), so the new copies get the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
-    let (control, mut nodes) =
-        replicated(3, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let (control, mut nodes) = replicated(3, Settings::new(1, Strategy::Quorum), enabled()).await;
     let gathered: Vec<String> = (0..200).map(|i| format!("gather:{i}")).collect();
     for key in &gathered {
         let mut con = holder(&control, &nodes, key, 0).client().await;
@@ -672,7 +690,9 @@ async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
                 Ok(_) => {
                     last.insert(key, i);
                 }
-                Err(e) if e.to_string().contains("Moved") || e.code() == Some("MOVED") => moved += 1,
+                Err(e) if e.to_string().contains("Moved") || e.code() == Some("MOVED") => {
+                    moved += 1
+                }
                 Err(_) => {}
             }
         }
@@ -680,21 +700,22 @@ async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
     });
     control.apply(&Change::Join(newcomer_node)).unwrap();
     let mut rx = control.subscribe();
-    let settled = tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|t| t.target.is_none()))
-        .await
-        .expect("the rebalance ends within a minute")
-        .unwrap()
-        .clone();
+    let settled =
+        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|t| t.target.is_none()))
+            .await
+            .expect("the rebalance ends within a minute")
+            .unwrap()
+            .clone();
     let (last, moved) = writes.await.unwrap();
-    assert!(last.len() > 100, "few writes acknowledged ({moved} sent to the primary)");
+    assert!(
+        last.len() > 100,
+        "few writes acknowledged ({moved} sent to the primary)"
+    );
     nodes.push(newcomer);
     common::members::reach_epoch(&nodes, settled.epoch).await;
     for (key, value) in last {
         for copy in settled.replicas_of(dcache_placement::slot(key.as_bytes())) {
-            let node = nodes
-                .iter()
-                .find(|n| n.addr.port() == copy.port)
-                .unwrap();
+            let node = nodes.iter().find(|n| n.addr.port() == copy.port).unwrap();
             let now = node.shared.clock.now_ms();
             let held = match node.shared.store.effect_of(key.as_bytes(), now).change {
                 dcache_store::Change::Put {
@@ -703,13 +724,21 @@ async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
                 } => std::str::from_utf8(&v).unwrap().parse::<u32>().unwrap(),
                 other => panic!("{key}: {other:?} on {}", copy.port),
             };
-            assert!(held >= value, "{key}: {held} on {}, {value} acknowledged", copy.port);
+            assert!(
+                held >= value,
+                "{key}: {held} on {}, {value} acknowledged",
+                copy.port
+            );
         }
     }
     let mut checked = 0;
     for key in &gathered {
         let slot = dcache_placement::slot(key.as_bytes());
-        let old: Vec<String> = before.replicas_of(slot).iter().map(|n| n.id.clone()).collect();
+        let old: Vec<String> = before
+            .replicas_of(slot)
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
         let now = settled.replicas_of(slot);
         if now.iter().all(|n| old.contains(&n.id)) {
             continue;

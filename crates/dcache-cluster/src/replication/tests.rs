@@ -100,7 +100,11 @@ fn quorum_waits_for_w_minus_one_others() {
 fn under_quorum_a_replica_coordinates_and_waits_for_w_minus_one_others() {
     let mut b = node("b", Mode::Quorum { write: 2 }, &["a", "b", "c"]);
     waiting(b.submit("w", vec![(0, 4)], true));
-    assert_eq!(b.take("a", 10), Some((1, vec![4])), "the primary gets it too");
+    assert_eq!(
+        b.take("a", 10),
+        Some((1, vec![4])),
+        "the primary gets it too"
+    );
     assert_eq!(b.take("c", 10), Some((1, vec![4])));
     assert_eq!(b.acked("a", 1), vec![("w", Outcome::Done)]);
     // W = 3: both others.
@@ -123,7 +127,10 @@ fn who_sends_a_copy_its_writes() {
     assert!(!quorum.sends_to(0, "b", "x"));
     let primary = layout(Mode::Primary { sync: 1 }, &copies);
     assert!(primary.sends_to(0, "a", "b"));
-    assert!(!primary.sends_to(0, "b", "a"), "primary: replicas send nothing");
+    assert!(
+        !primary.sends_to(0, "b", "a"),
+        "primary: replicas send nothing"
+    );
     assert!(!primary.sends_to(0, "b", "c"));
     assert!(primary.coordinates(0, "a"));
     assert!(!primary.coordinates(0, "b"));

@@ -28,7 +28,8 @@
 //! the commit (a state transfer, the slot paused meanwhile), and the primary takes the new
 //! topology at once, as the node that drives the move. Under quorum the move waits until every
 //! other copy knows the slot moves (it then sends the slot's writes to the primary), and the
-//! primary first takes what their streams to it still hold (the server's `CLUSTER DRAIN`).
+//! primary first takes their copy of the slot and what their streams to it still hold (the
+//! server's `CLUSTER PUSH` and `CLUSTER DRAIN`).
 //!
 //! Checks (which ones a test asserts is in its `Promises`): every acknowledged write is seen by a
 //! read at the end (held by the slot's primary; under quorum, by enough copies that any

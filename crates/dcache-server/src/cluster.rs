@@ -201,9 +201,10 @@ pub enum Route {
     /// a write must still go through [`Cluster::enter`], which decides.
     Here { slot: Option<u16>, watched: bool },
     /// Run it here as a copy of `slot` that is not its primary: under `quorum` every copy
-    /// coordinates the reads and writes sent to it. A write does not go through
-    /// [`Cluster::enter`]: the primary drives the slot's migrations, and accounts for this
-    /// copy's writes when their effects reach it (`crate::replicate::apply`).
+    /// coordinates the reads and writes sent to it. A write goes through
+    /// [`Cluster::enter_copy`], not [`Cluster::enter`]: the primary drives the slot's
+    /// migrations, and accounts for this copy's writes when their effects reach it
+    /// (`crate::replicate::apply`).
     Copy { slot: u16 },
     /// Not an error Redis Cluster would give; the reply line.
     Refuse(String),
@@ -407,7 +408,7 @@ impl Cluster {
         if !view.mine(slot) {
             // Under `quorum` any copy coordinates, except a write while the slot moves: only
             // the primary knows when the move watches or pauses the slot's writes, so the write
-            // is sent there (`-MOVED`), where it is recorded for the move or refused as any.
+            // is sent there (`-MOVED`), where it is recorded for the move or refused as its own.
             if view.holds(slot)
                 && view.topology.settings.strategy == Strategy::Quorum
                 && !(writes && view.moving(slot))

@@ -570,7 +570,7 @@ impl<E: Clone, T> Replicator<E, T> {
                         group.need = sent.len();
                         group.required = Some(sent);
                     }
-                    Mode::Quorum { write } => {
+                    Mode::Quorum { .. } => {
                         let copies: Vec<NodeId> = self.others(slot, position);
                         group.parts.retain(|p| copies.contains(&p.peer));
                         // A copy the layout added was filled from the primary, which may lack
@@ -583,7 +583,7 @@ impl<E: Clone, T> Replicator<E, T> {
                                 }
                             }
                         }
-                        group.need = write.saturating_sub(1).min(copies.len());
+                        group.need = group.need.min(copies.len());
                         group.required = None;
                     }
                 }

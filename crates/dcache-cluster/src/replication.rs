@@ -10,10 +10,16 @@
 //!   strategy  origin (the slot's primary / head)          a copy that receives an item
 //!   primary   every other copy; done when K have it       applies it, acknowledges at once
 //!   quorum    every other copy; done when W-1 have it     applies it, acknowledges at once
+//!             (any copy is an origin: it coordinates)
 //!   chain     its successor; done when it acknowledges    applies it, sends it on to its own
 //!                                                         successor, acknowledges when that did
 //!                                                         (the tail at once)
 //! ```
+//!
+//! Under `quorum` every copy of a slot coordinates the writes sent to it: its items go to every
+//! other copy, the primary included, and a copy takes items of the slot from any other copy
+//! ([`Layout::sends_to`]). Versions carry the writing node's id, so two coordinators' concurrent
+//! writes of a key end the same on every copy: the higher version wins.
 //!
 //! The driver (the server) owns the sockets and the timers: it [`Replicator::submit`]s writes,
 //! [`Replicator::take`]s items to send, feeds acknowledgements to [`Replicator::acked`], and tells
@@ -23,7 +29,10 @@
 //! When the layout changes (a failover, a copy cut out of a chain), every waiting write is looked
 //! at again: a copy that is gone is no longer waited for (a primary's K shrinks to the copies
 //! left), and in a chain the items sent to a successor that was cut out are sent again to the new
-//! successor, which may lack them. Items carry versions, so a copy that gets one twice keeps one.
+//! successor, which may lack them. Under `quorum` a waiting write's items also go to the copies
+//! the new layout adds: a new copy was filled from the slot's primary, which may lack a write
+//! another copy coordinated (its items had not reached the primary before the move). Items carry
+//! versions, so a copy that gets one twice keeps one.
 //!
 //! A stream keeps what its peer has not acknowledged, so that a broken connection resends from
 //! [`Replicator::rewind`]. It keeps at most [`MAX_BACKLOG`] items: past that the oldest are
@@ -42,7 +51,7 @@ pub const MAX_BACKLOG: usize = 1 << 20;
 pub enum Mode {
     /// The primary acknowledges after `sync` other copies hold the write (0: at once).
     Primary { sync: usize },
-    /// The coordinator acknowledges after `write - 1` other copies hold it.
+    /// The coordinator (any copy) acknowledges after `write - 1` other copies hold it.
     Quorum { write: usize },
     /// The tail acknowledges, and each link after its successor did.
     Chain,
@@ -119,17 +128,33 @@ impl Layout {
         copies.next()
     }
 
-    /// Whether `from` is who sends `to` the writes of `slot`: its primary (primary, quorum), or
-    /// its predecessor in the chain. A copy applies a peer's items only from that sender, so that
-    /// a node that lost the slot (a deposed primary back from a partition, a link cut out of a
-    /// chain) cannot make the copies diverge with what it queued before.
+    /// Whether `from` is who sends `to` the writes of `slot`: its primary (primary), any other
+    /// copy (quorum: every copy coordinates), or its predecessor in the chain. A copy applies a
+    /// peer's items only from such a sender, so that a node that lost the slot (a deposed
+    /// primary back from a partition, a link cut out of a chain) cannot make the copies diverge
+    /// with what it queued before.
     #[must_use]
     pub fn sends_to(&self, slot: u16, from: &str, to: &str) -> bool {
         match self.mode {
             Mode::Chain => self.successor(slot, from) == Some(to),
-            Mode::Primary { .. } | Mode::Quorum { .. } => {
+            Mode::Primary { .. } => {
                 self.position(slot, from) == Some(0) && self.position(slot, to).is_some()
             }
+            Mode::Quorum { .. } => {
+                from != to
+                    && self.position(slot, from).is_some()
+                    && self.position(slot, to).is_some()
+            }
+        }
+    }
+
+    /// Whether `id` coordinates client writes of `slot`: its primary (head), or under `quorum`
+    /// any of its copies.
+    #[must_use]
+    pub fn coordinates(&self, slot: u16, id: &str) -> bool {
+        match self.mode {
+            Mode::Quorum { .. } => self.position(slot, id).is_some(),
+            Mode::Primary { .. } | Mode::Chain => self.position(slot, id) == Some(0),
         }
     }
 
@@ -177,6 +202,8 @@ struct Part<E> {
 struct Group<E> {
     slot: u16,
     parts: Vec<Part<E>>,
+    /// The write's items of this slot (under `quorum`, sent to copies a new layout adds).
+    items: Vec<E>,
     need: usize,
     required: Option<Vec<NodeId>>,
 }
@@ -335,12 +362,16 @@ impl<E: Clone, T> Replicator<E, T> {
                     groups.push(Group {
                         slot,
                         parts: Vec::new(),
+                        items: Vec::new(),
                         need,
                         required,
                     });
                     groups.last_mut().expect("just pushed")
                 }
             };
+            if matches!(self.layout.mode, Mode::Quorum { .. }) {
+                group.items.push(item.clone());
+            }
             for peer in peers {
                 let offset = self.queue(&peer, item.clone());
                 match marks.iter_mut().find(|(p, _)| *p == peer) {
@@ -542,14 +573,17 @@ impl<E: Clone, T> Replicator<E, T> {
                     Mode::Quorum { .. } => {
                         let copies: Vec<NodeId> = self.others(slot, position);
                         group.parts.retain(|p| copies.contains(&p.peer));
-                        let peers = {
-                            let mut peers: Vec<&str> =
-                                group.parts.iter().map(|p| p.peer.as_str()).collect();
-                            peers.sort_unstable();
-                            peers.dedup();
-                            peers.len()
-                        };
-                        group.need = group.need.min(peers);
+                        // A copy the layout added was filled from the primary, which may lack
+                        // this write (coordinated here, its items still on their way to the
+                        // primary when the move committed): send it there too.
+                        for copy in &copies {
+                            if !group.parts.iter().any(|p| p.peer == *copy) {
+                                for item in &group.items {
+                                    resend.push((copy.clone(), slot, item.clone()));
+                                }
+                            }
+                        }
+                        group.need = group.need.min(copies.len());
                         group.required = None;
                     }
                 }
@@ -611,6 +645,15 @@ impl<E: Clone, T> Replicator<E, T> {
     #[must_use]
     pub fn queued(&self, peer: &str) -> u64 {
         self.streams.get(peer).map_or(0, |s| s.queued)
+    }
+
+    /// The items queued for `peer` that it has not acknowledged, oldest first: what flushing the
+    /// stream to it delivers (a `quorum` move waits for that at every copy).
+    pub fn unacked(&self, peer: &str) -> impl Iterator<Item = &E> + '_ {
+        self.streams
+            .get(peer)
+            .into_iter()
+            .flat_map(|s| s.backlog.iter())
     }
 
     /// The offset `peer` acknowledged (0 if none).

@@ -3,7 +3,8 @@
 //! (`DCACHE_SEED=<n>` runs that seed alone, in every test).
 //!
 //! ```text
-//!   clients ── write/read ──► the slot's primary (head), as their view of the topology says
+//!   clients ── write/read ──► the slot's primary (head), as their view of the topology says;
+//!                             under quorum a write goes to any copy (every copy coordinates)
 //!                                │ submit(origin) ─► core ─► take ─► Apply{epoch, offsets, items}
 //!   controller: the Topology     ▼                                      │ FIFO per link, delay,
 //!   (Join, Set, Fail, Moved),   store (key → version, value)            │ loss, partitions
@@ -25,7 +26,10 @@
 //! node and from the controller, message loss, delay spikes. The plan then refills vacancies by
 //! migration (`Change::Moved`), during the writes; a new copy gets its slot from the primary at
 //! the commit (a state transfer, the slot paused meanwhile), and the primary takes the new
-//! topology at once, as the node that drives the move.
+//! topology at once, as the node that drives the move. Under quorum the move waits until every
+//! other copy knows the slot moves (it then sends the slot's writes to the primary), and the
+//! primary first takes their copy of the slot and what their streams to it still hold (the
+//! server's `CLUSTER PUSH` and `CLUSTER DRAIN`).
 //!
 //! Checks (which ones a test asserts is in its `Promises`): every acknowledged write is seen by a
 //! read at the end (held by the slot's primary; under quorum, by enough copies that any
@@ -34,6 +38,9 @@
 //! histories are linearizable (`dcache-check`). For an asynchronous primary the losses are counted
 //! and printed, not asserted. `DCACHE_TRACE=1` prints every event of a run, `DCACHE_LOSS=<p>`
 //! replays a seed at another message loss rate.
+//!
+//! Under quorum a client sends each write to a random copy of the slot in its view: every copy
+//! coordinates, sends the write to every other copy and takes theirs (`Layout::sends_to`).
 //!
 //! Not modelled: quorum reads and read repair (clients read the primary), deletes and expiry,
 //! the server's write pausing during a migration (the state transfer is instantaneous).
@@ -369,6 +376,8 @@ struct Report {
     /// The cluster did not settle (a plan unfinished, a copy down or behind).
     unsettled: Vec<String>,
     acked: usize,
+    /// Writes a copy other than the primary coordinated (quorum).
+    at_replicas: usize,
     unknown: usize,
     faults: Vec<String>,
     /// Everything observable, to compare two runs of one seed.
@@ -388,6 +397,8 @@ struct Sim {
     /// The real slots the simulated slots stand for.
     real: [u16; USED],
     layouts: BTreeMap<u64, Layout>,
+    /// Per epoch, whether each slot's copies are about to change (a move planned).
+    moving: BTreeMap<u64, [bool; USED]>,
     isolated: BTreeSet<usize>,
     link_last: BTreeMap<(usize, usize), Time>,
     /// Connections that lost a message: nothing more goes through them.
@@ -424,6 +435,7 @@ impl Sim {
             topo: Topology::default(),
             real: [0; USED],
             layouts: BTreeMap::new(),
+            moving: BTreeMap::new(),
             isolated: BTreeSet::new(),
             link_last: BTreeMap::new(),
             dead: BTreeSet::new(),
@@ -512,6 +524,13 @@ impl Sim {
                 .map(|n| n.id.as_str())
         });
         self.layouts.insert(self.topo.epoch, layout);
+        let moving = self
+            .real
+            .map(|real| match (&self.topo.slots, &self.topo.target) {
+                (Some(now), Some(target)) => !now.same_set(target, real),
+                _ => false,
+            });
+        self.moving.insert(self.topo.epoch, moving);
     }
 
     fn copies(&self, epoch: u64, slot: u16) -> Vec<usize> {
@@ -781,8 +800,9 @@ impl Sim {
         }
     }
 
-    /// A node that is no longer the slot's primary in the agreed topology acknowledges a write:
-    /// only fine if the primary holds it.
+    /// A node that is no longer the slot's primary in the agreed topology acknowledges a write
+    /// (under quorum, any copy but the primary, which coordinates writes too): only fine if a
+    /// read would see it.
     fn check_late_ack(&mut self, n: usize, write: &PendingWrite) {
         let epoch = self.topo.epoch;
         let copies = self.copies(epoch, write.slot);
@@ -819,13 +839,20 @@ impl Sim {
             .copied()
     }
 
+    /// A random copy of the slot in the client's view (which has one): under quorum each
+    /// coordinates the writes sent to it.
+    fn any_copy_in_view(&mut self, client: usize, slot: u16) -> usize {
+        let copies = self.copies(self.clients[client].view, slot);
+        copies[self.rng.random_range(0..copies.len())]
+    }
+
     fn client_next(&mut self, client: usize) {
         if self.issued >= OPS || self.clients[client].busy {
             return;
         }
         let key = self.rng.random_range(0..KEYS);
         let slot = slot_of(key);
-        let Some(node) = self.primary_in_view(client, slot) else {
+        let Some(primary) = self.primary_in_view(client, slot) else {
             self.clients[client].view = self.topo.epoch;
             let at = self.now + 10 * MS;
             self.schedule(at, Event::ClientNext { client });
@@ -833,6 +860,11 @@ impl Sim {
         };
         self.issued += 1;
         let write = self.rng.random_bool(0.5);
+        let node = if write && self.settings.strategy == Strategy::Quorum {
+            self.any_copy_in_view(client, slot)
+        } else {
+            primary
+        };
         let (value, history) = if write {
             self.next_value += 1;
             let v = self.next_value;
@@ -861,11 +893,22 @@ impl Sim {
         }
         let (key, value) = (self.ops[op].key, self.ops[op].value);
         let slot = slot_of(key);
-        let node = &mut self.nodes[n];
-        if node.core.layout().position(slot, &node.id) != Some(0) {
+        let node = &self.nodes[n];
+        // Under quorum a replica coordinates writes, except those of a slot about to move (as
+        // the server: only the primary, which drives the move, accounts for them).
+        let primary = node.core.layout().position(slot, &node.id) == Some(0);
+        let here = primary
+            || (value.is_some()
+                && node.core.layout().coordinates(slot, &node.id)
+                && !self.moving[&node.epoch][usize::from(slot)]);
+        if !here {
             self.reply(op, Reply::Moved);
             return;
         }
+        if !primary {
+            self.report.at_replicas += 1;
+        }
+        let node = &mut self.nodes[n];
         let chain = node.core.layout().mode == Mode::Chain;
         let Some(value) = value else {
             let current = node.store.get(&key).map(|&(_, v)| v);
@@ -1062,6 +1105,7 @@ impl Sim {
         };
         let up = |sim: &Sim, n: usize| sim.nodes[n].alive && !sim.isolated.contains(&n);
         let mut transfers = Vec::new();
+        let mut flushes = Vec::new();
         let mut drivers = BTreeSet::from([self.index[&to]]);
         for (s, &real) in self.real.iter().enumerate() {
             if !slots.contains(&real) {
@@ -1080,9 +1124,55 @@ impl Sim {
                 self.schedule(at, Event::Migrate);
                 return;
             }
+            if self.settings.strategy == Strategy::Quorum {
+                // Every copy coordinates writes: the source has the others flush their streams
+                // to it first, once they know the slot moves (they then send its writes to the
+                // source), as the server's `CLUSTER DRAIN`.
+                let others: Vec<usize> = self
+                    .copies(self.topo.epoch, s as u16)
+                    .into_iter()
+                    .filter(|&c| c != source)
+                    .collect();
+                if others
+                    .iter()
+                    .any(|&c| !up(self, c) || !self.moving[&self.nodes[c].epoch][s])
+                {
+                    let at = self.now + 100 * MS;
+                    self.schedule(at, Event::Migrate);
+                    return;
+                }
+                flushes.push((s as u16, source, others));
+            }
             drivers.insert(source);
             for m in needed {
                 transfers.push((s as u8, source, m));
+            }
+        }
+        for (slot, source, others) in flushes {
+            let to = id(source);
+            for c in others {
+                // The copy's own state of the slot first (the server's `CLUSTER PUSH`, before
+                // the snapshot): the source may lack a write that W other copies hold.
+                let mut items: Vec<Item> = self.nodes[c]
+                    .store
+                    .iter()
+                    .filter(|(k, _)| slot_of(**k) == slot)
+                    .map(|(&key, &(version, value))| Item {
+                        key,
+                        version,
+                        value,
+                    })
+                    .collect();
+                items.extend(
+                    self.nodes[c]
+                        .core
+                        .unacked(&to)
+                        .filter(|item| slot_of(item.key) == slot)
+                        .cloned(),
+                );
+                for item in &items {
+                    self.nodes[source].apply(item);
+                }
             }
         }
         for (s, source, m) in transfers {
@@ -1388,9 +1478,10 @@ fn run_seeds(settings: Settings, kind: Faults, promises: Promises) -> Vec<Report
         let (faults, loss) = plan(seed, kind);
         let r = Sim::new(seed, settings).run(&faults, loss);
         println!(
-            "seed {seed}: {:?}, loss {loss}: {} acknowledged, {} unknown, {} lost, {} late, {} diverged{}",
+            "seed {seed}: {:?}, loss {loss}: {} acknowledged, {} written at replicas, {} unknown, {} lost, {} late, {} diverged{}",
             r.faults,
             r.acked,
+            r.at_replicas,
             r.unknown,
             r.lost.len(),
             r.late.len(),
@@ -1457,7 +1548,9 @@ fn quorum_of_two_under_crashes_loses_no_acknowledged_write() {
         converge: false,
         ..ALL
     };
-    run_seeds(settings(Strategy::Quorum, 2), Faults::Crashes, promises);
+    let reports = run_seeds(settings(Strategy::Quorum, 2), Faults::Crashes, promises);
+    // Writes enter at any copy: the replicas coordinated some.
+    assert!(reports.iter().all(|r| r.at_replicas > 0));
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! ```text
 //!   agreed topology (watch channel) ──► View { slot → owner, my index } ──► dispatch's route()
 //!                                                                         │
-//!        Here (run it) · MOVED slot host:port · CROSSSLOT · CLUSTERDOWN · TRYAGAIN (paused)
+//!        Here (run it) · Copy (run it as a quorum copy) · MOVED slot host:port · CROSSSLOT ·
+//!        CLUSTERDOWN · TRYAGAIN (paused)
 //!
 //!   migration (migrate.rs) marks slots Watched (writes recorded as dirty keys), then Paused
 //!   (writes answered TRYAGAIN) for the moment the last writes are copied and the move commits.
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// A new random node id: 40 hex characters, as Redis Cluster's.
 pub use dcache_cluster::random_node_id;
-use dcache_cluster::{Change, Node, NodeState, Topology};
+use dcache_cluster::{Change, Node, NodeState, Strategy, Topology};
 use dcache_placement::SLOTS;
 use parking_lot::{Mutex, RwLock};
 
@@ -178,6 +179,16 @@ impl View {
         out
     }
 
+    /// Whether `slot`'s copies are about to change: a move of it is planned and not committed
+    /// (its primary drives it, watching and then pausing its writes).
+    #[must_use]
+    pub fn moving(&self, slot: u16) -> bool {
+        match (&self.topology.slots, &self.topology.target) {
+            (Some(now), Some(target)) => !now.same_set(target, slot),
+            _ => false,
+        }
+    }
+
     /// How many slots have a live owner.
     #[must_use]
     pub fn slots_ok(&self) -> usize {
@@ -194,6 +205,12 @@ pub enum Route {
     /// Run it here. `watched` when it writes to a slot being migrated, as it looked when routed;
     /// a write must still go through [`Cluster::enter`], which decides.
     Here { slot: Option<u16>, watched: bool },
+    /// Run it here as a copy of `slot` that is not its primary: under `quorum` every copy
+    /// coordinates the reads and writes sent to it. A write goes through
+    /// [`Cluster::enter_copy`], not [`Cluster::enter`]: the primary drives the slot's
+    /// migrations, and accounts for this copy's writes when their effects reach it
+    /// (`crate::replicate::apply`).
+    Copy { slot: u16 },
     /// Not an error Redis Cluster would give; the reply line.
     Refuse(String),
 }
@@ -397,25 +414,74 @@ impl Cluster {
             return Route::Refuse("CLUSTERDOWN The cluster is down".into());
         }
         if !view.mine(slot) {
+            // Under `quorum` any copy coordinates, except a write while the slot moves: only
+            // the primary knows when the move watches or pauses the slot's writes, so the write
+            // is sent there (`-MOVED`), where it is recorded for the move or refused as its own.
+            if view.holds(slot)
+                && view.topology.settings.strategy == Strategy::Quorum
+                && !(writes && view.moving(slot))
+            {
+                return Route::Copy { slot };
+            }
             if readonly && !writes && view.holds(slot) {
                 return Route::Here {
                     slot: None,
                     watched: false,
                 };
             }
-            return match view.owner(slot) {
-                Some(node) if node.state != NodeState::Failed => Route::Refuse(format!(
-                    "MOVED {slot} {}",
-                    view.endpoints[usize::from(view.owner[usize::from(slot)])]
-                )),
-                _ => Route::Refuse("CLUSTERDOWN Hash slot not served".into()),
-            };
+            return Route::Refuse(redirect(view, slot));
         }
         let watched = writes && self.moving[usize::from(slot)].load(Ordering::Relaxed) != SETTLED;
         Route::Here {
             slot: Some(slot),
             watched,
         }
+    }
+
+    /// Before a write that this node coordinates as a replica of `slot` ([`Route::Copy`]) runs:
+    /// counts it until [`Cluster::leave`] (not watched), so that [`Cluster::quiesce`] waits for
+    /// it, and sends it to the primary (`-MOVED`) if the slot started moving since the
+    /// connection routed it. Counting before looking at the newest view orders the two: once a
+    /// node has a topology where the slot moves and `quiesce` returned, no write of the slot that
+    /// it coordinates is on its way to the streams.
+    ///
+    /// # Errors
+    /// `-MOVED` (or `-CLUSTERDOWN`) when the slot moves.
+    pub fn enter_copy(&self, slot: u16) -> Result<(), String> {
+        let s = usize::from(slot);
+        self.settled_writes[s].fetch_add(1, Ordering::SeqCst);
+        let view = self.view();
+        if view.moving(slot) {
+            self.settled_writes[s].fetch_sub(1, Ordering::SeqCst);
+            return Err(redirect(&view, slot));
+        }
+        Ok(())
+    }
+
+    /// Waits until no write to `slots` that found them settled is running
+    /// ([`Cluster::enter`], [`Cluster::enter_copy`]).
+    pub async fn quiesce(&self, slots: &[u16]) {
+        for &s in slots {
+            while self.settled_writes[usize::from(s)].load(Ordering::SeqCst) != 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Before the effect of a write that another copy coordinated (`quorum`) is applied at the
+    /// slot's primary: as [`Cluster::enter`], except that a paused slot takes it too (and
+    /// records its key). The copies send what they coordinated to the primary while it holds
+    /// the slot paused (`crate::replicate::flush_copies`), and it copies those keys to the new
+    /// copies before the move commits. Returns whether the key is to be recorded.
+    pub fn enter_effect(&self, slot: u16) -> bool {
+        let s = usize::from(slot);
+        self.settled_writes[s].fetch_add(1, Ordering::SeqCst);
+        if self.moving[s].load(Ordering::SeqCst) == SETTLED {
+            return false;
+        }
+        self.settled_writes[s].fetch_sub(1, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        true
     }
 
     /// Before a write to a slot of this node runs (whatever [`Route::Here`]'s `watched` said: the
@@ -464,11 +530,7 @@ impl Cluster {
         for &s in slots {
             self.moving[usize::from(s)].store(WATCHED, Ordering::SeqCst);
         }
-        for &s in slots {
-            while self.settled_writes[usize::from(s)].load(Ordering::SeqCst) != 0 {
-                tokio::task::yield_now().await;
-            }
-        }
+        self.quiesce(slots).await;
     }
 
     /// Refuses writes to `slots` (already watched) and waits until none is running.
@@ -498,6 +560,18 @@ impl Cluster {
     #[must_use]
     pub fn take_dirty(&self) -> HashSet<Vec<u8>> {
         std::mem::take(&mut self.dirty.lock())
+    }
+}
+
+/// The reply that sends a request for `slot` to its primary: `-MOVED`, or `-CLUSTERDOWN` when
+/// no live node serves it.
+fn redirect(view: &View, slot: u16) -> String {
+    match view.owner(slot) {
+        Some(node) if node.state != NodeState::Failed => format!(
+            "MOVED {slot} {}",
+            view.endpoints[usize::from(view.owner[usize::from(slot)])]
+        ),
+        _ => "CLUSTERDOWN Hash slot not served".into(),
     }
 }
 

@@ -330,6 +330,10 @@ async fn move_batch(
             .ok_or("no address")?;
         peers.push(Peer::connect(addr, &config.requirepass, config.migration_rate.0 as u64).await?);
     }
+    // Under quorum the other copies may hold writes this one lacks: the snapshot has them then.
+    if !dests.is_empty() {
+        crate::replicate::gather_copies(shared, batch).await?;
+    }
     cluster.watch(batch).await;
     // The snapshot, slot by slot, in bounded steps.
     for &slot in batch {
@@ -362,6 +366,8 @@ async fn move_batch(
         }
     }
     cluster.pause(batch).await;
+    // Under quorum the other copies coordinate writes too: theirs reach this node, recorded.
+    crate::replicate::flush_copies(shared, batch).await?;
     let dirty = dirty_of(&cluster, batch);
     send_keys(shared, &mut peers, dirty).await?;
     for peer in &mut peers {

@@ -18,6 +18,13 @@
 //!
 //! One connection per peer carries every slot's items, in batches: a busy node sends one request
 //! for many writes, and the peer's reply acknowledges all of them.
+//!
+//! Under `quorum` every copy of a slot coordinates the writes and reads sent to it (the others
+//! redirect to the primary): a replica's write is applied there and sent to every other copy,
+//! the primary included, which records it for the move while it moves the slot. While a slot's
+//! copies are about to change, its replicas send its writes to the primary (`-MOVED`), and the
+//! primary gathers the other copies' state and has them flush what they coordinated before the
+//! move commits (`moves`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,6 +43,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::state::Shared;
+
+mod moves;
+
+pub use moves::{drain_to, flush_copies, gather_copies, push_to};
 
 /// Items in one `CLUSTER APPLY` request.
 const BATCH_ITEMS: usize = 1024;
@@ -146,6 +157,9 @@ pub struct Replication {
     /// Peers that need a task; the manager ([`run`]) starts them.
     spawn: tokio::sync::mpsc::UnboundedSender<NodeId>,
     spawn_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<NodeId>>>,
+    /// `CLUSTER PUSH` requests ([`push_to`]); the manager ([`run`]) carries them out.
+    pushes: tokio::sync::mpsc::UnboundedSender<moves::Push>,
+    pushes_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<moves::Push>>>,
     /// Waiting writes by deadline: (deadline, waiter id).
     deadlines: Mutex<VecDeque<(Instant, u64)>>,
     /// Wakes WAIT and `INFO` readers when acknowledgements arrive.
@@ -195,6 +209,7 @@ impl Replication {
     #[must_use]
     pub fn new(me: &str) -> Replication {
         let (spawn, spawn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (pushes, pushes_rx) = tokio::sync::mpsc::unbounded_channel();
         Replication {
             me: me.to_owned(),
             core: Mutex::new(Replicator::new(
@@ -208,6 +223,8 @@ impl Replication {
             peers: Mutex::default(),
             spawn,
             spawn_rx: Mutex::new(Some(spawn_rx)),
+            pushes,
+            pushes_rx: Mutex::new(Some(pushes_rx)),
             deadlines: Mutex::default(),
             progress: Notify::new(),
             applied_items: AtomicU64::new(0),
@@ -533,17 +550,19 @@ pub fn apply(
     }
     // Items of a slot this node holds no copy of, or from a node that does not send it that
     // slot's writes in this epoch, are skipped (and acknowledged: the sender, in the same epoch,
-    // does not wait for them here).
-    let layout_has = |slot: u16| {
-        replication
-            .core
-            .lock()
-            .layout()
-            .sends_to(slot, from, &replication.me)
+    // does not wait for them here). Under `quorum` this node may be the slot's primary, taking a
+    // write another copy coordinated.
+    let roles = |slot: u16| {
+        let core = replication.core.lock();
+        let layout = core.layout();
+        (
+            layout.sends_to(slot, from, &replication.me),
+            layout.position(slot, &replication.me) == Some(0),
+        )
     };
     let mut items = Vec::new();
     let mut rest = body;
-    let mut held: Option<(u16, bool)> = None;
+    let mut held: Option<(u16, (bool, bool))> = None;
     while !rest.is_empty() {
         let (effect, used) = dcache_store::Effect::decode(rest)
             .map_err(|e| format!("ERR bad effect: {e}"))?
@@ -551,12 +570,12 @@ pub fn apply(
         let slot = dcache_placement::slot(&effect.key);
         let raw = Bytes::copy_from_slice(&rest[..used]);
         rest = &rest[used..];
-        let mine = match held {
-            Some((s, mine)) if s == slot => mine,
+        let (mine, primary) = match held {
+            Some((s, roles)) if s == slot => roles,
             _ => {
-                let mine = layout_has(slot);
-                held = Some((slot, mine));
-                mine
+                let found = roles(slot);
+                held = Some((slot, found));
+                found
             }
         };
         // Both sides have one epoch: a slot this node holds no copy of in it is not waited for
@@ -564,8 +583,7 @@ pub fn apply(
         if !mine {
             continue;
         }
-        // A replica evicts on its own: a write it has no room for is a miss later, not an error.
-        let _ = shared.store.restore(effect, now);
+        restore_from_copy(shared, primary, effect, now);
         items.push((slot, raw));
     }
     replication
@@ -577,6 +595,30 @@ pub fn apply(
     let ack = Ack::default();
     replication.submit(&ack, items, false, write_timeout(shared));
     Ok(Some(ack))
+}
+
+/// Takes the state of a key that another copy wrote (its stream, or a quorum read's repair):
+/// restored by version. At the slot's primary (`quorum`, where any copy coordinates) it counts as
+/// a write to the slot: while the primary moves the slot away the key is recorded for the move
+/// to copy again, paused or not (the other copies flush what they coordinated to the primary
+/// while it holds the slot paused: [`flush_copies`]). Returns whether it changed anything (a copy
+/// that has no room for it evicts on its own: the key is a miss later, not an error).
+fn restore_from_copy(
+    shared: &Shared,
+    primary: bool,
+    effect: dcache_store::Effect,
+    now: u64,
+) -> bool {
+    let cluster = match &shared.cluster {
+        Some(cluster) if primary => cluster,
+        _ => return shared.store.restore(effect, now).unwrap_or(false),
+    };
+    let slot = dcache_placement::slot(&effect.key);
+    let watched = cluster.enter_effect(slot);
+    let key = watched.then(|| effect.key.clone());
+    let changed = shared.store.restore(effect, now).unwrap_or(false);
+    cluster.leave(slot, watched, key.as_deref().into_iter());
+    changed
 }
 
 /// How long a write waits for its copies before it is answered `-NOREPLICAS`: past the time a
@@ -595,6 +637,9 @@ pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<boo
     let Some(mut spawn) = cluster.replication.spawn_rx.lock().take() else {
         return;
     };
+    let Some(mut pushes) = cluster.replication.pushes_rx.lock().take() else {
+        return;
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -604,6 +649,10 @@ pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<boo
                 if let Some(notify) = notify {
                     tokio::spawn(peer_task(Arc::clone(&shared), peer, notify, stop.clone()));
                 }
+            }
+            push = pushes.recv() => {
+                let Some(push) = push else { return };
+                tokio::spawn(moves::push_slots(Arc::clone(&shared), push));
             }
             _ = tick.tick() => cluster.replication.expire(Instant::now()),
             _ = stop.changed() => return,
@@ -768,7 +817,7 @@ pub struct QuorumRead {
 /// How long a quorum read waits for the other copies' answers.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Whether a read of a slot this node is the primary of asks other copies first (two atomic
+/// Whether a read of a slot this node holds a copy of asks other copies first (two atomic
 /// loads: every read asks).
 #[must_use]
 pub fn quorum_reads(shared: &Shared) -> bool {
@@ -794,6 +843,8 @@ pub fn versions(shared: &Shared, keys: &[&[u8]], now: u64) -> Vec<Option<Vec<u8>
 /// answered with an older one (read repair). The read then runs here and sees the newest of the
 /// quorum.
 ///
+/// Any copy of the slot runs it (under `quorum` every copy coordinates).
+///
 /// # Errors
 /// Fewer copies than the read quorum answered in time.
 pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'static str> {
@@ -812,6 +863,7 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
     let need = usize::from(view.topology.settings.read_quorum)
         .saturating_sub(1)
         .min(peers.len());
+    let primary = view.mine(read.slot);
     drop(view);
     let password = shared.config().requirepass.clone();
     let mut asks: tokio::task::JoinSet<Option<(usize, Vec<Option<dcache_store::Effect>>)>> =
@@ -873,7 +925,7 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
             }
             continue;
         };
-        let _ = shared.store.restore(newest.clone(), now);
+        restore_from_copy(&shared, primary, newest.clone(), now);
         for (i, effects) in &answers {
             if effects.get(k).cloned().flatten().map(|e| e.version) < Some(newest.version) {
                 repair(&shared, &peers[*i], &newest);
@@ -889,13 +941,18 @@ pub async fn quorum_read(shared: Arc<Shared>, read: QuorumRead) -> Result<(), &'
 /// # Errors
 /// Bytes that are not effects.
 pub fn take_repair(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, String> {
+    let view = shared.cluster.as_ref().map(|c| c.view());
     let mut applied = 0;
     while !body.is_empty() {
         let (effect, used) = dcache_store::Effect::decode(body)
             .map_err(|e| format!("ERR bad effect: {e}"))?
             .ok_or("ERR bad effect: truncated")?;
         body = &body[used..];
-        if shared.store.restore(effect, now).unwrap_or(false) {
+        // Any copy reads and repairs under `quorum`: the slot's primary may be repaired too.
+        let primary = view
+            .as_ref()
+            .is_some_and(|v| v.mine(dcache_placement::slot(&effect.key)));
+        if restore_from_copy(shared, primary, effect, now) {
             applied += 1;
         }
     }

@@ -461,3 +461,370 @@ async fn a_quorum_read_without_enough_copies_is_refused() {
     let e = error_text(&mut con, &["GET", key]).await;
     assert!(e.starts_with("TRYAGAIN"), "{e}");
 }
+
+/// Polls until `node` holds `key` with `value` (a copy that a write or a repair reaches after
+/// its acknowledgement).
+async fn until_holds(node: &TestNode, key: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !holds(node, key, value) {
+        assert!(Instant::now() < deadline, "{key} never reached {value}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Quorum: every copy coordinates. A write sent to a replica is acknowledged there once W
+/// copies hold it, reads at the primary and at every copy answer it, and WAIT at the replica
+/// counts the copies it reached.
+#[tokio::test]
+async fn under_quorum_a_write_at_a_replica_is_acknowledged_and_read_at_every_copy() {
+    // Three copies, W = R = 2.
+    let (control, nodes) = replicated(3, Settings::new(2, Strategy::Quorum), enabled()).await;
+    for i in 0..20 {
+        let key = format!("rq:{i}");
+        let value = format!("v{i}");
+        // Alternate between the two replicas.
+        let coordinator = holder(&control, &nodes, &key, 1 + i % 2);
+        let mut con = coordinator.client().await;
+        assert_eq!(set(&mut con, &key, &value).await.unwrap(), Value::Okay);
+        assert!(holds(coordinator, &key, &value));
+        for position in 0..3 {
+            let mut reader = holder(&control, &nodes, &key, position).client().await;
+            let read: String = query(&mut reader, &["GET", &key]).await;
+            assert_eq!(read, value, "{key} read at copy {position}");
+        }
+        let reached: i64 = query(&mut con, &["WAIT", "2", "5000"]).await;
+        assert_eq!(reached, 2, "{key}: WAIT at the replica");
+        for position in 0..3 {
+            until_holds(holder(&control, &nodes, &key, position), &key, &value).await;
+        }
+    }
+    // A replica's later write replaces the primary's.
+    let key = "rq:both";
+    let mut at_primary = holder(&control, &nodes, key, 0).client().await;
+    let mut at_replica = holder(&control, &nodes, key, 2).client().await;
+    assert_eq!(
+        set(&mut at_primary, key, "first").await.unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        set(&mut at_replica, key, "second").await.unwrap(),
+        Value::Okay
+    );
+    let read: String = query(&mut at_primary, &["GET", key]).await;
+    assert_eq!(read, "second");
+}
+
+/// Quorum: a read at a replica asks R copies, answers the newest, and repairs the copy that was
+/// older, whichever it is.
+#[tokio::test]
+async fn under_quorum_a_read_at_a_replica_answers_the_newest_and_repairs_a_stale_copy() {
+    // Two copies, W = R = 2.
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "rr-key";
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let mut con = replica.client().await;
+    assert_eq!(set(&mut con, key, "one").await.unwrap(), Value::Okay);
+
+    // The primary has a newer state the replica lacks: the read at the replica answers it and
+    // takes it.
+    let newer = newer_effect(primary, key, "two");
+    primary
+        .shared
+        .store
+        .restore(newer, primary.shared.clock.now_ms())
+        .unwrap();
+    let value: String = query(&mut con, &["GET", key]).await;
+    assert_eq!(value, "two");
+    assert!(
+        holds(replica, key, "two"),
+        "the coordinator repaired itself"
+    );
+
+    // The replica has a newer state the primary lacks: the read at the replica repairs the
+    // primary.
+    let newest = newer_effect(replica, key, "three");
+    replica
+        .shared
+        .store
+        .restore(newest, replica.shared.clock.now_ms())
+        .unwrap();
+    let value: String = query(&mut con, &["GET", key]).await;
+    assert_eq!(value, "three");
+    until_holds(primary, key, "three").await;
+}
+
+/// Only `quorum` lets a replica coordinate: under `primary` and `chain` a replica still sends
+/// writes and reads to the primary (`-MOVED`), as Redis Cluster clients expect.
+#[tokio::test]
+async fn only_quorum_lets_a_replica_take_writes() {
+    for strategy in [Strategy::Primary, Strategy::Chain, Strategy::Quorum] {
+        let (control, nodes) = replicated(2, Settings::new(1, strategy), enabled()).await;
+        let key = "who-writes";
+        let mut replica = holder(&control, &nodes, key, 1).client().await;
+        if strategy == Strategy::Quorum {
+            assert_eq!(set(&mut replica, key, "here").await.unwrap(), Value::Okay);
+            let value: String = query(&mut replica, &["GET", key]).await;
+            assert_eq!(value, "here");
+        } else {
+            for request in [&["SET", key, "here"][..], &["GET", key]] {
+                let moved = error_text(&mut replica, request).await;
+                let primary = holder(&control, &nodes, key, 0);
+                assert_eq!(
+                    moved,
+                    format!(
+                        "MOVED {} {}",
+                        dcache_placement::slot(key.as_bytes()),
+                        primary.addr
+                    ),
+                    "{strategy:?}: {request:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A replica's write reaches the primary as an effect, and the primary accounts for it as for a
+/// client's write while it moves the slot: recorded for the move to copy again, whether the slot
+/// is watched or paused for the move's last step (when the other copies flush to the primary
+/// what they coordinated, `CLUSTER DRAIN`).
+#[tokio::test]
+async fn under_quorum_a_primary_moving_the_slot_records_a_replicas_writes() {
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "moving-key";
+    let slot = dcache_placement::slot(key.as_bytes());
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let cluster = primary.shared.cluster.as_ref().unwrap();
+    let mut con = replica.client().await;
+    assert_eq!(set(&mut con, key, "settled").await.unwrap(), Value::Okay);
+    assert!(cluster.take_dirty().is_empty(), "nothing recorded");
+    cluster.watch(&[slot]).await;
+    assert_eq!(set(&mut con, key, "watched").await.unwrap(), Value::Okay);
+    assert!(holds(primary, key, "watched"), "W = 2 of 2");
+    assert!(cluster.take_dirty().contains(key.as_bytes()), "watched");
+    cluster.pause(&[slot]).await;
+    assert_eq!(set(&mut con, key, "paused").await.unwrap(), Value::Okay);
+    assert!(holds(primary, key, "paused"));
+    assert!(cluster.take_dirty().contains(key.as_bytes()), "paused");
+    // The primary itself refuses its clients' writes meanwhile.
+    let mut at_primary = primary.client().await;
+    let e = error_text(&mut at_primary, &["SET", key, "x"]).await;
+    assert!(e.starts_with("TRYAGAIN"), "{e}");
+    cluster.settle(&[slot]);
+}
+
+/// `CLUSTER DRAIN` at a copy answers once the node it names acknowledged everything this copy
+/// queued for it, and refuses a slot that is not one.
+#[tokio::test]
+async fn cluster_drain_answers_once_the_stream_is_acknowledged() {
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "drained";
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let primary_id = primary.shared.cluster.as_ref().unwrap().view().me.clone();
+    let mut con = replica.client().await;
+    assert_eq!(set(&mut con, key, "v").await.unwrap(), Value::Okay);
+    let epoch = topology(&control).epoch.to_string();
+    let slot = dcache_placement::slot(key.as_bytes()).to_string();
+    let ok: String = query(&mut con, &["CLUSTER", "DRAIN", &primary_id, &epoch, &slot]).await;
+    assert_eq!(ok, "OK");
+    let streams = replica
+        .shared
+        .cluster
+        .as_ref()
+        .unwrap()
+        .replication
+        .streams();
+    let (_, queued, acked) = streams.iter().find(|s| s.0 == primary_id).unwrap();
+    assert_eq!(queued, acked);
+    let e = error_text(
+        &mut con,
+        &["CLUSTER", "DRAIN", &primary_id, &epoch, "16384"],
+    )
+    .await;
+    assert_eq!(e, "ERR Invalid slot");
+}
+
+/// Quorum writes sent to replicas while a node joins and the slots move: every acknowledged
+/// write is on every copy of the settled cluster (W = N = 2). Replicas send the writes of a slot
+/// that is about to move to its primary (`-MOVED`), which the writer skips.
+///
+/// And the primary may lack a write that other copies hold (W copies acknowledged it, not
+/// necessarily the primary): a move that gives a slot new copies first gathers every copy's
+/// state at the primary (`CLUSTER PUSH`), so the new copies get the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_quorum_writes_at_replicas_survive_a_rebalance() {
+    let (control, mut nodes) = replicated(3, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let gathered: Vec<String> = (0..200).map(|i| format!("gather:{i}")).collect();
+    for key in &gathered {
+        let mut con = holder(&control, &nodes, key, 0).client().await;
+        assert_eq!(set(&mut con, key, "old").await.unwrap(), Value::Okay);
+        // The replica alone gets a newer state.
+        let replica = holder(&control, &nodes, key, 1);
+        let newer = newer_effect(replica, key, "new");
+        replica
+            .shared
+            .store
+            .restore(newer, replica.shared.clock.now_ms())
+            .unwrap();
+    }
+    let before = topology(&control);
+    let mut cons = std::collections::HashMap::new();
+    for node in &nodes {
+        cons.insert(node.addr.port(), node.client().await);
+    }
+    let (newcomer, newcomer_node) = common::members::member(&control, enabled()).await;
+    let writer_control = Arc::clone(&control);
+    let writes = tokio::spawn(async move {
+        let mut last: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut moved = 0;
+        for i in 0..3_000u32 {
+            let key = format!("rb:{}", i % 300);
+            let t = topology(&writer_control);
+            let copies = t.replicas_of(dcache_placement::slot(key.as_bytes()));
+            let Some(con) = copies.get(1).and_then(|r| cons.get_mut(&r.port)) else {
+                continue;
+            };
+            match cmd(con, &["SET", &key, &i.to_string()]).await {
+                Ok(_) => {
+                    last.insert(key, i);
+                }
+                Err(e) if e.to_string().contains("Moved") || e.code() == Some("MOVED") => {
+                    moved += 1
+                }
+                Err(_) => {}
+            }
+        }
+        (last, moved)
+    });
+    control.apply(&Change::Join(newcomer_node)).unwrap();
+    let mut rx = control.subscribe();
+    let settled =
+        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|t| t.target.is_none()))
+            .await
+            .expect("the rebalance ends within a minute")
+            .unwrap()
+            .clone();
+    let (last, moved) = writes.await.unwrap();
+    assert!(
+        last.len() > 100,
+        "few writes acknowledged ({moved} sent to the primary)"
+    );
+    nodes.push(newcomer);
+    common::members::reach_epoch(&nodes, settled.epoch).await;
+    for (key, value) in last {
+        for copy in settled.replicas_of(dcache_placement::slot(key.as_bytes())) {
+            let node = nodes.iter().find(|n| n.addr.port() == copy.port).unwrap();
+            let now = node.shared.clock.now_ms();
+            let held = match node.shared.store.effect_of(key.as_bytes(), now).change {
+                dcache_store::Change::Put {
+                    value: dcache_store::OwnedValue::Str(v),
+                    ..
+                } => std::str::from_utf8(&v).unwrap().parse::<u32>().unwrap(),
+                other => panic!("{key}: {other:?} on {}", copy.port),
+            };
+            assert!(
+                held >= value,
+                "{key}: {held} on {}, {value} acknowledged",
+                copy.port
+            );
+        }
+    }
+    let mut checked = 0;
+    for key in &gathered {
+        let slot = dcache_placement::slot(key.as_bytes());
+        let old: Vec<String> = before
+            .replicas_of(slot)
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
+        let now = settled.replicas_of(slot);
+        if now.iter().all(|n| old.contains(&n.id)) {
+            continue;
+        }
+        checked += 1;
+        for copy in now {
+            let node = nodes.iter().find(|n| n.addr.port() == copy.port).unwrap();
+            assert!(holds(node, key, "new"), "{key} on {}", copy.port);
+        }
+    }
+    assert!(checked > 10, "only {checked} keys moved to a new copy");
+}
+
+/// While a slot's copies are about to change, its replicas send writes to the primary, which
+/// drives the move (`-MOVED`); reads, and writes to settled slots, stay with the replica.
+#[tokio::test]
+async fn under_quorum_a_replica_sends_the_writes_of_a_moving_slot_to_the_primary() {
+    use dcache_server::cluster::{Cluster, Route};
+    let control = LocalControl::new();
+    let node = |n: u16| dcache_cluster::Node {
+        id: format!("{n:040x}"),
+        host: "127.0.0.1".into(),
+        port: n,
+        bus_port: 0,
+        state: dcache_cluster::NodeState::Online,
+    };
+    for n in 1..=3 {
+        control.apply(&Change::Join(node(n))).unwrap();
+        common::members::settle(&control);
+    }
+    control
+        .apply(&Change::Set(Settings::new(1, Strategy::Quorum)))
+        .unwrap();
+    common::members::settle(&control);
+    // A fourth node: slots are to move, and nothing moves them here.
+    control.apply(&Change::Join(node(4))).unwrap();
+    let t = topology(&control);
+    let (now, target) = (t.slots.as_ref().unwrap(), t.target.as_ref().unwrap());
+    let moving = (0..16384u16)
+        .find(|&s| !now.same_set(target, s))
+        .expect("a slot to move");
+    let me = t.replicas_of(moving)[1].id.clone();
+    let settled = (0..16384u16)
+        .find(|&s| now.same_set(target, s) && t.role_of(&me, s) == Some(1))
+        .expect("a settled slot this node is a replica of");
+    let cluster = Cluster::new(&me, None);
+    cluster.set_topology(Arc::clone(&t));
+    let view = cluster.view();
+    let key_in = |slot: u16| {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| dcache_placement::slot(k.as_bytes()) == slot)
+            .unwrap()
+    };
+    let (k_moving, k_settled) = (key_in(moving), key_in(settled));
+    let route = |key: &str, writes: bool| {
+        cluster.route(&view, std::iter::once(key.as_bytes()), writes, false)
+    };
+    let primary = t.owner(moving).unwrap();
+    assert_eq!(
+        route(&k_moving, true),
+        Route::Refuse(format!("MOVED {moving} {}:{}", primary.host, primary.port))
+    );
+    assert_eq!(route(&k_moving, false), Route::Copy { slot: moving });
+    assert_eq!(route(&k_settled, true), Route::Copy { slot: settled });
+    assert_eq!(route(&k_settled, false), Route::Copy { slot: settled });
+}
+
+/// `CLUSTER PUSH` sends this copy's state of slots to a node, taken there by version.
+#[tokio::test]
+async fn cluster_push_sends_a_copys_slot_to_a_node() {
+    let (control, nodes) = replicated(2, Settings::new(1, Strategy::Quorum), enabled()).await;
+    let key = "pushed";
+    let primary = holder(&control, &nodes, key, 0);
+    let replica = holder(&control, &nodes, key, 1);
+    let newer = newer_effect(replica, key, "newest");
+    replica
+        .shared
+        .store
+        .restore(newer, replica.shared.clock.now_ms())
+        .unwrap();
+    assert!(!holds(primary, key, "newest"));
+    let mut con = replica.client().await;
+    let slot = dcache_placement::slot(key.as_bytes()).to_string();
+    let port = primary.addr.port().to_string();
+    let ok: String = query(&mut con, &["CLUSTER", "PUSH", "127.0.0.1", &port, &slot]).await;
+    assert_eq!(ok, "OK");
+    assert!(holds(primary, key, "newest"));
+}

@@ -97,6 +97,71 @@ fn quorum_waits_for_w_minus_one_others() {
 }
 
 #[test]
+fn under_quorum_a_replica_coordinates_and_waits_for_w_minus_one_others() {
+    let mut b = node("b", Mode::Quorum { write: 2 }, &["a", "b", "c"]);
+    waiting(b.submit("w", vec![(0, 4)], true));
+    assert_eq!(
+        b.take("a", 10),
+        Some((1, vec![4])),
+        "the primary gets it too"
+    );
+    assert_eq!(b.take("c", 10), Some((1, vec![4])));
+    assert_eq!(b.acked("a", 1), vec![("w", Outcome::Done)]);
+    // W = 3: both others.
+    let mut c = node("c", Mode::Quorum { write: 3 }, &["a", "b", "c"]);
+    waiting(c.submit("w", vec![(0, 4)], true));
+    assert!(c.acked("a", 1).is_empty());
+    assert_eq!(c.acked("b", 1), vec![("w", Outcome::Done)]);
+}
+
+#[test]
+fn who_sends_a_copy_its_writes() {
+    let copies = ["a", "b", "c"];
+    let quorum = layout(Mode::Quorum { write: 2 }, &copies);
+    for (from, to) in [("a", "b"), ("b", "a"), ("c", "b"), ("b", "c")] {
+        assert!(quorum.sends_to(0, from, to), "quorum: {from} to {to}");
+        assert!(quorum.coordinates(0, from));
+    }
+    assert!(!quorum.sends_to(0, "b", "b"));
+    assert!(!quorum.sends_to(0, "x", "b"), "a node without a copy");
+    assert!(!quorum.sends_to(0, "b", "x"));
+    let primary = layout(Mode::Primary { sync: 1 }, &copies);
+    assert!(primary.sends_to(0, "a", "b"));
+    assert!(
+        !primary.sends_to(0, "b", "a"),
+        "primary: replicas send nothing"
+    );
+    assert!(!primary.sends_to(0, "b", "c"));
+    assert!(primary.coordinates(0, "a"));
+    assert!(!primary.coordinates(0, "b"));
+    let chain = layout(Mode::Chain, &copies);
+    assert!(chain.sends_to(0, "b", "c"));
+    assert!(!chain.sends_to(0, "c", "b"));
+    assert!(!chain.coordinates(0, "b"));
+}
+
+#[test]
+fn a_waiting_quorum_write_goes_to_the_copy_a_move_adds() {
+    // b coordinates; the primary a has not answered when the slot moves from a to d, which was
+    // filled from a and may lack the write.
+    let mode = Mode::Quorum { write: 2 };
+    let mut b = node("b", mode, &["a", "b"]);
+    waiting(b.submit("w", vec![(0, 8)], true));
+    assert_eq!(b.take("a", 10), Some((1, vec![8])));
+    assert!(b.set_layout(layout(mode, &["d", "b"])).is_empty());
+    assert_eq!(b.take("d", 10), Some((1, vec![8])), "sent to the new copy");
+    assert!(b.acked("a", 1).is_empty(), "a no longer counts");
+    assert_eq!(b.acked("d", 1), vec![("w", Outcome::Done)]);
+    // A copy that only leaves: the write waits for the copies left, at most.
+    let mut a = node("a", mode, &["a", "b", "c"]);
+    waiting(a.submit("w", vec![(0, 1)], true));
+    assert_eq!(
+        a.set_layout(layout(mode, &["a"])),
+        vec![("w", Outcome::Done)]
+    );
+}
+
+#[test]
 fn a_chain_acknowledges_from_the_tail_back() {
     let copies = ["a", "b", "c"];
     let mut a = node("a", Mode::Chain, &copies);

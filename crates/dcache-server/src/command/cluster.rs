@@ -140,6 +140,43 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 }
             }
         }
+        // The end of a quorum move: flush this node's writes of the slots to their primary
+        // (`crate::replicate::drain_to`), answered once they are there.
+        b"DRAIN" => {
+            if args.len() < 5 {
+                return Err(subcommand_arity("cluster", sub));
+            }
+            let to = String::from_utf8_lossy(args.get(2)).into_owned();
+            let epoch = u64::try_from(int_arg(args.get(3))?).map_err(|_| Error::from(BAD_SLOT))?;
+            let slots = args
+                .iter_from(4)
+                .map(slot_arg)
+                .collect::<Result<Vec<u16>, Error>>()?;
+            let timeout = crate::replicate::write_timeout(ctx.shared);
+            ctx.conn.hold = Some(crate::replicate::drain_to(
+                std::sync::Arc::clone(&cluster),
+                to,
+                epoch,
+                slots,
+                timeout,
+            ));
+            ctx.out.ok();
+        }
+        // Before a quorum move: this node's copy of the slots to their primary
+        // (`crate::replicate::push_to`), answered once it is there.
+        b"PUSH" => {
+            if args.len() < 5 {
+                return Err(subcommand_arity("cluster", sub));
+            }
+            let host = String::from_utf8_lossy(args.get(2)).into_owned();
+            let port = port_arg(args.get(3), "base")?;
+            let slots = args
+                .iter_from(4)
+                .map(slot_arg)
+                .collect::<Result<Vec<u16>, Error>>()?;
+            ctx.conn.hold = Some(crate::replicate::push_to(&cluster, (host, port), slots));
+            ctx.out.ok();
+        }
         b"REPAIR" => {
             arity(3)?;
             let applied = crate::replicate::take_repair(ctx.shared, args.get(2), ctx.now)?;

@@ -515,9 +515,12 @@ type Routed = (Option<(u16, bool)>, Option<u16>);
 
 /// Sends a keyed request where the cluster serves its slot: `-MOVED` to the owner, `-CROSSSLOT`
 /// for keys of several slots, `-CLUSTERDOWN` for a slot no one serves, `-TRYAGAIN` while the
-/// slot is paused for the end of a migration. For a write to a slot of this node, `Some((slot,
-/// watched))`: it is counted until [`crate::cluster::Cluster::leave`], which the caller owes it
-/// after it ran, and its keys are recorded if the slot is being migrated away.
+/// slot is paused for the end of a migration. For a write to a slot this node is the primary of,
+/// `Some((slot, watched))`: it is counted until [`crate::cluster::Cluster::leave`], which
+/// the caller owes it after it ran, and its keys are recorded if the slot is being migrated
+/// away. A write that a replica coordinates (`quorum`) is `Some((slot, false))`: counted
+/// too ([`crate::cluster::Cluster::enter_copy`]); the primary accounts for it in its migrations
+/// when its effects arrive there.
 fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, String> {
     let Some(cluster) = ctx.shared.cluster.as_deref() else {
         return Ok((None, None));
@@ -541,6 +544,10 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, Str
             .map(|watched| (Some((slot, watched)), None))
             .map_err(str::to_owned),
         crate::cluster::Route::Here { slot, .. } => Ok((None, slot)),
+        crate::cluster::Route::Copy { slot } if writes => cluster
+            .enter_copy(slot)
+            .map(|()| (Some((slot, false)), None)),
+        crate::cluster::Route::Copy { slot } => Ok((None, Some(slot))),
     }
 }
 

@@ -95,6 +95,13 @@ async fn setbit_asks_for_memory_first() {
             .starts_with("OOM")
     );
     assert_eq!(q::<i64>(&mut c, &["SETBIT", "small", "8000", "1"]).await, 0);
+    // Bits inside a string that is already long ask for nothing: 1.5 MB of a 2 MB budget,
+    // then bits set all over it.
+    q::<()>(&mut c, &["SETBIT", "wide", "12582911", "1"]).await;
+    for offset in ["0", "6000000", "12582910"] {
+        assert_eq!(q::<i64>(&mut c, &["SETBIT", "wide", offset, "1"]).await, 0);
+    }
+    assert_eq!(q::<i64>(&mut c, &["BITCOUNT", "wide"]).await, 4);
 }
 
 #[tokio::test]

@@ -49,6 +49,27 @@ fn read_str(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
+/// Makes room for what growing the string at `key` to `len` bytes adds, with no shard locked:
+/// nothing when it is that long already (a bit set in a large bitmap asks for no memory).
+fn admit_growth<'a>(
+    ctx: &Ctx<'a>,
+    key: &Key<'_>,
+    len: usize,
+) -> Result<Option<dcache_store::Room<'a>>, Error> {
+    let current = ctx
+        .lock(key)
+        .get(key, ctx.now, Lookup::Peek)
+        .map_or(0, |entry| match entry.value() {
+            Value::Str(s) => s.len(),
+            _ => 0,
+        });
+    if len > current {
+        Ok(Some(ctx.admit(key, len - current)?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Runs `f` on the string at `key` (created empty when absent) grown with zeros to at least
 /// `len` bytes; `f` says whether it changed a bit. The key is written only when it was created,
 /// grown or changed.
@@ -95,7 +116,7 @@ pub fn setbit(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     };
     let key = ctx.key(args.get(1));
     let len = (offset >> 3) as usize + 1;
-    let _room = ctx.admit(&key, len)?;
+    let _room = admit_growth(ctx, &key, len)?;
     let old = with_bits(ctx, &key, len, |bytes| {
         let old = get_bit(bytes, offset);
         let byte = &mut bytes[(offset >> 3) as usize];

@@ -7,7 +7,7 @@
 
 use dcache_protocol::Args;
 
-use super::{BAD_OFFSET, bit_offset, read_str, with_bits};
+use super::{BAD_OFFSET, admit_growth, bit_offset, read_str, with_bits};
 use crate::command::{CmdResult, Ctx, Error, SYNTAX, int_arg, is};
 
 const BAD_TYPE: &str = "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
@@ -282,7 +282,7 @@ fn run(ctx: &mut Ctx<'_>, args: Args<'_>, read_only: bool) -> CmdResult {
             .unwrap_or(0);
         let len = usize::try_from(last_bit >> 3).map_err(|_| Error::from(BAD_OFFSET))? + 1;
         let key = ctx.key(args.get(1));
-        let _room = ctx.admit(&key, len)?;
+        let _room = admit_growth(ctx, &key, len)?;
         with_bits(ctx, &key, len, |bytes| {
             let mut changed = false;
             let replies = ops

@@ -194,13 +194,13 @@ fn add(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
         at += 1;
     }
     let rest = args.len() - at;
-    if rest == 0 || rest % 2 != 0 {
+    if rest == 0 || !rest.is_multiple_of(2) {
         return Err(SYNTAX.into());
     }
     if flags.nx && flags.xx {
         return Err("ERR XX and NX options at the same time are not compatible".into());
     }
-    if (flags.gt && flags.nx) || (flags.lt && flags.nx) || (flags.gt && flags.lt) {
+    if (flags.nx && (flags.gt || flags.lt)) || (flags.gt && flags.lt) {
         return Err("ERR GT, LT, and/or NX options at the same time are not compatible".into());
     }
     let pairs = rest / 2;

@@ -157,10 +157,15 @@ fn grows_past_either_limit_and_compacts_only_when_asked() {
 }
 
 #[test]
-fn signed_zero_keeps_its_sign_and_sorts_as_zero() {
+fn signed_zero_sorts_as_zero_and_keeps_its_sign_in_the_large_form_only() {
     let mut z = ZSetValue::default();
     z.insert(b"b", -0.0);
     z.insert(b"a", 0.0);
-    assert_eq!(z.score(b"b").map(f64::to_bits), Some((-0.0f64).to_bits()));
-    assert_eq!(owned(z.iter()), vec![(b"a".to_vec(), 0.0), (b"b".to_vec(), -0.0)]);
+    assert_eq!(z.score(b"b").map(f64::to_bits), Some(0.0f64.to_bits()));
+    assert_eq!(owned(z.iter()), vec![(b"a".to_vec(), 0.0), (b"b".to_vec(), 0.0)]);
+    let mut large = ZSetValue::for_size(1000, 1, ZSetLimits::default());
+    large.insert(b"b", -0.0);
+    large.insert(b"a", 0.0);
+    assert_eq!(large.score(b"b").map(f64::to_bits), Some((-0.0f64).to_bits()));
+    assert_eq!(large.rank(b"a"), Some(0));
 }

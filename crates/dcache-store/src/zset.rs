@@ -206,7 +206,7 @@ impl ZSetValue {
     /// The member of rank `rank`, with its score.
     #[must_use]
     pub fn get_by_rank(&self, rank: usize) -> Option<(&[u8], f64)> {
-        self.range_by_rank(rank, rank + 1).next()
+        self.range_by_rank(rank, rank.saturating_add(1)).next()
     }
 
     /// A member's rank (0 for the lowest), if it is there. O(log n) in the large form.

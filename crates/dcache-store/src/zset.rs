@@ -555,9 +555,8 @@ impl Tree {
             priority: (hash >> 32) as u32,
         });
         let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index.insert_unique(hash, k, |&i| {
-            hasher.hash_one(&*nodes[i as usize].member)
-        });
+        self.index
+            .insert_unique(hash, k, |&i| hasher.hash_one(&*nodes[i as usize].member));
         self.root = self.attach(self.root, k);
         self.mem += alloc_size(member.len()) + NODE_OVERHEAD;
         true

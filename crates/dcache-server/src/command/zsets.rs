@@ -194,13 +194,13 @@ fn add(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
         at += 1;
     }
     let rest = args.len() - at;
-    if rest == 0 || rest % 2 != 0 {
+    if rest == 0 || !rest.is_multiple_of(2) {
         return Err(SYNTAX.into());
     }
     if flags.nx && flags.xx {
         return Err("ERR XX and NX options at the same time are not compatible".into());
     }
-    if (flags.gt && flags.nx) || (flags.lt && flags.nx) || (flags.gt && flags.lt) {
+    if (flags.nx && (flags.gt || flags.lt)) || (flags.gt && flags.lt) {
         return Err("ERR GT, LT, and/or NX options at the same time are not compatible".into());
     }
     let pairs = rest / 2;
@@ -375,8 +375,8 @@ fn zpop(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
     } else {
         None
     };
-    let popped = write_zset(ctx, args.get(1), |z| Ok(pop(z, count.unwrap_or(1), max)))?
-        .unwrap_or_default();
+    let popped =
+        write_zset(ctx, args.get(1), |z| Ok(pop(z, count.unwrap_or(1), max)))?.unwrap_or_default();
     // With a count (even 1) RESP3 nests each pair; without one the pair is the reply.
     let nested = count.is_some() && ctx.out.resp3();
     write_popped(&mut ctx.out, &popped, nested);

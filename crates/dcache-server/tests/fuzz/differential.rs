@@ -49,7 +49,10 @@ pub fn normalise(request: &[Vec<u8>], reply: Frame) -> Frame {
 /// Rewrites every bulk string that reads as a float in one spelling.
 fn canonical_numbers(reply: Frame) -> Frame {
     match reply {
-        Frame::Bulk(b) => match std::str::from_utf8(&b).ok().and_then(|t| t.parse::<f64>().ok()) {
+        Frame::Bulk(b) => match std::str::from_utf8(&b)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+        {
             Some(v) if !v.is_nan() => Frame::Bulk(format!("{v:e}").into_bytes().into()),
             _ => Frame::Bulk(b),
         },

@@ -30,7 +30,10 @@ fn check(z: &ZSetValue, model: &BTreeMap<Vec<u8>, f64>) {
     for (rank, (m, s)) in want.iter().enumerate() {
         assert_eq!(z.score(m), Some(*s));
         assert_eq!(z.rank(m), Some(rank));
-        assert_eq!(z.get_by_rank(rank).map(|(m, s)| (m.to_vec(), s)), Some((m.clone(), *s)));
+        assert_eq!(
+            z.get_by_rank(rank).map(|(m, s)| (m.to_vec(), s)),
+            Some((m.clone(), *s))
+        );
         let below = z.partition_point(|_, x| x < *s);
         assert_eq!(below, want.iter().filter(|(_, x)| x < s).count());
     }
@@ -44,7 +47,12 @@ fn check(z: &ZSetValue, model: &BTreeMap<Vec<u8>, f64>) {
     assert_eq!(z.mem(), expected_mem);
     // Ranges both ways from any start (a few, to keep it quick).
     let n = want.len();
-    for (a, b) in [(0, n), (n / 3, n / 2 + 1), (1, n.saturating_sub(1)), (n, n + 5)] {
+    for (a, b) in [
+        (0, n),
+        (n / 3, n / 2 + 1),
+        (1, n.saturating_sub(1)),
+        (n, n + 5),
+    ] {
         let b = b.min(n);
         let a = a.min(b);
         assert_eq!(owned(z.range_by_rank(a, b)), want[a..b].to_vec());
@@ -55,11 +63,8 @@ fn check(z: &ZSetValue, model: &BTreeMap<Vec<u8>, f64>) {
         let mut both = z.range_by_rank(a, b);
         let mut front = Vec::new();
         let mut back = Vec::new();
-        loop {
-            match both.next() {
-                Some(x) => front.push((x.0.to_vec(), x.1)),
-                None => break,
-            }
+        while let Some(x) = both.next() {
+            front.push((x.0.to_vec(), x.1));
             match both.next_back() {
                 Some(x) => back.push((x.0.to_vec(), x.1)),
                 None => break,
@@ -88,7 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn member(m: u8) -> Vec<u8> {
     // Some long members, so that the value limit moves sets into the large form too.
-    if m % 17 == 0 {
+    if m.is_multiple_of(17) {
         vec![m; 70]
     } else {
         format!("m{}", m % 60).into_bytes()
@@ -162,10 +167,16 @@ fn signed_zero_sorts_as_zero_and_keeps_its_sign_in_the_large_form_only() {
     z.insert(b"b", -0.0);
     z.insert(b"a", 0.0);
     assert_eq!(z.score(b"b").map(f64::to_bits), Some(0.0f64.to_bits()));
-    assert_eq!(owned(z.iter()), vec![(b"a".to_vec(), 0.0), (b"b".to_vec(), 0.0)]);
+    assert_eq!(
+        owned(z.iter()),
+        vec![(b"a".to_vec(), 0.0), (b"b".to_vec(), 0.0)]
+    );
     let mut large = ZSetValue::for_size(1000, 1, ZSetLimits::default());
     large.insert(b"b", -0.0);
     large.insert(b"a", 0.0);
-    assert_eq!(large.score(b"b").map(f64::to_bits), Some((-0.0f64).to_bits()));
+    assert_eq!(
+        large.score(b"b").map(f64::to_bits),
+        Some((-0.0f64).to_bits())
+    );
     assert_eq!(large.rank(b"a"), Some(0));
 }

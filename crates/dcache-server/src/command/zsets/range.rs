@@ -175,8 +175,7 @@ impl Bounds<'_> {
         else {
             return (0, 0);
         };
-        if self.never() || !self.above_min(last.0, last.1) || !self.below_max(first.0, first.1)
-        {
+        if self.never() || !self.above_min(last.0, last.1) || !self.below_max(first.0, first.1) {
             return (0, 0);
         }
         if !z.is_listpack() {

@@ -22,7 +22,8 @@
 //! when a command asks ([`ZSetValue::compact`], which Redis's STORE commands do). `mem` is a
 //! function of the contents, kept up to date by every change. Scores are never NaN (the
 //! commands refuse it, and the effect decoder too), so that the order is total; -0.0 and 0.0
-//! are equal in the order (ties go by member) but each keeps its sign.
+//! are equal in the order (ties go by member); the large form keeps the sign, the small one
+//! stores 0, as Redis's two encodings do.
 
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
@@ -205,7 +206,7 @@ impl ZSetValue {
     /// The member of rank `rank`, with its score.
     #[must_use]
     pub fn get_by_rank(&self, rank: usize) -> Option<(&[u8], f64)> {
-        self.range_by_rank(rank, rank + 1).next()
+        self.range_by_rank(rank, rank.saturating_add(1)).next()
     }
 
     /// A member's rank (0 for the lowest), if it is there. O(log n) in the large form.
@@ -324,6 +325,9 @@ impl Packed {
     }
 
     fn encode(member: &[u8], score: f64) -> Vec<u8> {
+        // Redis's listpack keeps a score as text, and "-0" as the integer 0: a small set's -0
+        // reads back as 0 (the large form keeps the sign, as Redis's skiplist does).
+        let score = if score == 0.0 { 0.0 } else { score };
         let len = u32::try_from(member.len()).expect("members are shorter than 4 GiB");
         let mut entry = Vec::with_capacity(member.len() + PACKED_OVERHEAD);
         entry.extend_from_slice(&len.to_le_bytes());

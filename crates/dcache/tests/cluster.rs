@@ -719,3 +719,63 @@ fn cluster_meet_brings_nodes_alone_into_the_cluster() {
     }
     assert_eq!(total, 16384);
 }
+
+/// `redis-benchmark` with its default tests (PING, SET, GET, INCR, LPUSH, RPUSH, LPOP, RPOP, SADD,
+/// HSET, SPOP, ZADD, ZPOPMIN, LRANGE_100..600, MSET) runs to the end against a node: it stops at
+/// the first error reply, so every test name it prints means that command family answered.
+/// Skipped without redis-benchmark (Debian's redis-tools), except under CI.
+#[test]
+fn redis_benchmark_default_tests_run_to_the_end_against_a_node() {
+    if !have(
+        "redis-benchmark",
+        &["--version"],
+        "apt-get install redis-tools",
+    ) {
+        return;
+    }
+    let node = Node::start(&[]);
+    let mut cmd = Command::new("redis-benchmark");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &node.port.to_string(),
+        "-n",
+        "300",
+        "-q",
+    ]);
+    let out = output_within(cmd, PATIENCE);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "redis-benchmark failed:\n{text}");
+    for test in [
+        "PING_INLINE",
+        "PING_MBULK",
+        "SET:",
+        "GET:",
+        "INCR:",
+        "LPUSH:",
+        "RPUSH:",
+        "LPOP:",
+        "RPOP:",
+        "SADD:",
+        "HSET:",
+        "SPOP:",
+        "ZADD:",
+        "ZPOPMIN:",
+        "LRANGE_100",
+        "LRANGE_300",
+        "LRANGE_500",
+        "LRANGE_600",
+        "MSET",
+    ] {
+        assert!(
+            text.contains(test),
+            "no {test} in redis-benchmark's output:\n{text}"
+        );
+    }
+    assert!(!text.contains("ERR"), "an error reply:\n{text}");
+}

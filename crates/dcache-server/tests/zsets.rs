@@ -859,3 +859,54 @@ async fn a_sorted_set_reaches_its_replica_whole() {
     );
     assert_eq!(int(&mut replica, &["ZCARD", key]).await, 299);
 }
+
+/// A weighted score that is NaN (0 × inf): Redis zeroes it for the first source of an
+/// intersection, but lets a later source's NaN into the aggregate, where a sum becomes 0 and a
+/// minimum or maximum keeps what it had. (Found by the type-aware differential test.)
+#[tokio::test]
+async fn an_intersection_s_nan_weighted_scores_aggregate_as_redis_does() {
+    let (_node, mut c) = node().await;
+    int(&mut c, &["ZADD", "a", "inf", "m", "2", "n"]).await;
+    int(
+        &mut c,
+        &["ZINTERSTORE", "sum", "2", "a", "a", "WEIGHTS", "0.5", "0"],
+    )
+    .await;
+    assert_eq!(
+        opt(&mut c, &["ZSCORE", "sum", "m"]).await.as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        opt(&mut c, &["ZSCORE", "sum", "n"]).await.as_deref(),
+        Some("1")
+    );
+    int(
+        &mut c,
+        &[
+            "ZINTERSTORE",
+            "max",
+            "2",
+            "a",
+            "a",
+            "WEIGHTS",
+            "0.5",
+            "0",
+            "AGGREGATE",
+            "MAX",
+        ],
+    )
+    .await;
+    assert_eq!(
+        opt(&mut c, &["ZSCORE", "max", "m"]).await.as_deref(),
+        Some("inf")
+    );
+    int(
+        &mut c,
+        &["ZINTERSTORE", "first", "2", "a", "a", "WEIGHTS", "0", "1"],
+    )
+    .await;
+    assert_eq!(
+        opt(&mut c, &["ZSCORE", "first", "m"]).await.as_deref(),
+        Some("inf")
+    );
+}

@@ -175,7 +175,10 @@ fn compute(q: &mut Query, op: Op) -> Vec<(Vec<u8>, f64)> {
                 let mut score = first.weighted(*s);
                 for (source, index) in others.iter().zip(&indexes) {
                     match index.get(&m[..]) {
-                        Some(v) => q.aggregate.apply(&mut score, source.weighted(*v)),
+                        // Redis zeroes a NaN weighted score only for the first source here: a
+                        // later one (0 × inf) goes into the aggregate as NaN, so that a sum
+                        // becomes 0 and a minimum or maximum keeps what it had.
+                        Some(v) => q.aggregate.apply(&mut score, source.weight * *v),
                         None => continue 'members,
                     }
                 }

@@ -14,6 +14,7 @@ mod hash;
 use dcache_protocol::Args;
 use dcache_store::{Kind, Lookup, Value, ZSetValue};
 
+use super::zsets::{as_zset, read_zset};
 use super::{CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, SYNTAX, WRONGTYPE, int_arg, is};
 use hash::{Search, Shape};
 
@@ -102,13 +103,6 @@ fn coordinates(ctx: &mut Ctx<'_>, xy: [f64; 2]) {
     ctx.out.double_text(&human(xy[1]));
 }
 
-fn as_zset(value: Value<'_>) -> Result<&ZSetValue, Error> {
-    match value {
-        Value::ZSet(z) => Ok(z),
-        _ => Err(WRONGTYPE.into()),
-    }
-}
-
 /// GEOADD key [NX|XX] [CH] longitude latitude member [...]: ZADD with each position's score.
 pub fn geoadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (mut nx, mut xx, mut ch) = (false, false, false);
@@ -165,20 +159,6 @@ pub fn geoadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     drop(shard);
     ctx.out.int(if ch { added + updated } else { added });
     Ok(())
-}
-
-/// Runs `f` on the sorted set at `key`, `None` when missing.
-fn read_zset<R>(
-    ctx: &Ctx<'_>,
-    key: &[u8],
-    f: impl FnOnce(&ZSetValue) -> R,
-) -> Result<Option<R>, Error> {
-    let key = ctx.key(key);
-    let mut shard = ctx.lock(&key);
-    match shard.get(&key, ctx.now, Lookup::Read) {
-        Some(entry) => Ok(Some(f(as_zset(entry.value())?))),
-        None => Ok(None),
-    }
 }
 
 /// The scores of the members named from argument 2 on.

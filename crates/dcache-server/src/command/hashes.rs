@@ -242,14 +242,7 @@ fn bulk_size(len: usize) -> usize {
 /// `-9223372036854775807` is forever and holds a worker (and the shard lock) all along.
 pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let count = if args.len() >= 3 {
-        let c = int_arg(args.get(2))?;
-        if c == i64::MIN {
-            return Err(
-                "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-                    .into(),
-            );
-        }
-        Some(c)
+        Some(super::random_count_arg(args.get(2))?)
     } else {
         None
     };

@@ -622,6 +622,17 @@ pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
     dcache_protocol::request::parse_i64(arg).ok_or(Error::from(NOT_INTEGER))
 }
 
+/// The count of HRANDFIELD, SRANDMEMBER and ZRANDMEMBER: any integer but `i64::MIN`, whose
+/// negation (a count of repeated picks) does not exist, refused with Redis's words.
+pub fn random_count_arg(arg: &[u8]) -> Result<i64, Error> {
+    match int_arg(arg)? {
+        i64::MIN => Err(Error::from(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        )),
+        n => Ok(n),
+    }
+}
+
 /// Parses a float the way Redis does for values: a finite decimal or exponent form, no spaces.
 #[must_use]
 pub fn parse_float(arg: &[u8]) -> Option<f64> {

@@ -198,16 +198,7 @@ const OUT_OF_RANGE: &str = "ERR value is out of range";
 pub fn srandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let count = match args.len() {
         2 => None,
-        3 => {
-            let n = int_arg(args.get(2))?;
-            if n == i64::MIN {
-                return Err(
-                    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-                        .into(),
-                );
-            }
-            Some(n)
-        }
+        3 => Some(super::random_count_arg(args.get(2))?),
         _ => return Err(SYNTAX.into()),
     };
     let mut next = rng(ctx);

@@ -20,11 +20,11 @@ use dcache_protocol::{Args, ReplyWriter};
 use dcache_store::{Kind, Lookup, Value, ZSetLimits, ZSetValue, glob_match};
 
 use super::keys::{cursor_arg, scan_options};
-use super::{CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, WRONGTYPE, int_arg, is};
+use super::{CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, WRONGTYPE, is};
 
 const NAN_SCORE: &str = "ERR resulting score is not a number (NaN)";
 
-fn as_zset(value: Value<'_>) -> Result<&ZSetValue, Error> {
+pub(super) fn as_zset(value: Value<'_>) -> Result<&ZSetValue, Error> {
     match value {
         Value::ZSet(z) => Ok(z),
         _ => Err(WRONGTYPE.into()),
@@ -36,7 +36,7 @@ fn limits(ctx: &Ctx<'_>) -> ZSetLimits {
 }
 
 /// Runs `f` on the sorted set at `key` for reading; `None` when the key is missing.
-fn read_zset<R>(
+pub(super) fn read_zset<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
     f: impl FnOnce(&ZSetValue) -> R,
@@ -441,14 +441,7 @@ pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// streamed for ever.
 pub fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let count = if args.len() >= 3 {
-        let c = int_arg(args.get(2))?;
-        if c == i64::MIN {
-            return Err(
-                "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-                    .into(),
-            );
-        }
-        Some(c)
+        Some(super::random_count_arg(args.get(2))?)
     } else {
         None
     };

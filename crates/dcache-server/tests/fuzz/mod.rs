@@ -353,6 +353,9 @@ pub const NOT_COMPARED: &[(&str, &str)] = &[
     ("blmove", "blocks, as BLPOP"),
     ("brpoplpush", "blocks, as BLPOP"),
     ("blmpop", "blocks, as BLPOP"),
+    ("bzpopmin", "blocks, as BLPOP; tests/zsets.rs checks it"),
+    ("bzpopmax", "blocks, as BLPOP"),
+    ("bzmpop", "blocks, as BLPOP"),
 ];
 
 /// Blocking commands and where their timeout is (an index, or from the end when negative): the
@@ -364,6 +367,9 @@ pub const BLOCKING: &[(&str, isize)] = &[
     ("blmove", 5),
     ("brpoplpush", 3),
     ("blmpop", 1),
+    ("bzpopmin", -1),
+    ("bzpopmax", -1),
+    ("bzmpop", 1),
 ];
 
 /// Gives a blocking command a short timeout (10 ms), whatever the generator chose: a valid one

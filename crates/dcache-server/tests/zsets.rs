@@ -982,6 +982,19 @@ async fn blocking_pops_answer_at_once_wait_in_order_and_time_out() {
     int(&mut c, &["ZADD", "src", "4", "w"]).await;
     int(&mut c, &["ZUNIONSTORE", "dst", "1", "src"]).await;
     assert_eq!(three.await.unwrap(), ["dst", "w", "4"]);
+    // So does GEOADD (a geo set is a sorted set).
+    let mut fourth = patient(&node).await;
+    let four = tokio::spawn(async move {
+        query::<Vec<String>>(&mut fourth, &["BZPOPMIN", "places", "0"]).await
+    });
+    until_blocked(&mut c, 1).await;
+    int(
+        &mut c,
+        &["GEOADD", "places", "13.361389", "38.115556", "Palermo"],
+    )
+    .await;
+    let got = four.await.unwrap();
+    assert_eq!(got[..2], ["places", "Palermo"]);
     // A timeout answers a null array, and RESP3 sends the score as a double.
     assert_eq!(
         cmd(&mut c, &["BZPOPMIN", "none", "0.01"]).await.unwrap(),

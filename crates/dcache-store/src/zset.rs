@@ -73,7 +73,9 @@ pub struct ZSetValue {
 #[derive(Clone)]
 enum Repr {
     Packed(Packed),
-    Tree(Tree),
+    /// Boxed: the tree is large, and every aggregate's cell in the shard's side table is as
+    /// large as the largest value type.
+    Tree(Box<Tree>),
 }
 
 impl Default for ZSetValue {
@@ -92,7 +94,7 @@ impl ZSetValue {
             Self::default()
         } else {
             Self {
-                repr: Repr::Tree(Tree::default()),
+                repr: Repr::Tree(Box::default()),
             }
         }
     }
@@ -250,7 +252,7 @@ impl ZSetValue {
             for (m, s) in p.range(0, p.len) {
                 t.insert(m, s);
             }
-            self.repr = Repr::Tree(t);
+            self.repr = Repr::Tree(Box::new(t));
         }
     }
 }
@@ -348,13 +350,18 @@ impl Packed {
             at = next;
         }
         let entry = Self::encode(member, score);
+        // Grown to fit, as Redis reallocates its listpack: doubling would leave up to half of
+        // every small set's buffer unused, and a small set is a few dozen bytes.
+        self.buf.reserve_exact(entry.len());
         self.buf.splice(at..at, entry);
         self.len += 1;
     }
 
     /// Appends a member that comes after every other.
     fn push(&mut self, member: &[u8], score: f64) {
-        self.buf.extend_from_slice(&Self::encode(member, score));
+        let entry = Self::encode(member, score);
+        self.buf.reserve_exact(entry.len());
+        self.buf.extend_from_slice(&entry);
         self.len += 1;
     }
 

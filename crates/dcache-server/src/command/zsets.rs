@@ -328,8 +328,11 @@ pub fn zrevrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     rank(ctx, args, true)
 }
 
+/// Members taken off a set, with their scores, in the order they came off.
+type Popped = Vec<(Vec<u8>, f64)>;
+
 /// Takes up to `count` members from one end of a set, in the order they come off.
-fn pop(z: &mut ZSetValue, count: usize, max: bool) -> Vec<(Vec<u8>, f64)> {
+fn pop(z: &mut ZSetValue, count: usize, max: bool) -> Popped {
     let take = count.min(z.len());
     let popped: Vec<(Vec<u8>, f64)> = if max {
         z.range_by_rank(z.len() - take, z.len())
@@ -448,7 +451,7 @@ fn pop_first<'k>(
     keys: impl Iterator<Item = &'k [u8]>,
     max: bool,
     count: usize,
-) -> Result<Option<(&'k [u8], Vec<(Vec<u8>, f64)>)>, Error> {
+) -> Result<Option<(&'k [u8], Popped)>, Error> {
     for name in keys {
         let popped = write_zset(ctx, name, |z| Ok(pop(z, count, max)))?;
         if let Some(popped) = popped.filter(|p| !p.is_empty()) {

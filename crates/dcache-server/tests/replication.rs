@@ -927,3 +927,35 @@ async fn a_list_a_set_and_a_sorted_set_survive_their_primary() {
         assert_eq!(got, want, "{strategy:?}: the sorted set");
     }
 }
+
+/// Quorum: a client blocked in BLPOP at a replica (any copy coordinates) is woken by a push
+/// that another copy coordinated and replicated here, and takes the element.
+#[tokio::test]
+async fn under_quorum_a_push_replicated_to_a_copy_wakes_its_blocked_client() {
+    let (control, nodes) = replicated(3, Settings::new(2, Strategy::Quorum), enabled()).await;
+    let key = "q:jobs";
+    let replica = holder(&control, &nodes, key, 1);
+    let mut watcher = replica.client().await;
+    let mut waiting = common::patient(replica).await;
+    let popped = tokio::spawn(async move {
+        // Bounded, so that a lost wake-up fails rather than hangs.
+        query::<Vec<String>>(&mut waiting, &["BLPOP", "q:jobs", "10"]).await
+    });
+    common::until_blocked(&mut watcher, 1).await;
+    let mut at_primary = holder(&control, &nodes, key, 0).client().await;
+    let _: i64 = query(&mut at_primary, &["RPUSH", key, "job-1"]).await;
+    assert_eq!(popped.await.unwrap(), ["q:jobs", "job-1"]);
+    // The pop, coordinated at the replica, reached the primary too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let len: i64 = query(&mut at_primary, &["LLEN", key]).await;
+        if len == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pop never reached the primary"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -385,6 +385,12 @@ pub struct NodeConfig {
     pub zset_max_listpack_entries: usize,
     /// … each at most this many bytes long.
     pub zset_max_listpack_value: usize,
+    /// A set of integers only keeps its compact form (`intset`) up to this many members…
+    pub set_max_intset_entries: usize,
+    /// … and any other set its `listpack` form up to this many members…
+    pub set_max_listpack_entries: usize,
+    /// … each at most this many bytes long.
+    pub set_max_listpack_value: usize,
     /// This node's id in versions (0-1023).
     pub node_id: u16,
     /// Whether the node is a cluster member (Redis Cluster protocol: redirects, `CLUSTER`). A
@@ -451,6 +457,9 @@ impl Default for NodeConfig {
             hll_sparse_max_bytes: ByteSize(3000),
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
             node_id: 0,
             cluster_enabled: YesNo(false),
             cluster_port: 0,

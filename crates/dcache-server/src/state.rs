@@ -97,6 +97,11 @@ impl Shared {
                 .node_id(config.node_id)
                 .seed(seed()),
         );
+        store.set_set_limits(dcache_store::SetLimits {
+            max_intset_entries: config.set_max_intset_entries,
+            max_listpack_entries: config.set_max_listpack_entries,
+            max_listpack_value: config.set_max_listpack_value,
+        });
         let started_ms = clock.now_ms();
         // Process-wide (one node per process outside tests): a node with the default leaves it
         // alone, so that nodes started in one test process do not undo another's CONFIG SET.

@@ -14,10 +14,13 @@ generator (`redis-benchmark`, the same for both) runs pinned to core 1.
    /proc/PID/stat around each run, divided by its requests) is the figure that holds on a shared
    machine; throughput is printed too. Tables show medians.
 
+3. Rate limiting (`--part ratelimit`, not in `both`): dcache's CL.THROTTLE against the sorted-set
+   sliding window most teams write, run as a script with EVALSHA on both servers.
+
 Prints markdown tables; writes nothing. Every server it starts, it stops; every run is bounded by
 its request count.
 
-Usage: python3 bench/types.py [--part memory|cpu|both] [--keys 1000000] [--elements 5]
+Usage: python3 bench/types.py [--part memory|cpu|ratelimit|both] [--keys 1000000] [--elements 5]
        [--requests 200000] [--rounds 3] [--dcache PATH]
 """
 
@@ -156,9 +159,61 @@ def cpu(dcache, requests, rounds):
     return "\n".join(lines)
 
 
+# The sorted-set sliding window most teams write (docs/RATE-LIMITING.md): at most LIMIT requests
+# in the last WINDOW milliseconds per key, each request a member scored by its time.
+WINDOW_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 1
+end
+return 0
+"""
+
+
+def ratelimit(dcache, requests, rounds):
+    """CL.THROTTLE (dcache's native GCRA) against the sorted-set window run as a script
+    (EVALSHA), on dcache and on Redis: the server's CPU per request."""
+    servers = [start("redis", dcache), start("dcache", dcache)]
+    runs = {}
+    try:
+        shas = {}
+        for s in servers:
+            r = subprocess.run(["redis-cli", "-p", str(s.port), "SCRIPT", "LOAD", WINDOW_SCRIPT],
+                               check=True, capture_output=True, text=True)
+            shas[s.name] = r.stdout.strip()
+        cases = [("window script (EVALSHA)", s, ["-r", "10000", "EVALSHA", shas[s.name], "1",
+                                                  "rl:__rand_int__", "60000", "10",
+                                                  "m:__rand_int__"]) for s in servers]
+        cases.append(("CL.THROTTLE", servers[1], ["-r", "10000", "CL.THROTTLE",
+                                                  "rl:__rand_int__", "9", "10", "60", "1"]))
+        for rnd in range(rounds):
+            for name, s, workload in cases:
+                for pipeline in (1, 16):
+                    r = bench(s, requests, pipeline, workload)
+                    runs.setdefault((name, s.name, pipeline), []).append(r)
+                    print(f"round {rnd + 1} {s.name:7} {name:24} P{pipeline:<2} "
+                          f"{r['ops']:>9.0f} ops/s cpu {r['cpu_us']:.3f} us/req", flush=True)
+    finally:
+        for s in servers:
+            s.stop()
+    lines = [f"10,000 keys, 50 connections, {requests:,} requests per run, medians of {rounds} "
+             "rounds:", "", "| limiter | server | pipeline | ops/s | CPU µs/req |",
+             "|---|---|---:|---:|---:|"]
+    for (name, server, pipeline), rs in runs.items():
+        lines.append(f"| {name} | {server} | {pipeline} | "
+                     f"{statistics.median(r['ops'] for r in rs):,.0f} | "
+                     f"{statistics.median(r['cpu_us'] for r in rs):.2f} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", choices=("memory", "cpu", "both"), default="both")
+    ap.add_argument("--part", choices=("memory", "cpu", "ratelimit", "both"), default="both")
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--elements", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200_000)
@@ -180,6 +235,8 @@ def main():
         tables.append(memory(dcache, args.keys, args.elements))
     if args.part in ("cpu", "both"):
         tables.append(cpu(dcache, args.requests, args.rounds))
+    if args.part == "ratelimit":
+        tables.append(ratelimit(dcache, args.requests, args.rounds))
     print()
     print("\n\n".join(tables))
 

@@ -226,13 +226,30 @@ pub(crate) async fn serve<S>(
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
-    tokio::pin!(stop, killed);
+    // Re-armed each time it completes; a push made meanwhile leaves a permit, so none is missed.
+    let mail = info.mailbox.notified();
+    tokio::pin!(stop, killed, mail);
+    info.mailbox.set_limit(output_limit.hard);
 
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
         output.release(&mut state.holds);
+        // Pushes (pub/sub messages, invalidations) go out between replies: every reply in
+        // `output` is whole here. A closing client is sent nothing more.
+        if !closing && info.mailbox.take_into(&mut output.buf) > 0 {
+            info.output_buffer.store(output.pending(), Relaxed);
+            if let Some(which) = output.over_limit(&output_limit) {
+                tracing::warn!(
+                    client = info.id,
+                    addr = %info.addr,
+                    "closing client over the {which} client-output-buffer-limit ({} bytes of replies and pushes unread; limit {output_limit})",
+                    output.pending()
+                );
+                break;
+            }
+        }
         let pending = output.pending() > 0;
         // A closing client is sent what it is owed and read no further.
         if !pending && (closing || (eof && input.is_empty())) {
@@ -255,6 +272,10 @@ pub(crate) async fn serve<S>(
                 0
             }
             () = &mut killed => break,
+            () = &mut mail => {
+                mail.set(info.mailbox.notified());
+                0
+            }
             wrote = writer.write(&output.buf[output.sent..output.sent + output.writable(&state.holds)]), if writable => {
                 match wrote {
                     Ok(0) | Err(_) => return finish(&shared, &info),
@@ -333,6 +354,7 @@ pub(crate) async fn serve<S>(
             let config = shared.config();
             query_limit = config.client_query_buffer_limit.0;
             output_limit = config.client_output_buffer_limit;
+            info.mailbox.set_limit(output_limit.hard);
             state.max_bulk_len = config.proto_max_bulk_len.0;
         }
         let now = shared.clock.now_ms();

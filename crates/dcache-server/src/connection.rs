@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::command::{self, Ctx};
-use crate::config::OutputBufferLimit;
+use crate::config::OutputBufferLimits;
 use crate::state::{ClientInfo, Shared};
 use crate::stats::LocalStats;
 
@@ -158,7 +158,12 @@ impl Output {
     }
 
     /// Why the client must go, if its unsent replies broke the limit.
-    fn over_limit(&mut self, limit: &OutputBufferLimit) -> Option<&'static str> {
+    fn over_limit(
+        &mut self,
+        limits: &OutputBufferLimits,
+        info: &ClientInfo,
+    ) -> Option<&'static str> {
+        let limit = limits.for_client(info.subscriptions.active());
         let pending = self.pending();
         if limit.hard != 0 && pending > limit.hard {
             return Some("hard");
@@ -229,7 +234,7 @@ pub(crate) async fn serve<S>(
     // Re-armed each time it completes; a push made meanwhile leaves a permit, so none is missed.
     let mail = info.mailbox.notified();
     tokio::pin!(stop, killed, mail);
-    info.mailbox.set_limit(output_limit.hard);
+    info.mailbox.set_limit(output_limit.normal.hard);
 
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
@@ -240,7 +245,7 @@ pub(crate) async fn serve<S>(
         // `output` is whole here. A closing client is sent nothing more.
         if !closing && info.mailbox.take_into(&mut output.buf) > 0 {
             info.output_buffer.store(output.pending(), Relaxed);
-            if let Some(which) = output.over_limit(&output_limit) {
+            if let Some(which) = output.over_limit(&output_limit, &info) {
                 tracing::warn!(
                     client = info.id,
                     addr = %info.addr,
@@ -354,7 +359,6 @@ pub(crate) async fn serve<S>(
             let config = shared.config();
             query_limit = config.client_query_buffer_limit.0;
             output_limit = config.client_output_buffer_limit;
-            info.mailbox.set_limit(output_limit.hard);
             state.max_bulk_len = config.proto_max_bulk_len.0;
         }
         let now = shared.clock.now_ms();
@@ -444,7 +448,10 @@ pub(crate) async fn serve<S>(
             );
             break;
         }
-        if let Some(which) = output.over_limit(&output_limit) {
+        // A subscriber's class is `pubsub`, and its pushes are checked against it on the way in.
+        info.mailbox
+            .set_limit(output_limit.for_client(info.subscriptions.active()).hard);
+        if let Some(which) = output.over_limit(&output_limit, &info) {
             tracing::warn!(
                 client = info.id,
                 addr = %info.addr,

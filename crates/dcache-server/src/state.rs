@@ -40,6 +40,8 @@ pub struct ClientInfo {
     pub kill: tokio::sync::Notify,
     /// Out-of-band frames for this client (pub/sub messages, invalidations): [`ClientInfo::push`].
     pub mailbox: Mailbox,
+    /// Its channels, patterns and shard channels.
+    pub subscriptions: crate::pubsub::Subscriptions,
 }
 
 /// Frames any part of the node sends a client outside the replies to its own requests: pub/sub
@@ -159,6 +161,8 @@ pub struct Shared {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Clients blocked on keys (BLPOP and friends), and the wake-ups for them.
     pub blocking: crate::blocking::Blocking,
+    /// Who is subscribed to what, and the links that carry messages to the other members.
+    pub pubsub: crate::pubsub::PubSub,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -216,6 +220,7 @@ impl Shared {
             ops: Mutex::default(),
             cluster,
             blocking: crate::blocking::Blocking::default(),
+            pubsub: crate::pubsub::PubSub::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -343,14 +348,17 @@ impl Shared {
             killed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
             mailbox: Mailbox::default(),
+            subscriptions: crate::pubsub::Subscriptions::default(),
         });
         self.clients.lock().insert(info.id, Arc::clone(&info));
         Some(info)
     }
 
     pub(crate) fn unregister_client(&self, id: u64) {
-        if self.clients.lock().remove(&id).is_some() {
+        let gone = self.clients.lock().remove(&id);
+        if let Some(client) = gone {
             self.connected.fetch_sub(1, Relaxed);
+            self.pubsub.forget(&client);
         }
     }
 

@@ -86,3 +86,361 @@ async fn a_push_past_the_output_limit_closes_the_client_and_others_go_on() {
         b"+PONG\r\n"
     );
 }
+
+/// Sends `args` and reads exactly `expected.len()` bytes, which must be `expected`.
+async fn check(stream: &mut TcpStream, args: &[&[u8]], expected: &[u8]) {
+    let got = exchange(stream, &req(args), expected.len()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected),
+        "{:?}",
+        args.iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Reads exactly `expected.len()` bytes without sending anything.
+async fn expect(stream: &mut TcpStream, expected: &[u8]) {
+    let got = read_n(stream, expected.len()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+async fn hello3(stream: &mut TcpStream) {
+    stream.write_all(&req(&[b"HELLO", b"3"])).await.unwrap();
+    read_until(stream, b"*0\r\n").await;
+}
+
+#[tokio::test]
+async fn resp2_subscribers_receive_messages_and_pattern_messages() {
+    let node = start(test_config()).await;
+    let mut sub = node.raw().await;
+    let mut publisher = node.raw().await;
+    check(
+        &mut sub,
+        &[b"SUBSCRIBE", b"news", b"sport"],
+        b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$5\r\nsport\r\n:2\r\n",
+    )
+    .await;
+    check(
+        &mut sub,
+        &[b"PSUBSCRIBE", b"n?w*"],
+        b"*3\r\n$10\r\npsubscribe\r\n$4\r\nn?w*\r\n:3\r\n",
+    )
+    .await;
+    // One receiver by channel, one by pattern.
+    check(&mut publisher, &[b"PUBLISH", b"news", b"hi"], b":2\r\n").await;
+    expect(
+        &mut sub,
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n*4\r\n$8\r\npmessage\r\n$4\r\nn?w*\r\n$4\r\nnews\r\n$2\r\nhi\r\n",
+    )
+    .await;
+    check(&mut publisher, &[b"PUBLISH", b"other", b"x"], b":0\r\n").await;
+    check(&mut publisher, &[b"PUBLISH", b"sport", b"goal"], b":1\r\n").await;
+    expect(
+        &mut sub,
+        b"*3\r\n$7\r\nmessage\r\n$5\r\nsport\r\n$4\r\ngoal\r\n",
+    )
+    .await;
+    // The count after each unsubscribe is what is left, patterns included.
+    check(
+        &mut sub,
+        &[b"UNSUBSCRIBE", b"sport", b"never"],
+        b"*3\r\n$11\r\nunsubscribe\r\n$5\r\nsport\r\n:2\r\n*3\r\n$11\r\nunsubscribe\r\n$5\r\nnever\r\n:2\r\n",
+    )
+    .await;
+    check(
+        &mut sub,
+        &[b"PUNSUBSCRIBE"],
+        b"*3\r\n$12\r\npunsubscribe\r\n$4\r\nn?w*\r\n:1\r\n",
+    )
+    .await;
+    check(
+        &mut sub,
+        &[b"UNSUBSCRIBE"],
+        b"*3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:0\r\n",
+    )
+    .await;
+    // Subscribed to nothing: one reply with a null name.
+    check(
+        &mut sub,
+        &[b"UNSUBSCRIBE"],
+        b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n",
+    )
+    .await;
+    // Out of subscribed mode: ordinary commands again.
+    check(&mut sub, &[b"PING"], b"+PONG\r\n").await;
+    check(&mut publisher, &[b"PUBLISH", b"news", b"late"], b":0\r\n").await;
+}
+
+#[tokio::test]
+async fn a_subscribed_resp2_client_may_run_only_the_subscription_commands() {
+    let node = start(test_config()).await;
+    let mut sub = node.raw().await;
+    check(
+        &mut sub,
+        &[b"SSUBSCRIBE", b"s"],
+        b"*3\r\n$10\r\nssubscribe\r\n$1\r\ns\r\n:1\r\n",
+    )
+    .await;
+    for (args, name) in [
+        (&[&b"GET"[..], b"k"][..], "get"),
+        (&[&b"client"[..], b"id"][..], "client|id"),
+        (&[&b"PUBLISH"[..], b"s", b"m"][..], "publish"),
+        (&[&b"HELLO"[..], b"3"][..], "hello"),
+    ] {
+        let expected = format!(
+            "-ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"
+        );
+        check(&mut sub, args, expected.as_bytes()).await;
+    }
+    check(&mut sub, &[b"PING"], b"*2\r\n$4\r\npong\r\n$0\r\n\r\n").await;
+    check(
+        &mut sub,
+        &[b"PING", b"hi"],
+        b"*2\r\n$4\r\npong\r\n$2\r\nhi\r\n",
+    )
+    .await;
+    // SSUBSCRIBE's count is of shard channels; SUBSCRIBE's of channels and patterns.
+    check(
+        &mut sub,
+        &[b"SUBSCRIBE", b"c"],
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n",
+    )
+    .await;
+    check(
+        &mut sub,
+        &[b"SUNSUBSCRIBE"],
+        b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\ns\r\n:0\r\n",
+    )
+    .await;
+    check(&mut sub, &[b"QUIT"], b"+OK\r\n").await;
+    assert!(is_closed(&mut sub).await);
+}
+
+#[tokio::test]
+async fn resp3_subscribers_get_pushes_and_may_run_any_command() {
+    let node = start(test_config()).await;
+    let mut sub = node.raw().await;
+    hello3(&mut sub).await;
+    check(
+        &mut sub,
+        &[b"UNSUBSCRIBE"],
+        b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n",
+    )
+    .await;
+    check(
+        &mut sub,
+        &[b"SUBSCRIBE", b"ch"],
+        b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n",
+    )
+    .await;
+    check(&mut sub, &[b"GET", b"nothing"], b"_\r\n").await;
+    check(&mut sub, &[b"PING"], b"+PONG\r\n").await;
+    // A message to the publisher itself comes before PUBLISH's reply, as in Redis.
+    check(
+        &mut sub,
+        &[b"PUBLISH", b"ch", b"m"],
+        b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n:1\r\n",
+    )
+    .await;
+    check(
+        &mut sub,
+        &[b"SSUBSCRIBE", b"ch"],
+        b">3\r\n$10\r\nssubscribe\r\n$2\r\nch\r\n:1\r\n",
+    )
+    .await;
+    let mut publisher = node.raw().await;
+    check(&mut publisher, &[b"SPUBLISH", b"ch", b"x"], b":1\r\n").await;
+    expect(&mut sub, b">3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n$1\r\nx\r\n").await;
+    // Back to RESP2 while subscribed: the subscribed mode's rules apply again.
+    sub.write_all(&req(&[b"HELLO", b"2"])).await.unwrap();
+    read_until(&mut sub, b"*0\r\n").await;
+    check(
+        &mut sub,
+        &[b"GET", b"k"],
+        b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
+    )
+    .await;
+    check(&mut publisher, &[b"PUBLISH", b"ch", b"y"], b":1\r\n").await;
+    expect(&mut sub, b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\ny\r\n").await;
+}
+
+#[tokio::test]
+async fn pubsub_counts_channels_patterns_and_subscribers() {
+    let node = start(test_config()).await;
+    let mut a = node.raw().await;
+    let mut b = node.raw().await;
+    let mut c = node.client().await;
+    check(
+        &mut a,
+        &[b"SUBSCRIBE", b"one", b"two"],
+        b"*3\r\n$9\r\nsubscribe\r\n$3\r\none\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$3\r\ntwo\r\n:2\r\n",
+    )
+    .await;
+    check(
+        &mut b,
+        &[b"SUBSCRIBE", b"two"],
+        b"*3\r\n$9\r\nsubscribe\r\n$3\r\ntwo\r\n:1\r\n",
+    )
+    .await;
+    check(
+        &mut b,
+        &[b"PSUBSCRIBE", b"t*"],
+        b"*3\r\n$10\r\npsubscribe\r\n$2\r\nt*\r\n:2\r\n",
+    )
+    .await;
+    check(
+        &mut a,
+        &[b"PSUBSCRIBE", b"t*"],
+        b"*3\r\n$10\r\npsubscribe\r\n$2\r\nt*\r\n:3\r\n",
+    )
+    .await;
+    check(
+        &mut a,
+        &[b"SSUBSCRIBE", b"{s}1"],
+        b"*3\r\n$10\r\nssubscribe\r\n$4\r\n{s}1\r\n:1\r\n",
+    )
+    .await;
+    let mut channels: Vec<String> = common::query(&mut c, &["PUBSUB", "CHANNELS"]).await;
+    channels.sort();
+    assert_eq!(channels, ["one", "two"]);
+    let some: Vec<String> = common::query(&mut c, &["PUBSUB", "CHANNELS", "o*"]).await;
+    assert_eq!(some, ["one"]);
+    let numsub: Vec<redis::Value> =
+        common::query(&mut c, &["PUBSUB", "NUMSUB", "one", "two", "three"]).await;
+    assert_eq!(
+        numsub,
+        [
+            redis::Value::BulkString(b"one".to_vec()),
+            redis::Value::Int(1),
+            redis::Value::BulkString(b"two".to_vec()),
+            redis::Value::Int(2),
+            redis::Value::BulkString(b"three".to_vec()),
+            redis::Value::Int(0),
+        ]
+    );
+    // Two clients on one pattern: one pattern.
+    assert_eq!(common::query::<i64>(&mut c, &["PUBSUB", "NUMPAT"]).await, 1);
+    let shard: Vec<String> = common::query(&mut c, &["PUBSUB", "SHARDCHANNELS"]).await;
+    assert_eq!(shard, ["{s}1"]);
+    let shard_numsub: Vec<redis::Value> =
+        common::query(&mut c, &["PUBSUB", "SHARDNUMSUB", "{s}1"]).await;
+    assert_eq!(shard_numsub.get(1), Some(&redis::Value::Int(1)));
+    assert_eq!(
+        common::query::<i64>(&mut c, &["PUBLISH", "two", "m"]).await,
+        4
+    );
+
+    let list: String = common::query(&mut c, &["CLIENT", "LIST"]).await;
+    assert!(
+        list.lines()
+            .any(|l| l.contains(" flags=P ") && l.contains(" sub=2 psub=1 ssub=1 ")),
+        "{list}"
+    );
+    let info: String = common::query(&mut c, &["INFO", "stats"]).await;
+    for field in [
+        "pubsub_channels:2\r\n",
+        "pubsub_patterns:1\r\n",
+        "pubsubshard_channels:1\r\n",
+    ] {
+        assert!(info.contains(field), "{field}: {info}");
+    }
+    assert_eq!(
+        common::error_text(&mut c, &["PUBSUB", "NUMPAT", "x"]).await,
+        "ERR wrong number of arguments for 'pubsub|numpat' command"
+    );
+    assert_eq!(
+        common::error_text(&mut c, &["PUBSUB", "CHANNELS", "a", "b"]).await,
+        "ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP."
+    );
+    assert_eq!(
+        common::error_text(&mut c, &["PUBSUB", "FOO"]).await,
+        "ERR unknown subcommand 'FOO'. Try PUBSUB HELP."
+    );
+
+    // A subscriber that goes away leaves no subscription behind.
+    drop(a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let numsub: Vec<redis::Value> = common::query(&mut c, &["PUBSUB", "NUMSUB", "one"]).await;
+        if numsub.get(1) == Some(&redis::Value::Int(0)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still subscribed");
+        tokio::task::yield_now().await;
+    }
+    let shard: Vec<String> = common::query(&mut c, &["PUBSUB", "SHARDCHANNELS"]).await;
+    assert!(shard.is_empty());
+    assert_eq!(
+        common::query::<i64>(&mut c, &["PUBLISH", "two", "m"]).await,
+        2
+    );
+}
+
+/// Messages of this size fill a subscriber that does not read.
+const LARGE: usize = 64 * 1024;
+
+#[tokio::test]
+async fn a_subscriber_that_does_not_read_is_closed_at_its_pubsub_limit() {
+    let node = start(test_config()).await;
+    let mut c = node.client().await;
+    // The pubsub class alone: ordinary clients keep their large limit.
+    let ok: String = common::query(
+        &mut c,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 0 0",
+        ],
+    )
+    .await;
+    assert_eq!(ok, "OK");
+    let limits: Vec<String> =
+        common::query(&mut c, &["CONFIG", "GET", "client-output-buffer-limit"]).await;
+    assert_eq!(limits[1], "normal 1gb 256mb 60 pubsub 1mb 0 0");
+    let mut slow = node.raw().await;
+    check(
+        &mut slow,
+        &[b"SUBSCRIBE", b"firehose"],
+        b"*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n",
+    )
+    .await;
+    let payload = "x".repeat(LARGE);
+    // However much the kernel's socket buffers take, 4096 messages (256 MB) is far beyond them
+    // and the limit; the publisher is never held up, and the subscriber goes at the limit.
+    let mut sent = 0;
+    while sent < 4096 {
+        let receivers: i64 = common::query(&mut c, &["PUBLISH", "firehose", &payload]).await;
+        sent += 1;
+        if receivers == 0 {
+            break;
+        }
+    }
+    assert!(sent < 4096, "the slow subscriber was never closed");
+    assert!(is_closed(&mut slow).await);
+    // The node and its other clients go on.
+    assert_eq!(common::query::<String>(&mut c, &["PING"]).await, "PONG");
+    let numsub: Vec<redis::Value> = common::query(&mut c, &["PUBSUB", "NUMSUB", "firehose"]).await;
+    assert_eq!(numsub.get(1), Some(&redis::Value::Int(0)));
+    let mut reader = node.raw().await;
+    check(
+        &mut reader,
+        &[b"SUBSCRIBE", b"firehose"],
+        b"*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n",
+    )
+    .await;
+    assert_eq!(
+        common::query::<i64>(&mut c, &["PUBLISH", "firehose", "small"]).await,
+        1
+    );
+    expect(
+        &mut reader,
+        b"*3\r\n$7\r\nmessage\r\n$8\r\nfirehose\r\n$5\r\nsmall\r\n",
+    )
+    .await;
+}

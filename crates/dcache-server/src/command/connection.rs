@@ -12,6 +12,14 @@ use super::{
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
 pub fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    // A subscribed RESP2 client reads every frame as a message: Redis answers it with one.
+    if !ctx.conn.resp3 && ctx.conn.info.subscriptions.active() && args.len() <= 2 {
+        ctx.out.array(2);
+        ctx.out.bulk(b"pong");
+        ctx.out
+            .bulk(if args.len() == 2 { args.get(1) } else { b"" });
+        return Ok(());
+    }
     match args.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(args.get(1)),
@@ -167,9 +175,10 @@ fn client_unblock(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// One line of `CLIENT LIST`, with Redis's field names.
 fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let last = c.last_command.load(Relaxed);
+    let [sub, psub, ssub] = c.subscriptions.counts();
     let cmd = super::table().get(last as usize).map_or("NULL", |c| c.name);
     format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
@@ -178,9 +187,14 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
         ctx.now.saturating_sub(c.last_active_ms.load(Relaxed)) / 1000,
         if ctx.shared.blocking.is_blocked(c.id) {
             "b"
+        } else if c.subscriptions.active() {
+            "P"
         } else {
             "N"
         },
+        sub,
+        psub,
+        ssub,
         c.query_buffer.load(Relaxed),
         c.output_buffer.load(Relaxed),
         cmd,

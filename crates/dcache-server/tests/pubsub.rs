@@ -444,3 +444,216 @@ async fn a_subscriber_that_does_not_read_is_closed_at_its_pubsub_limit() {
     )
     .await;
 }
+
+/// The node of `nodes` that serves `channel`'s slot, and one that does not.
+fn owner_and_other(nodes: &[common::TestNode], channel: &[u8]) -> (usize, usize) {
+    let slot = dcache_placement::slot(channel);
+    let mine = |n: &common::TestNode| n.shared.cluster.as_ref().unwrap().view().mine(slot);
+    let owner = nodes.iter().position(mine).expect("an owner");
+    let other = nodes.iter().position(|n| !mine(n)).expect("another node");
+    (owner, other)
+}
+
+#[tokio::test]
+async fn publish_on_one_node_reaches_subscribers_on_every_node() {
+    let (_control, nodes) = common::members::cluster(3).await;
+    let mut on_b = nodes[1].raw().await;
+    let mut on_c = nodes[2].raw().await;
+    check(
+        &mut on_b,
+        &[b"SUBSCRIBE", b"news"],
+        b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n",
+    )
+    .await;
+    hello3(&mut on_c).await;
+    check(
+        &mut on_c,
+        &[b"PSUBSCRIBE", b"n*"],
+        b">3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:1\r\n",
+    )
+    .await;
+    let mut on_a = nodes[0].raw().await;
+    // PUBLISH counts the receivers of the node it was sent to, as in Redis Cluster.
+    check(&mut on_a, &[b"PUBLISH", b"news", b"one"], b":0\r\n").await;
+    check(&mut on_a, &[b"PUBLISH", b"news", b"two"], b":0\r\n").await;
+    // In order, from one node.
+    expect(
+        &mut on_b,
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$3\r\none\r\n*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$3\r\ntwo\r\n",
+    )
+    .await;
+    expect(
+        &mut on_c,
+        b">4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$3\r\none\r\n>4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$3\r\ntwo\r\n",
+    )
+    .await;
+    // A message forwarded to B is not sent on again: C receives it once.
+    check(
+        &mut on_b,
+        &[b"UNSUBSCRIBE"],
+        b"*3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:0\r\n",
+    )
+    .await;
+    check(&mut on_b, &[b"PUBLISH", b"news", b"three"], b":0\r\n").await;
+    expect(
+        &mut on_c,
+        b">4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$5\r\nthree\r\n",
+    )
+    .await;
+    check(&mut on_c, &[b"PING"], b"+PONG\r\n").await;
+}
+
+#[tokio::test]
+async fn shard_channels_are_routed_by_slot() {
+    let (_control, nodes) = common::members::cluster(2).await;
+    let channel = b"orders";
+    let (owner, other) = owner_and_other(&nodes, channel);
+    let slot = dcache_placement::slot(channel);
+    let moved = format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[owner].addr.port());
+    let mut elsewhere = nodes[other].raw().await;
+    check(&mut elsewhere, &[b"SSUBSCRIBE", channel], moved.as_bytes()).await;
+    check(
+        &mut elsewhere,
+        &[b"SPUBLISH", channel, b"m"],
+        moved.as_bytes(),
+    )
+    .await;
+    check(
+        &mut elsewhere,
+        &[b"SSUBSCRIBE", b"{a}x", b"{b}x"],
+        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+    )
+    .await;
+
+    let mut sub = nodes[owner].raw().await;
+    check(
+        &mut sub,
+        &[b"SSUBSCRIBE", channel],
+        b"*3\r\n$10\r\nssubscribe\r\n$6\r\norders\r\n:1\r\n",
+    )
+    .await;
+    // A plain subscriber of the same name is another channel.
+    let mut plain = nodes[owner].raw().await;
+    check(
+        &mut plain,
+        &[b"SUBSCRIBE", channel],
+        b"*3\r\n$9\r\nsubscribe\r\n$6\r\norders\r\n:1\r\n",
+    )
+    .await;
+    let mut publisher = nodes[owner].raw().await;
+    check(&mut publisher, &[b"SPUBLISH", channel, b"m"], b":1\r\n").await;
+    expect(
+        &mut sub,
+        b"*3\r\n$8\r\nsmessage\r\n$6\r\norders\r\n$1\r\nm\r\n",
+    )
+    .await;
+    check(&mut publisher, &[b"PUBLISH", channel, b"p"], b":1\r\n").await;
+    expect(
+        &mut plain,
+        b"*3\r\n$7\r\nmessage\r\n$6\r\norders\r\n$1\r\np\r\n",
+    )
+    .await;
+    // The shard subscriber got no `message`, the plain one no `smessage`: the next frame
+    // each reads is the answer to its PING.
+    check(&mut sub, &[b"PING"], b"*2\r\n$4\r\npong\r\n$0\r\n\r\n").await;
+    check(&mut plain, &[b"PING"], b"*2\r\n$4\r\npong\r\n$0\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn spublish_reaches_the_subscribers_on_every_copy_of_the_slot() {
+    use dcache_cluster::{Settings, Strategy};
+    let (_control, nodes) = common::members::replicated(
+        2,
+        Settings::new(1, Strategy::Primary),
+        common::members::enabled(),
+    )
+    .await;
+    let channel = b"tick";
+    let (owner, replica) = owner_and_other(&nodes, channel);
+    // The replica holds a copy of the slot: it takes the subscription, as Redis's replicas do.
+    let mut on_replica = nodes[replica].raw().await;
+    check(
+        &mut on_replica,
+        &[b"SSUBSCRIBE", channel],
+        b"*3\r\n$10\r\nssubscribe\r\n$4\r\ntick\r\n:1\r\n",
+    )
+    .await;
+    let mut publisher = nodes[owner].raw().await;
+    check(&mut publisher, &[b"SPUBLISH", channel, b"1"], b":0\r\n").await;
+    expect(
+        &mut on_replica,
+        b"*3\r\n$8\r\nsmessage\r\n$4\r\ntick\r\n$1\r\n1\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn shard_subscribers_are_unsubscribed_when_their_slot_leaves_the_node() {
+    use dcache_cluster::Change;
+    let (control, mut nodes) = common::members::cluster(1).await;
+    let mut sub = nodes[0].raw().await;
+    // Enough channels that some of their slots go to the newcomer.
+    let channels: Vec<String> = (0..64).map(|i| format!("chan{i}")).collect();
+    for (i, channel) in channels.iter().enumerate() {
+        let expected = format!(
+            "*3\r\n$10\r\nssubscribe\r\n${}\r\n{channel}\r\n:{}\r\n",
+            channel.len(),
+            i + 1
+        );
+        check(
+            &mut sub,
+            &[b"SSUBSCRIBE", channel.as_bytes()],
+            expected.as_bytes(),
+        )
+        .await;
+    }
+    let (newcomer, me) = common::members::member(&control, common::members::enabled()).await;
+    control.apply(&Change::Join(me)).unwrap();
+    common::members::settle(&control);
+    nodes.push(newcomer);
+    let epoch = control.subscribe().borrow().epoch;
+    common::members::reach_epoch(&nodes, epoch).await;
+    let view = nodes[0].shared.cluster.as_ref().unwrap().view();
+    let lost: Vec<&String> = channels
+        .iter()
+        .filter(|c| !view.holds(dcache_placement::slot(c.as_bytes())))
+        .collect();
+    assert!(!lost.is_empty() && lost.len() < channels.len());
+    // One `sunsubscribe` per lost channel, counting down what is left, in some order.
+    let mut input = Vec::new();
+    let mut unsubscribed = Vec::new();
+    let mut left = channels.len() as i64;
+    while unsubscribed.len() < lost.len() {
+        match dcache_protocol::Frame::parse(&input).unwrap() {
+            Some((frame, used)) => {
+                input.drain(..used);
+                left -= 1;
+                let dcache_protocol::Frame::Array(parts) = frame else {
+                    panic!("{frame:?}")
+                };
+                let [kind, name, count] = parts.as_slice() else {
+                    panic!("{parts:?}")
+                };
+                assert_eq!(kind, &dcache_protocol::Frame::Bulk("sunsubscribe".into()));
+                assert_eq!(count, &dcache_protocol::Frame::Integer(left));
+                let dcache_protocol::Frame::Bulk(name) = name else {
+                    panic!("{name:?}")
+                };
+                unsubscribed.push(String::from_utf8(name.to_vec()).unwrap());
+            }
+            None => {
+                let more = read_n(&mut sub, 1).await;
+                assert!(!more.is_empty(), "closed");
+                input.extend(more);
+            }
+        }
+    }
+    assert!(input.is_empty());
+    unsubscribed.sort();
+    let mut expected: Vec<String> = lost.iter().map(|c| (*c).clone()).collect();
+    expected.sort();
+    assert_eq!(unsubscribed, expected);
+    let mut c = nodes[0].client().await;
+    let kept: Vec<String> = common::query(&mut c, &["PUBSUB", "SHARDCHANNELS"]).await;
+    assert_eq!(kept.len(), channels.len() - lost.len());
+}

@@ -191,6 +191,8 @@ async fn a_subscribed_resp2_client_may_run_only_the_subscription_commands() {
         (&[&b"client"[..], b"id"][..], "client|id"),
         (&[&b"PUBLISH"[..], b"s", b"m"][..], "publish"),
         (&[&b"HELLO"[..], b"3"][..], "hello"),
+        // A container without its subcommand goes by its own name.
+        (&[&b"COMMAND"[..]][..], "command"),
     ] {
         let expected = format!(
             "-ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"

@@ -422,7 +422,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         && !pubsub::SUBSCRIBED_MODE.contains(&cmd.name)
     {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
-        let name = match cmd.subcommand(args.get(1)).filter(|_| args.len() > 1) {
+        let sub = (args.len() > 1)
+            .then(|| cmd.subcommand(args.get(1)))
+            .flatten();
+        let name = match sub {
             Some(sub) => format!("{}|{}", cmd.name, sub.name),
             None => cmd.name.to_owned(),
         };

@@ -119,8 +119,21 @@ struct Registry {
 /// One peer's queue of `CLUSTER PUBLISH` requests and the task that sends them.
 #[derive(Debug, Default)]
 struct Link {
-    queue: Mutex<Vec<u8>>,
+    queue: Mutex<Queue>,
     notify: Notify,
+}
+
+/// Encoded requests waiting for a link's connection, and how many.
+#[derive(Debug, Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    messages: u64,
+}
+
+impl Queue {
+    fn take(&mut self) -> Queue {
+        std::mem::take(self)
+    }
 }
 
 /// Pub/sub state of the node ([`Shared::pubsub`]).
@@ -131,7 +144,8 @@ pub struct PubSub {
     /// Peers that need a link task; [`run`] starts them.
     spawn_tx: mpsc::UnboundedSender<(String, Arc<Link>)>,
     spawn_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, Arc<Link>)>>>,
-    /// Messages sent to peers, and dropped on the way (queue full, peer unreachable).
+    /// Messages written to peers' connections, and those dropped on the way (a full queue, a
+    /// peer that cannot be reached or refuses them).
     pub forwarded: AtomicU64,
     pub dropped: AtomicU64,
 }
@@ -384,27 +398,25 @@ impl PubSub {
             [&b"CLUSTER"[..], sub, channel, message],
             &mut request,
         );
+        let mut links = self.links.lock();
         for peer in peers {
-            let link = {
-                let mut links = self.links.lock();
-                match links.get(&peer) {
-                    Some(link) => Arc::clone(link),
-                    None => {
-                        let link = Arc::new(Link::default());
-                        links.insert(peer.clone(), Arc::clone(&link));
-                        let _ = self.spawn_tx.send((peer.clone(), Arc::clone(&link)));
-                        link
-                    }
+            let link = match links.get(&peer) {
+                Some(link) => Arc::clone(link),
+                None => {
+                    let link = Arc::new(Link::default());
+                    links.insert(peer.clone(), Arc::clone(&link));
+                    let _ = self.spawn_tx.send((peer, Arc::clone(&link)));
+                    link
                 }
             };
             let mut queue = link.queue.lock();
-            if queue.len() + request.len() > LINK_QUEUE {
+            if queue.bytes.len() + request.len() > LINK_QUEUE {
                 self.dropped.fetch_add(1, Relaxed);
                 continue;
             }
-            queue.extend_from_slice(&request);
+            queue.bytes.extend_from_slice(&request);
+            queue.messages += 1;
             drop(queue);
-            self.forwarded.fetch_add(1, Relaxed);
             link.notify.notify_one();
         }
     }
@@ -501,46 +513,49 @@ async fn link_task(
                 .map(|n| (n.host.clone(), n.port))
         };
         let outcome = match address {
-            None => Ok(()),
+            None => Err("not in the topology, or failed".to_owned()),
             Some((host, port)) => {
                 let password = shared.config().requirepass;
                 tokio::select! {
-                    outcome = send_to(&host, port, &password, &link) => outcome,
+                    outcome = send_to(&host, port, &password, &link, &pubsub.forwarded) => outcome,
                     _ = stop.changed() => return,
                 }
             }
         };
-        // Gone, idle, or broken: what waits is dropped (best-effort), and the link is closed
-        // unless messages keep coming.
-        let dropped = std::mem::take(&mut *link.queue.lock());
-        if !dropped.is_empty() {
-            pubsub.dropped.fetch_add(1, Relaxed);
+        if let Err(e) = outcome {
+            // What waited for this connection is dropped (best-effort).
+            tracing::debug!("pub/sub link to {peer}: {e}");
+            let lost = link.queue.lock().take();
+            pubsub.dropped.fetch_add(lost.messages, Relaxed);
         }
-        match outcome {
-            Ok(()) => {
-                let mut links = pubsub.links.lock();
-                // Anything queued after the take above would be lost with the link: keep going.
-                if link.queue.lock().is_empty() {
-                    if links.get(&peer).is_some_and(|l| Arc::ptr_eq(l, &link)) {
-                        links.remove(&peer);
-                    }
-                    return;
+        {
+            // Gone, idle, or broken with nothing new to send: the link closes. Under the map's
+            // lock, which `forward` holds while it queues, so that nothing is queued on a
+            // link that has stopped.
+            let mut links = pubsub.links.lock();
+            if link.queue.lock().messages == 0 {
+                if links.get(&peer).is_some_and(|l| Arc::ptr_eq(l, &link)) {
+                    links.remove(&peer);
                 }
+                return;
             }
-            Err(e) => {
-                tracing::debug!("pub/sub link to {peer}: {e}");
-                tokio::select! {
-                    () = tokio::time::sleep(RECONNECT) => {}
-                    _ = stop.changed() => return,
-                }
-            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RECONNECT) => {}
+            _ = stop.changed() => return,
         }
     }
 }
 
 /// One connection's life: writes what is queued, reads and discards the replies (each the
 /// peer's receiver count). `Ok` when idle for [`LINK_IDLE`].
-async fn send_to(host: &str, port: u16, password: &str, link: &Link) -> Result<(), String> {
+async fn send_to(
+    host: &str,
+    port: u16,
+    password: &str,
+    link: &Link,
+    forwarded: &AtomicU64,
+) -> Result<(), String> {
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("cannot reach {host}:{port}: {e}"))?;
@@ -552,12 +567,14 @@ async fn send_to(host: &str, port: u16, password: &str, link: &Link) -> Result<(
         writer.write_all(&auth).await.map_err(|e| e.to_string())?;
     }
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut batch = Vec::new();
     loop {
-        std::mem::swap(&mut batch, &mut *link.queue.lock());
-        if !batch.is_empty() {
-            writer.write_all(&batch).await.map_err(|e| e.to_string())?;
-            batch.clear();
+        let batch = link.queue.lock().take();
+        if batch.messages > 0 {
+            writer
+                .write_all(&batch.bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            forwarded.fetch_add(batch.messages, Relaxed);
             continue;
         }
         tokio::select! {
@@ -565,7 +582,8 @@ async fn send_to(host: &str, port: u16, password: &str, link: &Link) -> Result<(
             read = reader.read(&mut chunk) => match read {
                 Ok(0) | Err(_) => return Err("closed".into()),
                 Ok(n) => {
-                    if chunk[..n].starts_with(b"-") {
+                    // Each reply is the peer's receiver count; an error means it refuses them.
+                    if chunk[..n].starts_with(b"-") || chunk[..n].windows(2).any(|w| w == b"\n-") {
                         return Err(String::from_utf8_lossy(&chunk[..n]).trim_end().to_owned());
                     }
                 }

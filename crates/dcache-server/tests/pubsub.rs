@@ -343,6 +343,12 @@ async fn pubsub_counts_channels_patterns_and_subscribers() {
             .any(|l| l.contains(" flags=P ") && l.contains(" sub=2 psub=1 ssub=1 ")),
         "{list}"
     );
+    // By type: the two subscribers are pubsub clients, the one asking is a normal one.
+    let pubsub: String = common::query(&mut c, &["CLIENT", "LIST", "TYPE", "pubsub"]).await;
+    assert_eq!(pubsub.lines().count(), 2, "{pubsub}");
+    assert!(pubsub.lines().all(|l| l.contains(" flags=P ")), "{pubsub}");
+    let normal: String = common::query(&mut c, &["CLIENT", "LIST", "TYPE", "normal"]).await;
+    assert_eq!(normal.lines().count(), 1, "{normal}");
     let info: String = common::query(&mut c, &["INFO", "stats"]).await;
     for field in [
         "pubsub_channels:2\r\n",
@@ -381,6 +387,13 @@ async fn pubsub_counts_channels_patterns_and_subscribers() {
         common::query::<i64>(&mut c, &["PUBLISH", "two", "m"]).await,
         2
     );
+    // CLIENT KILL by type: the subscriber left, not the client asking.
+    assert_eq!(
+        common::query::<i64>(&mut c, &["CLIENT", "KILL", "TYPE", "pubsub"]).await,
+        1
+    );
+    assert!(is_closed(&mut b).await);
+    assert_eq!(common::query::<i64>(&mut c, &["PUBSUB", "NUMPAT"]).await, 0);
 }
 
 /// Messages of this size fill a subscriber that does not read.
@@ -503,6 +516,16 @@ async fn publish_on_one_node_reaches_subscribers_on_every_node() {
     )
     .await;
     check(&mut on_c, &[b"PING"], b"+PONG\r\n").await;
+    // Two messages from A to each of B and C; B's is on its way to A and C.
+    let forwarded = |i: usize| {
+        nodes[i]
+            .shared
+            .pubsub
+            .forwarded
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!((forwarded(0), forwarded(2)), (4, 0));
+    assert!(forwarded(1) <= 2);
 }
 
 #[tokio::test]

@@ -317,7 +317,7 @@ impl OutputBufferLimits {
             ranges::check_output_buffer_limit(&self.normal)?;
             return Ok(self);
         }
-        if words.is_empty() || words.len() % 4 != 0 {
+        if words.is_empty() || !words.len().is_multiple_of(4) {
             return Err("Wrong number of arguments in buffer limit configuration.".into());
         }
         for group in words.chunks(4) {

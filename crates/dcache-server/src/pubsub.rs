@@ -136,14 +136,17 @@ impl Queue {
     }
 }
 
+/// A peer (its node id) whose link needs a task.
+type NewLink = (String, Arc<Link>);
+
 /// Pub/sub state of the node ([`Shared::pubsub`]).
 #[derive(Debug)]
 pub struct PubSub {
     registry: RwLock<Registry>,
     links: Mutex<HashMap<String, Arc<Link>>>,
     /// Peers that need a link task; [`run`] starts them.
-    spawn_tx: mpsc::UnboundedSender<(String, Arc<Link>)>,
-    spawn_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, Arc<Link>)>>>,
+    spawn_tx: mpsc::UnboundedSender<NewLink>,
+    spawn_rx: Mutex<Option<mpsc::UnboundedReceiver<NewLink>>>,
     /// Messages written to peers' connections, and those dropped on the way (a full queue, a
     /// peer that cannot be reached or refuses them).
     pub forwarded: AtomicU64,

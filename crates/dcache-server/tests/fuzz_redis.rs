@@ -226,7 +226,6 @@ enum Side {
 /// A scripted pub/sub exchange: (connection, request, frames it produces on that connection,
 /// whether to compare them). A request of `None` only reads what the subscriber is owed. No
 /// step depends on a set's order (each mass unsubscribe leaves one name).
-#[allow(clippy::type_complexity, reason = "a table")]
 const PUBSUB_SCRIPT: &[(Side, Option<&[&str]>, usize, bool)] = &[
     (Side::Sub, Some(&["UNSUBSCRIBE"]), 1, true),
     (Side::Sub, Some(&["PUNSUBSCRIBE"]), 1, true),

@@ -245,6 +245,12 @@ pub(crate) async fn serve<S>(
         // `output` is whole here. A closing client is sent nothing more.
         if !closing && info.mailbox.take_into(&mut output.buf) > 0 {
             info.output_buffer.store(output.pending(), Relaxed);
+            // A subscriber that only reads runs no batch, where the limits are re-read.
+            if shared.config_epoch() != epoch {
+                output_limit = shared.read_config(|c| c.client_output_buffer_limit);
+                info.mailbox
+                    .set_limit(output_limit.for_client(info.subscriptions.active()).hard);
+            }
             if let Some(which) = output.over_limit(&output_limit, &info) {
                 tracing::warn!(
                     client = info.id,

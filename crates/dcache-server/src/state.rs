@@ -103,7 +103,8 @@ impl Mailbox {
         self.notify.notified()
     }
 
-    pub(crate) fn set_limit(&self, hard: usize) {
+    /// Sets the hard output limit in force for the client (0: none).
+    pub fn set_limit(&self, hard: usize) {
         self.limit.store(hard, Relaxed);
     }
 }

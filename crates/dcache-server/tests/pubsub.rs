@@ -403,7 +403,23 @@ const LARGE: usize = 64 * 1024;
 async fn a_subscriber_that_does_not_read_is_closed_at_its_pubsub_limit() {
     let node = start(test_config()).await;
     let mut c = node.client().await;
-    // The pubsub class alone: ordinary clients keep their large limit.
+    let mut slow = node.raw().await;
+    check(
+        &mut slow,
+        &[b"SUBSCRIBE", b"firehose"],
+        b"*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n",
+    )
+    .await;
+    let mut idle = node.raw().await;
+    let id = client_id(&mut idle).await;
+    check(
+        &mut idle,
+        &[b"SUBSCRIBE", b"quiet"],
+        b"*3\r\n$9\r\nsubscribe\r\n$5\r\nquiet\r\n:1\r\n",
+    )
+    .await;
+    // Set after it subscribed (it sends nothing more, yet takes the new limit). The pubsub class
+    // alone: ordinary clients keep their large limit.
     let ok: String = common::query(
         &mut c,
         &[
@@ -418,13 +434,14 @@ async fn a_subscriber_that_does_not_read_is_closed_at_its_pubsub_limit() {
     let limits: Vec<String> =
         common::query(&mut c, &["CONFIG", "GET", "client-output-buffer-limit"]).await;
     assert_eq!(limits[1], "normal 1gb 256mb 60 pubsub 1mb 0 0");
-    let mut slow = node.raw().await;
-    check(
-        &mut slow,
-        &[b"SUBSCRIBE", b"firehose"],
-        b"*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n",
-    )
-    .await;
+    // A subscriber that sent nothing since has the new limit at once: a push past it is
+    // refused and closes it.
+    let big = vec![b'x'; 2 << 20];
+    assert!(!node.shared.push_to(id, |w| {
+        w.push(1);
+        w.bulk(&big);
+    }));
+    assert!(is_closed(&mut idle).await);
     let payload = "x".repeat(LARGE);
     // However much the kernel's socket buffers take, 4096 messages (256 MB) is far beyond them
     // and the limit; the publisher is never held up, and the subscriber goes at the limit.

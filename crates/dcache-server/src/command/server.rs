@@ -521,12 +521,20 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .update_config(|c| c.zset_max_listpack_entries = n),
         Change::ZsetValue(n) => ctx.shared.update_config(|c| c.zset_max_listpack_value = n),
         Change::MaxArgs(n) => ctx.shared.update_config(|c| c.max_args = n),
-        Change::ClientOutputBufferLimit(text) => ctx.shared.update_config(|c| {
-            c.client_output_buffer_limit = c
-                .client_output_buffer_limit
-                .with(&text)
-                .expect("checked when parsed");
-        }),
+        Change::ClientOutputBufferLimit(text) => {
+            let limits = ctx.shared.update_config(|c| {
+                c.client_output_buffer_limit = c
+                    .client_output_buffer_limit
+                    .with(&text)
+                    .expect("checked when parsed");
+                c.client_output_buffer_limit
+            });
+            // Pushes check the limit as they arrive: a subscriber that sends nothing has it now.
+            for client in ctx.shared.clients() {
+                let class = limits.for_client(client.subscriptions.active());
+                client.mailbox.set_limit(class.hard);
+            }
+        }
         Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
         Change::SetLimit(name, n) => {
             let mut limits = store.set_limits();

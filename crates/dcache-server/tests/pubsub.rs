@@ -699,3 +699,26 @@ async fn shard_subscribers_are_unsubscribed_when_their_slot_leaves_the_node() {
     let kept: Vec<String> = common::query(&mut c, &["PUBSUB", "SHARDCHANNELS"]).await;
     assert_eq!(kept.len(), channels.len() - lost.len());
 }
+
+#[tokio::test]
+async fn messages_between_nodes_authenticate_with_the_nodes_password() {
+    let config = dcache_server::NodeConfig {
+        requirepass: "s3cret".into(),
+        ..test_config()
+    };
+    let (_control, nodes) =
+        common::members::replicated(2, dcache_cluster::Settings::default(), config).await;
+    let mut sub = nodes[1].raw().await;
+    check(&mut sub, &[b"SUBSCRIBE", b"x"], b"-NOAUTH Authentication required.\r\n").await;
+    check(&mut sub, &[b"AUTH", b"s3cret"], b"+OK\r\n").await;
+    check(
+        &mut sub,
+        &[b"SUBSCRIBE", b"x"],
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n",
+    )
+    .await;
+    let mut publisher = nodes[0].raw().await;
+    check(&mut publisher, &[b"AUTH", b"s3cret"], b"+OK\r\n").await;
+    check(&mut publisher, &[b"PUBLISH", b"x", b"hi"], b":0\r\n").await;
+    expect(&mut sub, b"*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n$2\r\nhi\r\n").await;
+}

@@ -709,7 +709,12 @@ async fn messages_between_nodes_authenticate_with_the_nodes_password() {
     let (_control, nodes) =
         common::members::replicated(2, dcache_cluster::Settings::default(), config).await;
     let mut sub = nodes[1].raw().await;
-    check(&mut sub, &[b"SUBSCRIBE", b"x"], b"-NOAUTH Authentication required.\r\n").await;
+    check(
+        &mut sub,
+        &[b"SUBSCRIBE", b"x"],
+        b"-NOAUTH Authentication required.\r\n",
+    )
+    .await;
     check(&mut sub, &[b"AUTH", b"s3cret"], b"+OK\r\n").await;
     check(
         &mut sub,

@@ -17,6 +17,7 @@ mod hashes;
 mod hll;
 mod keys;
 mod lists;
+mod pubsub;
 mod replication;
 mod server;
 mod sets;
@@ -38,7 +39,7 @@ use crate::connection::ConnState;
 use crate::state::Shared;
 
 pub use dcache_protocol::commands::{
-    ADMIN, CONNECTION, CommandSpec, DENYOOM, FAST, NO_AUTH, READONLY, WRITE,
+    ADMIN, CONNECTION, CommandSpec, DENYOOM, FAST, NO_AUTH, PUBSUB, READONLY, WRITE,
 };
 
 /// A command's answer when it fails: the error line without its leading `-`.
@@ -330,6 +331,16 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("geosearchstore", geo::geosearchstore),
     ("georadius_ro", geo::georadius_ro),
     ("georadiusbymember_ro", geo::georadiusbymember_ro),
+    // pub/sub
+    ("subscribe", pubsub::subscribe),
+    ("unsubscribe", pubsub::unsubscribe),
+    ("psubscribe", pubsub::psubscribe),
+    ("punsubscribe", pubsub::punsubscribe),
+    ("publish", pubsub::publish),
+    ("pubsub", pubsub::pubsub),
+    ("ssubscribe", pubsub::ssubscribe),
+    ("sunsubscribe", pubsub::sunsubscribe),
+    ("spublish", pubsub::spublish),
     // rate limiting
     ("cl.throttle", throttle::cl_throttle),
 ];
@@ -409,6 +420,21 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error(&e);
         return;
     }
+    if !ctx.conn.resp3
+        && ctx.conn.info.subscriptions.active()
+        && !pubsub::SUBSCRIBED_MODE.contains(&cmd.name)
+    {
+        ctx.shared.stats.rejected(ctx.conn.info.id, index);
+        let sub = (args.len() > 1)
+            .then(|| cmd.subcommand(args.get(1)))
+            .flatten();
+        let name = match sub {
+            Some(sub) => format!("{}|{}", cmd.name, sub.name),
+            None => cmd.name.to_owned(),
+        };
+        ctx.out.error(&pubsub::subscribed_mode_error(&name));
+        return;
+    }
     let (entered, read_slot) = match route(ctx, cmd, args) {
         Ok(routed) => routed,
         Err(e) => {
@@ -417,6 +443,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
             return;
         }
     };
+    // A shard channel is routed by its slot but names no data: nothing to read from the copies.
+    let read_slot = read_slot.filter(|_| cmd.flags & PUBSUB == 0);
     if let Some(slot) = read_slot
         && crate::replicate::quorum_reads(ctx.shared)
     {
@@ -536,7 +564,9 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, Str
     }
     let view = ctx.conn.view(cluster);
     let writes = cmd.flags & WRITE != 0;
-    match cluster.route(&view, keys, writes, ctx.conn.readonly) {
+    // Sharded pub/sub is served by any copy of the slot, as Redis serves it on replicas.
+    let readonly = ctx.conn.readonly || cmd.flags & PUBSUB != 0;
+    match cluster.route(&view, keys, writes, readonly) {
         crate::cluster::Route::Refuse(msg) => Err(msg),
         // Whether the slot is watched is decided by `enter`, after the write is counted: the
         // migration may start watching it right after `route` looked.

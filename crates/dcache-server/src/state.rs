@@ -159,6 +159,8 @@ pub struct Shared {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Clients blocked on keys (BLPOP and friends), and the wake-ups for them.
     pub blocking: crate::blocking::Blocking,
+    /// Client-side caching: who read what, and their invalidations.
+    pub tracking: crate::tracking::Tracking,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -216,6 +218,7 @@ impl Shared {
             ops: Mutex::default(),
             cluster,
             blocking: crate::blocking::Blocking::default(),
+            tracking: crate::tracking::Tracking::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -352,6 +355,7 @@ impl Shared {
         if self.clients.lock().remove(&id).is_some() {
             self.connected.fetch_sub(1, Relaxed);
         }
+        self.tracking.disable(self, id);
     }
 
     /// The connected client with this id.

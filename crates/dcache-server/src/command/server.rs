@@ -633,6 +633,7 @@ pub fn flush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         _ => return Err(SYNTAX.into()),
     }
     ctx.shared.store.clear();
+    ctx.shared.tracking.invalidate_all(ctx.shared);
     ctx.out.ok();
     Ok(())
 }

@@ -203,6 +203,8 @@ impl Shared {
                 .seed(seed()),
         );
         let started_ms = clock.now_ms();
+        let tracking = crate::tracking::Tracking::default();
+        tracking.set_max_keys(config.tracking_table_max_keys);
         // Process-wide (one node per process outside tests): a node with the default leaves it
         // alone, so that nodes started in one test process do not undo another's CONFIG SET.
         if config.list_max_listpack_size != NodeConfig::default().list_max_listpack_size {
@@ -218,7 +220,7 @@ impl Shared {
             ops: Mutex::default(),
             cluster,
             blocking: crate::blocking::Blocking::default(),
-            tracking: crate::tracking::Tracking::default(),
+            tracking,
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

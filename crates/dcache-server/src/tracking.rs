@@ -23,7 +23,8 @@
 //! * a write invalidates the keys at its key positions when the command succeeded, whether or
 //!   not it changed them (`SET k v NX` on an existing key invalidates; Redis does not): a
 //!   client sees at worst an extra miss;
-//! * BCAST clients get one message per command (Redis batches a whole event-loop turn);
+//! * BCAST clients get one message per prefix per command (Redis: per prefix per event-loop
+//!   turn, its keys in lexical order; here in the order written);
 //! * the table is bounded by `tracking-table-max-keys`: past it, keys are forgotten (in the
 //!   hash table's order, not at random) and their clients sent an invalidation, as Redis does.
 //!
@@ -241,7 +242,8 @@ impl Tracking {
         }
         // (client, its redirect, keys): gathered under the lock, sent after it.
         let mut default: Vec<(u64, u64, Box<[u8]>)> = Vec::new();
-        let mut bcast: Vec<(u64, u64, Vec<&[u8]>)> = Vec::new();
+        // Per prefix and client, as Redis sends one message per prefix.
+        let mut bcast: Vec<(usize, u64, u64, Vec<&[u8]>)> = Vec::new();
         {
             let mut inner = self.inner.lock();
             for key in keys {
@@ -250,7 +252,7 @@ impl Tracking {
                     table,
                     prefixes,
                 } = &mut *inner;
-                for (prefix, ids) in prefixes.iter() {
+                for (at, (prefix, ids)) in prefixes.iter().enumerate() {
                     if !key.starts_with(prefix) {
                         continue;
                     }
@@ -259,13 +261,13 @@ impl Tracking {
                         if mode.noloop && Some(id) == writer {
                             continue;
                         }
-                        match bcast.iter_mut().find(|(c, _, _)| *c == id) {
-                            Some((_, _, keys)) => {
+                        match bcast.iter_mut().find(|(p, c, _, _)| *p == at && *c == id) {
+                            Some((_, _, _, keys)) => {
                                 if !keys.contains(&key) {
                                     keys.push(key);
                                 }
                             }
-                            None => bcast.push((id, mode.redirect, vec![key])),
+                            None => bcast.push((at, id, mode.redirect, vec![key])),
                         }
                     }
                 }
@@ -288,7 +290,7 @@ impl Tracking {
         for (id, redirect, key) in default {
             self.send(shared, id, redirect, &Payload::Keys(&[&key]));
         }
-        for (id, redirect, keys) in bcast {
+        for (_, id, redirect, keys) in bcast {
             self.send(shared, id, redirect, &Payload::Keys(&keys));
         }
     }

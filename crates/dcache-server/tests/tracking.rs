@@ -576,3 +576,51 @@ async fn send_raw(c: &mut Conn, args: &[&str]) -> Vec<u8> {
     c.send(args).await;
     c.next_raw().await
 }
+
+/// A write that reaches a replica by replication invalidates what clients read there.
+#[tokio::test]
+async fn a_write_arriving_by_replication_invalidates() {
+    use dcache_cluster::{Settings, Strategy};
+    let config = dcache_server::NodeConfig {
+        cluster_enabled: dcache_server::YesNo(true),
+        ..test_config()
+    };
+    let (control, nodes) =
+        common::members::replicated(2, Settings::new(1, Strategy::Primary), config).await;
+    let topology = std::sync::Arc::clone(&control.subscribe().borrow());
+    let copies = topology.replicas_of(dcache_placement::slot(b"k"));
+    let node = |position: usize| {
+        nodes
+            .iter()
+            .find(|n| n.shared.cluster.as_ref().unwrap().view().me == copies[position].id)
+            .expect("a live node")
+    };
+    let (primary, replica) = (node(0), node(1));
+    let mut p = Conn::open(primary.addr).await;
+    let mut r = Conn::resp3(replica.addr).await;
+    r.ok(&["READONLY"]).await;
+    r.ok(&["CLIENT", "TRACKING", "ON"]).await;
+    // Under `primary` with one synchronous replica, a write is acknowledged once the replica
+    // holds it.
+    p.ok(&["SET", "k", "v1"]).await;
+    assert_eq!(r.cmd(&["GET", "k"]).await, bulk("v1"));
+    p.ok(&["SET", "k", "v2"]).await;
+    assert_eq!(r.next_raw().await, invalidation(&["k"]));
+    assert_eq!(r.cmd(&["GET", "k"]).await, bulk("v2"));
+}
+
+/// Keys dropped with their slot (a slot migrated away, `crate::migrate`) are invalidated by the
+/// next background cycle.
+#[tokio::test]
+async fn keys_dropped_with_their_slot_are_invalidated() {
+    let node = start(test_config()).await;
+    let mut a = Conn::resp3(node.addr).await;
+    let mut b = Conn::open(node.addr).await;
+    a.ok(&["CLIENT", "TRACKING", "ON"]).await;
+    b.ok(&["SET", "k", "v"]).await;
+    a.cmd(&["GET", "k"]).await;
+    let slot = dcache_placement::slot(b"k");
+    assert_eq!(node.shared.store.delete_slot(slot, 1024), 1);
+    node.shared.wait_background_cycles(1).await;
+    assert_eq!(a.next_raw().await, invalidation(&["k"]));
+}

@@ -68,7 +68,11 @@ async fn an_invalidation_reaches_the_near_cache_after_another_clients_write() {
     assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"v1"[..]));
     assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"v1"[..]));
     let stats = a.near_cache_stats().unwrap();
-    assert_eq!((stats.misses, stats.hits), (1, 1), "the second read was local");
+    assert_eq!(
+        (stats.misses, stats.hits),
+        (1, 1),
+        "the second read was local"
+    );
     assert!(a.near_cache_contains("k"));
 
     b.set("k", "v2").await.unwrap();
@@ -86,7 +90,10 @@ async fn an_invalidation_reaches_the_near_cache_after_another_clients_write() {
     assert_eq!(a.get("new").await.unwrap(), None);
     assert_eq!(a.near_cache_stats().unwrap().hits, 2);
     b.set("new", "x").await.unwrap();
-    eventually("the creation is invalidated", || !a.near_cache_contains("new")).await;
+    eventually("the creation is invalidated", || {
+        !a.near_cache_contains("new")
+    })
+    .await;
     assert_eq!(a.get("new").await.unwrap().as_deref(), Some(&b"x"[..]));
 
     // FLUSHALL by another client: a null invalidation drops everything.
@@ -174,5 +181,8 @@ async fn a_lost_connection_flushes_the_near_cache() {
     // Tracked again on the new connection.
     assert!(a.near_cache_contains("k"));
     b.set("k", "v3").await.unwrap();
-    eventually("the new connection is tracked", || !a.near_cache_contains("k")).await;
+    eventually("the new connection is tracked", || {
+        !a.near_cache_contains("k")
+    })
+    .await;
 }

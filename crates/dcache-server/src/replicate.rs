@@ -587,7 +587,9 @@ pub fn apply(
         restore_from_copy(shared, primary, effect, now);
         if let Some(key) = key {
             // A write made elsewhere: the clients that read the key here are told.
-            shared.tracking.invalidate(shared, std::iter::once(&key[..]), None);
+            shared
+                .tracking
+                .invalidate(shared, std::iter::once(&key[..]), None);
         }
         items.push((slot, raw));
     }

@@ -304,7 +304,11 @@ impl Tracking {
         let sends: Vec<(u64, u64)> = {
             let mut inner = self.inner.lock();
             inner.table = hashbrown::HashMap::new();
-            inner.modes.iter().map(|(&id, m)| (id, m.redirect)).collect()
+            inner
+                .modes
+                .iter()
+                .map(|(&id, m)| (id, m.redirect))
+                .collect()
         };
         for (id, redirect) in sends {
             self.send(shared, id, redirect, &Payload::All);
@@ -384,7 +388,8 @@ pub(crate) fn after_command(
     let conn = &mut ctx.conn.tracking;
     if spec.flags & crate::command::READONLY != 0
         && conn.remember
-        && !(conn.optin && !conn.caching)
+        // OPTIN: only after CLIENT CACHING YES; OPTOUT: unless after CLIENT CACHING NO.
+        && (!conn.optin || conn.caching)
         && !(conn.optout && conn.caching)
     {
         tracking.remember(shared, id, keys());

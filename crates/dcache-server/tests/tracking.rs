@@ -223,7 +223,8 @@ async fn optin_and_optout_follow_client_caching_for_the_next_command() {
     a.cmd(&["GET", "cached"]).await;
     // Used up by that one command.
     a.cmd(&["GET", "after"]).await;
-    b.ok(&["MSET", "plain", "1", "cached", "1", "after", "1"]).await;
+    b.ok(&["MSET", "plain", "1", "cached", "1", "after", "1"])
+        .await;
     assert_eq!(a.next_raw().await, invalidation(&["cached"]));
     a.nothing_pushed().await;
 
@@ -284,10 +285,7 @@ async fn redirect_sends_to_another_client_in_its_protocol() {
     let mut a = Conn::open(node.addr).await;
     a.ok(&["CLIENT", "TRACKING", "ON", "REDIRECT", &r2_id.to_string()])
         .await;
-    assert_eq!(
-        a.cmd(&["CLIENT", "GETREDIR"]).await,
-        Frame::Integer(r2_id)
-    );
+    assert_eq!(a.cmd(&["CLIENT", "GETREDIR"]).await, Frame::Integer(r2_id));
     a.cmd(&["GET", "k"]).await;
     b.ok(&["SET", "k", "v"]).await;
     assert_eq!(
@@ -361,7 +359,8 @@ async fn a_gone_redirect_client_is_reported_broken() {
 async fn the_table_is_bounded_and_forgotten_keys_are_invalidated() {
     let node = start(test_config()).await;
     let mut a = Conn::resp3(node.addr).await;
-    a.ok(&["CONFIG", "SET", "tracking-table-max-keys", "2"]).await;
+    a.ok(&["CONFIG", "SET", "tracking-table-max-keys", "2"])
+        .await;
     assert_eq!(
         a.cmd(&["CONFIG", "GET", "tracking-table-max-keys"]).await,
         Frame::Map(vec![(bulk("tracking-table-max-keys"), bulk("2"))])
@@ -416,11 +415,15 @@ async fn options_are_checked_as_redis_checks_them() {
             "ERR value is not an integer or out of range",
         ),
         (
-            &["CLIENT", "TRACKING", "ON", "REDIRECT", &own, "REDIRECT", &own],
+            &[
+                "CLIENT", "TRACKING", "ON", "REDIRECT", &own, "REDIRECT", &own,
+            ],
             "ERR A client can only redirect to a single other client",
         ),
         (
-            &["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "ab", "PREFIX", "a"],
+            &[
+                "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "ab", "PREFIX", "a",
+            ],
             "ERR Prefix 'ab' overlaps with another provided prefix 'a'. Prefixes for a single client must not overlap.",
         ),
         (&["CLIENT", "TRACKING", "MAYBE"], "ERR syntax error"),
@@ -488,16 +491,20 @@ async fn options_are_checked_as_redis_checks_them() {
     );
     assert_eq!(a.cmd(&["CLIENT", "GETREDIR"]).await, Frame::Integer(0));
     a.ok(&["CLIENT", "TRACKING", "OFF"]).await;
-    a.ok(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "a", "PREFIX", "b"])
-        .await;
+    a.ok(&[
+        "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "a", "PREFIX", "b",
+    ])
+    .await;
     assert_eq!(
-        a.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "ab"]).await,
+        a.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "ab"])
+            .await,
         err(
             "ERR Prefix 'ab' overlaps with an existing prefix 'a'. Prefixes for a single client must not overlap."
         )
     );
     // Prefixes add up over calls.
-    a.ok(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "c"]).await;
+    a.ok(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "c"])
+        .await;
     assert_eq!(
         a.cmd(&["CLIENT", "TRACKINGINFO"]).await,
         Frame::Array(vec![

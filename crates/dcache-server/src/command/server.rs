@@ -520,8 +520,7 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
         Change::Maxclients(n) => ctx.shared.update_config(|c| c.maxclients = n),
         Change::Hz(n) => ctx.shared.update_config(|c| c.hz = n),
         Change::TrackingTableMaxKeys(n) => {
-            ctx.shared
-                .update_config(|c| c.tracking_table_max_keys = n);
+            ctx.shared.update_config(|c| c.tracking_table_max_keys = n);
             ctx.shared.tracking.set_max_keys(n);
         }
         Change::HllSparseMaxBytes(bytes) => {

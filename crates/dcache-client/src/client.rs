@@ -519,7 +519,13 @@ impl Client {
         let key = key.as_ref();
         if let Some(cache) = &self.settings.near {
             let token = match cache.get(key) {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    // A hit completes without waiting on anything: spend the task's
+                    // cooperative budget, so that a loop of hits still lets the runtime run
+                    // other tasks (the connections' readers, which apply invalidations).
+                    tokio::task::consume_budget().await;
+                    return Ok(value);
+                }
                 Err(token) => token,
             };
             // The key's node as the client knows it now; a redirect, a node down or an

@@ -30,6 +30,7 @@ pub struct ClientBuilder {
     username: Option<String>,
     password: Option<Password>,
     cluster: bool,
+    near_cache: usize,
 }
 
 impl Default for ClientBuilder {
@@ -44,6 +45,7 @@ impl Default for ClientBuilder {
             username: None,
             password: None,
             cluster: false,
+            near_cache: 0,
         }
     }
 }
@@ -118,6 +120,19 @@ impl ClientBuilder {
         self
     }
 
+    /// A near cache of `bytes` (0, the default: none): [`Client::get`] answers from a local copy
+    /// when it has one, without a round trip, and the nodes keep the copies coherent by
+    /// client-side caching. Every connection then speaks RESP3 with `CLIENT TRACKING ON`; a
+    /// node that refuses either is served without the cache. Each entry costs its key, its
+    /// value and about 100 bytes; the least useful go first (S3-FIFO). A lost connection drops
+    /// what it brought in. Writes made through this client drop their keys at once; writes by
+    /// others arrive as invalidations, so a read may see the old value for the time an
+    /// invalidation takes to arrive, as with Redis's client-side caching.
+    pub fn near_cache(mut self, bytes: usize) -> Self {
+        self.near_cache = bytes;
+        self
+    }
+
     /// The client. Connections open on first use, so a node that is down now does not stop the
     /// client from serving the others. In cluster mode, the slot map is fetched now, from the
     /// first seed that answers.
@@ -129,7 +144,9 @@ impl ClientBuilder {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             max_connections: self.max_connections,
-            resp3: self.resp3,
+            resp3: self.resp3 || self.near_cache > 0,
+            near: (self.near_cache > 0)
+                .then(|| Arc::new(crate::near_cache::NearCache::new(self.near_cache))),
             auth: self.password.map(|password| {
                 Arc::new(Auth {
                     username: self.username,
@@ -359,6 +376,7 @@ impl Client {
             return Err(Error::Invalid("a command needs a name".into()));
         };
         let spec = commands::lookup(name.as_ref()).map(|(_, spec)| spec);
+        self.forget_written(args);
         let rest = &args[1..];
         match spec.map(|s| s.name) {
             Some("mget") if !rest.is_empty() => {
@@ -412,6 +430,7 @@ impl Client {
 
     /// Runs a command whose routing key is `key` on the node that serves it.
     async fn keyed<A: AsRef<[u8]>>(&self, key: &[u8], args: &[A]) -> Result<Frame, Error> {
+        self.forget_written(args);
         let topology = match &self.routing {
             Routing::Static(topology) => topology,
             Routing::Cluster(_) => return self.cluster_request(Some(slot(key)), args).await,
@@ -495,10 +514,77 @@ impl Client {
         self.connection(&node)?.send(bytes, commands.len()).await
     }
 
+    /// GET; from the near cache when it has the key ([`ClientBuilder::near_cache`]).
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         let key = key.as_ref();
+        if let Some(cache) = &self.settings.near {
+            let token = match cache.get(key) {
+                Ok(value) => {
+                    // A hit completes without waiting on anything: spend the task's
+                    // cooperative budget, so that a loop of hits still lets the runtime run
+                    // other tasks (the connections' readers, which apply invalidations).
+                    tokio::task::consume_budget().await;
+                    return Ok(value);
+                }
+                Err(token) => token,
+            };
+            // The key's node as the client knows it now; a redirect, a node down or an
+            // error takes the ordinary path, without filling.
+            if let Some(node) = self.node_for(key) {
+                let mut bytes = Vec::new();
+                encode_command([&b"GET"[..], key], &mut bytes);
+                let reply = self.connection(&node)?.send_fill(bytes, key, token).await;
+                match reply {
+                    Ok(frame @ (Frame::Bulk(_) | Frame::Null)) => {
+                        return as_opt_bytes(frame, || self.describe(key));
+                    }
+                    _ => cache.abandon(key, token),
+                }
+            } else {
+                cache.abandon(key, token);
+            }
+        }
         let reply = self.keyed(key, &[b"GET".as_slice(), key]).await?;
         as_opt_bytes(reply, || self.describe(key))
+    }
+
+    /// The near cache's counters; `None` without one.
+    #[must_use]
+    pub fn near_cache_stats(&self) -> Option<crate::NearCacheStats> {
+        self.settings.near.as_ref().map(|c| c.stats())
+    }
+
+    /// Whether the near cache holds `key` now (counts nothing); false without one.
+    #[must_use]
+    pub fn near_cache_contains(&self, key: impl AsRef<[u8]>) -> bool {
+        self.settings
+            .near
+            .as_ref()
+            .is_some_and(|c| c.contains(key.as_ref()))
+    }
+
+    /// A write made through this client drops its keys from the near cache before it is sent,
+    /// so that this client reads its own writes (the node's invalidation may come later, and on
+    /// another connection). FLUSHALL and FLUSHDB drop everything.
+    fn forget_written<A: AsRef<[u8]>>(&self, args: &[A]) {
+        let Some(cache) = &self.settings.near else {
+            return;
+        };
+        let Some(spec) = args
+            .first()
+            .and_then(|name| commands::lookup(name.as_ref()))
+            .map(|(_, spec)| spec)
+        else {
+            return;
+        };
+        if spec.flags & commands::WRITE == 0 {
+            return;
+        }
+        if matches!(spec.name, "flushall" | "flushdb") {
+            cache.flush();
+        } else {
+            cache.invalidate(commands::keys(spec, args).map(|i| args[i].as_ref()));
+        }
     }
 
     pub async fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), Error> {
@@ -754,6 +840,11 @@ impl Client {
     }
 
     async fn count_keys<K: AsRef<[u8]>>(&self, name: &[u8], keys: &[K]) -> Result<u64, Error> {
+        if let Some(cache) = &self.settings.near
+            && (name.eq_ignore_ascii_case(b"DEL") || name.eq_ignore_ascii_case(b"UNLINK"))
+        {
+            cache.invalidate(keys.iter().map(AsRef::as_ref));
+        }
         let groups = self.groups(keys);
         let requests = groups
             .iter()
@@ -800,6 +891,9 @@ impl Client {
         pairs: &[(K, V)],
     ) -> Result<(), Error> {
         let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| k.as_ref()).collect();
+        if let Some(cache) = &self.settings.near {
+            cache.invalidate(keys.iter().copied());
+        }
         let groups = self.groups(&keys);
         let requests = groups
             .iter()

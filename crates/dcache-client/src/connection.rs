@@ -38,6 +38,8 @@ struct Request {
     bytes: Vec<u8>,
     replies: usize,
     reply: Reply,
+    /// A near-cache miss: the reply fills the cache for this key, with this token.
+    fill: Option<(Box<[u8]>, u64)>,
 }
 
 /// Credentials every new connection presents.
@@ -67,6 +69,8 @@ pub(crate) struct Settings {
     /// Ask for RESP3 (`HELLO 3`) on every new connection.
     pub resp3: bool,
     pub auth: Option<Arc<Auth>>,
+    /// The near cache: every connection speaks RESP3 with `CLIENT TRACKING ON`.
+    pub near: Option<Arc<crate::near_cache::NearCache>>,
 }
 
 /// One open connection: the way to its task, and how many requests it has in flight.
@@ -202,14 +206,28 @@ impl Connection {
         }
         let generation = self.state.lock().expect("not poisoned").generation;
         match self.open().await {
-            Ok((stream, protocol)) => {
+            Ok((stream, protocol, tracked)) => {
                 self.protocol.store(protocol, Ordering::Relaxed);
                 let (tx, rx) = mpsc::channel::<Request>(1024);
                 let lane = Lane {
                     sender: tx,
                     load: Arc::new(AtomicUsize::new(0)),
                 };
-                tokio::spawn(run(Arc::clone(self), stream, rx, generation));
+                // Only a tracked connection fills the near cache; whatever it filled goes when
+                // it closes, for whatever reason: the node forgets what it tracked for it.
+                let near = self
+                    .settings
+                    .near
+                    .as_ref()
+                    .filter(|_| tracked)
+                    .map(|cache| (Arc::clone(cache), cache.lane_id()));
+                let conn = Arc::clone(self);
+                tokio::spawn(async move {
+                    run(conn, stream, rx, generation, near.as_ref()).await;
+                    if let Some((cache, lane)) = near {
+                        cache.flush_lane(lane);
+                    }
+                });
                 let mut state = self.state.lock().expect("not poisoned");
                 state.lanes.push(lane.clone());
                 state.failures = 0;
@@ -230,8 +248,9 @@ impl Connection {
     }
 
     /// Connects (within the connect timeout), and asks for RESP3 when so configured (a request
-    /// like any other, within the request timeout): the stream and the protocol agreed.
-    async fn open(&self) -> Result<(TcpStream, usize), Error> {
+    /// like any other, within the request timeout): the stream, the protocol agreed, and
+    /// whether tracking is on (for the near cache).
+    async fn open(&self) -> Result<(TcpStream, usize, bool), Error> {
         let connect = tokio::time::timeout(
             self.settings.connect_timeout,
             TcpStream::connect(&self.addr),
@@ -243,15 +262,26 @@ impl Connection {
         };
         let _ = stream.set_nodelay(true);
         if !self.settings.resp3 && self.settings.auth.is_none() {
-            return Ok((stream, 2));
+            return Ok((stream, 2, false));
         }
-        let handshake = handshake(
-            &mut stream,
-            self.settings.resp3,
-            self.settings.auth.as_deref(),
-        );
+        let near = self.settings.near.is_some();
+        let handshake = async {
+            let protocol = handshake(
+                &mut stream,
+                self.settings.resp3,
+                self.settings.auth.as_deref(),
+            )
+            .await?;
+            // Invalidations come as pushes on this connection: RESP3 only. A node that refuses
+            // tracking is still served, without the near cache.
+            let tracked = near
+                && protocol == 3
+                && roundtrip(&mut stream, &["CLIENT", "TRACKING", "ON"]).await?
+                    == Frame::Simple("OK".into());
+            Ok::<_, Refused>((protocol, tracked))
+        };
         match tokio::time::timeout(self.settings.request_timeout, handshake).await {
-            Ok(Ok(protocol)) => Ok((stream, protocol)),
+            Ok(Ok((protocol, tracked))) => Ok((stream, protocol, tracked)),
             Ok(Err(Refused(reason))) => Err(self.unavailable(reason)),
             Err(_) => Err(Error::Timeout {
                 node: self.addr.clone(),
@@ -265,6 +295,29 @@ impl Connection {
         bytes: Vec<u8>,
         replies: usize,
     ) -> Result<Vec<Frame>, Error> {
+        self.send_request(bytes, replies, None).await
+    }
+
+    /// Sends one GET that fills the near cache with its reply, if the connection is tracked and
+    /// the key's marker (`token`) is still in place when the reply arrives.
+    pub(crate) async fn send_fill(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        key: &[u8],
+        token: u64,
+    ) -> Result<Frame, Error> {
+        let mut frames = self
+            .send_request(bytes, 1, Some((key.into(), token)))
+            .await?;
+        Ok(frames.pop().expect("one reply"))
+    }
+
+    async fn send_request(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        replies: usize,
+        fill: Option<(Box<[u8]>, u64)>,
+    ) -> Result<Vec<Frame>, Error> {
         let lane = self.lane().await?;
         let (reply, wait) = oneshot::channel();
         lane.load.fetch_add(1, Ordering::Relaxed);
@@ -274,6 +327,7 @@ impl Connection {
                 bytes,
                 replies,
                 reply,
+                fill,
             })
             .await;
         // The connection task answers every request: with replies, a timeout, or a failure.
@@ -295,6 +349,7 @@ struct InFlight {
     frames: Vec<Frame>,
     reply: Option<Reply>,
     deadline: Instant,
+    fill: Option<(Box<[u8]>, u64)>,
 }
 
 /// Stop taking new requests while this much is waiting to be written.
@@ -405,6 +460,7 @@ async fn run(
     stream: TcpStream,
     mut requests: mpsc::Receiver<Request>,
     generation: u64,
+    near: Option<&(Arc<crate::near_cache::NearCache>, u64)>,
 ) {
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut output: Vec<u8> = Vec::new();
@@ -456,6 +512,16 @@ async fn run(
                                     frames: Vec::with_capacity(request.replies),
                                     reply: Some(request.reply),
                                     deadline: now + conn.settings.request_timeout,
+                                    fill: match (near, request.fill) {
+                                        (None, Some((key, token))) => {
+                                            // An untracked connection never fills.
+                                            if let Some(cache) = &conn.settings.near {
+                                                cache.abandon(&key, token);
+                                            }
+                                            None
+                                        }
+                                        (_, fill) => fill,
+                                    },
                                 });
                                 next = requests.try_recv().ok();
                             }
@@ -496,7 +562,7 @@ async fn run(
                 match stream.try_read_buf(&mut input) {
                     Ok(0) => break "connection closed by the node".to_owned(),
                     Ok(_) => {
-                        if let Err(e) = complete(&mut input, &mut in_flight) {
+                        if let Err(e) = complete(&mut input, &mut in_flight, near) {
                             break e;
                         }
                     }
@@ -520,6 +586,13 @@ async fn run(
         }
     };
     conn.record_failure(generation, &reason);
+    if let Some((cache, _)) = near {
+        for request in &in_flight {
+            if let Some((key, token)) = &request.fill {
+                cache.abandon(key, *token);
+            }
+        }
+    }
     for request in in_flight {
         if let Some(reply) = request.reply {
             let _ = reply.send(Err(conn.unavailable(reason.clone())));
@@ -531,8 +604,14 @@ async fn run(
     }
 }
 
-/// Parses every complete reply in `input` and hands each request its replies, in order.
-fn complete(input: &mut BytesMut, in_flight: &mut VecDeque<InFlight>) -> Result<(), String> {
+/// Parses every complete reply in `input` and hands each request its replies, in order. Pushes
+/// (invalidations) go to the near cache, in the same order, so that an invalidation the node
+/// sent after a reply is applied after that reply filled the cache.
+fn complete(
+    input: &mut BytesMut,
+    in_flight: &mut VecDeque<InFlight>,
+    near: Option<&(Arc<crate::near_cache::NearCache>, u64)>,
+) -> Result<(), String> {
     loop {
         let Some((frame, used)) =
             Frame::parse(input).map_err(|e| format!("protocol error: {e}"))?
@@ -540,12 +619,25 @@ fn complete(input: &mut BytesMut, in_flight: &mut VecDeque<InFlight>) -> Result<
             return Ok(());
         };
         input.advance(used);
+        if let Frame::Push(items) = &frame {
+            if let Some((cache, lane)) = near {
+                cache.on_push(*lane, items);
+            }
+            continue;
+        }
         let Some(request) = in_flight.front_mut() else {
             return Err("a reply arrived that nothing asked for".into());
         };
         request.frames.push(frame);
         if request.frames.len() == request.replies {
             let done = in_flight.pop_front().expect("checked");
+            if let (Some((cache, lane)), Some((key, token))) = (near, &done.fill) {
+                match done.frames.first() {
+                    Some(Frame::Bulk(value)) => cache.fill(key, *token, *lane, Some(value.clone())),
+                    Some(Frame::Null) => cache.fill(key, *token, *lane, None),
+                    _ => cache.abandon(key, *token),
+                }
+            }
             if let Some(reply) = done.reply {
                 let _ = reply.send(Ok(done.frames));
             }

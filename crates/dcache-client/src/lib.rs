@@ -16,6 +16,9 @@
 //!   and `-ASK`, retries `-TRYAGAIN`/`-CLUSTERDOWN`, and splits multi-key commands by slot
 //!   (`cluster.rs`, `slots.rs`).
 //!
+//! With [`ClientBuilder::near_cache`], GET is answered from a bounded local cache that the
+//! nodes keep coherent with client-side caching (`CLIENT TRACKING`): `near_cache.rs`.
+//!
 //! Where a command's keys are comes from the command table in `dcache_protocol::commands`, the
 //! one the server dispatches by.
 
@@ -23,10 +26,12 @@ mod client;
 mod cluster;
 mod connection;
 mod error;
+mod near_cache;
 mod slots;
 mod topology;
 
 pub use client::{Client, ClientBuilder, RateLimit, SetOptions, Throttle};
 pub use dcache_protocol::Frame;
 pub use error::Error;
+pub use near_cache::NearCacheStats;
 pub use topology::Topology;

@@ -230,7 +230,9 @@ const ACL_SUBS: &[CommandSpec] = &[
 
 #[rustfmt::skip]
 const CLIENT_SUBS: &[CommandSpec] = &[
+    spec("caching", 3, CONNECTION, NONE, "connection", "6.0.0", "O(1)", "Tells the node whether the next command's keys are tracked (OPTIN and OPTOUT modes)."),
     spec("getname", 2, CONNECTION, NONE, "connection", "2.6.9", "O(1)", "Returns the connection's name."),
+    spec("getredir", 2, CONNECTION, NONE, "connection", "6.0.0", "O(1)", "Returns the id of the client that receives this connection's invalidations."),
     spec("help", 2, CONNECTION, NONE, "connection", "5.0.0", "O(1)", "Describes the subcommands."),
     spec("id", 2, CONNECTION, NONE, "connection", "5.0.0", "O(1)", "Returns the connection's id."),
     spec("info", 2, CONNECTION, NONE, "connection", "6.2.0", "O(1)", "Describes this connection.").with_tips(&["nondeterministic_output"]),
@@ -238,6 +240,8 @@ const CLIENT_SUBS: &[CommandSpec] = &[
     spec("list", -2, ADMIN | CONNECTION, NONE, "connection", "2.4.0", "O(N) where N is the number of connections", "Describes every connection.").with_tips(&["nondeterministic_output"]),
     spec("setinfo", 4, CONNECTION, NONE, "connection", "7.2.0", "O(1)", "Records the client library's name or version."),
     spec("setname", 3, CONNECTION, NONE, "connection", "2.6.9", "O(1)", "Names the connection."),
+    spec("tracking", -3, CONNECTION, NONE, "connection", "6.0.0", "O(1). Some options may introduce additional complexity.", "Turns client-side caching's key tracking on or off for the connection."),
+    spec("trackinginfo", 2, CONNECTION, NONE, "connection", "6.2.0", "O(1)", "Describes this connection's tracking: flags, redirect, prefixes."),
     spec("unblock", -3, ADMIN | CONNECTION, NONE, "connection", "5.0.0", "O(log N) where N is the number of client connections", "Unblocks a client blocked by a blocking command."),
 ];
 
@@ -326,7 +330,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("select", 2, FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Changes the selected database (only 0 exists)."),
     spec("quit", -1, NO_AUTH | FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Closes the connection."),
     spec("acl", -2, 0, NONE, "server", "6.0.0", "Depends on subcommand", "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.").with_subcommands(ACL_SUBS),
-    spec("client", -2, CONNECTION, NONE, "connection", "2.4.0", "Depends on subcommand", "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL, UNBLOCK.").with_subcommands(CLIENT_SUBS),
+    spec("client", -2, CONNECTION, NONE, "connection", "2.4.0", "Depends on subcommand", "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL, UNBLOCK, TRACKING, CACHING, GETREDIR, TRACKINGINFO.").with_subcommands(CLIENT_SUBS),
     // server
     spec("command", -1, CONNECTION, NONE, "server", "2.8.13", "O(N) where N is the total number of Redis commands", "Returns details about commands: COUNT, INFO, DOCS, LIST.").with_subcommands(COMMAND_SUBS).with_tips(&["nondeterministic_output_order"]),
     spec("info", -1, 0, NONE, "server", "1.0.0", "O(1)", "Returns information and statistics about the server.").with_tips(&["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),

@@ -116,6 +116,8 @@ pub mod ranges {
     pub const MAXCLIENTS: RangeInclusive<u64> = 1..=u32::MAX as u64;
     /// Redis clamps `hz` to 1-500 silently; dcache refuses what it would not use.
     pub const HZ: RangeInclusive<u64> = 1..=500;
+    /// Redis's range.
+    pub const TRACKING_TABLE_MAX_KEYS: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range. A sparse value past the dense size (12304 bytes) only costs time.
     pub const HLL_SPARSE_MAX_BYTES: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range for the compact encodings' limits.
@@ -455,6 +457,9 @@ pub struct NodeConfig {
     pub maxclients: usize,
     /// Background cycles per second (active expiry, ops/s sampling).
     pub hz: u32,
+    /// Most keys client-side caching remembers readers of; past it, keys are forgotten and
+    /// their readers told, as if the keys changed. 0: no bound.
+    pub tracking_table_max_keys: usize,
     /// Largest sparse HyperLogLog, header included, before it turns dense (Redis's setting).
     pub hll_sparse_max_bytes: ByteSize,
     /// A sorted set keeps its compact form (`listpack`) up to this many members…
@@ -524,6 +529,7 @@ impl Default for NodeConfig {
             list_max_listpack_size: -2,
             maxclients: 10_000,
             hz: 10,
+            tracking_table_max_keys: crate::tracking::DEFAULT_MAX_KEYS,
             hll_sparse_max_bytes: ByteSize(3000),
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
@@ -597,6 +603,11 @@ impl NodeConfig {
             ("max-args", self.max_args as u64, ranges::MAX_ARGS),
             ("maxclients", self.maxclients as u64, ranges::MAXCLIENTS),
             ("hz", u64::from(self.hz), ranges::HZ),
+            (
+                "tracking-table-max-keys",
+                self.tracking_table_max_keys as u64,
+                ranges::TRACKING_TABLE_MAX_KEYS,
+            ),
             (
                 "hll-sparse-max-bytes",
                 self.hll_sparse_max_bytes.0 as u64,

@@ -80,6 +80,8 @@ pub struct ConnState {
     pub block: Option<crate::blocking::Block>,
     /// Set while the request runs again after a wake-up ([`Ctx::woken`]).
     pub woken: bool,
+    /// CLIENT TRACKING as this connection needs it per command ([`crate::tracking`]).
+    pub tracking: crate::tracking::ConnTracking,
 }
 
 /// A reply in the output that may not be sent before `ack` completes: the bytes
@@ -206,6 +208,7 @@ pub(crate) async fn serve<S>(
         marks: Vec::new(),
         block: None,
         woken: false,
+        tracking: crate::tracking::ConnTracking::default(),
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);

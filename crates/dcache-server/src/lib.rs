@@ -40,6 +40,7 @@ pub mod server;
 pub mod state;
 pub mod stats;
 pub mod tls;
+pub mod tracking;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ByteSize, LogFormat, NodeConfig, TlsAuthClients, YesNo};

@@ -583,7 +583,14 @@ pub fn apply(
         if !mine {
             continue;
         }
+        let key = shared.tracking.active().then(|| effect.key.clone());
         restore_from_copy(shared, primary, effect, now);
+        if let Some(key) = key {
+            // A write made elsewhere: the clients that read the key here are told.
+            shared
+                .tracking
+                .invalidate(shared, std::iter::once(&key[..]), None);
+        }
         items.push((slot, raw));
     }
     replication

@@ -433,6 +433,7 @@ async fn background(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         // A quarter of the period at most, as Redis's active expiry allows itself.
         active_expire(&shared, period / 4);
+        crate::tracking::drain_removed(&shared);
         calibrate(&shared);
         let now = shared.clock.now_ms();
         close_idle_clients(&shared, now);

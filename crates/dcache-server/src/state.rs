@@ -164,6 +164,8 @@ pub struct Shared {
     pub blocking: crate::blocking::Blocking,
     /// Who is subscribed to what, and the links that carry messages to the other members.
     pub pubsub: crate::pubsub::PubSub,
+    /// Client-side caching: who read what, and their invalidations.
+    pub tracking: crate::tracking::Tracking,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -211,6 +213,8 @@ impl Shared {
             max_listpack_value: config.set_max_listpack_value,
         });
         let started_ms = clock.now_ms();
+        let tracking = crate::tracking::Tracking::default();
+        tracking.set_max_keys(config.tracking_table_max_keys);
         // Process-wide (one node per process outside tests): a node with the default leaves it
         // alone, so that nodes started in one test process do not undo another's CONFIG SET.
         if config.list_max_listpack_size != NodeConfig::default().list_max_listpack_size {
@@ -227,6 +231,7 @@ impl Shared {
             cluster,
             blocking: crate::blocking::Blocking::default(),
             pubsub: crate::pubsub::PubSub::default(),
+            tracking,
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -366,6 +371,7 @@ impl Shared {
             self.connected.fetch_sub(1, Relaxed);
             self.pubsub.forget(&client);
         }
+        self.tracking.disable(self, id);
     }
 
     /// The connected client with this id.

@@ -44,6 +44,7 @@ mod lazyfree;
 mod list;
 mod memory;
 pub mod policy;
+mod removed;
 mod set;
 mod shard;
 mod slot_index;
@@ -58,6 +59,7 @@ pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, 
 pub use glob::glob_match;
 pub use list::{End, ListValue, max_listpack_size, set_max_listpack_size};
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
+pub use removed::RemovedKeys;
 pub use set::{Member, SetEncoding, SetLimits, SetValue, member_int};
 pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};

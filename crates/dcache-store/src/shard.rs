@@ -94,6 +94,8 @@ pub struct Shard {
     /// Entry budget; 0 is unlimited.
     max_entries: usize,
     stats: ShardStats,
+    /// Where expired and evicted keys are reported (when it is on).
+    removed: Arc<crate::RemovedKeys>,
 }
 
 impl Shard {
@@ -110,6 +112,7 @@ impl Shard {
         seed: u64,
         shard_bits: u32,
         tomb_life: u64,
+        removed: Arc<crate::RemovedKeys>,
     ) -> Self {
         Self {
             table: HashTable::new(),
@@ -133,6 +136,7 @@ impl Shard {
             protect: None,
             max_entries,
             stats: ShardStats::default(),
+            removed,
         }
     }
 
@@ -236,6 +240,7 @@ impl Shard {
         let found = self.find(key);
         let cell = match found {
             Some(cell) if self.entry_at(cell).is_expired(now) => {
+                self.removed.note(self.entry_at(cell).key());
                 self.discard_cell(cell);
                 self.stats.expired += 1;
                 None
@@ -597,6 +602,7 @@ impl Shard {
     pub(crate) fn evict_one(&mut self, spare_written: bool) -> bool {
         match self.pick_victim(if spare_written { self.protect } else { None }) {
             Some(victim) => {
+                self.removed.note(self.entry_at(victim).key());
                 self.discard_cell(victim);
                 self.stats.evicted += 1;
                 true
@@ -669,6 +675,7 @@ impl Shard {
         while removed < max {
             match self.expires.first() {
                 Some(&(at, cell)) if at <= now => {
+                    self.removed.note(self.entry_at(cell).key());
                     self.discard_cell(cell);
                     self.stats.expired += 1;
                     removed += 1;
@@ -706,6 +713,7 @@ impl Shard {
                 continue;
             };
             if entry.is_expired(now) {
+                self.removed.note(entry.key());
                 self.discard_cell(cell);
                 self.stats.expired += 1;
                 continue;

@@ -65,6 +65,8 @@ pub struct Store {
     settings: Mutex<StoreConfig>,
     /// [`SetLimits`], read by every set write without a lock.
     set_limits: [AtomicUsize; 3],
+    /// Keys removed by expiry, eviction or a slot's deletion, when someone asked for them.
+    removed: Arc<crate::RemovedKeys>,
 }
 
 /// Room reserved in the memory budget for one write, given back when dropped. See
@@ -114,6 +116,7 @@ impl Store {
             .clamp(1, dcache_placement::SLOTS)
             .next_power_of_two();
         let budget = Arc::new(Budget::new(config.maxmemory));
+        let removed = Arc::new(crate::RemovedKeys::default());
         let shards = (0..n)
             .map(|i| {
                 Mutex::new(Shard::new(
@@ -129,6 +132,7 @@ impl Store {
                         | 1,
                     n.trailing_zeros(),
                     config.tombstone_ms,
+                    Arc::clone(&removed),
                 ))
             })
             .collect();
@@ -148,7 +152,15 @@ impl Store {
                     AtomicUsize::new(d.max_listpack_value),
                 ]
             },
+            removed,
         }
+    }
+
+    /// The keys this store removes on its own (expiry, eviction, a slot's deletion), once
+    /// switched on: [`crate::RemovedKeys`].
+    #[must_use]
+    pub fn removed_keys(&self) -> &crate::RemovedKeys {
+        &self.removed
     }
 
     /// Hashes a key and computes its cluster slot.

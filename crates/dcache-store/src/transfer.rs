@@ -66,6 +66,9 @@ impl Store {
         let removed =
             self.lock_shard(self.shard_of_slot(slot))
                 .delete_in_slot(slot, max, &mut dropped);
+        for (entry, _) in &dropped {
+            self.removed_keys().note(entry.key());
+        }
         drop(dropped);
         removed
     }

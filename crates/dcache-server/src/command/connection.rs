@@ -177,21 +177,28 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let last = c.last_command.load(Relaxed);
     let [sub, psub, ssub] = c.subscriptions.counts();
     let cmd = super::table().get(last as usize).map_or("NULL", |c| c.name);
+    let (tracking, redir) = crate::tracking::list_flags(ctx.shared, c.id).unwrap_or_default();
+    let mut flags = String::new();
+    if ctx.shared.blocking.is_blocked(c.id) {
+        flags.push('b');
+    }
+    if c.subscriptions.active() {
+        flags.push('P');
+    }
+    flags.push_str(&tracking);
+    if flags.is_empty() {
+        flags.push('N');
+    }
+    let redir = if tracking.is_empty() { -1 } else { redir };
     format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
         c.name.lock(),
         ctx.now.saturating_sub(c.created_ms) / 1000,
         ctx.now.saturating_sub(c.last_active_ms.load(Relaxed)) / 1000,
-        if ctx.shared.blocking.is_blocked(c.id) {
-            "b"
-        } else if c.subscriptions.active() {
-            "P"
-        } else {
-            "N"
-        },
+        flags,
         sub,
         psub,
         ssub,
@@ -199,6 +206,7 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
         c.output_buffer.load(Relaxed),
         cmd,
         c.user.lock(),
+        redir,
         c.resp.load(Relaxed),
         c.lib_name.lock(),
         c.lib_ver.lock(),
@@ -411,6 +419,20 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out.verbatim(text.as_bytes());
         }
         b"KILL" => client_kill(ctx, args)?,
+        b"TRACKING" if n >= 3 => crate::tracking::client_tracking(ctx, args)?,
+        b"TRACKING" => return Err(subcommand_arity("client", sub)),
+        b"CACHING" => {
+            arity(3)?;
+            crate::tracking::client_caching(ctx, args)?;
+        }
+        b"GETREDIR" => {
+            arity(2)?;
+            crate::tracking::client_getredir(ctx);
+        }
+        b"TRACKINGINFO" => {
+            arity(2)?;
+            crate::tracking::client_trackinginfo(ctx);
+        }
         b"UNBLOCK" => client_unblock(ctx, args)?,
         b"HELP" => help(&mut ctx.out, CLIENT_HELP),
         _ => return Err(unknown_subcommand(sub, "client")),

@@ -522,6 +522,9 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.shared.store.settle();
     }
     let failed = result.is_err();
+    if ctx.shared.tracking.active() {
+        crate::tracking::after_command(ctx, cmd.spec, args, failed);
+    }
     if let Err(Error(msg)) = result {
         ctx.out.truncate(mark);
         ctx.out.error(&msg);

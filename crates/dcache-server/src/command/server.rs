@@ -301,6 +301,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("client-output-buffer-limit", true),
     ("maxclients", true),
     ("hz", true),
+    ("tracking-table-max-keys", true),
     ("hll-sparse-max-bytes", true),
     ("zset-max-listpack-entries", true),
     ("zset-max-listpack-value", true),
@@ -343,6 +344,7 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "client-query-buffer-limit" => config.client_query_buffer_limit.0.to_string(),
         "maxclients" => config.maxclients.to_string(),
         "hz" => config.hz.to_string(),
+        "tracking-table-max-keys" => config.tracking_table_max_keys.to_string(),
         "hll-sparse-max-bytes" => config.hll_sparse_max_bytes.0.to_string(),
         "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
             config.zset_max_listpack_entries.to_string()
@@ -396,6 +398,7 @@ enum Change {
     ClientQueryBufferLimit(ByteSize),
     Maxclients(usize),
     Hz(u32),
+    TrackingTableMaxKeys(usize),
     HllSparseMaxBytes(ByteSize),
     ZsetEntries(usize),
     ZsetValue(usize),
@@ -455,6 +458,10 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         )?),
         "maxclients" => Change::Maxclients(integer_in(&text, &ranges::MAXCLIENTS)? as usize),
         "hz" => Change::Hz(integer_in(&text, &ranges::HZ)? as u32),
+        "tracking-table-max-keys" => Change::TrackingTableMaxKeys(integer_in(
+            &text,
+            &ranges::TRACKING_TABLE_MAX_KEYS,
+        )? as usize),
         "hll-sparse-max-bytes" => {
             Change::HllSparseMaxBytes(memory_in(&text, Some(&ranges::HLL_SPARSE_MAX_BYTES))?)
         }
@@ -513,6 +520,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .update_config(|c| c.client_query_buffer_limit = bytes),
         Change::Maxclients(n) => ctx.shared.update_config(|c| c.maxclients = n),
         Change::Hz(n) => ctx.shared.update_config(|c| c.hz = n),
+        Change::TrackingTableMaxKeys(n) => {
+            ctx.shared.update_config(|c| c.tracking_table_max_keys = n);
+            ctx.shared.tracking.set_max_keys(n);
+        }
         Change::HllSparseMaxBytes(bytes) => {
             ctx.shared.update_config(|c| c.hll_sparse_max_bytes = bytes)
         }
@@ -645,6 +656,7 @@ pub fn flush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         _ => return Err(SYNTAX.into()),
     }
     ctx.shared.store.clear();
+    ctx.shared.tracking.invalidate_all(ctx.shared);
     ctx.out.ok();
     Ok(())
 }

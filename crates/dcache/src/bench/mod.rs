@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// `--connections` × `--pipeline` requests in flight over the client's connections.
     #[arg(long, value_delimiter = ',')]
     cluster: Vec<String>,
+    /// With `--cluster`: a near cache of this size in the client (`64mb`), kept coherent by
+    /// client-side caching, so that GETs of keys it holds make no round trip.
+    #[arg(long, requires = "cluster", value_parser = parse_bytes)]
+    near_cache: Option<dcache_server::ByteSize>,
     /// The wire protocol of `--server`.
     #[arg(long, value_enum, default_value = "resp")]
     protocol: Protocol,
@@ -305,9 +309,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         )
     } else {
         Target::Cluster(Arc::new(
-            crate::cli::connect(dcache_client::Client::builder().nodes(args.cluster.iter()))
-                .await
-                .context("connecting to the cluster")?,
+            crate::cli::connect(
+                dcache_client::Client::builder()
+                    .nodes(args.cluster.iter())
+                    .near_cache(args.near_cache.map_or(0, |b| b.0)),
+            )
+            .await
+            .context("connecting to the cluster")?,
         ))
     };
 
@@ -359,7 +367,20 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
     }
     report(&args, &total, elapsed);
+    if let Target::Cluster(client) = &target
+        && let Some(near) = client.near_cache_stats()
+        && !args.json
+    {
+        println!(
+            "near cache: {} hits, {} misses, {} invalidations, {} evictions, {} entries ({} bytes)",
+            near.hits, near.misses, near.invalidations, near.evictions, near.entries, near.bytes
+        );
+    }
     Ok(())
+}
+
+fn parse_bytes(s: &str) -> Result<dcache_server::ByteSize, String> {
+    s.parse()
 }
 
 enum Target {

@@ -32,6 +32,7 @@ pub mod membership;
 pub mod metrics;
 pub mod migrate;
 pub mod replicate;
+pub mod scripting;
 pub mod security;
 pub mod server;
 pub mod state;

@@ -18,6 +18,7 @@ mod hll;
 mod keys;
 mod lists;
 mod replication;
+mod scripting;
 mod server;
 mod sets;
 mod strings;
@@ -327,6 +328,12 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("geosearchstore", geo::geosearchstore),
     ("georadius_ro", geo::georadius_ro),
     ("georadiusbymember_ro", geo::georadiusbymember_ro),
+    // scripting
+    ("eval", scripting::eval),
+    ("evalsha", scripting::evalsha),
+    ("eval_ro", scripting::eval_ro),
+    ("evalsha_ro", scripting::evalsha_ro),
+    ("script", scripting::script),
     // rate limiting
     ("cl.throttle", throttle::cl_throttle),
 ];
@@ -404,6 +411,11 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
         ctx.out.error(&e);
+        return;
+    }
+    if crate::scripting::refuse_busy(ctx.shared, ctx.conn.info.id, cmd.name, args) {
+        ctx.shared.stats.rejected(ctx.conn.info.id, index);
+        ctx.out.error(crate::scripting::BUSY);
         return;
     }
     let (entered, read_slot) = match route(ctx, cmd, args) {

@@ -314,6 +314,8 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("save", false),
     ("appendonly", false),
     ("timeout", true),
+    ("busy-reply-threshold", true),
+    ("lua-time-limit", true),
     ("list-max-listpack-size", true),
     ("list-max-ziplist-size", true),
     ("cluster-enabled", false),
@@ -357,6 +359,7 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "databases" => "1".into(),
         "appendonly" => "no".into(),
         "timeout" => config.timeout.to_string(),
+        "busy-reply-threshold" | "lua-time-limit" => config.busy_reply_threshold.to_string(),
         "list-max-listpack-size" | "list-max-ziplist-size" => {
             config.list_max_listpack_size.to_string()
         }
@@ -402,6 +405,7 @@ enum Change {
     MaxArgs(usize),
     ClientOutputBufferLimit(OutputBufferLimit),
     Timeout(u64),
+    BusyReplyThreshold(u64),
     ListMaxListpackSize(i64),
     ProtectedMode(crate::config::YesNo),
     /// One of the `set-max-*` settings, by name.
@@ -470,6 +474,9 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
             Change::ClientOutputBufferLimit(limit)
         }
         "timeout" => Change::Timeout(integer_in(&text, &ranges::TIMEOUT)?),
+        "busy-reply-threshold" | "lua-time-limit" => {
+            Change::BusyReplyThreshold(integer_in(&text, &ranges::BUSY_REPLY_THRESHOLD)?)
+        }
         "set-max-intset-entries" | "set-max-listpack-entries" | "set-max-listpack-value" => {
             let name = PARAMETERS
                 .iter()
@@ -524,6 +531,9 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .shared
             .update_config(|c| c.client_output_buffer_limit = limit),
         Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
+        Change::BusyReplyThreshold(ms) => {
+            ctx.shared.update_config(|c| c.busy_reply_threshold = ms)
+        }
         Change::SetLimit(name, n) => {
             let mut limits = store.set_limits();
             match name {

@@ -68,14 +68,14 @@ pub fn truncate(n: f64) -> i64 {
     }
 }
 
-/// A command's reply as the Lua value `redis.call` returns; `true` with it when it is an error.
+/// A command's reply as the Lua value `redis.call` returns, or its error reply.
 ///
 /// # Errors
 /// Lua ran out of memory.
-pub fn frame_to_lua(lua: &Lua, frame: Frame) -> mlua::Result<(Value, bool)> {
+pub fn frame_to_lua(lua: &Lua, frame: Frame) -> mlua::Result<Result<Value, String>> {
     Ok(match frame {
-        Frame::Error(msg) => (error_table(lua, &msg)?, true),
-        other => (to_lua(lua, other)?, false),
+        Frame::Error(msg) => Err(msg),
+        other => Ok(to_lua(lua, other)?),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Running one script: `KEYS`/`ARGV`, the command caller behind `redis.call`, Redis's error
 //! reports, and the reply.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -76,15 +77,32 @@ pub fn run_script(ctx: &mut Ctx<'_>, vm: &mut Vm, func: &Function, call: &Script
     };
     let shared = ctx.shared;
     let running = shared.scripts.start(ctx.conn.info.id, Arc::clone(&vm.flags));
-    let slot = vm.slot.clone();
+    let redis = vm.redis.clone();
     let runner = vm.runner.clone();
+    let cell = RefCell::new((&mut *ctx, &mut state));
     let outcome = vm.lua.scope(|scope| {
-        let caller = scope.create_function_mut(|lua, args: mlua::Variadic<Value>| {
-            call_command(ctx, &mut state, lua, &args)
+        // `redis.call` raises the command's error; `redis.pcall` returns it as `{err = …}`.
+        // Both are Rust functions, as Redis's are C: a script's `return redis.call(…)` is then
+        // no tail call that would lose the script's line from the error report.
+        let call = scope.create_function(|lua, args: mlua::Variadic<Value>| {
+            let mut guard = cell.borrow_mut();
+            let (ctx, state) = &mut *guard;
+            call_command(ctx, state, lua, &args)?
+                .map_err(|msg| mlua::Error::external(CallError(msg)))
         })?;
-        slot.raw_set(1, caller)?;
+        let pcall = scope.create_function(|lua, args: mlua::Variadic<Value>| {
+            let mut guard = cell.borrow_mut();
+            let (ctx, state) = &mut *guard;
+            match call_command(ctx, state, lua, &args)? {
+                Ok(value) => Ok(value),
+                Err(msg) => convert::error_table(lua, &msg),
+            }
+        })?;
+        redis.raw_set("call", call)?;
+        redis.raw_set("pcall", pcall)?;
         let outcome = runner.call::<(bool, Value)>(func.clone());
-        slot.raw_set(1, Value::Nil)?;
+        redis.raw_set("call", Value::Nil)?;
+        redis.raw_set("pcall", Value::Nil)?;
         outcome
     });
     drop(running);
@@ -147,7 +165,7 @@ pub(crate) fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Value> {
         Value::Table(t) => t,
         Value::Error(e) => {
             let t = lua.create_table()?;
-            t.raw_set("err", format!("ERR {}", root_message(&e)))?;
+            t.raw_set("err", root_message(&e))?;
             t
         }
         other => {
@@ -189,24 +207,41 @@ pub(crate) fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Value> {
     Ok(Value::Table(table))
 }
 
-/// The message of a Rust error raised into Lua, without mlua's wrapping.
+/// The error `redis.call` raises: the command's error reply.
+#[derive(Debug)]
+struct CallError(String);
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// The error reply for a Rust error raised into Lua, without mlua's wrapping: a command's
+/// error as it is, anything else with Redis's `ERR` code.
 fn root_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, .. } => root_message(cause),
-        mlua::Error::RuntimeError(msg) => msg.clone(),
-        other => other.to_string(),
+        mlua::Error::ExternalError(inner) => match inner.downcast_ref::<CallError>() {
+            Some(CallError(msg)) => msg.clone(),
+            None => format!("ERR {inner}"),
+        },
+        mlua::Error::RuntimeError(msg) => format!("ERR {msg}"),
+        other => format!("ERR {other}"),
     }
 }
 
 /// `redis.call` and `redis.pcall`: runs a command as the script's client, through the node's
-/// dispatch, and returns its reply as a Lua value, with whether it is an error.
+/// dispatch, and returns its reply as a Lua value, or its error reply.
 fn call_command(
     ctx: &mut Ctx<'_>,
     state: &mut CallState,
     lua: &Lua,
     args: &[Value],
-) -> mlua::Result<(Value, bool)> {
-    let fail = |msg: &str| Ok((convert::error_table(lua, msg)?, true));
+) -> mlua::Result<Result<Value, String>> {
+    let fail = |msg: &str| Ok(Err(msg.to_owned()));
     if args.is_empty() {
         return fail("ERR Please specify at least one argument for this redis lib call");
     }

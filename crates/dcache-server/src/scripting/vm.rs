@@ -28,7 +28,7 @@ const HOOK_EVERY: u32 = 10_000;
 /// error handler. Runs once per state, as its own chunk (named `=dcache`, which the error
 /// handler skips when it looks for the script's line).
 const BOOTSTRAP: &str = r#"
-local G, slot, handler, tostring_real = ...
+local G, handler = ...
 local error, type, tostring, next, pairs = error, type, tostring, next, pairs
 local rawset, rawget, setmetatable, getmetatable = rawset, rawget, setmetatable, getmetatable
 local setfenv, loadstring, load, xpcall, select = setfenv, loadstring, load, xpcall, select
@@ -45,16 +45,7 @@ local function protect(t)
   return proxy
 end
 
--- Redis's redis.call raises the command's error; redis.pcall returns it as a table.
 local redis = G.redis
-redis.call = function(...)
-  local reply, failed = slot[1](...)
-  if failed then error(reply, 0) end
-  return reply
-end
-redis.pcall = function(...)
-  return (slot[1](...))
-end
 redis.error_reply = function(...)
   local msg = ...
   if select('#', ...) ~= 1 or type(msg) ~= 'string' then
@@ -139,8 +130,9 @@ pub struct Vm {
     pub(crate) real_globals: Table,
     /// What scripts see as their globals (read-only).
     pub(crate) globals: Table,
-    /// `slot[1]` is the command caller of the run in progress (it borrows the connection).
-    pub(crate) slot: Table,
+    /// The real `redis` table, where each run sets its `call` and `pcall` (they borrow the
+    /// connection, so they live only as long as the run).
+    pub(crate) redis: Table,
     pub(crate) runner: Function,
     /// Compiled scripts by SHA-1, under [`super::Scripts::epoch`] `epoch`.
     pub(crate) functions: hashbrown::HashMap<String, Function>,
@@ -183,7 +175,8 @@ impl Vm {
 
         install_math(&lua, &g, rand)?;
         g.raw_set("bit", bit_library(&lua)?)?;
-        g.raw_set("redis", redis_table(&lua)?)?;
+        let redis = redis_table(&lua)?;
+        g.raw_set("redis", redis.clone())?;
 
         let flags = Arc::new(RunFlags::default());
         let hook_flags = Arc::clone(&flags);
@@ -198,17 +191,16 @@ impl Vm {
             },
         )?;
 
-        let slot = lua.create_table()?;
         let handler = lua.create_function(super::run::error_handler)?;
         let (globals, runner): (Table, Function) = lua
             .load(BOOTSTRAP)
             .set_name("=dcache")
             .set_environment(base)
-            .call((g.clone(), slot.clone(), handler))?;
+            .call((g.clone(), handler))?;
         Ok(Vm {
             real_globals: g,
             globals,
-            slot,
+            redis,
             runner,
             functions: hashbrown::HashMap::new(),
             epoch: 0,
@@ -361,7 +353,7 @@ fn bit_library(lua: &Lua) -> mlua::Result<Table> {
 }
 
 /// The `redis` table's constants and the functions that need no connection; `call` and `pcall`
-/// are added by the bootstrap, around the per-run command caller.
+/// are set for each run (`super::run::run_script`).
 fn redis_table(lua: &Lua) -> mlua::Result<Table> {
     let redis = lua.create_table()?;
     redis.raw_set(

@@ -251,9 +251,13 @@ fn call_command(
         let start = state.data.len();
         match arg {
             Value::String(s) => state.data.extend_from_slice(&s.as_bytes()),
-            Value::Integer(n) => state
+            // Lua numbers are doubles: %.17g writes those of 17 digits or fewer as integers.
+            Value::Integer(n) if n.unsigned_abs() < 100_000_000_000_000_000 => state
                 .data
                 .extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+            Value::Integer(n) => state
+                .data
+                .extend_from_slice(convert::number_arg(*n as f64).as_bytes()),
             Value::Number(n) => state
                 .data
                 .extend_from_slice(convert::number_arg(*n).as_bytes()),

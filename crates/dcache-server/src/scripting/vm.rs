@@ -39,8 +39,12 @@ local real_of = setmetatable({}, {__mode = 'k'})
 
 local function refuse() error(READONLY, 2) end
 
+-- What getmetatable shows of a read-only table: Redis shows its metatable, read-only too.
+local shown_meta = setmetatable({}, {__newindex = refuse, __metatable = false})
+real_of[shown_meta] = {}
+
 local function protect(t)
-  local proxy = setmetatable({}, {__index = t, __newindex = refuse, __metatable = false})
+  local proxy = setmetatable({}, {__index = t, __newindex = refuse, __metatable = shown_meta})
   real_of[proxy] = t
   return proxy
 end

@@ -353,6 +353,14 @@ pub const NOT_COMPARED: &[(&str, &str)] = &[
     ("blmove", "blocks, as BLPOP"),
     ("brpoplpush", "blocks, as BLPOP"),
     ("blmpop", "blocks, as BLPOP"),
+    (
+        "eval",
+        "random text is no script; fuzz_redis.rs's eval_matches_redis compares a list of scripts",
+    ),
+    ("evalsha", "as EVAL"),
+    ("eval_ro", "as EVAL"),
+    ("evalsha_ro", "as EVAL"),
+    ("script", "as EVAL"),
 ];
 
 /// Blocking commands and where their timeout is (an index, or from the end when negative): the

@@ -240,7 +240,10 @@ async fn eval_matches_redis() {
             script.as_bytes().to_vec(),
             numkeys.to_string().into_bytes(),
         ];
-        request.extend(rest.iter().map(|a| a.trim_start_matches('@').as_bytes().to_vec()));
+        request.extend(
+            rest.iter()
+                .map(|a| a.trim_start_matches('@').as_bytes().to_vec()),
+        );
         request
     };
     // Arguments starting with '@' are ARGV; the others before them are KEYS.
@@ -267,7 +270,10 @@ async fn eval_matches_redis() {
         ("return redis.error_reply('-CODE with dash')", &[]),
         ("return redis.status_reply()", &[]),
         ("return redis.error_reply()", &[]),
-        ("return {KEYS[1], KEYS[2], ARGV[1], #KEYS, #ARGV}", &["k1", "k2", "@a1"]),
+        (
+            "return {KEYS[1], KEYS[2], ARGV[1], #KEYS, #ARGV}",
+            &["k1", "k2", "@a1"],
+        ),
         ("return redis.call('set', KEYS[1], ARGV[1])", &["s", "@v"]),
         ("return redis.call('get', KEYS[1])", &["s"]),
         ("return redis.call('get', 'nokey')", &[]),
@@ -277,19 +283,43 @@ async fn eval_matches_redis() {
         ("return redis.call('ping')", &[]),
         ("return redis.call('incr', 'counter')", &[]),
         ("return redis.call('incrbyfloat', 'fl', '1.5')", &[]),
-        ("redis.call('set', 'n', 1/3) return redis.call('get', 'n')", &[]),
-        ("redis.call('set', 'n', 1e20) return redis.call('get', 'n')", &[]),
-        ("redis.call('set', 'n', 2^60) return redis.call('get', 'n')", &[]),
-        ("redis.call('set', 'n', -0.0) return redis.call('get', 'n')", &[]),
-        ("redis.call('rpush', 'l', 'a', 'b', 'c') return redis.call('lrange', 'l', 0, -1)", &[]),
+        (
+            "redis.call('set', 'n', 1/3) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('set', 'n', 1e20) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('set', 'n', 2^60) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('set', 'n', -0.0) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('rpush', 'l', 'a', 'b', 'c') return redis.call('lrange', 'l', 0, -1)",
+            &[],
+        ),
         ("return redis.call('hgetall', 'nohash')", &[]),
-        ("redis.call('zadd', 'z', 1, 'a', 2.5, 'b') return redis.call('zrange', 'z', 0, -1, 'WITHSCORES')", &[]),
+        (
+            "redis.call('zadd', 'z', 1, 'a', 2.5, 'b') return redis.call('zrange', 'z', 0, -1, 'WITHSCORES')",
+            &[],
+        ),
         ("return redis.call('incr', 's')", &[]),
         ("return redis.pcall('incr', 's')", &[]),
         ("local t = redis.pcall('incr', 's') return t.err", &[]),
         ("return redis.pcall('lpush', 's', 'x')", &[]),
-        ("redis.call('set', 'half', 1)\nredis.call('lpush', 'half', 'x')\nredis.call('set', 'never', 1)", &[]),
-        ("return {redis.call('get', 'half'), redis.call('exists', 'never')}", &[]),
+        (
+            "redis.call('set', 'half', 1)\nredis.call('lpush', 'half', 'x')\nredis.call('set', 'never', 1)",
+            &[],
+        ),
+        (
+            "return {redis.call('get', 'half'), redis.call('exists', 'never')}",
+            &[],
+        ),
         ("error('boom')", &[]),
         ("error({err='MY thing'})", &[]),
         ("\n\nerror('on line three')", &[]),
@@ -323,18 +353,33 @@ async fn eval_matches_redis() {
         ("return redis.sha1hex()", &[]),
         ("return redis.log(redis.LOG_WARNING, 'hi')", &[]),
         ("return redis.log()", &[]),
-        ("return redis.LOG_DEBUG .. redis.LOG_VERBOSE .. redis.LOG_NOTICE .. redis.LOG_WARNING", &[]),
+        (
+            "return redis.LOG_DEBUG .. redis.LOG_VERBOSE .. redis.LOG_NOTICE .. redis.LOG_WARNING",
+            &[],
+        ),
         ("return redis.setresp(4)", &[]),
         ("return redis.set_repl(9)", &[]),
         ("return redis.replicate_commands()", &[]),
-        ("return {bit.band(5, 3), bit.bor(1, 2, 4), bit.bxor(255, 15), bit.bnot(0)}", &[]),
-        ("return {bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4), bit.tobit(2^32 + 5)}", &[]),
-        ("return {bit.tohex(255, 4), bit.tohex(-1, -8), bit.rol(1, 33), bit.bswap(1)}", &[]),
+        (
+            "return {bit.band(5, 3), bit.bor(1, 2, 4), bit.bxor(255, 15), bit.bnot(0)}",
+            &[],
+        ),
+        (
+            "return {bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4), bit.tobit(2^32 + 5)}",
+            &[],
+        ),
+        (
+            "return {bit.tohex(255, 4), bit.tohex(-1, -8), bit.rol(1, 33), bit.bswap(1)}",
+            &[],
+        ),
         ("return math.random(100)", &[]),
         ("return math.random(100)", &[]),
         ("return math.random(5, 10)", &[]),
         ("return tostring(math.random())", &[]),
-        ("math.randomseed(7) return {math.random(1000), math.random(1000)}", &[]),
+        (
+            "math.randomseed(7) return {math.random(1000), math.random(1000)}",
+            &[],
+        ),
         ("return tonumber('12') + 1", &[]),
         ("return {pcall(error, 'x')}", &[]),
         ("return #KEYS", &["a", "b", "c"]),
@@ -368,5 +413,8 @@ async fn eval_matches_redis() {
         let b = theirs.call(request).await.expect("redis answers");
         assert_eq!(a, b, "{}", fuzz::show(request));
     }
-    fuzz::say(&format!("eval_matches_redis: {} requests compared", requests.len()));
+    fuzz::say(&format!(
+        "eval_matches_redis: {} requests compared",
+        requests.len()
+    ));
 }

@@ -73,12 +73,7 @@ async fn lua_values_become_replies_as_in_redis() {
         // An array stops at the first nil; a table's other keys are not shown.
         (
             "return {1, 2, 3.7, 'x', nil, 5}",
-            Value::Array(vec![
-                Value::Int(1),
-                Value::Int(2),
-                Value::Int(3),
-                bulk("x"),
-            ]),
+            Value::Array(vec![Value::Int(1), Value::Int(2), Value::Int(3), bulk("x")]),
         ),
         ("return {'a', b='c'}", Value::Array(vec![bulk("a")])),
         (
@@ -108,7 +103,10 @@ async fn lua_values_become_replies_as_in_redis() {
     );
     // A table that holds itself nests until Redis's limit, and the innermost element says so.
     let mut request = Vec::new();
-    dcache_protocol::reply::encode_command(["EVAL", "local t = {} t[1] = t return t", "0"], &mut request);
+    dcache_protocol::reply::encode_command(
+        ["EVAL", "local t = {} t[1] = t return t", "0"],
+        &mut request,
+    );
     raw.write_all(&request).await.unwrap();
     let reply = read_until(&mut raw, b"-ERR reached lua stack limit\r\n").await;
     assert!(reply.starts_with(b"*1\r\n*1\r\n"), "{reply:?}");
@@ -132,7 +130,10 @@ async fn replies_become_lua_values_as_in_redis() {
             "local t = redis.call('lrange', 'l', 0, -1) return {#t, t[1], t[2]}",
             Value::Array(vec![Value::Int(2), bulk("a"), bulk("b")]),
         ),
-        ("return redis.call('hgetall', 'nohash')", Value::Array(vec![])),
+        (
+            "return redis.call('hgetall', 'nohash')",
+            Value::Array(vec![]),
+        ),
         // Numbers go to commands as C's %.17g writes them.
         (
             "redis.call('set', 'f', 1/3) return redis.call('get', 'f')",
@@ -147,7 +148,10 @@ async fn replies_become_lua_values_as_in_redis() {
             bulk("1e+20"),
         ),
         // A blocking command in a script does not wait: it answers as on a timeout.
-        ("return redis.call('blmpop', 0, 1, 'empty', 'LEFT')", Value::Nil),
+        (
+            "return redis.call('blmpop', 0, 1, 'empty', 'LEFT')",
+            Value::Nil,
+        ),
     ];
     for (script, expected) in cases {
         assert_eq!(eval(&mut con, script).await, expected, "{script}");
@@ -181,7 +185,10 @@ async fn keys_and_argv_are_tables_of_strings() {
     assert_eq!(v, Value::Array(vec![Value::Int(0), Value::Int(0)]));
     for (numkeys, error) in [
         ("-1", "ERR Number of keys can't be negative"),
-        ("3", "ERR Number of keys can't be greater than number of args"),
+        (
+            "3",
+            "ERR Number of keys can't be greater than number of args",
+        ),
         ("x", "ERR value is not an integer or out of range"),
     ] {
         assert_eq!(
@@ -207,29 +214,58 @@ async fn call_raises_errors_and_pcall_returns_them() {
         "ERR value is not an integer or out of range"
     );
     assert_eq!(
-        eval(&mut con, "local t = redis.pcall('incr', 'foo') return t.err").await,
+        eval(
+            &mut con,
+            "local t = redis.pcall('incr', 'foo') return t.err"
+        )
+        .await,
         bulk("ERR value is not an integer or out of range")
     );
     // The script's own errors and Redis's refusals, with the line they happened on.
     let cases = [
         ("error('boom')", "ERR user_script:1: boom"),
         ("error({err='MY thing'})", "MY thing"),
-        ("\n\nredis.call('nosuch')", "ERR Unknown Redis command called from script"),
-        ("redis.call('get')", "ERR Wrong number of args calling Redis command from script"),
-        ("redis.call()", "ERR Please specify at least one argument for this redis lib call"),
+        (
+            "\n\nredis.call('nosuch')",
+            "ERR Unknown Redis command called from script",
+        ),
+        (
+            "redis.call('get')",
+            "ERR Wrong number of args calling Redis command from script",
+        ),
+        (
+            "redis.call()",
+            "ERR Please specify at least one argument for this redis lib call",
+        ),
         (
             "redis.call('set', 'k', {})",
             "ERR Lua redis lib command arguments must be strings or integers",
         ),
-        ("redis.call('wait', 0, 0)", "ERR This Redis command is not allowed from script"),
-        ("redis.call('blpop', 'l', 0)", "ERR This Redis command is not allowed from script"),
-        ("redis.call('config', 'get', 'hz')", "ERR This Redis command is not allowed from script"),
-        ("redis.call('eval', 'return 1', 0)", "ERR This Redis command is not allowed from script"),
+        (
+            "redis.call('wait', 0, 0)",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "redis.call('blpop', 'l', 0)",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "redis.call('config', 'get', 'hz')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "redis.call('eval', 'return 1', 0)",
+            "ERR This Redis command is not allowed from script",
+        ),
         ("return redis.sha1hex()", "ERR wrong number of arguments"),
     ];
     for (script, msg) in cases {
         let line = 1 + script.matches('\n').count() as u32;
-        assert_eq!(eval_error(&mut raw, script).await, report(msg, script, line), "{script}");
+        assert_eq!(
+            eval_error(&mut raw, script).await,
+            report(msg, script, line),
+            "{script}"
+        );
     }
     assert_eq!(
         eval_error(&mut raw, "return end").await,
@@ -259,10 +295,15 @@ async fn a_script_that_fails_half_way_keeps_what_it_wrote_before() {
     let a: Option<String> = query(&mut con, &["GET", "a"]).await;
     let b: Vec<String> = query(&mut con, &["LRANGE", "b", "0", "-1"]).await;
     let c: Option<String> = query(&mut con, &["GET", "c"]).await;
-    assert_eq!((a.as_deref(), b, c), (Some("one"), vec!["x".to_owned()], None));
+    assert_eq!(
+        (a.as_deref(), b, c),
+        (Some("one"), vec!["x".to_owned()], None)
+    );
     // With pcall the script goes on past the error.
     let script = "redis.pcall('incr', KEYS[1]) return redis.call('set', KEYS[2], 'after')";
-    let v = cmd(&mut con, &["EVAL", script, "2", "b", "c"]).await.unwrap();
+    let v = cmd(&mut con, &["EVAL", script, "2", "b", "c"])
+        .await
+        .unwrap();
     assert_eq!(v, Value::Okay);
     let c: String = query(&mut con, &["GET", "c"]).await;
     assert_eq!(c, "after");
@@ -332,7 +373,9 @@ async fn the_sandbox_hides_the_system_and_keeps_globals_read_only() {
     let node = start(test_config()).await;
     let mut con = node.client().await;
     let mut raw = node.raw().await;
-    for name in ["os", "io", "require", "loadfile", "dofile", "print", "debug", "setfenv"] {
+    for name in [
+        "os", "io", "require", "loadfile", "dofile", "print", "debug", "setfenv",
+    ] {
         let script = format!("return type({name})");
         assert_eq!(
             eval_error(&mut raw, &script).await,
@@ -353,14 +396,33 @@ async fn the_sandbox_hides_the_system_and_keeps_globals_read_only() {
         );
     }
     let refused = [
-        ("x = 1", "ERR user_script:1: Attempt to modify a readonly table"),
-        ("string.foo = 1", "ERR user_script:1: Attempt to modify a readonly table"),
-        ("redis.call = nil", "ERR user_script:1: Attempt to modify a readonly table"),
-        ("rawset(_G, 'zz', 1)", "ERR Attempt to modify a readonly table"),
-        ("setmetatable(_G, nil)", "ERR Attempt to modify a readonly table"),
+        (
+            "x = 1",
+            "ERR user_script:1: Attempt to modify a readonly table",
+        ),
+        (
+            "string.foo = 1",
+            "ERR user_script:1: Attempt to modify a readonly table",
+        ),
+        (
+            "redis.call = nil",
+            "ERR user_script:1: Attempt to modify a readonly table",
+        ),
+        (
+            "rawset(_G, 'zz', 1)",
+            "ERR Attempt to modify a readonly table",
+        ),
+        (
+            "setmetatable(_G, nil)",
+            "ERR Attempt to modify a readonly table",
+        ),
     ];
     for (script, msg) in refused {
-        assert_eq!(eval_error(&mut raw, script).await, report(msg, script, 1), "{script}");
+        assert_eq!(
+            eval_error(&mut raw, script).await,
+            report(msg, script, 1),
+            "{script}"
+        );
     }
     // Chunks a script loads are sandboxed alike.
     let e = eval_error(&mut raw, "return loadstring('y = 5')()").await;
@@ -384,12 +446,26 @@ async fn redis_library_functions_behave_as_in_redis() {
     let mut con = node.client().await;
     let mut raw = node.raw().await;
     let cases: Vec<(&str, Value)> = vec![
-        ("return redis.sha1hex('')", bulk("da39a3ee5e6b4b0d3255bfef95601890afd80709")),
-        ("return redis.sha1hex(12)", bulk("7b52009b64fd0a2a49e6d8a939753077792b0554")),
-        ("return redis.log(redis.LOG_WARNING, 'from', 'a script')", Value::Nil),
+        (
+            "return redis.sha1hex('')",
+            bulk("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+        ),
+        (
+            "return redis.sha1hex(12)",
+            bulk("7b52009b64fd0a2a49e6d8a939753077792b0554"),
+        ),
+        (
+            "return redis.log(redis.LOG_WARNING, 'from', 'a script')",
+            Value::Nil,
+        ),
         (
             "return {redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING}",
-            Value::Array(vec![Value::Int(0), Value::Int(1), Value::Int(2), Value::Int(3)]),
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(1),
+                Value::Int(2),
+                Value::Int(3),
+            ]),
         ),
         ("return redis.status_reply()", Value::Nil),
         ("return bit.band(5, 3)", Value::Int(1)),
@@ -418,8 +494,14 @@ async fn redis_library_functions_behave_as_in_redis() {
     }
     // math.random is Redis's lrand48: a fresh node draws what a fresh Redis draws, and a seed
     // makes it repeat.
-    assert_eq!(eval(&mut con, "return math.random(100)").await, Value::Int(40));
-    assert_eq!(eval(&mut con, "return math.random(100)").await, Value::Int(85));
+    assert_eq!(
+        eval(&mut con, "return math.random(100)").await,
+        Value::Int(40)
+    );
+    assert_eq!(
+        eval(&mut con, "return math.random(100)").await,
+        Value::Int(85)
+    );
     let seeded = "math.randomseed(1) return math.random(1000)";
     assert_eq!(eval(&mut con, seeded).await, Value::Int(42));
     assert_eq!(eval(&mut con, seeded).await, Value::Int(42));
@@ -440,12 +522,18 @@ async fn read_only_scripts_refuse_writes() {
             1
         )
     );
-    let v: String = query(&mut con, &["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "k"]).await;
+    let v: String = query(
+        &mut con,
+        &["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "k"],
+    )
+    .await;
     assert_eq!(v, "v");
     let sha: String = query(&mut con, &["SCRIPT", "LOAD", script]).await;
-    assert!(raw_error(&mut raw, &["EVALSHA_RO", &sha, "1", "k"])
-        .await
-        .starts_with("ERR Write commands are not allowed from read-only scripts."));
+    assert!(
+        raw_error(&mut raw, &["EVALSHA_RO", &sha, "1", "k"])
+            .await
+            .starts_with("ERR Write commands are not allowed from read-only scripts.")
+    );
     let v: String = query(&mut con, &["GET", "k"]).await;
     assert_eq!(v, "v");
     // The same script through EVALSHA writes.
@@ -475,7 +563,10 @@ async fn until_not(
         if !skip(&reply) {
             return reply;
         }
-        assert!(Instant::now() < deadline, "{args:?} kept answering {reply:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} kept answering {reply:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -524,13 +615,18 @@ async fn a_script_that_wrote_cannot_be_killed() {
                   return 'done'";
     send_eval(&mut runner, script).await;
     let mut con = node.client().await;
-    let reply = until_not(&mut con, &["SCRIPT", "KILL"], |r| {
-        matches!(r, Err(e) if e.code() == Some("NOTBUSY"))
-    })
+    let reply = until_not(
+        &mut con,
+        &["SCRIPT", "KILL"],
+        |r| matches!(r, Err(e) if e.code() == Some("NOTBUSY")),
+    )
     .await;
     let e = reply.unwrap_err();
     assert_eq!(e.code(), Some("UNKILLABLE"), "{e}");
-    assert_eq!(read_until(&mut runner, b"done\r\n").await, b"$4\r\ndone\r\n");
+    assert_eq!(
+        read_until(&mut runner, b"done\r\n").await,
+        b"$4\r\ndone\r\n"
+    );
     let w: String = query(&mut con, &["GET", "w"]).await;
     assert_eq!(w, "x");
 }

@@ -89,12 +89,7 @@ fn find_or_compile(
     let body = match source {
         Source::Body => None,
         Source::Sha if sha.len() != 40 => return Err(Error::from(NOSCRIPT)),
-        Source::Sha => Some(
-            ctx.shared
-                .scripts
-                .body(sha)
-                .ok_or(Error::from(NOSCRIPT))?,
-        ),
+        Source::Sha => Some(ctx.shared.scripts.body(sha).ok_or(Error::from(NOSCRIPT))?),
     };
     let text = body.as_deref().unwrap_or(arg);
     let func = vm.compile(text).map_err(Error::from)?;

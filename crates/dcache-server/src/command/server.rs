@@ -531,9 +531,7 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .shared
             .update_config(|c| c.client_output_buffer_limit = limit),
         Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
-        Change::BusyReplyThreshold(ms) => {
-            ctx.shared.update_config(|c| c.busy_reply_threshold = ms)
-        }
+        Change::BusyReplyThreshold(ms) => ctx.shared.update_config(|c| c.busy_reply_threshold = ms),
         Change::SetLimit(name, n) => {
             let mut limits = store.set_limits();
             match name {

@@ -61,10 +61,11 @@ fn write_table(out: &mut ReplyWriter<'_>, t: &Table, depth: usize) {
 /// C's `(long long)` cast of a double as x86-64 does it: out of range and NaN give `i64::MIN`.
 #[must_use]
 pub fn truncate(n: f64) -> i64 {
-    if n.is_nan() || n >= 9_223_372_036_854_775_808.0 || n < -9_223_372_036_854_775_808.0 {
-        i64::MIN
-    } else {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if (-LIMIT..LIMIT).contains(&n) {
         n as i64
+    } else {
+        i64::MIN
     }
 }
 
@@ -106,7 +107,9 @@ fn to_lua(lua: &Lua, frame: Frame) -> mlua::Result<Value> {
             }
             Value::Table(t)
         }
-        Frame::Double(d) => Value::String(lua.create_string(dcache_protocol::reply::format_double(d))?),
+        Frame::Double(d) => {
+            Value::String(lua.create_string(dcache_protocol::reply::format_double(d))?)
+        }
         Frame::Boolean(b) => Value::Integer(i64::from(b)),
         Frame::BigNumber(s) => Value::String(lua.create_string(&s)?),
         #[allow(unreachable_patterns, reason = "frames this writer never makes")]

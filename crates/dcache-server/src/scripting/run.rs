@@ -46,14 +46,25 @@ struct CallState {
 ///
 /// # Errors
 /// The script's error, in Redis's words (`… script: <sha>, on @user_script:<line>.`).
-pub fn run_script(ctx: &mut Ctx<'_>, vm: &mut Vm, func: &Function, call: &ScriptCall<'_>) -> CmdResult {
+pub fn run_script(
+    ctx: &mut Ctx<'_>,
+    vm: &mut Vm,
+    func: &Function,
+    call: &ScriptCall<'_>,
+) -> CmdResult {
     let lua_err = |e: mlua::Error| Error::from(format!("ERR {e}"));
-    let keys = vm.lua.create_table_with_capacity(call.keys.len(), 0).map_err(lua_err)?;
+    let keys = vm
+        .lua
+        .create_table_with_capacity(call.keys.len(), 0)
+        .map_err(lua_err)?;
     for (i, k) in call.keys.iter().enumerate() {
         keys.raw_set(i + 1, vm.lua.create_string(k).map_err(lua_err)?)
             .map_err(lua_err)?;
     }
-    let argv = vm.lua.create_table_with_capacity(call.argv.len(), 0).map_err(lua_err)?;
+    let argv = vm
+        .lua
+        .create_table_with_capacity(call.argv.len(), 0)
+        .map_err(lua_err)?;
     for (i, a) in call.argv.iter().enumerate() {
         argv.raw_set(i + 1, vm.lua.create_string(a).map_err(lua_err)?)
             .map_err(lua_err)?;
@@ -76,7 +87,9 @@ pub fn run_script(ctx: &mut Ctx<'_>, vm: &mut Vm, func: &Function, call: &Script
         spans: Vec::new(),
     };
     let shared = ctx.shared;
-    let running = shared.scripts.start(ctx.conn.info.id, Arc::clone(&vm.flags));
+    let running = shared
+        .scripts
+        .start(ctx.conn.info.id, Arc::clone(&vm.flags));
     let redis = vm.redis.clone();
     let runner = vm.runner.clone();
     let cell = RefCell::new((&mut *ctx, &mut state));
@@ -121,8 +134,12 @@ pub fn run_script(ctx: &mut Ctx<'_>, vm: &mut Vm, func: &Function, call: &Script
         ))),
         Err(e) => Err(lua_err(e)),
     };
-    vm.real_globals.raw_set("KEYS", Value::Nil).map_err(lua_err)?;
-    vm.real_globals.raw_set("ARGV", Value::Nil).map_err(lua_err)?;
+    vm.real_globals
+        .raw_set("KEYS", Value::Nil)
+        .map_err(lua_err)?;
+    vm.real_globals
+        .raw_set("ARGV", Value::Nil)
+        .map_err(lua_err)?;
     if let Some(ack) = state.ack {
         // The script's writes wait for their copies: so does its reply, whatever it is. The hold
         // must cover the reply as written, so an error is written here rather than by dispatch.
@@ -147,7 +164,10 @@ fn error_report(err: &Table, sha: &str) -> String {
         Ok(Value::String(s)) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
         _ => "ERR unknown error".to_owned(),
     };
-    let source = err.raw_get::<Option<mlua::LuaString>>("source").ok().flatten();
+    let source = err
+        .raw_get::<Option<mlua::LuaString>>("source")
+        .ok()
+        .flatten();
     let line = err.raw_get::<Option<i64>>("line").ok().flatten();
     match (source, line) {
         (Some(source), Some(line)) => format!(

@@ -259,14 +259,18 @@ fn install_math(lua: &Lua, g: &Table, rand: Arc<Mutex<u64>>) -> mlua::Result<()>
                 1 => {
                     let m = args[0].floor();
                     if m < 1.0 {
-                        return Err(mlua::Error::runtime("bad argument #1 to 'random' (interval is empty)"));
+                        return Err(mlua::Error::runtime(
+                            "bad argument #1 to 'random' (interval is empty)",
+                        ));
                     }
                     Ok((r * m).floor() + 1.0)
                 }
                 2 => {
                     let (l, u) = (args[0].floor(), args[1].floor());
                     if l > u {
-                        return Err(mlua::Error::runtime("bad argument #2 to 'random' (interval is empty)"));
+                        return Err(mlua::Error::runtime(
+                            "bad argument #2 to 'random' (interval is empty)",
+                        ));
                     }
                     Ok((r * (u - l + 1.0)).floor() + l)
                 }
@@ -384,7 +388,11 @@ fn redis_table(lua: &Lua) -> mlua::Result<Table> {
             let level = match &args[0] {
                 Value::Integer(n) => *n as f64,
                 Value::Number(n) => *n,
-                _ => return Err(mlua::Error::runtime("First argument must be a number (log level).")),
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "First argument must be a number (log level).",
+                    ));
+                }
             };
             if !(0.0..=3.0).contains(&level) {
                 return Err(mlua::Error::runtime("Invalid debug level."));
@@ -421,42 +429,41 @@ fn redis_table(lua: &Lua) -> mlua::Result<Table> {
         redis.raw_set(name, value)?;
     }
     redis.raw_set("REDIS_VERSION", crate::command::REDIS_COMPAT_VERSION)?;
-    redis.raw_set("REDIS_VERSION_NUM", version_num(crate::command::REDIS_COMPAT_VERSION))?;
-    // Effects replication is the only kind since Redis 7: these are accepted and do nothing.
     redis.raw_set(
-        "replicate_commands",
-        lua.create_function(|_, ()| Ok(true))?,
+        "REDIS_VERSION_NUM",
+        version_num(crate::command::REDIS_COMPAT_VERSION),
     )?;
+    // Effects replication is the only kind since Redis 7: these are accepted and do nothing.
+    redis.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     redis.raw_set(
         "set_repl",
-        lua.create_function(|_, flags: mlua::Variadic<Value>| {
-            match flags.first() {
-                Some(Value::Integer(n)) if (0..=3).contains(n) => Ok(()),
-                Some(Value::Number(n)) if (0.0..=3.0).contains(n) => Ok(()),
-                _ => Err(mlua::Error::runtime(
-                    "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
-                )),
-            }
+        lua.create_function(|_, flags: mlua::Variadic<Value>| match flags.first() {
+            Some(Value::Integer(n)) if (0..=3).contains(n) => Ok(()),
+            Some(Value::Number(n)) if (0.0..=3.0).contains(n) => Ok(()),
+            _ => Err(mlua::Error::runtime(
+                "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+            )),
         })?,
     )?;
     redis.raw_set(
         "setresp",
-        lua.create_function(|_, version: mlua::Variadic<Value>| {
-            match version.first() {
-                Some(Value::Integer(2)) => Ok(()),
-                Some(Value::Number(n)) if *n == 2.0 => Ok(()),
-                Some(Value::Integer(3)) => Err(mlua::Error::runtime(
-                    "RESP3 replies in scripts are not supported by dcache.",
-                )),
-                Some(Value::Number(n)) if *n == 3.0 => Err(mlua::Error::runtime(
-                    "RESP3 replies in scripts are not supported by dcache.",
-                )),
-                _ => Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
-            }
+        lua.create_function(|_, version: mlua::Variadic<Value>| match version.first() {
+            Some(Value::Integer(2)) => Ok(()),
+            Some(Value::Number(n)) if *n == 2.0 => Ok(()),
+            Some(Value::Integer(3)) => Err(mlua::Error::runtime(
+                "RESP3 replies in scripts are not supported by dcache.",
+            )),
+            Some(Value::Number(n)) if *n == 3.0 => Err(mlua::Error::runtime(
+                "RESP3 replies in scripts are not supported by dcache.",
+            )),
+            _ => Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
         })?,
     )?;
     redis.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
-    redis.raw_set("debug", lua.create_function(|_, _: mlua::Variadic<Value>| Ok(()))?)?;
+    redis.raw_set(
+        "debug",
+        lua.create_function(|_, _: mlua::Variadic<Value>| Ok(()))?,
+    )?;
     Ok(redis)
 }
 

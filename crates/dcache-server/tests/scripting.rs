@@ -436,6 +436,9 @@ async fn the_sandbox_hides_the_system_and_keeps_globals_read_only() {
     let e = eval_error(&mut raw, "return _G[1]").await;
     assert!(e.contains("nonexistent global variable '1'"), "{e}");
     assert_eq!(eval(&mut con, "return KEYS.extra").await, Value::Nil);
+    // A script cannot take the machine's memory: Lua's allocations are bounded.
+    let e = eval_error(&mut raw, "return #string.rep('x', 2^30)").await;
+    assert!(e.contains("not enough memory"), "{e}");
     // Strings keep their methods through the read-only string table.
     assert_eq!(eval(&mut con, "return ('x'):upper()").await, bulk("X"));
 }

@@ -20,6 +20,9 @@ use super::RunFlags;
 pub(crate) const LRAND48_SEED: u64 = 0x1234_ABCD_330E;
 const LRAND48_MAX: i64 = i32::MAX as i64;
 
+/// Most bytes one Lua state may hold: far beyond any script's needs, small beside the machine.
+const MEMORY_LIMIT: usize = 512 << 20;
+
 /// Instructions between two looks at the kill flag: often enough that `SCRIPT KILL` stops a
 /// loop at once, rare enough to cost nothing measurable.
 const HOOK_EVERY: u32 = 10_000;
@@ -163,6 +166,9 @@ impl Vm {
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::default(),
         )?;
+        // Redis leaves Lua's memory unbounded; a cache with a memory budget should not let one
+        // script take the machine. Past this, the script fails with "not enough memory".
+        lua.set_memory_limit(MEMORY_LIMIT)?;
         let g = lua.globals();
         // The bootstrap runs with the whole base library (it keeps `setfenv` and `loadstring`
         // for the sandbox's own use); scripts get what is left after the removals below.

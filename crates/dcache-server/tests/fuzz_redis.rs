@@ -381,6 +381,36 @@ async fn eval_matches_redis() {
             &[],
         ),
         ("return tonumber('12') + 1", &[]),
+        (
+            "return cjson.encode({1, 2, 'a/b', {x=1}, true, false})",
+            &[],
+        ),
+        ("return cjson.encode({})", &[]),
+        ("return cjson.encode({a=1.5, b='x\"y\n', c={}})", &[]),
+        ("return cjson.encode({a=1, b=2, c=3, d=4, e=5})", &[]),
+        (
+            "return {cjson.encode(0.1), cjson.encode(1e20), cjson.encode(1/3), cjson.encode(-0.0)}",
+            &[],
+        ),
+        (
+            "return {cjson.encode(123456789012345), cjson.encode('\\1\\127'), cjson.encode(cjson.null)}",
+            &[],
+        ),
+        ("return cjson.encode({[1]=1, [3]=3})", &[]),
+        ("return cjson.encode({[1]=1, [20]=3})", &[]),
+        ("return cjson.encode({[1.5]=1})", &[]),
+        ("return cjson.encode(function() end)", &[]),
+        ("return cjson.encode(0/0)", &[]),
+        (
+            "local t = cjson.decode('{\"a\":[1,2,null,\"x\"],\"b\":true,\"c\":1.5}') return {t.a[1], t.a[4], tostring(t.b), tostring(t.c), type(t.a[3]), #t.a}",
+            &[],
+        ),
+        ("return cjson.decode('\"\\u00e9\"')", &[]),
+        ("return tostring(cjson.decode('12345678901234567890'))", &[]),
+        (
+            "return cjson.encode(cjson.decode('[1,{\"k\":[true,null]}]'))",
+            &[],
+        ),
         ("return {pcall(error, 'x')}", &[]),
         ("return #KEYS", &["a", "b", "c"]),
     ];

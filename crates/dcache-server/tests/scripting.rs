@@ -388,7 +388,15 @@ async fn the_sandbox_hides_the_system_and_keeps_globals_read_only() {
             )
         );
     }
-    for name in ["string", "table", "math", "bit", "redis", "coroutine"] {
+    for name in [
+        "string",
+        "table",
+        "math",
+        "bit",
+        "cjson",
+        "redis",
+        "coroutine",
+    ] {
         assert_eq!(
             eval(&mut con, &format!("return type({name})")).await,
             bulk("table"),

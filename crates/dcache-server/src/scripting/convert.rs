@@ -130,6 +130,12 @@ pub fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
 /// A Lua number as a command argument: C's `%.17g`, as Redis formats it.
 #[must_use]
 pub fn number_arg(n: f64) -> String {
+    format_g(n, 17)
+}
+
+/// C's `%.<precision>g`.
+#[must_use]
+pub fn format_g(n: f64, precision: i32) -> String {
     if n.is_nan() {
         return if n.is_sign_negative() { "-nan" } else { "nan" }.to_owned();
     }
@@ -139,12 +145,12 @@ pub fn number_arg(n: f64) -> String {
     if n == 0.0 {
         return if n.is_sign_negative() { "-0" } else { "0" }.to_owned();
     }
-    const P: i32 = 17;
-    let sci = format!("{:.*e}", (P - 1) as usize, n);
+    let p = precision;
+    let sci = format!("{:.*e}", (p - 1) as usize, n);
     let (mantissa, exp) = sci.split_once('e').expect("exponent form");
     let exp: i32 = exp.parse().expect("exponent");
-    if (-4..P).contains(&exp) {
-        let fixed = format!("{:.*}", (P - 1 - exp) as usize, n);
+    if (-4..p).contains(&exp) {
+        let fixed = format!("{:.*}", (p - 1 - exp) as usize, n);
         trim_zeros(&fixed).to_owned()
     } else {
         let sign = if exp < 0 { '-' } else { '+' };

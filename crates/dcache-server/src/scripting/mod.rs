@@ -22,6 +22,7 @@
 //! Atomicity with respect to other clients' commands is not this module's: the node's exclusive
 //! gate wraps [`run::run_script`], the one place a script body runs.
 
+mod cjson;
 mod convert;
 mod run;
 mod vm;

@@ -92,7 +92,7 @@ end
 
 local globals = protect(G)
 G._G = globals
-for _, name in pairs({'string', 'table', 'math', 'coroutine', 'bit', 'redis'}) do
+for _, name in pairs({'string', 'table', 'math', 'coroutine', 'bit', 'cjson', 'redis'}) do
   G[name] = protect(G[name])
 end
 -- Strings index their library through this metatable: show it read-only too.
@@ -185,6 +185,7 @@ impl Vm {
 
         install_math(&lua, &g, rand)?;
         g.raw_set("bit", bit_library(&lua)?)?;
+        g.raw_set("cjson", super::cjson::library(&lua)?)?;
         let redis = redis_table(&lua)?;
         g.raw_set("redis", redis.clone())?;
 

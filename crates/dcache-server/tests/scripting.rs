@@ -749,3 +749,57 @@ async fn rate_limiters_count_and_expire_atomically() {
     // Three in the first second; at 2150 the hits of 1000 and 1100 have left the window.
     assert_eq!(allowed, [1, 1, 1, 0, 1, 1]);
 }
+
+/// Whether `node` holds `key` with `value`, read straight from its store.
+fn holds_value(node: &common::TestNode, key: &str, value: &str) -> bool {
+    let now = node.shared.clock.now_ms();
+    let effect = node.shared.store.effect_of(key.as_bytes(), now);
+    matches!(effect.change, dcache_store::Change::Put { value: dcache_store::OwnedValue::Str(v), .. } if &*v == value.as_bytes())
+}
+
+/// With replication, a script's writes replicate as its commands run, and its reply waits for
+/// them: once a pipeline of scripts and plain commands is answered, in order, the replica holds
+/// every write.
+#[tokio::test]
+async fn a_scripts_reply_waits_for_its_writes_copies() {
+    use dcache_cluster::{Settings, Strategy};
+    for strategy in [Strategy::Primary, Strategy::Chain] {
+        let (control, nodes) =
+            common::members::replicated(3, Settings::new(1, strategy), enabled()).await;
+        let t = control.subscribe().borrow().clone();
+        let slot = dcache_placement::slot(b"{s}");
+        let copies = t.replicas_of(slot);
+        let find = |i: usize| {
+            nodes
+                .iter()
+                .find(|n| n.shared.cluster.as_ref().unwrap().view().me == copies[i].id)
+                .expect("a live node")
+        };
+        let (primary, replica) = (find(0), find(1));
+        let mut con = primary.client().await;
+        let script = "redis.call('set', KEYS[1], ARGV[1])\n\
+                      redis.call('set', KEYS[2], ARGV[1])\n\
+                      return redis.call('incr', KEYS[3])";
+        let mut pipe = redis::pipe();
+        for i in 0..10 {
+            let value = format!("v{i}");
+            pipe.cmd("EVAL")
+                .arg(script)
+                .arg(3)
+                .arg("{s}a")
+                .arg("{s}b")
+                .arg("{s}n")
+                .arg(&value);
+            pipe.cmd("GET").arg("{s}b");
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut con).await.unwrap();
+        for (i, pair) in replies.chunks(2).enumerate() {
+            assert_eq!(pair[0], Value::Int(i as i64 + 1), "{strategy:?}");
+            assert_eq!(pair[1], bulk(&format!("v{i}")), "{strategy:?}");
+        }
+        for key in ["{s}a", "{s}b"] {
+            assert!(holds_value(replica, key, "v9"), "{strategy:?}: {key}");
+        }
+        assert!(holds_value(replica, "{s}n", "10"), "{strategy:?}");
+    }
+}

@@ -316,6 +316,18 @@ const OBJECT_SUBS: &[CommandSpec] = &[
     spec("refcount", 3, READONLY, SECOND, "generic", "2.2.3", "O(1)", "Returns a value's reference count.").with_tips(&["nondeterministic_output"]),
 ];
 
+/// `EVAL script numkeys key…`: the keys counted at argument 2.
+const SCRIPT_KEYS: &[KeySpec] = &[KeySpec::Counted { at: 2, step: 1 }];
+
+#[rustfmt::skip]
+const SCRIPT_SUBS: &[CommandSpec] = &[
+    spec("exists", -3, 0, NONE, "scripting", "2.6.0", "O(N) with N being the number of scripts to check (so checking a single script is an O(1) operation).", "Determines whether server-side Lua scripts exist in the script cache.").with_tips(&["request_policy:all_shards", "response_policy:agg_logical_and"]),
+    spec("flush", -2, 0, NONE, "scripting", "2.6.0", "O(N) with N being the number of scripts in cache", "Removes all server-side Lua scripts from the script cache.").with_tips(&["request_policy:all_nodes", "response_policy:all_succeeded"]),
+    spec("help", 2, 0, NONE, "scripting", "5.0.0", "O(1)", "Describes the subcommands."),
+    spec("kill", 2, 0, NONE, "scripting", "2.6.0", "O(1)", "Terminates a server-side Lua script during execution.").with_tips(&["request_policy:all_shards", "response_policy:one_succeeded"]),
+    spec("load", 3, 0, NONE, "scripting", "2.6.0", "O(N) with N being the length in bytes of the script body.", "Loads a server-side Lua script to the script cache.").with_tips(&["request_policy:all_nodes", "response_policy:all_succeeded"]),
+];
+
 /// Every command, in the order `COMMAND` lists them. A server serves exactly these.
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -513,6 +525,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("ssubscribe", -2, PUBSUB, ALL, "pubsub", "7.0.0", "O(N) where N is the number of shard channels to subscribe to.", "Listens for messages published to shard channels (on a node that holds their slot)."),
     spec("sunsubscribe", -1, PUBSUB, ALL, "pubsub", "7.0.0", "O(N) where N is the number of shard channels to unsubscribe.", "Stops listening to messages posted to shard channels (all of them without arguments)."),
     spec("spublish", 3, PUBSUB | FAST, FIRST, "pubsub", "7.0.0", "O(N) where N is the number of clients subscribed to the receiving shard channel.", "Posts a message to a shard channel, on the copies of its slot."),
+    // scripting
+    spec("eval", -3, 0, SCRIPT_KEYS, "scripting", "2.6.0", "Depends on the script that is executed.", "Executes a server-side Lua script."),
+    spec("evalsha", -3, 0, SCRIPT_KEYS, "scripting", "2.6.0", "Depends on the script that is executed.", "Executes a server-side Lua script by SHA1 digest."),
+    spec("eval_ro", -3, READONLY, SCRIPT_KEYS, "scripting", "7.0.0", "Depends on the script that is executed.", "Executes a read-only server-side Lua script."),
+    spec("evalsha_ro", -3, READONLY, SCRIPT_KEYS, "scripting", "7.0.0", "Depends on the script that is executed.", "Executes a read-only server-side Lua script by SHA1 digest."),
+    spec("script", -2, 0, NONE, "scripting", "2.6.0", "Depends on subcommand", "Lua scripts: LOAD, EXISTS, FLUSH, KILL.").with_subcommands(SCRIPT_SUBS),
     // rate limiting
     spec("cl.throttle", -5, WRITE | DENYOOM | FAST, FIRST, "module", "1.0.0", "O(1)", "Rate-limits a key by GCRA: [limited, limit, remaining, retry after s, reset after s] (redis-cell's CL.THROTTLE)."),
 ];

@@ -94,6 +94,7 @@ fn implied(cmd: &Command) -> u32 {
         "string" => bit("string"),
         "hash" => bit("hash"),
         "pubsub" => bit("pubsub"),
+        "scripting" => bit("scripting"),
         _ => 0,
     };
     cats

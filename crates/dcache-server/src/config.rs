@@ -124,6 +124,8 @@ pub mod ranges {
     pub const LISTPACK: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range.
     pub const TIMEOUT: RangeInclusive<u64> = 0..=i32::MAX as u64;
+    /// Redis's range (a C `long`).
+    pub const BUSY_REPLY_THRESHOLD: RangeInclusive<u64> = 0..=i64::MAX as u64;
     /// Redis's range (a C int).
     pub const LIST_MAX_LISTPACK_SIZE: RangeInclusive<i64> = i32::MIN as i64..=i32::MAX as i64;
     /// At least two failure-detection rounds of a loopback network; at most an hour.
@@ -449,6 +451,9 @@ pub struct NodeConfig {
     pub client_output_buffer_limit: OutputBufferLimits,
     /// Seconds a client may stay idle before it is closed; 0 never closes one.
     pub timeout: u64,
+    /// Milliseconds a Lua script runs before other clients are answered `-BUSY` and it may be
+    /// stopped with `SCRIPT KILL` (Redis's setting, also read as `lua-time-limit` by CONFIG).
+    pub busy_reply_threshold: u64,
     /// How large a list stays in its packed form (Redis's `list-max-listpack-size`, also read as
     /// `list-max-ziplist-size` by CONFIG): -1 to -5, up to 4 to 64 KB; positive, up to that many
     /// elements (and 8 KB).
@@ -526,6 +531,7 @@ impl Default for NodeConfig {
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
             client_output_buffer_limit: OutputBufferLimits::default(),
             timeout: 0,
+            busy_reply_threshold: 5000,
             list_max_listpack_size: -2,
             maxclients: 10_000,
             hz: 10,
@@ -614,6 +620,11 @@ impl NodeConfig {
                 ranges::HLL_SPARSE_MAX_BYTES,
             ),
             ("timeout", self.timeout, ranges::TIMEOUT),
+            (
+                "busy-reply-threshold",
+                self.busy_reply_threshold,
+                ranges::BUSY_REPLY_THRESHOLD,
+            ),
             (
                 "cluster-node-timeout",
                 self.cluster_node_timeout,

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod pubsub;
 pub mod replicate;
+pub mod scripting;
 pub mod security;
 pub mod server;
 pub mod state;

@@ -166,6 +166,8 @@ pub struct Shared {
     pub pubsub: crate::pubsub::PubSub,
     /// Client-side caching: who read what, and their invalidations.
     pub tracking: crate::tracking::Tracking,
+    /// Lua scripts: the script cache, idle Lua states, the scripts running now.
+    pub scripts: crate::scripting::Scripts,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -232,6 +234,7 @@ impl Shared {
             blocking: crate::blocking::Blocking::default(),
             pubsub: crate::pubsub::PubSub::default(),
             tracking,
+            scripts: crate::scripting::Scripts::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

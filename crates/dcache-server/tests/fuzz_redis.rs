@@ -360,3 +360,236 @@ async fn pubsub_exchange_matches_redis() {
         }
     }
 }
+
+/// A list of scripts, each `EVAL`ed (or otherwise sent) on a node and on `redis-server`, in
+/// order, on one connection each: every reply must be the same, errors word for word (their
+/// `script: <sha>, on @user_script:<line>.` report included). The list covers the conversions
+/// both ways, `redis.call` against `redis.pcall`, a script failing half way, the sandbox,
+/// Redis's library functions, `math.random`'s sequence and the script cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_matches_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let node = start(test_config()).await;
+    let mut ours = Conn::connect(node.addr).await;
+    let mut theirs = Conn::connect(redis.addr).await;
+    let eval = |script: &str, rest: &[&str]| -> Vec<Vec<u8>> {
+        let numkeys = rest.len().min(
+            rest.iter()
+                .position(|a| a.starts_with('@'))
+                .unwrap_or(rest.len()),
+        );
+        let mut request = vec![
+            b"EVAL".to_vec(),
+            script.as_bytes().to_vec(),
+            numkeys.to_string().into_bytes(),
+        ];
+        request.extend(
+            rest.iter()
+                .map(|a| a.trim_start_matches('@').as_bytes().to_vec()),
+        );
+        request
+    };
+    // Arguments starting with '@' are ARGV; the others before them are KEYS.
+    let scripts: &[(&str, &[&str])] = &[
+        ("return 3.99", &[]),
+        ("return -3.99", &[]),
+        ("return 1e20", &[]),
+        ("return 0/0", &[]),
+        ("return 2^53", &[]),
+        ("return 'str'", &[]),
+        ("return true", &[]),
+        ("return false", &[]),
+        ("return nil", &[]),
+        ("return {1, 2, 3.7, 'x', nil, 5}", &[]),
+        ("return {'a', b='c'}", &[]),
+        ("local t = {} t[2] = 1 return t", &[]),
+        ("return {true, false, {ok='fine'}, {err='bad'}}", &[]),
+        ("return {ok='x'}", &[]),
+        ("return {err='bare'}", &[]),
+        ("return {ok=1}", &[]),
+        ("return redis.status_reply('PONG')", &[]),
+        ("return redis.error_reply('X y')", &[]),
+        ("return redis.error_reply('nocode')", &[]),
+        ("return redis.error_reply('-CODE with dash')", &[]),
+        ("return redis.status_reply()", &[]),
+        ("return redis.error_reply()", &[]),
+        (
+            "return {KEYS[1], KEYS[2], ARGV[1], #KEYS, #ARGV}",
+            &["k1", "k2", "@a1"],
+        ),
+        ("return redis.call('set', KEYS[1], ARGV[1])", &["s", "@v"]),
+        ("return redis.call('get', KEYS[1])", &["s"]),
+        ("return redis.call('get', 'nokey')", &[]),
+        ("return type(redis.call('get', 'nokey'))", &[]),
+        ("return redis.call('set', 'a', 'b')", &[]),
+        ("return redis.call('set', 'a', 'b').ok", &[]),
+        ("return redis.call('ping')", &[]),
+        ("return redis.call('incr', 'counter')", &[]),
+        ("return redis.call('incrbyfloat', 'fl', '1.5')", &[]),
+        (
+            "redis.call('set', 'n', 1/3) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('set', 'n', 1e20) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('set', 'n', 2^60) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('set', 'n', -0.0) return redis.call('get', 'n')",
+            &[],
+        ),
+        (
+            "redis.call('rpush', 'l', 'a', 'b', 'c') return redis.call('lrange', 'l', 0, -1)",
+            &[],
+        ),
+        ("return redis.call('hgetall', 'nohash')", &[]),
+        (
+            "redis.call('zadd', 'z', 1, 'a', 2.5, 'b') return redis.call('zrange', 'z', 0, -1, 'WITHSCORES')",
+            &[],
+        ),
+        ("return redis.call('incr', 's')", &[]),
+        ("return redis.pcall('incr', 's')", &[]),
+        ("local t = redis.pcall('incr', 's') return t.err", &[]),
+        ("return redis.pcall('lpush', 's', 'x')", &[]),
+        (
+            "redis.call('set', 'half', 1)\nredis.call('lpush', 'half', 'x')\nredis.call('set', 'never', 1)",
+            &[],
+        ),
+        (
+            "return {redis.call('get', 'half'), redis.call('exists', 'never')}",
+            &[],
+        ),
+        ("error('boom')", &[]),
+        ("error({err='MY thing'})", &[]),
+        ("\n\nerror('on line three')", &[]),
+        ("return redis.call('nosuch')", &[]),
+        ("return redis.call('get')", &[]),
+        ("return redis.call()", &[]),
+        ("return redis.call({})", &[]),
+        ("return redis.call('set', 'k', {})", &[]),
+        ("return redis.call('wait', 0, 0)", &[]),
+        ("return redis.call('eval', 'return 1', 0)", &[]),
+        ("return redis.call('auth', 'x')", &[]),
+        ("return end", &[]),
+        ("retur 1", &[]),
+        ("x = 1", &[]),
+        ("return y", &[]),
+        ("return os", &[]),
+        ("return io", &[]),
+        ("return require", &[]),
+        ("return loadfile", &[]),
+        ("return print", &[]),
+        ("string.foo = 1", &[]),
+        ("rawset(_G, 'zz', 1)", &[]),
+        ("setmetatable(_G, nil)", &[]),
+        ("return loadstring('q = 5')()", &[]),
+        ("return getmetatable(_G)", &[]),
+        ("return _VERSION", &[]),
+        ("return ('x'):rep(3)", &[]),
+        ("return string.format('%d %s %5.2f', 5, 'a', 3.14159)", &[]),
+        ("return redis.sha1hex('')", &[]),
+        ("return redis.sha1hex(12)", &[]),
+        ("return redis.sha1hex()", &[]),
+        ("return redis.log(redis.LOG_WARNING, 'hi')", &[]),
+        ("return redis.log()", &[]),
+        (
+            "return redis.LOG_DEBUG .. redis.LOG_VERBOSE .. redis.LOG_NOTICE .. redis.LOG_WARNING",
+            &[],
+        ),
+        ("return redis.setresp(4)", &[]),
+        ("return redis.set_repl(9)", &[]),
+        ("return redis.replicate_commands()", &[]),
+        (
+            "return {bit.band(5, 3), bit.bor(1, 2, 4), bit.bxor(255, 15), bit.bnot(0)}",
+            &[],
+        ),
+        (
+            "return {bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4), bit.tobit(2^32 + 5)}",
+            &[],
+        ),
+        (
+            "return {bit.tohex(255, 4), bit.tohex(-1, -8), bit.rol(1, 33), bit.bswap(1)}",
+            &[],
+        ),
+        ("return math.random(100)", &[]),
+        ("return math.random(100)", &[]),
+        ("return math.random(5, 10)", &[]),
+        ("return tostring(math.random())", &[]),
+        (
+            "math.randomseed(7) return {math.random(1000), math.random(1000)}",
+            &[],
+        ),
+        ("return tonumber('12') + 1", &[]),
+        (
+            "return cjson.encode({1, 2, 'a/b', {x=1}, true, false})",
+            &[],
+        ),
+        ("return cjson.encode({})", &[]),
+        ("return cjson.encode({a=1.5, b='x\"y\n', c={}})", &[]),
+        ("return cjson.encode({a=1, b=2, c=3, d=4, e=5})", &[]),
+        (
+            "return {cjson.encode(0.1), cjson.encode(1e20), cjson.encode(1/3), cjson.encode(-0.0)}",
+            &[],
+        ),
+        (
+            "return {cjson.encode(123456789012345), cjson.encode('\\1\\127'), cjson.encode(cjson.null)}",
+            &[],
+        ),
+        ("return cjson.encode({[1]=1, [3]=3})", &[]),
+        ("return cjson.encode({[1]=1, [20]=3})", &[]),
+        ("return cjson.encode({[1.5]=1})", &[]),
+        ("return cjson.encode(function() end)", &[]),
+        ("return cjson.encode(0/0)", &[]),
+        (
+            "local t = cjson.decode('{\"a\":[1,2,null,\"x\"],\"b\":true,\"c\":1.5}') return {t.a[1], t.a[4], tostring(t.b), tostring(t.c), type(t.a[3]), #t.a}",
+            &[],
+        ),
+        ("return cjson.decode('\"\\u00e9\"')", &[]),
+        ("return tostring(cjson.decode('12345678901234567890'))", &[]),
+        (
+            "return cjson.encode(cjson.decode('[1,{\"k\":[true,null]}]'))",
+            &[],
+        ),
+        ("return {pcall(error, 'x')}", &[]),
+        ("return #KEYS", &["a", "b", "c"]),
+    ];
+    let mut requests: Vec<Vec<Vec<u8>>> = scripts.iter().map(|(s, rest)| eval(s, rest)).collect();
+    let words = |w: &[&str]| w.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
+    let hi = "2f31ba2bb6d6a0f42cc159d2e2dad55440778de3";
+    requests.extend([
+        words(&["EVAL", "return 1", "-1"]),
+        words(&["EVAL", "return 1", "2", "a"]),
+        words(&["EVAL", "return 1", "x"]),
+        words(&["SCRIPT", "LOAD", "return 'hi'"]),
+        words(&["EVALSHA", hi, "0"]),
+        words(&["EVALSHA", &hi.to_uppercase(), "0"]),
+        words(&["EVALSHA_RO", hi, "0"]),
+        words(&["EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "0"]),
+        words(&["EVALSHA", "abc", "0"]),
+        words(&["SCRIPT", "EXISTS", hi, "nope"]),
+        words(&["SCRIPT", "LOAD", "return end"]),
+        words(&["SCRIPT", "FLUSH", "now"]),
+        words(&["SCRIPT", "FLUSH", "SYNC"]),
+        words(&["SCRIPT", "EXISTS", hi]),
+        words(&["SCRIPT", "KILL"]),
+        words(&["SCRIPT", "KILL", "x"]),
+        words(&["SCRIPT", "NOPE"]),
+        words(&["EVAL_RO", "return redis.call('set', 'k', 'v')", "0"]),
+        words(&["EVAL_RO", "return redis.call('get', 's')", "0"]),
+    ]);
+    for request in &requests {
+        let a = ours.call(request).await.expect("dcache answers");
+        let b = theirs.call(request).await.expect("redis answers");
+        assert_eq!(a, b, "{}", fuzz::show(request));
+    }
+    fuzz::say(&format!(
+        "eval_matches_redis: {} requests compared",
+        requests.len()
+    ));
+}

@@ -19,6 +19,7 @@ mod keys;
 mod lists;
 mod pubsub;
 mod replication;
+mod scripting;
 mod server;
 mod sets;
 mod strings;
@@ -341,6 +342,12 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("ssubscribe", pubsub::ssubscribe),
     ("sunsubscribe", pubsub::sunsubscribe),
     ("spublish", pubsub::spublish),
+    // scripting
+    ("eval", scripting::eval),
+    ("evalsha", scripting::evalsha),
+    ("eval_ro", scripting::eval_ro),
+    ("evalsha_ro", scripting::evalsha_ro),
+    ("script", scripting::script),
     // rate limiting
     ("cl.throttle", throttle::cl_throttle),
 ];
@@ -433,6 +440,11 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
             None => cmd.name.to_owned(),
         };
         ctx.out.error(&pubsub::subscribed_mode_error(&name));
+        return;
+    }
+    if crate::scripting::refuse_busy(ctx.shared, ctx.conn.info.id, cmd.name, args) {
+        ctx.shared.stats.rejected(ctx.conn.info.id, index);
+        ctx.out.error(crate::scripting::BUSY);
         return;
     }
     let (entered, read_slot) = match route(ctx, cmd, args) {

@@ -315,6 +315,8 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("save", false),
     ("appendonly", false),
     ("timeout", true),
+    ("busy-reply-threshold", true),
+    ("lua-time-limit", true),
     ("list-max-listpack-size", true),
     ("list-max-ziplist-size", true),
     ("cluster-enabled", false),
@@ -359,6 +361,7 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "databases" => "1".into(),
         "appendonly" => "no".into(),
         "timeout" => config.timeout.to_string(),
+        "busy-reply-threshold" | "lua-time-limit" => config.busy_reply_threshold.to_string(),
         "list-max-listpack-size" | "list-max-ziplist-size" => {
             config.list_max_listpack_size.to_string()
         }
@@ -406,6 +409,7 @@ enum Change {
     /// The classes the value names, each to change alone.
     ClientOutputBufferLimit(String),
     Timeout(u64),
+    BusyReplyThreshold(u64),
     ListMaxListpackSize(i64),
     ProtectedMode(crate::config::YesNo),
     /// One of the `set-max-*` settings, by name.
@@ -478,6 +482,9 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
             Change::ClientOutputBufferLimit(text)
         }
         "timeout" => Change::Timeout(integer_in(&text, &ranges::TIMEOUT)?),
+        "busy-reply-threshold" | "lua-time-limit" => {
+            Change::BusyReplyThreshold(integer_in(&text, &ranges::BUSY_REPLY_THRESHOLD)?)
+        }
         "set-max-intset-entries" | "set-max-listpack-entries" | "set-max-listpack-value" => {
             let name = PARAMETERS
                 .iter()
@@ -547,6 +554,7 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             }
         }
         Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
+        Change::BusyReplyThreshold(ms) => ctx.shared.update_config(|c| c.busy_reply_threshold = ms),
         Change::SetLimit(name, n) => {
             let mut limits = store.set_limits();
             match name {

@@ -368,6 +368,14 @@ pub const NOT_COMPARED: &[(&str, &str)] = &[
     ("bzpopmin", "blocks, as BLPOP; tests/zsets.rs checks it"),
     ("bzpopmax", "blocks, as BLPOP"),
     ("bzmpop", "blocks, as BLPOP"),
+    (
+        "eval",
+        "random text is no script; fuzz_redis.rs's eval_matches_redis compares a list of scripts",
+    ),
+    ("evalsha", "as EVAL"),
+    ("eval_ro", "as EVAL"),
+    ("evalsha_ro", "as EVAL"),
+    ("script", "as EVAL"),
 ];
 
 /// Blocking commands and where their timeout is (an index, or from the end when negative): the

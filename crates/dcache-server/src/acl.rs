@@ -93,6 +93,7 @@ fn implied(cmd: &Command) -> u32 {
         "generic" => bit("keyspace"),
         "string" => bit("string"),
         "hash" => bit("hash"),
+        "transactions" => bit("transaction"),
         _ => 0,
     };
     cats

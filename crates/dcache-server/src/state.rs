@@ -56,6 +56,8 @@ pub struct Shared {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Clients blocked on keys (BLPOP and friends), and the wake-ups for them.
     pub blocking: crate::blocking::Blocking,
+    /// Lets one connection run commands with no other client's between them (`EXEC`, scripts).
+    pub gate: crate::exclusive::Gate,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -113,6 +115,7 @@ impl Shared {
             ops: Mutex::default(),
             cluster,
             blocking: crate::blocking::Blocking::default(),
+            gate: crate::exclusive::Gate::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

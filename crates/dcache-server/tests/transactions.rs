@@ -453,3 +453,59 @@ async fn cluster_keys_of_a_transaction_share_a_slot() {
     )
     .await;
 }
+
+/// A transaction queued on a node whose key's slot then moves to a node that joins: EXEC
+/// answers the redirect for the whole transaction and runs nothing, as Redis does; queueing a
+/// key the node does not serve answers the redirect and aborts the transaction.
+#[tokio::test]
+async fn cluster_redirects_when_queueing_and_when_the_slot_moved_before_exec() {
+    use common::members::{member, reach_epoch, settle};
+    let (control, nodes) = common::members::cluster(1).await;
+    let a = &nodes[0];
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let mut conns = Vec::new();
+    for key in &keys {
+        let mut s = a.raw().await;
+        check(&mut s, &["MULTI", &format!("SET {key} 1")], "+OK\r\n+QUEUED\r\n").await;
+        conns.push(s);
+    }
+    let (b, me) = member(&control, test_config()).await;
+    control
+        .apply(&dcache_cluster::Change::Join(me))
+        .expect("joins");
+    settle(&control);
+    let t = control.subscribe().borrow().clone();
+    reach_epoch([a, &b], t.epoch).await;
+    let mut moved = Vec::new();
+    for (key, s) in keys.iter().zip(&mut conns) {
+        let slot = dcache_placement::slot(key.as_bytes());
+        if t.owner(slot).expect("served").port == b.addr.port() {
+            let redirect = format!("-MOVED {slot} 127.0.0.1:{}\r\n", b.addr.port());
+            check(s, &["EXEC", "EXEC"], &format!("{redirect}-ERR EXEC without MULTI\r\n")).await;
+            moved.push(key.clone());
+        } else {
+            check(s, &["EXEC"], "*1\r\n+OK\r\n").await;
+        }
+    }
+    assert!(
+        !moved.is_empty() && moved.len() < keys.len(),
+        "some keys moved: {moved:?}"
+    );
+    let mut on_b = b.client().await;
+    for key in &moved {
+        assert_eq!(query::<i64>(&mut on_b, &["EXISTS", key]).await, 0, "{key}");
+    }
+    let key = &moved[0];
+    let slot = dcache_placement::slot(key.as_bytes());
+    let mut s = a.raw().await;
+    check(
+        &mut s,
+        &["MULTI", &format!("SET {key} 1"), "EXEC"],
+        &format!(
+            "+OK\r\n-MOVED {slot} 127.0.0.1:{}\r\n\
+             -EXECABORT Transaction discarded because of previous errors.\r\n",
+            b.addr.port()
+        ),
+    )
+    .await;
+}

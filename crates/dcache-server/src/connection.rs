@@ -334,9 +334,7 @@ pub(crate) async fn serve<S>(
             // An async block, so that no timer is made unless it is polled.
             () = async { tokio::time::sleep(LINGER).await }, if stopping && !pending => break,
         };
-        if n == 0
-            && exclusive.is_none()
-            && (input.is_empty() || output.pending() >= EXECUTE_UNTIL)
+        if n == 0 && exclusive.is_none() && (input.is_empty() || output.pending() >= EXECUTE_UNTIL)
         {
             continue;
         }

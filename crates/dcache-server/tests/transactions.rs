@@ -112,7 +112,15 @@ async fn an_error_when_running_is_one_element() {
     let (_node, mut s) = node().await;
     check(
         &mut s,
-        &["MULTI", "SET a x", "LPUSH a y", "INCR a", "SET b 2", "EXEC", "GET b"],
+        &[
+            "MULTI",
+            "SET a x",
+            "LPUSH a y",
+            "INCR a",
+            "SET b 2",
+            "EXEC",
+            "GET b",
+        ],
         "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*4\r\n+OK\r\n\
          -WRONGTYPE Operation against a key holding the wrong kind of value\r\n\
          -ERR value is not an integer or out of range\r\n+OK\r\n$1\r\n2\r\n",
@@ -132,7 +140,12 @@ async fn discard_drops_the_queue_and_the_watches() {
     .await;
     // `w` is no longer watched: a change to it does not abort the next transaction.
     query::<()>(&mut other, &["SET", "w", "changed"]).await;
-    check(&mut s, &["MULTI", "SET a 1", "EXEC"], "+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n").await;
+    check(
+        &mut s,
+        &["MULTI", "SET a 1", "EXEC"],
+        "+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -140,11 +153,19 @@ async fn watch_aborts_exec_when_another_client_writes() {
     let (node, mut s) = node().await;
     let mut other = node.client().await;
     query::<()>(&mut other, &["SET", "w", "1"]).await;
-    check(&mut s, &["WATCH w", "MULTI", "SET w mine", "SET x 1"], "+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n").await;
+    check(
+        &mut s,
+        &["WATCH w", "MULTI", "SET w mine", "SET x 1"],
+        "+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n",
+    )
+    .await;
     query::<i64>(&mut other, &["INCR", "w"]).await;
     check(&mut s, &["EXEC"], "*-1\r\n").await;
     assert_eq!(query::<String>(&mut other, &["GET", "w"]).await, "2");
-    assert_eq!(query::<Option<String>>(&mut other, &["GET", "x"]).await, None);
+    assert_eq!(
+        query::<Option<String>>(&mut other, &["GET", "x"]).await,
+        None
+    );
 
     // Unchanged, or changed and then UNWATCHed: EXEC runs.
     check(
@@ -165,16 +186,31 @@ async fn watch_aborts_exec_when_another_client_writes() {
     // A key watched while absent counts when it is created; deleting a missing key does not.
     check(&mut s, &["WATCH absent"], "+OK\r\n").await;
     query::<i64>(&mut other, &["DEL", "absent"]).await;
-    check(&mut s, &["MULTI", "PING", "EXEC"], "+OK\r\n+QUEUED\r\n*1\r\n+PONG\r\n").await;
+    check(
+        &mut s,
+        &["MULTI", "PING", "EXEC"],
+        "+OK\r\n+QUEUED\r\n*1\r\n+PONG\r\n",
+    )
+    .await;
     check(&mut s, &["WATCH absent"], "+OK\r\n").await;
     query::<()>(&mut other, &["SET", "absent", "now"]).await;
-    check(&mut s, &["MULTI", "PING", "EXEC"], "+OK\r\n+QUEUED\r\n*-1\r\n").await;
+    check(
+        &mut s,
+        &["MULTI", "PING", "EXEC"],
+        "+OK\r\n+QUEUED\r\n*-1\r\n",
+    )
+    .await;
 
     // A flush counts for a key that was there.
     query::<()>(&mut other, &["SET", "w", "1"]).await;
     check(&mut s, &["WATCH w x"], "+OK\r\n").await;
     query::<()>(&mut other, &["FLUSHALL"]).await;
-    check(&mut s, &["MULTI", "PING", "EXEC"], "+OK\r\n+QUEUED\r\n*-1\r\n").await;
+    check(
+        &mut s,
+        &["MULTI", "PING", "EXEC"],
+        "+OK\r\n+QUEUED\r\n*-1\r\n",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -182,7 +218,14 @@ async fn watch_counts_the_clients_own_writes() {
     let (_node, mut s) = node().await;
     check(
         &mut s,
-        &["SET w 1", "WATCH w", "EXPIRE w 100", "MULTI", "GET w", "EXEC"],
+        &[
+            "SET w 1",
+            "WATCH w",
+            "EXPIRE w 100",
+            "MULTI",
+            "GET w",
+            "EXEC",
+        ],
         "+OK\r\n+OK\r\n:1\r\n+OK\r\n+QUEUED\r\n*-1\r\n",
     )
     .await;
@@ -200,7 +243,12 @@ async fn watch_counts_expiry() {
     let mut s = node.raw().await;
     check(&mut s, &["SET w 1 PX 100", "WATCH w"], "+OK\r\n+OK\r\n").await;
     node.advance_ms(101);
-    check(&mut s, &["MULTI", "SET x 1", "EXEC"], "+OK\r\n+QUEUED\r\n*-1\r\n").await;
+    check(
+        &mut s,
+        &["MULTI", "SET x 1", "EXEC"],
+        "+OK\r\n+QUEUED\r\n*-1\r\n",
+    )
+    .await;
 
     // Already expired when watched: its deletion changes nothing.
     check(&mut s, &["SET w 1 PX 100"], "+OK\r\n").await;
@@ -221,7 +269,12 @@ async fn resp3_aborted_exec_is_null() {
     assert!(hello.starts_with(b"%"), "HELLO 3 answers a map");
     // Read the rest of HELLO's map away with a marker after it.
     common::read_until(&mut s, b"*0\r\n").await;
-    check(&mut s, &["WATCH w", "MULTI", "PING"], "+OK\r\n+OK\r\n+QUEUED\r\n").await;
+    check(
+        &mut s,
+        &["WATCH w", "MULTI", "PING"],
+        "+OK\r\n+OK\r\n+QUEUED\r\n",
+    )
+    .await;
     query::<()>(&mut other, &["SET", "w", "1"]).await;
     check(&mut s, &["EXEC"], "_\r\n").await;
 }
@@ -255,13 +308,17 @@ async fn refused_commands_abort_when_queued() {
     let mut admin = node.client().await;
     query::<()>(
         &mut admin,
-        &["ACL", "SETUSER", "u", "on", "nopass", "~a*", "+@all", "-get"],
+        &[
+            "ACL", "SETUSER", "u", "on", "nopass", "~a*", "+@all", "-get",
+        ],
     )
     .await;
     // (The NOPERM wording is the ACL module's, as in Redis 7.2.)
     let got = exchange(
         &mut s,
-        &resp(&["AUTH u x", "MULTI", "GET a", "SET b 1", "SET a 1", "EXEC", "EXISTS a"]),
+        &resp(&[
+            "AUTH u x", "MULTI", "GET a", "SET b 1", "SET a 1", "EXEC", "EXISTS a",
+        ]),
         1,
     )
     .await;
@@ -273,11 +330,19 @@ async fn refused_commands_abort_when_queued() {
     }
     let lines: Vec<&str> = got.split("\r\n").collect();
     assert_eq!(lines[..2], ["+OK", "+OK"], "{got:?}");
-    assert!(lines[2].starts_with("-NOPERM ") && lines[2].contains("'get'"), "{got:?}");
+    assert!(
+        lines[2].starts_with("-NOPERM ") && lines[2].contains("'get'"),
+        "{got:?}"
+    );
     assert!(lines[3].starts_with("-NOPERM "), "{got:?}");
     assert_eq!(
         lines[4..],
-        ["+QUEUED", "-EXECABORT Transaction discarded because of previous errors.", ":0", ""],
+        [
+            "+QUEUED",
+            "-EXECABORT Transaction discarded because of previous errors.",
+            ":0",
+            ""
+        ],
         "{got:?}"
     );
 }
@@ -440,7 +505,14 @@ async fn cluster_keys_of_a_transaction_share_a_slot() {
     let mut s = node.raw().await;
     check(
         &mut s,
-        &["MULTI", "SET {t}a 1", "SET {t}b 2", "SET other 3", "EXEC", "EXISTS {t}a"],
+        &[
+            "MULTI",
+            "SET {t}a 1",
+            "SET {t}b 2",
+            "SET other 3",
+            "EXEC",
+            "EXISTS {t}a",
+        ],
         "+OK\r\n+QUEUED\r\n+QUEUED\r\n\
          -CROSSSLOT Keys in request don't hash to the same slot\r\n\
          -EXECABORT Transaction discarded because of previous errors.\r\n:0\r\n",
@@ -466,7 +538,12 @@ async fn cluster_redirects_when_queueing_and_when_the_slot_moved_before_exec() {
     let mut conns = Vec::new();
     for key in &keys {
         let mut s = a.raw().await;
-        check(&mut s, &["MULTI", &format!("SET {key} 1")], "+OK\r\n+QUEUED\r\n").await;
+        check(
+            &mut s,
+            &["MULTI", &format!("SET {key} 1")],
+            "+OK\r\n+QUEUED\r\n",
+        )
+        .await;
         conns.push(s);
     }
     let (b, me) = member(&control, test_config()).await;
@@ -481,7 +558,12 @@ async fn cluster_redirects_when_queueing_and_when_the_slot_moved_before_exec() {
         let slot = dcache_placement::slot(key.as_bytes());
         if t.owner(slot).expect("served").port == b.addr.port() {
             let redirect = format!("-MOVED {slot} 127.0.0.1:{}\r\n", b.addr.port());
-            check(s, &["EXEC", "EXEC"], &format!("{redirect}-ERR EXEC without MULTI\r\n")).await;
+            check(
+                s,
+                &["EXEC", "EXEC"],
+                &format!("{redirect}-ERR EXEC without MULTI\r\n"),
+            )
+            .await;
             moved.push(key.clone());
         } else {
             check(s, &["EXEC"], "*1\r\n+OK\r\n").await;

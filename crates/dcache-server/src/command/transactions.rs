@@ -110,7 +110,10 @@ impl Txn {
 /// Whether `cmd` runs at once inside `MULTI` rather than being queued (Redis's list).
 #[must_use]
 pub(super) fn runs_in_multi(cmd: &Command) -> bool {
-    matches!(cmd.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset")
+    matches!(
+        cmd.name,
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+    )
 }
 
 /// Answers `msg` for a request refused before it ran, and flags the transaction if one is open.
@@ -250,14 +253,19 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     }
     let queue = ctx.conn.txn.queue.take().expect("in MULTI");
     let watched = std::mem::take(&mut ctx.conn.txn.watched);
-    if watched.iter().any(|(key, seen)| version_of(ctx, key) != *seen) {
+    if watched
+        .iter()
+        .any(|(key, seen)| version_of(ctx, key) != *seen)
+    {
         ctx.out.null_array();
         return Ok(());
     }
     let entered = enter(ctx, &queue)?;
-    if queue.commands.iter().any(|q| {
-        super::lookup(q.args().get(0)).is_some_and(|(_, c)| c.flags & DENYOOM != 0)
-    }) && let Err(e) = admit_all(ctx, &queue)
+    if queue
+        .commands
+        .iter()
+        .any(|q| super::lookup(q.args().get(0)).is_some_and(|(_, c)| c.flags & DENYOOM != 0))
+        && let Err(e) = admit_all(ctx, &queue)
     {
         leave(ctx, entered);
         return Err(format!("EXECABORT Transaction discarded because of: {}", e.0).into());

@@ -26,16 +26,19 @@ pub const NO_AUTH: u16 = 1 << 4;
 pub const FAST: u16 = 1 << 5;
 /// About the connection rather than data.
 pub const CONNECTION: u16 = 1 << 6;
+/// Pub/sub: its channel arguments are routed like keys (the sharded forms) but name no data.
+pub const PUBSUB: u16 = 1 << 7;
 
 /// The flags Redis's `COMMAND INFO` knows, with its names for them. `CONNECTION` is not among
 /// them: Redis has it only as an ACL category.
-pub const REDIS_FLAGS: [(u16, &str); 6] = [
+pub const REDIS_FLAGS: [(u16, &str); 7] = [
     (WRITE, "write"),
     (READONLY, "readonly"),
     (DENYOOM, "denyoom"),
     (ADMIN, "admin"),
     (NO_AUTH, "no_auth"),
     (FAST, "fast"),
+    (PUBSUB, "pubsub"),
 ];
 
 /// Where a command's key arguments are. A command may have several (a destination key, then a
@@ -255,12 +258,24 @@ const CLUSTER_SUBS: &[CommandSpec] = &[
     spec("myid", 2, 0, NONE, "cluster", "3.0.0", "O(1)", "Returns this node's id."),
     spec("myshardid", 2, 0, NONE, "cluster", "7.2.0", "O(1)", "Returns this node's shard id."),
     spec("nodes", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Describes every node, in cluster config format.").with_tips(&["nondeterministic_output"]),
+    spec("publish", 4, ADMIN | PUBSUB, NONE, "cluster", "dcache", "O(N+M) where N is the number of clients subscribed to the receiving channel and M is the total number of subscribed patterns (by any client)", "Delivers another member's PUBLISH to this node's subscribers (not sent on)."),
     spec("rebalance", 2, ADMIN, NONE, "cluster", "dcache", "O(1)", "Moves slots until every node serves its share."),
     spec("repair", 3, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of effects", "Takes the newer state of keys that a quorum read found on other copies."),
     spec("set", -4, ADMIN, NONE, "cluster", "dcache", "O(1)", "Changes the cluster's replication settings: replicas, replication, sync-replicas, write-quorum, read-quorum."),
     spec("shards", 2, 0, NONE, "cluster", "7.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and nodes of each shard.").with_tips(&["nondeterministic_output"]),
     spec("versions", -3, ADMIN, NONE, "cluster", "dcache", "O(N) where N is the number of keys", "Returns the state of keys on this copy, with their versions, for a quorum read."),
+    spec("spublish", 4, ADMIN | PUBSUB, NONE, "cluster", "dcache", "O(N) where N is the number of clients subscribed to the receiving shard channel", "Delivers an SPUBLISH of another copy of the channel's slot to this node's subscribers (not sent on)."),
     spec("slots", 2, 0, NONE, "cluster", "3.0.0", "O(N) where N is the number of nodes", "Returns the slot ranges and their nodes.").with_tips(&["nondeterministic_output"]),
+];
+
+#[rustfmt::skip]
+const PUBSUB_SUBS: &[CommandSpec] = &[
+    spec("channels", -2, PUBSUB, NONE, "pubsub", "2.8.0", "O(N) where N is the number of active channels, and assuming constant time pattern matching (relatively short channels and patterns)", "Returns the active channels of this node.").with_tips(&["nondeterministic_output_order"]),
+    spec("help", 2, 0, NONE, "pubsub", "6.2.0", "O(1)", "Describes the subcommands."),
+    spec("numpat", 2, PUBSUB, NONE, "pubsub", "2.8.0", "O(1)", "Returns the number of unique patterns subscribed to on this node."),
+    spec("numsub", -2, PUBSUB, NONE, "pubsub", "2.8.0", "O(N) for the NUMSUB subcommand, where N is the number of requested channels", "Returns the count of subscribers of channels on this node."),
+    spec("shardchannels", -2, PUBSUB, NONE, "pubsub", "7.0.0", "O(N) where N is the number of active shard channels, and assuming constant time pattern matching (relatively short shard channels).", "Returns the active shard channels of this node.").with_tips(&["nondeterministic_output_order"]),
+    spec("shardnumsub", -2, PUBSUB, NONE, "pubsub", "7.0.0", "O(N) for the SHARDNUMSUB subcommand, where N is the number of requested shard channels", "Returns the count of subscribers of shard channels on this node."),
 ];
 
 #[rustfmt::skip]
@@ -456,6 +471,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("zpopmin", -2, WRITE | FAST, FIRST, "sorted_set", "5.0.0", "O(log(N)*M) with N being the number of elements in the sorted set, and M being the number of elements popped", "Removes and returns the members with the lowest scores."),
     spec("zpopmax", -2, WRITE | FAST, FIRST, "sorted_set", "5.0.0", "O(log(N)*M) with N being the number of elements in the sorted set, and M being the number of elements popped", "Removes and returns the members with the highest scores."),
     spec("zmpop", -4, WRITE, COUNTED_FIRST, "sorted_set", "7.0.0", "O(K) + O(M*log(N)) where K is the number of provided keys, N being the number of elements in the sorted set, and M being the number of elements popped", "Pops members from the first non-empty sorted set of several."),
+    spec("bzpopmin", -3, WRITE, &[KeySpec::Range { first: 1, last: -2, step: 1 }], "sorted_set", "5.0.0", "O(log(N)) with N being the number of elements in the sorted set.", "Removes and returns the member with the lowest score from one of several sorted sets, or waits for one."),
+    spec("bzpopmax", -3, WRITE, &[KeySpec::Range { first: 1, last: -2, step: 1 }], "sorted_set", "5.0.0", "O(log(N)) with N being the number of elements in the sorted set.", "Removes and returns the member with the highest score from one of several sorted sets, or waits for one."),
+    spec("bzmpop", -5, WRITE, &[KeySpec::Counted { at: 2, step: 1 }], "sorted_set", "7.0.0", "O(K) + O(M*log(N)) where K is the number of provided keys, N being the number of elements in the sorted set, and M being the number of elements popped", "Pops members from the first non-empty of several sorted sets, or waits for one."),
     spec("zrandmember", -2, READONLY, FIRST, "sorted_set", "6.2.0", "O(N) where N is the number of members returned", "Returns random members.").with_tips(&["nondeterministic_output"]),
     spec("zunion", -3, READONLY, COUNTED_FIRST, "sorted_set", "6.2.0", "O(N)+O(M*log(M)) with N being the sum of the sizes of the input sorted sets, and M being the number of elements in the resulting sorted set", "Returns the union of sorted sets (WEIGHTS, AGGREGATE)."),
     spec("zinter", -3, READONLY, COUNTED_FIRST, "sorted_set", "6.2.0", "O(N*K)+O(M*log(M)) worst case with N being the smallest input sorted set, K being the number of input sorted sets and M being the number of elements in the resulting sorted set", "Returns the intersection of sorted sets (WEIGHTS, AGGREGATE)."),
@@ -487,6 +505,16 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("geosearchstore", -8, WRITE | DENYOOM, FIRST_TWO, "geo", "6.2.0", "O(N+log(M)) where N is the number of elements in the grid-aligned bounding box area around the shape provided as the filter and M is the number of items inside the shape", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result."),
     spec("georadius_ro", -6, READONLY, FIRST, "geo", "3.2.10", "O(N+log(M)) where N is the number of elements inside the bounding box of the circular area delimited by center and radius and M is the number of items inside the index.", "Returns members from a geospatial index that are within a distance from a coordinate."),
     spec("georadiusbymember_ro", -5, READONLY, FIRST, "geo", "3.2.10", "O(N+log(M)) where N is the number of elements inside the bounding box of the circular area delimited by center and radius and M is the number of items inside the index.", "Returns members from a geospatial index that are within a distance from a member."),
+    // pub/sub
+    spec("subscribe", -2, PUBSUB, NONE, "pubsub", "2.0.0", "O(N) where N is the number of channels to subscribe to.", "Listens for messages published to channels."),
+    spec("unsubscribe", -1, PUBSUB, NONE, "pubsub", "2.0.0", "O(N) where N is the number of channels to unsubscribe.", "Stops listening to messages posted to channels (all of them without arguments)."),
+    spec("psubscribe", -2, PUBSUB, NONE, "pubsub", "2.0.0", "O(N) where N is the number of patterns to subscribe to.", "Listens for messages published to channels that match patterns."),
+    spec("punsubscribe", -1, PUBSUB, NONE, "pubsub", "2.0.0", "O(N) where N is the number of patterns to unsubscribe.", "Stops listening to messages published to channels that match patterns (all of them without arguments)."),
+    spec("publish", 3, PUBSUB | FAST, NONE, "pubsub", "2.0.0", "O(N+M) where N is the number of clients subscribed to the receiving channel and M is the total number of subscribed patterns (by any client).", "Posts a message to a channel, on every node of the cluster; returns the receivers on this node."),
+    spec("pubsub", -2, 0, NONE, "pubsub", "2.8.0", "Depends on subcommand", "Pub/sub introspection: CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB.").with_subcommands(PUBSUB_SUBS),
+    spec("ssubscribe", -2, PUBSUB, ALL, "pubsub", "7.0.0", "O(N) where N is the number of shard channels to subscribe to.", "Listens for messages published to shard channels (on a node that holds their slot)."),
+    spec("sunsubscribe", -1, PUBSUB, ALL, "pubsub", "7.0.0", "O(N) where N is the number of shard channels to unsubscribe.", "Stops listening to messages posted to shard channels (all of them without arguments)."),
+    spec("spublish", 3, PUBSUB | FAST, FIRST, "pubsub", "7.0.0", "O(N) where N is the number of clients subscribed to the receiving shard channel.", "Posts a message to a shard channel, on the copies of its slot."),
     // rate limiting
     spec("cl.throttle", -5, WRITE | DENYOOM | FAST, FIRST, "module", "1.0.0", "O(1)", "Rate-limits a key by GCRA: [limited, limit, remaining, retry after s, reset after s] (redis-cell's CL.THROTTLE)."),
 ];

@@ -109,6 +109,17 @@ impl<'a> ReplyWriter<'a> {
         self.number(len as i64);
     }
 
+    /// The header of an out-of-band frame of `len` elements (a pub/sub message, an
+    /// invalidation): a push (`>`) in RESP3, an array in RESP2, as Redis sends them.
+    pub fn push(&mut self, len: usize) {
+        if self.resp3 {
+            self.out.push(b'>');
+            self.number(len as i64);
+        } else {
+            self.array(len);
+        }
+    }
+
     /// A map of `pairs` key/value pairs: `%` in RESP3, a flat array in RESP2.
     pub fn map(&mut self, pairs: usize) {
         if self.resp3 {

@@ -94,6 +94,7 @@ fn implied(cmd: &Command) -> u32 {
         "string" => bit("string"),
         "hash" => bit("hash"),
         "transactions" => bit("transaction"),
+        "pubsub" => bit("pubsub"),
         _ => 0,
     };
     cats
@@ -278,7 +279,8 @@ impl User {
                 self.all_keys = false;
                 self.patterns.clear();
             }
-            // dcache has no pub/sub: channel rules are accepted so that Redis's ACL lines load.
+            // Channel rules are accepted so that Redis's ACL lines load, and not enforced yet:
+            // every user may use every channel, as with Redis's `allchannels`.
             b"allchannels" | b"resetchannels" => {}
             b"allcommands" | b"+@all" => self.set_all(true),
             b"nocommands" | b"-@all" => self.set_all(false),
@@ -491,7 +493,9 @@ impl Acl {
                 ));
             }
         }
-        if !user.all_keys {
+        // A shard channel sits at a key's position to be routed by its slot, but is no key:
+        // channel rules, not key patterns, would govern it (not enforced yet, see `apply`).
+        if !user.all_keys && cmd.flags & command::PUBSUB == 0 {
             for key in dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i)) {
                 if !user
                     .patterns

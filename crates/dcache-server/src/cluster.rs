@@ -604,11 +604,26 @@ impl LocalControl {
     /// # Errors
     /// The change's own error.
     pub fn apply(&self, change: &Change) -> Result<Arc<Topology>, String> {
+        self.apply_with_previous(change).map(|(_, next)| next)
+    }
+
+    /// Applies `change` now, and returns the topology it was applied to with the result: what a
+    /// test compares with when nodes commit changes of their own meanwhile (a migration's
+    /// batches), which a topology read before the call may have missed.
+    ///
+    /// # Errors
+    /// The change's own error.
+    pub fn apply_with_previous(
+        &self,
+        change: &Change,
+    ) -> Result<(Arc<Topology>, Arc<Topology>), String> {
         let mut topology = self.topology.lock();
+        // What was last sent is the topology: every change is sent under the lock.
+        let previous = Arc::clone(&self.tx.borrow());
         topology.apply(change).map_err(|e| e.to_string())?;
-        let shared = Arc::new(topology.clone());
-        self.tx.send_replace(Arc::clone(&shared));
-        Ok(shared)
+        let next = Arc::new(topology.clone());
+        self.tx.send_replace(Arc::clone(&next));
+        Ok((previous, next))
     }
 }
 

@@ -236,9 +236,9 @@ impl fmt::Display for TlsAuthClients {
     }
 }
 
-/// `client-output-buffer-limit` for ordinary clients: unsent replies past `hard` bytes, or past
-/// `soft` bytes for `soft_seconds` in a row, disconnect the client. 0 turns a limit off. Written
-/// as Redis writes one class: `normal 1gb 256mb 60`.
+/// One class of `client-output-buffer-limit`: unsent replies past `hard` bytes, or past `soft`
+/// bytes for `soft_seconds` in a row, disconnect the client. 0 turns a limit off. Written
+/// `hard soft seconds`, as in one class of Redis's setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputBufferLimit {
     pub hard: usize,
@@ -246,25 +246,8 @@ pub struct OutputBufferLimit {
     pub soft_seconds: u64,
 }
 
-impl FromStr for OutputBufferLimit {
-    type Err = String;
-
-    /// Takes `[normal] hard soft seconds`; other classes are refused, since a node has no
-    /// replica or pub/sub clients yet.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let words: Vec<&str> = s.split_whitespace().collect();
-        let values = match words.as_slice() {
-            [class, rest @ ..] if class.eq_ignore_ascii_case("normal") => rest,
-            [class, ..] if class.parse::<ByteSize>().is_err() => {
-                return Err(format!(
-                    "Invalid client class specified in buffer limit configuration ('{class}'; only 'normal' is supported)"
-                ));
-            }
-            all => all,
-        };
-        let [hard, soft, seconds] = values else {
-            return Err("Wrong number of arguments in buffer limit configuration.".into());
-        };
+impl OutputBufferLimit {
+    fn parse(hard: &str, soft: &str, seconds: &str) -> Result<Self, String> {
         Ok(Self {
             hard: hard.parse::<ByteSize>()?.0,
             soft: soft.parse::<ByteSize>()?.0,
@@ -279,7 +262,7 @@ impl fmt::Display for OutputBufferLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "normal {} {} {}",
+            "{} {} {}",
             ByteSize(self.hard),
             ByteSize(self.soft),
             self.soft_seconds
@@ -287,13 +270,105 @@ impl fmt::Display for OutputBufferLimit {
     }
 }
 
-impl Serialize for OutputBufferLimit {
+/// `client-output-buffer-limit`, by class as Redis has it: `normal` for ordinary clients,
+/// `pubsub` for a client subscribed to any channel, pattern or shard channel (its unsent replies
+/// are mostly messages it did not ask for, so its default is far smaller). Written as Redis
+/// writes it: `normal 1gb 256mb 60 pubsub 32mb 8mb 60`. Redis's `replica` class has no clients
+/// here (nodes replicate among themselves by another path) and is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBufferLimits {
+    pub normal: OutputBufferLimit,
+    pub pubsub: OutputBufferLimit,
+}
+
+impl Default for OutputBufferLimits {
+    fn default() -> Self {
+        Self {
+            // Large enough for any single reply (proto-max-bulk-len is 512 MB), small enough that
+            // a client that never reads cannot grow the node without bound.
+            normal: OutputBufferLimit {
+                hard: 1 << 30,
+                soft: 256 << 20,
+                soft_seconds: 60,
+            },
+            // Redis's default.
+            pubsub: OutputBufferLimit {
+                hard: 32 << 20,
+                soft: 8 << 20,
+                soft_seconds: 60,
+            },
+        }
+    }
+}
+
+impl OutputBufferLimits {
+    /// These limits with the classes that `text` names changed, as `CONFIG SET` changes them
+    /// (`pubsub 1mb 0 0` leaves `normal` alone). Three words without a class name the
+    /// `normal` class.
+    ///
+    /// # Errors
+    /// Redis's wording for a malformed setting; a limit outside its range.
+    pub fn with(mut self, text: &str) -> Result<Self, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if let [hard, soft, seconds] = words.as_slice()
+            && hard.parse::<ByteSize>().is_ok()
+        {
+            self.normal = OutputBufferLimit::parse(hard, soft, seconds)?;
+            ranges::check_output_buffer_limit(&self.normal)?;
+            return Ok(self);
+        }
+        if words.is_empty() || !words.len().is_multiple_of(4) {
+            return Err("Wrong number of arguments in buffer limit configuration.".into());
+        }
+        for group in words.chunks(4) {
+            let limit = OutputBufferLimit::parse(group[1], group[2], group[3])?;
+            ranges::check_output_buffer_limit(&limit)?;
+            match group[0].to_ascii_lowercase().as_str() {
+                "normal" => self.normal = limit,
+                "pubsub" => self.pubsub = limit,
+                class => {
+                    return Err(format!(
+                        "Invalid client class specified in buffer limit configuration ('{class}'; only 'normal' and 'pubsub' are supported)"
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The class of a client: `pubsub` while it is subscribed to anything.
+    #[must_use]
+    pub fn for_client(&self, subscribed: bool) -> &OutputBufferLimit {
+        if subscribed {
+            &self.pubsub
+        } else {
+            &self.normal
+        }
+    }
+}
+
+impl FromStr for OutputBufferLimits {
+    type Err = String;
+
+    /// The named classes over the defaults.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::default().with(s)
+    }
+}
+
+impl fmt::Display for OutputBufferLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "normal {} pubsub {}", self.normal, self.pubsub)
+    }
+}
+
+impl Serialize for OutputBufferLimits {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
     }
 }
 
-impl<'de> Deserialize<'de> for OutputBufferLimit {
+impl<'de> Deserialize<'de> for OutputBufferLimits {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?
             .parse()
@@ -365,10 +440,11 @@ pub struct NodeConfig {
     pub max_args: usize,
     /// Largest unparsed input kept for one client before it is disconnected.
     pub client_query_buffer_limit: ByteSize,
-    /// Unsent replies one client may hold before it is disconnected: `normal hard soft seconds`.
-    /// The node keeps reading a client's requests while their replies wait, so this, not the
-    /// client's reading, is what bounds them.
-    pub client_output_buffer_limit: OutputBufferLimit,
+    /// Unsent replies one client may hold before it is disconnected, by class:
+    /// `normal hard soft seconds pubsub hard soft seconds`. The node keeps reading a client's
+    /// requests while their replies wait, and publishers never wait for a subscriber, so this,
+    /// not the client's reading, is what bounds them.
+    pub client_output_buffer_limit: OutputBufferLimits,
     /// Seconds a client may stay idle before it is closed; 0 never closes one.
     pub timeout: u64,
     /// How large a list stays in its packed form (Redis's `list-max-listpack-size`, also read as
@@ -385,6 +461,12 @@ pub struct NodeConfig {
     pub zset_max_listpack_entries: usize,
     /// … each at most this many bytes long.
     pub zset_max_listpack_value: usize,
+    /// A set of integers only keeps its compact form (`intset`) up to this many members…
+    pub set_max_intset_entries: usize,
+    /// … and any other set its `listpack` form up to this many members…
+    pub set_max_listpack_entries: usize,
+    /// … each at most this many bytes long.
+    pub set_max_listpack_value: usize,
     /// This node's id in versions (0-1023).
     pub node_id: u16,
     /// Whether the node is a cluster member (Redis Cluster protocol: redirects, `CLUSTER`). A
@@ -437,13 +519,7 @@ impl Default for NodeConfig {
             proto_max_bulk_len: ByteSize(512 * 1024 * 1024),
             max_args: 1024 * 1024,
             client_query_buffer_limit: ByteSize(1024 * 1024 * 1024),
-            // Large enough for any single reply (proto-max-bulk-len is 512 MB), small enough that
-            // a client that never reads cannot grow the node without bound.
-            client_output_buffer_limit: OutputBufferLimit {
-                hard: 1 << 30,
-                soft: 256 << 20,
-                soft_seconds: 60,
-            },
+            client_output_buffer_limit: OutputBufferLimits::default(),
             timeout: 0,
             list_max_listpack_size: -2,
             maxclients: 10_000,
@@ -451,6 +527,9 @@ impl Default for NodeConfig {
             hll_sparse_max_bytes: ByteSize(3000),
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
             node_id: 0,
             cluster_enabled: YesNo(false),
             cluster_port: 0,
@@ -530,8 +609,13 @@ impl NodeConfig {
                 ranges::CLUSTER_NODE_TIMEOUT,
             ),
         ];
-        ranges::check_output_buffer_limit(&self.client_output_buffer_limit)
-            .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
+        for limit in [
+            &self.client_output_buffer_limit.normal,
+            &self.client_output_buffer_limit.pubsub,
+        ] {
+            ranges::check_output_buffer_limit(limit)
+                .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
+        }
         if !ranges::LIST_MAX_LISTPACK_SIZE.contains(&self.list_max_listpack_size) {
             return Err(format!(
                 "list-max-listpack-size {} is out of range",
@@ -657,20 +741,33 @@ mod tests {
 
     #[test]
     fn output_buffer_limits_parse_like_redis() {
-        let limit: OutputBufferLimit = "normal 64mb 16mb 30".parse().unwrap();
+        let limits: OutputBufferLimits = "normal 64mb 16mb 30".parse().unwrap();
         assert_eq!(
-            limit,
+            limits.normal,
             OutputBufferLimit {
                 hard: 64 << 20,
                 soft: 16 << 20,
                 soft_seconds: 30
             }
         );
-        assert_eq!(limit.to_string().parse::<OutputBufferLimit>(), Ok(limit));
-        assert_eq!("0 0 0".parse::<OutputBufferLimit>().unwrap().hard, 0);
-        assert!("pubsub 32mb 8mb 60".parse::<OutputBufferLimit>().is_err());
-        assert!("normal 1mb".parse::<OutputBufferLimit>().is_err());
-        assert!("normal 1mb 1xb 3".parse::<OutputBufferLimit>().is_err());
+        assert_eq!(limits.pubsub, OutputBufferLimits::default().pubsub);
+        assert_eq!(limits.to_string().parse::<OutputBufferLimits>(), Ok(limits));
+        assert_eq!(
+            "0 0 0".parse::<OutputBufferLimits>().unwrap().normal.hard,
+            0
+        );
+        // A class named alone changes only that class; both may be named at once.
+        let pubsub = limits.with("PUBSUB 2mb 1mb 5").unwrap();
+        assert_eq!(
+            (pubsub.normal, pubsub.pubsub.hard),
+            (limits.normal, 2 << 20)
+        );
+        let both: OutputBufferLimits = "normal 0 0 0 pubsub 1mb 0 0".parse().unwrap();
+        assert_eq!((both.normal.hard, both.pubsub.hard), (0, 1 << 20));
+        assert!("replica 32mb 8mb 60".parse::<OutputBufferLimits>().is_err());
+        assert!("normal 1mb".parse::<OutputBufferLimits>().is_err());
+        assert!("normal 1mb 1xb 3".parse::<OutputBufferLimits>().is_err());
+        assert!("pubsub 1 0 0".parse::<OutputBufferLimits>().is_err());
     }
 
     #[test]

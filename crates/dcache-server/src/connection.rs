@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::command::{self, Ctx};
-use crate::config::OutputBufferLimit;
+use crate::config::OutputBufferLimits;
 use crate::state::{ClientInfo, Shared};
 use crate::stats::LocalStats;
 
@@ -162,7 +162,12 @@ impl Output {
     }
 
     /// Why the client must go, if its unsent replies broke the limit.
-    fn over_limit(&mut self, limit: &OutputBufferLimit) -> Option<&'static str> {
+    fn over_limit(
+        &mut self,
+        limits: &OutputBufferLimits,
+        info: &ClientInfo,
+    ) -> Option<&'static str> {
+        let limit = limits.for_client(info.subscriptions.active());
         let pending = self.pending();
         if limit.hard != 0 && pending > limit.hard {
             return Some("hard");
@@ -234,13 +239,36 @@ pub(crate) async fn serve<S>(
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
-    tokio::pin!(stop, killed);
+    // Re-armed each time it completes; a push made meanwhile leaves a permit, so none is missed.
+    let mail = info.mailbox.notified();
+    tokio::pin!(stop, killed, mail);
+    info.mailbox.set_limit(output_limit.normal.hard);
 
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
         output.release(&mut state.holds);
+        // Pushes (pub/sub messages, invalidations) go out between replies: every reply in
+        // `output` is whole here. A closing client is sent nothing more.
+        if !closing && info.mailbox.take_into(&mut output.buf) > 0 {
+            info.output_buffer.store(output.pending(), Relaxed);
+            // A subscriber that only reads runs no batch, where the limits are re-read.
+            if shared.config_epoch() != epoch {
+                output_limit = shared.read_config(|c| c.client_output_buffer_limit);
+                info.mailbox
+                    .set_limit(output_limit.for_client(info.subscriptions.active()).hard);
+            }
+            if let Some(which) = output.over_limit(&output_limit, &info) {
+                tracing::warn!(
+                    client = info.id,
+                    addr = %info.addr,
+                    "closing client over the {which} client-output-buffer-limit ({} bytes of replies and pushes unread; limit {output_limit})",
+                    output.pending()
+                );
+                break;
+            }
+        }
         let pending = output.pending() > 0;
         // A closing client is sent what it is owed and read no further.
         if !pending && (closing || (eof && input.is_empty())) {
@@ -265,6 +293,10 @@ pub(crate) async fn serve<S>(
             () = &mut killed => break,
             // Holding the gate: run the request that asked for it now, not after some I/O.
             () = std::future::ready(()), if exclusive.is_some() => 0,
+            () = &mut mail => {
+                mail.set(info.mailbox.notified());
+                0
+            }
             wrote = writer.write(&output.buf[output.sent..output.sent + output.writable(&state.holds)]), if writable => {
                 match wrote {
                     Ok(0) | Err(_) => return finish(&shared, &info),
@@ -460,7 +492,10 @@ pub(crate) async fn serve<S>(
             );
             break;
         }
-        if let Some(which) = output.over_limit(&output_limit) {
+        // A subscriber's class is `pubsub`, and its pushes are checked against it on the way in.
+        info.mailbox
+            .set_limit(output_limit.for_client(info.subscriptions.active()).hard);
+        if let Some(which) = output.over_limit(&output_limit, &info) {
             tracing::warn!(
                 client = info.id,
                 addr = %info.addr,

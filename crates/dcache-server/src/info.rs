@@ -254,6 +254,7 @@ fn stats(out: &mut String, shared: &Shared) {
     use std::sync::atomic::Ordering::Relaxed;
     let store = shared.store.stats();
     let (net_in, net_out) = shared.stats.net_totals();
+    let pubsub = shared.pubsub.sizes();
     let _ = write!(
         out,
         "# Stats\r\n\
@@ -266,7 +267,10 @@ fn stats(out: &mut String, shared: &Shared) {
          expired_keys:{}\r\n\
          evicted_keys:{}\r\n\
          keyspace_hits:{}\r\n\
-         keyspace_misses:{}\r\n",
+         keyspace_misses:{}\r\n\
+         pubsub_channels:{}\r\n\
+         pubsub_patterns:{}\r\n\
+         pubsubshard_channels:{}\r\n",
         shared.stats.connections_received.load(Relaxed),
         shared.stats.total_commands(),
         shared.ops.lock().ops_per_sec(),
@@ -275,6 +279,9 @@ fn stats(out: &mut String, shared: &Shared) {
         store.evicted,
         store.hits,
         store.misses,
+        pubsub[0],
+        pubsub[1],
+        pubsub[2],
     );
 }
 

@@ -12,6 +12,8 @@
 //!        ├── background task (server.rs): active expiry, ops/s sampling, `hz` times a second
 //!        └── admin HTTP (metrics.rs): /metrics (Prometheus), /health
 //!
+//!   pubsub.rs:   channels and patterns; messages go to subscribers' mailboxes (state.rs) and,
+//!                in a cluster, to every other member over one link each
 //!   blocking.rs: clients blocked on keys (BLPOP, BLMOVE, ...), per-key FIFO queues woken by
 //!                key; a woken request runs again through the table like any other
 //!   security.rs: cross-protocol detection, protected mode, the admin token check
@@ -34,6 +36,7 @@ pub mod info;
 pub mod membership;
 pub mod metrics;
 pub mod migrate;
+pub mod pubsub;
 pub mod replicate;
 pub mod security;
 pub mod server;

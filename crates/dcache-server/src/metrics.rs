@@ -148,6 +148,26 @@ pub const METRICS: &[(&str, MetricType, &str)] = &[
         MetricType::Counter,
         "Raft elections this node started because failure detection reported the leader down.",
     ),
+    (
+        "dcache_pubsub_channels",
+        MetricType::Gauge,
+        "Channels with at least one subscriber on this node.",
+    ),
+    (
+        "dcache_pubsub_patterns",
+        MetricType::Gauge,
+        "Patterns with at least one subscriber on this node.",
+    ),
+    (
+        "dcache_pubsub_forwarded",
+        MetricType::Counter,
+        "PUBLISH and SPUBLISH messages sent on to other members of the cluster.",
+    ),
+    (
+        "dcache_pubsub_forward_dropped",
+        MetricType::Counter,
+        "Messages for other members dropped (a full queue, a member that could not be reached).",
+    ),
 ];
 
 #[derive(Debug)]
@@ -175,6 +195,10 @@ impl NodeCollector {
             "dcache_connections_rejected" => shared.stats.rejected_connections.load(Relaxed),
             "dcache_net_input_bytes" => shared.stats.net_totals().0,
             "dcache_net_output_bytes" => shared.stats.net_totals().1,
+            "dcache_pubsub_channels" => shared.pubsub.sizes()[0] as u64,
+            "dcache_pubsub_patterns" => shared.pubsub.sizes()[1] as u64,
+            "dcache_pubsub_forwarded" => shared.pubsub.forwarded.load(Relaxed),
+            "dcache_pubsub_forward_dropped" => shared.pubsub.dropped.load(Relaxed),
             name if name.starts_with("dcache_cluster_") => {
                 shared.cluster.as_ref().map_or(0, |c| c.metric(name))
             }

@@ -609,15 +609,23 @@ fn restore_from_copy(
     effect: dcache_store::Effect,
     now: u64,
 ) -> bool {
-    let cluster = match &shared.cluster {
-        Some(cluster) if primary => cluster,
-        _ => return shared.store.restore(effect, now).unwrap_or(false),
+    // A client blocked on the key here (under `quorum`, where any copy takes writes) may take
+    // what another copy pushed.
+    let wake = (shared.blocking.blocked() != 0).then(|| effect.key.clone());
+    let changed = match &shared.cluster {
+        Some(cluster) if primary => {
+            let slot = dcache_placement::slot(&effect.key);
+            let watched = cluster.enter_effect(slot);
+            let key = watched.then(|| effect.key.clone());
+            let changed = shared.store.restore(effect, now).unwrap_or(false);
+            cluster.leave(slot, watched, key.as_deref().into_iter());
+            changed
+        }
+        _ => shared.store.restore(effect, now).unwrap_or(false),
     };
-    let slot = dcache_placement::slot(&effect.key);
-    let watched = cluster.enter_effect(slot);
-    let key = watched.then(|| effect.key.clone());
-    let changed = shared.store.restore(effect, now).unwrap_or(false);
-    cluster.leave(slot, watched, key.as_deref().into_iter());
+    if changed && let Some(key) = wake {
+        shared.blocking.ready(&key);
+    }
     changed
 }
 

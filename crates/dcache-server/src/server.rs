@@ -284,6 +284,11 @@ impl Server {
                 replication_stop_rx,
             ))
         });
+        // Links that carry PUBLISH to the other members, and the shard channels' slot watch.
+        let pubsub = shared
+            .cluster
+            .is_some()
+            .then(|| tokio::spawn(crate::pubsub::run(Arc::clone(&shared), stop_rx.clone())));
         let admin_task = admin.map(|listener| {
             let mut stop = stop_rx.clone();
             tokio::spawn(crate::metrics::serve_admin(
@@ -377,6 +382,9 @@ impl Server {
         }
         let _ = replication_stop.send(true);
         if let Some(task) = replicator {
+            let _ = task.await;
+        }
+        if let Some(task) = pubsub {
             let _ = task.await;
         }
 

@@ -38,6 +38,112 @@ pub struct ClientInfo {
     /// Set by `CLIENT KILL`, which also wakes the connection through `kill`.
     pub killed: AtomicBool,
     pub kill: tokio::sync::Notify,
+    /// Out-of-band frames for this client (pub/sub messages, invalidations): [`ClientInfo::push`].
+    pub mailbox: Mailbox,
+    /// Its channels, patterns and shard channels.
+    pub subscriptions: crate::pubsub::Subscriptions,
+}
+
+/// Frames any part of the node sends a client outside the replies to its own requests: pub/sub
+/// messages, client-side caching invalidations. Each is encoded whole, in the client's protocol,
+/// and the connection moves them into its output between two replies (never inside one), in the
+/// order they were pushed.
+///
+/// The mailbox counts toward the client's `client-output-buffer-limit`: a push that would take
+/// the client's unsent bytes (output and mailbox) past the hard limit in force for it is dropped
+/// and the client is closed, as Redis closes a subscriber that does not read; the soft limit is
+/// checked by the connection. So a publisher never waits for a slow reader, and a reader that
+/// never reads costs the node at most its limit.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    frames: Mutex<Vec<u8>>,
+    /// `frames.len()`, read without the lock.
+    bytes: AtomicUsize,
+    /// The hard output limit in force for the client (0: none), kept by its connection, which
+    /// knows its class (normal or pubsub).
+    limit: AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl Mailbox {
+    /// Bytes waiting in the mailbox.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.bytes.load(Relaxed)
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moves every waiting frame to the end of `out`; how many bytes.
+    pub(crate) fn take_into(&self, out: &mut Vec<u8>) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut frames = self.frames.lock();
+        let n = frames.len();
+        if out.is_empty() {
+            std::mem::swap(out, &mut frames);
+        } else {
+            out.extend_from_slice(&frames);
+            frames.clear();
+        }
+        if frames.capacity() > 1 << 20 {
+            *frames = Vec::new();
+        }
+        self.bytes.store(0, Relaxed);
+        n
+    }
+
+    /// Completes when a frame was pushed since the last time it completed (a frame pushed
+    /// before the first poll counts: the permit is kept).
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Sets the hard output limit in force for the client (0: none).
+    pub fn set_limit(&self, hard: usize) {
+        self.limit.store(hard, Relaxed);
+    }
+}
+
+impl ClientInfo {
+    /// Queues one frame for this client, written by `write` in the client's protocol; use
+    /// [`ReplyWriter::push`](dcache_protocol::ReplyWriter::push) for its header (`>` in RESP3, an
+    /// array in RESP2). Never blocks on the client. Returns `false` when the frame was not
+    /// queued: the client is closing, or the frame would take it past its output limit (then
+    /// it is closed, with a log line).
+    pub fn push(&self, write: impl FnOnce(&mut dcache_protocol::ReplyWriter<'_>)) -> bool {
+        if self.killed.load(Relaxed) {
+            return false;
+        }
+        let resp3 = self.resp.load(Relaxed) == 3;
+        let mailbox = &self.mailbox;
+        let mut frames = mailbox.frames.lock();
+        let start = frames.len();
+        write(&mut dcache_protocol::ReplyWriter::new(&mut frames, resp3));
+        let limit = mailbox.limit.load(Relaxed);
+        let pending = frames.len() + self.output_buffer.load(Relaxed);
+        if limit != 0 && pending > limit {
+            frames.truncate(start);
+            drop(frames);
+            if !self.killed.swap(true, Relaxed) {
+                tracing::warn!(
+                    client = self.id,
+                    addr = %self.addr,
+                    "closing client over the hard client-output-buffer-limit ({pending} bytes of replies and pushes unread; limit {limit})"
+                );
+                self.kill.notify_one();
+            }
+            return false;
+        }
+        mailbox.bytes.store(frames.len(), Relaxed);
+        drop(frames);
+        mailbox.notify.notify_one();
+        true
+    }
 }
 
 /// The node's shared state.
@@ -58,6 +164,8 @@ pub struct Shared {
     pub blocking: crate::blocking::Blocking,
     /// Lets one connection run commands with no other client's between them (`EXEC`, scripts).
     pub gate: crate::exclusive::Gate,
+    /// Who is subscribed to what, and the links that carry messages to the other members.
+    pub pubsub: crate::pubsub::PubSub,
     clients: Mutex<hashbrown::HashMap<u64, Arc<ClientInfo>>>,
     connected: AtomicUsize,
     next_client_id: AtomicU64,
@@ -99,6 +207,11 @@ impl Shared {
                 .node_id(config.node_id)
                 .seed(seed()),
         );
+        store.set_set_limits(dcache_store::SetLimits {
+            max_intset_entries: config.set_max_intset_entries,
+            max_listpack_entries: config.set_max_listpack_entries,
+            max_listpack_value: config.set_max_listpack_value,
+        });
         let started_ms = clock.now_ms();
         // Process-wide (one node per process outside tests): a node with the default leaves it
         // alone, so that nodes started in one test process do not undo another's CONFIG SET.
@@ -116,6 +229,7 @@ impl Shared {
             cluster,
             blocking: crate::blocking::Blocking::default(),
             gate: crate::exclusive::Gate::default(),
+            pubsub: crate::pubsub::PubSub::default(),
             clients: Mutex::default(),
             connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -242,15 +356,35 @@ impl Shared {
             user: Mutex::new("default".into()),
             killed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
+            mailbox: Mailbox::default(),
+            subscriptions: crate::pubsub::Subscriptions::default(),
         });
         self.clients.lock().insert(info.id, Arc::clone(&info));
         Some(info)
     }
 
     pub(crate) fn unregister_client(&self, id: u64) {
-        if self.clients.lock().remove(&id).is_some() {
+        let gone = self.clients.lock().remove(&id);
+        if let Some(client) = gone {
             self.connected.fetch_sub(1, Relaxed);
+            self.pubsub.forget(&client);
         }
+    }
+
+    /// The connected client with this id.
+    #[must_use]
+    pub fn client(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.clients.lock().get(&id).cloned()
+    }
+
+    /// Queues a frame for client `id` ([`ClientInfo::push`]); `false` when there is no such
+    /// client or the frame was not queued.
+    pub fn push_to(
+        &self,
+        id: u64,
+        write: impl FnOnce(&mut dcache_protocol::ReplyWriter<'_>),
+    ) -> bool {
+        self.client(id).is_some_and(|c| c.push(write))
     }
 
     #[must_use]

@@ -449,3 +449,51 @@ async fn lcs_of_two_strings() {
         "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
     );
 }
+
+/// A bit set in a string long enough already changes that bit where it lies: the other bytes,
+/// the TTL and the version the replicas compare stay right, and a watcher of the key's version
+/// sees the change.
+#[tokio::test]
+async fn setbit_in_a_long_string_changes_only_its_bit() {
+    let (node, mut c) = node().await;
+    let mut want = vec![0u8; 4096];
+    want[..5].copy_from_slice(b"hello");
+    set_bytes(&mut c, "bm", &want).await;
+    let _: () = q(&mut c, &["PEXPIRE", "bm", "600000"]).await;
+    let before = node
+        .shared
+        .store
+        .effect_of(b"bm", node.shared.clock.now_ms());
+    for (offset, on) in [
+        (7, "1"),
+        (4095 * 8 + 7, "1"),
+        (15, "1"),
+        (7, "0"),
+        (20_000, "1"),
+    ] {
+        let old: i64 = q(&mut c, &["SETBIT", "bm", &offset.to_string(), on]).await;
+        let byte = offset / 8;
+        let mask = 1u8 << (7 - offset % 8);
+        assert_eq!(
+            old,
+            i64::from(want[byte] & mask != 0),
+            "old bit at {offset}"
+        );
+        if on == "1" {
+            want[byte] |= mask;
+        } else {
+            want[byte] &= !mask;
+        }
+    }
+    assert_eq!(get_bytes(&mut c, "bm").await.unwrap(), want);
+    let ttl: i64 = q(&mut c, &["PTTL", "bm"]).await;
+    assert!(ttl > 0, "the TTL stays: {ttl}");
+    let after = node
+        .shared
+        .store
+        .effect_of(b"bm", node.shared.clock.now_ms());
+    assert!(after.version > before.version, "the key's version moves on");
+    let bits: i64 = q(&mut c, &["BITCOUNT", "bm"]).await;
+    let ones: u32 = want.iter().map(|b| b.count_ones()).sum();
+    assert_eq!(bits, i64::from(ones));
+}

@@ -912,7 +912,11 @@ async fn a_destination_killed_during_a_move_leaves_the_source_serving_everything
     let during = control.subscribe().borrow().clone();
     assert!(during.target.is_some(), "the move is still under way");
     b.stop().await.unwrap();
-    let t = control.apply(&Change::Fail(b_node.id.clone())).unwrap();
+    // What had moved is what the topology said when the failure was declared: batches may
+    // commit while the destination stops, after `during` was read.
+    let (during, t) = control
+        .apply_with_previous(&Change::Fail(b_node.id.clone()))
+        .unwrap();
     a.shared
         .cluster
         .as_ref()
@@ -962,7 +966,7 @@ async fn a_source_killed_during_a_move_leaves_the_destination_with_only_what_it_
         .id
         .clone();
     a.stop().await.unwrap();
-    let t = control.apply(&Change::Fail(a_id)).unwrap();
+    let (during, t) = control.apply_with_previous(&Change::Fail(a_id)).unwrap();
     b.shared
         .cluster
         .as_ref()

@@ -8,7 +8,7 @@
 use dcache_protocol::commands::{CommandSpec, KeySpec};
 use dcache_server::command;
 
-const FLAGS: [(u16, &str); 7] = [
+const FLAGS: [(u16, &str); 8] = [
     (command::WRITE, "write"),
     (command::READONLY, "readonly"),
     (command::DENYOOM, "denyoom"),
@@ -16,6 +16,7 @@ const FLAGS: [(u16, &str); 7] = [
     (command::NO_AUTH, "no-auth"),
     (command::FAST, "fast"),
     (command::CONNECTION, "connection"),
+    (command::PUBSUB, "pubsub"),
 ];
 
 /// Redis's arity convention in words: `n` exactly, `-n` at least n (the name counts).
@@ -84,7 +85,8 @@ fn render() -> String {
          Keys are argument positions after the name. Flags: `write` changes data, `readonly`\n\
          only reads it, `denyoom` is refused with `-OOM` when memory is spent and nothing can\n\
          be evicted, `admin` is administrative, `no-auth` is allowed before `AUTH`, `fast` is\n\
-         constant or logarithmic time, `connection` is about the connection, not data.\n\n\
+         constant or logarithmic time, `connection` is about the connection, not data,\n\
+         `pubsub` is publish/subscribe (a shard channel's position is routed as a key's).\n\n\
          | command | group | arity | keys | flags | summary |\n\
          |---|---|---|---|---|---|\n",
     );

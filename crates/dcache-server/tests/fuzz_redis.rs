@@ -222,3 +222,148 @@ async fn after_pfcount(request: &[Vec<u8>], ours: &mut Conn, theirs: &mut Conn) 
         }
     }
 }
+
+/// Who sends a step of [`PUBSUB_SCRIPT`]: the subscriber or the publisher.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Sub,
+    Pub,
+}
+
+/// A scripted pub/sub exchange: (connection, request, frames it produces on that connection,
+/// whether to compare them). A request of `None` only reads what the subscriber is owed. No
+/// step depends on a set's order (each mass unsubscribe leaves one name).
+const PUBSUB_SCRIPT: &[(Side, Option<&[&str]>, usize, bool)] = &[
+    (Side::Sub, Some(&["UNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["PUNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["SUNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["SUBSCRIBE"]), 1, true),
+    (
+        Side::Sub,
+        Some(&["SUBSCRIBE", "news", "sport", "news"]),
+        3,
+        true,
+    ),
+    (Side::Sub, Some(&["PSUBSCRIBE", "n[aeiou]w?"]), 1, true),
+    (Side::Pub, Some(&["PUBLISH", "news", "hello"]), 1, true),
+    (Side::Sub, None, 2, true),
+    (Side::Pub, Some(&["PUBLISH", "nowhere", "x"]), 1, true),
+    (Side::Sub, Some(&["GET", "x"]), 1, true),
+    (Side::Sub, Some(&["client", "id"]), 1, true),
+    (Side::Sub, Some(&["PING"]), 1, true),
+    (Side::Sub, Some(&["PING", "hi"]), 1, true),
+    (Side::Sub, Some(&["PING", "a", "b"]), 1, true),
+    (
+        Side::Pub,
+        Some(&["PUBSUB", "NUMSUB", "news", "sport", "none"]),
+        1,
+        true,
+    ),
+    (Side::Pub, Some(&["PUBSUB", "NUMPAT"]), 1, true),
+    (Side::Pub, Some(&["PUBSUB", "CHANNELS", "s*"]), 1, true),
+    (Side::Pub, Some(&["PUBSUB", "CHANNELS", "x", "y"]), 1, true),
+    (Side::Pub, Some(&["PUBSUB", "NUMPAT", "x"]), 1, true),
+    (Side::Pub, Some(&["PUBSUB", "nope"]), 1, true),
+    (Side::Pub, Some(&["PUBSUB", "HELP"]), 1, true),
+    (Side::Pub, Some(&["PUBLISH", "a"]), 1, true),
+    (Side::Sub, Some(&["UNSUBSCRIBE", "sport", "never"]), 2, true),
+    (Side::Pub, Some(&["PUBLISH", "sport", "x"]), 1, true),
+    (Side::Pub, Some(&["PUBLISH", "news", "again"]), 1, true),
+    (Side::Sub, None, 2, true),
+    (Side::Sub, Some(&["PUNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["UNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["UNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["GET", "x"]), 1, true),
+    (Side::Sub, Some(&["SSUBSCRIBE", "s1"]), 1, true),
+    (Side::Pub, Some(&["SPUBLISH", "s1", "m"]), 1, true),
+    (Side::Sub, None, 1, true),
+    (Side::Pub, Some(&["PUBSUB", "SHARDCHANNELS"]), 1, true),
+    (
+        Side::Pub,
+        Some(&["PUBSUB", "SHARDNUMSUB", "s1", "s2"]),
+        1,
+        true,
+    ),
+    (Side::Sub, Some(&["SUNSUBSCRIBE", "s1"]), 1, true),
+    // RESP3: pushes, any command, a message to oneself before PUBLISH's reply.
+    (Side::Sub, Some(&["HELLO", "3"]), 1, false),
+    (Side::Sub, Some(&["UNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["SUBSCRIBE", "c"]), 1, true),
+    (Side::Sub, Some(&["GET", "x"]), 1, true),
+    (Side::Sub, Some(&["PING"]), 1, true),
+    (Side::Sub, Some(&["PUBLISH", "c", "self"]), 2, true),
+    (Side::Pub, Some(&["PUBLISH", "c", "other"]), 1, true),
+    (Side::Sub, None, 1, true),
+    (Side::Sub, Some(&["PSUBSCRIBE", "*"]), 1, true),
+    (Side::Sub, Some(&["SSUBSCRIBE", "c"]), 1, true),
+    (Side::Sub, Some(&["SPUBLISH", "c", "s"]), 2, true),
+    (Side::Pub, Some(&["PUBLISH", "c", "both"]), 1, true),
+    (Side::Sub, None, 2, true),
+    // Back to RESP2 while subscribed: the subscribed mode again.
+    (Side::Sub, Some(&["HELLO", "2"]), 1, false),
+    (Side::Sub, Some(&["GET", "x"]), 1, true),
+    (Side::Sub, Some(&["PING"]), 1, true),
+    (Side::Sub, Some(&["UNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["PUNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["SUNSUBSCRIBE"]), 1, true),
+    (Side::Sub, Some(&["PING"]), 1, true),
+];
+
+/// A scripted pub/sub exchange, a subscriber and a publisher on each side, compared frame for
+/// frame with `redis-server`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_exchange_matches_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let node = start(test_config()).await;
+    let mut ours = [
+        Conn::connect(node.addr).await,
+        Conn::connect(node.addr).await,
+    ];
+    let mut theirs = [
+        Conn::connect(redis.addr).await,
+        Conn::connect(redis.addr).await,
+    ];
+    for (step, &(side, request, frames, checked)) in PUBSUB_SCRIPT.iter().enumerate() {
+        let i = side as usize;
+        let request: Option<Vec<Vec<u8>>> =
+            request.map(|r| r.iter().map(|a| a.as_bytes().to_vec()).collect());
+        let (a, b) = match &request {
+            Some(request) => {
+                let a = ours[i].pipeline(std::slice::from_ref(request)).await;
+                let b = theirs[i].pipeline(std::slice::from_ref(request)).await;
+                let more_a = ours[i].replies(frames - 1).await;
+                let more_b = theirs[i].replies(frames - 1).await;
+                (
+                    a.and_then(|mut a| {
+                        more_a.map(|m| {
+                            a.extend(m);
+                            a
+                        })
+                    }),
+                    b.and_then(|mut b| {
+                        more_b.map(|m| {
+                            b.extend(m);
+                            b
+                        })
+                    }),
+                )
+            }
+            None => (
+                ours[i].replies(frames).await,
+                theirs[i].replies(frames).await,
+            ),
+        };
+        let a = a.unwrap_or_else(|e| panic!("step {step} {side:?} {request:?}: dcache: {e}"));
+        let b = b.unwrap_or_else(|e| panic!("step {step} {side:?} {request:?}: redis: {e}"));
+        if checked {
+            assert_eq!(
+                a,
+                b,
+                "step {step} {side:?} {:?}: dcache (left) and redis (right) differ",
+                request.map(|r| fuzz::show(&r))
+            );
+        }
+    }
+}

@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestNode, error_text, query, read_until, start, test_config};
+use common::{
+    TestNode, blocked, error_text, patient, query, read_until, start, test_config, until_blocked,
+};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncWriteExt;
@@ -16,45 +16,6 @@ async fn node() -> (TestNode, MultiplexedConnection) {
     let node = start(test_config()).await;
     let con = node.client().await;
     (node, con)
-}
-
-/// A connection whose requests may wait for ever (the crate's default gives up after 500 ms).
-async fn patient(node: &TestNode) -> MultiplexedConnection {
-    redis::Client::open(node.url())
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(
-            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
-        )
-        .await
-        .expect("the redis crate connects")
-}
-
-/// INFO's `blocked_clients`.
-async fn blocked(con: &mut MultiplexedConnection) -> usize {
-    let info: String = query(con, &["INFO", "clients"]).await;
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .expect("INFO clients has blocked_clients")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Waits (ten seconds at most) until exactly `n` clients are blocked.
-async fn until_blocked(con: &mut MultiplexedConnection, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = blocked(con).await;
-        if now == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{now} clients blocked, waited for {n}"
-        );
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 fn bulks(items: &[&str]) -> Vec<Vec<u8>> {

@@ -97,7 +97,7 @@ async fn the_soft_output_limit_disconnects_a_client_over_it_for_its_seconds() {
         got,
         redis::Value::Array(vec![
             redis::Value::BulkString(b"client-output-buffer-limit".to_vec()),
-            redis::Value::BulkString(b"normal 0 1mb 0".to_vec()),
+            redis::Value::BulkString(b"normal 0 1mb 0 pubsub 32mb 8mb 60".to_vec()),
         ])
     );
     let mut greedy = node.raw().await;
@@ -118,7 +118,8 @@ async fn output_limits_are_checked_when_set() {
     let node = start(test_config()).await;
     let mut con = node.client().await;
     for bad in [
-        "pubsub 32mb 8mb 60",
+        "replica 32mb 8mb 60",
+        "pubsub 1kb 0 0",
         "normal 1mb",
         "normal 1xb 0 0",
         "normal 1 2 x",

@@ -828,3 +828,134 @@ async fn cluster_push_sends_a_copys_slot_to_a_node() {
     assert_eq!(ok, "OK");
     assert!(holds(primary, key, "newest"));
 }
+
+/// A list, a set and a sorted set, written through a cluster client under each strategy: after
+/// their primary dies, the copy that takes over serves every acknowledged change of each, in
+/// order (the effects replicate whole values of any type, not only strings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_a_set_and_a_sorted_set_survive_their_primary() {
+    for settings in [
+        Settings::new(1, Strategy::Primary),
+        Settings::new(1, Strategy::Chain),
+        Settings::new(2, Strategy::Quorum),
+    ] {
+        let strategy = settings.strategy;
+        let (control, mut nodes) = replicated(3, settings, enabled()).await;
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        // One slot for the three, so that one death takes all their primaries.
+        let (list, set, zset) = ("{t}:list", "{t}:set", "{t}:zset");
+        let run = async |con: &mut redis::cluster_async::ClusterConnection, args: &[&str]| {
+            let mut c = redis::cmd(args[0]);
+            for a in &args[1..] {
+                c.arg(*a);
+            }
+            c.query_async::<Value>(con).await.unwrap()
+        };
+        let (mut want_list, mut want_set, mut want_zset) = (
+            std::collections::VecDeque::new(),
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeMap::new(),
+        );
+        for i in 0..60 {
+            let item = format!("e{i}");
+            if i % 2 == 0 {
+                run(&mut con, &["RPUSH", list, &item]).await;
+                want_list.push_back(item.clone());
+            } else {
+                run(&mut con, &["LPUSH", list, &item]).await;
+                want_list.push_front(item.clone());
+            }
+            if i % 5 == 4 {
+                run(&mut con, &["LPOP", list]).await;
+                want_list.pop_front();
+            }
+            run(&mut con, &["SADD", set, &item]).await;
+            want_set.insert(item.clone());
+            if i % 3 == 2 {
+                let gone = format!("e{}", i - 1);
+                run(&mut con, &["SREM", set, &gone]).await;
+                want_set.remove(&gone);
+            }
+            let score = (i * 7 % 13) as i64;
+            run(&mut con, &["ZADD", zset, &score.to_string(), &item]).await;
+            want_zset.insert(item.clone(), score);
+            if i % 4 == 3 {
+                run(&mut con, &["ZINCRBY", zset, "100", "e0"]).await;
+                *want_zset.get_mut("e0").unwrap() += 100;
+            }
+        }
+        // The slot's primary dies without a word; the cluster declares it failed.
+        let primary = holder(&control, &nodes, list, 0).addr;
+        let at = nodes.iter().position(|n| n.addr == primary).unwrap();
+        let dead = nodes.remove(at);
+        let dead_id = dead.shared.cluster.as_ref().unwrap().view().me.clone();
+        drop(dead);
+        control.apply(&Change::Fail(dead_id)).unwrap();
+        assert!(topology(&control).all_served());
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        let got: Vec<String> = redis::cmd("LRANGE")
+            .arg(list)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(got, Vec::from(want_list), "{strategy:?}: the list");
+        let mut got: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(set)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            want_set.into_iter().collect::<Vec<_>>(),
+            "{strategy:?}: the set"
+        );
+        let got: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(zset)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let mut want: Vec<(String, i64)> = want_zset.into_iter().collect();
+        want.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        assert_eq!(got, want, "{strategy:?}: the sorted set");
+    }
+}
+
+/// Quorum: a client blocked in BLPOP at a replica (any copy coordinates) is woken by a push
+/// that another copy coordinated and replicated here, and takes the element.
+#[tokio::test]
+async fn under_quorum_a_push_replicated_to_a_copy_wakes_its_blocked_client() {
+    let (control, nodes) = replicated(3, Settings::new(2, Strategy::Quorum), enabled()).await;
+    let key = "q:jobs";
+    let replica = holder(&control, &nodes, key, 1);
+    let mut watcher = replica.client().await;
+    let mut waiting = common::patient(replica).await;
+    let popped = tokio::spawn(async move {
+        // Bounded, so that a lost wake-up fails rather than hangs.
+        query::<Vec<String>>(&mut waiting, &["BLPOP", "q:jobs", "10"]).await
+    });
+    common::until_blocked(&mut watcher, 1).await;
+    let mut at_primary = holder(&control, &nodes, key, 0).client().await;
+    let _: i64 = query(&mut at_primary, &["RPUSH", key, "job-1"]).await;
+    assert_eq!(popped.await.unwrap(), ["q:jobs", "job-1"]);
+    // The pop, coordinated at the replica, reached the primary too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let len: i64 = query(&mut at_primary, &["LLEN", key]).await;
+        if len == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pop never reached the primary"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

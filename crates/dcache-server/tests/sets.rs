@@ -493,3 +493,30 @@ async fn sets_written_at_the_primary_read_back_whole_from_the_replica() {
     q::<()>(&mut primary, &["SPOP", "{r}other", "10"]).await;
     assert_eq!(q::<i64>(&mut replica, &["EXISTS", "{r}other"]).await, 0);
 }
+
+/// The set encodings' limits come from the node's configuration too, not only CONFIG SET.
+#[tokio::test]
+async fn the_configuration_sets_the_encoding_limits() {
+    let node = common::start(dcache_server::NodeConfig {
+        set_max_intset_entries: 2,
+        set_max_listpack_entries: 3,
+        ..common::test_config()
+    })
+    .await;
+    let mut c = node.client().await;
+    let got: Vec<String> =
+        common::query(&mut c, &["CONFIG", "GET", "set-max-intset-entries"]).await;
+    assert_eq!(got, ["set-max-intset-entries", "2"]);
+    let _: i64 = common::query(&mut c, &["SADD", "ints", "1", "2"]).await;
+    let enc: String = common::query(&mut c, &["OBJECT", "ENCODING", "ints"]).await;
+    assert_eq!(enc, "intset");
+    let _: i64 = common::query(&mut c, &["SADD", "ints", "3"]).await;
+    let enc: String = common::query(&mut c, &["OBJECT", "ENCODING", "ints"]).await;
+    assert_ne!(enc, "intset", "past set-max-intset-entries");
+    let _: i64 = common::query(&mut c, &["SADD", "words", "a", "b", "c"]).await;
+    let enc: String = common::query(&mut c, &["OBJECT", "ENCODING", "words"]).await;
+    assert_eq!(enc, "listpack");
+    let _: i64 = common::query(&mut c, &["SADD", "words", "d"]).await;
+    let enc: String = common::query(&mut c, &["OBJECT", "ENCODING", "words"]).await;
+    assert_eq!(enc, "hashtable", "past set-max-listpack-entries");
+}

@@ -4,10 +4,14 @@
 mod common;
 
 use common::members::replicated;
-use common::{TestNode, cmd, error_text, exchange, query, start, test_config};
+use common::{
+    TestNode, blocked, cmd, error_text, exchange, patient, query, read_until, start, test_config,
+    until_blocked,
+};
 use dcache_cluster::{Settings, Strategy};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
+use tokio::io::AsyncWriteExt;
 
 async fn node() -> (TestNode, MultiplexedConnection) {
     let node = start(test_config()).await;
@@ -908,5 +912,108 @@ async fn an_intersection_s_nan_weighted_scores_aggregate_as_redis_does() {
     assert_eq!(
         opt(&mut c, &["ZSCORE", "first", "m"]).await.as_deref(),
         Some("inf")
+    );
+}
+
+#[tokio::test]
+async fn blocking_pops_answer_at_once_wait_in_order_and_time_out() {
+    let (node, mut c) = node().await;
+    // Something there: answered at once, from the first key that holds a sorted set.
+    int(&mut c, &["ZADD", "b", "1", "x", "2", "y", "3", "z"]).await;
+    assert_eq!(
+        strings(&mut c, &["BZPOPMIN", "a", "b", "0"]).await,
+        ["b", "x", "1"]
+    );
+    assert_eq!(
+        strings(&mut c, &["BZPOPMAX", "a", "b", "0"]).await,
+        ["b", "z", "3"]
+    );
+    let got: (String, Vec<(String, f64)>) =
+        query(&mut c, &["BZMPOP", "0", "2", "a", "b", "MIN", "COUNT", "5"]).await;
+    assert_eq!(got, ("b".to_owned(), vec![("y".to_owned(), 2.0)]));
+    assert_eq!(int(&mut c, &["EXISTS", "b"]).await, 0);
+    // Errors as Redis's.
+    query::<()>(&mut c, &["SET", "s", "v"]).await;
+    assert!(
+        error_text(&mut c, &["BZPOPMIN", "s", "0"])
+            .await
+            .starts_with("WRONGTYPE")
+    );
+    assert_eq!(
+        error_text(&mut c, &["BZPOPMIN", "a", "x"]).await,
+        "ERR timeout is not a float or out of range"
+    );
+    assert_eq!(
+        error_text(&mut c, &["BZMPOP", "0", "0", "a", "MIN"]).await,
+        "ERR numkeys should be greater than 0"
+    );
+    assert_eq!(
+        error_text(&mut c, &["BZMPOP", "0", "1", "a", "MIDDLE"]).await,
+        "ERR syntax error"
+    );
+    // Nothing there: clients wait, and ZADD serves them in the order they blocked.
+    let mut first = patient(&node).await;
+    let mut second = patient(&node).await;
+    let one = tokio::spawn(async move {
+        query::<Vec<String>>(&mut first, &["BZPOPMAX", "q", "r", "0"]).await
+    });
+    until_blocked(&mut c, 1).await;
+    let two = tokio::spawn(async move {
+        query::<(String, Vec<(String, f64)>)>(
+            &mut second,
+            &["BZMPOP", "0", "1", "q", "MIN", "COUNT", "2"],
+        )
+        .await
+    });
+    until_blocked(&mut c, 2).await;
+    int(&mut c, &["ZADD", "q", "1", "m", "5", "n"]).await;
+    // The first takes the highest; what is left goes to the next in line.
+    assert_eq!(one.await.unwrap(), ["q", "n", "5"]);
+    let got = two.await.unwrap();
+    assert_eq!(got, ("q".to_owned(), vec![("m".to_owned(), 1.0)]));
+    assert_eq!(blocked(&mut c).await, 0);
+    // A STORE to a waited key wakes too.
+    let mut third = patient(&node).await;
+    let three =
+        tokio::spawn(
+            async move { query::<Vec<String>>(&mut third, &["BZPOPMIN", "dst", "0"]).await },
+        );
+    until_blocked(&mut c, 1).await;
+    int(&mut c, &["ZADD", "src", "4", "w"]).await;
+    int(&mut c, &["ZUNIONSTORE", "dst", "1", "src"]).await;
+    assert_eq!(three.await.unwrap(), ["dst", "w", "4"]);
+    // So does GEOADD (a geo set is a sorted set).
+    let mut fourth = patient(&node).await;
+    let four = tokio::spawn(async move {
+        query::<Vec<String>>(&mut fourth, &["BZPOPMIN", "places", "0"]).await
+    });
+    until_blocked(&mut c, 1).await;
+    int(
+        &mut c,
+        &["GEOADD", "places", "13.361389", "38.115556", "Palermo"],
+    )
+    .await;
+    let got = four.await.unwrap();
+    assert_eq!(got[..2], ["places", "Palermo"]);
+    // A timeout answers a null array, and RESP3 sends the score as a double.
+    assert_eq!(
+        cmd(&mut c, &["BZPOPMIN", "none", "0.01"]).await.unwrap(),
+        Value::Nil
+    );
+    assert_eq!(
+        cmd(&mut c, &["BZMPOP", "0.01", "1", "none", "MAX"])
+            .await
+            .unwrap(),
+        Value::Nil
+    );
+    let mut raw = node.raw().await;
+    raw.write_all(b"HELLO 3\r\nZADD r3 2.5 e\r\nBZPOPMIN r3 0\r\n")
+        .await
+        .unwrap();
+    let got = read_until(&mut raw, b",2.5\r\n").await;
+    assert!(
+        got.ends_with(b"*3\r\n$2\r\nr3\r\n$1\r\ne\r\n,2.5\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
     );
 }

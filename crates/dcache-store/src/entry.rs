@@ -398,6 +398,15 @@ impl Entry {
         &self.data[(self.meta & KEY_LEN_MASK) as usize..self.data.len() - self.tail()]
     }
 
+    /// The string value, to change in place (its length stays); `None` for an aggregate.
+    pub(crate) fn str_value_mut(&mut self) -> Option<&mut [u8]> {
+        if self.is_aggregate() {
+            return None;
+        }
+        let end = self.data.len() - self.tail();
+        Some(&mut self.data[(self.meta & KEY_LEN_MASK) as usize..end])
+    }
+
     /// Unix milliseconds; 0 when the key does not expire.
     pub(crate) fn expire_raw(&self) -> u64 {
         match self.tail() {

@@ -349,6 +349,11 @@ impl Packed {
     }
 
     fn push(&mut self, member: &[u8]) {
+        // Grown to fit (see the sorted set's packed form).
+        let header = (usize::BITS - member.len().leading_zeros())
+            .div_ceil(7)
+            .max(1) as usize;
+        self.bytes.reserve_exact(header + member.len());
         push_varint(&mut self.bytes, member.len());
         self.bytes.extend_from_slice(member);
         self.len += 1;

@@ -822,6 +822,17 @@ impl Modify<'_> {
         }
     }
 
+    /// The string value's bytes, to change in place without copying the rest (SETBIT in a
+    /// large bitmap); `None` when the value is not a string. Its length cannot change: use
+    /// [`Modify::set_str`] to grow it.
+    pub fn str_mut(&mut self) -> Option<&mut [u8]> {
+        if self.shard.aggregates.contains_key(&self.cell) {
+            return None;
+        }
+        self.changed = true;
+        self.shard.entry_at_mut(self.cell).str_value_mut()
+    }
+
     fn aggregate_mut(&mut self) -> Option<&mut Aggregate> {
         let aggregate = self.shard.aggregates.get_mut(&self.cell)?;
         self.changed = true;

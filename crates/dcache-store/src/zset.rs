@@ -35,8 +35,8 @@ use crate::memory::alloc_size;
 /// What a member costs in the large form beyond its bytes: its node (40 bytes) and its slot in
 /// the index with its control byte at 7/8 load.
 const NODE_OVERHEAD: usize = 40 + (4 + 1) * 8 / 7;
-/// What an entry of the small form costs beyond its member: two lengths and the score.
-const PACKED_OVERHEAD: usize = 16;
+/// A member this long or longer has its lengths in five bytes: this marker and four bytes.
+const LONG: usize = 0xff;
 const NIL: u32 = u32::MAX;
 
 /// When a sorted set leaves its compact form: more than `entries` members, or a member longer
@@ -73,7 +73,9 @@ pub struct ZSetValue {
 #[derive(Clone)]
 enum Repr {
     Packed(Packed),
-    Tree(Tree),
+    /// Boxed: the tree is large, and every aggregate's cell in the shard's side table is as
+    /// large as the largest value type.
+    Tree(Box<Tree>),
 }
 
 impl Default for ZSetValue {
@@ -92,7 +94,7 @@ impl ZSetValue {
             Self::default()
         } else {
             Self {
-                repr: Repr::Tree(Tree::default()),
+                repr: Repr::Tree(Box::default()),
             }
         }
     }
@@ -250,7 +252,7 @@ impl ZSetValue {
             for (m, s) in p.range(0, p.len) {
                 t.insert(m, s);
             }
-            self.repr = Repr::Tree(t);
+            self.repr = Repr::Tree(Box::new(t));
         }
     }
 }
@@ -286,22 +288,42 @@ fn read_u32(buf: &[u8], at: usize) -> usize {
     u32::from_le_bytes(buf[at..at + 4].try_into().expect("four bytes")) as usize
 }
 
-/// The entry that starts at `at`: member, score, and where the next one starts.
+/// The bytes each of an entry's two lengths takes.
+fn len_bytes(len: usize) -> usize {
+    if len < LONG { 1 } else { 5 }
+}
+
+/// What an entry of a member of `len` bytes takes.
+fn packed_len(len: usize) -> usize {
+    len + 8 + 2 * len_bytes(len)
+}
+
+/// The entry that starts at `at`: member, score, and where the next one starts. An entry is
+/// `[len][member][score: f64, 8 bytes LE][len]`, each length one byte under [`LONG`], else the
+/// marker and four bytes (after the marker in front, before it at the back), so that the
+/// entries read in both directions.
 fn entry_at(buf: &[u8], at: usize) -> (&[u8], f64, usize) {
-    let len = read_u32(buf, at);
-    let member = &buf[at + 4..at + 4 + len];
+    let (len, header) = match buf[at] as usize {
+        LONG => (read_u32(buf, at + 1), 5),
+        len => (len, 1),
+    };
+    let start = at + header;
+    let member = &buf[start..start + len];
     let bits = u64::from_le_bytes(
-        buf[at + 4 + len..at + 12 + len]
+        buf[start + len..start + len + 8]
             .try_into()
             .expect("eight bytes"),
     );
-    (member, f64::from_bits(bits), at + len + PACKED_OVERHEAD)
+    (member, f64::from_bits(bits), at + packed_len(len))
 }
 
 /// The entry that ends at `end`: member, score, and where it starts.
 fn entry_before(buf: &[u8], end: usize) -> (&[u8], f64, usize) {
-    let len = read_u32(buf, end - 4);
-    let start = end - len - PACKED_OVERHEAD;
+    let len = match buf[end - 1] as usize {
+        LONG => read_u32(buf, end - 5),
+        len => len,
+    };
+    let start = end - packed_len(len);
     let (m, s, _) = entry_at(buf, start);
     (m, s, start)
 }
@@ -329,11 +351,21 @@ impl Packed {
         // reads back as 0 (the large form keeps the sign, as Redis's skiplist does).
         let score = if score == 0.0 { 0.0 } else { score };
         let len = u32::try_from(member.len()).expect("members are shorter than 4 GiB");
-        let mut entry = Vec::with_capacity(member.len() + PACKED_OVERHEAD);
-        entry.extend_from_slice(&len.to_le_bytes());
+        let mut entry = Vec::with_capacity(packed_len(member.len()));
+        if member.len() < LONG {
+            entry.push(len as u8);
+        } else {
+            entry.push(LONG as u8);
+            entry.extend_from_slice(&len.to_le_bytes());
+        }
         entry.extend_from_slice(member);
         entry.extend_from_slice(&score.to_bits().to_le_bytes());
-        entry.extend_from_slice(&len.to_le_bytes());
+        if member.len() < LONG {
+            entry.push(len as u8);
+        } else {
+            entry.extend_from_slice(&len.to_le_bytes());
+            entry.push(LONG as u8);
+        }
         entry
     }
 
@@ -348,13 +380,18 @@ impl Packed {
             at = next;
         }
         let entry = Self::encode(member, score);
+        // Grown to fit, as Redis reallocates its listpack: doubling would leave up to half of
+        // every small set's buffer unused, and a small set is a few dozen bytes.
+        self.buf.reserve_exact(entry.len());
         self.buf.splice(at..at, entry);
         self.len += 1;
     }
 
     /// Appends a member that comes after every other.
     fn push(&mut self, member: &[u8], score: f64) {
-        self.buf.extend_from_slice(&Self::encode(member, score));
+        let entry = Self::encode(member, score);
+        self.buf.reserve_exact(entry.len());
+        self.buf.extend_from_slice(&entry);
         self.len += 1;
     }
 

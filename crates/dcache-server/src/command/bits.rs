@@ -40,11 +40,13 @@ fn bit_offset(arg: &[u8], bits: Option<u32>, max_bulk_len: usize) -> Result<u64,
 }
 
 /// The string at `key` copied out (`None` when missing), or WRONGTYPE.
-fn read_str(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+/// Runs `f` on the string at `key` where it lies (a bitmap is read, never copied); `None` when
+/// the key is missing.
+fn read_bits<R>(ctx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, Error> {
     let key = ctx.key(key);
     let mut shard = ctx.lock(&key);
     match shard.get(&key, ctx.now, Lookup::Read) {
-        Some(entry) => Ok(Some(as_str(entry.value())?.to_vec())),
+        Some(entry) => Ok(Some(f(as_str(entry.value())?))),
         None => Ok(None),
     }
 }
@@ -77,9 +79,17 @@ fn with_bits<R>(
     ctx: &Ctx<'_>,
     key: &Key<'_>,
     len: usize,
-    f: impl FnOnce(&mut Vec<u8>) -> (R, bool),
+    f: impl FnOnce(&mut [u8]) -> (R, bool),
 ) -> Result<R, Error> {
     let mut shard = ctx.lock(key);
+    // A string long enough already is changed where it lies: a bit set in a large bitmap copies
+    // nothing.
+    if let Some(mut handle) = shard.modify(key, ctx.now, None)
+        && matches!(handle.value(), Value::Str(s) if s.len() >= len)
+    {
+        let bytes = handle.str_mut().expect("a string");
+        return Ok(f(bytes).0);
+    }
     let existing = match shard.get(key, ctx.now, Lookup::Write) {
         Some(entry) => Some(as_str(entry.value())?.to_vec()),
         None => None,
@@ -134,7 +144,7 @@ pub fn setbit(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn getbit(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let offset = bit_offset(args.get(2), None, ctx.conn.max_bulk_len)?;
-    let bit = read_str(ctx, args.get(1))?.map_or(0, |b| get_bit(&b, offset));
+    let bit = read_bits(ctx, args.get(1), |b| get_bit(b, offset))?.unwrap_or(0);
     ctx.out.int(i64::from(bit));
     Ok(())
 }
@@ -202,19 +212,17 @@ pub fn bitcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         _ => return Err(SYNTAX.into()),
     };
-    let Some(bytes) = read_str(ctx, args.get(1))? else {
-        ctx.out.int(0);
-        return Ok(());
-    };
-    let resolved = match range {
-        None if bytes.is_empty() => None,
-        None => Some((0, bytes.len() as u64 * 8 - 1)),
-        // Both negative with the start after the end: empty, before any clamping.
-        Some((start, end, _)) if start < 0 && end < 0 && start > end => None,
-        Some((start, end, in_bits)) => resolve_range(start, end, bytes.len(), in_bits),
-    };
-    let count = resolved.map_or(0, |(first, last)| count_ones(&bytes, first, last));
-    ctx.out.int(count as i64);
+    let count = read_bits(ctx, args.get(1), |bytes| {
+        let resolved = match range {
+            None if bytes.is_empty() => None,
+            None => Some((0, bytes.len() as u64 * 8 - 1)),
+            // Both negative with the start after the end: empty, before any clamping.
+            Some((start, end, _)) if start < 0 && end < 0 && start > end => None,
+            Some((start, end, in_bits)) => resolve_range(start, end, bytes.len(), in_bits),
+        };
+        resolved.map_or(0, |(first, last)| count_ones(bytes, first, last))
+    })?;
+    ctx.out.int(count.unwrap_or(0) as i64);
     Ok(())
 }
 
@@ -260,23 +268,20 @@ pub fn bitpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     } else {
         None
     };
-    let Some(bytes) = read_str(ctx, args.get(1))? else {
-        // A missing key is an endless run of zeros.
-        ctx.out.int(if bit { -1 } else { 0 });
-        return Ok(());
-    };
-    let resolved = resolve_range(start, end.unwrap_or(-1), bytes.len(), in_bits);
-    let pos = match resolved {
-        None => -1,
-        Some((first, last)) => match find_bit(&bytes, bit, first, last) {
-            Some(at) => at as i64,
-            // Looking for a clear bit without an end: the string goes on with zeros past its
-            // range's last byte.
-            None if !bit && end.is_none() => (((last >> 3) + 1) * 8) as i64,
+    let pos = read_bits(ctx, args.get(1), |bytes| {
+        match resolve_range(start, end.unwrap_or(-1), bytes.len(), in_bits) {
             None => -1,
-        },
-    };
-    ctx.out.int(pos);
+            Some((first, last)) => match find_bit(bytes, bit, first, last) {
+                Some(at) => at as i64,
+                // Looking for a clear bit without an end: the string goes on with zeros past
+                // its range's last byte.
+                None if !bit && end.is_none() => (((last >> 3) + 1) * 8) as i64,
+                None => -1,
+            },
+        }
+    })?;
+    // A missing key is an endless run of zeros.
+    ctx.out.int(pos.unwrap_or(if bit { -1 } else { 0 }));
     Ok(())
 }
 

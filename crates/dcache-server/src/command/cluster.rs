@@ -177,6 +177,14 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.conn.hold = Some(crate::replicate::push_to(&cluster, (host, port), slots));
             ctx.out.ok();
         }
+        b"PUBLISH" => {
+            arity(4)?;
+            super::pubsub::deliver_forwarded(ctx, args, crate::pubsub::Kind::Channel)?;
+        }
+        b"SPUBLISH" => {
+            arity(4)?;
+            super::pubsub::deliver_forwarded(ctx, args, crate::pubsub::Kind::Shard)?;
+        }
         b"REPAIR" => {
             arity(3)?;
             let applied = crate::replicate::take_repair(ctx.shared, args.get(2), ctx.now)?;

@@ -12,6 +12,14 @@ use super::{
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
 pub fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    // A subscribed RESP2 client reads every frame as a message: Redis answers it with one.
+    if !ctx.conn.resp3 && ctx.conn.info.subscriptions.active() && args.len() <= 2 {
+        ctx.out.array(2);
+        ctx.out.bulk(b"pong");
+        ctx.out
+            .bulk(if args.len() == 2 { args.get(1) } else { b"" });
+        return Ok(());
+    }
     match args.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(args.get(1)),
@@ -167,9 +175,10 @@ fn client_unblock(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// One line of `CLIENT LIST`, with Redis's field names.
 fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let last = c.last_command.load(Relaxed);
+    let [sub, psub, ssub] = c.subscriptions.counts();
     let cmd = super::table().get(last as usize).map_or("NULL", |c| c.name);
     format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
@@ -178,9 +187,14 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
         ctx.now.saturating_sub(c.last_active_ms.load(Relaxed)) / 1000,
         if ctx.shared.blocking.is_blocked(c.id) {
             "b"
+        } else if c.subscriptions.active() {
+            "P"
         } else {
             "N"
         },
+        sub,
+        psub,
+        ssub,
         c.query_buffer.load(Relaxed),
         c.output_buffer.load(Relaxed),
         cmd,
@@ -231,12 +245,14 @@ const CLIENT_HELP: &[&str] = &[
     "    Print this help.",
 ];
 
-/// Whether a client type name means the normal clients (true) or another kind that dcache does
-/// not have (false).
-fn client_type(name: &[u8]) -> Result<bool, Error> {
+/// Which clients a type name means: `Some(false)` the normal ones, `Some(true)` those subscribed
+/// to anything (Redis's pubsub type), `None` a kind that dcache does not have (masters and
+/// replicas: nodes replicate among themselves by another path).
+fn client_type(name: &[u8]) -> Result<Option<bool>, Error> {
     match name.to_ascii_lowercase().as_slice() {
-        b"normal" => Ok(true),
-        b"master" | b"replica" | b"slave" | b"pubsub" => Ok(false),
+        b"normal" => Ok(Some(false)),
+        b"pubsub" => Ok(Some(true)),
+        b"master" | b"replica" | b"slave" => Ok(None),
         _ => Err(format!(
             "ERR Unknown client type '{}'",
             String::from_utf8_lossy(name)
@@ -264,7 +280,7 @@ fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     }
     let (mut id, mut addr, mut laddr) = (None, None, None);
-    let (mut normal, mut skip_me) = (true, true);
+    let (mut kind, mut skip_me) = (Some(None), true);
     let mut i = 2;
     while i < args.len() {
         if i + 1 >= args.len() {
@@ -277,7 +293,7 @@ fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 _ => return Err("ERR client-id should be greater than 0".into()),
             }
         } else if is(filter, "TYPE") {
-            normal = client_type(value)?;
+            kind = client_type(value)?.map(Some);
         } else if is(filter, "ADDR") {
             addr = Some(value);
         } else if is(filter, "LADDR") {
@@ -301,7 +317,7 @@ fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let mut killed = 0;
     for c in ctx.shared.clients() {
-        let hit = normal
+        let hit = kind.is_some_and(|k| k.is_none_or(|pubsub| c.subscriptions.active() == pubsub))
             && id.is_none_or(|id| c.id == id)
             && addr.is_none_or(|a| c.addr.to_string().as_bytes() == a)
             && laddr.is_none_or(|a| c.local_addr.to_string().as_bytes() == a)
@@ -366,11 +382,12 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out.verbatim(line.as_bytes());
         }
         b"LIST" => {
-            // Every client here is a normal one: TYPE normal lists them all, the other types none.
+            // `Some(None)`: any client; `Some(Some(pubsub))`: by its type; `None`: a type that
+            // has no clients here.
             let mut ids: Option<Vec<u64>> = None;
-            let mut normal = true;
+            let mut kind = Some(None);
             if n == 4 && is(args.get(2), "TYPE") {
-                normal = client_type(args.get(3))?;
+                kind = client_type(args.get(3))?.map(Some);
             } else if n > 3 && is(args.get(2), "ID") {
                 let mut list = Vec::with_capacity(n - 3);
                 for arg in args.iter_from(3) {
@@ -385,7 +402,9 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             }
             let mut text = String::new();
             for c in ctx.shared.clients() {
-                if normal && ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+                let of_kind =
+                    kind.is_some_and(|k| k.is_none_or(|pubsub| c.subscriptions.active() == pubsub));
+                if of_kind && ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
                     text.push_str(&client_line(ctx, &c));
                 }
             }

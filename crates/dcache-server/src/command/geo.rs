@@ -157,6 +157,10 @@ pub fn geoadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     drop(handle);
     drop(shard);
+    if added > 0 {
+        // A client blocked in BZPOPMIN and friends may take one now.
+        ctx.shared.blocking.ready(args.get(1));
+    }
     ctx.out.int(if ch { added + updated } else { added });
     Ok(())
 }
@@ -483,6 +487,9 @@ fn search(ctx: &mut Ctx<'_>, args: Args<'_>, variant: Variant) -> CmdResult {
             }
         };
         drop(locked);
+        if stored > 0 {
+            ctx.shared.blocking.ready(args.get(1));
+        }
         ctx.out.int(stored as i64);
         return Ok(());
     }

@@ -17,6 +17,7 @@ mod hashes;
 mod hll;
 mod keys;
 mod lists;
+mod pubsub;
 mod replication;
 mod server;
 mod sets;
@@ -40,7 +41,7 @@ use crate::connection::ConnState;
 use crate::state::Shared;
 
 pub use dcache_protocol::commands::{
-    ADMIN, CONNECTION, CommandSpec, DENYOOM, FAST, NO_AUTH, READONLY, WRITE,
+    ADMIN, CONNECTION, CommandSpec, DENYOOM, FAST, NO_AUTH, PUBSUB, READONLY, WRITE,
 };
 
 /// A command's answer when it fails: the error line without its leading `-`.
@@ -317,6 +318,9 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("zpopmin", zsets::zpopmin),
     ("zpopmax", zsets::zpopmax),
     ("zmpop", zsets::zmpop),
+    ("bzpopmin", zsets::bzpopmin),
+    ("bzpopmax", zsets::bzpopmax),
+    ("bzmpop", zsets::bzmpop),
     ("zrandmember", zsets::zrandmember),
     ("zunion", zsets::zunion),
     ("zinter", zsets::zinter),
@@ -348,6 +352,16 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("geosearchstore", geo::geosearchstore),
     ("georadius_ro", geo::georadius_ro),
     ("georadiusbymember_ro", geo::georadiusbymember_ro),
+    // pub/sub
+    ("subscribe", pubsub::subscribe),
+    ("unsubscribe", pubsub::unsubscribe),
+    ("psubscribe", pubsub::psubscribe),
+    ("punsubscribe", pubsub::punsubscribe),
+    ("publish", pubsub::publish),
+    ("pubsub", pubsub::pubsub),
+    ("ssubscribe", pubsub::ssubscribe),
+    ("sunsubscribe", pubsub::sunsubscribe),
+    ("spublish", pubsub::spublish),
     // rate limiting
     ("cl.throttle", throttle::cl_throttle),
 ];
@@ -425,6 +439,21 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         transactions::reject(ctx, Some(cmd), &e);
         return;
     }
+    if !ctx.conn.resp3
+        && ctx.conn.info.subscriptions.active()
+        && !pubsub::SUBSCRIBED_MODE.contains(&cmd.name)
+    {
+        ctx.shared.stats.rejected(ctx.conn.info.id, index);
+        let sub = (args.len() > 1)
+            .then(|| cmd.subcommand(args.get(1)))
+            .flatten();
+        let name = match sub {
+            Some(sub) => format!("{}|{}", cmd.name, sub.name),
+            None => cmd.name.to_owned(),
+        };
+        ctx.out.error(&pubsub::subscribed_mode_error(&name));
+        return;
+    }
     if ctx.conn.txn.in_multi() && !transactions::runs_in_multi(cmd) {
         transactions::queue(ctx, cmd, args);
         return;
@@ -438,6 +467,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         }
     };
     // Inside EXEC nothing may wait: a quorum read is served from this copy.
+    // A shard channel is routed by its slot but names no data: nothing to read from the copies.
+    let read_slot = read_slot.filter(|_| cmd.flags & PUBSUB == 0);
     if let Some(slot) = read_slot
         && crate::replicate::quorum_reads(ctx.shared)
         && !ctx.conn.txn.executing()
@@ -566,7 +597,9 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, Str
     }
     let view = ctx.conn.view(cluster);
     let writes = cmd.flags & WRITE != 0;
-    match cluster.route(&view, keys, writes, ctx.conn.readonly) {
+    // Sharded pub/sub is served by any copy of the slot, as Redis serves it on replicas.
+    let readonly = ctx.conn.readonly || cmd.flags & PUBSUB != 0;
+    match cluster.route(&view, keys, writes, readonly) {
         crate::cluster::Route::Refuse(msg) => Err(msg),
         // Inside an EXEC that counted its writes to the slot once for all of them.
         crate::cluster::Route::Here {

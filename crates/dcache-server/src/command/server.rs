@@ -11,7 +11,7 @@ use super::{
     CmdResult, Command, CommandSpec, Ctx, Error, SYNTAX, WRITE, help, int_arg, is, lookup,
     subcommand_arity, table, unknown_subcommand,
 };
-use crate::config::{ByteSize, OutputBufferLimit, ranges};
+use crate::config::{ByteSize, OutputBufferLimits, ranges};
 
 /// The ACL categories of a command, or of a container's subcommand (`sub`).
 fn acl_categories(cmd: &Command, sub: Option<&CommandSpec>) -> Vec<String> {
@@ -400,7 +400,8 @@ enum Change {
     ZsetEntries(usize),
     ZsetValue(usize),
     MaxArgs(usize),
-    ClientOutputBufferLimit(OutputBufferLimit),
+    /// The classes the value names, each to change alone.
+    ClientOutputBufferLimit(String),
     Timeout(u64),
     ListMaxListpackSize(i64),
     ProtectedMode(crate::config::YesNo),
@@ -465,9 +466,9 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         }
         "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
         "client-output-buffer-limit" => {
-            let limit: OutputBufferLimit = text.parse()?;
-            ranges::check_output_buffer_limit(&limit)?;
-            Change::ClientOutputBufferLimit(limit)
+            // Classes are independent: a value valid over the defaults is valid over any.
+            OutputBufferLimits::default().with(&text)?;
+            Change::ClientOutputBufferLimit(text)
         }
         "timeout" => Change::Timeout(integer_in(&text, &ranges::TIMEOUT)?),
         "set-max-intset-entries" | "set-max-listpack-entries" | "set-max-listpack-value" => {
@@ -520,9 +521,20 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             .update_config(|c| c.zset_max_listpack_entries = n),
         Change::ZsetValue(n) => ctx.shared.update_config(|c| c.zset_max_listpack_value = n),
         Change::MaxArgs(n) => ctx.shared.update_config(|c| c.max_args = n),
-        Change::ClientOutputBufferLimit(limit) => ctx
-            .shared
-            .update_config(|c| c.client_output_buffer_limit = limit),
+        Change::ClientOutputBufferLimit(text) => {
+            let limits = ctx.shared.update_config(|c| {
+                c.client_output_buffer_limit = c
+                    .client_output_buffer_limit
+                    .with(&text)
+                    .expect("checked when parsed");
+                c.client_output_buffer_limit
+            });
+            // Pushes check the limit as they arrive: a subscriber that sends nothing has it now.
+            for client in ctx.shared.clients() {
+                let class = limits.for_client(client.subscriptions.active());
+                client.mailbox.set_limit(class.hard);
+            }
+        }
         Change::Timeout(seconds) => ctx.shared.update_config(|c| c.timeout = seconds),
         Change::SetLimit(name, n) => {
             let mut limits = store.set_limits();

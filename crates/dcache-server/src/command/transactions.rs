@@ -138,6 +138,19 @@ pub(super) fn reject(ctx: &mut Ctx<'_>, cmd: Option<&Command>, msg: &str) {
 /// made those that do not depend on the transaction: arity, authentication, ACL): its slot
 /// under cluster mode, and room in memory for one that may grow it.
 pub(super) fn queue(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) {
+    // Redis looks a container's subcommand up before it queues (or runs) it.
+    if !cmd.subcommands.is_empty() && args.len() >= 2 {
+        let error = match cmd.subcommand(args.get(1)) {
+            None => Some(super::unknown_subcommand(args.get(1), cmd.name)),
+            Some(sub) if !sub.arity_ok(args.len()) => {
+                Some(super::subcommand_arity(cmd.name, args.get(1)))
+            }
+            Some(_) => None,
+        };
+        if let Some(Error(msg)) = error {
+            return reject(ctx, Some(cmd), &msg);
+        }
+    }
     if let Err(e) = check_slot(ctx, cmd, args) {
         return reject(ctx, Some(cmd), &e);
     }

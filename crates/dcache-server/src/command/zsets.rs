@@ -235,6 +235,10 @@ fn add(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
         }
     }
     drop(shard);
+    if added > 0 {
+        // A client blocked in BZPOPMIN and friends may take one now.
+        ctx.shared.blocking.ready(args.get(1));
+    }
     if flags.incr {
         match last {
             Some(score) => ctx.out.double(score),
@@ -324,8 +328,11 @@ pub fn zrevrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     rank(ctx, args, true)
 }
 
+/// Members taken off a set, with their scores, in the order they came off.
+type Popped = Vec<(Vec<u8>, f64)>;
+
 /// Takes up to `count` members from one end of a set, in the order they come off.
-fn pop(z: &mut ZSetValue, count: usize, max: bool) -> Vec<(Vec<u8>, f64)> {
+fn pop(z: &mut ZSetValue, count: usize, max: bool) -> Popped {
     let take = count.min(z.len());
     let popped: Vec<(Vec<u8>, f64)> = if max {
         z.range_by_rank(z.len() - take, z.len())
@@ -393,15 +400,27 @@ pub fn zpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// ZMPOP numkeys key [key …] MIN|MAX [COUNT count]: pops from the first non-empty set.
 pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (keys, max, count) = mpop_args(args, 1)?;
+    match pop_first(ctx, keys.map(|i| args.get(i)), max, count)? {
+        Some((name, popped)) => write_mpopped(ctx, name, &popped),
+        None => ctx.out.null_array(),
+    }
+    Ok(())
+}
+
+/// Parses `numkeys key [key …] MIN|MAX [COUNT count]` from `args[at]` on: the keys' positions,
+/// whether to pop the highest scores, and how many.
+fn mpop_args(args: Args<'_>, at: usize) -> Result<(std::ops::Range<usize>, bool, usize), Error> {
     // Redis gives the range's message for text as well as for numbers out of range.
-    let numkeys = dcache_protocol::request::parse_i64(args.get(1))
+    let numkeys = dcache_protocol::request::parse_i64(args.get(at))
         .filter(|&n| n > 0)
         .ok_or(Error::from("ERR numkeys should be greater than 0"))?;
     let numkeys = usize::try_from(numkeys).unwrap_or(usize::MAX);
-    if numkeys > args.len() - 2 {
+    if numkeys > args.len() - at - 1 {
         return Err(SYNTAX.into());
     }
-    let mut at = 2 + numkeys;
+    let keys = at + 1..at + 1 + numkeys;
+    let mut at = keys.end;
     let max = match args.iter_from(at).next() {
         Some(w) if is(w, "MIN") => false,
         Some(w) if is(w, "MAX") => true,
@@ -422,17 +441,82 @@ pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             return Err(SYNTAX.into());
         }
     }
-    for i in 0..numkeys {
-        let name = args.get(2 + i);
+    Ok((keys, max, count))
+}
+
+/// Pops up to `count` members from the first of `keys` that holds a sorted set, with its name.
+/// WRONGTYPE for a key of another type met before it.
+fn pop_first<'k>(
+    ctx: &Ctx<'_>,
+    keys: impl Iterator<Item = &'k [u8]>,
+    max: bool,
+    count: usize,
+) -> Result<Option<(&'k [u8], Popped)>, Error> {
+    for name in keys {
         let popped = write_zset(ctx, name, |z| Ok(pop(z, count, max)))?;
         if let Some(popped) = popped.filter(|p| !p.is_empty()) {
-            ctx.out.array(2);
-            ctx.out.bulk(name);
-            write_popped(&mut ctx.out, &popped, true);
-            return Ok(());
+            return Ok(Some((name, popped)));
         }
     }
-    ctx.out.null_array();
+    Ok(None)
+}
+
+/// ZMPOP's and BZMPOP's reply: the key, then its members and scores in pairs.
+fn write_mpopped(ctx: &mut Ctx<'_>, name: &[u8], popped: &[(Vec<u8>, f64)]) {
+    ctx.out.array(2);
+    ctx.out.bulk(name);
+    write_popped(&mut ctx.out, popped, true);
+}
+
+/// Whether one of `keys` holds a sorted set: a woken blocking pop runs only then and otherwise
+/// waits on, as Redis wakes a client only for a key of the type it waits for.
+fn any_zset<'k>(ctx: &Ctx<'_>, mut keys: impl Iterator<Item = &'k [u8]>) -> bool {
+    keys.any(|k| matches!(read_zset(ctx, k, |_| ()), Ok(Some(()))))
+}
+
+/// BZPOPMIN and BZPOPMAX: `key… timeout`. The reply is the key, the member and its score, or
+/// the client waits for a ZADD to one of the keys ([`crate::blocking`]).
+fn bzpop(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
+    let timeout = crate::blocking::timeout_arg(args.get(args.len() - 1))?;
+    let keys = 1..args.len() - 1;
+    if ctx.woken() && !any_zset(ctx, keys.clone().map(|i| args.get(i))) {
+        ctx.block(keys.map(|i| args.get(i)), timeout);
+        return Ok(());
+    }
+    match pop_first(ctx, keys.clone().map(|i| args.get(i)), max, 1)? {
+        Some((name, popped)) => {
+            let (member, score) = &popped[0];
+            ctx.out.array(3);
+            ctx.out.bulk(name);
+            ctx.out.bulk(member);
+            ctx.out.double(*score);
+        }
+        None => ctx.block(keys.map(|i| args.get(i)), timeout),
+    }
+    Ok(())
+}
+
+pub fn bzpopmin(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    bzpop(ctx, args, false)
+}
+
+pub fn bzpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    bzpop(ctx, args, true)
+}
+
+/// BZMPOP timeout numkeys key [key …] MIN|MAX [COUNT count].
+pub fn bzmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    // Redis reads the timeout after the rest.
+    let (keys, max, count) = mpop_args(args, 2)?;
+    let timeout = crate::blocking::timeout_arg(args.get(1))?;
+    if ctx.woken() && !any_zset(ctx, keys.clone().map(|i| args.get(i))) {
+        ctx.block(keys.map(|i| args.get(i)), timeout);
+        return Ok(());
+    }
+    match pop_first(ctx, keys.clone().map(|i| args.get(i)), max, count)? {
+        Some((name, popped)) => write_mpopped(ctx, name, &popped),
+        None => ctx.block(keys.map(|i| args.get(i)), timeout),
+    }
     Ok(())
 }
 
@@ -550,5 +634,6 @@ fn store_result(ctx: &Ctx<'_>, dst: &[u8], members: &[(Vec<u8>, f64)]) -> Result
     let _room = ctx.admit(&key, z.mem())?;
     ctx.lock(&key)
         .set(&key, Value::ZSet(&z), None, false, ctx.now);
+    ctx.shared.blocking.ready(dst);
     Ok(z.len())
 }

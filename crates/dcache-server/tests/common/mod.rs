@@ -192,3 +192,42 @@ pub async fn error_text(con: &mut redis::aio::MultiplexedConnection, args: &[&st
             .to_owned(),
     }
 }
+
+/// A connection whose requests may wait for ever (the crate's default gives up after 500 ms).
+pub async fn patient(node: &TestNode) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(node.url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await
+        .expect("the redis crate connects")
+}
+
+/// INFO's `blocked_clients`.
+pub async fn blocked(con: &mut redis::aio::MultiplexedConnection) -> usize {
+    let info: String = query(con, &["INFO", "clients"]).await;
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .expect("INFO clients has blocked_clients")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (ten seconds at most) until exactly `n` clients are blocked.
+pub async fn until_blocked(con: &mut redis::aio::MultiplexedConnection, n: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = blocked(con).await;
+        if now == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} clients blocked, waited for {n}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}

@@ -38,7 +38,7 @@ fn check(z: &ZSetValue, model: &BTreeMap<Vec<u8>, f64>) {
         assert_eq!(below, want.iter().filter(|(_, x)| x < s).count());
     }
     let expected_mem = if z.is_listpack() {
-        alloc_size(want.iter().map(|(m, _)| m.len() + PACKED_OVERHEAD).sum())
+        alloc_size(want.iter().map(|(m, _)| packed_len(m.len())).sum())
     } else {
         want.iter()
             .map(|(m, _)| alloc_size(m.len()) + NODE_OVERHEAD)
@@ -92,8 +92,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn member(m: u8) -> Vec<u8> {
-    // Some long members, so that the value limit moves sets into the large form too.
-    if m.is_multiple_of(17) {
+    // Some long members, so that the value limit moves sets into the large form too; some past
+    // 255 bytes, whose lengths take five bytes in the small form (compacted without limits).
+    if m.is_multiple_of(34) {
+        vec![m; 300]
+    } else if m.is_multiple_of(17) {
         vec![m; 70]
     } else {
         format!("m{}", m % 60).into_bytes()

@@ -93,6 +93,27 @@ for proto in (2, 3):
             pass
     assert r.get("t:n") == "102"
     other.close()
+    # Pub/sub: a subscriber's confirmations and messages through get_message, the counts.
+    ps = r.pubsub()
+    ps.subscribe("news")
+    msg = ps.get_message(timeout=5)
+    assert msg == {"type": "subscribe", "pattern": None, "channel": "news", "data": 1}, msg
+    ps.psubscribe("n*")
+    msg = ps.get_message(timeout=5)
+    assert msg == {"type": "psubscribe", "pattern": None, "channel": "n*", "data": 2}, msg
+    assert r.publish("news", "hello") == 2
+    got = [ps.get_message(timeout=5) for _ in range(2)]
+    assert got == [
+        {"type": "message", "pattern": None, "channel": "news", "data": "hello"},
+        {"type": "pmessage", "pattern": "n*", "channel": "news", "data": "hello"},
+    ], got
+    assert r.pubsub_numsub("news", "none") == [("news", 1), ("none", 0)]
+    assert r.pubsub_numpat() == 1
+    assert r.pubsub_channels() == ["news"]
+    ps.unsubscribe("news")
+    msg = ps.get_message(timeout=5)
+    assert msg == {"type": "unsubscribe", "pattern": None, "channel": "news", "data": 1}, msg
+    ps.close()
     r.flushall()
     assert r.dbsize() == 0
     print(f"redis-py {redis.__version__} RESP{proto}: ok")

@@ -7,7 +7,7 @@
 
 use dcache_protocol::Args;
 
-use super::{BAD_OFFSET, admit_growth, bit_offset, read_str, with_bits};
+use super::{BAD_OFFSET, admit_growth, bit_offset, read_bits, with_bits};
 use crate::command::{CmdResult, Ctx, Error, SYNTAX, int_arg, is};
 
 const BAD_TYPE: &str = "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
@@ -268,8 +268,8 @@ fn run(ctx: &mut Ctx<'_>, args: Args<'_>, read_only: bool) -> CmdResult {
     let ops = parse(args, ctx.conn.max_bulk_len)?;
     let writes = ops.iter().any(|op| op.kind != OpKind::Get);
     let replies: Vec<Option<i64>> = if !writes {
-        let bytes = read_str(ctx, args.get(1))?.unwrap_or_default();
-        ops.iter().map(|op| Some(read(&bytes, op))).collect()
+        let read_all = |bytes: &[u8]| ops.iter().map(|op| Some(read(bytes, op))).collect();
+        read_bits(ctx, args.get(1), read_all)?.unwrap_or_else(|| read_all(&[]))
     } else {
         if read_only {
             return Err("ERR BITFIELD_RO only supports the GET subcommand".into());

@@ -343,6 +343,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("quit", -1, NO_AUTH | FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Closes the connection."),
     spec("acl", -2, 0, NONE, "server", "6.0.0", "Depends on subcommand", "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.").with_subcommands(ACL_SUBS),
     spec("client", -2, CONNECTION, NONE, "connection", "2.4.0", "Depends on subcommand", "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL, UNBLOCK, TRACKING, CACHING, GETREDIR, TRACKINGINFO.").with_subcommands(CLIENT_SUBS),
+    // transactions
+    spec("multi", 1, FAST, NONE, "transactions", "1.2.0", "O(1)", "Starts a transaction."),
+    spec("exec", 1, 0, NONE, "transactions", "1.2.0", "Depends on commands in the transaction", "Executes all commands in a transaction."),
+    spec("discard", 1, FAST, NONE, "transactions", "2.0.0", "O(N), when N is the number of queued commands", "Discards a transaction."),
+    spec("watch", -2, FAST, &[KeySpec::Range { first: 1, last: -1, step: 1 }], "transactions", "2.2.0", "O(1) for every key.", "Monitors changes to keys to determine the execution of a transaction."),
+    spec("unwatch", 1, FAST, NONE, "transactions", "2.2.0", "O(1)", "Forgets about watched keys of a transaction."),
     // server
     spec("command", -1, CONNECTION, NONE, "server", "2.8.13", "O(N) where N is the total number of Redis commands", "Returns details about commands: COUNT, INFO, DOCS, LIST.").with_subcommands(COMMAND_SUBS).with_tips(&["nondeterministic_output_order"]),
     spec("info", -1, 0, NONE, "server", "1.0.0", "O(1)", "Returns information and statistics about the server.").with_tips(&["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),

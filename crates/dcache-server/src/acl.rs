@@ -93,6 +93,7 @@ fn implied(cmd: &Command) -> u32 {
         "generic" => bit("keyspace"),
         "string" => bit("string"),
         "hash" => bit("hash"),
+        "transactions" => bit("transaction"),
         "pubsub" => bit("pubsub"),
         "scripting" => bit("scripting"),
         _ => 0,

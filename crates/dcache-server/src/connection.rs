@@ -82,6 +82,13 @@ pub struct ConnState {
     pub woken: bool,
     /// CLIENT TRACKING as this connection needs it per command ([`crate::tracking`]).
     pub tracking: crate::tracking::ConnTracking,
+    /// MULTI's queue and the WATCHed keys (`crate::command::Txn`).
+    pub txn: crate::command::Txn,
+    /// Whether a request asked for, or holds, the exclusive gate ([`Ctx::exclusive`]).
+    pub exclusive: crate::exclusive::Turn,
+    /// Set while a batch runs without a share of the gate because a script has held it past
+    /// `busy-reply-threshold`: its requests are answered `-BUSY` (`crate::scripting`).
+    pub busy: bool,
 }
 
 /// A reply in the output that may not be sent before `ack` completes: the bytes
@@ -209,6 +216,9 @@ pub(crate) async fn serve<S>(
         block: None,
         woken: false,
         tracking: crate::tracking::ConnTracking::default(),
+        txn: crate::command::Txn::default(),
+        exclusive: crate::exclusive::Turn::Shared,
+        busy: false,
     };
     let mut parser = RequestParser::new(shared.limits());
     parser.set_unauthenticated(!state.authenticated);
@@ -231,6 +241,8 @@ pub(crate) async fn serve<S>(
     let mut deferred: Option<QuorumReadFuture> = None;
     // A blocking command waiting for a key: the request stays unparsed until it is woken.
     let mut blocked: Option<Blocked> = None;
+    // The exclusive gate, taken for the one request that asked for it (`crate::exclusive`).
+    let mut exclusive: Option<crate::exclusive::Exclusive<'_>> = None;
     // Created once: both register their waker on the first poll and stay registered.
     let stop = shutdown.changed();
     let killed = info.kill.notified();
@@ -286,6 +298,8 @@ pub(crate) async fn serve<S>(
                 0
             }
             () = &mut killed => break,
+            // Holding the gate: run the request that asked for it now, not after some I/O.
+            () = std::future::ready(()), if exclusive.is_some() => 0,
             () = &mut mail => {
                 mail.set(info.mailbox.notified());
                 0
@@ -359,9 +373,20 @@ pub(crate) async fn serve<S>(
             // An async block, so that no timer is made unless it is polled.
             () = async { tokio::time::sleep(LINGER).await }, if stopping && !pending => break,
         };
-        if n == 0 && (input.is_empty() || output.pending() >= EXECUTE_UNTIL) {
+        if n == 0 && exclusive.is_none() && (input.is_empty() || output.pending() >= EXECUTE_UNTIL)
+        {
             continue;
         }
+        // Every batch runs on a share of the gate, unless it holds the gate whole, or a script
+        // has held the gate too long: then it runs on none, answering -BUSY.
+        let share = match exclusive {
+            Some(_) => None,
+            None => match shared.gate.try_share() {
+                Some(share) => Some(share),
+                None => crate::scripting::share_or_busy(&shared).await,
+            },
+        };
+        state.busy = exclusive.is_none() && share.is_none();
         if shared.config_epoch() != epoch {
             epoch = shared.config_epoch();
             parser.set_limits(shared.limits());
@@ -377,9 +402,10 @@ pub(crate) async fn serve<S>(
         let mut clock = Instant::now();
 
         let mut offset = 0;
+        let mut wants_gate = false;
         while offset < input.len()
             && !closing
-            && output.pending() < EXECUTE_UNTIL
+            && (output.pending() < EXECUTE_UNTIL || exclusive.is_some())
             && deferred.is_none()
             && (blocked.is_none() || state.woken)
         {
@@ -395,6 +421,11 @@ pub(crate) async fn serve<S>(
                             now,
                         };
                         command::execute(&mut ctx, args, &mut clock);
+                        if state.exclusive == crate::exclusive::Turn::Wanted {
+                            // Not consumed: it runs again holding the gate.
+                            wants_gate = true;
+                            break;
+                        }
                         if let Some(block) = state.block.take() {
                             // Not consumed: it runs again when a key is ready.
                             state.woken = false;
@@ -432,6 +463,10 @@ pub(crate) async fn serve<S>(
                         }
                     }
                     offset += used;
+                    if exclusive.is_some() {
+                        // The gate is held for that one request only.
+                        break;
+                    }
                 }
                 Ok(Status::Incomplete) => break,
                 Err(e) => {
@@ -442,13 +477,22 @@ pub(crate) async fn serve<S>(
             }
         }
         input.advance(offset);
+        drop(share);
+        if exclusive.take().is_some() {
+            state.exclusive = crate::exclusive::Turn::Shared;
+        }
+        if wants_gate {
+            // The share is given back first: the gate waits for every share, this one too.
+            exclusive = Some(shared.gate.exclusive().await);
+            state.exclusive = crate::exclusive::Turn::Held;
+        }
         // After the close nothing more arrives: what is left unparsed can never complete.
         if eof && output.pending() < EXECUTE_UNTIL {
             closing = true;
         }
         shared.stats.flush(info.id, &mut state.stats);
         shared.stats.net(info.id, n, 0);
-        if input.len() > query_limit {
+        if input.len() + state.txn.queued_bytes() > query_limit {
             tracing::warn!(
                 client = info.id,
                 addr = %info.addr,
@@ -479,6 +523,7 @@ pub(crate) async fn serve<S>(
         info.buffer_capacity
             .store(input.capacity() + output.buf.capacity(), Relaxed);
     }
+    drop(exclusive);
     // Gone from the client list before the peer can see the close.
     finish(&shared, &info);
     let mut socket = reader.unsplit(writer);

@@ -17,6 +17,8 @@
 //!   blocking.rs: clients blocked on keys (BLPOP, BLMOVE, ...), per-key FIFO queues woken by
 //!                key; a woken request runs again through the table like any other
 //!   security.rs: cross-protocol detection, protected mode, the admin token check
+//!   exclusive.rs: the gate a connection takes to run commands with no other client's between
+//!                 them (EXEC; scripts); every batch of requests holds a share of it
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one; the binary sets the number of workers. Time comes
@@ -29,6 +31,7 @@ pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod exclusive;
 pub mod info;
 pub mod membership;
 pub mod metrics;

@@ -162,6 +162,8 @@ pub struct Shared {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Clients blocked on keys (BLPOP and friends), and the wake-ups for them.
     pub blocking: crate::blocking::Blocking,
+    /// Lets one connection run commands with no other client's between them (`EXEC`, scripts).
+    pub gate: crate::exclusive::Gate,
     /// Who is subscribed to what, and the links that carry messages to the other members.
     pub pubsub: crate::pubsub::PubSub,
     /// Client-side caching: who read what, and their invalidations.
@@ -232,6 +234,7 @@ impl Shared {
             ops: Mutex::default(),
             cluster,
             blocking: crate::blocking::Blocking::default(),
+            gate: crate::exclusive::Gate::default(),
             pubsub: crate::pubsub::PubSub::default(),
             tracking,
             scripts: crate::scripting::Scripts::default(),

@@ -14,7 +14,7 @@ mod fuzz;
 use common::{start, test_config};
 use dcache_protocol::Frame;
 use dcache_server::ByteSize;
-use fuzz::differential::{RedisServer, Verdict, compare, normalise};
+use fuzz::differential::{RedisServer, Transaction, Verdict, compare, normalise};
 use fuzz::{Conn, Mode, Rng, Settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,6 +68,7 @@ async fn replies_match_redis() {
                 .expect("redis answers the set-up");
         }
         let mut sent = Vec::new();
+        let mut transaction = Transaction::default();
         for _ in 0..settings.commands {
             let request = fuzz::command_among(&mut rng, Mode::Differential, |name| {
                 redis_commands.iter().any(|c| c == name)
@@ -83,10 +84,15 @@ async fn replies_match_redis() {
                     sent.join("\n")
                 ),
             };
-            match compare(&request, &a, &b) {
+            match transaction.compare(&request, &a, &b) {
                 Verdict::Same => {}
                 Verdict::Tolerated(resync) => {
                     theirs.call(&resync).await.expect("redis answers");
+                }
+                Verdict::Discard => {
+                    let discard = [b"DISCARD".to_vec()];
+                    ours.call(&discard).await.expect("dcache answers");
+                    theirs.call(&discard).await.expect("redis answers");
                 }
                 Verdict::Different => panic!(
                     "seed {} sequence {sequence}: replies differ\n  dcache: {a:?}\n  redis:  {b:?}\nafter (replay with DCACHE_FUZZ_SEED={}):\n{}",
@@ -177,6 +183,7 @@ async fn data_types_match_redis() {
                 Verdict::Tolerated(resync) => {
                     theirs.call(&resync).await.expect("redis answers");
                 }
+                Verdict::Discard => unreachable!("compare alone never asks for DISCARD"),
                 Verdict::Different => panic!(
                     "seed {} sequence {sequence}: replies differ\n  dcache: {a:?}\n  redis:  {b:?}\nafter (replay with DCACHE_FUZZ_SEED={}):\n{}",
                     settings.seed,

@@ -624,7 +624,10 @@ async fn script_kill_stops_a_busy_read_only_script() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_that_wrote_cannot_be_killed() {
     let _alone = SPINNING.lock().await;
-    let node = start(test_config()).await;
+    // Other clients are heard (answered -BUSY, or SCRIPT KILL run) past the threshold only.
+    let mut config = test_config();
+    config.busy_reply_threshold = 10;
+    let node = start(config).await;
     let mut con = node.client().await;
     let mut runner = node.raw().await;
     // Writes, then runs for two seconds of the node's clock and ends by itself.
@@ -809,4 +812,56 @@ async fn a_scripts_reply_waits_for_its_writes_copies() {
         }
         assert!(holds_value(replica, "{s}n", "10"), "{strategy:?}");
     }
+}
+
+/// A script runs alone on the node: readers of a key that each run of the script increments
+/// twice never see it odd, and a script that other clients' scripts race with loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_runs_with_no_other_clients_command_between_its_calls() {
+    let node = start(test_config()).await;
+    let mut writer = node.client().await;
+    let _: () = query(&mut writer, &["SET", "x", "0"]).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let twice = "redis.call('incr', KEYS[1]) return redis.call('incr', KEYS[1])";
+    let tasks: Vec<_> = (0..3)
+        .map(|i| {
+            let done = std::sync::Arc::clone(&done);
+            let url = node.url();
+            tokio::spawn(async move {
+                let mut con = redis::Client::open(url)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                let mut n = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed)
+                    && n < 20_000
+                    && tokio::time::Instant::now() < deadline
+                {
+                    if i == 0 {
+                        // Another client's scripts on another key, racing for the gate.
+                        let _: i64 = query(&mut con, &["EVAL", twice, "1", "y"]).await;
+                    } else {
+                        let x: i64 = query(&mut con, &["GET", "x"]).await;
+                        assert_eq!(x % 2, 0, "a reader saw half a script");
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for i in 1..=300 {
+        let x: i64 = query(&mut writer, &["EVAL", twice, "1", "x"]).await;
+        assert_eq!(x, 2 * i);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut runs = Vec::new();
+    for t in tasks {
+        runs.push(t.await.expect("a client task"));
+    }
+    let y: i64 = query(&mut writer, &["GET", "y"]).await;
+    assert_eq!(y, 2 * runs[0] as i64, "every other script counted twice");
+    assert!(runs[1] + runs[2] > 0);
 }

@@ -24,9 +24,11 @@ mod server;
 mod sets;
 mod strings;
 mod throttle;
+mod transactions;
 mod zsets;
 
 pub use connection::REDIS_COMPAT_VERSION;
+pub use transactions::Txn;
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -140,6 +142,20 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// Whether this connection holds the node's exclusive gate (`crate::exclusive`), for a
+    /// command that must run with no other client's command meanwhile (EXEC, scripts). When it
+    /// does not, the handler returns at once without a reply: the connection gives back its share,
+    /// waits for the gate and runs the request again, holding it.
+    pub fn exclusive(&mut self) -> bool {
+        match self.conn.exclusive {
+            crate::exclusive::Turn::Held => true,
+            _ => {
+                self.conn.exclusive = crate::exclusive::Turn::Wanted;
+                false
+            }
+        }
+    }
+
     /// Makes room for `bytes` more than the arguments of a write to `key`, or refuses with
     /// `-OOM`; keep the room until the write is done. Call with no shard locked.
     pub fn admit(&self, key: &Key<'_>, bytes: usize) -> Result<dcache_store::Room<'a>, Error> {
@@ -159,6 +175,11 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("auth", connection::auth),
     ("select", connection::select),
     ("quit", connection::quit),
+    ("multi", transactions::multi),
+    ("exec", transactions::exec),
+    ("discard", transactions::discard),
+    ("watch", transactions::watch),
+    ("unwatch", transactions::unwatch),
     ("acl", acl::acl),
     ("client", connection::client),
     ("command", server::command),
@@ -397,7 +418,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         return;
     }
     let Some((index, cmd)) = lookup(name) else {
-        ctx.out.error(&unknown_command(args));
+        transactions::reject(ctx, None, &unknown_command(args));
         return;
     };
     ctx.conn
@@ -407,24 +428,22 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
     let argc = args.len() as i32;
     if (cmd.arity > 0 && argc != cmd.arity) || argc < -cmd.arity {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
-        ctx.out.error(&format!(
-            "ERR wrong number of arguments for '{}' command",
-            cmd.name
-        ));
+        let msg = format!("ERR wrong number of arguments for '{}' command", cmd.name);
+        transactions::reject(ctx, Some(cmd), &msg);
         return;
     }
     if !ctx.conn.authenticated && cmd.flags & NO_AUTH == 0 {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
-        ctx.out.error("NOAUTH Authentication required.");
+        transactions::reject(ctx, Some(cmd), "NOAUTH Authentication required.");
         return;
     }
-    if let Err(e) = ctx
+    let allowed = ctx
         .shared
         .acl
-        .check(&ctx.conn.info.user.lock(), index, args)
-    {
+        .check(&ctx.conn.info.user.lock(), index, args);
+    if let Err(e) = allowed {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
-        ctx.out.error(&e);
+        transactions::reject(ctx, Some(cmd), &e);
         return;
     }
     if !ctx.conn.resp3
@@ -442,23 +461,29 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         ctx.out.error(&pubsub::subscribed_mode_error(&name));
         return;
     }
-    if crate::scripting::refuse_busy(ctx.shared, ctx.conn.info.id, cmd.name, args) {
+    if ctx.conn.busy && !crate::scripting::may_end_busy(cmd.name, args) {
         ctx.shared.stats.rejected(ctx.conn.info.id, index);
-        ctx.out.error(crate::scripting::BUSY);
+        transactions::reject(ctx, Some(cmd), crate::scripting::BUSY);
+        return;
+    }
+    if ctx.conn.txn.in_multi() && !transactions::runs_in_multi(cmd) {
+        transactions::queue(ctx, cmd, args);
         return;
     }
     let (entered, read_slot) = match route(ctx, cmd, args) {
         Ok(routed) => routed,
         Err(e) => {
             ctx.shared.stats.rejected(ctx.conn.info.id, index);
-            ctx.out.error(&e);
+            transactions::reject(ctx, Some(cmd), &e);
             return;
         }
     };
+    // Inside EXEC nothing may wait: a quorum read is served from this copy.
     // A shard channel is routed by its slot but names no data: nothing to read from the copies.
     let read_slot = read_slot.filter(|_| cmd.flags & PUBSUB == 0);
     if let Some(slot) = read_slot
         && crate::replicate::quorum_reads(ctx.shared)
+        && !ctx.conn.txn.executing()
     {
         match ctx.conn.quorum.take() {
             // The other copies answered: the newest state is here now.
@@ -483,7 +508,9 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         match admit(ctx, cmd, args) {
             Ok(room) => Some(room),
             Err(e) => {
-                if let Some((slot, watched)) = entered {
+                if let Some((slot, watched)) = entered
+                    && !ctx.conn.txn.entered(slot)
+                {
                     ctx.shared.cluster.as_ref().expect("entered").leave(
                         slot,
                         watched,
@@ -491,7 +518,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
                     );
                 }
                 ctx.shared.stats.rejected(ctx.conn.info.id, index);
-                ctx.out.error(&e.0);
+                transactions::reject(ctx, Some(cmd), &e.0);
                 return;
             }
         }
@@ -518,7 +545,9 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         // once they are there.
         ctx.conn.hold = crate::replicate::before_read(ctx.shared, slot);
     }
-    if let Some((slot, watched)) = entered {
+    if let Some((slot, watched)) = entered
+        && !ctx.conn.txn.entered(slot)
+    {
         let cluster = ctx.shared.cluster.as_ref().expect("entered");
         cluster.leave(
             slot,
@@ -532,6 +561,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
         // without being admitted (EXPIRE's index entry, RENAME to a longer name), before the
         // next command. Two atomic loads when within the budget.
         ctx.shared.store.settle();
+    }
+    if ctx.conn.exclusive == crate::exclusive::Turn::Wanted {
+        // Not run yet: it runs again holding the gate, and counts then.
+        return;
     }
     let failed = result.is_err();
     if ctx.shared.tracking.active() {
@@ -583,6 +616,15 @@ fn route(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) -> Result<Routed, Str
     let readonly = ctx.conn.readonly || cmd.flags & PUBSUB != 0;
     match cluster.route(&view, keys, writes, readonly) {
         crate::cluster::Route::Refuse(msg) => Err(msg),
+        // Inside an EXEC that counted its writes to the slot once for all of them.
+        crate::cluster::Route::Here {
+            slot: Some(slot), ..
+        }
+        | crate::cluster::Route::Copy { slot }
+            if writes && ctx.conn.txn.entered(slot) =>
+        {
+            Ok((Some((slot, false)), None))
+        }
         // Whether the slot is watched is decided by `enter`, after the write is counted: the
         // migration may start watching it right after `route` looked.
         crate::cluster::Route::Here {

@@ -45,6 +45,11 @@ fn numkeys(args: Args<'_>) -> Result<usize, Error> {
 
 fn eval_generic(ctx: &mut Ctx<'_>, args: Args<'_>, source: Source, read_only: bool) -> CmdResult {
     let n = numkeys(args)?;
+    // A script runs alone on the node: this request runs again once the connection holds the
+    // gate (`crate::exclusive`).
+    if !ctx.exclusive() {
+        return Ok(());
+    }
     let scripts = &ctx.shared.scripts;
     let mut vm = scripts.take_vm().map_err(Error::from)?;
     if vm.epoch != scripts.epoch() {
@@ -68,7 +73,7 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: Args<'_>, source: Source, read_only: bo
         argv: args.iter_from(3 + n).collect(),
         read_only,
     };
-    // The exclusive gate wraps this call: the script runs with no other client's command.
+    // Holding the exclusive gate: no other client's command runs until this returns.
     let result = crate::scripting::run_script(ctx, &mut vm, &func, &call);
     ctx.shared.scripts.give_vm(vm);
     result

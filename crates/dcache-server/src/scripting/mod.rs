@@ -29,7 +29,7 @@ mod vm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -59,7 +59,6 @@ pub struct RunFlags {
 #[derive(Debug)]
 struct Running {
     client: u64,
-    since: Instant,
     flags: Arc<RunFlags>,
 }
 
@@ -158,28 +157,12 @@ impl Scripts {
     pub fn start(&self, client: u64, flags: Arc<RunFlags>) -> RunningGuard<'_> {
         flags.kill.store(false, Ordering::Relaxed);
         flags.wrote.store(false, Ordering::Relaxed);
-        self.running.lock().push(Running {
-            client,
-            since: Instant::now(),
-            flags,
-        });
+        self.running.lock().push(Running { client, flags });
         self.running_count.fetch_add(1, Ordering::Release);
         RunningGuard {
             scripts: self,
             client,
         }
-    }
-
-    /// Whether a script of another client than `client` has run for `threshold_ms` or more: then
-    /// that client's commands are answered `-BUSY` (Redis's `busy-reply-threshold`).
-    #[must_use]
-    pub fn busy(&self, client: u64, threshold_ms: u64) -> bool {
-        if self.running_count.load(Ordering::Acquire) == 0 {
-            return false;
-        }
-        self.running.lock().iter().any(|r| {
-            r.client != client && r.since.elapsed().as_millis() >= u128::from(threshold_ms)
-        })
     }
 
     /// `SCRIPT KILL` from `client`: stops the scripts other clients run, unless one of them has
@@ -266,25 +249,37 @@ pub(crate) fn allowed_in_script(name: &str, args: &[&[u8]]) -> bool {
     true
 }
 
-/// Whether a command must be answered `-BUSY`: a script of another client has run past
-/// `busy-reply-threshold`, and the command is not one that may end it (`SCRIPT KILL`,
-/// `SHUTDOWN NOSAVE`). One atomic load while no script runs.
-pub fn refuse_busy(
-    shared: &crate::state::Shared,
-    client: u64,
-    name: &str,
-    args: dcache_protocol::Args<'_>,
-) -> bool {
-    if shared.scripts.running_count.load(Ordering::Acquire) == 0 {
-        return false;
-    }
-    let may_end_it = match name {
+/// Whether a command may run while a script holds the node past `busy-reply-threshold`: the
+/// ones that may end it (`SCRIPT KILL`, `SHUTDOWN`); everything else is answered [`BUSY`].
+#[must_use]
+pub fn may_end_busy(name: &str, args: dcache_protocol::Args<'_>) -> bool {
+    match name {
         "script" => args.len() == 2 && args.get(1).eq_ignore_ascii_case(b"kill"),
         "shutdown" => true,
         _ => false,
-    };
-    !may_end_it
-        && shared
-            .scripts
-            .busy(client, shared.read_config(|c| c.busy_reply_threshold))
+    }
+}
+
+/// A share of the node's gate for a connection's next batch (`crate::exclusive`), or `None`
+/// once a script has held the gate for `busy-reply-threshold`: then the batch runs without a
+/// share and every request in it but those that may end the script ([`may_end_busy`]) is
+/// answered [`BUSY`], as Redis answers while a long script runs. Before the threshold, and
+/// while the holder is not a script (EXEC), the connection waits for its share.
+pub async fn share_or_busy(shared: &crate::state::Shared) -> Option<crate::exclusive::Share<'_>> {
+    loop {
+        let threshold = Duration::from_millis(shared.read_config(|c| c.busy_reply_threshold));
+        let script = shared.scripts.running_count.load(Ordering::Acquire) > 0;
+        let wait = match shared.gate.held_for() {
+            Some(held) if script => match threshold.checked_sub(held) {
+                Some(left) if !left.is_zero() => left,
+                _ => return None,
+            },
+            // A transaction, or a script that has not registered yet: look again later.
+            _ => threshold.max(Duration::from_millis(10)),
+        };
+        tokio::select! {
+            share = shared.gate.share() => return Some(share),
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
 }

@@ -91,7 +91,78 @@ pub enum Verdict {
     /// A difference known and left, with the request that brings Redis to dcache's state so
     /// that what follows stays comparable.
     Tolerated(Vec<Vec<u8>>),
+    /// A known difference in a command queued inside MULTI: one server queued it and the other
+    /// refused it, so their EXECs cannot agree. Both connections DISCARD and go on.
+    Discard,
     Different,
+}
+
+/// Follows MULTI on the two connections, so that a transaction is compared as its parts are:
+/// each queued command's known differences are tolerated as outside one, and EXEC's arrays are
+/// normalised and compared element by element with the requests that were queued.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// The requests queued since MULTI, when both servers are in one.
+    queued: Option<Vec<Vec<Vec<u8>>>>,
+}
+
+impl Transaction {
+    pub fn compare(&mut self, request: &[Vec<u8>], ours: &Frame, theirs: &Frame) -> Verdict {
+        let name = request[0].to_ascii_lowercase();
+        let immediate = matches!(
+            name.as_slice(),
+            b"multi" | b"exec" | b"discard" | b"watch" | b"quit" | b"reset"
+        );
+        if let Some(queued) = &mut self.queued
+            && !immediate
+        {
+            if ours == theirs {
+                if matches!(ours, Frame::Simple(s) if s == "QUEUED") {
+                    queued.push(request.to_vec());
+                }
+                return Verdict::Same;
+            }
+            return match compare(request, ours, theirs) {
+                Verdict::Different => Verdict::Different,
+                _ => {
+                    self.queued = None;
+                    Verdict::Discard
+                }
+            };
+        }
+        match name.as_slice() {
+            b"multi" if self.queued.is_none() => {
+                if ours == theirs && matches!(ours, Frame::Simple(s) if s == "OK") {
+                    self.queued = Some(Vec::new());
+                }
+                compare(request, ours, theirs)
+            }
+            b"exec" | b"discard" => {
+                let queued = self.queued.take();
+                match (name.as_slice(), queued, ours, theirs) {
+                    (b"exec", Some(queued), Frame::Array(a), Frame::Array(b))
+                        if a.len() == b.len() && a.len() == queued.len() =>
+                    {
+                        let mut verdict = Verdict::Same;
+                        for ((request, a), b) in queued.iter().zip(a).zip(b) {
+                            let a = normalise(request, a.clone());
+                            let b = normalise(request, b.clone());
+                            match compare(request, &a, &b) {
+                                Verdict::Same => {}
+                                Verdict::Different => return Verdict::Different,
+                                // The resync of the last tolerated difference: such commands
+                                // write one key each, and the test goes on from dcache's state.
+                                other => verdict = other,
+                            }
+                        }
+                        verdict
+                    }
+                    _ => compare(request, ours, theirs),
+                }
+            }
+            _ => compare(request, ours, theirs),
+        }
+    }
 }
 
 /// Compares two normalised replies. The one difference left on purpose: INCRBYFLOAT and

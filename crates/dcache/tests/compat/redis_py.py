@@ -45,6 +45,54 @@ for proto in (2, 3):
         raise AssertionError("HSET on a string must fail")
     except redis.ResponseError as e:
         assert str(e).startswith("WRONGTYPE"), e
+    # The default pipeline is a transaction (MULTI ... EXEC).
+    with r.pipeline() as p:
+        p.set("t:a", "1").incr("t:a").get("t:a")
+        assert p.execute() == [True, 2, "2"]
+    # An error when running is one element of the reply; the others are applied.
+    with r.pipeline() as p:
+        p.set("t:s", "x").lpush("t:s", "y").set("t:b", "2")
+        res = p.execute(raise_on_error=False)
+        assert res[0] is True and res[2] is True, res
+        assert isinstance(res[1], redis.ResponseError), res
+    assert r.get("t:b") == "2"
+    # An error when queueing discards the whole transaction.
+    with r.pipeline() as p:
+        p.set("t:c", "1").execute_command("NOPE")
+        try:
+            p.execute()
+            raise AssertionError("a transaction with an unknown command must fail")
+        except redis.ResponseError as e:
+            assert "unknown command" in str(e), e
+    assert r.get("t:c") is None
+    # WATCH through the transaction() helper, with a concurrent writer on another connection:
+    # the first EXEC is aborted (WatchError inside redis-py), the helper runs it again.
+    other = redis.Redis(port=port, protocol=proto, decode_responses=True)
+    r.set("t:n", "0")
+    seen = []
+
+    def bump(pipe):
+        n = int(pipe.get("t:n"))
+        if not seen:
+            other.set("t:n", "100")
+        seen.append(n)
+        pipe.multi()
+        pipe.set("t:n", n + 1)
+
+    r.transaction(bump, "t:n")
+    assert seen == [0, 100] and r.get("t:n") == "101", seen
+    with r.pipeline() as p:
+        p.watch("t:n")
+        other.incr("t:n")
+        p.multi()
+        p.set("t:n", "mine")
+        try:
+            p.execute()
+            raise AssertionError("EXEC after a watched key changed must fail")
+        except redis.WatchError:
+            pass
+    assert r.get("t:n") == "102"
+    other.close()
     # Pub/sub: a subscriber's confirmations and messages through get_message, the counts.
     ps = r.pubsub()
     ps.subscribe("news")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from redis.cluster import RedisCluster
+from redis.exceptions import WatchError
 
 port = int(sys.argv[1])
 nodes = int(sys.argv[2])
@@ -55,4 +56,25 @@ assert rc.mget_nonatomic(keys) == want
 sizes = rc.dbsize(target_nodes=RedisCluster.PRIMARIES)
 total = sum(sizes.values()) if isinstance(sizes, dict) else sizes
 assert total == 2 * KEYS, sizes
+# A transactional cluster pipeline: MULTI ... EXEC on the node of the keys' one slot, and WATCH.
+with rc.pipeline(transaction=True) as p:
+    p.set("{tx}a", "1")
+    p.incr("{tx}a")
+    p.get("{tx}a")
+    # (redis-py 8.1's cluster transactions hand SET's reply back raw: "OK", not True.)
+    res = p.execute()
+    assert res[0] in (True, "OK") and res[1:] == [2, "2"], res
+with rc.pipeline(transaction=True) as p:
+    p.watch("{tx}a")
+    assert p.get("{tx}a") == "2"
+    rc.set("{tx}a", "changed")
+    p.multi()
+    p.set("{tx}a", "mine")
+    try:
+        p.execute()
+        raise AssertionError("EXEC after a watched key changed must fail")
+    except WatchError:
+        pass
+assert rc.get("{tx}a") == "changed"
+rc.delete("{tx}a")
 print(f"redis-py {__import__('redis').__version__} RedisCluster with redis-cli -c over {nodes} nodes: ok")

@@ -865,3 +865,26 @@ async fn a_script_runs_with_no_other_clients_command_between_its_calls() {
     assert_eq!(y, 2 * runs[0] as i64, "every other script counted twice");
     assert!(runs[1] + runs[2] > 0);
 }
+
+/// Under `quorum` reads, a script's declared keys are read by quorum before it runs and its own
+/// reads are served from this copy: the script runs once and answers (it must not go back to
+/// the copies once it holds the gate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_quorum_a_script_with_keys_runs_once_and_answers() {
+    use dcache_cluster::{Settings, Strategy};
+    let (_control, nodes) =
+        common::members::replicated(3, Settings::new(2, Strategy::Quorum), enabled()).await;
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    let script = "redis.call('incr', KEYS[1]) return redis.call('get', KEYS[1])";
+    for i in 1..=5 {
+        let v: i64 = redis::cmd("EVAL")
+            .arg(script)
+            .arg(1)
+            .arg("q:counter")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(v, i);
+    }
+}

@@ -478,12 +478,14 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args<'_>, clock: &mut Instant) {
             return;
         }
     };
-    // Inside EXEC nothing may wait: a quorum read is served from this copy.
+    // Holding the gate (inside EXEC or a script) nothing may wait: a quorum read is served from
+    // this copy. (An EVAL's declared keys are read by quorum before it asks for the gate.)
     // A shard channel is routed by its slot but names no data: nothing to read from the copies.
     let read_slot = read_slot.filter(|_| cmd.flags & PUBSUB == 0);
     if let Some(slot) = read_slot
         && crate::replicate::quorum_reads(ctx.shared)
         && !ctx.conn.txn.executing()
+        && ctx.conn.exclusive != crate::exclusive::Turn::Held
     {
         match ctx.conn.quorum.take() {
             // The other copies answered: the newest state is here now.

@@ -26,6 +26,7 @@ Usage: python3 bench/types.py [--part memory|cpu|ratelimit|both] [--keys 1000000
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -118,9 +119,12 @@ def bench(server, requests, pipeline, workload):
     cpu = (cpu_ticks(server.proc.pid) - before) / TICKS
     if r.returncode != 0:
         sys.exit(f"redis-benchmark against {server.name} failed: {r.stderr.strip()}")
-    # "-q" prints "<name>: <n> requests per second, p50=..." (possibly after \r progress lines).
-    line = r.stdout.replace("\r", "\n").strip().splitlines()[-1]
-    ops = float(line.split(":", 1)[1].split("requests")[0])
+    # "-q" prints "<command>: <n> requests per second, p50=..." (after \r progress lines); the
+    # command itself may hold colons.
+    found = re.findall(r"([0-9.]+) requests per second", r.stdout)
+    if not found:
+        sys.exit(f"redis-benchmark printed no rate: {r.stdout[-200:]}")
+    ops = float(found[-1])
     return {"ops": ops, "cpu_us": cpu * 1e6 / requests}
 
 
@@ -190,7 +194,7 @@ def ratelimit(dcache, requests, rounds):
                                                   "rl:__rand_int__", "60000", "10",
                                                   "m:__rand_int__"]) for s in servers]
         cases.append(("CL.THROTTLE", servers[1], ["-r", "10000", "CL.THROTTLE",
-                                                  "rl:__rand_int__", "9", "10", "60", "1"]))
+                                                  "gcra:__rand_int__", "9", "10", "60", "1"]))
         for rnd in range(rounds):
             for name, s, workload in cases:
                 for pipeline in (1, 16):

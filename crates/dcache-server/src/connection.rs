@@ -403,9 +403,12 @@ pub(crate) async fn serve<S>(
 
         let mut offset = 0;
         let mut wants_gate = false;
+        // Whether a request ran holding the gate in this batch: the gate then covers the
+        // requests right after it that need it too (a pipeline of scripts), and no others.
+        let mut ran_alone = false;
         while offset < input.len()
             && !closing
-            && (output.pending() < EXECUTE_UNTIL || exclusive.is_some())
+            && (output.pending() < EXECUTE_UNTIL || (exclusive.is_some() && !ran_alone))
             && deferred.is_none()
             && (blocked.is_none() || state.woken)
         {
@@ -413,6 +416,16 @@ pub(crate) async fn serve<S>(
                 Ok(Status::Complete(used)) => {
                     let args = parser.args(&input[offset..]);
                     if !args.is_empty() {
+                        let alone = command::runs_alone(&shared, &state, args.get(0));
+                        if exclusive.is_none() && alone && !state.busy {
+                            // Not run yet: it runs holding the gate.
+                            wants_gate = true;
+                            break;
+                        }
+                        if exclusive.is_some() && ran_alone && !alone {
+                            // Left for the next batch, on a share.
+                            break;
+                        }
                         let resp3 = state.resp3;
                         let mut ctx = Ctx {
                             shared: &shared,
@@ -464,8 +477,7 @@ pub(crate) async fn serve<S>(
                     }
                     offset += used;
                     if exclusive.is_some() {
-                        // The gate is held for that one request only.
-                        break;
+                        ran_alone = true;
                     }
                 }
                 Ok(Status::Incomplete) => break,

@@ -166,6 +166,23 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Whether the request named `name` will ask for the exclusive gate ([`Ctx::exclusive`]): EXEC
+/// of a transaction and a script outside one. The connection takes the gate before running such
+/// a request rather than running it twice (once to learn that it must wait); the handler's own
+/// ask stays the rule for everything else. Not under quorum reads, where a script's declared
+/// keys are read from the copies before it takes the gate.
+#[must_use]
+pub fn runs_alone(shared: &Shared, conn: &ConnState, name: &[u8]) -> bool {
+    let script = [&b"eval"[..], b"evalsha", b"eval_ro", b"evalsha_ro"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n));
+    if script {
+        !conn.txn.in_multi() && !crate::replicate::quorum_reads(shared)
+    } else {
+        name.eq_ignore_ascii_case(b"exec") && conn.txn.in_multi()
+    }
+}
+
 /// Each command's handler, by name. Every command of the spec table has one, and nothing else
 /// does (checked when the table is built, and by a test).
 const HANDLERS: &[(&str, Handler)] = &[

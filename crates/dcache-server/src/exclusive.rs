@@ -32,8 +32,10 @@
 //! A handler that must run alone calls [`crate::command::Ctx::exclusive`]: `true` means the
 //! connection holds the gate now, go ahead; `false` means return at once without a reply: the
 //! connection gives back its share, waits for the gate, and runs the same request again (then
-//! holding it), then gives the gate back before its next request. `EXEC` does this; scripts
-//! (`EVAL`) do the same.
+//! holding it), then gives the gate back before the next request that does not need it. `EXEC`
+//! and scripts (`EVAL`) ask this way; the connection also knows them by name
+//! (`crate::command::runs_alone`) and takes the gate before running them, so that they run
+//! once, and a pipeline of them shares one turn of the gate.
 //!
 //! # Busy holders
 //!

@@ -166,6 +166,21 @@ impl Output {
         }
     }
 
+    /// Whether the client must go because its unsent replies and pushes broke its limit; says
+    /// why in the log when it must.
+    fn must_close(&mut self, limits: &OutputBufferLimits, info: &ClientInfo) -> bool {
+        let Some(which) = self.over_limit(limits, info) else {
+            return false;
+        };
+        tracing::warn!(
+            client = info.id,
+            addr = %info.addr,
+            "closing client over the {which} client-output-buffer-limit ({} bytes of replies and pushes unread; limit {limits})",
+            self.pending()
+        );
+        true
+    }
+
     /// Why the client must go, if its unsent replies broke the limit.
     fn over_limit(
         &mut self,
@@ -266,13 +281,7 @@ pub(crate) async fn serve<S>(
                 info.mailbox
                     .set_limit(output_limit.for_client(info.subscriptions.active()).hard);
             }
-            if let Some(which) = output.over_limit(&output_limit, &info) {
-                tracing::warn!(
-                    client = info.id,
-                    addr = %info.addr,
-                    "closing client over the {which} client-output-buffer-limit ({} bytes of replies and pushes unread; limit {output_limit})",
-                    output.pending()
-                );
+            if output.must_close(&output_limit, &info) {
                 break;
             }
         }
@@ -516,13 +525,7 @@ pub(crate) async fn serve<S>(
         // A subscriber's class is `pubsub`, and its pushes are checked against it on the way in.
         info.mailbox
             .set_limit(output_limit.for_client(info.subscriptions.active()).hard);
-        if let Some(which) = output.over_limit(&output_limit, &info) {
-            tracing::warn!(
-                client = info.id,
-                addr = %info.addr,
-                "closing client over the {which} client-output-buffer-limit ({} bytes of replies unread; limit {output_limit})",
-                output.pending()
-            );
+        if output.must_close(&output_limit, &info) {
             break;
         }
         if input.capacity() > SHRINK_ABOVE && input.len() < READ_CHUNK {

@@ -173,6 +173,10 @@ impl<'a> Ctx<'a> {
 /// keys are read from the copies before it takes the gate.
 #[must_use]
 pub fn runs_alone(shared: &Shared, conn: &ConnState, name: &[u8]) -> bool {
+    // Asked of every request: most are told by their first byte.
+    if !matches!(name.first(), Some(b'e' | b'E')) {
+        return false;
+    }
     let script = [&b"eval"[..], b"evalsha", b"eval_ro", b"evalsha_ro"]
         .iter()
         .any(|n| name.eq_ignore_ascii_case(n));

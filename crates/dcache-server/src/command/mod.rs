@@ -705,6 +705,8 @@ pub fn truncate_lossy(bytes: &[u8], max: usize) -> String {
 
 /// The error for an unknown subcommand of `cmd`.
 pub fn unknown_subcommand(sub: &[u8], cmd: &str) -> Error {
+    // Redis prints the name as a C string: it ends at a NUL byte.
+    let sub = sub.split(|&b| b == 0).next().unwrap_or_default();
     Error::from(format!(
         "ERR unknown subcommand '{}'. Try {} HELP.",
         truncate_lossy(sub, 128),

@@ -341,6 +341,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("auth", -2, NO_AUTH | FAST | CONNECTION, NONE, "connection", "1.0.0", "O(N) where N is the number of passwords defined for the user", "Authenticates the connection."),
     spec("select", 2, FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Changes the selected database (only 0 exists)."),
     spec("quit", -1, NO_AUTH | FAST | CONNECTION, NONE, "connection", "1.0.0", "O(1)", "Closes the connection."),
+    spec("reset", 1, NO_AUTH | FAST | CONNECTION, NONE, "connection", "6.2.0", "O(1)", "Resets the connection."),
     spec("acl", -2, 0, NONE, "server", "6.0.0", "Depends on subcommand", "ACL users: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT.").with_subcommands(ACL_SUBS),
     spec("client", -2, CONNECTION, NONE, "connection", "2.4.0", "Depends on subcommand", "Connection management: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, KILL, UNBLOCK, TRACKING, CACHING, GETREDIR, TRACKINGINFO.").with_subcommands(CLIENT_SUBS),
     // transactions

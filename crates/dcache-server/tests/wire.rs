@@ -242,3 +242,68 @@ async fn quit_replies_then_closes() {
     assert_eq!(exchange(&mut s, b"QUIT\r\n", 5).await, b"+OK\r\n");
     assert!(is_closed(&mut s).await);
 }
+
+/// `RESET` gives the connection back as it opened, without closing it: inside `MULTI` it runs
+/// at once and ends the transaction; the name, RESP3, tracking and the subscriptions are gone;
+/// with a password set, the connection must authenticate again.
+#[tokio::test]
+async fn reset_returns_the_connection_to_its_first_state() {
+    let mut config = test_config();
+    config.requirepass = "s3cret".into();
+    let node = start(config).await;
+    let mut s = node.raw().await;
+    s.write_all(b"HELLO 3 AUTH default s3cret SETNAME app\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_until(&mut s, b"modules\r\n*0\r\n")
+            .await
+            .starts_with(b"%7\r\n")
+    );
+    assert_eq!(
+        exchange(&mut s, b"CLIENT TRACKING on\r\n", 5).await,
+        b"+OK\r\n"
+    );
+    assert_eq!(exchange(&mut s, b"WATCH w\r\n", 5).await, b"+OK\r\n");
+    assert_eq!(exchange(&mut s, b"MULTI\r\n", 5).await, b"+OK\r\n");
+    assert_eq!(exchange(&mut s, b"SET k v\r\n", 9).await, b"+QUEUED\r\n");
+    assert_eq!(exchange(&mut s, b"RESET\r\n", 8).await, b"+RESET\r\n");
+    // Not authenticated any more: only the connection commands that need no login answer.
+    assert_eq!(
+        exchange(&mut s, b"GET k\r\n", 33).await,
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(exchange(&mut s, b"AUTH s3cret\r\n", 5).await, b"+OK\r\n");
+    // The queued SET never ran, and the transaction is gone.
+    assert_eq!(exchange(&mut s, b"GET k\r\n", 5).await, b"$-1\r\n");
+    let no_multi = b"-ERR EXEC without MULTI\r\n";
+    assert_eq!(
+        exchange(&mut s, b"EXEC\r\n", no_multi.len()).await,
+        no_multi
+    );
+    // RESP2 again (a null is `$-1`, not `_`) and no name.
+    assert_eq!(exchange(&mut s, b"CLIENT GETNAME\r\n", 5).await, b"$-1\r\n");
+    s.write_all(b"CLIENT TRACKINGINFO\r\n").await.unwrap();
+    let info = read_until(&mut s, b"prefixes\r\n*0\r\n").await;
+    assert!(
+        info.starts_with(b"*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n"),
+        "{}",
+        String::from_utf8_lossy(&info)
+    );
+
+    // A subscriber (RESP2's subscribed mode) may RESET, and then gets no more messages.
+    let mut sub = node.raw().await;
+    assert_eq!(exchange(&mut sub, b"AUTH s3cret\r\n", 5).await, b"+OK\r\n");
+    let confirm = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+    assert_eq!(
+        exchange(&mut sub, b"SUBSCRIBE ch\r\n", confirm.len()).await,
+        confirm
+    );
+    assert_eq!(exchange(&mut s, b"PUBLISH ch m\r\n", 4).await, b":1\r\n");
+    let message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n";
+    assert_eq!(read_n(&mut sub, message.len()).await, message);
+    assert_eq!(exchange(&mut sub, b"RESET\r\n", 8).await, b"+RESET\r\n");
+    assert_eq!(exchange(&mut s, b"PUBLISH ch m\r\n", 4).await, b":0\r\n");
+    assert_eq!(exchange(&mut sub, b"AUTH s3cret\r\n", 5).await, b"+OK\r\n");
+    assert_eq!(exchange(&mut sub, b"PING\r\n", 7).await, b"+PONG\r\n");
+}

@@ -1,4 +1,4 @@
-//! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, CLIENT.
+//! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -127,6 +127,27 @@ pub fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn quit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.conn.quit = true;
     ctx.out.ok();
+    Ok(())
+}
+
+/// `RESET`: the connection as it was when it opened, without closing it (Redis's
+/// `clearClientConnectionState`): the transaction and the watched keys are dropped, every
+/// subscription is left without a confirmation, tracking is off, RESP2 again, READWRITE, no
+/// name, and the connection is the default user's again, which needs `AUTH` anew when a
+/// password is set. Runs at once inside `MULTI` and in subscribed mode, as Redis lets it.
+pub fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.conn.txn.reset();
+    ctx.shared.pubsub.forget(&ctx.conn.info);
+    ctx.shared.tracking.disable(ctx.shared, ctx.conn.info.id);
+    ctx.conn.tracking = crate::tracking::ConnTracking::default();
+    ctx.conn.resp3 = false;
+    ctx.conn.info.resp.store(2, Relaxed);
+    ctx.out.set_resp3(false);
+    ctx.conn.readonly = false;
+    ctx.conn.info.name.lock().clear();
+    *ctx.conn.info.user.lock() = "default".to_owned();
+    ctx.conn.authenticated = ctx.shared.config().requirepass.is_empty();
+    ctx.out.simple("RESET");
     Ok(())
 }
 

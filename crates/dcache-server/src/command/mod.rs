@@ -196,6 +196,7 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("auth", connection::auth),
     ("select", connection::select),
     ("quit", connection::quit),
+    ("reset", connection::reset),
     ("multi", transactions::multi),
     ("exec", transactions::exec),
     ("discard", transactions::discard),

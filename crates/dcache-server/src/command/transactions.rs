@@ -100,8 +100,8 @@ impl Txn {
         self.entered == Some(slot)
     }
 
-    /// Ends the transaction and forgets the watched keys (EXEC, DISCARD).
-    fn reset(&mut self) {
+    /// Ends the transaction and forgets the watched keys (EXEC, DISCARD, RESET).
+    pub(super) fn reset(&mut self) {
         self.queue = None;
         self.watched.clear();
     }

@@ -216,6 +216,43 @@ async fn three_nodes_join_concurrently_and_agree() {
     }
 }
 
+/// A join can be committed and still fail for the joiner: here every reply is lost, so the
+/// joiner never hears that the seed added it and gives up at its deadline. It then takes
+/// itself out again, else the cluster would keep a member that never arrives and plan it slots
+/// for ever (what `CLUSTER MEET` under load once left behind).
+#[tokio::test(start_paused = true)]
+async fn a_join_that_times_out_after_it_was_committed_is_withdrawn() {
+    let sim = Sim::new();
+    // Every delivery takes simulated time, so that resending what is lost is not a busy loop
+    // that would hold the paused clock still.
+    sim.net
+        .set_delay(Duration::from_millis(1), Duration::from_millis(5));
+    let first = sim.start(sim.config(1)).await;
+    let joiner = sim.config(2).join(Sim::bus(1));
+    let joiner_id = joiner.id.clone().expect("the test names its nodes");
+    let epoch = topology(&first).epoch;
+    sim.net.set_reply_loss(100);
+    let failed = bounded(Cluster::start_with(joiner, sim.net.transport())).await;
+    assert!(
+        failed.is_err(),
+        "no reply reached the joiner, so it cannot have joined"
+    );
+    sim.net.set_reply_loss(0);
+    let after = topology(&first);
+    assert!(after.epoch > epoch, "the seed never received the join");
+    assert!(
+        !after.nodes.contains_key(&joiner_id),
+        "the joiner that gave up is still a member: {:?}",
+        after.nodes.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(after.nodes.len(), 1);
+    assert!(
+        after.target.is_none(),
+        "a plan still moves slots to the joiner"
+    );
+    first.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_partitioned_node_does_not_stop_the_majority_and_catches_up() {
     let sim = Sim::new();

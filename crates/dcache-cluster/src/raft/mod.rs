@@ -229,7 +229,12 @@ impl Cluster {
             cluster.inner.tasks.lock().expect("tasks lock").push(task);
             Ok(())
         } else if let Some(seed) = config.join {
-            cluster.join(&seed.to_string(), deadline).await
+            let seed = seed.to_string();
+            let joined = cluster.join(&seed, deadline).await;
+            if joined.is_err() {
+                cluster.withdraw(&seed).await;
+            }
+            joined
         } else {
             cluster.bootstrap(deadline).await
         };
@@ -405,6 +410,28 @@ impl Cluster {
             sleep_until_or(deadline, core.retry).await;
         }
         self.wait_listed(deadline).await
+    }
+
+    /// Asks `seed` to take this node out again after a join that did not finish in time: the
+    /// `Join` may have been committed all the same (its reply lost, or this node's copy of the
+    /// log late), and a member that never arrives would be planned slots that it refuses for
+    /// ever. `Forget` while it holds none, else `Fail`. Best effort: a seed that does not
+    /// answer leaves the member listed, and then the failure detector declares it failed.
+    async fn withdraw(&self, seed: &str) {
+        let core = &self.inner.core;
+        let id = self.inner.me.id.clone();
+        let deadline = Instant::now() + core.propose_timeout;
+        for change in [Change::Forget(id.clone()), Change::Fail(id)] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let rpc = Rpc::Propose { change, hops: HOPS };
+            match core.transport.call(seed, rpc, left).await {
+                Ok(RpcReply::Propose(Err(Refused::Change(ChangeError::StillServing(_))))) => {}
+                other => {
+                    tracing::debug!(?other, seed, "withdrawn after a join that did not finish");
+                    return;
+                }
+            }
+        }
     }
 
     /// Waits until our own topology lists us as we are now.

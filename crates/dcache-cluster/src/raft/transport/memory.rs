@@ -25,6 +25,8 @@ struct Net {
     isolated: BTreeSet<String>,
     /// Chance, in percent, that a request (or separately, its reply) is lost.
     loss_percent: u64,
+    /// Chance, in percent, that a reply is lost after its request was handled.
+    reply_loss_percent: u64,
     /// Each delivery takes a uniform time in this range.
     delay: (Duration, Duration),
     rng: u64,
@@ -63,6 +65,7 @@ impl MemoryNetwork {
                 nodes: HashMap::new(),
                 isolated: BTreeSet::new(),
                 loss_percent: 0,
+                reply_loss_percent: 0,
                 delay: (Duration::ZERO, Duration::ZERO),
                 // xorshift must not start at zero.
                 rng: seed | 1,
@@ -86,6 +89,12 @@ impl MemoryNetwork {
     /// Loses each request, and each reply, with this chance (in percent).
     pub fn set_loss(&self, percent: u64) {
         self.lock().loss_percent = percent.min(100);
+    }
+
+    /// Loses each reply with this chance (in percent), its request having been handled: the
+    /// caller cannot tell whether what it asked for was done.
+    pub fn set_reply_loss(&self, percent: u64) {
+        self.lock().reply_loss_percent = percent.min(100);
     }
 
     /// Delays each delivery by a uniform time in `low..high`.
@@ -129,7 +138,9 @@ impl MemoryTransport {
                 return unreachable("no such node");
             };
             let delay = net.delay();
-            (handler, delay, net.lose(), net.lose())
+            let lose_request = net.lose();
+            let lose_reply = net.lose() || net.next() % 100 < net.reply_loss_percent;
+            (handler, delay, lose_request, lose_reply)
         };
         tokio::time::sleep(delay).await;
         if lose_request {

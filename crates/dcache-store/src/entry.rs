@@ -19,10 +19,10 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::clock::Version;
-use crate::list::ListValue;
+use crate::list::{ListRef, ListValue};
 use crate::memory::alloc_size;
-use crate::set::SetValue;
-use crate::zset::ZSetValue;
+use crate::set::{SetRef, SetValue};
+use crate::zset::{ZSetRef, ZSetValue};
 
 /// The longest key the store takes (the length has 30 bits).
 pub const MAX_KEY_LEN: usize = (1 << 30) - 1;
@@ -43,9 +43,9 @@ pub(crate) const AGGREGATE_BASE: usize = 96;
 pub enum Value<'a> {
     Str(&'a [u8]),
     Hash(&'a HashValue),
-    List(&'a ListValue),
-    Set(&'a SetValue),
-    ZSet(&'a ZSetValue),
+    List(ListRef<'a>),
+    Set(SetRef<'a>),
+    ZSet(ZSetRef<'a>),
 }
 
 impl Value<'_> {
@@ -88,9 +88,9 @@ impl Value<'_> {
         match self {
             Value::Str(s) => OwnedValue::Str(s.into()),
             Value::Hash(h) => OwnedValue::Hash(Box::new(h.clone())),
-            Value::List(l) => OwnedValue::List(Box::new(l.clone())),
-            Value::Set(s) => OwnedValue::Set(Box::new(s.clone())),
-            Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.clone())),
+            Value::List(l) => OwnedValue::List(Box::new(l.to_owned())),
+            Value::Set(s) => OwnedValue::Set(Box::new(s.to_owned())),
+            Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.to_owned())),
         }
     }
 }
@@ -111,9 +111,9 @@ impl OwnedValue {
         match self {
             OwnedValue::Str(s) => Value::Str(s),
             OwnedValue::Hash(h) => Value::Hash(h),
-            OwnedValue::List(l) => Value::List(l),
-            OwnedValue::Set(s) => Value::Set(s),
-            OwnedValue::ZSet(z) => Value::ZSet(z),
+            OwnedValue::List(l) => Value::List(l.view()),
+            OwnedValue::Set(s) => Value::Set(s.view()),
+            OwnedValue::ZSet(z) => Value::ZSet(z.view()),
         }
     }
 }
@@ -177,9 +177,9 @@ impl Aggregate {
     pub(crate) fn as_value(&self) -> Value<'_> {
         match self {
             Aggregate::Hash(h) => Value::Hash(h),
-            Aggregate::List(l) => Value::List(l),
-            Aggregate::Set(s) => Value::Set(s),
-            Aggregate::ZSet(z) => Value::ZSet(z),
+            Aggregate::List(l) => Value::List(l.view()),
+            Aggregate::Set(s) => Value::Set(s.view()),
+            Aggregate::ZSet(z) => Value::ZSet(z.view()),
         }
     }
 
@@ -192,9 +192,16 @@ impl Aggregate {
         self.len() == 0
     }
 
-    /// What the aggregate costs the budget beyond its key's entry.
+    /// What the aggregate costs the budget beyond its key's entry (from the owned value: a
+    /// packed list counts its allocation's capacity).
     pub(crate) fn mem(&self) -> usize {
-        self.as_value().mem()
+        AGGREGATE_BASE
+            + match self {
+                Aggregate::Hash(h) => h.mem(),
+                Aggregate::List(l) => l.mem(),
+                Aggregate::Set(s) => s.mem(),
+                Aggregate::ZSet(z) => z.mem(),
+            }
     }
 }
 

@@ -57,13 +57,13 @@ pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
 pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
 pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
-pub use list::{End, ListValue, max_listpack_size, set_max_listpack_size};
+pub use list::{End, ListRef, ListValue, max_listpack_size, set_max_listpack_size};
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use removed::RemovedKeys;
-pub use set::{Member, SetEncoding, SetLimits, SetValue, member_int};
+pub use set::{Member, SetEncoding, SetLimits, SetRef, SetValue, member_int};
 pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
-pub use zset::{ZSetLimits, ZSetValue};
+pub use zset::{ZSetLimits, ZSetRef, ZSetValue};
 
 /// A write that the store refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

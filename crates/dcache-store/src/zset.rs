@@ -86,7 +86,154 @@ impl Default for ZSetValue {
     }
 }
 
+/// A sorted set, borrowed: an owned [`ZSetValue`] seen through [`ZSetValue::view`], or a small
+/// set held inline in its key's entry. Carries every read the owned set has.
+#[derive(Clone, Copy)]
+pub struct ZSetRef<'a>(RefRepr<'a>);
+
+#[derive(Clone, Copy)]
+enum RefRepr<'a> {
+    Packed(PackedRef<'a>),
+    Tree(&'a Tree),
+}
+
+impl<'a> ZSetRef<'a> {
+    /// A compact set of `len` members encoded as `buf` (as [`ZSetRef::packed_parts`] gave).
+    pub(crate) fn packed(buf: &'a [u8], len: usize) -> Self {
+        ZSetRef(RefRepr::Packed(PackedRef { buf, len }))
+    }
+
+    /// The compact form's parts, `(bytes, len)`; `None` for the large form.
+    pub(crate) fn packed_parts(self) -> Option<(&'a [u8], usize)> {
+        match self.0 {
+            RefRepr::Packed(p) => Some((p.buf, p.len)),
+            RefRepr::Tree(_) => None,
+        }
+    }
+
+    #[must_use]
+    pub fn len(self) -> usize {
+        match self.0 {
+            RefRepr::Packed(p) => p.len,
+            RefRepr::Tree(t) => t.nodes.len(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the members hold, in allocator size classes, with per-member overhead.
+    #[must_use]
+    pub fn mem(self) -> usize {
+        match self.0 {
+            RefRepr::Packed(p) => alloc_size(p.buf.len()),
+            RefRepr::Tree(t) => t.mem,
+        }
+    }
+
+    /// Whether the set is in its compact form (Redis's `listpack`; `skiplist` otherwise).
+    #[must_use]
+    pub fn is_listpack(self) -> bool {
+        matches!(self.0, RefRepr::Packed(_))
+    }
+
+    #[must_use]
+    pub fn score(self, member: &[u8]) -> Option<f64> {
+        match self.0 {
+            RefRepr::Packed(p) => p.find(member).map(|(_, s)| s),
+            RefRepr::Tree(t) => t.find(member).map(|i| t.nodes[i as usize].score),
+        }
+    }
+
+    /// Members with their scores, lowest score first (ties by member, bytewise).
+    #[must_use]
+    pub fn iter(self) -> Iter<'a> {
+        self.range_by_rank(0, self.len())
+    }
+
+    /// The members of ranks `start..end` (0 is the lowest; clamped to the set), in order, both
+    /// ways. O(log n) to start in the large form.
+    #[must_use]
+    pub fn range_by_rank(self, start: usize, end: usize) -> Iter<'a> {
+        let end = end.min(self.len());
+        let start = start.min(end);
+        match self.0 {
+            RefRepr::Packed(p) => Iter::Packed(p.range(start, end)),
+            RefRepr::Tree(t) => Iter::Tree(t.range(start, end)),
+        }
+    }
+
+    /// The member of rank `rank`, with its score.
+    #[must_use]
+    pub fn get_by_rank(self, rank: usize) -> Option<(&'a [u8], f64)> {
+        self.range_by_rank(rank, rank.saturating_add(1)).next()
+    }
+
+    /// A member's rank (0 for the lowest), if it is there. O(log n) in the large form.
+    #[must_use]
+    pub fn rank(self, member: &[u8]) -> Option<usize> {
+        match self.0 {
+            RefRepr::Packed(p) => p.position(member),
+            RefRepr::Tree(t) => t.find(member).map(|i| t.rank(i)),
+        }
+    }
+
+    /// How many members come before the first for which `before` is false: `before` must hold
+    /// for a prefix of the order and not after (as `slice::partition_point`). This is how ranges
+    /// by score or by member find their ends, in O(log n) in the large form.
+    pub fn partition_point(self, mut before: impl FnMut(&[u8], f64) -> bool) -> usize {
+        match self.0 {
+            RefRepr::Packed(p) => p.range(0, p.len).take_while(|&(m, s)| before(m, s)).count(),
+            RefRepr::Tree(t) => t.partition_point(before),
+        }
+    }
+
+    /// An owned copy, in the same encoding.
+    #[must_use]
+    pub fn to_owned(self) -> ZSetValue {
+        let repr = match self.0 {
+            RefRepr::Packed(p) => Repr::Packed(Packed {
+                buf: p.buf.to_vec(),
+                len: p.len,
+            }),
+            RefRepr::Tree(t) => Repr::Tree(Box::new(t.clone())),
+        };
+        ZSetValue { repr }
+    }
+}
+
+impl PartialEq for ZSetRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((m1, s1), (m2, s2))| m1 == m2 && s1.to_bits() == s2.to_bits())
+    }
+}
+
+impl Eq for ZSetRef<'_> {}
+
+impl std::fmt::Debug for ZSetRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(m, s)| (String::from_utf8_lossy(m), s)))
+            .finish()
+    }
+}
+
 impl ZSetValue {
+    /// The set, borrowed, with its reads.
+    #[must_use]
+    pub fn view(&self) -> ZSetRef<'_> {
+        ZSetRef(match &self.repr {
+            Repr::Packed(p) => RefRepr::Packed(p.as_ref()),
+            Repr::Tree(t) => RefRepr::Tree(t),
+        })
+    }
+
     /// An empty set in the encoding that `len` members of at most `longest` bytes would take.
     #[must_use]
     pub fn for_size(len: usize, longest: usize, limits: ZSetLimits) -> Self {
@@ -101,10 +248,7 @@ impl ZSetValue {
 
     #[must_use]
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Packed(p) => p.len,
-            Repr::Tree(t) => t.nodes.len(),
-        }
+        self.view().len()
     }
 
     #[must_use]
@@ -115,24 +259,18 @@ impl ZSetValue {
     /// Bytes the members hold, in allocator size classes, with per-member overhead.
     #[must_use]
     pub fn mem(&self) -> usize {
-        match &self.repr {
-            Repr::Packed(p) => alloc_size(p.buf.len()),
-            Repr::Tree(t) => t.mem,
-        }
+        self.view().mem()
     }
 
     /// Whether the set is in its compact form (Redis's `listpack`; `skiplist` otherwise).
     #[must_use]
     pub fn is_listpack(&self) -> bool {
-        matches!(self.repr, Repr::Packed(_))
+        self.view().is_listpack()
     }
 
     #[must_use]
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        match &self.repr {
-            Repr::Packed(p) => p.find(member).map(|(_, s)| s),
-            Repr::Tree(t) => t.find(member).map(|i| t.nodes[i as usize].score),
-        }
+        self.view().score(member)
     }
 
     /// Sets a member's score; true when the member is new. Grows into the large form past the
@@ -152,7 +290,7 @@ impl ZSetValue {
     pub fn insert_with(&mut self, member: &[u8], score: f64, limits: ZSetLimits) -> bool {
         assert!(!score.is_nan(), "a sorted set score is never NaN");
         if let Repr::Packed(p) = &mut self.repr {
-            match p.find(member) {
+            match p.as_ref().find(member) {
                 Some((at, old)) => {
                     if old.to_bits() != score.to_bits() {
                         p.remove_at(at);
@@ -176,7 +314,7 @@ impl ZSetValue {
     /// Removes a member; true when it was there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
         match &mut self.repr {
-            Repr::Packed(p) => match p.find(member) {
+            Repr::Packed(p) => match p.as_ref().find(member) {
                 Some((at, _)) => {
                     p.remove_at(at);
                     true
@@ -190,44 +328,30 @@ impl ZSetValue {
     /// Members with their scores, lowest score first (ties by member, bytewise).
     #[must_use]
     pub fn iter(&self) -> Iter<'_> {
-        self.range_by_rank(0, self.len())
+        self.view().iter()
     }
 
-    /// The members of ranks `start..end` (0 is the lowest; clamped to the set), in order, both
-    /// ways. O(log n) to start in the large form.
+    /// See [`ZSetRef::range_by_rank`].
     #[must_use]
     pub fn range_by_rank(&self, start: usize, end: usize) -> Iter<'_> {
-        let end = end.min(self.len());
-        let start = start.min(end);
-        match &self.repr {
-            Repr::Packed(p) => Iter::Packed(p.range(start, end)),
-            Repr::Tree(t) => Iter::Tree(t.range(start, end)),
-        }
+        self.view().range_by_rank(start, end)
     }
 
     /// The member of rank `rank`, with its score.
     #[must_use]
     pub fn get_by_rank(&self, rank: usize) -> Option<(&[u8], f64)> {
-        self.range_by_rank(rank, rank.saturating_add(1)).next()
+        self.view().get_by_rank(rank)
     }
 
     /// A member's rank (0 for the lowest), if it is there. O(log n) in the large form.
     #[must_use]
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        match &self.repr {
-            Repr::Packed(p) => p.position(member),
-            Repr::Tree(t) => t.find(member).map(|i| t.rank(i)),
-        }
+        self.view().rank(member)
     }
 
-    /// How many members come before the first for which `before` is false: `before` must hold
-    /// for a prefix of the order and not after (as `slice::partition_point`). This is how ranges
-    /// by score or by member find their ends, in O(log n) in the large form.
-    pub fn partition_point(&self, mut before: impl FnMut(&[u8], f64) -> bool) -> usize {
-        match &self.repr {
-            Repr::Packed(p) => p.range(0, p.len).take_while(|&(m, s)| before(m, s)).count(),
-            Repr::Tree(t) => t.partition_point(before),
-        }
+    /// See [`ZSetRef::partition_point`].
+    pub fn partition_point(&self, before: impl FnMut(&[u8], f64) -> bool) -> usize {
+        self.view().partition_point(before)
     }
 
     /// Moves the set into its compact form if it fits `limits` (Redis does so for the results of
@@ -249,7 +373,7 @@ impl ZSetValue {
     fn grow(&mut self) {
         if let Repr::Packed(p) = &self.repr {
             let mut t = Tree::default();
-            for (m, s) in p.range(0, p.len) {
+            for (m, s) in p.as_ref().range(0, p.len) {
                 t.insert(m, s);
             }
             self.repr = Repr::Tree(Box::new(t));
@@ -259,11 +383,7 @@ impl ZSetValue {
 
 impl PartialEq for ZSetValue {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len()
-            && self
-                .iter()
-                .zip(other.iter())
-                .all(|((m1, s1), (m2, s2))| m1 == m2 && s1.to_bits() == s2.to_bits())
+        self.view() == other.view()
     }
 }
 
@@ -271,9 +391,7 @@ impl Eq for ZSetValue {}
 
 impl std::fmt::Debug for ZSetValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.iter().map(|(m, s)| (String::from_utf8_lossy(m), s)))
-            .finish()
+        self.view().fmt(f)
     }
 }
 
@@ -328,12 +446,19 @@ fn entry_before(buf: &[u8], end: usize) -> (&[u8], f64, usize) {
     (m, s, start)
 }
 
-impl Packed {
+/// The compact form's bytes, borrowed: every read of that form is written here.
+#[derive(Clone, Copy)]
+struct PackedRef<'a> {
+    buf: &'a [u8],
+    len: usize,
+}
+
+impl<'a> PackedRef<'a> {
     /// Where the member's entry starts, and its score.
-    fn find(&self, member: &[u8]) -> Option<(usize, f64)> {
+    fn find(self, member: &[u8]) -> Option<(usize, f64)> {
         let mut at = 0;
         while at < self.buf.len() {
-            let (m, s, next) = entry_at(&self.buf, at);
+            let (m, s, next) = entry_at(self.buf, at);
             if m == member {
                 return Some((at, s));
             }
@@ -342,8 +467,34 @@ impl Packed {
         None
     }
 
-    fn position(&self, member: &[u8]) -> Option<usize> {
+    fn position(self, member: &[u8]) -> Option<usize> {
         self.range(0, self.len).position(|(m, _)| m == member)
+    }
+
+    fn range(self, start: usize, end: usize) -> PackedIter<'a> {
+        let mut front = 0;
+        for _ in 0..start {
+            front = entry_at(self.buf, front).2;
+        }
+        let mut back = self.buf.len();
+        for _ in end..self.len {
+            back = entry_before(self.buf, back).2;
+        }
+        PackedIter {
+            buf: self.buf,
+            front,
+            back,
+            remaining: end - start,
+        }
+    }
+}
+
+impl Packed {
+    fn as_ref(&self) -> PackedRef<'_> {
+        PackedRef {
+            buf: &self.buf,
+            len: self.len,
+        }
     }
 
     fn encode(member: &[u8], score: f64) -> Vec<u8> {
@@ -401,23 +552,6 @@ impl Packed {
         self.len -= 1;
         if self.buf.capacity() > 2 * self.buf.len() + 64 {
             self.buf.shrink_to_fit();
-        }
-    }
-
-    fn range(&self, start: usize, end: usize) -> PackedIter<'_> {
-        let mut front = 0;
-        for _ in 0..start {
-            front = entry_at(&self.buf, front).2;
-        }
-        let mut back = self.buf.len();
-        for _ in end..self.len {
-            back = entry_before(&self.buf, back).2;
-        }
-        PackedIter {
-            buf: &self.buf,
-            front,
-            back,
-            remaining: end - start,
         }
     }
 }

@@ -188,10 +188,6 @@ impl Aggregate {
         self.as_value().elements()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// What the aggregate costs the budget beyond its key's entry (from the owned value: a
     /// packed list counts its allocation's capacity).
     pub(crate) fn mem(&self) -> usize {
@@ -350,18 +346,40 @@ impl Entry {
         touched: u32,
         version: Version,
     ) -> Self {
-        Self::build(key, value, false, expire_at, touched, version)
+        Self::build(key, &[value], 0, expire_at, touched, version)
     }
 
-    /// An aggregate's entry (its elements live beside the slab).
+    /// The entry of an aggregate that lives in the side table (its body is empty).
     pub(crate) fn aggregate(key: &[u8], expire_at: u64, touched: u32, version: Version) -> Self {
-        Self::build(key, &[], true, expire_at, touched, version)
+        Self::build(key, &[], AGGREGATE_BIT, expire_at, touched, version)
     }
 
+    /// The entry of an aggregate held inline: its body is `header` then `packed` (see
+    /// `crate::inline`), never empty.
+    pub(crate) fn inline(
+        key: &[u8],
+        header: &[u8],
+        packed: &[u8],
+        expire_at: u64,
+        touched: u32,
+        version: Version,
+    ) -> Self {
+        debug_assert!(!header.is_empty(), "an inline body starts with its tag");
+        Self::build(
+            key,
+            &[header, packed],
+            AGGREGATE_BIT,
+            expire_at,
+            touched,
+            version,
+        )
+    }
+
+    /// An entry of `key`, its body made of `parts` and its meta of `flags`.
     fn build(
         key: &[u8],
-        value: &[u8],
-        aggregate: bool,
+        parts: &[&[u8]],
+        flags: u32,
         expire_at: u64,
         touched: u32,
         version: Version,
@@ -371,15 +389,16 @@ impl Entry {
             "keys are at most {MAX_KEY_LEN} bytes"
         );
         let tail = if expire_at != 0 { 8 } else { 0 };
-        let mut data = Vec::with_capacity(key.len() + value.len() + tail);
+        let body: usize = parts.iter().map(|p| p.len()).sum();
+        let mut data = Vec::with_capacity(key.len() + body + tail);
         data.extend_from_slice(key);
-        data.extend_from_slice(value);
+        for part in parts {
+            data.extend_from_slice(part);
+        }
         if expire_at != 0 {
             data.extend_from_slice(&expire_at.to_le_bytes());
         }
-        let meta = key.len() as u32
-            | if aggregate { AGGREGATE_BIT } else { 0 }
-            | if expire_at != 0 { VOLATILE_BIT } else { 0 };
+        let meta = key.len() as u32 | flags | if expire_at != 0 { VOLATILE_BIT } else { 0 };
         Self {
             data: data.into_boxed_slice(),
             meta,
@@ -392,8 +411,24 @@ impl Entry {
         &self.data[..(self.meta & KEY_LEN_MASK) as usize]
     }
 
+    /// Whether the value is an aggregate (inline or in the side table), not a string.
     pub(crate) fn is_aggregate(&self) -> bool {
         self.meta & AGGREGATE_BIT != 0
+    }
+
+    /// Whether the value is an aggregate in the shard's side table: one whose body is empty.
+    pub(crate) fn in_side_table(&self) -> bool {
+        self.is_aggregate() && self.body().is_empty()
+    }
+
+    /// An inline aggregate's body (see `crate::inline`), if the entry holds one.
+    pub(crate) fn inline_body(&self) -> Option<&[u8]> {
+        Some(self.body()).filter(|b| self.is_aggregate() && !b.is_empty())
+    }
+
+    /// The bytes between the key and the TTL: a string's value, an inline aggregate's body.
+    fn body(&self) -> &[u8] {
+        &self.data[(self.meta & KEY_LEN_MASK) as usize..self.data.len() - self.tail()]
     }
 
     fn tail(&self) -> usize {
@@ -402,7 +437,11 @@ impl Entry {
 
     /// The string value's bytes (empty for an aggregate).
     pub(crate) fn str_value(&self) -> &[u8] {
-        &self.data[(self.meta & KEY_LEN_MASK) as usize..self.data.len() - self.tail()]
+        if self.is_aggregate() {
+            &[]
+        } else {
+            self.body()
+        }
     }
 
     /// The string value, to change in place (its length stays); `None` for an aggregate.
@@ -445,8 +484,8 @@ impl Entry {
     pub(crate) fn set_str(&mut self, value: &[u8]) {
         *self = Self::build(
             self.key(),
-            value,
-            false,
+            &[value],
+            0,
             self.expire_raw(),
             self.touched,
             self.version,
@@ -461,10 +500,11 @@ impl Entry {
                 self.data[end - 8..].copy_from_slice(&at.to_le_bytes());
             }
             _ => {
+                // A string's value or an inline aggregate's body moves over as it is.
                 *self = Self::build(
                     self.key(),
-                    self.str_value(),
-                    self.is_aggregate(),
+                    &[self.body()],
+                    self.meta & AGGREGATE_BIT,
                     expire_at,
                     self.touched,
                     self.version,
@@ -494,9 +534,10 @@ impl<'a> EntryRef<'a> {
 
     #[must_use]
     pub fn value(&self) -> Value<'a> {
-        match self.aggregate {
-            Some(a) => a.as_value(),
-            None => Value::Str(self.entry.str_value()),
+        match (self.aggregate, self.entry.inline_body()) {
+            (Some(a), _) => a.as_value(),
+            (None, Some(body)) => crate::inline::view(body),
+            (None, None) => Value::Str(self.entry.str_value()),
         }
     }
 

@@ -40,6 +40,7 @@ mod config;
 pub mod effect;
 mod entry;
 mod glob;
+mod inline;
 mod lazyfree;
 mod list;
 mod memory;

@@ -213,9 +213,10 @@ impl Shard {
         self.cells[cell as usize].as_mut().expect("a live cell")
     }
 
-    /// An aggregate entry's elements (`None` for strings, without a look-up).
+    /// A side-table aggregate's elements (`None` for strings and inline aggregates, without a
+    /// look-up).
     pub(crate) fn aggregate_of(&self, cell: u32, entry: &Entry) -> Option<&Aggregate> {
-        if entry.is_aggregate() {
+        if entry.in_side_table() {
             self.aggregates.get(&cell)
         } else {
             None
@@ -299,16 +300,13 @@ impl Shard {
                     self.enforce(Some(cell));
                     return;
                 }
-                if current.is_aggregate() {
+                if current.in_side_table() {
                     self.aggregates.remove(&cell);
                 }
-                let entry = match Aggregate::of(value) {
-                    None => Entry::string(key.bytes, value_str(value), expire, touched, version),
-                    Some(aggregate) => {
-                        self.aggregates.insert(cell, aggregate);
-                        Entry::aggregate(key.bytes, expire, touched, version)
-                    }
-                };
+                let (entry, aggregate) = place_value(key.bytes, value, expire, touched, version);
+                if let Some(aggregate) = aggregate {
+                    self.aggregates.insert(cell, aggregate);
+                }
                 self.cells[cell as usize] = Some(entry);
                 if old_expire != expire {
                     if old_expire != 0 {
@@ -331,18 +329,8 @@ impl Shard {
     fn insert_new(&mut self, key: &Key<'_>, value: Value<'_>, expire_at: u64, now: u64) -> u32 {
         let version = self.clock.tick(now);
         let touched = (now / 1000) as u32;
-        match Aggregate::of(value) {
-            None => self.insert_entry(
-                key,
-                Entry::string(key.bytes, value_str(value), expire_at, touched, version),
-                None,
-            ),
-            aggregate => self.insert_entry(
-                key,
-                Entry::aggregate(key.bytes, expire_at, touched, version),
-                aggregate,
-            ),
-        }
+        let (entry, aggregate) = place_value(key.bytes, value, expire_at, touched, version);
+        self.insert_entry(key, entry, aggregate)
     }
 
     /// Inserts an empty aggregate of `kind` (or an empty string) as a new entry.
@@ -355,11 +343,10 @@ impl Shard {
                 Entry::string(key.bytes, &[], 0, touched, version),
                 None,
             ),
-            aggregate => self.insert_entry(
-                key,
-                Entry::aggregate(key.bytes, 0, touched, version),
-                aggregate,
-            ),
+            Some(aggregate) => {
+                let (entry, aggregate) = place(key.bytes, aggregate, 0, touched, version);
+                self.insert_entry(key, entry, aggregate)
+            }
         }
     }
 
@@ -430,7 +417,12 @@ impl Shard {
             key: entry.key().into(),
             value: match aggregate {
                 Some(a) => a.into_owned(),
-                None => crate::OwnedValue::Str(entry.str_value().into()),
+                None => EntryRef {
+                    entry: &entry,
+                    aggregate: None,
+                }
+                .value()
+                .into_owned(),
             },
             expire_at: (expire_at != 0).then_some(expire_at),
             version: entry.version,
@@ -538,6 +530,60 @@ impl Shard {
         }
     }
 
+    /// Puts `aggregate` back as the value of the aggregate entry in `cell`: inline when it is
+    /// compact, else in the side table. Key, TTL, version and idle time stay; the caller keeps
+    /// `used` in step.
+    pub(crate) fn store_aggregate(&mut self, cell: u32, aggregate: Aggregate) {
+        let entry = self.entry_at(cell);
+        let (entry, aggregate) = place(
+            entry.key(),
+            aggregate,
+            entry.expire_raw(),
+            entry.touched,
+            entry.version,
+        );
+        match aggregate {
+            Some(a) => {
+                self.aggregates.insert(cell, a);
+            }
+            None => {
+                self.aggregates.remove(&cell);
+            }
+        }
+        self.cells[cell as usize] = Some(entry);
+    }
+
+    /// Runs `f` on the aggregate in `cell`, owned: the side table's in place, an inline one
+    /// copied out and stored back after (inline again if it is still compact). `None` for a
+    /// string. The caller keeps `used` in step.
+    pub(crate) fn with_aggregate<R>(
+        &mut self,
+        cell: u32,
+        f: impl FnOnce(&mut Aggregate) -> R,
+    ) -> Option<R> {
+        let entry = self.entry_at(cell);
+        if let Some(body) = entry.inline_body() {
+            let mut aggregate = crate::inline::to_owned(body);
+            let r = f(&mut aggregate);
+            self.store_aggregate(cell, aggregate);
+            return Some(r);
+        }
+        let r = f(self.aggregates.get_mut(&cell)?);
+        if self.aggregates.get(&cell).is_some_and(crate::inline::fits) {
+            let aggregate = self.aggregates.remove(&cell).expect("just seen");
+            self.store_aggregate(cell, aggregate);
+        }
+        Some(r)
+    }
+
+    /// Whether the entry in `cell` is an aggregate with no elements.
+    fn holds_empty_aggregate(&self, cell: u32) -> bool {
+        match self.entry_ref(cell).value() {
+            Value::Str(_) => false,
+            v => v.elements() == 0,
+        }
+    }
+
     /// Sets or clears a live key's TTL. Returns false when the key does not exist.
     pub fn set_expire(&mut self, key: &Key<'_>, expire_at: Option<u64>, now: u64) -> bool {
         let Some(cell) = self.lookup_cell(key, now, Lookup::Write) else {
@@ -573,6 +619,7 @@ impl Shard {
             now,
             changed: false,
             tomb,
+            scratch: None,
         })
     }
 
@@ -782,6 +829,16 @@ impl Shard {
         self.enforce(None);
     }
 
+    /// For tests: `(the accounted entry bytes, a recount of them, side-table cells)`.
+    #[cfg(test)]
+    pub(crate) fn accounting(&self) -> (usize, usize, usize) {
+        let recount = (0..self.cells.len() as u32)
+            .filter(|&c| self.cells[c as usize].is_some())
+            .map(|c| self.mem_at(c))
+            .sum();
+        (self.used, recount, self.aggregates.len())
+    }
+
     /// The policy's access frequency for `key` (`OBJECT FREQ`), when the policy keeps one.
     pub fn frequency(&mut self, key: &Key<'_>, now: u64) -> Option<Option<u32>> {
         let cell = self.lookup_cell(key, now, Lookup::Peek)?;
@@ -790,6 +847,11 @@ impl Shard {
 }
 
 /// A value being changed in place. See [`Shard::modify`].
+///
+/// An inline aggregate (see `crate::inline`) is changed as an owned value: the first `*_mut`
+/// call copies it out into `scratch`, and dropping the handle writes it back once, inline if it
+/// is still compact, else into the side table. A side-table aggregate that became compact moves
+/// inline the same way.
 pub struct Modify<'a> {
     shard: &'a mut Shard,
     cell: u32,
@@ -798,12 +860,20 @@ pub struct Modify<'a> {
     changed: bool,
     /// The tombstone the key had before this handle created it.
     tomb: Option<Version>,
+    /// An inline aggregate taken out to be changed, until the handle is dropped.
+    scratch: Option<Aggregate>,
 }
 
 impl Modify<'_> {
     #[must_use]
     pub fn entry(&self) -> EntryRef<'_> {
-        self.shard.entry_ref(self.cell)
+        match &self.scratch {
+            Some(a) => EntryRef {
+                entry: self.shard.entry_at(self.cell),
+                aggregate: Some(a),
+            },
+            None => self.shard.entry_ref(self.cell),
+        }
     }
 
     #[must_use]
@@ -814,6 +884,7 @@ impl Modify<'_> {
     /// Replaces the value with a string.
     pub fn set_str(&mut self, value: &[u8]) {
         self.changed = true;
+        self.scratch = None;
         if self.shard.aggregates.remove(&self.cell).is_some() {
             // Its entry still says aggregate: rebuild it as a string.
             let entry = self.shard.entry_at(self.cell);
@@ -826,6 +897,7 @@ impl Modify<'_> {
             );
             *self.shard.entry_at_mut(self.cell) = rebuilt;
         } else {
+            // A string, or an inline aggregate: either way the entry is rebuilt as a string.
             self.shard.entry_at_mut(self.cell).set_str(value);
         }
     }
@@ -834,59 +906,68 @@ impl Modify<'_> {
     /// large bitmap); `None` when the value is not a string. Its length cannot change: use
     /// [`Modify::set_str`] to grow it.
     pub fn str_mut(&mut self) -> Option<&mut [u8]> {
-        if self.shard.aggregates.contains_key(&self.cell) {
+        if self.shard.entry_at(self.cell).is_aggregate() {
             return None;
         }
         self.changed = true;
         self.shard.entry_at_mut(self.cell).str_value_mut()
     }
 
+    /// The aggregate, owned, to change: the side table's, or an inline one copied out.
     fn aggregate_mut(&mut self) -> Option<&mut Aggregate> {
-        let aggregate = self.shard.aggregates.get_mut(&self.cell)?;
+        if self.scratch.is_none()
+            && let Some(body) = self.shard.entry_at(self.cell).inline_body()
+        {
+            self.scratch = Some(crate::inline::to_owned(body));
+        }
+        let aggregate = match &mut self.scratch {
+            Some(a) => a,
+            None => self.shard.aggregates.get_mut(&self.cell)?,
+        };
         self.changed = true;
         Some(aggregate)
     }
 
     /// The hash, for changing; `None` when the value is not a hash.
     pub fn hash_mut(&mut self) -> Option<&mut HashValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::Hash(_) => match self.aggregate_mut()? {
-                Aggregate::Hash(h) => Some(h),
-                _ => None,
-            },
+        if !matches!(self.value(), Value::Hash(_)) {
+            return None;
+        }
+        match self.aggregate_mut()? {
+            Aggregate::Hash(h) => Some(h),
             _ => None,
         }
     }
 
     /// The list, for changing; `None` when the value is not a list.
     pub fn list_mut(&mut self) -> Option<&mut ListValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::List(_) => match self.aggregate_mut()? {
-                Aggregate::List(l) => Some(l),
-                _ => None,
-            },
+        if !matches!(self.value(), Value::List(_)) {
+            return None;
+        }
+        match self.aggregate_mut()? {
+            Aggregate::List(l) => Some(l),
             _ => None,
         }
     }
 
     /// The set, for changing; `None` when the value is not a set.
     pub fn set_mut(&mut self) -> Option<&mut SetValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::Set(_) => match self.aggregate_mut()? {
-                Aggregate::Set(s) => Some(s),
-                _ => None,
-            },
+        if !matches!(self.value(), Value::Set(_)) {
+            return None;
+        }
+        match self.aggregate_mut()? {
+            Aggregate::Set(s) => Some(s),
             _ => None,
         }
     }
 
     /// The sorted set, for changing; `None` when the value is not a sorted set.
     pub fn zset_mut(&mut self) -> Option<&mut ZSetValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::ZSet(_) => match self.aggregate_mut()? {
-                Aggregate::ZSet(z) => Some(z),
-                _ => None,
-            },
+        if !matches!(self.value(), Value::ZSet(_)) {
+            return None;
+        }
+        match self.aggregate_mut()? {
+            Aggregate::ZSet(z) => Some(z),
             _ => None,
         }
     }
@@ -908,7 +989,21 @@ impl Drop for Modify<'_> {
     fn drop(&mut self) {
         let cell = self.cell;
         let shard = &mut *self.shard;
-        let emptied = shard.aggregates.get(&cell).is_some_and(Aggregate::is_empty);
+        // The changed aggregate goes back: an inline one from the scratch, a side-table one that
+        // is compact now (a list shrunk, a sorted set compacted) moves inline.
+        let back = match self.scratch.take() {
+            Some(a) => Some(a),
+            None if self.changed
+                && shard.aggregates.get(&cell).is_some_and(crate::inline::fits) =>
+            {
+                shard.aggregates.remove(&cell)
+            }
+            None => None,
+        };
+        if let Some(aggregate) = back {
+            shard.store_aggregate(cell, aggregate);
+        }
+        let emptied = shard.holds_empty_aggregate(cell);
         if !self.changed {
             // An empty aggregate that was created and then left alone is not kept.
             if emptied {
@@ -940,10 +1035,46 @@ impl Drop for Modify<'_> {
     }
 }
 
-/// A string value's bytes (callers have checked it is a string).
-fn value_str<'a>(value: Value<'a>) -> &'a [u8] {
-    match value {
-        Value::Str(s) => s,
-        _ => &[],
+/// The entry for `key` holding `value`, and the aggregate to put in the side table if the value
+/// goes there (a compact aggregate is held inline, a string in the entry).
+fn place_value(
+    key: &[u8],
+    value: Value<'_>,
+    expire_at: u64,
+    touched: u32,
+    version: Version,
+) -> (Entry, Option<Aggregate>) {
+    if let Value::Str(s) = value {
+        return (Entry::string(key, s, expire_at, touched, version), None);
+    }
+    match crate::inline::body_of(value) {
+        Some((header, packed)) => (
+            Entry::inline(key, header.bytes(), packed, expire_at, touched, version),
+            None,
+        ),
+        None => (
+            Entry::aggregate(key, expire_at, touched, version),
+            Aggregate::of(value),
+        ),
+    }
+}
+
+/// As [`place_value`], for an owned aggregate (not copied when it goes to the side table).
+fn place(
+    key: &[u8],
+    aggregate: Aggregate,
+    expire_at: u64,
+    touched: u32,
+    version: Version,
+) -> (Entry, Option<Aggregate>) {
+    match crate::inline::body_of(aggregate.as_value()) {
+        Some((header, packed)) => (
+            Entry::inline(key, header.bytes(), packed, expire_at, touched, version),
+            None,
+        ),
+        None => (
+            Entry::aggregate(key, expire_at, touched, version),
+            Some(aggregate),
+        ),
     }
 }

@@ -400,11 +400,12 @@ impl Shard {
                         Entry::string(key.bytes, &s, expire_at, touched, version),
                         None,
                     ),
-                    aggregate => self.insert_entry(
-                        key,
-                        Entry::aggregate(key.bytes, expire_at, touched, version),
-                        Aggregate::owned(aggregate),
-                    ),
+                    aggregate => {
+                        let aggregate = Aggregate::owned(aggregate).expect("not a string");
+                        let (entry, aggregate) =
+                            super::place(key.bytes, aggregate, expire_at, touched, version);
+                        self.insert_entry(key, entry, aggregate)
+                    }
                 };
                 self.enforce(Some(cell));
                 true
@@ -416,10 +417,7 @@ impl Shard {
                 let before = self.mem_at(cell);
                 // Only an aggregate's parts travel apart: a string always goes whole (its parts
                 // would need offsets to be applied twice harmlessly).
-                let Some(current) = self.aggregates.get_mut(&cell) else {
-                    return false;
-                };
-                let changed = match (value, current) {
+                let changed = self.with_aggregate(cell, |current| match (value, current) {
                     (OwnedValue::Hash(more), Aggregate::Hash(h)) => {
                         let mut changed = false;
                         for (f, v) in more.iter() {
@@ -454,6 +452,9 @@ impl Shard {
                         !more.is_empty()
                     }
                     _ => false,
+                });
+                let Some(changed) = changed else {
+                    return false;
                 };
                 self.used = self.used + self.mem_at(cell) - before;
                 self.enforce(Some(cell));

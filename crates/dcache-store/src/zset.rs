@@ -5,8 +5,10 @@
 //!
 //! ```text
 //!   listpack (small):  one buffer of packed entries, in order
-//!     [ len:u32 | member bytes | score:f64 | len:u32 ] [ … ] …   (the trailing length lets
-//!                                                                  a reverse walk find starts)
+//!     [ len | member bytes | score tag | score bytes | back ] [ … ] …
+//!       len: varint; tag 0-8: an integer in that many zigzag bytes, 9: an f64 in eight;
+//!       back: the entry's length before it, a varint written reversed (a reverse walk
+//!       finds starts from it, as in Redis's listpack)
 //!   skiplist (large):  an arena of treap nodes with subtree sizes, plus a member → node index
 //!     nodes: Vec<Node { member, score, left, right, size, priority }>
 //!     index: HashTable<u32>   (hashes the member stored in its node: each member is kept once)
@@ -16,7 +18,8 @@
 //! treap whose priorities come from the per-value random hasher, so that no choice of members
 //! can unbalance it); iteration from any rank costs O(log n) to start and O(1) amortized per
 //! step, both ways. The small form scans, which for at most a few hundred short entries is
-//! faster than following pointers and costs 16 bytes per member beyond its bytes.
+//! faster than following pointers and costs 3 to 11 bytes per member beyond its bytes (an
+//! integer score, like Redis's listpack keeps one, in 0 to 8 bytes; any other in 8).
 //!
 //! A set grows into the large form when an insert would break the limits; it goes back only
 //! when a command asks ([`ZSetValue::compact`], which Redis's STORE commands do). `mem` is a
@@ -35,8 +38,6 @@ use crate::memory::alloc_size;
 /// What a member costs in the large form beyond its bytes: its node (40 bytes) and its slot in
 /// the index with its control byte at 7/8 load.
 const NODE_OVERHEAD: usize = 40 + (4 + 1) * 8 / 7;
-/// A member this long or longer has its lengths in five bytes: this marker and four bytes.
-const LONG: usize = 0xff;
 const NIL: u32 = u32::MAX;
 
 /// When a sorted set leaves its compact form: more than `entries` members, or a member longer
@@ -402,46 +403,108 @@ struct Packed {
     len: usize,
 }
 
-fn read_u32(buf: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(buf[at..at + 4].try_into().expect("four bytes")) as usize
+/// A score's tag for a float: its eight bytes follow. Tags 0 to 8 say an integer follows, in
+/// that many bytes (zigzag, little-endian: 0 takes none, -128 to 127 one).
+const FLOAT: u8 = 9;
+
+/// The bytes of a LEB128 varint for `n`.
+fn leb_len(n: usize) -> usize {
+    ((usize::BITS - n.leading_zeros()) as usize)
+        .div_ceil(7)
+        .max(1)
 }
 
-/// The bytes each of an entry's two lengths takes.
-fn len_bytes(len: usize) -> usize {
-    if len < LONG { 1 } else { 5 }
+/// Reads a LEB128 varint forwards from `at`: `(value, where it ends)`.
+fn read_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let b = buf[at];
+        at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return (n, at);
+        }
+        shift += 7;
+    }
 }
 
-/// What an entry of a member of `len` bytes takes.
-fn packed_len(len: usize) -> usize {
-    len + 8 + 2 * len_bytes(len)
+/// Reads a varint written reversed (its first byte last) backwards from `end`.
+fn read_leb_back(buf: &[u8], end: usize) -> usize {
+    let (mut n, mut shift, mut i) = (0usize, 0, end);
+    loop {
+        i -= 1;
+        let b = buf[i];
+        n |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+fn push_leb(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A score as the compact form stores it: `(tag, payload)`, the payload in its first bytes. An
+/// integer (that reads back as the same bits) takes its zigzag bytes, anything else eight.
+///
+/// Redis's listpack keeps a score as text, and "-0" as the integer 0: a small set's -0 reads
+/// back as 0 (the large form keeps the sign, as Redis's skiplist does).
+fn score_code(score: f64) -> (u8, [u8; 8]) {
+    let score = if score == 0.0 { 0.0 } else { score };
+    let v = score as i64;
+    if (v as f64).to_bits() == score.to_bits() {
+        let zigzag = ((v << 1) ^ (v >> 63)) as u64;
+        let width = (u64::BITS - zigzag.leading_zeros()).div_ceil(8) as u8;
+        (width, zigzag.to_le_bytes())
+    } else {
+        (FLOAT, score.to_bits().to_le_bytes())
+    }
+}
+
+/// The score whose tag is at `at`, and where its payload ends.
+fn read_score(buf: &[u8], at: usize) -> (f64, usize) {
+    let tag = buf[at];
+    let start = at + 1;
+    if tag == FLOAT {
+        let bits = u64::from_le_bytes(buf[start..start + 8].try_into().expect("eight bytes"));
+        return (f64::from_bits(bits), start + 8);
+    }
+    let mut bytes = [0u8; 8];
+    let width = usize::from(tag);
+    bytes[..width].copy_from_slice(&buf[start..start + width]);
+    let zigzag = u64::from_le_bytes(bytes);
+    let v = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
+    (v as f64, start + width)
+}
+
+/// What the entry of a member of `len` bytes with `score` takes.
+fn packed_len(len: usize, score: f64) -> usize {
+    let (tag, _) = score_code(score);
+    let front = leb_len(len) + len + 1 + if tag == FLOAT { 8 } else { usize::from(tag) };
+    front + leb_len(front)
 }
 
 /// The entry that starts at `at`: member, score, and where the next one starts. An entry is
-/// `[len][member][score: f64, 8 bytes LE][len]`, each length one byte under [`LONG`], else the
-/// marker and four bytes (after the marker in front, before it at the back), so that the
-/// entries read in both directions.
+/// `[len][member][score tag][score bytes][back]`, `len` a LEB128 varint, `back` the bytes of
+/// the entry before it as a varint written reversed (as Redis's listpack's back-length), so
+/// that the entries read in both directions.
 fn entry_at(buf: &[u8], at: usize) -> (&[u8], f64, usize) {
-    let (len, header) = match buf[at] as usize {
-        LONG => (read_u32(buf, at + 1), 5),
-        len => (len, 1),
-    };
-    let start = at + header;
+    let (len, start) = read_leb(buf, at);
     let member = &buf[start..start + len];
-    let bits = u64::from_le_bytes(
-        buf[start + len..start + len + 8]
-            .try_into()
-            .expect("eight bytes"),
-    );
-    (member, f64::from_bits(bits), at + packed_len(len))
+    let (score, end) = read_score(buf, start + len);
+    (member, score, end + leb_len(end - at))
 }
 
 /// The entry that ends at `end`: member, score, and where it starts.
 fn entry_before(buf: &[u8], end: usize) -> (&[u8], f64, usize) {
-    let len = match buf[end - 1] as usize {
-        LONG => read_u32(buf, end - 5),
-        len => len,
-    };
-    let start = end - packed_len(len);
+    let front = read_leb_back(buf, end);
+    let start = end - leb_len(front) - front;
     let (m, s, _) = entry_at(buf, start);
     (m, s, start)
 }
@@ -498,25 +561,16 @@ impl Packed {
     }
 
     fn encode(member: &[u8], score: f64) -> Vec<u8> {
-        // Redis's listpack keeps a score as text, and "-0" as the integer 0: a small set's -0
-        // reads back as 0 (the large form keeps the sign, as Redis's skiplist does).
-        let score = if score == 0.0 { 0.0 } else { score };
-        let len = u32::try_from(member.len()).expect("members are shorter than 4 GiB");
-        let mut entry = Vec::with_capacity(packed_len(member.len()));
-        if member.len() < LONG {
-            entry.push(len as u8);
-        } else {
-            entry.push(LONG as u8);
-            entry.extend_from_slice(&len.to_le_bytes());
-        }
+        let mut entry = Vec::with_capacity(packed_len(member.len(), score));
+        push_leb(&mut entry, member.len());
         entry.extend_from_slice(member);
-        entry.extend_from_slice(&score.to_bits().to_le_bytes());
-        if member.len() < LONG {
-            entry.push(len as u8);
-        } else {
-            entry.extend_from_slice(&len.to_le_bytes());
-            entry.push(LONG as u8);
-        }
+        let (tag, payload) = score_code(score);
+        entry.push(tag);
+        entry.extend_from_slice(&payload[..if tag == FLOAT { 8 } else { usize::from(tag) }]);
+        let front = entry.len();
+        let at = entry.len();
+        push_leb(&mut entry, front);
+        entry[at..].reverse();
         entry
     }
 

@@ -6,13 +6,19 @@
 //!   │ data: Box<[u8]>      │ meta: u32    │ touched │ version │
 //!   └──────────┬───────────┴──────────────┴─────────┴─────────┘
 //!              ▼                 bits 0-29: key length, 30: aggregate, 31: has a TTL
-//!   [ key bytes | string value bytes | expire_at (8 bytes LE, only with a TTL) ]
+//!   string:            [ key bytes | value bytes                   | expire_at? ]
+//!   inline aggregate:  [ key bytes | tag | header | packed bytes   | expire_at? ]
+//!   side-table one:    [ key bytes |                                 expire_at? ]
+//!                      (expire_at: 8 bytes LE, only with a TTL)
 //! ```
 //!
 //! A string entry is one allocation holding its key and its value; a TTL costs eight bytes in the
-//! same allocation, and only for keys that have one. An aggregate's entry (a hash, list, set or
-//! sorted set) holds its key (and TTL); its elements live in the shard's side table of
-//! aggregates, keyed by cell.
+//! same allocation, and only for keys that have one. A compact list, set or sorted set is held
+//! the same way, its packed form where a string keeps its value (see `crate::inline`), so that
+//! a small aggregate costs one allocation. A large one (ring buffer, hash table, tree) and every
+//! hash keep only their key (and TTL) here; their elements live in the shard's side table of
+//! aggregates, keyed by cell. The aggregate bit says "not a string"; an aggregate's body being
+//! empty or not says where its elements are, so that no bit is taken from the key length.
 
 use std::hash::BuildHasher;
 

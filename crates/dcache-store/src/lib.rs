@@ -7,7 +7,8 @@
 //!
 //!   Shard ┬ table:   hash → cell index          (hashbrown, no keys stored twice)
 //!         ├ cells:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
-//!         ├ aggregates: cell → elements          (hashes, lists, sets, sorted sets)
+//!         ├ aggregates: cell → elements          (hashes; large lists, sets, sorted sets:
+//!         │                                        small ones are inline in their entry)
 //!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
 //!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
 //!         ├ by_slot: cluster slot → cells        (count, list, stream or delete one slot)

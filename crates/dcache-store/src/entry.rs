@@ -94,9 +94,9 @@ impl Value<'_> {
         match self {
             Value::Str(s) => OwnedValue::Str(s.into()),
             Value::Hash(h) => OwnedValue::Hash(Box::new(h.clone())),
-            Value::List(l) => OwnedValue::List(Box::new(l.to_owned())),
-            Value::Set(s) => OwnedValue::Set(Box::new(s.to_owned())),
-            Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.to_owned())),
+            Value::List(l) => OwnedValue::List(Box::new(l.into_owned())),
+            Value::Set(s) => OwnedValue::Set(Box::new(s.into_owned())),
+            Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.into_owned())),
         }
     }
 }

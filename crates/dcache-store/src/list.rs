@@ -233,7 +233,7 @@ impl<'a> ListRef<'a> {
 
     /// An owned copy, in the same encoding.
     #[must_use]
-    pub fn to_owned(self) -> ListValue {
+    pub fn into_owned(self) -> ListValue {
         let repr = match self.repr {
             RefRepr::Packed(p) => Repr::Packed(Packed::from_bytes(p.bytes, p.len)),
             RefRepr::Ring(items, mem) => Repr::Ring(items.clone(), mem),

@@ -631,7 +631,7 @@ impl<'a> SetRef<'a> {
 
     /// An owned copy, in the same encoding.
     #[must_use]
-    pub fn to_owned(self) -> SetValue {
+    pub fn into_owned(self) -> SetValue {
         let repr = match self.0 {
             RefRepr::Ints(s) => Repr::Ints(IntSet {
                 width: s.width,

@@ -193,7 +193,7 @@ impl<'a> ZSetRef<'a> {
 
     /// An owned copy, in the same encoding.
     #[must_use]
-    pub fn to_owned(self) -> ZSetValue {
+    pub fn into_owned(self) -> ZSetValue {
         let repr = match self.0 {
             RefRepr::Packed(p) => Repr::Packed(Packed {
                 buf: p.buf.to_vec(),

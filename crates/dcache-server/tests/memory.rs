@@ -204,3 +204,68 @@ async fn the_background_task_expires_keys_on_its_own() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A small list, set or sorted set is held in its key's own allocation (its packed bytes after
+/// the key), so that `MEMORY USAGE` is the entry's fixed cost plus one allocation of key and
+/// packed bytes: no side-table cell (about 100 bytes) and no second buffer.
+#[tokio::test]
+async fn a_small_aggregate_costs_its_entry_and_one_allocation() {
+    let node = start(test_config()).await;
+    let mut c = node.client().await;
+    let key = "k:0000000000";
+    let members: Vec<String> = (0..5).map(|i| format!("member:{i}")).collect();
+    // Per member at most: the member, a length byte in front, and behind it a length byte
+    // (list), or a score tag, one byte of an integer score and a back-length (sorted set).
+    let bound = |tag_and_header: usize| {
+        dcache_store::ENTRY_OVERHEAD
+            + dcache_store::alloc_size(key.len() + tag_and_header + 5 * (8 + 4))
+    };
+    for (kind, write) in [
+        ("list", vec!["RPUSH"]),
+        ("set", vec!["SADD"]),
+        ("zset", vec!["ZADD"]),
+    ] {
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let mut cmd = redis::cmd(write[0]);
+        cmd.arg(key);
+        for (i, m) in members.iter().enumerate() {
+            if kind == "zset" {
+                cmd.arg(i);
+            }
+            cmd.arg(m);
+        }
+        let _: () = cmd.query_async(&mut c).await.unwrap();
+        let usage: usize = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(
+            usage <= bound(3),
+            "{kind}: MEMORY USAGE {usage} > {} (entry and one allocation)",
+            bound(3)
+        );
+        // A TTL adds its eight bytes to the same allocation and its place in the expiry index.
+        let _: () = redis::cmd("EXPIRE")
+            .arg(key)
+            .arg(100)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let with_ttl: usize = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(
+            with_ttl <= bound(3 + 8) + dcache_store::VOLATILE_OVERHEAD,
+            "{kind} with a TTL: {with_ttl}"
+        );
+    }
+}

@@ -6,23 +6,29 @@
 //!   │ data: Box<[u8]>      │ meta: u32    │ touched │ version │
 //!   └──────────┬───────────┴──────────────┴─────────┴─────────┘
 //!              ▼                 bits 0-29: key length, 30: aggregate, 31: has a TTL
-//!   [ key bytes | string value bytes | expire_at (8 bytes LE, only with a TTL) ]
+//!   string:            [ key bytes | value bytes                   | expire_at? ]
+//!   inline aggregate:  [ key bytes | tag | header | packed bytes   | expire_at? ]
+//!   side-table one:    [ key bytes |                                 expire_at? ]
+//!                      (expire_at: 8 bytes LE, only with a TTL)
 //! ```
 //!
 //! A string entry is one allocation holding its key and its value; a TTL costs eight bytes in the
-//! same allocation, and only for keys that have one. An aggregate's entry (a hash, list, set or
-//! sorted set) holds its key (and TTL); its elements live in the shard's side table of
-//! aggregates, keyed by cell.
+//! same allocation, and only for keys that have one. A compact list, set or sorted set is held
+//! the same way, its packed form where a string keeps its value (see `crate::inline`), so that
+//! a small aggregate costs one allocation. A large one (ring buffer, hash table, tree) and every
+//! hash keep only their key (and TTL) here; their elements live in the shard's side table of
+//! aggregates, keyed by cell. The aggregate bit says "not a string"; an aggregate's body being
+//! empty or not says where its elements are, so that no bit is taken from the key length.
 
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::clock::Version;
-use crate::list::ListValue;
+use crate::list::{ListRef, ListValue};
 use crate::memory::alloc_size;
-use crate::set::SetValue;
-use crate::zset::ZSetValue;
+use crate::set::{SetRef, SetValue};
+use crate::zset::{ZSetRef, ZSetValue};
 
 /// The longest key the store takes (the length has 30 bits).
 pub const MAX_KEY_LEN: usize = (1 << 30) - 1;
@@ -43,9 +49,9 @@ pub(crate) const AGGREGATE_BASE: usize = 96;
 pub enum Value<'a> {
     Str(&'a [u8]),
     Hash(&'a HashValue),
-    List(&'a ListValue),
-    Set(&'a SetValue),
-    ZSet(&'a ZSetValue),
+    List(ListRef<'a>),
+    Set(SetRef<'a>),
+    ZSet(ZSetRef<'a>),
 }
 
 impl Value<'_> {
@@ -88,9 +94,9 @@ impl Value<'_> {
         match self {
             Value::Str(s) => OwnedValue::Str(s.into()),
             Value::Hash(h) => OwnedValue::Hash(Box::new(h.clone())),
-            Value::List(l) => OwnedValue::List(Box::new(l.clone())),
-            Value::Set(s) => OwnedValue::Set(Box::new(s.clone())),
-            Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.clone())),
+            Value::List(l) => OwnedValue::List(Box::new(l.into_owned())),
+            Value::Set(s) => OwnedValue::Set(Box::new(s.into_owned())),
+            Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.into_owned())),
         }
     }
 }
@@ -111,9 +117,9 @@ impl OwnedValue {
         match self {
             OwnedValue::Str(s) => Value::Str(s),
             OwnedValue::Hash(h) => Value::Hash(h),
-            OwnedValue::List(l) => Value::List(l),
-            OwnedValue::Set(s) => Value::Set(s),
-            OwnedValue::ZSet(z) => Value::ZSet(z),
+            OwnedValue::List(l) => Value::List(l.view()),
+            OwnedValue::Set(s) => Value::Set(s.view()),
+            OwnedValue::ZSet(z) => Value::ZSet(z.view()),
         }
     }
 }
@@ -177,9 +183,9 @@ impl Aggregate {
     pub(crate) fn as_value(&self) -> Value<'_> {
         match self {
             Aggregate::Hash(h) => Value::Hash(h),
-            Aggregate::List(l) => Value::List(l),
-            Aggregate::Set(s) => Value::Set(s),
-            Aggregate::ZSet(z) => Value::ZSet(z),
+            Aggregate::List(l) => Value::List(l.view()),
+            Aggregate::Set(s) => Value::Set(s.view()),
+            Aggregate::ZSet(z) => Value::ZSet(z.view()),
         }
     }
 
@@ -188,13 +194,16 @@ impl Aggregate {
         self.as_value().elements()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// What the aggregate costs the budget beyond its key's entry.
+    /// What the aggregate costs the budget beyond its key's entry (from the owned value: a
+    /// packed list counts its allocation's capacity).
     pub(crate) fn mem(&self) -> usize {
-        self.as_value().mem()
+        AGGREGATE_BASE
+            + match self {
+                Aggregate::Hash(h) => h.mem(),
+                Aggregate::List(l) => l.mem(),
+                Aggregate::Set(s) => s.mem(),
+                Aggregate::ZSet(z) => z.mem(),
+            }
     }
 }
 
@@ -343,18 +352,40 @@ impl Entry {
         touched: u32,
         version: Version,
     ) -> Self {
-        Self::build(key, value, false, expire_at, touched, version)
+        Self::build(key, &[value], 0, expire_at, touched, version)
     }
 
-    /// An aggregate's entry (its elements live beside the slab).
+    /// The entry of an aggregate that lives in the side table (its body is empty).
     pub(crate) fn aggregate(key: &[u8], expire_at: u64, touched: u32, version: Version) -> Self {
-        Self::build(key, &[], true, expire_at, touched, version)
+        Self::build(key, &[], AGGREGATE_BIT, expire_at, touched, version)
     }
 
+    /// The entry of an aggregate held inline: its body is `header` then `packed` (see
+    /// `crate::inline`), never empty.
+    pub(crate) fn inline(
+        key: &[u8],
+        header: &[u8],
+        packed: &[u8],
+        expire_at: u64,
+        touched: u32,
+        version: Version,
+    ) -> Self {
+        debug_assert!(!header.is_empty(), "an inline body starts with its tag");
+        Self::build(
+            key,
+            &[header, packed],
+            AGGREGATE_BIT,
+            expire_at,
+            touched,
+            version,
+        )
+    }
+
+    /// An entry of `key`, its body made of `parts` and its meta of `flags`.
     fn build(
         key: &[u8],
-        value: &[u8],
-        aggregate: bool,
+        parts: &[&[u8]],
+        flags: u32,
         expire_at: u64,
         touched: u32,
         version: Version,
@@ -364,15 +395,16 @@ impl Entry {
             "keys are at most {MAX_KEY_LEN} bytes"
         );
         let tail = if expire_at != 0 { 8 } else { 0 };
-        let mut data = Vec::with_capacity(key.len() + value.len() + tail);
+        let body: usize = parts.iter().map(|p| p.len()).sum();
+        let mut data = Vec::with_capacity(key.len() + body + tail);
         data.extend_from_slice(key);
-        data.extend_from_slice(value);
+        for part in parts {
+            data.extend_from_slice(part);
+        }
         if expire_at != 0 {
             data.extend_from_slice(&expire_at.to_le_bytes());
         }
-        let meta = key.len() as u32
-            | if aggregate { AGGREGATE_BIT } else { 0 }
-            | if expire_at != 0 { VOLATILE_BIT } else { 0 };
+        let meta = key.len() as u32 | flags | if expire_at != 0 { VOLATILE_BIT } else { 0 };
         Self {
             data: data.into_boxed_slice(),
             meta,
@@ -385,8 +417,24 @@ impl Entry {
         &self.data[..(self.meta & KEY_LEN_MASK) as usize]
     }
 
+    /// Whether the value is an aggregate (inline or in the side table), not a string.
     pub(crate) fn is_aggregate(&self) -> bool {
         self.meta & AGGREGATE_BIT != 0
+    }
+
+    /// Whether the value is an aggregate in the shard's side table: one whose body is empty.
+    pub(crate) fn in_side_table(&self) -> bool {
+        self.is_aggregate() && self.body().is_empty()
+    }
+
+    /// An inline aggregate's body (see `crate::inline`), if the entry holds one.
+    pub(crate) fn inline_body(&self) -> Option<&[u8]> {
+        Some(self.body()).filter(|b| self.is_aggregate() && !b.is_empty())
+    }
+
+    /// The bytes between the key and the TTL: a string's value, an inline aggregate's body.
+    fn body(&self) -> &[u8] {
+        &self.data[(self.meta & KEY_LEN_MASK) as usize..self.data.len() - self.tail()]
     }
 
     fn tail(&self) -> usize {
@@ -395,7 +443,11 @@ impl Entry {
 
     /// The string value's bytes (empty for an aggregate).
     pub(crate) fn str_value(&self) -> &[u8] {
-        &self.data[(self.meta & KEY_LEN_MASK) as usize..self.data.len() - self.tail()]
+        if self.is_aggregate() {
+            &[]
+        } else {
+            self.body()
+        }
     }
 
     /// The string value, to change in place (its length stays); `None` for an aggregate.
@@ -438,8 +490,8 @@ impl Entry {
     pub(crate) fn set_str(&mut self, value: &[u8]) {
         *self = Self::build(
             self.key(),
-            value,
-            false,
+            &[value],
+            0,
             self.expire_raw(),
             self.touched,
             self.version,
@@ -454,10 +506,11 @@ impl Entry {
                 self.data[end - 8..].copy_from_slice(&at.to_le_bytes());
             }
             _ => {
+                // A string's value or an inline aggregate's body moves over as it is.
                 *self = Self::build(
                     self.key(),
-                    self.str_value(),
-                    self.is_aggregate(),
+                    &[self.body()],
+                    self.meta & AGGREGATE_BIT,
                     expire_at,
                     self.touched,
                     self.version,
@@ -487,9 +540,10 @@ impl<'a> EntryRef<'a> {
 
     #[must_use]
     pub fn value(&self) -> Value<'a> {
-        match self.aggregate {
-            Some(a) => a.as_value(),
-            None => Value::Str(self.entry.str_value()),
+        match (self.aggregate, self.entry.inline_body()) {
+            (Some(a), _) => a.as_value(),
+            (None, Some(body)) => crate::inline::view(body),
+            (None, None) => Value::Str(self.entry.str_value()),
         }
     }
 

@@ -7,7 +7,8 @@
 //!
 //!   Shard ┬ table:   hash → cell index          (hashbrown, no keys stored twice)
 //!         ├ cells:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
-//!         ├ aggregates: cell → elements          (hashes, lists, sets, sorted sets)
+//!         ├ aggregates: cell → elements          (hashes; large lists, sets, sorted sets:
+//!         │                                        small ones are inline in their entry)
 //!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
 //!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
 //!         ├ by_slot: cluster slot → cells        (count, list, stream or delete one slot)
@@ -40,6 +41,7 @@ mod config;
 pub mod effect;
 mod entry;
 mod glob;
+mod inline;
 mod lazyfree;
 mod list;
 mod memory;
@@ -57,13 +59,13 @@ pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
 pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
 pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
-pub use list::{End, ListValue, max_listpack_size, set_max_listpack_size};
+pub use list::{End, ListRef, ListValue, max_listpack_size, set_max_listpack_size};
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use removed::RemovedKeys;
-pub use set::{Member, SetEncoding, SetLimits, SetValue, member_int};
+pub use set::{Member, SetEncoding, SetLimits, SetRef, SetValue, member_int};
 pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
-pub use zset::{ZSetLimits, ZSetValue};
+pub use zset::{ZSetLimits, ZSetRef, ZSetValue};
 
 /// A write that the store refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 use crate::memory::alloc_size;
-use packed::Packed;
+use packed::{Packed, PackedRef};
 
 /// Bytes that a ring-buffer element costs beyond its own allocation: its slot in the buffer.
 const ELEMENT_OVERHEAD: usize = 16;
@@ -138,7 +138,7 @@ impl Default for ListValue {
 impl PartialEq for ListValue {
     /// Equal elements in the same order, whatever the encodings.
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.view() == other.view()
     }
 }
 
@@ -151,13 +151,128 @@ pub enum End {
     Tail,
 }
 
+/// A list, borrowed: an owned [`ListValue`] seen through [`ListValue::view`], or a small list
+/// held inline in its key's entry. Carries every read the owned list has.
+#[derive(Clone, Copy)]
+pub struct ListRef<'a> {
+    repr: RefRepr<'a>,
+    lp: usize,
+}
+
+#[derive(Clone, Copy)]
+enum RefRepr<'a> {
+    Packed(PackedRef<'a>),
+    /// The elements, and the bytes their boxes and slots cost.
+    Ring(&'a VecDeque<Box<[u8]>>, usize),
+}
+
+impl<'a> ListRef<'a> {
+    /// A packed list of `len` elements encoded as `bytes`, with Redis's listpack size `lp`.
+    pub(crate) fn packed(bytes: &'a [u8], len: usize, lp: usize) -> Self {
+        Self {
+            repr: RefRepr::Packed(PackedRef { bytes, len }),
+            lp,
+        }
+    }
+
+    /// The packed form's parts, `(bytes, len, lp)`; `None` for the ring buffer.
+    pub(crate) fn packed_parts(self) -> Option<(&'a [u8], usize, usize)> {
+        match self.repr {
+            RefRepr::Packed(p) => Some((p.bytes, p.len, self.lp)),
+            RefRepr::Ring(..) => None,
+        }
+    }
+
+    #[must_use]
+    pub fn len(self) -> usize {
+        match self.repr {
+            RefRepr::Packed(p) => p.len,
+            RefRepr::Ring(items, _) => items.len(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the elements hold, in allocator size classes, with per-element overhead.
+    #[must_use]
+    pub fn mem(self) -> usize {
+        match self.repr {
+            RefRepr::Packed(p) => alloc_size(p.bytes.len()),
+            RefRepr::Ring(_, mem) => mem,
+        }
+    }
+
+    /// `listpack` or `quicklist`, as `OBJECT ENCODING` reports it.
+    #[must_use]
+    pub fn encoding(self) -> &'static str {
+        match self.repr {
+            RefRepr::Packed(_) => "listpack",
+            RefRepr::Ring(..) => "quicklist",
+        }
+    }
+
+    /// The element at `index` (0 is the head).
+    #[must_use]
+    pub fn get(self, index: usize) -> Option<&'a [u8]> {
+        match self.repr {
+            RefRepr::Packed(p) => p.get(index),
+            RefRepr::Ring(items, _) => items.get(index).map(|e| &**e),
+        }
+    }
+
+    /// Head to tail.
+    pub fn iter(self) -> impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator {
+        match self.repr {
+            RefRepr::Packed(p) => Iter::Packed(p.iter()),
+            RefRepr::Ring(items, _) => Iter::Ring(items.iter()),
+        }
+    }
+
+    /// An owned copy, in the same encoding.
+    #[must_use]
+    pub fn into_owned(self) -> ListValue {
+        let repr = match self.repr {
+            RefRepr::Packed(p) => Repr::Packed(Packed::from_bytes(p.bytes, p.len)),
+            RefRepr::Ring(items, mem) => Repr::Ring(items.clone(), mem),
+        };
+        ListValue { repr, lp: self.lp }
+    }
+}
+
+impl PartialEq for ListRef<'_> {
+    /// Equal elements in the same order, whatever the encodings.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ListRef<'_> {}
+
+impl std::fmt::Debug for ListRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
 impl ListValue {
+    /// The list, borrowed, with its reads.
+    #[must_use]
+    pub fn view(&self) -> ListRef<'_> {
+        let repr = match &self.repr {
+            Repr::Packed(p) => RefRepr::Packed(p.as_ref()),
+            Repr::Ring(items, mem) => RefRepr::Ring(items, *mem),
+        };
+        ListRef { repr, lp: self.lp }
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Packed(p) => p.len(),
-            Repr::Ring(items, _) => items.len(),
-        }
+        self.view().len()
     }
 
     #[must_use]
@@ -177,27 +292,18 @@ impl ListValue {
     /// `listpack` or `quicklist`, as `OBJECT ENCODING` reports it.
     #[must_use]
     pub fn encoding(&self) -> &'static str {
-        match self.repr {
-            Repr::Packed(_) => "listpack",
-            Repr::Ring(..) => "quicklist",
-        }
+        self.view().encoding()
     }
 
     /// The element at `index` (0 is the head).
     #[must_use]
     pub fn get(&self, index: usize) -> Option<&[u8]> {
-        match &self.repr {
-            Repr::Packed(p) => p.get(index),
-            Repr::Ring(items, _) => items.get(index).map(|e| &**e),
-        }
+        self.view().get(index)
     }
 
     /// Head to tail.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
-        match &self.repr {
-            Repr::Packed(p) => Iter::Packed(p.iter()),
-            Repr::Ring(items, _) => Iter::Ring(items.iter()),
-        }
+        self.view().iter()
     }
 
     /// Makes room for `count` more elements of `bytes` in all, turning the list into the ring
@@ -471,9 +577,7 @@ impl ExactSizeIterator for Iter<'_> {
 
 impl std::fmt::Debug for ListValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.iter().map(String::from_utf8_lossy))
-            .finish()
+        self.view().fmt(f)
     }
 }
 

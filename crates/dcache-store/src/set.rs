@@ -192,6 +192,46 @@ fn width_of(v: i64) -> usize {
     }
 }
 
+/// Sorted integers packed at one width, borrowed: every read of the intset is written here.
+#[derive(Clone, Copy)]
+struct IntsRef<'a> {
+    width: usize,
+    bytes: &'a [u8],
+}
+
+impl<'a> IntsRef<'a> {
+    fn len(self) -> usize {
+        self.bytes.len() / self.width
+    }
+
+    fn get(self, i: usize) -> i64 {
+        let at = &self.bytes[i * self.width..(i + 1) * self.width];
+        match self.width {
+            2 => i64::from(i16::from_le_bytes(at.try_into().expect("2 bytes"))),
+            4 => i64::from(i32::from_le_bytes(at.try_into().expect("4 bytes"))),
+            _ => i64::from_le_bytes(at.try_into().expect("8 bytes")),
+        }
+    }
+
+    /// Where `v` is, or where it would go.
+    fn search(self, v: i64) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).cmp(&v) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    fn iter(self) -> impl ExactSizeIterator<Item = i64> + 'a {
+        (0..self.len()).map(move |i| self.get(i))
+    }
+}
+
 /// Sorted integers packed at one width.
 #[derive(Clone)]
 struct IntSet {
@@ -207,35 +247,27 @@ impl IntSet {
         }
     }
 
+    fn as_ref(&self) -> IntsRef<'_> {
+        IntsRef {
+            width: self.width,
+            bytes: &self.bytes,
+        }
+    }
+
     fn len(&self) -> usize {
-        self.bytes.len() / self.width
+        self.as_ref().len()
     }
 
     fn get(&self, i: usize) -> i64 {
-        let at = &self.bytes[i * self.width..(i + 1) * self.width];
-        match self.width {
-            2 => i64::from(i16::from_le_bytes(at.try_into().expect("2 bytes"))),
-            4 => i64::from(i32::from_le_bytes(at.try_into().expect("4 bytes"))),
-            _ => i64::from_le_bytes(at.try_into().expect("8 bytes")),
-        }
+        self.as_ref().get(i)
     }
 
     fn put(bytes: &mut [u8], width: usize, i: usize, v: i64) {
         bytes[i * width..(i + 1) * width].copy_from_slice(&v.to_le_bytes()[..width]);
     }
 
-    /// Where `v` is, or where it would go.
     fn search(&self, v: i64) -> Result<usize, usize> {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.get(mid).cmp(&v) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(mid),
-            }
-        }
-        Err(lo)
+        self.as_ref().search(v)
     }
 
     fn insert(&mut self, v: i64) -> bool {
@@ -274,7 +306,7 @@ impl IntSet {
     }
 
     fn iter(&self) -> impl ExactSizeIterator<Item = i64> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+        self.as_ref().iter()
     }
 }
 
@@ -335,17 +367,41 @@ impl<'a> Iterator for PackedIter<'a> {
 
 impl ExactSizeIterator for PackedIter<'_> {}
 
-impl Packed {
-    fn iter(&self) -> PackedIter<'_> {
+/// A listpack-encoded set's bytes, borrowed: every read of that form is written here.
+#[derive(Clone, Copy)]
+struct PackRef<'a> {
+    bytes: &'a [u8],
+    len: usize,
+}
+
+impl<'a> PackRef<'a> {
+    fn iter(self) -> PackedIter<'a> {
         PackedIter {
-            bytes: &self.bytes,
+            bytes: self.bytes,
             at: 0,
             left: self.len,
         }
     }
 
-    fn find(&self, member: &[u8]) -> Option<usize> {
+    fn find(self, member: &[u8]) -> Option<usize> {
         self.iter().find(|(_, m)| *m == member).map(|(at, _)| at)
+    }
+}
+
+impl Packed {
+    fn as_ref(&self) -> PackRef<'_> {
+        PackRef {
+            bytes: &self.bytes,
+            len: self.len,
+        }
+    }
+
+    fn iter(&self) -> PackedIter<'_> {
+        self.as_ref().iter()
+    }
+
+    fn find(&self, member: &[u8]) -> Option<usize> {
+        self.as_ref().find(member)
     }
 
     fn push(&mut self, member: &[u8]) {
@@ -376,12 +432,16 @@ impl Packed {
 enum Repr {
     Ints(IntSet),
     Pack(Packed),
-    Table {
-        table: HashTable<Box<[u8]>>,
-        hasher: DefaultHashBuilder,
-        /// The members' allocations with their buckets' overhead.
-        mem: usize,
-    },
+    Table(Table),
+}
+
+/// The hash table form.
+#[derive(Clone)]
+struct Table {
+    table: HashTable<Box<[u8]>>,
+    hasher: DefaultHashBuilder,
+    /// The members' allocations with their buckets' overhead.
+    mem: usize,
 }
 
 /// A set value.
@@ -407,7 +467,211 @@ fn digits(v: i64) -> usize {
     itoa_buf(v).1 as usize
 }
 
+/// A set, borrowed: an owned [`SetValue`] seen through [`SetValue::view`], or a small set held
+/// inline in its key's entry. Carries every read the owned set has.
+#[derive(Clone, Copy)]
+pub struct SetRef<'a>(RefRepr<'a>);
+
+#[derive(Clone, Copy)]
+enum RefRepr<'a> {
+    Ints(IntsRef<'a>),
+    Pack(PackRef<'a>),
+    Table(&'a Table),
+}
+
+/// A compact set's encoding, as an entry holds it inline.
+pub(crate) enum CompactParts<'a> {
+    /// An intset: the width of its integers (2, 4 or 8) and their bytes.
+    Ints { width: usize, bytes: &'a [u8] },
+    /// A listpack: its bytes and how many members it has.
+    Pack { bytes: &'a [u8], len: usize },
+}
+
+impl<'a> SetRef<'a> {
+    /// A compact set from its encoding (as [`SetRef::compact_parts`] gave it).
+    pub(crate) fn compact(parts: CompactParts<'a>) -> Self {
+        SetRef(match parts {
+            CompactParts::Ints { width, bytes } => RefRepr::Ints(IntsRef { width, bytes }),
+            CompactParts::Pack { bytes, len } => RefRepr::Pack(PackRef { bytes, len }),
+        })
+    }
+
+    /// The compact encoding's parts; `None` for the hash table.
+    pub(crate) fn compact_parts(self) -> Option<CompactParts<'a>> {
+        match self.0 {
+            RefRepr::Ints(s) => Some(CompactParts::Ints {
+                width: s.width,
+                bytes: s.bytes,
+            }),
+            RefRepr::Pack(p) => Some(CompactParts::Pack {
+                bytes: p.bytes,
+                len: p.len,
+            }),
+            RefRepr::Table(_) => None,
+        }
+    }
+
+    #[must_use]
+    pub fn len(self) -> usize {
+        match self.0 {
+            RefRepr::Ints(s) => s.len(),
+            RefRepr::Pack(p) => p.len,
+            RefRepr::Table(t) => t.table.len(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    #[must_use]
+    pub fn encoding(self) -> SetEncoding {
+        match self.0 {
+            RefRepr::Ints(_) => SetEncoding::Intset,
+            RefRepr::Pack(_) => SetEncoding::Listpack,
+            RefRepr::Table(_) => SetEncoding::Hashtable,
+        }
+    }
+
+    /// Bytes the members hold: a packed form's allocation, or the table's members in
+    /// allocator size classes with per-member overhead.
+    #[must_use]
+    pub fn mem(self) -> usize {
+        match self.0 {
+            RefRepr::Ints(s) => alloc_size(s.bytes.len()),
+            RefRepr::Pack(p) => alloc_size(p.bytes.len()),
+            RefRepr::Table(t) => t.mem,
+        }
+    }
+
+    #[must_use]
+    pub fn contains(self, member: &[u8]) -> bool {
+        match self.0 {
+            RefRepr::Ints(s) => member_int(member).is_some_and(|v| s.search(v).is_ok()),
+            RefRepr::Pack(p) => p.find(member).is_some(),
+            RefRepr::Table(t) => t
+                .table
+                .find(t.hasher.hash_one(member), |m| **m == *member)
+                .is_some(),
+        }
+    }
+
+    /// The members: an intset's in ascending order, a listpack's in insertion order, a
+    /// table's in its own.
+    pub fn iter(self) -> impl ExactSizeIterator<Item = Member<'a>> {
+        let (ints, packed, table) = match self.0 {
+            RefRepr::Ints(s) => (Some(s.iter().map(Member::int)), None, None),
+            RefRepr::Pack(p) => (
+                None,
+                Some(p.iter().map(|(_, m)| Member(MemberRepr::Bytes(m)))),
+                None,
+            ),
+            RefRepr::Table(t) => (
+                None,
+                None,
+                Some(t.table.iter().map(|m| Member(MemberRepr::Bytes(m)))),
+            ),
+        };
+        Either3 {
+            a: ints,
+            b: packed,
+            c: table,
+        }
+    }
+
+    /// The member at `index` of [`SetRef::iter`]'s order, for random picks: constant time
+    /// for an intset, linear for the others.
+    #[must_use]
+    pub fn nth(self, index: usize) -> Option<Member<'a>> {
+        match self.0 {
+            RefRepr::Ints(s) => (index < s.len()).then(|| Member::int(s.get(index))),
+            _ => self.iter().nth(index),
+        }
+    }
+
+    /// A member chosen from `random` (any 64-bit number), close to uniformly: a table is
+    /// probed at random buckets, a packed form indexed.
+    #[must_use]
+    pub fn pick(self, mut random: impl FnMut() -> u64) -> Option<Member<'a>> {
+        if self.is_empty() {
+            return None;
+        }
+        if let RefRepr::Table(t) = self.0 {
+            // Bounded probing: a table emptied by removals keeps its buckets, so fall back to
+            // an index after a while.
+            for _ in 0..64 {
+                let at = (random() % t.table.num_buckets() as u64) as usize;
+                if let Some(m) = t.table.get_bucket(at) {
+                    return Some(Member(MemberRepr::Bytes(m)));
+                }
+            }
+        }
+        self.nth((random() % self.len() as u64) as usize)
+    }
+
+    /// How many positions the set has for streaming; members are at positions below this.
+    pub(crate) fn buckets(self) -> usize {
+        match self.0 {
+            RefRepr::Table(t) => t.table.num_buckets(),
+            _ => self.len(),
+        }
+    }
+
+    /// The member at position `index`, if one is there.
+    pub(crate) fn bucket(self, index: usize) -> Option<Member<'a>> {
+        match self.0 {
+            RefRepr::Table(t) => t
+                .table
+                .get_bucket(index)
+                .map(|m| Member(MemberRepr::Bytes(m))),
+            _ => self.nth(index),
+        }
+    }
+
+    /// An owned copy, in the same encoding.
+    #[must_use]
+    pub fn into_owned(self) -> SetValue {
+        let repr = match self.0 {
+            RefRepr::Ints(s) => Repr::Ints(IntSet {
+                width: s.width,
+                bytes: s.bytes.to_vec(),
+            }),
+            RefRepr::Pack(p) => Repr::Pack(Packed {
+                bytes: p.bytes.to_vec(),
+                len: p.len,
+            }),
+            RefRepr::Table(t) => Repr::Table(t.clone()),
+        };
+        SetValue { repr }
+    }
+}
+
+impl PartialEq for SetRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|m| other.contains(&m))
+    }
+}
+
+impl Eq for SetRef<'_> {}
+
+impl std::fmt::Debug for SetRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
 impl SetValue {
+    /// The set, borrowed, with its reads.
+    #[must_use]
+    pub fn view(&self) -> SetRef<'_> {
+        SetRef(match &self.repr {
+            Repr::Ints(s) => RefRepr::Ints(s.as_ref()),
+            Repr::Pack(p) => RefRepr::Pack(p.as_ref()),
+            Repr::Table(t) => RefRepr::Table(t),
+        })
+    }
+
     /// An empty set in the encoding Redis gives a set created for `first` and about `hint`
     /// members (`setTypeCreate`).
     #[must_use]
@@ -423,11 +687,11 @@ impl SetValue {
     }
 
     fn table_repr(capacity: usize) -> Repr {
-        Repr::Table {
+        Repr::Table(Table {
             table: HashTable::with_capacity(capacity.min(1 << 20)),
             hasher: DefaultHashBuilder::default(),
             mem: 0,
-        }
+        })
     }
 
     /// Moves to the hash table ahead of adding about `hint` members that a compact encoding
@@ -436,7 +700,7 @@ impl SetValue {
         let convert = match &self.repr {
             Repr::Ints(_) => hint > limits.intset_entries(),
             Repr::Pack(_) => hint > limits.max_listpack_entries,
-            Repr::Table { .. } => false,
+            Repr::Table(_) => false,
         };
         if convert {
             self.convert_to_table(self.len() + hint);
@@ -445,11 +709,7 @@ impl SetValue {
 
     #[must_use]
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Ints(s) => s.len(),
-            Repr::Pack(p) => p.len,
-            Repr::Table { table, .. } => table.len(),
-        }
+        self.view().len()
     }
 
     #[must_use]
@@ -459,33 +719,19 @@ impl SetValue {
 
     #[must_use]
     pub fn encoding(&self) -> SetEncoding {
-        match &self.repr {
-            Repr::Ints(_) => SetEncoding::Intset,
-            Repr::Pack(_) => SetEncoding::Listpack,
-            Repr::Table { .. } => SetEncoding::Hashtable,
-        }
+        self.view().encoding()
     }
 
     /// Bytes the members hold: a packed form's allocation, or the table's members in
     /// allocator size classes with per-member overhead.
     #[must_use]
     pub fn mem(&self) -> usize {
-        match &self.repr {
-            Repr::Ints(s) => alloc_size(s.bytes.len()),
-            Repr::Pack(p) => alloc_size(p.bytes.len()),
-            Repr::Table { mem, .. } => *mem,
-        }
+        self.view().mem()
     }
 
     #[must_use]
     pub fn contains(&self, member: &[u8]) -> bool {
-        match &self.repr {
-            Repr::Ints(s) => member_int(member).is_some_and(|v| s.search(v).is_ok()),
-            Repr::Pack(p) => p.find(member).is_some(),
-            Repr::Table { table, hasher, .. } => table
-                .find(hasher.hash_one(member), |m| **m == *member)
-                .is_some(),
-        }
+        self.view().contains(member)
     }
 
     /// Adds a member under the default limits; true when it is new.
@@ -544,12 +790,12 @@ impl SetValue {
                 }
                 true
             }
-            Repr::Table { .. } => self.table_insert(member),
+            Repr::Table(_) => self.table_insert(member),
         }
     }
 
     fn table_insert(&mut self, member: &[u8]) -> bool {
-        let Repr::Table { table, hasher, mem } = &mut self.repr else {
+        let Repr::Table(Table { table, hasher, mem }) = &mut self.repr else {
             unreachable!("called on a table");
         };
         let hash = hasher.hash_one(member);
@@ -570,7 +816,7 @@ impl SetValue {
             Repr::Pack(p) => p.iter().for_each(|(_, m)| {
                 self.table_insert(m);
             }),
-            table @ Repr::Table { .. } => self.repr = table,
+            table @ Repr::Table(_) => self.repr = table,
         }
     }
 
@@ -579,7 +825,7 @@ impl SetValue {
         match &mut self.repr {
             Repr::Ints(s) => member_int(member).is_some_and(|v| s.remove(v)),
             Repr::Pack(p) => p.remove(member),
-            Repr::Table { table, hasher, mem } => {
+            Repr::Table(Table { table, hasher, mem }) => {
                 match table.find_entry(hasher.hash_one(member), |m| **m == *member) {
                     Ok(entry) => {
                         let (m, _) = entry.remove();
@@ -595,72 +841,33 @@ impl SetValue {
     /// The members: an intset's in ascending order, a listpack's in insertion order, a
     /// table's in its own.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Member<'_>> {
-        let (ints, packed, table) = match &self.repr {
-            Repr::Ints(s) => (Some(s.iter().map(Member::int)), None, None),
-            Repr::Pack(p) => (
-                None,
-                Some(p.iter().map(|(_, m)| Member(MemberRepr::Bytes(m)))),
-                None,
-            ),
-            Repr::Table { table, .. } => (
-                None,
-                None,
-                Some(table.iter().map(|m| Member(MemberRepr::Bytes(m)))),
-            ),
-        };
-        Either3 {
-            a: ints,
-            b: packed,
-            c: table,
-        }
+        self.view().iter()
     }
 
     /// The member at `index` of [`SetValue::iter`]'s order, for random picks: constant time
     /// for an intset, linear for the others.
     #[must_use]
     pub fn nth(&self, index: usize) -> Option<Member<'_>> {
-        match &self.repr {
-            Repr::Ints(s) => (index < s.len()).then(|| Member::int(s.get(index))),
-            _ => self.iter().nth(index),
-        }
+        self.view().nth(index)
     }
 
     /// A member chosen from `random` (any 64-bit number), close to uniformly: a table is
     /// probed at random buckets, a packed form indexed.
     #[must_use]
-    pub fn pick(&self, mut random: impl FnMut() -> u64) -> Option<Member<'_>> {
-        if self.is_empty() {
-            return None;
-        }
-        if let Repr::Table { table, .. } = &self.repr {
-            // Bounded probing: a table emptied by removals keeps its buckets, so fall back to
-            // an index after a while.
-            for _ in 0..64 {
-                let at = (random() % table.num_buckets() as u64) as usize;
-                if let Some(m) = table.get_bucket(at) {
-                    return Some(Member(MemberRepr::Bytes(m)));
-                }
-            }
-        }
-        self.nth((random() % self.len() as u64) as usize)
+    pub fn pick(&self, random: impl FnMut() -> u64) -> Option<Member<'_>> {
+        self.view().pick(random)
     }
 
-    /// How many positions the set has for streaming; members are at positions below this.
-    pub(crate) fn buckets(&self) -> usize {
-        match &self.repr {
-            Repr::Table { table, .. } => table.num_buckets(),
-            _ => self.len(),
-        }
+    /// See [`SetRef::buckets`].
+    #[cfg(test)]
+    fn buckets(&self) -> usize {
+        self.view().buckets()
     }
 
-    /// The member at position `index`, if one is there.
-    pub(crate) fn bucket(&self, index: usize) -> Option<Member<'_>> {
-        match &self.repr {
-            Repr::Table { table, .. } => table
-                .get_bucket(index)
-                .map(|m| Member(MemberRepr::Bytes(m))),
-            _ => self.nth(index),
-        }
+    /// See [`SetRef::bucket`].
+    #[cfg(test)]
+    fn bucket(&self, index: usize) -> Option<Member<'_>> {
+        self.view().bucket(index)
     }
 }
 
@@ -710,7 +917,7 @@ where
 
 impl PartialEq for SetValue {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().all(|m| other.contains(&m))
+        self.view() == other.view()
     }
 }
 
@@ -718,7 +925,7 @@ impl Eq for SetValue {}
 
 impl std::fmt::Debug for SetValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
+        self.view().fmt(f)
     }
 }
 

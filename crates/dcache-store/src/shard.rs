@@ -9,19 +9,17 @@ use hashbrown::HashTable;
 use crate::clock::{Hlc, Version};
 use crate::config::{EvictionScope, PolicyKind, PolicyName};
 use crate::effect::KeyVersion;
-use crate::entry::HashValue;
 use crate::entry::{Aggregate, Entry, EntryRef, Kind, OwnedEntry, Value};
-use crate::list::ListValue;
 use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
-use crate::set::SetValue;
 use crate::slot_index::SlotIndex;
 use crate::store::{Key, hash_key};
-use crate::zset::ZSetValue;
 
+mod modify;
 mod tombstones;
 mod transfer;
 
+pub use modify::Modify;
 pub use tombstones::TOMBSTONE_OVERHEAD;
 use tombstones::Tombstones;
 pub(crate) use tombstones::tombstone_cost;
@@ -213,9 +211,10 @@ impl Shard {
         self.cells[cell as usize].as_mut().expect("a live cell")
     }
 
-    /// An aggregate entry's elements (`None` for strings, without a look-up).
+    /// A side-table aggregate's elements (`None` for strings and inline aggregates, without a
+    /// look-up).
     pub(crate) fn aggregate_of(&self, cell: u32, entry: &Entry) -> Option<&Aggregate> {
-        if entry.is_aggregate() {
+        if entry.in_side_table() {
             self.aggregates.get(&cell)
         } else {
             None
@@ -299,16 +298,13 @@ impl Shard {
                     self.enforce(Some(cell));
                     return;
                 }
-                if current.is_aggregate() {
+                if current.in_side_table() {
                     self.aggregates.remove(&cell);
                 }
-                let entry = match Aggregate::of(value) {
-                    None => Entry::string(key.bytes, value_str(value), expire, touched, version),
-                    Some(aggregate) => {
-                        self.aggregates.insert(cell, aggregate);
-                        Entry::aggregate(key.bytes, expire, touched, version)
-                    }
-                };
+                let (entry, aggregate) = place_value(key.bytes, value, expire, touched, version);
+                if let Some(aggregate) = aggregate {
+                    self.aggregates.insert(cell, aggregate);
+                }
                 self.cells[cell as usize] = Some(entry);
                 if old_expire != expire {
                     if old_expire != 0 {
@@ -331,18 +327,8 @@ impl Shard {
     fn insert_new(&mut self, key: &Key<'_>, value: Value<'_>, expire_at: u64, now: u64) -> u32 {
         let version = self.clock.tick(now);
         let touched = (now / 1000) as u32;
-        match Aggregate::of(value) {
-            None => self.insert_entry(
-                key,
-                Entry::string(key.bytes, value_str(value), expire_at, touched, version),
-                None,
-            ),
-            aggregate => self.insert_entry(
-                key,
-                Entry::aggregate(key.bytes, expire_at, touched, version),
-                aggregate,
-            ),
-        }
+        let (entry, aggregate) = place_value(key.bytes, value, expire_at, touched, version);
+        self.insert_entry(key, entry, aggregate)
     }
 
     /// Inserts an empty aggregate of `kind` (or an empty string) as a new entry.
@@ -355,11 +341,10 @@ impl Shard {
                 Entry::string(key.bytes, &[], 0, touched, version),
                 None,
             ),
-            aggregate => self.insert_entry(
-                key,
-                Entry::aggregate(key.bytes, 0, touched, version),
-                aggregate,
-            ),
+            Some(aggregate) => {
+                let (entry, aggregate) = place(key.bytes, aggregate, 0, touched, version);
+                self.insert_entry(key, entry, aggregate)
+            }
         }
     }
 
@@ -430,7 +415,12 @@ impl Shard {
             key: entry.key().into(),
             value: match aggregate {
                 Some(a) => a.into_owned(),
-                None => crate::OwnedValue::Str(entry.str_value().into()),
+                None => EntryRef {
+                    entry: &entry,
+                    aggregate: None,
+                }
+                .value()
+                .into_owned(),
             },
             expire_at: (expire_at != 0).then_some(expire_at),
             version: entry.version,
@@ -538,6 +528,60 @@ impl Shard {
         }
     }
 
+    /// Puts `aggregate` back as the value of the aggregate entry in `cell`: inline when it is
+    /// compact, else in the side table. Key, TTL, version and idle time stay; the caller keeps
+    /// `used` in step.
+    pub(crate) fn store_aggregate(&mut self, cell: u32, aggregate: Aggregate) {
+        let entry = self.entry_at(cell);
+        let (entry, aggregate) = place(
+            entry.key(),
+            aggregate,
+            entry.expire_raw(),
+            entry.touched,
+            entry.version,
+        );
+        match aggregate {
+            Some(a) => {
+                self.aggregates.insert(cell, a);
+            }
+            None => {
+                self.aggregates.remove(&cell);
+            }
+        }
+        self.cells[cell as usize] = Some(entry);
+    }
+
+    /// Runs `f` on the aggregate in `cell`, owned: the side table's in place, an inline one
+    /// copied out and stored back after (inline again if it is still compact). `None` for a
+    /// string. The caller keeps `used` in step.
+    pub(crate) fn with_aggregate<R>(
+        &mut self,
+        cell: u32,
+        f: impl FnOnce(&mut Aggregate) -> R,
+    ) -> Option<R> {
+        let entry = self.entry_at(cell);
+        if let Some(body) = entry.inline_body() {
+            let mut aggregate = crate::inline::to_owned(body);
+            let r = f(&mut aggregate);
+            self.store_aggregate(cell, aggregate);
+            return Some(r);
+        }
+        let r = f(self.aggregates.get_mut(&cell)?);
+        if self.aggregates.get(&cell).is_some_and(crate::inline::fits) {
+            let aggregate = self.aggregates.remove(&cell).expect("just seen");
+            self.store_aggregate(cell, aggregate);
+        }
+        Some(r)
+    }
+
+    /// Whether the entry in `cell` is an aggregate with no elements.
+    fn holds_empty_aggregate(&self, cell: u32) -> bool {
+        match self.entry_ref(cell).value() {
+            Value::Str(_) => false,
+            v => v.elements() == 0,
+        }
+    }
+
     /// Sets or clears a live key's TTL. Returns false when the key does not exist.
     pub fn set_expire(&mut self, key: &Key<'_>, expire_at: Option<u64>, now: u64) -> bool {
         let Some(cell) = self.lookup_cell(key, now, Lookup::Write) else {
@@ -566,14 +610,7 @@ impl Shard {
             (None, None) => return None,
         };
         let before = self.mem_at(cell);
-        Some(Modify {
-            shard: self,
-            cell,
-            before,
-            now,
-            changed: false,
-            tomb,
-        })
+        Some(Modify::new(self, cell, before, now, tomb))
     }
 
     /// Adds this shard's change in accounted bytes since the last call to the shared budget.
@@ -782,6 +819,16 @@ impl Shard {
         self.enforce(None);
     }
 
+    /// For tests: `(the accounted entry bytes, a recount of them, side-table cells)`.
+    #[cfg(test)]
+    pub(crate) fn accounting(&self) -> (usize, usize, usize) {
+        let recount = (0..self.cells.len() as u32)
+            .filter(|&c| self.cells[c as usize].is_some())
+            .map(|c| self.mem_at(c))
+            .sum();
+        (self.used, recount, self.aggregates.len())
+    }
+
     /// The policy's access frequency for `key` (`OBJECT FREQ`), when the policy keeps one.
     pub fn frequency(&mut self, key: &Key<'_>, now: u64) -> Option<Option<u32>> {
         let cell = self.lookup_cell(key, now, Lookup::Peek)?;
@@ -789,161 +836,46 @@ impl Shard {
     }
 }
 
-/// A value being changed in place. See [`Shard::modify`].
-pub struct Modify<'a> {
-    shard: &'a mut Shard,
-    cell: u32,
-    before: usize,
-    now: u64,
-    changed: bool,
-    /// The tombstone the key had before this handle created it.
-    tomb: Option<Version>,
-}
-
-impl Modify<'_> {
-    #[must_use]
-    pub fn entry(&self) -> EntryRef<'_> {
-        self.shard.entry_ref(self.cell)
+/// The entry for `key` holding `value`, and the aggregate to put in the side table if the value
+/// goes there (a compact aggregate is held inline, a string in the entry).
+fn place_value(
+    key: &[u8],
+    value: Value<'_>,
+    expire_at: u64,
+    touched: u32,
+    version: Version,
+) -> (Entry, Option<Aggregate>) {
+    if let Value::Str(s) = value {
+        return (Entry::string(key, s, expire_at, touched, version), None);
     }
-
-    #[must_use]
-    pub fn value(&self) -> Value<'_> {
-        self.entry().value()
-    }
-
-    /// Replaces the value with a string.
-    pub fn set_str(&mut self, value: &[u8]) {
-        self.changed = true;
-        if self.shard.aggregates.remove(&self.cell).is_some() {
-            // Its entry still says aggregate: rebuild it as a string.
-            let entry = self.shard.entry_at(self.cell);
-            let rebuilt = Entry::string(
-                entry.key(),
-                value,
-                entry.expire_raw(),
-                entry.touched,
-                entry.version,
-            );
-            *self.shard.entry_at_mut(self.cell) = rebuilt;
-        } else {
-            self.shard.entry_at_mut(self.cell).set_str(value);
-        }
-    }
-
-    /// The string value's bytes, to change in place without copying the rest (SETBIT in a
-    /// large bitmap); `None` when the value is not a string. Its length cannot change: use
-    /// [`Modify::set_str`] to grow it.
-    pub fn str_mut(&mut self) -> Option<&mut [u8]> {
-        if self.shard.aggregates.contains_key(&self.cell) {
-            return None;
-        }
-        self.changed = true;
-        self.shard.entry_at_mut(self.cell).str_value_mut()
-    }
-
-    fn aggregate_mut(&mut self) -> Option<&mut Aggregate> {
-        let aggregate = self.shard.aggregates.get_mut(&self.cell)?;
-        self.changed = true;
-        Some(aggregate)
-    }
-
-    /// The hash, for changing; `None` when the value is not a hash.
-    pub fn hash_mut(&mut self) -> Option<&mut HashValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::Hash(_) => match self.aggregate_mut()? {
-                Aggregate::Hash(h) => Some(h),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// The list, for changing; `None` when the value is not a list.
-    pub fn list_mut(&mut self) -> Option<&mut ListValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::List(_) => match self.aggregate_mut()? {
-                Aggregate::List(l) => Some(l),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// The set, for changing; `None` when the value is not a set.
-    pub fn set_mut(&mut self) -> Option<&mut SetValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::Set(_) => match self.aggregate_mut()? {
-                Aggregate::Set(s) => Some(s),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// The sorted set, for changing; `None` when the value is not a sorted set.
-    pub fn zset_mut(&mut self) -> Option<&mut ZSetValue> {
-        match self.shard.aggregates.get(&self.cell)? {
-            Aggregate::ZSet(_) => match self.aggregate_mut()? {
-                Aggregate::ZSet(z) => Some(z),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// Sets or clears the TTL.
-    pub fn set_expire(&mut self, expire_at: Option<u64>) {
-        self.changed = true;
-        let used_before = self.shard.used;
-        self.shard
-            .set_expire_cell(self.cell, expire_at.unwrap_or(0));
-        // set_expire_cell accounted the TTL's cost itself; keep `before` in step with `used`.
-        self.before = self
-            .before
-            .wrapping_add(self.shard.used.wrapping_sub(used_before));
+    match crate::inline::body_of(value) {
+        Some((header, packed)) => (
+            Entry::inline(key, header.bytes(), packed, expire_at, touched, version),
+            None,
+        ),
+        None => (
+            Entry::aggregate(key, expire_at, touched, version),
+            Aggregate::of(value),
+        ),
     }
 }
 
-impl Drop for Modify<'_> {
-    fn drop(&mut self) {
-        let cell = self.cell;
-        let shard = &mut *self.shard;
-        let emptied = shard.aggregates.get(&cell).is_some_and(Aggregate::is_empty);
-        if !self.changed {
-            // An empty aggregate that was created and then left alone is not kept.
-            if emptied {
-                let (entry, _) = shard.remove_cell(cell);
-                if let Some(version) = self.tomb {
-                    let key = shard.key_of(entry.key());
-                    shard.record_delete(&key, version, self.now);
-                }
-            }
-            return;
-        }
-        let version = shard.clock.tick(self.now);
-        shard.entry_at_mut(cell).version = version;
-        shard.used = shard
-            .used
-            .wrapping_add(shard.mem_at(cell))
-            .wrapping_sub(self.before);
-        if emptied {
-            // The last element removed (HDEL, LPOP, SREM, ZREM): the key is deleted, at the
-            // write's version.
-            let (entry, _) = shard.remove_cell(cell);
-            if shard.tomb_life != 0 {
-                let key = shard.key_of(entry.key());
-                shard.record_delete(&key, version, self.now);
-            }
-        } else {
-            shard.enforce(Some(cell));
-        }
-    }
-}
-
-/// A string value's bytes (callers have checked it is a string).
-fn value_str<'a>(value: Value<'a>) -> &'a [u8] {
-    match value {
-        Value::Str(s) => s,
-        _ => &[],
+/// As [`place_value`], for an owned aggregate (not copied when it goes to the side table).
+fn place(
+    key: &[u8],
+    aggregate: Aggregate,
+    expire_at: u64,
+    touched: u32,
+    version: Version,
+) -> (Entry, Option<Aggregate>) {
+    match crate::inline::body_of(aggregate.as_value()) {
+        Some((header, packed)) => (
+            Entry::inline(key, header.bytes(), packed, expire_at, touched, version),
+            None,
+        ),
+        None => (
+            Entry::aggregate(key, expire_at, touched, version),
+            Some(aggregate),
+        ),
     }
 }

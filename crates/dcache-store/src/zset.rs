@@ -5,8 +5,10 @@
 //!
 //! ```text
 //!   listpack (small):  one buffer of packed entries, in order
-//!     [ len:u32 | member bytes | score:f64 | len:u32 ] [ … ] …   (the trailing length lets
-//!                                                                  a reverse walk find starts)
+//!     [ len | member bytes | score tag | score bytes | back ] [ … ] …
+//!       len: varint; tag 0-8: an integer in that many zigzag bytes, 9: an f64 in eight;
+//!       back: the entry's length before it, a varint written reversed (a reverse walk
+//!       finds starts from it, as in Redis's listpack)
 //!   skiplist (large):  an arena of treap nodes with subtree sizes, plus a member → node index
 //!     nodes: Vec<Node { member, score, left, right, size, priority }>
 //!     index: HashTable<u32>   (hashes the member stored in its node: each member is kept once)
@@ -16,7 +18,8 @@
 //! treap whose priorities come from the per-value random hasher, so that no choice of members
 //! can unbalance it); iteration from any rank costs O(log n) to start and O(1) amortized per
 //! step, both ways. The small form scans, which for at most a few hundred short entries is
-//! faster than following pointers and costs 16 bytes per member beyond its bytes.
+//! faster than following pointers and costs 3 to 11 bytes per member beyond its bytes (an
+//! integer score, like Redis's listpack keeps one, in 0 to 8 bytes; any other in 8).
 //!
 //! A set grows into the large form when an insert would break the limits; it goes back only
 //! when a command asks ([`ZSetValue::compact`], which Redis's STORE commands do). `mem` is a
@@ -25,19 +28,14 @@
 //! are equal in the order (ties go by member); the large form keeps the sign, the small one
 //! stores 0, as Redis's two encodings do.
 
-use std::cmp::Ordering;
-use std::hash::BuildHasher;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
-
 use crate::memory::alloc_size;
+use std::cmp::Ordering;
+#[cfg(test)]
+use tree::NODE_OVERHEAD;
+use tree::Tree;
+pub use tree::TreeIter;
 
-/// What a member costs in the large form beyond its bytes: its node (40 bytes) and its slot in
-/// the index with its control byte at 7/8 load.
-const NODE_OVERHEAD: usize = 40 + (4 + 1) * 8 / 7;
-/// A member this long or longer has its lengths in five bytes: this marker and four bytes.
-const LONG: usize = 0xff;
-const NIL: u32 = u32::MAX;
+mod tree;
 
 /// When a sorted set leaves its compact form: more than `entries` members, or a member longer
 /// than `value` bytes.
@@ -86,7 +84,154 @@ impl Default for ZSetValue {
     }
 }
 
+/// A sorted set, borrowed: an owned [`ZSetValue`] seen through [`ZSetValue::view`], or a small
+/// set held inline in its key's entry. Carries every read the owned set has.
+#[derive(Clone, Copy)]
+pub struct ZSetRef<'a>(RefRepr<'a>);
+
+#[derive(Clone, Copy)]
+enum RefRepr<'a> {
+    Packed(PackedRef<'a>),
+    Tree(&'a Tree),
+}
+
+impl<'a> ZSetRef<'a> {
+    /// A compact set of `len` members encoded as `buf` (as [`ZSetRef::packed_parts`] gave).
+    pub(crate) fn packed(buf: &'a [u8], len: usize) -> Self {
+        ZSetRef(RefRepr::Packed(PackedRef { buf, len }))
+    }
+
+    /// The compact form's parts, `(bytes, len)`; `None` for the large form.
+    pub(crate) fn packed_parts(self) -> Option<(&'a [u8], usize)> {
+        match self.0 {
+            RefRepr::Packed(p) => Some((p.buf, p.len)),
+            RefRepr::Tree(_) => None,
+        }
+    }
+
+    #[must_use]
+    pub fn len(self) -> usize {
+        match self.0 {
+            RefRepr::Packed(p) => p.len,
+            RefRepr::Tree(t) => t.nodes.len(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the members hold, in allocator size classes, with per-member overhead.
+    #[must_use]
+    pub fn mem(self) -> usize {
+        match self.0 {
+            RefRepr::Packed(p) => alloc_size(p.buf.len()),
+            RefRepr::Tree(t) => t.mem,
+        }
+    }
+
+    /// Whether the set is in its compact form (Redis's `listpack`; `skiplist` otherwise).
+    #[must_use]
+    pub fn is_listpack(self) -> bool {
+        matches!(self.0, RefRepr::Packed(_))
+    }
+
+    #[must_use]
+    pub fn score(self, member: &[u8]) -> Option<f64> {
+        match self.0 {
+            RefRepr::Packed(p) => p.find(member).map(|(_, s)| s),
+            RefRepr::Tree(t) => t.find(member).map(|i| t.nodes[i as usize].score),
+        }
+    }
+
+    /// Members with their scores, lowest score first (ties by member, bytewise).
+    #[must_use]
+    pub fn iter(self) -> Iter<'a> {
+        self.range_by_rank(0, self.len())
+    }
+
+    /// The members of ranks `start..end` (0 is the lowest; clamped to the set), in order, both
+    /// ways. O(log n) to start in the large form.
+    #[must_use]
+    pub fn range_by_rank(self, start: usize, end: usize) -> Iter<'a> {
+        let end = end.min(self.len());
+        let start = start.min(end);
+        match self.0 {
+            RefRepr::Packed(p) => Iter::Packed(p.range(start, end)),
+            RefRepr::Tree(t) => Iter::Tree(t.range(start, end)),
+        }
+    }
+
+    /// The member of rank `rank`, with its score.
+    #[must_use]
+    pub fn get_by_rank(self, rank: usize) -> Option<(&'a [u8], f64)> {
+        self.range_by_rank(rank, rank.saturating_add(1)).next()
+    }
+
+    /// A member's rank (0 for the lowest), if it is there. O(log n) in the large form.
+    #[must_use]
+    pub fn rank(self, member: &[u8]) -> Option<usize> {
+        match self.0 {
+            RefRepr::Packed(p) => p.position(member),
+            RefRepr::Tree(t) => t.find(member).map(|i| t.rank(i)),
+        }
+    }
+
+    /// How many members come before the first for which `before` is false: `before` must hold
+    /// for a prefix of the order and not after (as `slice::partition_point`). This is how ranges
+    /// by score or by member find their ends, in O(log n) in the large form.
+    pub fn partition_point(self, mut before: impl FnMut(&[u8], f64) -> bool) -> usize {
+        match self.0 {
+            RefRepr::Packed(p) => p.range(0, p.len).take_while(|&(m, s)| before(m, s)).count(),
+            RefRepr::Tree(t) => t.partition_point(before),
+        }
+    }
+
+    /// An owned copy, in the same encoding.
+    #[must_use]
+    pub fn into_owned(self) -> ZSetValue {
+        let repr = match self.0 {
+            RefRepr::Packed(p) => Repr::Packed(Packed {
+                buf: p.buf.to_vec(),
+                len: p.len,
+            }),
+            RefRepr::Tree(t) => Repr::Tree(Box::new(t.clone())),
+        };
+        ZSetValue { repr }
+    }
+}
+
+impl PartialEq for ZSetRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((m1, s1), (m2, s2))| m1 == m2 && s1.to_bits() == s2.to_bits())
+    }
+}
+
+impl Eq for ZSetRef<'_> {}
+
+impl std::fmt::Debug for ZSetRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(m, s)| (String::from_utf8_lossy(m), s)))
+            .finish()
+    }
+}
+
 impl ZSetValue {
+    /// The set, borrowed, with its reads.
+    #[must_use]
+    pub fn view(&self) -> ZSetRef<'_> {
+        ZSetRef(match &self.repr {
+            Repr::Packed(p) => RefRepr::Packed(p.as_ref()),
+            Repr::Tree(t) => RefRepr::Tree(t),
+        })
+    }
+
     /// An empty set in the encoding that `len` members of at most `longest` bytes would take.
     #[must_use]
     pub fn for_size(len: usize, longest: usize, limits: ZSetLimits) -> Self {
@@ -101,10 +246,7 @@ impl ZSetValue {
 
     #[must_use]
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Packed(p) => p.len,
-            Repr::Tree(t) => t.nodes.len(),
-        }
+        self.view().len()
     }
 
     #[must_use]
@@ -115,24 +257,18 @@ impl ZSetValue {
     /// Bytes the members hold, in allocator size classes, with per-member overhead.
     #[must_use]
     pub fn mem(&self) -> usize {
-        match &self.repr {
-            Repr::Packed(p) => alloc_size(p.buf.len()),
-            Repr::Tree(t) => t.mem,
-        }
+        self.view().mem()
     }
 
     /// Whether the set is in its compact form (Redis's `listpack`; `skiplist` otherwise).
     #[must_use]
     pub fn is_listpack(&self) -> bool {
-        matches!(self.repr, Repr::Packed(_))
+        self.view().is_listpack()
     }
 
     #[must_use]
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        match &self.repr {
-            Repr::Packed(p) => p.find(member).map(|(_, s)| s),
-            Repr::Tree(t) => t.find(member).map(|i| t.nodes[i as usize].score),
-        }
+        self.view().score(member)
     }
 
     /// Sets a member's score; true when the member is new. Grows into the large form past the
@@ -152,7 +288,7 @@ impl ZSetValue {
     pub fn insert_with(&mut self, member: &[u8], score: f64, limits: ZSetLimits) -> bool {
         assert!(!score.is_nan(), "a sorted set score is never NaN");
         if let Repr::Packed(p) = &mut self.repr {
-            match p.find(member) {
+            match p.as_ref().find(member) {
                 Some((at, old)) => {
                     if old.to_bits() != score.to_bits() {
                         p.remove_at(at);
@@ -176,7 +312,7 @@ impl ZSetValue {
     /// Removes a member; true when it was there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
         match &mut self.repr {
-            Repr::Packed(p) => match p.find(member) {
+            Repr::Packed(p) => match p.as_ref().find(member) {
                 Some((at, _)) => {
                     p.remove_at(at);
                     true
@@ -190,44 +326,30 @@ impl ZSetValue {
     /// Members with their scores, lowest score first (ties by member, bytewise).
     #[must_use]
     pub fn iter(&self) -> Iter<'_> {
-        self.range_by_rank(0, self.len())
+        self.view().iter()
     }
 
-    /// The members of ranks `start..end` (0 is the lowest; clamped to the set), in order, both
-    /// ways. O(log n) to start in the large form.
+    /// See [`ZSetRef::range_by_rank`].
     #[must_use]
     pub fn range_by_rank(&self, start: usize, end: usize) -> Iter<'_> {
-        let end = end.min(self.len());
-        let start = start.min(end);
-        match &self.repr {
-            Repr::Packed(p) => Iter::Packed(p.range(start, end)),
-            Repr::Tree(t) => Iter::Tree(t.range(start, end)),
-        }
+        self.view().range_by_rank(start, end)
     }
 
     /// The member of rank `rank`, with its score.
     #[must_use]
     pub fn get_by_rank(&self, rank: usize) -> Option<(&[u8], f64)> {
-        self.range_by_rank(rank, rank.saturating_add(1)).next()
+        self.view().get_by_rank(rank)
     }
 
     /// A member's rank (0 for the lowest), if it is there. O(log n) in the large form.
     #[must_use]
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        match &self.repr {
-            Repr::Packed(p) => p.position(member),
-            Repr::Tree(t) => t.find(member).map(|i| t.rank(i)),
-        }
+        self.view().rank(member)
     }
 
-    /// How many members come before the first for which `before` is false: `before` must hold
-    /// for a prefix of the order and not after (as `slice::partition_point`). This is how ranges
-    /// by score or by member find their ends, in O(log n) in the large form.
-    pub fn partition_point(&self, mut before: impl FnMut(&[u8], f64) -> bool) -> usize {
-        match &self.repr {
-            Repr::Packed(p) => p.range(0, p.len).take_while(|&(m, s)| before(m, s)).count(),
-            Repr::Tree(t) => t.partition_point(before),
-        }
+    /// See [`ZSetRef::partition_point`].
+    pub fn partition_point(&self, before: impl FnMut(&[u8], f64) -> bool) -> usize {
+        self.view().partition_point(before)
     }
 
     /// Moves the set into its compact form if it fits `limits` (Redis does so for the results of
@@ -249,7 +371,7 @@ impl ZSetValue {
     fn grow(&mut self) {
         if let Repr::Packed(p) = &self.repr {
             let mut t = Tree::default();
-            for (m, s) in p.range(0, p.len) {
+            for (m, s) in p.as_ref().range(0, p.len) {
                 t.insert(m, s);
             }
             self.repr = Repr::Tree(Box::new(t));
@@ -259,11 +381,7 @@ impl ZSetValue {
 
 impl PartialEq for ZSetValue {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len()
-            && self
-                .iter()
-                .zip(other.iter())
-                .all(|((m1, s1), (m2, s2))| m1 == m2 && s1.to_bits() == s2.to_bits())
+        self.view() == other.view()
     }
 }
 
@@ -271,9 +389,7 @@ impl Eq for ZSetValue {}
 
 impl std::fmt::Debug for ZSetValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.iter().map(|(m, s)| (String::from_utf8_lossy(m), s)))
-            .finish()
+        self.view().fmt(f)
     }
 }
 
@@ -284,56 +400,125 @@ struct Packed {
     len: usize,
 }
 
-fn read_u32(buf: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(buf[at..at + 4].try_into().expect("four bytes")) as usize
+/// A score's tag for a float: its eight bytes follow. Tags 0 to 8 say an integer follows, in
+/// that many bytes (zigzag, little-endian: 0 takes none, -128 to 127 one).
+const FLOAT: u8 = 9;
+
+/// The bytes of a LEB128 varint for `n`.
+fn leb_len(n: usize) -> usize {
+    ((usize::BITS - n.leading_zeros()) as usize)
+        .div_ceil(7)
+        .max(1)
 }
 
-/// The bytes each of an entry's two lengths takes.
-fn len_bytes(len: usize) -> usize {
-    if len < LONG { 1 } else { 5 }
+/// Reads a LEB128 varint forwards from `at`: `(value, where it ends)`.
+fn read_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let b = buf[at];
+        at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return (n, at);
+        }
+        shift += 7;
+    }
 }
 
-/// What an entry of a member of `len` bytes takes.
-fn packed_len(len: usize) -> usize {
-    len + 8 + 2 * len_bytes(len)
+/// Reads a varint written reversed (its first byte last) backwards from `end`.
+fn read_leb_back(buf: &[u8], end: usize) -> usize {
+    let (mut n, mut shift, mut i) = (0usize, 0, end);
+    loop {
+        i -= 1;
+        let b = buf[i];
+        n |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+fn push_leb(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A score as the compact form stores it: `(tag, payload)`, the payload in its first bytes. An
+/// integer (that reads back as the same bits) takes its zigzag bytes, anything else eight.
+///
+/// Redis's listpack keeps a score as text, and "-0" as the integer 0: a small set's -0 reads
+/// back as 0 (the large form keeps the sign, as Redis's skiplist does).
+fn score_code(score: f64) -> (u8, [u8; 8]) {
+    let score = if score == 0.0 { 0.0 } else { score };
+    let v = score as i64;
+    if (v as f64).to_bits() == score.to_bits() {
+        let zigzag = ((v << 1) ^ (v >> 63)) as u64;
+        let width = (u64::BITS - zigzag.leading_zeros()).div_ceil(8) as u8;
+        (width, zigzag.to_le_bytes())
+    } else {
+        (FLOAT, score.to_bits().to_le_bytes())
+    }
+}
+
+/// The score whose tag is at `at`, and where its payload ends.
+fn read_score(buf: &[u8], at: usize) -> (f64, usize) {
+    let tag = buf[at];
+    let start = at + 1;
+    if tag == FLOAT {
+        let bits = u64::from_le_bytes(buf[start..start + 8].try_into().expect("eight bytes"));
+        return (f64::from_bits(bits), start + 8);
+    }
+    let mut bytes = [0u8; 8];
+    let width = usize::from(tag);
+    bytes[..width].copy_from_slice(&buf[start..start + width]);
+    let zigzag = u64::from_le_bytes(bytes);
+    let v = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
+    (v as f64, start + width)
+}
+
+/// What the entry of a member of `len` bytes with `score` takes.
+fn packed_len(len: usize, score: f64) -> usize {
+    let (tag, _) = score_code(score);
+    let front = leb_len(len) + len + 1 + if tag == FLOAT { 8 } else { usize::from(tag) };
+    front + leb_len(front)
 }
 
 /// The entry that starts at `at`: member, score, and where the next one starts. An entry is
-/// `[len][member][score: f64, 8 bytes LE][len]`, each length one byte under [`LONG`], else the
-/// marker and four bytes (after the marker in front, before it at the back), so that the
-/// entries read in both directions.
+/// `[len][member][score tag][score bytes][back]`, `len` a LEB128 varint, `back` the bytes of
+/// the entry before it as a varint written reversed (as Redis's listpack's back-length), so
+/// that the entries read in both directions.
 fn entry_at(buf: &[u8], at: usize) -> (&[u8], f64, usize) {
-    let (len, header) = match buf[at] as usize {
-        LONG => (read_u32(buf, at + 1), 5),
-        len => (len, 1),
-    };
-    let start = at + header;
+    let (len, start) = read_leb(buf, at);
     let member = &buf[start..start + len];
-    let bits = u64::from_le_bytes(
-        buf[start + len..start + len + 8]
-            .try_into()
-            .expect("eight bytes"),
-    );
-    (member, f64::from_bits(bits), at + packed_len(len))
+    let (score, end) = read_score(buf, start + len);
+    (member, score, end + leb_len(end - at))
 }
 
 /// The entry that ends at `end`: member, score, and where it starts.
 fn entry_before(buf: &[u8], end: usize) -> (&[u8], f64, usize) {
-    let len = match buf[end - 1] as usize {
-        LONG => read_u32(buf, end - 5),
-        len => len,
-    };
-    let start = end - packed_len(len);
+    let front = read_leb_back(buf, end);
+    let start = end - leb_len(front) - front;
     let (m, s, _) = entry_at(buf, start);
     (m, s, start)
 }
 
-impl Packed {
+/// The compact form's bytes, borrowed: every read of that form is written here.
+#[derive(Clone, Copy)]
+struct PackedRef<'a> {
+    buf: &'a [u8],
+    len: usize,
+}
+
+impl<'a> PackedRef<'a> {
     /// Where the member's entry starts, and its score.
-    fn find(&self, member: &[u8]) -> Option<(usize, f64)> {
+    fn find(self, member: &[u8]) -> Option<(usize, f64)> {
         let mut at = 0;
         while at < self.buf.len() {
-            let (m, s, next) = entry_at(&self.buf, at);
+            let (m, s, next) = entry_at(self.buf, at);
             if m == member {
                 return Some((at, s));
             }
@@ -342,30 +527,47 @@ impl Packed {
         None
     }
 
-    fn position(&self, member: &[u8]) -> Option<usize> {
+    fn position(self, member: &[u8]) -> Option<usize> {
         self.range(0, self.len).position(|(m, _)| m == member)
     }
 
+    fn range(self, start: usize, end: usize) -> PackedIter<'a> {
+        let mut front = 0;
+        for _ in 0..start {
+            front = entry_at(self.buf, front).2;
+        }
+        let mut back = self.buf.len();
+        for _ in end..self.len {
+            back = entry_before(self.buf, back).2;
+        }
+        PackedIter {
+            buf: self.buf,
+            front,
+            back,
+            remaining: end - start,
+        }
+    }
+}
+
+impl Packed {
+    fn as_ref(&self) -> PackedRef<'_> {
+        PackedRef {
+            buf: &self.buf,
+            len: self.len,
+        }
+    }
+
     fn encode(member: &[u8], score: f64) -> Vec<u8> {
-        // Redis's listpack keeps a score as text, and "-0" as the integer 0: a small set's -0
-        // reads back as 0 (the large form keeps the sign, as Redis's skiplist does).
-        let score = if score == 0.0 { 0.0 } else { score };
-        let len = u32::try_from(member.len()).expect("members are shorter than 4 GiB");
-        let mut entry = Vec::with_capacity(packed_len(member.len()));
-        if member.len() < LONG {
-            entry.push(len as u8);
-        } else {
-            entry.push(LONG as u8);
-            entry.extend_from_slice(&len.to_le_bytes());
-        }
+        let mut entry = Vec::with_capacity(packed_len(member.len(), score));
+        push_leb(&mut entry, member.len());
         entry.extend_from_slice(member);
-        entry.extend_from_slice(&score.to_bits().to_le_bytes());
-        if member.len() < LONG {
-            entry.push(len as u8);
-        } else {
-            entry.extend_from_slice(&len.to_le_bytes());
-            entry.push(LONG as u8);
-        }
+        let (tag, payload) = score_code(score);
+        entry.push(tag);
+        entry.extend_from_slice(&payload[..if tag == FLOAT { 8 } else { usize::from(tag) }]);
+        let front = entry.len();
+        let at = entry.len();
+        push_leb(&mut entry, front);
+        entry[at..].reverse();
         entry
     }
 
@@ -403,321 +605,6 @@ impl Packed {
             self.buf.shrink_to_fit();
         }
     }
-
-    fn range(&self, start: usize, end: usize) -> PackedIter<'_> {
-        let mut front = 0;
-        for _ in 0..start {
-            front = entry_at(&self.buf, front).2;
-        }
-        let mut back = self.buf.len();
-        for _ in end..self.len {
-            back = entry_before(&self.buf, back).2;
-        }
-        PackedIter {
-            buf: &self.buf,
-            front,
-            back,
-            remaining: end - start,
-        }
-    }
-}
-
-/// One member of the large form.
-#[derive(Clone)]
-struct Node {
-    member: Box<[u8]>,
-    score: f64,
-    left: u32,
-    right: u32,
-    /// Nodes in this subtree, this one included.
-    size: u32,
-    priority: u32,
-}
-
-/// The large form: a treap with subtree sizes over an arena of nodes (kept dense: a removed
-/// node's slot takes the last node), and an index from member to node.
-#[derive(Clone)]
-struct Tree {
-    nodes: Vec<Node>,
-    root: u32,
-    index: HashTable<u32>,
-    hasher: DefaultHashBuilder,
-    mem: usize,
-}
-
-impl Default for Tree {
-    fn default() -> Self {
-        Self {
-            nodes: Vec::new(),
-            root: NIL,
-            index: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
-            mem: 0,
-        }
-    }
-}
-
-impl Tree {
-    fn node(&self, i: u32) -> &Node {
-        &self.nodes[i as usize]
-    }
-
-    fn size(&self, i: u32) -> usize {
-        if i == NIL {
-            0
-        } else {
-            self.node(i).size as usize
-        }
-    }
-
-    fn fix(&mut self, i: u32) {
-        let (l, r) = (self.node(i).left, self.node(i).right);
-        let size = 1 + self.size(l) + self.size(r);
-        self.nodes[i as usize].size = size as u32;
-    }
-
-    /// Whether node `a` comes before node `b`.
-    fn less(&self, a: u32, b: u32) -> bool {
-        let (a, b) = (self.node(a), self.node(b));
-        order((a.score, &a.member), (b.score, &b.member)) == Ordering::Less
-    }
-
-    fn find(&self, member: &[u8]) -> Option<u32> {
-        let nodes = &self.nodes;
-        self.index
-            .find(self.hasher.hash_one(member), |&i| {
-                *nodes[i as usize].member == *member
-            })
-            .copied()
-    }
-
-    /// Splits the subtree at `t` into the nodes before node `k` and the others.
-    fn split(&mut self, t: u32, k: u32) -> (u32, u32) {
-        if t == NIL {
-            return (NIL, NIL);
-        }
-        if self.less(t, k) {
-            let (l, r) = self.split(self.node(t).right, k);
-            self.nodes[t as usize].right = l;
-            self.fix(t);
-            (t, r)
-        } else {
-            let (l, r) = self.split(self.node(t).left, k);
-            self.nodes[t as usize].left = r;
-            self.fix(t);
-            (l, t)
-        }
-    }
-
-    /// Joins two subtrees, every node of `a` before every node of `b`.
-    fn merge(&mut self, a: u32, b: u32) -> u32 {
-        if a == NIL {
-            return b;
-        }
-        if b == NIL {
-            return a;
-        }
-        if self.node(a).priority > self.node(b).priority {
-            let right = self.merge(self.node(a).right, b);
-            self.nodes[a as usize].right = right;
-            self.fix(a);
-            a
-        } else {
-            let left = self.merge(a, self.node(b).left);
-            self.nodes[b as usize].left = left;
-            self.fix(b);
-            b
-        }
-    }
-
-    /// Puts the detached node `k` into the subtree at `t`; returns the subtree's new root.
-    fn attach(&mut self, t: u32, k: u32) -> u32 {
-        if t == NIL {
-            return k;
-        }
-        if self.node(k).priority > self.node(t).priority {
-            let (l, r) = self.split(t, k);
-            let n = &mut self.nodes[k as usize];
-            (n.left, n.right) = (l, r);
-            self.fix(k);
-            return k;
-        }
-        if self.less(k, t) {
-            let left = self.attach(self.node(t).left, k);
-            self.nodes[t as usize].left = left;
-        } else {
-            let right = self.attach(self.node(t).right, k);
-            self.nodes[t as usize].right = right;
-        }
-        self.fix(t);
-        t
-    }
-
-    /// Takes node `k` out of the subtree at `t`; returns the subtree's new root.
-    fn detach(&mut self, t: u32, k: u32) -> u32 {
-        if t == k {
-            let (l, r) = (self.node(k).left, self.node(k).right);
-            let n = &mut self.nodes[k as usize];
-            (n.left, n.right, n.size) = (NIL, NIL, 1);
-            return self.merge(l, r);
-        }
-        if self.less(k, t) {
-            let left = self.detach(self.node(t).left, k);
-            self.nodes[t as usize].left = left;
-        } else {
-            let right = self.detach(self.node(t).right, k);
-            self.nodes[t as usize].right = right;
-        }
-        self.fix(t);
-        t
-    }
-
-    fn insert(&mut self, member: &[u8], score: f64) -> bool {
-        if let Some(k) = self.find(member) {
-            if self.node(k).score.to_bits() != score.to_bits() {
-                self.root = self.detach(self.root, k);
-                self.nodes[k as usize].score = score;
-                self.root = self.attach(self.root, k);
-            }
-            return false;
-        }
-        let hash = self.hasher.hash_one(member);
-        let k = u32::try_from(self.nodes.len()).expect("fewer than 2^32 members");
-        self.nodes.push(Node {
-            member: member.into(),
-            score,
-            left: NIL,
-            right: NIL,
-            size: 1,
-            priority: (hash >> 32) as u32,
-        });
-        let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index
-            .insert_unique(hash, k, |&i| hasher.hash_one(&*nodes[i as usize].member));
-        self.root = self.attach(self.root, k);
-        self.mem += alloc_size(member.len()) + NODE_OVERHEAD;
-        true
-    }
-
-    fn remove(&mut self, member: &[u8]) -> bool {
-        let Some(k) = self.find(member) else {
-            return false;
-        };
-        self.root = self.detach(self.root, k);
-        let hash = self.hasher.hash_one(member);
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == k) {
-            entry.remove();
-        }
-        self.mem -= alloc_size(member.len()) + NODE_OVERHEAD;
-        let last = (self.nodes.len() - 1) as u32;
-        if k != last {
-            // The last node moves into k's slot: repoint its parent and its index entry.
-            let mut parent = NIL;
-            let mut t = self.root;
-            while t != last {
-                parent = t;
-                t = if self.less(last, t) {
-                    self.node(t).left
-                } else {
-                    self.node(t).right
-                };
-            }
-            let moved = self.hasher.hash_one(&*self.node(last).member);
-            if let Some(slot) = self.index.find_mut(moved, |&i| i == last) {
-                *slot = k;
-            }
-            if parent == NIL {
-                self.root = k;
-            } else if self.node(parent).left == last {
-                self.nodes[parent as usize].left = k;
-            } else {
-                self.nodes[parent as usize].right = k;
-            }
-        }
-        self.nodes.swap_remove(k as usize);
-        if self.nodes.capacity() > 4 * self.nodes.len() + 16 {
-            self.nodes.shrink_to(2 * self.nodes.len());
-        }
-        true
-    }
-
-    fn rank(&self, k: u32) -> usize {
-        let mut rank = 0;
-        let mut t = self.root;
-        while t != k {
-            if self.less(k, t) {
-                t = self.node(t).left;
-            } else {
-                rank += self.size(self.node(t).left) + 1;
-                t = self.node(t).right;
-            }
-        }
-        rank + self.size(self.node(k).left)
-    }
-
-    fn partition_point(&self, mut before: impl FnMut(&[u8], f64) -> bool) -> usize {
-        let mut count = 0;
-        let mut t = self.root;
-        while t != NIL {
-            let n = self.node(t);
-            if before(&n.member, n.score) {
-                count += self.size(n.left) + 1;
-                t = n.right;
-            } else {
-                t = n.left;
-            }
-        }
-        count
-    }
-
-    fn range(&self, start: usize, end: usize) -> TreeIter<'_> {
-        let mut front = Vec::new();
-        let mut back = Vec::new();
-        if start < end {
-            // The path to `start`, keeping the nodes that come after it (the walk's future).
-            let (mut t, mut r) = (self.root, start);
-            loop {
-                let left = self.size(self.node(t).left);
-                match r.cmp(&left) {
-                    Ordering::Less => {
-                        front.push(t);
-                        t = self.node(t).left;
-                    }
-                    Ordering::Equal => {
-                        front.push(t);
-                        break;
-                    }
-                    Ordering::Greater => {
-                        r -= left + 1;
-                        t = self.node(t).right;
-                    }
-                }
-            }
-            // The path to `end - 1`, keeping the nodes that come before it.
-            let (mut t, mut r) = (self.root, end - 1);
-            loop {
-                let left = self.size(self.node(t).left);
-                match r.cmp(&left) {
-                    Ordering::Greater => {
-                        back.push(t);
-                        r -= left + 1;
-                        t = self.node(t).right;
-                    }
-                    Ordering::Equal => {
-                        back.push(t);
-                        break;
-                    }
-                    Ordering::Less => t = self.node(t).left,
-                }
-            }
-        }
-        TreeIter {
-            tree: self,
-            front,
-            back,
-            remaining: end - start,
-        }
-    }
 }
 
 /// Members of a sorted set with their scores, in order (both ways).
@@ -731,14 +618,6 @@ pub struct PackedIter<'a> {
     buf: &'a [u8],
     front: usize,
     back: usize,
-    remaining: usize,
-}
-
-#[doc(hidden)]
-pub struct TreeIter<'a> {
-    tree: &'a Tree,
-    front: Vec<u32>,
-    back: Vec<u32>,
     remaining: usize,
 }
 
@@ -772,48 +651,6 @@ impl DoubleEndedIterator for PackedIter<'_> {
     }
 }
 
-impl<'a> Iterator for TreeIter<'a> {
-    type Item = (&'a [u8], f64);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let tree = self.tree;
-        let x = self.front.pop().expect("a node while some remain");
-        let mut t = tree.node(x).right;
-        while t != NIL {
-            self.front.push(t);
-            t = tree.node(t).left;
-        }
-        self.remaining -= 1;
-        let n = tree.node(x);
-        Some((&n.member, n.score))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl DoubleEndedIterator for TreeIter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let tree = self.tree;
-        let x = self.back.pop().expect("a node while some remain");
-        let mut t = tree.node(x).left;
-        while t != NIL {
-            self.back.push(t);
-            t = tree.node(t).right;
-        }
-        self.remaining -= 1;
-        let n = tree.node(x);
-        Some((&n.member, n.score))
-    }
-}
-
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a [u8], f64);
 
@@ -843,7 +680,6 @@ impl DoubleEndedIterator for Iter<'_> {
 
 impl ExactSizeIterator for Iter<'_> {}
 impl ExactSizeIterator for PackedIter<'_> {}
-impl ExactSizeIterator for TreeIter<'_> {}
 
 #[cfg(test)]
 mod tests;

@@ -477,3 +477,54 @@ fn a_list_changed_mid_stream_stops_and_the_write_that_changed_it_follows() {
     target.restore(source.effect_of(b"big", NOW), NOW).unwrap();
     assert_eq!(contents(&target, s, NOW), contents(&source, s, NOW));
 }
+
+/// Small lists, sets and sorted sets (held inline in their entries) stream in parts when the
+/// budget is smaller than they are, and arrive whole.
+#[test]
+fn small_aggregates_stream_in_parts_and_arrive_whole() {
+    let source = Store::new(StoreConfig::default().shards(2));
+    let s = slot(b"t");
+    for (name, kind) in [
+        (&b"{t}list"[..], Kind::List),
+        (b"{t}ints", Kind::Set),
+        (b"{t}set", Kind::Set),
+        (b"{t}zset", Kind::ZSet),
+    ] {
+        let key = source.key(name);
+        let mut shard = source.lock(&key);
+        let mut m = shard.modify(&key, NOW, Some(kind)).unwrap();
+        for i in 0..40 {
+            let member = match name {
+                b"{t}ints" => format!("{}", i * 1000 - 7),
+                _ => format!("m{i:03}"),
+            };
+            match kind {
+                Kind::List => m.list_mut().unwrap().push_front(member.as_bytes()),
+                Kind::Set => assert!(m.set_mut().unwrap().insert(member.as_bytes())),
+                _ => assert!(m.zset_mut().unwrap().insert(
+                    member.as_bytes(),
+                    if i % 3 == 0 {
+                        f64::from(i) / 7.0
+                    } else {
+                        f64::from(i - 20)
+                    }
+                )),
+            }
+        }
+        if name == b"{t}zset" {
+            m.set_expire(Some(NOW + 60_000));
+        }
+    }
+    let expected = contents(&source, s, NOW);
+    assert_eq!(expected.len(), 4);
+    let (effects, _) = dump(&source, s, 64);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e.change, Change::Append(_))),
+        "some go in parts"
+    );
+    let target = Store::new(StoreConfig::default().shards(4));
+    restore_all(&target, effects);
+    assert_eq!(contents(&target, s, NOW), expected);
+}

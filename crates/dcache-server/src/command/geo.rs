@@ -12,7 +12,7 @@
 mod hash;
 
 use dcache_protocol::Args;
-use dcache_store::{Kind, Lookup, Value, ZSetValue};
+use dcache_store::{Kind, Lookup, Value, ZSetRef, ZSetValue};
 
 use super::zsets::{as_zset, read_zset};
 use super::{CmdResult, Ctx, Error, NOT_FLOAT, NOT_INTEGER, SYNTAX, WRONGTYPE, int_arg, is};
@@ -271,7 +271,7 @@ fn radius_arg(value: &[u8], unit_arg: &[u8]) -> Result<(f64, f64), Error> {
 /// Parses a search's arguments in Redis's order (its errors come in the same order) and runs
 /// it. `None` when the source key is missing.
 fn find(
-    zset: Option<&ZSetValue>,
+    zset: Option<ZSetRef<'_>>,
     args: Args<'_>,
     variant: Variant,
 ) -> Result<Option<Found>, Error> {
@@ -478,7 +478,7 @@ fn search(ctx: &mut Ctx<'_>, args: Args<'_>, variant: Variant) -> CmdResult {
                         zset.insert(&p.member, score);
                     }
                 }
-                shard.set(&dest, Value::ZSet(&zset), None, false, ctx.now);
+                shard.set(&dest, Value::ZSet(zset.view()), None, false, ctx.now);
                 found.points.len()
             }
             _ => {

@@ -6,7 +6,7 @@
 //! round, and so on. A push wakes the clients blocked on its key ([`crate::blocking`]).
 
 use dcache_protocol::Args;
-use dcache_store::{End, Kind, ListValue, Lookup, Value};
+use dcache_store::{End, Kind, ListRef, ListValue, Lookup, Value};
 
 use super::{CmdResult, Ctx, Error, SYNTAX, WRONGTYPE, int_arg, is};
 use crate::blocking::timeout_arg;
@@ -14,7 +14,7 @@ use crate::blocking::timeout_arg;
 const NO_SUCH_KEY: &str = "ERR no such key";
 const OUT_OF_RANGE: &str = "ERR index out of range";
 
-fn as_list(value: Value<'_>) -> Result<&ListValue, Error> {
+fn as_list(value: Value<'_>) -> Result<ListRef<'_>, Error> {
     match value {
         Value::List(l) => Ok(l),
         _ => Err(WRONGTYPE.into()),
@@ -25,7 +25,7 @@ fn as_list(value: Value<'_>) -> Result<&ListValue, Error> {
 fn read_list<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
-    f: impl FnOnce(&ListValue) -> R,
+    f: impl FnOnce(ListRef<'_>) -> R,
 ) -> Result<Option<R>, Error> {
     let key = ctx.key(key);
     let mut shard = ctx.lock(&key);
@@ -183,7 +183,7 @@ pub fn rpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn llen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let len = read_list(ctx, args.get(1), ListValue::len)?.unwrap_or(0);
+    let len = read_list(ctx, args.get(1), |l| l.len())?.unwrap_or(0);
     ctx.out.int(len as i64);
     Ok(())
 }

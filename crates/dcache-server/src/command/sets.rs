@@ -6,12 +6,12 @@
 //! the locks are released.
 
 use dcache_protocol::Args;
-use dcache_store::{Key, Kind, Lookup, MultiLock, SetLimits, SetValue, Value, glob_match};
+use dcache_store::{Key, Kind, Lookup, MultiLock, SetLimits, SetRef, SetValue, Value, glob_match};
 
 use super::keys::{cursor_arg, scan_options};
 use super::{CmdResult, Ctx, Error, SYNTAX, WRONGTYPE, int_arg};
 
-fn as_set(value: Value<'_>) -> Result<&SetValue, Error> {
+fn as_set(value: Value<'_>) -> Result<SetRef<'_>, Error> {
     match value {
         Value::Set(s) => Ok(s),
         _ => Err(WRONGTYPE.into()),
@@ -22,7 +22,7 @@ fn as_set(value: Value<'_>) -> Result<&SetValue, Error> {
 fn read_set<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
-    f: impl FnOnce(&SetValue) -> R,
+    f: impl FnOnce(SetRef<'_>) -> R,
 ) -> Result<Option<R>, Error> {
     let key = ctx.key(key);
     let mut shard = ctx.lock(&key);
@@ -125,7 +125,7 @@ pub fn smismember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn scard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let len = read_set(ctx, args.get(1), SetValue::len)?.unwrap_or(0);
+    let len = read_set(ctx, args.get(1), |s| s.len())?.unwrap_or(0);
     ctx.out.int(len as i64);
     Ok(())
 }
@@ -325,7 +325,7 @@ fn compute(
         });
     }
     // Borrows one shard at a time: `locked.shard` is `&mut`.
-    let mut with = |key: &Key<'_>, f: &mut dyn FnMut(&SetValue)| {
+    let mut with = |key: &Key<'_>, f: &mut dyn FnMut(SetRef<'_>)| {
         if let Some(entry) = locked.shard(key).get(key, now, Lookup::Peek)
             && let Value::Set(s) = entry.value()
         {
@@ -430,7 +430,7 @@ fn combine_store(ctx: &mut Ctx<'_>, args: Args<'_>, op: Op) -> CmdResult {
         for m in &members {
             result.insert_with(m, &limits);
         }
-        shard.set(&dst, Value::Set(&result), None, false, ctx.now);
+        shard.set(&dst, Value::Set(result.view()), None, false, ctx.now);
     }
     drop(locked);
     ctx.out.int(members.len() as i64);

@@ -17,14 +17,14 @@ pub use range::{
 };
 
 use dcache_protocol::{Args, ReplyWriter};
-use dcache_store::{Kind, Lookup, Value, ZSetLimits, ZSetValue, glob_match};
+use dcache_store::{Kind, Lookup, Value, ZSetLimits, ZSetRef, ZSetValue, glob_match};
 
 use super::keys::{cursor_arg, scan_options};
 use super::{CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, WRONGTYPE, is};
 
 const NAN_SCORE: &str = "ERR resulting score is not a number (NaN)";
 
-pub(super) fn as_zset(value: Value<'_>) -> Result<&ZSetValue, Error> {
+pub(super) fn as_zset(value: Value<'_>) -> Result<ZSetRef<'_>, Error> {
     match value {
         Value::ZSet(z) => Ok(z),
         _ => Err(WRONGTYPE.into()),
@@ -39,7 +39,7 @@ fn limits(ctx: &Ctx<'_>) -> ZSetLimits {
 pub(super) fn read_zset<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
-    f: impl FnOnce(&ZSetValue) -> R,
+    f: impl FnOnce(ZSetRef<'_>) -> R,
 ) -> Result<Option<R>, Error> {
     let key = ctx.key(key);
     let mut shard = ctx.lock(&key);
@@ -266,7 +266,7 @@ pub fn zrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn zcard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let len = read_zset(ctx, args.get(1), ZSetValue::len)?.unwrap_or(0);
+    let len = read_zset(ctx, args.get(1), |z| z.len())?.unwrap_or(0);
     ctx.out.int(len as i64);
     Ok(())
 }
@@ -633,7 +633,7 @@ fn store_result(ctx: &Ctx<'_>, dst: &[u8], members: &[(Vec<u8>, f64)]) -> Result
     // The result can be far larger than the arguments that dispatch made room for.
     let _room = ctx.admit(&key, z.mem())?;
     ctx.lock(&key)
-        .set(&key, Value::ZSet(&z), None, false, ctx.now);
+        .set(&key, Value::ZSet(z.view()), None, false, ctx.now);
     ctx.shared.blocking.ready(dst);
     Ok(z.len())
 }

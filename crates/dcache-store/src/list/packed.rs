@@ -71,28 +71,24 @@ fn encode(element: &[u8]) -> Vec<u8> {
     out
 }
 
-impl Packed {
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
+/// A packed list's bytes, borrowed: from an owned [`Packed`] or from an entry that holds its
+/// list inline. Every read of the packed form is written here, once.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedRef<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) len: usize,
+}
 
-    pub(super) fn mem(&self) -> usize {
-        if self.bytes.capacity() == 0 {
-            0
-        } else {
-            alloc_size(self.bytes.capacity())
-        }
-    }
-
+impl<'a> PackedRef<'a> {
     /// The element starting at byte `at`: `(its bytes, where the next starts)`.
-    fn at(&self, at: usize) -> (&[u8], usize) {
-        let (len, l) = read_leb(&self.bytes, at);
+    fn at(self, at: usize) -> (&'a [u8], usize) {
+        let (len, l) = read_leb(self.bytes, at);
         let start = at + l;
         (&self.bytes[start..start + len], start + len + l)
     }
 
     /// Where element `index` starts (`index` may be the length: the end).
-    fn offset(&self, index: usize) -> usize {
+    fn offset(self, index: usize) -> usize {
         if index >= self.len {
             return self.bytes.len();
         }
@@ -105,19 +101,57 @@ impl Packed {
         } else {
             let mut end = self.bytes.len();
             for _ in index..self.len {
-                let (len, l) = read_leb_back(&self.bytes, end);
+                let (len, l) = read_leb_back(self.bytes, end);
                 end -= len + 2 * l;
             }
             end
         }
     }
 
-    pub(super) fn get(&self, index: usize) -> Option<&[u8]> {
+    pub(crate) fn get(self, index: usize) -> Option<&'a [u8]> {
         (index < self.len).then(|| self.at(self.offset(index)).0)
     }
 
+    pub(crate) fn iter(self) -> Iter<'a> {
+        Iter {
+            bytes: self.bytes,
+            front: 0,
+            back: self.bytes.len(),
+            left: self.len,
+        }
+    }
+}
+
+impl Packed {
+    /// A packed list of `len` elements whose encoding is `bytes` (as [`Packed::bytes`] gave).
+    pub(super) fn from_bytes(bytes: &[u8], len: usize) -> Self {
+        Self {
+            bytes: bytes.to_vec(),
+            len,
+        }
+    }
+
+    pub(super) fn as_ref(&self) -> PackedRef<'_> {
+        PackedRef {
+            bytes: &self.bytes,
+            len: self.len,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn mem(&self) -> usize {
+        if self.bytes.capacity() == 0 {
+            0
+        } else {
+            alloc_size(self.bytes.capacity())
+        }
+    }
+
     pub(super) fn insert(&mut self, index: usize, element: &[u8]) {
-        let at = self.offset(index);
+        let at = self.as_ref().offset(index);
         let entry = encode(element);
         // Exact growth, as a listpack reallocates: a packed list holds no spare room to count.
         self.bytes.reserve_exact(entry.len());
@@ -129,8 +163,8 @@ impl Packed {
         if index >= self.len {
             return None;
         }
-        let at = self.offset(index);
-        let (element, next) = self.at(at);
+        let at = self.as_ref().offset(index);
+        let (element, next) = self.as_ref().at(at);
         let element: Box<[u8]> = element.into();
         self.bytes.drain(at..next);
         self.len -= 1;
@@ -138,8 +172,8 @@ impl Packed {
     }
 
     pub(super) fn replace(&mut self, index: usize, element: &[u8]) {
-        let at = self.offset(index);
-        let next = self.at(at).1;
+        let at = self.as_ref().offset(index);
+        let next = self.as_ref().at(at).1;
         let entry = encode(element);
         if entry.len() > next - at {
             self.bytes.reserve_exact(entry.len() - (next - at));
@@ -155,17 +189,12 @@ impl Packed {
     }
 
     pub(super) fn iter(&self) -> Iter<'_> {
-        Iter {
-            bytes: &self.bytes,
-            front: 0,
-            back: self.bytes.len(),
-            left: self.len,
-        }
+        self.as_ref().iter()
     }
 }
 
 /// Head to tail over a packed list, from either end.
-pub(super) struct Iter<'a> {
+pub(crate) struct Iter<'a> {
     bytes: &'a [u8],
     front: usize,
     back: usize,
@@ -222,7 +251,7 @@ mod tests {
         assert_eq!(forward, sizes);
         assert_eq!(backward, sizes.iter().rev().copied().collect::<Vec<_>>());
         for (i, &n) in sizes.iter().enumerate() {
-            assert_eq!(p.get(i).map(<[u8]>::len), Some(n));
+            assert_eq!(p.as_ref().get(i).map(<[u8]>::len), Some(n));
         }
     }
 }

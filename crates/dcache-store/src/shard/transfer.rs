@@ -6,7 +6,7 @@ use super::Shard;
 use crate::clock::Version;
 use crate::effect::{Change, Effect};
 use crate::entry::HashValue;
-use crate::entry::{Aggregate, Entry, OwnedValue};
+use crate::entry::{Aggregate, Entry, OwnedValue, Value};
 use crate::list::ListValue;
 use crate::set::SetValue;
 use crate::store::{Key, hash_key};
@@ -56,7 +56,7 @@ const VISIT_COST: usize = 16;
 /// Elements of `a` from position `from` on (see `PartialValue::at`), until about `budget`
 /// bytes or `scan` positions: the chunk, the position after the last one read, and how many
 /// positions there are.
-fn chunk(a: &Aggregate, from: usize, budget: usize, scan: usize) -> (OwnedValue, usize, usize) {
+fn chunk(a: Value<'_>, from: usize, budget: usize, scan: usize) -> (OwnedValue, usize, usize) {
     let mut bytes = 0;
     let mut at = from;
     let mut took = 0usize;
@@ -75,7 +75,9 @@ fn chunk(a: &Aggregate, from: usize, budget: usize, scan: usize) -> (OwnedValue,
         true
     };
     match a {
-        Aggregate::Hash(h) => {
+        // Strings always go whole.
+        Value::Str(_) => (OwnedValue::Str(Box::default()), from, from),
+        Value::Hash(h) => {
             let (end, mut out) = (h.buckets(), HashValue::default());
             while more(
                 h.bucket(at).map(|(f, v)| f.len() + v.len() + 4),
@@ -88,7 +90,7 @@ fn chunk(a: &Aggregate, from: usize, budget: usize, scan: usize) -> (OwnedValue,
             }
             (OwnedValue::Hash(Box::new(out)), at, end)
         }
-        Aggregate::Set(s) => {
+        Value::Set(s) => {
             let (end, mut out) = (s.buckets(), SetValue::default());
             while more(s.bucket(at).map(|m| m.len() + 2), &mut at, end) {
                 if let Some(m) = s.bucket(at - 1) {
@@ -97,14 +99,14 @@ fn chunk(a: &Aggregate, from: usize, budget: usize, scan: usize) -> (OwnedValue,
             }
             (OwnedValue::Set(Box::new(out)), at, end)
         }
-        Aggregate::List(l) => {
+        Value::List(l) => {
             let (end, mut out) = (l.len(), ListValue::default());
             while more(l.get(at).map(|e| e.len() + 2), &mut at, end) {
                 out.push_back(l.get(at - 1).expect("an index below the length"));
             }
             (OwnedValue::List(Box::new(out)), at, end)
         }
-        Aggregate::ZSet(z) => {
+        Value::ZSet(z) => {
             let (end, mut out) = (z.len(), ZSetValue::default());
             // O(log n) to start at `from`, however far into the set it is.
             let mut members = z.range_by_rank(from, end);
@@ -177,7 +179,7 @@ impl Shard {
         while budget > 0 {
             if let Some(mut partial) = cursor.value.take() {
                 if let Some(a) = self.partial_aggregate(slot, &partial) {
-                    if let Aggregate::Hash(h) = a
+                    if let Value::Hash(h) = a
                         && h.rebuilds() != partial.rebuilds
                     {
                         partial.at = 0;
@@ -194,7 +196,7 @@ impl Shard {
                     }
                     if next < end {
                         partial.at = next;
-                        if let Aggregate::Hash(h) = a {
+                        if let Value::Hash(h) = a {
                             partial.rebuilds = h.rebuilds();
                         }
                         cursor.value = Some(partial);
@@ -254,17 +256,17 @@ impl Shard {
     fn put_of(&self, cell: u32, budget: usize, scan: usize, cursor: &mut DumpCursor) -> Effect {
         let entry = self.entry_at(cell);
         let expire_at = Some(entry.expire_raw()).filter(|&at| at != 0);
-        let value = match self.aggregate_of(cell, entry) {
-            None => OwnedValue::Str(entry.str_value().into()),
-            Some(a) if a.mem() <= budget => a.as_value().into_owned(),
-            Some(a) => {
+        let value = match self.entry_ref(cell).value() {
+            a @ Value::Str(_) => a.into_owned(),
+            a if a.mem() <= budget => a.into_owned(),
+            a => {
                 let (part, next, end) = chunk(a, 0, budget, scan);
                 if next < end {
                     cursor.value = Some(PartialValue {
                         key: entry.key().into(),
                         version: entry.version,
                         rebuilds: match a {
-                            Aggregate::Hash(h) => h.rebuilds(),
+                            Value::Hash(h) => h.rebuilds(),
                             _ => 0,
                         },
                         at: next,
@@ -321,17 +323,18 @@ impl Shard {
     /// value changed (those writes supersede the partial copy there the same way): a list's
     /// positions shift under pushes and pops, so its chunks are only right for the version they
     /// began with.
-    fn partial_aggregate(&self, slot: u16, partial: &PartialValue) -> Option<&Aggregate> {
+    fn partial_aggregate(&self, slot: u16, partial: &PartialValue) -> Option<Value<'_>> {
         let key = Key {
             bytes: &partial.key,
             hash: hash_key(self.hash_seed, &partial.key),
             slot,
         };
         let cell = self.find(&key)?;
-        let entry = self.entry_at(cell);
-        match self.aggregate_of(cell, entry)? {
-            a @ Aggregate::Hash(_) => Some(a),
-            a => (entry.version == partial.version).then_some(a),
+        let entry = self.entry_ref(cell);
+        match entry.value() {
+            Value::Str(_) => None,
+            a @ Value::Hash(_) => Some(a),
+            a => (entry.version() == partial.version).then_some(a),
         }
     }
 
@@ -397,11 +400,12 @@ impl Shard {
                         Entry::string(key.bytes, &s, expire_at, touched, version),
                         None,
                     ),
-                    aggregate => self.insert_entry(
-                        key,
-                        Entry::aggregate(key.bytes, expire_at, touched, version),
-                        Aggregate::owned(aggregate),
-                    ),
+                    aggregate => {
+                        let aggregate = Aggregate::owned(aggregate).expect("not a string");
+                        let (entry, aggregate) =
+                            super::place(key.bytes, aggregate, expire_at, touched, version);
+                        self.insert_entry(key, entry, aggregate)
+                    }
                 };
                 self.enforce(Some(cell));
                 true
@@ -413,10 +417,7 @@ impl Shard {
                 let before = self.mem_at(cell);
                 // Only an aggregate's parts travel apart: a string always goes whole (its parts
                 // would need offsets to be applied twice harmlessly).
-                let Some(current) = self.aggregates.get_mut(&cell) else {
-                    return false;
-                };
-                let changed = match (value, current) {
+                let changed = self.with_aggregate(cell, |current| match (value, current) {
                     (OwnedValue::Hash(more), Aggregate::Hash(h)) => {
                         let mut changed = false;
                         for (f, v) in more.iter() {
@@ -451,6 +452,9 @@ impl Shard {
                         !more.is_empty()
                     }
                     _ => false,
+                });
+                let Some(changed) = changed else {
+                    return false;
                 };
                 self.used = self.used + self.mem_at(cell) - before;
                 self.enforce(Some(cell));

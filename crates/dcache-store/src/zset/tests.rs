@@ -38,7 +38,7 @@ fn check(z: &ZSetValue, model: &BTreeMap<Vec<u8>, f64>) {
         assert_eq!(below, want.iter().filter(|(_, x)| x < s).count());
     }
     let expected_mem = if z.is_listpack() {
-        alloc_size(want.iter().map(|(m, _)| packed_len(m.len())).sum())
+        alloc_size(want.iter().map(|(m, s)| packed_len(m.len(), *s)).sum())
     } else {
         want.iter()
             .map(|(m, _)| alloc_size(m.len()) + NODE_OVERHEAD)
@@ -182,4 +182,67 @@ fn signed_zero_sorts_as_zero_and_keeps_its_sign_in_the_large_form_only() {
         Some((-0.0f64).to_bits())
     );
     assert_eq!(large.rank(b"a"), Some(0));
+}
+
+#[test]
+fn compact_scores_read_back_bit_for_bit_both_ways_and_integers_take_few_bytes() {
+    let scores = [
+        0.0,
+        1.0,
+        -1.0,
+        63.0,
+        -64.0,
+        64.0,
+        4.0,
+        1.5,
+        0.1,
+        -2.5e-300,
+        f64::MIN_POSITIVE,
+        9_007_199_254_740_993.0,
+        (1u64 << 53) as f64,
+        i64::MAX as f64,
+        i64::MIN as f64,
+        1e300,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    // Members of lengths whose varints (and whose entries' back-lengths) take 1, 2 and 3 bytes.
+    let members: Vec<Vec<u8>> = [0usize, 8, 126, 127, 200, 16_400]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let mut m = vec![b'a' + i as u8; n];
+            m.push(b'0');
+            m
+        })
+        .collect();
+    let mut z = ZSetValue::default();
+    let mut model = BTreeMap::new();
+    let limits = ZSetLimits {
+        entries: 1000,
+        value: 1 << 20,
+    };
+    for (i, &score) in scores.iter().enumerate() {
+        let mut member = members[i % members.len()].clone();
+        member.extend_from_slice(i.to_string().as_bytes());
+        z.insert_with(&member, score, limits);
+        model.insert(member, score);
+    }
+    assert!(z.is_listpack());
+    check(&z, &model);
+    // -0 is stored as 0 in the compact form, as Redis's listpack does.
+    z.insert(b"negzero", -0.0);
+    assert_eq!(z.score(b"negzero").map(f64::to_bits), Some(0));
+    // An integer score costs its tag and its zigzag bytes; any other score eight bytes more.
+    for (score, bytes) in [
+        (0.0, 1),
+        (-0.0, 1),
+        (4.0, 2),
+        (127.0, 2),
+        (-128.0, 2),
+        (128.0, 3),
+        (0.5, 9),
+    ] {
+        assert_eq!(packed_len(8, score), 1 + 8 + bytes + 1, "{score}");
+    }
 }

@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 
 use dcache_protocol::Args;
-use dcache_store::{Lookup, ZSetValue};
+use dcache_store::{Lookup, ZSetRef};
 
 use super::{as_zset, read_zset, store_result, write_members, write_zset};
 use crate::command::{CmdResult, Ctx, Error, SYNTAX, int_arg, is};
@@ -169,7 +169,7 @@ impl Bounds<'_> {
 
     /// The ranks `start..end` of the members in range, found from the front (or from the back
     /// when `reverse`), as Redis finds them.
-    fn ranks(&self, z: &ZSetValue, reverse: bool) -> (usize, usize) {
+    fn ranks(&self, z: ZSetRef<'_>, reverse: bool) -> (usize, usize) {
         let len = z.len();
         let (Some(first), Some(last)) = (z.get_by_rank(0), z.get_by_rank(len.wrapping_sub(1)))
         else {
@@ -311,7 +311,7 @@ impl<'a> Request<'a> {
     }
 
     /// The ranks selected, ascending (the reply walks them backwards when reversed).
-    fn select(&self, parsed: &Parsed<'_>, z: &ZSetValue) -> (usize, usize) {
+    fn select(&self, parsed: &Parsed<'_>, z: ZSetRef<'_>) -> (usize, usize) {
         let len = z.len();
         let (start, end) = match parsed {
             Parsed::Ranks(start, stop) => {
@@ -441,10 +441,10 @@ pub fn zlexcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn remove_ranks(
     ctx: &mut Ctx<'_>,
     key: &[u8],
-    select: impl FnOnce(&ZSetValue) -> (usize, usize),
+    select: impl FnOnce(ZSetRef<'_>) -> (usize, usize),
 ) -> CmdResult {
     let removed = write_zset(ctx, key, |z| {
-        let (start, end) = select(z);
+        let (start, end) = select(z.view());
         let doomed: Vec<Vec<u8>> = z
             .range_by_rank(start, end)
             .map(|(m, _)| m.to_vec())

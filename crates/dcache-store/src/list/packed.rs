@@ -60,15 +60,14 @@ fn entry_size(len: usize) -> usize {
     2 * leb_len(len) + len
 }
 
-fn encode(element: &[u8]) -> Vec<u8> {
+/// Writes `element`'s entry into `out`, which is [`entry_size`] bytes long.
+fn encode_into(out: &mut [u8], element: &[u8]) {
     let l = leb_len(element.len());
-    let mut out = vec![0; entry_size(element.len())];
     write_leb(&mut out[..l], element.len());
     out[l..l + element.len()].copy_from_slice(element);
     let (head, tail) = out.split_at_mut(l + element.len());
     tail.copy_from_slice(&head[..l]);
     tail.reverse();
-    out
 }
 
 /// A packed list's bytes, borrowed: from an owned [`Packed`] or from an entry that holds its
@@ -152,11 +151,23 @@ impl Packed {
 
     pub(super) fn insert(&mut self, index: usize, element: &[u8]) {
         let at = self.as_ref().offset(index);
-        let entry = encode(element);
-        // Exact growth, as a listpack reallocates: a packed list holds no spare room to count.
-        self.bytes.reserve_exact(entry.len());
-        self.bytes.splice(at..at, entry);
+        self.make_room(at, at, entry_size(element.len()));
+        encode_into(&mut self.bytes[at..at + entry_size(element.len())], element);
         self.len += 1;
+    }
+
+    /// Makes `bytes[at..end]` `size` bytes long, moving what follows, without a temporary
+    /// buffer; growth is exact, as a listpack reallocates: a packed list holds no spare room to
+    /// count. The new bytes are to be written by the caller.
+    fn make_room(&mut self, at: usize, end: usize, size: usize) {
+        let old = self.bytes.len();
+        let new = old - (end - at) + size;
+        if new > old {
+            self.bytes.reserve_exact(new - old);
+            self.bytes.resize(new, 0);
+        }
+        self.bytes.copy_within(end..old, at + size);
+        self.bytes.truncate(new);
     }
 
     pub(super) fn remove(&mut self, index: usize) -> Option<Box<[u8]>> {
@@ -174,11 +185,9 @@ impl Packed {
     pub(super) fn replace(&mut self, index: usize, element: &[u8]) {
         let at = self.as_ref().offset(index);
         let next = self.as_ref().at(at).1;
-        let entry = encode(element);
-        if entry.len() > next - at {
-            self.bytes.reserve_exact(entry.len() - (next - at));
-        }
-        self.bytes.splice(at..next, entry);
+        let size = entry_size(element.len());
+        self.make_room(at, next, size);
+        encode_into(&mut self.bytes[at..at + size], element);
     }
 
     /// Gives spare room back once a quarter of the allocation is unused.

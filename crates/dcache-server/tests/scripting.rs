@@ -224,7 +224,11 @@ async fn redis_call_serves_each_run_whatever_the_last_one_did() {
     );
     assert_eq!(eval(&mut con, incr).await, Value::Int(3));
     assert_eq!(eval(&mut other, incr).await, Value::Int(4));
-    let e = eval_error(&mut raw, "redis.call('incr', 'c') return #string.rep('x', 2^30)").await;
+    let e = eval_error(
+        &mut raw,
+        "redis.call('incr', 'c') return #string.rep('x', 2^30)",
+    )
+    .await;
     assert!(e.contains("not enough memory"), "{e}");
     assert_eq!(eval(&mut other, incr).await, Value::Int(6));
     // The bound is back for every run, and KEYS and ARGV (set outside it) are whole.

@@ -69,11 +69,11 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: Args<'_>, source: Source, read_only: bo
         },
     };
     let sha = sha.as_str();
-    if !vm.functions.contains_key(sha) {
-        if let Err(e) = compile(ctx, &mut vm, sha, args.get(1), source) {
-            ctx.shared.scripts.give_vm(vm);
-            return Err(e);
-        }
+    if !vm.functions.contains_key(sha)
+        && let Err(e) = compile(ctx, &mut vm, sha, args.get(1), source)
+    {
+        ctx.shared.scripts.give_vm(vm);
+        return Err(e);
     }
     let call = ScriptCall {
         sha,

@@ -88,7 +88,9 @@ pub(crate) fn install_call(
 /// `redis.call` outside a run: the sandbox keeps nothing from one run to the next, so no
 /// script can reach it, but the function exists between runs.
 fn not_running() -> mlua::Result<Result<Value, String>> {
-    Ok(Err("ERR redis.call is only available while a script runs".to_owned()))
+    Ok(Err(
+        "ERR redis.call is only available while a script runs".to_owned()
+    ))
 }
 
 /// Runs a compiled script for the connection in `ctx` and writes its reply.

@@ -237,10 +237,10 @@ impl Vm {
                 .into_function()
         })
         .map_err(|e| {
-                let msg = match e {
-                    mlua::Error::SyntaxError { message, .. } => message,
-                    other => other.to_string(),
-                };
+            let msg = match e {
+                mlua::Error::SyntaxError { message, .. } => message,
+                other => other.to_string(),
+            };
             format!("ERR Error compiling script (new function): {msg}")
         })
     }

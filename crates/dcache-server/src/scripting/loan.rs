@@ -2,15 +2,15 @@
 //!
 //! `redis.call` and `redis.pcall` borrow the connection that runs the script. Made afresh for
 //! each run as scoped functions (`Lua::scope`), they cost two callbacks created and destroyed
-//! and four table writes per run: a tenth of an `EVALSHA` of a small script in `perf`. They are
-//! made once per Lua state instead, and each run *lends* them its `Caller` (`super::run`) for as long as the
-//! script runs. mlua cannot express that loan (its functions are `'static`), so it is a raw
-//! pointer, and this module is the one place that handles it:
+//! and four table writes per run: about a tenth of an `EVALSHA` of a small script in `perf`.
+//! They are made once per Lua state instead, and each run *lends* them its `Caller`
+//! (`super::run`) for as long as the script runs. mlua cannot express that loan (its functions
+//! are `'static`), so it is a raw pointer, and this module is the one place that handles it:
 //!
 //! - the pointer is set only inside [`Loan::lend`], which holds the caller's `&mut` for the
 //!   whole time and clears the pointer when it returns or unwinds;
 //! - [`Loan::borrow`] takes the pointer out while it uses it (a nested borrow finds none, as a
-//!   `RefCell` would refuse it), and its closure is generic over the caller's lifetimes, so it
+//!   `RefCell` would refuse it), and its closure is generic over the caller's lifetime, so it
 //!   can keep nothing borrowed from it;
 //! - one thread at a time: a Lua state runs on the thread that took it from the pool, and mlua
 //!   holds the state's lock for the whole call in which the functions run.

@@ -395,7 +395,7 @@ fn bit_library(lua: &Lua) -> mlua::Result<Table> {
 }
 
 /// The `redis` table's constants and the functions that need no connection; `call` and `pcall`
-/// are set for each run (`super::run::run_script`).
+/// reach the run in progress (`super::run::install_call`).
 fn redis_table(lua: &Lua) -> mlua::Result<Table> {
     let redis = lua.create_table()?;
     redis.raw_set(

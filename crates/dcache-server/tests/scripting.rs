@@ -183,6 +183,47 @@ async fn keys_and_argv_are_tables_of_strings() {
         .await
         .unwrap();
     assert_eq!(v, Value::Array(vec![Value::Int(0), Value::Int(0)]));
+    // Bytes that are not UTF-8 arrive as they are.
+    let v: Value = redis::cmd("EVAL")
+        .arg("return {KEYS[1], KEYS[2], ARGV[1], #KEYS, #ARGV}")
+        .arg(2)
+        .arg(&b"\xff\x00k"[..])
+        .arg("k2")
+        .arg(&b"a\xfe"[..])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            Value::BulkString(b"\xff\x00k".to_vec()),
+            bulk("k2"),
+            Value::BulkString(b"a\xfe".to_vec()),
+            Value::Int(2),
+            Value::Int(1)
+        ])
+    );
+    // However many there are.
+    for args in [4000, 4001, 20_000] {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg("return {#KEYS, #ARGV, KEYS[3], ARGV[1], ARGV[#ARGV]}")
+            .arg(3);
+        for i in 0..args {
+            eval.arg(format!("v{i}"));
+        }
+        let v: Value = eval.query_async(&mut con).await.unwrap();
+        assert_eq!(
+            v,
+            Value::Array(vec![
+                Value::Int(3),
+                Value::Int(args - 3),
+                bulk("v2"),
+                bulk("v3"),
+                bulk(&format!("v{}", args - 1)),
+            ]),
+            "{args}"
+        );
+    }
     for (numkeys, error) in [
         ("-1", "ERR Number of keys can't be negative"),
         (

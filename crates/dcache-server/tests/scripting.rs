@@ -183,6 +183,47 @@ async fn keys_and_argv_are_tables_of_strings() {
         .await
         .unwrap();
     assert_eq!(v, Value::Array(vec![Value::Int(0), Value::Int(0)]));
+    // Bytes that are not UTF-8 arrive as they are.
+    let v: Value = redis::cmd("EVAL")
+        .arg("return {KEYS[1], KEYS[2], ARGV[1], #KEYS, #ARGV}")
+        .arg(2)
+        .arg(&b"\xff\x00k"[..])
+        .arg("k2")
+        .arg(&b"a\xfe"[..])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            Value::BulkString(b"\xff\x00k".to_vec()),
+            bulk("k2"),
+            Value::BulkString(b"a\xfe".to_vec()),
+            Value::Int(2),
+            Value::Int(1)
+        ])
+    );
+    // However many there are.
+    for args in [4000, 4001, 20_000] {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg("return {#KEYS, #ARGV, KEYS[3], ARGV[1], ARGV[#ARGV]}")
+            .arg(3);
+        for i in 0..args {
+            eval.arg(format!("v{i}"));
+        }
+        let v: Value = eval.query_async(&mut con).await.unwrap();
+        assert_eq!(
+            v,
+            Value::Array(vec![
+                Value::Int(3),
+                Value::Int(args - 3),
+                bulk("v2"),
+                bulk("v3"),
+                bulk(&format!("v{}", args - 1)),
+            ]),
+            "{args}"
+        );
+    }
     for (numkeys, error) in [
         ("-1", "ERR Number of keys can't be negative"),
         (
@@ -196,6 +237,51 @@ async fn keys_and_argv_are_tables_of_strings() {
             error
         );
     }
+}
+
+/// `redis.call` is made once per Lua state and reaches the run in progress: it must serve every
+/// run, after a run that failed inside it or ran out of memory, from a coroutine, and on any
+/// connection.
+#[tokio::test]
+async fn redis_call_serves_each_run_whatever_the_last_one_did() {
+    let node = start(test_config()).await;
+    let mut con = node.client().await;
+    let mut other = node.client().await;
+    let mut raw = node.raw().await;
+    let _: () = query(&mut con, &["SET", "foo", "bar"]).await;
+    let incr = "return redis.call('incr', 'c')";
+    assert_eq!(
+        eval(
+            &mut con,
+            "return coroutine.wrap(function() return redis.call('incr', 'c') end)()"
+        )
+        .await,
+        Value::Int(1)
+    );
+    let failing = "redis.call('incr', 'c') return redis.call('incr', 'foo')";
+    assert_eq!(
+        eval_error(&mut raw, failing).await,
+        report("ERR value is not an integer or out of range", failing, 1)
+    );
+    assert_eq!(eval(&mut con, incr).await, Value::Int(3));
+    assert_eq!(eval(&mut other, incr).await, Value::Int(4));
+    let e = eval_error(
+        &mut raw,
+        "redis.call('incr', 'c') return #string.rep('x', 2^30)",
+    )
+    .await;
+    assert!(e.contains("not enough memory"), "{e}");
+    assert_eq!(eval(&mut other, incr).await, Value::Int(6));
+    // The bound is back for every run, and KEYS and ARGV (set outside it) are whole.
+    let e = eval_error(&mut raw, "return #string.rep('x', 2^30)").await;
+    assert!(e.contains("not enough memory"), "{e}");
+    let big = "x".repeat(1 << 20);
+    let v: i64 = query(
+        &mut con,
+        &["EVAL", "return #ARGV[1] + #KEYS[1]", "1", "k", &big],
+    )
+    .await;
+    assert_eq!(v, (1 << 20) + 1);
 }
 
 #[tokio::test]
@@ -332,7 +418,8 @@ async fn scripts_are_cached_by_sha1() {
     let v: i64 = query(&mut other, &["EVALSHA", &two, "0"]).await;
     assert_eq!(v, 2);
     let nosha = "ffffffffffffffffffffffffffffffffffffffff";
-    for bad in [nosha, "abc"] {
+    let not_hex = "gggggggggggggggggggggggggggggggggggggggg";
+    for bad in [nosha, "abc", not_hex] {
         assert_eq!(
             raw_error(&mut raw, &["EVALSHA", bad, "0"]).await,
             "NOSCRIPT No matching script. Please use EVAL."

@@ -56,44 +56,68 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: Args<'_>, source: Source, read_only: bo
         vm.functions.clear();
         vm.epoch = scripts.epoch();
     }
+    let mut lower = [0; 40];
     let sha = match source {
-        Source::Body => sha1_hex(args.get(1)),
-        Source::Sha => String::from_utf8_lossy(args.get(1)).to_ascii_lowercase(),
+        Source::Body => Sha::Owned(sha1_hex(args.get(1))),
+        Source::Sha => match lower_hex(args.get(1), &mut lower) {
+            Some(sha) => Sha::Borrowed(sha),
+            // No script is named so: the cache has only SHA-1s.
+            None => {
+                ctx.shared.scripts.give_vm(vm);
+                return Err(Error::from(NOSCRIPT));
+            }
+        },
     };
-    let func = match find_or_compile(ctx, &mut vm, &sha, args.get(1), source) {
-        Ok(func) => func,
-        Err(e) => {
-            ctx.shared.scripts.give_vm(vm);
-            return Err(e);
-        }
-    };
+    let sha = sha.as_str();
+    if !vm.functions.contains_key(sha)
+        && let Err(e) = compile(ctx, &mut vm, sha, args.get(1), source)
+    {
+        ctx.shared.scripts.give_vm(vm);
+        return Err(e);
+    }
     let call = ScriptCall {
-        sha: &sha,
+        sha,
         keys: args.iter_from(3).take(n).collect(),
         argv: args.iter_from(3 + n).collect(),
         read_only,
     };
     // Holding the exclusive gate: no other client's command runs until this returns.
-    let result = crate::scripting::run_script(ctx, &mut vm, &func, &call);
+    let result = crate::scripting::run_script(ctx, &vm, &vm.functions[sha], &call);
     ctx.shared.scripts.give_vm(vm);
     result
 }
 
-/// The compiled script named `sha`: this Lua state's, or compiled from the cache (`EVALSHA`) or
-/// the request (`EVAL`, which also caches it, as Redis does).
-fn find_or_compile(
-    ctx: &Ctx<'_>,
-    vm: &mut Vm,
-    sha: &str,
-    arg: &[u8],
-    source: Source,
-) -> Result<mlua::Function, Error> {
-    if let Some(func) = vm.functions.get(sha) {
-        return Ok(func.clone());
+/// A script's SHA-1: computed from an `EVAL` body, or borrowed from an `EVALSHA` argument.
+enum Sha<'a> {
+    Owned(String),
+    Borrowed(&'a str),
+}
+
+impl Sha<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Sha::Owned(s) => s,
+            Sha::Borrowed(s) => s,
+        }
     }
+}
+
+/// `arg` in lower case, if it is 40 hex digits (a SHA-1 in any case), in `buf`.
+fn lower_hex<'b>(arg: &[u8], buf: &'b mut [u8; 40]) -> Option<&'b str> {
+    if arg.len() != 40 || !arg.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    for (to, from) in buf.iter_mut().zip(arg) {
+        *to = from.to_ascii_lowercase();
+    }
+    std::str::from_utf8(buf).ok()
+}
+
+/// Compiles the script named `sha` into this Lua state: from the cache (`EVALSHA`) or the
+/// request (`EVAL`, which also caches it, as Redis does).
+fn compile(ctx: &Ctx<'_>, vm: &mut Vm, sha: &str, arg: &[u8], source: Source) -> CmdResult {
     let body = match source {
         Source::Body => None,
-        Source::Sha if sha.len() != 40 => return Err(Error::from(NOSCRIPT)),
         Source::Sha => Some(ctx.shared.scripts.body(sha).ok_or(Error::from(NOSCRIPT))?),
     };
     let text = body.as_deref().unwrap_or(arg);
@@ -101,8 +125,8 @@ fn find_or_compile(
     if source == Source::Body {
         ctx.shared.scripts.store(sha, arg);
     }
-    vm.functions.insert(sha.to_owned(), func.clone());
-    Ok(func)
+    vm.functions.insert(sha.to_owned(), func);
+    Ok(())
 }
 
 const SCRIPT_HELP: &[&str] = &[

@@ -24,6 +24,7 @@
 
 mod cjson;
 mod convert;
+mod loan;
 mod run;
 mod vm;
 

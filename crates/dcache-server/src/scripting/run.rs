@@ -1,7 +1,6 @@
 //! Running one script: `KEYS`/`ARGV`, the command caller behind `redis.call`, Redis's error
 //! reports, and the reply.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -39,6 +38,61 @@ struct CallState {
     spans: Vec<(usize, usize)>,
 }
 
+/// The run in progress as `redis.call` sees it: the connection the script runs for, lent to the
+/// Lua state's `redis.call` and `redis.pcall` for the run ([`super::loan`]).
+pub(crate) struct Caller<'a> {
+    shared: &'a crate::state::Shared,
+    conn: &'a mut crate::connection::ConnState,
+    now: u64,
+    state: CallState,
+}
+
+/// Names [`Caller`] for the Lua state's [`super::loan::Loan`].
+pub(crate) struct CallerOf;
+
+impl super::loan::Lendable for CallerOf {
+    type Of<'a> = Caller<'a>;
+}
+
+/// Sets `redis.call` and `redis.pcall` in a new Lua state's `redis` table, once: they reach the
+/// run in progress through `loan`.
+pub(crate) fn install_call(
+    lua: &Lua,
+    redis: &Table,
+    loan: &Arc<super::loan::Loan<CallerOf>>,
+) -> mlua::Result<()> {
+    // `redis.call` raises the command's error; `redis.pcall` returns it as `{err = …}`. Both
+    // are Rust functions, as Redis's are C: a script's `return redis.call(…)` is then no tail
+    // call that would lose the script's line from the error report.
+    let loan_call = Arc::clone(loan);
+    let call = lua.create_function(move |lua, args: mlua::Variadic<Value>| {
+        loan_call
+            .borrow(|caller| call_command(caller, lua, &args))
+            .unwrap_or_else(not_running)?
+            .map_err(|msg| mlua::Error::external(CallError(msg)))
+    })?;
+    let loan_pcall = Arc::clone(loan);
+    let pcall = lua.create_function(move |lua, args: mlua::Variadic<Value>| {
+        match loan_pcall
+            .borrow(|caller| call_command(caller, lua, &args))
+            .unwrap_or_else(not_running)?
+        {
+            Ok(value) => Ok(value),
+            Err(msg) => convert::error_table(lua, &msg),
+        }
+    })?;
+    redis.raw_set("call", call)?;
+    redis.raw_set("pcall", pcall)
+}
+
+/// `redis.call` outside a run: the sandbox keeps nothing from one run to the next, so no
+/// script can reach it, but the function exists between runs.
+fn not_running() -> mlua::Result<Result<Value, String>> {
+    Ok(Err(
+        "ERR redis.call is only available while a script runs".to_owned()
+    ))
+}
+
 /// Runs a compiled script for the connection in `ctx` and writes its reply.
 ///
 /// This is the one place where a script's body runs, from its first instruction to its reply:
@@ -46,78 +100,40 @@ struct CallState {
 ///
 /// # Errors
 /// The script's error, in Redis's words (`… script: <sha>, on @user_script:<line>.`).
-pub fn run_script(
-    ctx: &mut Ctx<'_>,
-    vm: &mut Vm,
-    func: &Function,
-    call: &ScriptCall<'_>,
-) -> CmdResult {
+pub fn run_script(ctx: &mut Ctx<'_>, vm: &Vm, func: &Function, call: &ScriptCall<'_>) -> CmdResult {
     let lua_err = |e: mlua::Error| Error::from(format!("ERR {e}"));
-    let keys = vm
-        .lua
-        .create_table_with_capacity(call.keys.len(), 0)
-        .map_err(lua_err)?;
-    for (i, k) in call.keys.iter().enumerate() {
-        keys.raw_set(i + 1, vm.lua.create_string(k).map_err(lua_err)?)
-            .map_err(lua_err)?;
-    }
-    let argv = vm
-        .lua
-        .create_table_with_capacity(call.argv.len(), 0)
-        .map_err(lua_err)?;
-    for (i, a) in call.argv.iter().enumerate() {
-        argv.raw_set(i + 1, vm.lua.create_string(a).map_err(lua_err)?)
-            .map_err(lua_err)?;
-    }
-    vm.real_globals.raw_set("KEYS", keys).map_err(lua_err)?;
-    vm.real_globals.raw_set("ARGV", argv).map_err(lua_err)?;
-
-    let mut state = CallState {
-        read_only: call.read_only,
-        slot: call.keys.first().and_then(|k| {
-            ctx.shared
-                .cluster
-                .as_ref()
-                .map(|_| dcache_placement::slot(k))
-        }),
-        ack: None,
-        flags: Arc::clone(&vm.flags),
-        scratch: Vec::new(),
-        data: Vec::new(),
-        spans: Vec::new(),
-    };
-    let shared = ctx.shared;
-    let running = shared
+    // Outside `Vm::bounded`: the request's own bytes, already in memory.
+    let keys = sequence(&vm.lua, &call.keys).map_err(lua_err)?;
+    let argv = sequence(&vm.lua, &call.argv).map_err(lua_err)?;
+    let running = ctx
+        .shared
         .scripts
         .start(ctx.conn.info.id, Arc::clone(&vm.flags));
-    let redis = vm.redis.clone();
-    let runner = vm.runner.clone();
-    let cell = RefCell::new((&mut *ctx, &mut state));
-    let outcome = vm.lua.scope(|scope| {
-        // `redis.call` raises the command's error; `redis.pcall` returns it as `{err = …}`.
-        // Both are Rust functions, as Redis's are C: a script's `return redis.call(…)` is then
-        // no tail call that would lose the script's line from the error report.
-        let call = scope.create_function(|lua, args: mlua::Variadic<Value>| {
-            let mut guard = cell.borrow_mut();
-            let (ctx, state) = &mut *guard;
-            call_command(ctx, state, lua, &args)?
-                .map_err(|msg| mlua::Error::external(CallError(msg)))
-        })?;
-        let pcall = scope.create_function(|lua, args: mlua::Variadic<Value>| {
-            let mut guard = cell.borrow_mut();
-            let (ctx, state) = &mut *guard;
-            match call_command(ctx, state, lua, &args)? {
-                Ok(value) => Ok(value),
-                Err(msg) => convert::error_table(lua, &msg),
-            }
-        })?;
-        redis.raw_set("call", call)?;
-        redis.raw_set("pcall", pcall)?;
-        let outcome = runner.call::<(bool, Value)>(func.clone());
-        redis.raw_set("call", Value::Nil)?;
-        redis.raw_set("pcall", Value::Nil)?;
-        outcome
+    let mut caller = Caller {
+        shared: ctx.shared,
+        conn: &mut *ctx.conn,
+        now: ctx.now,
+        state: CallState {
+            read_only: call.read_only,
+            slot: call.keys.first().and_then(|k| {
+                ctx.shared
+                    .cluster
+                    .as_ref()
+                    .map(|_| dcache_placement::slot(k))
+            }),
+            ack: None,
+            flags: Arc::clone(&vm.flags),
+            scratch: Vec::new(),
+            data: Vec::new(),
+            spans: Vec::new(),
+        },
+    };
+    // The runner sets KEYS and ARGV, calls the script under Redis's error handler, and clears
+    // what the script left behind (`super::vm`).
+    let outcome = vm.loan.lend(&mut caller, || {
+        vm.bounded(|| vm.runner.call::<(bool, Value)>((func, keys, argv)))
     });
+    let ack = caller.state.ack;
     drop(running);
 
     let start = ctx.out.len();
@@ -134,13 +150,7 @@ pub fn run_script(
         ))),
         Err(e) => Err(lua_err(e)),
     };
-    vm.real_globals
-        .raw_set("KEYS", Value::Nil)
-        .map_err(lua_err)?;
-    vm.real_globals
-        .raw_set("ARGV", Value::Nil)
-        .map_err(lua_err)?;
-    if let Some(ack) = state.ack {
+    if let Some(ack) = ack {
         // The script's writes wait for their copies: so does its reply, whatever it is. The hold
         // must cover the reply as written, so an error is written here rather than by dispatch.
         if let Err(Error(msg)) = &result {
@@ -155,6 +165,15 @@ pub fn run_script(
         return Ok(());
     }
     result
+}
+
+/// `KEYS` or `ARGV`: a Lua array of the request's strings.
+fn sequence(lua: &Lua, items: &[&[u8]]) -> mlua::Result<Table> {
+    let table = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, item) in items.iter().enumerate() {
+        table.raw_set(i + 1, lua.create_string(item)?)?;
+    }
+    Ok(table)
 }
 
 /// Redis's report of a failed script: the error, then where (`script: <sha>, on
@@ -256,11 +275,13 @@ fn root_message(e: &mlua::Error) -> String {
 /// `redis.call` and `redis.pcall`: runs a command as the script's client, through the node's
 /// dispatch, and returns its reply as a Lua value, or its error reply.
 fn call_command(
-    ctx: &mut Ctx<'_>,
-    state: &mut CallState,
+    caller: &mut Caller<'_>,
     lua: &Lua,
     args: &[Value],
 ) -> mlua::Result<Result<Value, String>> {
+    let (shared, now) = (caller.shared, caller.now);
+    let conn = &mut *caller.conn;
+    let state = &mut caller.state;
     let fail = |msg: &str| Ok(Err(msg.to_owned()));
     if args.is_empty() {
         return fail("ERR Please specify at least one argument for this redis lib call");
@@ -304,7 +325,7 @@ fn call_command(
         // Redis counts the write from the attempt: a script that tried one is not killable.
         state.flags.wrote.store(true, Ordering::Relaxed);
     }
-    if let Some(cluster) = ctx.shared.cluster.as_deref() {
+    if let Some(cluster) = shared.cluster.as_deref() {
         let keys: Vec<&[u8]> = dcache_protocol::commands::keys(cmd.spec, &words[..])
             .map(|i| words[i])
             .collect();
@@ -321,9 +342,9 @@ fn call_command(
                     Some(_) => {}
                 }
             }
-            let view = ctx.conn.view(cluster);
+            let view = conn.view(cluster);
             if let crate::cluster::Route::Refuse(msg) =
-                cluster.route(&view, keys.iter().copied(), writes, ctx.conn.readonly)
+                cluster.route(&view, keys.iter().copied(), writes, conn.readonly)
             {
                 return fail(if msg.starts_with("CLUSTERDOWN") {
                     "ERR Script attempted to execute a command while the cluster is down"
@@ -335,30 +356,30 @@ fn call_command(
     }
 
     state.scratch.clear();
-    let holds = ctx.conn.holds.len();
+    let holds = conn.holds.len();
     // A script's reads are served from this copy: a quorum read would have to wait for the
     // other copies in the middle of the script.
-    let quorum = ctx.conn.quorum.replace(Ok(()));
+    let quorum = conn.quorum.replace(Ok(()));
     {
         let mut inner = Ctx {
-            shared: ctx.shared,
-            conn: &mut *ctx.conn,
+            shared,
+            conn: &mut *conn,
             out: ReplyWriter::new(&mut state.scratch, false),
-            now: ctx.now,
+            now,
         };
         command::execute(&mut inner, args, &mut Instant::now());
     }
-    ctx.conn.quorum = quorum;
-    ctx.conn.defer = None;
-    if ctx.conn.block.take().is_some() {
+    conn.quorum = quorum;
+    conn.defer = None;
+    if conn.block.take().is_some() {
         // A blocking command in a script never waits: it answers as on a timeout.
         state.scratch.clear();
         ReplyWriter::new(&mut state.scratch, false).null_array();
     }
     // Holds name byte ranges of the scratch buffer: the script's reply takes the newest ack.
     let mut newest = None;
-    while ctx.conn.holds.len() > holds {
-        let hold = ctx.conn.holds.pop_back().expect("longer");
+    while conn.holds.len() > holds {
+        let hold = conn.holds.pop_back().expect("longer");
         newest.get_or_insert(hold.ack);
     }
     if newest.is_some() {

@@ -20,7 +20,8 @@ use super::RunFlags;
 pub(crate) const LRAND48_SEED: u64 = 0x1234_ABCD_330E;
 const LRAND48_MAX: i64 = i32::MAX as i64;
 
-/// Most bytes one Lua state may hold: far beyond any script's needs, small beside the machine.
+/// Most bytes one Lua state may hold while a script runs or compiles ([`Vm::bounded`]): far
+/// beyond any script's needs, small beside the machine.
 const MEMORY_LIMIT: usize = 512 << 20;
 
 /// Instructions between two looks at the kill flag: often enough that `SCRIPT KILL` stops a
@@ -117,9 +118,13 @@ setmetatable(G, {__index = function(_, k)
   error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
 end, __metatable = false})
 
--- Calls a script; wipes whatever it stored in the proxies by raw means.
-local function run(f)
+-- Calls a script with its KEYS and ARGV; wipes whatever it stored in the proxies by raw means.
+local function run(f, keys, argv)
+  rawset(G, 'KEYS', keys)
+  rawset(G, 'ARGV', argv)
   local ok, result = xpcall(f, handler)
+  rawset(G, 'KEYS', nil)
+  rawset(G, 'ARGV', nil)
   for proxy in pairs(real_of) do
     if next(proxy) ~= nil then
       for k in pairs(proxy) do rawset(proxy, k, nil) end
@@ -133,14 +138,12 @@ return globals, run
 /// A Lua state ready to run scripts, and what it compiled.
 pub struct Vm {
     pub(crate) lua: Lua,
-    /// The real global table, where `KEYS` and `ARGV` are set for each run.
-    pub(crate) real_globals: Table,
     /// What scripts see as their globals (read-only).
     pub(crate) globals: Table,
-    /// The real `redis` table, where each run sets its `call` and `pcall` (they borrow the
-    /// connection, so they live only as long as the run).
-    pub(crate) redis: Table,
+    /// Calls a script: `runner(f, KEYS, ARGV)` returns xpcall's `ok, result`.
     pub(crate) runner: Function,
+    /// What `redis.call` and `redis.pcall`, made once, reach the run in progress through.
+    pub(crate) loan: Arc<super::loan::Loan<super::run::CallerOf>>,
     /// Compiled scripts by SHA-1, under [`super::Scripts::epoch`] `epoch`.
     pub(crate) functions: hashbrown::HashMap<String, Function>,
     pub(crate) epoch: u64,
@@ -166,9 +169,9 @@ impl Vm {
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::default(),
         )?;
-        // Redis leaves Lua's memory unbounded; a cache with a memory budget should not let one
-        // script take the machine. Past this, the script fails with "not enough memory".
-        lua.set_memory_limit(MEMORY_LIMIT)?;
+        // Unbounded but while a script runs or compiles ([`Vm::bounded`]); this also checks
+        // that the state lets its memory be bounded.
+        lua.set_memory_limit(0)?;
         let g = lua.globals();
         // The bootstrap runs with the whole base library (it keeps `setfenv` and `loadstring`
         // for the sandbox's own use); scripts get what is left after the removals below.
@@ -187,7 +190,9 @@ impl Vm {
         g.raw_set("bit", bit_library(&lua)?)?;
         g.raw_set("cjson", super::cjson::library(&lua)?)?;
         let redis = redis_table(&lua)?;
-        g.raw_set("redis", redis.clone())?;
+        let loan = Arc::default();
+        super::run::install_call(&lua, &redis, &loan)?;
+        g.raw_set("redis", redis)?;
 
         let flags = Arc::new(RunFlags::default());
         let hook_flags = Arc::clone(&flags);
@@ -209,10 +214,9 @@ impl Vm {
             .set_environment(base)
             .call((g.clone(), handler))?;
         Ok(Vm {
-            real_globals: g,
             globals,
-            redis,
             runner,
+            loan,
             functions: hashbrown::HashMap::new(),
             epoch: 0,
             flags,
@@ -225,18 +229,41 @@ impl Vm {
     /// # Errors
     /// Redis's compile error reply.
     pub fn compile(&self, body: &[u8]) -> Result<Function, String> {
-        self.lua
-            .load(body)
-            .set_name("@user_script")
-            .set_environment(self.globals.clone())
-            .into_function()
-            .map_err(|e| {
-                let msg = match e {
-                    mlua::Error::SyntaxError { message, .. } => message,
-                    other => other.to_string(),
-                };
-                format!("ERR Error compiling script (new function): {msg}")
-            })
+        self.bounded(|| {
+            self.lua
+                .load(body)
+                .set_name("@user_script")
+                .set_environment(self.globals.clone())
+                .into_function()
+        })
+        .map_err(|e| {
+            let msg = match e {
+                mlua::Error::SyntaxError { message, .. } => message,
+                other => other.to_string(),
+            };
+            format!("ERR Error compiling script (new function): {msg}")
+        })
+    }
+
+    /// Runs `f` with Lua's memory bounded by [`MEMORY_LIMIT`]: past it, the script (or its
+    /// compilation) fails with "not enough memory". Redis leaves Lua's memory unbounded; a cache
+    /// with a memory budget should not let one script take the machine.
+    ///
+    /// Only for what runs a script's own code: while a state has a limit, mlua makes every call
+    /// into Lua a protected call (a `lua_pcall` of its own) so that it can report running out,
+    /// which cost an `EVALSHA` of a small script a third of its CPU when the bound was always
+    /// on. Outside, the state allocates as Rust does (aborting if the machine has no memory).
+    pub(crate) fn bounded<R>(&self, f: impl FnOnce() -> R) -> R {
+        /// Lifts the bound on return or unwind.
+        struct Unbound<'a>(&'a Lua);
+        impl Drop for Unbound<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.set_memory_limit(0);
+            }
+        }
+        let _ = self.lua.set_memory_limit(MEMORY_LIMIT);
+        let _unbound = Unbound(&self.lua);
+        f()
     }
 }
 
@@ -368,7 +395,7 @@ fn bit_library(lua: &Lua) -> mlua::Result<Table> {
 }
 
 /// The `redis` table's constants and the functions that need no connection; `call` and `pcall`
-/// are set for each run (`super::run::run_script`).
+/// reach the run in progress (`super::run::install_call`).
 fn redis_table(lua: &Lua) -> mlua::Result<Table> {
     let redis = lua.create_table()?;
     redis.raw_set(

@@ -498,6 +498,14 @@ fn entry_at(buf: &[u8], at: usize) -> (&[u8], f64, usize) {
     (member, score, end + leb_len(end - at))
 }
 
+/// Where the entry that starts at `at` ends, read from its lengths and score tag alone.
+fn skip(buf: &[u8], at: usize) -> usize {
+    let (len, start) = read_leb(buf, at);
+    let tag = buf[start + len];
+    let end = start + len + 1 + if tag == FLOAT { 8 } else { usize::from(tag) };
+    end + leb_len(end - at)
+}
+
 /// The entry that ends at `end`: member, score, and where it starts.
 fn entry_before(buf: &[u8], end: usize) -> (&[u8], f64, usize) {
     let front = read_leb_back(buf, end);
@@ -534,12 +542,11 @@ impl<'a> PackedRef<'a> {
     fn range(self, start: usize, end: usize) -> PackedIter<'a> {
         let mut front = 0;
         for _ in 0..start {
-            front = entry_at(self.buf, front).2;
+            front = skip(self.buf, front);
         }
-        let mut back = self.buf.len();
-        for _ in end..self.len {
-            back = entry_before(self.buf, back).2;
-        }
+        // The back end is found only if the range is read backwards (ZRANGE 0 9 of a large
+        // set reads ten entries, and walks no further).
+        let back = (end == self.len).then_some(self.buf.len());
         PackedIter {
             buf: self.buf,
             front,
@@ -617,7 +624,8 @@ pub enum Iter<'a> {
 pub struct PackedIter<'a> {
     buf: &'a [u8],
     front: usize,
-    back: usize,
+    /// Where the range ends, once known (see [`PackedRef::range`]).
+    back: Option<usize>,
     remaining: usize,
 }
 
@@ -644,8 +652,11 @@ impl DoubleEndedIterator for PackedIter<'_> {
         if self.remaining == 0 {
             return None;
         }
-        let (m, s, start) = entry_before(self.buf, self.back);
-        self.back = start;
+        let back = *self.back.get_or_insert_with(|| {
+            (0..self.remaining).fold(self.front, |at, _| skip(self.buf, at))
+        });
+        let (m, s, start) = entry_before(self.buf, back);
+        self.back = Some(start);
         self.remaining -= 1;
         Some((m, s))
     }

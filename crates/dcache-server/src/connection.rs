@@ -537,6 +537,13 @@ pub(crate) async fn serve<S>(
         info.output_buffer.store(output.pending(), Relaxed);
         info.buffer_capacity
             .store(input.capacity() + output.buf.capacity(), Relaxed);
+        if exclusive.is_none() && output.writable(&state.holds) > 0 {
+            // The other connections that have requests ready run theirs before this reply is
+            // sent, so that the replies of one round go out together (as Redis writes them all
+            // before it sleeps): a client then wakes once for many of them, where a reply sent
+            // alone to a client that has drained the others wakes it on its core each time.
+            tokio::task::yield_now().await;
+        }
     }
     drop(exclusive);
     // Gone from the client list before the peer can see the close.

@@ -226,9 +226,12 @@ impl NodeArgs {
 /// `None` where neither can be read.
 /// Where a node keeps its cluster id and log by default: `dcache-data/<port>`, so that a node
 /// restarted on its port comes back as itself. A node on port 0 (any free port) has no identity
-/// to come back to: it takes a fresh directory of its own, removed when it stops.
+/// to come back to: it takes a fresh directory of its own, removed when it stops. One found
+/// there already was left by a killed process that had the same process id (ids are reused):
+/// it is removed first, or this node would come back as that one, a member of another cluster.
 fn default_dir(port: u16) -> String {
     if port == 0 {
+        let _ = std::fs::remove_dir_all(temporary_dir());
         temporary_dir().display().to_string()
     } else {
         format!("dcache-data/{port}")
@@ -404,6 +407,22 @@ mod tests {
     struct Wrap {
         #[command(flatten)]
         node: NodeArgs,
+    }
+
+    /// A node on port 0 starts with no cluster state, even where a killed process that had the
+    /// same process id left its directory behind.
+    #[test]
+    fn a_node_on_port_0_does_not_inherit_a_dead_process_state() {
+        let stale = temporary_dir();
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("node-id"), "an earlier node").unwrap();
+        let dir = default_dir(0);
+        assert_eq!(dir, stale.display().to_string());
+        assert!(
+            !stale.join("node-id").exists(),
+            "the dead node's id is still in {dir}"
+        );
+        assert_eq!(default_dir(5000), "dcache-data/5000");
     }
 
     /// Every setting shows what it is when not given, and the default shown is the one applied.

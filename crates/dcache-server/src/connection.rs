@@ -264,6 +264,14 @@ pub(crate) async fn serve<S>(
     // Re-armed each time it completes; a push made meanwhile leaves a permit, so none is missed.
     let mail = info.mailbox.notified();
     tokio::pin!(stop, killed, mail);
+    // On one worker thread (`--threads 1`) every connection takes turns on it, and a yield
+    // before sending lets the turn's replies go out together. With several workers a yielded
+    // task may be taken by another worker instead, which cost more than it saved (GET at
+    // pipeline 1 up to 12 % more CPU, LPUSH at pipeline 16 no better; docs/PERFORMANCE.md).
+    let gather_replies = matches!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread
+    );
     info.mailbox.set_limit(output_limit.normal.hard);
 
     loop {
@@ -537,7 +545,7 @@ pub(crate) async fn serve<S>(
         info.output_buffer.store(output.pending(), Relaxed);
         info.buffer_capacity
             .store(input.capacity() + output.buf.capacity(), Relaxed);
-        if exclusive.is_none() && output.writable(&state.holds) > 0 {
+        if gather_replies && exclusive.is_none() && output.writable(&state.holds) > 0 {
             // The other connections that have requests ready run theirs before this reply is
             // sent, so that the replies of one round go out together (as Redis writes them all
             // before it sleeps): a client then wakes once for many of them, where a reply sent

@@ -355,6 +355,8 @@ impl Shard {
         entry: Entry,
         aggregate: Option<Aggregate>,
     ) -> u32 {
+        // The side table holds a cell's value exactly when its entry's body is empty.
+        debug_assert_eq!(aggregate.is_some(), entry.in_side_table());
         let expire_at = entry.expire_raw();
         let cell = match self.free.pop() {
             Some(cell) => {
@@ -540,6 +542,8 @@ impl Shard {
             entry.touched,
             entry.version,
         );
+        // The side table holds a cell's value exactly when its entry's body is empty.
+        debug_assert_eq!(aggregate.is_some(), entry.in_side_table());
         match aggregate {
             Some(a) => {
                 self.aggregates.insert(cell, a);

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start, start_manual, test_config};
+use common::{query, start, start_manual, test_config};
 use dcache_server::{ByteSize, active_expire};
 use redis::aio::MultiplexedConnection;
 
@@ -225,11 +225,7 @@ async fn a_small_aggregate_costs_its_entry_and_one_allocation() {
         ("set", vec!["SADD"]),
         ("zset", vec!["ZADD"]),
     ] {
-        let _: () = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let _: () = query(&mut c, &["DEL", key]).await;
         let mut cmd = redis::cmd(write[0]);
         cmd.arg(key);
         for (i, m) in members.iter().enumerate() {
@@ -239,30 +235,15 @@ async fn a_small_aggregate_costs_its_entry_and_one_allocation() {
             cmd.arg(m);
         }
         let _: () = cmd.query_async(&mut c).await.unwrap();
-        let usage: usize = redis::cmd("MEMORY")
-            .arg("USAGE")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let usage: usize = query(&mut c, &["MEMORY", "USAGE", key]).await;
         assert!(
             usage <= bound(3),
             "{kind}: MEMORY USAGE {usage} > {} (entry and one allocation)",
             bound(3)
         );
         // A TTL adds its eight bytes to the same allocation and its place in the expiry index.
-        let _: () = redis::cmd("EXPIRE")
-            .arg(key)
-            .arg(100)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        let with_ttl: usize = redis::cmd("MEMORY")
-            .arg("USAGE")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let _: () = query(&mut c, &["EXPIRE", key, "100"]).await;
+        let with_ttl: usize = query(&mut c, &["MEMORY", "USAGE", key]).await;
         assert!(
             with_ttl <= bound(3 + 8) + dcache_store::VOLATILE_OVERHEAD,
             "{kind} with a TTL: {with_ttl}"

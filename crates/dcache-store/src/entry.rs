@@ -55,6 +55,18 @@ pub enum Value<'a> {
 }
 
 impl Value<'_> {
+    /// The value's type.
+    #[must_use]
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) => Kind::Str,
+            Value::Hash(_) => Kind::Hash,
+            Value::List(_) => Kind::List,
+            Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
+        }
+    }
+
     /// Redis's name for the type, as `TYPE` prints it.
     #[must_use]
     pub fn type_name(&self) -> &'static str {

@@ -480,10 +480,15 @@ fn read_score(buf: &[u8], at: usize) -> (f64, usize) {
     (v as f64, start + width)
 }
 
+/// The bytes of a score after its tag: eight for a float, else as many as the tag says.
+fn score_len(tag: u8) -> usize {
+    if tag == FLOAT { 8 } else { usize::from(tag) }
+}
+
 /// What the entry of a member of `len` bytes with `score` takes.
 fn packed_len(len: usize, score: f64) -> usize {
     let (tag, _) = score_code(score);
-    let front = leb_len(len) + len + 1 + if tag == FLOAT { 8 } else { usize::from(tag) };
+    let front = leb_len(len) + len + 1 + score_len(tag);
     front + leb_len(front)
 }
 
@@ -501,8 +506,7 @@ fn entry_at(buf: &[u8], at: usize) -> (&[u8], f64, usize) {
 /// Where the entry that starts at `at` ends, read from its lengths and score tag alone.
 fn skip(buf: &[u8], at: usize) -> usize {
     let (len, start) = read_leb(buf, at);
-    let tag = buf[start + len];
-    let end = start + len + 1 + if tag == FLOAT { 8 } else { usize::from(tag) };
+    let end = start + len + 1 + score_len(buf[start + len]);
     end + leb_len(end - at)
 }
 
@@ -570,7 +574,7 @@ impl Packed {
         entry.extend_from_slice(member);
         let (tag, payload) = score_code(score);
         entry.push(tag);
-        entry.extend_from_slice(&payload[..if tag == FLOAT { 8 } else { usize::from(tag) }]);
+        entry.extend_from_slice(&payload[..score_len(tag)]);
         let front = entry.len();
         let at = entry.len();
         push_leb(&mut entry, front);

@@ -95,9 +95,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if let Some(name) = name {
         *ctx.conn.info.name.lock() = name;
     }
-    ctx.conn.resp3 = resp3;
-    ctx.conn.info.resp.store(if resp3 { 3 } else { 2 }, Relaxed);
-    ctx.out.set_resp3(resp3);
+    set_protocol(ctx, resp3);
     ctx.out.map(7);
     ctx.out.bulk(b"server");
     ctx.out.bulk(b"redis");
@@ -114,6 +112,13 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.out.bulk(b"modules");
     ctx.out.array(0);
     Ok(())
+}
+
+/// RESP3 or RESP2 from this reply on, as the connection and `CLIENT LIST` see it.
+fn set_protocol(ctx: &mut Ctx<'_>, resp3: bool) {
+    ctx.conn.resp3 = resp3;
+    ctx.conn.info.resp.store(if resp3 { 3 } else { 2 }, Relaxed);
+    ctx.out.set_resp3(resp3);
 }
 
 pub fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -140,9 +145,7 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.shared.pubsub.forget(&ctx.conn.info);
     ctx.shared.tracking.disable(ctx.shared, ctx.conn.info.id);
     ctx.conn.tracking = crate::tracking::ConnTracking::default();
-    ctx.conn.resp3 = false;
-    ctx.conn.info.resp.store(2, Relaxed);
-    ctx.out.set_resp3(false);
+    set_protocol(ctx, false);
     ctx.conn.readonly = false;
     ctx.conn.info.name.lock().clear();
     *ctx.conn.info.user.lock() = "default".to_owned();

@@ -3,7 +3,7 @@
 
 use super::Shard;
 use crate::clock::Version;
-use crate::entry::{Aggregate, Entry, EntryRef, HashValue, Value};
+use crate::entry::{Aggregate, Entry, EntryRef, HashValue, Kind, Value};
 use crate::list::ListValue;
 use crate::set::SetValue;
 use crate::zset::ZSetValue;
@@ -93,8 +93,12 @@ impl<'a> Modify<'a> {
         self.shard.entry_at_mut(self.cell).str_value_mut()
     }
 
-    /// The aggregate, owned, to change: the side table's, or an inline one copied out.
-    fn aggregate_mut(&mut self) -> Option<&mut Aggregate> {
+    /// The aggregate, owned, to change, when it is of `kind`: the side table's, or an inline
+    /// one copied out. Another type is left alone (no copy, no change).
+    fn aggregate_mut(&mut self, kind: Kind) -> Option<&mut Aggregate> {
+        if self.value().kind() != kind {
+            return None;
+        }
         if self.scratch.is_none()
             && let Some(body) = self.shard.entry_at(self.cell).inline_body()
         {
@@ -110,10 +114,7 @@ impl<'a> Modify<'a> {
 
     /// The hash, for changing; `None` when the value is not a hash.
     pub fn hash_mut(&mut self) -> Option<&mut HashValue> {
-        if !matches!(self.value(), Value::Hash(_)) {
-            return None;
-        }
-        match self.aggregate_mut()? {
+        match self.aggregate_mut(Kind::Hash)? {
             Aggregate::Hash(h) => Some(h),
             _ => None,
         }
@@ -121,10 +122,7 @@ impl<'a> Modify<'a> {
 
     /// The list, for changing; `None` when the value is not a list.
     pub fn list_mut(&mut self) -> Option<&mut ListValue> {
-        if !matches!(self.value(), Value::List(_)) {
-            return None;
-        }
-        match self.aggregate_mut()? {
+        match self.aggregate_mut(Kind::List)? {
             Aggregate::List(l) => Some(l),
             _ => None,
         }
@@ -132,10 +130,7 @@ impl<'a> Modify<'a> {
 
     /// The set, for changing; `None` when the value is not a set.
     pub fn set_mut(&mut self) -> Option<&mut SetValue> {
-        if !matches!(self.value(), Value::Set(_)) {
-            return None;
-        }
-        match self.aggregate_mut()? {
+        match self.aggregate_mut(Kind::Set)? {
             Aggregate::Set(s) => Some(s),
             _ => None,
         }
@@ -143,10 +138,7 @@ impl<'a> Modify<'a> {
 
     /// The sorted set, for changing; `None` when the value is not a sorted set.
     pub fn zset_mut(&mut self) -> Option<&mut ZSetValue> {
-        if !matches!(self.value(), Value::ZSet(_)) {
-            return None;
-        }
-        match self.aggregate_mut()? {
+        match self.aggregate_mut(Kind::ZSet)? {
             Aggregate::ZSet(z) => Some(z),
             _ => None,
         }

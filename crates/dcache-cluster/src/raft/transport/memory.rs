@@ -139,7 +139,9 @@ impl MemoryTransport {
             };
             let delay = net.delay();
             let lose_request = net.lose();
-            let lose_reply = net.lose() || net.next() % 100 < net.reply_loss_percent;
+            // Drawn only when set, so that a seed replays as it did before reply loss existed.
+            let lose_reply = net.lose()
+                || (net.reply_loss_percent > 0 && net.next() % 100 < net.reply_loss_percent);
             (handler, delay, lose_request, lose_reply)
         };
         tokio::time::sleep(delay).await;

@@ -6,7 +6,8 @@ generator (`redis-benchmark`, the same for both) runs pinned to core 1.
 
 1. Memory (`--part memory`): for each type, a fresh server of each kind is loaded through
    `redis-cli --pipe` with the same `--keys` small collections of `--elements` members each
-   (8-byte members; sorted-set scores are small integers), and the growth of its resident set
+   (8-byte members; sorted-set scores are small integers; a hash's fields are 8-byte names with
+   8-byte values), and the growth of its resident set
    (`VmRSS`) is divided by the members stored, and by the keys.
 2. CPU (`--part cpu`): LPUSH, LPOP, SADD, ZADD and ZRANGE (`ZRANGE zr 0 9 WITHSCORES` on a
    100-member set) at pipeline 1 and 16, 50 connections, `--requests` each, over `--rounds`
@@ -21,7 +22,7 @@ Prints markdown tables; writes nothing. Every server it starts, it stops; every 
 its request count.
 
 Usage: python3 bench/types.py [--part memory|cpu|ratelimit|both] [--keys 1000000] [--elements 5]
-       [--requests 200000] [--rounds 3] [--dcache PATH]
+       [--requests 200000] [--rounds 3] [--types list,set,"sorted set",hash] [--dcache PATH]
 """
 
 import argparse
@@ -39,6 +40,7 @@ TYPES = {
     "list": ("RPUSH", lambda m, i: [m]),
     "set": ("SADD", lambda m, i: [m]),
     "sorted set": ("ZADD", lambda m, i: [str(i).encode(), m]),
+    "hash": ("HSET", lambda m, i: [m, b"v%07d" % i]),
 }
 
 
@@ -70,10 +72,10 @@ def write_load(path, type_name, keys, elements):
             f.write(resp(args))
 
 
-def memory(dcache, keys, elements):
+def memory(dcache, keys, elements, types):
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for type_name in TYPES:
+        for type_name in types:
             path = os.path.join(tmp, "load.resp")
             write_load(path, type_name, keys, elements)
             for kind in ("redis", "dcache"):
@@ -94,7 +96,7 @@ def memory(dcache, keys, elements):
     lines = [f"{keys:,} keys of {elements} members each (8-byte members), resident bytes:", "",
              "| type | redis per member | dcache per member | redis per key | dcache per key "
              "| dcache ÷ redis |", "|---|---:|---:|---:|---:|---:|"]
-    for type_name in TYPES:
+    for type_name in types:
         r, d = rows[(type_name, "redis")], rows[(type_name, "dcache")]
         n = keys * elements
         lines.append(f"| {type_name} | {r / n:.1f} | {d / n:.1f} | {r / keys:.1f} | "
@@ -222,6 +224,8 @@ def main():
     ap.add_argument("--elements", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--types", default=",".join(TYPES),
+                    help="comma-separated types for --part memory (default: all)")
     ap.add_argument("--dcache", help="a dcache binary already built (default: build it here)")
     args = ap.parse_args()
     if os.cpu_count() < 2:
@@ -236,7 +240,11 @@ def main():
           f"redis-server {info['redis-server']}.")
     tables = []
     if args.part in ("memory", "both"):
-        tables.append(memory(dcache, args.keys, args.elements))
+        types = args.types.split(",")
+        unknown = [t for t in types if t not in TYPES]
+        if unknown:
+            sys.exit(f"unknown types {unknown}; known: {', '.join(TYPES)}")
+        tables.append(memory(dcache, args.keys, args.elements, types))
     if args.part in ("cpu", "both"):
         tables.append(cpu(dcache, args.requests, args.rounds))
     if args.part == "ratelimit":

@@ -478,16 +478,21 @@ fn score_len(code: u8) -> usize {
 
 /// The score of code `code` whose bytes start at `at`, and where they end.
 fn read_score(buf: &[u8], code: u8, at: usize) -> (f64, usize) {
-    let len = score_len(code);
-    let mut bytes = [0u8; 8];
-    bytes[..len].copy_from_slice(&buf[at..at + len]);
-    let bits = u64::from_le_bytes(bytes);
-    let score = match code {
-        FLOAT => f64::from_bits(bits),
-        0..=SMALL_MAX => f64::from(code),
-        _ => ((bits >> 1) as i64 ^ -((bits & 1) as i64)) as f64,
-    };
-    (score, at + len)
+    match code {
+        0..=SMALL_MAX => (f64::from(code), at),
+        FLOAT => {
+            let bits = u64::from_le_bytes(buf[at..at + 8].try_into().expect("eight bytes"));
+            (f64::from_bits(bits), at + 8)
+        }
+        width => {
+            let len = usize::from(width - SMALL_MAX);
+            let mut bytes = [0u8; 8];
+            bytes[..len].copy_from_slice(&buf[at..at + len]);
+            let zigzag = u64::from_le_bytes(bytes);
+            let v = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
+            (v as f64, at + len)
+        }
+    }
 }
 
 /// What the entry of a member of `len` bytes with `score` takes.

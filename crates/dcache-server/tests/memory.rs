@@ -215,7 +215,7 @@ async fn a_small_aggregate_costs_its_entry_and_one_allocation() {
     let key = "k:0000000000";
     let members: Vec<String> = (0..5).map(|i| format!("member:{i}")).collect();
     // Per member at most: the member, a length byte in front, and behind it a length byte
-    // (list), or a score tag, one byte of an integer score and a back-length (sorted set).
+    // (list); a sorted set's entry is smaller (a head byte, no score bytes for 0 to 7).
     let bound = |tag_and_header: usize| {
         dcache_store::ENTRY_OVERHEAD
             + dcache_store::alloc_size(key.len() + tag_and_header + 5 * (8 + 4))

@@ -5,10 +5,12 @@
 //!
 //! ```text
 //!   listpack (small):  one buffer of packed entries, in order
-//!     [ len | member bytes | score tag | score bytes | back ] [ … ] …
-//!       len: varint; tag 0-8: an integer in that many zigzag bytes, 9: an f64 in eight;
-//!       back: the entry's length before it, a varint written reversed (a reverse walk
-//!       finds starts from it, as in Redis's listpack)
+//!     [ head | len? | member bytes | score bytes ] [ … ] …
+//!       head: one byte, (member length << 4) | score code
+//!         member length 0-14, or 15: the length follows as a varint (len)
+//!         score code 0-7: that integer, no score bytes; 8-14: an integer in 1-7 zigzag
+//!         bytes; 15: an f64 in eight
+//!       no back-length: a reverse read walks forwards once and notes the starts
 //!   skiplist (large):  an arena of treap nodes with subtree sizes, plus a member → node index
 //!     nodes: Vec<Node { member, score, left, right, size, priority }>
 //!     index: HashTable<u32>   (hashes the member stored in its node: each member is kept once)
@@ -18,8 +20,9 @@
 //! treap whose priorities come from the per-value random hasher, so that no choice of members
 //! can unbalance it); iteration from any rank costs O(log n) to start and O(1) amortized per
 //! step, both ways. The small form scans, which for at most a few hundred short entries is
-//! faster than following pointers and costs 3 to 11 bytes per member beyond its bytes (an
-//! integer score, like Redis's listpack keeps one, in 0 to 8 bytes; any other in 8).
+//! faster than following pointers and costs 1 to 9 bytes per member beyond its bytes for a
+//! member under 15 bytes (one head byte, and an integer score, like Redis's listpack keeps one,
+//! in 0 to 7 bytes: none for 0 to 7; any other score in 8), one or two more for a longer one.
 //!
 //! A set grows into the large form when an insert would break the limits; it goes back only
 //! when a command asks ([`ZSetValue::compact`], which Redis's STORE commands do). `mem` is a
@@ -400,9 +403,18 @@ struct Packed {
     len: usize,
 }
 
-/// A score's tag for a float: its eight bytes follow. Tags 0 to 8 say an integer follows, in
-/// that many bytes (zigzag, little-endian: 0 takes none, -128 to 127 one).
-const FLOAT: u8 = 9;
+/// A head's length nibble that says the member's length follows as a LEB128 varint (15 bytes
+/// or more); 0 to 14 are the length itself.
+const LONG: u8 = 15;
+
+/// Score codes (a head's low nibble) 0 to `SMALL_MAX` are the integers 0 to 7 themselves, with
+/// no score bytes: the ranks, counters and small weights that small sets mostly hold.
+const SMALL_MAX: u8 = 7;
+
+/// Score code for a float: its eight bytes follow (little-endian). Codes 8 to 14 say an integer
+/// follows in 1 to 7 zigzag bytes, little-endian (-128 to 127 in one). An integer that needs eight
+/// is written as a float instead: the same eight bytes, and one code fewer to read.
+const FLOAT: u8 = 15;
 
 /// The bytes of a LEB128 varint for `n`.
 fn leb_len(n: usize) -> usize {
@@ -425,20 +437,6 @@ fn read_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
     }
 }
 
-/// Reads a varint written reversed (its first byte last) backwards from `end`.
-fn read_leb_back(buf: &[u8], end: usize) -> usize {
-    let (mut n, mut shift, mut i) = (0usize, 0, end);
-    loop {
-        i -= 1;
-        let b = buf[i];
-        n |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return n;
-        }
-        shift += 7;
-    }
-}
-
 fn push_leb(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
@@ -447,8 +445,9 @@ fn push_leb(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
-/// A score as the compact form stores it: `(tag, payload)`, the payload in its first bytes. An
-/// integer (that reads back as the same bits) takes its zigzag bytes, anything else eight.
+/// A score as the compact form stores it: `(code, payload)`, the payload in its first
+/// [`score_len`] bytes. An integer (that reads back as the same bits) takes its value as the
+/// code when it is 0 to 7, else its zigzag bytes; anything else takes eight.
 ///
 /// Redis's listpack keeps a score as text, and "-0" as the integer 0: a small set's -0 reads
 /// back as 0 (the large form keeps the sign, as Redis's skiplist does).
@@ -456,66 +455,79 @@ fn score_code(score: f64) -> (u8, [u8; 8]) {
     let score = if score == 0.0 { 0.0 } else { score };
     let v = score as i64;
     if (v as f64).to_bits() == score.to_bits() {
+        if (0..=i64::from(SMALL_MAX)).contains(&v) {
+            return (v as u8, [0; 8]);
+        }
         let zigzag = ((v << 1) ^ (v >> 63)) as u64;
         let width = (u64::BITS - zigzag.leading_zeros()).div_ceil(8) as u8;
-        (width, zigzag.to_le_bytes())
-    } else {
-        (FLOAT, score.to_bits().to_le_bytes())
+        if width < 8 {
+            return (SMALL_MAX + width, zigzag.to_le_bytes());
+        }
+    }
+    (FLOAT, score.to_bits().to_le_bytes())
+}
+
+/// The bytes of a score after its entry's head, by its code.
+fn score_len(code: u8) -> usize {
+    match code {
+        FLOAT => 8,
+        0..=SMALL_MAX => 0,
+        width => usize::from(width - SMALL_MAX),
     }
 }
 
-/// The score whose tag is at `at`, and where its payload ends.
-fn read_score(buf: &[u8], at: usize) -> (f64, usize) {
-    let tag = buf[at];
-    let start = at + 1;
-    if tag == FLOAT {
-        let bits = u64::from_le_bytes(buf[start..start + 8].try_into().expect("eight bytes"));
-        return (f64::from_bits(bits), start + 8);
+/// The score of code `code` whose bytes start at `at`, and where they end.
+fn read_score(buf: &[u8], code: u8, at: usize) -> (f64, usize) {
+    match code {
+        0..=SMALL_MAX => (f64::from(code), at),
+        FLOAT => {
+            let bits = u64::from_le_bytes(buf[at..at + 8].try_into().expect("eight bytes"));
+            (f64::from_bits(bits), at + 8)
+        }
+        width => {
+            let len = usize::from(width - SMALL_MAX);
+            let mut bytes = [0u8; 8];
+            bytes[..len].copy_from_slice(&buf[at..at + len]);
+            let zigzag = u64::from_le_bytes(bytes);
+            let v = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
+            (v as f64, at + len)
+        }
     }
-    let mut bytes = [0u8; 8];
-    let width = usize::from(tag);
-    bytes[..width].copy_from_slice(&buf[start..start + width]);
-    let zigzag = u64::from_le_bytes(bytes);
-    let v = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
-    (v as f64, start + width)
-}
-
-/// The bytes of a score after its tag: eight for a float, else as many as the tag says.
-fn score_len(tag: u8) -> usize {
-    if tag == FLOAT { 8 } else { usize::from(tag) }
 }
 
 /// What the entry of a member of `len` bytes with `score` takes.
 fn packed_len(len: usize, score: f64) -> usize {
-    let (tag, _) = score_code(score);
-    let front = leb_len(len) + len + 1 + score_len(tag);
-    front + leb_len(front)
+    let long = if len >= usize::from(LONG) {
+        leb_len(len)
+    } else {
+        0
+    };
+    1 + long + len + score_len(score_code(score).0)
 }
 
-/// The entry that starts at `at`: member, score, and where the next one starts. An entry is
-/// `[len][member][score tag][score bytes][back]`, `len` a LEB128 varint, `back` the bytes of
-/// the entry before it as a varint written reversed (as Redis's listpack's back-length), so
-/// that the entries read in both directions.
+/// The head of the entry that starts at `at`: where its member starts and ends, and its score's
+/// code. An entry is `[head][len?][member][score bytes]`: the head's high nibble is the member's
+/// length (or [`LONG`]: a varint `len` follows), its low nibble the score's code.
+fn head(buf: &[u8], at: usize) -> (usize, usize, u8) {
+    let head = buf[at];
+    let (len, start) = match head >> 4 {
+        LONG => read_leb(buf, at + 1),
+        len => (usize::from(len), at + 1),
+    };
+    (start, start + len, head & 0x0f)
+}
+
+/// The entry that starts at `at`: member, score, and where the next one starts.
 fn entry_at(buf: &[u8], at: usize) -> (&[u8], f64, usize) {
-    let (len, start) = read_leb(buf, at);
-    let member = &buf[start..start + len];
-    let (score, end) = read_score(buf, start + len);
-    (member, score, end + leb_len(end - at))
+    let (start, end, code) = head(buf, at);
+    let (score, next) = read_score(buf, code, end);
+    (&buf[start..end], score, next)
 }
 
-/// Where the entry that starts at `at` ends, read from its lengths and score tag alone.
+/// Where the entry that starts at `at` ends, read from its head alone.
 fn skip(buf: &[u8], at: usize) -> usize {
-    let (len, start) = read_leb(buf, at);
-    let end = start + len + 1 + score_len(buf[start + len]);
-    end + leb_len(end - at)
-}
-
-/// The entry that ends at `end`: member, score, and where it starts.
-fn entry_before(buf: &[u8], end: usize) -> (&[u8], f64, usize) {
-    let front = read_leb_back(buf, end);
-    let start = end - leb_len(front) - front;
-    let (m, s, _) = entry_at(buf, start);
-    (m, s, start)
+    let (_, end, code) = head(buf, at);
+    end + score_len(code)
 }
 
 /// The compact form's bytes, borrowed: every read of that form is written here.
@@ -530,11 +542,11 @@ impl<'a> PackedRef<'a> {
     fn find(self, member: &[u8]) -> Option<(usize, f64)> {
         let mut at = 0;
         while at < self.buf.len() {
-            let (m, s, next) = entry_at(self.buf, at);
-            if m == member {
-                return Some((at, s));
+            let (start, end, code) = head(self.buf, at);
+            if &self.buf[start..end] == member {
+                return Some((at, read_score(self.buf, code, end).0));
             }
-            at = next;
+            at = end + score_len(code);
         }
         None
     }
@@ -548,13 +560,10 @@ impl<'a> PackedRef<'a> {
         for _ in 0..start {
             front = skip(self.buf, front);
         }
-        // The back end is found only if the range is read backwards (ZRANGE 0 9 of a large
-        // set reads ten entries, and walks no further).
-        let back = (end == self.len).then_some(self.buf.len());
         PackedIter {
             buf: self.buf,
             front,
-            back,
+            starts: Vec::new(),
             remaining: end - start,
         }
     }
@@ -570,15 +579,15 @@ impl Packed {
 
     fn encode(member: &[u8], score: f64) -> Vec<u8> {
         let mut entry = Vec::with_capacity(packed_len(member.len(), score));
-        push_leb(&mut entry, member.len());
+        let (code, payload) = score_code(score);
+        if member.len() < usize::from(LONG) {
+            entry.push((member.len() as u8) << 4 | code);
+        } else {
+            entry.push(LONG << 4 | code);
+            push_leb(&mut entry, member.len());
+        }
         entry.extend_from_slice(member);
-        let (tag, payload) = score_code(score);
-        entry.push(tag);
-        entry.extend_from_slice(&payload[..score_len(tag)]);
-        let front = entry.len();
-        let at = entry.len();
-        push_leb(&mut entry, front);
-        entry[at..].reverse();
+        entry.extend_from_slice(&payload[..score_len(code)]);
         entry
     }
 
@@ -609,8 +618,7 @@ impl Packed {
     }
 
     fn remove_at(&mut self, at: usize) {
-        let (_, _, next) = entry_at(&self.buf, at);
-        self.buf.drain(at..next);
+        self.buf.drain(at..skip(&self.buf, at));
         self.len -= 1;
         if self.buf.capacity() > 2 * self.buf.len() + 64 {
             self.buf.shrink_to_fit();
@@ -624,12 +632,18 @@ pub enum Iter<'a> {
     Tree(TreeIter<'a>),
 }
 
+/// The compact form's iterator. Entries have no back-lengths (they would cost a byte each,
+/// a sixth of a small set), so reading backwards walks forwards once: the first `next_back`
+/// of more than one entry notes where each remaining entry starts, and the rest pop from that.
+/// A range read forwards walks no further than it reads (ZRANGE 0 9 of a large set decodes
+/// ten entries), and read backwards costs one walk: O(n) either way.
 #[doc(hidden)]
 pub struct PackedIter<'a> {
     buf: &'a [u8],
     front: usize,
-    /// Where the range ends, once known (see [`PackedRef::range`]).
-    back: Option<usize>,
+    /// Once read backwards: the starts of the entries the range had left, in order; those not
+    /// yet read are the last `remaining` of them that `next` has not passed.
+    starts: Vec<usize>,
     remaining: usize,
 }
 
@@ -656,12 +670,23 @@ impl DoubleEndedIterator for PackedIter<'_> {
         if self.remaining == 0 {
             return None;
         }
-        let back = *self.back.get_or_insert_with(|| {
-            (0..self.remaining).fold(self.front, |at, _| skip(self.buf, at))
-        });
-        let (m, s, start) = entry_before(self.buf, back);
-        self.back = Some(start);
         self.remaining -= 1;
+        if self.remaining == 0 {
+            // The last entry left is the front one: no walk (nor allocation) to find it.
+            let (m, s, next) = entry_at(self.buf, self.front);
+            self.front = next;
+            return Some((m, s));
+        }
+        if self.starts.is_empty() {
+            self.starts.reserve_exact(self.remaining + 1);
+            let mut at = self.front;
+            for _ in 0..=self.remaining {
+                self.starts.push(at);
+                at = skip(self.buf, at);
+            }
+        }
+        let at = self.starts.pop().expect("a start for every entry left");
+        let (m, s, _) = entry_at(self.buf, at);
         Some((m, s))
     }
 }

@@ -206,8 +206,9 @@ fn compact_scores_read_back_bit_for_bit_both_ways_and_integers_take_few_bytes() 
         f64::INFINITY,
         f64::NEG_INFINITY,
     ];
-    // Members of lengths whose varints (and whose entries' back-lengths) take 1, 2 and 3 bytes.
-    let members: Vec<Vec<u8>> = [0usize, 8, 126, 127, 200, 16_400]
+    // Members of lengths that fit the head (0, 8, 14), and longer ones whose varints take 1, 2
+    // and 3 bytes.
+    let members: Vec<Vec<u8>> = [0usize, 8, 13, 126, 127, 200, 16_400]
         .iter()
         .enumerate()
         .map(|(i, &n)| {
@@ -233,16 +234,228 @@ fn compact_scores_read_back_bit_for_bit_both_ways_and_integers_take_few_bytes() 
     // -0 is stored as 0 in the compact form, as Redis's listpack does.
     z.insert(b"negzero", -0.0);
     assert_eq!(z.score(b"negzero").map(f64::to_bits), Some(0));
-    // An integer score costs its tag and its zigzag bytes; any other score eight bytes more.
+    // An entry is its head, its member and its score's bytes: none for an integer 0 to 7, then
+    // the zigzag bytes (-128 to 127 in one, -32768 to 32767 in two, up to seven), eight for any
+    // other score (an integer past seven zigzag bytes too).
     for (score, bytes) in [
-        (0.0, 1),
-        (-0.0, 1),
-        (4.0, 2),
-        (127.0, 2),
-        (-128.0, 2),
-        (128.0, 3),
-        (0.5, 9),
+        (0.0, 0),
+        (-0.0, 0),
+        (4.0, 0),
+        (7.0, 0),
+        (8.0, 1),
+        (-1.0, 1),
+        (127.0, 1),
+        (-128.0, 1),
+        (128.0, 2),
+        (-32768.0, 2),
+        (32768.0, 3),
+        (2f64.powi(55) - 4.0, 7),
+        (-(2f64.powi(55)), 7),
+        (2f64.powi(55), 8),
+        (-(2f64.powi(55)) - 8.0, 8),
+        (0.5, 8),
     ] {
-        assert_eq!(packed_len(8, score), 1 + 8 + bytes + 1, "{score}");
+        assert_eq!(packed_len(8, score), 1 + 8 + bytes, "{score}");
     }
+    // A member of 15 bytes or more has its length in a varint after the head.
+    assert_eq!(packed_len(14, 1.0), 1 + 14);
+    assert_eq!(packed_len(15, 1.0), 1 + 1 + 15);
+    assert_eq!(packed_len(127, 1.0), 1 + 1 + 127);
+    assert_eq!(packed_len(128, 1.0), 1 + 2 + 128);
+}
+
+/// The load issue 11 measures (a million sets of five 8-byte members scored 0 to 4, keys of 12
+/// bytes): each entry is a head byte and the member, so the set is 5 × 9 = 45 bytes, and its
+/// inline body (a tag and a one-byte count before them) 47. With the key that is 59 bytes of
+/// entry data: the allocator's 64-byte class with five to spare (a score tag and a back-length
+/// per entry, the format before, made it 73: the 80-byte class).
+#[test]
+fn five_short_members_with_small_scores_take_a_head_byte_each() {
+    let mut z = ZSetValue::default();
+    for i in 0..5u32 {
+        z.insert(format!("m{i:07}").as_bytes(), f64::from(4 - i));
+    }
+    let (bytes, len) = z.view().packed_parts().expect("compact");
+    assert_eq!((bytes.len(), len), (45, 5));
+    assert_eq!(z.mem(), alloc_size(45));
+    let (header, body) = crate::inline::body_of(crate::Value::ZSet(z.view())).expect("inline");
+    let inline = header.bytes().len() + body.len();
+    assert_eq!(inline, 47);
+    assert_eq!(alloc_size(12 + inline), 64, "a 12-byte key's entry data");
+    assert_eq!(
+        owned(z.iter()),
+        (0..5u32)
+            .rev()
+            .map(|i| (format!("m{i:07}").into_bytes(), f64::from(4 - i)))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Every range of ranks read forwards, backwards, and from both ends in turn.
+fn check_every_range(z: &ZSetValue, want: &[(Vec<u8>, f64)]) {
+    let n = want.len();
+    for a in 0..=n {
+        for b in a..=n + 1 {
+            let part = &want[a..b.min(n)];
+            assert_eq!(owned(z.range_by_rank(a, b)), part, "{a}..{b}");
+            let mut back = owned(z.range_by_rank(a, b).rev());
+            back.reverse();
+            assert_eq!(back, part, "{a}..{b} reversed");
+            // Alternating ends, starting from either.
+            for from_back in [false, true] {
+                let mut it = z.range_by_rank(a, b);
+                let (mut front, mut tail) = (Vec::new(), Vec::new());
+                let mut turn = from_back;
+                loop {
+                    assert_eq!(it.len(), part.len() - front.len() - tail.len());
+                    let next = if turn { it.next_back() } else { it.next() };
+                    let Some((m, s)) = next else { break };
+                    if turn {
+                        tail.push((m.to_vec(), s));
+                    } else {
+                        front.push((m.to_vec(), s));
+                    }
+                    turn = !turn;
+                }
+                assert!(it.next().is_none() && it.next_back().is_none());
+                tail.reverse();
+                front.extend(tail);
+                assert_eq!(front, part, "{a}..{b} from both ends");
+            }
+        }
+    }
+    // Partition points by member within a score, and by a score between two.
+    for (m, s) in want {
+        let below = z.partition_point(|x, y| order((y, x), (*s, m.as_slice())) == Ordering::Less);
+        assert_eq!(Some(below), z.rank(m));
+        let at_most = z.partition_point(|_, y| y <= *s);
+        assert_eq!(at_most, want.iter().filter(|(_, y)| y <= s).count());
+    }
+}
+
+/// Members whose lengths sit on the head's edges: empty, one byte, the longest the head holds
+/// (14), the first that needs a varint (15, 16), and a long one (200, past the default limit).
+fn edge_member(i: u8) -> Vec<u8> {
+    let len = [0, 1, 14, 15, 16, 200][usize::from(i % 6)];
+    let fill = b'a' + i / 6 % 6;
+    let mut m = vec![fill; len];
+    if let Some(last) = m.last_mut() {
+        // Members of a length differ in their last byte too, so that ties by member matter.
+        *last = b'0' + i / 6 % 6;
+    }
+    m
+}
+
+fn edge_score() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => (-10i32..20).prop_map(f64::from),
+        1 => Just(-0.0),
+        2 => (-(1i64 << 40)..(1i64 << 40)).prop_map(|v| v as f64),
+        1 => prop_oneof![
+            Just(2f64.powi(55) - 4.0),
+            Just(2f64.powi(55)),
+            Just(-(2f64.powi(55))),
+            Just(-(2f64.powi(55)) - 8.0),
+            Just(i64::MAX as f64),
+            Just(i64::MIN as f64),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::MIN_POSITIVE),
+            Just(1e300),
+        ],
+        2 => (-1e6f64..1e6).prop_map(|f| (f * 8.0).round() / 8.0 + 0.125),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum EdgeOp {
+    Insert(u8, f64),
+    Remove(u8),
+    Compact,
+}
+
+fn edge_op() -> impl Strategy<Value = EdgeOp> {
+    prop_oneof![
+        6 => (0u8..36, edge_score()).prop_map(|(m, s)| EdgeOp::Insert(m, s)),
+        2 => (0u8..36).prop_map(EdgeOp::Remove),
+        1 => Just(EdgeOp::Compact),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Inserts, score updates and removals of members on the head's length edges, with scores
+    /// in every code (small, zigzag of each width, float, -0), against the model: every range
+    /// both ways, ranks, partition points, and the set moved into the large form and back.
+    #[test]
+    fn edge_members_and_scores_behave_as_the_model(
+        ops in proptest::collection::vec(edge_op(), 1..120),
+        entries in 0usize..40,
+        value in prop_oneof![Just(14usize), Just(64), Just(300)],
+    ) {
+        let limits = ZSetLimits { entries, value };
+        let mut z = ZSetValue::default();
+        let mut model = BTreeMap::new();
+        for op in ops {
+            match op {
+                EdgeOp::Insert(m, s) => {
+                    let m = edge_member(m);
+                    let new = z.insert_with(&m, s, limits);
+                    prop_assert_eq!(new, model.insert(m, s).is_none());
+                }
+                EdgeOp::Remove(m) => {
+                    let m = edge_member(m);
+                    prop_assert_eq!(z.remove(&m), model.remove(&m).is_some());
+                }
+                EdgeOp::Compact => z.compact(limits),
+            }
+        }
+        let want = sorted(&model);
+        check(&z, &model);
+        check_every_range(&z, &want);
+        // Into the compact form whatever the sizes, and from it into the large form.
+        let mut compact = z.clone();
+        compact.compact(ZSetLimits { entries: usize::MAX, value: usize::MAX });
+        prop_assert!(compact.is_listpack());
+        check(&compact, &model);
+        check_every_range(&compact, &want);
+        let mut large = compact.clone();
+        large.insert_with(b"extra", 0.0, ZSetLimits { entries: 0, value: 0 });
+        prop_assert!(!large.is_listpack());
+        prop_assert!(large.remove(b"extra"));
+        check(&large, &model);
+        check_every_range(&large, &want);
+        // Through an owned copy of the borrowed compact bytes, as an inline body is read.
+        let (bytes, len) = compact.view().packed_parts().expect("compact");
+        prop_assert_eq!(ZSetRef::packed(bytes, len).into_owned(), compact);
+    }
+}
+
+/// A range of a compact set, read either way, decodes no entry past its end (ZRANGE 0 9 of a
+/// large set must not walk the rest): checked on bytes cut short right after the range, which
+/// any walk further would run off.
+#[test]
+fn a_forward_range_reads_no_entry_past_its_end() {
+    let mut z = ZSetValue::default();
+    for i in 0..100u32 {
+        z.insert(format!("m{i:03}").as_bytes(), f64::from(i));
+    }
+    let (bytes, len) = z.view().packed_parts().expect("compact");
+    // Each entry is a head and 4 bytes of member, then none for scores 0-7 and one for 8 and 9.
+    let cut = 8 * 5 + 2 * 6;
+    let short = ZSetRef::packed(&bytes[..cut], len);
+    let first: Vec<_> = short
+        .range_by_rank(0, 10)
+        .map(|(m, _)| m.to_vec())
+        .collect();
+    assert_eq!(first.len(), 10);
+    assert_eq!(first[9], b"m009");
+    let back: Vec<_> = short
+        .range_by_rank(0, 10)
+        .rev()
+        .map(|(m, _)| m.to_vec())
+        .collect();
+    assert_eq!(back.first().map(Vec::as_slice), Some(&b"m009"[..]));
+    assert_eq!(back.len(), 10);
 }

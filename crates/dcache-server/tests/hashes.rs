@@ -5,7 +5,9 @@
 
 mod common;
 
+use common::members::replicated;
 use common::{TestNode, error_text, query, start, test_config};
+use dcache_cluster::{Change, Settings, Strategy};
 use redis::aio::MultiplexedConnection;
 
 async fn node() -> (TestNode, MultiplexedConnection) {
@@ -195,4 +197,84 @@ async fn a_large_hash_answers_alike() {
         int(&mut c, &["HDEL", "big", &format!("f{i}")]).await;
     }
     assert_eq!(int(&mut c, &["EXISTS", "big"]).await, 0);
+}
+
+/// A replica holds each form as its primary did: after the primary dies, the small hash answers in
+/// its insertion order, still a listpack, and the large one holds every field.
+#[tokio::test]
+async fn hashes_of_both_forms_survive_their_primary() {
+    for settings in [
+        Settings::new(1, Strategy::Primary),
+        Settings::new(2, Strategy::Quorum),
+    ] {
+        let strategy = settings.strategy;
+        let config = dcache_server::NodeConfig {
+            cluster_enabled: dcache_server::YesNo(true),
+            ..test_config()
+        };
+        let (control, mut nodes) = replicated(3, settings, config).await;
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        // One slot for both, so that one death takes both primaries.
+        let (small, large) = ("{h}:session", "{h}:large");
+        let run = async |con: &mut redis::cluster_async::ClusterConnection, args: &[&str]| {
+            let mut c = redis::cmd(args[0]);
+            for a in &args[1..] {
+                c.arg(*a);
+            }
+            c.query_async::<redis::Value>(con).await.unwrap()
+        };
+        run(
+            &mut con,
+            &["HSET", small, "user", "ann", "cart", "0", "theme", "dark"],
+        )
+        .await;
+        run(&mut con, &["HINCRBY", small, "cart", "3"]).await;
+        run(&mut con, &["HDEL", small, "user"]).await;
+        run(&mut con, &["HSET", small, "user", "bob", "lang", "en"]).await;
+        for i in 0..200 {
+            run(&mut con, &["HSET", large, &format!("f{i}"), &i.to_string()]).await;
+        }
+        run(&mut con, &["HDEL", large, "f0"]).await;
+        // The slot's primary dies without a word; the cluster declares it failed.
+        let slot = dcache_placement::slot(small.as_bytes());
+        let primary_id = control.subscribe().borrow().replicas_of(slot)[0].id.clone();
+        let at = nodes
+            .iter()
+            .position(|n| n.shared.cluster.as_ref().unwrap().view().me == primary_id)
+            .unwrap();
+        drop(nodes.remove(at));
+        control.apply(&Change::Fail(primary_id)).unwrap();
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        let got: Vec<String> = redis::cmd("HGETALL")
+            .arg(small)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            ["cart", "3", "theme", "dark", "user", "bob", "lang", "en"],
+            "{strategy:?}: the small hash, in order"
+        );
+        let encodings: Vec<String> = redis::pipe()
+            .cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(small)
+            .cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(large)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(encodings, ["listpack", "hashtable"], "{strategy:?}");
+        let mut got: Vec<(String, i64)> = redis::cmd("HGETALL")
+            .arg(large)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        got.sort_by_key(|(_, v)| *v);
+        let want: Vec<(String, i64)> = (1..200).map(|i| (format!("f{i}"), i)).collect();
+        assert_eq!(got, want, "{strategy:?}: the large hash");
+    }
 }

@@ -344,6 +344,20 @@ fn a_hash_lives_inline_while_compact_and_streams_whole() {
         Some(crate::OwnedValue::Hash(Box::new(model.clone())))
     );
     assert_eq!(side_cells(&copy), 0, "inline on the copy too");
+    let order = |store: &Store| -> Vec<Vec<u8>> {
+        let key = store.key(b"session:1");
+        let mut shard = store.lock(&key);
+        let entry = shard.get(&key, NOW, Lookup::Peek).unwrap();
+        let Value::Hash(h) = entry.value() else {
+            panic!("a hash")
+        };
+        h.iter().map(|(f, _)| f.to_vec()).collect()
+    };
+    assert_eq!(
+        order(&copy),
+        order(&store),
+        "the copy keeps the fields' order"
+    );
     // A TTL keeps it inline; a long value moves it to the side table, for good.
     assert!(store.lock(&key).set_expire(&key, Some(NOW + 1000), NOW));
     assert_eq!(side_cells(&store), 0);

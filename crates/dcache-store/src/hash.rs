@@ -131,7 +131,7 @@ impl<'a> HashRef<'a> {
                 at: 0,
                 remaining: p.len,
             }),
-            RefRepr::Table(t) => Iter::Table(t.table.iter()),
+            RefRepr::Table(t) => Iter::Table(TableIter(t.table.iter())),
         }
     }
 
@@ -538,8 +538,11 @@ impl Packed {
 /// A hash's fields with their values. See [`HashRef::iter`].
 pub enum Iter<'a> {
     Packed(PackedIter<'a>),
-    Table(hashbrown::hash_table::Iter<'a, Field>),
+    Table(TableIter<'a>),
 }
+
+#[doc(hidden)]
+pub struct TableIter<'a>(hashbrown::hash_table::Iter<'a, Field>);
 
 #[doc(hidden)]
 pub struct PackedIter<'a> {
@@ -572,14 +575,14 @@ impl<'a> Iterator for Iter<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Iter::Packed(i) => i.next(),
-            Iter::Table(i) => i.next().map(|(f, v)| (&**f, &**v)),
+            Iter::Table(i) => i.0.next().map(|(f, v)| (&**f, &**v)),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         match self {
             Iter::Packed(i) => i.size_hint(),
-            Iter::Table(i) => i.size_hint(),
+            Iter::Table(i) => i.0.size_hint(),
         }
     }
 }

@@ -428,31 +428,31 @@ fn push_leb(out: &mut Vec<u8>, mut n: usize) {
 /// Where one pair lies in the buffer: it starts at `start`, its value's length at `value_len`,
 /// its value's bytes at `value..end`.
 #[derive(Clone, Copy)]
-struct Slot {
+struct Pair {
     start: usize,
     value_len: usize,
     value: usize,
     end: usize,
 }
 
-impl Slot {
+impl Pair {
     fn value(self, buf: &[u8]) -> &[u8] {
         &buf[self.value..self.end]
     }
 }
 
 /// The pair that starts at `at`: its field and where its parts are.
-fn pair_at(buf: &[u8], at: usize) -> (&[u8], Slot) {
+fn pair_at(buf: &[u8], at: usize) -> (&[u8], Pair) {
     let (flen, field) = read_leb(buf, at);
     let value_len = field + flen;
     let (vlen, value) = read_leb(buf, value_len);
-    let slot = Slot {
+    let pair = Pair {
         start: at,
         value_len,
         value,
         end: value + vlen,
     };
-    (&buf[field..value_len], slot)
+    (&buf[field..value_len], pair)
 }
 
 /// The compact form's bytes, borrowed: every read of that form is written here.
@@ -463,14 +463,14 @@ struct PackedRef<'a> {
 }
 
 impl<'a> PackedRef<'a> {
-    fn find(self, field: &[u8]) -> Option<Slot> {
+    fn find(self, field: &[u8]) -> Option<Pair> {
         let mut at = 0;
         while at < self.buf.len() {
-            let (f, slot) = pair_at(self.buf, at);
+            let (f, pair) = pair_at(self.buf, at);
             if f == field {
-                return Some(slot);
+                return Some(pair);
             }
-            at = slot.end;
+            at = pair.end;
         }
         None
     }
@@ -505,25 +505,25 @@ impl Packed {
         self.len += 1;
     }
 
-    /// Changes the value of the pair at `slot`, where it is.
-    fn replace(&mut self, slot: Slot, value: &[u8]) {
-        if slot.end - slot.value == value.len() {
-            self.buf[slot.value..slot.end].copy_from_slice(value);
+    /// Changes the value of `pair`, where it is.
+    fn replace(&mut self, pair: Pair, value: &[u8]) {
+        if pair.end - pair.value == value.len() {
+            self.buf[pair.value..pair.end].copy_from_slice(value);
             return;
         }
         let mut encoded = Vec::with_capacity(leb_len(value.len()) + value.len());
         push_leb(&mut encoded, value.len());
         encoded.extend_from_slice(value);
-        let old = slot.end - slot.value_len;
+        let old = pair.end - pair.value_len;
         if encoded.len() > old {
             self.buf.reserve_exact(encoded.len() - old);
         }
-        self.buf.splice(slot.value_len..slot.end, encoded);
+        self.buf.splice(pair.value_len..pair.end, encoded);
         self.shrink();
     }
 
-    fn remove(&mut self, slot: Slot) {
-        self.buf.drain(slot.start..slot.end);
+    fn remove(&mut self, pair: Pair) {
+        self.buf.drain(pair.start..pair.end);
         self.len -= 1;
         self.shrink();
     }
@@ -558,10 +558,10 @@ impl<'a> Iterator for PackedIter<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let (field, slot) = pair_at(self.buf, self.at);
-        self.at = slot.end;
+        let (field, pair) = pair_at(self.buf, self.at);
+        self.at = pair.end;
         self.remaining -= 1;
-        Some((field, slot.value(self.buf)))
+        Some((field, pair.value(self.buf)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

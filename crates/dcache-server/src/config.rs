@@ -467,6 +467,10 @@ pub struct NodeConfig {
     pub tracking_table_max_keys: usize,
     /// Largest sparse HyperLogLog, header included, before it turns dense (Redis's setting).
     pub hll_sparse_max_bytes: ByteSize,
+    /// A hash keeps its compact form (`listpack`) up to this many fields…
+    pub hash_max_listpack_entries: usize,
+    /// … each field and value at most this many bytes long.
+    pub hash_max_listpack_value: usize,
     /// A sorted set keeps its compact form (`listpack`) up to this many members…
     pub zset_max_listpack_entries: usize,
     /// … each at most this many bytes long.
@@ -537,6 +541,8 @@ impl Default for NodeConfig {
             hz: 10,
             tracking_table_max_keys: crate::tracking::DEFAULT_MAX_KEYS,
             hll_sparse_max_bytes: ByteSize(3000),
+            hash_max_listpack_entries: 128,
+            hash_max_listpack_value: 64,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
             set_max_intset_entries: 512,

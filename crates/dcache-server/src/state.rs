@@ -273,6 +273,17 @@ impl Shared {
         result
     }
 
+    /// When hashes leave their compact form (`hash-max-listpack-*`), read without copying the
+    /// whole configuration.
+    #[must_use]
+    pub fn hash_limits(&self) -> dcache_store::HashLimits {
+        let config = self.config.read();
+        dcache_store::HashLimits {
+            entries: config.hash_max_listpack_entries,
+            value: config.hash_max_listpack_value,
+        }
+    }
+
     /// When sorted sets leave their compact form (`zset-max-listpack-*`), read without copying
     /// the whole configuration.
     #[must_use]

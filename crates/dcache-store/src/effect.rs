@@ -72,7 +72,8 @@
 //! is not a well-formed effect is a [`DecodeError`], never a panic.
 
 use crate::clock::Version;
-use crate::entry::{HashValue, MAX_KEY_LEN, OwnedValue};
+use crate::entry::{MAX_KEY_LEN, OwnedValue};
+use crate::hash::HashValue;
 use crate::list::ListValue;
 use crate::set::SetValue;
 use crate::zset::ZSetValue;

@@ -13,18 +13,15 @@
 //! ```
 //!
 //! A string entry is one allocation holding its key and its value; a TTL costs eight bytes in the
-//! same allocation, and only for keys that have one. A compact list, set or sorted set is held
-//! the same way, its packed form where a string keeps its value (see `crate::inline`), so that
-//! a small aggregate costs one allocation. A large one (ring buffer, hash table, tree) and every
-//! hash keep only their key (and TTL) here; their elements live in the shard's side table of
-//! aggregates, keyed by cell. The aggregate bit says "not a string"; an aggregate's body being
+//! same allocation, and only for keys that have one. A compact hash, list, set or sorted set is
+//! held the same way, its packed form where a string keeps its value (see `crate::inline`), so
+//! that a small aggregate costs one allocation. A large one (ring buffer, hash table, tree) keeps
+//! only its key (and TTL) here; its elements live in the shard's side table of aggregates, keyed
+//! by cell. The aggregate bit says "not a string"; an aggregate's body being
 //! empty or not says where its elements are, so that no bit is taken from the key length.
 
-use std::hash::BuildHasher;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
-
 use crate::clock::Version;
+use crate::hash::{HashRef, HashValue};
 use crate::list::{ListRef, ListValue};
 use crate::memory::alloc_size;
 use crate::set::{SetRef, SetValue};
@@ -37,9 +34,6 @@ const KEY_LEN_MASK: u32 = (1 << 30) - 1;
 const AGGREGATE_BIT: u32 = 1 << 30;
 const VOLATILE_BIT: u32 = 1 << 31;
 
-/// Bytes that a hash field costs beyond its name and value: hashbrown's bucket (two boxed slices)
-/// and control byte at 7/8 load.
-const HASH_FIELD_OVERHEAD: usize = (32 + 1) * 8 / 7;
 /// An aggregate's fixed part: its cell in the shard's side table and its empty container.
 pub(crate) const AGGREGATE_BASE: usize = 96;
 
@@ -48,7 +42,7 @@ pub(crate) const AGGREGATE_BASE: usize = 96;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
     Str(&'a [u8]),
-    Hash(&'a HashValue),
+    Hash(HashRef<'a>),
     List(ListRef<'a>),
     Set(SetRef<'a>),
     ZSet(ZSetRef<'a>),
@@ -105,7 +99,7 @@ impl Value<'_> {
     pub fn into_owned(self) -> OwnedValue {
         match self {
             Value::Str(s) => OwnedValue::Str(s.into()),
-            Value::Hash(h) => OwnedValue::Hash(Box::new(h.clone())),
+            Value::Hash(h) => OwnedValue::Hash(Box::new(h.into_owned())),
             Value::List(l) => OwnedValue::List(Box::new(l.into_owned())),
             Value::Set(s) => OwnedValue::Set(Box::new(s.into_owned())),
             Value::ZSet(z) => OwnedValue::ZSet(Box::new(z.into_owned())),
@@ -128,7 +122,7 @@ impl OwnedValue {
     pub fn as_value(&self) -> Value<'_> {
         match self {
             OwnedValue::Str(s) => Value::Str(s),
-            OwnedValue::Hash(h) => Value::Hash(h),
+            OwnedValue::Hash(h) => Value::Hash(h.view()),
             OwnedValue::List(l) => Value::List(l.view()),
             OwnedValue::Set(s) => Value::Set(s.view()),
             OwnedValue::ZSet(z) => Value::ZSet(z.view()),
@@ -194,7 +188,7 @@ impl Aggregate {
 
     pub(crate) fn as_value(&self) -> Value<'_> {
         match self {
-            Aggregate::Hash(h) => Value::Hash(h),
+            Aggregate::Hash(h) => Value::Hash(h.view()),
             Aggregate::List(l) => Value::List(l.view()),
             Aggregate::Set(s) => Value::Set(s.view()),
             Aggregate::ZSet(z) => Value::ZSet(z.view()),
@@ -216,132 +210,6 @@ impl Aggregate {
                 Aggregate::Set(s) => s.mem(),
                 Aggregate::ZSet(z) => z.mem(),
             }
-    }
-}
-
-/// A hash field: its name and its value.
-type Field = (Box<[u8]>, Box<[u8]>);
-
-/// A hash: field → value, with its own memory count kept up to date by every change.
-///
-/// A hash table whose buckets can be read by index, so that a large hash can be streamed a
-/// bounded number of buckets at a time ([`crate::Store::dump_slot`]): a field stays in its bucket
-/// until the table is rebuilt (grown, or rehashed in place), and `rebuilds` counts those, so
-/// that a stream can tell when the buckets it has passed may have moved.
-#[derive(Clone, Default)]
-pub struct HashValue {
-    table: HashTable<Field>,
-    hasher: DefaultHashBuilder,
-    mem: usize,
-    rebuilds: u32,
-}
-
-fn field_mem(field: &[u8], value: &[u8]) -> usize {
-    alloc_size(field.len()) + alloc_size(value.len()) + HASH_FIELD_OVERHEAD
-}
-
-impl HashValue {
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
-
-    fn hash(&self, field: &[u8]) -> u64 {
-        self.hasher.hash_one(field)
-    }
-
-    #[must_use]
-    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        self.table
-            .find(self.hash(field), |(f, _)| **f == *field)
-            .map(|(_, v)| &**v)
-    }
-
-    /// Sets a field; true when the field is new.
-    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
-        let hash = self.hash(field);
-        self.mem += field_mem(field, value);
-        if let Some((_, old)) = self.table.find_mut(hash, |(f, _)| **f == *field) {
-            self.mem -= field_mem(field, old);
-            *old = value.into();
-            return false;
-        }
-        if self.table.len() == self.table.capacity() {
-            // No room left: hashbrown rebuilds the table (the fields change buckets) to insert.
-            self.rebuilds = self.rebuilds.wrapping_add(1);
-        }
-        let hasher = &self.hasher;
-        self.table
-            .insert_unique(hash, (field.into(), value.into()), |(f, _)| {
-                hasher.hash_one(&**f)
-            });
-        true
-    }
-
-    /// Removes a field; true when it was there.
-    pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self
-            .table
-            .find_entry(self.hash(field), |(f, _)| **f == *field)
-        {
-            Ok(entry) => {
-                let ((f, v), _) = entry.remove();
-                self.mem -= field_mem(&f, &v);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
-        self.table.iter().map(|(k, v)| (&**k, &**v))
-    }
-
-    /// Bytes the fields hold, in allocator size classes, with per-field overhead.
-    #[must_use]
-    pub fn mem(&self) -> usize {
-        self.mem
-    }
-
-    /// How many buckets the table has; fields are at indices below this.
-    pub(crate) fn buckets(&self) -> usize {
-        self.table.num_buckets()
-    }
-
-    /// The field in bucket `index`, if one is there.
-    pub(crate) fn bucket(&self, index: usize) -> Option<(&[u8], &[u8])> {
-        self.table.get_bucket(index).map(|(k, v)| (&**k, &**v))
-    }
-
-    /// How many times the table has been rebuilt; fields keep their buckets between rebuilds.
-    pub(crate) fn rebuilds(&self) -> u32 {
-        self.rebuilds
-    }
-}
-
-impl PartialEq for HashValue {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().all(|(f, v)| other.get(f) == Some(v))
-    }
-}
-
-impl Eq for HashValue {}
-
-impl std::fmt::Debug for HashValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.iter().map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            }))
-            .finish()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Small aggregates kept inline: a compact list, set or sorted set lives in its key's own
+//! Small aggregates kept inline: a compact hash, list, set or sorted set lives in its key's own
 //! allocation, where a string keeps its value, rather than in the shard's side table.
 //!
 //! ```text
@@ -8,16 +8,18 @@
 //!   tag 2  set (intset)        header: integer width (2, 4 or 8)
 //!   tag 3  set (listpack)      header: member count
 //!   tag 4  sorted set (packed) header: member count
+//!   tag 5  hash (listpack)     header: field count
 //! ```
 //!
 //! The packed bytes are those of the owned value's compact form, unchanged, so that a read
 //! borrows them through the same decoder ([`crate::ListRef`] and the others) and a write copies
 //! them out once, changes the owned value, and writes the body back once. A side-table cell
 //! costs about 100 bytes and the packed form's own allocation its size class; inline, a small
-//! aggregate costs the bytes it holds. Large forms (ring buffer, hash table, tree) and hashes
-//! stay in the side table: they change in place, and an entry's body is rebuilt on every write.
+//! aggregate costs the bytes it holds. Large forms (ring buffer, hash table, tree) stay in the
+//! side table: they change in place, and an entry's body is rebuilt on every write.
 
 use crate::entry::{Aggregate, Value};
+use crate::hash::HashRef;
 use crate::list::ListRef;
 use crate::set::{CompactParts, SetRef};
 use crate::zset::ZSetRef;
@@ -26,6 +28,7 @@ const LIST: u8 = 1;
 const SET_INTS: u8 = 2;
 const SET_PACK: u8 = 3;
 const ZSET: u8 = 4;
+const HASH: u8 = 5;
 
 /// A body's tag and header: at most a tag and two ten-byte varints.
 pub(crate) struct Header {
@@ -77,10 +80,14 @@ fn read_varint(body: &[u8], at: &mut usize) -> usize {
 }
 
 /// The inline body of `value` as its header and packed bytes; `None` when the value lives in
-/// the side table (a string, a hash, a large form).
+/// the side table (a string, a large form).
 pub(crate) fn body_of(value: Value<'_>) -> Option<(Header, &[u8])> {
     match value {
-        Value::Str(_) | Value::Hash(_) => None,
+        Value::Str(_) => None,
+        Value::Hash(h) => {
+            let (bytes, len) = h.packed_parts()?;
+            Some((Header::new(HASH, &[len]), bytes))
+        }
         Value::List(l) => {
             let (bytes, len, lp) = l.packed_parts()?;
             Some((Header::new(LIST, &[len, lp]), bytes))
@@ -130,6 +137,10 @@ pub(crate) fn view(body: &[u8]) -> Value<'_> {
         ZSET => {
             let len = read_varint(body, &mut at);
             Value::ZSet(ZSetRef::packed(&body[at..], len))
+        }
+        HASH => {
+            let len = read_varint(body, &mut at);
+            Value::Hash(HashRef::packed(&body[at..], len))
         }
         tag => unreachable!("inline body with tag {tag}"),
     }

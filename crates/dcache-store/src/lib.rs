@@ -7,7 +7,7 @@
 //!
 //!   Shard ┬ table:   hash → cell index          (hashbrown, no keys stored twice)
 //!         ├ cells:   Vec<Option<Entry>>          (32 bytes each, stable indices, free list)
-//!         ├ aggregates: cell → elements          (hashes; large lists, sets, sorted sets:
+//!         ├ aggregates: cell → elements          (large hashes, lists, sets, sorted sets:
 //!         │                                        small ones are inline in their entry)
 //!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
 //!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
@@ -41,6 +41,7 @@ mod config;
 pub mod effect;
 mod entry;
 mod glob;
+mod hash;
 mod inline;
 mod lazyfree;
 mod list;
@@ -57,8 +58,9 @@ mod zset;
 pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
 pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
-pub use entry::{EntryRef, HashValue, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
+pub use entry::{EntryRef, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
+pub use hash::{HashLimits, HashRef, HashValue};
 pub use list::{End, ListRef, ListValue, max_listpack_size, set_max_listpack_size};
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use removed::RemovedKeys;

@@ -312,9 +312,13 @@ fn a_full_scan_visits_every_key_once_and_filters() {
         set(&store, &format!("user:{i}"), "v", None);
     }
     let key = store.key(b"session:1");
-    store
-        .lock(&key)
-        .set(&key, Value::Hash(&HashValue::default()), None, false, NOW);
+    store.lock(&key).set(
+        &key,
+        Value::Hash(HashValue::default().view()),
+        None,
+        false,
+        NOW,
+    );
     let mut seen = Vec::new();
     let mut cursor = 0;
     let mut rounds = 0;

@@ -216,7 +216,7 @@ fn a_large_hash_changed_between_calls_arrives_whole_with_the_writes_that_follow(
     // What the stream alone guarantees: every field present throughout is there.
     let k = target.key(b"big");
     let got = match target.lock(&k).get(&k, NOW, Lookup::Peek).unwrap().value() {
-        Value::Hash(h) => h.clone(),
+        Value::Hash(h) => h.into_owned(),
         other => panic!("a hash, not {other:?}"),
     };
     for i in (0..5_000).filter(|i| i % 7 != 0) {

@@ -1,39 +1,46 @@
 //! Hash commands: field/value maps under one key, as web sessions use them.
+//!
+//! A small hash is kept compact, its fields in insertion order (Redis's listpack), and moves to a
+//! table past `hash-max-listpack-entries` fields or a field or value longer than
+//! `hash-max-listpack-value` bytes (see `dcache_store::HashValue`): every write passes the limits
+//! in force, and every reply that lists fields reads them in the hash's own order, so that a
+//! small hash answers in Redis's order.
 
 use dcache_protocol::Args;
-use dcache_store::{HashValue, Kind, Lookup, Value, glob_match};
+use dcache_store::{HashLimits, HashRef, HashValue, Kind, Lookup, Value, glob_match};
 
 use super::keys::{cursor_arg, scan_options};
 use super::{CmdResult, Ctx, Error, OVERFLOW, WRONGTYPE, int_arg, is, parse_float};
 
-fn as_hash(value: Value<'_>) -> Result<&HashValue, Error> {
+fn as_hash(value: Value<'_>) -> Result<HashRef<'_>, Error> {
     match value {
         Value::Hash(h) => Ok(h),
         _ => Err(WRONGTYPE.into()),
     }
 }
 
-/// Runs `f` on the hash at `key`, creating it if absent. Memory, version and eviction are settled
-/// when `f` returns; a hash left empty is removed.
+/// Runs `f` on the hash at `key`, creating it if absent, with the encoding limits in force.
+/// Memory, version and eviction are settled when `f` returns; a hash left empty is removed.
 fn with_hash<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
-    f: impl FnOnce(&mut HashValue) -> Result<R, Error>,
+    f: impl FnOnce(&mut HashValue, HashLimits) -> Result<R, Error>,
 ) -> Result<R, Error> {
+    let limits = ctx.shared.hash_limits();
     let key = ctx.key(key);
     let mut shard = ctx.lock(&key);
     let mut handle = shard
         .modify(&key, ctx.now, Some(Kind::Hash))
         .expect("created when absent");
     let hash = handle.hash_mut().ok_or(Error::from(WRONGTYPE))?;
-    f(hash)
+    f(hash, limits)
 }
 
 /// Runs `f` on the hash at `key` for reading; `None` when the key is missing.
 fn read_hash<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
-    f: impl FnOnce(&HashValue) -> R,
+    f: impl FnOnce(HashRef<'_>) -> R,
 ) -> Result<Option<R>, Error> {
     let key = ctx.key(key);
     let mut shard = ctx.lock(&key);
@@ -51,10 +58,10 @@ fn field_pairs(args: Args<'_>, cmd: &str) -> Result<(), Error> {
 }
 
 fn set_fields(ctx: &Ctx<'_>, args: Args<'_>) -> Result<i64, Error> {
-    with_hash(ctx, args.get(1), |h| {
+    with_hash(ctx, args.get(1), |h, limits| {
         let mut added = 0;
         for i in (2..args.len()).step_by(2) {
-            added += i64::from(h.insert(args.get(i), args.get(i + 1)));
+            added += i64::from(h.insert_with(args.get(i), args.get(i + 1), limits));
         }
         Ok(added)
     })
@@ -75,8 +82,8 @@ pub fn hmset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn hsetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let set = with_hash(ctx, args.get(1), |h| {
-        Ok(h.get(args.get(2)).is_none() && h.insert(args.get(2), args.get(3)))
+    let set = with_hash(ctx, args.get(1), |h, limits| {
+        Ok(h.get(args.get(2)).is_none() && h.insert_with(args.get(2), args.get(3), limits))
     })?;
     ctx.out.int(i64::from(set));
     Ok(())
@@ -165,7 +172,7 @@ pub fn hvals(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 pub fn hlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let len = read_hash(ctx, args.get(1), HashValue::len)?.unwrap_or(0);
+    let len = read_hash(ctx, args.get(1), |h| h.len())?.unwrap_or(0);
     ctx.out.int(len as i64);
     Ok(())
 }
@@ -187,14 +194,14 @@ pub fn hstrlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn hincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let delta = int_arg(args.get(3))?;
     let field = args.get(2);
-    let next = with_hash(ctx, args.get(1), |h| {
+    let next = with_hash(ctx, args.get(1), |h, limits| {
         let current = match h.get(field) {
             Some(v) => dcache_protocol::request::parse_i64(v)
                 .ok_or(Error::from("ERR hash value is not an integer"))?,
             None => 0,
         };
         let next = current.checked_add(delta).ok_or(Error::from(OVERFLOW))?;
-        h.insert(field, itoa::Buffer::new().format(next).as_bytes());
+        h.insert_with(field, itoa::Buffer::new().format(next).as_bytes(), limits);
         Ok(next)
     })?;
     ctx.out.int(next);
@@ -207,7 +214,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err("ERR value is NaN or Infinity".into());
     }
     let field = args.get(2);
-    let text = with_hash(ctx, args.get(1), |h| {
+    let text = with_hash(ctx, args.get(1), |h, limits| {
         let current = match h.get(field) {
             Some(v) => parse_float(v).ok_or(Error::from("ERR hash value is not a float"))?,
             None => 0.0,
@@ -217,7 +224,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             return Err("ERR increment would produce NaN or Infinity".into());
         }
         let text = super::format_float_value(next);
-        h.insert(field, text.as_bytes());
+        h.insert_with(field, text.as_bytes(), limits);
         Ok(text)
     })?;
     ctx.out.bulk(text.as_bytes());
@@ -287,9 +294,11 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     // Indexes into the hash for random access: sized by the hash, never by the count.
     let mut fields: Vec<(&[u8], &[u8])> = hash.iter().collect();
     let picks = if count > 0 {
-        // Distinct fields: a partial Fisher-Yates shuffle over the hash's own fields.
+        // Distinct fields: a partial Fisher-Yates shuffle over the hash's own fields. A count
+        // that takes them all gives them in the hash's order, as Redis does.
         let take = usize::try_from(count).map_or(fields.len(), |c| c.min(fields.len()));
-        for i in 0..take {
+        let shuffled = if take < fields.len() { take } else { 0 };
+        for i in 0..shuffled {
             let j = i + (next() % (fields.len() - i) as u64) as usize;
             fields.swap(i, j);
         }
@@ -337,7 +346,7 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HSCAN returns the whole hash in one round (cursor 0), which Redis's contract allows and which
-/// Redis itself does for small hashes.
+/// Redis itself does for small hashes (in their insertion order, as here).
 pub fn hscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     cursor_arg(args.get(2))?;
     let opts = scan_options(args, 3, false, true)?;

@@ -303,6 +303,10 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("hz", true),
     ("tracking-table-max-keys", true),
     ("hll-sparse-max-bytes", true),
+    ("hash-max-listpack-entries", true),
+    ("hash-max-listpack-value", true),
+    ("hash-max-ziplist-entries", true),
+    ("hash-max-ziplist-value", true),
     ("zset-max-listpack-entries", true),
     ("zset-max-listpack-value", true),
     ("zset-max-ziplist-entries", true),
@@ -348,6 +352,12 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "hz" => config.hz.to_string(),
         "tracking-table-max-keys" => config.tracking_table_max_keys.to_string(),
         "hll-sparse-max-bytes" => config.hll_sparse_max_bytes.0.to_string(),
+        "hash-max-listpack-entries" | "hash-max-ziplist-entries" => {
+            config.hash_max_listpack_entries.to_string()
+        }
+        "hash-max-listpack-value" | "hash-max-ziplist-value" => {
+            config.hash_max_listpack_value.to_string()
+        }
         "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
             config.zset_max_listpack_entries.to_string()
         }
@@ -403,6 +413,8 @@ enum Change {
     Hz(u32),
     TrackingTableMaxKeys(usize),
     HllSparseMaxBytes(ByteSize),
+    HashEntries(usize),
+    HashValue(usize),
     ZsetEntries(usize),
     ZsetValue(usize),
     MaxArgs(usize),
@@ -469,6 +481,13 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         "hll-sparse-max-bytes" => {
             Change::HllSparseMaxBytes(memory_in(&text, Some(&ranges::HLL_SPARSE_MAX_BYTES))?)
         }
+        // As in Redis, the entries are a count and the value's length a memory value ("1kb").
+        "hash-max-listpack-entries" | "hash-max-ziplist-entries" => {
+            Change::HashEntries(integer_in(&text, &ranges::LISTPACK)? as usize)
+        }
+        "hash-max-listpack-value" | "hash-max-ziplist-value" => {
+            Change::HashValue(memory_in(&text, Some(&ranges::LISTPACK))?.0)
+        }
         "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
             Change::ZsetEntries(integer_in(&text, &ranges::LISTPACK)? as usize)
         }
@@ -534,6 +553,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
         Change::HllSparseMaxBytes(bytes) => {
             ctx.shared.update_config(|c| c.hll_sparse_max_bytes = bytes)
         }
+        Change::HashEntries(n) => ctx
+            .shared
+            .update_config(|c| c.hash_max_listpack_entries = n),
+        Change::HashValue(n) => ctx.shared.update_config(|c| c.hash_max_listpack_value = n),
         Change::ZsetEntries(n) => ctx
             .shared
             .update_config(|c| c.zset_max_listpack_entries = n),
@@ -723,11 +746,7 @@ fn encoding(value: Value<'_>) -> &'static str {
         Value::Str(s) if s.len() <= 20 && dcache_protocol::request::parse_i64(s).is_some() => "int",
         Value::Str(s) if s.len() <= 44 => "embstr",
         Value::Str(_) => "raw",
-        Value::Hash(h)
-            if h.len() <= 128 && h.iter().all(|(f, v)| f.len() <= 64 && v.len() <= 64) =>
-        {
-            "listpack"
-        }
+        Value::Hash(h) if h.is_listpack() => "listpack",
         Value::Hash(_) => "hashtable",
         Value::List(l) => l.encoding(),
         Value::Set(s) => s.encoding().name(),

@@ -1,8 +1,8 @@
 //! A generator of well-formed commands over the data types, for the comparison with Redis: where
 //! the table-driven generator (`super::command`) sends mostly random arguments (so most requests
 //! end in an argument error), this one knows each family's syntax and draws keys, members and
-//! scores from small pools, so that sequences build real lists, sets, sorted sets, bitmaps,
-//! HyperLogLogs and geo sets, hit the same members again, and reach the interesting cases (ties,
+//! scores from small pools, so that sequences build real hashes, lists, sets, sorted sets,
+//! bitmaps, HyperLogLogs and geo sets, hit the same members again, and reach the interesting cases (ties,
 //! exclusive bounds, negative indexes, wrong types, empty results).
 //!
 //! Only commands with deterministic replies: no random pops or members, no blocking forms, no
@@ -16,6 +16,7 @@ const STRINGS: &[&str] = &["str1", "str2"];
 const LISTS: &[&str] = &["list1", "list2"];
 const SETS: &[&str] = &["set1", "set2", "set3"];
 const ZSETS: &[&str] = &["zset1", "zset2", "zset3"];
+const HASHES: &[&str] = &["hash1", "hash2", "hash3"];
 const HLLS: &[&str] = &["hll1", "hll2"];
 const GEOS: &[&str] = &["geo1", "geo2"];
 /// Members and values: few, so that they repeat; numbers, so that sets may be integer-only.
@@ -44,6 +45,7 @@ const GEO_MEMBERS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     Strings,
+    Hashes,
     Lists,
     Sets,
     SortedSets,
@@ -54,6 +56,7 @@ enum Family {
 
 const FAMILIES: &[Family] = &[
     Family::Strings,
+    Family::Hashes,
     Family::Lists,
     Family::Sets,
     Family::SortedSets,
@@ -65,7 +68,9 @@ const FAMILIES: &[Family] = &[
 /// Any key at all, of any type: mostly the family's own, sometimes another's (WRONGTYPE) or one
 /// that does not exist.
 fn key(rng: &mut Rng, own: &[&'static str]) -> &'static str {
-    const ANY: &[&str] = &["missing", "str1", "list1", "set1", "zset1", "hll1", "geo1"];
+    const ANY: &[&str] = &[
+        "missing", "str1", "hash1", "list1", "set1", "zset1", "hll1", "geo1",
+    ];
     let pool = if rng.below(10) == 0 { ANY } else { own };
     pool[rng.below(pool.len())]
 }
@@ -201,6 +206,89 @@ fn maybe_limit(rng: &mut Rng, odds: usize, counts: &[&str]) -> Vec<String> {
     } else {
         Vec::new()
     }
+}
+
+/// A field or value: mostly from the pool; sometimes exactly at the default value limit, past it
+/// (the hash becomes a table), or a number for HINCRBY.
+fn hash_bytes(rng: &mut Rng) -> String {
+    match rng.below(50) {
+        0..=1 => "v".repeat(64),
+        2 => "w".repeat(65),
+        3..=9 => pick(rng, &["0", "7", "-12", "9223372036854775807", "1.5"]),
+        _ => pick(rng, MEMBERS),
+    }
+}
+
+fn hashes(rng: &mut Rng) -> Vec<String> {
+    let k = key(rng, HASHES).to_string();
+    let fields =
+        |rng: &mut Rng| -> Vec<String> { (0..1 + rng.below(3)).map(|_| hash_bytes(rng)).collect() };
+    match rng.below(17) {
+        0..=3 => {
+            let mut c = vec![pick(rng, &["HSET", "HSET", "HMSET"]), k];
+            for _ in 0..1 + rng.below(3) {
+                c.extend([hash_bytes(rng), hash_bytes(rng)]);
+            }
+            c
+        }
+        4 => vec!["HSETNX".into(), k, hash_bytes(rng), hash_bytes(rng)],
+        5 => {
+            let mut c = vec!["HDEL".into(), k];
+            c.extend(fields(rng));
+            c
+        }
+        6 => vec!["HGET".into(), k, hash_bytes(rng)],
+        7 => {
+            let mut c = vec!["HMGET".into(), k];
+            c.extend(fields(rng));
+            c
+        }
+        8..=9 => vec![pick(rng, &["HGETALL", "HKEYS", "HVALS"]), k],
+        10 => match rng.below(3) {
+            0 => vec!["HLEN".into(), k],
+            _ => vec![pick(rng, &["HSTRLEN", "HEXISTS"]), k, hash_bytes(rng)],
+        },
+        11 => vec![
+            "HINCRBY".into(),
+            k,
+            hash_bytes(rng),
+            pick(rng, &["1", "-3", "100", "9223372036854775807", "x"]),
+        ],
+        12 => vec![
+            "HINCRBYFLOAT".into(),
+            k,
+            hash_bytes(rng),
+            pick(
+                rng,
+                &["1.5", "-2.25", "0.5", "4.0", "1e3", "inf", "nan", "1.5x"],
+            ),
+        ],
+        13..=14 => {
+            // Without NOVALUES (Redis 7.0 has not got it); COUNT does not page a listpack.
+            let mut c = vec!["HSCAN".into(), k, "0".into()];
+            c.extend(maybe_pair(rng, 2, "MATCH", &["*", "a*", "[0-9]*", "*y*"]));
+            c.extend(maybe_pair(rng, 2, "COUNT", &["1", "100"]));
+            c
+        }
+        // A count that takes every field: the whole hash, in a listpack's order.
+        _ => {
+            let mut c = vec!["HRANDFIELD".into(), k, "20".into()];
+            c.extend(maybe(rng, 2, &["WITHVALUES"]));
+            c
+        }
+    }
+}
+
+/// The key of a request that lists a hash's fields (HGETALL, HKEYS, HVALS, HSCAN, HRANDFIELD),
+/// whose order must match Redis's exactly when the hash is a listpack.
+pub fn hash_listing(request: &[Vec<u8>]) -> Option<&[u8]> {
+    let name = request[0].to_ascii_lowercase();
+    matches!(
+        name.as_slice(),
+        b"hgetall" | b"hkeys" | b"hvals" | b"hscan" | b"hrandfield"
+    )
+    .then(|| request.get(1).map(Vec::as_slice))
+    .flatten()
 }
 
 fn lists(rng: &mut Rng) -> Vec<String> {
@@ -564,7 +652,9 @@ fn geo(rng: &mut Rng) -> Vec<String> {
 }
 
 fn keys(rng: &mut Rng) -> Vec<String> {
-    let all = ["str1", "list1", "set1", "zset1", "hll1", "geo1", "missing"];
+    let all = [
+        "str1", "hash1", "hash2", "list1", "set1", "zset1", "hll1", "geo1", "missing",
+    ];
     let k = rng.pick(&all).to_string();
     match rng.below(5) {
         0 => vec!["TYPE".into(), k],
@@ -584,6 +674,7 @@ pub fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     let family = *rng.pick(FAMILIES);
     let words = match family {
         Family::Strings => strings(rng),
+        Family::Hashes => hashes(rng),
         Family::Lists => lists(rng),
         Family::Sets => sets(rng),
         Family::SortedSets => sorted_sets(rng),
@@ -594,12 +685,13 @@ pub fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     words.into_iter().map(String::into_bytes).collect()
 }
 
-/// Sorts what Redis returns in no particular order: set members.
+/// Sorts what Redis returns in no particular order: set members, and the fields HRANDFIELD gives
+/// of a hash table (a listpack's are compared as they come: see [`hash_listing`]).
 pub fn normalise(request: &[Vec<u8>], reply: Frame) -> Frame {
     let name = request[0].to_ascii_lowercase();
     let unordered = matches!(
         name.as_slice(),
-        b"smembers" | b"sinter" | b"sunion" | b"sdiff"
+        b"smembers" | b"sinter" | b"sunion" | b"sdiff" | b"hrandfield"
     );
     match reply {
         Frame::Array(mut items) | Frame::Set(mut items) if unordered => {

@@ -282,3 +282,107 @@ fn a_removed_or_replaced_inline_value_comes_out_whole() {
         Some(crate::OwnedValue::Str(b"now a string"[..].into()))
     );
 }
+
+#[test]
+fn a_hash_lives_inline_while_compact_and_streams_whole() {
+    let store = store();
+    let key = store.key(b"session:1");
+    let mut model = crate::HashValue::default();
+    // Five fields of a web session: one allocation, no side-table cell.
+    for i in 0..5 {
+        let (field, value) = (format!("field:{i}"), format!("value:{i:010}"));
+        {
+            let mut shard = store.lock(&key);
+            let mut m = shard.modify(&key, NOW, Some(Kind::Hash)).unwrap();
+            assert!(
+                m.hash_mut()
+                    .unwrap()
+                    .insert(field.as_bytes(), value.as_bytes())
+            );
+        }
+        model.insert(field.as_bytes(), value.as_bytes());
+        assert_eq!(side_cells(&store), 0, "{i}");
+    }
+    {
+        let mut shard = store.lock(&key);
+        let entry = shard.get(&key, NOW, Lookup::Peek).unwrap();
+        // Key, tag and count (2 bytes), five pairs of 7 + 16 bytes with a length byte each.
+        let data = key.bytes.len() + 2 + 5 * (1 + 7 + 1 + 16);
+        assert_eq!(entry.memory_usage(), ENTRY_OVERHEAD + alloc_size(data));
+        let Value::Hash(h) = entry.value() else {
+            panic!("a hash")
+        };
+        assert!(h.is_listpack());
+        let fields: Vec<_> = h.iter().map(|(f, _)| f.to_vec()).collect();
+        let want: Vec<_> = model.iter().map(|(f, _)| f.to_vec()).collect();
+        assert_eq!(fields, want, "insertion order, read from the entry");
+    }
+    // A slot stream with a budget of one byte still carries the compact hash whole, in one Put.
+    let slot = key.slot;
+    let (mut effects, mut cursor) = (Vec::new(), Some(crate::DumpCursor::default()));
+    for _ in 0..100 {
+        let Some(from) = cursor else { break };
+        let (more, next) = store.dump_slot(slot, from, 1, NOW);
+        effects.extend(more);
+        cursor = next;
+    }
+    assert!(cursor.is_none(), "the stream ends");
+    let changes: Vec<_> = effects.iter().map(|e| e.change.clone()).collect();
+    assert_eq!(
+        changes,
+        [crate::Change::Put {
+            value: crate::OwnedValue::Hash(Box::new(model.clone())),
+            expire_at: None
+        }]
+    );
+    let copy = Store::new(StoreConfig::default().shards(1));
+    for effect in effects {
+        copy.restore(effect, NOW).unwrap();
+    }
+    assert_eq!(
+        owned(&copy, b"session:1"),
+        Some(crate::OwnedValue::Hash(Box::new(model.clone())))
+    );
+    assert_eq!(side_cells(&copy), 0, "inline on the copy too");
+    let order = |store: &Store| -> Vec<Vec<u8>> {
+        let key = store.key(b"session:1");
+        let mut shard = store.lock(&key);
+        let entry = shard.get(&key, NOW, Lookup::Peek).unwrap();
+        let Value::Hash(h) = entry.value() else {
+            panic!("a hash")
+        };
+        h.iter().map(|(f, _)| f.to_vec()).collect()
+    };
+    assert_eq!(
+        order(&copy),
+        order(&store),
+        "the copy keeps the fields' order"
+    );
+    // A TTL keeps it inline; a long value moves it to the side table, for good.
+    assert!(store.lock(&key).set_expire(&key, Some(NOW + 1000), NOW));
+    assert_eq!(side_cells(&store), 0);
+    for (field, value) in [(&b"long"[..], &[b'v'; 65][..]), (b"long", b"short")] {
+        let mut shard = store.lock(&key);
+        let mut m = shard.modify(&key, NOW, None).unwrap();
+        m.hash_mut().unwrap().insert(field, value);
+        model.insert(field, value);
+        drop(m);
+        drop(shard);
+        assert_eq!(side_cells(&store), 1);
+        assert_eq!(
+            owned(&store, b"session:1"),
+            Some(crate::OwnedValue::Hash(Box::new(model.clone())))
+        );
+    }
+    // Emptied field by field, the key goes and nothing stays accounted.
+    let fields: Vec<Vec<u8>> = model.iter().map(|(f, _)| f.to_vec()).collect();
+    for field in fields {
+        let mut shard = store.lock(&key);
+        let mut m = shard.modify(&key, NOW, None).unwrap();
+        assert!(m.hash_mut().unwrap().remove(&field));
+        drop(m);
+        drop(shard);
+        side_cells(&store);
+    }
+    assert_eq!((store.used_memory(), store.len()), (0, 0));
+}

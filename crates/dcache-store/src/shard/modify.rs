@@ -3,7 +3,8 @@
 
 use super::Shard;
 use crate::clock::Version;
-use crate::entry::{Aggregate, Entry, EntryRef, HashValue, Kind, Value};
+use crate::entry::{Aggregate, Entry, EntryRef, Kind, Value};
+use crate::hash::HashValue;
 use crate::list::ListValue;
 use crate::set::SetValue;
 use crate::zset::ZSetValue;

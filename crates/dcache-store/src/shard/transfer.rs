@@ -5,8 +5,8 @@
 use super::Shard;
 use crate::clock::Version;
 use crate::effect::{Change, Effect};
-use crate::entry::HashValue;
 use crate::entry::{Aggregate, Entry, OwnedValue, Value};
+use crate::hash::HashValue;
 use crate::list::ListValue;
 use crate::set::SetValue;
 use crate::store::{Key, hash_key};
@@ -77,6 +77,10 @@ fn chunk(a: Value<'_>, from: usize, budget: usize, scan: usize) -> (OwnedValue, 
     match a {
         // Strings always go whole.
         Value::Str(_) => (OwnedValue::Str(Box::default()), from, from),
+        // A compact hash has no buckets to resume from: it is small, and goes whole (a stream
+        // that finds one where a table was, the key deleted and written again since, sends it
+        // whole too: fields taken twice are harmless).
+        Value::Hash(h) if h.is_listpack() => (a.into_owned(), from + 1, from + 1),
         Value::Hash(h) => {
             let (end, mut out) = (h.buckets(), HashValue::default());
             while more(

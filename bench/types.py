@@ -7,12 +7,13 @@ generator (`redis-benchmark`, the same for both) runs pinned to core 1.
 1. Memory (`--part memory`): for each type, a fresh server of each kind is loaded through
    `redis-cli --pipe` with the same `--keys` small collections of `--elements` members each
    (8-byte members; sorted-set scores are small integers; a hash's fields are 8-byte names with
-   8-byte values), and the growth of its resident set
-   (`VmRSS`) is divided by the members stored, and by the keys.
-2. CPU (`--part cpu`): LPUSH, LPOP, SADD, ZADD and ZRANGE (`ZRANGE zr 0 9 WITHSCORES` on a
-   100-member set) at pipeline 1 and 16, 50 connections, `--requests` each, over `--rounds`
-   rounds with the servers interleaved. The server's CPU time per request (utime + stime from
-   /proc/PID/stat around each run, divided by its requests) is the figure that holds on a shared
+   8-byte values), and the growth of its resident set (`VmRSS`) is divided by the members
+   stored, and by the keys.
+2. CPU (`--part cpu`): LPUSH, LPOP, SADD, ZADD, ZRANGE (`ZRANGE zr 0 9 WITHSCORES` on a
+   100-member set), HSET and HGETALL (of the hashes HSET filled, a few fields each) at pipeline
+   1 and 16, 50 connections, `--requests` each, over `--rounds` rounds with the servers
+   interleaved. The server's CPU time per request (utime + stime from /proc/PID/stat around
+   each run, divided by its requests) is the figure that holds on a shared
    machine; throughput is printed too. Tables show medians.
 
 3. Rate limiting (`--part ratelimit`, not in `both`): dcache's CL.THROTTLE against the sorted-set
@@ -110,6 +111,8 @@ WORKLOADS = [
     ("SADD", ["-r", "100000", "SADD", "s:__rand_int__", "m:__rand_int__"]),
     ("ZADD", ["-r", "100000", "ZADD", "z:__rand_int__", "__rand_int__", "m:__rand_int__"]),
     ("ZRANGE", ["ZRANGE", "zr", "0", "9", "WITHSCORES"]),
+    ("HSET", ["-r", "100000", "HSET", "h:__rand_int__", "f:__rand_int__", "value"]),
+    ("HGETALL", ["-r", "100000", "HGETALL", "h:__rand_int__"]),
 ]
 
 

@@ -51,6 +51,7 @@ mod set;
 mod shard;
 mod slot_index;
 mod store;
+mod thin;
 mod transfer;
 mod zset;
 

@@ -12,10 +12,12 @@ use crate::effect::KeyVersion;
 use crate::entry::{Aggregate, Entry, EntryRef, Kind, OwnedEntry, Value};
 use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
-use crate::slot_index::SlotIndex;
+use crate::slot_index::SlotLists;
 use crate::store::{Key, hash_key};
 
 mod modify;
+#[cfg(test)]
+mod slot_tests;
 mod tombstones;
 mod transfer;
 
@@ -69,8 +71,8 @@ pub struct Shard {
     policy_name: PolicyName,
     /// `(expire_at, cell)` for every key with a TTL.
     expires: BTreeSet<(u64, u32)>,
-    /// Cluster slot → the cells of its keys.
-    by_slot: SlotIndex,
+    /// Cluster slot → the cells of its keys (each entry holds its position there).
+    by_slot: SlotLists,
     clock: Hlc,
     /// Keys deleted lately, with the version of their deletion (see `tombstones`).
     tombs: Tombstones,
@@ -120,7 +122,7 @@ impl Shard {
             policy: policy::for_kind(policy_name.kind, seed),
             policy_name,
             expires: BTreeSet::new(),
-            by_slot: SlotIndex::new(shard_bits),
+            by_slot: SlotLists::new(shard_bits),
             clock: Hlc::new(node_id),
             tombs: Tombstones::new(hash_seed, shard_bits),
             tomb_life,
@@ -305,7 +307,7 @@ impl Shard {
                 if let Some(aggregate) = aggregate {
                     self.aggregates.insert(cell, aggregate);
                 }
-                self.cells[cell as usize] = Some(entry);
+                self.entry_at_mut(cell).replace(entry);
                 if old_expire != expire {
                     if old_expire != 0 {
                         self.expires.remove(&(old_expire, cell));
@@ -352,22 +354,22 @@ impl Shard {
     pub(crate) fn insert_entry(
         &mut self,
         key: &Key<'_>,
-        entry: Entry,
+        mut entry: Entry,
         aggregate: Option<Aggregate>,
     ) -> u32 {
         // The side table holds a cell's value exactly when its entry's body is empty.
         debug_assert_eq!(aggregate.is_some(), entry.in_side_table());
         let expire_at = entry.expire_raw();
-        let cell = match self.free.pop() {
-            Some(cell) => {
-                self.cells[cell as usize] = Some(entry);
-                cell
-            }
-            None => {
-                self.cells.push(Some(entry));
-                u32::try_from(self.cells.len() - 1).expect("fewer than 2^32 entries per shard")
-            }
+        let free = self.free.pop();
+        let cell = match free {
+            Some(cell) => cell,
+            None => u32::try_from(self.cells.len()).expect("fewer than 2^32 entries per shard"),
         };
+        entry.slot_pos = self.by_slot.insert(key.slot, cell);
+        match free {
+            Some(_) => self.cells[cell as usize] = Some(entry),
+            None => self.cells.push(Some(entry)),
+        }
         if let Some(a) = aggregate {
             self.aggregates.insert(cell, a);
         }
@@ -380,7 +382,6 @@ impl Shard {
             hash_key(seed, cells[i as usize].as_ref().expect("a live cell").key())
         });
         self.policy.insert(cell, key.hash);
-        self.by_slot.insert(key.slot, cell);
         if !self.tombs.is_empty() {
             // The new entry's version is newer than the tombstone's: local versions come from a
             // clock that issued or observed the tombstone's, and `apply` checks its own.
@@ -505,8 +506,13 @@ impl Shard {
             self.expires.remove(&(expire_at, cell));
         }
         self.policy.remove(cell, table_hash);
-        self.by_slot
-            .remove(dcache_placement::slot(entry.key()), cell);
+        let at = entry.slot_pos;
+        if let Some(moved) = self
+            .by_slot
+            .remove(dcache_placement::slot(entry.key()), cell, at)
+        {
+            self.entry_at_mut(moved).slot_pos = at;
+        }
         self.free.push(cell);
         if self.table.is_empty() {
             // Nothing refers to any cell now: give the slab's, the index's and the policy's
@@ -552,7 +558,7 @@ impl Shard {
                 self.aggregates.remove(&cell);
             }
         }
-        self.cells[cell as usize] = Some(entry);
+        self.entry_at_mut(cell).replace(entry);
     }
 
     /// Runs `f` on the aggregate in `cell`, owned: the side table's in place, an inline one
@@ -831,6 +837,28 @@ impl Shard {
             .map(|c| self.mem_at(c))
             .sum();
         (self.used, recount, self.aggregates.len())
+    }
+
+    /// For tests: checks that every live entry is listed once, in its key's slot, at the
+    /// position its entry holds; returns how many are listed.
+    #[cfg(test)]
+    pub(crate) fn check_slot_positions(&self) -> usize {
+        let mut listed = 0;
+        for (local, cells) in self.by_slot.each() {
+            for (at, &cell) in cells.iter().enumerate() {
+                let entry = self.entry_at(cell);
+                let slot = dcache_placement::slot(entry.key());
+                assert_eq!(
+                    self.by_slot.local(slot),
+                    local,
+                    "cell {cell} in its slot's list"
+                );
+                assert_eq!(entry.slot_pos as usize, at, "cell {cell}'s position");
+                listed += 1;
+            }
+        }
+        assert_eq!(listed, self.table.len(), "every live entry is listed once");
+        listed
     }
 
     /// The policy's access frequency for `key` (`OBJECT FREQ`), when the policy keeps one.

@@ -10,7 +10,7 @@ use crate::clock::{Hlc, Version};
 use crate::config::{EvictionScope, PolicyKind, PolicyName};
 use crate::effect::KeyVersion;
 use crate::entry::{Aggregate, Entry, EntryRef, Kind, OwnedEntry, Value};
-use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
+use crate::memory::{Budget, ENTRY_OVERHEAD, SLOT_INDEX_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
 use crate::slot_index::SlotLists;
 use crate::store::{Key, hash_key};
@@ -71,8 +71,12 @@ pub struct Shard {
     policy_name: PolicyName,
     /// `(expire_at, cell)` for every key with a TTL.
     expires: BTreeSet<(u64, u32)>,
-    /// Cluster slot → the cells of its keys (each entry holds its position there).
+    /// Cluster slot → the cells of its keys (each entry holds its position there), while
+    /// `slots_indexed`.
     by_slot: SlotLists,
+    /// Whether `by_slot` is kept: from the start, or from the first slot query (see
+    /// [`crate::StoreConfig::slot_index`]).
+    slots_indexed: bool,
     clock: Hlc,
     /// Keys deleted lately, with the version of their deletion (see `tombstones`).
     tombs: Tombstones,
@@ -112,6 +116,7 @@ impl Shard {
         seed: u64,
         shard_bits: u32,
         tomb_life: u64,
+        slot_index: bool,
         removed: Arc<crate::RemovedKeys>,
     ) -> Self {
         Self {
@@ -123,6 +128,7 @@ impl Shard {
             policy_name,
             expires: BTreeSet::new(),
             by_slot: SlotLists::new(shard_bits),
+            slots_indexed: slot_index,
             clock: Hlc::new(node_id),
             tombs: Tombstones::new(hash_seed, shard_bits),
             tomb_life,
@@ -164,11 +170,17 @@ impl Shard {
         self.tombs.len()
     }
 
-    /// Accounted bytes: the entries (each with its share of the slab and the index), the
+    /// Accounted bytes: the entries (each with its share of the slab and the indexes), the
     /// eviction policy's bookkeeping and the tombstones.
     #[must_use]
     pub fn used(&self) -> usize {
-        self.used + self.policy.memory(self.table.len()) + self.tombs.used()
+        // Each entry counts its share of the slot index; a shard that keeps none takes it back.
+        let unindexed = if self.slots_indexed {
+            0
+        } else {
+            self.table.len() * SLOT_INDEX_OVERHEAD
+        };
+        self.used + self.policy.memory(self.table.len()) + self.tombs.used() - unindexed
     }
 
     #[must_use]
@@ -365,7 +377,9 @@ impl Shard {
             Some(cell) => cell,
             None => u32::try_from(self.cells.len()).expect("fewer than 2^32 entries per shard"),
         };
-        entry.slot_pos = self.by_slot.insert(key.slot, cell);
+        if self.slots_indexed {
+            entry.slot_pos = self.by_slot.insert(key.slot, cell);
+        }
         match free {
             Some(_) => self.cells[cell as usize] = Some(entry),
             None => self.cells.push(Some(entry)),
@@ -506,12 +520,14 @@ impl Shard {
             self.expires.remove(&(expire_at, cell));
         }
         self.policy.remove(cell, table_hash);
-        let at = entry.slot_pos;
-        if let Some(moved) = self
-            .by_slot
-            .remove(dcache_placement::slot(entry.key()), cell, at)
-        {
-            self.entry_at_mut(moved).slot_pos = at;
+        if self.slots_indexed {
+            let at = entry.slot_pos;
+            if let Some(moved) = self
+                .by_slot
+                .remove(dcache_placement::slot(entry.key()), cell, at)
+            {
+                self.entry_at_mut(moved).slot_pos = at;
+            }
         }
         self.free.push(cell);
         if self.table.is_empty() {
@@ -839,10 +855,27 @@ impl Shard {
         (self.used, recount, self.aggregates.len())
     }
 
+    /// Indexes the keys by slot if they are not yet (a store made without the index, asked
+    /// about a slot for the first time): one pass over the slab, a CRC16 a key.
+    pub(crate) fn index_slots(&mut self) {
+        if self.slots_indexed {
+            return;
+        }
+        for (cell, entry) in self.cells.iter_mut().enumerate() {
+            if let Some(entry) = entry {
+                let slot = dcache_placement::slot(entry.key());
+                entry.slot_pos = self.by_slot.insert(slot, cell as u32);
+            }
+        }
+        self.slots_indexed = true;
+        // Its entries count their share of the index again (see `used`).
+        self.publish();
+    }
+
     /// For tests: checks that every live entry is listed once, in its key's slot, at the
-    /// position its entry holds; returns how many are listed.
+    /// position its entry holds (and none is listed while the shard keeps no index).
     #[cfg(test)]
-    pub(crate) fn check_slot_positions(&self) -> usize {
+    pub(crate) fn check_slot_positions(&self) {
         let mut listed = 0;
         for (local, cells) in self.by_slot.each() {
             for (at, &cell) in cells.iter().enumerate() {
@@ -857,8 +890,15 @@ impl Shard {
                 listed += 1;
             }
         }
-        assert_eq!(listed, self.table.len(), "every live entry is listed once");
-        listed
+        let expected = if self.slots_indexed {
+            self.table.len()
+        } else {
+            0
+        };
+        assert_eq!(
+            listed, expected,
+            "every live entry is listed once (when indexed)"
+        );
     }
 
     /// The policy's access frequency for `key` (`OBJECT FREQ`), when the policy keeps one.

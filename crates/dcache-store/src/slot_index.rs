@@ -16,7 +16,9 @@
 //! owner updates: O(1) both ways, 4 bytes a key in the list, and a few instructions: a push and a
 //! store on insert; on removal the key's CRC16 (to find its slot), a swap and a store. The shard
 //! keeps each position in its entry, in bytes the entry had spare (see `crate::entry`), so that
-//! its keys cost the index 4 bytes each (and the lists' spare room), not 8.
+//! its keys cost the index 4 bytes each (and the lists' spare room), not 8. A standalone node
+//! needs none of it: its shards build the lists only if a slot is ever asked for
+//! ([`crate::StoreConfig::slot_index`]).
 //!
 //! Walking a list from its end towards its start, with the cursor as "positions below this are
 //! not yet visited", visits every cell that stays in the list the whole time even when others

@@ -9,14 +9,15 @@ use crate::{Kind, PolicyName, Store, StoreConfig, Value};
 const NOW: u64 = 1_800_000_000_000;
 
 fn check(store: &Store) {
-    let listed: usize = (0..store.shard_count())
-        .map(|i| store.lock_shard(i).check_slot_positions())
-        .sum();
-    assert_eq!(listed, store.len());
+    for i in 0..store.shard_count() {
+        store.lock_shard(i).check_slot_positions();
+    }
 }
 
-fn run(seed: u64, maxmemory: usize) -> Store {
-    println!("seed {seed:#x}, maxmemory {maxmemory}");
+/// Runs 4000 random steps. Without `slot_index`, the store is made without the index and
+/// asked about a slot halfway: the index is built then and kept from there on.
+fn run(seed: u64, maxmemory: usize, slot_index: bool) -> Store {
+    println!("seed {seed:#x}, maxmemory {maxmemory}, slot_index {slot_index}");
     let mut state = seed | 1;
     let mut next = move |n: u64| {
         state ^= state << 13;
@@ -28,7 +29,8 @@ fn run(seed: u64, maxmemory: usize) -> Store {
         StoreConfig::default()
             .shards(4)
             .policy("allkeys-lru".parse::<PolicyName>().expect("a policy"))
-            .maxmemory(maxmemory),
+            .maxmemory(maxmemory)
+            .slot_index(slot_index),
     );
     // A few hash tags, so that slots hold many keys and removals move cells within them.
     let names: Vec<String> = (0..80)
@@ -38,7 +40,14 @@ fn run(seed: u64, maxmemory: usize) -> Store {
         })
         .collect();
     let mut now = NOW;
-    for _ in 0..4000 {
+    for step in 0..4000 {
+        if step == 2000 && !slot_index {
+            // Slots 0..shards fall one on each shard: each builds its index now.
+            for slot in 0..store.shard_count() as u16 {
+                let counted = store.count_in_slot(slot);
+                assert_eq!(store.keys_in_slot(slot, usize::MAX).len(), counted);
+            }
+        }
         now += 1;
         let name = &names[next(names.len() as u64) as usize];
         let key = store.key(name.as_bytes());
@@ -116,12 +125,18 @@ fn run(seed: u64, maxmemory: usize) -> Store {
 
 #[test]
 fn every_listed_entry_holds_its_position_through_random_changes() {
-    let store = run(0x006b_6579_6261_7365, 0);
+    let store = run(0x006b_6579_6261_7365, 0, true);
     assert!(store.stats().expired > 0, "expiry removed keys");
 }
 
 #[test]
 fn positions_hold_through_evictions_too() {
-    let store = run(0x0e71_c7ed, 8 * 1024);
+    let store = run(0x0e71_c7ed, 8 * 1024, true);
     assert!(store.stats().evicted > 0, "the budget evicted keys");
+}
+
+#[test]
+fn an_index_built_on_the_first_slot_query_is_kept_from_then_on() {
+    let store = run(0x5107_0ff5, 0, false);
+    assert!(store.stats().expired > 0, "expiry removed keys");
 }

@@ -3,10 +3,10 @@
 //! ```text
 //!   Entry (32 bytes in the shard's slab)
 //!   ┌──────────────────────────┬───────────┬──────────┬─────────┬─────────┐
-//!   │ data: ThinBytes (ptr,len)│ meta: u32 │ slot_pos │ touched │ version │
+//!   │ data: ThinBytes (12 B)   │ meta: u32 │ slot_pos │ touched │ version │
 //!   └────────────┬─────────────┴───────────┴──────────┴─────────┴─────────┘
-//!                │   12 bytes     bits 0-29: key length, 30: aggregate, 31: has a TTL
-//!                ▼
+//!                │   (pointer, u32 length)   meta bits 0-29: key length, 30: aggregate,
+//!                ▼                                     31: has a TTL
 //!   string:            [ key bytes | value bytes                   | expire_at? ]
 //!   inline aggregate:  [ key bytes | tag | header | packed bytes   | expire_at? ]
 //!   side-table one:    [ key bytes |                                 expire_at? ]
@@ -359,7 +359,7 @@ pub(crate) struct Entry {
     data: ThinBytes,
     meta: u32,
     /// Its position in its cluster slot's list in the shard's slot index, which the shard sets
-    /// and keeps up to date (0 until it does).
+    /// and keeps up to date while it keeps the index (unused, 0, until then).
     pub(crate) slot_pos: u32,
     /// Seconds since the Unix epoch at the last access (for `OBJECT IDLETIME`).
     pub(crate) touched: u32,

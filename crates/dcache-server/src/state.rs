@@ -209,6 +209,8 @@ impl Shared {
                 .maxmemory(config.maxmemory.0)
                 .policy(config.policy()?)
                 .node_id(config.node_id)
+                // Only a cluster node counts, lists and moves its keys by slot.
+                .slot_index(config.cluster_enabled.0)
                 .seed(seed()),
         );
         store.set_set_limits(dcache_store::SetLimits {

@@ -136,6 +136,11 @@ pub struct StoreConfig {
     /// How long a deleted key's tombstone lives, in ms (0: deletes leave none). See
     /// [`crate::Store::set_tombstone_ms`].
     pub tombstone_ms: u64,
+    /// Whether each shard indexes its keys by cluster slot from the start (the default), as a
+    /// cluster node needs to count, list and move a slot's keys. Without it a shard builds the
+    /// index the first time a slot is asked for: a standalone node saves its bytes a key (4 and
+    /// the lists' spare room) and its work on every insert and removal.
+    pub slot_index: bool,
 }
 
 impl Default for StoreConfig {
@@ -148,6 +153,7 @@ impl Default for StoreConfig {
             node_id: 0,
             seed: 0x5eed,
             tombstone_ms: 0,
+            slot_index: true,
         }
     }
 }
@@ -187,6 +193,13 @@ impl StoreConfig {
     /// [`crate::Store::set_tombstone_ms`].
     pub fn tombstones(mut self, ms: u64) -> Self {
         self.tombstone_ms = ms;
+        self
+    }
+
+    /// Whether shards index their keys by cluster slot from the start (see
+    /// [`StoreConfig::slot_index`]).
+    pub fn slot_index(mut self, on: bool) -> Self {
+        self.slot_index = on;
         self
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //!   Entry (32 bytes in the shard's slab)
-//!   ┌──────────────────────┬──────────────┬─────────┬─────────┐
-//!   │ data: Box<[u8]>      │ meta: u32    │ touched │ version │
-//!   └──────────┬───────────┴──────────────┴─────────┴─────────┘
-//!              ▼                 bits 0-29: key length, 30: aggregate, 31: has a TTL
+//!   ┌──────────────────────────┬───────────┬──────────┬─────────┬─────────┐
+//!   │ data: ThinBytes (12 B)   │ meta: u32 │ slot_pos │ touched │ version │
+//!   └────────────┬─────────────┴───────────┴──────────┴─────────┴─────────┘
+//!                │   (pointer, u32 length)   meta bits 0-29: key length, 30: aggregate,
+//!                ▼                                     31: has a TTL
 //!   string:            [ key bytes | value bytes                   | expire_at? ]
 //!   inline aggregate:  [ key bytes | tag | header | packed bytes   | expire_at? ]
 //!   side-table one:    [ key bytes |                                 expire_at? ]
@@ -19,12 +20,19 @@
 //! only its key (and TTL) here; its elements live in the shard's side table of aggregates, keyed
 //! by cell. The aggregate bit says "not a string"; an aggregate's body being
 //! empty or not says where its elements are, so that no bit is taken from the key length.
+//!
+//! The allocation is held by a thin pointer with a 32-bit length (`crate::thin`; a key and a
+//! value are each under 2^30 bytes), which leaves room in the 32 bytes for `slot_pos`: the
+//! entry's position in its cluster slot's list in the shard's slot index (`crate::slot_index`),
+//! kept here rather than in a table beside the slab, 4 bytes a key less. It belongs to the cell,
+//! not to the value: [`Entry::replace`] keeps it when an entry is rebuilt.
 
 use crate::clock::Version;
 use crate::hash::{HashRef, HashValue};
 use crate::list::{ListRef, ListValue};
 use crate::memory::alloc_size;
 use crate::set::{SetRef, SetValue};
+use crate::thin::ThinBytes;
 use crate::zset::{ZSetRef, ZSetValue};
 
 /// The longest key the store takes (the length has 30 bits).
@@ -216,12 +224,18 @@ impl Aggregate {
 /// One key in a shard's slab. See the module docs for the layout.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    data: Box<[u8]>,
+    data: ThinBytes,
     meta: u32,
+    /// Its position in its cluster slot's list in the shard's slot index, which the shard sets
+    /// and keeps up to date while it keeps the index (unused, 0, until then).
+    pub(crate) slot_pos: u32,
     /// Seconds since the Unix epoch at the last access (for `OBJECT IDLETIME`).
     pub(crate) touched: u32,
     pub(crate) version: Version,
 }
+
+// The module docs' 32 bytes: the slab's cell is `Option<Entry>`, the data pointer its niche.
+const _: () = assert!(std::mem::size_of::<Option<Entry>>() == 32);
 
 impl Entry {
     /// A string entry.
@@ -232,12 +246,12 @@ impl Entry {
         touched: u32,
         version: Version,
     ) -> Self {
-        Self::build(key, &[value], 0, expire_at, touched, version)
+        Self::build(key, &[], value, 0, expire_at, touched, version)
     }
 
     /// The entry of an aggregate that lives in the side table (its body is empty).
     pub(crate) fn aggregate(key: &[u8], expire_at: u64, touched: u32, version: Version) -> Self {
-        Self::build(key, &[], AGGREGATE_BIT, expire_at, touched, version)
+        Self::build(key, &[], &[], AGGREGATE_BIT, expire_at, touched, version)
     }
 
     /// The entry of an aggregate held inline: its body is `header` then `packed` (see
@@ -253,7 +267,8 @@ impl Entry {
         debug_assert!(!header.is_empty(), "an inline body starts with its tag");
         Self::build(
             key,
-            &[header, packed],
+            header,
+            packed,
             AGGREGATE_BIT,
             expire_at,
             touched,
@@ -261,10 +276,16 @@ impl Entry {
         )
     }
 
-    /// An entry of `key`, its body made of `parts` and its meta of `flags`.
+    /// An entry of `key`, its body `head` then `body` and its meta of `flags`.
+    ///
+    /// # Panics
+    ///
+    /// When the key is over [`MAX_KEY_LEN`] bytes, or the whole entry over `u32::MAX` (the
+    /// server bounds values by `proto-max-bulk-len`, itself at most [`MAX_KEY_LEN`]).
     fn build(
         key: &[u8],
-        parts: &[&[u8]],
+        head: &[u8],
+        body: &[u8],
         flags: u32,
         expire_at: u64,
         touched: u32,
@@ -274,23 +295,25 @@ impl Entry {
             key.len() <= MAX_KEY_LEN,
             "keys are at most {MAX_KEY_LEN} bytes"
         );
-        let tail = if expire_at != 0 { 8 } else { 0 };
-        let body: usize = parts.iter().map(|p| p.len()).sum();
-        let mut data = Vec::with_capacity(key.len() + body + tail);
-        data.extend_from_slice(key);
-        for part in parts {
-            data.extend_from_slice(part);
-        }
-        if expire_at != 0 {
-            data.extend_from_slice(&expire_at.to_le_bytes());
-        }
+        let expire = expire_at.to_le_bytes();
+        let tail: &[u8] = if expire_at != 0 { &expire } else { &[] };
         let meta = key.len() as u32 | flags | if expire_at != 0 { VOLATILE_BIT } else { 0 };
         Self {
-            data: data.into_boxed_slice(),
+            data: ThinBytes::concat(&[key, head, body, tail]),
             meta,
+            slot_pos: 0,
             touched,
             version,
         }
+    }
+
+    /// Puts `other` in this entry's place, keeping the place: its position in its slot's list,
+    /// which belongs to the cell (the key stays the same, so does its slot).
+    pub(crate) fn replace(&mut self, other: Entry) {
+        debug_assert_eq!(self.key(), other.key(), "a cell keeps its key");
+        let slot_pos = self.slot_pos;
+        *self = other;
+        self.slot_pos = slot_pos;
     }
 
     pub(crate) fn key(&self) -> &[u8] {
@@ -368,14 +391,15 @@ impl Entry {
 
     /// Replaces the string value, keeping key and TTL.
     pub(crate) fn set_str(&mut self, value: &[u8]) {
-        *self = Self::build(
+        self.replace(Self::build(
             self.key(),
-            &[value],
+            &[],
+            value,
             0,
             self.expire_raw(),
             self.touched,
             self.version,
-        );
+        ));
     }
 
     /// Sets or clears the TTL (0: none), in place when the entry already has one.
@@ -387,14 +411,15 @@ impl Entry {
             }
             _ => {
                 // A string's value or an inline aggregate's body moves over as it is.
-                *self = Self::build(
+                self.replace(Self::build(
                     self.key(),
-                    &[self.body()],
+                    &[],
+                    self.body(),
                     self.meta & AGGREGATE_BIT,
                     expire_at,
                     self.touched,
                     self.version,
-                );
+                ));
             }
         }
     }
@@ -488,5 +513,41 @@ mod tests {
         );
         assert!(!e.is_aggregate() && Entry::aggregate(b"h", 0, 0, Version(0)).is_aggregate());
         assert_eq!((e.touched, e.version), (7, Version(9)));
+    }
+
+    #[test]
+    fn rebuilding_an_entry_keeps_its_slot_position() {
+        let mut e = Entry::string(b"key", b"value", 0, 7, Version(9));
+        e.slot_pos = 12_345;
+        e.set_str(b"a longer value");
+        assert_eq!(e.slot_pos, 12_345, "set_str");
+        e.set_expire(77);
+        assert_eq!(e.slot_pos, 12_345, "set_expire adding a TTL");
+        e.set_expire(78);
+        e.set_expire(0);
+        assert_eq!(e.slot_pos, 12_345, "set_expire clearing it");
+        e.replace(Entry::aggregate(b"key", 5, 1, Version(10)));
+        assert_eq!(
+            (e.slot_pos, e.is_aggregate(), e.expire_raw(), e.version),
+            (12_345, true, 5, Version(10))
+        );
+    }
+
+    #[test]
+    fn an_empty_key_with_an_empty_value_holds_no_allocation() {
+        let mut e = Entry::string(b"", b"", 0, 0, Version(1));
+        assert_eq!(
+            (e.key(), e.str_value(), e.data_mem()),
+            (&b""[..], &b""[..], 0)
+        );
+        assert!(e.overwrite_str(b""));
+        e.set_expire(42);
+        assert_eq!(
+            (e.key(), e.str_value(), e.expire_raw()),
+            (&b""[..], &b""[..], 42)
+        );
+        e.set_expire(0);
+        assert_eq!(e.data_mem(), 0);
+        assert_eq!(e.str_value_mut(), Some(&mut [][..]));
     }
 }

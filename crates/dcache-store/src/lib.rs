@@ -11,7 +11,8 @@
 //!         │                                        small ones are inline in their entry)
 //!         ├ policy:  eviction state by cell      (lru, lfu, random; see policy/)
 //!         ├ expires: BTreeSet<(expire_ms, cell)> (active expiry, volatile-ttl)
-//!         ├ by_slot: cluster slot → cells        (count, list, stream or delete one slot)
+//!         ├ by_slot: cluster slot → cells        (count, list, stream or delete one slot;
+//!         │                                        a standalone node's on first use only)
 //!         ├ tombs:   deleted key → version       (when replicating; see shard/tombstones.rs)
 //!         └ clock:   hybrid logical clock        (a version for every write)
 //! ```
@@ -52,6 +53,7 @@ mod set;
 mod shard;
 mod slot_index;
 mod store;
+mod thin;
 mod transfer;
 mod zset;
 

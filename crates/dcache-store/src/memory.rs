@@ -158,16 +158,19 @@ impl Budget {
 }
 
 /// What one entry costs beyond its key and value allocations: its cell in the shard's slab (which
-/// grows by doubling, so on average a third again as much as in use), its two `u32`s in the slot
-/// index (its cell in its slot's list, which grows by doubling too, and its position there, in
-/// pages that do not), and the hash table's index and control byte at hashbrown's 7/8 load
-/// factor. The eviction policy's bookkeeping is counted
-/// apart (`EvictionPolicy::memory`). Like Redis's `used_memory`, this counts what the live entries
-/// need: cells freed by deletion or eviction are reused, not returned.
+/// grows by doubling, so on average a third again as much as in use), its `u32` in the slot
+/// index (its cell in its slot's list, which grows by doubling too; its position there is in the
+/// entry), and the hash table's index and control byte at hashbrown's 7/8 load factor. The
+/// eviction policy's bookkeeping is counted apart (`EvictionPolicy::memory`). Like Redis's
+/// `used_memory`, this counts what the live entries need: cells freed by deletion or eviction are
+/// reused, not returned. (A shard without the slot index takes [`SLOT_INDEX_OVERHEAD`] a key back
+/// from its total.)
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Option<Entry>>() * 4 / 3
-    + std::mem::size_of::<u32>() * 4 / 3
-    + std::mem::size_of::<u32>()
+    + SLOT_INDEX_OVERHEAD
     + (std::mem::size_of::<u32>() + 1) * 8 / 7;
+
+/// An entry's share of the slot index: its cell in its slot's list, which grows by doubling.
+pub(crate) const SLOT_INDEX_OVERHEAD: usize = std::mem::size_of::<u32>() * 4 / 3;
 
 /// What an entry with a TTL costs in the expiry index (a B-tree of `(u64, u32)`: 16 bytes a key
 /// plus node overhead).

@@ -10,12 +10,14 @@ use crate::clock::{Hlc, Version};
 use crate::config::{EvictionScope, PolicyKind, PolicyName};
 use crate::effect::KeyVersion;
 use crate::entry::{Aggregate, Entry, EntryRef, Kind, OwnedEntry, Value};
-use crate::memory::{Budget, ENTRY_OVERHEAD, VOLATILE_OVERHEAD};
+use crate::memory::{Budget, ENTRY_OVERHEAD, SLOT_INDEX_OVERHEAD, VOLATILE_OVERHEAD};
 use crate::policy::{self, EvictionPolicy};
-use crate::slot_index::SlotIndex;
+use crate::slot_index::SlotLists;
 use crate::store::{Key, hash_key};
 
 mod modify;
+#[cfg(test)]
+mod slot_tests;
 mod tombstones;
 mod transfer;
 
@@ -69,8 +71,12 @@ pub struct Shard {
     policy_name: PolicyName,
     /// `(expire_at, cell)` for every key with a TTL.
     expires: BTreeSet<(u64, u32)>,
-    /// Cluster slot → the cells of its keys.
-    by_slot: SlotIndex,
+    /// Cluster slot → the cells of its keys (each entry holds its position there), while
+    /// `slots_indexed`.
+    by_slot: SlotLists,
+    /// Whether `by_slot` is kept: from the start, or from the first slot query (see
+    /// [`crate::StoreConfig::slot_index`]).
+    slots_indexed: bool,
     clock: Hlc,
     /// Keys deleted lately, with the version of their deletion (see `tombstones`).
     tombs: Tombstones,
@@ -110,6 +116,7 @@ impl Shard {
         seed: u64,
         shard_bits: u32,
         tomb_life: u64,
+        slot_index: bool,
         removed: Arc<crate::RemovedKeys>,
     ) -> Self {
         Self {
@@ -120,7 +127,8 @@ impl Shard {
             policy: policy::for_kind(policy_name.kind, seed),
             policy_name,
             expires: BTreeSet::new(),
-            by_slot: SlotIndex::new(shard_bits),
+            by_slot: SlotLists::new(shard_bits),
+            slots_indexed: slot_index,
             clock: Hlc::new(node_id),
             tombs: Tombstones::new(hash_seed, shard_bits),
             tomb_life,
@@ -162,11 +170,17 @@ impl Shard {
         self.tombs.len()
     }
 
-    /// Accounted bytes: the entries (each with its share of the slab and the index), the
+    /// Accounted bytes: the entries (each with its share of the slab and the indexes), the
     /// eviction policy's bookkeeping and the tombstones.
     #[must_use]
     pub fn used(&self) -> usize {
-        self.used + self.policy.memory(self.table.len()) + self.tombs.used()
+        // Each entry counts its share of the slot index; a shard that keeps none takes it back.
+        let unindexed = if self.slots_indexed {
+            0
+        } else {
+            self.table.len() * SLOT_INDEX_OVERHEAD
+        };
+        self.used + self.policy.memory(self.table.len()) + self.tombs.used() - unindexed
     }
 
     #[must_use]
@@ -305,7 +319,7 @@ impl Shard {
                 if let Some(aggregate) = aggregate {
                     self.aggregates.insert(cell, aggregate);
                 }
-                self.cells[cell as usize] = Some(entry);
+                self.entry_at_mut(cell).replace(entry);
                 if old_expire != expire {
                     if old_expire != 0 {
                         self.expires.remove(&(old_expire, cell));
@@ -352,22 +366,24 @@ impl Shard {
     pub(crate) fn insert_entry(
         &mut self,
         key: &Key<'_>,
-        entry: Entry,
+        mut entry: Entry,
         aggregate: Option<Aggregate>,
     ) -> u32 {
         // The side table holds a cell's value exactly when its entry's body is empty.
         debug_assert_eq!(aggregate.is_some(), entry.in_side_table());
         let expire_at = entry.expire_raw();
-        let cell = match self.free.pop() {
-            Some(cell) => {
-                self.cells[cell as usize] = Some(entry);
-                cell
-            }
-            None => {
-                self.cells.push(Some(entry));
-                u32::try_from(self.cells.len() - 1).expect("fewer than 2^32 entries per shard")
-            }
+        let free = self.free.pop();
+        let cell = match free {
+            Some(cell) => cell,
+            None => u32::try_from(self.cells.len()).expect("fewer than 2^32 entries per shard"),
         };
+        if self.slots_indexed {
+            entry.slot_pos = self.by_slot.insert(key.slot, cell);
+        }
+        match free {
+            Some(_) => self.cells[cell as usize] = Some(entry),
+            None => self.cells.push(Some(entry)),
+        }
         if let Some(a) = aggregate {
             self.aggregates.insert(cell, a);
         }
@@ -380,7 +396,6 @@ impl Shard {
             hash_key(seed, cells[i as usize].as_ref().expect("a live cell").key())
         });
         self.policy.insert(cell, key.hash);
-        self.by_slot.insert(key.slot, cell);
         if !self.tombs.is_empty() {
             // The new entry's version is newer than the tombstone's: local versions come from a
             // clock that issued or observed the tombstone's, and `apply` checks its own.
@@ -505,8 +520,15 @@ impl Shard {
             self.expires.remove(&(expire_at, cell));
         }
         self.policy.remove(cell, table_hash);
-        self.by_slot
-            .remove(dcache_placement::slot(entry.key()), cell);
+        if self.slots_indexed {
+            let at = entry.slot_pos;
+            if let Some(moved) = self
+                .by_slot
+                .remove(dcache_placement::slot(entry.key()), cell, at)
+            {
+                self.entry_at_mut(moved).slot_pos = at;
+            }
+        }
         self.free.push(cell);
         if self.table.is_empty() {
             // Nothing refers to any cell now: give the slab's, the index's and the policy's
@@ -552,7 +574,7 @@ impl Shard {
                 self.aggregates.remove(&cell);
             }
         }
-        self.cells[cell as usize] = Some(entry);
+        self.entry_at_mut(cell).replace(entry);
     }
 
     /// Runs `f` on the aggregate in `cell`, owned: the side table's in place, an inline one
@@ -831,6 +853,52 @@ impl Shard {
             .map(|c| self.mem_at(c))
             .sum();
         (self.used, recount, self.aggregates.len())
+    }
+
+    /// Indexes the keys by slot if they are not yet (a store made without the index, asked
+    /// about a slot for the first time): one pass over the slab, a CRC16 a key.
+    pub(crate) fn index_slots(&mut self) {
+        if self.slots_indexed {
+            return;
+        }
+        for (cell, entry) in self.cells.iter_mut().enumerate() {
+            if let Some(entry) = entry {
+                let slot = dcache_placement::slot(entry.key());
+                entry.slot_pos = self.by_slot.insert(slot, cell as u32);
+            }
+        }
+        self.slots_indexed = true;
+        // Its entries count their share of the index again (see `used`).
+        self.publish();
+    }
+
+    /// For tests: checks that every live entry is listed once, in its key's slot, at the
+    /// position its entry holds (and none is listed while the shard keeps no index).
+    #[cfg(test)]
+    pub(crate) fn check_slot_positions(&self) {
+        let mut listed = 0;
+        for (local, cells) in self.by_slot.each() {
+            for (at, &cell) in cells.iter().enumerate() {
+                let entry = self.entry_at(cell);
+                let slot = dcache_placement::slot(entry.key());
+                assert_eq!(
+                    self.by_slot.local(slot),
+                    local,
+                    "cell {cell} in its slot's list"
+                );
+                assert_eq!(entry.slot_pos as usize, at, "cell {cell}'s position");
+                listed += 1;
+            }
+        }
+        let expected = if self.slots_indexed {
+            self.table.len()
+        } else {
+            0
+        };
+        assert_eq!(
+            listed, expected,
+            "every live entry is listed once (when indexed)"
+        );
     }
 
     /// The policy's access frequency for `key` (`OBJECT FREQ`), when the policy keeps one.

@@ -132,6 +132,7 @@ impl Store {
                         | 1,
                     n.trailing_zeros(),
                     config.tombstone_ms,
+                    config.slot_index,
                     Arc::clone(&removed),
                 ))
             })

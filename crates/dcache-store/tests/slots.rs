@@ -75,6 +75,49 @@ fn a_slot_is_counted_listed_and_deleted_alone() {
     assert!(store.used_memory() < before, "deleting a slot frees memory");
 }
 
+/// A standalone node's store keeps no index by slot until a slot is asked for; then it builds
+/// one, and the answers are those of a store that always had it.
+#[test]
+fn a_store_without_the_index_answers_the_same_from_the_first_slot_query() {
+    let stores =
+        [true, false].map(|on| Store::new(StoreConfig::default().shards(4).slot_index(on)));
+    let a = slot(b"a");
+    for store in &stores {
+        for i in 0..200 {
+            set(store, format!("{{a}}{i}").as_bytes(), b"v", None);
+            set(store, format!("other{i}").as_bytes(), b"v", None);
+        }
+        for i in (0..200).step_by(3) {
+            let bytes = format!("{{a}}{i}");
+            let key = store.key(bytes.as_bytes());
+            assert!(store.lock(&key).delete(&key, NOW));
+        }
+    }
+    // Until it has the index, a shard counts no memory for it; once built, it counts the same.
+    let used = |store: &Store| store.lock_shard(store.shard_of_slot(a)).used();
+    assert!(used(&stores[1]) < used(&stores[0]));
+    let answers = stores.each_ref().map(|store| {
+        let mut keys = store.keys_in_slot(a, usize::MAX);
+        keys.sort();
+        (store.count_in_slot(a), keys)
+    });
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[1].0, 133);
+    assert_eq!(used(&stores[1]), used(&stores[0]));
+    assert_eq!(listed(&stores[1], a), scanned(&stores[1], a, NOW));
+    // Built once, the index follows later writes, and deleting the slot finds every key.
+    let late = &stores[1];
+    set(late, b"{a}late", b"v", None);
+    let key = late.key(b"{a}0");
+    assert!(!late.lock(&key).delete(&key, NOW), "deleted above");
+    let key = late.key(b"{a}1");
+    assert!(late.lock(&key).delete(&key, NOW));
+    assert_eq!(listed(late, a), scanned(late, a, NOW));
+    while late.delete_slot(a, 50) > 0 {}
+    assert!(scanned(late, a, NOW).is_empty());
+    assert_eq!(late.len(), 200);
+}
+
 #[test]
 fn the_index_follows_deletes_expiry_eviction_renames_and_empty_hashes() {
     let slots: Vec<u16> = [&b"x"[..], b"y", b"z"].iter().map(|t| slot(t)).collect();

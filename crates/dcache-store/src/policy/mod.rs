@@ -11,7 +11,7 @@
 //! | [`Lfu`] | exact counts up to 255, halved as they age | 9 bytes | least frequently used, the least recent among equals |
 //! | [`RandomPolicy`] | uniform | 4 bytes | any entry |
 //! | [`Sieve`] | approximate | 9 bytes | the first unvisited entry at or after the hand |
-//! | [`S3Fifo`] | approximate | 10 bytes, and 12-24 per ghost key (as many as entries) | the small queue's oldest entry not hit twice, else the main queue's oldest not hit since its last turn |
+//! | [`S3Fifo`] | approximate | 9 bytes, and 12-24 per ghost key (as many as entries) | the small queue's oldest entry not hit twice, else the main queue's oldest not hit since its last turn |
 //! | [`WTinyLfu`] | approximate | 16 bytes, and 12-24 of sketch and doorkeeper per entry | the less frequent of the window's oldest and probation's oldest |
 
 mod lfu;

@@ -30,12 +30,12 @@ const MAX_FREQ: u8 = 3;
 /// Hits in the small queue that earn an entry its move to the main queue.
 const MOVE_TO_MAIN: u8 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Queue {
-    #[default]
-    None,
-    Small,
-    Main,
+    None = 0,
+    Small = 1,
+    Main = 2,
 }
 
 #[derive(Debug, Default)]
@@ -49,12 +49,33 @@ pub struct S3Fifo {
     to_ghost: Option<u32>,
 }
 
-/// A cell's queue and counter: two bytes. The key's fingerprint is not kept: the shard gives the
-/// key's hash back when it removes the victim, which is when the ghost needs it.
+/// A cell's queue (bits 0-1) and counter (bits 2-3) in one byte, a byte a key less than two
+/// fields would take. The key's fingerprint is not kept: the shard gives the key's hash back when
+/// it removes the victim, which is when the ghost needs it.
 #[derive(Debug, Clone, Copy, Default)]
-struct CellState {
-    queue: Queue,
-    freq: u8,
+struct CellState(u8);
+
+impl CellState {
+    fn queue(self) -> Queue {
+        match self.0 & 0b11 {
+            1 => Queue::Small,
+            2 => Queue::Main,
+            _ => Queue::None,
+        }
+    }
+
+    fn freq(self) -> u8 {
+        self.0 >> 2
+    }
+
+    fn set_queue(&mut self, queue: Queue) {
+        self.0 = (self.0 & !0b11) | queue as u8;
+    }
+
+    fn set_freq(&mut self, freq: u8) {
+        debug_assert!(freq <= MAX_FREQ);
+        self.0 = (self.0 & 0b11) | (freq << 2);
+    }
 }
 
 impl S3Fifo {
@@ -65,16 +86,16 @@ impl S3Fifo {
             Queue::None => unreachable!("a cell is pushed onto a queue"),
         };
         list.push_front(&mut self.links, cell);
-        self.state[cell as usize].queue = queue;
+        self.state[cell as usize].set_queue(queue);
     }
 
     fn unlink(&mut self, cell: u32) {
-        match self.state[cell as usize].queue {
+        match self.state[cell as usize].queue() {
             Queue::Small => self.small.unlink(&mut self.links, cell),
             Queue::Main => self.main.unlink(&mut self.links, cell),
             Queue::None => {}
         }
-        self.state[cell as usize].queue = Queue::None;
+        self.state[cell as usize].set_queue(Queue::None);
     }
 
     fn move_to(&mut self, cell: u32, queue: Queue) {
@@ -92,10 +113,7 @@ impl EvictionPolicy for S3Fifo {
         if self.state.len() <= cell as usize {
             self.state.resize(cell as usize + 1, CellState::default());
         }
-        self.state[cell as usize] = CellState {
-            queue: Queue::None,
-            freq: 0,
-        };
+        self.state[cell as usize] = CellState::default();
         let queue = if self.ghost.take(fingerprint(hash)) {
             Queue::Main
         } else {
@@ -105,8 +123,8 @@ impl EvictionPolicy for S3Fifo {
     }
 
     fn access(&mut self, cell: u32) {
-        let freq = &mut self.state[cell as usize].freq;
-        *freq = (*freq + 1).min(MAX_FREQ);
+        let state = &mut self.state[cell as usize];
+        state.set_freq((state.freq() + 1).min(MAX_FREQ));
     }
 
     fn remove(&mut self, cell: u32, hash: u64) {
@@ -131,7 +149,7 @@ impl EvictionPolicy for S3Fifo {
             };
             let state = &mut self.state[cell as usize];
             let earned = if from_small { MOVE_TO_MAIN } else { 1 };
-            if state.freq < earned {
+            if state.freq() < earned {
                 if !eligible(cell) {
                     break;
                 }
@@ -140,7 +158,7 @@ impl EvictionPolicy for S3Fifo {
             }
             // Enough hits in the small queue earn the move to main with the counter cleared; in the
             // main queue a hit earns another turn with the counter lowered.
-            state.freq = if from_small { 0 } else { state.freq - 1 };
+            state.set_freq(if from_small { 0 } else { state.freq() - 1 });
             self.move_to(cell, Queue::Main);
         }
         // The algorithm's victim may not be evicted (a volatile policy, or the entry just
@@ -152,7 +170,7 @@ impl EvictionPolicy for S3Fifo {
             .chain(self.main.iter_from_tail(links))
             .take(MAX_VICTIM_SCAN)
             .find(|&cell| eligible(cell))?;
-        self.to_ghost = (self.state[cell as usize].queue == Queue::Small).then_some(cell);
+        self.to_ghost = (self.state[cell as usize].queue() == Queue::Small).then_some(cell);
         Some(cell)
     }
 
@@ -166,7 +184,7 @@ impl EvictionPolicy for S3Fifo {
     }
 
     fn frequency(&self, cell: u32) -> Option<u32> {
-        self.state.get(cell as usize).map(|s| u32::from(s.freq))
+        self.state.get(cell as usize).map(|s| u32::from(s.freq()))
     }
 }
 
@@ -263,7 +281,29 @@ impl Ghost {
 
 #[cfg(test)]
 mod tests {
-    use super::Ghost;
+    use super::{CellState, Ghost, MAX_FREQ, Queue};
+
+    #[test]
+    fn a_cells_queue_and_counter_share_a_byte_without_touching_each_other() {
+        assert_eq!(size_of::<CellState>(), 1);
+        let fresh = CellState::default();
+        assert_eq!((fresh.queue(), fresh.freq()), (Queue::None, 0));
+        for queue in [Queue::None, Queue::Small, Queue::Main] {
+            for freq in 0..=MAX_FREQ {
+                let mut state = CellState::default();
+                state.set_freq(freq);
+                state.set_queue(queue);
+                assert_eq!((state.queue(), state.freq()), (queue, freq));
+                state.set_freq(MAX_FREQ - freq);
+                assert_eq!((state.queue(), state.freq()), (queue, MAX_FREQ - freq));
+                state.set_queue(Queue::Main);
+                assert_eq!(
+                    (state.queue(), state.freq()),
+                    (Queue::Main, MAX_FREQ - freq)
+                );
+            }
+        }
+    }
 
     #[test]
     fn ghost_remembers_the_last_keys_up_to_its_capacity() {

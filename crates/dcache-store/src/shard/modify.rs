@@ -76,7 +76,7 @@ impl<'a> Modify<'a> {
                 entry.touched,
                 entry.version,
             );
-            *self.shard.entry_at_mut(self.cell) = rebuilt;
+            self.shard.entry_at_mut(self.cell).replace(rebuilt);
         } else {
             // A string, or an inline aggregate: either way the entry is rebuilt as a string.
             self.shard.entry_at_mut(self.cell).set_str(value);

@@ -39,7 +39,8 @@ const _: () = assert!(std::mem::size_of::<Option<Tomb>>() == 40);
 
 /// What one tombstone costs beyond its key's allocation: its place in the slab (which grows by
 /// doubling, so a third again on average), the hash table's index and control byte at 7/8 load,
-/// and its two `u32`s in the slot index (as [`crate::ENTRY_OVERHEAD`] counts them for entries).
+/// and its two `u32`s in the slot index (its index in its slot's list and its position there: a
+/// tomb has no spare bytes for the position, as an entry has).
 pub const TOMBSTONE_OVERHEAD: usize = std::mem::size_of::<Option<Tomb>>() * 4 / 3
     + (std::mem::size_of::<u32>() + 1) * 8 / 7
     + std::mem::size_of::<u32>() * 4 / 3

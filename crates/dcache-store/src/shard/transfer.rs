@@ -127,12 +127,14 @@ fn chunk(a: Value<'_>, from: usize, budget: usize, scan: usize) -> (OwnedValue, 
 
 impl Shard {
     /// Keys of `slot` here, those expired but not yet reclaimed included (as Redis counts them).
-    pub(crate) fn count_in_slot(&self, slot: u16) -> usize {
+    pub(crate) fn count_in_slot(&mut self, slot: u16) -> usize {
+        self.index_slots();
         self.by_slot.len(slot)
     }
 
     /// Up to `count` keys of `slot`.
-    pub(crate) fn keys_in_slot(&self, slot: u16, count: usize) -> Vec<Box<[u8]>> {
+    pub(crate) fn keys_in_slot(&mut self, slot: u16, count: usize) -> Vec<Box<[u8]>> {
+        self.index_slots();
         self.by_slot
             .cells(slot)
             .iter()
@@ -151,6 +153,7 @@ impl Shard {
         max: usize,
         dropped: &mut Vec<(Entry, Option<Aggregate>)>,
     ) -> usize {
+        self.index_slots();
         let mut removed = 0;
         while removed < max {
             if let Some(&cell) = self.by_slot.cells(slot).last() {
@@ -171,13 +174,14 @@ impl Shard {
     /// Streams `slot` as effects into `out`, about `max_bytes` of them, from `cursor`. Returns
     /// where to resume, or `None` when the slot is done. See [`crate::Store::dump_slot`].
     pub(crate) fn dump_slot(
-        &self,
+        &mut self,
         slot: u16,
         mut cursor: DumpCursor,
         max_bytes: usize,
         now: u64,
         out: &mut Vec<Effect>,
     ) -> Option<DumpCursor> {
+        self.index_slots();
         let mut budget = max_bytes.max(1);
         let scan = max_bytes.saturating_mul(SCAN_PER_BYTE).max(4096);
         while budget > 0 {

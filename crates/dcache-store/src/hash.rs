@@ -248,7 +248,9 @@ impl HashValue {
         self.view().mem()
     }
 
-    /// Sets a field; true when the field is new. Moves into the table past the default limits.
+    /// Sets a field; true when the field is new. Moves into the table past the default limits:
+    /// for tests and tools. A command passes the configured limits ([`HashValue::insert_with`]);
+    /// a copy from another node keeps its sender's form (see [`crate::effect`]).
     pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
         self.insert_with(field, value, HashLimits::default())
     }

@@ -742,7 +742,9 @@ impl SetValue {
         self.view().contains(member)
     }
 
-    /// Adds a member under the default limits; true when it is new.
+    /// Adds a member under the default limits; true when it is new. For tests and tools: a
+    /// command passes the configured limits ([`SetValue::insert_with`]); a copy from another
+    /// node keeps its sender's form (see [`crate::effect`]).
     pub fn insert(&mut self, member: &[u8]) -> bool {
         self.insert_with(member, &SetLimits::default())
     }

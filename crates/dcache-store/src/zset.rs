@@ -275,7 +275,9 @@ impl ZSetValue {
     }
 
     /// Sets a member's score; true when the member is new. Grows into the large form past the
-    /// default limits.
+    /// default limits: for tests and tools. A command passes the configured limits
+    /// ([`ZSetValue::insert_with`]); a copy from another node keeps its sender's form (see
+    /// [`crate::effect`]).
     ///
     /// # Panics
     /// When `score` is NaN.

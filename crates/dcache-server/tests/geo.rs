@@ -605,17 +605,21 @@ async fn the_same_positions_and_searches_give_redis_s_replies() {
 #[tokio::test]
 async fn geo_sets_change_form_at_the_configured_limits() {
     let (_node, mut c) = node().await;
-    let ok: String = q(
-        &mut c,
-        &["CONFIG", "SET", "zset-max-listpack-entries", "1"],
-    )
-    .await;
+    let ok: String = q(&mut c, &["CONFIG", "SET", "zset-max-listpack-entries", "1"]).await;
     assert_eq!(ok, "OK");
     sicily(&mut c).await;
     let stored: i64 = q(
         &mut c,
         &[
-            "GEOSEARCHSTORE", "near", "Sicily", "FROMLONLAT", "15", "37", "BYRADIUS", "500", "km",
+            "GEOSEARCHSTORE",
+            "near",
+            "Sicily",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYRADIUS",
+            "500",
+            "km",
             "ASC",
         ],
     )

@@ -377,7 +377,10 @@ fn every_form_round_trips_as_itself() {
             change: Change::Append(value),
             ..effect
         };
-        assert_eq!(shape_of(&round_trip(&append).change), shape_of(&append.change));
+        assert_eq!(
+            shape_of(&round_trip(&append).change),
+            shape_of(&append.change)
+        );
     }
 }
 
@@ -473,7 +476,14 @@ fn members_out_of_order_make_an_ordered_copy() {
         z.insert(b"a", -5.0);
         assert_eq!(z.get_by_rank(0), Some((&b"a"[..], -5.0)));
     }
-    let ints = raw_put(3, 0, 4, &[2, b'4', b'0', 1, b'3', 2, b'-', b'9', 5, b'7', b'0', b'0', b'0', b'0']);
+    let ints = raw_put(
+        3,
+        0,
+        4,
+        &[
+            2, b'4', b'0', 1, b'3', 2, b'-', b'9', 5, b'7', b'0', b'0', b'0', b'0',
+        ],
+    );
     let OwnedValue::Set(s) = decoded_value(&ints).unwrap() else {
         panic!("a set");
     };

@@ -10,8 +10,8 @@ use common::{Shape, shape};
 
 use dcache_placement::slot;
 use dcache_store::{
-    Change, DumpCursor, Effect, HashLimits, HashValue, Kind, Lookup, OwnedValue, PolicyName, Store,
-    SetLimits, StoreConfig, StoreError, Value, Version, ZSetLimits,
+    Change, DumpCursor, Effect, HashLimits, HashValue, Kind, Lookup, OwnedValue, PolicyName,
+    SetLimits, Store, StoreConfig, StoreError, Value, Version, ZSetLimits,
 };
 
 /// Fills `key` with `n` elements of about 100 bytes, as a list, a set or a sorted set.
@@ -665,7 +665,11 @@ fn a_migration_keeps_every_form() {
             .iter()
             .filter(|e| *e.key == *name && matches!(e.change, Change::Append(_)))
             .count();
-        assert!(appends > 2, "{}: {appends} parts", String::from_utf8_lossy(name));
+        assert!(
+            appends > 2,
+            "{}: {appends} parts",
+            String::from_utf8_lossy(name)
+        );
     }
     let target = Store::new(StoreConfig::default().shards(4));
     restore_all(&target, effects);

@@ -416,12 +416,17 @@ impl ZSetValue {
         self.view().partition_point(before)
     }
 
-    /// Moves the set into its compact form if it fits `limits` (Redis does so for the results of
-    /// ZRANGESTORE, ZUNIONSTORE and the like).
+    /// Moves the set into its compact form if it fits `limits` and `MAX_PACKED_LEN` (Redis does
+    /// so for the results of ZRANGESTORE, ZUNIONSTORE and the like).
     pub fn compact(&mut self, limits: ZSetLimits) {
         if let Repr::Tree(t) = &self.repr
             && t.nodes.len() <= limits.entries
             && t.nodes.iter().all(|n| n.member.len() <= limits.value)
+            && t.nodes
+                .iter()
+                .map(|n| packed_len(n.member.len(), n.score))
+                .sum::<usize>()
+                <= MAX_PACKED_LEN
         {
             let mut p = Packed::default();
             for (m, s) in self.iter() {

@@ -537,4 +537,12 @@ fn a_packed_set_stays_within_the_safety_cap() {
     z.insert_with(&member(0), 0.5, limits);
     assert!(!z.is_listpack());
     assert_eq!(z.score(&member(0)), Some(0.5));
+    // Nor does a STORE command's result go compact past it.
+    z.compact(limits);
+    assert!(!z.is_listpack());
+    z.remove(&member(0));
+    z.remove(&member(1));
+    z.compact(limits);
+    assert!(z.is_listpack());
+    assert!(z.view().packed_parts().unwrap().0.len() <= MAX_PACKED_LEN);
 }

@@ -96,6 +96,30 @@ async fn every_settable_parameter_has_a_usable_range() {
                 ("soon", NOT_INTEGER),
             ],
         ),
+        // As in Redis, a sorted set's (and a hash's) value limit is a memory value, a set's an
+        // integer.
+        (
+            "zset-max-listpack-value",
+            &["1kb", "0", "1gb", "64"],
+            &[
+                ("-1", NOT_MEMORY),
+                ("1.5kb", NOT_MEMORY),
+                ("lots", NOT_MEMORY),
+            ],
+        ),
+        (
+            "zset-max-ziplist-value",
+            &["2kb", "64"],
+            &[("-64", NOT_MEMORY)],
+        ),
+        (
+            "set-max-listpack-value",
+            &["0", "1024", "64"],
+            &[
+                ("1kb", NOT_INTEGER),
+                ("-1", &between(0, 9223372036854775807)),
+            ],
+        ),
         (
             "client-output-buffer-limit",
             &[
@@ -184,5 +208,30 @@ async fn config_set_is_all_or_nothing_and_refuses_duplicates() {
     assert_eq!(
         err(&mut c, &["CONFIG", "SET", "nonsense", "1"]).await,
         "ERR Unknown option or number of arguments for CONFIG SET - 'nonsense'"
+    );
+}
+
+/// A memory value with a unit reads back in bytes, and the sorted set's value limit takes it.
+#[tokio::test]
+async fn the_sorted_set_value_limit_takes_memory_units() {
+    let node = start(test_config()).await;
+    let mut c = node.client().await;
+    let ok: String = q(&mut c, &["CONFIG", "SET", "zset-max-listpack-value", "1kb"]).await;
+    assert_eq!(ok, "OK");
+    assert_eq!(
+        q::<Vec<String>>(&mut c, &["CONFIG", "GET", "zset-max-ziplist-value"]).await,
+        ["zset-max-ziplist-value", "1024"]
+    );
+    let long = "m".repeat(1024);
+    let _: i64 = q(&mut c, &["ZADD", "z", "1", &long]).await;
+    assert_eq!(
+        q::<String>(&mut c, &["OBJECT", "ENCODING", "z"]).await,
+        "listpack"
+    );
+    let longer = "m".repeat(1025);
+    let _: i64 = q(&mut c, &["ZADD", "z", "2", &longer]).await;
+    assert_eq!(
+        q::<String>(&mut c, &["OBJECT", "ENCODING", "z"]).await,
+        "skiplist"
     );
 }

@@ -600,3 +600,45 @@ async fn the_same_positions_and_searches_give_redis_s_replies() {
         }
     }
 }
+
+/// GEOADD and GEOSEARCHSTORE build their sets under `zset-max-listpack-*`, as ZADD does.
+#[tokio::test]
+async fn geo_sets_change_form_at_the_configured_limits() {
+    let (_node, mut c) = node().await;
+    let ok: String = q(&mut c, &["CONFIG", "SET", "zset-max-listpack-entries", "1"]).await;
+    assert_eq!(ok, "OK");
+    sicily(&mut c).await;
+    let stored: i64 = q(
+        &mut c,
+        &[
+            "GEOSEARCHSTORE",
+            "near",
+            "Sicily",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYRADIUS",
+            "500",
+            "km",
+            "ASC",
+        ],
+    )
+    .await;
+    assert_eq!(stored, 2);
+    for key in ["Sicily", "near"] {
+        let encoding: String = q(&mut c, &["OBJECT", "ENCODING", key]).await;
+        assert_eq!(encoding, "skiplist", "{key}");
+    }
+    let ok: String = q(
+        &mut c,
+        &["CONFIG", "SET", "zset-max-listpack-entries", "1000"],
+    )
+    .await;
+    assert_eq!(ok, "OK");
+    for i in 0..200 {
+        let lon = format!("{}", f64::from(i) / 10.0);
+        let _: i64 = q(&mut c, &["GEOADD", "many", &lon, "10", &format!("p{i}")]).await;
+    }
+    let encoding: String = q(&mut c, &["OBJECT", "ENCODING", "many"]).await;
+    assert_eq!(encoding, "listpack");
+}

@@ -278,3 +278,93 @@ async fn hashes_of_both_forms_survive_their_primary() {
         assert_eq!(got, want, "{strategy:?}: the large hash");
     }
 }
+
+/// A copy is rebuilt in the form its primary held, not the form the replica's limits would pick
+/// for its size: a table hash that shrank to 10 fields stays a table (Redis never converts
+/// back), and a listpack past the default limits (raised by CONFIG SET on every node) stays a
+/// listpack in its insertion order, after the primary dies.
+#[tokio::test]
+async fn hashes_keep_their_primary_form_after_it_dies() {
+    for settings in [
+        Settings::new(1, Strategy::Primary),
+        Settings::new(2, Strategy::Quorum),
+    ] {
+        let strategy = settings.strategy;
+        let config = dcache_server::NodeConfig {
+            cluster_enabled: dcache_server::YesNo(true),
+            ..test_config()
+        };
+        let (control, mut nodes) = replicated(3, settings, config).await;
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        let (shrunk, wide) = ("{h}:shrunk", "{h}:wide");
+        let run = async |con: &mut redis::cluster_async::ClusterConnection, args: &[&str]| {
+            let mut c = redis::cmd(args[0]);
+            for a in &args[1..] {
+                c.arg(*a);
+            }
+            c.query_async::<redis::Value>(con).await.unwrap()
+        };
+        for i in 0..200 {
+            run(&mut con, &["HSET", shrunk, &format!("f{i}"), "v"]).await;
+        }
+        for i in 10..200 {
+            run(&mut con, &["HDEL", shrunk, &format!("f{i}")]).await;
+        }
+        for node in &nodes {
+            let mut c = node.client().await;
+            let ok: String = query(
+                &mut c,
+                &["CONFIG", "SET", "hash-max-listpack-entries", "1024"],
+            )
+            .await;
+            assert_eq!(ok, "OK");
+        }
+        // A write to the shrunk hash after the change: its copy is sent again, still a table.
+        run(&mut con, &["HSET", shrunk, "f0", "w"]).await;
+        // Fields in an order no sort gives back.
+        let order: Vec<String> = (0..300).map(|i| format!("f{}", (i * 7) % 300)).collect();
+        for f in &order {
+            run(&mut con, &["HSET", wide, f, "v"]).await;
+        }
+        let slot = dcache_placement::slot(shrunk.as_bytes());
+        let primary_id = control.subscribe().borrow().replicas_of(slot)[0].id.clone();
+        let at = nodes
+            .iter()
+            .position(|n| n.shared.cluster.as_ref().unwrap().view().me == primary_id)
+            .unwrap();
+        drop(nodes.remove(at));
+        control.apply(&Change::Fail(primary_id)).unwrap();
+        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        let encodings: Vec<String> = redis::pipe()
+            .cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(shrunk)
+            .cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(wide)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(encodings, ["hashtable", "listpack"], "{strategy:?}");
+        let got: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(wide)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let fields: Vec<&String> = got.iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, order.iter().collect::<Vec<_>>(), "{strategy:?}");
+        let mut got: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(shrunk)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        got.sort();
+        let mut want: Vec<(String, String)> = (0..10)
+            .map(|i| (format!("f{i}"), if i == 0 { "w" } else { "v" }.to_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{strategy:?}");
+    }
+}

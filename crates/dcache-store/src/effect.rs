@@ -25,6 +25,16 @@
 //! write of any type replicates as its key's new state, and a new type needs a new tag and
 //! value encoding, not a new protocol.
 //!
+//! An aggregate travels with its form (its `OBJECT ENCODING`), and is rebuilt in that form
+//! whatever the receiver's limits: a copy answers as the original did after a failover or a
+//! migration. A hash that grew into its table and shrank stays a table, as in Redis; a compact
+//! hash or set built under limits larger than the defaults stays compact and keeps its insertion
+//! order; an intset stays sorted. Only the safety cap on a compact form's bytes (see
+//! `crate::memory::MAX_PACKED_LEN`), which the sender's value is within, can move a copy into
+//! the large form. A value too large for one record is streamed in the large form (a compact
+//! one is always small enough to go whole), and an `Append` adds its elements to the key in the
+//! key's own form.
+//!
 //! # Tombstones
 //!
 //! Tombstones are kept only when the store is told to ([`crate::Store::set_tombstone_ms`]; the
@@ -45,14 +55,14 @@
 //! snapshot); a tombstone dropped early opens that window early, for at most the rest of its
 //! life.
 //!
-//! # Encoding (format 1)
+//! # Encoding (format 2)
 //!
 //! Little-endian; `varint` is LEB128 (7 bits a byte, low bits first, at most 10 bytes); `bytes`
 //! is a varint length and that many bytes.
 //!
 //! ```text
 //!   effect  := len:u32 body                    len = the body's length, at most 1 GiB
-//!   body    := format:u8=1 tag:u8 version:u64 key:bytes payload
+//!   body    := format:u8=2 tag:u8 version:u64 key:bytes payload
 //!   tag     := change << 4 | type              change: 0 Delete, 1 Put, 2 Append
 //!                                              type: 0 string, 1 hash, 2 list, 3 set,
 //!                                              4 sorted set; Delete has type 0
@@ -60,26 +70,35 @@
 //!            | (Put)      expire_at:varint value      0: no expiry
 //!            | (Append)   value
 //!   value   := (string)   bytes
-//!            | (hash)     count:varint (field:bytes value:bytes) × count
-//!            | (list)     count:varint element:bytes × count          head first
-//!            | (set)      count:varint member:bytes × count
-//!            | (zset)     count:varint (member:bytes score:f64) × count   score: IEEE 754 bits
-//!                                                                        as u64, never NaN
+//!            | (aggregate) form:u8 count:varint element × count
+//!   form    := (hash)     0 listpack, 1 hashtable
+//!            | (list)     0 listpack, 1 quicklist
+//!            | (set)      0 intset, 1 listpack, 2 hashtable
+//!            | (zset)     0 listpack, 1 skiplist
+//!   element := (hash)     field:bytes value:bytes     a listpack's in its order
+//!            | (list)     element:bytes               head first
+//!            | (set)      member:bytes                an intset's in decimal, ascending; a
+//!                                                     listpack's in its order
+//!            | (zset)     member:bytes score:f64      score: IEEE 754 bits as u64, never NaN
 //! ```
 //!
-//! The length prefix lets a reader frame effects in a stream before decoding them;
-//! [`Effect::decode`] says when the buffer does not hold a whole effect yet. Anything else that
-//! is not a well-formed effect is a [`DecodeError`], never a panic.
+//! (Format 1 had no `form`.) The length prefix lets a reader frame effects in a stream before
+//! decoding them; [`Effect::decode`] says when the buffer does not hold a whole effect yet.
+//! Anything else that is not a well-formed effect is a [`DecodeError`], never a panic: among
+//! them, a field or member that comes twice in one value (no sender writes one; rejecting it
+//! keeps a compact copy, which is rebuilt without searching, from holding it twice), and an
+//! intset member that is not an integer. A sorted set's members may come in any order: the
+//! copy is sorted.
 
 use crate::clock::Version;
 use crate::entry::{MAX_KEY_LEN, OwnedValue};
 use crate::hash::HashValue;
 use crate::list::ListValue;
-use crate::set::SetValue;
+use crate::set::{SetEncoding, SetValue, member_int};
 use crate::zset::ZSetValue;
 
 /// The encoding's format version, the first byte of every body.
-pub const EFFECT_FORMAT: u8 = 1;
+pub const EFFECT_FORMAT: u8 = 2;
 
 /// The longest body [`Effect::decode`] accepts: larger than any value the server takes (its bulk
 /// limit is 512 MB), small enough that a reader never buffers without bound.
@@ -157,6 +176,12 @@ pub enum DecodeError {
     Trailing(usize),
     #[error("a sorted set score is NaN")]
     Score,
+    #[error("aggregate form {0} is not known for its type")]
+    Form(u8),
+    #[error("a field or member comes twice in one value")]
+    Duplicate,
+    #[error("an intset member is not an integer")]
+    NotInteger,
 }
 
 impl Effect {
@@ -275,7 +300,8 @@ fn bytes_len(b: &[u8]) -> usize {
 }
 
 fn value_len(value: &OwnedValue) -> usize {
-    match value {
+    let form = usize::from(!matches!(value, OwnedValue::Str(_)));
+    form + match value {
         OwnedValue::Str(s) => bytes_len(s),
         OwnedValue::Hash(h) => {
             varint_len(h.len() as u64)
@@ -306,7 +332,35 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// Form codes: see the module docs.
+const LISTPACK: u8 = 0;
+const LARGE: u8 = 1;
+const SET_INTSET: u8 = 0;
+const SET_LISTPACK: u8 = 1;
+const SET_TABLE: u8 = 2;
+
+/// The form code of an aggregate (none for a string).
+fn form_of(value: &OwnedValue) -> Option<u8> {
+    let compact = match value {
+        OwnedValue::Str(_) => return None,
+        OwnedValue::Hash(h) => h.is_listpack(),
+        OwnedValue::List(l) => l.encoding() == "listpack",
+        OwnedValue::ZSet(z) => z.is_listpack(),
+        OwnedValue::Set(s) => {
+            return Some(match s.encoding() {
+                SetEncoding::Intset => SET_INTSET,
+                SetEncoding::Listpack => SET_LISTPACK,
+                SetEncoding::Hashtable => SET_TABLE,
+            });
+        }
+    };
+    Some(if compact { LISTPACK } else { LARGE })
+}
+
 fn put_value(out: &mut Vec<u8>, value: &OwnedValue) {
+    if let Some(form) = form_of(value) {
+        out.push(form);
+    }
     match value {
         OwnedValue::Str(s) => put_bytes(out, s),
         OwnedValue::Hash(h) => {
@@ -376,48 +430,124 @@ impl<'a> Reader<'a> {
         self.take_len(n)
     }
 
+    fn score(&mut self) -> Result<f64, DecodeError> {
+        let bits = u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes"));
+        let score = f64::from_bits(bits);
+        if score.is_nan() {
+            return Err(DecodeError::Score);
+        }
+        Ok(score)
+    }
+
+    /// An aggregate built in the form the effect names, whatever the limits (see the module
+    /// docs).
     fn value(&mut self, kind: u8) -> Result<OwnedValue, DecodeError> {
+        if kind == STRING {
+            return Ok(OwnedValue::Str(self.bytes()?.into()));
+        }
+        let form = self.byte()?;
         // Counts are not trusted for an allocation: each element is read, and checked against
         // what is left, one at a time.
-        Ok(match kind {
-            STRING => OwnedValue::Str(self.bytes()?.into()),
-            LIST => {
-                let mut list = ListValue::default();
-                for _ in 0..self.varint()? {
-                    list.push_back(self.bytes()?);
-                }
-                OwnedValue::List(Box::new(list))
-            }
-            SET => {
-                let mut set = SetValue::default();
-                for _ in 0..self.varint()? {
-                    set.insert(self.bytes()?);
-                }
-                OwnedValue::Set(Box::new(set))
-            }
-            ZSET => {
-                let mut zset = ZSetValue::default();
-                for _ in 0..self.varint()? {
-                    let member = self.bytes()?;
-                    let bits = u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes"));
-                    let score = f64::from_bits(bits);
-                    if score.is_nan() {
-                        return Err(DecodeError::Score);
-                    }
-                    zset.insert(member, score);
-                }
-                OwnedValue::ZSet(Box::new(zset))
-            }
-            _ => {
-                let count = self.varint()?;
-                let mut hash = HashValue::default();
+        let count = self.varint()?;
+        // The compact forms are built without a search, so their elements are checked here.
+        let mut seen = Seen::new(matches!(
+            (kind, form),
+            (HASH | ZSET, LISTPACK) | (SET, SET_LISTPACK)
+        ));
+        Ok(match (kind, form) {
+            (HASH, LISTPACK | LARGE) => {
+                let mut hash = if form == LISTPACK {
+                    HashValue::default()
+                } else {
+                    HashValue::table()
+                };
                 for _ in 0..count {
                     let field = self.bytes()?;
                     let value = self.bytes()?;
-                    hash.insert(field, value);
+                    if !seen.first(field) || !hash.push_new(field, value) {
+                        return Err(DecodeError::Duplicate);
+                    }
                 }
                 OwnedValue::Hash(Box::new(hash))
             }
+            (LIST, LISTPACK | LARGE) => {
+                let mut list = if form == LISTPACK {
+                    ListValue::default()
+                } else {
+                    ListValue::ring()
+                };
+                for _ in 0..count {
+                    list.push_in_form(self.bytes()?);
+                }
+                OwnedValue::List(Box::new(list))
+            }
+            (SET, SET_INTSET) => {
+                let mut ints = Vec::new();
+                for _ in 0..count {
+                    ints.push(member_int(self.bytes()?).ok_or(DecodeError::NotInteger)?);
+                }
+                OwnedValue::Set(Box::new(
+                    SetValue::of_ints(ints).ok_or(DecodeError::Duplicate)?,
+                ))
+            }
+            (SET, SET_LISTPACK | SET_TABLE) => {
+                let mut set = SetValue::of_encoding(if form == SET_LISTPACK {
+                    SetEncoding::Listpack
+                } else {
+                    SetEncoding::Hashtable
+                });
+                for _ in 0..count {
+                    let member = self.bytes()?;
+                    if !seen.first(member) || !set.push_new(member) {
+                        return Err(DecodeError::Duplicate);
+                    }
+                }
+                OwnedValue::Set(Box::new(set))
+            }
+            (ZSET, LISTPACK) => {
+                let mut members = Vec::new();
+                for _ in 0..count {
+                    let member = self.bytes()?;
+                    if !seen.first(member) {
+                        return Err(DecodeError::Duplicate);
+                    }
+                    members.push((member, self.score()?));
+                }
+                OwnedValue::ZSet(Box::new(ZSetValue::of_members(true, members)))
+            }
+            (ZSET, LARGE) => {
+                let mut zset = ZSetValue::large();
+                for _ in 0..count {
+                    let member = self.bytes()?;
+                    if !zset.insert_in_form(member, self.score()?) {
+                        return Err(DecodeError::Duplicate);
+                    }
+                }
+                OwnedValue::ZSet(Box::new(zset))
+            }
+            _ => return Err(DecodeError::Form(form)),
         })
+    }
+}
+
+/// The fields or members a compact value has taken so far, so that one that comes twice is
+/// refused (a table finds it itself: see [`Seen::first`]).
+struct Seen<'a> {
+    compact: bool,
+    elements: hashbrown::HashSet<&'a [u8]>,
+}
+
+impl<'a> Seen<'a> {
+    fn new(compact: bool) -> Self {
+        Self {
+            compact,
+            elements: hashbrown::HashSet::new(),
+        }
+    }
+
+    /// True when `element` has not come before; always true for a large form, whose insert
+    /// says whether the element is new.
+    fn first(&mut self, element: &'a [u8]) -> bool {
+        !self.compact || self.elements.insert(element)
     }
 }

@@ -28,7 +28,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::memory::alloc_size;
+use crate::memory::{MAX_PACKED_LEN, alloc_size};
 
 /// When a hash leaves its compact form: more than `entries` fields, or a field or value longer
 /// than `value` bytes.
@@ -248,7 +248,9 @@ impl HashValue {
         self.view().mem()
     }
 
-    /// Sets a field; true when the field is new. Moves into the table past the default limits.
+    /// Sets a field; true when the field is new. Moves into the table past the default limits:
+    /// for tests and tools. A command passes the configured limits ([`HashValue::insert_with`]);
+    /// a copy from another node keeps its sender's form (see [`crate::effect`]).
     pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
         self.insert_with(field, value, HashLimits::default())
     }
@@ -257,15 +259,23 @@ impl HashValue {
     /// a new field past `limits.entries`, moves a compact hash into the table first (Redis
     /// checks a write's lengths before it writes, and converts a listpack that the write took
     /// past its entries).
+    ///
+    /// Whatever the limits, a write that would take the compact form's buffer past
+    /// `MAX_PACKED_LEN` moves it into the table (Redis's `lpSafeToAdd`), so that a compact hash
+    /// always fits one effect.
     pub fn insert_with(&mut self, field: &[u8], value: &[u8], limits: HashLimits) -> bool {
         if let Repr::Packed(p) = &mut self.repr {
             if field.len() <= limits.value && value.len() <= limits.value {
                 match p.as_ref().find(field) {
                     Some(at) => {
-                        p.replace(at, value);
-                        return false;
+                        let old = at.end - at.value_len;
+                        if p.buf.len() - old + leb_len(value.len()) + value.len() <= MAX_PACKED_LEN
+                        {
+                            p.replace(at, value);
+                            return false;
+                        }
                     }
-                    None if p.len < limits.entries => {
+                    None if p.len < limits.entries && p.fits(field, value) => {
                         p.push(field, value);
                         return true;
                     }
@@ -278,6 +288,46 @@ impl HashValue {
             Repr::Table(t) => t.insert(field, value),
             Repr::Packed(_) => unreachable!("grown above"),
         }
+    }
+
+    /// An empty hash in the table form, which it keeps whatever its size (a copy of a table hash,
+    /// or a part of one, as [`crate::effect`] carries them).
+    pub(crate) fn table() -> Self {
+        Self {
+            repr: Repr::Table(Table::default()),
+        }
+    }
+
+    /// Adds a field in the hash's own form, with no limit but `MAX_PACKED_LEN` (past which a
+    /// compact hash moves into the table): how a copy is rebuilt in the form its sender held.
+    /// The field must not be there yet when the hash is compact (a copy's decoder checks that
+    /// its fields are distinct): it is appended without a search. False when the table already
+    /// had it (its value is then replaced).
+    pub(crate) fn push_new(&mut self, field: &[u8], value: &[u8]) -> bool {
+        if let Repr::Packed(p) = &mut self.repr {
+            if p.fits(field, value) {
+                p.push(field, value);
+                return true;
+            }
+            self.grow();
+        }
+        match &mut self.repr {
+            Repr::Table(t) => t.insert(field, value),
+            Repr::Packed(_) => unreachable!("grown above"),
+        }
+    }
+
+    /// Sets a field in the hash's own form, with no limit but `MAX_PACKED_LEN`: how the rest of
+    /// a streamed hash is added to the part that came first. True when the field is new.
+    pub(crate) fn insert_in_form(&mut self, field: &[u8], value: &[u8]) -> bool {
+        self.insert_with(
+            field,
+            value,
+            HashLimits {
+                entries: usize::MAX,
+                value: usize::MAX,
+            },
+        )
     }
 
     /// Removes a field; true when it was there. A hash keeps its encoding.
@@ -490,6 +540,12 @@ impl Packed {
             buf: &self.buf,
             len: self.len,
         }
+    }
+
+    /// Whether a new field of these bytes keeps the buffer within `MAX_PACKED_LEN`.
+    fn fits(&self, field: &[u8], value: &[u8]) -> bool {
+        let pair = leb_len(field.len()) + field.len() + leb_len(value.len()) + value.len();
+        self.buf.len() + pair <= MAX_PACKED_LEN
     }
 
     /// Appends a field that is not there: new fields go last, as in Redis's listpack.

@@ -29,7 +29,7 @@ mod packed;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
-use crate::memory::alloc_size;
+use crate::memory::{MAX_PACKED_LEN, alloc_size};
 use packed::{Packed, PackedRef};
 
 /// Bytes that a ring-buffer element costs beyond its own allocation: its slot in the buffer.
@@ -337,6 +337,28 @@ impl ListValue {
 
     pub fn push_back(&mut self, element: &[u8]) {
         self.reserve(element.len(), 1);
+        self.push_unchecked(End::Tail, element);
+    }
+
+    /// An empty list in the ring buffer form, which it keeps while elements are pushed with
+    /// [`ListValue::push_in_form`] (a copy of a ring-buffer list, or a part of one, as
+    /// [`crate::effect`] carries them).
+    pub(crate) fn ring() -> Self {
+        Self {
+            repr: Repr::Ring(VecDeque::new(), 0),
+            lp: LP_HEADER,
+        }
+    }
+
+    /// Pushes `element` at the tail in the list's own form, with no limit but `MAX_PACKED_LEN`
+    /// (past which a packed list turns into the ring buffer): how a copy is rebuilt in the form
+    /// its sender held, and how the rest of a streamed list is added to its first part.
+    pub(crate) fn push_in_form(&mut self, element: &[u8]) {
+        if let Repr::Packed(p) = &self.repr
+            && p.as_ref().bytes.len() + element.len() + 20 > MAX_PACKED_LEN
+        {
+            self.make_ring();
+        }
         self.push_unchecked(End::Tail, element);
     }
 

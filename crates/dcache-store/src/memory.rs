@@ -11,6 +11,18 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::entry::Entry;
 
+/// The most bytes a compact (packed) form of an aggregate may hold: a write that would take one
+/// past it moves the value into its large form, whatever the configured limits (Redis's
+/// `lpSafeToAdd`, which keeps a listpack under 1 GB). Ours is lower: a compact value travels whole
+/// in one effect (see [`crate::effect`]), whose body is at most [`crate::MAX_EFFECT_LEN`], and an
+/// element can take up to about five times as many bytes there as packed (a sorted set's
+/// one-byte integer score is eight, an intset's two-byte integer six digits): an eighth of the
+/// effect's cap leaves room for that. Small under test, so that tests reach it.
+#[cfg(not(test))]
+pub(crate) const MAX_PACKED_LEN: usize = crate::effect::MAX_EFFECT_LEN / 8;
+#[cfg(test)]
+pub(crate) const MAX_PACKED_LEN: usize = 1 << 16;
+
 /// The store's one memory budget, shared by its shards. Each shard accounts its own entries and
 /// adds the changes here as it makes them, so that the limit holds for the store as a whole
 /// whatever the sizes of the values and however unevenly keys fall on shards.

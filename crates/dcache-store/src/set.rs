@@ -16,15 +16,15 @@
 //! allocation's size class; the table: each member's allocation with its bucket's overhead).
 //!
 //! Positions for slot streaming ([`SetValue::buckets`], [`SetValue::bucket`]) are the table's
-//! buckets, or indexes into a packed form. Reading a listpack's position walks it from the
-//! start; listpacks are small (128 members by default) and streamed in parts only when larger
-//! than a stream's budget, so that walk stays short.
+//! buckets; a packed form is never streamed in parts (it goes whole, in its form, to keep its
+//! order), and its positions are indexes. Whatever the limits, a packed form stays within
+//! `crate::memory::MAX_PACKED_LEN` bytes (Redis's `lpSafeToAdd`), so that it fits one effect.
 
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::memory::alloc_size;
+use crate::memory::{MAX_PACKED_LEN, alloc_size};
 
 /// Bytes that a member costs beyond its allocation: hashbrown's bucket (a boxed slice) and its
 /// control byte at 7/8 load.
@@ -331,6 +331,11 @@ fn read_varint(bytes: &[u8], mut at: usize) -> (usize, usize) {
     }
 }
 
+/// The bytes of the varint that says a member's length.
+fn header_len(len: usize) -> usize {
+    (usize::BITS - len.leading_zeros()).div_ceil(7).max(1) as usize
+}
+
 fn push_varint(out: &mut Vec<u8>, mut value: usize) {
     while value >= 0x80 {
         out.push((value as u8 & 0x7f) | 0x80);
@@ -404,12 +409,15 @@ impl Packed {
         self.as_ref().find(member)
     }
 
+    /// Whether `member` keeps the buffer within `MAX_PACKED_LEN`.
+    fn fits(&self, member: &[u8]) -> bool {
+        self.bytes.len() + header_len(member.len()) + member.len() <= MAX_PACKED_LEN
+    }
+
     fn push(&mut self, member: &[u8]) {
         // Grown to fit (see the sorted set's packed form).
-        let header = (usize::BITS - member.len().leading_zeros())
-            .div_ceil(7)
-            .max(1) as usize;
-        self.bytes.reserve_exact(header + member.len());
+        self.bytes
+            .reserve_exact(header_len(member.len()) + member.len());
         push_varint(&mut self.bytes, member.len());
         self.bytes.extend_from_slice(member);
         self.len += 1;
@@ -734,7 +742,9 @@ impl SetValue {
         self.view().contains(member)
     }
 
-    /// Adds a member under the default limits; true when it is new.
+    /// Adds a member under the default limits; true when it is new. For tests and tools: a
+    /// command passes the configured limits ([`SetValue::insert_with`]); a copy from another
+    /// node keeps its sender's form (see [`crate::effect`]).
     pub fn insert(&mut self, member: &[u8]) -> bool {
         self.insert_with(member, &SetLimits::default())
     }
@@ -744,9 +754,15 @@ impl SetValue {
         match &mut self.repr {
             Repr::Ints(s) => {
                 if let Some(v) = member_int(member) {
-                    if !s.insert(v) {
+                    if s.search(v).is_ok() {
                         return false;
                     }
+                    if (s.len() + 1) * width_of(v).max(s.width) > MAX_PACKED_LEN {
+                        let n = s.len();
+                        self.convert_to_table(n + 1);
+                        return self.table_insert(member);
+                    }
+                    s.insert(v);
                     if s.len() > limits.intset_entries() {
                         self.convert_to_table(self.len());
                     }
@@ -763,24 +779,30 @@ impl SetValue {
                 if n < limits.max_listpack_entries
                     && member.len() <= limits.max_listpack_value
                     && longest <= limits.max_listpack_value
+                    // An integer takes at most 21 bytes in a listpack (20 digits, and a length).
+                    && n * 21 <= MAX_PACKED_LEN
                 {
                     let mut packed = Packed::default();
                     for v in s.iter() {
                         packed.push(&Member::int(v));
                     }
-                    packed.push(member);
-                    self.repr = Repr::Pack(packed);
-                } else {
-                    self.convert_to_table(n + 1);
-                    self.table_insert(member);
+                    if packed.fits(member) {
+                        packed.push(member);
+                        self.repr = Repr::Pack(packed);
+                        return true;
+                    }
                 }
+                self.convert_to_table(n + 1);
+                self.table_insert(member);
                 true
             }
             Repr::Pack(p) => {
                 if p.find(member).is_some() {
                     return false;
                 }
-                if p.len < limits.max_listpack_entries && member.len() <= limits.max_listpack_value
+                if p.len < limits.max_listpack_entries
+                    && member.len() <= limits.max_listpack_value
+                    && p.fits(member)
                 {
                     p.push(member);
                 } else {
@@ -792,6 +814,77 @@ impl SetValue {
             }
             Repr::Table(_) => self.table_insert(member),
         }
+    }
+
+    /// An empty set in `encoding`, which it keeps whatever its size (but see
+    /// [`SetValue::push_new`]): a copy of a set, or a part of one, as [`crate::effect`] carries
+    /// them.
+    pub(crate) fn of_encoding(encoding: SetEncoding) -> Self {
+        let repr = match encoding {
+            SetEncoding::Intset => Repr::Ints(IntSet::new()),
+            SetEncoding::Listpack => Repr::Pack(Packed::default()),
+            SetEncoding::Hashtable => Self::table_repr(0),
+        };
+        Self { repr }
+    }
+
+    /// An intset of `ints`, in any order, with no limit but `MAX_PACKED_LEN` (past which it is
+    /// a table): a copy of another node's intset. `None` when an integer comes twice.
+    pub(crate) fn of_ints(mut ints: Vec<i64>) -> Option<Self> {
+        ints.sort_unstable();
+        if ints.windows(2).any(|w| w[0] == w[1]) {
+            return None;
+        }
+        let width = ints.iter().map(|&v| width_of(v)).max().unwrap_or(2);
+        let mut set = IntSet {
+            width,
+            bytes: vec![0; ints.len() * width],
+        };
+        for (i, &v) in ints.iter().enumerate() {
+            IntSet::put(&mut set.bytes, width, i, v);
+        }
+        let mut value = Self {
+            repr: Repr::Ints(set),
+        };
+        if ints.len() * width > MAX_PACKED_LEN {
+            value.convert_to_table(ints.len());
+        }
+        Some(value)
+    }
+
+    /// Adds a member in the set's own form, with no limit but `MAX_PACKED_LEN` (past which a
+    /// listpack moves into the table): how a copy is rebuilt in the form its sender held. In a
+    /// listpack the member must not be there yet (a copy's decoder checks that its members are
+    /// distinct): it is appended without a search. An intset takes it as
+    /// [`SetValue::insert_in_form`] does. False when the member was there.
+    pub(crate) fn push_new(&mut self, member: &[u8]) -> bool {
+        match &mut self.repr {
+            Repr::Ints(_) => self.insert_in_form(member),
+            Repr::Pack(p) if p.fits(member) => {
+                p.push(member);
+                true
+            }
+            Repr::Pack(p) => {
+                let n = p.len;
+                self.convert_to_table(n + 1);
+                self.table_insert(member)
+            }
+            Repr::Table(_) => self.table_insert(member),
+        }
+    }
+
+    /// Adds a member in the set's own form as far as it can hold it (an intset takes only
+    /// integers), with no limit but `MAX_PACKED_LEN`: how the rest of a streamed set is added
+    /// to the part that came first. True when the member is new.
+    pub(crate) fn insert_in_form(&mut self, member: &[u8]) -> bool {
+        self.insert_with(
+            member,
+            &SetLimits {
+                max_intset_entries: usize::MAX,
+                max_listpack_entries: usize::MAX,
+                max_listpack_value: usize::MAX,
+            },
+        )
     }
 
     fn table_insert(&mut self, member: &[u8]) -> bool {

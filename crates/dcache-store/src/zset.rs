@@ -10,7 +10,7 @@
 //!         member length 0-14, or 15: the length follows as a varint (len)
 //!         score code 0-7: that integer, no score bytes; 8-14: an integer in 1-7 zigzag
 //!         bytes; 15: an f64 in eight
-//!       no back-length: a reverse read walks forwards once and notes the starts
+//!       no back-length: a reverse read walks forwards (see `PackedIter`)
 //!   skiplist (large):  an arena of treap nodes with subtree sizes, plus a member → node index
 //!     nodes: Vec<Node { member, score, left, right, size, priority }>
 //!     index: HashTable<u32>   (hashes the member stored in its node: each member is kept once)
@@ -31,7 +31,7 @@
 //! are equal in the order (ties go by member); the large form keeps the sign, the small one
 //! stores 0, as Redis's two encodings do.
 
-use crate::memory::alloc_size;
+use crate::memory::{MAX_PACKED_LEN, alloc_size};
 use std::cmp::Ordering;
 #[cfg(test)]
 use tree::NODE_OVERHEAD;
@@ -275,7 +275,9 @@ impl ZSetValue {
     }
 
     /// Sets a member's score; true when the member is new. Grows into the large form past the
-    /// default limits.
+    /// default limits: for tests and tools. A command passes the configured limits
+    /// ([`ZSetValue::insert_with`]); a copy from another node keeps its sender's form (see
+    /// [`crate::effect`]).
     ///
     /// # Panics
     /// When `score` is NaN.
@@ -293,13 +295,23 @@ impl ZSetValue {
         if let Repr::Packed(p) = &mut self.repr {
             match p.as_ref().find(member) {
                 Some((at, old)) => {
-                    if old.to_bits() != score.to_bits() {
+                    if old.to_bits() == score.to_bits() {
+                        return false;
+                    }
+                    let old_len = skip(&p.buf, at) - at;
+                    if p.buf.len() - old_len + packed_len(member.len(), score) <= MAX_PACKED_LEN {
                         p.remove_at(at);
                         p.insert(member, score);
+                        return false;
                     }
-                    return false;
+                    self.grow();
                 }
-                None if p.len < limits.entries && member.len() <= limits.value => {
+                // Whatever the limits, a compact set stays within `MAX_PACKED_LEN` (Redis's
+                // `lpSafeToAdd`), so that it always fits one effect.
+                None if p.len < limits.entries
+                    && member.len() <= limits.value
+                    && p.buf.len() + packed_len(member.len(), score) <= MAX_PACKED_LEN =>
+                {
                     p.insert(member, score);
                     return true;
                 }
@@ -310,6 +322,55 @@ impl ZSetValue {
             Repr::Tree(t) => t.insert(member, score),
             Repr::Packed(_) => unreachable!("grown above"),
         }
+    }
+
+    /// An empty set in the large form, which it keeps whatever its size (a copy of a large set,
+    /// or a part of one, as [`crate::effect`] carries them).
+    pub(crate) fn large() -> Self {
+        Self {
+            repr: Repr::Tree(Box::default()),
+        }
+    }
+
+    /// A set of `members`, in any order, in the compact form or the large one, with no limit but
+    /// `MAX_PACKED_LEN` (past which it is large): a copy of another node's set. The members must
+    /// be distinct for the compact form (a copy's decoder checks that); the large form takes a
+    /// member that comes again as a change of its score. Scores must not be NaN.
+    pub(crate) fn of_members(compact: bool, mut members: Vec<(&[u8], f64)>) -> Self {
+        if compact {
+            members.sort_unstable_by(|a, b| order((a.1, a.0), (b.1, b.0)));
+            let len: usize = members.iter().map(|(m, s)| packed_len(m.len(), *s)).sum();
+            if len <= MAX_PACKED_LEN {
+                let mut p = Packed::default();
+                p.buf.reserve_exact(len);
+                for (m, s) in members {
+                    p.push(m, s);
+                }
+                return Self {
+                    repr: Repr::Packed(p),
+                };
+            }
+        }
+        let mut t = Tree::default();
+        for (m, s) in members {
+            t.insert(m, s);
+        }
+        Self {
+            repr: Repr::Tree(Box::new(t)),
+        }
+    }
+
+    /// Sets a member's score in the set's own form, with no limit but `MAX_PACKED_LEN`: how the
+    /// rest of a streamed set is added to the part that came first. True when the member is new.
+    pub(crate) fn insert_in_form(&mut self, member: &[u8], score: f64) -> bool {
+        self.insert_with(
+            member,
+            score,
+            ZSetLimits {
+                entries: usize::MAX,
+                value: usize::MAX,
+            },
+        )
     }
 
     /// Removes a member; true when it was there.
@@ -355,12 +416,17 @@ impl ZSetValue {
         self.view().partition_point(before)
     }
 
-    /// Moves the set into its compact form if it fits `limits` (Redis does so for the results of
-    /// ZRANGESTORE, ZUNIONSTORE and the like).
+    /// Moves the set into its compact form if it fits `limits` and `MAX_PACKED_LEN` (Redis does
+    /// so for the results of ZRANGESTORE, ZUNIONSTORE and the like).
     pub fn compact(&mut self, limits: ZSetLimits) {
         if let Repr::Tree(t) = &self.repr
             && t.nodes.len() <= limits.entries
             && t.nodes.iter().all(|n| n.member.len() <= limits.value)
+            && t.nodes
+                .iter()
+                .map(|n| packed_len(n.member.len(), n.score))
+                .sum::<usize>()
+                <= MAX_PACKED_LEN
         {
             let mut p = Packed::default();
             for (m, s) in self.iter() {
@@ -564,6 +630,7 @@ impl<'a> PackedRef<'a> {
             buf: self.buf,
             front,
             starts: Vec::new(),
+            back_read: false,
             remaining: end - start,
         }
     }
@@ -633,17 +700,20 @@ pub enum Iter<'a> {
 }
 
 /// The compact form's iterator. Entries have no back-lengths (they would cost a byte each,
-/// a sixth of a small set), so reading backwards walks forwards once: the first `next_back`
-/// of more than one entry notes where each remaining entry starts, and the rest pop from that.
-/// A range read forwards walks no further than it reads (ZRANGE 0 9 of a large set decodes
-/// ten entries), and read backwards costs one walk: O(n) either way.
+/// a sixth of a small set), so reading backwards walks forwards: the first `next_back` walks to
+/// the last entry without noting anything (ZPOPMAX, or ZREVRANGE 0 0, reads one entry and
+/// allocates nothing), and a second notes where each remaining entry starts, so that the rest
+/// pop from that. A range read forwards walks no further than it reads (ZRANGE 0 9 of a large
+/// set decodes ten entries), and read backwards costs at most two walks: O(n) either way.
 #[doc(hidden)]
 pub struct PackedIter<'a> {
     buf: &'a [u8],
     front: usize,
-    /// Once read backwards: the starts of the entries the range had left, in order; those not
-    /// yet read are the last `remaining` of them that `next` has not passed.
+    /// Once read backwards more than once: the starts of the entries the range had left, in
+    /// order; those not yet read are the last `remaining` of them that `next` has not passed.
     starts: Vec<usize>,
+    /// Whether `next_back` has read the last entry (by a walk that noted nothing).
+    back_read: bool,
     remaining: usize,
 }
 
@@ -675,6 +745,15 @@ impl DoubleEndedIterator for PackedIter<'_> {
             // The last entry left is the front one: no walk (nor allocation) to find it.
             let (m, s, next) = entry_at(self.buf, self.front);
             self.front = next;
+            return Some((m, s));
+        }
+        if !self.back_read {
+            self.back_read = true;
+            let mut at = self.front;
+            for _ in 0..self.remaining {
+                at = skip(self.buf, at);
+            }
+            let (m, s, _) = entry_at(self.buf, at);
             return Some((m, s));
         }
         if self.starts.is_empty() {

@@ -2,12 +2,16 @@
 //! intact, a large hash goes in bounded parts, effects apply by version, and the memory budget
 //! holds on the receiving side.
 
+mod common;
+
 use std::collections::BTreeMap;
+
+use common::{Shape, shape};
 
 use dcache_placement::slot;
 use dcache_store::{
-    Change, DumpCursor, Effect, HashValue, Kind, Lookup, OwnedValue, PolicyName, Store,
-    StoreConfig, StoreError, Value, Version,
+    Change, DumpCursor, Effect, HashLimits, HashValue, Kind, Lookup, OwnedValue, PolicyName,
+    SetLimits, Store, StoreConfig, StoreError, Value, Version, ZSetLimits,
 };
 
 /// Fills `key` with `n` elements of about 100 bytes, as a list, a set or a sorted set.
@@ -61,6 +65,18 @@ fn contents(store: &Store, slot_of: u16, now: u64) -> Contents {
                 key.to_vec(),
                 (e.value().into_owned(), e.version(), e.expire_at()),
             );
+        }
+    }
+    out
+}
+
+/// Every live key of `slot` with its value's form, order and memory count.
+fn shapes(store: &Store, slot_of: u16) -> BTreeMap<Vec<u8>, Shape> {
+    let mut out = BTreeMap::new();
+    for key in store.keys_in_slot(slot_of, usize::MAX) {
+        let k = store.key(&key);
+        if let Some(e) = store.lock(&k).get(&k, NOW, Lookup::Peek) {
+            out.insert(key.to_vec(), shape(e.value()));
         }
     }
     out
@@ -478,10 +494,10 @@ fn a_list_changed_mid_stream_stops_and_the_write_that_changed_it_follows() {
     assert_eq!(contents(&target, s, NOW), contents(&source, s, NOW));
 }
 
-/// Small lists, sets and sorted sets (held inline in their entries) stream in parts when the
-/// budget is smaller than they are, and arrive whole.
+/// Small lists, sets and sorted sets (held inline in their entries) go whole, in their form,
+/// even when the budget is smaller than they are, and arrive as they were.
 #[test]
-fn small_aggregates_stream_in_parts_and_arrive_whole() {
+fn small_aggregates_go_whole_in_their_form() {
     let source = Store::new(StoreConfig::default().shards(2));
     let s = slot(b"t");
     for (name, kind) in [
@@ -518,13 +534,196 @@ fn small_aggregates_stream_in_parts_and_arrive_whole() {
     let expected = contents(&source, s, NOW);
     assert_eq!(expected.len(), 4);
     let (effects, _) = dump(&source, s, 64);
+    assert_eq!(effects.len(), 4, "one whole Put each");
     assert!(
         effects
             .iter()
-            .any(|e| matches!(e.change, Change::Append(_))),
-        "some go in parts"
+            .all(|e| matches!(e.change, Change::Put { .. }))
     );
     let target = Store::new(StoreConfig::default().shards(4));
     restore_all(&target, effects);
     assert_eq!(contents(&target, s, NOW), expected);
+    assert_eq!(shapes(&target, s), shapes(&source, s));
+}
+
+/// A migration moves every form of every type as it is, whatever the target's limits would pick
+/// for its size (the target here has only the defaults): a table hash of a few fields, a compact
+/// hash, set or sorted set larger than the defaults allow (in its order), an intset, small
+/// large-form sets, a ring-buffer list. Large values go in parts of their large form and the
+/// rest is added in the target's form; compact ones go whole whatever the budget.
+#[test]
+fn a_migration_keeps_every_form() {
+    let source = Store::new(StoreConfig::default().shards(2));
+    let s = slot(b"f");
+    let with = |name: &[u8], kind: Kind, f: &mut dyn FnMut(&mut dcache_store::Modify<'_>)| {
+        let key = source.key(name);
+        let mut shard = source.lock(&key);
+        f(&mut shard.modify(&key, NOW, Some(kind)).unwrap());
+    };
+    let wide_hash = HashLimits {
+        entries: 1024,
+        value: 64,
+    };
+    with(b"{f}shrunk", Kind::Hash, &mut |m| {
+        let h = m.hash_mut().unwrap();
+        for i in 0..200 {
+            h.insert(format!("f{i}").as_bytes(), b"v");
+        }
+        for i in 10..200 {
+            h.remove(format!("f{i}").as_bytes());
+        }
+    });
+    with(b"{f}widehash", Kind::Hash, &mut |m| {
+        let h = m.hash_mut().unwrap();
+        for i in (0..300).rev() {
+            h.insert_with(format!("f{i}").as_bytes(), b"v", wide_hash);
+        }
+    });
+    with(b"{f}bighash", Kind::Hash, &mut |m| {
+        let h = m.hash_mut().unwrap();
+        for (f, v) in big_fields(2000, "x") {
+            h.insert(&f, &v);
+        }
+    });
+    with(b"{f}ints", Kind::Set, &mut |m| {
+        let s = m.set_mut().unwrap();
+        for i in 0..400 {
+            s.insert(((i * 7919) % 1000 - 500).to_string().as_bytes());
+        }
+    });
+    with(b"{f}wideset", Kind::Set, &mut |m| {
+        let s = m.set_mut().unwrap();
+        let limits = SetLimits {
+            max_listpack_entries: 1000,
+            ..SetLimits::default()
+        };
+        for i in 0..300 {
+            s.insert_with(format!("m{}", (i * 37) % 300).as_bytes(), &limits);
+        }
+    });
+    with(b"{f}smallsettable", Kind::Set, &mut |m| {
+        let s = m.set_mut().unwrap();
+        for i in 0..2000 {
+            s.insert(format!("member{i:0>60}").as_bytes());
+        }
+        for i in 5..2000 {
+            s.remove(format!("member{i:0>60}").as_bytes());
+        }
+    });
+    with(b"{f}wide_z", Kind::ZSet, &mut |m| {
+        let z = m.zset_mut().unwrap();
+        for i in 0..300 {
+            let limits = ZSetLimits {
+                entries: 1000,
+                value: 64,
+            };
+            z.insert_with(format!("m{i}").as_bytes(), f64::from(i % 13), limits);
+        }
+    });
+    with(b"{f}bigz", Kind::ZSet, &mut |m| {
+        let z = m.zset_mut().unwrap();
+        for i in 0..3000 {
+            z.insert(format!("member{i:0>60}").as_bytes(), f64::from(i % 100));
+        }
+    });
+    with(b"{f}ring", Kind::List, &mut |m| {
+        let l = m.list_mut().unwrap();
+        for i in 0..3000 {
+            l.push_back(format!("element{i:0>40}").as_bytes());
+        }
+    });
+    with(b"{f}packed", Kind::List, &mut |m| {
+        let l = m.list_mut().unwrap();
+        for i in 0..50 {
+            l.push_front(format!("e{i}").as_bytes());
+        }
+    });
+    let want = shapes(&source, s);
+    let forms: Vec<&str> = want.values().map(|v| v.form).collect();
+    assert_eq!(
+        forms,
+        [
+            "hashtable",
+            "skiplist",
+            "intset",
+            "listpack",
+            "quicklist",
+            "hashtable",
+            "hashtable",
+            "listpack",
+            "listpack",
+            "listpack"
+        ],
+        "{:?}",
+        want.keys()
+            .map(|k| String::from_utf8_lossy(k))
+            .collect::<Vec<_>>()
+    );
+    let (effects, _) = dump(&source, s, 16 * 1024);
+    for name in [&b"{f}bighash"[..], b"{f}bigz", b"{f}ring"] {
+        let appends = effects
+            .iter()
+            .filter(|e| *e.key == *name && matches!(e.change, Change::Append(_)))
+            .count();
+        assert!(
+            appends > 2,
+            "{}: {appends} parts",
+            String::from_utf8_lossy(name)
+        );
+    }
+    let target = Store::new(StoreConfig::default().shards(4));
+    restore_all(&target, effects);
+    assert_eq!(shapes(&target, s), want);
+    assert_eq!(target.used_memory(), source.used_memory());
+}
+
+/// An `Append` adds to the key in the key's own form, not under the defaults: a compact hash
+/// past the default limits stays compact, its new fields last; a table stays a table.
+#[test]
+fn an_append_keeps_the_form_of_its_key() {
+    let wide = HashLimits {
+        entries: 1024,
+        value: 64,
+    };
+    let hash = |fields: std::ops::Range<usize>, limits: HashLimits| {
+        let mut h = HashValue::default();
+        for i in fields {
+            h.insert_with(format!("f{i}").as_bytes(), b"v", limits);
+        }
+        OwnedValue::Hash(Box::new(h))
+    };
+    let target = Store::new(StoreConfig::default());
+    let at = |key: &[u8], change| Effect {
+        key: key.into(),
+        version: Version(9),
+        change,
+    };
+    let put = |value| Change::Put {
+        value,
+        expire_at: None,
+    };
+    target
+        .restore(at(b"pack", put(hash(0..200, wide))), NOW)
+        .unwrap();
+    let mut table = HashValue::default();
+    for i in 0..200 {
+        table.insert(format!("f{i}").as_bytes(), b"v");
+    }
+    for i in 3..200 {
+        table.remove(format!("f{i}").as_bytes());
+    }
+    target
+        .restore(at(b"table", put(OwnedValue::Hash(Box::new(table)))), NOW)
+        .unwrap();
+    for key in [&b"pack"[..], b"table"] {
+        let more = Change::Append(hash(200..260, HashLimits::default()));
+        assert!(target.restore(at(key, more), NOW).unwrap());
+    }
+    let k = target.key(b"pack");
+    let got = shape(target.lock(&k).get(&k, NOW, Lookup::Peek).unwrap().value());
+    let want: Vec<Vec<u8>> = (0..260).map(|i| format!("f{i}=v").into_bytes()).collect();
+    assert_eq!((got.form, got.elements), ("listpack", want));
+    let k = target.key(b"table");
+    let got = shape(target.lock(&k).get(&k, NOW, Lookup::Peek).unwrap().value());
+    assert_eq!((got.form, got.elements.len()), ("hashtable", 63));
 }

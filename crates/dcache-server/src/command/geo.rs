@@ -132,6 +132,8 @@ pub fn geoadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if points.is_empty() {
         return Err(SYNTAX.into());
     }
+    // GEOADD is ZADD: the set changes form at the configured limits.
+    let limits = ctx.shared.zset_limits();
     let key = ctx.key(args.get(1));
     let mut shard = ctx.lock(&key);
     let create = (!xx).then_some(Kind::ZSet);
@@ -145,11 +147,11 @@ pub fn geoadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     for (score, member) in points {
         match zset.score(member) {
             None if !xx => {
-                zset.insert(member, score);
+                zset.insert_with(member, score, limits);
                 added += 1;
             }
             Some(old) if !nx && old != score => {
-                zset.insert(member, score);
+                zset.insert_with(member, score, limits);
                 updated += 1;
             }
             _ => {}
@@ -451,6 +453,7 @@ fn find(
 
 fn search(ctx: &mut Ctx<'_>, args: Args<'_>, variant: Variant) -> CmdResult {
     let store = variant == Variant::SearchStore;
+    let limits = ctx.shared.zset_limits();
     let src = ctx.key(args.get(if store { 2 } else { 1 }));
     let dest = ctx.key(args.get(1));
     let both = [dest, src];
@@ -475,7 +478,7 @@ fn search(ctx: &mut Ctx<'_>, args: Args<'_>, variant: Variant) -> CmdResult {
                     };
                     // A NaN distance (antipodal points, by rounding) has no place in a set.
                     if !score.is_nan() {
-                        zset.insert(&p.member, score);
+                        zset.insert_with(&p.member, score, limits);
                     }
                 }
                 shard.set(&dest, Value::ZSet(zset.view()), None, false, ctx.now);

@@ -492,7 +492,7 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
             Change::ZsetEntries(integer_in(&text, &ranges::LISTPACK)? as usize)
         }
         "zset-max-listpack-value" | "zset-max-ziplist-value" => {
-            Change::ZsetValue(integer_in(&text, &ranges::LISTPACK)? as usize)
+            Change::ZsetValue(memory_in(&text, Some(&ranges::LISTPACK))?.0)
         }
         "max-args" => Change::MaxArgs(integer_in(&text, &ranges::MAX_ARGS)? as usize),
         "client-output-buffer-limit" => {
@@ -504,6 +504,8 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         "busy-reply-threshold" | "lua-time-limit" => {
             Change::BusyReplyThreshold(integer_in(&text, &ranges::BUSY_REPLY_THRESHOLD)?)
         }
+        // Plain integers, all three, as in Redis (`set-max-listpack-value` too: unlike the hash's
+        // and the sorted set's, it takes no "1kb").
         "set-max-intset-entries" | "set-max-listpack-entries" | "set-max-listpack-value" => {
             let name = PARAMETERS
                 .iter()

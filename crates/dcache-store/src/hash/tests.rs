@@ -242,3 +242,35 @@ fn the_compact_form_keeps_insertion_order_through_changes() {
     assert_eq!(h.get(b"m"), Some(&b""[..]));
     assert_eq!(h.get(b"z"), Some(&b"9"[..]));
 }
+
+/// Whatever the limits, a compact hash stays within `MAX_PACKED_LEN` bytes (so that it fits one
+/// effect): a new field, or a longer value, that would take it past moves it into the table.
+#[test]
+fn a_compact_hash_stays_within_the_safety_cap() {
+    let limits = HashLimits {
+        entries: usize::MAX,
+        value: usize::MAX,
+    };
+    let value = vec![b'v'; 1000];
+    let mut h = HashValue::default();
+    let mut n = 0;
+    while h.is_listpack() {
+        h.insert_with(format!("f{n}").as_bytes(), &value, limits);
+        n += 1;
+        if let Some((buf, _)) = h.view().packed_parts() {
+            assert!(buf.len() <= MAX_PACKED_LEN);
+        }
+    }
+    assert!(n > 10 && h.len() == n);
+    assert_eq!(h.get(format!("f{}", n - 1).as_bytes()), Some(&value[..]));
+    // A value grown in place past the cap.
+    let mut h = HashValue::default();
+    for i in 0..(MAX_PACKED_LEN / 1100) {
+        h.insert_with(format!("f{i}").as_bytes(), &value, limits);
+    }
+    assert!(h.is_listpack());
+    h.insert_with(b"f0", &vec![b'w'; MAX_PACKED_LEN / 5], limits);
+    assert!(!h.is_listpack());
+    assert_eq!(h.get(b"f0").map(<[u8]>::len), Some(MAX_PACKED_LEN / 5));
+    assert_eq!(h.len(), MAX_PACKED_LEN / 1100);
+}

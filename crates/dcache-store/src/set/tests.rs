@@ -211,3 +211,33 @@ fn members_print_like_redis_integers() {
         assert_eq!(member_int(bad.as_bytes()), None, "{bad}");
     }
 }
+
+/// Whatever the limits, a listpack or an intset stays within `MAX_PACKED_LEN` bytes (so that it
+/// fits one effect): the member that would take it past moves the set into the table.
+#[test]
+fn packed_sets_stay_within_the_safety_cap() {
+    let limits = SetLimits {
+        max_intset_entries: usize::MAX,
+        max_listpack_entries: usize::MAX,
+        max_listpack_value: usize::MAX,
+    };
+    let mut s = SetValue::default();
+    let mut n = 0;
+    while s.encoding() != SetEncoding::Hashtable {
+        s.insert_with(format!("{n:0>1000}").as_bytes(), &limits);
+        n += 1;
+        assert!(s.mem() <= alloc_size(MAX_PACKED_LEN) || s.encoding() == SetEncoding::Hashtable);
+    }
+    assert!(n > 10 && s.len() == n);
+    assert!(s.contains(format!("{:0>1000}", n - 1).as_bytes()));
+    // Eight-byte integers: the intset holds MAX_PACKED_LEN / 8 of them, then it is a table.
+    let mut s = SetValue::default();
+    let base = 1i64 << 40;
+    for i in 0..(MAX_PACKED_LEN / 8) as i64 {
+        s.insert_with((base + i).to_string().as_bytes(), &limits);
+    }
+    assert_eq!(s.encoding(), SetEncoding::Intset);
+    s.insert_with(b"-1", &limits);
+    assert_eq!(s.encoding(), SetEncoding::Hashtable);
+    assert_eq!(s.len(), MAX_PACKED_LEN / 8 + 1);
+}

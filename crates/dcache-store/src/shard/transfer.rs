@@ -8,7 +8,7 @@ use crate::effect::{Change, Effect};
 use crate::entry::{Aggregate, Entry, OwnedValue, Value};
 use crate::hash::HashValue;
 use crate::list::ListValue;
-use crate::set::SetValue;
+use crate::set::{SetEncoding, SetValue};
 use crate::store::{Key, hash_key};
 use crate::zset::ZSetValue;
 
@@ -34,7 +34,7 @@ struct PartialValue {
     /// no-ops).
     rebuilds: u32,
     /// Where the next chunk starts: a bucket of a hash or a set, an index of a list, a rank of a
-    /// sorted set.
+    /// sorted set (only large forms are streamed in parts).
     at: usize,
 }
 
@@ -77,51 +77,65 @@ fn chunk(a: Value<'_>, from: usize, budget: usize, scan: usize) -> (OwnedValue, 
     match a {
         // Strings always go whole.
         Value::Str(_) => (OwnedValue::Str(Box::default()), from, from),
-        // A compact hash has no buckets to resume from: it is small, and goes whole (a stream
-        // that finds one where a table was, the key deleted and written again since, sends it
-        // whole too: fields taken twice are harmless).
-        Value::Hash(h) if h.is_listpack() => (a.into_owned(), from + 1, from + 1),
+        // A compact value goes whole, in its form: it is small (within `MAX_PACKED_LEN`), and
+        // its parts would have to come in its order to keep it. (A hash stream that finds one
+        // where a table was, the key deleted and written again since, sends it whole too:
+        // fields taken twice are harmless.)
+        a if is_compact(a) => (a.into_owned(), from + 1, from + 1),
+        // Parts of a large value are built in the large form, which the receiver keeps, so that
+        // the first part (a `Put`) gives the key its sender's form, and the rest add to it.
         Value::Hash(h) => {
-            let (end, mut out) = (h.buckets(), HashValue::default());
+            let (end, mut out) = (h.buckets(), HashValue::table());
             while more(
                 h.bucket(at).map(|(f, v)| f.len() + v.len() + 4),
                 &mut at,
                 end,
             ) {
                 if let Some((f, v)) = h.bucket(at - 1) {
-                    out.insert(f, v);
+                    out.push_new(f, v);
                 }
             }
             (OwnedValue::Hash(Box::new(out)), at, end)
         }
         Value::Set(s) => {
-            let (end, mut out) = (s.buckets(), SetValue::default());
+            let (end, mut out) = (s.buckets(), SetValue::of_encoding(SetEncoding::Hashtable));
             while more(s.bucket(at).map(|m| m.len() + 2), &mut at, end) {
                 if let Some(m) = s.bucket(at - 1) {
-                    out.insert(&m);
+                    out.push_new(&m);
                 }
             }
             (OwnedValue::Set(Box::new(out)), at, end)
         }
         Value::List(l) => {
-            let (end, mut out) = (l.len(), ListValue::default());
+            let (end, mut out) = (l.len(), ListValue::ring());
             while more(l.get(at).map(|e| e.len() + 2), &mut at, end) {
-                out.push_back(l.get(at - 1).expect("an index below the length"));
+                out.push_in_form(l.get(at - 1).expect("an index below the length"));
             }
             (OwnedValue::List(Box::new(out)), at, end)
         }
         Value::ZSet(z) => {
-            let (end, mut out) = (z.len(), ZSetValue::default());
+            let (end, mut out) = (z.len(), ZSetValue::large());
             // O(log n) to start at `from`, however far into the set it is.
             let mut members = z.range_by_rank(from, end);
             let mut next = members.next();
             while more(next.map(|(m, _)| m.len() + 10), &mut at, end) {
                 let (m, score) = next.expect("a member below the length");
-                out.insert(m, score);
+                out.insert_in_form(m, score);
                 next = members.next();
             }
             (OwnedValue::ZSet(Box::new(out)), at, end)
         }
+    }
+}
+
+/// Whether an aggregate is in a compact form (a string counts as one: it goes whole).
+fn is_compact(a: Value<'_>) -> bool {
+    match a {
+        Value::Str(_) => true,
+        Value::Hash(h) => h.is_listpack(),
+        Value::List(l) => l.encoding() == "listpack",
+        Value::Set(s) => s.encoding() != SetEncoding::Hashtable,
+        Value::ZSet(z) => z.is_listpack(),
     }
 }
 
@@ -425,12 +439,15 @@ impl Shard {
                 let before = self.mem_at(cell);
                 // Only an aggregate's parts travel apart: a string always goes whole (its parts
                 // would need offsets to be applied twice harmlessly).
+                // Elements go into the key's own form (the one its `Put` gave it, the sender's),
+                // with no limit but a compact form's safety cap: the limits here are not the
+                // sender's, and the sender's value was within its own.
                 let changed = self.with_aggregate(cell, |current| match (value, current) {
                     (OwnedValue::Hash(more), Aggregate::Hash(h)) => {
                         let mut changed = false;
                         for (f, v) in more.iter() {
                             if h.get(f) != Some(v) {
-                                h.insert(f, v);
+                                h.insert_in_form(f, v);
                                 changed = true;
                             }
                         }
@@ -439,7 +456,7 @@ impl Shard {
                     (OwnedValue::Set(more), Aggregate::Set(s)) => {
                         let mut changed = false;
                         for m in more.iter() {
-                            changed |= s.insert(&m);
+                            changed |= s.insert_in_form(&m);
                         }
                         changed
                     }
@@ -447,7 +464,7 @@ impl Shard {
                         let mut changed = false;
                         for (m, score) in more.iter() {
                             if z.score(m) != Some(score) {
-                                z.insert(m, score);
+                                z.insert_in_form(m, score);
                                 changed = true;
                             }
                         }
@@ -456,7 +473,7 @@ impl Shard {
                     // A list's parts come in order after its Put (which a restarted stream
                     // sends again, resetting the list).
                     (OwnedValue::List(more), Aggregate::List(l)) => {
-                        more.iter().for_each(|e| l.push_back(e));
+                        more.iter().for_each(|e| l.push_in_form(e));
                         !more.is_empty()
                     }
                     _ => false,

@@ -459,3 +459,90 @@ fn a_forward_range_reads_no_entry_past_its_end() {
     assert_eq!(back.first().map(Vec::as_slice), Some(&b"m009"[..]));
     assert_eq!(back.len(), 10);
 }
+
+/// ZPOPMAX and ZREVRANGE 0 0 of a packed set read one entry from the back: a walk, no
+/// allocation. A longer reverse read then notes the starts once, and reads on correctly,
+/// interleaved with forward reads.
+#[test]
+fn the_first_read_from_the_back_notes_nothing() {
+    let mut z = ZSetValue::default();
+    let limits = ZSetLimits {
+        entries: 1000,
+        value: 64,
+    };
+    for i in 0..300 {
+        z.insert_with(format!("m{i:03}").as_bytes(), f64::from(i), limits);
+    }
+    let Iter::Packed(mut it) = z.iter() else {
+        panic!("packed");
+    };
+    assert_eq!(it.next_back(), Some((&b"m299"[..], 299.0)));
+    assert_eq!(it.starts.capacity(), 0, "nothing noted");
+    assert_eq!(it.next(), Some((&b"m000"[..], 0.0)));
+    assert_eq!(it.next_back(), Some((&b"m298"[..], 298.0)));
+    assert_eq!(it.next(), Some((&b"m001"[..], 1.0)));
+    let rest: Vec<f64> = it.rev().map(|(_, s)| s).collect();
+    let want: Vec<f64> = (2..298).rev().map(f64::from).collect();
+    assert_eq!(rest, want);
+    let Iter::Packed(mut one) = z.range_by_rank(5, 6) else {
+        panic!("packed");
+    };
+    assert_eq!(one.next_back(), Some((&b"m005"[..], 5.0)));
+    assert_eq!(one.next_back(), None);
+}
+
+/// Whatever the limits, a packed set stays within `MAX_PACKED_LEN` bytes: the insert that would
+/// pass it (a new member, or a score that takes more bytes) moves the set into the large form.
+#[test]
+fn a_packed_set_stays_within_the_safety_cap() {
+    let limits = ZSetLimits {
+        entries: usize::MAX,
+        value: usize::MAX,
+    };
+    let member = |i: usize| format!("{i:0>1000}").into_bytes();
+    let mut z = ZSetValue::default();
+    let mut i = 0;
+    while z.is_listpack() {
+        let before = z.view().packed_parts().unwrap().0.len();
+        z.insert_with(&member(i), 1.0, limits);
+        if z.is_listpack() {
+            assert!(z.view().packed_parts().unwrap().0.len() <= MAX_PACKED_LEN);
+        } else {
+            assert!(before + packed_len(1000, 1.0) > MAX_PACKED_LEN);
+        }
+        i += 1;
+    }
+    assert_eq!(z.len(), i);
+    assert_eq!(z.score(&member(i - 1)), Some(1.0));
+    // A score that needs more bytes, in a set at the cap.
+    let mut z = ZSetValue::default();
+    for i in 0.. {
+        let len = z.view().packed_parts().unwrap().0.len();
+        if len + packed_len(1000, 1.0) > MAX_PACKED_LEN {
+            break;
+        }
+        z.insert_with(&member(i), 1.0, limits);
+    }
+    // Filled up with four-byte entries (a three-byte member, a score in its head).
+    for i in 0.. {
+        let len = z.view().packed_parts().unwrap().0.len();
+        if len + 4 > MAX_PACKED_LEN {
+            break;
+        }
+        z.insert_with(format!("{i:03}").as_bytes(), 1.0, limits);
+    }
+    assert!(z.is_listpack());
+    let spare = MAX_PACKED_LEN - z.view().packed_parts().unwrap().0.len();
+    assert!(spare < 8, "a float's eight bytes do not fit");
+    z.insert_with(&member(0), 0.5, limits);
+    assert!(!z.is_listpack());
+    assert_eq!(z.score(&member(0)), Some(0.5));
+    // Nor does a STORE command's result go compact past it.
+    z.compact(limits);
+    assert!(!z.is_listpack());
+    z.remove(&member(0));
+    z.remove(&member(1));
+    z.compact(limits);
+    assert!(z.is_listpack());
+    assert!(z.view().packed_parts().unwrap().0.len() <= MAX_PACKED_LEN);
+}

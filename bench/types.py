@@ -23,7 +23,8 @@ Prints markdown tables; writes nothing. Every server it starts, it stops; every 
 its request count.
 
 Usage: python3 bench/types.py [--part memory|cpu|ratelimit|both] [--keys 1000000] [--elements 5]
-       [--requests 200000] [--rounds 3] [--types list,set,"sorted set",hash] [--dcache PATH]
+       [--requests 200000] [--rounds 3] [--types list,set,"sorted set",hash] [--cluster]
+       [--dcache PATH]
 """
 
 import argparse
@@ -33,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 from compare import ROOT, TICKS, Server, cpu_ticks, free_port, machine, rss_bytes
 
@@ -45,15 +47,36 @@ TYPES = {
 }
 
 
-def start(kind, dcache):
+def start(kind, dcache, cluster=None):
+    """A server of `kind`; with `cluster` (a directory for its state), a one-node cluster that
+    serves every slot, so that both pay for their cluster bookkeeping (Redis 7's per-slot key
+    lists, dcache's slot index)."""
     port = free_port()
     if kind == "redis":
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no"]
+        if cluster:
+            argv += ["--cluster-enabled", "yes", "--cluster-config-file",
+                     os.path.join(cluster, f"nodes-{port}.conf")]
     else:
         argv = [dcache, "node", str(port), "--threads", "1", "--log-level", "warn",
-                "--cluster-enabled", "no"]
-    return Server(kind, "resp", argv, port)
+                "--cluster-enabled", "yes" if cluster else "no"]
+    server = Server(kind, "resp", argv, port)
+    if cluster:
+        if kind == "redis":
+            cli(port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        deadline = time.time() + 30
+        while "cluster_state:ok" not in cli(port, "CLUSTER", "INFO"):
+            if time.time() > deadline:
+                server.stop()
+                sys.exit(f"{kind} on port {port} did not serve every slot within 30 s")
+            time.sleep(0.1)
+    return server
+
+
+def cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port)] + list(args), check=True,
+                          capture_output=True, text=True).stdout
 
 
 def resp(args):
@@ -73,14 +96,14 @@ def write_load(path, type_name, keys, elements):
             f.write(resp(args))
 
 
-def memory(dcache, keys, elements, types):
+def memory(dcache, keys, elements, types, cluster):
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for type_name in types:
             path = os.path.join(tmp, "load.resp")
             write_load(path, type_name, keys, elements)
             for kind in ("redis", "dcache"):
-                s = start(kind, dcache)
+                s = start(kind, dcache, tmp if cluster else None)
                 try:
                     base = rss_bytes(s.proc.pid)
                     with open(path, "rb") as f:
@@ -94,7 +117,9 @@ def memory(dcache, keys, elements, types):
                 rows[(type_name, kind)] = grown
                 print(f"{type_name:10} {kind:7} {grown / (keys * elements):7.1f} B/member "
                       f"{grown / keys:7.1f} B/key", flush=True)
-    lines = [f"{keys:,} keys of {elements} members each (8-byte members), resident bytes:", "",
+    mode = "one-node clusters" if cluster else "standalone servers"
+    lines = [f"{keys:,} keys of {elements} members each (8-byte members), {mode}, resident "
+             "bytes:", "",
              "| type | redis per member | dcache per member | redis per key | dcache per key "
              "| dcache ÷ redis |", "|---|---:|---:|---:|---:|---:|"]
     for type_name in types:
@@ -229,6 +254,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--types", default=",".join(TYPES),
                     help="comma-separated types for --part memory (default: all)")
+    ap.add_argument("--cluster", action="store_true",
+                    help="--part memory on one-node clusters (both servers cluster-enabled)")
     ap.add_argument("--dcache", help="a dcache binary already built (default: build it here)")
     args = ap.parse_args()
     if os.cpu_count() < 2:
@@ -247,7 +274,7 @@ def main():
         unknown = [t for t in types if t not in TYPES]
         if unknown:
             sys.exit(f"unknown types {unknown}; known: {', '.join(TYPES)}")
-        tables.append(memory(dcache, args.keys, args.elements, types))
+        tables.append(memory(dcache, args.keys, args.elements, types, args.cluster))
     if args.part in ("cpu", "both"):
         tables.append(cpu(dcache, args.requests, args.rounds))
     if args.part == "ratelimit":

@@ -107,6 +107,14 @@ pub struct Topology {
     /// Snapshots from before replication have none: they get the defaults (no replicas).
     #[serde(default)]
     pub settings: Settings,
+    /// Slots that a failure gave to a new primary with no surviving copy, with the epoch of that
+    /// change. What the new primary holds there is at most part of a move that never committed,
+    /// to be dropped before it serves the slot. A node can skip epochs (it follows the newest
+    /// topology, and may be sent a snapshot), so it tells such a rescue from a move committed in
+    /// an epoch it did not see by this record, not by comparing with the last topology it saw.
+    /// A committed move of the slot clears its entry.
+    #[serde(default)]
+    pub rescued: BTreeMap<u16, u64>,
 }
 
 impl Topology {
@@ -221,6 +229,10 @@ impl Topology {
                 let rescue = cut
                     .rebalance(&online, self.rf())
                     .expect("online members are valid");
+                let epoch = self.epoch + 1;
+                for slot in (0..SLOTS as u16).filter(|&s| orphaned(s)) {
+                    self.rescued.insert(slot, epoch);
+                }
                 // Only the slots left with no copy change hands now; the rest of the plan
                 // migrates.
                 self.slots = Some(cut.merge(&rescue, orphaned));
@@ -254,6 +266,7 @@ impl Topology {
         let mut take = vec![false; SLOTS];
         for &slot in batch {
             take[usize::from(slot)] = true;
+            self.rescued.remove(&slot);
         }
         let merged = slots.merge(target, |s| take[usize::from(s)]);
         self.target = (0..SLOTS as u16)
@@ -275,6 +288,13 @@ impl Topology {
         for id in drained {
             self.nodes.remove(&id);
         }
+    }
+
+    /// Whether a failure gave `slot` to its primary with no surviving copy after `epoch` (see
+    /// [`Topology::rescued`]), and no committed move of it followed.
+    #[must_use]
+    pub fn rescued_after(&self, slot: u16, epoch: u64) -> bool {
+        self.rescued.get(&slot).is_some_and(|&e| e > epoch)
     }
 
     /// Whether `id` holds any slot now, as primary or replica.

@@ -234,6 +234,60 @@ fn a_failure_during_a_migration_keeps_the_migration_going() {
 }
 
 #[test]
+fn a_rescue_is_recorded_with_its_epoch_and_a_committed_move_is_not_one() {
+    let mut t = cluster(2);
+    t.apply(&Change::Join(node(3))).unwrap();
+    let joined = t.epoch;
+    // Node 3 receives one batch from node 1, then node 1 fails (no replicas): the batch was
+    // committed to node 3, the rest of node 1's slots are left with no copy.
+    let batch: Vec<u16> = t.moving_from(&id(1)).into_iter().map(|(s, _)| s).collect();
+    let held_by_1: Vec<u16> = (0..SLOTS as u16)
+        .filter(|&s| t.role_of(&id(1), s) == Some(0) && !batch.contains(&s))
+        .collect();
+    t.apply(&Change::Moved {
+        to: id(3),
+        slots: batch.clone(),
+    })
+    .unwrap();
+    let before_fail = t.epoch;
+    t.apply(&Change::Fail(id(1))).unwrap();
+    for &s in &batch {
+        assert_eq!(t.role_of(&id(3), s), Some(0));
+        // Seen from the topology before the move (an epoch a follower may have skipped), the
+        // slot still came by a move, not a rescue.
+        assert!(!t.rescued_after(s, joined), "slot {s} was moved, committed");
+    }
+    assert!(!held_by_1.is_empty());
+    for &s in &held_by_1 {
+        assert!(t.rescued_after(s, joined), "slot {s} lost every copy");
+        assert!(t.rescued_after(s, before_fail), "slot {s}");
+        assert!(
+            !t.rescued_after(s, t.epoch),
+            "slot {s}: the rescue is in the past"
+        );
+    }
+    // The record travels with the topology (Raft snapshots).
+    let json = serde_json::to_string(&t).unwrap();
+    assert_eq!(serde_json::from_str::<Topology>(&json).unwrap(), t);
+    // A rescued slot that moves again, committed, is no longer a rescue for anyone.
+    settle(&mut t);
+    t.apply(&Change::Join(node(4))).unwrap();
+    settle(&mut t);
+    let moved_on: Vec<u16> = held_by_1
+        .iter()
+        .copied()
+        .filter(|&s| t.role_of(&id(4), s) == Some(0))
+        .collect();
+    assert!(!moved_on.is_empty());
+    for s in moved_on {
+        assert!(
+            !t.rescued_after(s, joined),
+            "slot {s} moved to node 4 after its rescue"
+        );
+    }
+}
+
+#[test]
 fn a_failure_with_only_leaving_nodes_left_gives_them_the_slots_back() {
     let mut t = cluster(2);
     t.apply(&Change::Leave(id(1))).unwrap();

@@ -160,22 +160,7 @@ async fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topolog
     };
     for slot in 0..SLOTS as u16 {
         let lost = !keeps(next, slot) && (keeps(previous, slot) || previous.epoch == 0);
-        // Given to this node empty because every copy failed (not from one that left: a leaver
-        // is removed only once its last slots have moved, copied; nor as a new copy, which is
-        // made by a migration before the set names it).
-        let rescued = next.role_of(&me, slot).is_some()
-            && previous.role_of(&me, slot).is_none()
-            && previous
-                .slots
-                .as_ref()
-                .and_then(|p| p.try_primary(slot))
-                .is_some_and(|_| {
-                    previous.replicas_of(slot).iter().all(|n| {
-                        next.nodes
-                            .get(&n.id)
-                            .is_some_and(|n| n.state == NodeState::Failed)
-                    })
-                });
+        let rescued = rescued(&me, previous, next, slot);
         if (which == Foreign::Lost && lost) || (which == Foreign::Rescued && rescued) {
             let removed = delete_slot(shared, slot).await;
             if removed > 0 {
@@ -183,6 +168,18 @@ async fn drop_foreign_slots(shared: &Shared, previous: &Topology, next: &Topolog
             }
         }
     }
+}
+
+/// Whether `slot` comes to this node (`me`) empty because every copy failed since `previous`
+/// (not from one that left: a leaver is removed only once its last slots have moved, copied;
+/// nor as a new copy, which is made by a migration before the set names it). Decided by the
+/// topology's record of rescues, not by the sets in `previous`: topologies may arrive with
+/// epochs skipped, and a move committed to this node in a skipped epoch, its source failing
+/// after, looks from `previous` like a rescue (its keys, all committed here, would be dropped).
+fn rescued(me: &str, previous: &Topology, next: &Topology, slot: u16) -> bool {
+    next.role_of(me, slot).is_some()
+        && previous.role_of(me, slot).is_none()
+        && next.rescued_after(slot, previous.epoch)
 }
 
 /// Deletes every key of `slot`, in bounded steps with the shard's lock released and the other
@@ -648,5 +645,58 @@ impl Peer {
             self.read_reply().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcache_cluster::Node;
+
+    fn node(n: u16) -> Node {
+        Node {
+            id: format!("node-{n}"),
+            host: "127.0.0.1".into(),
+            port: 7000 + n,
+            bus_port: 17000 + n,
+            state: NodeState::Online,
+        }
+    }
+
+    /// A follower that skipped the epoch of a move committed to it, whose source failed next,
+    /// keeps the moved slots (they were copied before the commit); slots that lost every copy
+    /// are rescues, dropped whatever epochs it skipped.
+    #[test]
+    fn a_move_committed_in_a_skipped_epoch_is_not_a_rescue() {
+        let mut t = Topology::default();
+        t.apply(&Change::Join(node(1))).unwrap();
+        t.apply(&Change::Join(node(2))).unwrap();
+        let seen = t.clone();
+        let me = node(2).id;
+        let batch: Vec<u16> = t
+            .moving_from(&node(1).id)
+            .into_iter()
+            .map(|(s, _)| s)
+            .take(100)
+            .collect();
+        t.apply(&Change::Moved {
+            to: me.clone(),
+            slots: batch.clone(),
+        })
+        .unwrap();
+        t.apply(&Change::Fail(node(1).id)).unwrap();
+        for &s in &batch {
+            assert!(
+                !rescued(&me, &seen, &t, s),
+                "slot {s} was moved here, committed"
+            );
+        }
+        let lost: Vec<u16> = (0..SLOTS as u16)
+            .filter(|&s| seen.role_of(&node(1).id, s).is_some() && !batch.contains(&s))
+            .collect();
+        assert!(!lost.is_empty());
+        for s in lost {
+            assert!(rescued(&me, &seen, &t, s), "slot {s} lost its only copy");
+        }
     }
 }

@@ -42,6 +42,8 @@ pub struct ClientInfo {
     pub mailbox: Mailbox,
     /// Its channels, patterns and shard channels.
     pub subscriptions: crate::pubsub::Subscriptions,
+    /// Commands queued in its transaction, or -1 outside `MULTI` (`CLIENT LIST`'s `multi=`).
+    pub multi: std::sync::atomic::AtomicI64,
 }
 
 /// Frames any part of the node sends a client outside the replies to its own requests: pub/sub
@@ -379,6 +381,7 @@ impl Shared {
             kill: tokio::sync::Notify::new(),
             mailbox: Mailbox::default(),
             subscriptions: crate::pubsub::Subscriptions::default(),
+            multi: (-1).into(),
         });
         self.clients.lock().insert(info.id, Arc::clone(&info));
         Some(info)

@@ -60,6 +60,56 @@ async fn queued_commands_run_in_order_at_exec() {
     .await;
 }
 
+/// The `flags=` and `multi=` fields of the client named `txn` in `CLIENT LIST`.
+async fn listed(other: &mut redis::aio::MultiplexedConnection) -> (String, String) {
+    let list: String = query(other, &["CLIENT", "LIST"]).await;
+    let line = list
+        .lines()
+        .find(|l| l.contains(" name=txn "))
+        .unwrap_or_else(|| panic!("the client named txn in {list}"));
+    let field = |name: &str| {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+            .to_owned()
+    };
+    (field("flags="), field("multi="))
+}
+
+/// `CLIENT LIST` shows a transaction as Redis does: flag `x` and `multi=` the commands queued,
+/// `multi=-1` outside one.
+#[tokio::test]
+async fn client_list_shows_the_queued_commands() {
+    let (node, mut s) = node().await;
+    let mut other = node.client().await;
+    let outside = ("N".to_owned(), "-1".to_owned());
+    check(&mut s, &["CLIENT SETNAME txn"], "+OK\r\n").await;
+    assert_eq!(listed(&mut other).await, outside);
+    check(
+        &mut s,
+        &["MULTI", "SET a 1", "GET a"],
+        "+OK\r\n+QUEUED\r\n+QUEUED\r\n",
+    )
+    .await;
+    assert_eq!(listed(&mut other).await, ("x".into(), "2".into()));
+    check(&mut s, &["EXEC"], "*2\r\n+OK\r\n$1\r\n1\r\n").await;
+    assert_eq!(listed(&mut other).await, outside);
+    // DISCARD ends it too; RESET as well (and clears the name, so it goes last).
+    check(
+        &mut s,
+        &["MULTI", "PING", "DISCARD"],
+        "+OK\r\n+QUEUED\r\n+OK\r\n",
+    )
+    .await;
+    assert_eq!(listed(&mut other).await, outside);
+    check(&mut s, &["MULTI", "PING"], "+OK\r\n+QUEUED\r\n").await;
+    assert_eq!(listed(&mut other).await, ("x".into(), "1".into()));
+    check(&mut s, &["RESET"], "+RESET\r\n").await;
+    let list: String = query(&mut other, &["CLIENT", "LIST"]).await;
+    assert!(!list.contains("flags=x"), "{list}");
+    assert!(list.lines().all(|l| l.contains(" multi=-1 ")), "{list}");
+}
+
 #[tokio::test]
 async fn misuse_has_redis_words() {
     let (_node, mut s) = node().await;

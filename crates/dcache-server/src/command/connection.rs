@@ -141,7 +141,7 @@ pub fn quit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// name, and the connection is the default user's again, which needs `AUTH` anew when a
 /// password is set. Runs at once inside `MULTI` and in subscribed mode, as Redis lets it.
 pub fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
-    ctx.conn.txn.reset();
+    super::transactions::end(ctx);
     ctx.shared.pubsub.forget(&ctx.conn.info);
     ctx.shared.tracking.disable(ctx.shared, ctx.conn.info.id);
     ctx.conn.tracking = crate::tracking::ConnTracking::default();
@@ -202,12 +202,17 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     let [sub, psub, ssub] = c.subscriptions.counts();
     let cmd = super::table().get(last as usize).map_or("NULL", |c| c.name);
     let (tracking, redir) = crate::tracking::list_flags(ctx.shared, c.id).unwrap_or_default();
+    let multi = c.multi.load(Relaxed);
+    // In Redis's order: subscribed, in a transaction, blocked, tracking.
     let mut flags = String::new();
-    if ctx.shared.blocking.is_blocked(c.id) {
-        flags.push('b');
-    }
     if c.subscriptions.active() {
         flags.push('P');
+    }
+    if multi >= 0 {
+        flags.push('x');
+    }
+    if ctx.shared.blocking.is_blocked(c.id) {
+        flags.push('b');
     }
     flags.push_str(&tracking);
     if flags.is_empty() {
@@ -215,7 +220,7 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
     }
     let redir = if tracking.is_empty() { -1 } else { redir };
     format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} obl=0 oll=0 omem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
@@ -226,6 +231,7 @@ fn client_line(ctx: &Ctx<'_>, c: &crate::state::ClientInfo) -> String {
         sub,
         psub,
         ssub,
+        multi,
         c.query_buffer.load(Relaxed),
         c.output_buffer.load(Relaxed),
         cmd,

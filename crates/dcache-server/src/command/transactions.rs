@@ -31,6 +31,8 @@
 //!
 //! Blocking commands inside `EXEC` do not block: they answer as on timeout, as in Redis.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use dcache_protocol::Args;
 use dcache_store::{Lookup, Version};
 
@@ -107,6 +109,24 @@ impl Txn {
     }
 }
 
+/// Ends the connection's transaction, if one is open, and forgets its watched keys (EXEC,
+/// DISCARD, RESET, a refused EXEC).
+pub(super) fn end(ctx: &mut Ctx<'_>) {
+    ctx.conn.txn.reset();
+    publish(ctx);
+}
+
+/// Shows the transaction's queued commands in `CLIENT LIST` (`multi=`, -1 outside one).
+fn publish(ctx: &Ctx<'_>) {
+    let queued = ctx
+        .conn
+        .txn
+        .queue
+        .as_ref()
+        .map_or(-1, |q| q.commands.len() as i64);
+    ctx.conn.info.multi.store(queued, Relaxed);
+}
+
 /// Whether `cmd` runs at once inside `MULTI` rather than being queued (Redis's list).
 #[must_use]
 pub(super) fn runs_in_multi(cmd: &Command) -> bool {
@@ -121,7 +141,7 @@ pub(super) fn runs_in_multi(cmd: &Command) -> bool {
 /// (`-EXECABORT Transaction discarded because of: <reason>`).
 pub(super) fn reject(ctx: &mut Ctx<'_>, cmd: Option<&Command>, msg: &str) {
     if cmd.is_some_and(|c| c.name == "exec") {
-        ctx.conn.txn.reset();
+        end(ctx);
         let reason = msg.strip_prefix("ERR ").unwrap_or(msg);
         ctx.out.error(&format!(
             "EXECABORT Transaction discarded because of: {reason}"
@@ -169,6 +189,7 @@ pub(super) fn queue(ctx: &mut Ctx<'_>, cmd: &Command, args: Args<'_>) {
     let queue = ctx.conn.txn.queue.as_mut().expect("in MULTI");
     queue.bytes += data.len() + spans.len() * std::mem::size_of::<(usize, usize)>();
     queue.commands.push(Queued { data, spans });
+    publish(ctx);
     ctx.out.simple("QUEUED");
 }
 
@@ -208,6 +229,7 @@ pub fn multi(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         return Err("ERR MULTI calls can not be nested".into());
     }
     ctx.conn.txn.queue = Some(Queue::default());
+    publish(ctx);
     ctx.out.ok();
     Ok(())
 }
@@ -216,7 +238,7 @@ pub fn discard(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     if !ctx.conn.txn.in_multi() {
         return Err("ERR DISCARD without MULTI".into());
     }
-    ctx.conn.txn.reset();
+    end(ctx);
     ctx.out.ok();
     Ok(())
 }
@@ -257,7 +279,7 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         return Err("ERR EXEC without MULTI".into());
     };
     if queue.failed {
-        ctx.conn.txn.reset();
+        end(ctx);
         return Err("EXECABORT Transaction discarded because of previous errors.".into());
     }
     if !ctx.exclusive() {
@@ -265,6 +287,7 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         return Ok(());
     }
     let queue = ctx.conn.txn.queue.take().expect("in MULTI");
+    publish(ctx);
     let watched = std::mem::take(&mut ctx.conn.txn.watched);
     if watched
         .iter()

@@ -207,10 +207,12 @@ fn server(out: &mut String, shared: &Shared, now: u64) {
 fn clients(out: &mut String, shared: &Shared) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\
+         tracking_clients:{}\r\n",
         shared.connected_clients(),
         shared.config().maxclients,
-        shared.blocking.blocked()
+        shared.blocking.blocked(),
+        shared.tracking.counts().clients,
     );
 }
 
@@ -255,6 +257,7 @@ fn stats(out: &mut String, shared: &Shared) {
     let store = shared.store.stats();
     let (net_in, net_out) = shared.stats.net_totals();
     let pubsub = shared.pubsub.sizes();
+    let tracking = shared.tracking.counts();
     let _ = write!(
         out,
         "# Stats\r\n\
@@ -270,7 +273,10 @@ fn stats(out: &mut String, shared: &Shared) {
          keyspace_misses:{}\r\n\
          pubsub_channels:{}\r\n\
          pubsub_patterns:{}\r\n\
-         pubsubshard_channels:{}\r\n",
+         pubsubshard_channels:{}\r\n\
+         tracking_total_keys:{}\r\n\
+         tracking_total_items:{}\r\n\
+         tracking_total_prefixes:{}\r\n",
         shared.stats.connections_received.load(Relaxed),
         shared.stats.total_commands(),
         shared.ops.lock().ops_per_sec(),
@@ -282,6 +288,9 @@ fn stats(out: &mut String, shared: &Shared) {
         pubsub[0],
         pubsub[1],
         pubsub[2],
+        tracking.keys,
+        tracking.items,
+        tracking.prefixes,
     );
 }
 

@@ -72,6 +72,17 @@ struct Inner {
     table: hashbrown::HashMap<Box<[u8]>, Vec<u64>>,
     /// BCAST prefixes and their clients.
     prefixes: Vec<(Box<[u8]>, Vec<u64>)>,
+    /// Client ids in `table`, all keys together (`INFO`'s `tracking_total_items`).
+    items: usize,
+}
+
+/// The tracking table's sizes (see [`Tracking::counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub clients: usize,
+    pub keys: usize,
+    pub items: usize,
+    pub prefixes: usize,
 }
 
 /// One tracking client's options.
@@ -127,11 +138,18 @@ impl Tracking {
         self.inner.lock().modes.get(&id).cloned()
     }
 
-    /// Keys in the table, and BCAST prefixes (for `INFO`).
+    /// For `INFO`: clients with tracking on, keys in the table, client ids in it (a client
+    /// that read N tracked keys counts N times; ids of clients that left go lazily, as in
+    /// Redis), and BCAST prefixes.
     #[must_use]
-    pub fn counts(&self) -> (usize, usize) {
+    pub fn counts(&self) -> Counts {
         let inner = self.inner.lock();
-        (inner.table.len(), inner.prefixes.len())
+        Counts {
+            clients: self.clients_on.load(Relaxed),
+            keys: inner.table.len(),
+            items: inner.items,
+            prefixes: inner.prefixes.len(),
+        }
     }
 
     /// Turns tracking on for client `id`, or changes its options; the caller has checked them.
@@ -182,6 +200,7 @@ impl Tracking {
         if inner.modes.is_empty() {
             // Nobody left to tell: what the table holds can never be sent.
             inner.table = hashbrown::HashMap::new();
+            inner.items = 0;
         }
     }
 
@@ -193,15 +212,13 @@ impl Tracking {
             let mut inner = self.inner.lock();
             for key in keys {
                 match inner.table.get_mut(key) {
-                    Some(ids) => {
-                        if !ids.contains(&id) {
-                            ids.push(id);
-                        }
-                    }
+                    Some(ids) if ids.contains(&id) => continue,
+                    Some(ids) => ids.push(id),
                     None => {
                         inner.table.insert(key.into(), vec![id]);
                     }
                 }
+                inner.items += 1;
             }
             let max = self.max_keys.load(Relaxed);
             if max != 0 && inner.table.len() > max {
@@ -209,6 +226,7 @@ impl Tracking {
                 let victims: Vec<Box<[u8]>> = inner.table.keys().take(excess).cloned().collect();
                 for key in victims {
                     if let Some(ids) = inner.table.remove(&key) {
+                        inner.items -= ids.len();
                         evicted.push((key, ids));
                     }
                 }
@@ -251,6 +269,7 @@ impl Tracking {
                     modes,
                     table,
                     prefixes,
+                    items,
                 } = &mut *inner;
                 for (at, (prefix, ids)) in prefixes.iter().enumerate() {
                     if !key.starts_with(prefix) {
@@ -274,6 +293,7 @@ impl Tracking {
                 let Some(ids) = table.remove(key) else {
                     continue;
                 };
+                *items -= ids.len();
                 for id in ids {
                     // Gone, off, or in BCAST mode now: none of these is owed this.
                     let Some(mode) = modes.get(&id).filter(|m| !m.bcast) else {
@@ -304,6 +324,7 @@ impl Tracking {
         let sends: Vec<(u64, u64)> = {
             let mut inner = self.inner.lock();
             inner.table = hashbrown::HashMap::new();
+            inner.items = 0;
             inner
                 .modes
                 .iter()

@@ -138,6 +138,57 @@ async fn another_clients_write_invalidates_a_key_read_once() {
     a.nothing_pushed().await;
 }
 
+/// `INFO`'s tracking fields, as `(tracking_clients, tracking_total_keys, tracking_total_items,
+/// tracking_total_prefixes)`.
+async fn tracking_info(c: &mut Conn) -> (u64, u64, u64, u64) {
+    let Frame::Bulk(text) = c.cmd(&["INFO"]).await else {
+        panic!("INFO answers a bulk string");
+    };
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("{name} in INFO"))
+            .parse()
+            .unwrap()
+    };
+    (
+        field("tracking_clients"),
+        field("tracking_total_keys"),
+        field("tracking_total_items"),
+        field("tracking_total_prefixes"),
+    )
+}
+
+/// `INFO` counts tracking clients, the keys in the table, the reads it remembers (a key read by
+/// two clients counts twice) and BCAST prefixes, as Redis's fields do.
+#[tokio::test]
+async fn info_counts_the_tracking_table() {
+    let node = start(test_config()).await;
+    let mut a = Conn::resp3(node.addr).await;
+    let mut b = Conn::resp3(node.addr).await;
+    let mut w = Conn::open(node.addr).await;
+    assert_eq!(tracking_info(&mut w).await, (0, 0, 0, 0));
+    a.ok(&["CLIENT", "TRACKING", "ON"]).await;
+    b.ok(&["CLIENT", "TRACKING", "ON"]).await;
+    a.cmd(&["MGET", "x", "y"]).await;
+    a.cmd(&["GET", "x"]).await;
+    b.cmd(&["GET", "x"]).await;
+    assert_eq!(tracking_info(&mut w).await, (2, 2, 3, 0));
+    // A write forgets the key and everyone who read it.
+    w.ok(&["SET", "x", "1"]).await;
+    assert_eq!(tracking_info(&mut w).await, (2, 1, 1, 0));
+    let mut c = Conn::resp3(node.addr).await;
+    c.ok(&[
+        "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "p:", "PREFIX", "q:",
+    ])
+    .await;
+    assert_eq!(tracking_info(&mut w).await, (3, 1, 1, 2));
+    // A flush empties the table.
+    w.ok(&["FLUSHALL"]).await;
+    assert_eq!(tracking_info(&mut w).await, (3, 0, 0, 2));
+}
+
 #[tokio::test]
 async fn expiry_lazy_and_active_invalidates() {
     let node = start_manual(test_config()).await;
@@ -368,7 +419,7 @@ async fn the_table_is_bounded_and_forgotten_keys_are_invalidated() {
     a.ok(&["CLIENT", "TRACKING", "ON"]).await;
     a.cmd(&["GET", "k1"]).await;
     a.cmd(&["GET", "k2"]).await;
-    assert_eq!(node.shared.tracking.counts().0, 2);
+    assert_eq!(node.shared.tracking.counts().keys, 2);
     // The third key takes the table past its bound: one key is forgotten, and its reader told.
     a.send(&["GET", "k3"]).await;
     let mut frames = vec![a.next().await, a.next().await];
@@ -383,7 +434,7 @@ async fn the_table_is_bounded_and_forgotten_keys_are_invalidated() {
     };
     assert_eq!(keys.len(), 1);
     assert!(["k1", "k2", "k3"].map(bulk).contains(&keys[0]), "{keys:?}");
-    assert_eq!(node.shared.tracking.counts().0, 2);
+    assert_eq!(node.shared.tracking.counts().keys, 2);
 }
 
 /// Redis's error replies, in Redis's order of checks (checked against Redis 7.0).

@@ -7,18 +7,12 @@ mod fuzz;
 use std::sync::Arc;
 
 use common::members::{enabled, replicated};
-use common::{TestNode, error_text as err, query as q, start, test_config};
+use common::{TestNode, error_text as err, node_and_client, query as q};
 use dcache_cluster::{Settings, Strategy};
 use fuzz::Rng;
 use fuzz::differential::RedisServer;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
-
-async fn node() -> (TestNode, MultiplexedConnection) {
-    let node = start(test_config()).await;
-    let con = node.client().await;
-    (node, con)
-}
 
 /// Palermo and Catania, as in Redis's documentation.
 async fn sicily(c: &mut MultiplexedConnection) {
@@ -64,7 +58,7 @@ async fn score(c: &mut MultiplexedConnection, key: &str, member: &str) -> i64 {
 
 #[tokio::test]
 async fn geoadd_stores_scores_and_geopos_geodist_geohash_read_them() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     sicily(&mut c).await;
     assert_eq!(q::<String>(&mut c, &["TYPE", "Sicily"]).await, "zset");
     assert_eq!(
@@ -108,7 +102,7 @@ async fn geoadd_stores_scores_and_geopos_geodist_geohash_read_them() {
 
 #[tokio::test]
 async fn geoadd_options_follow_zadd() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     sicily(&mut c).await;
     // XX updates only, NX adds only, CH counts changes.
     let args = [
@@ -139,7 +133,7 @@ async fn geoadd_options_follow_zadd() {
 
 #[tokio::test]
 async fn errors_follow_redis() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     q::<String>(&mut c, &["SET", "text", "v"]).await;
     let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
     assert_eq!(
@@ -278,7 +272,7 @@ async fn errors_follow_redis() {
 
 #[tokio::test]
 async fn geosearch_finds_sorts_counts_and_stores() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     sicily(&mut c).await;
     q::<i64>(
         &mut c,
@@ -510,7 +504,7 @@ async fn the_same_positions_and_searches_give_redis_s_replies() {
     let redis = RedisServer::start().expect("redis-server starts");
     let client = redis::Client::open(format!("redis://{}/", redis.addr)).unwrap();
     let mut theirs = client.get_multiplexed_async_connection().await.unwrap();
-    let (_node, mut ours) = node().await;
+    let (_node, mut ours) = node_and_client().await;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -604,7 +598,7 @@ async fn the_same_positions_and_searches_give_redis_s_replies() {
 /// GEOADD and GEOSEARCHSTORE build their sets under `zset-max-listpack-*`, as ZADD does.
 #[tokio::test]
 async fn geo_sets_change_form_at_the_configured_limits() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     let ok: String = q(&mut c, &["CONFIG", "SET", "zset-max-listpack-entries", "1"]).await;
     assert_eq!(ok, "OK");
     sicily(&mut c).await;

@@ -5,24 +5,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::members::replicated;
-use common::{TestNode, error_text, query, start, test_config};
+use common::{TestNode, error_text, int, node_and_client, query, strings, test_config};
 use dcache_cluster::{Change, Settings, Strategy};
+use dcache_server::cluster::LocalControl;
 use redis::aio::MultiplexedConnection;
-
-async fn node() -> (TestNode, MultiplexedConnection) {
-    let node = start(test_config()).await;
-    let con = node.client().await;
-    (node, con)
-}
-
-async fn strings(c: &mut MultiplexedConnection, args: &[&str]) -> Vec<String> {
-    query(c, args).await
-}
-
-async fn int(c: &mut MultiplexedConnection, args: &[&str]) -> i64 {
-    query(c, args).await
-}
 
 async fn encoding(c: &mut MultiplexedConnection, key: &str) -> String {
     query(c, &["OBJECT", "ENCODING", key]).await
@@ -30,7 +19,7 @@ async fn encoding(c: &mut MultiplexedConnection, key: &str) -> String {
 
 #[tokio::test]
 async fn a_small_hash_answers_in_insertion_order() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     int(
         &mut c,
         &["HSET", "s", "zeta", "1", "alpha", "2", "mid", "3"],
@@ -74,7 +63,7 @@ async fn a_small_hash_answers_in_insertion_order() {
 
 #[tokio::test]
 async fn the_encoding_follows_redis_at_both_limits() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     let mut args = vec!["HSET".to_owned(), "h".to_owned()];
     for i in 0..128 {
         args.extend([format!("f{i:03}"), "v".to_owned()]);
@@ -111,7 +100,7 @@ async fn the_encoding_follows_redis_at_both_limits() {
 
 #[tokio::test]
 async fn the_limits_are_settings_under_both_names() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     assert_eq!(
         strings(&mut c, &["CONFIG", "GET", "hash-max-*"]).await,
         [
@@ -175,7 +164,7 @@ async fn the_limits_are_settings_under_both_names() {
 /// The table form answers every command as the compact one did, fields in no particular order.
 #[tokio::test]
 async fn a_large_hash_answers_alike() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     for i in 0..300 {
         int(&mut c, &["HSET", "big", &format!("f{i}"), &i.to_string()]).await;
     }
@@ -199,6 +188,66 @@ async fn a_large_hash_answers_alike() {
     assert_eq!(int(&mut c, &["EXISTS", "big"]).await, 0);
 }
 
+/// A cluster of 3 nodes replicating under `settings`, its control, and a cluster client.
+async fn cluster(
+    settings: Settings,
+) -> (
+    Arc<LocalControl>,
+    Vec<TestNode>,
+    redis::cluster_async::ClusterConnection,
+) {
+    let config = dcache_server::NodeConfig {
+        cluster_enabled: dcache_server::YesNo(true),
+        ..test_config()
+    };
+    let (control, nodes) = replicated(3, settings, config).await;
+    let con = cluster_client(&nodes).await;
+    (control, nodes, con)
+}
+
+async fn cluster_client(nodes: &[TestNode]) -> redis::cluster_async::ClusterConnection {
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
+    client.get_async_connection().await.unwrap()
+}
+
+async fn run(con: &mut redis::cluster_async::ClusterConnection, args: &[&str]) -> redis::Value {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query_async(con).await.unwrap()
+}
+
+/// Kills the primary of `key`'s slot without a word, has the cluster declare it failed, and
+/// connects a new cluster client to the survivors.
+async fn kill_primary_of(
+    control: &LocalControl,
+    nodes: &mut Vec<TestNode>,
+    key: &str,
+) -> redis::cluster_async::ClusterConnection {
+    let slot = dcache_placement::slot(key.as_bytes());
+    let primary_id = control.subscribe().borrow().replicas_of(slot)[0].id.clone();
+    let at = nodes
+        .iter()
+        .position(|n| n.shared.cluster.as_ref().unwrap().view().me == primary_id)
+        .unwrap();
+    drop(nodes.remove(at));
+    control.apply(&Change::Fail(primary_id)).unwrap();
+    cluster_client(nodes).await
+}
+
+/// `OBJECT ENCODING` of each key.
+async fn encodings(
+    con: &mut redis::cluster_async::ClusterConnection,
+    keys: &[&str],
+) -> Vec<String> {
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.cmd("OBJECT").arg("ENCODING").arg(*key);
+    }
+    pipe.query_async(con).await.unwrap()
+}
+
 /// A replica holds each form as its primary did: after the primary dies, the small hash answers in
 /// its insertion order, still a listpack, and the large one holds every field.
 #[tokio::test]
@@ -208,22 +257,9 @@ async fn hashes_of_both_forms_survive_their_primary() {
         Settings::new(2, Strategy::Quorum),
     ] {
         let strategy = settings.strategy;
-        let config = dcache_server::NodeConfig {
-            cluster_enabled: dcache_server::YesNo(true),
-            ..test_config()
-        };
-        let (control, mut nodes) = replicated(3, settings, config).await;
-        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
-        let mut con = client.get_async_connection().await.unwrap();
+        let (control, mut nodes, mut con) = cluster(settings).await;
         // One slot for both, so that one death takes both primaries.
         let (small, large) = ("{h}:session", "{h}:large");
-        let run = async |con: &mut redis::cluster_async::ClusterConnection, args: &[&str]| {
-            let mut c = redis::cmd(args[0]);
-            for a in &args[1..] {
-                c.arg(*a);
-            }
-            c.query_async::<redis::Value>(con).await.unwrap()
-        };
         run(
             &mut con,
             &["HSET", small, "user", "ann", "cart", "0", "theme", "dark"],
@@ -237,16 +273,7 @@ async fn hashes_of_both_forms_survive_their_primary() {
         }
         run(&mut con, &["HDEL", large, "f0"]).await;
         // The slot's primary dies without a word; the cluster declares it failed.
-        let slot = dcache_placement::slot(small.as_bytes());
-        let primary_id = control.subscribe().borrow().replicas_of(slot)[0].id.clone();
-        let at = nodes
-            .iter()
-            .position(|n| n.shared.cluster.as_ref().unwrap().view().me == primary_id)
-            .unwrap();
-        drop(nodes.remove(at));
-        control.apply(&Change::Fail(primary_id)).unwrap();
-        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
-        let mut con = client.get_async_connection().await.unwrap();
+        let mut con = kill_primary_of(&control, &mut nodes, small).await;
         let got: Vec<String> = redis::cmd("HGETALL")
             .arg(small)
             .query_async(&mut con)
@@ -257,17 +284,11 @@ async fn hashes_of_both_forms_survive_their_primary() {
             ["cart", "3", "theme", "dark", "user", "bob", "lang", "en"],
             "{strategy:?}: the small hash, in order"
         );
-        let encodings: Vec<String> = redis::pipe()
-            .cmd("OBJECT")
-            .arg("ENCODING")
-            .arg(small)
-            .cmd("OBJECT")
-            .arg("ENCODING")
-            .arg(large)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(encodings, ["listpack", "hashtable"], "{strategy:?}");
+        assert_eq!(
+            encodings(&mut con, &[small, large]).await,
+            ["listpack", "hashtable"],
+            "{strategy:?}"
+        );
         let mut got: Vec<(String, i64)> = redis::cmd("HGETALL")
             .arg(large)
             .query_async(&mut con)
@@ -290,21 +311,8 @@ async fn hashes_keep_their_primary_form_after_it_dies() {
         Settings::new(2, Strategy::Quorum),
     ] {
         let strategy = settings.strategy;
-        let config = dcache_server::NodeConfig {
-            cluster_enabled: dcache_server::YesNo(true),
-            ..test_config()
-        };
-        let (control, mut nodes) = replicated(3, settings, config).await;
-        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
-        let mut con = client.get_async_connection().await.unwrap();
+        let (control, mut nodes, mut con) = cluster(settings).await;
         let (shrunk, wide) = ("{h}:shrunk", "{h}:wide");
-        let run = async |con: &mut redis::cluster_async::ClusterConnection, args: &[&str]| {
-            let mut c = redis::cmd(args[0]);
-            for a in &args[1..] {
-                c.arg(*a);
-            }
-            c.query_async::<redis::Value>(con).await.unwrap()
-        };
         for i in 0..200 {
             run(&mut con, &["HSET", shrunk, &format!("f{i}"), "v"]).await;
         }
@@ -327,27 +335,12 @@ async fn hashes_keep_their_primary_form_after_it_dies() {
         for f in &order {
             run(&mut con, &["HSET", wide, f, "v"]).await;
         }
-        let slot = dcache_placement::slot(shrunk.as_bytes());
-        let primary_id = control.subscribe().borrow().replicas_of(slot)[0].id.clone();
-        let at = nodes
-            .iter()
-            .position(|n| n.shared.cluster.as_ref().unwrap().view().me == primary_id)
-            .unwrap();
-        drop(nodes.remove(at));
-        control.apply(&Change::Fail(primary_id)).unwrap();
-        let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).unwrap();
-        let mut con = client.get_async_connection().await.unwrap();
-        let encodings: Vec<String> = redis::pipe()
-            .cmd("OBJECT")
-            .arg("ENCODING")
-            .arg(shrunk)
-            .cmd("OBJECT")
-            .arg("ENCODING")
-            .arg(wide)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(encodings, ["hashtable", "listpack"], "{strategy:?}");
+        let mut con = kill_primary_of(&control, &mut nodes, shrunk).await;
+        assert_eq!(
+            encodings(&mut con, &[shrunk, wide]).await,
+            ["hashtable", "listpack"],
+            "{strategy:?}"
+        );
         let got: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(wide)
             .query_async(&mut con)

@@ -6,17 +6,10 @@
 mod common;
 
 use common::{
-    TestNode, blocked, error_text, patient, query, read_until, start, test_config, until_blocked,
+    blocked, error_text, node_and_client, patient, query, read_until, test_config, until_blocked,
 };
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncWriteExt;
-
-async fn node() -> (TestNode, MultiplexedConnection) {
-    let node = start(test_config()).await;
-    let con = node.client().await;
-    (node, con)
-}
 
 fn bulks(items: &[&str]) -> Vec<Vec<u8>> {
     items.iter().map(|s| s.as_bytes().to_vec()).collect()
@@ -24,7 +17,7 @@ fn bulks(items: &[&str]) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn pushes_pops_and_reads() {
-    let (_node, mut con) = node().await;
+    let (_node, mut con) = node_and_client().await;
     let c = &mut con;
     assert_eq!(query::<i64>(c, &["RPUSH", "l", "a", "b", "c"]).await, 3);
     assert_eq!(query::<i64>(c, &["LPUSH", "l", "x", "y"]).await, 5);
@@ -120,7 +113,7 @@ async fn pushes_pops_and_reads() {
 
 #[tokio::test]
 async fn edits_in_the_middle() {
-    let (_node, mut con) = node().await;
+    let (_node, mut con) = node_and_client().await;
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "l", "a", "b", "a", "c", "a"]).await;
     query::<()>(c, &["LSET", "l", "-1", "z"]).await;
@@ -210,7 +203,7 @@ async fn edits_in_the_middle() {
 
 #[tokio::test]
 async fn moves_between_lists() {
-    let (_node, mut con) = node().await;
+    let (_node, mut con) = node_and_client().await;
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "src", "a", "b", "c"]).await;
     assert_eq!(
@@ -285,7 +278,7 @@ async fn moves_between_lists() {
 
 #[tokio::test]
 async fn encodings_follow_list_max_listpack_size() {
-    let (_node, mut con) = node().await;
+    let (_node, mut con) = node_and_client().await;
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "l", "a", "b"]).await;
     assert_eq!(
@@ -327,7 +320,7 @@ async fn encodings_follow_list_max_listpack_size() {
 
 #[tokio::test]
 async fn blocking_pops_answer_at_once_when_a_list_has_elements() {
-    let (_node, mut con) = node().await;
+    let (_node, mut con) = node_and_client().await;
     let c = &mut con;
     query::<i64>(c, &["RPUSH", "b", "1", "2"]).await;
     assert_eq!(
@@ -365,7 +358,7 @@ async fn blocking_pops_answer_at_once_when_a_list_has_elements() {
 
 #[tokio::test]
 async fn a_timeout_answers_a_null_array() {
-    let (node, mut con) = node().await;
+    let (node, mut con) = node_and_client().await;
     let c = &mut con;
     for args in [
         &["BLPOP", "a", "b", "0.01"][..],
@@ -394,7 +387,7 @@ async fn a_timeout_answers_a_null_array() {
 
 #[tokio::test]
 async fn blocked_clients_are_served_in_the_order_they_blocked() {
-    let (node, mut con) = node().await;
+    let (node, mut con) = node_and_client().await;
     let mut first = patient(&node).await;
     let mut second = patient(&node).await;
     let one =
@@ -413,7 +406,7 @@ async fn blocked_clients_are_served_in_the_order_they_blocked() {
 
 #[tokio::test]
 async fn a_key_deleted_or_retyped_keeps_its_clients_waiting() {
-    let (node, mut con) = node().await;
+    let (node, mut con) = node_and_client().await;
     let mut waiting = patient(&node).await;
     let pop =
         tokio::spawn(async move { query::<Vec<String>>(&mut waiting, &["BLPOP", "k", "0"]).await });
@@ -438,7 +431,7 @@ async fn a_key_deleted_or_retyped_keeps_its_clients_waiting() {
 
 #[tokio::test]
 async fn a_client_gone_while_blocked_takes_nothing() {
-    let (node, mut con) = node().await;
+    let (node, mut con) = node_and_client().await;
     let mut raw = node.raw().await;
     raw.write_all(b"BLPOP k 0\r\n").await.unwrap();
     until_blocked(&mut con, 1).await;
@@ -453,7 +446,7 @@ async fn a_client_gone_while_blocked_takes_nothing() {
 
 #[tokio::test]
 async fn blmove_serves_the_clients_blocked_on_its_destination() {
-    let (node, mut con) = node().await;
+    let (node, mut con) = node_and_client().await;
     let mut on_dst = patient(&node).await;
     let mut mover = patient(&node).await;
     let pop =
@@ -473,7 +466,7 @@ async fn blmove_serves_the_clients_blocked_on_its_destination() {
 
 #[tokio::test]
 async fn a_pipeline_waits_behind_its_blocked_command() {
-    let (node, mut con) = node().await;
+    let (node, mut con) = node_and_client().await;
     let mut raw = node.raw().await;
     raw.write_all(b"BLPOP k 0\r\nECHO after\r\n").await.unwrap();
     until_blocked(&mut con, 1).await;
@@ -484,7 +477,7 @@ async fn a_pipeline_waits_behind_its_blocked_command() {
 
 #[tokio::test]
 async fn client_unblock_ends_a_wait() {
-    let (node, mut con) = node().await;
+    let (node, mut con) = node_and_client().await;
     let mut raw = node.raw().await;
     raw.write_all(b"CLIENT ID\r\n").await.unwrap();
     let id = String::from_utf8(read_until(&mut raw, b"\r\n").await).unwrap();

@@ -5,27 +5,13 @@ mod common;
 
 use common::members::replicated;
 use common::{
-    TestNode, blocked, cmd, error_text, exchange, patient, query, read_until, start, test_config,
-    until_blocked,
+    blocked, cmd, error_text, exchange, int, node_and_client, patient, query, read_until, strings,
+    test_config, until_blocked,
 };
 use dcache_cluster::{Settings, Strategy};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncWriteExt;
-
-async fn node() -> (TestNode, MultiplexedConnection) {
-    let node = start(test_config()).await;
-    let con = node.client().await;
-    (node, con)
-}
-
-async fn strings(c: &mut MultiplexedConnection, args: &[&str]) -> Vec<String> {
-    query(c, args).await
-}
-
-async fn int(c: &mut MultiplexedConnection, args: &[&str]) -> i64 {
-    query(c, args).await
-}
 
 async fn opt(c: &mut MultiplexedConnection, args: &[&str]) -> Option<String> {
     query(c, args).await
@@ -33,7 +19,7 @@ async fn opt(c: &mut MultiplexedConnection, args: &[&str]) -> Option<String> {
 
 #[tokio::test]
 async fn zadd_flags_and_their_errors() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     assert_eq!(int(&mut c, &["ZADD", "z", "1", "a", "2", "b"]).await, 2);
     assert_eq!(
         int(&mut c, &["ZADD", "z", "NX", "10", "a", "3", "c"]).await,
@@ -164,7 +150,7 @@ async fn zadd_flags_and_their_errors() {
 
 #[tokio::test]
 async fn scores_print_as_redis_prints_doubles() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     for (input, printed) in [
         ("1.5", "1.5"),
         ("3.0", "3"),
@@ -191,7 +177,7 @@ async fn scores_print_as_redis_prints_doubles() {
 
 #[tokio::test]
 async fn ranges_by_rank_score_and_member() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     int(
         &mut c,
         &[
@@ -324,7 +310,7 @@ async fn ranges_by_rank_score_and_member() {
 
 #[tokio::test]
 async fn removals_pops_and_an_emptied_set_is_gone() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     int(
         &mut c,
         &[
@@ -403,7 +389,7 @@ async fn removals_pops_and_an_emptied_set_is_gone() {
 
 #[tokio::test]
 async fn scores_ranks_and_cardinality() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     int(&mut c, &["ZADD", "z", "1", "a", "2", "b", "3", "c"]).await;
     assert_eq!(int(&mut c, &["ZCARD", "z"]).await, 3);
     assert_eq!(int(&mut c, &["ZCARD", "nokey"]).await, 0);
@@ -441,7 +427,7 @@ async fn scores_ranks_and_cardinality() {
 
 #[tokio::test]
 async fn union_intersection_difference_and_their_stores() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     int(&mut c, &["ZADD", "u1", "1", "a", "2", "b", "3", "c"]).await;
     int(&mut c, &["ZADD", "u2", "10", "b", "20", "c", "30", "d"]).await;
     let cases: &[(&[&str], &[&str])] = &[
@@ -621,7 +607,7 @@ async fn union_intersection_difference_and_their_stores() {
 
 #[tokio::test]
 async fn random_members_and_scan() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     int(&mut c, &["ZADD", "z", "1", "a", "2", "b", "3", "c"]).await;
     let one = opt(&mut c, &["ZRANDMEMBER", "z"]).await.unwrap();
     assert!(["a", "b", "c"].contains(&one.as_str()));
@@ -671,7 +657,7 @@ async fn random_members_and_scan() {
 
 #[tokio::test]
 async fn resp3_nests_pairs_and_sends_doubles() {
-    let (node, _c) = node().await;
+    let (node, _c) = node_and_client().await;
     let mut s = node.raw().await;
     let hello = exchange(&mut s, b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n", 1).await;
     assert!(hello.starts_with(b"%"));
@@ -708,7 +694,7 @@ async fn encoding(c: &mut MultiplexedConnection, key: &str) -> String {
 
 #[tokio::test]
 async fn encodings_follow_the_listpack_limits() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     let mut args = vec!["ZADD".to_owned(), "z".to_owned()];
     for i in 0..128 {
         args.push(i.to_string());
@@ -764,7 +750,7 @@ async fn encodings_follow_the_listpack_limits() {
 /// removals by range.
 #[tokio::test]
 async fn a_large_set_ranks_and_ranges() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     let n = 2000;
     let mut args = vec!["ZADD".to_owned(), "big".to_owned()];
     for i in 0..n {
@@ -869,7 +855,7 @@ async fn a_sorted_set_reaches_its_replica_whole() {
 /// minimum or maximum keeps what it had. (Found by the type-aware differential test.)
 #[tokio::test]
 async fn an_intersection_s_nan_weighted_scores_aggregate_as_redis_does() {
-    let (_node, mut c) = node().await;
+    let (_node, mut c) = node_and_client().await;
     int(&mut c, &["ZADD", "a", "inf", "m", "2", "n"]).await;
     int(
         &mut c,
@@ -917,7 +903,7 @@ async fn an_intersection_s_nan_weighted_scores_aggregate_as_redis_does() {
 
 #[tokio::test]
 async fn blocking_pops_answer_at_once_wait_in_order_and_time_out() {
-    let (node, mut c) = node().await;
+    let (node, mut c) = node_and_client().await;
     // Something there: answered at once, from the first key that holds a sorted set.
     int(&mut c, &["ZADD", "b", "1", "x", "2", "y", "3", "z"]).await;
     assert_eq!(

@@ -183,6 +183,23 @@ pub async fn query<T: redis::FromRedisValue>(
     redis::from_redis_value(value).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
+/// A node with the test settings and a client of it.
+pub async fn node_and_client() -> (TestNode, redis::aio::MultiplexedConnection) {
+    let node = start(test_config()).await;
+    let con = node.client().await;
+    (node, con)
+}
+
+/// A command's reply as strings (an array of bulk strings).
+pub async fn strings(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> Vec<String> {
+    query(con, args).await
+}
+
+/// A command's integer reply.
+pub async fn int(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> i64 {
+    query(con, args).await
+}
+
 /// The error line of a command that must fail (code and detail, as Redis sends them).
 pub async fn error_text(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> String {
     match cmd(con, args).await {

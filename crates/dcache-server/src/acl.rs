@@ -214,6 +214,9 @@ pub struct User {
     passwords: Vec<[u8; 32]>,
     all_keys: bool,
     patterns: Vec<Vec<u8>>,
+    /// `allchannels` (`&*`): every pub/sub channel; else only those matching `channels`.
+    all_channels: bool,
+    channels: Vec<Vec<u8>>,
     /// One bit per unit.
     allowed: Vec<bool>,
     /// The command rules given since the last `+@all`/`-@all`, for `ACL LIST` (Redis 7 shows
@@ -223,7 +226,8 @@ pub struct User {
 }
 
 impl User {
-    /// A new user as `ACL SETUSER name` makes it: off, no password, no keys, no commands.
+    /// A new user as `ACL SETUSER name` makes it: off, no password, no keys, no channels (Redis
+    /// 7's `acl-pubsub-default`, `resetchannels`), no commands.
     fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
@@ -232,18 +236,22 @@ impl User {
             passwords: Vec::new(),
             all_keys: false,
             patterns: Vec::new(),
+            all_channels: false,
+            channels: Vec::new(),
             allowed: vec![false; UNITS.units.len()],
             rules: Vec::new(),
             all_commands_base: false,
         }
     }
 
-    /// The `default` user: on, every key, every command; its password is `requirepass`.
+    /// The `default` user: on, every key, every channel, every command; its password is
+    /// `requirepass`.
     fn default_user() -> Self {
         let mut user = Self::new("default");
         user.enabled = true;
         user.nopass = true;
         user.all_keys = true;
+        user.all_channels = true;
         user.set_all(true);
         user
     }
@@ -255,7 +263,22 @@ impl User {
     }
 
     fn may_do_everything(&self) -> bool {
-        self.enabled && self.all_keys && self.allowed.iter().all(|&a| a)
+        self.enabled && self.all_keys && self.all_channels && self.allowed.iter().all(|&a| a)
+    }
+
+    /// Whether the user may use channel `name`, or subscribe to the pattern `name` (a pattern
+    /// must be one of the user's own, letter for letter, as in Redis: a narrower pattern could
+    /// still be matched by a wider one the user may not have).
+    #[must_use]
+    pub fn may_use_channel(&self, name: &[u8], is_pattern: bool) -> bool {
+        self.all_channels
+            || self.channels.iter().any(|allowed| {
+                if is_pattern {
+                    allowed == name
+                } else {
+                    dcache_store::glob_match(allowed, name)
+                }
+            })
     }
 
     /// Applies one `ACL SETUSER` rule.
@@ -280,13 +303,24 @@ impl User {
                 self.all_keys = false;
                 self.patterns.clear();
             }
-            // Channel rules are accepted so that Redis's ACL lines load, and not enforced yet:
-            // every user may use every channel, as with Redis's `allchannels`.
-            b"allchannels" | b"resetchannels" => {}
+            b"allchannels" | b"&*" => {
+                self.all_channels = true;
+                self.channels.clear();
+            }
+            b"resetchannels" => {
+                self.all_channels = false;
+                self.channels.clear();
+            }
             b"allcommands" | b"+@all" => self.set_all(true),
             b"nocommands" | b"-@all" => self.set_all(false),
             b"reset" => {
-                for op in [&b"resetpass"[..], b"resetkeys", b"off", b"-@all"] {
+                for op in [
+                    &b"resetpass"[..],
+                    b"resetkeys",
+                    b"resetchannels",
+                    b"off",
+                    b"-@all",
+                ] {
                     self.apply(op)?;
                 }
             }
@@ -325,7 +359,16 @@ impl User {
                     }
                     self.patterns.push(op[1..].to_vec());
                 }
-                Some(b'&') => {}
+                Some(b'&') => {
+                    if self.all_channels {
+                        return Err(
+                            "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels",
+                        );
+                    }
+                    if !self.channels.iter().any(|c| *c == op[1..]) {
+                        self.channels.push(op[1..].to_vec());
+                    }
+                }
                 Some(&sign @ (b'+' | b'-')) => {
                     self.apply_command_rule(sign == b'+', &lower[1..])?
                 }
@@ -391,6 +434,19 @@ impl User {
             .join(" ")
     }
 
+    /// The channel patterns as `ACL GETUSER` shows them: `&*`, `&news:* &chat`, or nothing.
+    #[must_use]
+    pub fn channels_description(&self) -> String {
+        if self.all_channels {
+            return "&*".into();
+        }
+        self.channels
+            .iter()
+            .map(|p| format!("&{}", String::from_utf8_lossy(p)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// `on`/`off`, then `nopass` when set.
     #[must_use]
     pub fn flags(&self) -> Vec<&'static str> {
@@ -417,17 +473,33 @@ impl User {
         if !keys.is_empty() {
             parts.push(keys);
         }
-        parts.push(
-            if self.name == "default" {
-                "&*"
-            } else {
-                "resetchannels"
-            }
-            .to_owned(),
-        );
+        // `ACL LIST` starts a list of patterns with `resetchannels`, as Redis does.
+        if !self.all_channels {
+            parts.push("resetchannels".to_owned());
+        }
+        let channels = self.channels_description();
+        if !channels.is_empty() {
+            parts.push(channels);
+        }
         parts.push(self.commands_description());
         parts.join(" ")
     }
+}
+
+/// Whether `user` may use the channels a request names: the channels of `SUBSCRIBE`,
+/// `SSUBSCRIBE`, `PUBLISH` and `SPUBLISH`, the patterns of `PSUBSCRIBE` (Redis checks no others:
+/// unsubscribing and `PUBSUB` introspection are open).
+fn channels_allowed(user: &User, name: &str, args: Args<'_>) -> bool {
+    let (count, is_pattern) = match name {
+        "subscribe" | "ssubscribe" => (usize::MAX, false),
+        "psubscribe" => (usize::MAX, true),
+        "publish" | "spublish" => (1, false),
+        _ => return true,
+    };
+    args.iter()
+        .skip(1)
+        .take(count)
+        .all(|n| user.may_use_channel(n, is_pattern))
 }
 
 /// Why `ACL SETUSER` refused a rule: the rule and Redis's reason.
@@ -494,8 +566,14 @@ impl Acl {
                 ));
             }
         }
+        if !user.all_channels && !channels_allowed(user, cmd.name, args) {
+            return Err(
+                "NOPERM this user has no permissions to access one of the channels used as arguments"
+                    .into(),
+            );
+        }
         // A shard channel sits at a key's position to be routed by its slot, but is no key:
-        // channel rules, not key patterns, would govern it (not enforced yet, see `apply`).
+        // channel rules, not key patterns, govern it.
         if !user.all_keys && cmd.flags & command::PUBSUB == 0 {
             for key in dcache_protocol::commands::keys(cmd.spec, &args).map(|i| args.get(i)) {
                 if !user

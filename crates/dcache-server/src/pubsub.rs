@@ -98,6 +98,16 @@ impl Subscriptions {
         [sets[0].len(), sets[1].len(), sets[2].len()]
     }
 
+    /// Whether every subscription passes `allowed(name, is_pattern)` (shard channels as
+    /// channels).
+    pub fn all(&self, allowed: impl Fn(&[u8], bool) -> bool) -> bool {
+        let sets = self.sets.lock();
+        sets.iter().enumerate().all(|(i, set)| {
+            set.iter()
+                .all(|name| allowed(name, i == Kind::Pattern.index()))
+        })
+    }
+
     /// The count a (un)subscribe reply carries: channels and patterns together, or the shard
     /// channels, as Redis counts them.
     fn reported(sets: &[HashSet<Vec<u8>>; 3], kind: Kind) -> usize {

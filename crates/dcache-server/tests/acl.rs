@@ -131,6 +131,80 @@ async fn deleting_a_user_closes_its_connections() {
     ask(&mut admin, "ACL USERS\r\n", "*1\r\n$7\r\ndefault\r\n").await;
 }
 
+const NOPERM_CHANNEL: &str =
+    "-NOPERM this user has no permissions to access one of the channels used as arguments\r\n";
+
+/// Channel rules as Redis 7 keeps them (checked against redis-server 7.0.15): a new user may use
+/// no channel (`resetchannels`, Redis 7's default); `&pattern` allows the channels it matches for
+/// SUBSCRIBE, SSUBSCRIBE, PUBLISH and SPUBLISH, and itself, letter for letter, for PSUBSCRIBE;
+/// `allchannels` (`&*`) allows all; ACL LIST and GETUSER show them; a subscriber whose user loses
+/// a channel it listens to is disconnected.
+#[tokio::test]
+async fn channel_rules_hold_as_in_redis() {
+    let (node, mut admin) = node_with_app_user().await;
+    let mut app = node.raw().await;
+    ask(&mut app, "AUTH app apppw\r\n", "+OK\r\n").await;
+    ask(&mut admin, "ACL SETUSER app +@pubsub\r\n", "+OK\r\n").await;
+    ask(&mut app, "PUBLISH news hi\r\n", NOPERM_CHANNEL).await;
+    ask(&mut app, "SUBSCRIBE news\r\n", NOPERM_CHANNEL).await;
+    ask(&mut admin, "ACL SETUSER app &news:* &chat\r\n", "+OK\r\n").await;
+    ask(&mut app, "PUBLISH news:eu hi\r\n", ":0\r\n").await;
+    ask(&mut app, "PUBLISH chat hi\r\n", ":0\r\n").await;
+    ask(&mut app, "PUBLISH sport hi\r\n", NOPERM_CHANNEL).await;
+    // One channel out of bounds refuses the whole request.
+    ask(&mut app, "SUBSCRIBE chat sport\r\n", NOPERM_CHANNEL).await;
+    // A pattern must be one of the user's own: news:eu:* is narrower, but refused.
+    ask(&mut app, "PSUBSCRIBE news:eu:*\r\n", NOPERM_CHANNEL).await;
+    let text = read_until_reply(&mut admin, "ACL LIST\r\n").await;
+    assert!(
+        text.contains(" ~app:* resetchannels &news:* &chat -@all "),
+        "{text}"
+    );
+    let getuser = read_until_reply(&mut admin, "ACL GETUSER app\r\n").await;
+    assert!(
+        getuser.contains("$8\r\nchannels\r\n$13\r\n&news:* &chat\r\n"),
+        "{getuser}"
+    );
+    ask(
+        &mut admin,
+        "ACL SETUSER app allchannels &more\r\n",
+        "-ERR Error in ACL SETUSER modifier '&more': Adding a pattern after the * pattern (or the \
+         'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to \
+         start with an empty list of channels\r\n",
+    )
+    .await;
+    // The subscriber keeps its connection while its channels stay allowed, and loses it when
+    // they do not.
+    let mut sub = node.raw().await;
+    ask(&mut sub, "AUTH app apppw\r\n", "+OK\r\n").await;
+    ask(
+        &mut sub,
+        "PSUBSCRIBE news:*\r\n",
+        "*3\r\n$10\r\npsubscribe\r\n$6\r\nnews:*\r\n:1\r\n",
+    )
+    .await;
+    ask(&mut admin, "ACL SETUSER app &more\r\n", "+OK\r\n").await;
+    ask(
+        &mut sub,
+        "SUBSCRIBE chat\r\n",
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nchat\r\n:2\r\n",
+    )
+    .await;
+    ask(
+        &mut admin,
+        "ACL SETUSER app resetchannels &chat\r\n",
+        "+OK\r\n",
+    )
+    .await;
+    assert!(is_closed(&mut sub).await);
+    // The others of the user, subscribed to nothing, stay.
+    ask(&mut app, "PUBLISH chat hi\r\n", ":0\r\n").await;
+    ask(&mut admin, "ACL SETUSER app &*\r\n", "+OK\r\n").await;
+    ask(&mut app, "PUBLISH anything hi\r\n", ":0\r\n").await;
+    let text = read_until_reply(&mut admin, "ACL LIST\r\n").await;
+    assert!(text.contains(" ~app:* &* -@all "), "{text}");
+}
+
 #[tokio::test]
 async fn acl_subcommands_answer_as_redis_does() {
     let (_node, mut admin) = node_with_app_user().await;

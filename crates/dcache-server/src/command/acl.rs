@@ -92,11 +92,7 @@ pub fn acl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out.bulk(b"keys");
             ctx.out.bulk(user.keys_description().as_bytes());
             ctx.out.bulk(b"channels");
-            ctx.out.bulk(if user.name == "default" {
-                &b"&*"[..]
-            } else {
-                b""
-            });
+            ctx.out.bulk(user.channels_description().as_bytes());
             ctx.out.bulk(b"selectors");
             ctx.out.array(0);
         }
@@ -116,6 +112,19 @@ pub fn acl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             })?;
             if let Some(password) = password {
                 ctx.shared.update_config(|c| c.requirepass = password);
+            }
+            // As in Redis, the user's clients subscribed to what it may no longer use are closed.
+            if let Some(user) = acl.user(name.as_bytes(), &requirepass) {
+                for client in ctx.shared.clients() {
+                    if *client.user.lock() == name
+                        && !client
+                            .subscriptions
+                            .all(|channel, is_pattern| user.may_use_channel(channel, is_pattern))
+                    {
+                        client.killed.store(true, Relaxed);
+                        client.kill.notify_one();
+                    }
+                }
             }
             ctx.out.ok();
         }

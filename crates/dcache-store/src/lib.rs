@@ -59,7 +59,10 @@ mod zset;
 
 pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
-pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
+pub use effect::{
+    Applied, Change, DELTA_FORMAT, DecodeError, Delta, EFFECT_FORMAT, Effect, KeyVersion,
+    MAX_EFFECT_LEN,
+};
 pub use entry::{EntryRef, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
 pub use hash::{HashLimits, HashRef, HashValue};

@@ -19,7 +19,7 @@
 //! attempt's leftovers) loses it.
 
 use crate::StoreError;
-use crate::effect::{Change, Effect};
+use crate::effect::{Applied, Change, Effect};
 use crate::entry::OwnedValue;
 use crate::memory::write_cost;
 use crate::shard::{DumpCursor, tombstone_cost};
@@ -123,6 +123,19 @@ impl Store {
     /// # Panics
     /// When the key is longer than [`crate::MAX_KEY_LEN`] (decoded effects never are).
     pub fn restore(&self, effect: Effect, now: u64) -> Result<bool, StoreError> {
+        Ok(self.restore_checked(effect, now)? == Applied::Changed)
+    }
+
+    /// [`Store::restore`], saying also when a [`Change::Delta`] was stale: it found the key
+    /// elsewhere than at its base, changed nothing, and its sender must send the key's whole
+    /// state instead.
+    ///
+    /// # Errors
+    /// As [`Store::restore`].
+    ///
+    /// # Panics
+    /// As [`Store::restore`].
+    pub fn restore_checked(&self, effect: Effect, now: u64) -> Result<Applied, StoreError> {
         let Effect {
             key,
             version,
@@ -138,6 +151,7 @@ impl Store {
                 Some(self.admit(&key, write_cost(key.bytes.len()) + value_cost(value))?)
             }
             Change::Append(value) => Some(self.admit(&key, value_cost(value))?),
+            Change::Delta(delta) => Some(self.admit(&key, value_cost(&delta.put))?),
         };
         let applied = self.lock(&key).apply(&key, version, change, now);
         drop(room);

@@ -70,7 +70,9 @@ pub use list::{End, ListRef, ListValue, max_listpack_size, set_max_listpack_size
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use removed::RemovedKeys;
 pub use set::{Member, SetEncoding, SetLimits, SetRef, SetValue, member_int};
-pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
+pub use shard::{
+    DumpCursor, HashMut, Lookup, Modify, SetMut, Shard, ShardStats, TOMBSTONE_OVERHEAD, ZSetMut,
+};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
 pub use zset::{ZSetLimits, ZSetRef, ZSetValue};
 

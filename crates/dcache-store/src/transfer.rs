@@ -24,6 +24,7 @@ use crate::entry::OwnedValue;
 use crate::memory::write_cost;
 use crate::shard::{DumpCursor, tombstone_cost};
 use crate::store::Store;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What a value costs the budget beyond its key's entry.
 fn value_cost(value: &OwnedValue) -> usize {
@@ -189,6 +190,31 @@ impl Store {
     pub fn effect_of(&self, key: &[u8], now: u64) -> Effect {
         let key = self.key(key);
         self.lock(&key).effect_of(&key, now)
+    }
+
+    /// What replication sends after a write of `key`: the write's [`Change::Delta`] when one
+    /// was recorded (see [`Store::set_record_deltas`]) and it is still the key's newest change,
+    /// else [`Store::effect_of`]. A delta is taken once: a second call for the same write gets
+    /// the whole state.
+    pub fn replication_effect(&self, key: &[u8], now: u64) -> Effect {
+        let key = self.key(key);
+        self.lock(&key).replication_effect(&key, now)
+    }
+
+    /// Turns on or off recording, for each write to a large hash, set or sorted set, the
+    /// elements it touched, which [`Store::replication_effect`] then sends as a delta. Off by
+    /// default: with nothing to replicate to, no write pays for it.
+    pub fn set_record_deltas(&self, on: bool) {
+        self.record_deltas.store(on, Relaxed);
+        for index in 0..self.shard_count() {
+            self.lock_shard(index).set_record_deltas(on);
+        }
+    }
+
+    /// Whether writes record deltas: see [`Store::set_record_deltas`].
+    #[must_use]
+    pub fn records_deltas(&self) -> bool {
+        self.record_deltas.load(Relaxed)
     }
 }
 

@@ -365,3 +365,126 @@ fn a_value_changed_by_deltas_counts_the_memory_of_the_same_value_put() {
     assert_eq!(shape(copy.as_value()), shape(value.as_value()));
     assert_eq!(by_delta.used_memory(), by_put.used_memory());
 }
+
+/// Adds `member` at `score` to the sorted set `key` (created when absent, under the default
+/// limits), as ZADD does.
+fn zadd(store: &Store, key: &[u8], members: &[(&str, f64)]) {
+    let k = store.key(key);
+    let mut shard = store.lock(&k);
+    let mut m = shard
+        .modify(&k, NOW, Some(dcache_store::Kind::ZSet))
+        .unwrap();
+    let mut z = m.zset_mut().unwrap();
+    for (member, score) in members {
+        z.insert_with(member.as_bytes(), *score, ZSetLimits::default());
+    }
+}
+
+fn zrem(store: &Store, key: &[u8], member: &str) {
+    let k = store.key(key);
+    let mut shard = store.lock(&k);
+    let mut m = shard.modify(&k, NOW, None).unwrap();
+    m.zset_mut().unwrap().remove(member.as_bytes());
+}
+
+/// `store`'s effect for a write of `key`, applied to `copy`: what it was, and the copies equal
+/// after.
+fn replicate(store: &Store, copy: &Store, key: &[u8]) -> Effect {
+    let effect = store.replication_effect(key, NOW);
+    copy.restore(effect.clone(), NOW).unwrap();
+    assert_eq!(value_of(copy, key), value_of(store, key));
+    effect
+}
+
+#[test]
+fn a_write_to_a_large_value_replicates_as_a_delta_and_others_go_whole() {
+    let (store, copy) = (
+        Store::new(StoreConfig::default()),
+        Store::new(StoreConfig::default()),
+    );
+    store.set_record_deltas(true);
+    let is_delta = |e: &Effect| matches!(e.change, Change::Delta(_));
+    // Created by the write, and compact: whole.
+    zadd(&store, b"z", &[("a", 1.0)]);
+    assert!(!is_delta(&replicate(&store, &copy, b"z")));
+    // Grown past the compact form by one write: the form changed, so whole.
+    let many: Vec<(String, f64)> = members(300).collect();
+    let many: Vec<(&str, f64)> = many.iter().map(|(m, s)| (m.as_str(), *s)).collect();
+    zadd(&store, b"z", &many);
+    assert!(!is_delta(&replicate(&store, &copy, b"z")));
+    // Large now: one member added, one removed, each a small delta.
+    zadd(&store, b"z", &[("new", 0.5)]);
+    let added = replicate(&store, &copy, b"z");
+    assert!(is_delta(&added), "{added:?}");
+    assert!(added.encoded_len() < 100, "{}", added.encoded_len());
+    zrem(&store, b"z", "member7");
+    assert!(is_delta(&replicate(&store, &copy, b"z")));
+    // Taken once: the same write asked again goes whole.
+    assert!(!is_delta(&store.replication_effect(b"z", NOW)));
+    // Two writes before either is taken: both whole, so that the copy never gets a delta
+    // whose base it has not seen.
+    zadd(&store, b"z", &[("x", 1.0)]);
+    zadd(&store, b"z", &[("y", 2.0)]);
+    assert!(!is_delta(&replicate(&store, &copy, b"z")));
+    assert!(!is_delta(&replicate(&store, &copy, b"z")));
+    // Emptying the key goes as a Delete.
+    let k = store.key(b"z");
+    {
+        let mut shard = store.lock(&k);
+        let mut m = shard.modify(&k, NOW, None).unwrap();
+        let dcache_store::Value::ZSet(z) = m.value() else {
+            unreachable!()
+        };
+        let names: Vec<Vec<u8>> = z.iter().map(|(n, _)| n.to_vec()).collect();
+        let mut z = m.zset_mut().unwrap();
+        names.iter().for_each(|n| {
+            z.remove(n);
+        });
+    }
+    assert!(matches!(
+        replicate(&store, &copy, b"z").change,
+        Change::Delete
+    ));
+    // With recording off, nothing is recorded.
+    store.set_record_deltas(false);
+    zadd(&store, b"w", &many);
+    zadd(&store, b"w", &[("new", 0.5)]);
+    assert!(!is_delta(&replicate(&store, &copy, b"w")));
+}
+
+#[test]
+fn hash_and_set_writes_replicate_as_deltas() {
+    let (store, copy) = (
+        Store::new(StoreConfig::default()),
+        Store::new(StoreConfig::default()),
+    );
+    store.set_record_deltas(true);
+    for key in [&b"h"[..], b"s"] {
+        let value = if key == b"h" {
+            hash((0..300).map(|i| (format!("f{i}"), format!("v{i}"))))
+        } else {
+            set((0..300).map(|i| format!("m{i}")))
+        };
+        store
+            .restore(put(key, 10, value.clone(), None), NOW)
+            .unwrap();
+        copy.restore(put(key, 10, value, None), NOW).unwrap();
+        let k = store.key(key);
+        {
+            let mut shard = store.lock(&k);
+            let mut m = shard.modify(&k, NOW, None).unwrap();
+            if key == b"h" {
+                let mut h = m.hash_mut().unwrap();
+                h.insert(b"f1", b"changed");
+                h.insert(b"fresh", b"x");
+                h.remove(b"f2");
+            } else {
+                let mut s = m.set_mut().unwrap();
+                s.insert(b"fresh");
+                s.remove(b"m2");
+            }
+        }
+        let effect = replicate(&store, &copy, key);
+        assert!(matches!(effect.change, Change::Delta(_)), "{effect:?}");
+    }
+}

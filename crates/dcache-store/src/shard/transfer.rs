@@ -128,6 +128,39 @@ fn chunk(a: Value<'_>, from: usize, budget: usize, scan: usize) -> (OwnedValue, 
     }
 }
 
+/// Sets a delta's `put` elements in `current` and removes its `removed` ones, in `current`'s
+/// own form with no limit but a compact form's safety cap (as an `Append`'s): the form is the
+/// sender's, which the caller checked is the delta's. A delta of another type does nothing.
+pub(super) fn apply_elements(delta: &Delta, current: &mut Aggregate) {
+    match (&delta.put, current) {
+        (OwnedValue::Hash(put), Aggregate::Hash(h)) => {
+            put.iter().for_each(|(f, v)| {
+                h.insert_in_form(f, v);
+            });
+            delta.removed.iter().for_each(|f| {
+                h.remove(f);
+            });
+        }
+        (OwnedValue::Set(put), Aggregate::Set(s)) => {
+            put.iter().for_each(|m| {
+                s.insert_in_form(&m);
+            });
+            delta.removed.iter().for_each(|m| {
+                s.remove(m);
+            });
+        }
+        (OwnedValue::ZSet(put), Aggregate::ZSet(z)) => {
+            put.iter().for_each(|(m, score)| {
+                z.insert_in_form(m, score);
+            });
+            delta.removed.iter().for_each(|m| {
+                z.remove(m);
+            });
+        }
+        _ => {}
+    }
+}
+
 /// Whether an aggregate is in a compact form (a string counts as one: it goes whole).
 fn is_compact(a: Value<'_>) -> bool {
     match a {
@@ -521,36 +554,7 @@ impl Shard {
             return Applied::Stale;
         }
         let before = self.mem_at(cell);
-        // Elements go into the key's own form with no limit but a compact form's safety cap, as
-        // an `Append`'s do: the form is the sender's, which the delta checked is unchanged.
-        self.with_aggregate(cell, |current| match (&delta.put, current) {
-            (OwnedValue::Hash(put), Aggregate::Hash(h)) => {
-                put.iter().for_each(|(f, v)| {
-                    h.insert_in_form(f, v);
-                });
-                delta.removed.iter().for_each(|f| {
-                    h.remove(f);
-                });
-            }
-            (OwnedValue::Set(put), Aggregate::Set(s)) => {
-                put.iter().for_each(|m| {
-                    s.insert_in_form(&m);
-                });
-                delta.removed.iter().for_each(|m| {
-                    s.remove(m);
-                });
-            }
-            (OwnedValue::ZSet(put), Aggregate::ZSet(z)) => {
-                put.iter().for_each(|(m, score)| {
-                    z.insert_in_form(m, score);
-                });
-                delta.removed.iter().for_each(|m| {
-                    z.remove(m);
-                });
-            }
-            // The kinds were checked above, and a delta of a list or a string does not decode.
-            _ => {}
-        });
+        self.with_aggregate(cell, |current| apply_elements(&delta, current));
         self.used = self.used + self.mem_at(cell) - before;
         self.entry_at_mut(cell).version = version;
         let expire_at = delta.expire_at.unwrap_or(0);

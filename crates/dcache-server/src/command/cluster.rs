@@ -118,8 +118,9 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let from = String::from_utf8_lossy(args.get(2)).into_owned();
             let epoch = u64::try_from(int_arg(args.get(3))?).map_err(|_| Error::from(BAD_SLOT))?;
             let offset = int_arg(args.get(4))?;
+            let last = u64::try_from(offset).map_err(|_| Error::from(BAD_SLOT))?;
             if let Some(ack) =
-                crate::replicate::apply(ctx.shared, &from, epoch, args.get(5), ctx.now)?
+                crate::replicate::apply(ctx.shared, &from, epoch, last, args.get(5), ctx.now)?
             {
                 ctx.conn.hold = Some(ack);
             }

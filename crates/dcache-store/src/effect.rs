@@ -23,8 +23,9 @@
 //! that started over) replaces the list rather than doing nothing.
 //!
 //! Every type travels the same way: the effect names the type and carries the elements, so a
-//! write of any type replicates as its key's new state, and a new type needs a new tag and
-//! value encoding, not a new protocol.
+//! write of any type replicates as its key's new state (a write to a large hash, set or sorted
+//! set as a `Delta` of the elements it touched, when the store records them: see
+//! `shard/record.rs`), and a new type needs a new tag and value encoding, not a new protocol.
 //!
 //! An aggregate travels with its form (its `OBJECT ENCODING`), and is rebuilt in that form
 //! whatever the receiver's limits: a copy answers as the original did after a failover or a

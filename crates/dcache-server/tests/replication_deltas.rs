@@ -295,3 +295,37 @@ async fn replication_deltas_is_a_node_setting() {
     let want = value_on(holders[0], key);
     assert!(want.is_some() && value_on(holders[1], key) == want);
 }
+
+/// Under `quorum`, two copies coordinate writes to one large sorted set at once: their deltas
+/// cross (each copy's base is the other's stale one), the copies that cannot apply one are
+/// sent the whole key, and every copy ends with the same value (the newest, as without deltas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_quorum_coordinators_writing_one_large_key_leave_equal_copies() {
+    let (control, nodes) = replicated(3, Settings::new(2, Strategy::Quorum), enabled()).await;
+    let key = "{both}:zset";
+    let holders = copies(&control, &nodes, key);
+    let mut first = patient(holders[0]).await;
+    run(&mut first, &load("zset", key, 10_000)).await;
+    wait_for_copies(&mut first, 2).await;
+    let mut second = patient(holders[1]).await;
+    let write = async |con: &mut redis::aio::MultiplexedConnection, tag: &str| {
+        for i in 0..50 {
+            let args = [
+                "ZADD".to_string(),
+                key.into(),
+                "0.5".into(),
+                format!("{tag}:{i}"),
+            ];
+            run(con, &args).await;
+        }
+    };
+    tokio::join!(write(&mut first, "a"), write(&mut second, "b"));
+    wait_for_copies(&mut first, 2).await;
+    wait_for_copies(&mut second, 2).await;
+    let values: Vec<_> = holders.iter().map(|n| value_on(n, key)).collect();
+    assert!(values[0].is_some());
+    assert!(
+        values.iter().all(|v| *v == values[0]),
+        "the copies differ after both coordinators' writes"
+    );
+}

@@ -280,7 +280,11 @@ async fn replication_deltas_is_a_node_setting() {
     assert_eq!(got, ["replication-deltas", "yes"]);
     let error =
         common::error_text(&mut con, &["CONFIG", "SET", "replication-deltas", "maybe"]).await;
-    assert!(error.contains("replication-deltas"), "{error}");
+    assert_eq!(
+        error,
+        "ERR CONFIG SET failed (possibly related to argument 'replication-deltas') - argument \
+         must be 'yes' or 'no'"
+    );
     for (setting, delta) in [("no", 0), ("yes", 1)] {
         let _: String = query(&mut con, &["CONFIG", "SET", "replication-deltas", setting]).await;
         let before = counter(&mut con, "replication_delta_effects").await;

@@ -149,7 +149,9 @@ impl<'a> Modify<'a> {
     /// The list, for changing; `None` when the value is not a list. (A list's write always
     /// replicates whole.)
     pub fn list_mut(&mut self) -> Option<&mut ListValue> {
-        self.rec.whole();
+        if self.value().kind() == Kind::List {
+            self.rec.whole();
+        }
         match self.aggregate_mut(Kind::List)? {
             Aggregate::List(l) => Some(l),
             _ => None,

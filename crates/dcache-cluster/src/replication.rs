@@ -462,6 +462,44 @@ impl<E: Clone, T> Replicator<E, T> {
         }
     }
 
+    /// The item at `offset` of `peer`'s stream, while it is unacknowledged and in the backlog.
+    #[must_use]
+    pub fn item(&self, peer: &str, offset: u64) -> Option<&E> {
+        let stream = self.streams.get(peer)?;
+        if offset <= stream.acked || offset < stream.first || offset > stream.queued {
+            return None;
+        }
+        stream.backlog.get((offset - stream.first) as usize)
+    }
+
+    /// Puts `item` in place of the item at `offset` of `peer`'s stream (one the peer could not
+    /// apply: a delta whose base it does not hold, replaced by the key's whole state). The
+    /// offset stays, so every write waiting on it (and every `WAIT` mark) waits for the new
+    /// item. False when the item is acknowledged or no longer in the backlog.
+    pub fn replace(&mut self, peer: &str, offset: u64, item: E) -> bool {
+        let Some(stream) = self.streams.get_mut(peer) else {
+            return false;
+        };
+        if offset <= stream.acked || offset < stream.first || offset > stream.queued {
+            return false;
+        }
+        let Some(slot) = stream.backlog.get_mut((offset - stream.first) as usize) else {
+            return false;
+        };
+        *slot = item.clone();
+        // A waiting write keeps its items to send to copies a new layout adds: the newest.
+        for waiter in self.waiters.values_mut() {
+            for group in &mut waiter.groups {
+                for part in &mut group.parts {
+                    if part.peer == peer && part.offset == offset {
+                        part.item = item.clone();
+                    }
+                }
+            }
+        }
+        true
+    }
+
     /// The peers whose streams hold items not handed out yet.
     pub fn ready(&self) -> impl Iterator<Item = &str> + '_ {
         self.streams

@@ -509,6 +509,10 @@ pub struct NodeConfig {
     pub write_quorum: Option<u8>,
     /// `quorum`: copies a read asks; unset: a majority.
     pub read_quorum: Option<u8>,
+    /// Whether a write to a large hash, set or sorted set sends its copies only the elements
+    /// it changed (a delta; the key's whole state when a copy cannot apply it), rather than
+    /// the key's whole state. This node's own choice: every node reads deltas.
+    pub replication_deltas: YesNo,
 }
 
 impl Default for NodeConfig {
@@ -560,6 +564,7 @@ impl Default for NodeConfig {
             sync_replicas: None,
             write_quorum: None,
             read_quorum: None,
+            replication_deltas: YesNo(true),
         }
     }
 }

@@ -149,7 +149,8 @@ fn replication(out: &mut String, shared: &Shared) {
          replication_sync_replicas:{}\r\nreplication_write_quorum:{}\r\n\
          replication_read_quorum:{}\r\nreplication_waiting_writes:{}\r\n\
          replication_timed_out_writes:{}\r\nreplication_applied_items:{}\r\n\
-         replication_dropped_items:{}\r\n",
+         replication_dropped_items:{}\r\nreplication_effect_bytes:{}\r\n\
+         replication_delta_effects:{}\r\nreplication_stale_resends:{}\r\n",
         view.me,
         settings.strategy.as_str(),
         settings.replicas,
@@ -164,6 +165,15 @@ fn replication(out: &mut String, shared: &Shared) {
             .applied_items
             .load(std::sync::atomic::Ordering::Relaxed),
         replication.dropped(),
+        replication
+            .effect_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        replication
+            .delta_effects
+            .load(std::sync::atomic::Ordering::Relaxed),
+        replication
+            .stale_resends
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
 }
 

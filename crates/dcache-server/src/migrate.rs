@@ -78,6 +78,7 @@ pub async fn follow(
                     0
                 });
             cluster.set_topology(Arc::clone(&next));
+            crate::replicate::follow_deltas(&shared);
             drop_foreign_slots(&shared, &previous, &next, Foreign::Lost).await;
             let me = cluster.view().me.clone();
             // Gone from the topology after asking to leave: once its slots were handed off, or

@@ -37,6 +37,7 @@ use dcache_cluster::replication::{Layout, Mode, Outcome, Replicator, Submitted};
 use dcache_cluster::{NodeId, Topology};
 use dcache_placement::SLOTS;
 use dcache_protocol::Frame;
+use dcache_store::Applied;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -167,6 +168,12 @@ pub struct Replication {
     /// Counters for INFO.
     pub applied_items: AtomicU64,
     pub timed_out: AtomicU64,
+    /// Encoded bytes of the effects writes sent (once per write, whatever the copies).
+    pub effect_bytes: AtomicU64,
+    /// How many of those effects were deltas.
+    pub delta_effects: AtomicU64,
+    /// Items a copy answered `STALE` for, replaced by their key's whole state.
+    pub stale_resends: AtomicU64,
 }
 
 impl std::fmt::Debug for Replication {
@@ -229,6 +236,9 @@ impl Replication {
             progress: Notify::new(),
             applied_items: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
+            effect_bytes: AtomicU64::new(0),
+            delta_effects: AtomicU64::new(0),
+            stale_resends: AtomicU64::new(0),
         }
     }
 
@@ -511,11 +521,37 @@ pub fn before_read(shared: &Shared, slot: u16) -> Option<Ack> {
     }
 }
 
-/// The encoded effect of `key` as it is now, with its slot: what a write sends to the copies.
+/// What a write of `key` sends to the copies, with its slot: the write's delta when the store
+/// recorded one (a large hash, set or sorted set: see [`follow_deltas`]), else the key's
+/// whole state as it is now.
 #[must_use]
 pub fn item_of(shared: &Shared, key: &[u8], now: u64) -> (u16, Bytes) {
-    let effect = shared.store.effect_of(key, now);
-    (dcache_placement::slot(key), Bytes::from(encoded(&effect)))
+    let effect = shared.store.replication_effect(key, now);
+    let item = Bytes::from(encoded(&effect));
+    if let Some(cluster) = &shared.cluster {
+        let replication = &cluster.replication;
+        replication
+            .effect_bytes
+            .fetch_add(item.len() as u64, Ordering::Relaxed);
+        if matches!(effect.change, dcache_store::Change::Delta(_)) {
+            replication.delta_effects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    (dcache_placement::slot(key), item)
+}
+
+/// Turns the store's delta recording on when writes replicate and `replication-deltas` is
+/// on, off otherwise (so that no write pays for it with nothing to send). Called on every new
+/// topology and on `CONFIG SET replication-deltas`.
+pub fn follow_deltas(shared: &Shared) {
+    let active = shared
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.replication.active());
+    let on = active && shared.config().replication_deltas.0;
+    if shared.store.records_deltas() != on {
+        shared.store.set_record_deltas(on);
+    }
 }
 
 fn encoded(effect: &dcache_store::Effect) -> Vec<u8> {
@@ -524,16 +560,22 @@ fn encoded(effect: &dcache_store::Effect) -> Vec<u8> {
     buf
 }
 
-/// `CLUSTER APPLY epoch offset effects`: applies a batch from a peer. `Ok(None)` when it may be
-/// acknowledged at once, `Ok(Some(ack))` for the acknowledgement of this node's successors (a
-/// chain; complete at once otherwise).
+/// `CLUSTER APPLY epoch offset effects`: applies a batch from a peer, whose last item is at
+/// `last` of the peer's stream. `Ok(None)` when it may be acknowledged at once, `Ok(Some(ack))`
+/// for the acknowledgement of this node's successors (a chain; complete at once otherwise).
+///
+/// A delta whose base this copy does not hold stops the batch: `STALE <offset>` names it, and
+/// nothing of the batch is acknowledged or sent on (the sender puts the key's whole state at
+/// that offset and sends again from its last acknowledged one; the items before it applied
+/// here come again as harmless duplicates).
 ///
 /// # Errors
-/// `TRYAGAIN` when this node has another epoch than the sender's; bad effects.
+/// `TRYAGAIN` when this node has another epoch than the sender's; bad effects; `STALE`.
 pub fn apply(
     shared: &Shared,
     from: &str,
     epoch: u64,
+    last: u64,
     body: &[u8],
     now: u64,
 ) -> Result<Option<Ack>, String> {
@@ -560,16 +602,21 @@ pub fn apply(
             layout.position(slot, &replication.me) == Some(0),
         )
     };
-    let mut items = Vec::new();
+    // Decoded whole first: an item's offset counts from the end of the batch.
+    let mut decoded = Vec::new();
     let mut rest = body;
-    let mut held: Option<(u16, (bool, bool))> = None;
     while !rest.is_empty() {
         let (effect, used) = dcache_store::Effect::decode(rest)
             .map_err(|e| format!("ERR bad effect: {e}"))?
             .ok_or("ERR bad effect: truncated")?;
-        let slot = dcache_placement::slot(&effect.key);
-        let raw = Bytes::copy_from_slice(&rest[..used]);
+        decoded.push((effect, Bytes::copy_from_slice(&rest[..used])));
         rest = &rest[used..];
+    }
+    let first = (last + 1).saturating_sub(decoded.len() as u64);
+    let mut items = Vec::new();
+    let mut held: Option<(u16, (bool, bool))> = None;
+    for (at, (effect, raw)) in decoded.into_iter().enumerate() {
+        let slot = dcache_placement::slot(&effect.key);
         let (mine, primary) = match held {
             Some((s, roles)) if s == slot => roles,
             _ => {
@@ -584,7 +631,12 @@ pub fn apply(
             continue;
         }
         let key = shared.tracking.active().then(|| effect.key.clone());
-        restore_from_copy(shared, primary, effect, now);
+        if restore_from_copy(shared, primary, effect, now) == Applied::Stale {
+            replication
+                .applied_items
+                .fetch_add(items.len() as u64, Ordering::Relaxed);
+            return Err(format!("STALE {}", first + at as u64));
+        }
         if let Some(key) = key {
             // A write made elsewhere: the clients that read the key here are told.
             shared
@@ -608,14 +660,14 @@ pub fn apply(
 /// restored by version. At the slot's primary (`quorum`, where any copy coordinates) it counts as
 /// a write to the slot: while the primary moves the slot away the key is recorded for the move
 /// to copy again, paused or not (the other copies flush what they coordinated to the primary
-/// while it holds the slot paused: [`flush_copies`]). Returns whether it changed anything (a copy
-/// that has no room for it evicts on its own: the key is a miss later, not an error).
+/// while it holds the slot paused: [`flush_copies`]). Returns what it did (a copy that has no
+/// room for it evicts on its own: the key is a miss later, not an error, and `Unchanged`).
 fn restore_from_copy(
     shared: &Shared,
     primary: bool,
     effect: dcache_store::Effect,
     now: u64,
-) -> bool {
+) -> Applied {
     // A client blocked on the key here (under `quorum`, where any copy takes writes) may take
     // what another copy pushed.
     let wake = (shared.blocking.blocked() != 0).then(|| effect.key.clone());
@@ -624,16 +676,25 @@ fn restore_from_copy(
             let slot = dcache_placement::slot(&effect.key);
             let watched = cluster.enter_effect(slot);
             let key = watched.then(|| effect.key.clone());
-            let changed = shared.store.restore(effect, now).unwrap_or(false);
+            let applied = restore_checked(shared, effect, now);
             cluster.leave(slot, watched, key.as_deref().into_iter());
-            changed
+            applied
         }
-        _ => shared.store.restore(effect, now).unwrap_or(false),
+        _ => restore_checked(shared, effect, now),
     };
-    if changed && let Some(key) = wake {
+    if changed == Applied::Changed
+        && let Some(key) = wake
+    {
         shared.blocking.ready(&key);
     }
     changed
+}
+
+fn restore_checked(shared: &Shared, effect: dcache_store::Effect, now: u64) -> Applied {
+    shared
+        .store
+        .restore_checked(effect, now)
+        .unwrap_or(Applied::Unchanged)
 }
 
 /// How long a write waits for its copies before it is answered `-NOREPLICAS`: past the time a
@@ -709,7 +770,13 @@ async fn peer_task(
         match stream_to(&shared, &peer, &host, port, &notify, &mut stop).await {
             // Stopping, or the peer left: the top of the loop tells which.
             Ok(()) => {}
-            Err(e) => {
+            // The peer could not apply a delta: the key's whole state goes in its place, and
+            // the stream goes again from the last acknowledged item, without a pause.
+            Err(Broken::Stale(offset)) => {
+                replace_stale(&shared, &peer, offset);
+                replication.core.lock().rewind(&peer);
+            }
+            Err(Broken::Other(e)) => {
                 tracing::debug!("replication to {host}:{port}: {e}");
                 replication.core.lock().rewind(&peer);
                 tokio::select! {
@@ -721,6 +788,49 @@ async fn peer_task(
     }
 }
 
+/// Puts the whole state of the key of `peer`'s item at `offset` in its place: the item is a
+/// delta the peer answered `STALE` for. This node holds the write (or a newer state of the
+/// key), so the replacement is at least as new as the delta: holding it means holding the
+/// write. Nothing to do when the item left the backlog (acknowledged, or dropped from a full
+/// one).
+fn replace_stale(shared: &Shared, peer: &str, offset: u64) {
+    let cluster = shared.cluster.as_ref().expect("in a cluster");
+    let replication = &cluster.replication;
+    let item = replication.core.lock().item(peer, offset).cloned();
+    let Some(item) = item else {
+        return;
+    };
+    let Ok(Some((effect, _))) = dcache_store::Effect::decode(&item) else {
+        return;
+    };
+    // Read without the core's lock: a write takes the shard's lock, then the core's.
+    let now = shared.clock.now_ms();
+    let whole = Bytes::from(encoded(&shared.store.effect_of(&effect.key, now)));
+    if replication.core.lock().replace(peer, offset, whole) {
+        replication.stale_resends.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection to a peer ended.
+#[derive(Debug)]
+enum Broken {
+    /// The peer answered `STALE` for the item at this offset.
+    Stale(u64),
+    Other(String),
+}
+
+impl From<String> for Broken {
+    fn from(e: String) -> Self {
+        Broken::Other(e)
+    }
+}
+
+impl From<&str> for Broken {
+    fn from(e: &str) -> Self {
+        Broken::Other(e.to_owned())
+    }
+}
+
 /// One connection's life: send batches (at most [`WINDOW`] unanswered), read acknowledgements.
 async fn stream_to(
     shared: &Shared,
@@ -729,7 +839,7 @@ async fn stream_to(
     port: u16,
     notify: &Notify,
     stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), Broken> {
     let cluster = shared.cluster.as_ref().expect("in a cluster");
     let replication = &cluster.replication;
     let addr: SocketAddr = tokio::net::lookup_host((host, port))
@@ -794,7 +904,12 @@ async fn stream_to(
             input.drain(..used);
             let offset = unanswered.pop_front().ok_or("an answer to nothing")?;
             match (frame, offset) {
-                (Frame::Error(e), _) => return Err(format!("refused: {e}")),
+                (Frame::Error(e), _) => {
+                    return Err(match e.strip_prefix("STALE ").map(str::parse) {
+                        Some(Ok(offset)) => Broken::Stale(offset),
+                        _ => Broken::Other(format!("refused: {e}")),
+                    });
+                }
                 (_, Some(offset)) => replication.acked(peer, offset),
                 (_, None) => {}
             }
@@ -967,7 +1082,7 @@ pub fn take_repair(shared: &Shared, mut body: &[u8], now: u64) -> Result<usize, 
         let primary = view
             .as_ref()
             .is_some_and(|v| v.mine(dcache_placement::slot(&effect.key)));
-        if restore_from_copy(shared, primary, effect, now) {
+        if restore_from_copy(shared, primary, effect, now) == Applied::Changed {
             applied += 1;
         }
     }

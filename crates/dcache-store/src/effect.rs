@@ -11,6 +11,7 @@
 //! | `Put { value, expire_at }` | no entry, or an entry or tombstone older than the effect | replaces the entry and drops the tombstone (an expiry already past removes the entry instead, and leaves a tombstone†) |
 //! | `Append(value)` | an aggregate of the same type at exactly the effect's version | adds the value's elements to it (fields and members by name; a list's at its tail) |
 //! | `Delete` | no entry, or an entry or tombstone older than the effect | removes the entry, and leaves a tombstone† at the effect's version |
+//! | `Delta { base, base_len, form, put, removed, expire_at }` | a live entry of the same type at exactly `base`, with `base_len` elements in form `form` | sets the `put` elements, removes the `removed` ones, sets the version and expiry (an emptied value or a past expiry removes the key, leaving a tombstone†) |
 //!
 //! † With tombstones on (see below); without them, the node keeps nothing of a deleted key.
 //!
@@ -22,8 +23,9 @@
 //! that started over) replaces the list rather than doing nothing.
 //!
 //! Every type travels the same way: the effect names the type and carries the elements, so a
-//! write of any type replicates as its key's new state, and a new type needs a new tag and
-//! value encoding, not a new protocol.
+//! write of any type replicates as its key's new state (a write to a large hash, set or sorted
+//! set as a `Delta` of the elements it touched, when the store records them: see
+//! `shard/record.rs`), and a new type needs a new tag and value encoding, not a new protocol.
 //!
 //! An aggregate travels with its form (its `OBJECT ENCODING`), and is rebuilt in that form
 //! whatever the receiver's limits: a copy answers as the original did after a failover or a
@@ -55,20 +57,29 @@
 //! snapshot); a tombstone dropped early opens that window early, for at most the rest of its
 //! life.
 //!
-//! # Encoding (format 2)
+//! A `Delta` that finds the key anywhere else than at its base (behind, at another writer's
+//! version, absent, holding part of a value) is *stale*: [`crate::Store::restore_checked`] says
+//! so, and the sender sends the key's whole state instead. One at or behind the key's version
+//! here does nothing, like any duplicate.
+//!
+//! # Encoding (format 2, and 3 for deltas)
 //!
 //! Little-endian; `varint` is LEB128 (7 bits a byte, low bits first, at most 10 bytes); `bytes`
 //! is a varint length and that many bytes.
 //!
 //! ```text
 //!   effect  := len:u32 body                    len = the body's length, at most 1 GiB
-//!   body    := format:u8=2 tag:u8 version:u64 key:bytes payload
-//!   tag     := change << 4 | type              change: 0 Delete, 1 Put, 2 Append
+//!   body    := format:u8 tag:u8 version:u64 key:bytes payload
+//!                                              format: 3 for a Delta, else 2
+//!   tag     := change << 4 | type              change: 0 Delete, 1 Put, 2 Append, 3 Delta
 //!                                              type: 0 string, 1 hash, 2 list, 3 set,
 //!                                              4 sorted set; Delete has type 0
 //!   payload := (Delete)   nothing
 //!            | (Put)      expire_at:varint value      0: no expiry
 //!            | (Append)   value
+//!            | (Delta)    base:u64 base_len:varint expire_at:varint form:u8 value
+//!                         count:varint name:bytes × count       (hash, set, sorted set only;
+//!                                              the names removed, none of them in the value)
 //!   value   := (string)   bytes
 //!            | (aggregate) form:u8 count:varint element × count
 //!   form    := (hash)     0 listpack, 1 hashtable
@@ -82,7 +93,9 @@
 //!            | (zset)     member:bytes score:f64      score: IEEE 754 bits as u64, never NaN
 //! ```
 //!
-//! (Format 1 had no `form`.) The length prefix lets a reader frame effects in a stream before
+//! (Format 1 had no `form`. Format 3 adds only the `Delta`: a reader of it reads format 2, and a
+//! writer uses format 3 only for a delta, so that the other effects stay readable by nodes that
+//! know only format 2.) The length prefix lets a reader frame effects in a stream before
 //! decoding them; [`Effect::decode`] says when the buffer does not hold a whole effect yet.
 //! Anything else that is not a well-formed effect is a [`DecodeError`], never a panic: among
 //! them, a field or member that comes twice in one value (no sender writes one; rejecting it
@@ -91,7 +104,7 @@
 //! copy is sorted.
 
 use crate::clock::Version;
-use crate::entry::{MAX_KEY_LEN, OwnedValue};
+use crate::entry::{MAX_KEY_LEN, OwnedValue, Value};
 use crate::hash::HashValue;
 use crate::list::ListValue;
 use crate::set::{SetEncoding, SetValue, member_int};
@@ -100,6 +113,9 @@ use crate::zset::ZSetValue;
 /// The encoding's format version, the first byte of every body.
 pub const EFFECT_FORMAT: u8 = 2;
 
+/// The format of a body that holds a [`Change::Delta`]; a reader of it reads format 2 too.
+pub const DELTA_FORMAT: u8 = 3;
+
 /// The longest body [`Effect::decode`] accepts: larger than any value the server takes (its bulk
 /// limit is 512 MB), small enough that a reader never buffers without bound.
 pub const MAX_EFFECT_LEN: usize = 1 << 30;
@@ -107,6 +123,7 @@ pub const MAX_EFFECT_LEN: usize = 1 << 30;
 const DELETE: u8 = 0;
 const PUT: u8 = 1;
 const APPEND: u8 = 2;
+const DELTA: u8 = 3;
 const STRING: u8 = 0;
 const HASH: u8 = 1;
 const LIST: u8 = 2;
@@ -155,6 +172,41 @@ pub enum Change {
     /// The key is gone: deleted, or expired. With tombstones on, its version is the deletion's
     /// (the key's tombstone), else, for a key that is simply absent, a new one.
     Delete,
+    /// The elements one write touched in a large hash, set or sorted set, applied only to a
+    /// copy at exactly `base` with `base_len` elements in form `form` (see the module docs).
+    /// Element states, not operations: applying it twice gives the same value.
+    Delta(Box<Delta>),
+}
+
+/// What a [`Change::Delta`] carries. Boxed in the change, so that the common effects stay small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// The key's version just before the write.
+    pub base: Version,
+    /// The key's element count at `base`: a copy at `base` holding only part of the value (a
+    /// `Put` whose `Append`s did not all arrive) is not at the base.
+    pub base_len: u64,
+    /// The key's absolute expiry after the write (Unix ms; never `Some(0)`).
+    pub expire_at: Option<u64>,
+    /// The key's form code (see the encoding), the same before and after the write.
+    pub form: u8,
+    /// The touched fields or members that are present after the write, with their new values
+    /// or scores, as a value of the key's type (any form: only its elements count).
+    pub put: OwnedValue,
+    /// The touched fields or members that are absent after the write.
+    pub removed: Vec<Box<[u8]>>,
+}
+
+/// What applying an effect did: see [`crate::Store::restore_checked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The key changed.
+    Changed,
+    /// Nothing changed: a duplicate, a late copy, or an effect superseded here.
+    Unchanged,
+    /// A [`Change::Delta`] that found the key elsewhere than at its base: the sender must send
+    /// the key's whole state. (No other change is ever stale.)
+    Stale,
 }
 
 /// Why bytes are not an effect.
@@ -182,6 +234,8 @@ pub enum DecodeError {
     Duplicate,
     #[error("an intset member is not an integer")]
     NotInteger,
+    #[error("a delta of a string or a list, or in a form its type does not have")]
+    DeltaKind,
 }
 
 impl Effect {
@@ -194,6 +248,14 @@ impl Effect {
                 varint_len(expire_at.unwrap_or(0)) + value_len(value)
             }
             Change::Append(value) => value_len(value),
+            Change::Delta(d) => {
+                8 + varint_len(d.base_len)
+                    + varint_len(d.expire_at.unwrap_or(0))
+                    + 1
+                    + value_len(&d.put)
+                    + varint_len(d.removed.len() as u64)
+                    + d.removed.iter().map(|n| bytes_len(n)).sum::<usize>()
+            }
         };
         4 + 2 + 8 + bytes_len(&self.key) + payload
     }
@@ -211,8 +273,16 @@ impl Effect {
             Change::Delete => DELETE << 4,
             Change::Put { value, .. } => PUT << 4 | type_of(value),
             Change::Append(value) => APPEND << 4 | type_of(value),
+            Change::Delta(d) => DELTA << 4 | type_of(&d.put),
         };
-        out.extend_from_slice(&[EFFECT_FORMAT, tag]);
+        // Only a delta needs format 3, so that every other effect stays readable by a node that
+        // reads format 2 (a rolling upgrade turns deltas on once every node reads format 3).
+        let format = if matches!(self.change, Change::Delta(_)) {
+            DELTA_FORMAT
+        } else {
+            EFFECT_FORMAT
+        };
+        out.extend_from_slice(&[format, tag]);
         out.extend_from_slice(&self.version.0.to_le_bytes());
         put_bytes(out, &self.key);
         match &self.change {
@@ -222,6 +292,15 @@ impl Effect {
                 put_value(out, value);
             }
             Change::Append(value) => put_value(out, value),
+            Change::Delta(d) => {
+                out.extend_from_slice(&d.base.0.to_le_bytes());
+                put_varint(out, d.base_len);
+                put_varint(out, d.expire_at.unwrap_or(0));
+                out.push(d.form);
+                put_value(out, &d.put);
+                put_varint(out, d.removed.len() as u64);
+                d.removed.iter().for_each(|n| put_bytes(out, n));
+            }
         }
     }
 
@@ -243,7 +322,7 @@ impl Effect {
         };
         let mut r = Reader(body);
         let format = r.byte()?;
-        if format != EFFECT_FORMAT {
+        if format != EFFECT_FORMAT && format != DELTA_FORMAT {
             return Err(DecodeError::Format(format));
         }
         let tag = r.byte()?;
@@ -265,6 +344,7 @@ impl Effect {
                 }
             }
             (APPEND, kind @ (STRING | HASH | LIST | SET | ZSET)) => Change::Append(r.value(kind)?),
+            (DELTA, kind) if format == DELTA_FORMAT => Change::Delta(Box::new(r.delta(kind)?)),
             _ => return Err(DecodeError::Tag(tag)),
         };
         if !r.0.is_empty() {
@@ -341,12 +421,17 @@ const SET_TABLE: u8 = 2;
 
 /// The form code of an aggregate (none for a string).
 fn form_of(value: &OwnedValue) -> Option<u8> {
+    form_code(value.as_value())
+}
+
+/// The form code of an aggregate (none for a string): what a [`Delta`]'s `form` names.
+pub(crate) fn form_code(value: Value<'_>) -> Option<u8> {
     let compact = match value {
-        OwnedValue::Str(_) => return None,
-        OwnedValue::Hash(h) => h.is_listpack(),
-        OwnedValue::List(l) => l.encoding() == "listpack",
-        OwnedValue::ZSet(z) => z.is_listpack(),
-        OwnedValue::Set(s) => {
+        Value::Str(_) => return None,
+        Value::Hash(h) => h.is_listpack(),
+        Value::List(l) => l.encoding() == "listpack",
+        Value::ZSet(z) => z.is_listpack(),
+        Value::Set(s) => {
             return Some(match s.encoding() {
                 SetEncoding::Intset => SET_INTSET,
                 SetEncoding::Listpack => SET_LISTPACK,
@@ -437,6 +522,52 @@ impl<'a> Reader<'a> {
             return Err(DecodeError::Score);
         }
         Ok(score)
+    }
+
+    /// A delta's payload, after its tag (see the module docs). A name both put and removed, or
+    /// removed twice, is a [`DecodeError::Duplicate`].
+    fn delta(&mut self, kind: u8) -> Result<Delta, DecodeError> {
+        if !matches!(kind, HASH | SET | ZSET) {
+            return Err(DecodeError::DeltaKind);
+        }
+        let base = Version(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("eight bytes"),
+        ));
+        let base_len = self.varint()?;
+        let expire_at = Some(self.varint()?).filter(|&at| at != 0);
+        let form = self.byte()?;
+        let known = match kind {
+            SET => matches!(form, SET_INTSET | SET_LISTPACK | SET_TABLE),
+            _ => matches!(form, LISTPACK | LARGE),
+        };
+        if !known {
+            return Err(DecodeError::DeltaKind);
+        }
+        let put = self.value(kind)?;
+        let count = self.varint()?;
+        let mut removed: Vec<Box<[u8]>> = Vec::new();
+        let mut seen = hashbrown::HashSet::new();
+        for _ in 0..count {
+            let name = self.bytes()?;
+            let present = match &put {
+                OwnedValue::Hash(h) => h.get(name).is_some(),
+                OwnedValue::Set(s) => s.contains(name),
+                OwnedValue::ZSet(z) => z.score(name).is_some(),
+                OwnedValue::Str(_) | OwnedValue::List(_) => false,
+            };
+            if present || !seen.insert(name) {
+                return Err(DecodeError::Duplicate);
+            }
+            removed.push(name.into());
+        }
+        Ok(Delta {
+            base,
+            base_len,
+            expire_at,
+            form,
+            put,
+            removed,
+        })
     }
 
     /// An aggregate built in the form the effect names, whatever the limits (see the module

@@ -59,7 +59,10 @@ mod zset;
 
 pub use clock::{Hlc, Version};
 pub use config::{EvictionScope, PolicyKind, PolicyName, StoreConfig};
-pub use effect::{Change, DecodeError, EFFECT_FORMAT, Effect, KeyVersion, MAX_EFFECT_LEN};
+pub use effect::{
+    Applied, Change, DELTA_FORMAT, DecodeError, Delta, EFFECT_FORMAT, Effect, KeyVersion,
+    MAX_EFFECT_LEN,
+};
 pub use entry::{EntryRef, Kind, MAX_KEY_LEN, OwnedEntry, OwnedValue, Value};
 pub use glob::glob_match;
 pub use hash::{HashLimits, HashRef, HashValue};
@@ -67,7 +70,9 @@ pub use list::{End, ListRef, ListValue, max_listpack_size, set_max_listpack_size
 pub use memory::{ENTRY_OVERHEAD, VOLATILE_OVERHEAD, alloc_size, write_cost};
 pub use removed::RemovedKeys;
 pub use set::{Member, SetEncoding, SetLimits, SetRef, SetValue, member_int};
-pub use shard::{DumpCursor, Lookup, Modify, Shard, ShardStats, TOMBSTONE_OVERHEAD};
+pub use shard::{
+    DumpCursor, HashMut, Lookup, Modify, SetMut, Shard, ShardStats, TOMBSTONE_OVERHEAD, ZSetMut,
+};
 pub use store::{Key, MultiLock, Room, ScanFilter, Stats, Store};
 pub use zset::{ZSetLimits, ZSetRef, ZSetValue};
 

@@ -16,12 +16,14 @@ use crate::slot_index::SlotLists;
 use crate::store::{Key, hash_key};
 
 mod modify;
+mod record;
 #[cfg(test)]
 mod slot_tests;
 mod tombstones;
 mod transfer;
 
 pub use modify::Modify;
+pub use record::{HashMut, SetMut, ZSetMut};
 pub use tombstones::TOMBSTONE_OVERHEAD;
 use tombstones::Tombstones;
 pub(crate) use tombstones::tombstone_cost;
@@ -100,6 +102,10 @@ pub struct Shard {
     stats: ShardStats,
     /// Where expired and evicted keys are reported (when it is on).
     removed: Arc<crate::RemovedKeys>,
+    /// Whether writes record deltas (see `record`): when something replicates them.
+    record_deltas: bool,
+    /// Deltas recorded and not yet taken by replication.
+    outbox: record::Outbox,
 }
 
 impl Shard {
@@ -143,6 +149,8 @@ impl Shard {
             max_entries,
             stats: ShardStats::default(),
             removed,
+            record_deltas: false,
+            outbox: record::Outbox::default(),
         }
     }
 
@@ -493,6 +501,24 @@ impl Shard {
         match self.lookup_cell(key, now, Lookup::Peek) {
             Some(cell) => Some(KeyVersion::Live(self.entry_at(cell).version)),
             None => self.tomb_of(key, now).map(KeyVersion::Deleted),
+        }
+    }
+
+    /// Turns recording deltas on or off (see `record`).
+    pub(crate) fn set_record_deltas(&mut self, on: bool) {
+        self.record_deltas = on;
+        if !on {
+            self.outbox.clear();
+        }
+    }
+
+    /// What replication sends for a write of `key`: the write's delta if it is the key's
+    /// newest change, else the key's whole state (see [`crate::Store::replication_effect`]).
+    pub(crate) fn replication_effect(&mut self, key: &Key<'_>, now: u64) -> crate::Effect {
+        let delta = self.outbox.take(key.bytes);
+        match (delta, self.version_of(key, now)) {
+            (Some(delta), Some(KeyVersion::Live(v))) if delta.version == v => delta,
+            _ => self.effect_of(key, now),
         }
     }
 

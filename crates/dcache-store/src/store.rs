@@ -62,6 +62,8 @@ pub struct Store {
     seed: u64,
     /// `settings.tombstone_ms`, read without the settings' lock by [`Store::restore`].
     tombstone_ms: AtomicU64,
+    /// Whether writes record deltas: see [`Store::set_record_deltas`].
+    pub(crate) record_deltas: std::sync::atomic::AtomicBool,
     settings: Mutex<StoreConfig>,
     /// [`SetLimits`], read by every set write without a lock.
     set_limits: [AtomicUsize; 3],
@@ -144,6 +146,7 @@ impl Store {
             evict_cursor: AtomicUsize::new(0),
             seed: config.seed,
             tombstone_ms: AtomicU64::new(config.tombstone_ms),
+            record_deltas: std::sync::atomic::AtomicBool::new(false),
             settings: Mutex::new(config),
             set_limits: {
                 let d = SetLimits::default();

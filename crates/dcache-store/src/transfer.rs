@@ -19,11 +19,12 @@
 //! attempt's leftovers) loses it.
 
 use crate::StoreError;
-use crate::effect::{Change, Effect};
+use crate::effect::{Applied, Change, Effect};
 use crate::entry::OwnedValue;
 use crate::memory::write_cost;
 use crate::shard::{DumpCursor, tombstone_cost};
 use crate::store::Store;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What a value costs the budget beyond its key's entry.
 fn value_cost(value: &OwnedValue) -> usize {
@@ -123,6 +124,19 @@ impl Store {
     /// # Panics
     /// When the key is longer than [`crate::MAX_KEY_LEN`] (decoded effects never are).
     pub fn restore(&self, effect: Effect, now: u64) -> Result<bool, StoreError> {
+        Ok(self.restore_checked(effect, now)? == Applied::Changed)
+    }
+
+    /// [`Store::restore`], saying also when a [`Change::Delta`] was stale: it found the key
+    /// elsewhere than at its base, changed nothing, and its sender must send the key's whole
+    /// state instead.
+    ///
+    /// # Errors
+    /// As [`Store::restore`].
+    ///
+    /// # Panics
+    /// As [`Store::restore`].
+    pub fn restore_checked(&self, effect: Effect, now: u64) -> Result<Applied, StoreError> {
         let Effect {
             key,
             version,
@@ -138,6 +152,7 @@ impl Store {
                 Some(self.admit(&key, write_cost(key.bytes.len()) + value_cost(value))?)
             }
             Change::Append(value) => Some(self.admit(&key, value_cost(value))?),
+            Change::Delta(delta) => Some(self.admit(&key, value_cost(&delta.put))?),
         };
         let applied = self.lock(&key).apply(&key, version, change, now);
         drop(room);
@@ -175,6 +190,31 @@ impl Store {
     pub fn effect_of(&self, key: &[u8], now: u64) -> Effect {
         let key = self.key(key);
         self.lock(&key).effect_of(&key, now)
+    }
+
+    /// What replication sends after a write of `key`: the write's [`Change::Delta`] when one
+    /// was recorded (see [`Store::set_record_deltas`]) and it is still the key's newest change,
+    /// else [`Store::effect_of`]. A delta is taken once: a second call for the same write gets
+    /// the whole state.
+    pub fn replication_effect(&self, key: &[u8], now: u64) -> Effect {
+        let key = self.key(key);
+        self.lock(&key).replication_effect(&key, now)
+    }
+
+    /// Turns on or off recording, for each write to a large hash, set or sorted set, the
+    /// elements it touched, which [`Store::replication_effect`] then sends as a delta. Off by
+    /// default: with nothing to replicate to, no write pays for it.
+    pub fn set_record_deltas(&self, on: bool) {
+        self.record_deltas.store(on, Relaxed);
+        for index in 0..self.shard_count() {
+            self.lock_shard(index).set_record_deltas(on);
+        }
+    }
+
+    /// Whether writes record deltas: see [`Store::set_record_deltas`].
+    #[must_use]
+    pub fn records_deltas(&self) -> bool {
+        self.record_deltas.load(Relaxed)
     }
 }
 

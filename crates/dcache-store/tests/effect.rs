@@ -4,8 +4,8 @@ mod common;
 
 use common::{Shape, shape};
 use dcache_store::{
-    Change, DecodeError, EFFECT_FORMAT, Effect, HashLimits, HashValue, ListValue, MAX_EFFECT_LEN,
-    OwnedValue, SetLimits, SetValue, Version, ZSetLimits, ZSetValue,
+    Change, DecodeError, Delta, EFFECT_FORMAT, Effect, HashLimits, HashValue, ListValue,
+    MAX_EFFECT_LEN, OwnedValue, SetLimits, SetValue, Version, ZSetLimits, ZSetValue,
 };
 use proptest::prelude::*;
 
@@ -101,8 +101,47 @@ fn value() -> impl Strategy<Value = OwnedValue> {
 fn shape_of(change: &Change) -> Option<Shape> {
     match change {
         Change::Put { value, .. } | Change::Append(value) => Some(shape(value.as_value())),
+        Change::Delta(d) => Some(shape(d.put.as_value())),
         Change::Delete => None,
     }
+}
+
+/// A delta of a hash, set or sorted set: its removed names are none of its value's.
+fn delta() -> impl Strategy<Value = Change> {
+    (
+        value().prop_filter("an aggregate a delta carries", |v| {
+            matches!(
+                v,
+                OwnedValue::Hash(_) | OwnedValue::Set(_) | OwnedValue::ZSet(_)
+            )
+        }),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of(1..u64::MAX),
+        0..2u8,
+        proptest::collection::btree_set(bytes(20), 0..10),
+    )
+        .prop_map(|(put, base, base_len, expire_at, form, names)| {
+            let present = |n: &[u8]| match &put {
+                OwnedValue::Hash(h) => h.get(n).is_some(),
+                OwnedValue::Set(s) => s.contains(n),
+                OwnedValue::ZSet(z) => z.score(n).is_some(),
+                _ => unreachable!(),
+            };
+            let removed = names
+                .into_iter()
+                .filter(|n| !present(n))
+                .map(Into::into)
+                .collect();
+            Change::Delta(Box::new(Delta {
+                base: Version(base),
+                base_len,
+                expire_at,
+                form,
+                put,
+                removed,
+            }))
+        })
 }
 
 fn effect() -> impl Strategy<Value = Effect> {
@@ -111,6 +150,7 @@ fn effect() -> impl Strategy<Value = Effect> {
         (value(), proptest::option::of(1..u64::MAX))
             .prop_map(|(value, expire_at)| Change::Put { value, expire_at }),
         value().prop_map(Change::Append),
+        delta(),
     ];
     (bytes(64), any::<u64>(), change).prop_map(|(key, v, change)| Effect {
         key: key.into(),

@@ -233,7 +233,7 @@ proptest! {
                     let mut shard = store.lock(&k);
                     let create = add.then_some(Kind::Hash);
                     if let Some(mut m) = shard.modify(&k, NOW, create)
-                        && let Some(h) = m.hash_mut()
+                        && let Some(mut h) = m.hash_mut()
                     {
                         if add { h.insert(b"f", b"v"); } else { h.remove(b"f"); }
                     }

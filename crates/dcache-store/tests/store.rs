@@ -66,7 +66,7 @@ fn accounting_returns_to_zero_after_every_kind_of_change() {
     {
         let mut shard = store.lock(&key);
         let mut m = shard.modify(&key, NOW, Some(Kind::Hash)).unwrap();
-        let h = m.hash_mut().unwrap();
+        let mut h = m.hash_mut().unwrap();
         h.insert(b"f1", b"v1");
         h.insert(b"f2", b"v2");
         h.insert(b"f1", b"a longer v1");
@@ -77,7 +77,7 @@ fn accounting_returns_to_zero_after_every_kind_of_change() {
         let mut shard = store.lock(&key);
         let mut m = shard.modify(&key, NOW, None).unwrap();
         m.set_expire(None);
-        let h = m.hash_mut().unwrap();
+        let mut h = m.hash_mut().unwrap();
         assert!(h.remove(b"f1") && h.remove(b"f2") && !h.remove(b"f3"));
     }
     // A hash left empty is removed.

@@ -47,7 +47,7 @@ fn set_fields(store: &Store, key: &[u8], fields: impl IntoIterator<Item = (Vec<u
     let key = store.key(key);
     let mut shard = store.lock(&key);
     let mut m = shard.modify(&key, NOW, Some(Kind::Hash)).unwrap();
-    let h = m.hash_mut().unwrap();
+    let mut h = m.hash_mut().unwrap();
     for (f, v) in fields {
         h.insert(&f, &v);
     }
@@ -216,7 +216,7 @@ fn a_large_hash_changed_between_calls_arrives_whole_with_the_writes_that_follow(
         let k = source.key(b"big");
         let mut shard = source.lock(&k);
         let mut m = shard.modify(&k, NOW, None).unwrap();
-        let h = m.hash_mut().unwrap();
+        let mut h = m.hash_mut().unwrap();
         for i in (0..12_000).step_by(7) {
             h.remove(format!("field{i}").as_bytes());
         }
@@ -565,7 +565,7 @@ fn a_migration_keeps_every_form() {
         value: 64,
     };
     with(b"{f}shrunk", Kind::Hash, &mut |m| {
-        let h = m.hash_mut().unwrap();
+        let mut h = m.hash_mut().unwrap();
         for i in 0..200 {
             h.insert(format!("f{i}").as_bytes(), b"v");
         }
@@ -574,25 +574,25 @@ fn a_migration_keeps_every_form() {
         }
     });
     with(b"{f}widehash", Kind::Hash, &mut |m| {
-        let h = m.hash_mut().unwrap();
+        let mut h = m.hash_mut().unwrap();
         for i in (0..300).rev() {
             h.insert_with(format!("f{i}").as_bytes(), b"v", wide_hash);
         }
     });
     with(b"{f}bighash", Kind::Hash, &mut |m| {
-        let h = m.hash_mut().unwrap();
+        let mut h = m.hash_mut().unwrap();
         for (f, v) in big_fields(2000, "x") {
             h.insert(&f, &v);
         }
     });
     with(b"{f}ints", Kind::Set, &mut |m| {
-        let s = m.set_mut().unwrap();
+        let mut s = m.set_mut().unwrap();
         for i in 0..400 {
             s.insert(((i * 7919) % 1000 - 500).to_string().as_bytes());
         }
     });
     with(b"{f}wideset", Kind::Set, &mut |m| {
-        let s = m.set_mut().unwrap();
+        let mut s = m.set_mut().unwrap();
         let limits = SetLimits {
             max_listpack_entries: 1000,
             ..SetLimits::default()
@@ -602,7 +602,7 @@ fn a_migration_keeps_every_form() {
         }
     });
     with(b"{f}smallsettable", Kind::Set, &mut |m| {
-        let s = m.set_mut().unwrap();
+        let mut s = m.set_mut().unwrap();
         for i in 0..2000 {
             s.insert(format!("member{i:0>60}").as_bytes());
         }
@@ -611,7 +611,7 @@ fn a_migration_keeps_every_form() {
         }
     });
     with(b"{f}wide_z", Kind::ZSet, &mut |m| {
-        let z = m.zset_mut().unwrap();
+        let mut z = m.zset_mut().unwrap();
         for i in 0..300 {
             let limits = ZSetLimits {
                 entries: 1000,
@@ -621,7 +621,7 @@ fn a_migration_keeps_every_form() {
         }
     });
     with(b"{f}bigz", Kind::ZSet, &mut |m| {
-        let z = m.zset_mut().unwrap();
+        let mut z = m.zset_mut().unwrap();
         for i in 0..3000 {
             z.insert(format!("member{i:0>60}").as_bytes(), f64::from(i % 100));
         }

@@ -264,3 +264,25 @@ fn the_backlog_is_bounded() {
     let (first, items) = a.take("b", 1).expect("items");
     assert_eq!((first, items[0]), (11, 10), "the oldest were dropped");
 }
+
+#[test]
+fn a_replaced_item_keeps_its_offset_and_its_waiting_write() {
+    let mut a = node("a", Mode::Primary { sync: 1 }, &["a", "b"]);
+    let first = waiting(a.submit("w1", vec![(0, 1)], true));
+    let second = waiting(a.submit("w2", vec![(0, 2)], true));
+    assert_eq!(a.take("b", 10), Some((1, vec![1, 2])));
+    // The peer could not apply item 1: it goes again, replaced, from there.
+    assert_eq!(a.item("b", 1), Some(&1));
+    assert!(a.replace("b", 1, 10));
+    a.rewind("b");
+    assert_eq!(a.take("b", 10), Some((1, vec![10, 2])));
+    assert_eq!(
+        a.acked("b", 2),
+        vec![("w1", Outcome::Done), ("w2", Outcome::Done)]
+    );
+    // Acknowledged items are not replaced, and offsets never queued are not there.
+    assert!(!a.replace("b", 1, 11));
+    assert!(!a.replace("b", 3, 11));
+    assert_eq!(a.item("b", 1), None);
+    assert!(a.cancel(first).is_none() && a.cancel(second).is_none());
+}

@@ -118,9 +118,17 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let from = String::from_utf8_lossy(args.get(2)).into_owned();
             let epoch = u64::try_from(int_arg(args.get(3))?).map_err(|_| Error::from(BAD_SLOT))?;
             let offset = int_arg(args.get(4))?;
-            if let Some(ack) =
-                crate::replicate::apply(ctx.shared, &from, epoch, args.get(5), ctx.now)?
+            let last = u64::try_from(offset).map_err(|_| Error::from(BAD_SLOT))?;
+            let applied =
+                crate::replicate::apply(ctx.shared, &from, epoch, last, args.get(5), ctx.now);
+            if let Err(e) = &applied
+                && e.starts_with("STALE ")
             {
+                // The requests pipelined behind this one follow the item the sender replaces:
+                // they are not run (the sender sends them again after the replacement).
+                ctx.conn.quit = true;
+            }
+            if let Some(ack) = applied? {
                 ctx.conn.hold = Some(ack);
             }
             ctx.out.int(offset);

@@ -142,7 +142,7 @@ pub fn geoadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.int(0);
         return Ok(());
     };
-    let zset = handle.zset_mut().ok_or(Error::from(WRONGTYPE))?;
+    let mut zset = handle.zset_mut().ok_or(Error::from(WRONGTYPE))?;
     let (mut added, mut updated) = (0, 0);
     for (score, member) in points {
         match zset.score(member) {

@@ -7,7 +7,7 @@
 //! small hash answers in Redis's order.
 
 use dcache_protocol::Args;
-use dcache_store::{HashLimits, HashRef, HashValue, Kind, Lookup, Value, glob_match};
+use dcache_store::{HashLimits, HashMut, HashRef, Kind, Lookup, Value, glob_match};
 
 use super::keys::{cursor_arg, scan_options};
 use super::{CmdResult, Ctx, Error, OVERFLOW, WRONGTYPE, int_arg, is, parse_float};
@@ -24,7 +24,7 @@ fn as_hash(value: Value<'_>) -> Result<HashRef<'_>, Error> {
 fn with_hash<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
-    f: impl FnOnce(&mut HashValue, HashLimits) -> Result<R, Error>,
+    f: impl FnOnce(&mut HashMut<'_>, HashLimits) -> Result<R, Error>,
 ) -> Result<R, Error> {
     let limits = ctx.shared.hash_limits();
     let key = ctx.key(key);
@@ -32,8 +32,8 @@ fn with_hash<R>(
     let mut handle = shard
         .modify(&key, ctx.now, Some(Kind::Hash))
         .expect("created when absent");
-    let hash = handle.hash_mut().ok_or(Error::from(WRONGTYPE))?;
-    f(hash, limits)
+    let mut hash = handle.hash_mut().ok_or(Error::from(WRONGTYPE))?;
+    f(&mut hash, limits)
 }
 
 /// Runs `f` on the hash at `key` for reading; `None` when the key is missing.
@@ -120,7 +120,7 @@ pub fn hdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let removed = match shard.modify(&key, ctx.now, None) {
         None => 0,
         Some(mut handle) => {
-            let hash = handle.hash_mut().ok_or(Error::from(WRONGTYPE))?;
+            let mut hash = handle.hash_mut().ok_or(Error::from(WRONGTYPE))?;
             args.iter_from(2).filter(|f| hash.remove(f)).count()
         }
     };

@@ -331,6 +331,7 @@ const PARAMETERS: &[(&str, bool)] = &[
     ("set-max-intset-entries", true),
     ("set-max-listpack-entries", true),
     ("set-max-listpack-value", true),
+    ("replication-deltas", true),
 ];
 
 fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
@@ -341,6 +342,7 @@ fn parameter_value(config: &crate::config::NodeConfig, name: &str) -> String {
         "maxmemory-policy" => config.maxmemory_policy.clone(),
         "requirepass" => config.requirepass.clone(),
         "protected-mode" => config.protected_mode.to_string(),
+        "replication-deltas" => config.replication_deltas.to_string(),
         "tls-port" => config.tls_port.to_string(),
         "tls-cert-file" => config.tls_cert_file.clone(),
         "tls-key-file" => config.tls_key_file.clone(),
@@ -424,6 +426,7 @@ enum Change {
     BusyReplyThreshold(u64),
     ListMaxListpackSize(i64),
     ProtectedMode(crate::config::YesNo),
+    ReplicationDeltas(crate::config::YesNo),
     /// One of the `set-max-*` settings, by name.
     SetLimit(&'static str, usize),
 }
@@ -465,6 +468,7 @@ fn parse_parameter(name: &str, value: &[u8]) -> Result<Change, String> {
         })?),
         "requirepass" => Change::Requirepass(text),
         "protected-mode" => Change::ProtectedMode(text.parse()?),
+        "replication-deltas" => Change::ReplicationDeltas(text.parse()?),
         "proto-max-bulk-len" => {
             Change::ProtoMaxBulkLen(memory_in(&text, Some(&ranges::PROTO_MAX_BULK_LEN))?)
         }
@@ -543,6 +547,10 @@ fn apply(ctx: &Ctx<'_>, change: Change) {
             ctx.shared.update_config(|c| c.proto_max_bulk_len = bytes)
         }
         Change::ProtectedMode(on) => ctx.shared.update_config(|c| c.protected_mode = on),
+        Change::ReplicationDeltas(on) => {
+            ctx.shared.update_config(|c| c.replication_deltas = on);
+            crate::replicate::follow_deltas(ctx.shared);
+        }
         Change::ClientQueryBufferLimit(bytes) => ctx
             .shared
             .update_config(|c| c.client_query_buffer_limit = bytes),

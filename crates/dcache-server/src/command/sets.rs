@@ -64,11 +64,11 @@ pub fn sadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut handle = shard
         .modify(&key, ctx.now, Some(Kind::Set))
         .expect("created when absent");
-    let set = handle.set_mut().ok_or(Error::from(WRONGTYPE))?;
+    let mut set = handle.set_mut().ok_or(Error::from(WRONGTYPE))?;
     let hint = args.len() - 2;
     if set.is_empty() {
         // Just created (an empty set is never kept): the encoding Redis picks for these members.
-        *set = SetValue::for_members(args.get(2), hint, &limits);
+        set.replace(SetValue::for_members(args.get(2), hint, &limits));
     } else {
         set.reserve(hint, &limits);
     }
@@ -88,7 +88,7 @@ pub fn srem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let removed = match shard.modify(&key, ctx.now, None) {
         None => 0,
         Some(mut handle) => {
-            let set = handle.set_mut().ok_or(Error::from(WRONGTYPE))?;
+            let mut set = handle.set_mut().ok_or(Error::from(WRONGTYPE))?;
             args.iter_from(2).filter(|m| set.remove(m)).count()
         }
     };
@@ -161,7 +161,7 @@ pub fn spop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         Some(0) => None,
         _ => handle.set_mut(),
     };
-    let Some(set) = set else {
+    let Some(mut set) = set else {
         drop(handle);
         drop(shard);
         ctx.out.set(0);
@@ -288,9 +288,9 @@ fn smove_locked(
         .shard(dst)
         .modify(dst, now, Some(Kind::Set))
         .expect("created when absent");
-    let set = to.set_mut().expect("checked above");
+    let mut set = to.set_mut().expect("checked above");
     if set.is_empty() {
-        *set = SetValue::for_members(member, 1, limits);
+        set.replace(SetValue::for_members(member, 1, limits));
     }
     set.insert_with(member, limits);
     Ok(true)

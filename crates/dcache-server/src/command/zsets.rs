@@ -17,7 +17,7 @@ pub use range::{
 };
 
 use dcache_protocol::{Args, ReplyWriter};
-use dcache_store::{Kind, Lookup, Value, ZSetLimits, ZSetRef, ZSetValue, glob_match};
+use dcache_store::{Kind, Lookup, Value, ZSetLimits, ZSetMut, ZSetRef, ZSetValue, glob_match};
 
 use super::keys::{cursor_arg, scan_options};
 use super::{CmdResult, Ctx, Error, NOT_FLOAT, SYNTAX, WRONGTYPE, is};
@@ -54,15 +54,15 @@ pub(super) fn read_zset<R>(
 fn write_zset<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
-    f: impl FnOnce(&mut ZSetValue) -> Result<R, Error>,
+    f: impl FnOnce(&mut ZSetMut<'_>) -> Result<R, Error>,
 ) -> Result<Option<R>, Error> {
     let key = ctx.key(key);
     let mut shard = ctx.lock(&key);
     let Some(mut handle) = shard.modify(&key, ctx.now, None) else {
         return Ok(None);
     };
-    let z = handle.zset_mut().ok_or(Error::from(WRONGTYPE))?;
-    f(z).map(Some)
+    let mut z = handle.zset_mut().ok_or(Error::from(WRONGTYPE))?;
+    f(&mut z).map(Some)
 }
 
 /// Parses a score as Redis's `getDoubleFromObject` does: `strtod` over the whole argument, no
@@ -134,7 +134,7 @@ enum Added {
 
 /// Redis's `zsetAdd`: one member under ZADD's options.
 fn add_one(
-    z: &mut ZSetValue,
+    z: &mut ZSetMut<'_>,
     member: &[u8],
     score: f64,
     flags: AddFlags,
@@ -220,13 +220,13 @@ fn add(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
     let create = (!flags.xx).then_some(Kind::ZSet);
     let (mut added, mut updated, mut last) = (0i64, 0i64, None);
     if let Some(mut handle) = shard.modify(&key, ctx.now, create) {
-        let z = handle.zset_mut().ok_or(Error::from(WRONGTYPE))?;
+        let mut z = handle.zset_mut().ok_or(Error::from(WRONGTYPE))?;
         if z.is_empty() {
             // Just created: in the encoding that the whole command's members call for.
-            *z = ZSetValue::for_size(pairs, longest, limits);
+            z.replace(ZSetValue::for_size(pairs, longest, limits));
         }
         for (i, &score) in scores.iter().enumerate() {
-            match add_one(z, args.get(at + 2 * i + 1), score, flags, limits)? {
+            match add_one(&mut z, args.get(at + 2 * i + 1), score, flags, limits)? {
                 Added::New(s) => (added, last) = (added + 1, Some(s)),
                 Added::Updated(s) => (updated, last) = (updated + 1, Some(s)),
                 Added::Same(s) => last = Some(s),
@@ -332,7 +332,7 @@ pub fn zrevrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 type Popped = Vec<(Vec<u8>, f64)>;
 
 /// Takes up to `count` members from one end of a set, in the order they come off.
-fn pop(z: &mut ZSetValue, count: usize, max: bool) -> Popped {
+fn pop(z: &mut ZSetMut<'_>, count: usize, max: bool) -> Popped {
     let take = count.min(z.len());
     let popped: Vec<(Vec<u8>, f64)> = if max {
         z.range_by_rank(z.len() - take, z.len())

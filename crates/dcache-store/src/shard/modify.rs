@@ -2,12 +2,10 @@
 //! version and eviction up to date when it is dropped.
 
 use super::Shard;
+use super::record::{self, HashMut, Recorder, SetMut, ZSetMut};
 use crate::clock::Version;
 use crate::entry::{Aggregate, Entry, EntryRef, Kind, Value};
-use crate::hash::HashValue;
 use crate::list::ListValue;
-use crate::set::SetValue;
-use crate::zset::ZSetValue;
 
 /// A value being changed in place. See [`Shard::modify`].
 ///
@@ -25,6 +23,8 @@ pub struct Modify<'a> {
     tomb: Option<Version>,
     /// An inline aggregate taken out to be changed, until the handle is dropped.
     scratch: Option<Aggregate>,
+    /// What the write touched, for replication (see `record`).
+    rec: Recorder,
 }
 
 impl<'a> Modify<'a> {
@@ -35,6 +35,7 @@ impl<'a> Modify<'a> {
         now: u64,
         tomb: Option<Version>,
     ) -> Self {
+        let rec = Recorder::new(shard.record_deltas);
         Self {
             shard,
             cell,
@@ -43,6 +44,7 @@ impl<'a> Modify<'a> {
             changed: false,
             tomb,
             scratch: None,
+            rec,
         }
     }
 
@@ -65,6 +67,7 @@ impl<'a> Modify<'a> {
     /// Replaces the value with a string.
     pub fn set_str(&mut self, value: &[u8]) {
         self.changed = true;
+        self.rec.whole();
         self.scratch = None;
         if self.shard.aggregates.remove(&self.cell).is_some() {
             // Its entry still says aggregate: rebuild it as a string.
@@ -91,6 +94,7 @@ impl<'a> Modify<'a> {
             return None;
         }
         self.changed = true;
+        self.rec.whole();
         self.shard.entry_at_mut(self.cell).str_value_mut()
     }
 
@@ -113,16 +117,41 @@ impl<'a> Modify<'a> {
         Some(aggregate)
     }
 
+    /// The aggregate of `kind`, as [`Modify::aggregate_mut`] gives it, with the recorder that
+    /// the typed accessors note changes in.
+    fn recorded(&mut self, kind: Kind) -> Option<(&mut Aggregate, &mut Recorder)> {
+        if self.value().kind() != kind {
+            return None;
+        }
+        if self.scratch.is_none()
+            && let Some(body) = self.shard.entry_at(self.cell).inline_body()
+        {
+            self.scratch = Some(crate::inline::to_owned(body));
+        }
+        let version = self.shard.entry_at(self.cell).version;
+        let aggregate = match &mut self.scratch {
+            Some(a) => a,
+            None => self.shard.aggregates.get_mut(&self.cell)?,
+        };
+        self.changed = true;
+        self.rec.begin(version, aggregate);
+        Some((aggregate, &mut self.rec))
+    }
+
     /// The hash, for changing; `None` when the value is not a hash.
-    pub fn hash_mut(&mut self) -> Option<&mut HashValue> {
-        match self.aggregate_mut(Kind::Hash)? {
-            Aggregate::Hash(h) => Some(h),
+    pub fn hash_mut(&mut self) -> Option<HashMut<'_>> {
+        match self.recorded(Kind::Hash)? {
+            (Aggregate::Hash(value), rec) => Some(HashMut { value, rec }),
             _ => None,
         }
     }
 
-    /// The list, for changing; `None` when the value is not a list.
+    /// The list, for changing; `None` when the value is not a list. (A list's write always
+    /// replicates whole.)
     pub fn list_mut(&mut self) -> Option<&mut ListValue> {
+        if self.value().kind() == Kind::List {
+            self.rec.whole();
+        }
         match self.aggregate_mut(Kind::List)? {
             Aggregate::List(l) => Some(l),
             _ => None,
@@ -130,17 +159,17 @@ impl<'a> Modify<'a> {
     }
 
     /// The set, for changing; `None` when the value is not a set.
-    pub fn set_mut(&mut self) -> Option<&mut SetValue> {
-        match self.aggregate_mut(Kind::Set)? {
-            Aggregate::Set(s) => Some(s),
+    pub fn set_mut(&mut self) -> Option<SetMut<'_>> {
+        match self.recorded(Kind::Set)? {
+            (Aggregate::Set(value), rec) => Some(SetMut { value, rec }),
             _ => None,
         }
     }
 
     /// The sorted set, for changing; `None` when the value is not a sorted set.
-    pub fn zset_mut(&mut self) -> Option<&mut ZSetValue> {
-        match self.aggregate_mut(Kind::ZSet)? {
-            Aggregate::ZSet(z) => Some(z),
+    pub fn zset_mut(&mut self) -> Option<ZSetMut<'_>> {
+        match self.recorded(Kind::ZSet)? {
+            (Aggregate::ZSet(value), rec) => Some(ZSetMut { value, rec }),
             _ => None,
         }
     }
@@ -194,6 +223,20 @@ impl Drop for Modify<'_> {
             .used
             .wrapping_add(shard.mem_at(cell))
             .wrapping_sub(self.before);
+        match std::mem::replace(&mut self.rec, Recorder::Off) {
+            Recorder::Off => {}
+            rec => {
+                let entry = shard.entry_ref(cell);
+                let key: Box<[u8]> = entry.entry.key().into();
+                let delta = match rec {
+                    Recorder::Names(names) if !emptied => {
+                        record::build(&key, &names, version, entry.expire_at(), entry.value())
+                    }
+                    _ => None,
+                };
+                shard.outbox.put(delta, &key);
+            }
+        }
         if emptied {
             // The last element removed (HDEL, LPOP, SREM, ZREM): the key is deleted, at the
             // write's version.

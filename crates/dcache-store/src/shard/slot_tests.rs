@@ -104,7 +104,7 @@ fn run(seed: u64, maxmemory: usize, slot_index: bool) -> Store {
                 let mut shard = store.lock(&key);
                 let add = next(2) == 0;
                 if let Some(mut m) = shard.modify(&key, now, add.then_some(Kind::Hash))
-                    && let Some(h) = m.hash_mut()
+                    && let Some(mut h) = m.hash_mut()
                 {
                     if add {
                         h.insert(b"f", b"v");

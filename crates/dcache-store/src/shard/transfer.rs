@@ -4,7 +4,7 @@
 
 use super::Shard;
 use crate::clock::Version;
-use crate::effect::{Change, Effect};
+use crate::effect::{Applied, Change, Delta, Effect, form_code};
 use crate::entry::{Aggregate, Entry, OwnedValue, Value};
 use crate::hash::HashValue;
 use crate::list::ListValue;
@@ -125,6 +125,39 @@ fn chunk(a: Value<'_>, from: usize, budget: usize, scan: usize) -> (OwnedValue, 
             }
             (OwnedValue::ZSet(Box::new(out)), at, end)
         }
+    }
+}
+
+/// Sets a delta's `put` elements in `current` and removes its `removed` ones, in `current`'s
+/// own form with no limit but a compact form's safety cap (as an `Append`'s): the form is the
+/// sender's, which the caller checked is the delta's. A delta of another type does nothing.
+pub(super) fn apply_elements(delta: &Delta, current: &mut Aggregate) {
+    match (&delta.put, current) {
+        (OwnedValue::Hash(put), Aggregate::Hash(h)) => {
+            put.iter().for_each(|(f, v)| {
+                h.insert_in_form(f, v);
+            });
+            delta.removed.iter().for_each(|f| {
+                h.remove(f);
+            });
+        }
+        (OwnedValue::Set(put), Aggregate::Set(s)) => {
+            put.iter().for_each(|m| {
+                s.insert_in_form(&m);
+            });
+            delta.removed.iter().for_each(|m| {
+                s.remove(m);
+            });
+        }
+        (OwnedValue::ZSet(put), Aggregate::ZSet(z)) => {
+            put.iter().for_each(|(m, score)| {
+                z.insert_in_form(m, score);
+            });
+            delta.removed.iter().for_each(|m| {
+                z.remove(m);
+            });
+        }
+        _ => {}
     }
 }
 
@@ -360,15 +393,15 @@ impl Shard {
         }
     }
 
-    /// Applies `change` at `version` to `key`, by version (see [`crate::effect`]). Returns
-    /// whether it changed anything.
+    /// Applies `change` at `version` to `key`, by version (see [`crate::effect`]): whether it
+    /// changed anything, or (a delta only) found the key elsewhere than at its base.
     pub(crate) fn apply(
         &mut self,
         key: &Key<'_>,
         version: Version,
         change: Change,
         now: u64,
-    ) -> bool {
+    ) -> Applied {
         // Later local writes (after a slot moves here, or a promotion) order after this one,
         // whether it applies or not.
         self.clock.observe(version);
@@ -386,10 +419,13 @@ impl Shard {
             Some(cell) => Some(self.entry_at(cell).version),
             None => self.tomb_of(key, now),
         };
-        match change {
+        let changed = match change {
+            Change::Delta(delta) => {
+                return self.apply_delta(key, version, *delta, found, current, now);
+            }
             Change::Delete => {
                 if current >= Some(version) {
-                    return false;
+                    return Applied::Unchanged;
                 }
                 if let Some(cell) = found {
                     self.discard_cell(cell);
@@ -402,7 +438,7 @@ impl Shard {
                 // key's own version replaces it. Any other duplicate does nothing.
                 let restart = matches!(value, OwnedValue::List(_)) && current == Some(version);
                 if current > Some(version) || (current == Some(version) && !restart) {
-                    return false;
+                    return Applied::Unchanged;
                 }
                 if let Some(cell) = found {
                     self.discard_cell(cell);
@@ -413,7 +449,7 @@ impl Shard {
                     // version is known to be gone: with tombstones on, older writes stay out, as
                     // if it had been deleted (so that effects converge in any order).
                     self.record_delete(key, version, now);
-                    return true;
+                    return Applied::Changed;
                 }
                 let touched = (now / 1000) as u32;
                 let cell = match value {
@@ -434,7 +470,7 @@ impl Shard {
             }
             Change::Append(value) => {
                 let Some(cell) = found.filter(|_| current == Some(version)) else {
-                    return false;
+                    return Applied::Unchanged;
                 };
                 let before = self.mem_at(cell);
                 // Only an aggregate's parts travel apart: a string always goes whole (its parts
@@ -479,15 +515,60 @@ impl Shard {
                     _ => false,
                 });
                 let Some(changed) = changed else {
-                    return false;
+                    return Applied::Unchanged;
                 };
                 self.used = self.used + self.mem_at(cell) - before;
                 self.enforce(Some(cell));
                 changed
             }
+        };
+        if changed {
+            Applied::Changed
+        } else {
+            Applied::Unchanged
         }
     }
 
+    /// A [`Change::Delta`]'s arm of [`Shard::apply`]: see [`crate::effect`]. `found` is the
+    /// key's live cell, `current` its version or its tombstone's.
+    fn apply_delta(
+        &mut self,
+        key: &Key<'_>,
+        version: Version,
+        delta: Delta,
+        found: Option<u32>,
+        current: Option<Version>,
+        now: u64,
+    ) -> Applied {
+        if current >= Some(version) {
+            return Applied::Unchanged;
+        }
+        let Some(cell) = found.filter(|_| current == Some(delta.base)) else {
+            return Applied::Stale;
+        };
+        let value = self.entry_ref(cell).value();
+        let at_base = value.kind() == delta.put.as_value().kind()
+            && value.elements() as u64 == delta.base_len
+            && form_code(value) == Some(delta.form);
+        if !at_base {
+            return Applied::Stale;
+        }
+        let before = self.mem_at(cell);
+        self.with_aggregate(cell, |current| apply_elements(&delta, current));
+        self.used = self.used + self.mem_at(cell) - before;
+        self.entry_at_mut(cell).version = version;
+        let expire_at = delta.expire_at.unwrap_or(0);
+        if (expire_at != 0 && expire_at <= now) || self.holds_empty_aggregate(cell) {
+            // Gone, as on the writer (an emptied value is deleted there at the write's version):
+            // a tombstone at the version keeps older effects out.
+            self.discard_cell(cell);
+            self.record_delete(key, version, now);
+            return Applied::Changed;
+        }
+        self.set_expire_cell(cell, expire_at);
+        self.enforce(Some(cell));
+        Applied::Changed
+    }
     /// The key's whole state as an effect: a `Put` of its value, or, when it is absent, a
     /// `Delete` at its tombstone's version, or without one at a new version (so that it
     /// supersedes whatever copy the target holds).

@@ -60,6 +60,9 @@ pub async fn follow(
     };
     let mut migration: Option<tokio::task::JoinHandle<()>> = None;
     let mut previous = cluster.view().topology.clone();
+    // A node that starts with its topology already known (epoch above 0) records deltas from
+    // the start, not from the next change.
+    crate::replicate::follow_deltas(&shared);
     loop {
         let next = Arc::clone(&topology.borrow_and_update());
         if next.epoch != previous.epoch || next.epoch == 0 {

@@ -544,10 +544,13 @@ pub fn item_of(shared: &Shared, key: &[u8], now: u64) -> (u16, Bytes) {
 /// on, off otherwise (so that no write pays for it with nothing to send). Called on every new
 /// topology and on `CONFIG SET replication-deltas`.
 pub fn follow_deltas(shared: &Shared) {
+    // Not under `chain`: a middle link that must replace a stale delta has only its own copy to
+    // send, which may lack the write (evicted there) or carry a version from its own clock, and
+    // the items it applied before the stale one would not be sent on. Whole states there.
     let active = shared
         .cluster
         .as_ref()
-        .is_some_and(|c| c.replication.active());
+        .is_some_and(|c| c.replication.active() && !c.replication.chain.load(Ordering::Relaxed));
     let on = active && shared.config().replication_deltas.0;
     if shared.store.records_deltas() != on {
         shared.store.set_record_deltas(on);
@@ -773,8 +776,16 @@ async fn peer_task(
             // The peer could not apply a delta: the key's whole state goes in its place, and
             // the stream goes again from the last acknowledged item, without a pause.
             Err(Broken::Stale(offset)) => {
-                replace_stale(&shared, &peer, offset);
+                let replaced = replace_stale(&shared, &peer, offset);
                 replication.core.lock().rewind(&peer);
+                // Nothing to put in its place (acknowledged or dropped meanwhile, or not an
+                // effect this node reads): the next try may find it so again, so not at once.
+                if !replaced {
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
             }
             Err(Broken::Other(e)) => {
                 tracing::debug!("replication to {host}:{port}: {e}");
@@ -791,24 +802,27 @@ async fn peer_task(
 /// Puts the whole state of the key of `peer`'s item at `offset` in its place: the item is a
 /// delta the peer answered `STALE` for. This node holds the write (or a newer state of the
 /// key), so the replacement is at least as new as the delta: holding it means holding the
-/// write. Nothing to do when the item left the backlog (acknowledged, or dropped from a full
-/// one).
-fn replace_stale(shared: &Shared, peer: &str, offset: u64) {
+/// write (under `primary` and `quorum`, the only strategies that send deltas, this node ran
+/// it). Nothing to do when the item left the backlog (acknowledged, or dropped from a full
+/// one); returns whether it replaced the item.
+fn replace_stale(shared: &Shared, peer: &str, offset: u64) -> bool {
     let cluster = shared.cluster.as_ref().expect("in a cluster");
     let replication = &cluster.replication;
     let item = replication.core.lock().item(peer, offset).cloned();
     let Some(item) = item else {
-        return;
+        return false;
     };
     let Ok(Some((effect, _))) = dcache_store::Effect::decode(&item) else {
-        return;
+        return false;
     };
     // Read without the core's lock: a write takes the shard's lock, then the core's.
     let now = shared.clock.now_ms();
     let whole = Bytes::from(encoded(&shared.store.effect_of(&effect.key, now)));
-    if replication.core.lock().replace(peer, offset, whole) {
+    let replaced = replication.core.lock().replace(peer, offset, whole);
+    if replaced {
         replication.stale_resends.fetch_add(1, Ordering::Relaxed);
     }
+    replaced
 }
 
 /// Why a connection to a peer ended.

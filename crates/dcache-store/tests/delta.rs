@@ -488,3 +488,38 @@ fn hash_and_set_writes_replicate_as_deltas() {
         assert!(matches!(effect.change, Change::Delta(_)), "{effect:?}");
     }
 }
+
+/// A delta applied to a copy counts as an access for eviction, as a whole copy's replacement
+/// would: a key kept up to date by deltas alone must not look cold and go first.
+#[test]
+fn a_delta_is_an_access_for_eviction() {
+    let store = Store::new(
+        StoreConfig::default()
+            .shards(1)
+            .max_entries(2)
+            .policy("allkeys-lru".parse().unwrap()),
+    );
+    store
+        .restore(put(b"z", 10, zset(members(200)), None), NOW)
+        .unwrap();
+    store
+        .restore(
+            put(b"s", 11, OwnedValue::Str(b"v".as_slice().into()), None),
+            NOW,
+        )
+        .unwrap();
+    let d = delta(b"z", 20, 10, 200, zset([("new".into(), 7.0)]), &[]);
+    assert_eq!(store.restore_checked(d, NOW).unwrap(), Applied::Changed);
+    // A third key: one of the two goes, the one used least recently.
+    store
+        .restore(
+            put(b"t", 30, OwnedValue::Str(b"v".as_slice().into()), None),
+            NOW,
+        )
+        .unwrap();
+    assert!(
+        value_of(&store, b"z").is_some(),
+        "the key the delta reached stays"
+    );
+    assert!(value_of(&store, b"s").is_none(), "the colder key goes");
+}

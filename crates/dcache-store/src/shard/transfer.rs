@@ -566,6 +566,11 @@ impl Shard {
             return Applied::Changed;
         }
         self.set_expire_cell(cell, expire_at);
+        // A write reached the key, as a whole-state copy's replacement would say: without this a
+        // key kept up to date by deltas alone looks cold to the copy's eviction, goes first, and
+        // turns every later delta into a stale one.
+        self.policy.access(cell);
+        self.entry_at_mut(cell).touched = (now / 1000) as u32;
         self.enforce(Some(cell));
         Applied::Changed
     }

@@ -7,8 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::members::replicated;
-use common::{TestNode, error_text, int, node_and_client, query, strings, test_config};
+use common::members::{enabled, replicated};
+use common::{TestNode, error_text, int, node_and_client, query, strings};
 use dcache_cluster::{Change, Settings, Strategy};
 use dcache_server::cluster::LocalControl;
 use redis::aio::MultiplexedConnection;
@@ -196,11 +196,7 @@ async fn cluster(
     Vec<TestNode>,
     redis::cluster_async::ClusterConnection,
 ) {
-    let config = dcache_server::NodeConfig {
-        cluster_enabled: dcache_server::YesNo(true),
-        ..test_config()
-    };
-    let (control, nodes) = replicated(3, settings, config).await;
+    let (control, nodes) = replicated(3, settings, enabled()).await;
     let con = cluster_client(&nodes).await;
     (control, nodes, con)
 }

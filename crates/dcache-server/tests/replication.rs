@@ -7,19 +7,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::members::replicated;
-use common::{TestNode, cmd, error_text, query, test_config};
+use common::members::{enabled, replicated};
+use common::{TestNode, cmd, error_text, query};
 use dcache_cluster::{Change, Settings, Strategy, Topology};
 use dcache_server::NodeConfig;
 use dcache_server::cluster::LocalControl;
 use redis::Value;
-
-fn enabled() -> NodeConfig {
-    NodeConfig {
-        cluster_enabled: dcache_server::YesNo(true),
-        ..test_config()
-    }
-}
 
 fn topology(control: &LocalControl) -> Arc<Topology> {
     Arc::clone(&control.subscribe().borrow())

@@ -29,6 +29,7 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::memory::{MAX_PACKED_LEN, alloc_size};
+use crate::varint;
 
 /// When a hash leaves its compact form: more than `entries` fields, or a field or value longer
 /// than `value` bytes.
@@ -269,7 +270,8 @@ impl HashValue {
                 match p.as_ref().find(field) {
                     Some(at) => {
                         let old = at.end - at.value_len;
-                        if p.buf.len() - old + leb_len(value.len()) + value.len() <= MAX_PACKED_LEN
+                        if p.buf.len() - old + varint::len(value.len()) + value.len()
+                            <= MAX_PACKED_LEN
                         {
                             p.replace(at, value);
                             return false;
@@ -446,35 +448,6 @@ struct Packed {
     len: usize,
 }
 
-/// The bytes of a LEB128 varint for `n`.
-fn leb_len(n: usize) -> usize {
-    ((usize::BITS - n.leading_zeros()) as usize)
-        .div_ceil(7)
-        .max(1)
-}
-
-/// Reads a LEB128 varint forwards from `at`: `(value, where it ends)`.
-fn read_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
-    let (mut n, mut shift) = (0usize, 0);
-    loop {
-        let b = buf[at];
-        at += 1;
-        n |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return (n, at);
-        }
-        shift += 7;
-    }
-}
-
-fn push_leb(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 /// Where one pair lies in the buffer: it starts at `start`, its value's length at `value_len`,
 /// its value's bytes at `value..end`.
 #[derive(Clone, Copy)]
@@ -493,9 +466,9 @@ impl Pair {
 
 /// The pair that starts at `at`: its field and where its parts are.
 fn pair_at(buf: &[u8], at: usize) -> (&[u8], Pair) {
-    let (flen, field) = read_leb(buf, at);
+    let (flen, field) = varint::read(buf, at);
     let value_len = field + flen;
-    let (vlen, value) = read_leb(buf, value_len);
+    let (vlen, value) = varint::read(buf, value_len);
     let pair = Pair {
         start: at,
         value_len,
@@ -544,7 +517,7 @@ impl Packed {
 
     /// Whether a new field of these bytes keeps the buffer within `MAX_PACKED_LEN`.
     fn fits(&self, field: &[u8], value: &[u8]) -> bool {
-        let pair = leb_len(field.len()) + field.len() + leb_len(value.len()) + value.len();
+        let pair = varint::len(field.len()) + field.len() + varint::len(value.len()) + value.len();
         self.buf.len() + pair <= MAX_PACKED_LEN
     }
 
@@ -552,11 +525,12 @@ impl Packed {
     fn push(&mut self, field: &[u8], value: &[u8]) {
         // Grown to fit, as Redis reallocates its listpack: doubling would leave up to half of
         // a small hash's buffer unused, and the buffer is copied into the key's entry anyway.
-        self.buf
-            .reserve_exact(leb_len(field.len()) + field.len() + leb_len(value.len()) + value.len());
-        push_leb(&mut self.buf, field.len());
+        self.buf.reserve_exact(
+            varint::len(field.len()) + field.len() + varint::len(value.len()) + value.len(),
+        );
+        varint::push(&mut self.buf, field.len());
         self.buf.extend_from_slice(field);
-        push_leb(&mut self.buf, value.len());
+        varint::push(&mut self.buf, value.len());
         self.buf.extend_from_slice(value);
         self.len += 1;
     }
@@ -567,8 +541,8 @@ impl Packed {
             self.buf[pair.value..pair.end].copy_from_slice(value);
             return;
         }
-        let mut encoded = Vec::with_capacity(leb_len(value.len()) + value.len());
-        push_leb(&mut encoded, value.len());
+        let mut encoded = Vec::with_capacity(varint::len(value.len()) + value.len());
+        varint::push(&mut encoded, value.len());
         encoded.extend_from_slice(value);
         let old = pair.end - pair.value_len;
         if encoded.len() > old {

@@ -67,16 +67,9 @@ impl Header {
 
 /// Reads a varint at `*at`, moving past it.
 fn read_varint(body: &[u8], at: &mut usize) -> usize {
-    let (mut v, mut shift) = (0usize, 0);
-    loop {
-        let b = body[*at];
-        *at += 1;
-        v |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
+    let (v, end) = crate::varint::read(body, *at);
+    *at = end;
+    v
 }
 
 /// The inline body of `value` as its header and packed bytes; `None` when the value lives in

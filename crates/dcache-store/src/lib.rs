@@ -55,6 +55,7 @@ mod slot_index;
 mod store;
 mod thin;
 mod transfer;
+mod varint;
 mod zset;
 
 pub use clock::{Hlc, Version};

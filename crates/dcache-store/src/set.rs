@@ -25,6 +25,7 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::memory::{MAX_PACKED_LEN, alloc_size};
+use crate::varint;
 
 /// Bytes that a member costs beyond its allocation: hashbrown's bucket (a boxed slice) and its
 /// control byte at 7/8 load.
@@ -317,33 +318,6 @@ struct Packed {
     len: usize,
 }
 
-fn read_varint(bytes: &[u8], mut at: usize) -> (usize, usize) {
-    let mut value = 0usize;
-    let mut shift = 0;
-    loop {
-        let b = bytes[at];
-        at += 1;
-        value |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return (value, at);
-        }
-        shift += 7;
-    }
-}
-
-/// The bytes of the varint that says a member's length.
-fn header_len(len: usize) -> usize {
-    (usize::BITS - len.leading_zeros()).div_ceil(7).max(1) as usize
-}
-
-fn push_varint(out: &mut Vec<u8>, mut value: usize) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 /// Iterates a packed form: (start of the entry, member).
 struct PackedIter<'a> {
     bytes: &'a [u8],
@@ -359,7 +333,7 @@ impl<'a> Iterator for PackedIter<'a> {
             return None;
         }
         let start = self.at;
-        let (len, body) = read_varint(self.bytes, start);
+        let (len, body) = varint::read(self.bytes, start);
         self.at = body + len;
         self.left -= 1;
         Some((start, &self.bytes[body..body + len]))
@@ -411,14 +385,14 @@ impl Packed {
 
     /// Whether `member` keeps the buffer within `MAX_PACKED_LEN`.
     fn fits(&self, member: &[u8]) -> bool {
-        self.bytes.len() + header_len(member.len()) + member.len() <= MAX_PACKED_LEN
+        self.bytes.len() + varint::len(member.len()) + member.len() <= MAX_PACKED_LEN
     }
 
     fn push(&mut self, member: &[u8]) {
         // Grown to fit (see the sorted set's packed form).
         self.bytes
-            .reserve_exact(header_len(member.len()) + member.len());
-        push_varint(&mut self.bytes, member.len());
+            .reserve_exact(varint::len(member.len()) + member.len());
+        varint::push(&mut self.bytes, member.len());
         self.bytes.extend_from_slice(member);
         self.len += 1;
     }
@@ -426,7 +400,7 @@ impl Packed {
     fn remove(&mut self, member: &[u8]) -> bool {
         match self.find(member) {
             Some(at) => {
-                let (len, body) = read_varint(&self.bytes, at);
+                let (len, body) = varint::read(&self.bytes, at);
                 self.bytes.drain(at..body + len);
                 self.len -= 1;
                 true

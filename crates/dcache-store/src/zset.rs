@@ -32,6 +32,7 @@
 //! stores 0, as Redis's two encodings do.
 
 use crate::memory::{MAX_PACKED_LEN, alloc_size};
+use crate::varint;
 use std::cmp::Ordering;
 #[cfg(test)]
 use tree::NODE_OVERHEAD;
@@ -482,35 +483,6 @@ const SMALL_MAX: u8 = 7;
 /// is written as a float instead: the same eight bytes, and one code fewer to read.
 const FLOAT: u8 = 15;
 
-/// The bytes of a LEB128 varint for `n`.
-fn leb_len(n: usize) -> usize {
-    ((usize::BITS - n.leading_zeros()) as usize)
-        .div_ceil(7)
-        .max(1)
-}
-
-/// Reads a LEB128 varint forwards from `at`: `(value, where it ends)`.
-fn read_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
-    let (mut n, mut shift) = (0usize, 0);
-    loop {
-        let b = buf[at];
-        at += 1;
-        n |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return (n, at);
-        }
-        shift += 7;
-    }
-}
-
-fn push_leb(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 /// A score as the compact form stores it: `(code, payload)`, the payload in its first
 /// [`score_len`] bytes. An integer (that reads back as the same bits) takes its value as the
 /// code when it is 0 to 7, else its zigzag bytes; anything else takes eight.
@@ -564,7 +536,7 @@ fn read_score(buf: &[u8], code: u8, at: usize) -> (f64, usize) {
 /// What the entry of a member of `len` bytes with `score` takes.
 fn packed_len(len: usize, score: f64) -> usize {
     let long = if len >= usize::from(LONG) {
-        leb_len(len)
+        varint::len(len)
     } else {
         0
     };
@@ -577,7 +549,7 @@ fn packed_len(len: usize, score: f64) -> usize {
 fn head(buf: &[u8], at: usize) -> (usize, usize, u8) {
     let head = buf[at];
     let (len, start) = match head >> 4 {
-        LONG => read_leb(buf, at + 1),
+        LONG => varint::read(buf, at + 1),
         len => (usize::from(len), at + 1),
     };
     (start, start + len, head & 0x0f)
@@ -651,7 +623,7 @@ impl Packed {
             entry.push((member.len() as u8) << 4 | code);
         } else {
             entry.push(LONG << 4 | code);
-            push_leb(&mut entry, member.len());
+            varint::push(&mut entry, member.len());
         }
         entry.extend_from_slice(member);
         entry.extend_from_slice(&payload[..score_len(code)]);

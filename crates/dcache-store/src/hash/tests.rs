@@ -81,7 +81,9 @@ fn check(h: &HashValue, model: &Model) {
             model
                 .pairs
                 .iter()
-                .map(|(f, v)| leb_len(f.len()) + f.len() + leb_len(v.len()) + v.len())
+                .map(|(f, v)| {
+                    crate::varint::len(f.len()) + f.len() + crate::varint::len(v.len()) + v.len()
+                })
                 .sum(),
         )
     } else {

@@ -12,11 +12,6 @@ pub(super) struct Packed {
     len: usize,
 }
 
-fn leb_len(n: usize) -> usize {
-    let bits = usize::BITS - n.leading_zeros();
-    (bits as usize).div_ceil(7).max(1)
-}
-
 fn write_leb(out: &mut [u8], mut n: usize) {
     for byte in out.iter_mut() {
         *byte = (n & 0x7f) as u8;
@@ -57,12 +52,12 @@ fn read_leb_back(bytes: &[u8], end: usize) -> (usize, usize) {
 
 /// Bytes one element takes.
 fn entry_size(len: usize) -> usize {
-    2 * leb_len(len) + len
+    2 * crate::varint::len(len) + len
 }
 
 /// Writes `element`'s entry into `out`, which is [`entry_size`] bytes long.
 fn encode_into(out: &mut [u8], element: &[u8]) {
-    let l = leb_len(element.len());
+    let l = crate::varint::len(element.len());
     write_leb(&mut out[..l], element.len());
     out[l..l + element.len()].copy_from_slice(element);
     let (head, tail) = out.split_at_mut(l + element.len());
